@@ -1,0 +1,1 @@
+"""The fleet: cluster registry, credentials, connections, live caches and the simulator."""

@@ -1,0 +1,1 @@
+"""ApplicationSet parsing and generator expansion. Pure: no network, no store, no threads."""
