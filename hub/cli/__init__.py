@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 # name -> "module:attribute"; each module owns one noun.
 SUBCOMMANDS: dict[str, str] = {
     "sim": "hub.cli.sim:sim",
+    "init": "hub.cli.home:init",
+    "key": "hub.cli.home:key",
+    "cluster": "hub.cli.cluster:cluster",
 }
 
 USER_ERRORS = (HubError, ClusterError, GeneratorError)

@@ -1,0 +1,346 @@
+"""``hub cluster ...``: register, list, label, check, remove, import and export clusters."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from clusters.argo import load_cluster_secrets, to_new_cluster, to_secret_manifest
+from clusters.kubeconfig import default_kubeconfig_path, read_context
+from clusters.registry import (
+    DEFAULT_CHECK_TIMEOUT,
+    ClusterRecord,
+    NewCluster,
+    Registry,
+    parse_assignment,
+    parse_label_changes,
+    validate_name,
+)
+from hub.cli import HubContext
+from hub.home import open_registry
+
+TABLE_WIDTH = 80
+OUTPUT = click.Choice(["table", "json", "yaml"])
+
+
+@contextmanager
+def _registry(obj: HubContext) -> Iterator[Registry]:
+    registry = open_registry(obj.home)
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+def _dump(data: Any, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), nl=False)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "~"
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> str:
+    """Columns separated by two spaces; the widest columns shrink until a line fits."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    gap = 2 * (len(headers) - 1)
+    while sum(widths) + gap > width:
+        widest = max(range(len(widths)), key=lambda i: widths[i])
+        if widths[widest] <= max(len(headers[widest]), 4):
+            break
+        widths[widest] -= 1
+    lines = []
+    for row in [list(headers), *[list(r) for r in rows]]:
+        cells = [_clip(cell, widths[i]).ljust(widths[i]) for i, cell in enumerate(row)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _check_cell(record: ClusterRecord) -> str:
+    if record.last_check is None:
+        return "-"
+    return "ok" if record.last_check.ok else "failed"
+
+
+def _labels_cell(record: ClusterRecord) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(record.labels.items())) or "-"
+
+
+def _list_table(records: Sequence[ClusterRecord]) -> str:
+    rows = [
+        [r.name, r.server, r.server_version or "-", _check_cell(r), _labels_cell(r)]
+        for r in records
+    ]
+    return render_table(["NAME", "SERVER", "VERSION", "CHECK", "LABELS"], rows, TABLE_WIDTH)
+
+
+def _get_table(record: ClusterRecord) -> str:
+    check = record.last_check
+    pairs = [
+        ("Name", record.name),
+        ("Server", record.server),
+        ("Server version", record.server_version or "-"),
+        ("Credential", record.credential_kind),
+        ("Project", record.project or "-"),
+        ("Namespaces", ",".join(record.namespaces) or "- (all)"),
+        ("Labels", _labels_cell(record)),
+        (
+            "Annotations",
+            ",".join(f"{k}={v}" for k, v in sorted(record.annotations.items())) or "-",
+        ),
+        (
+            "Last check",
+            "-"
+            if check is None
+            else f"{'ok' if check.ok else 'FAILED'} at "
+            f"{check.time.isoformat().replace('+00:00', 'Z')}: {check.message}",
+        ),
+    ]
+    return "\n".join(_clip(f"{k + ':':<16}{v}", TABLE_WIDTH) for k, v in pairs)
+
+
+@click.group("cluster")
+def cluster() -> None:
+    """Register the clusters the hub manages, with encrypted credentials."""
+
+
+@cluster.command("add")
+@click.argument("name")
+@click.option(
+    "--kubeconfig",
+    "kubeconfig",
+    type=click.Path(dir_okay=True, path_type=Path),
+    help="Kubeconfig to read (default: $KUBECONFIG, else ~/.kube/config).",
+)
+@click.option("--context", help="Context to read (default: the current context).")
+@click.option("--label", "labels", multiple=True, metavar="K=V", help="Cluster label; repeatable.")
+@click.option("--annotation", "annotations", multiple=True, metavar="K=V", help="Repeatable.")
+@click.option("--namespace", "namespaces", multiple=True, metavar="NS", help="Limit to namespaces.")
+@click.option(
+    "--cluster-resources", is_flag=True, help="With --namespace: manage cluster-scoped kinds too."
+)
+@click.option("--project", help="Argo CD project the cluster belongs to.")
+@click.option("--skip-check", is_flag=True, help="Register without contacting the cluster.")
+@click.option("--upsert", is_flag=True, help="Replace a cluster of the same name.")
+@click.option(
+    "--timeout", type=float, default=DEFAULT_CHECK_TIMEOUT, show_default=True, help="Seconds."
+)
+@click.pass_obj
+def add(
+    obj: HubContext,
+    name: str,
+    kubeconfig: Path | None,
+    context: str | None,
+    labels: tuple[str, ...],
+    annotations: tuple[str, ...],
+    namespaces: tuple[str, ...],
+    cluster_resources: bool,
+    project: str | None,
+    skip_check: bool,
+    upsert: bool,
+    timeout: float,
+) -> None:
+    """Register cluster NAME from a kubeconfig context.
+
+    Unless --skip-check, the hub first reads /version with the credential and
+    refuses an unreachable or unauthorised cluster. The credential is stored
+    encrypted; name, server, labels and version in clear.
+    """
+    validate_name(name)
+    label_map = dict(parse_assignment(text) for text in labels)
+    annotation_map = dict(parse_assignment(text, "annotation") for text in annotations)
+    for ns in namespaces:
+        validate_name(ns, "namespace")
+    ctx = read_context(kubeconfig or default_kubeconfig_path(), context)
+    new = NewCluster(
+        name=name,
+        server=ctx.server,
+        tls=ctx.tls,
+        credential=ctx.credential,
+        labels=label_map,
+        annotations=annotation_map,
+        namespaces=namespaces,
+        cluster_resources=cluster_resources,
+        project=project,
+    )
+    with _registry(obj) as registry:
+        existed = upsert and registry.find(name) is not None
+        record = registry.add(new, upsert=upsert, check=not skip_check, timeout=timeout)
+    version = f" ({record.server_version})" if record.server_version else ""
+    verb = "updated" if existed else "registered"
+    suffix = " without a connectivity check" if skip_check else ""
+    click.echo(f"cluster {record.name} {verb}: {record.server}{version}{suffix}")
+
+
+@cluster.command("list")
+@click.option("-o", "--output", "fmt", type=OUTPUT, default="table", show_default=True)
+@click.pass_obj
+def list_(obj: HubContext, fmt: str) -> None:
+    """List registered clusters: name, server, version, last check, labels."""
+    with _registry(obj) as registry:
+        records = registry.list()
+    if fmt == "table":
+        if records:
+            click.echo(_list_table(records))
+        else:
+            click.echo("no clusters registered (add one with `hub cluster add`)")
+    else:
+        _dump([r.as_dict() for r in records], fmt)
+
+
+@cluster.command("get")
+@click.argument("name")
+@click.option("-o", "--output", "fmt", type=OUTPUT, default="table", show_default=True)
+@click.pass_obj
+def get(obj: HubContext, name: str, fmt: str) -> None:
+    """Show one cluster (never its credential)."""
+    with _registry(obj) as registry:
+        record = registry.get(name)
+    if fmt == "table":
+        click.echo(_get_table(record))
+    else:
+        _dump(record.as_dict(), fmt)
+
+
+@cluster.command("label")
+@click.argument("name")
+@click.argument("changes", nargs=-1, required=True, metavar="K=V|K-...")
+@click.pass_obj
+def label(obj: HubContext, name: str, changes: tuple[str, ...]) -> None:
+    """Set (K=V, overwriting) or remove (K-) labels of cluster NAME."""
+    sets, removes = parse_label_changes(changes)
+    with _registry(obj) as registry:
+        record = registry.set_labels(name, sets, removes)
+    click.echo(f"cluster {name} labels: {_labels_cell(record)}")
+
+
+@cluster.command("check")
+@click.argument("names", nargs=-1)
+@click.option(
+    "--timeout", type=float, default=DEFAULT_CHECK_TIMEOUT, show_default=True, help="Seconds."
+)
+@click.option("-o", "--output", "fmt", type=OUTPUT, default="table", show_default=True)
+@click.pass_obj
+def check(obj: HubContext, names: tuple[str, ...], timeout: float, fmt: str) -> None:
+    """Re-test connectivity of NAMES (default: every cluster) and store the results.
+
+    Exits 1 when any cluster fails its check.
+    """
+    with _registry(obj) as registry:
+        results = registry.check(list(names) or None, timeout=timeout)
+    if fmt == "table":
+        if not results:
+            click.echo("no clusters registered")
+        rows = [[r.name, "ok" if r.ok else "FAILED", r.message] for r in results]
+        if rows:
+            click.echo(render_table(["NAME", "RESULT", "MESSAGE"], rows, TABLE_WIDTH))
+    else:
+        _dump(
+            [
+                {
+                    "name": r.name,
+                    "ok": r.ok,
+                    "message": r.message,
+                    "serverVersion": r.server_version,
+                }
+                for r in results
+            ],
+            fmt,
+        )
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        click.echo(
+            f"error: {len(failed)} cluster(s) failed the check: {', '.join(failed)}", err=True
+        )
+        raise click.exceptions.Exit(1)
+
+
+def remove_cluster(registry: Registry, name: str, *, yes: bool) -> ClusterRecord | None:
+    """Confirm (unless ``yes``) and remove; None when the user declined.
+
+    Kept apart from the command so that ``rm --cascade`` can run its own steps first.
+    """
+    record = registry.get(name)
+    if not yes and not click.confirm(
+        f"Remove cluster {record.name} ({record.server}) and its stored credential?",
+        default=False,
+        err=True,
+    ):
+        return None
+    return registry.remove(name)
+
+
+@cluster.command("rm")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def rm(obj: HubContext, name: str, yes: bool) -> None:
+    """Unregister cluster NAME and delete its stored credential."""
+    with _registry(obj) as registry:
+        removed = remove_cluster(registry, name, yes=yes)
+    if removed is None:
+        click.echo("aborted; nothing removed", err=True)
+        raise click.exceptions.Exit(1)
+    click.echo(f"cluster {name} removed")
+
+
+@cluster.command("import")
+@click.option(
+    "-f",
+    "--filename",
+    "filename",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="YAML file of Argo CD cluster Secrets (several documents allowed).",
+)
+@click.option("--skip-check", is_flag=True, help="Register without contacting the clusters.")
+@click.option("--upsert", is_flag=True, help="Replace clusters of the same names.")
+@click.option(
+    "--timeout", type=float, default=DEFAULT_CHECK_TIMEOUT, show_default=True, help="Seconds."
+)
+@click.pass_obj
+def import_(
+    obj: HubContext, filename: Path, skip_check: bool, upsert: bool, timeout: float
+) -> None:
+    """Register the clusters of Argo CD declarative cluster Secrets, all or none."""
+    secrets = load_cluster_secrets(filename)
+    if not secrets:
+        click.echo(f"{filename}: no cluster Secrets found; nothing imported")
+        return
+    new = [to_new_cluster(s, str(filename)) for s in secrets]
+    with _registry(obj) as registry:
+        records = registry.add_many(new, upsert=upsert, check=not skip_check, timeout=timeout)
+    for record in records:
+        click.echo(f"cluster {record.name} imported: {record.server}")
+
+
+@cluster.command("export")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--show-secrets", is_flag=True, help="Include the credentials (in clear!).")
+@click.option("--namespace", default="argocd", show_default=True, help="Namespace of the Secrets.")
+@click.pass_obj
+def export(obj: HubContext, names: tuple[str, ...], show_secrets: bool, namespace: str) -> None:
+    """Write Argo CD cluster Secrets for NAMES to stdout.
+
+    Without --show-secrets the config holds only the TLS trust settings.
+    """
+    with _registry(obj) as registry:
+        manifests = []
+        for name in names:
+            record = registry.get(name)
+            creds = registry.credentials(name) if show_secrets else None
+            manifests.append(
+                to_secret_manifest(record, registry.tls_settings(name), creds, namespace=namespace)
+            )
+    click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
+    if not show_secrets:
+        click.echo("# credentials omitted; pass --show-secrets to include them", err=True)

@@ -1,0 +1,50 @@
+"""``hub init`` and ``hub key rotate``: the state home and its master key."""
+
+from __future__ import annotations
+
+import click
+
+from hub.cli import HubContext
+from hub.home import ENV_MASTER_KEY, ENV_NEW_MASTER_KEY, init_home, rotate_master_key
+
+
+@click.command("init")
+@click.pass_obj
+def init(obj: HubContext) -> None:
+    """Create the state home: the state database and a new random master key.
+
+    The key goes to HOME/master.key (mode 0600) unless HUB_MASTER_KEY is set, in
+    which case that key is used and no key file is written. On an existing home
+    nothing is changed.
+    """
+    result = init_home(obj.home)
+    if not result.created:
+        click.echo(f"hub home {result.home} is already initialised; nothing changed")
+        return
+    click.echo(f"initialised hub home {result.home} (master key: {result.key_source})")
+
+
+@click.group("key")
+def key() -> None:
+    """Manage the master key that wraps every stored credential."""
+
+
+@key.command("rotate")
+@click.pass_obj
+def rotate(obj: HubContext) -> None:
+    """Re-wrap every stored credential with a new master key, in one transaction.
+
+    With a key file, a new key replaces HOME/master.key; the old key is kept as
+    master.key.old only until the rotation has succeeded. If a rotation was
+    interrupted, running this again finishes it.
+
+    With HUB_MASTER_KEY set, the new key must be given in HUB_NEW_MASTER_KEY;
+    afterwards, replace HUB_MASTER_KEY with it wherever it is stored.
+    """
+    result = rotate_master_key(obj.home)
+    click.echo(
+        f"rotated the master key: {result.rewrapped} credential(s) re-wrapped, "
+        f"new key id {result.new_key_id} ({result.source})"
+    )
+    if result.source == ENV_NEW_MASTER_KEY:
+        click.echo(f"now set {ENV_MASTER_KEY} to the value of {ENV_NEW_MASTER_KEY}")

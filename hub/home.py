@@ -1,0 +1,282 @@
+"""The state home (``$HUB_HOME``, default ``~/.hub``): database, master key, wiring.
+
+Layout::
+
+    HOME/hub.db            the state database (hub.store), WAL mode
+    HOME/master.key        the master key, base64, mode 0600 (absent when the key
+                           comes from HUB_MASTER_KEY)
+    HOME/master.key.new    only during `hub key rotate`: the next key
+    HOME/master.key.old    only during `hub key rotate`: the previous key (backup)
+
+Key rotation with a key file runs in steps, and each crash point leaves every
+record readable with a key that is still on disk:
+
+1. write the new key to ``master.key.new`` (fsync'd);
+2. one database transaction re-wraps every data key with the new key and names
+   it the current master key;
+3. rename ``master.key`` to ``master.key.old``;
+4. rename ``master.key.new`` to ``master.key``;
+5. delete ``master.key.old``.
+
+Keys are looked up by key id, and every key file present is loaded, so between
+any two steps both keys are at hand. Running ``hub key rotate`` again finishes
+an interrupted rotation (with the same new key when step 1 had completed).
+
+With ``HUB_MASTER_KEY`` the hub cannot store a new key where the old one came
+from, so rotation takes the new key from ``HUB_NEW_MASTER_KEY`` and never
+touches key files; the operator then replaces ``HUB_MASTER_KEY`` with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from clusters.crypto import Keyring, MasterKey
+from clusters.errors import ClusterError
+from clusters.registry import Registry
+from hub.errors import HubError, HubUsageError
+from hub.logs import redact
+from hub.store import DB_FILENAME, Store
+
+log = logging.getLogger(__name__)
+
+KEY_FILENAME = "master.key"
+NEW_KEY_FILENAME = "master.key.new"
+OLD_KEY_FILENAME = "master.key.old"
+ENV_MASTER_KEY = "HUB_MASTER_KEY"
+ENV_NEW_MASTER_KEY = "HUB_NEW_MASTER_KEY"
+
+
+def db_path(home: Path) -> Path:
+    return home / DB_FILENAME
+
+
+def key_path(home: Path) -> Path:
+    return home / KEY_FILENAME
+
+
+# ---------------------------------------------------------------- key files
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_key_file(path: Path, key: MasterKey) -> None:
+    """Create ``path`` (it must not exist) with mode 0600 and the key, durably."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask may only narrow it, but be explicit
+        os.write(fd, (key.to_base64() + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(path.parent)
+
+
+def read_key_file(path: Path) -> MasterKey:
+    """Load a key file, refusing one that others could read or write."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise HubError(f"master key file {path} does not exist") from None
+    except PermissionError:
+        raise HubError(f"master key file {path} is not readable by this user") from None
+    except OSError as exc:
+        raise HubError(f"master key file {path}: cannot open: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise HubError(
+                f"master key file {path} has permissions {mode:04o}, wider than 0600; "
+                f"refusing to use it: run `chmod 600 {path}` if nobody else has read it, "
+                "else rotate the key"
+            )
+        if info.st_uid != os.getuid():
+            raise HubError(f"master key file {path} is not owned by this user; refusing to use it")
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise HubError(f"master key file {path}: not a base64 master key") from None
+    try:
+        key = MasterKey.from_base64(text, str(path))
+    except ClusterError as exc:
+        raise HubError(str(exc)) from None
+    redact(text.strip())
+    return key
+
+
+def _env_key(env: Mapping[str, str], name: str) -> MasterKey | None:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return None
+    redact(value.strip())
+    try:
+        return MasterKey.from_base64(value, name)
+    except ClusterError as exc:
+        raise HubError(str(exc)) from None
+
+
+def load_keyring(home: Path, env: Mapping[str, str] | None = None) -> Keyring:
+    """The master key(s) of ``home``: ``HUB_MASTER_KEY`` if set, else the key file(s)."""
+    env = os.environ if env is None else env
+    from_env = _env_key(env, ENV_MASTER_KEY)
+    if from_env is not None:
+        return Keyring(primary=from_env)
+    current, new, old = key_path(home), home / NEW_KEY_FILENAME, home / OLD_KEY_FILENAME
+    keys: list[MasterKey] = []
+    for path in (current, new, old):
+        if path.exists() or path.is_symlink():
+            keys.append(read_key_file(path))
+    if not keys:
+        raise HubError(
+            f"no master key: {ENV_MASTER_KEY} is not set and {current} does not exist; "
+            f"run `hub init` or set {ENV_MASTER_KEY}"
+        )
+    if new.exists() or old.exists():
+        log.warning(
+            "an interrupted key rotation left files in %s; run `hub key rotate` to finish it",
+            home,
+        )
+    # master.key is primary when present; after step 3 of a rotation only .new/.old exist.
+    return Keyring(primary=keys[0], others=tuple(keys[1:]))
+
+
+# ---------------------------------------------------------------- init and wiring
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitResult:
+    home: Path
+    created: bool
+    key_source: str  # "file PATH" or "HUB_MASTER_KEY"
+
+
+def init_home(home: Path, env: Mapping[str, str] | None = None) -> InitResult:
+    """Create the state home, its database and (unless HUB_MASTER_KEY is set) a key file.
+
+    On an existing home this changes nothing: never a second key.
+    """
+    env = os.environ if env is None else env
+    database = db_path(home)
+    if database.exists():
+        source = ENV_MASTER_KEY if env.get(ENV_MASTER_KEY) else f"file {key_path(home)}"
+        return InitResult(home=home, created=False, key_source=source)
+    if home.exists() and not home.is_dir():
+        raise HubUsageError(f"hub home {home} exists and is not a directory")
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = _env_key(env, ENV_MASTER_KEY)
+    if key is not None:
+        source = ENV_MASTER_KEY
+    elif key_path(home).exists():
+        key = read_key_file(key_path(home))  # a half-done earlier init: keep its key
+        source = f"file {key_path(home)}"
+    else:
+        key = MasterKey.generate(str(key_path(home)))
+        write_key_file(key_path(home), key)
+        source = f"file {key_path(home)}"
+    with Store.open(database, create=True) as store:
+        store.set_meta("master_key_id", key.key_id)
+    log.info("initialised hub home %s (master key id %s)", home, key.key_id)
+    return InitResult(home=home, created=True, key_source=source)
+
+
+def open_store(home: Path) -> Store:
+    """The state database of an initialised home (migrated to the current schema)."""
+    return Store.open(db_path(home))
+
+
+def open_registry(home: Path) -> Registry:
+    """The cluster registry of ``home``, wired to its store and master key.
+
+    The key is loaded on first use only, so listing clusters needs no key.
+    """
+    store = open_store(home)
+    return Registry(store, lambda: load_keyring(home))
+
+
+# ---------------------------------------------------------------- rotation
+
+
+@dataclass(frozen=True, kw_only=True)
+class RotationResult:
+    old_key_ids: tuple[str, ...]
+    new_key_id: str
+    rewrapped: int
+    source: str
+
+
+def rotate_master_key(home: Path, env: Mapping[str, str] | None = None) -> RotationResult:
+    """Re-wrap every stored data key with a new master key (see the module docstring)."""
+    env = os.environ if env is None else env
+    if _env_key(env, ENV_MASTER_KEY) is not None:
+        return _rotate_env(home, env)
+    return _rotate_files(home)
+
+
+def _rotate_env(home: Path, env: Mapping[str, str]) -> RotationResult:
+    old = _env_key(env, ENV_MASTER_KEY)
+    new = _env_key(env, ENV_NEW_MASTER_KEY)
+    assert old is not None
+    if new is None:
+        raise HubUsageError(
+            f"{ENV_MASTER_KEY} is set, so the hub cannot store a new key where the old one "
+            f"came from: put a new key (e.g. `head -c 32 /dev/urandom | base64`) in "
+            f"{ENV_NEW_MASTER_KEY}, run `hub key rotate` again, then replace {ENV_MASTER_KEY} "
+            "with it"
+        )
+    if new.key_id == old.key_id:
+        raise HubUsageError(f"{ENV_NEW_MASTER_KEY} is the same key as {ENV_MASTER_KEY}")
+    registry = Registry(open_store(home), lambda: Keyring(primary=old, others=(new,)))
+    count = _rewrap(registry, new)
+    return RotationResult(
+        old_key_ids=(old.key_id,), new_key_id=new.key_id, rewrapped=count, source=ENV_NEW_MASTER_KEY
+    )
+
+
+def _rewrap(registry: Registry, target: MasterKey) -> int:
+    return registry.rewrap_all(registry.keyring, target)
+
+
+def _rotate_files(home: Path) -> RotationResult:
+    current, new_path, old_path = key_path(home), home / NEW_KEY_FILENAME, home / OLD_KEY_FILENAME
+    store = open_store(home)
+    try:
+        # Step 1 (or resume with the key an interrupted rotation already wrote).
+        if new_path.exists():
+            target = read_key_file(new_path)
+        else:
+            target = MasterKey.generate(str(new_path))
+            write_key_file(new_path, target)
+        keyring = load_keyring(home, env={})
+        registry = Registry(store, lambda: keyring)
+        old_ids = tuple(sorted(keyring.key_ids - {target.key_id}))
+        # Step 2: one transaction.
+        count = _rewrap(registry, target)
+        # Steps 3 to 5: swap the files; every record is under `target` now.
+        if current.exists() and read_key_file(current).key_id != target.key_id:
+            os.replace(current, old_path)
+        os.replace(new_path, current)
+        _fsync_dir(home)
+        if old_path.exists():
+            old_path.unlink()
+            _fsync_dir(home)
+    finally:
+        store.close()
+    log.info("rotated the master key to key id %s (%d records re-wrapped)", target.key_id, count)
+    return RotationResult(
+        old_key_ids=old_ids, new_key_id=target.key_id, rewrapped=count, source=f"file {current}"
+    )

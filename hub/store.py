@@ -1,0 +1,341 @@
+"""The hub's state store: one SQLite database in the state home.
+
+Every part of the hub reaches the database through ``Store``. It opens
+connections through one factory (WAL journal, busy timeout, foreign keys),
+runs the schema migrations in order inside ``BEGIN IMMEDIATE`` so two processes
+opening a fresh database cannot both migrate it, and offers short write
+transactions that serialise writers across processes.
+
+Adding a migration is one function: write ``_mNNNN_what(db)`` and append it to
+``MIGRATIONS``; its position is its version. Keep each migration's SQL as it was
+shipped; never edit a released one.
+
+The rest of the hub depends on the small protocols its packages define (for
+clusters: ``clusters.registry.ClusterStorage``), not on SQLite, so a server
+database could back a later implementation of the same methods.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, cast
+
+from clusters.crypto import Envelope
+from clusters.kubeconfig import CredentialKind, TLSSettings
+from clusters.registry import ClusterRecord, LastCheck, StoredCluster
+from hub.errors import HubError
+
+DB_FILENAME = "hub.db"
+BUSY_TIMEOUT_MS = 30_000
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _m0001_clusters(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE clusters (
+            name              TEXT PRIMARY KEY,
+            server            TEXT NOT NULL,
+            labels            TEXT NOT NULL DEFAULT '{}',  -- JSON object
+            annotations       TEXT NOT NULL DEFAULT '{}',  -- JSON object
+            namespaces        TEXT NOT NULL DEFAULT '[]',  -- JSON array
+            cluster_resources INTEGER NOT NULL DEFAULT 0,
+            project           TEXT,
+            server_version    TEXT,
+            check_time        TEXT,
+            check_ok          INTEGER,
+            check_message     TEXT,
+            tls_ca_data       BLOB,
+            tls_insecure      INTEGER NOT NULL DEFAULT 0,
+            tls_server_name   TEXT,
+            credential_kind   TEXT NOT NULL,
+            credential_rev    TEXT NOT NULL,
+            -- the sealed credential (clusters.crypto envelope); key_id names the master key
+            key_id            TEXT NOT NULL,
+            wrapped_key       BLOB NOT NULL,
+            nonce             BLOB NOT NULL,
+            ciphertext        BLOB NOT NULL
+        ) STRICT
+        """
+    )
+    db.execute("CREATE INDEX clusters_key_id ON clusters (key_id)")
+    # Small named values of the whole hub, e.g. the id of the current master key.
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_m0001_clusters,)
+"""Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
+
+
+# ---------------------------------------------------------------- connections
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """The one connection factory: WAL, busy timeout, foreign keys, explicit transactions."""
+    db = sqlite3.connect(
+        path,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+        check_same_thread=False,  # one connection per thread, see Store._conn
+    )
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        db.close()
+        raise HubError(f"state database {path}: cannot switch to WAL mode (got {mode})")
+    db.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode
+    db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    row = db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if row is None:
+        return 0
+    version = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+    return int(version or 0)
+
+
+def migrate(db: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Apply pending migrations in one immediate transaction; returns the new version."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        current = schema_version(db)
+        if current > len(migrations):
+            raise HubError(
+                f"state database schema version {current} is newer than this hub "
+                f"understands ({len(migrations)}); upgrade gitops-hub"
+            )
+        for version, step in enumerate(migrations[current:], start=current + 1):
+            step(db)
+            db.execute(
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, step.__name__.lstrip("_"), datetime.now().astimezone().isoformat()),
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return len(migrations)
+
+
+# ---------------------------------------------------------------- the store
+
+
+class Store:
+    """The state database. Implements ``clusters.registry.ClusterStorage``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = False) -> Store:
+        """Open (and migrate) the database at ``path``; ``create`` allows a new file."""
+        if not create and not path.exists():
+            raise HubError(
+                f"no state database at {path}: run `hub init` (or point --home/HUB_HOME "
+                "at an initialised home)"
+            )
+        store = cls(path)
+        try:
+            migrate(store._conn())
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise HubError(f"state database {path}: {exc}") from None
+        return store
+
+    def _conn(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = connect(self.path)
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for db in conns:
+            db.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        return schema_version(self._conn())
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: ``BEGIN IMMEDIATE`` takes the write lock up front, so
+        concurrent writers wait (busy timeout) instead of failing on upgrade."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def get_meta(self, key: str) -> str | None:
+        return _get_meta(self._conn(), key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.write() as db:
+            _set_meta(db, key, value)
+
+    # -- ClusterStorage
+
+    _RECORD_COLUMNS = (
+        "name, server, labels, annotations, namespaces, cluster_resources, project, "
+        "server_version, check_time, check_ok, check_message, credential_kind, credential_rev"
+    )
+    _ALL_COLUMNS = (
+        _RECORD_COLUMNS + ", tls_ca_data, tls_insecure, tls_server_name, "
+        "key_id, wrapped_key, nonce, ciphertext"
+    )
+
+    def list_records(self) -> list[ClusterRecord]:
+        rows = (
+            self._conn()
+            .execute(f"SELECT {self._RECORD_COLUMNS} FROM clusters ORDER BY name")
+            .fetchall()
+        )
+        return [_record(row) for row in rows]
+
+    def get_record(self, name: str) -> ClusterRecord | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {self._RECORD_COLUMNS} FROM clusters WHERE name = ?", (name,))
+            .fetchone()
+        )
+        return None if row is None else _record(row)
+
+    def get_cluster(self, name: str) -> StoredCluster | None:
+        return _ClusterTxn(self._conn()).get_cluster(name)
+
+    @contextmanager
+    def cluster_transaction(self) -> Iterator[_ClusterTxn]:
+        with self.write() as db:
+            yield _ClusterTxn(db)
+
+
+class _ClusterTxn:
+    """``clusters.registry.ClusterTransaction`` over an open SQLite transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def get_cluster(self, name: str) -> StoredCluster | None:
+        row = self._db.execute(
+            f"SELECT {Store._ALL_COLUMNS} FROM clusters WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else _stored(row)
+
+    def list_clusters(self) -> list[StoredCluster]:
+        rows = self._db.execute(f"SELECT {Store._ALL_COLUMNS} FROM clusters ORDER BY name")
+        return [_stored(row) for row in rows.fetchall()]
+
+    def put_cluster(self, cluster: StoredCluster) -> None:
+        r, tls, env = cluster.record, cluster.tls, cluster.envelope
+        check = r.last_check
+        self._db.execute(
+            f"INSERT OR REPLACE INTO clusters ({Store._ALL_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                r.name,
+                r.server,
+                json.dumps(dict(r.labels), sort_keys=True),
+                json.dumps(dict(r.annotations), sort_keys=True),
+                json.dumps(list(r.namespaces)),
+                int(r.cluster_resources),
+                r.project,
+                r.server_version,
+                None if check is None else check.time.isoformat(),
+                None if check is None else int(check.ok),
+                None if check is None else check.message,
+                r.credential_kind,
+                r.credential_rev,
+                tls.ca_data,
+                int(tls.insecure),
+                tls.server_name,
+                env.key_id,
+                env.wrapped_key,
+                env.nonce,
+                env.ciphertext,
+            ),
+        )
+
+    def delete_cluster(self, name: str) -> bool:
+        return self._db.execute("DELETE FROM clusters WHERE name = ?", (name,)).rowcount > 0
+
+    def get_master_key_id(self) -> str | None:
+        return _get_meta(self._db, "master_key_id")
+
+    def set_master_key_id(self, key_id: str) -> None:
+        _set_meta(self._db, "master_key_id", key_id)
+
+
+def _get_meta(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _record(row: tuple[Any, ...]) -> ClusterRecord:
+    (name, server, labels, annotations, namespaces, cres, project, version) = row[:8]
+    check_time, check_ok, check_message, kind, rev = row[8:13]
+    return ClusterRecord(
+        name=name,
+        server=server,
+        labels=json.loads(labels),
+        annotations=json.loads(annotations),
+        namespaces=tuple(json.loads(namespaces)),
+        cluster_resources=bool(cres),
+        project=project,
+        server_version=version,
+        last_check=None
+        if check_time is None
+        else LastCheck(
+            time=datetime.fromisoformat(check_time), ok=bool(check_ok), message=check_message
+        ),
+        credential_kind=cast(CredentialKind, kind),
+        credential_rev=rev,
+    )
+
+
+def _stored(row: tuple[Any, ...]) -> StoredCluster:
+    ca, insecure, server_name, key_id, wrapped, nonce, ciphertext = row[13:20]
+    return StoredCluster(
+        record=_record(row[:13]),
+        tls=TLSSettings(ca_data=ca, insecure=bool(insecure), server_name=server_name),
+        envelope=Envelope(key_id=key_id, wrapped_key=wrapped, nonce=nonce, ciphertext=ciphertext),
+    )
