@@ -3,3 +3,8 @@
 Many clusters share one HTTPS port under ``/clusters/NAME``. The hub, the official
 ``kubernetes`` client and ``kubectl`` reach them exactly as they reach real clusters.
 """
+
+from clusters.sim.server import SimServer
+from clusters.sim.store import ApiError
+
+__all__ = ["ApiError", "SimServer"]

@@ -1,0 +1,180 @@
+"""Shared fixtures: clusters to test against, and a kubectl helper.
+
+- ``kube`` (session): a ``KubeEnv`` — the kubeconfig, its context names and the
+  ``SimServer`` behind it. With ``HUB_E2E_KUBECONFIG=FILE`` set, the real cluster(s) of that
+  kubeconfig (contexts from ``HUB_E2E_CONTEXTS=a,b``, else its current context) and
+  ``sim`` is None; otherwise one session-wide ``hub sim`` with three clusters.
+- ``sim``: the session ``SimServer``; skips the test (with the reason) on a real cluster.
+  ``@pytest.mark.sim_only("reason")`` does the same for a whole test or module.
+- ``sim_factory``: start a private ``SimServer(**options)`` for this test only (faults,
+  persistence, watch history); stopped when the test ends.
+- ``namespace``: a fresh namespace on the first context, deleted after the test.
+- ``kubectl(*args, context=None, input=None, timeout=60)``: run the real kubectl against
+  ``kube``'s kubeconfig (first context unless told) and return the CompletedProcess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from clusters.sim import SimServer
+
+E2E_KUBECONFIG = "HUB_E2E_KUBECONFIG"
+E2E_CONTEXTS = "HUB_E2E_CONTEXTS"
+REAL_CLUSTER_SKIP = "needs the simulator (fault injection or simulated controllers); HUB_E2E_KUBECONFIG points at a real cluster"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KubeEnv:
+    """Where the end-to-end tests' clusters are."""
+
+    kubeconfig: Path
+    contexts: list[str]
+    sim: SimServer | None
+
+    @property
+    def context(self) -> str:
+        """The first context: the one shared tests use."""
+        return self.contexts[0]
+
+    def api_client(self, context: str | None = None) -> Any:
+        """An official ``kubernetes`` ApiClient for a context (the first by default)."""
+        from kubernetes import config
+
+        return config.new_client_from_config(
+            config_file=str(self.kubeconfig), context=context or self.context
+        )
+
+
+def _real_env() -> KubeEnv | None:
+    path = os.environ.get(E2E_KUBECONFIG)
+    if not path:
+        return None
+    kubeconfig = Path(path).expanduser()
+    if not kubeconfig.is_file():
+        raise pytest.UsageError(f"{E2E_KUBECONFIG}={path}: no such file")
+    contexts = [c for c in os.environ.get(E2E_CONTEXTS, "").split(",") if c.strip()]
+    if not contexts:
+        current = (yaml.safe_load(kubeconfig.read_text()) or {}).get("current-context")
+        if not current:
+            raise pytest.UsageError(f"{path} has no current-context; set {E2E_CONTEXTS}=a,b")
+        contexts = [current]
+    return KubeEnv(kubeconfig=kubeconfig, contexts=[c.strip() for c in contexts], sim=None)
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[KubeEnv]:
+    real = _real_env()
+    if real is not None:
+        yield real
+        return
+    with SimServer(clusters=3) as sim:
+        yield KubeEnv(kubeconfig=sim.kubeconfig_path, contexts=sim.cluster_names, sim=sim)
+
+
+@pytest.fixture
+def sim(kube: KubeEnv) -> SimServer:
+    if kube.sim is None:
+        pytest.skip(REAL_CLUSTER_SKIP)
+    return kube.sim
+
+
+@pytest.fixture(autouse=True)
+def _sim_only_marker(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("sim_only")
+    if marker is not None and os.environ.get(E2E_KUBECONFIG):
+        reason = marker.args[0] if marker.args else "needs the simulator"
+        pytest.skip(f"{reason} (HUB_E2E_KUBECONFIG points at a real cluster)")
+
+
+@pytest.fixture
+def sim_factory(tmp_path: Path) -> Iterator[Callable[..., SimServer]]:
+    if os.environ.get(E2E_KUBECONFIG):
+        pytest.skip(REAL_CLUSTER_SKIP)
+    started: list[SimServer] = []
+
+    def start(**options: Any) -> SimServer:
+        options.setdefault("kubeconfig_path", tmp_path / f"sim-{len(started)}.kubeconfig")
+        server = SimServer(**options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+def unique_name(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def namespace(kube: KubeEnv) -> Iterator[str]:
+    from kubernetes import client
+
+    name = unique_name("hub-test")
+    api = client.CoreV1Api(kube.api_client())
+    api.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"hub-test": "true"}))
+    )
+    try:
+        yield name
+    finally:
+        try:
+            api.delete_namespace(name)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+        finally:
+            api.api_client.close()
+
+
+def run_kubectl(
+    kubeconfig: Path,
+    *args: str,
+    context: str | None = None,
+    input: str | None = None,
+    timeout: float = 60,
+    cache_dir: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    cmd = ["kubectl", "--kubeconfig", str(kubeconfig)]
+    if context:
+        cmd += ["--context", context]
+    if cache_dir is not None:
+        cmd += ["--cache-dir", str(cache_dir)]
+    return subprocess.run(
+        [*cmd, *args], input=input, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture(scope="session")
+def _kubectl_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kubectl-cache")
+
+
+@pytest.fixture
+def kubectl(kube: KubeEnv, _kubectl_cache: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``kubectl("get", "ns", context=None, input=None, timeout=60)`` against ``kube``."""
+
+    def run(
+        *args: str, context: str | None = None, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return run_kubectl(
+            kube.kubeconfig,
+            *args,
+            context=context or kube.context,
+            input=input,
+            timeout=timeout,
+            cache_dir=_kubectl_cache,
+        )
+
+    return run
