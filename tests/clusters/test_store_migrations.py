@@ -1,0 +1,117 @@
+"""The state store: WAL mode, busy timeout, migrations in order, one schema_version table."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from hub import store
+from hub.errors import HubError
+from hub.store import MIGRATIONS, Store, connect, migrate, schema_version
+
+
+def test_a_new_store_is_migrated_to_the_latest_version_in_wal_mode(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "hub.db", create=True) as s:
+        assert s.schema_version == len(MIGRATIONS)
+        db = connect(s.path)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA busy_timeout").fetchone()[0] == store.BUSY_TIMEOUT_MS
+        rows = db.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall()
+        db.close()
+    assert rows == [(i + 1, m.__name__.lstrip("_")) for i, m in enumerate(MIGRATIONS)]
+
+
+def test_opening_a_missing_database_without_create_says_to_run_init(tmp_path: Path) -> None:
+    with pytest.raises(HubError, match="run `hub init`"):
+        Store.open(tmp_path / "hub.db")
+    assert not (tmp_path / "hub.db").exists()
+
+
+def test_migration_names_carry_their_version_number() -> None:
+    for version, step in enumerate(MIGRATIONS, start=1):
+        assert step.__name__.startswith(f"_m{version:04d}_")
+
+
+def test_migrations_run_in_order_once_and_later_ones_apply_on_reopen(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def m1(db: sqlite3.Connection) -> None:
+        calls.append("m1")
+        db.execute("CREATE TABLE a (x INTEGER)")
+
+    def m2(db: sqlite3.Connection) -> None:
+        calls.append("m2")
+        db.execute("ALTER TABLE a ADD COLUMN y TEXT")
+
+    db = connect(tmp_path / "t.db")
+    assert migrate(db, (m1,)) == 1
+    assert migrate(db, (m1,)) == 1
+    assert migrate(db, (m1, m2)) == 2
+    assert calls == ["m1", "m2"]
+    assert schema_version(db) == 2
+    db.execute("INSERT INTO a (x, y) VALUES (1, 'z')")
+    db.close()
+
+
+def test_a_failing_migration_leaves_the_schema_untouched(tmp_path: Path) -> None:
+    def good(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE a (x INTEGER)")
+
+    def bad(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE b (x INTEGER)")
+        raise RuntimeError("boom")
+
+    db = connect(tmp_path / "t.db")
+    with pytest.raises(RuntimeError):
+        migrate(db, (good, bad))
+    assert schema_version(db) == 0
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "a" not in tables and "b" not in tables
+    db.close()
+
+
+def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    def m1(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE a (x INTEGER)")
+
+    def m2(db: sqlite3.Connection) -> None:
+        db.execute("CREATE TABLE b (x INTEGER)")
+
+    db = connect(tmp_path / "t.db")
+    migrate(db, (m1, m2))
+    with pytest.raises(HubError, match="newer than this hub understands"):
+        migrate(db, (m1,))
+    db.close()
+
+
+def test_concurrent_openers_of_a_fresh_database_migrate_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "hub.db"
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            Store.open(path, create=True).close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    db = connect(path)
+    assert db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
+    db.close()
+
+
+def test_a_write_transaction_rolls_back_on_error(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "hub.db", create=True) as s:
+        s.set_meta("k", "v1")
+        with pytest.raises(RuntimeError), s.write() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('k', 'v2')")
+            raise RuntimeError("abort")
+        assert s.get_meta("k") == "v1"
