@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 # name -> "module:attribute"; each module owns one noun.
 SUBCOMMANDS: dict[str, str] = {
+    "appset": "hub.cli.appset:appset",
     "sim": "hub.cli.sim:sim",
     "init": "hub.cli.home:init",
     "key": "hub.cli.home:key",

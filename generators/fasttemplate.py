@@ -1,0 +1,88 @@
+"""fasttemplate ``{{ key }}`` substitution, exactly as Argo CD's default template mode does it.
+
+- A tag is the text between ``{{`` and the next ``}}``; surrounding spaces are trimmed
+  and the result is looked up as a whole flat key (``path.basename``, ``values.x``).
+- A key that is missing, empty, or not a string is written back verbatim, spacing
+  included (``{{ nope }}`` stays ``{{ nope }}``). There are no functions and no
+  recursion into substituted text.
+- Argo CD only runs fasttemplate on strings matching ``.*{{.*}}.*`` (``.`` does not cross
+  a newline); other strings are returned as they are, even with a lone ``{{``. A
+  string that does match but has a ``{{`` without a closing ``}}`` is an error.
+
+Templates are compiled once and cached, so rendering thousands of Applications costs a
+dict lookup per tag.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from generators.errors import GeneratorError
+
+_IS_TEMPLATED = re.compile(r"\{\{[^\n]*\}\}")
+
+
+class FastTemplateError(GeneratorError):
+    """A string has an opening ``{{`` without a matching ``}}``."""
+
+
+class FastTemplate:
+    """A parsed template: literal texts interleaved with tags."""
+
+    __slots__ = ("_tags", "_texts", "is_static", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        texts: list[str] = []
+        tags: list[tuple[str, str]] = []
+        self.is_static = _IS_TEMPLATED.search(source) is None
+        if not self.is_static:
+            rest = source
+            while True:
+                start = rest.find("{{")
+                if start < 0:
+                    texts.append(rest)
+                    break
+                texts.append(rest[:start])
+                rest = rest[start + 2 :]
+                end = rest.find("}}")
+                if end < 0:
+                    raise FastTemplateError(
+                        f"cannot find end tag '}}}}' in template {source!r} starting from {rest!r}"
+                    )
+                raw = rest[:end]
+                tags.append((raw, raw.strip()))
+                rest = rest[end + 2 :]
+        self._texts = tuple(texts)
+        self._tags = tuple(tags)
+
+    def render(self, params: Mapping[str, Any]) -> str:
+        if self.is_static:
+            return self.source
+        texts = self._texts
+        parts = [texts[0]]
+        for i, (raw, key) in enumerate(self._tags):
+            value = params.get(key) if key else None
+            parts.append(value if isinstance(value, str) else "{{" + raw + "}}")
+            parts.append(texts[i + 1])
+        return "".join(parts)
+
+    def keys(self) -> tuple[str, ...]:
+        """The trimmed tag names, in order (for error messages and tooling)."""
+        return tuple(key for _, key in self._tags)
+
+
+@lru_cache(maxsize=4096)
+def compile_fast(source: str) -> FastTemplate:
+    """A cached ``FastTemplate`` for ``source``."""
+    return FastTemplate(source)
+
+
+def render_fast(source: str, params: Mapping[str, Any]) -> str:
+    """Render one string in fasttemplate mode."""
+    if "{{" not in source:
+        return source
+    return compile_fast(source).render(params)
