@@ -1,0 +1,302 @@
+"""The controller runtime of one simulated cluster: a deduplicating work queue fed by the
+cluster's change events and by timers, drained by one worker.
+
+Cheap when idle by construction: two tasks per cluster (the event pump and the worker),
+both parked on an await; no polling. Timers exist only while something is pending (a pod
+waiting to become Ready, a Job's deadline, a CronJob's next run) and live in one heap.
+Reconcilers are level-based: each reads the current objects, acts, and returns how long
+until it wants another look (or None), so a lost event or a restart costs nothing but a
+resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from clusters.sim.controllers._util import controller_ref, fake_ip, status_of
+from clusters.sim.interface import Obj, ObjectAPI, ObjectEvent
+
+log = logging.getLogger("clusters.sim.controllers")
+
+# (kind, namespace, name); namespace "" for cluster-scoped objects and fan-out keys.
+Key = tuple[str, str, str]
+Handler = Callable[["Runtime", str, str], Awaitable[float | None]]
+
+# Fan-out keys: one event names a set of objects to look at again.
+SERVICES_IN = "ServicesIn"
+HPAS_IN = "HPAsIn"
+ALL_DAEMONSETS = "AllDaemonSets"
+PERSISTENT_VOLUME = "PersistentVolume"
+
+# Kinds whose objects are reconciled on start (state may come from --state-dir).
+RESYNC: tuple[tuple[str, str], ...] = (
+    ("v1", "Pod"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "Service"),
+    ("apps/v1", "ReplicaSet"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+)
+
+_OWNER_KINDS = {"ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Deployment", "CronJob"}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Node:
+    name: str
+    ip: str
+
+
+def error_reason(exc: BaseException) -> str | None:
+    """The Kubernetes Status reason an ObjectAPI error carries (Conflict, NotFound, ...)."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason:
+        return reason
+    code = getattr(exc, "code", None)
+    if not isinstance(code, int):
+        code = getattr(exc, "status", None)
+    if code == 409:
+        return "Conflict"
+    if code == 404:
+        return "NotFound"
+    return None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Races with other writers: re-read and try again soon."""
+    return error_reason(exc) in {"Conflict", "AlreadyExists", "NotFound"}
+
+
+def keys_for(event: ObjectEvent) -> list[Key]:
+    """Which reconcilers an object change concerns."""
+    obj = event.object
+    kind = obj.get("kind", "")
+    md = obj.get("metadata") or {}
+    ns = md.get("namespace") or ""
+    name = md.get("name") or ""
+    keys: list[Key] = []
+    owner = controller_ref(obj)
+    if owner is not None and owner.get("kind") in _OWNER_KINDS:
+        keys.append((str(owner["kind"]), ns, str(owner.get("name", ""))))
+    if kind == "Pod":
+        keys += [("Pod", ns, name), (SERVICES_IN, ns, "")]
+    elif kind in ("ReplicaSet", "Deployment", "StatefulSet"):
+        keys += [(kind, ns, name), (HPAS_IN, ns, "")]
+    elif kind in (
+        "DaemonSet",
+        "Job",
+        "CronJob",
+        "Service",
+        "Ingress",
+        "HorizontalPodAutoscaler",
+        "PersistentVolumeClaim",
+    ):
+        keys.append((kind, ns, name))
+        if kind == "PersistentVolumeClaim" and event.type == "DELETED":
+            volume = (obj.get("spec") or {}).get("volumeName")
+            if volume:
+                keys.append((PERSISTENT_VOLUME, "", str(volume)))
+    elif kind == "Node":
+        keys.append((ALL_DAEMONSETS, "", ""))
+    return keys
+
+
+class Runtime:
+    """Queue, timers and small shared caches of one cluster's controllers."""
+
+    def __init__(self, api: ObjectAPI, *, ready_delay: float, handlers: Mapping[str, Handler]):
+        self.api = api
+        self.ready_delay = max(ready_delay, 0.0)
+        self._handlers = handlers
+        self._queue: dict[Key, None] = {}
+        self._wake = asyncio.Event()
+        self._timers: dict[Key, float] = {}
+        self._heap: list[tuple[float, Key]] = []
+        self._failures: dict[Key, int] = {}
+        self._nodes: list[Node] | None = None
+        self._served: dict[tuple[str, str], bool] = {}
+        # "Kind/ns/name" -> (uid, monotonic time first seen waiting): pods, claims, load
+        # balancers. Keyed by path so a deleted object's entry can be dropped by name.
+        self.born: dict[str, tuple[str, float]] = {}
+        # Crash-looping pods' next container restart ("Pod/ns/name" -> monotonic time).
+        self.restart_at: dict[str, float] = {}
+
+    # -- clock and queue --------------------------------------------------------------
+
+    @staticmethod
+    def clock() -> float:
+        return asyncio.get_running_loop().time()
+
+    def enqueue(self, key: Key) -> None:
+        if key not in self._queue:
+            self._queue[key] = None
+            self._wake.set()
+
+    def enqueue_after(self, key: Key, delay: float) -> None:
+        due = self.clock() + max(delay, 0.0)
+        current = self._timers.get(key)
+        # An earlier look is always safe (reconcilers are level-based); keep the earliest.
+        if current is not None and current <= due:
+            return
+        self._timers[key] = due
+        heapq.heappush(self._heap, (due, key))
+        self._wake.set()
+
+    def waited(self, path: str, uid: str) -> float:
+        """Seconds since this object (by path, and this incarnation by uid) was first seen."""
+        now = self.clock()
+        seen = self.born.get(path)
+        if seen is None or seen[0] != uid:
+            seen = (uid, now)
+            self.born[path] = seen
+        return now - seen[1]
+
+    def forget(self, path: str) -> None:
+        """Drop the timing memory of an object that is settled or gone."""
+        self.born.pop(path, None)
+        self.restart_at.pop(path, None)
+
+    # -- shared look-ups --------------------------------------------------------------
+
+    async def nodes(self) -> list[Node]:
+        """The cluster's Nodes (cached until a Node changes), or one made-up node."""
+        if self._nodes is None:
+            found: list[Node] = []
+            try:
+                for node in await self.api.list("v1", "Node"):
+                    name = node.get("metadata", {}).get("name")
+                    if not name:
+                        continue
+                    ip = next(
+                        (
+                            a.get("address")
+                            for a in status_of(node).get("addresses") or []
+                            if a.get("type") == "InternalIP" and a.get("address")
+                        ),
+                        None,
+                    )
+                    found.append(
+                        Node(name=name, ip=ip or fake_ip("172.18", self.api.cluster, name))
+                    )
+            except Exception as exc:  # Nodes not served: a single made-up node will do
+                log.debug("%s: cannot list nodes: %s", self.api.cluster, exc)
+            if not found:
+                name = f"{self.api.cluster}-node-1"
+                found = [Node(name=name, ip=fake_ip("172.18", self.api.cluster, name))]
+            self._nodes = sorted(found, key=lambda n: n.name)
+        return self._nodes
+
+    async def served(self, api_version: str, kind: str) -> bool:
+        """Whether the server stores this kind at all (EndpointSlice, PersistentVolume)."""
+        key = (api_version, kind)
+        if key not in self._served:
+            try:
+                await self.api.list(api_version, kind)
+                self._served[key] = True
+            except Exception:
+                self._served[key] = False
+        return self._served[key]
+
+    async def write_status(self, obj: Obj, status: dict[str, Any]) -> Obj:
+        """update_status only when something changed, so our own events settle."""
+        if obj.get("status") == status:
+            return obj
+        return await self.api.update_status({**obj, "status": status})
+
+    # -- running ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._pump(), name=f"sim-events-{self.api.cluster}")
+            # let the pump subscribe before listing, so no change falls in between
+            await asyncio.sleep(0)
+            await self._resync()
+            group.create_task(self._work(), name=f"sim-controllers-{self.api.cluster}")
+
+    async def _resync(self) -> None:
+        for api_version, kind in RESYNC:
+            try:
+                objects = await self.api.list(api_version, kind)
+            except Exception as exc:
+                log.debug("%s: cannot list %s: %s", self.api.cluster, kind, exc)
+                continue
+            for obj in objects:
+                md = obj.get("metadata") or {}
+                self.enqueue((kind, md.get("namespace") or "", md.get("name") or ""))
+
+    async def _pump(self) -> None:
+        events = self.api.events()
+        try:
+            async for event in events:
+                kind = event.object.get("kind")
+                if kind == "Node":
+                    self._nodes = None
+                for key in keys_for(event):
+                    self.enqueue(key)
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def _work(self) -> None:
+        while True:
+            now = self.clock()
+            while self._heap and self._heap[0][0] <= now:
+                due, key = heapq.heappop(self._heap)
+                if self._timers.get(key) == due:
+                    del self._timers[key]
+                    self.enqueue(key)
+            if not self._queue:
+                self._wake.clear()
+                timeout = self._heap[0][0] - now if self._heap else None
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                continue
+            key = next(iter(self._queue))
+            del self._queue[key]
+            await self._reconcile(key)
+            # Yield between keys so one busy cluster does not starve the server's loop.
+            await asyncio.sleep(0)
+
+    async def _reconcile(self, key: Key) -> None:
+        handler = self._handlers.get(key[0])
+        if handler is None:
+            return
+        try:
+            again = await handler(self, key[1], key[2])
+        except Exception as exc:
+            failures = self._failures.get(key, 0) + 1
+            self._failures[key] = failures
+            if is_retryable(exc):
+                delay = min(0.02 * 2**failures, 2.0)
+                log.debug("%s: %s: %s; retrying", self.api.cluster, key, exc)
+            else:
+                delay = min(0.5 * 2**failures, 30.0)
+                log.warning(
+                    "%s: reconciling %s %s/%s failed (retry in %.1fs): %s",
+                    self.api.cluster,
+                    key[0],
+                    key[1],
+                    key[2],
+                    delay,
+                    exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
+            self.enqueue_after(key, delay)
+            return
+        self._failures.pop(key, None)
+        if again is not None:
+            self.enqueue_after(key, again)
