@@ -1,0 +1,330 @@
+"""Render an Application source directory into manifests (the only I/O of the pure core).
+
+Two source types, chosen like Argo CD's repo-server does:
+
+- **Kustomize** when the path holds ``kustomization.yaml``, ``kustomization.yml`` or
+  ``Kustomization``: ``kustomize build PATH`` if ``kustomize`` is on PATH, else
+  ``kubectl kustomize PATH``; a clear error when neither exists; killed after a timeout.
+- **Directory** otherwise: every ``*.yaml``, ``*.yml`` and ``*.json`` file, multi-document,
+  ``*List`` kinds flattened, sub-directories only with ``directory.recurse``. ``include`` and
+  ``exclude`` are globs in the syntax Argo CD uses (gobwas/glob without separators, so ``*``
+  also matches ``/``), matched against the path relative to the source path; exclude wins.
+
+Files are read in the order Go's ``filepath.Walk`` visits them, so output is deterministic.
+Every manifest remembers its file (``apps/web.yaml#2``) for error messages. Reading Git at a
+commit is another module's job: this one works on a directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hub.sync.model import ApplicationSource, DirectorySource, RenderError
+from hub.sync.validate import SourcedManifest
+
+KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+DEFAULT_KUSTOMIZE_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenderResult:
+    manifests: tuple[SourcedManifest, ...]
+    tool: str  # "directory" or "kustomize"
+
+
+# --------------------------------------------------------------------------- YAML loading
+
+
+class _KubeLoader(yaml.SafeLoader):
+    """YAML as Kubernetes reads it: timestamps stay strings (``date: 2024-01-01`` is text)."""
+
+
+_KubeLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _flatten(doc: Any, origin: str, out: list[SourcedManifest]) -> None:
+    if isinstance(doc, dict) and str(doc.get("kind") or "").endswith("List"):
+        items = doc.get("items")
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                if not isinstance(item, dict):
+                    raise RenderError(f"{origin}: items[{i}] is not a Kubernetes object")
+                out.append(SourcedManifest(obj=item, origin=f"{origin} items[{i}]"))
+            return
+        if items is None and "spec" not in doc and "status" not in doc:
+            return  # an empty List, as Argo's isNullList skips
+    if not isinstance(doc, dict):
+        kind = "a list" if isinstance(doc, list) else type(doc).__name__
+        raise RenderError(f"{origin}: expected a Kubernetes object, got {kind}")
+    out.append(SourcedManifest(obj=doc, origin=origin))
+
+
+def parse_manifests(text: str, *, origin: str, is_json: bool = False) -> list[SourcedManifest]:
+    """Objects from one file's text: YAML multi-document (empty documents skipped) or JSON."""
+    out: list[SourcedManifest] = []
+    if is_json:
+        try:
+            doc = json.loads(text) if text.strip() else None
+        except json.JSONDecodeError as exc:
+            raise RenderError(f"{origin}: invalid JSON: {exc}") from exc
+        if doc is not None:
+            _flatten(doc, origin, out)
+        return out
+    try:
+        docs = list(yaml.load_all(text, Loader=_KubeLoader))
+    except yaml.YAMLError as exc:
+        raise RenderError(f"{origin}: invalid YAML: {_one_line(str(exc))}") from exc
+    for i, doc in enumerate(docs):
+        if doc is None:
+            continue
+        _flatten(doc, f"{origin}#{i + 1}" if len(docs) > 1 else origin, out)
+    return out
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------- globs
+
+
+@lru_cache(maxsize=256)
+def _compile_glob(pattern: str) -> re.Pattern[str]:
+    """gobwas/glob without separators: ``*``/``**`` any run, ``?`` one char, ``[a-z]``,
+    ``[!a-z]``, ``{a,b}`` alternatives (nestable), ``\\`` escapes."""
+
+    def parse(pos: int, in_braces: bool) -> tuple[str, int]:
+        out: list[str] = []
+        alternatives: list[str] = []
+        while pos < len(pattern):
+            c = pattern[pos]
+            if c == "\\":
+                if pos + 1 >= len(pattern):
+                    raise ValueError("pattern ends with an escape")
+                out.append(re.escape(pattern[pos + 1]))
+                pos += 2
+            elif c == "*":
+                while pos < len(pattern) and pattern[pos] == "*":
+                    pos += 1
+                out.append(".*")
+            elif c == "?":
+                out.append(".")
+                pos += 1
+            elif c == "[":
+                end = pattern.find("]", pos + 2)
+                if end < 0:
+                    raise ValueError("unterminated [")
+                body = pattern[pos + 1 : end]
+                negate = body.startswith("!")
+                if negate:
+                    body = body[1:]
+                if not body:
+                    raise ValueError("empty []")
+                chars = "".join(
+                    "-" if ch == "-" and 0 < i < len(body) - 1 else re.escape(ch)
+                    for i, ch in enumerate(body)
+                )
+                out.append(f"[{'^' if negate else ''}{chars}]")
+                pos = end + 1
+            elif c == "{":
+                inner, pos = parse(pos + 1, True)
+                out.append(inner)
+            elif c == "," and in_braces:
+                alternatives.append("".join(out))
+                out = []
+                pos += 1
+            elif c == "}" and in_braces:
+                alternatives.append("".join(out))
+                return "(?:" + "|".join(alternatives) + ")", pos + 1
+            else:
+                out.append(re.escape(c))
+                pos += 1
+        if in_braces:
+            raise ValueError("unterminated {")
+        return "".join(out), pos
+
+    body, _ = parse(0, False)
+    return re.compile(body, re.DOTALL)
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    """Does ``text`` match the Argo CD ``directory.include``/``exclude`` glob ``pattern``?"""
+    try:
+        return _compile_glob(pattern).fullmatch(text) is not None
+    except ValueError as exc:
+        # Argo logs a warning and treats the pattern as matching nothing; an include that
+        # silently matches nothing would render empty, so say it loudly instead.
+        raise RenderError(f"invalid glob pattern {pattern!r}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- directory
+
+
+def _walk(root: Path, recurse: bool) -> list[Path]:
+    """Files in ``filepath.Walk`` order: lexical by name within a directory, depth first."""
+    found: list[Path] = []
+
+    def visit(directory: Path) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as exc:
+            raise RenderError(f"cannot read directory {directory}: {exc}") from exc
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if recurse:
+                    visit(Path(entry.path))
+            else:
+                found.append(Path(entry.path))
+
+    visit(root)
+    return found
+
+
+def _check_inside(path: Path, root: Path | None) -> None:
+    if root is None:
+        return
+    resolved = path.resolve()
+    base = root.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise RenderError(
+            f"{path}: resolves outside the repository ({resolved}); refusing to read it"
+        )
+
+
+def render_directory(
+    path: Path, *, directory: DirectorySource | None = None, repo_root: Path | None = None
+) -> RenderResult:
+    """Every manifest file under ``path`` (see module docstring for the rules)."""
+    directory = directory or DirectorySource()
+    if not path.is_dir():
+        raise RenderError(f"{path}: source path does not exist or is not a directory")
+    _check_inside(path, repo_root)
+    label_root = repo_root if repo_root is not None else path
+    manifests: list[SourcedManifest] = []
+    for file in _walk(path, directory.recurse):
+        name = file.name
+        if not (name.endswith(MANIFEST_SUFFIXES) or name.endswith(".jsonnet")):
+            continue
+        rel = file.relative_to(path).as_posix()
+        if directory.exclude and glob_match(directory.exclude, rel):
+            continue
+        if directory.include and not glob_match(directory.include, rel):
+            continue
+        label = _label(file, label_root)
+        if name.endswith(".jsonnet"):
+            raise RenderError(
+                f"{label}: jsonnet is not supported yet; exclude the file "
+                "(directory.exclude) or render it to YAML"
+            )
+        _check_inside(file, repo_root)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RenderError(f"{label}: cannot read: {exc}") from exc
+        manifests.extend(parse_manifests(text, origin=label, is_json=name.endswith(".json")))
+    return RenderResult(manifests=tuple(manifests), tool="directory")
+
+
+def _label(file: Path, root: Path) -> str:
+    try:
+        return file.relative_to(root).as_posix()
+    except ValueError:
+        return str(file)
+
+
+# --------------------------------------------------------------------------- kustomize
+
+
+def is_kustomization_dir(path: Path) -> bool:
+    return any((path / name).is_file() for name in KUSTOMIZATION_FILES)
+
+
+def find_kustomize_command() -> list[str] | None:
+    """``kustomize build`` if installed, else ``kubectl kustomize``, else None."""
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+def render_kustomize(
+    path: Path,
+    *,
+    timeout_s: float = DEFAULT_KUSTOMIZE_TIMEOUT_S,
+    command: Sequence[str] | None = None,
+    repo_root: Path | None = None,
+) -> RenderResult:
+    """Run kustomize on ``path`` and parse its output."""
+    _check_inside(path, repo_root)
+    cmd = list(command) if command else find_kustomize_command()
+    label = _label(path, repo_root) if repo_root is not None else str(path)
+    if not cmd:
+        raise RenderError(
+            f"{label}: holds a kustomization but neither `kustomize` nor `kubectl` is on PATH; "
+            "install one of them"
+        )
+    argv = [*cmd, str(path)]
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            cwd=str(path),
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RenderError(
+            f"{label}: `{' '.join(cmd)}` did not finish within {timeout_s:g}s"
+        ) from exc
+    except OSError as exc:
+        raise RenderError(f"{label}: cannot run `{' '.join(cmd)}`: {exc}") from exc
+    if proc.returncode != 0:
+        detail = _one_line(proc.stderr or proc.stdout)[:2000]
+        raise RenderError(f"{label}: `{' '.join(cmd)}` failed (exit {proc.returncode}): {detail}")
+    manifests = parse_manifests(proc.stdout, origin=f"{label} (kustomize)")
+    return RenderResult(manifests=tuple(manifests), tool="kustomize")
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def render_source(
+    repo_root: Path,
+    source: ApplicationSource,
+    *,
+    kustomize_timeout_s: float = DEFAULT_KUSTOMIZE_TIMEOUT_S,
+    kustomize_command: Sequence[str] | None = None,
+) -> RenderResult:
+    """Render ``source.path`` inside a checked-out tree ``repo_root``."""
+    reason = source.unsupported_reason()
+    if reason:
+        raise RenderError(f"{source.repo_url} {source.path or '.'}: {reason}")
+    rel = source.path.strip("/") or "."
+    path = repo_root / rel
+    if not path.is_dir():
+        raise RenderError(
+            f"{source.repo_url}: path {source.path or '.'!r} does not exist at revision "
+            f"{source.target_revision} (nothing rendered, nothing will be pruned)"
+        )
+    if is_kustomization_dir(path):
+        return render_kustomize(
+            path, timeout_s=kustomize_timeout_s, command=kustomize_command, repo_root=repo_root
+        )
+    return render_directory(path, directory=source.directory, repo_root=repo_root)

@@ -1,0 +1,294 @@
+"""Resource identity, tracking ids and Argo CD's resource annotations.
+
+Readers here mirror gitops-engine (``sync/syncwaves``, ``sync/hook``, ``sync/resource``): a bad
+``sync-wave`` falls back to Helm's ``hook-weight`` and then 0, comma lists are trimmed and
+de-duplicated, hook delete policy defaults to BeforeHookCreation. ``validate.py`` turns the
+silent fallbacks into warnings so the user learns about them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from hub.sync.model import SyncOptions
+
+TRACKING_ANNOTATION = "gitops-hub/tracking-id"
+HOOK_FINALIZER = "gitops-hub/hook-finalizer"
+FIELD_MANAGER = "gitops-hub"
+
+ANN_SYNC_WAVE = "argocd.argoproj.io/sync-wave"
+ANN_HOOK = "argocd.argoproj.io/hook"
+ANN_HOOK_DELETE_POLICY = "argocd.argoproj.io/hook-delete-policy"
+ANN_SYNC_OPTIONS = "argocd.argoproj.io/sync-options"
+ANN_COMPARE_OPTIONS = "argocd.argoproj.io/compare-options"
+ANN_IGNORE_HEALTHCHECK = "argocd.argoproj.io/ignore-healthcheck"
+ANN_IGNORE_RESTART_POLICY = "argocd.argoproj.io/ignore-restart-policy"
+HELM_HOOK = "helm.sh/hook"
+HELM_HOOK_WEIGHT = "helm.sh/hook-weight"
+HELM_HOOK_DELETE_POLICY = "helm.sh/hook-delete-policy"
+
+Manifest = dict[str, Any]
+
+
+class Phase(StrEnum):
+    PRE_SYNC = "PreSync"
+    SYNC = "Sync"
+    POST_SYNC = "PostSync"
+    SYNC_FAIL = "SyncFail"
+
+    @property
+    def order(self) -> int:
+        return _PHASE_ORDER[self]
+
+
+_PHASE_ORDER = {Phase.PRE_SYNC: -1, Phase.SYNC: 0, Phase.POST_SYNC: 1, Phase.SYNC_FAIL: 2}
+
+
+class HookType(StrEnum):
+    PRE_SYNC = "PreSync"
+    SYNC = "Sync"
+    POST_SYNC = "PostSync"
+    SYNC_FAIL = "SyncFail"
+    SKIP = "Skip"
+    PRE_DELETE = "PreDelete"
+    POST_DELETE = "PostDelete"
+
+
+class HookDeletePolicy(StrEnum):
+    HOOK_SUCCEEDED = "HookSucceeded"
+    HOOK_FAILED = "HookFailed"
+    BEFORE_HOOK_CREATION = "BeforeHookCreation"
+
+
+_HELM_HOOK_TYPES = {
+    "pre-install": HookType.PRE_SYNC,
+    "pre-upgrade": HookType.PRE_SYNC,
+    "post-install": HookType.POST_SYNC,
+    "post-upgrade": HookType.POST_SYNC,
+}
+_HELM_DELETE_POLICIES = {
+    "before-hook-creation": HookDeletePolicy.BEFORE_HOOK_CREATION,
+    "hook-succeeded": HookDeletePolicy.HOOK_SUCCEEDED,
+    "hook-failed": HookDeletePolicy.HOOK_FAILED,
+}
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def group_of(api_version: str) -> str:
+    """``apps/v1`` -> ``apps``; ``v1`` -> ``""`` (the core group)."""
+    group, sep, _ = api_version.rpartition("/")
+    return group if sep else ""
+
+
+@dataclass(frozen=True, kw_only=True, order=True)
+class ResourceKey:
+    """What Argo CD matches target and live objects by: (group, kind, namespace, name)."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ResourceKey:
+        meta = obj.get("metadata") or {}
+        return cls(
+            group=group_of(str(obj.get("apiVersion") or "")),
+            kind=str(obj.get("kind") or ""),
+            namespace=str(meta.get("namespace") or ""),
+            name=str(meta.get("name") or ""),
+        )
+
+    @property
+    def group_kind(self) -> tuple[str, str]:
+        return (self.group, self.kind)
+
+    def __str__(self) -> str:
+        return f"{self.group}/{self.kind} {self.namespace}/{self.name}"
+
+
+def tracking_id(app: str, key: ResourceKey) -> str:
+    """``<app>:<group>/<kind>:<namespace>/<name>`` (DESIGN.md; Argo's annotation format)."""
+    return f"{app}:{key.group}/{key.kind}:{key.namespace}/{key.name}"
+
+
+_TRACKING_RE = re.compile(
+    r"^(?P<app>[^:]+):(?P<group>[^/:]*)/(?P<kind>[^:/]+):(?P<ns>[^/]*)/(?P<name>.+)$"
+)
+
+
+def parse_tracking_id(text: str) -> tuple[str, ResourceKey] | None:
+    """``(app, key)`` from a tracking id, or None when it is not one."""
+    m = _TRACKING_RE.match(text.strip())
+    if m is None:
+        return None
+    key = ResourceKey(group=m["group"], kind=m["kind"], namespace=m["ns"], name=m["name"])
+    return m["app"], key
+
+
+def owning_app(obj: Mapping[str, Any]) -> str | None:
+    """The app a live object belongs to, per its tracking id.
+
+    An id copied onto another object (``kubectl get -o yaml | kubectl apply``, a template
+    reused) names a different resource; like Argo CD we ignore it, so such an object is never
+    pruned or claimed by mistake.
+    """
+    text = annotations_of(obj).get(TRACKING_ANNOTATION)
+    if not text:
+        return None
+    parsed = parse_tracking_id(text)
+    if parsed is None:
+        return None
+    app, key = parsed
+    return app if key == ResourceKey.of(obj) else None
+
+
+def with_tracking_id(obj: Mapping[str, Any], app: str) -> Manifest:
+    """A copy of ``obj`` carrying the tracking id naming itself."""
+    out = _copy(obj)
+    meta = out.setdefault("metadata", {})
+    anns = dict(meta.get("annotations") or {})
+    anns[TRACKING_ANNOTATION] = tracking_id(app, ResourceKey.of(out))
+    meta["annotations"] = anns
+    return out
+
+
+def _copy(obj: Mapping[str, Any]) -> Manifest:
+    import copy
+
+    return copy.deepcopy(dict(obj))
+
+
+# --------------------------------------------------------------------------- annotations
+
+
+def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        return {}
+    anns = meta.get("annotations")
+    return anns if isinstance(anns, Mapping) else {}
+
+
+def annotation_csv(obj: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """Comma-separated annotation values, trimmed, empty ones dropped, de-duplicated."""
+    seen: list[str] = []
+    for item in str(annotations_of(obj).get(key) or "").split(","):
+        value = item.strip()
+        if value and value not in seen:
+            seen.append(value)
+    return tuple(seen)
+
+
+_ATOI = re.compile(r"^[+-]?\d+$")  # Go's strconv.Atoi: no spaces, no underscores
+
+
+def _atoi(text: object) -> int | None:
+    if isinstance(text, str) and _ATOI.match(text):
+        return int(text)
+    return None
+
+
+def sync_wave(obj: Mapping[str, Any]) -> int:
+    """The object's wave: ``sync-wave`` if it parses, else Helm ``hook-weight``, else 0."""
+    anns = annotations_of(obj)
+    wave = _atoi(anns.get(ANN_SYNC_WAVE))
+    if wave is not None:
+        return wave
+    weight = _atoi(anns.get(HELM_HOOK_WEIGHT))
+    return weight if weight is not None else 0
+
+
+def sync_wave_problem(obj: Mapping[str, Any]) -> str | None:
+    """Why the ``sync-wave`` annotation was ignored (Argo silently falls back), or None."""
+    anns = annotations_of(obj)
+    if ANN_SYNC_WAVE in anns and _atoi(anns.get(ANN_SYNC_WAVE)) is None:
+        return (
+            f"annotation {ANN_SYNC_WAVE}={anns.get(ANN_SYNC_WAVE)!r} is not an integer; "
+            f"using wave {sync_wave(obj)} as Argo CD does"
+        )
+    return None
+
+
+def hook_types(obj: Mapping[str, Any]) -> tuple[HookType, ...]:
+    """Hook types from ``argocd.argoproj.io/hook``; Helm's only when Argo's names none."""
+    known = {t.value: t for t in HookType}
+    types = [known[v] for v in annotation_csv(obj, ANN_HOOK) if v in known]
+    if not types:
+        types = [
+            _HELM_HOOK_TYPES[v] for v in annotation_csv(obj, HELM_HOOK) if v in _HELM_HOOK_TYPES
+        ]
+    return tuple(dict.fromkeys(types))
+
+
+def unknown_hook_values(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    known = {t.value for t in HookType}
+    return tuple(v for v in annotation_csv(obj, ANN_HOOK) if v not in known)
+
+
+def is_skip(obj: Mapping[str, Any]) -> bool:
+    """``hook: Skip`` alone: never applied, never compared (Argo's ``hook.Skip``)."""
+    types = hook_types(obj)
+    return HookType.SKIP in types and len(types) == 1
+
+
+def is_hook(obj: Mapping[str, Any]) -> bool:
+    anns = annotations_of(obj)
+    if ANN_HOOK in anns:
+        return not is_skip(obj)
+    helm = anns.get(HELM_HOOK)
+    # Helm marks CRDs with crd-install; they are ordinary resources, not hooks.
+    return helm is not None and helm != "crd-install"
+
+
+def hook_phases(obj: Mapping[str, Any]) -> tuple[Phase, ...]:
+    """The sync phases an object runs in: hooks in theirs (PreDelete/PostDelete in none),
+    Skip in none, everything else in Sync. Ordered by phase."""
+    if is_skip(obj):
+        return ()
+    if not is_hook(obj):
+        return (Phase.SYNC,)
+    phases = {Phase(t.value) for t in hook_types(obj) if t.value in {p.value for p in Phase}}
+    return tuple(sorted(phases, key=lambda p: p.order))
+
+
+def hook_delete_policies(obj: Mapping[str, Any]) -> frozenset[HookDeletePolicy]:
+    known = {p.value: p for p in HookDeletePolicy}
+    policies = {known[v] for v in annotation_csv(obj, ANN_HOOK_DELETE_POLICY) if v in known}
+    policies |= {
+        _HELM_DELETE_POLICIES[v]
+        for v in annotation_csv(obj, HELM_HOOK_DELETE_POLICY)
+        if v in _HELM_DELETE_POLICIES
+    }
+    return frozenset(policies or {HookDeletePolicy.BEFORE_HOOK_CREATION})
+
+
+def resource_sync_options(obj: Mapping[str, Any] | None) -> SyncOptions:
+    if obj is None:
+        return SyncOptions()
+    return SyncOptions.parse(annotation_csv(obj, ANN_SYNC_OPTIONS))
+
+
+def effective_sync_options(obj: Mapping[str, Any] | None, app_options: SyncOptions) -> SyncOptions:
+    """The resource's ``sync-options`` annotation wins over the app's, key by key."""
+    return resource_sync_options(obj).merged_over(app_options)
+
+
+def compare_options(obj: Mapping[str, Any] | None) -> frozenset[str]:
+    if obj is None:
+        return frozenset()
+    return frozenset(annotation_csv(obj, ANN_COMPARE_OPTIONS))
+
+
+def ignores_extraneous(obj: Mapping[str, Any] | None) -> bool:
+    return "IgnoreExtraneous" in compare_options(obj)
+
+
+def ignores_health(obj: Mapping[str, Any] | None) -> bool:
+    return obj is not None and annotations_of(obj).get(ANN_IGNORE_HEALTHCHECK) == "true"
