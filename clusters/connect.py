@@ -151,6 +151,8 @@ def describe_failure(exc: BaseException, server: str, timeout: float | None = No
     if isinstance(exc, urllib3.exceptions.TimeoutError):
         within = f" within {timeout:g}s" if timeout else ""
         return f"unreachable: no answer from {server}{within}"
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return f"unreachable: {server} closed the connection without an answer"
     if isinstance(exc, urllib3.exceptions.HTTPError):
         return f"unreachable: {server}: {type(exc).__name__}"
     if isinstance(exc, ConfigException):

@@ -130,7 +130,9 @@ def _env_key(env: Mapping[str, str], name: str) -> MasterKey | None:
         raise HubError(str(exc)) from None
 
 
-def load_keyring(home: Path, env: Mapping[str, str] | None = None) -> Keyring:
+def load_keyring(
+    home: Path, env: Mapping[str, str] | None = None, *, warn_pending: bool = True
+) -> Keyring:
     """The master key(s) of ``home``: ``HUB_MASTER_KEY`` if set, else the key file(s)."""
     env = os.environ if env is None else env
     from_env = _env_key(env, ENV_MASTER_KEY)
@@ -146,7 +148,7 @@ def load_keyring(home: Path, env: Mapping[str, str] | None = None) -> Keyring:
             f"no master key: {ENV_MASTER_KEY} is not set and {current} does not exist; "
             f"run `hub init` or set {ENV_MASTER_KEY}"
         )
-    if new.exists() or old.exists():
+    if warn_pending and (new.exists() or old.exists()):
         log.warning(
             "an interrupted key rotation left files in %s; run `hub key rotate` to finish it",
             home,
@@ -261,7 +263,7 @@ def _rotate_files(home: Path) -> RotationResult:
         else:
             target = MasterKey.generate(str(new_path))
             write_key_file(new_path, target)
-        keyring = load_keyring(home, env={})
+        keyring = load_keyring(home, env={}, warn_pending=False)
         registry = Registry(store, lambda: keyring)
         old_ids = tuple(sorted(keyring.key_ids - {target.key_id}))
         # Step 2: one transaction.

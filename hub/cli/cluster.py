@@ -49,15 +49,25 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "~"
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> str:
-    """Columns separated by two spaces; the widest columns shrink until a line fits."""
+def render_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, *, clip_last: bool = True
+) -> str:
+    """Columns separated by two spaces; the widest columns shrink until a line fits.
+
+    With ``clip_last`` false the last column (a free-text message) is never cut.
+    """
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    if not clip_last:
+        full = widths[-1]
+        widths[-1] = len(headers[-1])
     gap = 2 * (len(headers) - 1)
     while sum(widths) + gap > width:
         widest = max(range(len(widths)), key=lambda i: widths[i])
         if widths[widest] <= max(len(headers[widest]), 4):
             break
         widths[widest] -= 1
+    if not clip_last:
+        widths[-1] = full
     lines = []
     for row in [list(headers), *[list(r) for r in rows]]:
         cells = [_clip(cell, widths[i]).ljust(widths[i]) for i, cell in enumerate(row)]
@@ -242,7 +252,9 @@ def check(obj: HubContext, names: tuple[str, ...], timeout: float, fmt: str) -> 
             click.echo("no clusters registered")
         rows = [[r.name, "ok" if r.ok else "FAILED", r.message] for r in results]
         if rows:
-            click.echo(render_table(["NAME", "RESULT", "MESSAGE"], rows, TABLE_WIDTH))
+            click.echo(
+                render_table(["NAME", "RESULT", "MESSAGE"], rows, TABLE_WIDTH, clip_last=False)
+            )
     else:
         _dump(
             [
