@@ -1,0 +1,1613 @@
+"""The sprig (v3) functions ApplicationSets use, plus Argo CD's own additions.
+
+``SPRIG_FUNCTIONS`` lists what is implemented; ``UNAVAILABLE`` lists sprig functions that are
+deliberately absent, each with the reason that the parse error shows.
+
+Deviations from sprig, chosen for determinism: ``keys`` returns its keys sorted and
+``values`` returns values in sorted key order (sprig: Go's random map order). ``addf``,
+``subf``, ``mulf``, ``divf`` use Python's decimal module where sprig uses shopspring/decimal.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+import zlib
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+import yaml
+
+from generators.gotemplate.errors import FuncError
+from generators.gotemplate.funcs import (
+    ANY,
+    BOOL,
+    FLOAT,
+    INT,
+    MAP,
+    STRING,
+    Func,
+    func,
+    strval,
+    to_float64,
+    to_int64,
+)
+from generators.gotemplate.values import (
+    MISSING,
+    Int64,
+    StrMap,
+    StrSlice,
+    deep_equal,
+    format_float_g,
+    go_quote,
+    is_true,
+    kind_name,
+    sorted_keys,
+    to_json,
+    type_name,
+)
+
+_FUNCS: list[Func] = []
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def reg(name: str, *params: str, variadic: str | None = None) -> Callable[[_F], _F]:
+    def deco(fn: _F) -> _F:
+        _FUNCS.append(func(name, *params, variadic=variadic)(fn))
+        return fn
+
+    return deco
+
+
+def alias(name: str, of: str) -> None:
+    f = next(x for x in _FUNCS if x.name == of)
+    _FUNCS.append(Func(name=name, fn=f.fn, params=f.params, variadic=f.variadic))
+
+
+def _b(s: str) -> bytes:
+    return s.encode("utf-8", "surrogatepass")
+
+
+def _s(b: bytes) -> str:
+    return b.decode("utf-8", "replace")
+
+
+# --- defaults and flow --------------------------------------------------------------------
+
+
+def empty(v: Any) -> bool:
+    """sprig's empty: nil, zero numbers, false, and empty strings/lists/maps."""
+    if v is None or v is MISSING:
+        return True
+    return not is_true(v)
+
+
+@reg("default", ANY, variadic=ANY)
+def _default(d: Any, *given: Any) -> Any:
+    if not given or empty(given[0]):
+        return d
+    return given[0]
+
+
+@reg("empty", ANY)
+def _empty(v: Any) -> bool:
+    return empty(v)
+
+
+@reg("coalesce", variadic=ANY)
+def _coalesce(*v: Any) -> Any:
+    for x in v:
+        if not empty(x):
+            return x
+    return None
+
+
+@reg("all", variadic=ANY)
+def _all(*v: Any) -> bool:
+    return all(not empty(x) for x in v)
+
+
+@reg("any", variadic=ANY)
+def _any(*v: Any) -> bool:
+    return any(not empty(x) for x in v)
+
+
+@reg("ternary", ANY, ANY, BOOL)
+def _ternary(vt: Any, vf: Any, v: bool) -> Any:
+    return vt if v else vf
+
+
+@reg("fail", STRING)
+def _fail(msg: str) -> Any:
+    raise FuncError(msg)
+
+
+# --- strings ------------------------------------------------------------------------------
+
+
+@reg("lower", STRING)
+def _lower(s: str) -> str:
+    return s.lower()
+
+
+@reg("upper", STRING)
+def _upper(s: str) -> str:
+    return s.upper()
+
+
+def _is_separator(ch: str) -> bool:
+    # strings.Title's word boundary test
+    if ch.isascii():
+        return not (ch.isalnum() or ch == "_")
+    if ch.isalpha() or ch.isdigit():
+        return False
+    return ch.isspace()
+
+
+@reg("title", STRING)
+def _title(s: str) -> str:
+    out = []
+    prev = " "
+    for ch in s:
+        out.append(ch.title() if _is_separator(prev) else ch)
+        prev = ch
+    return "".join(out)
+
+
+@reg("untitle", STRING)
+def _untitle(s: str) -> str:
+    out = []
+    prev_space = True
+    for ch in s:
+        out.append(ch.lower() if prev_space and ch.isupper() else ch)
+        prev_space = ch.isspace()
+    return "".join(out)
+
+
+@reg("repeat", INT, STRING)
+def _repeat(count: int, s: str) -> str:
+    if count < 0:
+        raise FuncError("strings: negative Repeat count")
+    return s * count
+
+
+@reg("substr", INT, INT, STRING)
+def _substr(start: int, end: int, s: str) -> str:
+    b = _b(s)
+    if start < 0:
+        return _s(b[:end])
+    if end < 0 or end > len(b):
+        return _s(b[start:])
+    if start > end:
+        raise FuncError(f"slice bounds out of range [{start}:{end}]")
+    return _s(b[start:end])
+
+
+@reg("trunc", INT, STRING)
+def _trunc(c: int, s: str) -> str:
+    b = _b(s)
+    if c < 0 and len(b) + c > 0:
+        return _s(b[len(b) + c :])
+    if c >= 0 and len(b) > c:
+        return _s(b[:c])
+    return s
+
+
+_GO_SPACE = " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+@reg("trim", STRING)
+def _trim(s: str) -> str:
+    return s.strip(_GO_SPACE)
+
+
+@reg("trimAll", STRING, STRING)
+def _trim_all(cutset: str, s: str) -> str:
+    return s.strip(cutset) if cutset else s
+
+
+@reg("trimPrefix", STRING, STRING)
+def _trim_prefix(prefix: str, s: str) -> str:
+    return s.removeprefix(prefix)
+
+
+@reg("trimSuffix", STRING, STRING)
+def _trim_suffix(suffix: str, s: str) -> str:
+    return s.removesuffix(suffix)
+
+
+@reg("nospace", STRING)
+def _nospace(s: str) -> str:
+    return "".join(ch for ch in s if ch not in _GO_SPACE)
+
+
+@reg("abbrev", INT, STRING)
+def _abbrev(width: int, s: str) -> str:
+    if width < 4:
+        return s
+    if len(s) <= width:
+        return s
+    return s[: width - 3] + "..."
+
+
+@reg("abbrevboth", INT, INT, STRING)
+def _abbrevboth(left: int, right: int, s: str) -> str:
+    if right < 4 or (left > 0 and right < 7):
+        return s
+    if len(s) <= right:
+        return s
+    offset = min(max(left, 0), len(s))
+    if len(s) - offset < right - 3:
+        offset = len(s) - (right - 3)
+    if offset <= 4:
+        return s[: right - 3] + "..."
+    if right < 7:
+        raise FuncError("minimum abbreviation width with offset is 7")
+    if offset + right - 3 < len(s):
+        return "..." + _abbrev(right - 3, s[offset:])
+    return "..." + s[len(s) - (right - 3) :]
+
+
+@reg("initials", STRING)
+def _initials(s: str) -> str:
+    return "".join(w[0] for w in s.split() if w)
+
+
+@reg("replace", STRING, STRING, STRING)
+def _replace(old: str, new: str, src: str) -> str:
+    if old == "":
+        # strings.Replace with an empty old inserts new around every rune
+        return new + new.join(src) + new if src else new
+    return src.replace(old, new)
+
+
+@reg("plural", STRING, STRING, INT)
+def _plural(one: str, many: str, count: int) -> str:
+    return one if count == 1 else many
+
+
+@reg("contains", STRING, STRING)
+def _contains(substr: str, s: str) -> bool:
+    return substr in s
+
+
+@reg("hasPrefix", STRING, STRING)
+def _has_prefix(prefix: str, s: str) -> bool:
+    return s.startswith(prefix)
+
+
+@reg("hasSuffix", STRING, STRING)
+def _has_suffix(suffix: str, s: str) -> bool:
+    return s.endswith(suffix)
+
+
+@reg("quote", variadic=ANY)
+def _quote(*v: Any) -> str:
+    return " ".join(go_quote(strval(x)) for x in v if x is not None)
+
+
+@reg("squote", variadic=ANY)
+def _squote(*v: Any) -> str:
+    return " ".join(f"'{strval(x)}'" for x in v if x is not None)
+
+
+@reg("cat", variadic=ANY)
+def _cat(*v: Any) -> str:
+    from generators.gotemplate.values import format_v
+
+    return " ".join(format_v(x) for x in v if x is not None)
+
+
+@reg("indent", INT, STRING)
+def _indent(spaces: int, s: str) -> str:
+    pad = " " * spaces
+    return pad + s.replace("\n", "\n" + pad)
+
+
+@reg("nindent", INT, STRING)
+def _nindent(spaces: int, s: str) -> str:
+    return "\n" + _indent(spaces, s)
+
+
+@reg("split", STRING, STRING)
+def _split(sep: str, s: str) -> StrMap:
+    return StrMap((f"_{i}", p) for i, p in enumerate(_go_split(s, sep, -1)))
+
+
+@reg("splitList", STRING, STRING)
+def _split_list(sep: str, s: str) -> StrSlice:
+    return StrSlice(_go_split(s, sep, -1))
+
+
+@reg("splitn", STRING, INT, STRING)
+def _splitn(sep: str, n: int, s: str) -> StrMap:
+    return StrMap((f"_{i}", p) for i, p in enumerate(_go_split(s, sep, n)))
+
+
+def _go_split(s: str, sep: str, n: int) -> list[str]:
+    """strings.SplitN (n < 0: all; n == 0: nothing)."""
+    if n == 0:
+        return []
+    if sep == "":
+        chars = list(s)
+        if n > 0 and len(chars) > n:
+            return [*chars[: n - 1], "".join(chars[n - 1 :])]
+        return chars
+    if n < 0:
+        return s.split(sep)
+    return s.split(sep, n - 1)
+
+
+def strslice(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, list):
+        return [strval(x) for x in v if x is not None]
+    return [strval(v)]
+
+
+@reg("join", STRING, ANY)
+def _join(sep: str, v: Any) -> str:
+    return sep.join(strslice(v))
+
+
+@reg("toStrings", ANY)
+def _to_strings(v: Any) -> StrSlice:
+    if isinstance(v, list):
+        return StrSlice(strval(x) for x in v)
+    return StrSlice(strslice(v))
+
+
+@reg("sortAlpha", ANY)
+def _sort_alpha(v: Any) -> StrSlice:
+    if isinstance(v, list):
+        return StrSlice(sorted(strslice(v), key=_b))
+    return StrSlice([strval(v)])
+
+
+@reg("toString", ANY)
+def _to_string(v: Any) -> str:
+    return strval(v)
+
+
+# --- regular expressions (Go RE2 syntax, checked and translated to Python's re) -----------
+
+_RE_CACHE: dict[str, re.Pattern[str]] = {}
+_POSIX = {
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "ascii": "\\x00-\\x7F",
+    "blank": "\\t ",
+    "cntrl": "\\x00-\\x1F\\x7F",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": "!-/:-@\\[-`{-~",
+    "space": "\\t\\n\\v\\f\\r ",
+    "upper": "A-Z",
+    "word": "0-9A-Za-z_",
+    "xdigit": "0-9A-Fa-f",
+}
+
+
+def go_regexp(pattern: str) -> re.Pattern[str]:
+    """Compile a Go (RE2) pattern, refusing constructs Python would read differently."""
+    cached = _RE_CACHE.get(pattern)
+    if cached is not None:
+        return cached
+    out: list[str] = []
+    i = 0
+    n = len(pattern)
+    in_class = False
+    multiline = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if i + 1 >= n:
+                raise FuncError("error parsing regexp: trailing backslash at end of expression: ``")
+            e = pattern[i + 1]
+            if e.isdigit() and e != "0":
+                raise FuncError(
+                    f"error parsing regexp: invalid escape sequence: `\\{e}` "
+                    "(backreferences are not RE2)"
+                )
+            if e == "z":
+                out.append("\\Z")
+            elif e in "pPQECZ":
+                raise FuncError(
+                    f"regexp escape \\{e} is not supported by gitops-hub (Go RE2 differs from Python)"
+                )
+            else:
+                out.append(c + e)
+            i += 2
+            continue
+        if in_class:
+            if c == "[" and pattern.startswith("[:", i):
+                end = pattern.find(":]", i + 2)
+                if end < 0:
+                    raise FuncError("error parsing regexp: missing closing ]")
+                name = pattern[i + 2 : end]
+                neg = name.startswith("^")
+                name = name.lstrip("^")
+                if name not in _POSIX or neg:
+                    raise FuncError(
+                        f"error parsing regexp: invalid character class range: `[:{name}:]`"
+                    )
+                out.append(_POSIX[name])
+                i = end + 2
+                continue
+            if c == "]":
+                in_class = False
+            elif c == "[":
+                out.append("\\[")
+                i += 1
+                continue
+            out.append(c)
+            i += 1
+            continue
+        if c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            if i < n and pattern[i] == "^":
+                out.append("^")
+                i += 1
+            if i < n and pattern[i] == "]":
+                out.append("\\]")
+                i += 1
+            continue
+        if c == "(" and pattern.startswith("(?", i):
+            rest = pattern[i + 2 : i + 3]
+            if pattern.startswith("(?P<", i):
+                out.append("(?P<")
+                i += 4
+                continue
+            if pattern.startswith("(?<", i) or rest in ("=", "!", "#", ">", "("):
+                raise FuncError(
+                    f"regexp construct {pattern[i : i + 3]!r} is not supported (not RE2)"
+                )
+            j = i + 2
+            while j < n and pattern[j] in "imsU-":
+                j += 1
+            flags = pattern[i + 2 : j]
+            if "U" in flags:
+                raise FuncError("regexp flag U (ungreedy) is not supported by gitops-hub")
+            if "m" in flags.split("-")[0]:
+                multiline = True
+            out.append(pattern[i:j])
+            i = j
+            continue
+        if c == "$":
+            out.append("$" if multiline else "(?!.|\\n)")
+            i += 1
+            continue
+        out.append(c)
+        i += 1
+    try:
+        compiled = re.compile("".join(out), re.ASCII)
+    except re.error as e:
+        raise FuncError(f"error parsing regexp: {e}: `{pattern}`") from None
+    if len(_RE_CACHE) > 512:
+        _RE_CACHE.clear()
+    _RE_CACHE[pattern] = compiled
+    return compiled
+
+
+def _find_all(r: re.Pattern[str], s: str, n: int) -> list[re.Match[str]]:
+    """Go's FindAll: an empty match right after the previous match is skipped."""
+    out: list[re.Match[str]] = []
+    prev_end = -1
+    for m in r.finditer(s):
+        if n >= 0 and len(out) >= n:
+            break
+        if m.start() == m.end() and m.start() == prev_end:
+            continue
+        out.append(m)
+        prev_end = m.end()
+    return out
+
+
+@reg("regexMatch", STRING, STRING)
+def _regex_match(regex: str, s: str) -> bool:
+    try:
+        return go_regexp(regex).search(s) is not None
+    except FuncError:
+        return False
+
+
+@reg("mustRegexMatch", STRING, STRING)
+def _must_regex_match(regex: str, s: str) -> bool:
+    return go_regexp(regex).search(s) is not None
+
+
+@reg("regexFind", STRING, STRING)
+def _regex_find(regex: str, s: str) -> str:
+    m = go_regexp(regex).search(s)
+    return m.group(0) if m else ""
+
+
+alias("mustRegexFind", "regexFind")
+
+
+@reg("regexFindAll", STRING, STRING, INT)
+def _regex_find_all(regex: str, s: str, n: int) -> StrSlice:
+    return StrSlice(m.group(0) for m in _find_all(go_regexp(regex), s, n))
+
+
+alias("mustRegexFindAll", "regexFindAll")
+
+
+def _expand(template: str, m: re.Match[str]) -> str:
+    """Regexp.Expand: $1, ${1}, $name, ${name}, $$; the longest name wins ($1x is ${1x})."""
+    out = []
+    i = 0
+    n = len(template)
+    while i < n:
+        c = template[i]
+        if c != "$" or i + 1 >= n:
+            out.append(c)
+            i += 1
+            continue
+        if template[i + 1] == "$":
+            out.append("$")
+            i += 2
+            continue
+        if template[i + 1] == "{":
+            end = template.find("}", i + 2)
+            name = template[i + 2 : end] if end > 0 else ""
+            if end < 0 or not name or not all(ch.isalnum() or ch == "_" for ch in name):
+                out.append(c)
+                i += 1
+                continue
+            i = end + 1
+        else:
+            j = i + 1
+            while j < n and (template[j].isalnum() or template[j] == "_"):
+                j += 1
+            name = template[i + 1 : j]
+            if not name:
+                out.append(c)
+                i += 1
+                continue
+            i = j
+        out.append(_group(m, name))
+    return "".join(out)
+
+
+def _group(m: re.Match[str], name: str) -> str:
+    try:
+        if name.isdigit():
+            idx = int(name)
+            if idx > (m.re.groups or 0):
+                return ""
+            return m.group(idx) or ""
+        return m.group(name) or ""
+    except IndexError:
+        return ""
+
+
+@reg("regexReplaceAll", STRING, STRING, STRING)
+def _regex_replace_all(regex: str, s: str, repl: str) -> str:
+    r = go_regexp(regex)
+    return _replace_matches(r, s, lambda m: _expand(repl, m))
+
+
+@reg("regexReplaceAllLiteral", STRING, STRING, STRING)
+def _regex_replace_all_literal(regex: str, s: str, repl: str) -> str:
+    return _replace_matches(go_regexp(regex), s, lambda m: repl)
+
+
+alias("mustRegexReplaceAll", "regexReplaceAll")
+alias("mustRegexReplaceAllLiteral", "regexReplaceAllLiteral")
+
+
+def _replace_matches(r: re.Pattern[str], s: str, fn: Any) -> str:
+    out = []
+    last = 0
+    for m in _find_all(r, s, -1):
+        out.append(s[last : m.start()])
+        out.append(fn(m))
+        last = m.end()
+    out.append(s[last:])
+    return "".join(out)
+
+
+@reg("regexSplit", STRING, STRING, INT)
+def _regex_split(regex: str, s: str, n: int) -> StrSlice:
+    r = go_regexp(regex)
+    if n == 0:
+        return StrSlice()
+    if regex and s == "":
+        return StrSlice([""])
+    parts: list[str] = []
+    beg = end = 0
+    for m in _find_all(r, s, n):
+        if n > 0 and len(parts) == n - 1:
+            break
+        end = m.start()
+        if m.end() != 0:
+            parts.append(s[beg:end])
+        beg = m.end()
+    if end != len(s):
+        parts.append(s[beg:])
+    return StrSlice(parts)
+
+
+alias("mustRegexSplit", "regexSplit")
+
+
+@reg("regexQuoteMeta", STRING)
+def _regex_quote_meta(s: str) -> str:
+    return "".join("\\" + c if c in "\\.+*?()|[]{}^$" else c for c in s)
+
+
+# --- lists --------------------------------------------------------------------------------
+
+
+def _need_list(v: Any, what: str) -> list[Any]:
+    if isinstance(v, list):
+        return v
+    raise FuncError(f"Cannot find {what} on type {kind_name(v) if v is not None else 'invalid'}")
+
+
+@reg("list", variadic=ANY)
+def _list(*v: Any) -> list[Any]:
+    return list(v)
+
+
+alias("tuple", "list")
+
+
+@reg("first", ANY)
+def _first(v: Any) -> Any:
+    lst = _need_list(v, "first")
+    return lst[0] if lst else None
+
+
+@reg("last", ANY)
+def _last(v: Any) -> Any:
+    lst = _need_list(v, "last")
+    return lst[-1] if lst else None
+
+
+@reg("rest", ANY)
+def _rest(v: Any) -> Any:
+    lst = _need_list(v, "rest")
+    return list(lst[1:]) if lst else None
+
+
+@reg("initial", ANY)
+def _initial(v: Any) -> Any:
+    lst = _need_list(v, "initial")
+    return list(lst[:-1]) if lst else None
+
+
+@reg("append", ANY, ANY)
+def _append(v: Any, x: Any) -> list[Any]:
+    return [*_need_list(v, "append"), x]
+
+
+alias("push", "append")
+
+
+@reg("prepend", ANY, ANY)
+def _prepend(v: Any, x: Any) -> list[Any]:
+    return [x, *_need_list(v, "prepend")]
+
+
+@reg("concat", variadic=ANY)
+def _concat(*lists: Any) -> list[Any]:
+    out: list[Any] = []
+    for lst in lists:
+        out.extend(_need_list(lst, "concat"))
+    return out
+
+
+@reg("uniq", ANY)
+def _uniq(v: Any) -> list[Any]:
+    out: list[Any] = []
+    for x in _need_list(v, "uniq"):
+        if not any(deep_equal(x, y) for y in out):
+            out.append(x)
+    return out
+
+
+@reg("without", ANY, variadic=ANY)
+def _without(v: Any, *omit: Any) -> list[Any]:
+    return [x for x in _need_list(v, "without") if not any(deep_equal(x, o) for o in omit)]
+
+
+@reg("has", ANY, ANY)
+def _has(needle: Any, haystack: Any) -> bool:
+    if haystack is None:
+        return False
+    return any(deep_equal(needle, x) for x in _need_list(haystack, "has"))
+
+
+@reg("compact", ANY)
+def _compact(v: Any) -> list[Any]:
+    return [x for x in _need_list(v, "compact") if not empty(x)]
+
+
+@reg("reverse", ANY)
+def _reverse(v: Any) -> list[Any]:
+    return list(reversed(_need_list(v, "reverse")))
+
+
+@reg("slice", ANY, variadic=ANY)
+def _slice(v: Any, *idx: Any) -> Any:
+    if not isinstance(v, list):
+        raise FuncError(
+            f"list should be type of slice or array but {kind_name(v) if v is not None else 'invalid'}"
+        )
+    n = len(v)
+    start = to_int64(idx[0]) if len(idx) > 0 else 0
+    end = to_int64(idx[1]) if len(idx) > 1 else n
+    if not 0 <= start <= end <= n:
+        raise FuncError(f"slice bounds out of range [{start}:{end}] with capacity {n}")
+    return type(v)(v[start:end]) if type(v) is StrSlice else v[start:end]
+
+
+@reg("until", INT)
+def _until(count: int) -> list[Any]:
+    step = 1 if count >= 0 else -1
+    return list(range(0, count, step))
+
+
+@reg("untilStep", INT, INT, INT)
+def _until_step(start: int, stop: int, step: int) -> list[Any]:
+    if step == 0 or (step > 0 and start >= stop) or (step < 0 and start <= stop):
+        return []
+    return list(range(start, stop, step))
+
+
+@reg("seq", variadic=INT)
+def _seq(*p: int) -> str:
+    if len(p) == 0:
+        return ""
+    if len(p) == 1:
+        start, end, step = 1, p[0], 1 if p[0] >= 1 else -1
+    elif len(p) == 2:
+        start, end = p
+        step = 1 if end >= start else -1
+    elif len(p) == 3:
+        start, step, end = p
+        if step == 0 or (end < start and step > 0) or (end > start and step < 0):
+            return ""
+    else:
+        return ""
+    return " ".join(str(i) for i in range(start, end + (1 if step > 0 else -1), step))
+
+
+# --- dicts --------------------------------------------------------------------------------
+
+
+def _need_map(d: Any, fname: str) -> dict[str, Any]:
+    if d is None:
+        raise FuncError(f"{fname}: nil map")
+    return d  # type: ignore[no-any-return]
+
+
+@reg("dict", variadic=ANY)
+def _dict(*v: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    items = list(v)
+    if len(items) % 2:
+        items.append("")
+    for i in range(0, len(items), 2):
+        out[strval(items[i])] = items[i + 1]
+    return out
+
+
+@reg("get", MAP, STRING)
+def _get(d: Any, key: str) -> Any:
+    if d is None:
+        return ""
+    return d.get(key, "")
+
+
+@reg("set", MAP, STRING, ANY)
+def _set(d: Any, key: str, value: Any) -> Any:
+    d = _need_map(d, "set")
+    d[key] = value
+    return d
+
+
+@reg("unset", MAP, STRING)
+def _unset(d: Any, key: str) -> Any:
+    if d is None:
+        return d
+    d.pop(key, None)
+    return d
+
+
+@reg("hasKey", MAP, STRING)
+def _has_key(d: Any, key: str) -> bool:
+    return d is not None and key in d
+
+
+@reg("pluck", STRING, variadic=MAP)
+def _pluck(key: str, *ds: Any) -> list[Any]:
+    return [d[key] for d in ds if d is not None and key in d]
+
+
+@reg("keys", variadic=MAP)
+def _keys(*ds: Any) -> StrSlice:
+    out: list[str] = []
+    for d in ds:
+        if d is not None:
+            out.extend(d)
+    return StrSlice(sorted(out, key=_b))
+
+
+@reg("values", MAP)
+def _values(d: Any) -> list[Any]:
+    if d is None:
+        return []
+    return [d[k] for k in sorted_keys(d)]
+
+
+@reg("pick", MAP, variadic=STRING)
+def _pick(d: Any, *keys: str) -> dict[str, Any]:
+    if d is None:
+        return {}
+    return {k: d[k] for k in keys if k in d}
+
+
+@reg("omit", MAP, variadic=STRING)
+def _omit(d: Any, *keys: str) -> dict[str, Any]:
+    if d is None:
+        return {}
+    drop = set(keys)
+    return {k: v for k, v in d.items() if k not in drop}
+
+
+def _deep_merge(dst: dict[str, Any], src: dict[str, Any], overwrite: bool) -> None:
+    """mergo.Merge: fills empty fields of dst from src (or overwrites with WithOverride)."""
+    for k, sv in src.items():
+        if k in dst:
+            dv = dst[k]
+            if isinstance(dv, dict) and isinstance(sv, dict):
+                _deep_merge(dv, sv, overwrite)
+            elif (overwrite and not empty(sv)) or (empty(dv) and not overwrite):
+                dst[k] = sv
+        else:
+            dst[k] = sv
+
+
+@reg("merge", MAP, variadic=MAP)
+def _merge(dst: Any, *srcs: Any) -> Any:
+    dst = _need_map(dst, "merge")
+    for s in srcs:
+        if s is not None:
+            _deep_merge(dst, s, overwrite=False)
+    return dst
+
+
+@reg("mergeOverwrite", MAP, variadic=MAP)
+def _merge_overwrite(dst: Any, *srcs: Any) -> Any:
+    dst = _need_map(dst, "mergeOverwrite")
+    for s in srcs:
+        if s is not None:
+            _deep_merge(dst, s, overwrite=True)
+    return dst
+
+
+alias("mustMerge", "merge")
+alias("mustMergeOverwrite", "mergeOverwrite")
+
+
+@reg("dig", variadic=ANY)
+def _dig(*ps: Any) -> Any:
+    if len(ps) < 3:
+        raise FuncError("dig needs at least three arguments")
+    d = ps[-1]
+    default = ps[-2]
+    keys = ps[:-2]
+    for k in keys:
+        if type(k) is not str:
+            raise FuncError(f"interface conversion: interface {{}} is {type_name(k)}, not string")
+    for i, k in enumerate(keys):
+        if not isinstance(d, dict) or type(d) is StrMap:
+            raise FuncError(
+                f"interface conversion: interface {{}} is {type_name(d)}, "
+                "not map[string]interface {}"
+            )
+        if k not in d:
+            return default
+        d = d[k]
+        if i == len(keys) - 1:
+            return d
+    return default
+
+
+@reg("deepCopy", ANY)
+def _deep_copy(v: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(v)
+
+
+alias("mustDeepCopy", "deepCopy")
+
+
+# --- type conversion and reflection -------------------------------------------------------
+
+
+@reg("atoi", STRING)
+def _atoi(s: str) -> int:
+    body = s[1:] if s[:1] in "+-" else s
+    if not body or not body.isascii() or not body.isdigit():
+        return 0
+    v = int(s)
+    return v if -(2**63) <= v < 2**63 else 0
+
+
+@reg("int", ANY)
+def _int(v: Any) -> int:
+    return to_int64(v)
+
+
+@reg("int64", ANY)
+def _int64(v: Any) -> Int64:
+    return Int64(to_int64(v))
+
+
+@reg("float64", ANY)
+def _float64(v: Any) -> float:
+    return to_float64(v)
+
+
+@reg("toDecimal", ANY)
+def _to_decimal(v: Any) -> Int64:
+    try:
+        return Int64(int(strval(v), 8))
+    except ValueError:
+        return Int64(0)
+
+
+@reg("typeOf", ANY)
+def _type_of(v: Any) -> str:
+    return type_name(v)
+
+
+@reg("typeIs", STRING, ANY)
+def _type_is(target: str, v: Any) -> bool:
+    return target == type_name(v)
+
+
+@reg("typeIsLike", STRING, ANY)
+def _type_is_like(target: str, v: Any) -> bool:
+    t = type_name(v)
+    return target == t or target == "*" + t
+
+
+@reg("kindOf", ANY)
+def _kind_of(v: Any) -> str:
+    return kind_name(v)
+
+
+@reg("kindIs", STRING, ANY)
+def _kind_is(target: str, v: Any) -> bool:
+    return target == kind_name(v)
+
+
+@reg("deepEqual", ANY, ANY)
+def _deep_equal(a: Any, b: Any) -> bool:
+    return deep_equal(a, b)
+
+
+# --- math ---------------------------------------------------------------------------------
+
+
+@reg("add1", ANY)
+def _add1(v: Any) -> Int64:
+    return Int64(_wrap64(to_int64(v) + 1))
+
+
+@reg("add", variadic=ANY)
+def _add(*v: Any) -> Int64:
+    return Int64(_wrap64(sum(to_int64(x) for x in v)))
+
+
+@reg("sub", ANY, ANY)
+def _sub(a: Any, b: Any) -> Int64:
+    return Int64(_wrap64(to_int64(a) - to_int64(b)))
+
+
+@reg("mul", ANY, variadic=ANY)
+def _mul(a: Any, *v: Any) -> Int64:
+    r = to_int64(a)
+    for x in v:
+        r = _wrap64(r * to_int64(x))
+    return Int64(r)
+
+
+def _go_div(a: int, b: int) -> int:
+    if b == 0:
+        raise FuncError("runtime error: integer divide by zero")
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+@reg("div", ANY, ANY)
+def _div(a: Any, b: Any) -> Int64:
+    return Int64(_wrap64(_go_div(to_int64(a), to_int64(b))))
+
+
+@reg("mod", ANY, ANY)
+def _mod(a: Any, b: Any) -> Int64:
+    x, y = to_int64(a), to_int64(b)
+    return Int64(x - _go_div(x, y) * y)
+
+
+@reg("max", ANY, variadic=ANY)
+def _max(a: Any, *v: Any) -> Int64:
+    return Int64(max([to_int64(a), *(to_int64(x) for x in v)]))
+
+
+alias("biggest", "max")
+
+
+@reg("min", ANY, variadic=ANY)
+def _min(a: Any, *v: Any) -> Int64:
+    return Int64(min([to_int64(a), *(to_int64(x) for x in v)]))
+
+
+def _wrap64(v: int) -> int:
+    return (v + 2**63) % 2**64 - 2**63
+
+
+@reg("floor", ANY)
+def _floor(v: Any) -> float:
+    return float(math.floor(to_float64(v))) if math.isfinite(to_float64(v)) else to_float64(v)
+
+
+@reg("ceil", ANY)
+def _ceil(v: Any) -> float:
+    return float(math.ceil(to_float64(v))) if math.isfinite(to_float64(v)) else to_float64(v)
+
+
+@reg("round", ANY, INT, variadic=FLOAT)
+def _round(a: Any, p: int, *r_opt: float) -> float:
+    round_on = r_opt[0] if r_opt else 0.5
+    val = to_float64(a)
+    pow_ = math.pow(10, p)
+    digit = pow_ * val
+    frac = math.modf(digit)[0]
+    rounded = math.ceil(digit) if frac >= round_on else math.floor(digit)
+    return rounded / pow_
+
+
+def _dec(v: Any) -> Decimal:
+    f = to_float64(v)
+    return Decimal(format_float_g(f)) if math.isfinite(f) else Decimal(0)
+
+
+@reg("addf", variadic=ANY)
+def _addf(*v: Any) -> float:
+    return float(sum((_dec(x) for x in v), Decimal(0)))
+
+
+@reg("add1f", ANY)
+def _add1f(v: Any) -> float:
+    return float(_dec(v) + 1)
+
+
+@reg("subf", ANY, variadic=ANY)
+def _subf(a: Any, *v: Any) -> float:
+    r = _dec(a)
+    for x in v:
+        r -= _dec(x)
+    return float(r)
+
+
+@reg("mulf", ANY, variadic=ANY)
+def _mulf(a: Any, *v: Any) -> float:
+    r = _dec(a)
+    for x in v:
+        r *= _dec(x)
+    return float(r)
+
+
+@reg("divf", ANY, variadic=ANY)
+def _divf(a: Any, *v: Any) -> float:
+    r = _dec(a)
+    try:
+        for x in v:
+            r /= _dec(x)
+    except (InvalidOperation, ZeroDivisionError):
+        raise FuncError("decimal division by 0") from None
+    return float(r)
+
+
+@reg("maxf", ANY, variadic=ANY)
+def _maxf(a: Any, *v: Any) -> float:
+    return max([to_float64(a), *(to_float64(x) for x in v)])
+
+
+@reg("minf", ANY, variadic=ANY)
+def _minf(a: Any, *v: Any) -> float:
+    return min([to_float64(a), *(to_float64(x) for x in v)])
+
+
+# --- encoding and hashes ------------------------------------------------------------------
+
+
+@reg("b64enc", STRING)
+def _b64enc(s: str) -> str:
+    return base64.b64encode(_b(s)).decode()
+
+
+@reg("b64dec", STRING)
+def _b64dec(s: str) -> str:
+    try:
+        return _s(base64.b64decode(_b(s), validate=True))
+    except (binascii.Error, ValueError) as e:
+        return f"illegal base64 data: {e}"
+
+
+@reg("b32enc", STRING)
+def _b32enc(s: str) -> str:
+    return base64.b32encode(_b(s)).decode()
+
+
+@reg("b32dec", STRING)
+def _b32dec(s: str) -> str:
+    try:
+        return _s(base64.b32decode(_b(s)))
+    except (binascii.Error, ValueError) as e:
+        return f"illegal base32 data: {e}"
+
+
+@reg("sha1sum", STRING)
+def _sha1sum(s: str) -> str:
+    return hashlib.sha1(_b(s)).hexdigest()
+
+
+@reg("sha256sum", STRING)
+def _sha256sum(s: str) -> str:
+    return hashlib.sha256(_b(s)).hexdigest()
+
+
+@reg("sha512sum", STRING)
+def _sha512sum(s: str) -> str:
+    return hashlib.sha512(_b(s)).hexdigest()
+
+
+@reg("adler32sum", STRING)
+def _adler32sum(s: str) -> str:
+    return str(zlib.adler32(_b(s)))
+
+
+# --- JSON ---------------------------------------------------------------------------------
+
+
+def _json_value(v: Any) -> Any:
+    """encoding/json into interface{}: numbers become float64."""
+    if isinstance(v, dict):
+        return {k: _json_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_value(x) for x in v]
+    if type(v) is int:
+        return float(v)
+    return v
+
+
+def from_json(s: str) -> Any:
+    try:
+        v = json.loads(s, parse_int=float, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        raise FuncError(str(e)) from None
+    return v
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+@reg("fromJson", STRING)
+def _from_json(s: str) -> Any:
+    try:
+        return from_json(s)
+    except FuncError:
+        return None
+
+
+@reg("mustFromJson", STRING)
+def _must_from_json(s: str) -> Any:
+    return from_json(s)
+
+
+@reg("toJson", ANY)
+def _to_json(v: Any) -> str:
+    try:
+        return to_json(v)
+    except ValueError:
+        return ""
+
+
+@reg("mustToJson", ANY)
+def _must_to_json(v: Any) -> str:
+    try:
+        return to_json(v)
+    except ValueError as e:
+        raise FuncError(str(e)) from None
+
+
+@reg("toPrettyJson", ANY)
+def _to_pretty_json(v: Any) -> str:
+    try:
+        return to_json(v, indent="  ")
+    except ValueError:
+        return ""
+
+
+@reg("mustToPrettyJson", ANY)
+def _must_to_pretty_json(v: Any) -> str:
+    try:
+        return to_json(v, indent="  ")
+    except ValueError as e:
+        raise FuncError(str(e)) from None
+
+
+@reg("toRawJson", ANY)
+def _to_raw_json(v: Any) -> str:
+    try:
+        return to_json(v, escape_html=False)
+    except ValueError:
+        return ""
+
+
+@reg("mustToRawJson", ANY)
+def _must_to_raw_json(v: Any) -> str:
+    try:
+        return to_json(v, escape_html=False)
+    except ValueError as e:
+        raise FuncError(str(e)) from None
+
+
+# --- paths (Go's path package, slash-separated) -------------------------------------------
+
+
+def go_clean(p: str) -> str:
+    if p == "":
+        return "."
+    rooted = p.startswith("/")
+    parts: list[str] = []
+    for seg in p.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            elif not rooted:
+                parts.append("..")
+            continue
+        parts.append(seg)
+    out = "/".join(parts)
+    if rooted:
+        return "/" + out
+    return out or "."
+
+
+@reg("base", STRING)
+def _base(p: str) -> str:
+    if p == "":
+        return "."
+    p = p.rstrip("/")
+    if p == "":
+        return "/"
+    return p.rsplit("/", 1)[-1]
+
+
+@reg("dir", STRING)
+def _dir(p: str) -> str:
+    i = p.rfind("/")
+    return go_clean(p[: i + 1])
+
+
+@reg("clean", STRING)
+def _clean(p: str) -> str:
+    return go_clean(p)
+
+
+@reg("ext", STRING)
+def _ext(p: str) -> str:
+    for i in range(len(p) - 1, -1, -1):
+        if p[i] == "/":
+            break
+        if p[i] == ".":
+            return p[i:]
+    return ""
+
+
+@reg("isAbs", STRING)
+def _is_abs(p: str) -> bool:
+    return p.startswith("/")
+
+
+# --- Argo CD additions ---------------------------------------------------------------------
+
+_INVALID_DNS = re.compile(r"[^-a-z0-9.]")
+
+
+@reg("normalize", STRING)
+def normalize(name: str) -> str:
+    """Argo CD's SanitizeName: lowercase, [^-a-z0-9.] -> '-', max 253, trim '-' and '.'."""
+    name = _INVALID_DNS.sub("-", name.lower())
+    b = _b(name)
+    if len(b) > 253:
+        name = _s(b[:253])
+    return name.strip("-.")
+
+
+_NON_AUTH = re.compile(r"[^a-zA-Z0-9\-_]")
+_MULTI_DASH = re.compile(r"-+")
+
+
+def slugify(name: str, max_len: int = 50, smart: bool = True) -> str:
+    """Argo CD's SlugifyName: normalize, then gosimple/slug Make with its globals set."""
+    s = normalize(name).strip(_GO_SPACE)
+    if not smart and len(s) >= max_len:
+        s = s[:max_len]
+    s = _MULTI_DASH.sub("-", _NON_AUTH.sub("-", s)).strip("-_")
+    if max_len > 0 and smart and len(s) > max_len:
+        for i in range(max_len, -1, -1):
+            if s[i] == "-":
+                return s[:i]
+        return s[:max_len]
+    return s
+
+
+@reg("slugify", variadic=ANY)
+def _slugify(*args: Any) -> str:
+    if not args:
+        return slugify("")
+    max_len, smart, name = 50, True, ""
+    for i, a in enumerate(args):
+        if i == len(args) - 1:
+            if type(a) is not str:
+                raise FuncError(
+                    f"interface conversion: interface {{}} is {type_name(a)}, not string"
+                )
+            name = a
+        elif i == 0:
+            if type(a) is not int:
+                raise FuncError(f"interface conversion: interface {{}} is {type_name(a)}, not int")
+            max_len = a
+        elif i == 1:
+            if type(a) is not bool:
+                raise FuncError(f"interface conversion: interface {{}} is {type_name(a)}, not bool")
+            smart = a
+    return slugify(name, max_len, smart)
+
+
+class _GoYamlLoader(yaml.SafeLoader):
+    """YAML 1.1 like go-yaml v2, but timestamps stay strings (sigs.k8s.io/yaml via JSON)."""
+
+
+_GoYamlLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml_to_json_value(v: Any) -> Any:
+    """sigs.k8s.io/yaml: YAML -> JSON -> interface{}: numbers float64, keys strings."""
+    if isinstance(v, dict):
+        return {_yaml_key(k): _yaml_to_json_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_yaml_to_json_value(x) for x in v]
+    if type(v) is int:
+        return float(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise FuncError(f"json: unsupported value: {format_float_g(v)}")
+    if isinstance(v, bytes):
+        return base64.b64encode(v).decode()
+    return v
+
+
+def _yaml_key(k: Any) -> str:
+    if isinstance(k, str):
+        return k
+    if k is None:
+        return "null"
+    if isinstance(k, bool):
+        return "true" if k else "false"
+    if isinstance(k, int):
+        return str(k)
+    if isinstance(k, float):
+        return format_float_g(k)
+    raise FuncError(f"unsupported YAML map key {k!r}")
+
+
+def _load_yaml(s: str) -> Any:
+    try:
+        docs = list(yaml.load_all(s, Loader=_GoYamlLoader))
+    except yaml.YAMLError as e:
+        raise FuncError(f"error converting YAML to JSON: {str(e).splitlines()[0]}") from None
+    return _yaml_to_json_value(docs[0] if docs else None)
+
+
+@reg("fromYaml", STRING)
+def _from_yaml(s: str) -> Any:
+    v = _load_yaml(s)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise FuncError(
+            f"error unmarshaling JSON: json: cannot unmarshal {_json_kind(v)} "
+            "into Go value of type map[string]interface {}"
+        )
+    return v
+
+
+@reg("fromYamlArray", STRING)
+def _from_yaml_array(s: str) -> Any:
+    v = _load_yaml(s)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise FuncError(
+            f"error unmarshaling JSON: json: cannot unmarshal {_json_kind(v)} "
+            "into Go value of type []interface {}"
+        )
+    return v
+
+
+def _json_kind(v: Any) -> str:
+    if isinstance(v, dict):
+        return "object"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, bool):
+        return "bool"
+    return "number"
+
+
+class _GoYamlDumper(yaml.SafeDumper):
+    pass
+
+
+def _represent_str(dumper: yaml.SafeDumper, s: str) -> yaml.ScalarNode:
+    tag = "tag:yaml.org,2002:str"
+    if "\n" in s:
+        return dumper.represent_scalar(tag, s, style="|")
+    resolved = dumper.resolve(yaml.ScalarNode, s, (True, False))  # type: ignore[no-untyped-call]
+    if resolved != tag or s == "":
+        # go-yaml double-quotes strings that would read back as another type
+        return dumper.represent_scalar(tag, s, style='"')
+    return dumper.represent_scalar(tag, s)
+
+
+def _represent_float(dumper: yaml.SafeDumper, f: float) -> yaml.ScalarNode:
+    if f.is_integer() and abs(f) < 1e21:
+        return dumper.represent_scalar("tag:yaml.org,2002:int", str(int(f)))
+    return dumper.represent_scalar("tag:yaml.org,2002:float", format_float_g(f))
+
+
+_GoYamlDumper.add_representer(str, _represent_str)
+_GoYamlDumper.add_representer(StrMap, _GoYamlDumper.represent_dict)
+_GoYamlDumper.add_representer(StrSlice, _GoYamlDumper.represent_list)
+_GoYamlDumper.add_representer(Int64, _GoYamlDumper.represent_int)
+_GoYamlDumper.add_representer(float, _represent_float)
+
+
+@reg("toYaml", ANY)
+def _to_yaml(v: Any) -> str:
+    try:
+        out = yaml.dump(
+            v, Dumper=_GoYamlDumper, default_flow_style=False, sort_keys=True, allow_unicode=True
+        )
+    except yaml.YAMLError as e:
+        raise FuncError(str(e)) from None
+    if out.endswith("\n...\n"):
+        out = out[: -len("...\n")]
+    return out.removesuffix("\n")
+
+
+# --- registry -----------------------------------------------------------------------------
+
+for _n in (
+    "first",
+    "last",
+    "rest",
+    "initial",
+    "append",
+    "push",
+    "prepend",
+    "uniq",
+    "without",
+    "has",
+    "compact",
+    "reverse",
+    "slice",
+):
+    # sprig's plain list functions panic where the must* ones return the error; both end
+    # the template with that error here.
+    alias("must" + _n[0].upper() + _n[1:], _n)
+
+SPRIG_FUNCTIONS: dict[str, Func] = {f.name: f for f in _FUNCS}
+
+_ND = "non-deterministic, so not available in gitops-hub templates"
+_NS = "not supported by gitops-hub"
+UNAVAILABLE: dict[str, str] = {
+    # removed by Argo CD itself
+    "env": "not available in ApplicationSet templates (removed by Argo CD)",
+    "expandenv": "not available in ApplicationSet templates (removed by Argo CD)",
+    "getHostByName": "not available in ApplicationSet templates (removed by Argo CD)",
+    # time, randomness, crypto material: results would change at every render
+    **{
+        n: _ND
+        for n in (
+            "now",
+            "date",
+            "dateInZone",
+            "date_in_zone",
+            "dateModify",
+            "date_modify",
+            "mustDateModify",
+            "ago",
+            "duration",
+            "durationRound",
+            "htmlDate",
+            "htmlDateInZone",
+            "toDate",
+            "mustToDate",
+            "unixEpoch",
+            "uuidv4",
+            "randAlpha",
+            "randAlphaNum",
+            "randAscii",
+            "randNumeric",
+            "randBytes",
+            "randInt",
+            "shuffle",
+            "genPrivateKey",
+            "genCA",
+            "genCAWithKey",
+            "genSelfSignedCert",
+            "genSelfSignedCertWithKey",
+            "genSignedCert",
+            "genSignedCertWithKey",
+            "derivePassword",
+            "buildCustomCert",
+            "encryptAES",
+            "decryptAES",
+            "bcrypt",
+            "htpasswd",
+        )
+    },
+    **{
+        n: _NS
+        for n in (
+            "semver",
+            "semverCompare",
+            "wrap",
+            "wrapWith",
+            "snakecase",
+            "camelcase",
+            "kebabcase",
+            "swapcase",
+            "urlParse",
+            "urlJoin",
+            "osBase",
+            "osClean",
+            "osDir",
+            "osExt",
+            "osIsAbs",
+            "tpl",
+        )
+    },
+}
