@@ -50,7 +50,8 @@ def _flat_element(element: Mapping[str, Any], where: str) -> Params:
         if key == "values":
             if not isinstance(value, Mapping):
                 raise GeneratorError(
-                    f"{where}.values: must be a map of strings (fasttemplate mode)"
+                    f"{where}.values: must be a map of strings in fasttemplate mode, got "
+                    f"{value!r}; use goTemplate: true for other shapes"
                 )
             for k, v in value.items():
                 if not isinstance(v, str):

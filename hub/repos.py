@@ -115,12 +115,12 @@ class LocalRepoReader:
         for item in commit.tree.traverse():
             assert isinstance(item, git.Blob | git.Tree | git.Submodule)
             if item.type == "tree":
-                directories.append(item.path)
+                directories.append(str(item.path))
             elif item.type == "submodule":
                 # A submodule is a directory in a checkout (Argo CD checks them out).
-                directories.append(item.path)
+                directories.append(str(item.path))
             else:
-                files.append(item.path)
+                files.append(str(item.path))
         tree = RepoTree(files=tuple(sorted(files)), directories=tuple(sorted(directories)))
         with self._lock:
             self._trees[key] = tree
