@@ -595,13 +595,16 @@ class SimApp:
                     ]
                 }
             )
+        if segs[:2] == ["clusters", cluster.name] and segs[2:3] == ["openapi"]:
+            # A client that joins serverRelativeURL onto its base path repeats our prefix.
+            segs = segs[2:]
         head = segs[0]
         if method == "GET" and len(segs) == 1 and head in ("healthz", "livez", "readyz"):
             return web.Response(text="ok")
         if head == "version" and len(segs) == 1:
             return _json(KUBE_VERSION)
         if head == "openapi":
-            return self._openapi(segs[1:])
+            return self._openapi(cluster, segs[1:])
         if head == "api":
             if len(segs) == 1:
                 return _json(
@@ -643,19 +646,69 @@ class SimApp:
             raise NOT_FOUND_PATH
         return _json(doc)
 
-    def _openapi(self, segs: list[str]) -> web.Response:
+    def _openapi(self, cluster: SimCluster, segs: list[str]) -> web.Response:
+        """Just enough OpenAPI for kubectl: v3 PATCH operations naming ``fieldValidation``.
+
+        With those kubectl validates on the server (``fieldValidation=Strict``) instead of
+        fetching full schemas; it builds strategic merge patches from its built-in types.
+        """
         if segs == ["v2"]:
-            return _json(
-                {
-                    "swagger": "2.0",
-                    "info": {"title": "Kubernetes", "version": KUBE_VERSION["gitVersion"]},
-                    "paths": {},
-                    "definitions": {},
-                }
-            )
+            raise ApiError(404, "NotFound", "the simulator serves OpenAPI v3 only", {})
         if segs == ["v3"]:
-            return _json({"paths": {}})
-        raise NOT_FOUND_PATH
+            docs = cluster.discovery_docs()
+            prefix = f"/clusters/{cluster.name}/openapi/v3/"
+            paths = {
+                (f"apis/{g}/{v}" if g else f"api/{v}"): {
+                    "serverRelativeURL": f"{prefix}{f'apis/{g}/{v}' if g else f'api/{v}'}?hash={docs.revision}"
+                }
+                for g, v in docs.resource_lists
+            }
+            return _json({"paths": paths})
+        if segs[:1] != ["v3"]:
+            raise NOT_FOUND_PATH
+        segs = segs[1:]
+        if len(segs) == 2 and segs[0] == "api":
+            group, version = "", segs[1]
+        elif len(segs) == 3 and segs[0] == "apis":
+            group, version = segs[1], segs[2]
+        else:
+            raise NOT_FOUND_PATH
+        types = cluster.store.kinds.in_group_version(group, version)
+        if not types:
+            raise NOT_FOUND_PATH
+        params = [
+            {"name": n, "in": "query", "schema": {"type": "string"}}
+            for n in ("dryRun", "fieldManager", "fieldValidation", "force")
+        ]
+        paths: Obj = {}
+        for rt in types:
+            base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+            where = (
+                f"{base}/namespaces/{{namespace}}/{rt.plural}/{{name}}"
+                if rt.namespaced
+                else f"{base}/{rt.plural}/{{name}}"
+            )
+            paths[where] = {
+                "patch": {
+                    "operationId": f"patch{rt.kind}",
+                    "parameters": params,
+                    "responses": {"200": {"description": "OK"}},
+                    "x-kubernetes-action": "patch",
+                    "x-kubernetes-group-version-kind": {
+                        "group": group,
+                        "version": version,
+                        "kind": rt.kind,
+                    },
+                }
+            }
+        return _json(
+            {
+                "openapi": "3.0.0",
+                "info": {"title": "Kubernetes", "version": KUBE_VERSION["gitVersion"]},
+                "paths": paths,
+                "components": {"schemas": {}},
+            }
+        )
 
     async def _read_body(self, request: web.Request, rt: ResourceType) -> Any:
         raw = await request.read()

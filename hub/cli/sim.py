@@ -1,0 +1,119 @@
+"""``hub sim ...``: simulated Kubernetes clusters for the demo, tests and experiments."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import click
+
+from clusters.errors import ClusterUsageError
+from clusters.sim.server import RunningSim, SimConfig, cluster_names
+from hub.cli import HubContext
+
+
+@click.group()
+def sim() -> None:
+    """Simulated clusters that speak the Kubernetes API (for demos and tests)."""
+
+
+@sim.command()
+@click.option(
+    "--clusters",
+    "count",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="How many clusters (named sim-1..sim-N).",
+)
+@click.option("--names", metavar="A,B,C", help="Cluster names instead of sim-1..sim-N.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port (0: any free port; with --state-dir the last one when free).",
+)
+@click.option(
+    "--kubeconfig-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the kubeconfig (default: HOME/sim/kubeconfig).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep objects, CA and tokens here across restarts (default: memory only).",
+)
+@click.option(
+    "--ready-delay",
+    type=click.FloatRange(min=0),
+    default=0.2,
+    show_default=True,
+    help="Seconds before simulated pods become Ready.",
+)
+@click.pass_obj
+def serve(
+    obj: HubContext,
+    count: int,
+    names: str | None,
+    host: str,
+    port: int,
+    kubeconfig_out: Path | None,
+    state_dir: Path | None,
+    ready_delay: float,
+) -> None:
+    """Serve simulated clusters on one HTTPS port until interrupted (Ctrl-C).
+
+    Each cluster lives under https://HOST:PORT/clusters/NAME with its own bearer token and
+    is one context (named after it) in the kubeconfig written at start.
+    """
+    if names is not None:
+        chosen = tuple(n.strip() for n in names.split(",") if n.strip())
+        if not chosen:
+            raise ClusterUsageError("--names needs at least one name")
+    else:
+        chosen = cluster_names(count)
+    kubeconfig = kubeconfig_out or obj.home / "sim" / "kubeconfig"
+    config = SimConfig(
+        names=cluster_names(chosen),
+        host=host,
+        port=port,
+        state_dir=state_dir,
+        kubeconfig_path=kubeconfig,
+        ready_delay=ready_delay,
+    )
+    asyncio.run(_serve(config))
+
+
+async def _serve(config: SimConfig) -> None:
+    running = RunningSim(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await running.start()
+        fleet = running.fleet
+        assert fleet is not None
+        contexts = list(fleet.clusters)
+        click.echo(f"hub sim: serving {len(contexts)} cluster(s) on {running.url}")
+        for name in contexts:
+            click.echo(f"  {name:<20} {running.server_url(name)}")
+        click.echo(
+            f"kubeconfig: {config.kubeconfig_path} (contexts: {', '.join(contexts) or 'none'})"
+        )
+        if config.state_dir is not None:
+            click.echo(f"state: {config.state_dir}")
+        if contexts:
+            click.echo(
+                f"try:  kubectl --kubeconfig {config.kubeconfig_path} --context {contexts[0]} get ns"
+            )
+        click.echo("Ctrl-C to stop.", err=True)
+        await stop.wait()
+        click.echo("hub sim: stopping", err=True)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await running.stop()
