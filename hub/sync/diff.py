@@ -49,6 +49,7 @@ from hub.sync.resources import (
 )
 
 DEFAULT_JQ_TIMEOUT_S = 1.0  # Argo CD's default for jqPathExpressions
+_JQ_STARTUP_TIMEOUT_S = 60.0
 
 _METADATA_NOISE = (
     "uid",
@@ -230,8 +231,14 @@ def _project(live: Any, desired: Any, owned: FieldNode | None) -> Any:
         out: dict[str, Any] = {}
         for k, lv in live.items():
             o = owned.child(("f", k)) if owned is not None else None
-            if k in d or o is not None:
-                out[k] = _project(lv, d.get(k), o)
+            if k in d:
+                out[k] = _project(lv, d[k], o)
+            elif o is not None:
+                value = _project(lv, None, o)
+                # an owned map whose owned entries are all gone (ours removed elsewhere, or
+                # noise like our tracking id stripped) is nothing to compare
+                if value not in ({}, []):
+                    out[k] = value
         return out
     if isinstance(live, list):
         return _project_list(live, desired, owned)
@@ -456,6 +463,7 @@ def remove_owned(value: Any, owned: FieldNode) -> Any:
 def _jq_worker(conn: Connection) -> None:  # pragma: no cover - runs in the child process
     import jq
 
+    conn.send(("ready", None))
     while True:
         try:
             request = conn.recv()
@@ -496,6 +504,10 @@ class JqRunner:
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
+        # Start-up (a fresh interpreter importing jq) must not eat the per-expression budget.
+        if not parent.poll(_JQ_STARTUP_TIMEOUT_S) or parent.recv()[0] != "ready":
+            self.close()
+            raise DiffError("could not start the jq evaluator process")
         return parent
 
     def close(self) -> None:
@@ -527,7 +539,8 @@ class JqRunner:
             )
         status, result = conn.recv()
         if status != "ok":
-            raise DiffError(f"ignoreDifferences jqPathExpressions {list(expressions)!r}: {result}")
+            detail = " ".join(str(result).split())
+            raise DiffError(f"ignoreDifferences jqPathExpressions {list(expressions)!r}: {detail}")
         return result
 
 
