@@ -335,18 +335,13 @@ def test_create_namespace_adds_an_untracked_presync_namespace() -> None:
         "payments",
     )
     assert first.desired is not None and "annotations" not in first.desired["metadata"]
-    assert (
-        not plan(
-            obj("ConfigMap", "c"),
-            options=SyncOptions.parse(["CreateNamespace=true"]),
-            destination_namespace="payments",
-            namespace_exists=True,
-        )
-        .waves[0]
-        .tasks[0]
-        .key.kind
-        == "Namespace"
+    existing = plan(
+        obj("ConfigMap", "c"),
+        options=SyncOptions.parse(["CreateNamespace=true"]),
+        destination_namespace="payments",
+        namespace_exists=True,
     )
+    assert [t.key.kind for t in existing.tasks] == ["ConfigMap"]
 
 
 def test_resource_sync_options_win_over_app_options() -> None:
