@@ -192,7 +192,7 @@ def interpolate_generator(
                     out[key] = child
                     continue
                 new_key = render_string(str(key), params, mode, name=f"{where}.{key} (key)")
-                child_values = key == "values" and parent_key in ("clusters", "git")
+                child_values = in_values or (key == "values" and parent_key in ("clusters", "git"))
                 out[new_key] = walk(child, f"{where}.{key}", str(key), child_values)
             return out
         if isinstance(value, list):
