@@ -50,7 +50,12 @@ def _clip(text: str, width: int) -> str:
 
 
 def render_table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, *, clip_last: bool = True
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    width: int,
+    *,
+    clip_last: bool = True,
+    shrink_first: Sequence[int] = (),
 ) -> str:
     """Columns separated by two spaces; the widest columns shrink until a line fits.
 
@@ -61,11 +66,14 @@ def render_table(
         full = widths[-1]
         widths[-1] = len(headers[-1])
     gap = 2 * (len(headers) - 1)
-    while sum(widths) + gap > width:
-        widest = max(range(len(widths)), key=lambda i: widths[i])
-        if widths[widest] <= max(len(headers[widest]), 4):
-            break
-        widths[widest] -= 1
+    # Shrink the columns in `shrink_first` down to 20 characters before touching the others
+    # (the name is what people look for; a cut URL or label list is still recognisable).
+    for candidates, floor in ((list(shrink_first), 20), (list(range(len(widths))), 4)):
+        while sum(widths) + gap > width:
+            widest = max(candidates, key=lambda i: widths[i])
+            if widths[widest] <= max(len(headers[widest]), floor):
+                break
+            widths[widest] -= 1
     if not clip_last:
         widths[-1] = full
     lines = []
@@ -90,7 +98,8 @@ def _list_table(records: Sequence[ClusterRecord]) -> str:
         [r.name, r.server, r.server_version or "-", _check_cell(r), _labels_cell(r)]
         for r in records
     ]
-    return render_table(["NAME", "SERVER", "VERSION", "CHECK", "LABELS"], rows, TABLE_WIDTH)
+    headers = ["NAME", "SERVER", "VERSION", "CHECK", "LABELS"]
+    return render_table(headers, rows, TABLE_WIDTH, shrink_first=(1, 4))
 
 
 def _get_table(record: ClusterRecord) -> str:

@@ -144,7 +144,7 @@ def test_bad_documents_are_refused_naming_file_and_document(text: str, message: 
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ClusterUsageError, match="nope.yaml: no such file"):
+    with pytest.raises(ClusterUsageError, match=r"nope\.yaml: no such file"):
         load_cluster_secrets(tmp_path / "nope.yaml")
 
 

@@ -95,16 +95,16 @@ def test_an_exec_plugin_is_kept_as_configuration(write_kubeconfig: WriteKubeconf
 def test_an_explicit_context_wins_over_the_current_one(tmp_path: Path) -> None:
     path = tmp_path / "kc"
     path.write_text(
-        f"""
+        """
 current-context: a
 clusters:
-- {{name: ca, cluster: {{server: "https://a:1"}}}}
-- {{name: cb, cluster: {{server: "https://b:2"}}}}
+- {name: ca, cluster: {server: "https://a:1"}}
+- {name: cb, cluster: {server: "https://b:2"}}
 users:
-- {{name: u, user: {{token: tok-xyz123}}}}
+- {name: u, user: {token: tok-xyz123}}
 contexts:
-- {{name: a, context: {{cluster: ca, user: u}}}}
-- {{name: b, context: {{cluster: cb, user: u}}}}
+- {name: a, context: {cluster: ca, user: u}}
+- {name: b, context: {cluster: cb, user: u}}
 """
     )
     assert read_context(path).server == "https://a:1"
