@@ -28,6 +28,7 @@ from generators.gotemplate.builtins import BUILTINS, SPECIAL
 from generators.gotemplate.errors import TemplateError, line_col
 from generators.gotemplate.funcs import Func
 from generators.gotemplate.sprig import SPRIG_FUNCTIONS, UNAVAILABLE
+from generators.gotemplate.values import MISSING
 
 __all__ = ["FUNCTIONS", "UNAVAILABLE", "Template", "TemplateError", "render"]
 
@@ -113,6 +114,9 @@ class Template:
         mode = _MODES.get(missing_key)
         if mode is None:
             raise TemplateError(f"template: {self.name}: unknown missingkey option {missing_key!r}")
+        if data is None:
+            # Go's reflect.ValueOf(nil) is the invalid value, not a nil interface
+            data = MISSING
         st = C.State(mode, self._bodies, data)
         out: list[str] = []
         try:

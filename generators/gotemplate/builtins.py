@@ -233,7 +233,7 @@ def _urlquery(*args: Any) -> str:
 def _call(fn: Any, *args: Any) -> Any:
     if fn is None or fn is MISSING:
         raise FuncError("call of nil")
-    raise FuncError(f"non-function of type {type_name(fn)} (data holds no functions)")
+    raise FuncError(f"non-function of type {type_name(fn)}")
 
 
 BUILTINS: dict[str, Func] = {

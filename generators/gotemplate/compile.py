@@ -132,7 +132,7 @@ class Compiler:
             if isinstance(n, P.TextNode):
                 parts.append(n.text)
             elif isinstance(n, P.ActionNode) and not n.pipe.decl:
-                parts.append(self.pipe(n.pipe))
+                parts.append(self.output_expr(n.pipe))
             else:
                 simple = False
         if simple:
@@ -166,8 +166,10 @@ class Compiler:
 
                 return declare
 
+            out_pipe = self.output_expr(n.pipe)
+
             def action(st: State, dot: Any, out: list[str]) -> None:
-                out.append(to_output(pipe(st, dot)))
+                out.append(to_output(out_pipe(st, dot)))
 
             return action
         if isinstance(n, P.BranchNode):
@@ -299,6 +301,15 @@ class Compiler:
         return run
 
     # pipelines ---------------------------------------------------------------------------
+    def output_expr(self, p: P.PipeNode) -> Expr:
+        """A pipeline whose value is only printed: nil and missing print alike, so the
+        None -> MISSING unwrapping and the command layer can be skipped."""
+        if not p.decl and len(p.cmds) == 1 and len(p.cmds[0].args) == 1:
+            first = p.cmds[0].args[0]
+            if isinstance(first, P.FieldNode | P.VariableNode | P.ChainNode | P.DotNode):
+                return self.expr(first)
+        return self.pipe(p)
+
     def pipe(self, p: P.PipeNode) -> Expr:
         cmds = [self.command(c, i > 0) for i, c in enumerate(p.cmds)]
         decl = p.decl
@@ -452,7 +463,19 @@ class Compiler:
                 return slow1(st, dot)
 
             return field1
-        return self.chain(n, self.dot_expr(), idents)
+        slow = self.chain(n, self.dot_expr(), idents)
+
+        def field_n(st: State, dot: Any) -> Any:
+            r = dot
+            for k in idents:
+                if type(r) is not dict:
+                    return slow(st, dot)
+                r = r.get(k, MISSING)
+                if r is MISSING:
+                    return slow(st, dot)
+            return r
+
+        return field_n
 
     def chain(self, node: P.Node, base: Expr, idents: tuple[str, ...]) -> Expr:
         fail = self.error
