@@ -139,6 +139,11 @@ def _crd_scopes(manifests: Sequence[SourcedManifest]) -> dict[tuple[str, str], b
     return out
 
 
+def _add(problems: list[str], bad: set[int], index: int, message: str) -> None:
+    problems.append(message)
+    bad.add(index)
+
+
 def validate_manifests(
     manifests: Sequence[SourcedManifest],
     *,
@@ -156,21 +161,32 @@ def validate_manifests(
     out: list[SourcedManifest] = []
     seen: dict[ResourceKey, SourcedManifest] = {}
 
-    for m in manifests:
+    bad: set[int] = set()
+    for index, m in enumerate(manifests):
         obj = m.obj
         what = m.describe() if isinstance(obj, Mapping) else f"{m.origin}: document"
         if not isinstance(obj, Mapping):
-            problems.append(f"{what}: expected a Kubernetes object (a mapping)")
+            _add(problems, bad, index, f"{what}: expected a Kubernetes object (a mapping)")
             continue
         api_version = obj.get("apiVersion")
         kind = obj.get("kind")
         if not isinstance(api_version, str) or not api_version:
-            problems.append(f"{what}: apiVersion is missing; every manifest needs apiVersion")
+            _add(
+                problems,
+                bad,
+                index,
+                f"{what}: apiVersion is missing; every manifest needs apiVersion",
+            )
         if not isinstance(kind, str) or not kind:
-            problems.append(f"{what}: kind is missing; every manifest needs kind")
+            _add(problems, bad, index, f"{what}: kind is missing; every manifest needs kind")
         meta = obj.get("metadata")
         if not isinstance(meta, Mapping):
-            problems.append(f"{what}: metadata is missing; every manifest needs metadata.name")
+            _add(
+                problems,
+                bad,
+                index,
+                f"{what}: metadata is missing; every manifest needs metadata.name",
+            )
             continue
         if not (isinstance(api_version, str) and api_version and isinstance(kind, str) and kind):
             continue
@@ -181,20 +197,28 @@ def validate_manifests(
             if hook and isinstance(generate_name, str) and generate_name:
                 pass
             elif generate_name:
-                problems.append(
+                _add(
+                    problems,
+                    bad,
+                    index,
                     f"{what}: metadata.generateName is only supported on hooks "
-                    "(argocd.argoproj.io/hook); give the object a metadata.name"
+                    "(argocd.argoproj.io/hook); give the object a metadata.name",
                 )
                 continue
             else:
-                problems.append(f"{what}: metadata.name is missing")
+                _add(problems, bad, index, f"{what}: metadata.name is missing")
                 continue
         elif not isinstance(name, str):
-            problems.append(f"{what}: metadata.name must be a string, got {name!r}")
+            _add(problems, bad, index, f"{what}: metadata.name must be a string, got {name!r}")
             continue
         namespace = meta.get("namespace")
         if namespace is not None and not isinstance(namespace, str):
-            problems.append(f"{what}: metadata.namespace must be a string, got {namespace!r}")
+            _add(
+                problems,
+                bad,
+                index,
+                f"{what}: metadata.namespace must be a string, got {namespace!r}",
+            )
             continue
 
         group = group_of(api_version)
@@ -202,26 +226,35 @@ def validate_manifests(
         if cluster is None:
             cluster = scopes.is_cluster_scoped(group, kind)
         if cluster is None:
-            problems.append(
+            _add(
+                problems,
+                bad,
+                index,
                 f"{what}: kind {kind} ({api_version}) is not known to the cluster; "
-                "install its CRD first or fix apiVersion/kind"
+                "install its CRD first or fix apiVersion/kind",
             )
             continue
         fixed = copy.deepcopy(dict(obj))
         fixed_meta = fixed["metadata"]
         if cluster:
             if namespace:
-                problems.append(
+                _add(
+                    problems,
+                    bad,
+                    index,
                     f"{what}: {kind} is cluster-scoped but has metadata.namespace "
-                    f"{namespace!r}; remove the namespace"
+                    f"{namespace!r}; remove the namespace",
                 )
                 continue
             fixed_meta.pop("namespace", None)
         elif not namespace:
             if not destination_namespace:
-                problems.append(
+                _add(
+                    problems,
+                    bad,
+                    index,
                     f"{what}: {kind} is namespaced but has no metadata.namespace and the "
-                    "Application has no spec.destination.namespace; set one of them"
+                    "Application has no spec.destination.namespace; set one of them",
                 )
                 continue
             fixed_meta["namespace"] = destination_namespace
@@ -237,15 +270,18 @@ def validate_manifests(
         if fixed_meta.get("name"):
             key = validated.key
             if key in seen:
-                problems.append(
-                    f"{what}: {key} is declared twice (also in {seen[key].origin or 'the render'})"
+                _add(
+                    problems,
+                    bad,
+                    index,
+                    f"{what}: {key} is declared twice (also in {seen[key].origin or 'the render'})",
                 )
                 continue
             seen[key] = validated
         out.append(validated)
 
     if problems:
-        count = len(problems)
+        count = len(bad)
         head = f"{count} invalid manifest{'s' if count > 1 else ''}; nothing was applied"
         raise ManifestError(head + ": " + "; ".join(problems), problems=tuple(problems))
     return ValidatedManifests(manifests=tuple(out), warnings=tuple(warnings))
