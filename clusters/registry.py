@@ -619,12 +619,19 @@ class Registry:
         )
         return count
 
+    def key_id_of(self, name: str) -> str:
+        """The id of the master key that wraps ``name``'s data key."""
+        stored = self._storage.get_cluster(name)
+        if stored is None:
+            raise ClusterNotFound(name)
+        return stored.envelope.key_id
+
     def key_ids_in_use(self) -> dict[str, int]:
         """How many records each master key id wraps (for rotation bookkeeping)."""
         counts: dict[str, int] = {}
-        with self._storage.cluster_transaction() as txn:
-            for row in txn.list_clusters():
-                counts[row.envelope.key_id] = counts.get(row.envelope.key_id, 0) + 1
+        for record in self._storage.list_records():
+            key_id = self.key_id_of(record.name)
+            counts[key_id] = counts.get(key_id, 0) + 1
         return counts
 
 

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusters.crypto import Keyring, MasterKey
+from clusters.crypto import DecryptError, Keyring, MasterKey
 from clusters.errors import ClusterError
 from clusters.registry import Registry
 from hub.errors import HubError, HubUsageError
@@ -243,31 +243,36 @@ def _rotate_env(home: Path, env: Mapping[str, str]) -> RotationResult:
     if new.key_id == old.key_id:
         raise HubUsageError(f"{ENV_NEW_MASTER_KEY} is the same key as {ENV_MASTER_KEY}")
     registry = Registry(open_store(home), lambda: Keyring(primary=old, others=(new,)))
-    count = _rewrap(registry, new)
+    count = _rewrap(registry, registry.keyring, new)
     return RotationResult(
         old_key_ids=(old.key_id,), new_key_id=new.key_id, rewrapped=count, source=ENV_NEW_MASTER_KEY
     )
 
 
-def _rewrap(registry: Registry, target: MasterKey) -> int:
-    return registry.rewrap_all(registry.keyring, target)
+def _rewrap(registry: Registry, keyring: Keyring, target: MasterKey) -> int:
+    return registry.rewrap_all(keyring, target)
 
 
 def _rotate_files(home: Path) -> RotationResult:
     current, new_path, old_path = key_path(home), home / NEW_KEY_FILENAME, home / OLD_KEY_FILENAME
     store = open_store(home)
     try:
+        keyring = load_keyring(home, env={}, warn_pending=False)
+        registry = Registry(store, lambda: keyring)
+        # Before writing anything: every record must open with the keys at hand.
+        for record in registry.list():
+            if registry.key_id_of(record.name) not in keyring.key_ids:
+                raise DecryptError(record.name)
         # Step 1 (or resume with the key an interrupted rotation already wrote).
         if new_path.exists():
             target = read_key_file(new_path)
         else:
             target = MasterKey.generate(str(new_path))
             write_key_file(new_path, target)
-        keyring = load_keyring(home, env={}, warn_pending=False)
-        registry = Registry(store, lambda: keyring)
+            keyring = Keyring(primary=keyring.primary, others=(*keyring.others, target))
         old_ids = tuple(sorted(keyring.key_ids - {target.key_id}))
         # Step 2: one transaction.
-        count = _rewrap(registry, target)
+        count = _rewrap(registry, keyring, target)
         # Steps 3 to 5: swap the files; every record is under `target` now.
         if current.exists() and read_key_file(current).key_id != target.key_id:
             os.replace(current, old_path)

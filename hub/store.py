@@ -110,6 +110,8 @@ def schema_version(db: sqlite3.Connection) -> int:
 
 def migrate(db: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
     """Apply pending migrations in one immediate transaction; returns the new version."""
+    if schema_version(db) == len(migrations):
+        return len(migrations)  # the common case: no write lock needed just to open
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute(

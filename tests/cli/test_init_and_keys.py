@@ -226,3 +226,28 @@ def test_rotation_with_hub_master_key_needs_the_new_key_in_the_environment(
     )
     hub.env["HUB_MASTER_KEY"] = new
     hub.ok("cluster", "export", names[0], "--show-secrets")
+
+
+def test_rotation_without_the_right_key_file_writes_nothing(hub: Hub, kube: KubeEnv) -> None:
+    key = new_key()
+    hub.ok("init", env={"HUB_MASTER_KEY": key})
+    hub.env["HUB_MASTER_KEY"] = key
+    names = add_clusters(hub, kube, 1)
+    # Forget the environment, and put a different key in a file: nothing may open the record.
+    del hub.env["HUB_MASTER_KEY"]
+    hub.env["HUB_MASTER_KEY"] = None
+    from clusters.crypto import MasterKey
+    from hub.home import write_key_file
+
+    write_key_file(hub.home / "master.key", MasterKey.generate("other"))
+    run = hub("key", "rotate")
+    assert run.exit_code == 1
+    assert f"cannot decrypt credentials for cluster {names[0]}: wrong master key?" in run.stderr
+    assert sorted(p.name for p in hub.home.glob("master.key*")) == ["master.key"]
+    hub.env["HUB_MASTER_KEY"] = key
+    all_readable_env(hub, names)
+
+
+def all_readable_env(hub: Hub, names: list[str]) -> None:
+    for name in names:
+        hub.ok("cluster", "export", name, "--show-secrets")
