@@ -17,7 +17,6 @@ from generators.gotemplate.values import (
     Int64,
     _fmt_e_digits,
     _fmt_f_digits,
-    _shortest_digits,
     can_backquote,
     format_float_g,
     format_v,
@@ -104,6 +103,9 @@ def sprintf(fmt: str, args: list[Any]) -> str:
             out.append("%")
             continue
         sp.verb = verb
+        if verb == "v":
+            # %+v only matters for structs; Go clears the plus flag for everything else
+            sp.plus = False
         if argi >= len(args):
             out.append(f"%!{verb}(MISSING)")
             continue
@@ -179,15 +181,7 @@ def _sharp_v(v: Any, top: bool) -> str:
     if t is int or t is Int64:
         return str(int(v))
     if t is float:
-        digits, dp = _shortest_digits(v)
-        sp = _special_float(v)
-        if sp:
-            return sp
-        neg = "-" if v < 0 else ""
-        exp = dp - 1
-        if exp < -4 or exp >= 21:
-            return neg + _fmt_e_digits(digits, exp)
-        return neg + _fmt_f_digits(digits, dp)
+        return format_float_g(v)
     if isinstance(v, list):
         return type_name(v) + "{" + ", ".join(_sharp_v(x, False) for x in v) + "}"
     if isinstance(v, dict):
@@ -282,8 +276,8 @@ def _fmt_float(f: float, sp: _Spec) -> str:
         s = special
         if special == "NaN":
             s = ("+" if sp.plus else " " if sp.space else "") + "NaN"
-        elif special == "+Inf" and not sp.plus:
-            s = " Inf" if sp.space else "Inf"
+        elif special == "+Inf" and sp.space and not sp.plus:
+            s = " Inf"
         return _pad(s, sp)
     a = abs(f)
     if verb in "vgG":
