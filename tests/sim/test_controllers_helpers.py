@@ -1,0 +1,266 @@
+"""Pure helpers of the simulated controllers: fault images, hashes, selectors, conditions,
+the kubelet's status, endpoints and which reconcilers an event wakes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clusters.sim.controllers._util import (
+    SAFE_ALPHABET,
+    go_duration,
+    image_fault,
+    image_tag,
+    labels_match,
+    map_selects,
+    normalize_image,
+    pod_fault,
+    prune_zero,
+    qos_class,
+    set_condition,
+    template_hash,
+)
+from clusters.sim.controllers.network import endpoints_subsets
+from clusters.sim.controllers.pods import pod_status
+from clusters.sim.controllers.runtime import HPAS_IN, SERVICES_IN, keys_for
+from clusters.sim.controllers.templates import deletion_order
+from clusters.sim.interface import ObjectEvent
+
+
+@pytest.mark.parametrize(
+    ("image", "tag", "fault"),
+    [
+        ("nginx", "", None),
+        ("nginx:1.25", "1.25", None),
+        ("nginx:crashloop", "crashloop", "crashloop"),
+        ("registry:5000/team/app:v2-crashloop", "v2-crashloop", "crashloop"),
+        ("registry:5000/team/app", "", None),  # the port is not a tag
+        ("busybox:fail", "fail", "fail"),
+        ("busybox:will-FAIL-now", "will-FAIL-now", "fail"),
+        ("failing/app:1.0", "1.0", None),  # only the tag counts
+        ("app@sha256:abc", "", None),
+        ("app:crashloop@sha256:abc", "crashloop", "crashloop"),
+    ],
+)
+def test_faults_come_from_the_image_tag_only(image: str, tag: str, fault: str | None) -> None:
+    assert image_tag(image) == tag
+    assert image_fault(image) == fault
+
+
+def test_a_crashlooping_container_wins_over_a_failing_one() -> None:
+    spec = {"containers": [{"image": "a:fail"}, {"image": "b:crashloop"}, {"image": "c:1"}]}
+    assert pod_fault(spec) == "crashloop"
+    assert pod_fault({"containers": [{"image": "c:1"}]}) is None
+
+
+@pytest.mark.parametrize(
+    ("image", "full"),
+    [
+        ("nginx", "docker.io/library/nginx:latest"),
+        ("nginx:1.25", "docker.io/library/nginx:1.25"),
+        ("bitnami/redis:7", "docker.io/bitnami/redis:7"),
+        ("ghcr.io/org/app:v1", "ghcr.io/org/app:v1"),
+        ("localhost/app:v1", "localhost/app:v1"),
+        ("registry:5000/app", "registry:5000/app:latest"),
+    ],
+)
+def test_images_are_reported_fully_qualified_like_containerd_does(image: str, full: str) -> None:
+    assert normalize_image(image) == full
+
+
+def test_template_hashes_are_stable_safe_and_salted_by_collisions() -> None:
+    template = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"image": "a"}]}}
+    same = {"spec": {"containers": [{"image": "a"}]}, "metadata": {"labels": {"app": "web"}}}
+    first = template_hash(template)
+    assert first == template_hash(same)
+    assert set(first) <= set(SAFE_ALPHABET)
+    assert 1 <= len(first) <= 10
+    assert template_hash(template, 1) != first
+    assert template_hash({**template, "spec": {"containers": [{"image": "b"}]}}) != first
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "match"),
+    [
+        ({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"}, True),
+        ({"matchLabels": {"a": "1"}}, {"a": "2"}, False),
+        ({}, {"a": "1"}, True),
+        (None, {"a": "1"}, False),
+        (
+            {"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]},
+            {"a": "2"},
+            True,
+        ),
+        (
+            {"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]},
+            {"a": "1"},
+            False,
+        ),
+        ({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {}, False),
+        ({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {}, True),
+    ],
+)
+def test_label_selectors_match_like_kubernetes(
+    selector: dict[str, Any] | None, labels: dict[str, str], match: bool
+) -> None:
+    assert labels_match(selector, labels) is match
+
+
+def test_an_empty_service_selector_selects_nothing() -> None:
+    assert not map_selects({}, {"a": "1"})
+    assert map_selects({"a": "1"}, {"a": "1", "b": "2"})
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.2, "200ms"), (10, "10s"), (80, "1m20s"), (300, "5m0s"), (3725, "1h2m5s")],
+)
+def test_durations_print_like_go(seconds: float, text: str) -> None:
+    assert go_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("resources", "qos"),
+    [
+        ({}, "BestEffort"),
+        ({"requests": {"cpu": "100m"}}, "Burstable"),
+        ({"limits": {"cpu": "1", "memory": "1Gi"}}, "Guaranteed"),
+        (
+            {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}},
+            "Burstable",
+        ),
+    ],
+)
+def test_qos_class_follows_requests_and_limits(resources: dict[str, Any], qos: str) -> None:
+    assert qos_class({"containers": [{"resources": resources}]}) == qos
+
+
+def test_setting_a_condition_keeps_its_transition_time_while_the_status_holds() -> None:
+    old = [{"type": "Available", "status": "True", "reason": "A", "lastTransitionTime": "t0"}]
+    same = {"type": "Available", "status": "True", "reason": "A", "lastTransitionTime": "t1"}
+    assert set_condition(old, same) is old
+    reworded = {"type": "Available", "status": "True", "reason": "B", "lastTransitionTime": "t1"}
+    assert set_condition(old, reworded) == [{**reworded, "lastTransitionTime": "t0"}]
+    flipped = {"type": "Available", "status": "False", "reason": "C", "lastTransitionTime": "t2"}
+    assert set_condition(old, flipped) == [flipped]
+
+
+def test_zero_counters_are_omitted_unless_the_api_always_sends_them() -> None:
+    assert prune_zero({"replicas": 0, "ready": 0, "name": "x"}, keep=("replicas",)) == {
+        "replicas": 0,
+        "name": "x",
+    }
+
+
+def pod(name: str = "p", image: str = "nginx:1", **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "labels": {"app": "x"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": image}]},
+        "status": status,
+    }
+
+
+def test_a_pending_pod_waits_for_its_container_to_be_created() -> None:
+    status = pod_status(pod(), "pending", host_ip="10.0.0.2")
+    assert status["phase"] == "Pending"
+    assert "podIP" not in status
+    (container,) = status["containerStatuses"]
+    assert container["state"] == {"waiting": {"reason": "ContainerCreating"}}
+    assert container["ready"] is False
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ContainersNotReady")
+    assert ready["message"] == "containers with unready status: [main]"
+
+
+def test_a_crashlooping_pod_reports_back_off_and_the_last_failure() -> None:
+    status = pod_status(pod(), "crashloop", host_ip="10.0.0.2", restarts=3, wait=0.4)
+    assert status["phase"] == "Running" and status["podIP"]
+    (container,) = status["containerStatuses"]
+    assert container["restartCount"] == 3
+    assert container["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert container["state"]["waiting"]["message"] == (
+        "back-off 400ms restarting failed container=main pod=p_ns(uid-p)"
+    )
+    assert container["lastState"]["terminated"]["exitCode"] == 1
+    assert container["lastState"]["terminated"]["reason"] == "Error"
+
+
+def test_a_running_pod_keeps_its_start_and_transition_times() -> None:
+    first = pod_status(pod(), "running", host_ip="10.0.0.2")
+    again = pod_status(pod(**first), "running", host_ip="10.0.0.2")
+    assert again == first
+
+
+def test_endpoints_split_ready_and_not_ready_pods_and_resolve_named_ports() -> None:
+    svc = {
+        "spec": {
+            "selector": {"app": "x"},
+            "ports": [{"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"}],
+        }
+    }
+    ready = pod("a", podIP="10.244.0.2", conditions=[{"type": "Ready", "status": "True"}])
+    waiting = pod("b", podIP="10.244.0.1", conditions=[{"type": "Ready", "status": "False"}])
+    for p in (ready, waiting):
+        p["spec"]["containers"][0]["ports"] = [{"name": "web", "containerPort": 8080}]
+    (subset,) = endpoints_subsets(svc, [ready, waiting])
+    assert [a["ip"] for a in subset["addresses"]] == ["10.244.0.2"]
+    assert [a["ip"] for a in subset["notReadyAddresses"]] == ["10.244.0.1"]
+    assert subset["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    assert subset["addresses"][0]["targetRef"] == {
+        "kind": "Pod",
+        "namespace": "ns",
+        "name": "a",
+        "uid": "uid-a",
+    }
+
+
+def test_scale_down_removes_unready_and_newest_pods_first() -> None:
+    ready_old = pod("ready-old", phase="Running", conditions=[{"type": "Ready", "status": "True"}])
+    ready_old["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    ready_new = pod("ready-new", phase="Running", conditions=[{"type": "Ready", "status": "True"}])
+    ready_new["metadata"]["creationTimestamp"] = "2026-01-02T00:00:00Z"
+    pending = pod("pending", phase="Pending")
+    order = [p["metadata"]["name"] for p in deletion_order([ready_old, ready_new, pending])]
+    assert order == ["pending", "ready-new", "ready-old"]
+
+
+def test_a_pod_event_wakes_the_pod_its_owner_and_the_services_of_its_namespace() -> None:
+    owned = pod("web-abc")
+    owned["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "web",
+            "uid": "u",
+            "controller": True,
+        }
+    ]
+    assert keys_for(ObjectEvent(type="MODIFIED", object=owned)) == [
+        ("ReplicaSet", "ns", "web"),
+        ("Pod", "ns", "web-abc"),
+        (SERVICES_IN, "ns", ""),
+    ]
+
+
+def test_a_replicaset_event_wakes_its_deployment_and_the_hpas() -> None:
+    rs = {
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": "web-1",
+            "namespace": "ns",
+            "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": True}],
+        },
+    }
+    assert keys_for(ObjectEvent(type="MODIFIED", object=rs)) == [
+        ("Deployment", "ns", "web"),
+        ("ReplicaSet", "ns", "web-1"),
+        (HPAS_IN, "ns", ""),
+    ]
+
+
+def test_kinds_no_controller_owns_wake_nothing() -> None:
+    cm = {"kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"}}
+    assert keys_for(ObjectEvent(type="ADDED", object=cm)) == []
