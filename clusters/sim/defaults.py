@@ -429,10 +429,7 @@ def _job(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> Non
     if "backoffLimit" not in spec:
         spec["backoffLimit"] = 2147483647 if "backoffLimitPerIndex" in spec else 6
     meta = _map(obj, "metadata")
-    template = _map(spec, "template")
-    template_meta = _map(template, "metadata")
-    if template_meta.get("labels") and not meta.get("labels"):
-        meta["labels"] = dict(template_meta["labels"])
+    template_meta = _map(_map(spec, "template"), "metadata")
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)
     failure_policy = spec.get("podFailurePolicy")
@@ -454,6 +451,11 @@ def _job(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> Non
             labels.setdefault(key, uid)
         selector = _map(spec, "selector")
         _map(selector, "matchLabels").setdefault("batch.kubernetes.io/controller-uid", uid)
+    # SetDefaults_Job copies the template's labels to a Job without labels. It runs again
+    # whenever the server reads the Job back, by then with the generated labels, so a real
+    # Job carries those too.
+    if template_meta.get("labels") and not meta.get("labels"):
+        meta["labels"] = dict(template_meta["labels"])
     obj.setdefault("status", {})
 
 
