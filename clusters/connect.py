@@ -21,6 +21,7 @@ import fcntl
 import logging
 import os
 import threading
+import warnings
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -232,6 +233,11 @@ def build_connection(creds: ClusterCredentials) -> Connection:
     """A new, uncached connection from decrypted credentials."""
     cfg = Configuration(host=creds.server)
     cfg.verify_ssl = not creds.tls.insecure
+    if creds.tls.insecure:
+        # The user chose insecure-skip-tls-verify for this cluster, as kubectl allows; say
+        # so once here instead of urllib3 warning on every request.
+        log.info("cluster %s: TLS certificate verification is off", creds.name)
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     if creds.tls.ca_data:
         cfg.ca_cert_data = creds.tls.ca_data.decode("ascii")
     if creds.tls.server_name:

@@ -148,6 +148,24 @@ def test_a_cluster_that_answers_500_is_refused(
     assert "answered HTTP 500" in run.stderr
 
 
+def test_tls_settings_are_honoured(hub: Hub, sim: SimServer, kube: KubeEnv, tmp_path: Path) -> None:
+    from tests.clusters.conftest import b64, make_cert
+
+    path = kubeconfig_with(kube.kubeconfig, tmp_path / "kc", kube.context)
+    doc = yaml.safe_load(path.read_text())
+    cluster = doc["clusters"][0]["cluster"]
+    other_ca, _ = make_cert("some-other-ca")
+    cluster["certificate-authority-data"] = b64(other_ca)
+    path.write_text(yaml.safe_dump(doc))
+    run = hub("cluster", "add", "wrongca", "--kubeconfig", str(path))
+    assert run.exit_code == 1 and "TLS handshake with https://" in run.stderr
+    del cluster["certificate-authority-data"]
+    cluster["insecure-skip-tls-verify"] = True
+    path.write_text(yaml.safe_dump(doc))
+    hub.ok("cluster", "add", "insecure", "--kubeconfig", str(path))
+    hub.ok("cluster", "check", "insecure")
+
+
 def test_upsert_replaces_the_credential(
     hub: Hub, sim: SimServer, kube: KubeEnv, tmp_path: Path
 ) -> None:

@@ -30,7 +30,8 @@ def registry(tmp_path: Path, kube: KubeEnv) -> Iterator[Registry]:
 
 def test_a_connection_serves_typed_apis(registry: Registry, kube: KubeEnv) -> None:
     conn = connect(registry, kube.contexts[0])
-    names = [ns.metadata.name for ns in client.CoreV1Api(conn.api_client).list_namespace().items]
+    namespaces = client.CoreV1Api(conn.api_client).list_namespace().items
+    names = [ns.metadata.name for ns in namespaces if ns.metadata is not None]
     assert "default" in names
     assert conn.version().startswith("v1.")
 
