@@ -90,7 +90,7 @@ def parse_duration(value: object, *, where: str = "duration") -> float:
     if re.fullmatch(r"[+-]?\d+", text):
         return float(int(text))
     sign = 1.0
-    if text[:1] in "+-":
+    if text and text[0] in "+-":
         sign = -1.0 if text[0] == "-" else 1.0
         text = text[1:]
     if text == "0":

@@ -1,0 +1,217 @@
+"""Rendering a source directory: plain manifests and Kustomize, on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hub.sync.model import ApplicationSource, DirectorySource, RenderError
+from hub.sync.render import (
+    find_kustomize_command,
+    glob_match,
+    render_directory,
+    render_kustomize,
+    render_source,
+)
+
+CM = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {name}
+data:
+  released: 2024-01-01
+"""
+
+
+def write(root: Path, rel: str, text: str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def names(result: object) -> list[str]:
+    return [m.obj["metadata"]["name"] for m in result.manifests]  # type: ignore[attr-defined]
+
+
+def test_multi_document_files_lists_and_json_in_walk_order(tmp_path: Path) -> None:
+    write(tmp_path, "b.yaml", CM.format(name="b1") + "---\n---\n" + CM.format(name="b2"))
+    write(
+        tmp_path,
+        "a.yml",
+        "apiVersion: v1\nkind: List\nitems:\n"
+        + "".join(
+            f"- apiVersion: v1\n  kind: ConfigMap\n  metadata:\n    name: {n}\n"
+            for n in ("l1", "l2")
+        ),
+    )
+    write(
+        tmp_path,
+        "c.json",
+        json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j"}}),
+    )
+    write(tmp_path, "README.md", "not a manifest")
+    write(tmp_path, "sub/deep.yaml", CM.format(name="deep"))
+    result = render_directory(tmp_path)
+    assert names(result) == ["l1", "l2", "b1", "b2", "j"]
+    assert [m.origin for m in result.manifests] == [
+        "a.yml items[0]",
+        "a.yml items[1]",
+        "b.yaml#1",
+        "b.yaml#3",
+        "c.json",
+    ]
+    # timestamps stay text, as Kubernetes' YAML reads them
+    assert result.manifests[2].obj["data"]["released"] == "2024-01-01"
+
+
+def test_recurse_walks_sub_directories_depth_first_in_lexical_order(tmp_path: Path) -> None:
+    for rel in ("b.yaml", "a/z.yaml", "a/b/y.yaml", "a.yaml", "c/x.yaml"):
+        write(tmp_path, rel, CM.format(name=rel.replace("/", "-").removesuffix(".yaml")))
+    result = render_directory(tmp_path, directory=DirectorySource(recurse=True))
+    # Go's filepath.Walk visits "a" (a directory) before "a.yaml"
+    assert names(result) == ["a-b-y", "a-z", "a", "b", "c-x"]
+
+
+@pytest.mark.parametrize(
+    ("include", "exclude", "expected"),
+    [
+        ("", "", ["app-deploy", "app-svc", "base-cm", "test-x"]),
+        ("*.yaml", "", ["app-deploy", "app-svc", "base-cm", "test-x"]),  # * crosses "/"
+        ("app/*", "", ["app-deploy", "app-svc"]),
+        ("{app/deploy.yaml,base/*}", "", ["app-deploy", "base-cm"]),
+        ("", "test/*", ["app-deploy", "app-svc", "base-cm"]),
+        ("app/*", "*svc*", ["app-deploy"]),
+        ("app/[ds]*.yaml", "app/s?c.yaml", ["app-deploy"]),
+        ("*", "[!a]*", ["app-deploy", "app-svc"]),
+    ],
+)
+def test_include_and_exclude_globs_match_relative_paths_like_argo_cd(
+    tmp_path: Path, include: str, exclude: str, expected: list[str]
+) -> None:
+    for rel in ("app/deploy.yaml", "app/svc.yaml", "base/cm.yaml", "test/x.yaml"):
+        write(tmp_path, rel, CM.format(name=rel.replace("/", "-").removesuffix(".yaml")))
+    result = render_directory(
+        tmp_path, directory=DirectorySource(recurse=True, include=include, exclude=exclude)
+    )
+    assert names(result) == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "match"),
+    [
+        ("*.yaml", "a/b.yaml", True),
+        ("a\\*", "a*", True),
+        ("a\\*", "ab", False),
+        ("{a,b{c,d}}", "bd", True),
+        ("[a-c]x", "dx", False),
+    ],
+)
+def test_glob_syntax(pattern: str, text: str, match: bool) -> None:
+    assert glob_match(pattern, text) is match
+
+
+@pytest.mark.parametrize("pattern", ["{a,b", "[abc", "x\\"])
+def test_invalid_globs_are_errors_not_silent_empty_renders(pattern: str) -> None:
+    with pytest.raises(RenderError, match="invalid glob pattern"):
+        glob_match(pattern, "x")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: [unclosed", "bad.yaml: invalid YAML"),
+        ("- a\n- b\n", "bad.yaml: expected a Kubernetes object, got a list"),
+        ("just text", "bad.yaml: expected a Kubernetes object, got str"),
+    ],
+)
+def test_unparseable_files_name_the_file(tmp_path: Path, text: str, message: str) -> None:
+    write(tmp_path, "bad.yaml", text)
+    with pytest.raises(RenderError, match=message):
+        render_directory(tmp_path)
+
+
+def test_jsonnet_files_are_refused_rather_than_skipped(tmp_path: Path) -> None:
+    write(tmp_path, "app.jsonnet", "{}")
+    with pytest.raises(RenderError, match="jsonnet is not supported yet"):
+        render_directory(tmp_path)
+    assert (
+        render_directory(tmp_path, directory=DirectorySource(exclude="*.jsonnet")).manifests == ()
+    )
+
+
+def test_a_missing_path_is_an_error_not_an_empty_render(tmp_path: Path) -> None:
+    src = ApplicationSource(repo_url="https://git.example/repo.git", path="apps/gone")
+    with pytest.raises(RenderError, match="does not exist at revision HEAD"):
+        render_source(tmp_path, src)
+
+
+def test_symlinks_out_of_the_repository_are_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    write(outside, "secret.yaml", CM.format(name="x"))
+    repo = tmp_path / "repo"
+    (repo / "app").mkdir(parents=True)
+    os.symlink(outside / "secret.yaml", repo / "app" / "link.yaml")
+    with pytest.raises(RenderError, match="resolves outside the repository"):
+        render_source(repo, ApplicationSource(repo_url="r", path="app"))
+
+
+def test_helm_sources_are_reported_as_unsupported(tmp_path: Path) -> None:
+    with pytest.raises(RenderError, match="Helm sources are not supported yet"):
+        render_source(tmp_path, ApplicationSource(repo_url="r", chart="nginx", helm=True))
+
+
+KUSTOMIZATION = """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namePrefix: prod-
+namespace: payments
+resources:
+  - cm.yaml
+"""
+
+
+def test_kustomize_directories_are_built_with_the_real_tool(tmp_path: Path) -> None:
+    write(tmp_path, "app/kustomization.yaml", KUSTOMIZATION)
+    write(tmp_path, "app/cm.yaml", CM.format(name="settings"))
+    result = render_source(tmp_path, ApplicationSource(repo_url="r", path="app"))
+    assert result.tool == "kustomize"
+    (m,) = result.manifests
+    assert m.obj["metadata"] == {"name": "prod-settings", "namespace": "payments"}
+    assert m.origin == "app (kustomize)"
+
+
+def test_kustomize_failures_are_reported_with_the_tool_output(tmp_path: Path) -> None:
+    write(tmp_path, "app/kustomization.yaml", KUSTOMIZATION.replace("cm.yaml", "missing.yaml"))
+    with pytest.raises(
+        RenderError, match=r"app: `.*kustomize.*` failed \(exit 1\): .*missing.yaml"
+    ):
+        render_source(tmp_path, ApplicationSource(repo_url="r", path="app"))
+
+
+def test_kustomize_is_killed_after_the_timeout(tmp_path: Path) -> None:
+    write(tmp_path, "app/kustomization.yaml", KUSTOMIZATION)
+    slow = tmp_path / "slow-kustomize"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    with pytest.raises(RenderError, match=r"did not finish within 0\.2s"):
+        render_kustomize(tmp_path / "app", timeout_s=0.2, command=[str(slow)])
+
+
+def test_a_clear_error_when_no_kustomize_tool_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert find_kustomize_command() is None
+    write(tmp_path, "app/kustomization.yaml", KUSTOMIZATION)
+    with pytest.raises(RenderError, match="neither `kustomize` nor `kubectl` is on PATH"):
+        render_kustomize(tmp_path / "app")
+
+
+def test_kubectl_kustomize_is_used_when_kustomize_is_absent() -> None:
+    if shutil.which("kustomize"):
+        assert find_kustomize_command() == ["kustomize", "build"]
+    else:
+        assert find_kustomize_command() == ["kubectl", "kustomize"]
