@@ -1492,11 +1492,21 @@ def _represent_str(dumper: yaml.SafeDumper, s: str) -> yaml.ScalarNode:
 
 
 def _represent_float(dumper: yaml.SafeDumper, f: float) -> yaml.ScalarNode:
+    if not math.isfinite(f):
+        # toYaml goes through encoding/json, which refuses these
+        raise FuncError(f"json: unsupported value: {format_float_g(f)}")
     if f.is_integer() and abs(f) < 1e21:
         return dumper.represent_scalar("tag:yaml.org,2002:int", str(int(f)))
     return dumper.represent_scalar("tag:yaml.org,2002:float", format_float_g(f))
 
 
+# go-yaml reads "1e+21" as a float, PyYAML only "1.0e+21": teach the dumper Go's view, so
+# such floats print plain and such strings get quoted.
+_GoYamlDumper.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 _GoYamlDumper.add_representer(str, _represent_str)
 _GoYamlDumper.add_representer(StrMap, _GoYamlDumper.represent_dict)
 _GoYamlDumper.add_representer(StrSlice, _GoYamlDumper.represent_list)
