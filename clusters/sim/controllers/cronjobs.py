@@ -148,7 +148,7 @@ async def _start(rt: Runtime, cj: Obj, scheduled: datetime) -> Obj | None:
             "labels": dict(tmeta.get("labels") or {}),
             "annotations": {
                 **(tmeta.get("annotations") or {}),
-                SCHEDULED_ANNOTATION: scheduled.isoformat(),
+                SCHEDULED_ANNOTATION: scheduled.isoformat().replace("+00:00", "Z"),
             },
             "ownerReferences": [owner_reference(cj)],
         },
