@@ -16,7 +16,7 @@ dict lookup per tag.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -66,9 +66,25 @@ class FastTemplate:
         parts = [texts[0]]
         for i, (raw, key) in enumerate(self._tags):
             value = params.get(key) if key else None
-            parts.append(value if isinstance(value, str) else "{{" + raw + "}}")
+            parts.append(value if value.__class__ is str else "{{" + raw + "}}")
             parts.append(texts[i + 1])
         return "".join(parts)
+
+    def renderer(self) -> Callable[[Mapping[str, Any]], str]:
+        """A function rendering this template, specialised for the common shapes."""
+        if self.is_static:
+            source = self.source
+            return lambda params: source
+        if len(self._tags) == 1 and self._tags[0][1]:
+            (raw, key), (head, tail) = self._tags[0], self._texts
+            literal = "{{" + raw + "}}"
+
+            def one(params: Mapping[str, Any]) -> str:
+                value = params.get(key)
+                return head + (value if value.__class__ is str else literal) + tail
+
+            return one
+        return self.render
 
     def keys(self) -> tuple[str, ...]:
         """The trimmed tag names, in order (for error messages and tooling)."""

@@ -39,7 +39,13 @@ from generators.base import GenerateContext
 from generators.clusters import append_values
 from generators.errors import GeneratorError
 from generators.params import Params, copy_params, flatten_to_strings, json_numbers, sanitize_name
-from generators.spec import AppTemplate, GeneratorSpec, GitGeneratorSpec, load_yaml_documents
+from generators.spec import (
+    AppTemplate,
+    GeneratorSpec,
+    GitGeneratorSpec,
+    GitPathItem,
+    load_yaml_documents,
+)
 
 
 class RepoReadError(GeneratorError):
@@ -324,6 +330,9 @@ class GitGenerator:
     def __init__(self, reader: RepoReader | None, *, new_git_file_globbing: bool = False) -> None:
         self._reader = reader
         self._doublestar = new_git_file_globbing
+        # A matrix runs this generator once per first-child set, usually over the same
+        # tree: remember which directories the same items selected from the same tree.
+        self._selected: dict[tuple[int, tuple[GitPathItem, ...]], tuple[RepoTree, list[str]]] = {}
 
     def template(self, entry: GeneratorSpec) -> AppTemplate:
         assert entry.git is not None
@@ -348,6 +357,18 @@ class GitGenerator:
     def _directories(
         self, spec: GitGeneratorSpec, tree: RepoTree, ctx: GenerateContext
     ) -> list[Params]:
+        out = []
+        for directory in self._select_directories(spec, tree):
+            params = _path_params(directory, spec.path_param_prefix, ctx, filename=None)
+            append_values(params, spec.values, ctx, spec.path)
+            out.append(params)
+        return out
+
+    def _select_directories(self, spec: GitGeneratorSpec, tree: RepoTree) -> list[str]:
+        key = (id(tree), spec.directories)
+        cached = self._selected.get(key)
+        if cached is not None and cached[0] is tree:
+            return cached[1]
         items = []
         for i, item in enumerate(spec.directories):
             try:
@@ -356,7 +377,7 @@ class GitGenerator:
                 raise GeneratorError(
                     f"{spec.path}.directories[{i}].path: bad glob {item.path!r}: {exc}"
                 ) from None
-        out = []
+        selected = []
         for directory in visible_directories(tree):
             include = exclude = False
             for regex, is_exclude in items:
@@ -366,10 +387,9 @@ class GitGenerator:
                     else:
                         include = True
             if include and not exclude:
-                params = _path_params(directory, spec.path_param_prefix, ctx, filename=None)
-                append_values(params, spec.values, ctx, spec.path)
-                out.append(params)
-        return out
+                selected.append(directory)
+        self._selected[key] = (tree, selected)
+        return selected
 
     def _files(self, spec: GitGeneratorSpec, tree: RepoTree, ctx: GenerateContext) -> list[Params]:
         matcher = doublestar_match if self._doublestar else pathspec_match

@@ -51,9 +51,9 @@ def combine(a: Params, b: Params, ctx: GenerateContext, where: str = "matrix") -
     if ctx.mode.go:
         return deep_merge(b, a)
     # Argo CD stringifies both sides with %v before comparing (CombineStringMaps).
-    out = {k: go_format(v) for k, v in a.items()}
+    out = {k: v if v.__class__ is str else go_format(v) for k, v in a.items()}
     for key, value in b.items():
-        text = go_format(value)
+        text = value if value.__class__ is str else go_format(value)
         current = out.get(key)
         if current is not None and current != text:
             raise GeneratorError(

@@ -34,6 +34,8 @@ import yaml
 
 from generators.errors import GeneratorError
 from generators.fasttemplate import FastTemplateError, compile_fast
+from generators.gotemplate import Template, TemplateError
+from generators.gotemplate import render as go_render
 from generators.params import MissingKey, Params, TemplateMode
 from generators.spec import AppTemplate, load_yaml
 
@@ -58,18 +60,9 @@ class RenderError(GeneratorError):
 
 # --------------------------------------------------------------------------- strings
 
-_gotemplate_render: Callable[..., str] | None = None
-
 
 def _go_render(source: str, data: object, missing_key: MissingKey, name: str) -> str:
-    global _gotemplate_render  # a lazily imported function, not state tests must reset
-    if _gotemplate_render is None:
-        try:
-            from generators.gotemplate import render as go_render
-        except ImportError as exc:  # pragma: no cover - only while the engine is missing
-            raise RenderError(f"{name}: goTemplate mode is not available: {exc}") from None
-        _gotemplate_render = go_render
-    return _gotemplate_render(source, data, missing_key=missing_key, name=name)
+    return go_render(source, data, missing_key=missing_key, name=name)
 
 
 def render_string(
@@ -96,11 +89,18 @@ def compile_string(source: str, mode: TemplateMode, name: str) -> StringRenderer
         return source
     if mode.go:
         missing = mode.missing_key
+        try:
+            compiled = Template.parse(source, name=name)
+        except TemplateError as exc:
+            # Argo CD only fails when it renders, i.e. for a non-empty param set.
+            error = exc
 
-        def go(params: Params) -> str:
-            return _go_render(source, params, missing, name)
+            def unparsable(params: Params) -> str:
+                raise error
 
-        return go
+            return unparsable
+        execute = compiled.execute
+        return lambda params: execute(params, missing_key=missing)
     try:
         template = compile_fast(source)
     except FastTemplateError as exc:
@@ -112,7 +112,7 @@ def compile_string(source: str, mode: TemplateMode, name: str) -> StringRenderer
         return broken
     if template.is_static:
         return source
-    return template.render
+    return template.renderer()
 
 
 # --------------------------------------------------------------------------- trees
@@ -120,7 +120,28 @@ def compile_string(source: str, mode: TemplateMode, name: str) -> StringRenderer
 Node = Callable[[Params], Any]
 
 
+def _has_placeholder(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value
+    if isinstance(value, Mapping):
+        return any("{{" in str(k) or _has_placeholder(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_placeholder(v) for v in value)
+    return False
+
+
+def _is_container(value: Any) -> bool:
+    return isinstance(value, Mapping | list)
+
+
 def _constant_copy(value: Any) -> Node:
+    """A builder of fresh copies of a value that holds nothing to render."""
+    if isinstance(value, Mapping) and not any(_is_container(v) for v in value.values()):
+        flat = dict(value)
+        return lambda p: flat.copy()
+    if isinstance(value, list) and not any(_is_container(v) for v in value):
+        items = list(value)
+        return lambda p: items.copy()
     if isinstance(value, Mapping):
         items = [(k, _constant_copy(v)) for k, v in value.items()]
         return lambda p: {k: f(p) for k, f in items}
@@ -136,6 +157,8 @@ def compile_tree(value: Any, mode: TemplateMode, path: str) -> Node:
     Strings (and map keys) are rendered; everything else is copied. Each app gets its
     own containers, so later patching of one app cannot leak into another.
     """
+    if not _has_placeholder(value):
+        return _constant_copy(value)
     if isinstance(value, str):
         rendered = compile_string(value, mode, path)
         if isinstance(rendered, str):
