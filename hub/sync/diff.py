@@ -43,6 +43,7 @@ from hub.sync.resources import (
     FIELD_MANAGER,
     TRACKING_ANNOTATION,
     ResourceKey,
+    argo_glob_match,
     ignores_extraneous,
     is_hook,
     is_skip,
@@ -396,16 +397,19 @@ def _align(desired: Any, live: Any, parent: str = "", key: str = "") -> Any:
 
 
 def _ignore_applies(rule: IgnoreDifference, key: ResourceKey) -> bool:
-    def match(pattern: str, value: str) -> bool:
-        return pattern in ("", "*") or pattern == value
-
-    group_ok = rule.group == "*" or rule.group == key.group
-    return (
-        group_ok
-        and (rule.kind == "*" or rule.kind == key.kind)
-        and match(rule.name, key.name)
-        and match(rule.namespace, key.namespace)
-    )
+    """Argo's matching: group and kind are globs (``""`` is the core group), name and
+    namespace exact when set."""
+    try:
+        return (
+            argo_glob_match(rule.group, key.group)
+            and argo_glob_match(rule.kind, key.kind)
+            and rule.name in ("", key.name)
+            and rule.namespace in ("", key.namespace)
+        )
+    except ValueError as exc:
+        raise DiffError(
+            f"ignoreDifferences group/kind pattern {rule.group!r}/{rule.kind!r} is invalid: {exc}"
+        ) from exc
 
 
 def _pointer_tokens(pointer: str) -> list[str]:
@@ -604,8 +608,11 @@ class ResourceDiff:
         header = (
             f"===== {self.key.group}/{self.key.kind} {self.key.namespace}/{self.key.name} ======\n"
         )
-        before = _to_yaml(self.live)
-        after = _to_yaml(self.desired)
+        live, desired = self.live, self.desired
+        if self.key.group == "" and self.key.kind == "Secret":
+            live, desired = mask_secret_data(live, desired)
+        before = _to_yaml(live)
+        after = _to_yaml(desired)
         body = "".join(
             difflib.unified_diff(
                 before.splitlines(keepends=True),
@@ -615,6 +622,38 @@ class ResourceDiff:
             )
         )
         return header + body
+
+
+_MASK = "++++++++"
+
+
+def mask_secret_data(
+    live: dict[str, Any] | None, desired: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Secret values replaced by ``+`` runs, as ``argocd app diff`` does: equal values get the
+    same mask, changed ones different lengths, so the diff shows which keys changed and never
+    what they contain."""
+
+    def data(obj: dict[str, Any] | None) -> dict[str, Any]:
+        value = (obj or {}).get("data")
+        return value if isinstance(value, dict) else {}
+
+    live_data, desired_data = data(live), data(desired)
+    live_masked: dict[str, str] = {}
+    desired_masked: dict[str, str] = {}
+    for k in sorted(set(live_data) | set(desired_data)):
+        same = k in live_data and k in desired_data and live_data[k] == desired_data[k]
+        if k in live_data:
+            live_masked[k] = _MASK
+        if k in desired_data:
+            desired_masked[k] = _MASK if same else _MASK + "+"
+
+    def masked(obj: dict[str, Any] | None, values: dict[str, str]) -> dict[str, Any] | None:
+        if obj is None or "data" not in obj:
+            return obj
+        return {**obj, "data": values}
+
+    return masked(live, live_masked), masked(desired, desired_masked)
 
 
 def _to_yaml(obj: Mapping[str, Any] | None) -> str:

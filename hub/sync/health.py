@@ -671,7 +671,7 @@ def app_health(
     contains = contains_live = False
     results: list[ResourceHealth] = []
     for desired, live in pairs:
-        if desired is not None and is_skip(desired):
+        if desired is not None and (is_skip(desired) or is_hook(desired)):
             continue
         if live is not None and (is_hook(live) or _is_argo_ignorable(live)):
             continue

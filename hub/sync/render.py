@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hub.sync.model import ApplicationSource, DirectorySource, RenderError
+from hub.sync.resources import argo_glob_match
 from hub.sync.validate import SourcedManifest
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
@@ -103,69 +102,10 @@ def _one_line(text: str) -> str:
 # --------------------------------------------------------------------------- globs
 
 
-@lru_cache(maxsize=256)
-def _compile_glob(pattern: str) -> re.Pattern[str]:
-    """gobwas/glob without separators: ``*``/``**`` any run, ``?`` one char, ``[a-z]``,
-    ``[!a-z]``, ``{a,b}`` alternatives (nestable), ``\\`` escapes."""
-
-    def parse(pos: int, in_braces: bool) -> tuple[str, int]:
-        out: list[str] = []
-        alternatives: list[str] = []
-        while pos < len(pattern):
-            c = pattern[pos]
-            if c == "\\":
-                if pos + 1 >= len(pattern):
-                    raise ValueError("pattern ends with an escape")
-                out.append(re.escape(pattern[pos + 1]))
-                pos += 2
-            elif c == "*":
-                while pos < len(pattern) and pattern[pos] == "*":
-                    pos += 1
-                out.append(".*")
-            elif c == "?":
-                out.append(".")
-                pos += 1
-            elif c == "[":
-                end = pattern.find("]", pos + 2)
-                if end < 0:
-                    raise ValueError("unterminated [")
-                body = pattern[pos + 1 : end]
-                negate = body.startswith("!")
-                if negate:
-                    body = body[1:]
-                if not body:
-                    raise ValueError("empty []")
-                chars = "".join(
-                    "-" if ch == "-" and 0 < i < len(body) - 1 else re.escape(ch)
-                    for i, ch in enumerate(body)
-                )
-                out.append(f"[{'^' if negate else ''}{chars}]")
-                pos = end + 1
-            elif c == "{":
-                inner, pos = parse(pos + 1, True)
-                out.append(inner)
-            elif c == "," and in_braces:
-                alternatives.append("".join(out))
-                out = []
-                pos += 1
-            elif c == "}" and in_braces:
-                alternatives.append("".join(out))
-                return "(?:" + "|".join(alternatives) + ")", pos + 1
-            else:
-                out.append(re.escape(c))
-                pos += 1
-        if in_braces:
-            raise ValueError("unterminated {")
-        return "".join(out), pos
-
-    body, _ = parse(0, False)
-    return re.compile(body, re.DOTALL)
-
-
 def glob_match(pattern: str, text: str) -> bool:
     """Does ``text`` match the Argo CD ``directory.include``/``exclude`` glob ``pattern``?"""
     try:
-        return _compile_glob(pattern).fullmatch(text) is not None
+        return argo_glob_match(pattern, text)
     except ValueError as exc:
         # Argo logs a warning and treats the pattern as matching nothing; an include that
         # silently matches nothing would render empty, so say it loudly instead.

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from hub.sync.model import SyncOptions
@@ -292,3 +293,70 @@ def ignores_extraneous(obj: Mapping[str, Any] | None) -> bool:
 
 def ignores_health(obj: Mapping[str, Any] | None) -> bool:
     return obj is not None and annotations_of(obj).get(ANN_IGNORE_HEALTHCHECK) == "true"
+
+
+# --------------------------------------------------------------------------- globs
+
+
+@lru_cache(maxsize=256)
+def _compile_glob(pattern: str) -> re.Pattern[str]:
+    """gobwas/glob without separators: ``*``/``**`` any run, ``?`` one char, ``[a-z]``,
+    ``[!a-z]``, ``{a,b}`` alternatives (nestable), ``\\`` escapes."""
+
+    def parse(pos: int, in_braces: bool) -> tuple[str, int]:
+        out: list[str] = []
+        alternatives: list[str] = []
+        while pos < len(pattern):
+            c = pattern[pos]
+            if c == "\\":
+                if pos + 1 >= len(pattern):
+                    raise ValueError("pattern ends with an escape")
+                out.append(re.escape(pattern[pos + 1]))
+                pos += 2
+            elif c == "*":
+                while pos < len(pattern) and pattern[pos] == "*":
+                    pos += 1
+                out.append(".*")
+            elif c == "?":
+                out.append(".")
+                pos += 1
+            elif c == "[":
+                end = pattern.find("]", pos + 2)
+                if end < 0:
+                    raise ValueError("unterminated [")
+                body = pattern[pos + 1 : end]
+                negate = body.startswith("!")
+                if negate:
+                    body = body[1:]
+                if not body:
+                    raise ValueError("empty []")
+                chars = "".join(
+                    "-" if ch == "-" and 0 < i < len(body) - 1 else re.escape(ch)
+                    for i, ch in enumerate(body)
+                )
+                out.append(f"[{'^' if negate else ''}{chars}]")
+                pos = end + 1
+            elif c == "{":
+                inner, pos = parse(pos + 1, True)
+                out.append(inner)
+            elif c == "," and in_braces:
+                alternatives.append("".join(out))
+                out = []
+                pos += 1
+            elif c == "}" and in_braces:
+                alternatives.append("".join(out))
+                return "(?:" + "|".join(alternatives) + ")", pos + 1
+            else:
+                out.append(re.escape(c))
+                pos += 1
+        if in_braces:
+            raise ValueError("unterminated {")
+        return "".join(out), pos
+
+    body, _ = parse(0, False)
+    return re.compile(body, re.DOTALL)
+
+
+def argo_glob_match(pattern: str, text: str) -> bool:
+    """Argo CD's ``glob.Match`` (gobwas/glob, no separators); ``ValueError`` on a bad pattern."""
+    return _compile_glob(pattern).fullmatch(text) is not None

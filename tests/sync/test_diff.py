@@ -217,6 +217,23 @@ def test_ignore_differences_on_replicas_keeps_the_app_synced(rule: IgnoreDiffere
     assert result.diff_text() == ""
 
 
+@pytest.mark.parametrize(
+    ("group", "kind", "name", "applies"),
+    [
+        ("apps", "Deploy*", "", True),
+        ("", "Deployment", "", False),  # "" is the core group, as in Argo CD
+        ("apps", "Deployment", "payments", True),
+        ("apps", "Deployment", "pay*", False),  # names are exact
+    ],
+)
+def test_ignore_difference_selectors_follow_argo_cd(
+    group: str, kind: str, name: str, applies: bool
+) -> None:
+    rule = IgnoreDifference(group=group, kind=kind, name=name, json_pointers=("/spec/replicas",))
+    result = compare_app([desired_deployment(3)], [live_deployment(5)], ignore_differences=[rule])
+    assert (result.status is SyncStatus.SYNCED) is applies
+
+
 def test_ignore_differences_for_another_resource_does_not_apply() -> None:
     rule = IgnoreDifference(
         group="apps", kind="Deployment", name="other", json_pointers=("/spec/replicas",)
@@ -336,6 +353,27 @@ def test_secret_string_data_is_folded_into_data() -> None:
     assert compare_resource(d, lv).status is SyncStatus.SYNCED
 
 
+def test_secret_values_never_appear_in_the_diff_text() -> None:
+    d = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": "n"},
+        "stringData": {"password": "hunter22", "user": "app"},
+    }
+    lv = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": "n"},
+        "data": {"password": "b2xkLXNlY3JldA==", "user": "YXBw"},
+    }
+    result = compare_resource(d, lv)
+    assert result.status is SyncStatus.OUT_OF_SYNC
+    text = result.diff_text()
+    assert "b2xkLXNlY3JldA==" not in text and "aHVudGVyMjI=" not in text and "hunter22" not in text
+    assert "-  password: ++++++++\n+  password: +++++++++\n" in text
+    assert "   user: ++++++++\n" in text
+
+
 def test_missing_and_extraneous_resources_make_the_app_out_of_sync() -> None:
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}
     extra = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "old", "namespace": "n"}}
@@ -434,6 +472,26 @@ _json = st.recursive(
     ),
     max_leaves=12,
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=6), _json, max_size=4),
+    st.dictionaries(st.sampled_from(["status", "extra", "defaulted"]), _json, max_size=3),
+)
+def test_live_only_fields_nobody_declared_are_never_drift(
+    body: dict[str, Any], live_only: dict[str, Any]
+) -> None:
+    desired = {
+        "apiVersion": "example.com/v1",
+        "kind": "Thing",
+        "metadata": {"name": "t", "namespace": "n"},
+    }
+    desired.update(
+        {k: v for k, v in body.items() if k not in ("apiVersion", "kind", "metadata", *live_only)}
+    )
+    live = copy.deepcopy(desired) | live_only
+    assert compare_resource(desired, live).status is SyncStatus.SYNCED
 
 
 @settings(max_examples=200, deadline=None)

@@ -608,6 +608,8 @@ def test_app_health_is_the_worst_of_its_resources_with_argos_exclusions() -> Non
     # ... unless nothing at all is live
     assert app_health([(deploy(ROLLED), None)]).status is M
     assert app_health([]).status is H
+    # hooks in Git are run, not managed: they never count, even before they exist
+    assert app_health([(hook, None), (cm, cm)]).status is H
     suspended_job = k(
         "batch/v1", "Job", status={"conditions": [{"type": "Suspended", "status": "True"}]}
     )
