@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 Tree = dict[str, Any]
@@ -38,10 +39,27 @@ def field(name: str) -> str:
 
 
 def key(fields: Mapping[str, Any]) -> str:
-    return "k:" + json_compact(dict(fields))
+    items = tuple(sorted(fields.items()))
+    try:
+        return _key(items)
+    except TypeError:  # unhashable key values (lists, maps): rare, not cached
+        return "k:" + json_compact(dict(fields))
+
+
+@lru_cache(maxsize=65536)
+def _key(items: tuple[tuple[str, Any], ...]) -> str:
+    # Keys repeat across every write of an object (container names, ports): cache them.
+    return "k:" + json_compact(dict(items))
 
 
 def value(v: Any) -> str:
+    if isinstance(v, str):
+        return _string_value(v)
+    return "v:" + json_compact(v)
+
+
+@lru_cache(maxsize=65536)
+def _string_value(v: str) -> str:
     return "v:" + json_compact(v)
 
 
@@ -67,6 +85,7 @@ def _value_rank(v: Any) -> tuple[Any, ...]:
 _KIND_RANK = {"f": 0, "k": 1, "v": 2, "i": 3}
 
 
+@lru_cache(maxsize=65536)
 def element_sort_key(element: str) -> tuple[Any, ...]:
     """Order of path elements in a set: fields by name, then keys, values, indexes."""
     kind, _, body = element.partition(":")
@@ -243,6 +262,7 @@ def _decode(encoded: Any) -> Tree:
     return node
 
 
+@lru_cache(maxsize=65536)
 def _check_element(element: str) -> str:
     kind, sep, body = element.partition(":")
     if not sep or kind not in _KIND_RANK:
