@@ -634,6 +634,27 @@ def gate_health(
     return resource_health(obj, rules)
 
 
+class Outcome(StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+def task_outcome(health: Health | None, *, hook: bool) -> Outcome:
+    """What the wave gate makes of an applied object's (gated) health, as gitops-engine does:
+    no health check or Healthy -> Succeeded; Degraded -> Failed; a hook that is Unknown has
+    failed too; anything else keeps the wave waiting (Argo has no default sync timeout, so
+    the executor's per-sync timeout is what ends the wait)."""
+    if health is None:
+        return Outcome.SUCCEEDED
+    status = health.status
+    if status is HealthStatus.HEALTHY:
+        return Outcome.SUCCEEDED
+    if status is HealthStatus.DEGRADED or (hook and status is HealthStatus.UNKNOWN):
+        return Outcome.FAILED
+    return Outcome.RUNNING
+
+
 # --------------------------------------------------------------------------- app health
 
 

@@ -11,10 +11,12 @@ from hub.sync.health import (
     Health,
     HealthRules,
     HealthStatus,
+    Outcome,
     app_health,
     gate_health,
     is_fresh,
     resource_health,
+    task_outcome,
 )
 
 H, P, D, S, U, M = (
@@ -614,3 +616,24 @@ def test_app_health_is_the_worst_of_its_resources_with_argos_exclusions() -> Non
         "batch/v1", "Job", status={"conditions": [{"type": "Suspended", "status": "True"}]}
     )
     assert app_health([(None, suspended_job)]).status is H
+
+
+@pytest.mark.parametrize(
+    ("health", "hook", "outcome"),
+    [
+        (None, False, Outcome.SUCCEEDED),
+        (None, True, Outcome.SUCCEEDED),
+        (Health(status=H), False, Outcome.SUCCEEDED),
+        (Health(status=D), False, Outcome.FAILED),
+        (Health(status=D), True, Outcome.FAILED),
+        (Health(status=U), True, Outcome.FAILED),
+        (Health(status=U), False, Outcome.RUNNING),
+        (Health(status=P), True, Outcome.RUNNING),
+        (Health(status=S), False, Outcome.RUNNING),
+        (Health(status=M), False, Outcome.RUNNING),
+    ],
+)
+def test_task_outcome_follows_gitops_engine(
+    health: Health | None, hook: bool, outcome: Outcome
+) -> None:
+    assert task_outcome(health, hook=hook) is outcome
