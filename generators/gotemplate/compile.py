@@ -483,6 +483,8 @@ class Compiler:
 
         def walk(st: State, dot: Any) -> Any:
             r = base(st, dot)
+            # Go names the static type in errors: values read from a map are interface {}
+            iface = False
             for k in idents:
                 if isinstance(r, dict):
                     v = r.get(k, MISSING)
@@ -494,6 +496,7 @@ class Compiler:
                             # the zero value of the map's element type, interface {} -> nil
                             v = "" if type(r).__name__ == "StrMap" else None
                     r = v
+                    iface = True
                 elif r is MISSING:
                     if st.mode == MODE_ERROR:
                         raise fail(node, f'nil data; no entry for key "{k}"', tname)
@@ -501,7 +504,8 @@ class Compiler:
                 elif r is None:
                     raise fail(node, f"nil pointer evaluating interface {{}}.{k}", tname)
                 else:
-                    raise fail(node, f"can't evaluate field {k} in type {type_name(r)}", tname)
+                    tn = "interface {}" if iface else type_name(r)
+                    raise fail(node, f"can't evaluate field {k} in type {tn}", tname)
             return r
 
         return walk

@@ -269,7 +269,7 @@ def _rune(v: int) -> str:
 def _fmt_float(f: float, sp: _Spec) -> str:
     verb = sp.verb
     special = _special_float(f)
-    if verb not in "vgGeEfF":
+    if verb not in "vgGeEfFxXb":
         return _bad(f, sp)
     neg = f < 0 or (f == 0 and math.copysign(1.0, f) < 0)
     if special:
@@ -280,7 +280,11 @@ def _fmt_float(f: float, sp: _Spec) -> str:
             s = " Inf"
         return _pad(s, sp)
     a = abs(f)
-    if verb in "vgG":
+    if verb in "xXb":
+        body = _hex_float(a, sp.prec) if verb != "b" else _bin_float(a)
+        if verb == "X":
+            body = body.upper()
+    elif verb in "vgG":
         if sp.prec is None:
             body = format_float_g(a, upper=verb == "G")
         else:
@@ -309,6 +313,49 @@ def _fmt_float(f: float, sp: _Spec) -> str:
         head = _sign(neg, sp)
         return head + "0" * (sp.width - len(s)) + body
     return _pad(s, sp)
+
+
+def _hex_float(a: float, prec: int | None) -> str:
+    """strconv's 'x' format: 0x1.cp+01 (normalized mantissa, 2-digit exponent)."""
+    if a == 0:
+        ip, fp, exp = "0", "", 0
+    else:
+        m, e = math.frexp(a)  # a = m * 2**e, 0.5 <= m < 1; also normalizes subnormals
+        exp = e - 1
+        frac = int((m * 2 - 1) * (1 << 52))  # 52 fraction bits = 13 hex digits
+        ip, fp = "1", format(frac, "013x").rstrip("0")
+    if prec is not None:
+        if prec < len(fp):
+            # round the mantissa to prec hex digits, half to even like strconv
+            scaled = int(ip + fp, 16)
+            shift = 4 * (len(fp) - prec)
+            q, r = divmod(scaled, 1 << shift)
+            half = 1 << (shift - 1)
+            if r > half or (r == half and q & 1):
+                q += 1
+            if q >> (4 * prec) >= 2:
+                q >>= 1
+                exp += 1
+            digits = format(q, "x").rjust(prec + 1, "0")
+            ip, fp = digits[0], digits[1:]
+        else:
+            fp = fp.ljust(prec, "0")
+    mant = ip + ("." + fp if fp else "")
+    sign = "-" if exp < 0 else "+"
+    return f"0x{mant}p{sign}{abs(exp):02d}"
+
+
+def _bin_float(a: float) -> str:
+    """strconv's 'b' format: decimal mantissa and binary exponent (4503599627370496p-52)."""
+    if a == 0:
+        return "0p-1074"
+    m, e = math.frexp(a)
+    mant = int(m * (1 << 53))
+    exp = e - 53
+    if exp < -1074:
+        mant >>= -1074 - exp
+        exp = -1074
+    return f"{mant}p{'-' if exp < 0 else '+'}{abs(exp)}"
 
 
 def _round_digits(a: float, p: int) -> tuple[str, int]:

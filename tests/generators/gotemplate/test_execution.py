@@ -177,7 +177,12 @@ ERRORS = [
     ("arg to variable", "{{ $x := 1 }}{{ $x 2 }}", "can't give argument to non-function $x"),
     ("pipe to variable", "{{ $x := 1 }}{{ 3 | $x }}", "can't give argument to non-function $x"),
     ("field with args", "{{ .U.V 1 }}", "V is not a method but has arguments"),
-    ("field on string", "{{ .X.Y }}", "can't evaluate field Y in type string"),
+    ("field on string", "{{ .X.Y }}", "can't evaluate field Y in type interface {}"),
+    (
+        "field on root string",
+        "{{ with .X }}{{ .Y }}{{ end }}",
+        "can't evaluate field Y in type string",
+    ),
     ("field on nil", "{{ .Nil.Y }}", "nil pointer evaluating interface {}.Y"),
     ("nil chain", "{{ (nil).True }}", "nil is not a command"),
     (
