@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, cast
 
 from clusters.crypto import Envelope
@@ -318,8 +319,9 @@ def _record(row: tuple[Any, ...]) -> ClusterRecord:
     return ClusterRecord(
         name=name,
         server=server,
-        labels=json.loads(labels),
-        annotations=json.loads(annotations),
+        # Read-only views: records may be shared between callers through the list cache.
+        labels=MappingProxyType(json.loads(labels)),
+        annotations=MappingProxyType(json.loads(annotations)),
         namespaces=tuple(json.loads(namespaces)),
         cluster_resources=bool(cres),
         project=project,

@@ -115,3 +115,38 @@ def test_a_write_transaction_rolls_back_on_error(tmp_path: Path) -> None:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('k', 'v2')")
             raise RuntimeError("abort")
         assert s.get_meta("k") == "v1"
+
+
+def test_cluster_listing_sees_commits_of_this_and_other_connections(tmp_path: Path) -> None:
+    from clusters.crypto import Keyring, MasterKey
+    from clusters.kubeconfig import BearerToken, TLSSettings
+    from clusters.registry import NewCluster, Registry
+
+    key = MasterKey.generate("k")
+    path = tmp_path / "hub.db"
+
+    def cluster(name: str) -> NewCluster:
+        return NewCluster(
+            name=name,
+            server="https://x:1",
+            tls=TLSSettings(),
+            credential=BearerToken(token="t-1234567"),
+        )
+
+    with Store.open(path, create=True) as one, Store.open(path) as two:
+        reg_one = Registry(one, lambda: Keyring(primary=key))
+        reg_two = Registry(two, lambda: Keyring(primary=key))
+        assert reg_one.list() == []
+        reg_one.add(cluster("a"), check=False)
+        assert [r.name for r in reg_one.list()] == ["a"]
+        assert [r.name for r in reg_two.list()] == ["a"]
+        reg_two.set_labels("a", {"k": "v"})
+        assert reg_one.list()[0].labels == {"k": "v"}
+        reg_two.remove("a")
+        assert reg_one.list() == []
+        reg_one.add(cluster("b"), check=False)
+        first = reg_two.list()
+        with pytest.raises(TypeError):
+            first[0].labels["x"] = "y"  # type: ignore[index]
+        first.clear()  # a caller's own list; the cache is unaffected
+        assert [r.name for r in reg_two.list()] == ["b"]
