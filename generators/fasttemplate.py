@@ -84,6 +84,22 @@ class FastTemplate:
                 return head + (value if value.__class__ is str else literal) + tail
 
             return one
+        if len(self._tags) == 2 and self._tags[0][1] and self._tags[1][1]:
+            (raw1, key1), (raw2, key2) = self._tags
+            head, mid, tail = self._texts
+            lit1, lit2 = "{{" + raw1 + "}}", "{{" + raw2 + "}}"
+
+            def two(params: Mapping[str, Any]) -> str:
+                v1, v2 = params.get(key1), params.get(key2)
+                return (
+                    head
+                    + (v1 if v1.__class__ is str else lit1)
+                    + mid
+                    + (v2 if v2.__class__ is str else lit2)
+                    + tail
+                )
+
+            return two
         return self.render
 
     def keys(self) -> tuple[str, ...]:

@@ -333,6 +333,7 @@ class GitGenerator:
         # A matrix runs this generator once per first-child set, usually over the same
         # tree: remember which directories the same items selected from the same tree.
         self._selected: dict[tuple[int, tuple[GitPathItem, ...]], tuple[RepoTree, list[str]]] = {}
+        self._path_cache: dict[tuple[str, str, bool], Params] = {}
 
     def template(self, entry: GeneratorSpec) -> AppTemplate:
         assert entry.git is not None
@@ -359,7 +360,13 @@ class GitGenerator:
     ) -> list[Params]:
         out = []
         for directory in self._select_directories(spec, tree):
-            params = _path_params(directory, spec.path_param_prefix, ctx, filename=None)
+            key = (directory, spec.path_param_prefix, ctx.mode.go)
+            base = self._path_cache.get(key)
+            if base is None:
+                base = self._path_cache[key] = _path_params(
+                    directory, spec.path_param_prefix, ctx, filename=None
+                )
+            params = copy_params(base) if ctx.mode.go else dict(base)
             append_values(params, spec.values, ctx, spec.path)
             out.append(params)
         return out
