@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 Obj = dict[str, Any]
@@ -73,14 +74,31 @@ def default_node_port(obj: Obj, port: Obj) -> int:
     return 30000 + zlib.crc32(seed.encode()) % 2768
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Ctx:
+    allocate_cluster_ip: Callable[[], str]
+    allocate_node_port: Callable[[], int] | None
+    server_assigned: bool
+
+
 def apply_defaults(
     obj: Obj,
     *,
     allocate_cluster_ip: Callable[[], str],
     allocate_node_port: Callable[[], int] | None = None,
+    server_assigned: bool = True,
 ) -> None:
-    """Default ``obj`` in place like a real API server. Needs ``metadata.uid`` set for Jobs
-    (their selector names it), so call it after the server assigns the uid."""
+    """Default ``obj`` in place like a real API server.
+
+    With ``server_assigned=False`` only the decoding defaults run (``SetDefaults_*`` and
+    the fields Go types always serialise): what a real server has filled in when it
+    records the writer's managedFields. The rest (Service IPs, families and node ports, the
+    Job selector, Namespace finalizers, Pod admission defaults) is set afterwards by the
+    registry and admission and belongs to nobody. So a server calls it twice around
+    ``ssa.track_update``; a single call with the default does everything.
+
+    Jobs need ``metadata.uid`` for their generated selector: call it after assigning it.
+    """
     group, kind = _group_kind(obj)
     handler = _HANDLERS.get((group, kind))
     if handler is None:
@@ -90,7 +108,14 @@ def apply_defaults(
         template = _at(obj, template_path[:-1])
         if template is not None:
             _pod_template(_map(template, template_path[-1]))
-    handler(obj, allocate_cluster_ip, allocate_node_port)
+    handler(
+        obj,
+        _Ctx(
+            allocate_cluster_ip=allocate_cluster_ip,
+            allocate_node_port=allocate_node_port,
+            server_assigned=server_assigned,
+        ),
+    )
 
 
 # --- pods -------------------------------------------------------------------------
@@ -263,10 +288,27 @@ def _pod_template(template: Obj) -> None:
     _pod_spec(_map(template, "spec"))
 
 
-def _pod(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _pod(obj: Obj, ctx: _Ctx) -> None:
     spec = _map(obj, "spec")
     _pod_spec(spec)
     spec.setdefault("enableServiceLinks", True)
+    if spec.get("hostNetwork"):
+        for key in ("containers", "initContainers"):
+            for container in _dicts(spec.get(key)):
+                for port in _dicts(container.get("ports")):
+                    port.setdefault("hostPort", port.get("containerPort"))
+    # Requests default to limits for each resource that has only a limit.
+    for key in ("containers", "initContainers"):
+        for container in _dicts(spec.get(key)):
+            resources = container.get("resources")
+            if isinstance(resources, dict) and isinstance(resources.get("limits"), dict):
+                limits = resources["limits"]
+                if limits:
+                    requests = _map(resources, "requests")
+                    for name, quantity in limits.items():
+                        requests.setdefault(name, quantity)
+    if not ctx.server_assigned:
+        return
     # Set by admission (ServiceAccount, Priority, DefaultTolerationSeconds) on a real server.
     spec.setdefault("serviceAccountName", "default")
     spec.setdefault("serviceAccount", spec["serviceAccountName"])
@@ -287,21 +329,6 @@ def _pod(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> Non
                         "tolerationSeconds": 300,
                     }
                 )
-    if spec.get("hostNetwork"):
-        for key in ("containers", "initContainers"):
-            for container in _dicts(spec.get(key)):
-                for port in _dicts(container.get("ports")):
-                    port.setdefault("hostPort", port.get("containerPort"))
-    # Requests default to limits for each resource that has only a limit.
-    for key in ("containers", "initContainers"):
-        for container in _dicts(spec.get(key)):
-            resources = container.get("resources")
-            if isinstance(resources, dict) and isinstance(resources.get("limits"), dict):
-                limits = resources["limits"]
-                if limits:
-                    requests = _map(resources, "requests")
-                    for name, quantity in limits.items():
-                        requests.setdefault(name, quantity)
     status = _map(obj, "status")
     status.setdefault("phase", "Pending")
     status.setdefault("qosClass", _qos_class(spec))
@@ -328,7 +355,7 @@ def _qos_class(spec: Obj) -> str:
 # --- workloads --------------------------------------------------------------------
 
 
-def _deployment(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _deployment(obj: Obj, _ctx: _Ctx) -> None:
     spec = _map(obj, "spec")
     spec.setdefault("replicas", 1)
     strategy = _map(spec, "strategy")
@@ -342,15 +369,13 @@ def _deployment(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None)
     obj.setdefault("status", {})
 
 
-def _replica_set(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _replica_set(obj: Obj, _ctx: _Ctx) -> None:
     _map(obj, "spec").setdefault("replicas", 1)
     # ReplicaSetStatus.replicas has no omitempty.
     _map(obj, "status").setdefault("replicas", 0)
 
 
-def _replication_controller(
-    obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None
-) -> None:
+def _replication_controller(obj: Obj, _ctx: _Ctx) -> None:
     spec = _map(obj, "spec")
     spec.setdefault("replicas", 1)
     template = spec.get("template")
@@ -369,7 +394,7 @@ def _pvc_spec(spec: Obj) -> None:
     spec.setdefault("volumeMode", "Filesystem")
 
 
-def _stateful_set(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _stateful_set(obj: Obj, _ctx: _Ctx) -> None:
     spec = _map(obj, "spec")
     spec.setdefault("podManagementPolicy", "OrderedReady")
     update = _map(spec, "updateStrategy")
@@ -398,7 +423,7 @@ def _stateful_set(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | Non
     status.setdefault("availableReplicas", 0)
 
 
-def _daemon_set(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _daemon_set(obj: Obj, _ctx: _Ctx) -> None:
     spec = _map(obj, "spec")
     update = _map(spec, "updateStrategy")
     update.setdefault("type", "RollingUpdate")
@@ -421,7 +446,7 @@ _JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 _CONTROLLER_UID_LABELS = ("batch.kubernetes.io/controller-uid", "controller-uid")
 
 
-def _job(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _job(obj: Obj, ctx: _Ctx) -> None:
     spec = _map(obj, "spec")
     if "completions" not in spec and "parallelism" not in spec:
         spec["completions"] = 1
@@ -442,7 +467,7 @@ def _job(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> Non
     # uid unless manualSelector is true; without a uid yet there is nothing to name.
     uid = meta.get("uid")
     name = meta.get("name")
-    if spec.get("manualSelector") is not True and uid:
+    if spec.get("manualSelector") is not True and uid and ctx.server_assigned:
         labels = _map(template_meta, "labels")
         for key in _JOB_NAME_LABELS:
             if name:
@@ -459,7 +484,7 @@ def _job(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> Non
     obj.setdefault("status", {})
 
 
-def _cron_job(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _cron_job(obj: Obj, _ctx: _Ctx) -> None:
     spec = _map(obj, "spec")
     spec.setdefault("concurrencyPolicy", "Allow")
     spec.setdefault("suspend", False)
@@ -475,9 +500,7 @@ def _cron_job(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -
 # --- core -------------------------------------------------------------------------
 
 
-def _service(
-    obj: Obj, allocate_cluster_ip: Callable[[], str], allocate_node_port: Callable[[], int] | None
-) -> None:
+def _service(obj: Obj, ctx: _Ctx) -> None:
     spec = _map(obj, "spec")
     spec.setdefault("sessionAffinity", "None")
     if spec["sessionAffinity"] == "None":
@@ -497,6 +520,8 @@ def _service(
         spec.setdefault("internalTrafficPolicy", "Cluster")
     if svc_type == "LoadBalancer":
         spec.setdefault("allocateLoadBalancerNodePorts", True)
+    if not ctx.server_assigned:
+        return
     if svc_type != "ExternalName":
         # The service registry (not defaulting) allocates IPs and fills the family fields
         # of a single-stack IPv4 cluster; headless services get no IP.
@@ -506,7 +531,7 @@ def _service(
             if isinstance(ips, list) and ips and isinstance(ips[0], str) and ips[0]:
                 cluster_ip = ips[0]
             else:
-                cluster_ip = allocate_cluster_ip()
+                cluster_ip = ctx.allocate_cluster_ip()
             spec["clusterIP"] = cluster_ip
         if not spec.get("clusterIPs"):
             spec["clusterIPs"] = [cluster_ip]
@@ -524,7 +549,9 @@ def _service(
         for port in _dicts(spec.get("ports")):
             if not port.get("nodePort"):
                 port["nodePort"] = (
-                    allocate_node_port() if allocate_node_port else default_node_port(obj, port)
+                    ctx.allocate_node_port()
+                    if ctx.allocate_node_port
+                    else default_node_port(obj, port)
                 )
     if (
         svc_type == "LoadBalancer"
@@ -532,8 +559,8 @@ def _service(
         and not spec.get("healthCheckNodePort")
     ):
         spec["healthCheckNodePort"] = (
-            allocate_node_port()
-            if allocate_node_port
+            ctx.allocate_node_port()
+            if ctx.allocate_node_port
             else default_node_port(obj, {"port": "health", "protocol": ""})
         )
     # ServiceStatus.loadBalancer is a non-pointer struct.
@@ -581,23 +608,24 @@ def clone_json(value: Any) -> Any:
     return value
 
 
-def _namespace(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _namespace(obj: Obj, ctx: _Ctx) -> None:
     meta = _map(obj, "metadata")
     name = meta.get("name")
     if isinstance(name, str) and name:
         _map(meta, "labels")["kubernetes.io/metadata.name"] = name
     spec = _map(obj, "spec")
-    if not spec.get("finalizers"):
+    if not spec.get("finalizers") and ctx.server_assigned:
+        # The namespace strategy's PrepareForCreate, not defaulting.
         spec["finalizers"] = ["kubernetes"]
     _map(obj, "status").setdefault("phase", "Active")
 
 
-def _pvc(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _pvc(obj: Obj, _ctx: _Ctx) -> None:
     _pvc_spec(_map(obj, "spec"))
     _map(obj, "status").setdefault("phase", "Pending")
 
 
-def _secret(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _secret(obj: Obj, _ctx: _Ctx) -> None:
     if not obj.get("type"):
         obj["type"] = "Opaque"
     string_data = obj.pop("stringData", None)
@@ -608,13 +636,13 @@ def _secret(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> 
             data[key] = base64.b64encode(text.encode()).decode()
 
 
-def _endpoints(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _endpoints(obj: Obj, _ctx: _Ctx) -> None:
     for subset in _dicts(obj.get("subsets")):
         for port in _dicts(subset.get("ports")):
             port.setdefault("protocol", "TCP")
 
 
-def _limit_range(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _limit_range(obj: Obj, _ctx: _Ctx) -> None:
     for item in _dicts((obj.get("spec") or {}).get("limits")):
         if item.get("type") != "Container":
             continue
@@ -633,14 +661,14 @@ def _limit_range(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None
             item["defaultRequest"] = default_request
 
 
-def _resource_quota(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _resource_quota(obj: Obj, _ctx: _Ctx) -> None:
     obj.setdefault("status", {})
 
 
 # --- other groups -----------------------------------------------------------------
 
 
-def _network_policy(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _network_policy(obj: Obj, _ctx: _Ctx) -> None:
     spec = _map(obj, "spec")
     _map(spec, "podSelector")
     for direction in ("ingress", "egress"):
@@ -654,19 +682,19 @@ def _network_policy(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | N
         spec["policyTypes"] = types
 
 
-def _ingress(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _ingress(obj: Obj, _ctx: _Ctx) -> None:
     # networking/v1 defines no Ingress defaults (pathType is required by validation);
     # ingressClassName comes only from a default IngressClass, which the simulator lacks.
     _map(_map(obj, "status"), "loadBalancer")
 
 
-def _ingress_class(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _ingress_class(obj: Obj, _ctx: _Ctx) -> None:
     parameters = (obj.get("spec") or {}).get("parameters")
     if isinstance(parameters, dict):
         parameters.setdefault("scope", "Cluster")
 
 
-def _hpa(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _hpa(obj: Obj, _ctx: _Ctx) -> None:
     if obj.get("apiVersion") != "autoscaling/v2":
         # autoscaling/v1 only defaults minReplicas; its CPU target stays unset.
         _map(obj, "spec").setdefault("minReplicas", 1)
@@ -717,13 +745,13 @@ def _scaling_rules(given: Any, *, stabilization: int | None, policies: list[Obj]
     return rules
 
 
-def _pdb(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _pdb(obj: Obj, _ctx: _Ctx) -> None:
     status = _map(obj, "status")
     for key in ("currentHealthy", "desiredHealthy", "disruptionsAllowed", "expectedPods"):
         status.setdefault(key, 0)
 
 
-def _role_binding(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _role_binding(obj: Obj, _ctx: _Ctx) -> None:
     role_ref = obj.get("roleRef")
     if isinstance(role_ref, dict) and not role_ref.get("apiGroup"):
         role_ref["apiGroup"] = GROUP_RBAC
@@ -736,7 +764,7 @@ def _role_binding(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | Non
                 subject.pop("apiGroup", None)
 
 
-def _crd(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _crd(obj: Obj, _ctx: _Ctx) -> None:
     spec = _map(obj, "spec")
     names = _map(spec, "names")
     kind = names.get("kind")
@@ -762,11 +790,11 @@ def _crd(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> Non
     accepted.setdefault("plural", "")
 
 
-def _nothing(obj: Obj, _ip: Callable[[], str], _np: Callable[[], int] | None) -> None:
+def _nothing(obj: Obj, _ctx: _Ctx) -> None:
     """Kinds a real server serves without defaults of their own."""
 
 
-_Handler = Callable[[Obj, Callable[[], str], Callable[[], int] | None], None]
+_Handler = Callable[[Obj, _Ctx], None]
 
 _HANDLERS: dict[tuple[str, str], _Handler] = {
     ("", "Pod"): _pod,

@@ -742,3 +742,32 @@ def test_defaulting_is_idempotent(manifest: str, image: str) -> None:
     once = copy.deepcopy(obj)
     apply_defaults(obj, allocate_cluster_ip=_ips(), allocate_node_port=_ports())
     assert obj == once
+
+
+@pytest.mark.parametrize(
+    ("manifest", "absent"),
+    [
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: [{port: 80}]}",
+            "clusterIP",
+        ),
+        ("apiVersion: v1\nkind: Namespace\nmetadata: {name: n}", "finalizers"),
+        (
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j, uid: u}\n"
+            "spec: {template: {spec: {containers: [{name: c, image: x}]}}}",
+            "selector",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: x}]}",
+            "tolerations",
+        ),
+    ],
+)
+def test_decoding_defaults_leave_out_what_registry_and_admission_set(
+    manifest: str, absent: str
+) -> None:
+    obj = yaml.safe_load(manifest)
+    apply_defaults(obj, allocate_cluster_ip=_ips(), server_assigned=False)
+    assert absent not in obj["spec"]
+    apply_defaults(obj, allocate_cluster_ip=_ips())
+    assert absent in obj["spec"]

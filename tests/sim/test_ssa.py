@@ -640,3 +640,39 @@ def test_more_than_ten_update_managers_fold_into_ancient_changes() -> None:
     ancient = _fields(obj, "ancient-changes", "Update")
     assert ancient["f:metadata"]["f:labels"]["f:l1"] == {}
     assert "f:replicas" in ancient["f:spec"]
+
+
+def test_a_created_service_owns_its_defaults_but_not_what_the_registry_allocates() -> None:
+    svc = _load(
+        """
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"""
+    )
+    # The server's order: decoding defaults, ownership, then registry allocations.
+    apply_defaults(svc, allocate_cluster_ip=lambda: "10.96.0.10", server_assigned=False)
+    track_update(None, svc, manager="kubectl-create", now=T0)
+    apply_defaults(svc, allocate_cluster_ip=lambda: "10.96.0.10")
+    assert svc["spec"]["clusterIP"] == "10.96.0.10"
+    assert _fields(svc, "kubectl-create", "Update") == {
+        "f:spec": {
+            "f:internalTrafficPolicy": {},
+            "f:ports": {
+                ".": {},
+                'k:{"port":80,"protocol":"TCP"}': {
+                    ".": {},
+                    "f:name": {},
+                    "f:port": {},
+                    "f:protocol": {},
+                    "f:targetPort": {},
+                },
+            },
+            "f:selector": {},
+            "f:sessionAffinity": {},
+            "f:type": {},
+        }
+    }
