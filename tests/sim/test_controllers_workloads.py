@@ -223,6 +223,43 @@ def test_a_rolling_update_moves_every_replica_to_a_new_replicaset(cluster: Any, 
     assert images == {"nginx:1.27"}
 
 
+def test_observed_generation_catches_up_only_once_the_new_replicaset_exists(
+    cluster: Any, ns: str
+) -> None:
+    from kubernetes import watch
+
+    apps = k8s(cluster, "AppsV1Api")
+    apps.create_namespaced_deployment(ns, deployment("web", replicas=2))
+    wait_for("first rollout", lambda: rollout_done(get_deploy(cluster, ns, "web")))
+    start = get_deploy(cluster, ns, "web")["metadata"]["resourceVersion"]
+    patch = {
+        "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]}}}
+    }
+    apps.patch_namespaced_deployment("web", ns, patch)
+
+    seen: list[dict[str, Any]] = []
+    stream = watch.Watch().stream(
+        apps.list_namespaced_deployment, ns, resource_version=start, timeout_seconds=10
+    )
+    for event in stream:
+        d = cluster.sanitize_for_serialization(event["object"])
+        seen.append(d)
+        if d["metadata"]["generation"] == 2 and rollout_done(d):
+            break
+    assert seen and rollout_done(seen[-1])
+    for d in seen:
+        assert d["status"].get("observedGeneration", 0) <= d["metadata"]["generation"]
+    first_caught_up = next(d for d in seen if d["status"]["observedGeneration"] == 2)
+    new_rs = next(
+        rs["metadata"]["name"]
+        for rs in replicasets(cluster, ns)
+        if rs["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
+    )
+    # the status that first claims generation 2 already speaks of the new ReplicaSet
+    assert new_rs in condition(first_caught_up, "Progressing")["message"]
+    assert first_caught_up["status"].get("updatedReplicas", 0) < 2
+
+
 def test_a_crashlooping_image_keeps_the_old_pods_serving_and_exceeds_the_progress_deadline(
     cluster: Any, ns: str
 ) -> None:
