@@ -238,7 +238,8 @@ def test_observed_generation_catches_up_only_once_the_new_replicaset_exists(
     apps.patch_namespaced_deployment("web", ns, patch)
 
     seen: list[dict[str, Any]] = []
-    stream = watch.Watch().stream(
+    watcher: Any = watch.Watch()  # type: ignore[no-untyped-call]
+    stream = watcher.stream(
         apps.list_namespaced_deployment, ns, resource_version=start, timeout_seconds=10
     )
     for event in stream:
