@@ -142,7 +142,13 @@ def cluster() -> None:
 )
 @click.option("--context", help="Context to read (default: the current context).")
 @click.option("--label", "labels", multiple=True, metavar="K=V", help="Cluster label; repeatable.")
-@click.option("--annotation", "annotations", multiple=True, metavar="K=V", help="Repeatable.")
+@click.option(
+    "--annotation",
+    "annotations",
+    multiple=True,
+    metavar="K=V",
+    help="Cluster annotation; repeatable.",
+)
 @click.option("--namespace", "namespaces", multiple=True, metavar="NS", help="Limit to namespaces.")
 @click.option(
     "--cluster-resources", is_flag=True, help="With --namespace: manage cluster-scoped kinds too."
@@ -151,7 +157,11 @@ def cluster() -> None:
 @click.option("--skip-check", is_flag=True, help="Register without contacting the cluster.")
 @click.option("--upsert", is_flag=True, help="Replace a cluster of the same name.")
 @click.option(
-    "--timeout", type=float, default=DEFAULT_CHECK_TIMEOUT, show_default=True, help="Seconds."
+    "--timeout",
+    type=float,
+    default=DEFAULT_CHECK_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for the cluster's answer.",
 )
 @click.pass_obj
 def add(
@@ -245,7 +255,11 @@ def label(obj: HubContext, name: str, changes: tuple[str, ...]) -> None:
 @cluster.command("check")
 @click.argument("names", nargs=-1)
 @click.option(
-    "--timeout", type=float, default=DEFAULT_CHECK_TIMEOUT, show_default=True, help="Seconds."
+    "--timeout",
+    type=float,
+    default=DEFAULT_CHECK_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for the cluster's answer.",
 )
 @click.option("-o", "--output", "fmt", type=OUTPUT, default="table", show_default=True)
 @click.pass_obj
@@ -326,7 +340,11 @@ def rm(obj: HubContext, name: str, yes: bool) -> None:
 @click.option("--skip-check", is_flag=True, help="Register without contacting the clusters.")
 @click.option("--upsert", is_flag=True, help="Replace clusters of the same names.")
 @click.option(
-    "--timeout", type=float, default=DEFAULT_CHECK_TIMEOUT, show_default=True, help="Seconds."
+    "--timeout",
+    type=float,
+    default=DEFAULT_CHECK_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for the cluster's answer.",
 )
 @click.pass_obj
 def import_(

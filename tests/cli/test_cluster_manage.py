@@ -27,7 +27,7 @@ def add(hub: Hub, kubeconfig: Path, context: str, name: str, *extra: str) -> Non
 
 def test_list_formats_agree(hub: Hub, kube: KubeEnv) -> None:
     add(hub, kube.kubeconfig, kube.contexts[0], "alpha", "--label", "env=prod")
-    add(hub, kube.kubeconfig, kube.contexts[1], "beta", "--skip-check")
+    add(hub, kube.kubeconfig, kube.contexts[-1], "beta", "--skip-check")
     as_json = json.loads(hub.ok("cluster", "list", "-o", "json").stdout)
     as_yaml = yaml.safe_load(hub.ok("cluster", "list", "-o", "yaml").stdout)
     assert as_json == as_yaml

@@ -25,13 +25,13 @@ def all_outputs(hub: Hub, names: list[str]) -> str:
     """Every read command, every format, at -vv, plus a failing add and check."""
     chunks = []
     for fmt in ("table", "json", "yaml"):
-        chunks.append(hub.ok("-vv", "cluster", "list", "-o", fmt).output)
+        chunks.append(hub.ok("-vvv", "cluster", "list", "-o", fmt).output)
         for name in names:
-            chunks.append(hub.ok("-vv", "cluster", "get", name, "-o", fmt).output)
-        chunks.append(hub("-vv", "cluster", "check", "-o", fmt).output)
+            chunks.append(hub.ok("-vvv", "cluster", "get", name, "-o", fmt).output)
+        chunks.append(hub("-vvv", "cluster", "check", "-o", fmt).output)
     for name in names:
-        chunks.append(hub.ok("-vv", "cluster", "export", name).output)
-        chunks.append(hub.ok("-vv", "cluster", "label", name, "x=y").output)
+        chunks.append(hub.ok("-vvv", "cluster", "export", name).output)
+        chunks.append(hub.ok("-vvv", "cluster", "label", name, "x=y").output)
     return "\n".join(chunks)
 
 
@@ -43,7 +43,7 @@ def test_no_token_or_key_in_output_logs_or_database(
     secrets = [token, master_key]
     chunks = [
         hub.ok(
-            "-vv",
+            "-vvv",
             "cluster",
             "add",
             "one",
@@ -56,7 +56,7 @@ def test_no_token_or_key_in_output_logs_or_database(
     # An upsert, a refused add with a wrong token and a failing check also stay quiet.
     chunks.append(
         hub.ok(
-            "-vv",
+            "-vvv",
             "cluster",
             "add",
             "one",
@@ -70,15 +70,15 @@ def test_no_token_or_key_in_output_logs_or_database(
     wrong = "wrong-token-" + "z" * 20
     secrets.append(wrong)
     bad = kubeconfig_with(kube.kubeconfig, tmp_path / "bad", kube.context, token=wrong)
-    chunks.append(hub("-vv", "cluster", "add", "two", "--kubeconfig", str(bad)).output)
+    chunks.append(hub("-vvv", "cluster", "add", "two", "--kubeconfig", str(bad)).output)
     chunks.append(
-        hub("-vv", "cluster", "add", "two", "--kubeconfig", str(bad), "--skip-check").output
+        hub("-vvv", "cluster", "add", "two", "--kubeconfig", str(bad), "--skip-check").output
     )
     chunks.append(all_outputs(hub, ["one", "two"]))
-    chunks.append(hub.ok("-vv", "key", "rotate").output)
+    chunks.append(hub.ok("-vvv", "key", "rotate").output)
     new_master = (hub.home / "master.key").read_text().strip()
     secrets.append(new_master)
-    chunks.append(hub("-vv", "cluster", "check").output)
+    chunks.append(hub("-vvv", "cluster", "check").output)
     text = "\n".join(chunks)
     assert "DEBUG" in text  # -vv really logged
     for secret in secrets:
@@ -108,7 +108,7 @@ def test_a_failing_exec_plugin_does_not_leak_its_environment(
             "env": [{"name": "SECRET_VALUE", "value": secret}],
         },
     )
-    run = hub("-vv", "cluster", "add", "ex", "--kubeconfig", str(config))
+    run = hub("-vvv", "cluster", "add", "ex", "--kubeconfig", str(config))
     assert run.exit_code == 1
     assert "exec credential plugin failed" in run.stderr
     assert secret not in run.output

@@ -37,6 +37,8 @@ def test_a_connection_serves_typed_apis(registry: Registry, kube: KubeEnv) -> No
 
 
 def test_each_cluster_gets_its_own_client(registry: Registry, kube: KubeEnv) -> None:
+    if len(kube.contexts) < 2:
+        pytest.skip("needs two clusters (HUB_E2E_CONTEXTS=a,b)")
     a, b = (connect(registry, name) for name in kube.contexts[:2])
     assert a is not b
     assert a.configuration.host != b.configuration.host
