@@ -133,6 +133,15 @@ class Template:
         return f"Template(name={self.name!r})"
 
 
+def parse_for_tpl(source: str, name: str) -> tuple[C.Stmt, dict[str, C.Stmt]]:
+    """The compiled body and defines of a ``tpl`` argument (parsed once per source)."""
+    t = _cached(source, name)
+    if t._static is not None:
+        text = t._static
+        return (lambda st, dot, out: out.append(text)), {}
+    return t._main, t._bodies
+
+
 def _no_op(st: C.State, dot: Any, out: list[str]) -> None:
     return None
 

@@ -259,5 +259,6 @@ BUILTINS: dict[str, Func] = {
 }
 
 # and/or need the unevaluated arguments to short-circuit; the compiler implements them.
-SPECIAL = frozenset({"and", "or"})
+# tpl needs the executing template set; the compiler implements it too.
+SPECIAL = frozenset({"and", "or", "tpl"})
 _ = STRING

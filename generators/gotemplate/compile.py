@@ -514,6 +514,8 @@ class Compiler:
     def call(self, c: P.CommandNode, name: str, arg_nodes: list[P.Node], has_final: bool) -> Cmd:
         if name in ("and", "or"):
             return self.and_or(c, name, arg_nodes, has_final)
+        if name == "tpl":
+            return self.tpl(c, arg_nodes, has_final)
         f = self.funcs[name]
         nfixed = len(f.params)
         nargs = len(arg_nodes) + (1 if has_final else 0)
@@ -602,6 +604,54 @@ class Compiler:
         if kind == "reflect.Value":
             return ev
         return checked
+
+    def tpl(self, c: P.CommandNode, arg_nodes: list[P.Node], has_final: bool) -> Cmd:
+        """Argo CD's ``tpl TEXT VALUES``: TEXT is parsed as a template of the same set (it sees
+        the caller's ``define``s and missingkey option), executed with VALUES as dot, and
+        ``<no value>`` is removed from its output."""
+        nargs = len(arg_nodes) + (1 if has_final else 0)
+        if nargs != 2:
+            return self.failing(c, f"wrong number of args for tpl: want 2 got {nargs}")
+        kinds = [STRING, ANY]
+        arg_fns = [self.arg(a, k) for a, k in zip(arg_nodes, kinds, strict=False)]
+        fail = self.error
+        tname = self.tname
+        parse_name = self.name
+
+        def run(st: State, dot: Any, final: Any) -> Any:
+            from generators.gotemplate import parse_for_tpl
+
+            try:
+                argv = [a(st, dot) for a in arg_fns]
+                if has_final:
+                    argv.append(convert(ANY, final))
+            except ArgError as e:
+                raise fail(c, str(e), tname) from None
+            src, vals = argv
+            quoted = go_quote(src)
+            try:
+                main, bodies = parse_for_tpl(src, parse_name)
+            except TemplateError as e:
+                raise fail(
+                    c, f"error calling tpl: cannot parse template {quoted}: {e}", tname
+                ) from None
+            if st.depth >= MAX_DEPTH:
+                raise fail(c, f"exceeded maximum template depth ({MAX_DEPTH})", tname)
+            root = MISSING if vals is None else vals
+            sub = State(st.mode, {**st.bodies, **bodies}, root)
+            sub.depth = st.depth + 1
+            out: list[str] = []
+            try:
+                main(sub, root, out)
+            except TemplateError as e:
+                raise fail(
+                    c,
+                    f"error calling tpl: error during tpl function execution for {quoted}: {e}",
+                    tname,
+                ) from None
+            return "".join(out).replace("<no value>", "")
+
+        return run
 
     def and_or(self, c: P.CommandNode, name: str, arg_nodes: list[P.Node], has_final: bool) -> Cmd:
         nargs = len(arg_nodes) + (1 if has_final else 0)

@@ -53,10 +53,13 @@ def convert(kind: str, v: Any) -> Any:
     elif kind is MAP:
         if isinstance(v, dict) and t is not StrMap:
             return v
-        if v is None or v is MISSING:
-            return None
-    if v is None or v is MISSING:
+        if v is MISSING:
+            return None  # Go passes a nil map for an invalid value
+    if v is MISSING:
         raise ArgError(f"invalid value; expected {kind}")
+    if v is None:
+        # a nil read from a map or list is a nil interface {}, which Go cannot assign
+        raise ArgError(f"wrong type for value; expected {kind}; got interface {{}}")
     raise ArgError(f"wrong type for value; expected {kind}; got {type_name(v)}")
 
 

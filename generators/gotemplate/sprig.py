@@ -792,7 +792,7 @@ def _seq(*p: int) -> str:
 
 def _need_map(d: Any, fname: str) -> dict[str, Any]:
     if d is None:
-        raise FuncError(f"{fname}: nil map")
+        raise FuncError("assignment to entry in nil map")
     return d  # type: ignore[no-any-return]
 
 
@@ -1617,7 +1617,6 @@ UNAVAILABLE: dict[str, str] = {
             "osDir",
             "osExt",
             "osIsAbs",
-            "tpl",
         )
     },
 }

@@ -72,3 +72,26 @@ def test_rendering_json_elements_for_elements_yaml() -> None:
     # the documented matrix + elementsYaml idiom
     data = {"key": {"components": [{"name": "a", "replicas": 2.0}]}}
     assert render("{{ .key.components | toJson }}", data) == '[{"name":"a","replicas":2}]'
+
+
+TPL_CASES = [
+    ("{{ tpl .t .v }}", "x-"),
+    ('{{ tpl "plain" . }}', "plain"),
+    ('{{ .v | tpl "{{ .name }}" }}', "x"),
+    ('{{ define "d" }}D{{ . }}{{ end }}{{ tpl "{{ template `d` .name }}" .v }}', "Dx"),
+]
+
+
+@pytest.mark.parametrize(("source", "expected"), TPL_CASES)
+def test_tpl_renders_text_as_a_template_of_the_same_set(source: str, expected: str) -> None:
+    data = {"v": {"name": "x"}, "t": "{{ .name }}-{{ .nope }}"}
+    assert render(source, data) == expected
+
+
+def test_tpl_errors_say_whether_parsing_or_execution_failed() -> None:
+    with pytest.raises(TemplateError, match='cannot parse template "{{ foo }}"'):
+        render('{{ tpl "{{ foo }}" . }}', {})
+    with pytest.raises(TemplateError, match='error during tpl function execution for "{{ .a.b }}"'):
+        render('{{ tpl "{{ .a.b }}" . }}', {"a": "s"})
+    with pytest.raises(TemplateError, match='map has no entry for key "nope"'):
+        render('{{ tpl "{{ .nope }}" . }}', {}, missing_key="error")
