@@ -611,6 +611,20 @@ def is_fresh(obj: Mapping[str, Any], *, written_generation: int | None = None) -
     return observed >= target
 
 
+def _crd_pending(obj: Mapping[str, Any]) -> bool:
+    if obj.get("kind") != "CustomResourceDefinition":
+        return False
+    if group_of(str(obj.get("apiVersion") or "")) != "apiextensions.k8s.io":
+        return False
+    decided = {
+        ("Established", "True"),
+        ("NamesAccepted", "False"),
+        ("NonStructuralSchema", "True"),
+        ("Terminating", "True"),
+    }
+    return not any((c.get("type"), c.get("status")) in decided for c in _conditions(obj))
+
+
 def gate_health(
     obj: Mapping[str, Any] | None,
     rules: HealthRules | None = None,
@@ -622,6 +636,13 @@ def gate_health(
     """
     if obj is None:
         return Health(status=HealthStatus.MISSING, message="not found in the cluster yet")
+    if _crd_pending(obj):
+        # Argo waits for a new CRD to be Established right after applying it
+        # (ensureCRDReady); its Lua rule would call the short gap before that Degraded and
+        # fail the wave (argo-cd#25084). The gate waits instead.
+        return Health(
+            status=HealthStatus.PROGRESSING, message="waiting for the CRD to be established"
+        )
     if not is_fresh(obj, written_generation=written_generation):
         return Health(
             status=HealthStatus.PROGRESSING,

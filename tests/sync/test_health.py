@@ -579,6 +579,35 @@ def test_gate_waits_on_stale_status_that_looks_healthy() -> None:
     assert gate_health(k("v1", "ConfigMap")) is None
 
 
+def test_gate_waits_for_a_new_crd_to_be_established_instead_of_failing_the_wave() -> None:
+    accepting = k(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        status={"conditions": [{"type": "NamesAccepted", "status": "True"}]},
+    )
+    assert resource_health(accepting) == Health(status=D, message="CRD is not established")
+    gated = gate_health(accepting)
+    assert gated is not None and gated.status is P
+    established = k(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        status={
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True"},
+                {"type": "Established", "status": "True"},
+            ]
+        },
+    )
+    assert gate_health(established) == Health(status=H, message="CRD is healthy")
+    rejected = k(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        status={"conditions": [{"type": "NamesAccepted", "status": "False", "message": "taken"}]},
+    )
+    gated = gate_health(rejected)
+    assert gated is not None and gated.status is D
+
+
 def test_app_health_is_the_worst_of_its_resources_with_argos_exclusions() -> None:
     degraded_pod = running_pod(False, waiting="CrashLoopBackOff")
     hook = k(
