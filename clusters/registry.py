@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -320,6 +321,7 @@ class Registry:
         self._keyring: Keyring | None = None
         self._prober = prober
         self._cache: ConnectionCache | None = None
+        self._cache_lock = threading.Lock()
 
     def close(self) -> None:
         """Close cached connections and the storage."""
@@ -405,11 +407,12 @@ class Registry:
     @property
     def connections(self) -> ConnectionCache:
         """This registry's connection cache (see ``clusters.connect.connect``)."""
-        if self._cache is None:
-            from clusters.connect import ConnectionCache
+        with self._cache_lock:
+            if self._cache is None:
+                from clusters.connect import ConnectionCache
 
-            self._cache = ConnectionCache()
-        return self._cache
+                self._cache = ConnectionCache()
+            return self._cache
 
     def _probe(self, creds: ClusterCredentials, timeout: float) -> str:
         if self._prober is not None:

@@ -29,6 +29,7 @@ touches key files; the operator then replaces ``HUB_MASTER_KEY`` with it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -92,6 +93,11 @@ def read_key_file(path: Path) -> MasterKey:
     except PermissionError:
         raise HubError(f"master key file {path} is not readable by this user") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise HubError(
+                f"master key file {path} is a symbolic link; refusing to follow it "
+                f"(use a regular 0600 file, or {ENV_MASTER_KEY})"
+            ) from None
         raise HubError(f"master key file {path}: cannot open: {exc.strerror}") from None
     try:
         info = os.fstat(fd)

@@ -243,3 +243,14 @@ def test_rotation_without_the_right_key_file_writes_nothing(hub: Hub, kube: Kube
     assert sorted(p.name for p in hub.home.glob("master.key*")) == ["master.key"]
     hub.env["HUB_MASTER_KEY"] = key
     hub.ok("cluster", "export", names[0], "--show-secrets")
+
+
+def test_a_symlinked_key_file_is_refused(hub: Hub, tmp_path: Path) -> None:
+    hub.ok("init")
+    real = tmp_path / "elsewhere.key"
+    (hub.home / "master.key").rename(real)
+    (hub.home / "master.key").symlink_to(real)
+    run = hub("key", "rotate")
+    assert run.exit_code == 1
+    assert "is a symbolic link; refusing to follow it" in run.stderr
+    assert sorted(p.name for p in hub.home.glob("master.key*")) == ["master.key"]
