@@ -47,6 +47,7 @@ from hub.sync.resources import (
     ignores_extraneous,
     is_hook,
     is_skip,
+    owning_app,
 )
 
 DEFAULT_JQ_TIMEOUT_S = 1.0  # Argo CD's default for jqPathExpressions
@@ -735,12 +736,16 @@ def compare_app(
     desired: Iterable[Mapping[str, Any]],
     live: Iterable[Mapping[str, Any]],
     *,
+    app: str,
     ignore_differences: Sequence[IgnoreDifference] = (),
     manager: str = FIELD_MANAGER,
     jq_runner: JqRunner | None = None,
     jq_timeout_s: float = DEFAULT_JQ_TIMEOUT_S,
 ) -> AppComparison:
-    """Compare an app's validated desired manifests with its tracked live objects.
+    """Compare an app's validated desired manifests with its live objects.
+
+    ``live`` may hold more than the app's objects: only those tracked by ``app`` or declared
+    in Git are compared, so nothing else can ever show up as "requires pruning".
 
     Hooks and ``Skip`` objects on either side are not compared (Argo: they are run, not
     synced). The app is OutOfSync when any counted resource is. When jqPathExpressions are
@@ -751,6 +756,7 @@ def compare_app(
             return compare_app(
                 desired,
                 live,
+                app=app,
                 ignore_differences=ignore_differences,
                 manager=manager,
                 jq_runner=runner,
@@ -764,7 +770,11 @@ def compare_app(
     for obj in live:
         if is_hook(obj):
             continue
-        actual[_live_key(obj)] = obj
+        key = _live_key(obj)
+        # a live object this app does not track is compared only when Git declares it (the
+        # apply will adopt it); it is never "extraneous"
+        if key in wanted or owning_app(obj) == app:
+            actual[key] = obj
     results: list[ResourceDiff] = []
     for key in sorted(set(wanted) | set(actual)):
         d = wanted.get(key)

@@ -35,6 +35,7 @@ from hub.sync.resources import (
     hook_phases,
     is_hook,
     is_skip,
+    owning_app,
     sync_wave,
     with_tracking_id,
 )
@@ -390,7 +391,8 @@ def plan_sync(
     """Plan one sync operation.
 
     - ``desired``: validated manifests (namespaces settled); ``live``: the app's tracked live
-      objects (those whose tracking id names this app), live hooks included.
+      objects, live hooks included, plus any live objects Git declares (adopted by the apply).
+      Only objects whose tracking id names ``app`` are ever pruned.
     - ``revision`` and ``started_at`` (operation start, Unix seconds) name ``generateName``
       hooks deterministically; re-plan with the same values on every pass of one operation.
     - ``prune``: execute prune tasks (else they are recorded as "requires pruning").
@@ -409,10 +411,15 @@ def plan_sync(
     resources = [m for m in desired if not is_hook(m.obj)]
     hooks = [m for m in desired if is_hook(m.obj)]
     desired_keys = {m.key for m in resources}
+    # Only what this app's tracking id claims is ever pruned (DESIGN.md); other live objects
+    # may be passed (Git declares them and the apply adopts them) but are never deleted.
     prunable = [
         (k, obj)
         for k, obj in live_by_key.items()
-        if k not in desired_keys and not is_hook(obj) and not is_skip(obj)
+        if k not in desired_keys
+        and owning_app(obj) == app
+        and not is_hook(obj)
+        and not is_skip(obj)
     ]
     if prune and not allow_empty and not resources and prunable:
         raise EmptyRenderGuardError(
@@ -563,7 +570,7 @@ def plan_deletion(
     warnings: list[str] = []
     tasks: list[_Task] = []
     for obj in live:
-        if is_hook(obj):
+        if is_hook(obj) or owning_app(obj) != app:
             continue
         opts = effective_sync_options(obj, app_options)
         skip = None

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.sync.diff import (
+    AppComparison,
     DiffReason,
     JqRunner,
     SyncStatus,
@@ -21,7 +22,11 @@ from hub.sync.diff import (
     parse_quantity,
 )
 from hub.sync.model import DiffError, IgnoreDifference
-from hub.sync.resources import TRACKING_ANNOTATION
+from hub.sync.resources import TRACKING_ANNOTATION, with_tracking_id
+
+
+def compare(desired: list[dict[str, Any]], live: list[dict[str, Any]], **kw: Any) -> AppComparison:
+    return compare_app(desired, live, app="payments", **kw)
 
 
 def desired_deployment(replicas: int = 3) -> dict[str, Any]:
@@ -213,7 +218,7 @@ def test_diff_text_is_deterministic() -> None:
     ids=["jsonPointers", "jqPathExpressions", "wildcards"],
 )
 def test_ignore_differences_on_replicas_keeps_the_app_synced(rule: IgnoreDifference) -> None:
-    result = compare_app([desired_deployment(3)], [live_deployment(5)], ignore_differences=[rule])
+    result = compare([desired_deployment(3)], [live_deployment(5)], ignore_differences=[rule])
     assert result.status is SyncStatus.SYNCED
     assert result.diff_text() == ""
 
@@ -231,7 +236,7 @@ def test_ignore_difference_selectors_follow_argo_cd(
     group: str, kind: str, name: str, applies: bool
 ) -> None:
     rule = IgnoreDifference(group=group, kind=kind, name=name, json_pointers=("/spec/replicas",))
-    result = compare_app([desired_deployment(3)], [live_deployment(5)], ignore_differences=[rule])
+    result = compare([desired_deployment(3)], [live_deployment(5)], ignore_differences=[rule])
     assert (result.status is SyncStatus.SYNCED) is applies
 
 
@@ -239,7 +244,7 @@ def test_ignore_differences_for_another_resource_does_not_apply() -> None:
     rule = IgnoreDifference(
         group="apps", kind="Deployment", name="other", json_pointers=("/spec/replicas",)
     )
-    result = compare_app([desired_deployment(3)], [live_deployment(5)], ignore_differences=[rule])
+    result = compare([desired_deployment(3)], [live_deployment(5)], ignore_differences=[rule])
     assert result.status is SyncStatus.OUT_OF_SYNC
 
 
@@ -377,8 +382,11 @@ def test_secret_values_never_appear_in_the_diff_text() -> None:
 
 def test_missing_and_extraneous_resources_make_the_app_out_of_sync() -> None:
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}
-    extra = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "old", "namespace": "n"}}
-    result = compare_app([cm], [extra])
+    extra = with_tracking_id(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "old", "namespace": "n"}},
+        "payments",
+    )
+    result = compare([cm], [extra])
     assert result.status is SyncStatus.OUT_OF_SYNC
     reasons = {r.key.name: r.reason for r in result.resources}
     assert reasons == {"c": DiffReason.MISSING, "old": DiffReason.EXTRANEOUS}
@@ -395,10 +403,30 @@ def test_ignore_extraneous_keeps_the_app_synced_but_the_resource_visible() -> No
             "annotations": {"argocd.argoproj.io/compare-options": "IgnoreExtraneous"},
         },
     }
-    result = compare_app([], [extra])
+    result = compare([], [with_tracking_id(extra, "payments")])
     assert result.status is SyncStatus.SYNCED
     (res,) = result.resources
     assert res.status is SyncStatus.OUT_OF_SYNC and not res.counts_for_app
+
+
+def test_live_objects_the_app_does_not_track_are_never_extraneous() -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}
+    other = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "other", "namespace": "n"},
+    }
+    result = compare(
+        [cm],
+        [
+            cm,
+            other,
+            with_tracking_id(other | {"metadata": {"name": "x", "namespace": "n"}}, "billing"),
+        ],
+    )
+    # the untracked "c" is compared because Git declares it (the apply adopts it)
+    assert [(r.key.name, r.status) for r in result.resources] == [("c", SyncStatus.SYNCED)]
+    assert result.status is SyncStatus.SYNCED
 
 
 def test_hooks_are_not_compared() -> None:
@@ -411,7 +439,7 @@ def test_hooks_are_not_compared() -> None:
             "annotations": {"argocd.argoproj.io/hook": "PreSync"},
         },
     }
-    assert compare_app([hook], [hook | {"spec": {"x": 1}}]).resources == ()
+    assert compare([hook], [hook | {"spec": {"x": 1}}]).resources == ()
 
 
 def test_a_slow_jq_expression_is_stopped_by_the_timeout() -> None:
@@ -419,7 +447,7 @@ def test_a_slow_jq_expression_is_stopped_by_the_timeout() -> None:
         group="*", kind="*", jq_path_expressions=(".spec[(range(100000000000) | tostring)]",)
     )
     with JqRunner(timeout_s=0.3) as runner, pytest.raises(DiffError, match="took longer than"):
-        compare_app(
+        compare(
             [desired_deployment()], [live_deployment()], ignore_differences=[rule], jq_runner=runner
         )
 
@@ -427,7 +455,7 @@ def test_a_slow_jq_expression_is_stopped_by_the_timeout() -> None:
 def test_an_invalid_jq_expression_is_a_clear_error() -> None:
     rule = IgnoreDifference(group="*", kind="*", jq_path_expressions=(".spec[[",))
     with pytest.raises(DiffError, match=r"jqPathExpression '\.spec\[\[' is invalid"):
-        compare_app([desired_deployment()], [live_deployment()], ignore_differences=[rule])
+        compare([desired_deployment()], [live_deployment()], ignore_differences=[rule])
 
 
 def test_fields_v1_parsing_understands_keys_values_and_indexes() -> None:

@@ -16,6 +16,7 @@ from hub.sync.resources import (
     HookDeletePolicy,
     Phase,
     ResourceKey,
+    with_tracking_id,
 )
 from hub.sync.validate import SourcedManifest, validate_manifests
 
@@ -78,11 +79,15 @@ def manifests(*objs: dict[str, Any]) -> list[SourcedManifest]:
     return list(validate_manifests(raw, destination_namespace="payments").manifests)
 
 
+def tracked(*objs: dict[str, Any], app: str = "payments") -> list[dict[str, Any]]:
+    return [with_tracking_id(o, app) for o in objs]
+
+
 def plan(*objs: dict[str, Any], live: list[dict[str, Any]] | None = None, **kw: Any) -> SyncPlan:
     return plan_sync(
         app="payments",
         desired=manifests(*objs),
-        live=live or [],
+        live=tracked(*(live or [])),
         revision=REV,
         started_at=STARTED,
         **kw,
@@ -293,6 +298,49 @@ def test_prune_tasks_are_recorded_but_skipped_unless_allowed(
     assert task.skip == skip
 
 
+def test_only_objects_tracked_by_this_app_are_ever_pruned() -> None:
+    others = [
+        obj("ConfigMap", "untracked"),
+        *tracked(obj("ConfigMap", "billing-owned"), app="billing"),
+        # an id copied from another object names that object, not this one
+        {
+            **obj("ConfigMap", "copied"),
+            "metadata": {
+                **obj("ConfigMap", "copied")["metadata"],
+                "annotations": {TRACKING_ANNOTATION: "payments:/ConfigMap:payments/kept"},
+            },
+        },
+    ]
+    p = plan_sync(
+        app="payments",
+        desired=manifests(obj("ConfigMap", "kept")),
+        live=[*others, *tracked(obj("ConfigMap", "gone"))],
+        revision=REV,
+        started_at=STARTED,
+        prune=True,
+    )
+    assert [(t.action, t.key.name) for t in p.tasks] == [
+        (Action.PRUNE, "gone"),
+        (Action.APPLY, "kept"),
+    ]
+
+
+def test_an_untracked_live_object_git_declares_is_adopted_by_the_apply() -> None:
+    p = plan_sync(
+        app="payments",
+        desired=manifests(obj("ConfigMap", "c")),
+        live=[obj("ConfigMap", "c")],
+        revision=REV,
+        started_at=STARTED,
+        prune=True,
+    )
+    (task,) = p.tasks
+    assert task.action is Action.APPLY and task.live is not None
+    assert (
+        task.desired is not None and TRACKING_ANNOTATION in task.desired["metadata"]["annotations"]
+    )
+
+
 def test_live_hooks_are_never_pruned() -> None:
     p = plan(obj("ConfigMap", "kept"), live=[obj("Job", "old-hook", hook="PreSync")], prune=True)
     assert [t.action for t in p.tasks] == [Action.APPLY]
@@ -367,7 +415,11 @@ def test_resource_sync_options_win_over_app_options() -> None:
 def test_deletion_plan_keeps_delete_false_resources() -> None:
     p = plan_deletion(
         app="payments",
-        live=[obj("ConfigMap", "keep", options="Delete=false"), obj("ConfigMap", "drop")],
+        live=[
+            *tracked(obj("ConfigMap", "keep", options="Delete=false"), obj("ConfigMap", "drop")),
+            *tracked(obj("ConfigMap", "theirs"), app="billing"),
+            obj("ConfigMap", "untracked"),
+        ],
     )
     assert {t.key.name: t.skip for t in p.tasks} == {"drop": None, "keep": "ignored (Delete=false)"}
 
