@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from hub.cli import HubContext
-from hub.home import ENV_MASTER_KEY, ENV_NEW_MASTER_KEY, init_home, rotate_master_key
+from hub.home import ENV_MASTER_KEY, ENV_NEW_MASTER_KEY, init_home, key_path, rotate_master_key
 
 
 @click.command("init")
@@ -20,6 +22,12 @@ def init(obj: HubContext) -> None:
     result = init_home(obj.home)
     if not result.created:
         click.echo(f"hub home {result.home} is already initialised; nothing changed")
+        if not os.environ.get(ENV_MASTER_KEY) and not key_path(result.home).exists():
+            click.echo(
+                f"warning: {key_path(result.home)} does not exist and {ENV_MASTER_KEY} is not "
+                "set: stored credentials cannot be read until the key is restored",
+                err=True,
+            )
         return
     click.echo(f"initialised hub home {result.home} (master key: {result.key_source})")
 

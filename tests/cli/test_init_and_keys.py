@@ -74,6 +74,15 @@ def test_init_on_an_existing_home_changes_nothing(hub: Hub) -> None:
     assert (hub.home / "master.key").read_bytes() == key
 
 
+def test_init_warns_when_an_initialised_home_has_lost_its_key(hub: Hub) -> None:
+    hub.ok("init")
+    (hub.home / "master.key").unlink()
+    run = hub.ok("init")
+    assert "already initialised; nothing changed" in run.stdout
+    assert "master.key does not exist and HUB_MASTER_KEY is not set" in run.stderr
+    assert not (hub.home / "master.key").exists()
+
+
 def test_init_with_hub_master_key_writes_no_key_file(hub: Hub) -> None:
     run = hub.ok("init", env={"HUB_MASTER_KEY": new_key()})
     assert "master key: HUB_MASTER_KEY" in run.stdout
