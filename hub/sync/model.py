@@ -58,6 +58,10 @@ class EmptyRenderGuardError(SyncError):
     """Pruning would delete every resource of the app because the render is empty."""
 
 
+class SharedResourceError(SyncError):
+    """Git declares a resource another app tracks and the app asked to fail on that."""
+
+
 class DiffError(SyncError):
     """A comparison setting (ignoreDifferences) cannot be evaluated."""
 

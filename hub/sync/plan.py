@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hub.sync.model import EmptyRenderGuardError, SyncOptions
+from hub.sync.model import EmptyRenderGuardError, SharedResourceError, SyncOptions
 from hub.sync.resources import (
     HOOK_FINALIZER,
     HookDeletePolicy,
@@ -430,6 +430,8 @@ def plan_sync(
 
     tasks: list[_Task] = []
     apply_out_of_sync_only = app_options.has("ApplyOutOfSyncOnly", "true")
+    fail_on_shared = app_options.has("FailOnSharedResource", "true")
+    shared: list[str] = []
     for m in resources:
         if is_skip(m.obj):
             continue
@@ -437,6 +439,12 @@ def plan_sync(
         if only is not None and key not in only:
             continue
         live_obj = live_by_key.get(key)
+        owner = owning_app(live_obj) if live_obj is not None else None
+        if owner not in (None, app):
+            if fail_on_shared:
+                shared.append(f"{key} (tracked by app {owner})")
+            else:
+                warnings.append(f"{key} is tracked by app {owner}; this sync takes it over")
         if apply_out_of_sync_only and key in synced and live_obj is not None:
             continue
         tasks.append(
@@ -450,6 +458,12 @@ def plan_sync(
                 options=_task_options(m.obj, app_options, warnings),
                 origin=m.origin,
             )
+        )
+
+    if shared:
+        raise SharedResourceError(
+            f"app {app}: FailOnSharedResource=true and Git declares resources another app "
+            f"tracks: {', '.join(shared)}"
         )
 
     for key, obj in sorted(prunable, key=lambda kv: kv[0]):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.sync.model import EmptyRenderGuardError, SyncOptions
+from hub.sync.model import EmptyRenderGuardError, SharedResourceError, SyncOptions
 from hub.sync.plan import KIND_ORDER, Action, SyncPlan, kind_rank, plan_deletion, plan_sync
 from hub.sync.resources import (
     HOOK_FINALIZER,
@@ -339,6 +339,29 @@ def test_an_untracked_live_object_git_declares_is_adopted_by_the_apply() -> None
     assert (
         task.desired is not None and TRACKING_ANNOTATION in task.desired["metadata"]["annotations"]
     )
+
+
+def test_a_resource_tracked_by_another_app_is_taken_over_with_a_warning_or_refused() -> None:
+    theirs = tracked(obj("ConfigMap", "shared"), app="billing")
+    p = plan_sync(
+        app="payments",
+        desired=manifests(obj("ConfigMap", "shared")),
+        live=theirs,
+        revision=REV,
+        started_at=STARTED,
+    )
+    assert p.warnings == (
+        "/ConfigMap payments/shared is tracked by app billing; this sync takes it over",
+    )
+    with pytest.raises(SharedResourceError, match="tracked by app billing"):
+        plan_sync(
+            app="payments",
+            desired=manifests(obj("ConfigMap", "shared")),
+            live=theirs,
+            revision=REV,
+            started_at=STARTED,
+            options=SyncOptions.parse(["FailOnSharedResource=true"]),
+        )
 
 
 def test_live_hooks_are_never_pruned() -> None:
