@@ -1,6 +1,7 @@
 """Micro-benchmark of the goTemplate engine: microseconds per execution of typical fields.
 
-Run: ``python bench/gotemplate.py`` (prints a table; nothing is asserted).
+Run from the repository root: ``python -m bench.gotemplate`` (prints a table; nothing is
+asserted).
 The generators benchmark renders ~10 fields x 10,000 Applications, so a field must cost
 a few microseconds for the whole render to stay well under a second.
 """

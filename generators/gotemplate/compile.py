@@ -531,6 +531,29 @@ class Compiler:
         fn = f.fn
         fail = self.error
         tname = self.tname
+        consts = _constant_args(arg_nodes, arg_fns)
+        if consts is not None and final_kind in (None, ANY):
+            # the common `.x | default "d"` and `printf "%s" "a"` shapes: no per-call
+            # argument evaluation at all
+            with_final = final_kind is not None
+
+            def invoke_const(st: State, dot: Any, final: Any) -> Any:
+                try:
+                    if with_final:
+                        v = fn(*consts, None if final is MISSING else final)
+                    else:
+                        v = fn(*consts)
+                except TemplateError:
+                    raise
+                except FuncError as e:
+                    raise fail(c, f"error calling {name}: {e}", tname) from None
+                except RecursionError:
+                    raise fail(c, f"error calling {name}: value nested too deeply", tname) from None
+                except Exception as e:  # Go recovers panics in functions the same way
+                    raise fail(c, f"error calling {name}: {_describe(e)}", tname) from None
+                return MISSING if v is None else v
+
+            return invoke_const
 
         def invoke(st: State, dot: Any, final: Any) -> Any:
             try:
@@ -671,6 +694,19 @@ class Compiler:
             return MISSING if v is None else v
 
         return run
+
+
+def _constant_args(nodes: list[P.Node], fns: list[Expr]) -> tuple[Any, ...] | None:
+    """The argument values when every argument is a literal that fits its parameter."""
+    values = []
+    for n, f in zip(nodes, fns, strict=True):
+        if not isinstance(n, P.StringNode | P.BoolNode | P.NumberNode | P.NilNode):
+            return None
+        try:
+            values.append(f(None, None))  # type: ignore[arg-type]
+        except TemplateError:
+            return None  # a literal of the wrong type: keep the error for execution time
+    return tuple(values)
 
 
 def _msg(comp: Compiler, node: P.Node, tname: str, msg: str, where: str) -> str:
