@@ -103,6 +103,10 @@ def apply_defaults(
     handler = _HANDLERS.get((group, kind))
     if handler is None:
         return
+    _go_round_trip(obj)
+    spec = obj.get("spec")
+    if kind == "Service" and isinstance(spec, dict) and spec.get("selector") == {}:
+        del spec["selector"]  # a Go map there, unlike the LabelSelector structs elsewhere
     template_path = _TEMPLATE_PATHS.get((group, kind))
     if template_path is not None:
         template = _at(obj, template_path[:-1])
@@ -116,6 +120,56 @@ def apply_defaults(
             server_assigned=server_assigned,
         ),
     )
+
+
+# Slices without omitempty keep an empty value; every other empty slice, and every empty
+# Go map, disappears when a built-in object goes through its Go type.
+_KEPT_EMPTY_LISTS = frozenset({"containers", "rules", "verbs"})
+_GO_MAPS = frozenset(
+    {
+        "labels",
+        "annotations",
+        "data",
+        "binaryData",
+        "stringData",
+        "nodeSelector",
+        "matchLabels",
+        "limits",
+        "requests",
+        "hard",
+        "capacity",
+        "allocatable",
+    }
+)
+# Free-form content the round trip must not walk into (string maps, embedded schemas).
+_OPAQUE = frozenset(
+    {"labels", "annotations", "data", "binaryData", "stringData", "openAPIV3Schema"}
+)
+
+
+def _go_round_trip(value: Obj) -> None:
+    """Drop what a built-in kind's Go type cannot hold: nulls (nil pointers; a template's
+    ``creationTimestamp: null`` is the one null Go writes back), empty omitempty slices and
+    empty maps. Omitted zero scalars (``readOnly: false``) are not modelled."""
+    for key in list(value):
+        child = value[key]
+        if child is None:
+            if key != "creationTimestamp":
+                del value[key]
+        elif isinstance(child, dict):
+            if not child:
+                if key in _GO_MAPS:
+                    del value[key]
+            elif key not in _OPAQUE:
+                _go_round_trip(child)
+        elif isinstance(child, list):
+            if not child:
+                if key not in _KEPT_EMPTY_LISTS:
+                    del value[key]
+            else:
+                for item in child:
+                    if isinstance(item, dict):
+                        _go_round_trip(item)
 
 
 # --- pods -------------------------------------------------------------------------

@@ -52,22 +52,29 @@ _MISSING: Any = object()
 
 
 class ApplyConflict(ClusterError):
-    """An apply that would change fields other managers own (HTTP 409, reason Conflict)."""
+    """An apply that would change fields other managers own (HTTP 409, reason Conflict).
+
+    ``conflicts`` holds (field path, manager name) pairs, e.g. (".spec.replicas", "kubectl");
+    ``causes`` the Status ``details.causes`` a real server sends, naming each manager as
+    the server prints it ("kubectl" with subresource "scale" using apps/v1).
+    """
 
     reason = "Conflict"
     code = 409
 
-    def __init__(self, conflicts: list[tuple[str, str]], message: str) -> None:
+    def __init__(
+        self, conflicts: list[tuple[str, str]], message: str, described: list[str] | None = None
+    ) -> None:
         super().__init__(message)
         self.conflicts = conflicts
         self.message = message
+        self._described = described or [f'"{who}"' for _, who in conflicts]
 
     @property
     def causes(self) -> list[dict[str, str]]:
-        """The Status ``details.causes`` a real server sends with the conflict."""
         return [
-            {"type": "FieldManagerConflict", "message": f"conflict with {who}", "field": path}
-            for path, who in self.conflicts
+            {"reason": "FieldManagerConflict", "message": f"conflict with {who}", "field": path}
+            for (path, _), who in zip(self.conflicts, self._described, strict=True)
         ]
 
 
@@ -263,6 +270,8 @@ def _list_to_set(items: list[Any], ln: ListNode, path: Path, out: Tree, *, stric
         return
     seen: set[str] = set()
     for i, item in enumerate(items):
+        if strict and ln.relation == "map":
+            _check_keys(item, ln, path, i)
         pe = _element(item, ln, i)
         if pe in seen and strict:
             raise PatchError(
@@ -275,6 +284,22 @@ def _list_to_set(items: list[Any], ln: ListNode, path: Path, out: Tree, *, stric
         fp.insert(out, p)
         if ln.relation == "map" and isinstance(item, dict):
             _to_set(item, ln.elem or schema.DEDUCED, p, out, strict=strict)
+
+
+def _check_keys(item: Any, ln: ListNode, path: Path, position: int) -> None:
+    where = f"{fp.path_string(path)}: element {position}"
+    if not isinstance(item, dict):
+        raise PatchError(
+            f"{where}: expected map, got {type(item).__name__}", reason="Invalid", code=422
+        )
+    for name in ln.keys:
+        if item.get(name) is None and name != "protocol":
+            raise PatchError(
+                f'{where}: associative list with keys has an element that omits key field "{name}"'
+                " (and doesn't have default value)",
+                reason="Invalid",
+                code=422,
+            )
 
 
 def field_set(obj: Obj) -> Tree:
@@ -673,16 +698,20 @@ def server_side_apply(
     merged_view = _view(merged, subresource=subresource, reset_status=reset_status)
     comparison = _compare(live_view, merged_view, root)
     changed = fp.union(comparison.added, comparison.modified)
-    conflicts: list[tuple[str, str]] = []
+    found: list[tuple[str, str, str]] = []  # (described manager, path, manager)
     conflicting: list[tuple[_Entry, Tree]] = []
     for e in others:
         clash = fp.intersection(e.fields, changed)
         if clash:
             conflicting.append((e, clash))
-            conflicts.extend((fp.path_string(p), e.describe()) for p in fp.members(clash))
-    if conflicts and not force:
-        conflicts.sort(key=lambda c: (c[1], c[0]))
-        raise ApplyConflict(conflicts, _conflict_message(conflicts))
+            found.extend((e.describe(), fp.path_string(p), e.manager) for p in fp.members(clash))
+    if found and not force:
+        found.sort(key=lambda c: c[0])  # stable: paths stay in set order per manager
+        raise ApplyConflict(
+            [(path, name) for _, path, name in found],
+            _conflict_message([(path, who) for who, path, _ in found]),
+            [who for who, _, _ in found],
+        )
     for e, clash in conflicting:
         e.fields = fp.difference(e.fields, clash)
     if comparison.removed:

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clusters.sim.defaults import apply_defaults
 from clusters.sim.patch import PatchError
@@ -598,8 +600,18 @@ def test_applying_to_an_untracked_object_guards_its_existing_fields() -> None:
             422,
             'duplicate entries for key [name="a"]',
         ),
+        (
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "s"},
+                "spec": {"ports": [{"name": "http", "targetPort": 80}]},
+            },
+            422,
+            'omits key field "port"',
+        ),
     ],
-    ids=["managedFields in the configuration", "duplicate list keys"],
+    ids=["managedFields in the configuration", "duplicate list keys", "list key left out"],
 )
 def test_bad_apply_configurations_are_rejected(
     applied: dict[str, Any], code: int, fragment: str
@@ -676,3 +688,64 @@ spec:
             "f:type": {},
         }
     }
+
+
+_names = st.sampled_from(["a", "b", "c", "d"])
+_containers = st.lists(
+    st.fixed_dictionaries(
+        {"name": _names},
+        optional={
+            "image": st.sampled_from(["x:1", "x:2", "y"]),
+            "args": st.lists(st.sampled_from(["-v", "-q"]), max_size=2),
+            "env": st.lists(
+                st.fixed_dictionaries({"name": _names, "value": st.sampled_from(["1", "2"])}),
+                max_size=3,
+                unique_by=lambda e: e["name"],
+            ),
+        },
+    ),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda c: c["name"],
+)
+_configs = st.builds(
+    lambda labels, containers, replicas: {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "labels": labels},
+        "spec": {
+            **({"replicas": replicas} if replicas is not None else {}),
+            "template": {"spec": {"containers": containers}},
+        },
+    },
+    st.dictionaries(_names, st.sampled_from(["1", "2"]), max_size=3),
+    _containers,
+    st.one_of(st.none(), st.integers(0, 3)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_configs, _configs)
+def test_a_sole_applier_ends_with_exactly_its_latest_configuration(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    # Without defaults: those are computed once (imagePullPolicy from the first image) and
+    # legitimately differ between the two histories.
+    live = server_side_apply(None, first, manager="m", force=False, now=T0)
+    after = server_side_apply(live, second, manager="m", force=False, now=T1)
+    fresh = server_side_apply(None, second, manager="m", force=False, now=T1)
+    owners = [obj["metadata"].pop("managedFields") for obj in (after, fresh)]
+    for entry in owners[0] + owners[1]:
+        entry.pop("time")  # a no-op apply keeps the earlier time
+    assert owners[0] == owners[1]
+    assert _without_empties(after) == _without_empties(fresh)
+
+
+def _without_empties(value: Any) -> Any:
+    """What the server's Go types keep: no empty lists or maps."""
+    if isinstance(value, dict):
+        out = {k: _without_empties(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in ({}, [])}
+    if isinstance(value, list):
+        return [_without_empties(v) for v in value]
+    return value
