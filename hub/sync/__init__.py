@@ -6,16 +6,25 @@ docs/sync.md for what is supported and where we differ from Argo CD.
 
 from __future__ import annotations
 
-from hub.sync.diff import AppComparison, JqRunner, ResourceDiff, SyncStatus, compare_app
+from hub.sync.diff import (
+    AppComparison,
+    JqRunner,
+    ResourceDiff,
+    SyncStatus,
+    compare_app,
+    compare_resource,
+)
 from hub.sync.health import (
     AppHealth,
     Health,
     HealthRules,
     HealthStatus,
+    Outcome,
     app_health,
     gate_health,
     is_fresh,
     resource_health,
+    task_outcome,
 )
 from hub.sync.model import (
     Application,
@@ -53,6 +62,7 @@ __all__ = [
     "JqRunner",
     "KindScopes",
     "ManifestError",
+    "Outcome",
     "Phase",
     "PlanWave",
     "RenderError",
@@ -71,6 +81,7 @@ __all__ = [
     "ValidatedManifests",
     "app_health",
     "compare_app",
+    "compare_resource",
     "gate_health",
     "is_fresh",
     "kind_rank",
@@ -83,5 +94,6 @@ __all__ = [
     "resource_health",
     "retry_delay_s",
     "should_retry",
+    "task_outcome",
     "validate_manifests",
 ]

@@ -199,7 +199,8 @@ def _drop_nulls(value: Any) -> Any:
 def normalize(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A copy without server bookkeeping: metadata noise, status, our tracking annotation,
     ``last-applied-configuration``, nulls; Secret ``stringData`` folded into ``data``."""
-    out: dict[str, Any] = _drop_nulls(copy.deepcopy(dict(obj)))
+    # _drop_nulls builds new containers all the way down, so this is already a copy
+    out: dict[str, Any] = _drop_nulls(dict(obj))
     out.pop("status", None)
     meta = out.get("metadata")
     if isinstance(meta, dict):

@@ -30,6 +30,7 @@ from hub.sync.resources import (
     HookDeletePolicy,
     Phase,
     ResourceKey,
+    clone_tree,
     effective_sync_options,
     hook_delete_policies,
     hook_phases,
@@ -555,9 +556,7 @@ def plan_sync(
 def _named_hook(
     obj: Mapping[str, Any], revision: str, phase: Phase, started_at: int
 ) -> dict[str, Any]:
-    import copy
-
-    out = copy.deepcopy(dict(obj))
+    out: dict[str, Any] = clone_tree(dict(obj))
     meta = out.setdefault("metadata", {})
     if not meta.get("name"):
         meta["name"] = hook_name(

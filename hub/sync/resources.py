@@ -161,9 +161,18 @@ def with_tracking_id(obj: Mapping[str, Any], app: str) -> Manifest:
 
 
 def _copy(obj: Mapping[str, Any]) -> Manifest:
-    import copy
+    out: Manifest = clone_tree(dict(obj))
+    return out
 
-    return copy.deepcopy(dict(obj))
+
+def clone_tree(value: Any) -> Any:
+    """A copy of a JSON-shaped tree (dicts, lists, scalars); several times faster than
+    ``copy.deepcopy``, which matters when an app has thousands of objects."""
+    if isinstance(value, dict):
+        return {k: clone_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone_tree(v) for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------- annotations

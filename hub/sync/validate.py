@@ -9,7 +9,6 @@ or fail. Which kinds are cluster-scoped comes from discovery when the caller has
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from hub.sync.model import ManifestError
 from hub.sync.resources import (
     ResourceKey,
+    clone_tree,
     group_of,
     is_hook,
     sync_wave_problem,
@@ -234,7 +234,7 @@ def validate_manifests(
                 "install its CRD first or fix apiVersion/kind",
             )
             continue
-        fixed = copy.deepcopy(dict(obj))
+        fixed: dict[str, Any] = clone_tree(dict(obj))
         fixed_meta = fixed["metadata"]
         if cluster:
             if namespace:
