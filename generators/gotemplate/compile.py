@@ -244,9 +244,11 @@ class Compiler:
                     ran = True
                     if ndecl:
                         if is_assign:
-                            _set_var(vs, names[0], idx if ndecl > 1 else elem)
+                            ok = _set_var(vs, names[0], idx if ndecl > 1 else elem)
                             if ndecl > 1:
-                                _set_var(vs, names[1], elem)
+                                ok = _set_var(vs, names[1], elem) and ok
+                            if not ok:
+                                raise fail(n, f"undefined variable: {', '.join(names)}", tname)
                         else:
                             vs[mark - 1] = (vs[mark - 1][0], elem)
                             if ndecl > 1:
@@ -329,11 +331,14 @@ class Compiler:
             return evaluate
         name = decl[0]
         if p.is_assign:
+            fail = self.error
+            tname = self.tname
 
             def assign(st: State, dot: Any) -> Any:
                 v = evaluate(st, dot)
                 for nm in decl:
-                    _set_var(st.vars, nm, v)
+                    if not _set_var(st.vars, nm, v):
+                        raise fail(p, f"undefined variable: {nm}", tname)
                 return v
 
             return assign
@@ -729,11 +734,12 @@ def _unwrap(v: Any) -> Any:
     return MISSING if v is None else v
 
 
-def _set_var(vs: list[tuple[str, Any]], name: str, value: Any) -> None:
+def _set_var(vs: list[tuple[str, Any]], name: str, value: Any) -> bool:
     for i in range(len(vs) - 1, -1, -1):
         if vs[i][0] == name:
             vs[i] = (name, value)
-            return
+            return True
+    return False
 
 
 def _merge_text(parts: list[str | Expr]) -> list[str | Expr]:

@@ -254,6 +254,10 @@ def parse_number(tok: Token) -> NumberNode:
         except ValueError:
             raise ParseError(tok.pos, f'illegal number syntax: "{text}"') from None
     iv = int(f) if f.is_integer() and abs(f) < 2**63 else None
+    if iv is not None and not any(c in text for c in ".eEpP"):
+        # Go: "08" is no valid int literal but parses as a float, and without a
+        # point or exponent the constant is used as an int
+        return NumberNode(tok.pos, text, iv, iv)
     return NumberNode(tok.pos, text, f, iv)
 
 
@@ -452,8 +456,7 @@ class Parser:
             if nxt.kind in (L.DECLARE, L.ASSIGN):
                 self.i += 2
                 is_assign = nxt.kind == L.ASSIGN
-                if is_assign and v.val not in self.vars:
-                    raise self.err(v.pos, f'undefined variable "{v.val}"')
+                # Go checks an assigned variable only when it executes
                 decl.append(v.val)
                 self.vars.append(v.val)
                 break

@@ -54,6 +54,7 @@ CASES = [
     ("float exp", "{{ 1e6 }}", "1e+06"),
     ("hex", "{{ 0x1F }}", "31"),
     ("octal", "{{ 017 }}", "15"),
+    ("leading zero decimal", "{{ 08 }} {{ printf `%T` 09 }}", "8 int"),
     ("binary", "{{ 0b101 }}", "5"),
     ("underscore", "{{ 1_000 }}", "1000"),
     ("char", "{{ 'a' }}", "97"),
@@ -263,6 +264,7 @@ ERRORS = [
     ("call", "{{ call .X }}", "error calling call: non-function of type string"),
     ("call nil", "{{ call nil }}", "error calling call: call of nil"),
     ("fail", '{{ fail "boom" }}', "error calling fail: boom"),
+    ("assign undeclared", "{{ $x = 1 }}", "undefined variable: $x"),
 ]
 
 

@@ -13,7 +13,6 @@ CASES = [
     ("a\nb {{ .x | nosuch }}", '2:10: function "nosuch" not defined'),
     ("{{ .a", "1:5: unclosed action"),
     ("{{ $x }}", '1:3: undefined variable "$x"'),
-    ("{{ $x = 1 }}", '1:3: undefined variable "$x"'),
     ("{{ if }}x{{ end }}", "1:6: missing value for if"),
     ("{{ }}", "1:3: missing value for command"),
     ("{{ end }}", "1:3: unexpected {{end}}"),
