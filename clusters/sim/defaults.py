@@ -16,9 +16,13 @@ not invented.
 from __future__ import annotations
 
 import base64
+import math
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any
 
 Obj = dict[str, Any]
@@ -172,6 +176,88 @@ def _go_round_trip(value: Obj) -> None:
                         _go_round_trip(item)
 
 
+# --- quantities -------------------------------------------------------------------
+
+_DECIMAL_SUFFIXES = {
+    "n": -9,
+    "u": -6,
+    "m": -3,
+    "": 0,
+    "k": 3,
+    "M": 6,
+    "G": 9,
+    "T": 12,
+    "P": 15,
+    "E": 18,
+}
+_DECIMAL_BY_EXP = {v: k for k, v in _DECIMAL_SUFFIXES.items()}
+_BINARY_SUFFIXES = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+_BINARY_BY_BITS = {v: k for k, v in _BINARY_SUFFIXES.items()}
+_QUANTITY = re.compile(r"([+-]?)([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([a-zA-Z]*|[eE][+-]?[0-9]+)")
+_NANO = 10**9
+
+
+def canonical_quantity(value: Any) -> Any:
+    """A resource quantity in the canonical form the server stores (resource.Quantity):
+    ``1000m`` is ``1``, ``0.5`` is ``500m``, ``2000`` is ``2k``, ``1024Mi`` is ``1Gi``,
+    ``0.5Gi`` is ``512Mi``. Anything unparsable is returned unchanged for validation."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return value
+    text = str(value) if not isinstance(value, float) else repr(value)
+    match = _QUANTITY.fullmatch(text.strip())
+    if match is None:
+        return value
+    sign, digits, suffix = match.groups()
+    try:
+        amount = Fraction(Decimal(digits))
+    except (InvalidOperation, ValueError):
+        return value
+    if sign == "-":
+        amount = -amount
+    if suffix in _BINARY_SUFFIXES:
+        amount *= 2 ** _BINARY_SUFFIXES[suffix]
+        style = "binary"
+    elif suffix in _DECIMAL_SUFFIXES:
+        amount *= Fraction(10) ** _DECIMAL_SUFFIXES[suffix]
+        style = "decimal"
+    elif suffix[:1] in ("e", "E"):
+        amount *= Fraction(10) ** int(suffix[1:])
+        style = "exponent"
+    else:
+        return value
+    # Quantities keep nano precision; finer values round up.
+    nanos = math.ceil(amount * _NANO)
+    if nanos == 0:
+        return "0"
+    if style == "binary" and (-1024 * _NANO < nanos < 1024 * _NANO or nanos % _NANO):
+        style = "decimal"
+    if style == "binary":
+        mantissa, bits = nanos // _NANO, 0
+        while mantissa % 1024 == 0 and bits < 60:
+            mantissa //= 1024
+            bits += 10
+        return f"{mantissa}{_BINARY_BY_BITS.get(bits, '')}"
+    mantissa, exponent = nanos, -9
+    while mantissa % 1000 == 0 and (style == "exponent" or exponent < 18):
+        mantissa //= 1000
+        exponent += 3
+    if style == "exponent":
+        return f"{mantissa}e{exponent}" if exponent else str(mantissa)
+    return f"{mantissa}{_DECIMAL_BY_EXP[exponent]}"
+
+
+def _quantities(resource_list: Any) -> None:
+    if isinstance(resource_list, dict):
+        for name, quantity in resource_list.items():
+            resource_list[name] = canonical_quantity(quantity)
+
+
+def _resources(resources: Any) -> None:
+    if isinstance(resources, dict):
+        _quantities(resources.get("limits"))
+        _quantities(resources.get("requests"))
+
+
 # --- pods -------------------------------------------------------------------------
 
 
@@ -216,6 +302,7 @@ def _container(container: Obj) -> None:
     container.setdefault("terminationMessagePolicy", "File")
     # ResourceRequirements is a non-pointer struct: the server always returns it.
     container.setdefault("resources", {})
+    _resources(container["resources"])
     for port in _dicts(container.get("ports")):
         port.setdefault("protocol", "TCP")
     for env in _dicts(container.get("env")):
@@ -280,6 +367,9 @@ _VOLUME_SOURCES = frozenset(
 def _volume(volume: Obj) -> None:
     if not any(k in volume for k in _VOLUME_SOURCES):
         volume["emptyDir"] = {}
+    empty_dir = volume.get("emptyDir")
+    if isinstance(empty_dir, dict) and "sizeLimit" in empty_dir:
+        empty_dir["sizeLimit"] = canonical_quantity(empty_dir["sizeLimit"])
     for source in _MODE_SOURCES:
         src = volume.get(source)
         if isinstance(src, dict):
@@ -446,6 +536,7 @@ def _replication_controller(obj: Obj, _ctx: _Ctx) -> None:
 
 def _pvc_spec(spec: Obj) -> None:
     spec.setdefault("volumeMode", "Filesystem")
+    _resources(spec.get("resources"))
 
 
 def _stateful_set(obj: Obj, _ctx: _Ctx) -> None:
@@ -698,6 +789,8 @@ def _endpoints(obj: Obj, _ctx: _Ctx) -> None:
 
 def _limit_range(obj: Obj, _ctx: _Ctx) -> None:
     for item in _dicts((obj.get("spec") or {}).get("limits")):
+        for key in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"):
+            _quantities(item.get(key))
         if item.get("type") != "Container":
             continue
         default = dict(item.get("default") or {})
@@ -716,6 +809,7 @@ def _limit_range(obj: Obj, _ctx: _Ctx) -> None:
 
 
 def _resource_quota(obj: Obj, _ctx: _Ctx) -> None:
+    _quantities((obj.get("spec") or {}).get("hard"))
     obj.setdefault("status", {})
 
 

@@ -771,3 +771,62 @@ def test_decoding_defaults_leave_out_what_registry_and_admission_set(
     assert absent not in obj["spec"]
     apply_defaults(obj, allocate_cluster_ip=_ips())
     assert absent in obj["spec"]
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("1000m", "1"),
+        ("0.5", "500m"),
+        ("2000", "2k"),
+        ("1.5", "1500m"),
+        ("100m", "100m"),
+        ("0.1m", "100u"),
+        (1, "1"),
+        (0.25, "250m"),
+        ("0", "0"),
+        ("1024Mi", "1Gi"),
+        ("0.5Gi", "512Mi"),
+        ("1.5Gi", "1536Mi"),
+        ("0.5Ki", "512"),
+        ("123Mi", "123Mi"),
+        ("128974848", "128974848"),
+        ("129e6", "129e6"),
+        ("1e3", "1e3"),
+        ("not-a-quantity", "not-a-quantity"),
+    ],
+)
+def test_resource_quantities_are_stored_in_canonical_form(given: Any, stored: str) -> None:
+    obj = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "c", "image": "x:1", "resources": {"limits": {"cpu": given}}}
+                    ]
+                }
+            }
+        },
+    }
+    apply_defaults(obj, allocate_cluster_ip=_ips())
+    assert obj["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == stored
+
+
+def test_quota_claim_and_limit_range_quantities_are_canonical_too() -> None:
+    quota = _defaulted(
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q}\nspec: {hard: {cpu: '4000m', memory: 2048Mi}}"
+    )
+    claim = _defaulted(
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: c}\n"
+        "spec: {resources: {requests: {storage: 1024Mi}}}"
+    )
+    limits = _defaulted(
+        "apiVersion: v1\nkind: LimitRange\nmetadata: {name: l}\n"
+        "spec: {limits: [{type: Container, max: {cpu: '2000m'}}]}"
+    )
+    assert quota["spec"]["hard"] == {"cpu": "4", "memory": "2Gi"}
+    assert claim["spec"]["resources"]["requests"] == {"storage": "1Gi"}
+    assert limits["spec"]["limits"][0]["default"] == {"cpu": "2"}
