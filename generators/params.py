@@ -183,21 +183,26 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     out = dict(base)
     for key, value in override.items():
         current = out.get(key)
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
+        if (value.__class__ is dict or isinstance(value, Mapping)) and (
+            current.__class__ is dict or isinstance(current, Mapping)
+        ):
             out[key] = deep_merge(current, value)
         else:
             out[key] = value
     return out
 
 
+def _copy(value: Any) -> Any:
+    cls = value.__class__
+    if cls is str or cls is float or cls is bool or cls is int or value is None:
+        return value
+    if cls is dict or isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if cls is list:
+        return [_copy(v) for v in value]
+    return value
+
+
 def copy_params(params: Mapping[str, Any]) -> Params:
     """A deep copy of the containers of a param set (leaves are immutable)."""
-
-    def copy(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: copy(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [copy(v) for v in value]
-        return value
-
-    return {k: copy(v) for k, v in params.items()}
+    return {k: _copy(v) for k, v in params.items()}
