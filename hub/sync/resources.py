@@ -363,7 +363,10 @@ def _compile_glob(pattern: str) -> re.Pattern[str]:
         return "".join(out), pos
 
     body, _ = parse(0, False)
-    return re.compile(body, re.DOTALL)
+    try:
+        return re.compile(body, re.DOTALL)
+    except re.error as exc:  # e.g. a reversed range [b-a]
+        raise ValueError(str(exc)) from exc
 
 
 def argo_glob_match(pattern: str, text: str) -> bool:

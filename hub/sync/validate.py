@@ -125,7 +125,7 @@ def _crd_scopes(manifests: Sequence[SourcedManifest]) -> dict[tuple[str, str], b
     out: dict[tuple[str, str], bool] = {}
     for m in manifests:
         obj = m.obj
-        if obj.get("kind") != "CustomResourceDefinition":
+        if not isinstance(obj, Mapping) or obj.get("kind") != "CustomResourceDefinition":
             continue
         if group_of(str(obj.get("apiVersion") or "")) != "apiextensions.k8s.io":
             continue
@@ -137,6 +137,22 @@ def _crd_scopes(manifests: Sequence[SourcedManifest]) -> dict[tuple[str, str], b
         if isinstance(spec.get("group"), str) and isinstance(kind, str):
             out[(spec["group"], kind)] = spec.get("scope") == "Cluster"
     return out
+
+
+def _string_map_problem(meta: Mapping[str, Any], field: str) -> str | None:
+    """Kubernetes only takes strings here; an unquoted ``sync-wave: 1`` would fail at apply."""
+    value = meta.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return f"metadata.{field} must be a mapping, got {type(value).__name__}"
+    for k, v in value.items():
+        if not isinstance(k, str):
+            return f"metadata.{field} key {k!r} must be a string"
+        if not isinstance(v, str):
+            hint = f'; quote it: {k}: "{v}"' if isinstance(v, int | float | bool) else ""
+            return f"metadata.{field}[{k}] must be a string, got {v!r}{hint}"
+    return None
 
 
 def _add(problems: list[str], bad: set[int], index: int, message: str) -> None:
@@ -219,6 +235,12 @@ def validate_manifests(
                 index,
                 f"{what}: metadata.namespace must be a string, got {namespace!r}",
             )
+            continue
+        map_problem = _string_map_problem(meta, "annotations") or _string_map_problem(
+            meta, "labels"
+        )
+        if map_problem:
+            _add(problems, bad, index, f"{what}: {map_problem}")
             continue
 
         group = group_of(api_version)

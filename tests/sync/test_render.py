@@ -8,11 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.sync.model import ApplicationSource, DirectorySource, RenderError
 from hub.sync.render import (
     find_kustomize_command,
     glob_match,
+    parse_manifests,
     render_directory,
     render_kustomize,
     render_source,
@@ -114,7 +117,7 @@ def test_glob_syntax(pattern: str, text: str, match: bool) -> None:
     assert glob_match(pattern, text) is match
 
 
-@pytest.mark.parametrize("pattern", ["{a,b", "[abc", "x\\"])
+@pytest.mark.parametrize("pattern", ["{a,b", "[abc", "x\\", "[b-a]"])
 def test_invalid_globs_are_errors_not_silent_empty_renders(pattern: str) -> None:
     with pytest.raises(RenderError, match="invalid glob pattern"):
         glob_match(pattern, "x")
@@ -215,3 +218,28 @@ def test_kubectl_kustomize_is_used_when_kustomize_is_absent() -> None:
         assert find_kustomize_command() == ["kustomize", "build"]
     else:
         assert find_kustomize_command() == ["kubectl", "kustomize"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab:-[]{}#\n '\"|>*&!")), max_size=60))
+def test_any_text_parses_or_fails_with_our_own_error(text: str) -> None:
+    try:
+        out = parse_manifests(text, origin="fuzz.yaml")
+    except RenderError as exc:
+        assert str(exc).startswith("fuzz.yaml")
+    else:
+        assert all(isinstance(m.obj, dict) for m in out)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from(list("ab/*?[]{},!\\-.")), max_size=12),
+    st.text(alphabet="ab/.-", max_size=8),
+)
+def test_any_glob_matches_or_fails_with_our_own_error(pattern: str, text: str) -> None:
+    try:
+        result = glob_match(pattern, text)
+    except RenderError as exc:
+        assert "invalid glob pattern" in str(exc)
+    else:
+        assert isinstance(result, bool)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.sync.model import ManifestError
 from hub.sync.validate import KindScopes, SourcedManifest, validate_manifests
@@ -142,3 +144,57 @@ def test_a_bad_sync_wave_is_a_warning_not_an_error_as_in_argo_cd() -> None:
     out = validate_manifests([m(obj)], destination_namespace="n")
     assert any("is not an integer; using wave 0" in w for w in out.warnings)
     assert any("unknown hook type(s) PreSnyc" in w for w in out.warnings)
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"annotations": ["a"]}, "metadata.annotations must be a mapping"),
+        (
+            {"annotations": {"argocd.argoproj.io/sync-wave": 1}},
+            r"metadata.annotations\[argocd.argoproj.io/sync-wave\] must be a string, got 1; quote it",
+        ),
+        ({"labels": {"tier": True}}, r"metadata.labels\[tier\] must be a string"),
+    ],
+)
+def test_labels_and_annotations_must_be_string_maps(meta: dict[str, Any], message: str) -> None:
+    with pytest.raises(ManifestError, match=message):
+        validate_manifests([m(cm(**meta))], destination_namespace="n")
+
+
+_any = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda c: (
+        st.lists(c, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "apiVersion",
+                    "kind",
+                    "metadata",
+                    "name",
+                    "namespace",
+                    "generateName",
+                    "annotations",
+                    "labels",
+                    "spec",
+                    "x",
+                ]
+            ),
+            c,
+            max_size=5,
+        )
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_any, max_size=4))
+def test_any_manifest_validates_or_fails_with_our_own_error(objs: list[Any]) -> None:
+    try:
+        out = validate_manifests([m(o) for o in objs], destination_namespace="n")
+    except ManifestError as exc:
+        assert exc.problems
+    else:
+        assert len(out.manifests) == len(objs)
