@@ -293,7 +293,30 @@ def _handler(handler: Any) -> None:
         grpc.setdefault("service", "")
 
 
+def _drop_zero(obj: Obj, zeros: dict[str, Any]) -> None:
+    """Drop non-pointer omitempty fields holding their zero value (Go omits them)."""
+    for key, zero in zeros.items():
+        if key in obj and obj[key] == zero and type(obj[key]) is type(zero):
+            del obj[key]
+
+
+_CONTAINER_ZEROS: dict[str, Any] = {
+    "stdin": False,
+    "stdinOnce": False,
+    "tty": False,
+    "workingDir": "",
+}
+_MOUNT_ZEROS: dict[str, Any] = {"readOnly": False, "subPath": "", "subPathExpr": ""}
+_PORT_ZEROS: dict[str, Any] = {"hostPort": 0, "hostIP": "", "name": ""}
+_POD_SPEC_ZEROS: dict[str, Any] = {"hostNetwork": False, "hostPID": False, "hostIPC": False}
+
+
 def _container(container: Obj) -> None:
+    _drop_zero(container, _CONTAINER_ZEROS)
+    for mount in _dicts(container.get("volumeMounts")):
+        _drop_zero(mount, _MOUNT_ZEROS)
+    for port in _dicts(container.get("ports")):
+        _drop_zero(port, _PORT_ZEROS)
     if "imagePullPolicy" not in container:
         image = container.get("image")
         tag = _image_tag(image) if isinstance(image, str) else ""
@@ -406,6 +429,7 @@ def _volume(volume: Obj) -> None:
 
 
 def _pod_spec(spec: Obj) -> None:
+    _drop_zero(spec, _POD_SPEC_ZEROS)
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("restartPolicy", "Always")
     if spec.get("securityContext") is None:

@@ -830,3 +830,35 @@ def test_quota_claim_and_limit_range_quantities_are_canonical_too() -> None:
     assert quota["spec"]["hard"] == {"cpu": "4", "memory": "2Gi"}
     assert claim["spec"]["resources"]["requests"] == {"storage": "1Gi"}
     assert limits["spec"]["limits"][0]["default"] == {"cpu": "2"}
+
+
+def test_zero_values_of_omitempty_fields_disappear_like_through_go_types() -> None:
+    obj = _defaulted(
+        """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d, labels: {}, annotations: null}
+spec:
+  template:
+    spec:
+      hostNetwork: false
+      tolerations: []
+      containers:
+      - name: c
+        image: app:1
+        tty: false
+        args: []
+        volumeMounts: [{name: v, mountPath: /v, readOnly: false}]
+        ports: [{containerPort: 80, hostPort: 0}]
+      volumes: [{name: v, csi: {driver: d, readOnly: false}}]
+"""
+    )
+    assert obj["metadata"] == {"name": "d"}
+    spec = obj["spec"]["template"]["spec"]
+    assert "hostNetwork" not in spec and "tolerations" not in spec
+    container = spec["containers"][0]
+    assert "tty" not in container and "args" not in container
+    assert container["volumeMounts"] == [{"name": "v", "mountPath": "/v"}]
+    assert container["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+    # A pointer field keeps its false.
+    assert spec["volumes"][0]["csi"]["readOnly"] is False
