@@ -12,6 +12,7 @@ from generators.gotemplate.values import (
     MISSING,
     Int64,
     StrMap,
+    format_v,
     is_true,
     sprint,
     sprintln,
@@ -41,18 +42,27 @@ _BAD_TYPE = "invalid type for comparison"
 
 
 def _eq2(a: Any, ka: str, b: Any) -> bool:
+    """One comparison of Go's eq: basic kinds compare by value; anything else (nil,
+    lists, maps) shares Go's "invalid kind" and only compares against nil."""
     kb = _basic_kind(b)
     if ka != kb:
-        if ka != _INVALID and kb != _INVALID:
+        if ka in (_INVALID, "other") and kb in (_INVALID, "other"):
+            pass  # both outside the basic kinds: Go's default branch below
+        elif ka == _INVALID or kb == _INVALID:
+            return False
+        else:
             raise FuncError(_BAD_CMP)
-        return False
-    if ka == _INVALID:
-        return True
-    if ka == "other":
-        if isinstance(a, (list, dict)):
-            raise FuncError(f"non-comparable type {type_name(a)}")
+    elif ka not in (_INVALID, "other"):
         return bool(a == b)
-    return bool(a == b)
+    a_nil = ka == _INVALID
+    b_nil = kb == _INVALID
+    if a_nil or b_nil:
+        return a_nil == b_nil
+    if type(a) is not type(b) and not (isinstance(a, list) and isinstance(b, list)):
+        raise FuncError(
+            f"non-comparable types {format_v(a)}: {type_name(a)}, {type_name(b)}: reflect.Value"
+        )
+    raise FuncError(f"non-comparable type {format_v(b)}: {type_name(b)}")
 
 
 @func("eq", VALUE, variadic=VALUE)
@@ -108,8 +118,11 @@ def _not(a: Any) -> bool:
 
 @func("len", VALUE)
 def _len(v: Any) -> int:
-    if v is None or v is MISSING:
+    if v is None:
         raise FuncError("len of nil pointer")
+    if v is MISSING:
+        # Go panics inside len here and reports the recovered panic
+        raise FuncError("reflect: call of reflect.Value.Type on zero Value")
     if type(v) is str:
         return len(v.encode("utf-8", "surrogatepass"))
     if isinstance(v, (list, dict, bytes)):

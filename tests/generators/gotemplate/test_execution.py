@@ -136,6 +136,19 @@ CASES = [
     ("or keeps value", '{{ or .SI "slice is empty" }}', "[3 4 5]"),
     ("and short-circuits", "{{ and false (index .SI 10) }}", "false"),
     ("or short-circuits", "{{ or true (index .SI 10) }}", "true"),
+    (
+        "eq nil and missing",
+        "{{ eq .Nil .Nope }} {{ eq .SI .Nope }} {{ eq .X .Nil }}",
+        "true false false",
+    ),
+    ("ne", "{{ ne 1 2 }} {{ ne `a` `a` }} {{ ne .SI .Nil }}", "true false true"),
+    ("eq many", "{{ eq 3 4 5 6 3 }} {{ eq 3 4 5 6 7 }}", "true false"),
+    ("eq rune", "{{ eq (index `x` 0) 'x' }}", "true"),
+    (
+        "string order",
+        "{{ lt `xy` `xyz` }} {{ le `xyz` `xy` }} {{ gt `b` `a` }} {{ ge `a` `a` }}",
+        "true false true true",
+    ),
     ("and in pipeline", "{{ 0 | and 1 }}", "0"),
     ("if and not", "{{ if and true 1 `hi` | not }}T{{ else }}F{{ end }}", "F"),
     # pipelines
@@ -216,7 +229,18 @@ ERRORS = [
     ("index nil", "{{ index nil 1 }}", "error calling index: index of untyped nil"),
     ("index scalar", "{{ index 3 1 }}", "error calling index: can't index item of type int"),
     ("len of int", "{{ len 3 }}", "error calling len: len of type int"),
-    ("len of nothing", "{{ len .Nope }}", "error calling len: len of nil pointer"),
+    (
+        "len of nothing",
+        "{{ len .Nope }}",
+        "error calling len: reflect: call of reflect.Value.Type on zero Value",
+    ),
+    ("len of nil", "{{ len .Nil }}", "error calling len: len of nil pointer"),
+    ("eq list string", "{{ eq .SI `x` }}", "error calling eq: incompatible types for comparison"),
+    (
+        "eq maps",
+        "{{ eq .MSI .MSI }}",
+        "error calling eq: non-comparable type map[one:1 three:3 two:2]: map[string]interface {}",
+    ),
     ("too few args", "{{ printf }}", "wrong number of args for printf: want at least 1 got 0"),
     ("wrong arg count", "{{ upper }}", "wrong number of args for upper: want 1 got 0"),
     ("wrong arg count pipe", "{{ 1 | upper 2 }}", "wrong number of args for upper: want 1 got 2"),
@@ -253,7 +277,11 @@ ERRORS = [
     ("lt bool", "{{ lt true true }}", "error calling lt: invalid type for comparison"),
     ("lt missing", "{{ lt .Nope 1 }}", "error calling lt: invalid type for comparison"),
     ("eq one arg", "{{ eq 1 }}", "error calling eq: missing argument for comparison"),
-    ("eq slices", "{{ eq .SI .SI }}", "error calling eq: non-comparable type []interface {}"),
+    (
+        "eq slices",
+        "{{ eq .SI .SI }}",
+        "error calling eq: non-comparable type [3 4 5]: []interface {}",
+    ),
     ("range over string", "{{ range .X }}{{ end }}", "range can't iterate over x"),
     (
         "range int two vars",
