@@ -13,10 +13,11 @@ only when non-empty). ``values`` are rendered against each cluster's params.
 
 The implicit local cluster (``in-cluster``, ``https://kubernetes.default.svc``) exists
 only when the generator is built with ``include_local=True`` and no registered cluster
-has that server; it is then produced last, only for a completely empty selector, and
-has no ``metadata``.
+has that server; it is then produced first (as Argo CD's generator code does), only
+for a completely empty selector, and has no ``metadata``.
 
-Order: by cluster name (Argo CD's order is that of a Go map, i.e. none), local last.
+Order: the local cluster, then the others by name (Argo CD's order for those is that
+of a Go map, i.e. none).
 """
 
 from __future__ import annotations
@@ -95,20 +96,21 @@ class ClustersGenerator:
         spec = entry.clusters
         assert spec is not None
         out: list[Params] = []
-        for cluster in self._clusters:
-            labels = cluster.secret_labels()
-            if not matches(spec.selector, labels):
-                continue
-            params = _cluster_params(cluster, labels, ctx)
-            append_values(params, spec.values, ctx, spec.path)
-            out.append(params)
         if self._include_local and spec.selector.is_empty:
-            params = {
+            # Argo CD's generator adds the local cluster before the Secrets' clusters.
+            local: Params = {
                 "name": LOCAL_CLUSTER_NAME,
                 "nameNormalized": LOCAL_CLUSTER_NAME,
                 "server": LOCAL_CLUSTER_SERVER,
                 "project": "",
             }
+            append_values(local, spec.values, ctx, spec.path)
+            out.append(local)
+        for cluster in self._clusters:
+            labels = cluster.secret_labels()
+            if not matches(spec.selector, labels):
+                continue
+            params = _cluster_params(cluster, labels, ctx)
             append_values(params, spec.values, ctx, spec.path)
             out.append(params)
         if spec.flat_list:

@@ -18,7 +18,8 @@ files
     globbing is ``git ls-files`` pathspec matching (``*`` crosses ``/``, a literal path
     also matches everything below it); with ``new_git_file_globbing`` it is doublestar
     (``*`` one segment, ``**`` any number of segments, ``{a,b}``). Each file holds a
-    YAML/JSON object (empty file = ``{}``) or a list of objects (one param set each).
+    YAML/JSON object or a list of objects (one param set each); an empty file or an
+    empty list gives one set with only the path params, as in Argo CD.
     fast mode flattens with dots and Go's ``%v``; go mode keeps the nesting. Path
     params (``path`` = the file's directory, ``path.filename``...) are written after
     the file's keys.
@@ -449,8 +450,9 @@ def _parse_file(content: bytes, path: str, repo_url: str, where: str) -> list[Ma
         return [{}]
     if isinstance(data, Mapping):
         return [data]
-    if isinstance(data, list) and all(isinstance(item, Mapping) for item in data):
-        return data
+    if isinstance(data, list) and all(item is None or isinstance(item, Mapping) for item in data):
+        # Go decodes `null` items as empty maps, and an empty list like an empty file.
+        return [item or {} for item in data] or [{}]
     raise GeneratorError(
         f"{where}: unable to parse file {path!r} of {repo_url}: "
         "expected a YAML/JSON object or a list of objects"

@@ -77,6 +77,9 @@ def _elements_yaml(text: str, where: str) -> list[Params]:
         raise GeneratorError(f"{where}: not valid YAML: {exc}") from None
     if loaded is None:
         return []
-    if not isinstance(loaded, list) or not all(isinstance(item, Mapping) for item in loaded):
+    if not isinstance(loaded, list) or not all(
+        item is None or isinstance(item, Mapping) for item in loaded
+    ):
         raise GeneratorError(f"{where}: must be a YAML list of maps, got {text[:80]!r}")
-    return [json_numbers(copy_params(item)) for item in loaded]
+    # Go decodes a `null` item as an empty map.
+    return [json_numbers(copy_params(item or {})) for item in loaded]

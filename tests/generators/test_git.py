@@ -235,7 +235,7 @@ def test_files_are_unioned_then_excluded_and_processed_in_sorted_order(
     ]
 
 
-def test_lists_of_objects_give_one_set_each_and_empty_files_give_path_params(
+def test_lists_of_objects_give_one_set_each_and_empty_files_or_lists_give_path_params(
     repo_context: MakeContext,
 ) -> None:
     params = run_with(repo_context(CONFIGS), files({"path": "cluster-config/*.yaml"}))
@@ -243,6 +243,7 @@ def test_lists_of_objects_give_one_set_each_and_empty_files_give_path_params(
         (None, "empty.yaml"),
         ("one", "list.yaml"),
         ("two", "list.yaml"),
+        (None, "none.yaml"),
     ]
 
 
