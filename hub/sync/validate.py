@@ -155,6 +155,23 @@ def _string_map_problem(meta: Mapping[str, Any], field: str) -> str | None:
     return None
 
 
+def _non_string_key(value: Any, path: str) -> str | None:
+    """JSON (and so Kubernetes) keys are strings; YAML allows ``1: x`` or ``true: x``."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"key {k!r} at {path or '(top level)'} is not a string; quote it"
+            found = _non_string_key(v, f"{path}.{k}" if path else k)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _non_string_key(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def _add(problems: list[str], bad: set[int], index: int, message: str) -> None:
     problems.append(message)
     bad.add(index)
@@ -236,8 +253,10 @@ def validate_manifests(
                 f"{what}: metadata.namespace must be a string, got {namespace!r}",
             )
             continue
-        map_problem = _string_map_problem(meta, "annotations") or _string_map_problem(
-            meta, "labels"
+        map_problem = (
+            _string_map_problem(meta, "annotations")
+            or _string_map_problem(meta, "labels")
+            or _non_string_key(obj, "")
         )
         if map_problem:
             _add(problems, bad, index, f"{what}: {map_problem}")

@@ -533,3 +533,40 @@ def test_any_object_compared_with_itself_is_synced(body: dict[str, Any]) -> None
     }
     result = compare_resource(obj, copy.deepcopy(obj))
     assert result.status is SyncStatus.SYNCED, result.diff_text()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["spec", "data", "x"]), _json, max_size=3),
+    st.dictionaries(st.sampled_from(["spec", "data", "x", "status"]), _json, max_size=3),
+    st.sampled_from(
+        [
+            None,
+            {},
+            {"f:spec": {}},
+            {"f:spec": {"f:a": {}, 'k:{"name":"a"}': {}}},
+            {"f:data": {'v:"x"': {}}},
+        ]
+    ),
+)
+def test_any_pair_compares_without_crashing(
+    desired_body: dict[str, Any], live_body: dict[str, Any], fields: dict[str, Any] | None
+) -> None:
+    meta = {"name": "t", "namespace": "n"}
+    desired = {
+        "apiVersion": "example.com/v1",
+        "kind": "Thing",
+        "metadata": dict(meta),
+        **desired_body,
+    }
+    live_meta: dict[str, Any] = dict(meta)
+    if fields is not None:
+        live_meta["managedFields"] = [
+            {"manager": "gitops-hub", "operation": "Apply", "fieldsV1": fields}
+        ]
+    live = {"apiVersion": "example.com/v1", "kind": "Thing", "metadata": live_meta, **live_body}
+    result = compare_resource(desired, live)
+    assert result.status in (SyncStatus.SYNCED, SyncStatus.OUT_OF_SYNC)
+    text = result.diff_text()
+    assert text.startswith("===== example.com/Thing n/t ======\n")
+    assert (result.status is SyncStatus.SYNCED) == (text.count("\n") == 1)

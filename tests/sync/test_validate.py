@@ -155,6 +155,7 @@ def test_a_bad_sync_wave_is_a_warning_not_an_error_as_in_argo_cd() -> None:
             r"metadata.annotations\[argocd.argoproj.io/sync-wave\] must be a string, got 1; quote it",
         ),
         ({"labels": {"tier": True}}, r"metadata.labels\[tier\] must be a string"),
+        ({"x": [{1: "a"}]}, r"key 1 at metadata.x\[0\] is not a string; quote it"),
     ],
 )
 def test_labels_and_annotations_must_be_string_maps(meta: dict[str, Any], message: str) -> None:
