@@ -429,13 +429,16 @@ def _merge_value(lhs: Any, rhs: Any, node: MapNode | ListNode | None) -> Any:
 
 
 def _merge_map(lhs: Obj, rhs: Obj, node: MapNode) -> Obj:
-    out = {k: clone(v) for k, v in lhs.items()}
+    out: Obj = {}
+    for name, lv in lhs.items():
+        if name not in rhs:
+            out[name] = clone(lv)
+        elif rhs[name] is not None:
+            # (An explicit null unsets the field; the applier still owns it.)
+            out[name] = _merge_value(lv, rhs[name], node.child(name))
     for name, rv in rhs.items():
-        if rv is None:
-            # An explicit null unsets the field (the applier still owns it).
-            out.pop(name, None)
-        else:
-            out[name] = _merge_value(lhs.get(name), rv, node.child(name))
+        if name not in lhs and rv is not None:
+            out[name] = _merge_value(None, rv, node.child(name))
     return out
 
 
@@ -687,11 +690,12 @@ def server_side_apply(
     )
     last = me.fields if me is not None else {}
     others = [e for e in entries if e is not me]
-    owned_now: Tree = {}
-    for e in others:
-        owned_now = fp.union(owned_now, e.fields)
-    owned_now = fp.union(owned_now, applied_set)
-    doomed = _prune_set(last, owned_now)
+    doomed: Tree = {}
+    if last:
+        owned_now = applied_set
+        for e in others:
+            owned_now = fp.union(owned_now, e.fields)
+        doomed = _prune_set(last, owned_now)
     if doomed:
         _remove(merged, doomed, root)
 
