@@ -20,6 +20,7 @@ from clusters.sim.controllers.rollout import (
     max_unavailable,
     new_rs_replicas,
     scale_down_old,
+    scale_plan,
 )
 
 
@@ -186,3 +187,45 @@ def test_progress_is_any_counter_moving_forward(
         return Counts(replicas=v[0], updated=v[1], ready=v[2], available=v[3], unavailable=0)
 
     assert made_progress(c(before), c(after)) is progress
+
+
+def test_scaling_a_stuck_rollout_shares_new_replicas_in_proportion() -> None:
+    """The Kubernetes documentation's example: 10 replicas, maxSurge 3, a rollout stuck with
+    8 old and 5 new pods, scaled to 15: 3 more old and 2 more new."""
+    old = RS(name="old", replicas=8, available=8, created=1, max_replicas=13)
+    new = RS(name="new", replicas=5, available=0, created=2, max_replicas=13)
+    plan = scale_plan(desired=15, surge=3, new=new, old=[old], rolling=True, status_replicas=13)
+    assert plan == {"old": 11, "new": 7}
+
+
+def test_scaling_down_a_stuck_rollout_takes_from_both_and_never_below_zero() -> None:
+    old = RS(name="old", replicas=8, available=8, created=1, max_replicas=13)
+    new = RS(name="new", replicas=5, available=0, created=2, max_replicas=13)
+    plan = scale_plan(desired=5, surge=1, new=new, old=[old], rolling=True, status_replicas=13)
+    assert sum(plan.values()) == 6  # desired + surge
+    assert plan["old"] > plan["new"] >= 0
+    assert scale_plan(desired=0, surge=0, new=new, old=[old], rolling=True, status_replicas=13) == {
+        "old": 0,
+        "new": 0,
+    }
+
+
+def test_a_single_active_replicaset_takes_the_whole_new_count() -> None:
+    new = RS(name="new", replicas=3, available=3, created=2)
+    idle = RS(name="old", replicas=0, created=1)
+    assert scale_plan(desired=5, surge=2, new=new, old=[idle], rolling=True, status_replicas=3) == {
+        "new": 5
+    }
+    # nothing active: the newest ReplicaSet is scaled
+    assert scale_plan(
+        desired=2, surge=1, new=None, old=[idle, replace(idle, name="older", created=0)],
+        rolling=True, status_replicas=0,
+    ) == {"old": 2}  # fmt: skip
+
+
+def test_a_saturated_new_replicaset_retires_the_old_ones() -> None:
+    new = RS(name="new", replicas=4, available=4, created=2)
+    old = RS(name="old", replicas=1, available=1, created=1)
+    assert scale_plan(desired=4, surge=1, new=new, old=[old], rolling=True, status_replicas=5) == {
+        "old": 0
+    }

@@ -316,6 +316,25 @@ def test_a_crashlooping_image_keeps_the_old_pods_serving_and_exceeds_the_progres
     assert container["lastState"]["terminated"]["exitCode"] == 1
     assert container["lastState"]["terminated"]["reason"] == "Error"
 
+    # Scaling the stuck Deployment to 6 shares the new replicas out in proportion (old 6,
+    # new 2); the rolling update then trades one old pod for a new one, as maxUnavailable
+    # (25% of 6 = 1) allows: old 5, new 3, still available.
+    apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": 6}})
+
+    def sizes() -> dict[str, int]:
+        return {
+            rs["metadata"]["labels"]["pod-template-hash"]: rs["spec"]["replicas"]
+            for rs in replicasets(cluster, ns)
+        }
+
+    final = wait_for("new 3", lambda: sorted((got := sizes()).values()) == [3, 5] and got)
+    assert final[old_hash] == 5
+    d = wait_for(
+        "5 available",
+        lambda: (d := get_deploy(cluster, ns, "web"))["status"].get("availableReplicas") == 5 and d,
+    )
+    assert condition(d, "Available")["status"] == "True"
+
 
 @pytest.mark.parametrize(("start", "to"), [(2, 5), (5, 1)])
 def test_scaling_a_deployment_adds_or_removes_pods(

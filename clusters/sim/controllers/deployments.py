@@ -38,6 +38,7 @@ from clusters.sim.controllers.rollout import (
     max_unavailable,
     new_rs_replicas,
     scale_down_old,
+    scale_plan,
 )
 from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.interface import Obj
@@ -80,6 +81,14 @@ def _revision(rs: Obj) -> int:
         return 0
 
 
+def _annotation_int(rs: Obj, key: str) -> int | None:
+    value = (rs.get("metadata", {}).get("annotations") or {}).get(key)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _model(rs: Obj) -> RS:
     status = status_of(rs)
     return RS(
@@ -89,6 +98,7 @@ def _model(rs: Obj) -> RS:
         ready=int_field(status, "readyReplicas", 0),
         available=int_field(status, "availableReplicas", 0),
         created=parse_time(rs["metadata"].get("creationTimestamp")) or 0.0,
+        max_replicas=_annotation_int(rs, MAX_REPLICAS),
     )
 
 
@@ -117,6 +127,7 @@ class _Sync:
         deadline = spec.get("progressDeadlineSeconds", 600)
         self.deadline: int | None = deadline if isinstance(deadline, int) else None
         self.paused = bool(spec.get("paused"))
+        self.sync_only = self.paused
         self.history_limit = int_field(spec, "revisionHistoryLimit", 10)
         self.old_status = status_of(d)
         self.conditions: list[dict[str, Any]] = [
@@ -293,13 +304,27 @@ class _Sync:
             await self.sync_new_rs_revision(revision)
             await self.scale(self.new_rs, self.desired)
 
-    async def paused_scale(self) -> None:
-        """dc.sync's scale for a paused Deployment: only the simple cases."""
-        active = [rs for rs in self.rss if int_field(spec_of(rs), "replicas", 1) > 0]
-        if len(active) == 1:
-            await self.scale(active[0], self.desired)
-        elif not active and self.new_rs is not None:
-            await self.scale(self.new_rs, self.desired)
+    def is_scaling_event(self) -> bool:
+        """An active ReplicaSet was last sized for another replica count (isScalingEvent)."""
+        return any(
+            (wanted := _annotation_int(rs, DESIRED)) is not None and wanted != self.desired
+            for rs in self.rss
+            if int_field(spec_of(rs), "replicas", 1) > 0
+        )
+
+    async def sync_scale(self) -> None:
+        """dc.sync's scale: for a paused Deployment or a change of replicas alone."""
+        plan = scale_plan(
+            desired=self.desired,
+            surge=self.surge,
+            new=_model(self.new_rs) if self.new_rs is not None else None,
+            old=[_model(rs) for rs in self.old_rss],
+            rolling=self.strategy == "RollingUpdate",
+            status_replicas=int_field(self.old_status, "replicas", 0),
+        )
+        for rs in list(self.rss):
+            if rs["metadata"]["name"] in plan:
+                await self.scale(rs, plan[rs["metadata"]["name"]])
 
     # -- status ----------------------------------------------------------------------
 
@@ -335,7 +360,7 @@ class _Sync:
         wait: float | None = None
         if self.deadline is None:
             conditions = without_condition(conditions, "Progressing")
-        elif not self.paused:
+        elif not self.sync_only:
             conditions, wait = self._progress(conditions, now_counts, new_model)
         status: dict[str, Any] = prune_zero(
             {
@@ -452,9 +477,12 @@ async def reconcile_deployment(rt: Runtime, namespace: str, name: str) -> float 
                     ),
                 )
 
+    # Like the real controller, a paused Deployment or a change of replicas alone is only
+    # scaled (proportionally across ReplicaSets), without a rollout or progress estimate.
+    sync.sync_only = sync.paused or sync.is_scaling_event()
     try:
-        if sync.paused:
-            await sync.paused_scale()
+        if sync.sync_only:
+            await sync.sync_scale()
         elif sync.strategy == "Recreate":
             await sync.recreate()
         else:

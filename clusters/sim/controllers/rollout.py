@@ -7,6 +7,7 @@ Follows kube-controller-manager's ``deployment/rolling.go``, ``sync.go`` and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -23,6 +24,9 @@ class RS:
     ready: int = 0
     available: int = 0
     created: float = 0.0  # creationTimestamp, for "oldest first"
+    # deployment.kubernetes.io/max-replicas as last written: the size the Deployment could
+    # reach when this ReplicaSet was last scaled, the base of proportional scaling
+    max_replicas: int | None = None
 
 
 def fenceposts(max_surge: object, max_unavailable: object, desired: int) -> tuple[int, int]:
@@ -109,6 +113,72 @@ def scale_down_old(*, desired: int, unavailable: int, new: RS, old: Sequence[RS]
             changed[rs.name] = rs.replicas - count
             done += count
     return changed
+
+
+def _round(value: float) -> int:
+    """Go's math.Round: halves away from zero."""
+    return math.floor(abs(value) + 0.5) * (1 if value >= 0 else -1)
+
+
+def _proportion(rs: RS, *, desired: int, surge: int, before: int, to_add: int, added: int) -> int:
+    """GetProportion: this ReplicaSet's share of a scale, never past what is left to add."""
+    if rs.replicas == 0 or to_add == 0 or to_add == added:
+        return 0
+    if desired == 0:
+        fraction = -rs.replicas
+    else:
+        base = rs.max_replicas if rs.max_replicas else before
+        fraction = _round(rs.replicas * (desired + surge) / base) - rs.replicas if base else 0
+    allowed = to_add - added
+    return min(fraction, allowed) if to_add > 0 else max(fraction, allowed)
+
+
+def scale_plan(
+    *,
+    desired: int,
+    surge: int,
+    new: RS | None,
+    old: Sequence[RS],
+    rolling: bool,
+    status_replicas: int,
+) -> dict[str, int]:
+    """The sizes ``dc.sync``'s scale gives to ReplicaSets on a scaling event or while paused.
+
+    One active ReplicaSet (or none: the newest) takes the whole count; a saturated new one
+    takes over from the old ones; otherwise, for a rolling update, ``desired + surge`` is
+    shared out in proportion to each active ReplicaSet's size, leftovers to the largest.
+    Returns the planned size of every ReplicaSet to touch (unchanged sizes included, so
+    their annotations follow the new replica count).
+    """
+    everything = ([new] if new is not None else []) + sorted(
+        old, key=lambda rs: (rs.created, rs.name), reverse=True
+    )
+    active = [rs for rs in everything if rs.replicas > 0]
+    if len(active) <= 1:
+        target = active[0] if active else (everything[0] if everything else None)
+        return {} if target is None else {target.name: desired}
+    if new is not None and new.replicas == desired and new.available == desired:
+        return {rs.name: 0 for rs in active if rs is not new}
+    if not rolling:
+        return {}
+    allowed = desired + surge if desired > 0 else 0
+    to_add = allowed - sum(rs.replicas for rs in active)
+    if to_add > 0:  # larger first; among equals, newer first
+        order = sorted(active, key=lambda rs: (-rs.replicas, -rs.created, rs.name))
+    else:  # larger first; among equals, older first
+        order = sorted(active, key=lambda rs: (-rs.replicas, rs.created, rs.name))
+    sizes: dict[str, int] = {}
+    added = 0
+    for rs in order:
+        share = _proportion(
+            rs, desired=desired, surge=surge, before=status_replicas, to_add=to_add, added=added
+        )
+        sizes[rs.name] = rs.replicas + share
+        added += share
+    if order and to_add != 0:
+        first = order[0].name
+        sizes[first] = max(sizes[first] + to_add - added, 0)
+    return sizes
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
