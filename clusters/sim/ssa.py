@@ -664,6 +664,13 @@ def server_side_apply(
         effective: Obj = {} if status is None else {"status": status}
     else:
         effective = {k: v for k, v in applied.items() if not (k == "status" and reset_status)}
+        meta = effective.get("metadata")
+        if isinstance(meta, dict) and any(meta.get(k, 0) is None for k in _STRIPPED_META):
+            # `creationTimestamp: null` (kubectl's dry-run output has it) must not unset
+            # what the server owns.
+            effective["metadata"] = {
+                k: v for k, v in meta.items() if not (k in _STRIPPED_META and v is None)
+            }
     applied_set: Tree = {}
     _to_set(
         _view(effective, subresource=subresource, reset_status=reset_status),

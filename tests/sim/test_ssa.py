@@ -749,3 +749,16 @@ def _without_empties(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_empties(v) for v in value]
     return value
+
+
+def test_kubectl_dry_run_output_with_null_timestamps_applies_cleanly() -> None:
+    live = _apply(None, _load(DEPLOYMENT), now=T0)
+    live["metadata"]["creationTimestamp"] = T0
+    generated = _load(DEPLOYMENT)
+    generated["metadata"]["creationTimestamp"] = None
+    generated["spec"]["template"]["metadata"]["creationTimestamp"] = None
+    out = _apply(live, generated, now=T1)
+    assert out["metadata"]["creationTimestamp"] == T0
+    assert out["spec"]["template"]["metadata"]["creationTimestamp"] is None
+    template_meta = _fields(out, "gitops-hub")["f:spec"]["f:template"]["f:metadata"]
+    assert template_meta == {"f:creationTimestamp": {}, "f:labels": {"f:app": {}}}
