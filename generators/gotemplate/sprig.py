@@ -181,12 +181,18 @@ def _repeat(count: int, s: str) -> str:
 @reg("substr", INT, INT, STRING)
 def _substr(start: int, end: int, s: str) -> str:
     b = _b(s)
+    n = len(b)
+    # Go slicing panics where Python would clamp; report it like the recovered panic
     if start < 0:
+        if not 0 <= end <= n:
+            raise FuncError(f"runtime error: slice bounds out of range [:{end}] with length {n}")
         return _s(b[:end])
-    if end < 0 or end > len(b):
+    if end < 0 or end > n:
+        if start > n:
+            raise FuncError(f"runtime error: slice bounds out of range [{start}:{n}]")
         return _s(b[start:])
     if start > end:
-        raise FuncError(f"slice bounds out of range [{start}:{end}]")
+        raise FuncError(f"runtime error: slice bounds out of range [{start}:{end}]")
     return _s(b[start:end])
 
 
@@ -652,10 +658,16 @@ def _regex_quote_meta(s: str) -> str:
 # --- lists --------------------------------------------------------------------------------
 
 
+_NIL_DEREF = "runtime error: invalid memory address or nil pointer dereference"
+
+
 def _need_list(v: Any, what: str) -> list[Any]:
+    """The list argument of a sprig list function; ``what`` completes sprig's message."""
     if isinstance(v, list):
         return v
-    raise FuncError(f"Cannot find {what} on type {kind_name(v) if v is not None else 'invalid'}")
+    if v is None:
+        raise FuncError(_NIL_DEREF)  # reflect.TypeOf(nil).Kind() in sprig
+    raise FuncError(what.format(kind_name(v)))
 
 
 @reg("list", variadic=ANY)
@@ -668,31 +680,31 @@ alias("tuple", "list")
 
 @reg("first", ANY)
 def _first(v: Any) -> Any:
-    lst = _need_list(v, "first")
+    lst = _need_list(v, "Cannot find first on type {}")
     return lst[0] if lst else None
 
 
 @reg("last", ANY)
 def _last(v: Any) -> Any:
-    lst = _need_list(v, "last")
+    lst = _need_list(v, "Cannot find last on type {}")
     return lst[-1] if lst else None
 
 
 @reg("rest", ANY)
 def _rest(v: Any) -> Any:
-    lst = _need_list(v, "rest")
+    lst = _need_list(v, "Cannot find rest on type {}")
     return list(lst[1:]) if lst else None
 
 
 @reg("initial", ANY)
 def _initial(v: Any) -> Any:
-    lst = _need_list(v, "initial")
+    lst = _need_list(v, "Cannot find initial on type {}")
     return list(lst[:-1]) if lst else None
 
 
 @reg("append", ANY, ANY)
 def _append(v: Any, x: Any) -> list[Any]:
-    return [*_need_list(v, "append"), x]
+    return [*_need_list(v, "Cannot push on type {}"), x]
 
 
 alias("push", "append")
@@ -700,21 +712,21 @@ alias("push", "append")
 
 @reg("prepend", ANY, ANY)
 def _prepend(v: Any, x: Any) -> list[Any]:
-    return [x, *_need_list(v, "prepend")]
+    return [x, *_need_list(v, "Cannot prepend on type {}")]
 
 
 @reg("concat", variadic=ANY)
 def _concat(*lists: Any) -> list[Any]:
     out: list[Any] = []
     for lst in lists:
-        out.extend(_need_list(lst, "concat"))
+        out.extend(_need_list(lst, "Cannot concat type {} as list"))
     return out
 
 
 @reg("uniq", ANY)
 def _uniq(v: Any) -> list[Any]:
     out: list[Any] = []
-    for x in _need_list(v, "uniq"):
+    for x in _need_list(v, "Cannot find uniq on type {}"):
         if not any(deep_equal(x, y) for y in out):
             out.append(x)
     return out
@@ -722,37 +734,43 @@ def _uniq(v: Any) -> list[Any]:
 
 @reg("without", ANY, variadic=ANY)
 def _without(v: Any, *omit: Any) -> list[Any]:
-    return [x for x in _need_list(v, "without") if not any(deep_equal(x, o) for o in omit)]
+    return [
+        x
+        for x in _need_list(v, "Cannot find without on type {}")
+        if not any(deep_equal(x, o) for o in omit)
+    ]
 
 
 @reg("has", ANY, ANY)
 def _has(needle: Any, haystack: Any) -> bool:
     if haystack is None:
         return False
-    return any(deep_equal(needle, x) for x in _need_list(haystack, "has"))
+    return any(deep_equal(needle, x) for x in _need_list(haystack, "Cannot find has on type {}"))
 
 
 @reg("compact", ANY)
 def _compact(v: Any) -> list[Any]:
-    return [x for x in _need_list(v, "compact") if not empty(x)]
+    return [x for x in _need_list(v, "Cannot compact on type {}") if not empty(x)]
 
 
 @reg("reverse", ANY)
 def _reverse(v: Any) -> list[Any]:
-    return list(reversed(_need_list(v, "reverse")))
+    return list(reversed(_need_list(v, "Cannot find reverse on type {}")))
 
 
 @reg("slice", ANY, variadic=ANY)
 def _slice(v: Any, *idx: Any) -> Any:
+    if v is None:
+        raise FuncError(_NIL_DEREF)
     if not isinstance(v, list):
-        raise FuncError(
-            f"list should be type of slice or array but {kind_name(v) if v is not None else 'invalid'}"
-        )
+        raise FuncError(f"list should be type of slice or array but {kind_name(v)}")
     n = len(v)
+    if n == 0:
+        return None
     start = to_int64(idx[0]) if len(idx) > 0 else 0
     end = to_int64(idx[1]) if len(idx) > 1 else n
     if not 0 <= start <= end <= n:
-        raise FuncError(f"slice bounds out of range [{start}:{end}] with capacity {n}")
+        raise FuncError("reflect: slice index out of range")
     return type(v)(v[start:end]) if type(v) is StrSlice else v[start:end]
 
 
@@ -871,15 +889,29 @@ def _omit(d: Any, *keys: str) -> dict[str, Any]:
 
 
 def _deep_merge(dst: dict[str, Any], src: dict[str, Any], overwrite: bool) -> None:
-    """mergo.Merge: fills empty fields of dst from src (or overwrites with WithOverride)."""
+    """mergo.Merge as sprig calls it (WithOverride for mergeOverwrite), over JSON-like maps.
+
+    Nested maps merge key-wise; without override only missing or empty destination
+    values are filled; with override source values win, even empty ones (false, ""),
+    except that a non-empty destination keeps its place against a source map.
+    """
     for k, sv in src.items():
-        if k in dst:
-            dv = dst[k]
-            if isinstance(dv, dict) and isinstance(sv, dict):
+        if sv is None:
+            if overwrite:
+                dst[k] = None
+            continue
+        dv = dst.get(k, MISSING)
+        dst_set = dv is not MISSING and not empty(dv)
+        if isinstance(sv, dict):
+            if isinstance(dv, dict):
                 _deep_merge(dv, sv, overwrite)
-            elif (overwrite and not empty(sv)) or (empty(dv) and not overwrite):
+            if dst_set:
+                continue
+        elif isinstance(sv, list):
+            if overwrite or not dst_set:
                 dst[k] = sv
-        else:
+            continue
+        if overwrite or not dst_set:
             dst[k] = sv
 
 

@@ -48,7 +48,10 @@ CASES = [
     ("{{ has 2.0 .l }} {{ has 2 .l }} {{ has 1 nil }}", "true false false"),
     ('{{ compact (list 1 "" 0 "a" nil) }}', "[1 a]"),
     ("{{ reverse .l }}", "[3 2 1]"),
-    ("{{ slice .l 1 }} {{ slice .l 1 2 }} {{ slice .l }}", "[2 3] [2] [1 2 3]"),
+    (
+        "{{ slice .l 1 }} {{ slice .l 1 2 }} {{ slice .l }} {{ slice .e }}",
+        "[2 3] [2] [1 2 3] <no value>",
+    ),
     ("{{ until 3 }} {{ untilStep 3 9 2 }}", "[0 1 2] [3 5 7]"),
     ("{{ seq 3 }}|{{ seq 0 2 }}|{{ seq 0 2 6 }}|{{ seq -3 }}", "1 2 3|0 1 2|0 2 4 6|1 0 -1 -2 -3"),
     # dicts
@@ -72,6 +75,15 @@ CASES = [
         "map[a:2 n:map[x:1 y:3]]",
     ),
     ('{{ merge (dict "a" "") (dict "a" "filled") }}', "map[a:filled]"),
+    # sprig's documented mergeOverwrite example: false and "" from the source win too
+    (
+        '{{ mergeOverwrite (dict "default" "default" "overwrite" "me" "key" true) '
+        '(dict "overwrite" "overwritten" "key" false) }}',
+        "map[default:default key:false overwrite:overwritten]",
+    ),
+    ('{{ mergeOverwrite (dict "l" (list 1)) (dict "l" (list 2 3)) }}', "map[l:[2 3]]"),
+    ('{{ merge (dict "l" (list 1)) (dict "l" (list 2 3)) }}', "map[l:[1]]"),
+    ('{{ mergeOverwrite (dict "a" "x") (dict "a" (dict "b" 1)) }}', "map[a:x]"),
     ('{{ dig "b" "c" "none" .m }}', "deep"),
     ('{{ dig "b" "x" "none" .m }}', "none"),
     ('{{ dig "a" "none" .m }}', "1"),
@@ -91,7 +103,13 @@ ERRORS = [
         '{{ slice "abc" 1 }}',
         "error calling slice: list should be type of slice or array but string",
     ),
-    ("{{ slice .l 2 9 }}", "error calling slice: slice bounds out of range [2:9] with capacity 3"),
+    ("{{ slice .l 2 9 }}", "error calling slice: reflect: slice index out of range"),
+    ('{{ append "s" 1 }}', "error calling append: Cannot push on type string"),
+    ("{{ concat (list 1) 2 }}", "error calling concat: Cannot concat type int as list"),
+    (
+        "{{ first .nil }}",
+        "error calling first: runtime error: invalid memory address or nil pointer dereference",
+    ),
     (
         '{{ dig "a" "b" "d" .m }}',
         "error calling dig: interface conversion: interface {} is float64, not map[string]interface {}",

@@ -70,6 +70,20 @@ def test_string_functions_reject_non_strings_like_go() -> None:
         render("{{ .n | lower }}", {"n": 3.0})
 
 
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ('{{ substr -1 10 "abc" }}', "slice bounds out of range [:10] with length 3"),
+        ('{{ substr 5 -1 "abc" }}', "slice bounds out of range [5:3]"),
+        ('{{ substr 2 1 "abc" }}', "slice bounds out of range [2:1]"),
+    ],
+)
+def test_substr_out_of_bounds_fails_like_go_slicing(source: str, fragment: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        render(source, {})
+    assert str(info.value).endswith(fragment)
+
+
 def test_repeat_with_a_negative_count_is_an_error() -> None:
     with pytest.raises(TemplateError, match="error calling repeat: strings: negative Repeat count"):
         render('{{ repeat -1 "x" }}', {})
