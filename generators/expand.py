@@ -30,7 +30,7 @@ from generators.matrix import MatrixGenerator
 from generators.merge import MergeGenerator
 from generators.params import Params
 from generators.render import AppRenderer, validate_name
-from generators.spec import ApplicationSet
+from generators.spec import ApplicationSet, GeneratorSpec
 
 GENERATION_ERROR = "ApplicationGenerationFromParamsError"
 RENDER_ERROR = "RenderTemplateParamsError"
@@ -186,3 +186,28 @@ def _validate(
             continue
         seen[name] = app
         yield app
+
+
+#: Argo CD polls Git generators every 3 minutes unless ``requeueAfterSeconds`` says otherwise.
+DEFAULT_GIT_REQUEUE_SECONDS = 180
+
+
+def requeue_after(appset: ApplicationSet) -> int | None:
+    """Seconds until the set should be expanded again, or None (only on events).
+
+    Argo CD's rule: the minimum over all generators, where git uses
+    ``requeueAfterSeconds`` (default 3 minutes) and list/clusters never requeue (cluster
+    changes are events); matrix and merge take the minimum of their children.
+    """
+
+    def walk(entries: Iterable[GeneratorSpec]) -> Iterable[int]:
+        for entry in entries:
+            if entry.git is not None:
+                seconds = entry.git.requeue_after_seconds
+                yield DEFAULT_GIT_REQUEUE_SECONDS if seconds is None else seconds
+            if entry.matrix is not None:
+                yield from walk(entry.matrix.generators)
+            if entry.merge is not None:
+                yield from walk(entry.merge.generators)
+
+    return min(walk(appset.spec.generators), default=None)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generators.errors import GeneratorError
-from generators.expand import Context, generate
+from generators.expand import Context, generate, requeue_after
 from generators.spec import parse_appset
 from tests.generators.conftest import appset, cluster
 
@@ -166,3 +167,36 @@ def test_matrix_size_is_the_product_of_its_inputs(n: int, m: int, go: bool) -> N
     second = {"list": {"elements": [{"b": str(j)} for j in range(m)]}}
     result = generate(appset([{"matrix": {"generators": [first, second]}}], go=go))
     assert len(result.params) == n * m
+
+
+@pytest.mark.parametrize(
+    ("generators", "seconds"),
+    [
+        ([{"list": {"elements": []}}, {"clusters": {}}], None),
+        ([{"git": {"repoURL": "r", "directories": [{"path": "*"}]}}], 180),
+        (
+            [
+                {
+                    "matrix": {
+                        "generators": [
+                            {"clusters": {}},
+                            {
+                                "git": {
+                                    "repoURL": "r",
+                                    "files": [{"path": "x"}],
+                                    "requeueAfterSeconds": 30,
+                                }
+                            },
+                        ]
+                    }
+                },
+                {"git": {"repoURL": "r", "directories": [{"path": "*"}]}},
+            ],
+            30,
+        ),
+    ],
+)
+def test_requeue_after_is_the_minimum_over_git_generators(
+    generators: list[Any], seconds: int | None
+) -> None:
+    assert requeue_after(appset(generators)) == seconds
