@@ -166,3 +166,30 @@ def test_flat_list_gives_one_param_set_with_every_cluster() -> None:
 
 def test_no_clusters_gives_no_param_sets() -> None:
     assert run([{"clusters": {}}]) == []
+
+
+@pytest.mark.parametrize("go", [False, True])
+def test_post_selectors_match_flattened_params_including_urls(go: bool) -> None:
+    entry = {
+        "clusters": {},
+        "selector": {
+            "matchLabels": {"server": "https://prod-eu:6443"},
+            "matchExpressions": [
+                {"key": "metadata.labels.region", "operator": "In", "values": ["eu"]}
+            ],
+        },
+    }
+    assert names(run([entry], go=go, context=Context(clusters=FLEET))) == ["Prod_EU"]
+
+
+def test_post_selector_not_in_passes_sets_without_the_key() -> None:
+    entry = {
+        "clusters": {},
+        "selector": {
+            "matchExpressions": [
+                {"key": "metadata.labels.region", "operator": "NotIn", "values": ["eu"]}
+            ]
+        },
+    }
+    params = run([entry], context=Context(clusters=FLEET, include_local_cluster=True))
+    assert names(params) == ["in-cluster", "staging"]

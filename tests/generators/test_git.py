@@ -323,3 +323,11 @@ def test_glob_flavours(pattern: str, name: str, go: bool, git: bool, ds: bool) -
         pathspec_match(pattern, name),
         doublestar_match(pattern, name),
     ) == (go, git, ds)
+
+
+def test_go_mode_files_with_a_prefix_nest_the_path_params(repo_context: MakeContext) -> None:
+    gen = files({"path": "cluster-config/dev/config.json"}, pathParamPrefix="cfg")
+    [params] = run_with(repo_context(CONFIGS), gen, go=True)
+    assert params["path"] == "from-file"  # the file's own key survives under a prefix
+    assert params["cfg"]["path"]["basename"] == "dev"
+    assert params["cfg"]["path"]["filename"] == "config.json"
