@@ -189,8 +189,21 @@ def _owned_item(owned: FieldNode | None, item: Any, index: int) -> FieldNode | N
 
 
 def _drop_nulls(value: Any) -> Any:
+    """Without nulls, empty maps and empty lists as field values.
+
+    Kubernetes' Go types drop them (``omitempty``), so ``resources: {}`` or ``env: []`` in Git
+    never comes back from the server; keeping them would be drift that never heals. List
+    items are kept even when empty, their positions matter."""
     if isinstance(value, dict):
-        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+        out = {}
+        for k, v in value.items():
+            if v is None:
+                continue
+            cleaned = _drop_nulls(v)
+            if cleaned == {} or cleaned == []:
+                continue
+            out[k] = cleaned
+        return out
     if isinstance(value, list):
         return [_drop_nulls(v) for v in value]
     return value
@@ -198,7 +211,8 @@ def _drop_nulls(value: Any) -> Any:
 
 def normalize(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A copy without server bookkeeping: metadata noise, status, our tracking annotation,
-    ``last-applied-configuration``, nulls; Secret ``stringData`` folded into ``data``."""
+    ``last-applied-configuration``, nulls and empty maps/lists; Secret ``stringData`` folded
+    into ``data``."""
     # _drop_nulls builds new containers all the way down, so this is already a copy
     out: dict[str, Any] = _drop_nulls(dict(obj))
     out.pop("status", None)
@@ -382,10 +396,22 @@ def _num_text(n: int | float) -> str:
     return str(int(n)) if isinstance(n, float) and n.is_integer() else str(n)
 
 
+def _is_zero(value: Any) -> bool:
+    return value is False or value == "" or (type(value) in (int, float) and value == 0)
+
+
 def _align(desired: Any, live: Any, parent: str = "", key: str = "") -> Any:
-    """``desired`` with scalars replaced by live's spelling where they mean the same value."""
+    """``desired`` with scalars replaced by live's spelling where they mean the same value,
+    and zero values (``false``, ``0``, ``""``) dropped where live has no such field: the Go
+    types omit them (``readOnly: false`` never comes back), so they are not drift."""
     if isinstance(desired, dict) and isinstance(live, dict):
-        return {k: _align(v, live.get(k), key, k) if k in live else v for k, v in desired.items()}
+        out = {}
+        for k, v in desired.items():
+            if k in live:
+                out[k] = _align(v, live[k], key, k)
+            elif not _is_zero(v):
+                out[k] = v
+        return out
     if isinstance(desired, list) and isinstance(live, list):
         return [
             _align(d, live[i], parent, key) if i < len(live) else d for i, d in enumerate(desired)

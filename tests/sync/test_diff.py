@@ -177,6 +177,36 @@ def test_server_defaults_and_bookkeeping_are_not_drift() -> None:
     assert result.reason is None
 
 
+def test_empty_maps_and_lists_in_git_equal_their_absence_as_the_go_types_make_it() -> None:
+    desired = desired_deployment()
+    desired["metadata"]["annotations"] = {}
+    container = desired["spec"]["template"]["spec"]["containers"][0]
+    container.update({"env": [], "securityContext": {}, "args": None})
+    desired["spec"]["template"]["spec"]["volumes"] = []
+    assert compare_resource(desired, live_deployment()).status is SyncStatus.SYNCED
+
+
+@pytest.mark.parametrize(
+    ("extra", "synced"),
+    [
+        ({"readOnly": False}, True),
+        ({"subPath": ""}, True),
+        ({"readOnly": True}, False),
+        ({"subPath": "conf"}, False),
+    ],
+)
+def test_zero_values_the_server_omits_are_not_drift(extra: dict[str, Any], synced: bool) -> None:
+    desired = desired_deployment()
+    desired["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "config", "mountPath": "/etc/app", **extra}
+    ]
+    live = live_deployment()
+    live["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "config", "mountPath": "/etc/app"}
+    ]
+    assert (compare_resource(desired, live).status is SyncStatus.SYNCED) is synced
+
+
 def test_scaled_replicas_are_drift_with_an_argocd_style_unified_diff() -> None:
     result = compare_resource(desired_deployment(3), live_deployment(5))
     assert result.status is SyncStatus.OUT_OF_SYNC
