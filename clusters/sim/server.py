@@ -1499,6 +1499,15 @@ class RunningSim:
         if self.fleet is not None:
             await self.fleet.shutdown()
         if self.runner is not None:
+            server = self.runner.server
+            if server is not None:
+                # Keep-alive TLS connections would wait for the peer's close_notify and
+                # outlive the loop; a stopping server just drops them.
+                for conn in list(server.connections):
+                    transport = conn.transport
+                    if transport is not None:
+                        transport.abort()
+                await asyncio.sleep(0)
             await self.runner.cleanup()
             self.runner = None
 

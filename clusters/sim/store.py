@@ -598,10 +598,21 @@ class ClusterStore:
             self.kinds.remove_crd(meta["name"])
         return final
 
-    def _check_body(self, rt: ResourceType, namespace: str, body: Any, name: str | None) -> Obj:
+    def _check_body(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        body: Any,
+        name: str | None,
+        *,
+        require_type: bool = False,
+    ) -> Obj:
         if not isinstance(body, dict):
             raise bad_request(f"the body of the request must be a {rt.kind} object")
         api_version, kind = body.get("apiVersion"), body.get("kind")
+        if not api_version and not kind and not require_type:
+            # kube-apiserver takes the type from the URL when the body names none.
+            api_version, kind = rt.api_version, rt.kind
         if not api_version or not kind:
             missing = "apiVersion" if not api_version else "kind"
             raise bad_request(f"Object '{missing}' is missing in the request body")
@@ -1041,7 +1052,7 @@ class ClusterStore:
             applied = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise bad_request(f"error decoding YAML: {exc}") from None
-        applied = self._check_body(rt, namespace, applied, name)
+        applied = self._check_body(rt, namespace, applied, name, require_type=True)
         from clusters.sim import ssa
 
         if subresource == "status" and old is None:
