@@ -261,6 +261,55 @@ def test_observed_generation_catches_up_only_once_the_new_replicaset_exists(
     assert first_caught_up["status"].get("updatedReplicas", 0) < 2
 
 
+def argo_health(d: dict[str, Any]) -> str:
+    """Argo CD's Deployment health rule (shared/spec/sync-semantics.md section 3)."""
+    spec, status = d["spec"], d.get("status") or {}
+    if spec.get("paused"):
+        return "Suspended"
+    if d["metadata"]["generation"] > status.get("observedGeneration", 0):
+        return "Progressing"
+    if condition(d, "Progressing").get("reason") == "ProgressDeadlineExceeded":
+        return "Degraded"
+    updated = status.get("updatedReplicas", 0)
+    if updated < spec.get("replicas", 1) or status.get("replicas", 0) > updated:
+        return "Progressing"
+    if status.get("availableReplicas", 0) < updated:
+        return "Progressing"
+    return "Healthy"
+
+
+@pytest.mark.parametrize(
+    ("image", "verdict"), [("nginx:1.27", "Healthy"), ("nginx:crashloop", "Degraded")]
+)
+def test_argo_health_rules_read_a_rollout_from_progressing_to_its_verdict(
+    cluster: Any, ns: str, image: str, verdict: str
+) -> None:
+    from kubernetes import watch
+
+    apps = k8s(cluster, "AppsV1Api")
+    apps.create_namespaced_deployment(ns, deployment("web", replicas=3, progressDeadlineSeconds=2))
+    wait_for("first rollout", lambda: rollout_done(get_deploy(cluster, ns, "web")))
+    start = get_deploy(cluster, ns, "web")["metadata"]["resourceVersion"]
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": image}]}}}}
+    apps.patch_namespaced_deployment("web", ns, patch)
+
+    verdicts: list[str] = []
+    watcher: Any = watch.Watch()  # type: ignore[no-untyped-call]
+    for event in watcher.stream(
+        apps.list_namespaced_deployment, ns, resource_version=start, timeout_seconds=15
+    ):
+        health = argo_health(cluster.sanitize_for_serialization(event["object"]))
+        if not verdicts or verdicts[-1] != health:
+            verdicts.append(health)
+        if health == verdict:
+            watcher.stop()
+    # never a premature verdict, never back: Progressing until the end
+    assert verdicts == ["Progressing", verdict]
+    if verdict == "Healthy":
+        images = {p["spec"]["containers"][0]["image"] for p in pods_of(cluster, ns, "app=web")}
+        assert images == {image}
+
+
 def test_a_crashlooping_image_keeps_the_old_pods_serving_and_exceeds_the_progress_deadline(
     cluster: Any, ns: str
 ) -> None:

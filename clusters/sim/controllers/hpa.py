@@ -19,7 +19,7 @@ from clusters.sim.controllers._util import (
     spec_of,
     status_of,
 )
-from clusters.sim.controllers.runtime import Runtime
+from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.interface import Obj
 
 _RESOURCES = {
@@ -89,9 +89,14 @@ async def reconcile_hpa(rt: Runtime, namespace: str, name: str) -> float | None:
     old = status_of(hpa)
     ref = spec.get("scaleTargetRef") or {}
     kind = str(ref.get("kind", "Deployment"))
-    target = await api.get(
-        str(ref.get("apiVersion", "apps/v1")), kind, namespace, str(ref.get("name", ""))
-    )
+    try:
+        target = await api.get(
+            str(ref.get("apiVersion", "apps/v1")), kind, namespace, str(ref.get("name", ""))
+        )
+    except Exception as exc:
+        if error_reason(exc) != "NotFound":
+            raise
+        target = None  # a kind the server does not serve: no scale to get either
     old_conditions = [c for c in old.get("conditions") or [] if isinstance(c, dict)]
     status: dict[str, Any] = {"desiredReplicas": 0}
     if hpa["metadata"].get("generation"):
