@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -129,8 +131,6 @@ def to_int64(v: Any) -> int:
     if t is bool:
         return 1 if v else 0
     if t is float:
-        import math
-
         if math.isnan(v) or math.isinf(v):
             return -(2**63)
         return int(v)
@@ -152,16 +152,29 @@ def to_float64(v: Any) -> float:
     if t is bool:
         return 1.0 if v else 0.0
     if t is str:
-        try:
-            s = v.strip()
-            if s.lower() in ("inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"):
-                return float(s)
-            if not s or any(c not in "0123456789+-.eE_xXpPabcdefABCDEF" for c in s):
-                return 0.0
-            return float(s.replace("_", ""))
-        except ValueError:
-            return 0.0
+        return _parse_go_float(v)
     return 0.0
+
+
+_FLOAT_SYNTAX = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_HEX_FLOAT_SYNTAX = re.compile(r"[+-]?0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)[pP][+-]?\d+")
+
+
+def _parse_go_float(s: str) -> float:
+    """strconv.ParseFloat(s, 64), with errors as 0 (what cast hands sprig)."""
+    low = s.lower().lstrip("+-")
+    if low in ("inf", "infinity", "nan"):
+        return float(s)
+    try:
+        if _FLOAT_SYNTAX.fullmatch(s):
+            f = float(s)
+        elif _HEX_FLOAT_SYNTAX.fullmatch(s):
+            f = float.fromhex(s)
+        else:
+            return 0.0
+    except (ValueError, OverflowError):
+        return 0.0
+    return 0.0 if math.isinf(f) else f  # out of range is an error in Go
 
 
 def fail(msg: str) -> FuncError:

@@ -219,6 +219,9 @@ def _trim_all(cutset: str, s: str) -> str:
     return s.strip(cutset) if cutset else s
 
 
+alias("trimall", "trimAll")  # sprig's deprecated spelling
+
+
 @reg("trimPrefix", STRING, STRING)
 def _trim_prefix(prefix: str, s: str) -> str:
     return s.removeprefix(prefix)
@@ -772,6 +775,17 @@ def _slice(v: Any, *idx: Any) -> Any:
     if not 0 <= start <= end <= n:
         raise FuncError("reflect: slice index out of range")
     return type(v)(v[start:end]) if type(v) is StrSlice else v[start:end]
+
+
+@reg("chunk", INT, ANY)
+def _chunk(size: int, v: Any) -> list[Any]:
+    lst = _need_list(v, "Cannot chunk type {}")
+    if size < 1:
+        raise FuncError("runtime error: integer divide by zero")
+    return [lst[i : i + size] for i in range(0, len(lst), size)]
+
+
+alias("mustChunk", "chunk")
 
 
 @reg("until", INT)
@@ -1635,6 +1649,7 @@ UNAVAILABLE: dict[str, str] = {
         n: _NS
         for n in (
             "semver",
+            "randSeededNumeric",
             "semverCompare",
             "wrap",
             "wrapWith",

@@ -22,6 +22,7 @@ CASES = [
     ('{{ trunc -50 "short" }}', "short"),
     ('{{ trim "   hello    " }}', "hello"),
     ('{{ trimAll "$" "$5.00$" }}', "5.00"),
+    ('{{ trimall "$" "$5.00$" }}', "5.00"),
     ('{{ trimPrefix "-" "-hello" }}', "hello"),
     ('{{ trimSuffix "-" "hello-" }}', "hello"),
     ('{{ nospace "hello w o r l d" }}', "helloworld"),
