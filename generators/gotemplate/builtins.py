@@ -184,7 +184,8 @@ def _printf(fmt: str, *args: Any) -> str:
 def _eval_args(args: tuple[Any, ...]) -> str:
     if len(args) == 1 and type(args[0]) is str:
         return args[0]
-    return sprint(list(args))
+    # Go passes each operand through printableValue first: nil becomes "<no value>"
+    return sprint(["<no value>" if a is None or a is MISSING else a for a in args])
 
 
 @func("html", variadic=ANY)

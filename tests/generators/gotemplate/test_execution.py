@@ -151,6 +151,19 @@ CASES = [
     ),
     ("and in pipeline", "{{ 0 | and 1 }}", "0"),
     ("if and not", "{{ if and true 1 `hi` | not }}T{{ else }}F{{ end }}", "F"),
+    # html, js, urlquery (Go's exec_test and escaping tests)
+    (
+        "html",
+        '{{ html "<script>alert(\\"XSS\\");</script>" }}',
+        "&lt;script&gt;alert(&#34;XSS&#34;);&lt;/script&gt;",
+    ),
+    ("html pipeline", '{{ printf "<b>%s</b>" "x" | html }}', "&lt;b&gt;x&lt;/b&gt;"),
+    ("html nil", "{{ html .Nope }}", "&lt;no value&gt;"),
+    ("html many", "{{ html 1 2 }}", "1 2"),
+    ("js", "{{ js `It'd be nice.` }}", "It\\'d be nice."),
+    ("js escapes", '{{ js `Go "jump" \\ <html>` }}', 'Go \\"jump\\" \\\\ \\u003Chtml\\u003E'),
+    ("urlquery", '{{ "http://www.example.org/" | urlquery }}', "http%3A%2F%2Fwww.example.org%2F"),
+    ("urlquery space", '{{ urlquery "a b&c=d" }}', "a+b%26c%3Dd"),
     # pipelines
     ("pipe", '{{ "x" | printf "%s-%s" "a" }}', "a-x"),
     ("pipe chain", '{{ "ab" | upper | printf "<%s>" }}', "<AB>"),
