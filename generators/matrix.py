@@ -49,7 +49,9 @@ class MatrixGenerator:
 def combine(a: Params, b: Params, ctx: GenerateContext, where: str = "matrix") -> Params:
     """One matrix param set from a first-child set ``a`` and a second-child set ``b``."""
     if ctx.mode.go:
-        return deep_merge(b, a)
+        merged = deep_merge(b, a)
+        # Same content; child 1's keys first reads better in `--params` output.
+        return {**{k: merged[k] for k in a}, **merged}
     # Argo CD stringifies both sides with %v before comparing (CombineStringMaps).
     out = {k: v if v.__class__ is str else go_format(v) for k, v in a.items()}
     for key, value in b.items():
