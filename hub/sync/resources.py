@@ -307,6 +307,20 @@ def ignores_health(obj: Mapping[str, Any] | None) -> bool:
 # --------------------------------------------------------------------------- globs
 
 
+def _char_class(body: str) -> str:
+    """A glob class body (``a-z0``) as a regex class body, every character escaped."""
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        if i + 2 < len(body) and body[i + 1] == "-":
+            out.append(f"{re.escape(body[i])}-{re.escape(body[i + 2])}")
+            i += 3
+        else:
+            out.append(re.escape(body[i]))
+            i += 1
+    return "".join(out)
+
+
 @lru_cache(maxsize=256)
 def _compile_glob(pattern: str) -> re.Pattern[str]:
     """gobwas/glob without separators: ``*``/``**`` any run, ``?`` one char, ``[a-z]``,
@@ -339,10 +353,7 @@ def _compile_glob(pattern: str) -> re.Pattern[str]:
                     body = body[1:]
                 if not body:
                     raise ValueError("empty []")
-                chars = "".join(
-                    "-" if ch == "-" and 0 < i < len(body) - 1 else re.escape(ch)
-                    for i, ch in enumerate(body)
-                )
+                chars = _char_class(body)
                 out.append(f"[{'^' if negate else ''}{chars}]")
                 pos = end + 1
             elif c == "{":

@@ -162,6 +162,13 @@ def test_symlinks_out_of_the_repository_are_refused(tmp_path: Path) -> None:
         render_source(repo, ApplicationSource(repo_url="r", path="app"))
 
 
+def test_a_source_path_leaving_the_repository_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "outside/cm.yaml", CM.format(name="x"))
+    (tmp_path / "repo").mkdir()
+    with pytest.raises(RenderError, match="resolves outside the repository"):
+        render_source(tmp_path / "repo", ApplicationSource(repo_url="r", path="../outside"))
+
+
 def test_helm_sources_are_reported_as_unsupported(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="Helm sources are not supported yet"):
         render_source(tmp_path, ApplicationSource(repo_url="r", chart="nginx", helm=True))
