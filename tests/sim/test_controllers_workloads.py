@@ -627,6 +627,12 @@ def test_a_statefulset_rolling_update_ends_with_one_revision(cluster: Any, ns: s
     assert status["updateRevision"] != first
     images = {p["spec"]["containers"][0]["image"] for p in pods_of(cluster, ns, "app=kv")}
     assert images == {"redis:7.2"}
+    revisions = raw(cluster, f"/apis/apps/v1/namespaces/{ns}/controllerrevisions")["items"]
+    numbered = {r["metadata"]["name"]: r["revision"] for r in revisions}
+    assert numbered == {first: 1, status["updateRevision"]: 2}
+    latest = next(r for r in revisions if r["revision"] == 2)
+    assert latest["data"]["spec"]["template"]["spec"]["containers"][0]["image"] == "redis:7.2"
+    assert latest["metadata"]["ownerReferences"][0]["kind"] == "StatefulSet"
 
 
 def test_a_daemonset_runs_one_pod_per_node(cluster: Any, ns: str) -> None:

@@ -22,6 +22,7 @@ from clusters.sim.controllers._util import (
     status_of,
     template_hash,
 )
+from clusters.sim.controllers.revisions import sync_revisions
 from clusters.sim.controllers.runtime import Runtime
 from clusters.sim.controllers.templates import create_named, pod_from_template
 from clusters.sim.interface import Obj
@@ -95,6 +96,11 @@ async def reconcile_daemonset(rt: Runtime, namespace: str, name: str) -> float |
             await api.delete("v1", "Pod", namespace, pod["metadata"]["name"])
             del by_node[pod["spec"]["nodeName"]]
 
+    in_use = {
+        f"{name}-{(pods[0]['metadata'].get('labels') or {}).get(REVISION_LABEL)}"
+        for pods in by_node.values()
+    }
+    await sync_revisions(rt, ds, template, revision, keep=in_use)
     status, wait = _status(ds, by_node, len(nodes), revision)
     await rt.write_status(ds, status)
     return wait

@@ -5,7 +5,8 @@ removes them highest ordinal first; Parallel does everything at once. A RollingU
 replaces pods whose ``controller-revision-hash`` is not the update revision, highest
 ordinal first, one at a time, honouring ``partition``; OnDelete leaves them. One
 PersistentVolumeClaim ``<template>-<sts>-<ordinal>`` per volumeClaimTemplate and pod.
-ControllerRevision objects are not written: the revisions are the template hashes.
+Each template is recorded as a ControllerRevision ``<sts>-<hash>`` (see revisions.py); new
+pods always get the update revision's template, even below a partition.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from clusters.sim.controllers._util import (
     status_of,
     template_hash,
 )
+from clusters.sim.controllers.revisions import sync_revisions
 from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.controllers.templates import pod_from_template
 from clusters.sim.interface import Obj
@@ -93,11 +95,11 @@ async def reconcile_statefulset(rt: Runtime, namespace: str, name: str) -> float
     replicas = int_field(spec, "replicas", 1)
     start = int_field(spec.get("ordinals") or {}, "start", 0)
     template = spec.get("template") or {}
-    update_revision = (
-        f"{name}-{template_hash(template, int_field(status_of(sts), 'collisionCount', 0))}"
-    )
+    revision_hash = template_hash(template, int_field(status_of(sts), "collisionCount", 0))
+    update_revision = f"{name}-{revision_hash}"
     old_status = status_of(sts)
     current_revision = str(old_status.get("currentRevision") or update_revision)
+    await sync_revisions(rt, sts, template, revision_hash, keep={current_revision, update_revision})
     parallel = spec.get("podManagementPolicy") == "Parallel"
     strategy = spec.get("updateStrategy") or {}
     rolling = strategy.get("type", "RollingUpdate") == "RollingUpdate"
