@@ -12,7 +12,6 @@ from clusters.sim.controllers._util import (
     go_duration,
     image_fault,
     image_tag,
-    labels_match,
     map_selects,
     normalize_image,
     pod_fault,
@@ -78,33 +77,6 @@ def test_template_hashes_are_stable_safe_and_salted_by_collisions() -> None:
     assert 1 <= len(first) <= 10
     assert template_hash(template, 1) != first
     assert template_hash({**template, "spec": {"containers": [{"image": "b"}]}}) != first
-
-
-@pytest.mark.parametrize(
-    ("selector", "labels", "match"),
-    [
-        ({"matchLabels": {"a": "1"}}, {"a": "1", "b": "2"}, True),
-        ({"matchLabels": {"a": "1"}}, {"a": "2"}, False),
-        ({}, {"a": "1"}, True),
-        (None, {"a": "1"}, False),
-        (
-            {"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]},
-            {"a": "2"},
-            True,
-        ),
-        (
-            {"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]},
-            {"a": "1"},
-            False,
-        ),
-        ({"matchExpressions": [{"key": "a", "operator": "Exists"}]}, {}, False),
-        ({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}, {}, True),
-    ],
-)
-def test_label_selectors_match_like_kubernetes(
-    selector: dict[str, Any] | None, labels: dict[str, str], match: bool
-) -> None:
-    assert labels_match(selector, labels) is match
 
 
 def test_an_empty_service_selector_selects_nothing() -> None:

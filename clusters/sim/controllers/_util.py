@@ -139,12 +139,6 @@ def int_or_percent(value: object, total: int, *, round_up: bool, default: str = 
 # --- object accessors -------------------------------------------------------------------
 
 
-def meta(obj: Obj) -> dict[str, Any]:
-    value = obj.setdefault("metadata", {})
-    assert isinstance(value, dict)
-    return value
-
-
 def spec_of(obj: Obj) -> dict[str, Any]:
     value = obj.get("spec")
     return value if isinstance(value, dict) else {}
@@ -187,33 +181,6 @@ def owner_reference(owner: Obj) -> dict[str, Any]:
 
 def is_terminating(obj: Obj) -> bool:
     return bool(obj.get("metadata", {}).get("deletionTimestamp"))
-
-
-def labels_match(selector: Mapping[str, Any] | None, labels: Mapping[str, Any] | None) -> bool:
-    """Whether a LabelSelector (matchLabels and matchExpressions) selects these labels.
-
-    A nil selector selects nothing; an empty one selects everything (as in Kubernetes).
-    """
-    if selector is None:
-        return False
-    labels = labels or {}
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key = expr.get("key")
-        op = expr.get("operator")
-        values = expr.get("values") or []
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def map_selects(selector: Mapping[str, Any] | None, labels: Mapping[str, Any] | None) -> bool:
