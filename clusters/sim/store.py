@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from clusters.sim import defaults, ssa
+from clusters.sim import patch as patching
 from clusters.sim.kinds import (
     CRD_GROUP_KIND,
     NAMESPACE_GROUP_KIND,
@@ -720,21 +722,28 @@ class ClusterStore:
 
     def _apply_defaults(self, obj: Obj) -> None:
         try:
-            from clusters.sim import defaults
-        except ImportError:  # pragma: no cover - defaults land separately
-            return
-        try:
             defaults.apply_defaults(obj, allocate_cluster_ip=self.allocate_cluster_ip)
         except (TypeError, AttributeError, ValueError) as exc:
             # Defaulting code meets shapes a validating server would reject first.
             raise bad_request(f"unable to default {obj.get('kind')}: {exc}") from None
 
-    def _track(self, old: Obj | None, new: Obj, manager: str, subresource: str, now: str) -> None:
-        try:
-            from clusters.sim import ssa
-        except ImportError:  # pragma: no cover - ssa lands separately
-            return
-        ssa.track_update(old, new, manager=manager, subresource=subresource, now=now)
+    def _track(
+        self,
+        old: Obj | None,
+        new: Obj,
+        manager: str,
+        subresource: str,
+        now: str,
+        status_subresource: bool,
+    ) -> None:
+        ssa.track_update(
+            old,
+            new,
+            manager=manager,
+            subresource=subresource,
+            now=now,
+            status_subresource=status_subresource,
+        )
 
     def create(
         self,
@@ -799,7 +808,7 @@ class ClusterStore:
         self._apply_defaults(obj)
         if not tracked:
             meta.pop("managedFields", None)
-            self._track(None, obj, manager, "", now)
+            self._track(None, obj, manager, "", now, rt.has_status())
         if dry_run:
             return _ordered(obj)
         stored = self._store(rt, obj, None)
@@ -945,7 +954,7 @@ class ClusterStore:
         ):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
         if not tracked:
-            self._track(old, new, manager, subresource, now_iso())
+            self._track(old, new, manager, subresource, now_iso(), rt.has_status())
         if _comparable(new) == _comparable(old):
             return self.serve_as(rt, old)
         if old_meta.get("deletionTimestamp") and not meta.get("finalizers"):
@@ -992,8 +1001,6 @@ class ClusterStore:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad_request(f"error decoding patch: {exc}") from None
-        from clusters.sim import patch as patching
-
         base = clone(self.serve_as(rt, old))
         try:
             if patch_type == "json":
@@ -1053,14 +1060,18 @@ class ClusterStore:
         except yaml.YAMLError as exc:
             raise bad_request(f"error decoding YAML: {exc}") from None
         applied = self._check_body(rt, namespace, applied, name, require_type=True)
-        from clusters.sim import ssa
-
         if subresource == "status" and old is None:
             raise not_found(rt, name)
         live = clone(self.serve_as(rt, old)) if old is not None else None
         try:
             merged = ssa.server_side_apply(
-                live, applied, manager=manager, force=force, now=now_iso()
+                live,
+                applied,
+                manager=manager,
+                force=force,
+                now=now_iso(),
+                subresource=subresource,
+                status_subresource=rt.has_status(),
             )
         except ssa.ApplyConflict as exc:
             causes = [
@@ -1074,6 +1085,8 @@ class ClusterStore:
             raise ApiError(
                 409, "Conflict", str(exc), dict(_details(rt, name), causes=causes)
             ) from None
+        except patching.PatchError as exc:
+            raise _semantics_error(exc) from None
         except (ValueError, TypeError) as exc:
             raise bad_request(f"cannot apply {rt.kind} {name!r}: {exc}") from None
         if old is None:
@@ -1162,8 +1175,6 @@ class ClusterStore:
         dry_run: bool = False,
     ) -> Obj:
         current = self.get_scale(rt, namespace, name)
-        from clusters.sim import patch as patching
-
         try:
             if patch_type == "json":
                 patched = patching.apply_json_patch(current, json.loads(raw))

@@ -1,0 +1,205 @@
+"""Bad input gets the Status object a real API server sends, and breaks nothing else."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from tests.conftest import KubeEnv
+from tests.sim.helpers import configmap, raw_request
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def api(kube: KubeEnv) -> Iterator[client.ApiClient]:
+    api_client = kube.api_client()
+    yield api_client
+    api_client.close()
+
+
+def _status(resp: object) -> dict[str, object]:
+    body = json.loads(resp.body)  # type: ignore[attr-defined]
+    assert body["kind"] == "Status" and body["apiVersion"] == "v1" and body["status"] == "Failure"
+    assert body["code"] == resp.status  # type: ignore[attr-defined]
+    return body  # type: ignore[no-any-return]
+
+
+BAD_CREATES = [
+    pytest.param(
+        b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {',
+        400,
+        "BadRequest",
+        id="malformed-json",
+    ),
+    pytest.param(b"[1, 2, 3]", 400, "BadRequest", id="not-an-object"),
+    pytest.param(
+        b'{"kind": "ConfigMap", "metadata": {"name": "x"}}',
+        400,
+        "BadRequest",
+        id="missing-apiVersion",
+    ),
+    pytest.param(
+        b'{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}',
+        400,
+        "BadRequest",
+        id="wrong-kind",
+    ),
+    pytest.param(
+        b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}',
+        422,
+        "Invalid",
+        id="missing-name",
+    ),
+    pytest.param(
+        b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_Valid"}}',
+        422,
+        "Invalid",
+        id="invalid-name",
+    ),
+    pytest.param(
+        b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "elsewhere"}}',
+        400,
+        "BadRequest",
+        id="namespace-mismatch",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "code", "reason"), BAD_CREATES)
+def test_a_bad_create_gets_the_right_status(
+    api: client.ApiClient, namespace: str, body: bytes, code: int, reason: str
+) -> None:
+    resp = raw_request(api, "POST", f"/api/v1/namespaces/{namespace}/configmaps", body)
+    assert resp.status == code, resp.body
+    assert _status(resp)["reason"] == reason
+
+
+def test_an_invalid_object_names_the_field_in_its_causes(
+    api: client.ApiClient, namespace: str
+) -> None:
+    resp = raw_request(
+        api,
+        "POST",
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}',
+    )
+    causes = _status(resp)["details"]["causes"]  # type: ignore[index]
+    assert causes[0]["field"] == "metadata.name"
+
+
+def test_malformed_yaml_in_an_apply_is_a_bad_request(api: client.ApiClient, namespace: str) -> None:
+    resp = raw_request(
+        api,
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/configmaps/x?fieldManager=t",
+        b"kind: [unclosed",
+        content_type="application/apply-patch+yaml",
+    )
+    assert resp.status == 400 and _status(resp)["reason"] == "BadRequest"
+
+
+def test_creating_an_existing_object_is_already_exists(
+    api: client.ApiClient, namespace: str
+) -> None:
+    client.CoreV1Api(api).create_namespaced_config_map(namespace, configmap("dup"))
+    resp = raw_request(
+        api,
+        "POST",
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        json.dumps(configmap("dup")).encode(),
+    )
+    assert resp.status == 409 and _status(resp)["reason"] == "AlreadyExists"
+
+
+def test_creating_in_a_missing_namespace_is_not_found(api: client.ApiClient) -> None:
+    resp = raw_request(
+        api,
+        "POST",
+        "/api/v1/namespaces/no-such-namespace-here/configmaps",
+        json.dumps(configmap("x")).encode(),
+    )
+    assert resp.status == 404 and _status(resp)["reason"] == "NotFound"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/namespaces/default/widgets",
+        "/apis/nope.example.com/v1/things",
+        "/api/v1/namespaces/default/nodes",  # a cluster-scoped kind under a namespace
+        "/api/v2/pods",
+    ],
+)
+def test_an_unknown_resource_path_is_not_found(api: client.ApiClient, path: str) -> None:
+    resp = raw_request(api, "GET", path)
+    assert resp.status == 404 and _status(resp)["reason"] == "NotFound"
+
+
+def test_a_method_a_collection_does_not_have_is_not_allowed(
+    api: client.ApiClient, namespace: str
+) -> None:
+    resp = raw_request(api, "PUT", f"/api/v1/namespaces/{namespace}/configmaps", b"{}")
+    assert resp.status == 405 and _status(resp)["reason"] == "MethodNotAllowed"
+
+
+def test_a_protobuf_body_is_unsupported_media_type(api: client.ApiClient, namespace: str) -> None:
+    resp = raw_request(
+        api,
+        "POST",
+        f"/api/v1/namespaces/{namespace}/configmaps",
+        b"k8s\x00",
+        content_type="application/vnd.kubernetes.protobuf",
+    )
+    assert resp.status == 415 and _status(resp)["reason"] == "UnsupportedMediaType"
+
+
+def test_a_missing_or_wrong_token_is_unauthorized(api: client.ApiClient) -> None:
+    resp = raw_request(api, "GET", "/api/v1/namespaces", auth=False)
+    assert resp.status == 401 and _status(resp)["reason"] == "Unauthorized"
+    resp = raw_request(
+        api,
+        "GET",
+        "/api/v1/namespaces",
+        auth=False,
+        headers={"Authorization": "Bearer not-the-token"},
+    )
+    assert resp.status == 401
+
+
+@pytest.mark.sim_only("needs a token of another simulated cluster")
+def test_one_clusters_token_does_not_open_another(kube: KubeEnv) -> None:
+    assert kube.sim is not None
+    first, second = kube.contexts[:2]
+    api = kube.api_client(first)
+    try:
+        other = kube.sim.token(second)
+        resp = raw_request(
+            api,
+            "GET",
+            "/api/v1/namespaces",
+            auth=False,
+            headers={"Authorization": f"Bearer {other}"},
+        )
+        assert resp.status == 401
+    finally:
+        api.close()
+
+
+def test_bad_input_does_not_disturb_the_cluster(api: client.ApiClient, namespace: str) -> None:
+    junk = [
+        b"\xff\xfe\x00",
+        b"{" * 5000,
+        b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": "nope"}',
+        b"null",
+    ]
+    for body in junk:
+        resp = raw_request(api, "POST", f"/api/v1/namespaces/{namespace}/configmaps", body)
+        assert 400 <= resp.status < 500, (body[:20], resp.status, resp.body[:200])
+    client.CoreV1Api(api).create_namespaced_config_map(namespace, configmap("fine"))
+    assert (
+        client.CoreV1Api(api).read_namespaced_config_map("fine", namespace).metadata.name == "fine"
+    )
