@@ -224,11 +224,18 @@ class _Sync:
             )
 
     async def sync_new_rs_revision(self, revision: int) -> None:
+        """An existing new ReplicaSet: newest revision, the Deployment's minReadySeconds."""
         rs = self.new_rs
         assert rs is not None
-        if _revision(rs) < revision:
+        min_ready = int_field(spec_of(self.d), "minReadySeconds", 0)
+        if _revision(rs) < revision or int_field(spec_of(rs), "minReadySeconds", 0) != min_ready:
             updated = copy.deepcopy(rs)
-            updated["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
+            if _revision(rs) < revision:
+                updated["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
+            if min_ready:
+                updated["spec"]["minReadySeconds"] = min_ready
+            else:
+                updated["spec"].pop("minReadySeconds", None)
             self._replace(rs, await self.rt.api.update(updated))
         if self.deadline is not None and find_condition(self.conditions, "Progressing") is None:
             self.conditions = set_condition(
