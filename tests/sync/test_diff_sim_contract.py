@@ -28,7 +28,9 @@ def apply(
         force=True,
         now="2026-11-21T20:00:00Z",
     )
-    defaults.apply_defaults(obj, allocate_cluster_ip=lambda: "10.96.0.10")
+    defaults.apply_defaults(
+        obj, allocate_cluster_ip=lambda: "10.96.0.10", allocate_node_port=lambda: 30443
+    )
     return obj
 
 
@@ -70,7 +72,124 @@ SERVICE = {
 }
 
 
-@pytest.mark.parametrize("desired", [deployment(), SERVICE], ids=["deployment", "service"])
+NS = "payments"
+OTHERS: list[dict[str, Any]] = [
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
+    {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": NS},
+        "data": {"a": "1"},
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "s", "namespace": NS},
+        "stringData": {"p": "x"},
+    },
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "r", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+        "subjects": [{"kind": "ServiceAccount", "name": "sa", "namespace": NS}],
+    },
+    {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "i", "namespace": NS},
+        "spec": {
+            "rules": [
+                {
+                    "host": "pay.example",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {
+                                    "service": {"name": "payments", "port": {"number": 80}}
+                                },
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+    },
+    {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "h", "namespace": NS},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "payments"},
+            "minReplicas": 2,
+            "maxReplicas": 5,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
+        },
+    },
+    {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate", "namespace": NS},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "m", "image": "x", "command": ["migrate"]}],
+                }
+            }
+        },
+    },
+    {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": NS},
+        "spec": {
+            "serviceName": "db",
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "pg"}]},
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ],
+        },
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "lb", "namespace": NS},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": "payments"},
+            "ports": [{"name": "https", "port": 443, "targetPort": "https"}],
+        },
+    },
+]
+
+
+@pytest.mark.parametrize(
+    "desired",
+    [deployment(), SERVICE, *OTHERS],
+    ids=["deployment", "service", *(str(o["kind"]) for o in OTHERS)],
+)
 def test_what_we_applied_compares_synced(desired: dict[str, Any]) -> None:
     result = compare_resource(desired, apply(desired))
     assert result.status is SyncStatus.SYNCED, result.diff_text()
