@@ -760,7 +760,7 @@ class SimApp:
             obj = store.get(rt, ns, name)
             if _wants_table(request):
                 return _json(
-                    build_table(rt, [obj], store.resource_version, "", q.get("includeObject"))
+                    build_table(rt, [obj], str(store.resource_version), "", q.get("includeObject"))
                 )
             return _json(obj)
         if method == "POST":
