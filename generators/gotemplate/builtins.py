@@ -22,16 +22,13 @@ from generators.gotemplate.values import (
 _INVALID = "invalid"
 
 
+_KINDS = {bool: "bool", int: "int", Int64: "int", float: "float", str: "string"}
+
+
 def _basic_kind(v: Any) -> str:
-    t = type(v)
-    if t is bool:
-        return "bool"
-    if t is int or t is Int64:
-        return "int"
-    if t is float:
-        return "float"
-    if t is str:
-        return "string"
+    k = _KINDS.get(type(v))
+    if k is not None:
+        return k
     if v is None or v is MISSING:
         return _INVALID
     return "other"
@@ -45,6 +42,8 @@ def _eq2(a: Any, ka: str, b: Any) -> bool:
     """One comparison of Go's eq: basic kinds compare by value; anything else (nil,
     lists, maps) shares Go's "invalid kind" and only compares against nil."""
     kb = _basic_kind(b)
+    if ka == kb and ka is not _INVALID and ka != "other":
+        return bool(a == b)
     if ka != kb:
         if ka in (_INVALID, "other") and kb in (_INVALID, "other"):
             pass  # both outside the basic kinds: Go's default branch below
@@ -70,6 +69,8 @@ def _eq(a: Any, *rest: Any) -> bool:
     if not rest:
         raise FuncError("missing argument for comparison")
     ka = _basic_kind(a)
+    if len(rest) == 1:
+        return _eq2(a, ka, rest[0])
     return any(_eq2(a, ka, b) for b in rest)
 
 

@@ -560,23 +560,55 @@ class Compiler:
 
             return invoke_const
 
+        def failure(e: Exception) -> TemplateError:
+            if isinstance(e, RecursionError):
+                return fail(c, f"error calling {name}: value nested too deeply", tname)
+            if isinstance(e, FuncError):
+                return fail(c, f"error calling {name}: {e}", tname)
+            # Go recovers panics in functions and reports them the same way
+            return fail(c, f"error calling {name}: {_describe(e)}", tname)
+
+        # Argument closures raise TemplateError themselves; fixed arities skip the list.
+        if final_kind is None and len(arg_fns) == 1:
+            (a0,) = arg_fns
+
+            def invoke1(st: State, dot: Any, final: Any) -> Any:
+                try:
+                    v = fn(a0(st, dot))
+                except TemplateError:
+                    raise
+                except Exception as e:
+                    raise failure(e) from None
+                return MISSING if v is None else v
+
+            return invoke1
+        if final_kind is None and len(arg_fns) == 2:
+            a0, a1 = arg_fns
+
+            def invoke2(st: State, dot: Any, final: Any) -> Any:
+                try:
+                    v = fn(a0(st, dot), a1(st, dot))
+                except TemplateError:
+                    raise
+                except Exception as e:
+                    raise failure(e) from None
+                return MISSING if v is None else v
+
+            return invoke2
+
         def invoke(st: State, dot: Any, final: Any) -> Any:
-            try:
-                argv = [a(st, dot) for a in arg_fns]
-                if final_kind is not None:
+            argv = [a(st, dot) for a in arg_fns]
+            if final_kind is not None:
+                try:
                     argv.append(convert(final_kind, final))
-            except ArgError as e:
-                raise fail(c, str(e), tname) from None
+                except ArgError as e:
+                    raise fail(c, str(e), tname) from None
             try:
                 v = fn(*argv)
             except TemplateError:
                 raise
-            except FuncError as e:
-                raise fail(c, f"error calling {name}: {e}", tname) from None
-            except RecursionError:
-                raise fail(c, f"error calling {name}: value nested too deeply", tname) from None
-            except Exception as e:  # Go recovers panics in functions the same way
-                raise fail(c, f"error calling {name}: {_describe(e)}", tname) from None
+            except Exception as e:
+                raise failure(e) from None
             return MISSING if v is None else v
 
         return invoke

@@ -9,6 +9,7 @@ Unsupported (raise): explicit argument indexes ``%[1]d``, %p, %x on floats.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 from generators.gotemplate.errors import FuncError
@@ -36,7 +37,56 @@ class _Spec:
         self.verb = "v"
 
 
+@lru_cache(maxsize=1024)
+def _simple_format(fmt: str) -> tuple[tuple[str, ...], str] | None:
+    """Literal pieces and verbs of a format whose directives are all bare %s, %v or %d
+    (what ApplicationSets use); None for anything needing the full parser."""
+    pieces: list[str] = []
+    verbs: list[str] = []
+    i = 0
+    literal: list[str] = []
+    while True:
+        j = fmt.find("%", i)
+        if j < 0:
+            literal.append(fmt[i:])
+            break
+        literal.append(fmt[i:j])
+        verb = fmt[j + 1 : j + 2]
+        if verb == "%":
+            literal.append("%")
+        elif verb in ("s", "v", "d"):
+            pieces.append("".join(literal))
+            literal = []
+            verbs.append(verb)
+        else:
+            return None
+        i = j + 2
+    pieces.append("".join(literal))
+    return tuple(pieces), "".join(verbs)
+
+
 def sprintf(fmt: str, args: list[Any]) -> str:
+    simple = _simple_format(fmt)
+    if simple is not None and len(simple[1]) == len(args):
+        pieces, verbs = simple
+        out = [pieces[0]]
+        for k, verb in enumerate(verbs):
+            a = args[k]
+            t = type(a)
+            if t is str and verb != "d":
+                out.append(a)
+            elif (t is int or t is Int64) and verb != "s":
+                out.append(str(int(a)))
+            else:
+                sp = _Spec()
+                sp.verb = verb
+                out.append(format_arg(a, sp))
+            out.append(pieces[k + 1])
+        return "".join(out)
+    return _sprintf(fmt, args)
+
+
+def _sprintf(fmt: str, args: list[Any]) -> str:
     out: list[str] = []
     n = len(fmt)
     i = 0

@@ -10,6 +10,7 @@ Mapping: ``dict`` is ``map[string]interface {}``, ``list`` is ``[]interface {}``
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Final
 
 
@@ -259,6 +260,8 @@ def _is_print(ch: str) -> bool:
 
 def go_quote(s: str, ascii_only: bool = False) -> str:
     """strconv.Quote (and QuoteToASCII)."""
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return '"' + s + '"'
     out = ['"']
     for ch in s:
         o = ord(ch)
@@ -321,7 +324,13 @@ def deep_equal(a: Any, b: Any) -> bool:
 # --- JSON (encoding/json) -----------------------------------------------------------------
 
 
+_JSON_PLAIN = re.compile(r'[^"\\\x00-\x1f<>&\u2028\u2029\ud800-\udfff]*')
+_JSON_PLAIN_RAW = re.compile(r'[^"\\\x00-\x1f\u2028\u2029\ud800-\udfff]*')
+
+
 def _json_str(s: str, escape_html: bool) -> str:
+    if (_JSON_PLAIN if escape_html else _JSON_PLAIN_RAW).fullmatch(s):
+        return '"' + s + '"'
     out = ['"']
     for ch in s:
         o = ord(ch)
