@@ -128,6 +128,15 @@ class SyncTask:
     skip: str | None = None
     note: str = ""
 
+    @property
+    def live_hook_finalizer(self) -> bool:
+        """The live object still carries our hook finalizer (a previous run did not finish):
+        the executor must remove it before deleting or re-running the hook, as Argo does at
+        the start of every pass, or the delete hangs "Pending deletion" (gitops-engine#482)."""
+        meta = (self.live or {}).get("metadata") or {}
+        finalizers = meta.get("finalizers") if isinstance(meta, Mapping) else None
+        return isinstance(finalizers, list) and HOOK_FINALIZER in finalizers
+
     def describe(self) -> str:
         parts = [f"{self.action.value:<6} {self.key}"]
         extra = []

@@ -204,6 +204,17 @@ def test_hook_with_before_hook_creation_deletes_the_old_object_before_applying()
     assert HOOK_FINALIZER in apply.desired["metadata"]["finalizers"]
 
 
+def test_a_leftover_hook_finalizer_is_flagged_for_the_executor() -> None:
+    old = obj("Job", "db-migrate", hook="PreSync")
+    old["metadata"]["finalizers"] = [HOOK_FINALIZER]
+    delete, apply = plan(obj("Job", "db-migrate", hook="PreSync"), live=[old]).tasks
+    assert delete.action is Action.DELETE and delete.live_hook_finalizer
+    fresh = plan(
+        obj("Job", "db-migrate", hook="PreSync"), live=[obj("Job", "db-migrate", hook="PreSync")]
+    )
+    assert not fresh.tasks[0].live_hook_finalizer
+
+
 def test_hook_succeeded_policy_does_not_delete_before_creation() -> None:
     old = obj("Job", "db-migrate", hook="PreSync", policy="HookSucceeded")
     p = plan(obj("Job", "db-migrate", hook="PreSync", policy="HookSucceeded"), live=[old])
