@@ -207,7 +207,7 @@ def test_hook_with_before_hook_creation_deletes_the_old_object_before_applying()
 def test_a_leftover_hook_finalizer_is_flagged_for_the_executor() -> None:
     old = obj("Job", "db-migrate", hook="PreSync")
     old["metadata"]["finalizers"] = [HOOK_FINALIZER]
-    delete, apply = plan(obj("Job", "db-migrate", hook="PreSync"), live=[old]).tasks
+    delete, _ = plan(obj("Job", "db-migrate", hook="PreSync"), live=[old]).tasks
     assert delete.action is Action.DELETE and delete.live_hook_finalizer
     fresh = plan(
         obj("Job", "db-migrate", hook="PreSync"), live=[obj("Job", "db-migrate", hook="PreSync")]
