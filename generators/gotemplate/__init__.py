@@ -13,7 +13,8 @@ pipelines, variables (``:=``, ``=``, ``$``), field chains on maps, ``if``/``else
 ``break``/``continue``, ``define``/``template``/``block``, all Go builtins (``call`` always
 errors: data holds no functions). Not supported: complex numbers, custom delimiters, method
 calls (data has none); ``template`` calls nest at most 100 deep (Go: 100000).
-Functions: see ``FUNCTIONS`` (Go builtins + ``sprig.SPRIG_FUNCTIONS``) and
+Functions: see ``FUNCTIONS`` (Go builtins + ``sprig.SPRIG_FUNCTIONS``, listed by family in
+``sprig.FAMILIES``), ``tpl`` (Argo CD, compiled by the engine) and
 ``sprig.UNAVAILABLE`` (sprig functions refused with a reason).
 """
 

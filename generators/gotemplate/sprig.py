@@ -1667,3 +1667,48 @@ UNAVAILABLE: dict[str, str] = {
         )
     },
 }
+
+#: The functions provided, by family, as documentation; a test keeps it equal to the
+#: registry. ``tpl`` (Argo CD) is compiled by the engine itself.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "defaults and flow": ("default", "empty", "coalesce", "all", "any", "ternary", "fail"),
+    "strings": (
+        "lower", "upper", "title", "untitle", "repeat", "substr", "trunc", "trim", "trimAll",
+        "trimall", "trimPrefix", "trimSuffix", "nospace", "abbrev", "abbrevboth", "initials",
+        "replace", "plural", "contains", "hasPrefix", "hasSuffix", "quote", "squote", "cat",
+        "indent", "nindent", "split", "splitList", "splitn", "join", "sortAlpha", "toString",
+        "toStrings",
+    ),
+    "regular expressions": (
+        "regexMatch", "mustRegexMatch", "regexFind", "mustRegexFind", "regexFindAll",
+        "mustRegexFindAll", "regexReplaceAll", "mustRegexReplaceAll", "regexReplaceAllLiteral",
+        "mustRegexReplaceAllLiteral", "regexSplit", "mustRegexSplit", "regexQuoteMeta",
+    ),
+    "lists": (
+        "list", "tuple", "first", "mustFirst", "last", "mustLast", "rest", "mustRest",
+        "initial", "mustInitial", "append", "mustAppend", "push", "mustPush", "prepend",
+        "mustPrepend", "concat", "uniq", "mustUniq", "without", "mustWithout", "has", "mustHas",
+        "compact", "mustCompact", "reverse", "mustReverse", "slice", "mustSlice", "chunk",
+        "mustChunk", "until", "untilStep", "seq",
+    ),
+    "dicts": (
+        "dict", "get", "set", "unset", "hasKey", "pluck", "keys", "values", "pick", "omit",
+        "merge", "mustMerge", "mergeOverwrite", "mustMergeOverwrite", "dig", "deepCopy",
+        "mustDeepCopy",
+    ),
+    "conversion and reflection": (
+        "atoi", "int", "int64", "float64", "toDecimal", "typeOf", "typeIs", "typeIsLike",
+        "kindOf", "kindIs", "deepEqual",
+    ),
+    "math": (
+        "add", "add1", "sub", "mul", "div", "mod", "max", "biggest", "min", "floor", "ceil",
+        "round", "addf", "add1f", "subf", "mulf", "divf", "maxf", "minf",
+    ),
+    "encoding": (
+        "b64enc", "b64dec", "b32enc", "b32dec", "sha1sum", "sha256sum", "sha512sum",
+        "adler32sum", "toJson", "mustToJson", "toPrettyJson", "mustToPrettyJson", "toRawJson",
+        "mustToRawJson", "fromJson", "mustFromJson",
+    ),
+    "paths": ("base", "dir", "clean", "ext", "isAbs"),
+    "argo cd": ("normalize", "slugify", "toYaml", "fromYaml", "fromYamlArray"),
+}  # fmt: skip

@@ -135,3 +135,13 @@ def test_set_mutates_the_map_it_is_given_like_sprig() -> None:
     data: dict[str, Any] = {"m": {}}
     assert render('{{ $_ := set .m "k" "v" }}{{ .m.k }}', data) == "v"
     assert data["m"] == {"k": "v"}
+
+
+def test_the_documented_function_families_are_exactly_the_registry() -> None:
+    from generators.gotemplate import FUNCTIONS, UNAVAILABLE
+    from generators.gotemplate.sprig import FAMILIES, SPRIG_FUNCTIONS
+
+    listed = [name for names in FAMILIES.values() for name in names]
+    assert len(listed) == len(set(listed))
+    assert set(listed) == set(SPRIG_FUNCTIONS)
+    assert not set(UNAVAILABLE) & set(FUNCTIONS)
