@@ -74,7 +74,58 @@ def _m0001_clusters(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_m0001_clusters,)
+def _m0002_sync_history(db: sqlite3.Connection) -> None:
+    # One row per finished sync of an Application (hub.sync.history). ``id`` counts per app
+    # as Argo CD's history ids do. Rendered manifests are kept for rollback and may hold
+    # Secret values, so they are sealed with the registry's envelope crypto (the four
+    # manifests_* columns); NULL when the sync rendered nothing to keep.
+    db.execute(
+        """
+        CREATE TABLE sync_history (
+            app                   TEXT NOT NULL,
+            id                    INTEGER NOT NULL,
+            operation_id          TEXT NOT NULL,
+            cluster               TEXT NOT NULL,
+            revision              TEXT NOT NULL,
+            source                TEXT NOT NULL,               -- JSON object
+            initiated_by          TEXT NOT NULL,
+            trigger               TEXT NOT NULL,               -- user|automated|self-heal|rollback
+            started_at            TEXT NOT NULL,
+            finished_at           TEXT NOT NULL,
+            phase                 TEXT NOT NULL,               -- Succeeded|Failed|Error
+            message               TEXT NOT NULL,
+            resources             TEXT NOT NULL DEFAULT '[]',  -- JSON array
+            manifests_key_id      TEXT,
+            manifests_wrapped_key BLOB,
+            manifests_nonce       BLOB,
+            manifests_ciphertext  BLOB,
+            PRIMARY KEY (app, id)
+        ) STRICT
+        """
+    )
+    # The operation in flight per Application, written when it starts and updated as it
+    # goes, so one interrupted by a crash can be recorded (as Error) when the hub restarts.
+    db.execute(
+        """
+        CREATE TABLE sync_operations (
+            app          TEXT PRIMARY KEY,
+            operation_id TEXT NOT NULL,
+            cluster      TEXT NOT NULL,
+            revision     TEXT NOT NULL,
+            source       TEXT NOT NULL,               -- JSON object
+            initiated_by TEXT NOT NULL,
+            trigger      TEXT NOT NULL,
+            started_at   TEXT NOT NULL,
+            updated_at   TEXT NOT NULL,
+            phase        TEXT NOT NULL,               -- Running|Terminating
+            message      TEXT NOT NULL DEFAULT '',
+            resources    TEXT NOT NULL DEFAULT '[]'   -- JSON array
+        ) STRICT
+        """
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_m0001_clusters, _m0002_sync_history)
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 
 
