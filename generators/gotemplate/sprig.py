@@ -1437,14 +1437,105 @@ def _slugify(*args: Any) -> str:
     return slugify(name, max_len, smart)
 
 
-class _GoYamlLoader(yaml.SafeLoader):
-    """YAML 1.1 like go-yaml v2, but timestamps stay strings (sigs.k8s.io/yaml via JSON)."""
-
-
-_GoYamlLoader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+# go-yaml v2's implicit typing of plain scalars (resolve.go), which Argo CD's YAML
+# functions use through sigs.k8s.io/yaml; PyYAML's YAML 1.1 resolver differs in details
+# (y/n are booleans there, 1:20 is no number, 0o17 is one).
+_YAML_WORDS: dict[str, tuple[str, Any]] = {
+    **{w: ("bool", True) for w in ("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE")},
+    **{w: ("bool", True) for w in ("on", "On", "ON")},
+    **{w: ("bool", False) for w in ("n", "N", "no", "No", "NO", "false", "False", "FALSE")},
+    **{w: ("bool", False) for w in ("off", "Off", "OFF")},
+    **{w: ("null", None) for w in ("", "~", "null", "Null", "NULL")},
+    **{w: ("float", math.nan) for w in (".nan", ".NaN", ".NAN")},
+    **{w: ("float", math.inf) for w in (".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF")},
+    **{w: ("float", -math.inf) for w in ("-.inf", "-.Inf", "-.INF")},
 }
+_YAML_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_YAML_BASE60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+_YAML_TIMESTAMP = re.compile(
+    r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+    r"(?:(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(?:\.[0-9]*)?"
+    r"(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{1,2})?))?)?"
+)
+_YAML_TAGS = {
+    "str": "tag:yaml.org,2002:str",
+    "bool": "tag:gitops-hub:go-bool",
+    "null": "tag:yaml.org,2002:null",
+    "int": "tag:gitops-hub:go-int",
+    "float": "tag:gitops-hub:go-float",
+    "timestamp": "tag:gitops-hub:go-timestamp",
+}
+
+
+def go_yaml_resolve(s: str) -> tuple[str, Any]:
+    """The kind and value go-yaml v2 gives the plain scalar ``s``."""
+    word = _YAML_WORDS.get(s)
+    if word is not None:
+        return word
+    c = s[0]
+    if c == ".":
+        try:
+            if _YAML_FLOAT.fullmatch(s):
+                return "float", float(s)
+        except ValueError:
+            pass
+    elif c in "+-0123456789":
+        if _YAML_TIMESTAMP.fullmatch(s):
+            return "timestamp", s
+        plain = s.replace("_", "")
+        try:
+            v = _go_parse_int(plain)
+            if v < 2**63 or plain[0] not in "+-":  # ParseUint takes no sign
+                return "int", v
+        except ValueError:
+            pass
+        if _YAML_FLOAT.fullmatch(plain):
+            return "float", float(plain)
+    return "str", s
+
+
+def _go_parse_int(plain: str) -> int:
+    """strconv.ParseInt / ParseUint with base 0 (prefixes 0x, 0o, 0b and leading-0 octal)."""
+    body = plain.lstrip("+-") if plain[:1] in "+-" else plain
+    if plain[:2] in ("++", "--", "+-", "-+") or not body:
+        raise ValueError(plain)
+    neg = plain.startswith("-")
+    low = body.lower()
+    if low.startswith("0x"):
+        v = int(body[2:], 16)
+    elif low.startswith("0o"):
+        v = int(body[2:], 8)
+    elif low.startswith("0b"):
+        v = int(body[2:], 2)
+    elif len(body) > 1 and body[0] == "0":
+        v = int(body, 8)
+    elif body.isdigit() and body.isascii():
+        v = int(body)
+    else:
+        raise ValueError(plain)
+    v = -v if neg else v
+    if not -(2**63) <= v < 2**64:
+        raise ValueError(plain)
+    return v
+
+
+class _GoYamlLoader(yaml.SafeLoader):
+    """Plain scalars typed as go-yaml v2 types them; timestamps stay strings, as go-yaml v2
+    keeps them for interface{} targets."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return _YAML_TAGS[go_yaml_resolve(value)[0]]
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
+
+
+def _construct_go_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    kind, value = go_yaml_resolve(node.value)
+    return node.value if kind == "timestamp" else value
+
+
+for _tag in ("bool", "int", "float", "timestamp"):
+    _GoYamlLoader.add_constructor(_YAML_TAGS[_tag], _construct_go_scalar)
 
 
 def _yaml_to_json_value(v: Any) -> Any:
@@ -1523,15 +1614,25 @@ def _json_kind(v: Any) -> str:
 
 
 class _GoYamlDumper(yaml.SafeDumper):
-    pass
+    """Decides plain vs quoted with go-yaml's view of which scalars are strings."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0]:
+            k = go_yaml_resolve(value)[0]
+            return {
+                "str": "tag:yaml.org,2002:str",
+                "bool": "tag:yaml.org,2002:bool",
+                "int": "tag:yaml.org,2002:int",
+                "float": "tag:yaml.org,2002:float",
+            }.get(k, _YAML_TAGS[k])
+        return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
 
 
 def _represent_str(dumper: yaml.SafeDumper, s: str) -> yaml.ScalarNode:
     tag = "tag:yaml.org,2002:str"
     if "\n" in s:
         return dumper.represent_scalar(tag, s, style="|")
-    resolved = dumper.resolve(yaml.ScalarNode, s, (True, False))  # type: ignore[no-untyped-call]
-    if resolved != tag or s == "":
+    if go_yaml_resolve(s)[0] != "str" or _YAML_BASE60.fullmatch(s):
         # go-yaml double-quotes strings that would read back as another type
         return dumper.represent_scalar(tag, s, style='"')
     return dumper.represent_scalar(tag, s)
@@ -1541,18 +1642,12 @@ def _represent_float(dumper: yaml.SafeDumper, f: float) -> yaml.ScalarNode:
     if not math.isfinite(f):
         # toYaml goes through encoding/json, which refuses these
         raise FuncError(f"json: unsupported value: {format_float_g(f)}")
-    if f.is_integer() and abs(f) < 1e21:
+    if f.is_integer() and -(2**63) <= f < 2**64:
+        # JSON prints it as an integer and go-yaml reads that back as an int (or uint)
         return dumper.represent_scalar("tag:yaml.org,2002:int", str(int(f)))
     return dumper.represent_scalar("tag:yaml.org,2002:float", format_float_g(f))
 
 
-# go-yaml reads "1e+21" as a float, PyYAML only "1.0e+21": teach the dumper Go's view, so
-# such floats print plain and such strings get quoted.
-_GoYamlDumper.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
 _GoYamlDumper.add_representer(str, _represent_str)
 _GoYamlDumper.add_representer(StrMap, _GoYamlDumper.represent_dict)
 _GoYamlDumper.add_representer(StrSlice, _GoYamlDumper.represent_list)

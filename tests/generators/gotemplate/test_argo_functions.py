@@ -31,7 +31,18 @@ CASES = [
     ("{{ toYaml 1.5 }} {{ toYaml 3.0 }} {{ toYaml 1e21 }} {{ toYaml nil }}", "1.5 3 1e+21 null"),
     ("{{ toYaml (list) }} {{ toYaml (dict) }}", "[] {}"),
     ('{{ toYaml (list "a" (dict "k" "v")) }}', "- a\n- k: v"),
-    ('{{ (fromYaml "a: 1\\nb: [x, y]") }}', "map[a:1 b:[x y]]"),
+    ('{{ (fromYaml "a: 1\\nb: [x, z]") }}', "map[a:1 b:[x z]]"),
+    # go-yaml v2 typing: y/n/on/off are booleans, 1:20 is text, 0o17 and 1_000 are numbers
+    (
+        '{{ fromYaml "a: y\\nb: Off\\nc: 1:20\\nd: 0o17\\ne: 1_000\\nf: ~\\ng: .5" }}',
+        "map[a:true b:false c:1:20 d:15 e:1000 f:<nil> g:0.5]",
+    ),
+    (
+        '{{ toYaml (list "y" "n" "=" "1:20" "0o17" "1e3" "2024-01-01" "on" "x y") }}',
+        '- "y"\n- "n"\n- =\n- "1:20"\n- "0o17"\n- "1e3"\n- "2024-01-01"\n- "on"\n- x y',
+    ),
+    # JSON prints 1e20 as digits, go-yaml reads those as a float (beyond uint64) again
+    ("{{ toYaml 1e20 }} {{ toYaml 1e19 }} {{ toYaml -0.0 }}", "1e+20 10000000000000000000 0"),
     ('{{ typeOf (fromYaml "a: 1").a }}', "float64"),
     ('{{ (fromYaml "d: 2024-01-01").d }} {{ (fromYaml "b: yes").b }}', "2024-01-01 true"),
     ('{{ fromYaml "" }}', "map[]"),
