@@ -104,7 +104,10 @@ class Template:
             raise TemplateError(
                 f"template: {name}: template nests too deeply to compile", name=name
             ) from None
-        if name not in self._bodies:
+        if name in self._bodies:
+            # Go keeps a non-empty define over an empty main template of the same name
+            self._main = self._bodies[name]
+        else:
             self._bodies[name] = self._main
         return self
 

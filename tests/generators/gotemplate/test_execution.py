@@ -333,6 +333,12 @@ def test_nested_template_errors_name_the_executing_template_and_the_node() -> No
     )
 
 
+def test_a_define_named_like_the_template_replaces_an_empty_main_template() -> None:
+    assert Template.parse('  {{ define "t" }}T{{ end }}\n', name="t").execute({}) == "T"
+    with pytest.raises(TemplateError, match='multiple definition of template "t"'):
+        Template.parse('x{{ define "t" }}T{{ end }}', name="t")
+
+
 def test_runaway_recursion_is_a_template_error() -> None:
     t = Template.parse('{{ define "r" }}{{ template "r" . }}{{ end }}{{ template "r" . }}')
     with pytest.raises(TemplateError, match="exceeded maximum template depth"):
