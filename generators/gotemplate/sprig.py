@@ -1569,10 +1569,21 @@ def _yaml_key(k: Any) -> str:
 
 def _load_yaml(s: str) -> Any:
     try:
-        docs = list(yaml.load_all(s, Loader=_GoYamlLoader))
+        # go-yaml decodes only the first document; later ones are not even parsed
+        first = next(iter(yaml.load_all(s, Loader=_GoYamlLoader)), None)
     except yaml.YAMLError as e:
         raise FuncError(f"error converting YAML to JSON: {str(e).splitlines()[0]}") from None
-    return _yaml_to_json_value(docs[0] if docs else None)
+    return _yaml_to_json_value(first)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as Argo CD reads it with sigs.k8s.io/yaml (e.g. ``elementsYaml``): go-yaml v2
+    typing of plain scalars, then JSON: numbers float64, map keys strings. Raises
+    ValueError naming the problem."""
+    try:
+        return _load_yaml(text)
+    except FuncError as e:
+        raise ValueError(str(e)) from None
 
 
 @reg("fromYaml", STRING)

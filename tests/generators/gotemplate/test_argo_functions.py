@@ -110,3 +110,12 @@ def test_tpl_errors_say_whether_parsing_or_execution_failed() -> None:
         render('{{ tpl "{{ .a.b }}" . }}', {"a": "s"})
     with pytest.raises(TemplateError, match='map has no entry for key "nope"'):
         render('{{ tpl "{{ .nope }}" . }}', {}, missing_key="error")
+
+
+def test_load_yaml_reads_only_the_first_document_with_go_typing() -> None:
+    from generators.gotemplate.sprig import load_yaml
+
+    assert load_yaml("- a: 1\n  b: yes\n---\n: [bad") == [{"a": 1.0, "b": True}]
+    assert load_yaml("") is None
+    with pytest.raises(ValueError, match="error converting YAML to JSON"):
+        load_yaml("a: [")
