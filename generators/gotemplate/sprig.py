@@ -430,7 +430,12 @@ def go_regexp(pattern: str) -> re.Pattern[str]:
                 )
             if e == "z":
                 out.append("\\Z")
-            elif e in "pPQECZ":
+            elif e in "sS" and not in_class:
+                # Go's \s is [\t\n\f\r ]: no vertical tab, unlike Python's
+                out.append("[\\t\\n\\f\\r ]" if e == "s" else "[^\\t\\n\\f\\r ]")
+            elif e == "s":
+                out.append("\\t\\n\\f\\r ")
+            elif e in "pPQECZuUNeS":
                 raise FuncError(
                     f"regexp escape \\{e} is not supported by gitops-hub (Go RE2 differs from Python)"
                 )
@@ -479,7 +484,7 @@ def go_regexp(pattern: str) -> re.Pattern[str]:
                 out.append("(?P<")
                 i += 4
                 continue
-            if pattern.startswith("(?<", i) or rest in ("=", "!", "#", ">", "("):
+            if pattern.startswith(("(?<", "(?P=", "(?P>"), i) or rest in ("=", "!", "#", ">", "("):
                 raise FuncError(
                     f"regexp construct {pattern[i : i + 3]!r} is not supported (not RE2)"
                 )
@@ -496,6 +501,11 @@ def go_regexp(pattern: str) -> re.Pattern[str]:
             continue
         if c == "$":
             out.append("$" if multiline else "(?!.|\\n)")
+            i += 1
+            continue
+        if c == "{" and pattern.startswith("{,", i):
+            # RE2 reads "{,n}" literally, Python as a repetition
+            out.append("\\{")
             i += 1
             continue
         out.append(c)

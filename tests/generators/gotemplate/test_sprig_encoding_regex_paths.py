@@ -57,6 +57,9 @@ CASES = [
     ('{{ regexSplit "" "abc" -1 }}', "[a b c]"),
     ('{{ regexSplit "," "" -1 }}', "[]"),
     ('{{ regexQuoteMeta "1.5+x" }}', "1\\.5\\+x"),
+    ('{{ regexReplaceAll "\\\\s+" "a \\vb" "_" }}', "a_\vb"),
+    ('{{ regexReplaceAll "[\\\\s]" "a b" "_" }}', "a_b"),
+    ('{{ regexMatch "^a{,2}$" "a{,2}" }}', "true"),
     # paths
     ('{{ base "a/b/c.yaml" }} {{ base "" }} {{ base "/" }} {{ base "a/b/" }}', "c.yaml . / b"),
     ('{{ dir "a/b/c" }} {{ dir "file" }} {{ dir "/x" }}', "a/b . /"),
@@ -78,6 +81,7 @@ ERRORS = [
     ('{{ mustRegexMatch "(a)\\\\1" "aa" }}', "backreferences are not RE2"),
     ('{{ mustRegexMatch "\\\\pL" "a" }}', "is not supported by gitops-hub"),
     ('{{ mustRegexMatch "(?U)a+" "a" }}', "ungreedy"),
+    ('{{ mustRegexMatch "(?P<x>a)(?P=x)" "aa" }}', "is not supported (not RE2)"),
     ('{{ toJson (dict "a" (float64 "NaN")) | mustFromJson }}', "error calling mustFromJson:"),
 ]
 
