@@ -183,6 +183,31 @@ def is_terminating(obj: Obj) -> bool:
     return bool(obj.get("metadata", {}).get("deletionTimestamp"))
 
 
+def selector_string(selector: Mapping[str, Any] | None) -> str:
+    """A LabelSelector (or a Service's plain map) in the list API's string form.
+
+    Lists go through it so the storage filters before copying objects: a controller
+    looking at its own pods must not pay for every pod of the namespace.
+    """
+    if not selector:
+        return ""
+    if "matchLabels" not in selector and "matchExpressions" not in selector:
+        return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op = expr.get("key"), expr.get("operator")
+        values = ",".join(sorted(str(v) for v in expr.get("values") or []))
+        if op == "In":
+            parts.append(f"{key} in ({values})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({values})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
+
+
 def map_selects(selector: Mapping[str, Any] | None, labels: Mapping[str, Any] | None) -> bool:
     """A Service-style selector (plain map): all pairs present; an empty map selects nothing."""
     if not selector:

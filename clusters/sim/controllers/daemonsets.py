@@ -44,7 +44,7 @@ async def reconcile_daemonset(rt: Runtime, namespace: str, name: str) -> float |
     node_names = {n.name for n in nodes}
 
     by_node: dict[str, list[Obj]] = {}
-    for pod in await api.list("v1", "Pod", namespace):
+    for pod in await rt.select("v1", "Pod", namespace, spec.get("selector")):
         if owned_by(pod, ds) and pod_is_active(pod):
             by_node.setdefault(str((pod.get("spec") or {}).get("nodeName", "")), []).append(pod)
 

@@ -297,7 +297,9 @@ class _Sync:
             return
         old_uids = {rs["metadata"].get("uid") for rs in self.old_rss}
         if old_uids:
-            pods = await self.rt.api.list("v1", "Pod", self.namespace)
+            pods = await self.rt.select(
+                "v1", "Pod", self.namespace, spec_of(self.d).get("selector")
+            )
             for pod in pods:
                 owners = pod.get("metadata", {}).get("ownerReferences") or []
                 if any(o.get("uid") in old_uids for o in owners) and status_of(pod).get(
@@ -464,7 +466,11 @@ async def reconcile_deployment(rt: Runtime, namespace: str, name: str) -> float 
     d = await api.get("apps/v1", "Deployment", namespace, name)
     if d is None or is_terminating(d):
         return None
-    rss = [rs for rs in await api.list("apps/v1", "ReplicaSet", namespace) if owned_by(rs, d)]
+    rss = [
+        rs
+        for rs in await rt.select("apps/v1", "ReplicaSet", namespace, spec_of(d).get("selector"))
+        if owned_by(rs, d)
+    ]
     sync = _Sync(rt, d, rss)
 
     if sync.deadline is not None:

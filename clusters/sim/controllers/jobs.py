@@ -90,7 +90,8 @@ async def reconcile_job(rt: Runtime, namespace: str, name: str) -> float | None:
     indexed = spec.get("completionMode") == "Indexed"
     suspended = bool(spec.get("suspend"))
 
-    pods = [p for p in await api.list("v1", "Pod", namespace) if owned_by(p, job)]
+    mine = {"batch.kubernetes.io/controller-uid": job["metadata"].get("uid", "")}
+    pods = [p for p in await rt.select("v1", "Pod", namespace, mine) if owned_by(p, job)]
     active = [p for p in pods if pod_is_active(p)]
     succeeded_pods = [p for p in pods if status_of(p).get("phase") == "Succeeded"]
     failed = sum(1 for p in pods if status_of(p).get("phase") == "Failed")

@@ -73,7 +73,7 @@ async def reconcile_service(rt: Runtime, namespace: str, name: str) -> float | N
     if spec.get("selector") and spec.get("type") != "ExternalName":
         pods = [
             p
-            for p in await api.list("v1", "Pod", namespace)
+            for p in await rt.select("v1", "Pod", namespace, spec["selector"])
             if map_selects(spec["selector"], p["metadata"].get("labels"))
             and not is_terminating(p)
             and status_of(p).get("phase") not in ("Succeeded", "Failed")

@@ -30,7 +30,9 @@ async def reconcile_replicaset(rt: Runtime, namespace: str, name: str) -> float 
     spec = spec_of(rs)
     desired = int_field(spec, "replicas", 1)
     template = spec.get("template") or {}
-    pods = [p for p in await api.list("v1", "Pod", namespace) if owned_by(p, rs)]
+    pods = [
+        p for p in await rt.select("v1", "Pod", namespace, spec.get("selector")) if owned_by(p, rs)
+    ]
     active = [p for p in pods if pod_is_active(p)]
 
     if len(active) < desired:

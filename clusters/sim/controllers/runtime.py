@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clusters.sim.controllers._util import controller_ref, fake_ip, status_of
+from clusters.sim.controllers._util import controller_ref, fake_ip, selector_string, status_of
 from clusters.sim.interface import Obj, ObjectAPI, ObjectEvent
 
 log = logging.getLogger("clusters.sim.controllers")
@@ -206,6 +206,12 @@ class Runtime:
             except Exception:
                 self._served[key] = False
         return self._served[key]
+
+    async def select(
+        self, api_version: str, kind: str, namespace: str, selector: Mapping[str, Any] | None
+    ) -> list[Obj]:
+        """Objects of a namespace matching a selector, filtered by the storage."""
+        return await self.api.list(api_version, kind, namespace, selector_string(selector) or None)
 
     async def write_status(self, obj: Obj, status: dict[str, Any]) -> Obj:
         """update_status only when something changed, so our own events settle."""

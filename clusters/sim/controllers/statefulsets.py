@@ -106,7 +106,7 @@ async def reconcile_statefulset(rt: Runtime, namespace: str, name: str) -> float
     partition = int_field(strategy.get("rollingUpdate") or {}, "partition", 0)
 
     pods: dict[int, Obj] = {}
-    for pod in await api.list("v1", "Pod", namespace):
+    for pod in await rt.select("v1", "Pod", namespace, spec.get("selector")):
         if owned_by(pod, sts):
             ordinal = _ordinal(name, pod)
             if ordinal is not None:
