@@ -56,4 +56,6 @@ def setup_logging(verbosity: int = 0) -> None:
     root.setLevel(level)
     # Third-party clients are chatty at debug and may print request headers.
     for noisy in ("urllib3", "kubernetes", "aiohttp.access", "git"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING if verbosity < 3 else logging.DEBUG))
+        logging.getLogger(noisy).setLevel(
+            max(level, logging.WARNING if verbosity < 3 else logging.DEBUG)
+        )
