@@ -1404,6 +1404,7 @@ class RunningSim:
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.ca_pem = b""
+        self._kubeconfig_pending = False
 
     @property
     def url(self) -> str:
@@ -1453,7 +1454,7 @@ class RunningSim:
             token, state = persisted.get(name, (None, None))
             cluster = fleet.add(name, token=token, state=state)
             redact(cluster.token)
-        fleet.on_membership_change = self.write_kubeconfig
+        fleet.on_membership_change = self._kubeconfig_soon
         app = SimApp(fleet)
         self.runner = web.AppRunner(
             app.app, access_log=None, shutdown_timeout=2.0, handler_cancellation=True
@@ -1484,7 +1485,14 @@ class RunningSim:
             (state_dir / "port").write_text(str(self.port))
         self.write_kubeconfig()
 
+    def _kubeconfig_soon(self) -> None:
+        # Adding many clusters in one go must not rewrite the file once per cluster.
+        if not self._kubeconfig_pending:
+            self._kubeconfig_pending = True
+            asyncio.get_running_loop().call_soon(self.write_kubeconfig)
+
     def write_kubeconfig(self) -> None:
+        self._kubeconfig_pending = False
         from clusters.sim.kubeconfig import ClusterEntry, write_kubeconfig
 
         if self.config.kubeconfig_path is None or self.fleet is None or not self.port:
@@ -1717,10 +1725,12 @@ class SimServer:
         """Serve a new empty cluster at run time (the kubeconfig is rewritten); returns its name."""
         cluster_names([name])
         self._call(lambda: self._fleet().add(name))
+        self._call(self._run().write_kubeconfig)
         return name
 
     def remove_cluster(self, name: str) -> None:
         self._call(lambda: self._fleet().remove(name))
+        self._call(self._run().write_kubeconfig)
 
     def compact(self, name: str) -> None:
         """Forget the watch history of a cluster, so watches from older versions get 410."""
