@@ -17,6 +17,7 @@ from clusters.sim.controllers._util import (
     pod_fault,
     prune_zero,
     qos_class,
+    selector_string,
     set_condition,
     template_hash,
 )
@@ -236,3 +237,41 @@ def test_a_replicaset_event_wakes_its_deployment_and_the_hpas() -> None:
 def test_kinds_no_controller_owns_wake_nothing() -> None:
     cm = {"kind": "ConfigMap", "metadata": {"name": "c", "namespace": "ns"}}
     assert keys_for(ObjectEvent(type="ADDED", object=cm)) == []
+
+
+@pytest.mark.parametrize(
+    ("selector", "text"),
+    [
+        (None, ""),
+        ({}, ""),
+        ({"app": "web", "tier": "front"}, "app=web,tier=front"),  # a Service's plain map
+        ({"matchLabels": {"b": "2", "a": "1"}}, "a=1,b=2"),
+        (
+            {
+                "matchLabels": {"app": "x"},
+                "matchExpressions": [
+                    {"key": "env", "operator": "In", "values": ["prod", "dev"]},
+                    {"key": "tier", "operator": "NotIn", "values": ["db"]},
+                    {"key": "canary", "operator": "Exists"},
+                    {"key": "legacy", "operator": "DoesNotExist"},
+                ],
+            },
+            "app=x,env in (dev,prod),tier notin (db),canary,!legacy",
+        ),
+    ],
+)
+def test_selectors_become_the_list_apis_string_form(selector: Any, text: str) -> None:
+    assert selector_string(selector) == text
+
+
+def test_selector_strings_parse_back_to_the_same_matches() -> None:
+    from clusters.sim.selectors import parse_label_selector
+
+    selector = {
+        "matchLabels": {"app": "x"},
+        "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod", "dev"]}],
+    }
+    parsed = parse_label_selector(selector_string(selector))
+    assert parsed.matches({"app": "x", "env": "dev"})
+    assert not parsed.matches({"app": "x", "env": "test"})
+    assert not parsed.matches({"env": "dev"})
