@@ -7,10 +7,20 @@ touched, and bare repositories work as well as clones.
 
 A repoURL is mapped to a local path by an explicit table; a default path (the bare
 ``--repo PATH`` of ``hub appset generate``) serves every URL not in the table.
+
+``RepoCache`` serves the sync engine: it resolves revisions to SHAs (cloning URLs bare
+into the hub home) and exports the tree of a SHA as files for kustomize, again without a
+checkout.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,3 +146,202 @@ class LocalRepoReader:
             raise RepoError(f"{repo_url}: {path!r} at {revision} is not a file")
         data: bytes = blob.data_stream.read()
         return data
+
+
+# ---------------------------------------------------------------- the sync engine's cache
+
+DEFAULT_TREE_CACHE_BYTES = 512 * 1024 * 1024
+DEFAULT_TREE_CACHE_AGE_S = 7 * 24 * 3600.0
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _is_local(repo_url: str) -> Path | None:
+    """A repoURL that is a plain directory path, else None (``file://`` is a URL: cloned,
+    so tests and local mirrors exercise the same path as remote repositories)."""
+    if "://" in repo_url or re.match(r"^[\w.-]+@[\w.-]+:", repo_url):
+        return None  # https://, ssh://, git@host:path
+    return Path(repo_url).expanduser()
+
+
+class RepoCache:
+    """Sources for the sync engine: revisions resolved to SHAs, trees exported by SHA.
+
+    - A local path is opened directly; a URL is cloned once, bare, into
+      ``ROOT/repos/<hash of the URL>`` and fetched on each ``resolve``.
+    - ``materialize(repo, sha)`` writes the tree of that commit to ``ROOT/trees/<sha>``
+      from the object database (blobs written one by one; symlinks and the executable bit
+      kept; submodules left empty): no working tree of the repository is ever checked out
+      or touched. Kustomize needs real files, which is why this exists. Trees are reused
+      across syncs and removed by ``clean`` once older than ``max_age_s`` or beyond
+      ``max_bytes`` in total (least recently used first).
+
+    Thread-safe; one per process (per hub home) is enough.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int = DEFAULT_TREE_CACHE_BYTES,
+        max_age_s: float = DEFAULT_TREE_CACHE_AGE_S,
+    ) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self._lock = Lock()
+        self._repos: dict[str, git.Repo] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            for repo in self._repos.values():
+                repo.close()
+            self._repos.clear()
+
+    def __enter__(self) -> RepoCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _clone_dir(self, repo_url: str) -> Path:
+        digest = hashlib.sha256(_normalize_url(repo_url).encode()).hexdigest()[:16]
+        return self.root / "repos" / digest
+
+    def _open(self, repo_url: str, *, fetch: bool) -> git.Repo:
+        local = _is_local(repo_url)
+        with self._lock:
+            repo = self._repos.get(repo_url)
+            if repo is None:
+                repo = self._open_new(repo_url, local)
+                self._repos[repo_url] = repo
+                fetch = False  # just cloned
+            if fetch and local is None:
+                try:
+                    repo.git.fetch("--prune", "--tags", "--force", "origin")
+                except git.GitCommandError as exc:
+                    raise RepoError(f"{repo_url}: fetch failed: {_git_detail(exc)}") from None
+            return repo
+
+    def _open_new(self, repo_url: str, local: Path | None) -> git.Repo:
+        if local is not None:
+            try:
+                return git.Repo(local)
+            except git.NoSuchPathError:
+                raise RepoError(f"{repo_url}: no such directory") from None
+            except git.InvalidGitRepositoryError:
+                raise RepoError(f"{repo_url}: not a Git repository") from None
+        target = self._clone_dir(repo_url)
+        if (target / "HEAD").exists():
+            return git.Repo(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            repo = git.Repo.clone_from(repo_url, tmp, bare=True, mirror=True)
+            repo.close()
+            os.replace(tmp, target)
+        except git.GitCommandError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise RepoError(f"{repo_url}: clone failed: {_git_detail(exc)}") from None
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (target / "HEAD").exists():  # another process won the race: use theirs
+                raise
+        return git.Repo(target)
+
+    def resolve(self, repo_url: str, revision: str) -> str:
+        """The commit SHA ``revision`` (branch, tag, ``HEAD``, SHA) names now."""
+        rev = revision or "HEAD"
+        repo = self._open(repo_url, fetch=not _SHA_RE.match(rev))
+        candidates = [rev]
+        if rev != "HEAD":
+            candidates += [f"refs/heads/{rev}", f"refs/tags/{rev}", f"origin/{rev}"]
+        for candidate in candidates:
+            try:
+                return str(repo.commit(candidate).hexsha)
+            except (BadName, BadObject, ValueError, git.GitCommandError):
+                continue
+        raise RepoError(f"{repo_url}: revision {rev!r} not found")
+
+    def materialize(self, repo_url: str, sha: str) -> Path:
+        """The tree of commit ``sha`` as files under ``ROOT/trees/<sha>`` (reused if there)."""
+        if not _SHA_RE.match(sha):
+            raise RepoError(f"{repo_url}: materialize needs a full commit SHA, got {sha!r}")
+        target = self.root / "trees" / sha
+        if target.is_dir():
+            os.utime(target)  # recently used: kept by clean()
+            return target
+        repo = self._open(repo_url, fetch=False)
+        try:
+            commit = repo.commit(sha)
+        except (BadName, BadObject, ValueError, git.GitCommandError):
+            raise RepoError(f"{repo_url}: commit {sha} not found") from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{sha}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        tmp.mkdir()
+        try:
+            _export_tree(commit.tree, tmp)
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not target.is_dir():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # exported concurrently: same content
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    def clean(self, *, now: float | None = None) -> int:
+        """Remove exported trees past ``max_age_s``, then the least recently used ones
+        until the rest fit in ``max_bytes``. Returns how many were removed."""
+        trees = self.root / "trees"
+        if not trees.is_dir():
+            return 0
+        current = time.time() if now is None else now
+        entries = []
+        for entry in trees.iterdir():
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            entries.append((entry.stat().st_mtime, _tree_size(entry), entry))
+        entries.sort()
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for mtime, size, path in entries:
+            if current - mtime > self.max_age_s or total > self.max_bytes:
+                shutil.rmtree(path, ignore_errors=True)
+                total -= size
+                removed += 1
+        return removed
+
+
+def _export_tree(tree: git.Tree, dest: Path) -> None:
+    for item in tree.traverse():
+        assert isinstance(item, git.Blob | git.Tree | git.Submodule)
+        path = dest / str(item.path)
+        if item.type == "tree" or item.type == "submodule":
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data: bytes = item.data_stream.read()
+        if item.mode == 0o120000:
+            os.symlink(data.decode("utf-8", "surrogateescape"), path)
+            continue
+        path.write_bytes(data)
+        if item.mode & 0o111:
+            path.chmod(0o755)
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _git_detail(exc: git.GitCommandError) -> str:
+    text = str(exc.stderr or exc).strip().replace("\n", " ")
+    return text[:500]
