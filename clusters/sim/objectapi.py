@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from clusters.sim.interface import EventType, Obj, ObjectEvent
 from clusters.sim.kinds import ResourceType
 from clusters.sim.selectors import EVERYTHING, parse_label_selector
-from clusters.sim.store import ApiError, ClusterStore, clone
+from clusters.sim.store import ApiError, ClusterStore, clone, clone_obj
 
 
 class StoreObjectAPI:
@@ -48,7 +48,7 @@ class StoreObjectAPI:
     ) -> Obj | None:
         rt = self._type(api_version, kind)
         found = self._store.find(rt.group_kind, (namespace or "") if rt.namespaced else "", name)
-        return clone(self._store.serve_as(rt, found)) if found is not None else None
+        return clone_obj(self._store.serve_as(rt, found)) if found is not None else None
 
     async def list(
         self,
@@ -65,12 +65,12 @@ class StoreObjectAPI:
     async def create(self, obj: Obj) -> Obj:
         rt = self._type_of(obj)
         namespace = str((obj.get("metadata") or {}).get("namespace") or "")
-        return clone(self._store.create(rt, namespace, obj, manager=self._manager))
+        return clone_obj(self._store.create(rt, namespace, obj, manager=self._manager))
 
     async def update(self, obj: Obj) -> Obj:
         rt = self._type_of(obj)
         meta = obj.get("metadata") or {}
-        return clone(
+        return clone_obj(
             self._store.update(
                 rt,
                 str(meta.get("namespace") or ""),
@@ -83,7 +83,7 @@ class StoreObjectAPI:
     async def update_status(self, obj: Obj) -> Obj:
         rt = self._type_of(obj)
         meta = obj.get("metadata") or {}
-        return clone(
+        return clone_obj(
             self._store.update(
                 rt, str(meta.get("namespace") or ""), str(meta.get("name", "")), obj,
                 manager=self._manager, subresource="status",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -657,13 +658,13 @@ class SimApp:
         if segs == ["v3"]:
             docs = cluster.discovery_docs()
             prefix = f"/clusters/{cluster.name}/openapi/v3/"
-            paths = {
+            roots = {
                 (f"apis/{g}/{v}" if g else f"api/{v}"): {
                     "serverRelativeURL": f"{prefix}{f'apis/{g}/{v}' if g else f'api/{v}'}?hash={docs.revision}"
                 }
                 for g, v in docs.resource_lists
             }
-            return _json({"paths": paths})
+            return _json({"paths": roots})
         if segs[:1] != ["v3"]:
             raise NOT_FOUND_PATH
         segs = segs[1:]
@@ -821,7 +822,7 @@ class SimApp:
                     "MethodNotAllowed",
                     "the server does not allow this method on the requested resource",
                 )
-            obj, created = store.patch(
+            patched, was_created = store.patch(
                 rt,
                 ns,
                 name,
@@ -832,7 +833,7 @@ class SimApp:
                 subresource=sub,
                 dry_run=dry_run,
             )
-            return _json(obj, 201 if created else 200)
+            return _json(patched, 201 if was_created else 200)
         # DELETE
         if sub:
             raise ApiError(
@@ -1102,8 +1103,8 @@ class SimApp:
                     name = body.get("name") if isinstance(body, dict) else None
                     if not isinstance(name, str):
                         raise bad_request('body must be {"name": "CLUSTER"}')
-                    cluster = fleet.add(name)
-                    return _json({"name": cluster.name, "token": cluster.token}, 201)
+                    added = fleet.add(name)
+                    return _json({"name": added.name, "token": added.token}, 201)
             elif len(segs) == 2 and segs[0] == "clusters" and method == "DELETE":
                 await fleet.remove(segs[1])
                 return _json({"removed": segs[1]})
@@ -1122,14 +1123,14 @@ class SimApp:
             elif segs == ["clusters", "compact"] or (
                 len(segs) == 3 and segs[0] == "clusters" and segs[2] == "compact"
             ):
-                cluster = fleet.clusters.get(segs[1])
-                if cluster is None or method != "POST":
+                target = fleet.clusters.get(segs[1])
+                if target is None or method != "POST":
                     raise NOT_FOUND_PATH
-                cluster.store.compact()
+                target.store.compact()
                 return _json(
                     {
-                        "compacted": cluster.name,
-                        "resourceVersion": str(cluster.store.resource_version),
+                        "compacted": target.name,
+                        "resourceVersion": str(target.store.resource_version),
                     }
                 )
         except (FaultError, ClusterUsageError) as exc:
@@ -1314,12 +1315,16 @@ _KIND_COLUMNS: dict[tuple[str, str], list[Column]] = {
 }  # fmt: skip
 
 
+def _column_value(path: str, obj: Obj) -> Any:
+    return _g(obj, path, "")
+
+
 def _custom_columns(rt: ResourceType) -> list[Column]:
     out: list[Column] = []
     for col_name, col_type, path in rt.printer_columns:
         if col_type == "date":
             continue  # shown as AGE below, as kubectl does for creationTimestamp columns
-        out.append((col_name, col_type, "", lambda o, path=path: _g(o, path.lstrip("."), "")))
+        out.append((col_name, col_type, "", functools.partial(_column_value, path.lstrip("."))))
     return out
 
 
@@ -1536,9 +1541,14 @@ class FaultControl:
         outage: str | None = None,
     ) -> FaultSettings:
         try:
-            settings = FaultSettings(
-                latency=latency, error_rate=error_rate, error_code=error_code, outage=outage
-            )  # type: ignore[arg-type]
+            settings = FaultSettings.parse(
+                {
+                    "latency": latency,
+                    "error_rate": error_rate,
+                    "error_code": error_code,
+                    "outage": outage,
+                }
+            )
         except FaultError as exc:
             raise ClusterUsageError(str(exc)) from None
         self._sim._cluster(self._name).faults = settings

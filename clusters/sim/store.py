@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import logging
 import random
@@ -22,7 +23,7 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,11 @@ _SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def clone_obj(obj: Obj) -> Obj:
+    """``clone`` for an object (typed)."""
+    return {k: clone(v) for k, v in obj.items()}
 
 
 def clone(value: Any) -> Any:
@@ -590,7 +596,7 @@ class ClusterStore:
             self._soon(lambda: self._collect_dependents(key[0], uid, rt.namespaced))
         for ref in meta.get("ownerReferences") or ():
             if isinstance(ref, dict):
-                self._soon(lambda ref=ref: self._recheck_owner(key[0], ref))
+                self._soon(functools.partial(self._recheck_owner, key[0], ref))
         if key[0]:
             self._soon(lambda: self._namespace_step(key[0]))
         if rt.custom:
@@ -1263,7 +1269,7 @@ class ClusterStore:
         return self.serve_as(rt, marked), False
 
     def _mark_deleting(
-        self, rt: ResourceType, old: Obj, finalizers: list[str], **extra: Any
+        self, rt: ResourceType, old: Obj, finalizers: Sequence[str], **extra: Any
     ) -> Obj:
         new = clone(old)
         meta = new["metadata"]
@@ -1272,7 +1278,7 @@ class ClusterStore:
             meta["deletionGracePeriodSeconds"] = 0
             if rt.has_generation:
                 meta["generation"] = int(meta.get("generation") or 0) + 1
-        meta["finalizers"] = finalizers
+        meta["finalizers"] = [*finalizers]
         for path, value in extra.items():
             _set_path(new, path.replace("__", "."), value)
         return self._store(rt, new, old)
