@@ -31,6 +31,7 @@ from clusters.crypto import Envelope
 from clusters.kubeconfig import CredentialKind, TLSSettings
 from clusters.registry import ClusterRecord, LastCheck, StoredCluster
 from hub.errors import HubError
+from hub.sync.history import HistoryRow, OperationRow
 
 DB_FILENAME = "hub.db"
 BUSY_TIMEOUT_MS = 30_000
@@ -298,6 +299,16 @@ class Store:
         with self.write() as db:
             yield _ClusterTxn(db)
 
+    # -- HistoryStorage (hub.sync.history)
+
+    @contextmanager
+    def history_transaction(self) -> Iterator[_HistoryTxn]:
+        with self.write() as db:
+            yield _HistoryTxn(db)
+
+    def history_reader(self) -> _HistoryTxn:
+        return _HistoryTxn(self._conn())
+
 
 class _ClusterTxn:
     """``clusters.registry.ClusterTransaction`` over an open SQLite transaction."""
@@ -394,3 +405,139 @@ def _stored(row: tuple[Any, ...]) -> StoredCluster:
         tls=TLSSettings(ca_data=ca, insecure=bool(insecure), server_name=server_name),
         envelope=Envelope(key_id=key_id, wrapped_key=wrapped, nonce=nonce, ciphertext=ciphertext),
     )
+
+
+# ---------------------------------------------------------------- sync history
+
+
+class _HistoryTxn:
+    """``hub.sync.history.HistoryTransaction`` over an open connection or transaction."""
+
+    _HISTORY = (
+        "app, id, operation_id, cluster, revision, source, initiated_by, trigger, started_at, "
+        "finished_at, phase, message, resources, manifests_key_id, manifests_wrapped_key, "
+        "manifests_nonce, manifests_ciphertext"
+    )
+    _OPERATION = (
+        "app, operation_id, cluster, revision, source, initiated_by, trigger, started_at, "
+        "updated_at, phase, message, resources"
+    )
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def next_history_id(self, app: str) -> int:
+        row = self._db.execute("SELECT MAX(id) FROM sync_history WHERE app = ?", (app,)).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def insert_history(self, row: HistoryRow) -> None:
+        env = row.manifests
+        self._db.execute(
+            f"INSERT INTO sync_history ({self._HISTORY}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.app,
+                row.id,
+                row.operation_id,
+                row.cluster,
+                row.revision,
+                row.source,
+                row.initiated_by,
+                row.trigger,
+                row.started_at,
+                row.finished_at,
+                row.phase,
+                row.message,
+                row.resources,
+                None if env is None else env.key_id,
+                None if env is None else env.wrapped_key,
+                None if env is None else env.nonce,
+                None if env is None else env.ciphertext,
+            ),
+        )
+
+    def trim_history(self, app: str, keep: int) -> int:
+        return self._db.execute(
+            "DELETE FROM sync_history WHERE app = ? AND id NOT IN "
+            "(SELECT id FROM sync_history WHERE app = ? ORDER BY id DESC LIMIT ?)",
+            (app, app, keep),
+        ).rowcount
+
+    def list_history(self, app: str) -> list[HistoryRow]:
+        rows = self._db.execute(
+            f"SELECT {self._HISTORY} FROM sync_history WHERE app = ? ORDER BY id", (app,)
+        ).fetchall()
+        return [_history_row(r) for r in rows]
+
+    def get_history(self, app: str, entry_id: int) -> HistoryRow | None:
+        row = self._db.execute(
+            f"SELECT {self._HISTORY} FROM sync_history WHERE app = ? AND id = ?", (app, entry_id)
+        ).fetchone()
+        return None if row is None else _history_row(row)
+
+    def put_operation(self, row: OperationRow) -> None:
+        self._db.execute(
+            f"INSERT OR REPLACE INTO sync_operations ({self._OPERATION}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.app,
+                row.operation_id,
+                row.cluster,
+                row.revision,
+                row.source,
+                row.initiated_by,
+                row.trigger,
+                row.started_at,
+                row.updated_at,
+                row.phase,
+                row.message,
+                row.resources,
+            ),
+        )
+
+    def get_operation(self, app: str) -> OperationRow | None:
+        row = self._db.execute(
+            f"SELECT {self._OPERATION} FROM sync_operations WHERE app = ?", (app,)
+        ).fetchone()
+        return None if row is None else _operation_row(row)
+
+    def delete_operation(self, app: str, operation_id: str) -> None:
+        self._db.execute(
+            "DELETE FROM sync_operations WHERE app = ? AND operation_id = ?", (app, operation_id)
+        )
+
+    def list_operations(self) -> list[OperationRow]:
+        rows = self._db.execute(
+            f"SELECT {self._OPERATION} FROM sync_operations ORDER BY app"
+        ).fetchall()
+        return [_operation_row(r) for r in rows]
+
+    def get_master_key_id(self) -> str | None:
+        return _get_meta(self._db, "master_key_id")
+
+
+def _history_row(row: tuple[Any, ...]) -> HistoryRow:
+    key_id, wrapped, nonce, ciphertext = row[13:17]
+    return HistoryRow(
+        app=row[0],
+        id=int(row[1]),
+        operation_id=row[2],
+        cluster=row[3],
+        revision=row[4],
+        source=row[5],
+        initiated_by=row[6],
+        trigger=row[7],
+        started_at=row[8],
+        finished_at=row[9],
+        phase=row[10],
+        message=row[11],
+        resources=row[12],
+        manifests=None
+        if key_id is None
+        else Envelope(key_id=key_id, wrapped_key=wrapped, nonce=nonce, ciphertext=ciphertext),
+    )
+
+
+def _operation_row(row: tuple[Any, ...]) -> OperationRow:
+    names = _HistoryTxn._OPERATION.replace(" ", "").split(",")
+    return OperationRow(**dict(zip(names, row, strict=True)))

@@ -1,0 +1,105 @@
+"""Sync history: ids per app, limit, sealed manifests, operations in flight."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from clusters.crypto import Keyring, MasterKey
+from hub.store import Store
+from hub.sync.history import (
+    HistoryError,
+    Operation,
+    OperationPhase,
+    ResourceResult,
+    SyncHistory,
+    Trigger,
+)
+
+SECRET_VALUE = "c3VwZXItc2VjcmV0LXZhbHVl"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "hub.db", create=True)
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def keyring(key: MasterKey) -> Keyring:
+    return Keyring(primary=key)
+
+
+def op(app: str, n: int, phase: OperationPhase = OperationPhase.SUCCEEDED) -> Operation:
+    return Operation(
+        app=app,
+        operation_id=f"op-{n}",
+        cluster="prod",
+        revision=f"{n:040x}",
+        source={"repoURL": "https://example.com/r.git", "path": "app"},
+        initiated_by="alice",
+        trigger=Trigger.USER,
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        phase=phase,
+        message=f"sync {n}",
+        resources=(
+            ResourceResult(
+                group="apps",
+                kind="Deployment",
+                namespace="ns",
+                name="web",
+                phase="Sync",
+                wave=1,
+                action="apply",
+                status="Synced",
+                health="Healthy",
+            ),
+        ),
+    )
+
+
+def test_entries_count_up_per_app_and_only_the_newest_limit_are_kept(store: Store) -> None:
+    history = SyncHistory(store, lambda: keyring(MasterKey.generate("t")))
+    for n in range(5):
+        history.record(op("a", n), finished_at=datetime.now(UTC), manifests=[], limit=3)
+    history.record(op("b", 9), finished_at=datetime.now(UTC), manifests=None)
+    assert [e.id for e in history.entries("a")] == [2, 3, 4]
+    assert [e.id for e in history.entries("b")] == [0]
+    entry = history.get("a", 4)
+    assert entry.revision == f"{4:040x}" and entry.message == "sync 4"
+    assert entry.resources[0].health == "Healthy" and entry.has_manifests
+    with pytest.raises(HistoryError, match=r"no history entry 0 \(known ids: 2, 3, 4\)"):
+        history.get("a", 0)
+    with pytest.raises(HistoryError, match="has no manifests"):
+        history.manifests("b", 0)
+
+
+def test_manifests_are_sealed_and_need_the_master_key(store: Store, tmp_path: Path) -> None:
+    key = MasterKey.generate("t")
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    secret["data"] = {"password": SECRET_VALUE}  # type: ignore[assignment]
+    history = SyncHistory(store, lambda: keyring(key))
+    history.record(op("a", 1), finished_at=datetime.now(UTC), manifests=[secret])
+    assert history.manifests("a", 0) == [secret]
+    assert SECRET_VALUE.encode() not in (tmp_path / "hub.db").read_bytes()
+    wal = tmp_path / "hub.db-wal"
+    assert not wal.exists() or SECRET_VALUE.encode() not in wal.read_bytes()
+    other = SyncHistory(store, lambda: keyring(MasterKey.generate("other")))
+    with pytest.raises(HistoryError, match="wrong master key"):
+        other.manifests("a", 0)
+
+
+def test_an_operation_in_flight_is_visible_until_recorded(store: Store) -> None:
+    history = SyncHistory(store, lambda: keyring(MasterKey.generate("t")))
+    running = op("a", 1, OperationPhase.RUNNING)
+    history.begin(running)
+    assert [o.operation_id for o in history.interrupted()] == ["op-1"]
+    assert history.in_flight("a") is not None
+    with pytest.raises(ValueError, match="still Running"):
+        history.record(running, finished_at=datetime.now(UTC), manifests=None)
+    done = Operation(**{**running.__dict__, "phase": OperationPhase.FAILED})
+    history.record(done, finished_at=datetime.now(UTC), manifests=None)
+    assert history.interrupted() == [] and history.in_flight("a") is None
+    assert history.entries("a")[0].phase is OperationPhase.FAILED
