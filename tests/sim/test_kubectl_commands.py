@@ -240,3 +240,23 @@ def _kubectl_base(kubectl: Kubectl) -> list[str]:
     args = probe.args
     assert isinstance(args, list)
     return [a for a in args[1 : args.index("config")]]
+
+
+def test_typed_create_commands_work_although_kubectl_sends_protobuf(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    _ok(kubectl("create", "configmap", "typed", "-n", namespace, "--from-literal=a=b"))
+    _ok(kubectl("create", "secret", "generic", "creds", "-n", namespace, "--from-literal=p=q"))
+    _ok(kubectl("create", "serviceaccount", "bot", "-n", namespace))
+    assert (
+        _ok(kubectl("get", "configmap", "typed", "-n", namespace, "-o", "jsonpath={.data.a}"))
+        == "b"
+    )
+    assert (
+        _ok(kubectl("get", "secret", "creds", "-n", namespace, "-o", "jsonpath={.data.p}"))
+        == "cQ=="
+    )
+    assert (
+        _ok(kubectl("get", "serviceaccount", "bot", "-n", namespace, "-o", "name")).strip()
+        == "serviceaccount/bot"
+    )

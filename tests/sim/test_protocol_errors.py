@@ -150,7 +150,7 @@ def test_a_protobuf_body_is_unsupported_media_type(api: client.ApiClient, namesp
     resp = raw_request(
         api,
         "POST",
-        f"/api/v1/namespaces/{namespace}/configmaps",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments",
         b"k8s\x00",
         content_type="application/vnd.kubernetes.protobuf",
     )
