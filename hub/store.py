@@ -126,7 +126,99 @@ def _m0002_sync_history(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_m0001_clusters, _m0002_sync_history)
+def _m0003_desired_state(db: sqlite3.Connection) -> None:
+    # Desired state (hub.sources, hub.appsets, hub.apps). JSON columns hold Kubernetes
+    # manifests or lists of conditions. No foreign key to clusters: the registry rewrites
+    # cluster rows with INSERT OR REPLACE, which would fire ON DELETE actions.
+    db.execute(
+        """
+        CREATE TABLE sources (
+            name           TEXT PRIMARY KEY,
+            repo           TEXT NOT NULL,               -- URL or absolute local path
+            path           TEXT NOT NULL,               -- directory inside the repo ('' = root)
+            revision       TEXT NOT NULL,
+            created_at     TEXT NOT NULL,
+            last_sha       TEXT,                        -- last load without errors (in force)
+            last_loaded_at TEXT,
+            last_error     TEXT                         -- NULL when the last load was clean
+        ) STRICT
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE applicationsets (
+            name          TEXT PRIMARY KEY,
+            source        TEXT NOT NULL,
+            file          TEXT NOT NULL,
+            manifest      TEXT NOT NULL,                -- JSON: the document as committed
+            sha           TEXT NOT NULL,                -- commit the manifest was read at
+            conditions    TEXT NOT NULL DEFAULT '[]',   -- JSON array, Argo CD's types
+            status        TEXT NOT NULL DEFAULT '{}',   -- JSON: last reconcile summary
+            generated     INTEGER,                      -- apps of the last clean generation
+            last_error    TEXT,
+            created_at    TEXT NOT NULL,
+            updated_at    TEXT NOT NULL,
+            reconciled_at TEXT
+        ) STRICT
+        """
+    )
+    db.execute("CREATE INDEX applicationsets_source ON applicationsets (source)")
+    db.execute(
+        """
+        CREATE TABLE app_projects (
+            name     TEXT PRIMARY KEY,
+            source   TEXT NOT NULL,
+            file     TEXT NOT NULL,
+            manifest TEXT NOT NULL,                     -- JSON
+            sha      TEXT NOT NULL
+        ) STRICT
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE applications (
+            name             TEXT PRIMARY KEY,
+            appset           TEXT,                      -- owning ApplicationSet, NULL if plain
+            source           TEXT,                      -- source it came from (via its set)
+            file             TEXT NOT NULL DEFAULT '',
+            cluster          TEXT,                      -- registry name; NULL if unresolved
+            dest_server      TEXT NOT NULL DEFAULT '',
+            dest_name        TEXT NOT NULL DEFAULT '',
+            namespace        TEXT NOT NULL DEFAULT '',  -- destination namespace
+            project          TEXT NOT NULL DEFAULT 'default',
+            spec             TEXT NOT NULL,             -- JSON: Application spec
+            labels           TEXT NOT NULL DEFAULT '{}',
+            annotations      TEXT NOT NULL DEFAULT '{}',
+            finalizers       TEXT NOT NULL DEFAULT '[]',
+            generation       INTEGER NOT NULL DEFAULT 1, -- bumped on every desired change
+            desired_revision TEXT NOT NULL DEFAULT 'HEAD',
+            desired_sha      TEXT,
+            synced_sha       TEXT,
+            sync_status      TEXT NOT NULL DEFAULT 'Unknown',
+            health_status    TEXT NOT NULL DEFAULT 'Unknown',
+            conditions       TEXT NOT NULL DEFAULT '[]',
+            operation_state  TEXT,                      -- JSON or NULL
+            created_at       TEXT NOT NULL,
+            updated_at       TEXT NOT NULL,
+            reconciled_at    TEXT,
+            deletion         TEXT,                      -- NULL | 'deleting' (cascade pending)
+            deletion_reason  TEXT,
+            deletion_requested_at TEXT
+        ) STRICT
+        """
+    )
+    db.execute(
+        "CREATE INDEX applications_cluster ON applications (cluster, sync_status, health_status)"
+    )
+    db.execute("CREATE INDEX applications_appset ON applications (appset)")
+    db.execute("CREATE INDEX applications_source ON applications (source)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _m0001_clusters,
+    _m0002_sync_history,
+    _m0003_desired_state,
+)
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 
 
@@ -256,6 +348,21 @@ class Store:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several queries see one snapshot, without the write lock.
+
+        Inside ``write()`` on the same thread it simply joins that transaction."""
+        db = self._conn()
+        if db.in_transaction:
+            yield db
+            return
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
 
     def get_meta(self, key: str) -> str | None:
         return _get_meta(self._conn(), key)
