@@ -78,7 +78,13 @@ def test_serve_with_a_state_dir_keeps_objects_across_restarts(tmp_path: Path) ->
     proc, _ = _start(tmp_path, "--clusters", "1", "--state-dir", str(state))
     try:
         result = run_kubectl(
-            tmp_path / "kc", "get", "configmap", "kept", "-o", "jsonpath={.data.a}"
+            tmp_path / "kc",
+            "get",
+            "configmap",
+            "kept",
+            "-o",
+            "jsonpath={.data.a}",
+            cache_dir=tmp_path / "cache",
         )
         assert result.returncode == 0 and result.stdout == "b", result.stderr
     finally:
