@@ -726,9 +726,13 @@ class ClusterStore:
             if ip not in used:
                 return ip
 
-    def _apply_defaults(self, obj: Obj) -> None:
+    def _apply_defaults(self, obj: Obj, *, server_assigned: bool = True) -> None:
         try:
-            defaults.apply_defaults(obj, allocate_cluster_ip=self.allocate_cluster_ip)
+            defaults.apply_defaults(
+                obj,
+                allocate_cluster_ip=self.allocate_cluster_ip,
+                server_assigned=server_assigned,
+            )
         except (TypeError, AttributeError, ValueError) as exc:
             # Defaulting code meets shapes a validating server would reject first.
             raise bad_request(f"unable to default {obj.get('kind')}: {exc}") from None
@@ -811,10 +815,13 @@ class ClusterStore:
         if rt.has_generation:
             meta["generation"] = 1
         self._prepare_kind(rt, None, obj)
-        self._apply_defaults(obj)
         if not tracked:
+            # A real server records the writer's fields after decoding defaults but before
+            # the registry allocates IPs, selectors and finalizers, which nobody owns.
+            self._apply_defaults(obj, server_assigned=False)
             meta.pop("managedFields", None)
             self._track(None, obj, manager, "", now, rt.has_status())
+        self._apply_defaults(obj)
         if dry_run:
             return _ordered(obj)
         stored = self._store(rt, obj, None)
@@ -954,13 +961,16 @@ class ClusterStore:
         meta["resourceVersion"] = old_meta.get("resourceVersion")
         if subresource != "status":
             self._prepare_kind(rt, old, new)
+        # An update that omits a Service's allocated IPs and ports keeps them.
+        defaults.carry_over_allocations(old, new)
+        if not tracked:
+            self._apply_defaults(new, server_assigned=False)
+            self._track(old, new, manager, subresource, now_iso(), rt.has_status())
         self._apply_defaults(new)
         if rt.has_generation and _spec_part(new, rt.has_status()) != _spec_part(
             old, rt.has_status()
         ):
             meta["generation"] = int(old_meta.get("generation") or 0) + 1
-        if not tracked:
-            self._track(old, new, manager, subresource, now_iso(), rt.has_status())
         if _comparable(new) == _comparable(old):
             return self.serve_as(rt, old)
         if old_meta.get("deletionTimestamp") and not meta.get("finalizers"):
@@ -1080,14 +1090,7 @@ class ClusterStore:
                 status_subresource=rt.has_status(),
             )
         except ssa.ApplyConflict as exc:
-            causes = [
-                {
-                    "reason": "FieldManagerConflict",
-                    "message": f'conflict with "{mgr}"',
-                    "field": path,
-                }
-                for path, mgr in exc.conflicts
-            ]
+            causes = exc.causes
             raise ApiError(
                 409, "Conflict", str(exc), dict(_details(rt, name), causes=causes)
             ) from None
