@@ -30,6 +30,8 @@ SUBCOMMANDS: dict[str, str] = {
     "init": "hub.cli.home:init",
     "key": "hub.cli.home:key",
     "cluster": "hub.cli.cluster:cluster",
+    "source": "hub.cli.source:source",
+    "app": "hub.cli.app:app",
 }
 
 USER_ERRORS = (HubError, ClusterError, GeneratorError)

@@ -1,0 +1,1186 @@
+"""The sync executor: the I/O half of the sync engine (one Application, one cluster).
+
+``sync_application`` runs one sync operation: resolve the revision to a SHA, render at that
+SHA, validate every manifest, read live state, compare, plan (``hub.sync.plan``), then run
+the plan phase by phase and wave by wave:
+
+1. prunes and ``BeforeHookCreation`` deletes of the wave, waiting until they are gone;
+2. applies: server-side apply with field manager ``gitops-hub`` (conflicts forced unless
+   told otherwise), ``Replace=true`` with PUT, hooks created under their deterministic
+   name (an earlier attempt's hook of the same operation is reused, never duplicated);
+3. the health gate: a watch per resource type until every applied object with a health
+   check is Healthy, judged only once ``status.observedGeneration`` reached the
+   ``metadata.generation`` our write returned (``health.gate_health``); no fixed delay.
+   Degraded fails the wave; a hook completes by its health, after which our
+   ``gitops-hub/hook-finalizer`` is removed.
+
+The first failure (apply error, Degraded resource, failed hook, per-sync timeout,
+cancellation) stops every later wave and phase; SyncFail hooks then run. Hook delete
+policies follow the *operation's* result as Argo CD does. Before the first write every
+apply is dry-run on the server (as Argo's first pass), so an object the API server would
+reject fails the sync with nothing written. Prune never touches an object this app's
+tracking id does not claim, never runs on an empty render without ``allowEmpty``
+(``plan.EmptyRenderGuardError``) and never after a Git or render error (those end the
+operation before planning).
+
+Retries: a ``Transient`` API error (429/5xx/timeout/connection) is retried per call with the
+app's ``syncPolicy.retry`` backoff (``retry.retry_delay_s``), or with ``DEFAULT_API_RETRY``
+when the app has none; a failed attempt of the whole operation is retried per
+``syncPolicy.retry`` (limit, backoff) unless it failed on bad input (render, validation,
+empty-render guard), which a retry cannot fix. Every retry is reported as a progress event.
+
+Threading model (for the hub's reconcilers): **synchronous and blocking, cancellable.**
+Call ``sync_application`` / ``diff_application`` from a worker thread
+(``anyio.to_thread.run_sync`` under a per-cluster ``CapacityLimiter``). Pass a
+``CancelToken`` and call ``token.cancel()`` from the event loop to stop it: it is checked
+between waves and tasks, and while waiting (gate, retry back-off); the operation then ends
+Failed "terminated" with no further writes except removing our hook finalizers. Progress
+events are delivered by calling ``on_event`` **in the calling worker thread**; from async
+code forward them with ``anyio.from_thread.run_sync``. The health gate's watches run in
+short-lived daemon threads that only feed a queue; they end within ``WATCH_WINDOW_S`` after
+the gate finishes. One ``JqRunner`` should be shared across calls (it owns a child process).
+
+Results: ``OperationResult`` (phase Succeeded / Failed / Error, message, per-resource
+results, revision, start/finish times, the app's sync status and health afterwards) and,
+when a ``SyncHistory`` is given, one history entry per operation (manifests sealed).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from clusters.kube import (
+    ApiResource,
+    Conflict,
+    KubeClient,
+    KubeError,
+    NotFound,
+    PropagationPolicy,
+    Transient,
+    WatchEvent,
+)
+from hub.errors import HubError
+from hub.sync.diff import AppComparison, JqRunner, SyncStatus, compare_app
+from hub.sync.health import (
+    HealthRules,
+    HealthStatus,
+    Outcome,
+    app_health,
+    gate_health,
+    task_outcome,
+)
+from hub.sync.history import (
+    Operation,
+    OperationPhase,
+    ResourceResult,
+    SyncHistory,
+    Trigger,
+)
+from hub.sync.model import (
+    Application,
+    AppSpecError,
+    Backoff,
+    EmptyRenderGuardError,
+    ManifestError,
+    RetryPolicy,
+    SharedResourceError,
+    SyncError,
+    UnsupportedSourceError,
+)
+from hub.sync.plan import Action, PlanWave, SyncPlan, SyncTask, plan_sync
+from hub.sync.render import render_source
+from hub.sync.resources import (
+    FIELD_MANAGER,
+    HOOK_FINALIZER,
+    HookDeletePolicy,
+    Phase,
+    ResourceKey,
+    ignores_health,
+    is_hook,
+    owning_app,
+)
+from hub.sync.retry import retry_delay_s, should_retry
+from hub.sync.validate import KindScopes, SourcedManifest, validate_manifests
+
+DEFAULT_API_RETRY = RetryPolicy(
+    limit=3, backoff=Backoff(duration_s=0.5, factor=2, max_duration_s=5.0)
+)
+"""Per-call retry of transient API errors when the Application sets no ``retry``."""
+
+DEFAULT_SYNC_FAIL_TIMEOUT_S = 120.0
+WATCH_WINDOW_S = 5.0  # each watch request's server-side timeout; watchers re-check stop then
+
+# Kinds whose tracked objects are looked for even when the render no longer declares them
+# and no history names them (so prune finds what a first sync through this hub left).
+COMMON_KINDS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("", "ConfigMap"),
+        ("", "Secret"),
+        ("", "Service"),
+        ("", "ServiceAccount"),
+        ("", "PersistentVolumeClaim"),
+        ("", "Namespace"),
+        ("apps", "Deployment"),
+        ("apps", "StatefulSet"),
+        ("apps", "DaemonSet"),
+        ("batch", "Job"),
+        ("batch", "CronJob"),
+        ("networking.k8s.io", "Ingress"),
+        ("networking.k8s.io", "NetworkPolicy"),
+        ("autoscaling", "HorizontalPodAutoscaler"),
+        ("policy", "PodDisruptionBudget"),
+        ("rbac.authorization.k8s.io", "Role"),
+        ("rbac.authorization.k8s.io", "RoleBinding"),
+        ("rbac.authorization.k8s.io", "ClusterRole"),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    }
+)
+
+T = TypeVar("T")
+
+
+class SourceProvider(Protocol):
+    """Where sources come from (``hub.repos.RepoCache``)."""
+
+    def resolve(self, repo_url: str, revision: str) -> str: ...
+
+    def materialize(self, repo_url: str, sha: str) -> Path: ...
+
+
+class CancelToken:
+    """Set from any thread to stop an operation at the next check."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True when cancelled meanwhile."""
+        return self._event.wait(max(0.0, seconds))
+
+
+class EventKind(StrEnum):
+    OPERATION = "operation"
+    PHASE = "phase"
+    WAVE = "wave"
+    RESOURCE = "resource"
+    RETRY = "retry"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressEvent:
+    kind: EventKind
+    message: str = ""
+    phase: str | None = None
+    wave: int | None = None
+    resource: ResourceKey | None = None
+    action: str | None = None
+    result: str | None = None
+    health: str | None = None
+    delay_s: float | None = None
+    attempt: int | None = None
+
+
+EventSink = Callable[[ProgressEvent], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncRequest:
+    """One sync operation's inputs beyond the Application itself."""
+
+    revision: str | None = None  # overrides spec.source.targetRevision
+    prune: bool | None = None  # None: syncPolicy.automated.prune
+    dry_run: bool = False
+    timeout_s: float | None = None  # the per-sync timeout (None: none, as Argo CD)
+    force_conflicts: bool = True
+    trigger: Trigger = Trigger.USER
+    initiated_by: str = "hub"
+    self_heal: bool = False  # sync only OutOfSync resources, no hooks
+    wait_healthy: bool = True  # after success, wait (within the timeout) for app health
+    # Rollback: re-apply these manifests (from history) at ``revision`` instead of rendering.
+    manifests: Sequence[Mapping[str, Any]] | None = None
+    source: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationResult:
+    operation_id: str
+    app: str
+    cluster: str
+    phase: OperationPhase
+    message: str
+    revision: str
+    started_at: datetime
+    finished_at: datetime
+    resources: tuple[ResourceResult, ...] = ()
+    sync_status: SyncStatus | None = None
+    health: HealthStatus | None = None
+    history_id: int | None = None
+    plan_text: str = ""
+    attempts: int = 1
+    exit_code: int = 1  # what a CLI should exit with when the operation did not succeed
+
+    @property
+    def synced_and_healthy(self) -> bool:
+        return (
+            self.phase is OperationPhase.SUCCEEDED
+            and self.sync_status is SyncStatus.SYNCED
+            and self.health is HealthStatus.HEALTHY
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffResult:
+    revision: str
+    comparison: AppComparison
+    warnings: tuple[str, ...] = ()
+
+
+class _Stop(Exception):
+    """Ends an attempt: ``message`` says why; ``retryable`` whether another attempt may help."""
+
+    def __init__(self, message: str, *, phase: OperationPhase, retryable: bool, code: int = 1):
+        super().__init__(message)
+        self.phase = phase
+        self.retryable = retryable
+        self.code = code
+
+
+# ---------------------------------------------------------------- public entry points
+
+
+def sync_application(
+    kube: KubeClient,
+    app: Application,
+    request: SyncRequest | None = None,
+    *,
+    sources: SourceProvider | None = None,
+    history: SyncHistory | None = None,
+    health_rules: HealthRules | None = None,
+    jq_runner: JqRunner | None = None,
+    on_event: EventSink | None = None,
+    cancel: CancelToken | None = None,
+) -> OperationResult:
+    """Run one sync operation of ``app`` against ``kube`` (see the module docstring)."""
+    run = _Run(
+        kube=kube,
+        app=app,
+        request=request or SyncRequest(),
+        sources=sources,
+        history=history,
+        rules=health_rules or HealthRules.default(),
+        jq_runner=jq_runner,
+        emit=on_event or (lambda _e: None),
+        cancel=cancel or CancelToken(),
+    )
+    return run.execute()
+
+
+def diff_application(
+    kube: KubeClient,
+    app: Application,
+    *,
+    sources: SourceProvider | None = None,
+    revision: str | None = None,
+    local_dir: Path | None = None,
+    jq_runner: JqRunner | None = None,
+    history: SyncHistory | None = None,
+) -> DiffResult:
+    """Compare ``app`` at ``revision`` (or the files in ``local_dir``) with the cluster.
+
+    Raises ``SyncError`` (render, validation, Git) or a ``KubeError``; never writes.
+    """
+    run = _Run(
+        kube=kube,
+        app=app,
+        request=SyncRequest(revision=revision, dry_run=True),
+        sources=sources,
+        history=history,
+        rules=HealthRules.default(),
+        jq_runner=jq_runner,
+        emit=lambda _e: None,
+        cancel=CancelToken(),
+    )
+    try:
+        if local_dir is not None:
+            src = replace(app.primary_source(), path="")
+            rendered = render_source(local_dir, src)
+            sha = f"local:{local_dir}"
+            manifests = list(rendered.manifests)
+        else:
+            sha, manifests = run.render()
+        valid = run.validate(manifests)
+        live = run.read_live(valid.manifests)
+        comparison = run.compare(valid.manifests, live)
+    except _Stop as stop:
+        raise _StopError(str(stop), stop.code) from None
+    return DiffResult(revision=sha, comparison=comparison, warnings=valid.warnings)
+
+
+class _StopError(SyncError):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+# ---------------------------------------------------------------- the operation
+
+
+@dataclass(kw_only=True)
+class _GateItem:
+    task: SyncTask
+    res: ApiResource
+    generation: int | None = None
+    gone: bool = False  # wait for the object to disappear (prune / hook delete)
+    done: bool = False
+    last_health: str | None = None
+    finalizer_removed: bool = False
+
+
+@dataclass(kw_only=True)
+class _Run:
+    kube: KubeClient
+    app: Application
+    request: SyncRequest
+    sources: SourceProvider | None
+    history: SyncHistory | None
+    rules: HealthRules
+    jq_runner: JqRunner | None
+    emit: EventSink
+    cancel: CancelToken
+    operation_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    deadline: float | None = None
+    revision: str = ""
+    results: dict[tuple[str, ResourceKey, str], ResourceResult] = field(default_factory=dict)
+    hooks_created: dict[ResourceKey, SyncTask] = field(default_factory=dict)
+    rendered: list[dict[str, Any]] | None = None
+    retryable: bool = False
+
+    def __post_init__(self) -> None:
+        if self.request.timeout_s is not None:
+            self.deadline = time.monotonic() + self.request.timeout_s
+
+    @property
+    def api_policy(self) -> RetryPolicy:
+        return self.app.sync_policy.retry or DEFAULT_API_RETRY
+
+    # -- plumbing
+
+    def _check(self) -> None:
+        if self.cancel.cancelled:
+            raise _Stop("operation terminated", phase=OperationPhase.FAILED, retryable=False)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise _Stop(
+                f"sync timed out after {self.request.timeout_s:g}s",
+                phase=OperationPhase.FAILED,
+                retryable=False,
+            )
+
+    def _sleep(self, seconds: float) -> None:
+        if self.deadline is not None:
+            seconds = min(seconds, max(0.0, self.deadline - time.monotonic()))
+        self.cancel.wait(seconds)
+        self._check()
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()`` with transient API errors retried per the app's retry backoff."""
+        attempt = 0
+        while True:
+            self._check()
+            try:
+                return fn()
+            except Transient as exc:
+                if not should_retry(self.api_policy, attempt):
+                    raise
+                delay = retry_delay_s(self.api_policy, attempt)
+                attempt += 1
+                self.emit(
+                    ProgressEvent(
+                        kind=EventKind.RETRY,
+                        message=f"{what}: {exc}; retry {attempt} in {delay:g}s",
+                        delay_s=delay,
+                        attempt=attempt,
+                    )
+                )
+                self._sleep(delay)
+
+    def _result(
+        self,
+        task: SyncTask,
+        status: str,
+        message: str = "",
+        health: str | None = None,
+    ) -> None:
+        result = ResourceResult(
+            group=task.key.group,
+            kind=task.key.kind,
+            namespace=task.key.namespace,
+            name=task.key.name,
+            phase=task.phase.value,
+            wave=task.wave,
+            action=task.action.value,
+            status=status,
+            message=message,
+            health=health,
+            hook=task.hook,
+        )
+        self.results[(task.phase.value, task.key, task.action.value)] = result
+        self.emit(
+            ProgressEvent(
+                kind=EventKind.RESOURCE,
+                phase=task.phase.value,
+                wave=task.wave,
+                resource=task.key,
+                action=task.action.value,
+                result=status,
+                health=health,
+                message=message,
+            )
+        )
+
+    # -- steps before any write
+
+    def render(self) -> tuple[str, list[SourcedManifest]]:
+        if self.request.manifests is not None:
+            sha = self.request.revision or ""
+            return sha, [
+                SourcedManifest(obj=dict(m), origin=f"history {sha[:10]}")
+                for m in self.request.manifests
+            ]
+        try:
+            source = self.app.primary_source()
+        except (UnsupportedSourceError, AppSpecError) as exc:
+            raise _Stop(str(exc), phase=OperationPhase.ERROR, retryable=False, code=2) from None
+        if self.sources is None:
+            raise _Stop(
+                "no source provider configured", phase=OperationPhase.ERROR, retryable=False
+            )
+        try:
+            sha = self.sources.resolve(
+                source.repo_url, self.request.revision or source.target_revision
+            )
+            tree = self.sources.materialize(source.repo_url, sha)
+            rendered = render_source(tree, source)
+        except HubError as exc:
+            # Git or render error: the operation ends here, before planning, so nothing is
+            # ever pruned because a source could not be read.
+            raise _Stop(str(exc), phase=OperationPhase.ERROR, retryable=False) from None
+        return sha, list(rendered.manifests)
+
+    def scopes(self) -> KindScopes:
+        resources = self.call("discovery", self.kube.resources)
+        cluster = [gk for gk, r in resources.items() if not r.namespaced]
+        namespaced = [gk for gk, r in resources.items() if r.namespaced]
+        return KindScopes.from_discovery(cluster_scoped=cluster, namespaced=namespaced)
+
+    def validate(self, manifests: Sequence[SourcedManifest]) -> Any:
+        try:
+            return validate_manifests(
+                manifests,
+                destination_namespace=self.app.destination.namespace,
+                scopes=self.scopes(),
+            )
+        except ManifestError as exc:
+            raise _Stop(str(exc), phase=OperationPhase.ERROR, retryable=False) from None
+
+    def _history_kinds(self) -> set[tuple[str, str]]:
+        if self.history is None:
+            return set()
+        return {(r.group, r.kind) for e in self.history.entries(self.app.name) for r in e.resources}
+
+    def read_live(self, desired: Sequence[SourcedManifest]) -> list[dict[str, Any]]:
+        """Live objects this app tracks, in the kinds involved, plus those at Git's keys."""
+        keys = {m.key for m in desired}
+        kinds = {k.group_kind for k in keys} | self._history_kinds() | set(COMMON_KINDS)
+        served = self.call("discovery", self.kube.resources)
+        out: list[dict[str, Any]] = []
+        for gk in sorted(kinds):
+            res = served.get(gk)
+            if res is None or "list" not in res.verbs:
+                continue  # not served (yet): nothing of it can be live
+            items, _ = self.call(f"list {res.plural}", partial(self.kube.list, res))
+            for obj in items:
+                if owning_app(obj) == self.app.name or ResourceKey.of(obj) in keys:
+                    out.append(obj)
+        return out
+
+    def compare(
+        self, desired: Sequence[SourcedManifest], live: Sequence[Mapping[str, Any]]
+    ) -> AppComparison:
+        try:
+            return compare_app(
+                [m.obj for m in desired],
+                live,
+                app=self.app.name,
+                ignore_differences=self.app.ignore_differences,
+                jq_runner=self.jq_runner,
+            )
+        except SyncError as exc:
+            raise _Stop(str(exc), phase=OperationPhase.ERROR, retryable=False) from None
+
+    def _namespaces(self) -> set[str]:
+        res = self.call("discovery", lambda: self.kube.resource_for("", "Namespace"))
+        items, _ = self.call("list namespaces", lambda: self.kube.list(res))
+        return {str((n.get("metadata") or {}).get("name")) for n in items}
+
+    def plan(
+        self,
+        valid: Sequence[SourcedManifest],
+        live: Sequence[Mapping[str, Any]],
+        comparison: AppComparison,
+        namespaces: set[str],
+    ) -> SyncPlan:
+        automated = self.app.sync_policy.automated
+        prune = self.request.prune
+        if prune is None:
+            prune = bool(automated and automated.prune)
+        only = None
+        if self.request.self_heal:
+            only = frozenset(r.key for r in comparison.out_of_sync if r.counts_for_app)
+        dest = self.app.destination.namespace
+        try:
+            return plan_sync(
+                app=self.app.name,
+                desired=valid,
+                live=live,
+                revision=self.revision,
+                started_at=int(self.started_at.timestamp()),
+                options=self.app.sync_policy.sync_options,
+                prune=prune,
+                allow_empty=bool(automated and automated.allow_empty),
+                only=only,
+                skip_hooks=self.request.self_heal,
+                synced=comparison.synced_keys,
+                destination_namespace=dest,
+                namespace_exists=(dest in namespaces) if dest else None,
+            )
+        except (EmptyRenderGuardError, SharedResourceError) as exc:
+            raise _Stop(str(exc), phase=OperationPhase.FAILED, retryable=False) from None
+
+    def dry_run(self, plan: SyncPlan, namespaces: set[str]) -> None:
+        """Server-side dry run of every apply before the first write (Argo's first pass)."""
+        created_ns = {
+            t.key.name for t in plan.tasks if t.key.kind == "Namespace" and t.key.group == ""
+        }
+        crd_kinds: set[tuple[str, str]] = set()
+        for t in plan.tasks:
+            spec = (t.desired or {}).get("spec") or {}
+            if t.key.kind == "CustomResourceDefinition" and isinstance(spec, Mapping):
+                crd_kinds.add((str(spec.get("group")), str((spec.get("names") or {}).get("kind"))))
+        problems: list[str] = []
+        for t in [*plan.tasks, *plan.sync_fail]:
+            if t.action is not Action.APPLY or t.desired is None or t.skip:
+                continue
+            if t.hook and t.live is not None:
+                continue  # re-created after BeforeHookCreation deletes the old one
+            if t.key.group_kind in crd_kinds or t.options.skip_dry_run_on_missing_resource:
+                continue
+            ns = t.key.namespace
+            if ns and ns not in namespaces and ns in created_ns | {self.app.destination.namespace}:
+                continue  # its namespace is created by this sync
+            obj = t.desired
+            try:
+                self.call(
+                    f"dry-run {t.key}",
+                    partial(self.kube.apply, obj, force=self.request.force_conflicts, dry_run=True),
+                )
+            except KubeError as exc:
+                if isinstance(exc, Transient):
+                    raise
+                origin = f"{t.origin}: " if t.origin else ""
+                problems.append(f"{origin}{t.key.kind} {t.key.name}: {exc}")
+        if problems:
+            raise _Stop(
+                f"{len(problems)} manifest(s) rejected by the API server (dry run); nothing was "
+                "applied: " + "; ".join(problems),
+                phase=OperationPhase.FAILED,
+                retryable=False,
+            )
+
+    # -- writes
+
+    def _apply(self, task: SyncTask) -> _GateItem:
+        assert task.desired is not None
+        obj = task.desired
+        res = self.call("discovery", lambda: self.kube.resource_of(obj))
+        if task.hook:
+            try:
+                out = self.call(f"create {task.key}", lambda: self.kube.create(obj))
+            except Conflict:
+                # Created by an earlier attempt of this same operation (deterministic name):
+                # reuse it rather than run the hook twice.
+                out = self.call(
+                    f"get {task.key}",
+                    lambda: self.kube.get(res, task.key.name, task.key.namespace),
+                )
+            self.hooks_created[task.key] = task
+        elif task.options.replace:
+            out = self.call(f"replace {task.key}", lambda: self.kube.replace(obj))
+        else:
+            out = self.call(
+                f"apply {task.key}",
+                lambda: self.kube.apply(
+                    obj, field_manager=FIELD_MANAGER, force=self.request.force_conflicts
+                ),
+            )
+        gen = (out.get("metadata") or {}).get("generation")
+        return _GateItem(task=task, res=res, generation=gen if isinstance(gen, int) else None)
+
+    def _delete(self, task: SyncTask, propagation: PropagationPolicy) -> _GateItem:
+        live = task.live or {}
+        res = self.call("discovery", lambda: self.kube.resource_of(live or {"apiVersion": "v1"}))
+        if task.live_hook_finalizer:
+            self._remove_finalizer(res, task.key)
+        self.call(
+            f"delete {task.key}",
+            lambda: self.kube.delete(
+                res, task.key.name, task.key.namespace, propagation=propagation
+            ),
+        )
+        return _GateItem(task=task, res=res, gone=True)
+
+    def _remove_finalizer(self, res: ApiResource, key: ResourceKey) -> None:
+        for _ in range(5):
+            obj = self.call(
+                f"get {key}", lambda: self.kube.get_or_none(res, key.name, key.namespace)
+            )
+            if obj is None:
+                return
+            meta = obj.get("metadata") or {}
+            finalizers = list(meta.get("finalizers") or [])
+            if HOOK_FINALIZER not in finalizers:
+                return
+            patch = {
+                "metadata": {
+                    "finalizers": [f for f in finalizers if f != HOOK_FINALIZER],
+                    "resourceVersion": meta.get("resourceVersion"),
+                }
+            }
+            try:
+                self.call(
+                    f"remove finalizer {key}",
+                    partial(self.kube.merge_patch, res, key.name, key.namespace, patch),
+                )
+                return
+            except Conflict:
+                continue  # changed meanwhile: read again
+            except NotFound:
+                return
+
+    # -- the gate
+
+    def gate(self, items: list[_GateItem], *, fail_on_degraded: bool = True) -> str | None:
+        """Wait until every item is done; the failure message, or None."""
+        pending = [i for i in items if not i.done]
+        if not pending:
+            return None
+        groups: dict[tuple[str, str, str], list[_GateItem]] = {}
+        for item in pending:
+            res = item.res
+            groups.setdefault((res.api_version, res.plural, item.task.key.namespace), []).append(
+                item
+            )
+        events: queue.Queue[tuple[str, int, Any]] = queue.Queue()
+        stop = threading.Event()
+        watchers = []
+        for index, ((_, _, ns), members) in enumerate(groups.items()):
+            w = _Watcher(self.kube, members[0].res, ns, index, events, stop, self.api_policy)
+            w.start()
+            watchers.append(w)
+        state: dict[ResourceKey, dict[str, Any] | None] = {}
+        listed: set[int] = set()
+        try:
+            while True:
+                if len(listed) == len(watchers):
+                    failure = self._evaluate(pending, state, fail_on_degraded)
+                    if failure is not None or all(i.done for i in pending):
+                        return failure
+                self._check()
+                try:
+                    what, index, payload = events.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if what == "list":
+                    listed.add(index)
+                    members = list(groups.values())[index]
+                    present = {ResourceKey.of(o): o for o in payload}
+                    for item in members:
+                        state[item.task.key] = present.get(item.task.key)
+                elif what == "event":
+                    ev: WatchEvent = payload
+                    key = ResourceKey.of(ev.object)
+                    state[key] = None if ev.type == "DELETED" else ev.object
+                elif what == "retry":
+                    delay, attempt, exc = payload
+                    self.emit(
+                        ProgressEvent(
+                            kind=EventKind.RETRY,
+                            message=f"watch: {exc}; retry {attempt} in {delay:g}s",
+                            delay_s=delay,
+                            attempt=attempt,
+                        )
+                    )
+                elif what == "error":
+                    return f"watching {payload}"
+        finally:
+            stop.set()
+
+    def _evaluate(
+        self,
+        pending: list[_GateItem],
+        state: Mapping[ResourceKey, dict[str, Any] | None],
+        fail_on_degraded: bool,
+    ) -> str | None:
+        for item in pending:
+            if item.done:
+                continue
+            task = item.task
+            obj = state.get(task.key)
+            if item.gone:
+                item.done = obj is None
+                continue
+            health = gate_health(obj, self.rules, written_generation=item.generation)
+            outcome = task_outcome(health, hook=task.hook)
+            status = None if health is None else health.status.value
+            if status != item.last_health:
+                item.last_health = status
+                if outcome is Outcome.RUNNING:
+                    self._result(
+                        task,
+                        "Running",
+                        health.message if health else "",
+                        status,
+                    )
+            if outcome is Outcome.RUNNING:
+                continue
+            item.done = True
+            if task.hook and not item.finalizer_removed:
+                item.finalizer_removed = True
+                self._remove_finalizer(item.res, task.key)
+            msg = health.message if health else ""
+            if outcome is Outcome.FAILED:
+                self._result(task, "Failed" if task.hook else "Synced", msg, status)
+                if fail_on_degraded:
+                    what = "hook" if task.hook else "resource"
+                    return f"{what} {task.key} is {status}: {msg or 'no message'}"
+            else:
+                self._result(task, "Succeeded" if task.hook else "Synced", msg, status)
+        return None
+
+    # -- one wave
+
+    def run_wave(self, wave: PlanWave, *, wait_health: bool) -> str | None:
+        self.emit(
+            ProgressEvent(
+                kind=EventKind.WAVE,
+                phase=wave.phase.value,
+                wave=wave.wave,
+                message=wave.title,
+            )
+        )
+        removals: list[_GateItem] = []
+        for task in wave.tasks:
+            self._check()
+            if task.skip:
+                self._result(
+                    task, "PruneSkipped" if task.action is Action.PRUNE else "Skipped", task.skip
+                )
+                continue
+            if task.action is Action.PRUNE:
+                policy = task.options.prune_propagation.capitalize()
+                item = self._delete(task, policy)  # type: ignore[arg-type]
+                self._result(task, "Pruned", f"deleted ({policy} propagation)")
+                removals.append(item)
+            elif task.action is Action.DELETE:
+                item = self._delete(task, "Background")
+                self._result(task, "Deleting", "BeforeHookCreation: deleting the previous hook")
+                removals.append(item)
+        # A hook may only be re-created once its previous object is gone.
+        blocking = [i for i in removals if i.task.action is Action.DELETE or wait_health]
+        failure = self.gate(blocking)
+        if failure:
+            return failure
+        for item in removals:
+            if item.task.action is Action.DELETE:
+                self._result(item.task, "Deleted", "previous hook deleted")
+        applied: list[_GateItem] = []
+        for task in wave.tasks:
+            if task.action is not Action.APPLY or task.skip:
+                continue
+            self._check()
+            try:
+                item = self._apply(task)
+            except KubeError as exc:
+                self._result(task, "SyncFailed", str(exc))
+                return f"{task.key}: {exc}"
+            verb = "created" if task.hook else ("replaced" if task.options.replace else "applied")
+            self._result(task, "Running" if task.hook else "Synced", verb)
+            if task.hook or (
+                wait_health
+                and not ignores_health(task.desired)
+                and self.rules.has_check(task.key.group, task.key.kind)
+            ):
+                applied.append(item)
+        return self.gate(applied)
+
+    # -- the whole operation
+
+    def execute(self) -> OperationResult:
+        policy = self.app.sync_policy.retry
+        attempt = 0
+        while True:
+            result = self._attempt(attempt)
+            if result.phase is OperationPhase.SUCCEEDED or self.request.dry_run:
+                break
+            if not self.retryable or not should_retry(policy, attempt):
+                break
+            delay = retry_delay_s(policy, attempt)
+            attempt += 1
+            self.emit(
+                ProgressEvent(
+                    kind=EventKind.RETRY,
+                    message=f"sync failed: {result.message}; attempt {attempt + 1} in {delay:g}s",
+                    delay_s=delay,
+                    attempt=attempt,
+                )
+            )
+            try:
+                self._sleep(delay)
+            except _Stop:
+                break
+            self.results.clear()
+        return self._finish(result)
+
+    def _attempt(self, attempt: int) -> OperationResult:
+        self.retryable = False
+        self.emit(
+            ProgressEvent(
+                kind=EventKind.OPERATION,
+                message=f"sync of {self.app.name} to {self.kube.name} started"
+                + (f" (attempt {attempt + 1})" if attempt else ""),
+            )
+        )
+        plan_text = ""
+        try:
+            sha, manifests = self.render()
+            self.revision = sha
+            if self.history is not None and attempt == 0 and not self.request.dry_run:
+                self.history.begin(self._operation(OperationPhase.RUNNING, "running"))
+            valid = self.validate(manifests)
+            self.rendered = [m.obj for m in valid.manifests]
+            for warning in valid.warnings:
+                self.emit(ProgressEvent(kind=EventKind.WARNING, message=warning))
+            live = self.read_live(valid.manifests)
+            comparison = self.compare(valid.manifests, live)
+            namespaces = self._namespaces()
+            plan = self.plan(valid.manifests, live, comparison, namespaces)
+            plan_text = plan.format()
+            for warning in plan.warnings:
+                self.emit(ProgressEvent(kind=EventKind.WARNING, message=warning))
+            self.dry_run(plan, namespaces)
+            if self.request.dry_run:
+                return self._result_of(
+                    OperationPhase.SUCCEEDED, "dry run: nothing applied", plan_text
+                )
+            if self.request.self_heal and not plan.tasks:
+                return self._result_of(OperationPhase.SUCCEEDED, "already in sync", plan_text)
+            # gitops-engine: several phases/waves or any hook => each step waits for health.
+            wait_health = plan.multi_step
+            current_phase = ""
+            for wave in plan.waves:
+                if wave.phase.value != current_phase:
+                    current_phase = wave.phase.value
+                    self.emit(
+                        ProgressEvent(
+                            kind=EventKind.PHASE, phase=current_phase, message=current_phase
+                        )
+                    )
+                failure = self.run_wave(wave, wait_health=wait_health)
+                if failure:
+                    raise _Stop(failure, phase=OperationPhase.FAILED, retryable=True)
+                if self.history is not None:
+                    self.history.update(self._operation(OperationPhase.RUNNING, wave.title))
+            message = "successfully synced (all tasks run)"
+            self._hook_cleanup(succeeded=True)
+            return self._result_of(OperationPhase.SUCCEEDED, message, plan_text)
+        except _Stop as stop:
+            self.retryable = stop.retryable
+            message = str(stop)
+            if plan_text and stop.phase is OperationPhase.FAILED:
+                # Argo runs SyncFail hooks for any failure once there is a plan, a failed
+                # dry run included.
+                message = self._sync_fail(message)
+            self._hook_cleanup(succeeded=False)
+            return self._result_of(stop.phase, message, plan_text, code=stop.code)
+        except KubeError as exc:
+            self.retryable = True
+            self._hook_cleanup(succeeded=False)
+            return self._result_of(OperationPhase.ERROR, str(exc), plan_text)
+
+    def _sync_fail(self, message: str) -> str:
+        """Run SyncFail hooks after a failure; their own failure is added to the message."""
+        if self.cancel.cancelled:
+            return message
+        try:
+            sync_fail = self._sync_fail_tasks()
+        except (KubeError, _Stop):
+            return message
+        if not sync_fail:
+            return message
+        self.emit(ProgressEvent(kind=EventKind.PHASE, phase="SyncFail", message="SyncFail"))
+        saved = self.deadline
+        self.deadline = time.monotonic() + max(
+            DEFAULT_SYNC_FAIL_TIMEOUT_S, (saved - time.monotonic()) if saved else 0.0
+        )
+        try:
+            failure = self.run_wave(
+                PlanWave(phase=sync_fail[0].phase, wave=0, tasks=tuple(sync_fail)),
+                wait_health=True,
+            )
+        except (_Stop, KubeError) as exc:
+            failure = str(exc)
+        finally:
+            self.deadline = saved
+        return message + (f"; SyncFail hook failed: {failure}" if failure else "")
+
+    def _sync_fail_tasks(self) -> tuple[SyncTask, ...]:
+        # Re-planned so live hooks left by a previous run are seen (BeforeHookCreation).
+        if self.rendered is None:
+            return ()
+        valid = [SourcedManifest(obj=m) for m in self.rendered]
+        live = self.read_live(valid)
+        plan = plan_sync(
+            app=self.app.name,
+            desired=valid,
+            live=live,
+            revision=self.revision,
+            started_at=int(self.started_at.timestamp()),
+            options=self.app.sync_policy.sync_options,
+        )
+        return plan.sync_fail
+
+    def _hook_cleanup(self, *, succeeded: bool) -> None:
+        """Free our finalizer on every hook of this operation, then apply the delete
+        policies keyed to the operation's result (as Argo CD does)."""
+        wanted = HookDeletePolicy.HOOK_SUCCEEDED if succeeded else HookDeletePolicy.HOOK_FAILED
+        saved_cancel, self.cancel = self.cancel, CancelToken()  # cleanup runs even when cancelled
+        saved_deadline, self.deadline = self.deadline, time.monotonic() + 60.0
+        try:
+            for key, task in list(self.hooks_created.items()):
+                try:
+                    res = self.kube.resource_of(task.desired or {})
+                    self._remove_finalizer(res, key)
+                    if wanted in task.hook_delete_policies:
+                        self.call(
+                            f"delete hook {key}",
+                            partial(
+                                self.kube.delete,
+                                res,
+                                key.name,
+                                key.namespace,
+                                propagation="Background",
+                            ),
+                        )
+                        self.emit(
+                            ProgressEvent(
+                                kind=EventKind.RESOURCE,
+                                phase=task.phase.value,
+                                wave=task.wave,
+                                resource=key,
+                                action="delete",
+                                result="Deleted",
+                                message=f"hook deleted ({wanted.value})",
+                            )
+                        )
+                except (KubeError, _Stop) as exc:
+                    self.emit(
+                        ProgressEvent(kind=EventKind.WARNING, message=f"hook {key} cleanup: {exc}")
+                    )
+            self.hooks_created.clear()
+        finally:
+            self.cancel, self.deadline = saved_cancel, saved_deadline
+
+    # -- results
+
+    def _operation(self, phase: OperationPhase, message: str) -> Operation:
+        source = self.request.source
+        if source is None:
+            src = self.app.source or (self.app.sources[0] if self.app.sources else None)
+            source = (
+                {}
+                if src is None
+                else {
+                    "repoURL": src.repo_url,
+                    "path": src.path,
+                    "targetRevision": src.target_revision,
+                }
+            )
+        return Operation(
+            app=self.app.name,
+            operation_id=self.operation_id,
+            cluster=self.kube.name,
+            revision=self.revision,
+            source=source,
+            initiated_by=self.request.initiated_by,
+            trigger=self.request.trigger,
+            started_at=self.started_at,
+            phase=phase,
+            message=message,
+            resources=tuple(self.results.values()),
+        )
+
+    def _result_of(
+        self, phase: OperationPhase, message: str, plan_text: str, code: int = 1
+    ) -> OperationResult:
+        return OperationResult(
+            operation_id=self.operation_id,
+            app=self.app.name,
+            cluster=self.kube.name,
+            phase=phase,
+            message=message,
+            revision=self.revision,
+            started_at=self.started_at,
+            finished_at=datetime.now(UTC),
+            resources=tuple(self.results.values()),
+            plan_text=plan_text,
+            exit_code=code,
+        )
+
+    def _finish(self, result: OperationResult) -> OperationResult:
+        sync_status: SyncStatus | None = None
+        health: HealthStatus | None = None
+        if self.rendered is not None:
+            try:
+                sync_status, health = self._app_status(
+                    wait=result.phase is OperationPhase.SUCCEEDED
+                    and self.request.wait_healthy
+                    and not self.request.dry_run
+                )
+            except (KubeError, _Stop) as exc:
+                self.emit(ProgressEvent(kind=EventKind.WARNING, message=f"app status: {exc}"))
+        history_id = None
+        if self.history is not None and not self.request.dry_run:
+            entry = self.history.record(
+                self._operation(result.phase, result.message),
+                finished_at=result.finished_at,
+                manifests=self.rendered,
+                limit=self.app.revision_history_limit,
+            )
+            history_id = entry.id
+        self.emit(
+            ProgressEvent(
+                kind=EventKind.OPERATION,
+                result=result.phase.value,
+                message=result.message,
+            )
+        )
+        return replace(result, sync_status=sync_status, health=health, history_id=history_id)
+
+    def _app_status(self, *, wait: bool) -> tuple[SyncStatus, HealthStatus]:
+        assert self.rendered is not None
+        valid = [SourcedManifest(obj=m) for m in self.rendered]
+        if wait:
+            # Settle app health within the sync's timeout (``hub app sync`` waits, as
+            # ``argocd app sync`` does); a Degraded resource ends the wait at once.
+            items = []
+            for m in valid:
+                key = m.key
+                if not key.name or not self.rules.has_check(key.group, key.kind):
+                    continue
+                if ignores_health(m.obj) or is_hook(m.obj):
+                    continue
+                try:
+                    res = self.kube.resource_of(m.obj)
+                except KubeError:
+                    continue
+                task = SyncTask(
+                    action=Action.APPLY, phase=Phase.SYNC, wave=0, key=key, desired=m.obj
+                )
+                items.append(_GateItem(task=task, res=res))
+            quiet, self.emit = self.emit, (lambda _e: None)
+            try:
+                self.gate(items, fail_on_degraded=True)
+            except _Stop:
+                pass
+            finally:
+                self.emit = quiet
+        live = self.read_live(valid)
+        comparison = self.compare(valid, live)
+        by_key = {ResourceKey.of(o): o for o in live}
+        pairs = [(m.obj, by_key.get(m.key)) for m in valid if m.key.name]
+        return comparison.status, app_health(pairs, self.rules).status
+
+
+# ---------------------------------------------------------------- watches
+
+
+class _Watcher(threading.Thread):
+    """List then watch one resource type in one namespace, feeding the gate's queue."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        res: ApiResource,
+        namespace: str,
+        index: int,
+        out: queue.Queue[tuple[str, int, Any]],
+        stop: threading.Event,
+        policy: RetryPolicy,
+    ) -> None:
+        super().__init__(daemon=True, name=f"gitops-hub-watch-{res.plural}")
+        self.kube = kube
+        self.res = res
+        self.namespace = namespace if res.namespaced else ""
+        self.index = index
+        self.out = out
+        self.stop = stop
+        self.policy = policy
+
+    def run(self) -> None:
+        rv = ""
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                if not rv:
+                    items, rv = self.kube.list(self.res, namespace=self.namespace)
+                    self.out.put(("list", self.index, items))
+                for ev in self.kube.watch(
+                    self.res,
+                    namespace=self.namespace,
+                    resource_version=rv,
+                    timeout_s=WATCH_WINDOW_S,
+                ):
+                    failures = 0
+                    rv = str((ev.object.get("metadata") or {}).get("resourceVersion") or rv)
+                    if self.stop.is_set():
+                        return
+                    if ev.type in ("ADDED", "MODIFIED", "DELETED"):
+                        self.out.put(("event", self.index, ev))
+            except Conflict:
+                rv = ""  # 410 Gone: list again
+            except Transient as exc:
+                delay = retry_delay_s(self.policy, failures)
+                failures += 1
+                self.out.put(("retry", self.index, (delay, failures, exc)))
+                self.stop.wait(delay)
+            except KubeError as exc:
+                self.out.put(("error", self.index, f"{self.res.plural}: {exc}"))
+                return
