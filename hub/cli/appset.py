@@ -14,7 +14,7 @@ import math
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -26,6 +26,9 @@ from generators.spec import parse_appsets
 from hub.cli import HubContext
 from hub.errors import HubUsageError
 from hub.repos import LocalRepoReader, RepoMapping
+
+if TYPE_CHECKING:
+    from hub.appsets import ActionKind, ReconcileReport
 
 
 @click.group()
@@ -237,3 +240,69 @@ def _params_table(param_sets: list[dict[str, Any]]) -> None:
         flat = flatten_to_strings(params)
         rows.append([str(i), " ".join(f"{k}={v}" for k, v in flat.items())])
     _columns(rows)
+
+
+@appset.command("reconcile")
+@click.option("--source", "source_name", metavar="NAME", help="Only this source (default: all).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json", "yaml"]),
+    default="text",
+    show_default=True,
+)
+@click.pass_obj
+def reconcile_cmd(obj: HubContext, source_name: str | None, output: str) -> None:
+    """Load the sources and run the ApplicationSet controller once against the store.
+
+    Prints every Application created, updated, deleted, kept or skipped, with the reason.
+    Resources on clusters are not touched here: Applications marked for cascading
+    deletion wait for the hub's reconcilers. Exits 1 when a source or a set has an error.
+    """
+    from hub.appsets import reconcile_once
+
+    report = reconcile_once(obj.home, source=source_name)
+    if output == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    elif output == "yaml":
+        click.echo(yaml.safe_dump(report.as_dict(), sort_keys=False), nl=False)
+    else:
+        _print_report(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print_report(report: ReconcileReport) -> None:
+    for s in report.sources:
+        sha = (s.sha or "-")[:12]
+        if s.ok:
+            click.echo(
+                f"source {s.name} @ {sha}: {s.appsets} ApplicationSet(s), "
+                f"{s.applications} Application(s), {s.projects} AppProject(s)"
+            )
+        else:
+            click.echo(f"source {s.name} @ {sha}: NOT LOADED, last good set kept")
+            for error in s.errors:
+                click.echo(f"error: {error}", err=True)
+    for plan in report.plans:
+        what = "ApplicationSet" if plan.kind == "appset" else "source"
+        suffix = " (deleted)" if plan.deleted else ""
+        if plan.kind == "source" and not plan.actions and not plan.error:
+            continue
+        click.echo(f"{what} {plan.name}{suffix}:")
+        for action in plan.actions:
+            click.echo(f"  {action.describe()}")
+        if plan.error:
+            click.echo(f"error: {what} {plan.name}: {plan.error}", err=True)
+    done: dict[ActionKind, str] = {
+        "create": "created",
+        "update": "updated",
+        "delete": "deleted or deleting",
+        "keep": "kept",
+        "skip": "skipped",
+        "disown": "disowned",
+    }
+    click.echo(
+        "summary: "
+        + ", ".join(f"{len(report.actions(kind))} {word}" for kind, word in done.items())
+    )

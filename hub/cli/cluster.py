@@ -319,13 +319,37 @@ def remove_cluster(registry: Registry, name: str, *, yes: bool) -> ClusterRecord
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def rm(obj: HubContext, name: str, yes: bool) -> None:
-    """Unregister cluster NAME and delete its stored credential."""
+    """Unregister cluster NAME, delete its stored credential and its Applications.
+
+    Like Argo CD when a cluster Secret goes away, the workloads on the cluster are left
+    running (no longer managed by the hub)."""
     with _registry(obj) as registry:
         removed = remove_cluster(registry, name, yes=yes)
     if removed is None:
         click.echo("aborted; nothing removed", err=True)
         raise click.exceptions.Exit(1)
+    # After the credential is gone: a reconcile running in between would find the
+    # destination unknown and strip the finalizers anyway (same outcome).
+    pruned = _prune_apps(obj, name)
     click.echo(f"cluster {name} removed")
+    if pruned:
+        click.echo(
+            f"{len(pruned)} Application(s) removed from the hub: {', '.join(pruned)}; "
+            f"their workloads on {name} were left running and are no longer managed"
+        )
+    else:
+        click.echo(f"no Applications targeted {name}; nothing on the cluster was touched")
+
+
+def _prune_apps(obj: HubContext, name: str) -> list[str]:
+    from hub.apps import AppStore
+    from hub.home import open_store
+
+    store = open_store(obj.home)
+    try:
+        return [app.name for app in AppStore(store).prune_cluster(name)]
+    finally:
+        store.close()
 
 
 @cluster.command("import")

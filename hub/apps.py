@@ -1,0 +1,697 @@
+"""Applications, ApplicationSets and AppProjects in the store: typed rows and queries.
+
+The ApplicationSet controller (``hub.appsets``) writes the *desired* half of every row
+(spec, labels, annotations, finalizers, destination, deletion state); the per-cluster
+reconcilers write the *observed* half (sync and health status, SHAs, conditions,
+operation state, ``reconciled_at``) with ``set_status``. Neither half overwrites the other,
+and every change of the desired half bumps ``generation`` so a reconciler can tell that an
+Application changed since it last looked.
+
+Deletion: an Application removed from Git with the resources finalizer is marked
+``deletion = 'deleting'``; the reconciler of its cluster deletes its resources through the
+sync engine and then calls ``finish_deletion``. Without the finalizer the row is removed at
+once and the workloads are left running.
+
+Rollups (per cluster, per ApplicationSet, fleet totals) are single ``GROUP BY`` queries
+over ``applications``; see ``rollup``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from hub.errors import HubError
+from hub.store import Store
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "argoproj.io/v1alpha1"
+#: Argo CD's cascade finalizers (the plain one is foreground; ``/background`` also exists).
+RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+
+SYNC_STATUSES = ("Synced", "OutOfSync", "Unknown")
+HEALTH_STATUSES = ("Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown")
+DELETING = "deleting"
+
+RollupKey = Literal["cluster", "appset", "fleet"]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def has_cascade_finalizer(finalizers: Iterable[str]) -> bool:
+    """Argo CD deletes an app's resources first iff it has a resources finalizer."""
+    return any(
+        f == RESOURCES_FINALIZER or f.startswith(RESOURCES_FINALIZER + "/") for f in finalizers
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Condition:
+    """A status condition of an Application or ApplicationSet (Argo CD's shape)."""
+
+    type: str
+    message: str = ""
+    status: str = "True"
+    reason: str = ""
+    last_transition_time: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "status": self.status, "message": self.message}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.last_transition_time is not None:
+            out["lastTransitionTime"] = self.last_transition_time.isoformat().replace("+00:00", "Z")
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Condition:
+        t = raw.get("lastTransitionTime")
+        return cls(
+            type=str(raw.get("type", "")),
+            message=str(raw.get("message", "")),
+            status=str(raw.get("status", "True")),
+            reason=str(raw.get("reason", "")),
+            last_transition_time=None
+            if not t
+            else datetime.fromisoformat(str(t).replace("Z", "+00:00")),
+        )
+
+
+def _conditions_json(conditions: Sequence[Condition]) -> str:
+    return json.dumps([c.as_dict() for c in conditions])
+
+
+def _conditions(text: str) -> tuple[Condition, ...]:
+    return tuple(Condition.from_dict(c) for c in json.loads(text))
+
+
+# ---------------------------------------------------------------- Applications
+
+
+@dataclass(frozen=True, kw_only=True)
+class DesiredApp:
+    """The desired half of an Application row, as Git (through a set or a source) says."""
+
+    name: str
+    appset: str | None
+    source: str | None
+    file: str = ""
+    cluster: str | None
+    dest_server: str = ""
+    dest_name: str = ""
+    namespace: str = ""
+    project: str = "default"
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    finalizers: tuple[str, ...] = ()
+    desired_revision: str = "HEAD"
+
+    @classmethod
+    def from_manifest(
+        cls,
+        manifest: Mapping[str, Any],
+        *,
+        appset: str | None,
+        source: str | None,
+        file: str = "",
+        cluster: str | None,
+    ) -> DesiredApp:
+        """From an Application manifest already validated by the caller."""
+        meta = manifest.get("metadata") or {}
+        spec = manifest.get("spec") or {}
+        dest = spec.get("destination") or {}
+        src = spec.get("source") or next(iter(spec.get("sources") or []), None) or {}
+        return cls(
+            name=str(meta["name"]),
+            appset=appset,
+            source=source,
+            file=file,
+            cluster=cluster,
+            dest_server=str(dest.get("server") or ""),
+            dest_name=str(dest.get("name") or ""),
+            namespace=str(dest.get("namespace") or ""),
+            project=str(spec.get("project") or "default"),
+            spec=json.loads(json.dumps(spec)),
+            labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+            annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
+            finalizers=tuple(str(f) for f in meta.get("finalizers") or ()),
+            desired_revision=str(src.get("targetRevision") or "HEAD"),
+        )
+
+    def same_desired(self, other: DesiredApp | AppRecord) -> bool:
+        """Whether writing ``self`` over ``other`` would change what Git asks for."""
+        return (
+            json.dumps(self.spec, sort_keys=True) == json.dumps(other.spec, sort_keys=True)
+            and dict(self.labels) == dict(other.labels)
+            and dict(self.annotations) == dict(other.annotations)
+            and tuple(self.finalizers) == tuple(other.finalizers)
+            and self.appset == other.appset
+            and self.cluster == other.cluster
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppRecord:
+    """One Application row: the desired half and the observed half."""
+
+    name: str
+    appset: str | None
+    source: str | None
+    file: str
+    cluster: str | None
+    dest_server: str
+    dest_name: str
+    namespace: str
+    project: str
+    spec: Mapping[str, Any]
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    finalizers: tuple[str, ...]
+    generation: int
+    desired_revision: str
+    desired_sha: str | None
+    synced_sha: str | None
+    sync_status: str
+    health_status: str
+    conditions: tuple[Condition, ...]
+    operation_state: Mapping[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    reconciled_at: datetime | None
+    deletion: str | None
+    deletion_reason: str | None
+    deletion_requested_at: datetime | None
+
+    @property
+    def deleting(self) -> bool:
+        return self.deletion == DELETING
+
+    def manifest(self) -> dict[str, Any]:
+        """The Application as a Kubernetes manifest (for the sync engine and ``-o yaml``)."""
+        meta: dict[str, Any] = {"name": self.name, "namespace": "argocd"}
+        if self.labels:
+            meta["labels"] = dict(self.labels)
+        if self.annotations:
+            meta["annotations"] = dict(self.annotations)
+        if self.finalizers:
+            meta["finalizers"] = list(self.finalizers)
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "Application",
+            "metadata": meta,
+            "spec": json.loads(json.dumps(self.spec)),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (stable keys; CLI ``-o json`` and the HTTP API)."""
+        return {
+            "name": self.name,
+            "appset": self.appset,
+            "source": self.source,
+            "file": self.file,
+            "cluster": self.cluster,
+            "destination": {
+                "server": self.dest_server,
+                "name": self.dest_name,
+                "namespace": self.namespace,
+            },
+            "project": self.project,
+            "generation": self.generation,
+            "finalizers": list(self.finalizers),
+            "desiredRevision": self.desired_revision,
+            "desiredSha": self.desired_sha,
+            "syncedSha": self.synced_sha,
+            "sync": self.sync_status,
+            "health": self.health_status,
+            "conditions": [c.as_dict() for c in self.conditions],
+            "operationState": None if self.operation_state is None else dict(self.operation_state),
+            "reconciledAt": _iso(self.reconciled_at),
+            "deletion": self.deletion,
+            "deletionReason": self.deletion_reason,
+        }
+
+
+_APP_COLUMNS = (
+    "name, appset, source, file, cluster, dest_server, dest_name, namespace, project, spec, "
+    "labels, annotations, finalizers, generation, desired_revision, desired_sha, synced_sha, "
+    "sync_status, health_status, conditions, operation_state, created_at, updated_at, "
+    "reconciled_at, deletion, deletion_reason, deletion_requested_at"
+)
+
+
+def _app(row: tuple[Any, ...]) -> AppRecord:
+    (name, appset, source, file, cluster, server, dname, ns, project, spec) = row[:10]
+    (labels, annotations, finalizers, generation, rev, dsha, ssha, sync, health) = row[10:19]
+    (conditions, op, created, updated, reconciled, deletion, reason, requested) = row[19:27]
+    return AppRecord(
+        name=name,
+        appset=appset,
+        source=source,
+        file=file,
+        cluster=cluster,
+        dest_server=server,
+        dest_name=dname,
+        namespace=ns,
+        project=project,
+        spec=json.loads(spec),
+        labels=json.loads(labels),
+        annotations=json.loads(annotations),
+        finalizers=tuple(json.loads(finalizers)),
+        generation=generation,
+        desired_revision=rev,
+        desired_sha=dsha,
+        synced_sha=ssha,
+        sync_status=sync,
+        health_status=health,
+        conditions=_conditions(conditions),
+        operation_state=None if op is None else json.loads(op),
+        created_at=datetime.fromisoformat(created),
+        updated_at=datetime.fromisoformat(updated),
+        reconciled_at=_time(reconciled),
+        deletion=deletion,
+        deletion_reason=reason,
+        deletion_requested_at=_time(requested),
+    )
+
+
+# ---------------------------------------------------------------- ApplicationSets, projects
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppSetRecord:
+    name: str
+    source: str
+    file: str
+    manifest: Mapping[str, Any]
+    sha: str
+    conditions: tuple[Condition, ...]
+    status: Mapping[str, Any]
+    generated: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    reconciled_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "file": self.file,
+            "sha": self.sha,
+            "generated": self.generated,
+            "lastError": self.last_error,
+            "conditions": [c.as_dict() for c in self.conditions],
+            "status": dict(self.status),
+            "reconciledAt": _iso(self.reconciled_at),
+        }
+
+
+_APPSET_COLUMNS = (
+    "name, source, file, manifest, sha, conditions, status, generated, last_error, "
+    "created_at, updated_at, reconciled_at"
+)
+
+
+def _appset(row: tuple[Any, ...]) -> AppSetRecord:
+    (name, source, file, manifest, sha, conditions, status, generated, error) = row[:9]
+    created, updated, reconciled = row[9:12]
+    return AppSetRecord(
+        name=name,
+        source=source,
+        file=file,
+        manifest=json.loads(manifest),
+        sha=sha,
+        conditions=_conditions(conditions),
+        status=json.loads(status),
+        generated=generated,
+        last_error=error,
+        created_at=datetime.fromisoformat(created),
+        updated_at=datetime.fromisoformat(updated),
+        reconciled_at=_time(reconciled),
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectRecord:
+    name: str
+    source: str
+    file: str
+    manifest: Mapping[str, Any]
+    sha: str
+
+
+# ---------------------------------------------------------------- rollups
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rollup:
+    """Counts of Applications for one group (a cluster, an ApplicationSet or the fleet)."""
+
+    key: str | None
+    total: int
+    sync: Mapping[str, int]
+    health: Mapping[str, int]
+    deleting: int
+
+
+# ---------------------------------------------------------------- the store
+
+
+class AppStore:
+    """Desired-state tables of the hub's store. Thread-safe as far as ``Store`` is."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- Applications: reads
+
+    def get(self, name: str) -> AppRecord | None:
+        with self.store.read() as db:
+            row = db.execute(
+                f"SELECT {_APP_COLUMNS} FROM applications WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else _app(row)
+
+    def list_apps(
+        self,
+        *,
+        cluster: str | None = None,
+        appset: str | None = None,
+        source: str | None = None,
+        deleting: bool | None = None,
+        plain: bool = False,
+    ) -> list[AppRecord]:
+        """Applications sorted by name, filtered by every argument given.
+
+        ``plain`` selects the Applications no ApplicationSet owns."""
+        where, args = [], []
+        for column, value in (("cluster", cluster), ("appset", appset), ("source", source)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if plain:
+            where.append("appset IS NULL")
+        if deleting is not None:
+            where.append("deletion IS NOT NULL" if deleting else "deletion IS NULL")
+        sql = f"SELECT {_APP_COLUMNS} FROM applications"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self.store.read() as db:
+            rows = db.execute(sql + " ORDER BY name", args).fetchall()
+        return [_app(r) for r in rows]
+
+    def owners(self) -> dict[str, str]:
+        """Owner of every owned Application: ``appset/NAME`` or ``source/NAME`` (one query).
+
+        Unowned rows (disowned when their set was deleted) are left out: a set may adopt them."""
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT name, appset, source FROM applications "
+                "WHERE appset IS NOT NULL OR source IS NOT NULL"
+            ).fetchall()
+        return {
+            name: f"appset/{appset}" if appset is not None else f"source/{source}"
+            for name, appset, source in rows
+        }
+
+    def rollup(self, by: RollupKey) -> list[Rollup]:
+        """Counts by sync and health status per cluster, per ApplicationSet or for the fleet.
+
+        One query: ``GROUP BY`` the key, sync status and health status."""
+        key = {"cluster": "cluster", "appset": "appset", "fleet": "NULL"}[by]
+        sql = (
+            f"SELECT {key}, sync_status, health_status, COUNT(*), "
+            "SUM(deletion IS NOT NULL) FROM applications "
+            f"GROUP BY {key}, sync_status, health_status"
+        )
+        with self.store.read() as db:
+            rows = db.execute(sql).fetchall()
+        groups: dict[str | None, dict[str, Any]] = {}
+        for group, sync, health, count, deleting in rows:
+            g = groups.setdefault(group, {"total": 0, "sync": {}, "health": {}, "deleting": 0})
+            g["total"] += count
+            g["sync"][sync] = g["sync"].get(sync, 0) + count
+            g["health"][health] = g["health"].get(health, 0) + count
+            g["deleting"] += deleting or 0
+        if by == "fleet" and not groups:
+            groups[None] = {"total": 0, "sync": {}, "health": {}, "deleting": 0}
+        return [
+            Rollup(
+                key=k, total=g["total"], sync=g["sync"], health=g["health"], deleting=g["deleting"]
+            )
+            for k, g in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+        ]
+
+    # -- Applications: writes by the reconcilers
+
+    def set_status(
+        self,
+        name: str,
+        *,
+        sync_status: str | None = None,
+        health_status: str | None = None,
+        desired_sha: str | None = None,
+        synced_sha: str | None = None,
+        conditions: Sequence[Condition] | None = None,
+        operation_state: Mapping[str, Any] | None = None,
+        reconciled_at: datetime | None = None,
+    ) -> bool:
+        """Record what a reconciler observed; fields left None keep their value.
+
+        Returns False when the Application no longer exists (deleted meanwhile)."""
+        if sync_status is not None and sync_status not in SYNC_STATUSES:
+            raise HubError(f"application {name}: unknown sync status {sync_status!r}")
+        if health_status is not None and health_status not in HEALTH_STATUSES:
+            raise HubError(f"application {name}: unknown health status {health_status!r}")
+        sets: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("sync_status", sync_status),
+            ("health_status", health_status),
+            ("desired_sha", desired_sha),
+            ("synced_sha", synced_sha),
+            ("conditions", None if conditions is None else _conditions_json(conditions)),
+            (
+                "operation_state",
+                None if operation_state is None else json.dumps(dict(operation_state)),
+            ),
+        ):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                args.append(value)
+        sets.append("reconciled_at = ?")
+        args.append(_iso(reconciled_at or now()))
+        with self.store.write() as db:
+            cur = db.execute(
+                f"UPDATE applications SET {', '.join(sets)} WHERE name = ?", (*args, name)
+            )
+        return cur.rowcount > 0
+
+    def finish_deletion(self, name: str) -> bool:
+        """Remove an Application whose resources the reconciler has deleted."""
+        with self.store.write() as db:
+            return AppTxn(db).delete_app(name)
+
+    def prune_cluster(self, cluster: str) -> list[AppRecord]:
+        """Remove every Application of ``cluster`` (it left the fleet), leaving its workloads.
+
+        Argo CD's rule for a destination that no longer exists: the resources finalizer is
+        stripped and the Application removed; nothing on the cluster is touched."""
+        with self.store.write() as db:
+            rows = db.execute(
+                f"SELECT {_APP_COLUMNS} FROM applications WHERE cluster = ? ORDER BY name",
+                (cluster,),
+            ).fetchall()
+            db.execute("DELETE FROM applications WHERE cluster = ?", (cluster,))
+        pruned = [_app(r) for r in rows]
+        if pruned:
+            log.info(
+                "cluster %s left the fleet: removed its Applications %s (workloads left running)",
+                cluster,
+                ", ".join(a.name for a in pruned),
+            )
+        return pruned
+
+    # -- ApplicationSets and projects: reads
+
+    def get_appset(self, name: str) -> AppSetRecord | None:
+        with self.store.read() as db:
+            row = db.execute(
+                f"SELECT {_APPSET_COLUMNS} FROM applicationsets WHERE name = ?", (name,)
+            ).fetchone()
+        return None if row is None else _appset(row)
+
+    def list_appsets(self, *, source: str | None = None) -> list[AppSetRecord]:
+        sql = f"SELECT {_APPSET_COLUMNS} FROM applicationsets"
+        args: tuple[str, ...] = ()
+        if source is not None:
+            sql += " WHERE source = ?"
+            args = (source,)
+        with self.store.read() as db:
+            rows = db.execute(sql + " ORDER BY name", args).fetchall()
+        return [_appset(r) for r in rows]
+
+    def list_projects(self) -> list[ProjectRecord]:
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT name, source, file, manifest, sha FROM app_projects ORDER BY name"
+            ).fetchall()
+        return [
+            ProjectRecord(name=n, source=s, file=f, manifest=json.loads(m), sha=sha)
+            for n, s, f, m, sha in rows
+        ]
+
+    def transaction(self) -> _TxnContext:
+        """A write transaction over the desired-state tables (see ``AppTxn``)."""
+        return _TxnContext(self.store)
+
+
+class _TxnContext:
+    def __init__(self, store: Store) -> None:
+        self._cm = store.write()
+
+    def __enter__(self) -> AppTxn:
+        return AppTxn(self._cm.__enter__())
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+
+class AppTxn:
+    """Writes of the ApplicationSet controller, inside one store transaction."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def get_app(self, name: str) -> AppRecord | None:
+        row = self._db.execute(
+            f"SELECT {_APP_COLUMNS} FROM applications WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else _app(row)
+
+    def put_desired(self, app: DesiredApp) -> AppRecord:
+        """Create the row, or replace its desired half (the observed half is kept).
+
+        ``generation`` is bumped only when something Git asks for changed."""
+        current = self.get_app(app.name)
+        stamp = _iso(now())
+        values = (
+            app.appset,
+            app.source,
+            app.file,
+            app.cluster,
+            app.dest_server,
+            app.dest_name,
+            app.namespace,
+            app.project,
+            json.dumps(app.spec, sort_keys=True),
+            json.dumps(dict(app.labels), sort_keys=True),
+            json.dumps(dict(app.annotations), sort_keys=True),
+            json.dumps(list(app.finalizers)),
+            app.desired_revision,
+        )
+        if current is None:
+            self._db.execute(
+                "INSERT INTO applications (appset, source, file, cluster, dest_server, "
+                "dest_name, namespace, project, spec, labels, annotations, finalizers, "
+                "desired_revision, name, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*values, app.name, stamp, stamp),
+            )
+        else:
+            bump = 0 if app.same_desired(current) else 1
+            self._db.execute(
+                "UPDATE applications SET appset = ?, source = ?, file = ?, cluster = ?, "
+                "dest_server = ?, dest_name = ?, namespace = ?, project = ?, spec = ?, "
+                "labels = ?, annotations = ?, finalizers = ?, desired_revision = ?, "
+                "generation = generation + ?, updated_at = ? WHERE name = ?",
+                (*values, bump, stamp, app.name),
+            )
+        record = self.get_app(app.name)
+        assert record is not None
+        return record
+
+    def disown(self, name: str) -> None:
+        """Keep the Application but cut it from its ApplicationSet (Argo CD strips the
+        ownerReference when a set whose policy forbids deletion is deleted). The row then has
+        neither set nor source: nothing deletes it, and a set generating its name adopts it."""
+        self._db.execute(
+            "UPDATE applications SET appset = NULL, source = NULL, updated_at = ? WHERE name = ?",
+            (_iso(now()), name),
+        )
+
+    def mark_deleting(self, name: str, reason: str) -> None:
+        self._db.execute(
+            "UPDATE applications SET deletion = ?, deletion_reason = ?, "
+            "deletion_requested_at = COALESCE(deletion_requested_at, ?), "
+            "generation = generation + (deletion IS NULL) WHERE name = ?",
+            (DELETING, reason, _iso(now()), name),
+        )
+
+    def delete_app(self, name: str) -> bool:
+        return self._db.execute("DELETE FROM applications WHERE name = ?", (name,)).rowcount > 0
+
+    def put_appset(
+        self, *, name: str, source: str, file: str, manifest: Mapping[str, Any], sha: str
+    ) -> None:
+        stamp = _iso(now())
+        self._db.execute(
+            "INSERT INTO applicationsets (name, source, file, manifest, sha, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "source = excluded.source, file = excluded.file, manifest = excluded.manifest, "
+            "sha = excluded.sha, updated_at = excluded.updated_at",
+            (name, source, file, json.dumps(manifest, sort_keys=True), sha, stamp, stamp),
+        )
+
+    def set_appset_status(
+        self,
+        name: str,
+        *,
+        conditions: Sequence[Condition],
+        status: Mapping[str, Any],
+        generated: int | None,
+        last_error: str | None,
+    ) -> None:
+        """Record a reconcile of the set; ``generated`` None keeps the previous count."""
+        self._db.execute(
+            "UPDATE applicationsets SET conditions = ?, status = ?, "
+            "generated = COALESCE(?, generated), last_error = ?, reconciled_at = ? "
+            "WHERE name = ?",
+            (
+                _conditions_json(conditions),
+                json.dumps(dict(status), sort_keys=True),
+                generated,
+                last_error,
+                _iso(now()),
+                name,
+            ),
+        )
+
+    def delete_appset(self, name: str) -> None:
+        self._db.execute("DELETE FROM applicationsets WHERE name = ?", (name,))
+
+    def replace_projects(self, source: str, projects: Iterable[ProjectRecord]) -> None:
+        self._db.execute("DELETE FROM app_projects WHERE source = ?", (source,))
+        for p in projects:
+            self._db.execute(
+                "INSERT OR REPLACE INTO app_projects (name, source, file, manifest, sha) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (p.name, p.source, p.file, json.dumps(p.manifest, sort_keys=True), p.sha),
+            )

@@ -1,0 +1,851 @@
+"""The ApplicationSet controller: decisions as pure functions, then one store write per set.
+
+Entry points (the ``hub serve`` runtime and ``hub appset reconcile`` call these):
+
+- ``reconcile_once(home, source=None)``: load every source (or one), ingest it, reconcile
+  every ApplicationSet once; returns a ``ReconcileReport``. This is ``hub appset
+  reconcile`` and the first half of ``hub serve --once``.
+- ``AppSetController(store, git).ingest(loads, configured)``: take freshly loaded sources
+  into the store (ApplicationSet manifests, AppProjects, plain Applications); removed
+  ApplicationSets are deleted here. A source that failed to load changes nothing.
+- ``AppSetController.reconcile_appsets(clusters, names=None)``: expand the stored
+  ApplicationSets (the last good manifests) against the registry's clusters and Git and
+  apply the plans. Call it after ``ingest`` and on cluster events (add, relabel, remove).
+- ``plan_appset`` / ``plan_deleted_appset`` / ``plan_plain_apps``: the pure decisions,
+  unit-tested without a store.
+
+Rules (Argo CD's, plus the hub's guards; docs/hub.md has the full table):
+
+1. A generator, template or Git error keeps every Application and sets ErrorOccurred=True,
+   ParametersGenerated=False, ResourcesUpToDate=False. Nothing is created, updated or deleted.
+2. Invalid generated Applications (bad or duplicate name, unknown project, destination not
+   a registered cluster, name owned by another set or source) are skipped, never deleted;
+   the others proceed (ErrorOccurred reason ApplicationValidationError).
+3. ``syncPolicy.applicationsSync``: create-only (no update, no delete), create-update (no
+   delete), create-delete (no update), sync (default: everything).
+4. An owned Application no longer generated is deleted: when its destination cluster is no
+   longer registered, its finalizer is stripped and the record removed (workloads left
+   alone); with ``resources-finalizer.argocd.argoproj.io`` it is marked ``deleting`` for the
+   reconciler to delete its resources first; without it the record is removed and the
+   workloads keep running.
+5. Empty-result guard (hub rule): a set that owns Applications and now generates none,
+   without any error, deletes them only when its ``applicationsSync`` is *explicitly*
+   ``sync`` or ``create-delete`` (or it is annotated ``gitops-hub/allow-empty: "true"``);
+   otherwise everything is kept with ErrorOccurred=True, reason ``EmptyResultGuard``.
+6. An ApplicationSet removed from its source deletes its Applications as in rule 4 (never
+   cascading with ``preserveResourcesOnDeletion``); a policy forbidding deletion
+   (create-only, create-update) keeps them, disowned.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from clusters.registry import ClusterRecord
+from generators.clusters import SECRET_TYPE_CLUSTER, SECRET_TYPE_LABEL, ClusterInfo
+from generators.errors import GeneratorError
+from generators.expand import (
+    GENERATION_ERROR,
+    RENDER_ERROR,
+    VALIDATION_ERROR,
+    Context,
+    Result,
+    generate,
+)
+from generators.spec import ApplicationSet, parse_appset
+from hub.apps import (
+    AppRecord,
+    AppStore,
+    AppTxn,
+    Condition,
+    DesiredApp,
+    ProjectRecord,
+    has_cascade_finalizer,
+)
+from hub.sources import AppManifest, SourceGit, SourceLoad, SourceStore, load_source
+from hub.store import Store
+from hub.sync.model import SyncError, parse_application
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("create-only", "create-update", "create-delete", "sync")
+DEFAULT_POLICY = "sync"
+ALLOW_EMPTY_ANNOTATION = "gitops-hub/allow-empty"
+EMPTY_GUARD = "EmptyResultGuard"
+UP_TO_DATE = "ApplicationSetUpToDate"
+
+ActionKind = Literal["create", "update", "delete", "keep", "skip", "disown"]
+DeletionMode = Literal["cascade", "orphan"]
+
+
+def allows_update(policy: str) -> bool:
+    return policy in ("create-update", "sync")
+
+
+def allows_delete(policy: str) -> bool:
+    return policy in ("create-delete", "sync")
+
+
+# ---------------------------------------------------------------- inputs and outputs
+
+
+def cluster_info(record: ClusterRecord) -> ClusterInfo:
+    """A registry record as the clusters generator sees an Argo CD cluster Secret."""
+    labels = {**record.labels, SECRET_TYPE_LABEL: SECRET_TYPE_CLUSTER}
+    return ClusterInfo(
+        name=record.name,
+        server=record.server,
+        project=record.project or "",
+        labels=labels,
+        annotations=dict(record.annotations),
+    )
+
+
+def _server_key(server: str) -> str:
+    return server.rstrip("/")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fleet:
+    """What validation and deletion need to know about the world outside the set."""
+
+    clusters: tuple[ClusterRecord, ...] = ()
+    projects: frozenset[str] = frozenset({"default"})
+
+    def resolve(self, server: str, name: str) -> ClusterRecord | None:
+        """The registered cluster an Application destination names, if any."""
+        for c in self.clusters:
+            if (server and _server_key(c.server) == _server_key(server)) or (
+                not server and name and c.name == name
+            ):
+                return c
+        return None
+
+    def has_cluster(self, name: str | None) -> bool:
+        return name is not None and any(c.name == name for c in self.clusters)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Action:
+    kind: ActionKind
+    app: str
+    reason: str
+    desired: DesiredApp | None = None
+    deletion: DeletionMode | None = None
+
+    def describe(self) -> str:
+        verb = {
+            "create": "created",
+            "update": "updated",
+            "keep": "kept",
+            "skip": "skipped",
+            "disown": "disowned",
+            "delete": "deleting (cascade)" if self.deletion == "cascade" else "deleted",
+        }[self.kind]
+        return f"{verb} {self.app}: {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"action": self.kind, "app": self.app, "reason": self.reason}
+        if self.deletion is not None:
+            out["deletion"] = self.deletion
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """What to do for one ApplicationSet (``kind='appset'``) or one source's plain apps."""
+
+    kind: Literal["appset", "source"]
+    name: str
+    actions: tuple[Action, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    #: Apps of this clean generation (for the empty-result guard); None when it failed.
+    generated: int | None = None
+    error: str | None = None
+    deleted: bool = False  # the ApplicationSet itself goes away
+
+    def count(self, kind: ActionKind) -> int:
+        return sum(1 for a in self.actions if a.kind == kind)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "deleted": self.deleted,
+            "generated": self.generated,
+            "error": self.error,
+            "actions": [a.as_dict() for a in self.actions],
+            "conditions": [c.as_dict() for c in self.conditions],
+        }
+
+
+# ---------------------------------------------------------------- pure decisions
+
+
+def deletion_of(
+    app: AppRecord, fleet: Fleet, *, preserve: bool = False
+) -> tuple[DeletionMode, str]:
+    """How an Application leaves: cascade (resources first) or orphan, and why."""
+    if not fleet.has_cluster(app.cluster) and fleet.resolve(app.dest_server, app.dest_name) is None:
+        where = app.cluster or app.dest_server or app.dest_name or "?"
+        return "orphan", (
+            f"destination cluster {where} is no longer registered: finalizer stripped, "
+            "nothing on that cluster is touched"
+        )
+    if preserve:
+        return "orphan", "preserveResourcesOnDeletion: its workloads are left running"
+    if has_cascade_finalizer(app.finalizers):
+        return "cascade", "resources finalizer: its resources are deleted from the cluster first"
+    return "orphan", "no resources finalizer: its workloads are left running"
+
+
+def _error_conditions(reason: str, message: str) -> tuple[Condition, ...]:
+    return (
+        Condition(type="ErrorOccurred", status="True", reason=reason, message=message),
+        Condition(
+            type="ParametersGenerated",
+            status="False" if reason in (GENERATION_ERROR, RENDER_ERROR) else "True",
+            reason=reason,
+            message=message,
+        ),
+        Condition(type="ResourcesUpToDate", status="False", reason=reason, message=message),
+    )
+
+
+def _ok_conditions() -> tuple[Condition, ...]:
+    ok = "All applications have been generated successfully"
+    return (
+        Condition(type="ErrorOccurred", status="False", reason=UP_TO_DATE, message=ok),
+        Condition(
+            type="ParametersGenerated",
+            status="True",
+            reason="ParametersGenerated",
+            message="Successfully generated parameters for all Applications",
+        ),
+        Condition(type="ResourcesUpToDate", status="True", reason=UP_TO_DATE, message=ok),
+    )
+
+
+def _validate_generated(
+    manifest: Mapping[str, Any],
+    appset: ApplicationSet,
+    fleet: Fleet,
+    owners: Mapping[str, str],
+    *,
+    source: str,
+    file: str,
+) -> tuple[DesiredApp | None, str]:
+    name = str(manifest["metadata"]["name"])
+    owner = owners.get(name)
+    if owner is not None and owner != f"appset/{appset.name}":
+        return None, f"application {name!r} already exists and belongs to {owner}"
+    try:
+        app = parse_application(manifest, source_file=f"ApplicationSet {appset.name}")
+    except SyncError as exc:
+        return None, str(exc)
+    if app.project not in fleet.projects:
+        return None, (
+            f"application {name!r}: project {app.project!r} does not exist (commit an "
+            "AppProject to a source, or use project 'default')"
+        )
+    cluster = fleet.resolve(app.destination.server, app.destination.name)
+    if cluster is None:
+        dest = app.destination.server or app.destination.name or "(none)"
+        return None, (
+            f"application {name!r}: destination {dest} is not a registered cluster "
+            "(see `hub cluster list`)"
+        )
+    return (
+        DesiredApp.from_manifest(
+            manifest, appset=appset.name, source=source, file=file, cluster=cluster.name
+        ),
+        "",
+    )
+
+
+def plan_appset(
+    appset: ApplicationSet,
+    result: Result,
+    owned: Sequence[AppRecord],
+    fleet: Fleet,
+    *,
+    owners: Mapping[str, str] | None = None,
+    source: str = "",
+    file: str = "",
+) -> Plan:
+    """Decide creates, updates, deletes and keeps for one generated ApplicationSet.
+
+    ``owned`` are the Applications the store says this set owns; ``owners`` maps every
+    other existing Application name to its owner (``appset/NAME`` or ``source/NAME``)."""
+    owners = owners or {}
+    explicit = appset.spec.sync_policy.applications_sync
+    policy = explicit or DEFAULT_POLICY
+    by_name = {a.name: a for a in owned}
+
+    if result.failed:
+        reason = GENERATION_ERROR if result.generation_failed else RENDER_ERROR
+        message = "; ".join(
+            c.message for c in result.conditions if c.reason in (GENERATION_ERROR, RENDER_ERROR)
+        )
+        keeps = tuple(
+            Action(kind="keep", app=a.name, reason=f"generation failed ({reason}): kept as is")
+            for a in owned
+        )
+        return Plan(
+            kind="appset",
+            name=appset.name,
+            actions=keeps,
+            conditions=_error_conditions(reason, message),
+            error=message,
+        )
+
+    problems = [c.message for c in result.conditions if c.reason == VALIDATION_ERROR]
+    actions: list[Action] = []
+    generated_names = {app.name for app in result.applications}
+    for generated in sorted(result.applications, key=lambda g: g.name):
+        desired, problem = _validate_generated(
+            generated.manifest, appset, fleet, owners, source=source, file=file
+        )
+        current = by_name.get(generated.name)
+        if desired is None:
+            problems.append(problem)
+            actions.append(Action(kind="skip", app=generated.name, reason=f"invalid: {problem}"))
+            continue
+        if current is None:
+            why = f"new: generated by {generated.param_set.source}"
+            if generated.name in owners:
+                why = "adopted: an Application of that name had no owner"
+            actions.append(Action(kind="create", app=desired.name, reason=why, desired=desired))
+        elif current.deleting:
+            actions.append(
+                Action(
+                    kind="keep",
+                    app=current.name,
+                    reason="being deleted; it is created again once its resources are gone",
+                )
+            )
+        elif desired.same_desired(current):
+            actions.append(Action(kind="keep", app=current.name, reason="up to date"))
+        elif allows_update(policy):
+            actions.append(
+                Action(
+                    kind="update",
+                    app=current.name,
+                    reason="template output changed",
+                    desired=desired,
+                )
+            )
+        else:
+            actions.append(
+                Action(
+                    kind="keep",
+                    app=current.name,
+                    reason=f"changed, but policy {policy} does not update",
+                )
+            )
+
+    leaving = [a for a in owned if a.name not in generated_names]
+    conditions: tuple[Condition, ...]
+    guard = _empty_guard(appset, explicit, owned, generated_names)
+    if guard is not None:
+        actions.extend(
+            Action(kind="keep", app=a.name, reason=f"{EMPTY_GUARD}: not deleted") for a in leaving
+        )
+        log.warning("ApplicationSet %s: %s", appset.name, guard)
+        conditions = _error_conditions(EMPTY_GUARD, guard)
+        return Plan(
+            kind="appset",
+            name=appset.name,
+            actions=tuple(actions),
+            conditions=conditions,
+            generated=None,
+            error=guard,
+        )
+    for app in leaving:
+        if app.deleting:
+            actions.append(Action(kind="keep", app=app.name, reason="deletion in progress"))
+        elif not allows_delete(policy):
+            actions.append(
+                Action(
+                    kind="keep",
+                    app=app.name,
+                    reason=f"no longer generated, but policy {policy} does not delete",
+                )
+            )
+        else:
+            mode, why = deletion_of(app, fleet)
+            actions.append(
+                Action(
+                    kind="delete", app=app.name, reason=f"no longer generated; {why}", deletion=mode
+                )
+            )
+    if not generated_names and leaving and allows_delete(policy):
+        log.warning(
+            "ApplicationSet %s generated no Applications; deleting its %d Applications "
+            "(applicationsSync %s allows it)",
+            appset.name,
+            len(leaving),
+            policy,
+        )
+    if problems:
+        conditions = _error_conditions(VALIDATION_ERROR, "; ".join(problems))
+    else:
+        conditions = _ok_conditions()
+    return Plan(
+        kind="appset",
+        name=appset.name,
+        actions=tuple(actions),
+        conditions=conditions,
+        generated=len(generated_names),
+    )
+
+
+def _empty_guard(
+    appset: ApplicationSet,
+    explicit_policy: str | None,
+    owned: Sequence[AppRecord],
+    generated_names: Collection[str],
+) -> str | None:
+    """Why a sudden empty result must not delete, or None when it may."""
+    live = [a for a in owned if not a.deleting]
+    if generated_names or not live:
+        return None
+    allow = appset.annotations.get(ALLOW_EMPTY_ANNOTATION, "").lower()
+    if allow == "true":
+        return None
+    if explicit_policy is not None and allows_delete(explicit_policy) and allow != "false":
+        return None
+    if explicit_policy is not None and not allows_delete(explicit_policy):
+        return None  # the policy deletes nothing anyway; no need to flag an error
+    return (
+        f"generated 0 Applications without an error but owns {len(live)}: nothing deleted. "
+        "If the set really should be empty, set spec.syncPolicy.applicationsSync: sync "
+        f'explicitly or annotate it {ALLOW_EMPTY_ANNOTATION}: "true"'
+    )
+
+
+def plan_deleted_appset(
+    name: str, manifest: Mapping[str, Any], owned: Sequence[AppRecord], fleet: Fleet, why: str
+) -> Plan:
+    """The ApplicationSet left its source (file deleted, or the source removed)."""
+    sync_policy = (manifest.get("spec") or {}).get("syncPolicy") or {}
+    policy = str(sync_policy.get("applicationsSync") or DEFAULT_POLICY)
+    preserve = bool(sync_policy.get("preserveResourcesOnDeletion"))
+    actions: list[Action] = []
+    for app in owned:
+        if app.deleting:
+            actions.append(Action(kind="keep", app=app.name, reason="deletion in progress"))
+        elif not allows_delete(policy):
+            actions.append(
+                Action(
+                    kind="disown",
+                    app=app.name,
+                    reason=f"{why}; policy {policy} keeps its Applications (now unowned)",
+                )
+            )
+        else:
+            mode, reason = deletion_of(app, fleet, preserve=preserve)
+            actions.append(
+                Action(kind="delete", app=app.name, reason=f"{why}; {reason}", deletion=mode)
+            )
+    return Plan(kind="appset", name=name, actions=tuple(actions), deleted=True)
+
+
+def plan_plain_apps(
+    source: str,
+    declared: Sequence[AppManifest],
+    stored: Sequence[AppRecord],
+    fleet: Fleet,
+    owners: Mapping[str, str],
+) -> Plan:
+    """Applications committed as such: created, updated, deleted as the files say."""
+    by_name = {a.name: a for a in stored}
+    actions: list[Action] = []
+    problems: list[str] = []
+    for item in sorted(declared, key=lambda m: m.name):
+        app = item.app
+        owner = owners.get(app.name)
+        if owner is not None and owner != f"source/{source}":
+            problem = f"{item.file}: application {app.name!r} already belongs to {owner}"
+            problems.append(problem)
+            actions.append(Action(kind="skip", app=app.name, reason=problem))
+            continue
+        cluster = fleet.resolve(app.destination.server, app.destination.name)
+        if cluster is None or app.project not in fleet.projects:
+            problem = f"{item.file}: application {app.name!r}: " + (
+                f"project {app.project!r} does not exist"
+                if cluster is not None
+                else f"destination {app.destination.server or app.destination.name} "
+                "is not a registered cluster"
+            )
+            problems.append(problem)
+            actions.append(Action(kind="skip", app=app.name, reason=problem))
+            continue
+        desired = DesiredApp.from_manifest(
+            item.manifest, appset=None, source=source, file=item.file, cluster=cluster.name
+        )
+        current = by_name.get(app.name)
+        if current is None:
+            actions.append(
+                Action(kind="create", app=app.name, reason=f"new in {item.file}", desired=desired)
+            )
+        elif current.deleting:
+            actions.append(Action(kind="keep", app=app.name, reason="being deleted"))
+        elif desired.same_desired(current):
+            actions.append(Action(kind="keep", app=app.name, reason="up to date"))
+        else:
+            actions.append(
+                Action(kind="update", app=app.name, reason=f"{item.file} changed", desired=desired)
+            )
+    names = {m.name for m in declared}
+    for current in stored:
+        if current.name in names:
+            continue
+        if current.deleting:
+            actions.append(Action(kind="keep", app=current.name, reason="deletion in progress"))
+            continue
+        mode, why = deletion_of(current, fleet)
+        actions.append(
+            Action(
+                kind="delete",
+                app=current.name,
+                reason=f"removed from the source; {why}",
+                deletion=mode,
+            )
+        )
+    conditions = tuple(
+        Condition(type="InvalidSpecError", status="True", message=p) for p in problems
+    )
+    return Plan(
+        kind="source",
+        name=source,
+        actions=tuple(actions),
+        conditions=conditions,
+        error="; ".join(problems) or None,
+    )
+
+
+# ---------------------------------------------------------------- applying
+
+
+def apply_actions(txn: AppTxn, actions: Iterable[Action]) -> None:
+    for action in actions:
+        if action.kind in ("create", "update"):
+            assert action.desired is not None
+            txn.put_desired(action.desired)
+        elif action.kind == "disown":
+            txn.disown(action.app)
+        elif action.kind == "delete":
+            if action.deletion == "cascade":
+                txn.mark_deleting(action.app, action.reason)
+            else:
+                txn.delete_app(action.app)
+            log.info("application %s: %s", action.app, action.describe())
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceOutcome:
+    name: str
+    sha: str | None
+    ok: bool
+    errors: tuple[str, ...] = ()
+    appsets: int = 0
+    applications: int = 0
+    projects: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "sha": self.sha,
+            "ok": self.ok,
+            "errors": list(self.errors),
+            "appsets": self.appsets,
+            "applications": self.applications,
+            "projects": self.projects,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconcileReport:
+    sources: tuple[SourceOutcome, ...] = ()
+    plans: tuple[Plan, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.sources) and not any(p.error for p in self.plans)
+
+    def actions(self, kind: ActionKind) -> list[Action]:
+        return [a for p in self.plans for a in p.actions if a.kind == kind]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "sources": [s.as_dict() for s in self.sources],
+            "plans": [p.as_dict() for p in self.plans],
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControllerOptions:
+    include_local_cluster: bool = False
+    new_git_file_globbing: bool = False
+
+
+class AppSetController:
+    """Applies the decisions above to the store. One instance per hub process."""
+
+    def __init__(
+        self, store: Store, git: SourceGit, options: ControllerOptions | None = None
+    ) -> None:
+        self.store = store
+        self.apps = AppStore(store)
+        self.git = git
+        self.options = options or ControllerOptions()
+
+    def _fleet(self, clusters: Sequence[ClusterRecord]) -> Fleet:
+        projects = frozenset({"default", *(p.name for p in self.apps.list_projects())})
+        return Fleet(clusters=tuple(clusters), projects=projects)
+
+    def _owners(self) -> dict[str, str]:
+        return self.apps.owners()
+
+    def ingest(
+        self,
+        loads: Sequence[SourceLoad],
+        clusters: Sequence[ClusterRecord],
+        *,
+        configured: Collection[str] | None = None,
+    ) -> tuple[list[SourceOutcome], list[Plan]]:
+        """Take loaded sources into the store; returns outcomes and the plans applied for
+        removed ApplicationSets and plain Applications.
+
+        ``configured``: every source name that still exists; ApplicationSets of sources not
+        in it are deleted (the source was removed). None skips that step (one-source runs).
+        """
+        outcomes: list[SourceOutcome] = []
+        plans: list[Plan] = []
+        sources = SourceStore(self.store)
+        stored_sets = self.apps.list_appsets()
+        for load in loads:
+            sources.record_load(load)
+            outcomes.append(
+                SourceOutcome(
+                    name=load.source.name,
+                    sha=load.sha,
+                    ok=load.ok,
+                    errors=load.errors,
+                    appsets=len(load.appsets),
+                    applications=len(load.applications),
+                    projects=len(load.projects),
+                )
+            )
+            if not load.ok:
+                log.error("source %s: %s", load.source.name, "; ".join(load.errors))
+                continue
+            assert load.sha is not None
+            taken = {s.name: s.source for s in stored_sets if s.source != load.source.name}
+            with self.apps.transaction() as txn:
+                txn.replace_projects(
+                    load.source.name,
+                    [
+                        ProjectRecord(
+                            name=p.name,
+                            source=load.source.name,
+                            file=p.file,
+                            manifest=p.manifest,
+                            sha=load.sha,
+                        )
+                        for p in load.projects
+                    ],
+                )
+                for item in load.appsets:
+                    if item.name in taken:
+                        plans.append(
+                            Plan(
+                                kind="appset",
+                                name=item.name,
+                                error=f"{load.source.name}:{item.file}: ApplicationSet "
+                                f"{item.name!r} already comes from source {taken[item.name]}; "
+                                "ignored",
+                            )
+                        )
+                        continue
+                    txn.put_appset(
+                        name=item.name,
+                        source=load.source.name,
+                        file=item.file,
+                        manifest=item.manifest,
+                        sha=load.sha,
+                    )
+            present = {a.name for a in load.appsets}
+            for stored in stored_sets:
+                if stored.source == load.source.name and stored.name not in present:
+                    plans.append(
+                        self._delete_appset(
+                            stored.name,
+                            stored.manifest,
+                            clusters,
+                            f"ApplicationSet removed from source {load.source.name} "
+                            f"({stored.file} at {load.sha[:12]})",
+                        )
+                    )
+            fleet = self._fleet(clusters)
+            plain = plan_plain_apps(
+                load.source.name,
+                load.applications,
+                self.apps.list_apps(source=load.source.name, plain=True),
+                fleet,
+                self._owners(),
+            )
+            with self.apps.transaction() as txn:
+                apply_actions(txn, plain.actions)
+            plans.append(plain)
+        if configured is not None:
+            for stored in self.apps.list_appsets():
+                if stored.source not in configured:
+                    plans.append(
+                        self._delete_appset(
+                            stored.name,
+                            stored.manifest,
+                            clusters,
+                            f"source {stored.source} was removed",
+                        )
+                    )
+            for app in self.apps.list_apps(plain=True):
+                if app.source is not None and app.source not in configured:
+                    plan = plan_plain_apps(app.source, [], [app], self._fleet(clusters), {})
+                    with self.apps.transaction() as txn:
+                        apply_actions(txn, plan.actions)
+                    plans.append(plan)
+        return outcomes, plans
+
+    def _delete_appset(
+        self, name: str, manifest: Mapping[str, Any], clusters: Sequence[ClusterRecord], why: str
+    ) -> Plan:
+        plan = plan_deleted_appset(
+            name, manifest, self.apps.list_apps(appset=name), self._fleet(clusters), why
+        )
+        with self.apps.transaction() as txn:
+            apply_actions(txn, plan.actions)
+            txn.delete_appset(name)
+        log.info("ApplicationSet %s deleted: %s", name, why)
+        return plan
+
+    def reconcile_appsets(
+        self,
+        clusters: Sequence[ClusterRecord],
+        names: Collection[str] | None = None,
+        *,
+        source: str | None = None,
+    ) -> list[Plan]:
+        """Expand and apply the stored ApplicationSets (all, ``names``, or one source's)."""
+        fleet = self._fleet(clusters)
+        context = Context(
+            clusters=tuple(cluster_info(c) for c in clusters),
+            include_local_cluster=self.options.include_local_cluster,
+            repo_reader=self.git,
+            new_git_file_globbing=self.options.new_git_file_globbing,
+        )
+        plans = []
+        for stored in self.apps.list_appsets(source=source):
+            if names is not None and stored.name not in names:
+                continue
+            where = f"{stored.source}:{stored.file}"
+            owned = self.apps.list_apps(appset=stored.name)
+            try:
+                appset = parse_appset(stored.manifest, source=where)
+            except GeneratorError as exc:  # only if parsing rules changed since it was stored
+                message = f"{where}: {exc}"
+                plan = Plan(
+                    kind="appset",
+                    name=stored.name,
+                    actions=tuple(
+                        Action(kind="keep", app=a.name, reason="spec unreadable") for a in owned
+                    ),
+                    conditions=_error_conditions(GENERATION_ERROR, message),
+                    error=message,
+                )
+            else:
+                plan = plan_appset(
+                    appset,
+                    generate(appset, context),
+                    owned,
+                    fleet,
+                    owners=self._owners(),
+                    source=stored.source,
+                    file=stored.file,
+                )
+            with self.apps.transaction() as txn:
+                apply_actions(txn, plan.actions)
+                txn.set_appset_status(
+                    stored.name,
+                    conditions=plan.conditions,
+                    status={
+                        "applications": len(owned),
+                        **{k: plan.count(k) for k in ("create", "update", "delete", "skip")},
+                    },
+                    generated=plan.generated,
+                    last_error=plan.error,
+                )
+            if plan.error:
+                log.error("ApplicationSet %s: %s", stored.name, plan.error)
+            plans.append(plan)
+        return plans
+
+
+def reconcile_once(
+    home: Path,
+    *,
+    source: str | None = None,
+    git: SourceGit | None = None,
+    options: ControllerOptions | None = None,
+) -> ReconcileReport:
+    """Load the sources (or one), ingest them and reconcile their ApplicationSets once."""
+    from hub.home import open_registry, open_store
+    from hub.sources import HubGit
+
+    registry = open_registry(home)
+    own_git = git is None
+    hub_git: SourceGit = HubGit() if git is None else git
+    try:
+        store = open_store(home)
+        try:
+            records = SourceStore(store).list()
+            if source is not None:
+                records = [SourceStore(store).get(source)]
+            loads = [load_source(r.source, hub_git) for r in records]
+            clusters = list(registry.list())
+            controller = AppSetController(store, hub_git, options)
+            outcomes, plans = controller.ingest(
+                loads,
+                clusters,
+                configured=None if source is not None else {r.source.name for r in records},
+            )
+            plans += controller.reconcile_appsets(clusters, source=source)
+        finally:
+            store.close()
+    finally:
+        registry.close()
+        if own_git and isinstance(hub_git, HubGit):
+            hub_git.close()
+    return ReconcileReport(sources=tuple(outcomes), plans=tuple(plans))
+
+
+__all__ = [
+    "Action",
+    "AppSetController",
+    "ControllerOptions",
+    "Fleet",
+    "Plan",
+    "ReconcileReport",
+    "cluster_info",
+    "deletion_of",
+    "plan_appset",
+    "plan_deleted_appset",
+    "plan_plain_apps",
+    "reconcile_once",
+]

@@ -1,0 +1,133 @@
+"""``hub source add|list|rm``: where the hub reads ApplicationSets, Applications and AppProjects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+import yaml
+
+from hub.apps import AppStore
+from hub.cli import HubContext
+from hub.home import open_store
+from hub.sources import (
+    DEFAULT_REVISION,
+    HubGit,
+    SourceError,
+    SourceStore,
+    load_source,
+    make_source,
+)
+from hub.store import Store
+
+OUTPUT = click.Choice(["table", "json", "yaml"])
+
+
+@contextmanager
+def _store(obj: HubContext) -> Iterator[Store]:
+    store = open_store(obj.home)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@click.group("source")
+def source() -> None:
+    """Git locations whose ApplicationSet, Application and AppProject files the hub loads."""
+
+
+@source.command("add")
+@click.argument("name")
+@click.option("--repo", required=True, metavar="URL|PATH", help="Git URL or local repository.")
+@click.option("--path", "path", default="", metavar="DIR", help="Directory inside the repo.")
+@click.option(
+    "--revision",
+    default=DEFAULT_REVISION,
+    show_default=True,
+    help="Branch, tag or commit (HEAD: the repository's default branch).",
+)
+@click.pass_obj
+def add(obj: HubContext, name: str, repo: str, path: str, revision: str) -> None:
+    """Add source NAME. Its manifests are read and checked now (nothing is applied); a
+    source that cannot be read or holds an invalid file is refused."""
+    src = make_source(name, repo, path, revision)
+    with HubGit() as git:
+        load = load_source(src, git)
+    if not load.ok:
+        # Refuse now rather than store a source the controller would only report on.
+        raise SourceError("; ".join(load.errors) + "; source not added")
+    with _store(obj) as store:
+        SourceStore(store).add(src)
+    click.echo(
+        f"source {src.name} added: {src.repo} {src.path or '/'}@{src.revision} "
+        f"({load.sha[:12]}): {len(load.appsets)} ApplicationSet(s), "
+        f"{len(load.applications)} Application(s), {len(load.projects)} AppProject(s) "
+        f"in {load.files} file(s)"
+    )
+    click.echo("run `hub appset reconcile` (or a running hub) to apply it")
+
+
+@source.command("list")
+@click.option("-o", "--output", "fmt", type=OUTPUT, default="table", show_default=True)
+@click.pass_obj
+def list_(obj: HubContext, fmt: str) -> None:
+    """List sources with the commit in force and the last error."""
+    with _store(obj) as store:
+        records = SourceStore(store).list()
+    data = [r.as_dict() for r in records]
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+        return
+    if fmt == "yaml":
+        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+        return
+    if not records:
+        click.echo("no sources (add one with `hub source add`)")
+        return
+    from hub.cli.cluster import TABLE_WIDTH, render_table
+
+    rows = [
+        [
+            r.source.name,
+            r.source.repo,
+            r.source.path or "/",
+            r.source.revision,
+            (r.last_sha or "-")[:12],
+            "error" if r.last_error else ("ok" if r.last_sha else "-"),
+        ]
+        for r in records
+    ]
+    click.echo(
+        render_table(
+            ["NAME", "REPO", "PATH", "REVISION", "SHA", "STATE"],
+            rows,
+            TABLE_WIDTH,
+            shrink_first=(1,),
+        )
+    )
+    for r in records:
+        if r.last_error:
+            click.echo(f"{r.source.name}: {r.last_error}", err=True)
+
+
+@source.command("rm")
+@click.argument("name")
+@click.pass_obj
+def rm(obj: HubContext, name: str) -> None:
+    """Remove source NAME. At the next reconcile its ApplicationSets and Applications are
+    handled as if their files had been deleted from Git."""
+    with _store(obj) as store:
+        removed = SourceStore(store).remove(name)
+        apps = AppStore(store)
+        sets = apps.list_appsets(source=name)
+        plain = apps.list_apps(source=name, plain=True)
+    click.echo(f"source {removed.name} removed")
+    if sets or plain:
+        click.echo(
+            f"at the next reconcile its {len(sets)} ApplicationSet(s) and {len(plain)} plain "
+            "Application(s) are removed as if deleted from Git (their Applications follow "
+            "each set's applicationsSync policy and finalizers)"
+        )

@@ -1,0 +1,431 @@
+"""Sources: where the hub reads the ApplicationSets, Applications and AppProjects people commit.
+
+A source is a name, a repository (URL or local path), a directory inside it and a
+revision. Loading a source resolves the revision to a commit SHA once and reads every
+``.yaml``/``.yml``/``.json`` file under the directory (recursively, in path order) *at that
+SHA*, so one load never mixes two commits. Every document of kind ApplicationSet,
+Application or AppProject (``argoproj.io/v1alpha1``) is parsed at this boundary into typed
+objects; documents of other kinds are ignored (a directory may hold other manifests).
+
+A load is all or nothing: any bad file (YAML error, a document that is not a mapping, an
+invalid ApplicationSet/Application/AppProject, two objects of one kind with one name)
+makes ``SourceLoad.errors`` non-empty, each error naming the file and the document index.
+The controller then keeps the last good set of that source and deletes nothing
+(``hub.appsets``). The same holds when the repository or revision cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+import yaml
+
+from generators.errors import GeneratorError
+from generators.git import RepoReader, RepoTree
+from generators.spec import ApplicationSet, load_yaml_documents, parse_appset
+from hub.errors import HubError, HubUsageError
+from hub.repos import LocalRepoReader, RepoError, RepoMapping
+from hub.store import Store
+from hub.sync.model import Application, SyncError, parse_application
+
+API_VERSION = "argoproj.io/v1alpha1"
+KINDS = ("ApplicationSet", "Application", "AppProject")
+EXTENSIONS = (".yaml", ".yml", ".json")
+DEFAULT_REVISION = "HEAD"
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+class SourceError(HubError):
+    """A source could not be added, found or read."""
+
+
+# ---------------------------------------------------------------- Git access
+
+
+class SourceGit(RepoReader, Protocol):
+    """What loading sources and expanding git generators need from Git."""
+
+    def resolve(self, repo_url: str, revision: str) -> str:
+        """The commit SHA ``revision`` names now (raise ``RepoError`` if it cannot)."""
+        ...
+
+
+def local_path(repo: str) -> Path | None:
+    """The local directory a repo string names (``/abs/path`` or ``file://``), else None."""
+    if repo.startswith("file://"):
+        return Path(repo[len("file://") :])
+    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return None
+    return Path(repo)
+
+
+class HubGit:
+    """``SourceGit`` for the hub: local repositories are read in place with
+    ``LocalRepoReader``; remote URLs go to ``remote`` (the repo cache of a running hub),
+    or fail with a message saying so when there is none."""
+
+    def __init__(self, remote: SourceGit | None = None) -> None:
+        self._remote = remote
+        self._local: dict[Path, LocalRepoReader] = {}
+
+    def close(self) -> None:
+        for reader in self._local.values():
+            reader.close()
+        self._local.clear()
+
+    def __enter__(self) -> HubGit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _reader(self, repo_url: str) -> tuple[LocalRepoReader | SourceGit, str]:
+        path = local_path(repo_url)
+        if path is None:
+            if self._remote is None:
+                raise RepoError(
+                    f"{repo_url}: remote repositories are read through the hub's repo "
+                    "cache, which this command has no access to; use a local clone's path"
+                )
+            return self._remote, repo_url
+        path = path.expanduser().resolve()
+        reader = self._local.get(path)
+        if reader is None:
+            reader = self._local[path] = LocalRepoReader(RepoMapping(default=path))
+        return reader, repo_url
+
+    def resolve(self, repo_url: str, revision: str) -> str:
+        reader, url = self._reader(repo_url)
+        if isinstance(reader, LocalRepoReader):
+            # LocalRepoReader has no public resolve yet; _commit is its resolution rule
+            # (branch, origin/branch, tag). Switch to RepoCache.resolve once it exists.
+            return str(reader._commit(url, revision).hexsha)
+        return reader.resolve(url, revision)
+
+    def list_tree(self, repo_url: str, revision: str) -> RepoTree:
+        reader, url = self._reader(repo_url)
+        return reader.list_tree(url, revision)
+
+    def read_file(self, repo_url: str, revision: str, path: str) -> bytes:
+        reader, url = self._reader(repo_url)
+        return reader.read_file(url, revision, path)
+
+
+# ---------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    name: str
+    repo: str
+    path: str = ""
+    revision: str = DEFAULT_REVISION
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceRecord:
+    source: Source
+    created_at: datetime
+    last_sha: str | None
+    last_loaded_at: datetime | None
+    last_error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.source
+        return {
+            "name": s.name,
+            "repo": s.repo,
+            "path": s.path,
+            "revision": s.revision,
+            "lastSha": self.last_sha,
+            "lastLoadedAt": None
+            if self.last_loaded_at is None
+            else self.last_loaded_at.isoformat(),
+            "lastError": self.last_error,
+        }
+
+
+def normalize_path(path: str) -> str:
+    """A directory inside a repository: relative, ``/``-separated, ``''`` for the root."""
+    text = path.strip().replace("\\", "/")
+    parts = [p for p in PurePosixPath(text).parts if p not in ("", ".")]
+    if text.startswith("/") or ".." in parts:
+        raise HubUsageError(
+            f"--path {path!r}: must be a directory inside the repository (relative, no '..')"
+        )
+    return "/".join(parts)
+
+
+def make_source(name: str, repo: str, path: str, revision: str = DEFAULT_REVISION) -> Source:
+    """Validate command-line input into a ``Source`` (local paths made absolute)."""
+    if not _NAME.fullmatch(name) or len(name) > 63:
+        raise HubUsageError(
+            f"source name {name!r}: use lower-case letters, digits and '-' (at most 63)"
+        )
+    if not repo:
+        raise HubUsageError("--repo is required: a Git URL or a local repository path")
+    local = local_path(repo)
+    if local is not None:
+        repo = str(local.expanduser().resolve())
+    return Source(
+        name=name, repo=repo, path=normalize_path(path), revision=revision or DEFAULT_REVISION
+    )
+
+
+class SourceStore:
+    """The ``sources`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def add(self, source: Source) -> None:
+        with self.store.write() as db:
+            if db.execute("SELECT 1 FROM sources WHERE name = ?", (source.name,)).fetchone():
+                raise HubUsageError(
+                    f"source {source.name!r} already exists; remove it first with "
+                    f"`hub source rm {source.name}`"
+                )
+            db.execute(
+                "INSERT INTO sources (name, repo, path, revision, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    source.name,
+                    source.repo,
+                    source.path,
+                    source.revision,
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+
+    def list(self) -> list[SourceRecord]:
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT name, repo, path, revision, created_at, last_sha, last_loaded_at, "
+                "last_error FROM sources ORDER BY name"
+            ).fetchall()
+        return [
+            SourceRecord(
+                source=Source(name=n, repo=r, path=p, revision=rev),
+                created_at=datetime.fromisoformat(c),
+                last_sha=sha,
+                last_loaded_at=None if t is None else datetime.fromisoformat(t),
+                last_error=err,
+            )
+            for n, r, p, rev, c, sha, t, err in rows
+        ]
+
+    def get(self, name: str) -> SourceRecord:
+        for record in self.list():
+            if record.source.name == name:
+                return record
+        raise SourceError(f"source {name!r} does not exist (see `hub source list`)")
+
+    def remove(self, name: str) -> Source:
+        record = self.get(name)
+        with self.store.write() as db:
+            db.execute("DELETE FROM sources WHERE name = ?", (name,))
+        return record.source
+
+    def record_load(self, load: SourceLoad) -> None:
+        """Remember a load: a clean one moves ``last_sha``; a failed one only the error."""
+        stamp = datetime.now(UTC).isoformat()
+        with self.store.write() as db:
+            if load.ok:
+                db.execute(
+                    "UPDATE sources SET last_sha = ?, last_loaded_at = ?, last_error = NULL "
+                    "WHERE name = ?",
+                    (load.sha, stamp, load.source.name),
+                )
+            else:
+                db.execute(
+                    "UPDATE sources SET last_loaded_at = ?, last_error = ? WHERE name = ?",
+                    (stamp, "; ".join(load.errors), load.source.name),
+                )
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppSetManifest:
+    appset: ApplicationSet
+    manifest: Mapping[str, Any]
+    file: str
+
+    @property
+    def name(self) -> str:
+        return self.appset.name
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppManifest:
+    app: Application
+    manifest: Mapping[str, Any]
+    file: str
+
+    @property
+    def name(self) -> str:
+        return self.app.name
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectManifest:
+    name: str
+    manifest: Mapping[str, Any]
+    file: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceLoad:
+    """Everything one source declares at one commit, or why it could not be read."""
+
+    source: Source
+    sha: str | None
+    appsets: tuple[AppSetManifest, ...] = ()
+    applications: tuple[AppManifest, ...] = ()
+    projects: tuple[ProjectManifest, ...] = ()
+    errors: tuple[str, ...] = field(default_factory=tuple)
+    files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.sha is not None
+
+
+def _under(path: str, directory: str) -> bool:
+    return not directory or path == directory or path.startswith(directory + "/")
+
+
+def manifest_files(tree: RepoTree, directory: str) -> list[str]:
+    """The manifest files under ``directory``, sorted; hidden files and dirs skipped."""
+    out = []
+    for path in tree.files:
+        if not _under(path, directory) or not path.endswith(EXTENSIONS):
+            continue
+        if any(part.startswith(".") for part in path.split("/")):
+            continue
+        out.append(path)
+    return sorted(out)
+
+
+def load_source(source: Source, git: SourceGit) -> SourceLoad:
+    """Read every manifest of ``source`` at the SHA its revision names now."""
+    where = f"source {source.name} ({source.repo}"
+    where += f" {source.path or '/'}@{source.revision})"
+    try:
+        sha = git.resolve(source.repo, source.revision)
+        tree = git.list_tree(source.repo, sha)
+    except (GeneratorError, HubError) as exc:
+        return SourceLoad(source=source, sha=None, errors=(f"{where}: {exc}",))
+    if source.path and source.path not in tree.directories:
+        return SourceLoad(
+            source=source,
+            sha=sha,
+            errors=(f"{where}: no directory {source.path!r} at {sha[:12]}",),
+        )
+    appsets: list[AppSetManifest] = []
+    apps: list[AppManifest] = []
+    projects: list[ProjectManifest] = []
+    errors: list[str] = []
+    files = manifest_files(tree, source.path)
+    for path in files:
+        try:
+            data = git.read_file(source.repo, sha, path)
+        except (GeneratorError, HubError) as exc:
+            errors.append(f"{where}: {path}: {exc}")
+            continue
+        _parse_file(path, data, sha, appsets, apps, projects, errors)
+    _check_unique(appsets, apps, projects, errors)
+    return SourceLoad(
+        source=source,
+        sha=sha,
+        appsets=tuple(appsets),
+        applications=tuple(apps),
+        projects=tuple(projects),
+        errors=tuple(errors),
+        files=len(files),
+    )
+
+
+def _parse_file(
+    path: str,
+    data: bytes,
+    sha: str,
+    appsets: list[AppSetManifest],
+    apps: list[AppManifest],
+    projects: list[ProjectManifest],
+    errors: list[str],
+) -> None:
+    at = f"{path}@{sha[:12]}"
+    try:
+        docs = load_yaml_documents(data)
+    except yaml.YAMLError as exc:
+        errors.append(f"{at}: not valid YAML: {exc}")
+        return
+    for index, doc in enumerate(docs):
+        if doc is None:
+            continue
+        name = f"{path}#{index}"
+        if not isinstance(doc, Mapping):
+            errors.append(f"{at} document {index}: must be a mapping, got {type(doc).__name__}")
+            continue
+        kind = doc.get("kind")
+        if kind not in KINDS:
+            continue
+        if doc.get("apiVersion") != API_VERSION:
+            errors.append(
+                f"{at} document {index}: {kind} must have apiVersion {API_VERSION}, "
+                f"got {doc.get('apiVersion')!r}"
+            )
+            continue
+        manifest = json.loads(json.dumps(doc))  # plain JSON data: no YAML leftovers
+        try:
+            if kind == "ApplicationSet":
+                appset = parse_appset(doc, source=name)
+                appsets.append(AppSetManifest(appset=appset, manifest=manifest, file=path))
+            elif kind == "Application":
+                app = parse_application(doc, source_file=name)
+                apps.append(AppManifest(app=app, manifest=manifest, file=path))
+            else:
+                projects.append(_parse_project(doc, name, path, manifest))
+        except (GeneratorError, SyncError, SourceError) as exc:
+            errors.append(f"{at} document {index}: {exc}")
+
+
+def _parse_project(
+    doc: Mapping[str, Any], where: str, path: str, manifest: Mapping[str, Any]
+) -> ProjectManifest:
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    if not isinstance(name, str) or not name:
+        raise SourceError(f"{where}: metadata.name is required")
+    spec = doc.get("spec")
+    if spec is not None and not isinstance(spec, Mapping):
+        raise SourceError(f"{where}: spec must be a mapping")
+    return ProjectManifest(name=name, manifest=manifest, file=path)
+
+
+def _check_unique(
+    appsets: list[AppSetManifest],
+    apps: list[AppManifest],
+    projects: list[ProjectManifest],
+    errors: list[str],
+) -> None:
+    for kind, items in (
+        ("ApplicationSet", [(a.name, a.file) for a in appsets]),
+        ("Application", [(a.name, a.file) for a in apps]),
+        ("AppProject", [(p.name, p.file) for p in projects]),
+    ):
+        seen: dict[str, str] = {}
+        for name, file in items:
+            if name in seen:
+                errors.append(f"{file}: {kind} {name!r} is also declared in {seen[name]}")
+            else:
+                seen[name] = file
