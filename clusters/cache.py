@@ -1,0 +1,261 @@
+"""The live cache of one cluster: list once, then watch, per resource kind.
+
+A ``LiveCache`` holds, for every kind a cluster worker asked for, the key of every live
+object (group, kind, namespace, name -> resourceVersion) and the full body only of objects
+that carry a tracking id (``owner_of(obj)`` names an app). Reconcilers read live state from
+here, so steady state makes no per-Application GET or LIST: after one LIST per kind, a
+watch from the list's resourceVersion keeps it current.
+
+``run_kind(res, stop)`` is the blocking loop for one kind (the worker runs it in a thread):
+LIST, then watch windows of ``window_s`` resumed from the last resourceVersion seen
+(BOOKMARKs included); after an error it backs off (``backoff_delay``) and resumes from
+that resourceVersion; a 410 Gone means the history is gone, so it lists again. Every
+change to a tracked object, and every object that stops or starts being tracked, is
+reported through ``on_change`` with the names of the apps concerned; ``on_state`` says
+whether the cluster answered (None) or what went wrong.
+
+Only ``clusters/`` imports the Kubernetes client; this module builds on ``clusters.kube``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusters.kube import ApiResource, Conflict, KubeClient, KubeError, Obj
+
+Key = tuple[str, str, str, str]  # group, kind, namespace, name
+OwnerOf = Callable[[Mapping[str, Any]], "str | None"]
+ChangeSink = Callable[[set[str]], None]
+StateSink = Callable[[ApiResource, "KubeError | None"], None]
+
+DEFAULT_WINDOW_S = 10.0
+
+
+def backoff_delay(
+    failures: int,
+    *,
+    base_s: float = 1.0,
+    factor: float = 2.0,
+    cap_s: float = 30.0,
+    jitter: float = 0.2,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait after ``failures`` consecutive failures (1 = the first): exponential,
+    capped, with +/- ``jitter`` spread so a fleet that failed together does not retry in step."""
+    if failures <= 0:
+        return 0.0
+    delay = min(cap_s, base_s * factor ** (failures - 1))
+    return max(0.0, delay * (1.0 + jitter * (2.0 * rand() - 1.0)))
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    api_version = str(obj.get("apiVersion") or "")
+    group, sep, _ = api_version.rpartition("/")
+    meta = obj.get("metadata") or {}
+    return (
+        group if sep else "",
+        str(obj.get("kind") or ""),
+        str(meta.get("namespace") or ""),
+        str(meta.get("name") or ""),
+    )
+
+
+def _rv(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+@dataclass
+class _Kind:
+    res: ApiResource
+    refs: dict[Key, str] = field(default_factory=dict)  # every object: key -> resourceVersion
+    resource_version: str = ""
+    synced: bool = False
+
+
+@dataclass
+class CacheStats:
+    lists: int = 0
+    watches: int = 0
+    relists_after_gone: int = 0
+    events: int = 0
+    errors: int = 0
+
+
+class LiveCache:
+    """Live objects of one cluster (see the module docstring). Thread-safe."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        *,
+        owner_of: OwnerOf,
+        on_change: ChangeSink,
+        on_state: StateSink | None = None,
+        window_s: float = DEFAULT_WINDOW_S,
+    ) -> None:
+        self.kube = kube
+        self._owner_of = owner_of
+        self._on_change = on_change
+        self._on_state = on_state or (lambda _res, _err: None)
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        self._kinds: dict[tuple[str, str], _Kind] = {}
+        self._tracked: dict[Key, Obj] = {}
+        self._by_app: dict[str, set[Key]] = {}
+        self.stats = CacheStats()
+
+    # -- reads
+
+    def kinds(self) -> set[tuple[str, str]]:
+        with self._lock:
+            return set(self._kinds)
+
+    def is_synced(self, group_kind: tuple[str, str]) -> bool:
+        with self._lock:
+            kind = self._kinds.get(group_kind)
+            return kind is not None and kind.synced
+
+    def tracked(self, app: str) -> list[Obj]:
+        """The live objects whose tracking id names ``app``."""
+        with self._lock:
+            return [self._tracked[k] for k in sorted(self._by_app.get(app, ()))]
+
+    def get_tracked(self, key: Key) -> Obj | None:
+        with self._lock:
+            return self._tracked.get(key)
+
+    def exists(self, key: Key) -> bool:
+        """Whether any object (tracked or not) has this key, as far as the cache knows."""
+        with self._lock:
+            kind = self._kinds.get((key[0], key[1]))
+            return kind is not None and key in kind.refs
+
+    def apps(self) -> set[str]:
+        with self._lock:
+            return {a for a, keys in self._by_app.items() if keys}
+
+    # -- registration
+
+    def add_kind(self, res: ApiResource) -> bool:
+        """Start caching a kind; False when it is cached already."""
+        with self._lock:
+            if (res.group, res.kind) in self._kinds:
+                return False
+            self._kinds[(res.group, res.kind)] = _Kind(res=res)
+            return True
+
+    # -- updates (called by run_kind; public for tests of the bookkeeping)
+
+    def _store(self, key: Key, obj: Obj | None, changed: set[str]) -> None:
+        """Put (or with None remove) one object; collect the apps whose view changed.
+
+        Caller holds the lock."""
+        old = self._tracked.get(key)
+        old_app = None if old is None else self._owner_of(old)
+        new_app = None if obj is None else self._owner_of(obj)
+        if old_app is not None and old is not None:
+            self._by_app.get(old_app, set()).discard(key)
+            del self._tracked[key]
+            changed.add(old_app)
+        if obj is not None and new_app is not None:
+            self._tracked[key] = obj
+            self._by_app.setdefault(new_app, set()).add(key)
+            changed.add(new_app)
+
+    def replace_kind(self, res: ApiResource, items: Iterable[Obj], resource_version: str) -> None:
+        """A fresh LIST of a kind replaces what was cached for it."""
+        changed: set[str] = set()
+        with self._lock:
+            kind = self._kinds.setdefault((res.group, res.kind), _Kind(res=res))
+            fresh: dict[Key, Obj] = {key_of(o): o for o in items}
+            for key in list(kind.refs):
+                if key not in fresh:
+                    self._store(key, None, changed)
+            for key, obj in fresh.items():
+                old = self._tracked.get(key)
+                if old is not None and _rv(old) == _rv(obj) and kind.synced:
+                    continue
+                self._store(key, obj, changed)
+            kind.refs = {k: _rv(o) for k, o in fresh.items()}
+            kind.resource_version = resource_version
+            first = not kind.synced
+            kind.synced = True
+        if changed or first:
+            # The first list of a kind changes what every app can see, tracked or not.
+            self._on_change(changed)
+
+    def apply_event(self, res: ApiResource, etype: str, obj: Obj) -> None:
+        rv = _rv(obj)
+        changed: set[str] = set()
+        with self._lock:
+            kind = self._kinds.setdefault((res.group, res.kind), _Kind(res=res))
+            if rv:
+                kind.resource_version = rv
+            if etype == "BOOKMARK":
+                return
+            key = key_of(obj)
+            if etype == "DELETED":
+                kind.refs.pop(key, None)
+                self._store(key, None, changed)
+            else:
+                kind.refs[key] = rv
+                self._store(key, obj, changed)
+            self.stats.events += 1
+        if changed:
+            self._on_change(changed)
+
+    # -- the loop
+
+    def list_kind(self, res: ApiResource) -> None:
+        items, rv = self.kube.list(res)
+        with self._lock:
+            self.stats.lists += 1
+        self.replace_kind(res, items, rv)
+
+    def watch_window(self, res: ApiResource, stop: threading.Event) -> None:
+        """One watch request from the cached resourceVersion until the window ends."""
+        with self._lock:
+            rv = self._kinds[(res.group, res.kind)].resource_version
+            self.stats.watches += 1
+        for event in self.kube.watch(res, resource_version=rv, timeout_s=self.window_s):
+            self.apply_event(res, event.type, event.object)
+            if stop.is_set():
+                return
+
+    def run_kind(self, res: ApiResource, stop: threading.Event) -> None:
+        """List and watch ``res`` until ``stop`` is set (blocking; run it in a thread)."""
+        self.add_kind(res)
+        failures = 0
+        need_list = True
+        while not stop.is_set():
+            try:
+                if need_list:
+                    self.list_kind(res)
+                    need_list = False
+                    self._on_state(res, None)
+                self.watch_window(res, stop)
+                if failures:
+                    self._on_state(res, None)
+                failures = 0
+            except Conflict as exc:
+                if exc.status != 410:
+                    failures += 1
+                    self._failed(res, exc)
+                    stop.wait(backoff_delay(failures))
+                    continue
+                with self._lock:
+                    self.stats.relists_after_gone += 1
+                need_list = True  # history expired: the only way back is a new LIST
+            except KubeError as exc:
+                failures += 1
+                self._failed(res, exc)
+                stop.wait(backoff_delay(failures))
+
+    def _failed(self, res: ApiResource, exc: KubeError) -> None:
+        with self._lock:
+            self.stats.errors += 1
+        self._on_state(res, exc)
