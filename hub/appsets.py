@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -806,32 +807,26 @@ def reconcile_once(
 ) -> ReconcileReport:
     """Load the sources (or one), ingest them and reconcile their ApplicationSets once."""
     from hub.home import open_registry, open_store
-    from hub.sources import HubGit
+    from hub.sources import open_git
 
-    registry = open_registry(home)
-    own_git = git is None
-    hub_git: SourceGit = HubGit() if git is None else git
-    try:
+    with ExitStack() as stack:
+        registry = open_registry(home)
+        stack.callback(registry.close)
         store = open_store(home)
-        try:
-            records = SourceStore(store).list()
-            if source is not None:
-                records = [SourceStore(store).get(source)]
-            loads = [load_source(r.source, hub_git) for r in records]
-            clusters = list(registry.list())
-            controller = AppSetController(store, hub_git, options)
-            outcomes, plans = controller.ingest(
-                loads,
-                clusters,
-                configured=None if source is not None else {r.source.name for r in records},
-            )
-            plans += controller.reconcile_appsets(clusters, source=source)
-        finally:
-            store.close()
-    finally:
-        registry.close()
-        if own_git and isinstance(hub_git, HubGit):
-            hub_git.close()
+        stack.callback(store.close)
+        if git is None:
+            git = stack.enter_context(open_git(home))
+        sources = SourceStore(store)
+        records = sources.list() if source is None else [sources.get(source)]
+        loads = [load_source(r.source, git) for r in records]
+        clusters = list(registry.list())
+        controller = AppSetController(store, git, options)
+        outcomes, plans = controller.ingest(
+            loads,
+            clusters,
+            configured=None if source is not None else {r.source.name for r in records},
+        )
+        plans += controller.reconcile_appsets(clusters, source=source)
     return ReconcileReport(sources=tuple(outcomes), plans=tuple(plans))
 
 

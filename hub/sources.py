@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -30,7 +31,7 @@ from generators.errors import GeneratorError
 from generators.git import RepoReader, RepoTree
 from generators.spec import ApplicationSet, load_yaml_documents, parse_appset
 from hub.errors import HubError, HubUsageError
-from hub.repos import LocalRepoReader, RepoError, RepoMapping
+from hub.repos import LocalRepoReader, RepoCache, RepoError, RepoMapping
 from hub.store import Store
 from hub.sync.model import Application, SyncError, parse_application
 
@@ -58,9 +59,8 @@ class SourceGit(RepoReader, Protocol):
 
 
 def local_path(repo: str) -> Path | None:
-    """The local directory a repo string names (``/abs/path`` or ``file://``), else None."""
-    if repo.startswith("file://"):
-        return Path(repo[len("file://") :])
+    """The local directory a plain path names, else None. ``file://`` counts as a URL
+    (cloned into the repo cache), as ``RepoCache`` treats it."""
     if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
         return None
     return Path(repo)
@@ -116,6 +116,60 @@ class HubGit:
     def read_file(self, repo_url: str, revision: str, path: str) -> bytes:
         reader, url = self._reader(repo_url)
         return reader.read_file(url, revision, path)
+
+
+class TreeProvider(Protocol):
+    """The sync engine's view of Git (``hub.repos.RepoCache``): SHAs and exported trees."""
+
+    def resolve(self, repo_url: str, revision: str) -> str: ...
+
+    def materialize(self, repo_url: str, sha: str) -> Path: ...
+
+
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+class MaterializedGit:
+    """``SourceGit`` over a ``TreeProvider``: trees are read from the exported directory of
+    the commit, so the sync engine and the controller share one clone and one export."""
+
+    def __init__(self, provider: TreeProvider) -> None:
+        self._provider = provider
+
+    def resolve(self, repo_url: str, revision: str) -> str:
+        return self._provider.resolve(repo_url, revision)
+
+    def _root(self, repo_url: str, revision: str) -> Path:
+        sha = revision if _FULL_SHA.match(revision) else self.resolve(repo_url, revision)
+        return self._provider.materialize(repo_url, sha)
+
+    def list_tree(self, repo_url: str, revision: str) -> RepoTree:
+        root = self._root(repo_url, revision)
+        files: list[str] = []
+        dirs: list[str] = []
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            (dirs if path.is_dir() and not path.is_symlink() else files).append(rel)
+        return RepoTree(files=tuple(files), directories=tuple(dirs))
+
+    def read_file(self, repo_url: str, revision: str, path: str) -> bytes:
+        root = self._root(repo_url, revision).resolve()
+        target = (root / path).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            raise RepoError(f"{repo_url}: no file {path!r} at {revision}")
+        return target.read_bytes()
+
+
+@contextmanager
+def open_git(home: Path) -> Iterator[HubGit]:
+    """Git for a hub home: local paths read in place, URLs through ``RepoCache(home)``."""
+    cache = RepoCache(home)
+    git = HubGit(remote=MaterializedGit(cache))
+    try:
+        yield git
+    finally:
+        git.close()
+        cache.close()
 
 
 # ---------------------------------------------------------------- sources

@@ -14,11 +14,11 @@ from hub.cli import HubContext
 from hub.home import open_store
 from hub.sources import (
     DEFAULT_REVISION,
-    HubGit,
     SourceError,
     SourceStore,
     load_source,
     make_source,
+    open_git,
 )
 from hub.store import Store
 
@@ -54,9 +54,9 @@ def add(obj: HubContext, name: str, repo: str, path: str, revision: str) -> None
     """Add source NAME. Its manifests are read and checked now (nothing is applied); a
     source that cannot be read or holds an invalid file is refused."""
     src = make_source(name, repo, path, revision)
-    with HubGit() as git:
+    with open_git(obj.home) as git:
         load = load_source(src, git)
-    if not load.ok:
+    if load.sha is None or load.errors:
         # Refuse now rather than store a source the controller would only report on.
         raise SourceError("; ".join(load.errors) + "; source not added")
     with _store(obj) as store:

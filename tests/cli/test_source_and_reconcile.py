@@ -375,3 +375,37 @@ def test_a_source_directory_that_vanishes_is_an_error_not_an_empty_set(
     run = hub("appset", "reconcile")
     assert run.exit_code == 1 and "no directory 'apps'" in run.stderr
     assert len(apps_of(hub)) == 3 and not any(a.deleting for a in apps_of(hub).values())
+
+
+def test_a_url_source_is_cloned_into_the_repo_cache(hub: Hub, repo: Repo) -> None:
+    url = f"file://{repo.root}"
+    hub.ok("source", "add", "apps", "--repo", url, "--path", "apps", "--revision", "main")
+    _, report = reconcile(hub)
+    assert len(actions(report, "create")) == 3
+    head = subprocess.run(
+        ["git", "rev-parse", "main"], cwd=repo.root, capture_output=True, text=True, check=True
+    )
+    assert report["sources"][0]["sha"] == head.stdout.strip()
+    assert any((hub.home / "repos").iterdir())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hub.repos.RepoCache does not fetch a clone an earlier process made "
+    "(_open sets fetch=False after _open_new also for an existing clone)",
+)
+def test_a_url_source_follows_new_commits_across_processes(hub: Hub, repo: Repo) -> None:
+    url = f"file://{repo.root}"
+    hub.ok("source", "add", "apps", "--repo", url, "--path", "apps", "--revision", "main")
+    _, report = reconcile(hub)
+    assert len(actions(report, "create")) == 3
+    assert (
+        report["sources"][0]["sha"]
+        == subprocess.run(
+            ["git", "rev-parse", "main"], cwd=repo.root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
+    repo.commit({"apps/guestbook.yaml": appset(namespace="moved")}, "move namespace")
+    _, report = reconcile(hub)
+    assert actions(report, "update") == ["guestbook-c1", "guestbook-c2", "guestbook-c3"]
+    assert {a.namespace for a in apps_of(hub).values()} == {"moved"}
