@@ -402,6 +402,7 @@ def plan_appset(
         actions=tuple(actions),
         conditions=conditions,
         generated=len(generated_names),
+        error="; ".join(problems) or None,
     )
 
 
