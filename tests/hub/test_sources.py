@@ -1,0 +1,200 @@
+"""Loading sources: every manifest under a path at one resolved SHA, all or nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hub.errors import HubUsageError
+from hub.repos import RepoCache, RepoError
+from hub.sources import (
+    HubGit,
+    MaterializedGit,
+    Source,
+    SourceLoad,
+    load_source,
+    make_source,
+    normalize_path,
+)
+
+GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+
+APPSET = {
+    "apiVersion": "argoproj.io/v1alpha1",
+    "kind": "ApplicationSet",
+    "metadata": {"name": "web", "namespace": "argocd"},
+    "spec": {
+        "generators": [{"list": {"elements": [{"cluster": "east"}]}}],
+        "template": {
+            "metadata": {"name": "web-{{cluster}}"},
+            "spec": {"project": "default", "destination": {"name": "{{cluster}}"}},
+        },
+    },
+}
+APP = {
+    "apiVersion": "argoproj.io/v1alpha1",
+    "kind": "Application",
+    "metadata": {"name": "tools"},
+    "spec": {
+        "source": {"repoURL": "https://git.example/t.git", "path": "t"},
+        "destination": {"name": "east", "namespace": "tools"},
+    },
+}
+PROJECT = {"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject", "metadata": {"name": "p"}}
+CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}}
+
+
+def git_repo(root: Path, files: dict[str, str]) -> str:
+    root.mkdir()
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "c"], cwd=root, check=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+    )
+    return head.stdout.strip()
+
+
+def load(tmp_path: Path, files: dict[str, str], path: str = "apps") -> SourceLoad:
+    root = tmp_path / "repo"
+    git_repo(root, files)
+    with HubGit() as git:
+        return load_source(Source(name="s", repo=str(root), path=path), git)
+
+
+def test_every_kind_is_read_from_yaml_yml_and_json_multi_document_files(tmp_path: Path) -> None:
+    multi = yaml.safe_dump_all([APPSET, CONFIGMAP, None, PROJECT])
+    result = load(
+        tmp_path,
+        {
+            "apps/a.yaml": multi,
+            "apps/sub/b.json": json.dumps(APP),
+            "apps/c.yml": "",
+            "apps/notes.txt": "not: [a manifest",
+            "apps/.hidden/x.yaml": "broken: [",
+            "elsewhere/d.yaml": yaml.safe_dump({**APPSET, "metadata": {"name": "outside"}}),
+        },
+    )
+    assert result.ok and result.errors == ()
+    assert [a.name for a in result.appsets] == ["web"]
+    assert [(a.name, a.file) for a in result.applications] == [("tools", "apps/sub/b.json")]
+    assert [p.name for p in result.projects] == ["p"]
+    assert result.files == 3
+    assert result.appsets[0].manifest["metadata"]["name"] == "web"
+    assert result.appsets[0].appset.source == "apps/a.yaml#0"
+
+
+def test_the_whole_repository_is_read_when_the_path_is_empty(tmp_path: Path) -> None:
+    result = load(tmp_path, {"x/a.yaml": yaml.safe_dump(APPSET)}, path="")
+    assert [a.name for a in result.appsets] == ["web"]
+
+
+def test_all_documents_are_read_at_the_one_resolved_sha(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    sha = git_repo(root, {"apps/a.yaml": yaml.safe_dump(APPSET)})
+    (root / "apps/a.yaml").write_text("uncommitted: [")  # the working tree is never read
+    with HubGit() as git:
+        result = load_source(Source(name="s", repo=str(root), path="apps"), git)
+    assert result.ok and result.sha == sha
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"apps/a.yaml": "a: [unclosed"}, "apps/a.yaml@"),
+        ({"apps/a.yaml": "---\n- 1\n"}, "document 0: must be a mapping"),
+        (
+            {"apps/a.yaml": yaml.safe_dump_all([PROJECT, {**APP, "spec": {"source": 3}}])},
+            "apps/a.yaml@",
+        ),
+        (
+            {"apps/a.yaml": yaml.safe_dump({**APPSET, "apiVersion": "argoproj.io/v1"})},
+            "must have apiVersion argoproj.io/v1alpha1",
+        ),
+        (
+            {"apps/a.yaml": yaml.safe_dump({**APPSET, "spec": {"generators": []}})},
+            "apps/a.yaml#0",
+        ),
+        (
+            {"apps/a.yaml": yaml.safe_dump(APPSET), "apps/b.yaml": yaml.safe_dump(APPSET)},
+            "apps/b.yaml: ApplicationSet 'web' is also declared in apps/a.yaml",
+        ),
+        ({"apps/p.yaml": yaml.safe_dump({**PROJECT, "metadata": {}})}, "metadata.name"),
+    ],
+)
+def test_a_bad_file_is_an_error_naming_file_and_document(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
+    result = load(tmp_path, {"apps/ok.yaml": yaml.safe_dump(PROJECT), **files})
+    assert not result.ok
+    assert any(message in e for e in result.errors), result.errors
+
+
+def test_a_document_index_is_named_in_multi_document_files(tmp_path: Path) -> None:
+    bad = yaml.safe_dump_all([PROJECT, {**APP, "spec": {"source": 3}}])
+    result = load(tmp_path, {"apps/a.yaml": bad})
+    assert "apps/a.yaml@" in result.errors[0] and "document 1" in result.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("repo", "revision", "path", "message"),
+    [
+        ("missing", "HEAD", "apps", "does not exist"),
+        ("repo", "nope", "apps", "revision 'nope' not found"),
+        ("repo", "HEAD", "nope", "no directory 'nope'"),
+    ],
+)
+def test_unreadable_sources_are_errors(
+    tmp_path: Path, repo: str, revision: str, path: str, message: str
+) -> None:
+    git_repo(tmp_path / "repo", {"apps/a.yaml": yaml.safe_dump(APPSET)})
+    source = Source(name="s", repo=str(tmp_path / repo), path=path, revision=revision)
+    with HubGit() as git:
+        result = load_source(source, git)
+    assert not result.ok and message in result.errors[0]
+    assert result.appsets == ()
+
+
+def test_urls_need_the_repo_cache(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    sha = git_repo(root, {"apps/a.yaml": yaml.safe_dump(APPSET)})
+    source = Source(name="s", repo=f"file://{root}", path="apps", revision="main")
+    with HubGit() as git:
+        assert "repo cache" in load_source(source, git).errors[0]
+    with RepoCache(tmp_path / "home") as cache, HubGit(remote=MaterializedGit(cache)) as git:
+        result = load_source(source, git)
+        assert result.ok and result.sha == sha and [a.name for a in result.appsets] == ["web"]
+        remote = MaterializedGit(cache)
+        assert "apps/a.yaml" in remote.list_tree(source.repo, sha).files
+        with pytest.raises(RepoError, match="no file"):
+            remote.read_file(source.repo, sha, "../../etc/passwd")
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("", ""), (".", ""), ("apps/", "apps"), ("./a//b", "a/b"), ("a/./b", "a/b")],
+)
+def test_paths_inside_the_repository_are_normalised(path: str, expected: str) -> None:
+    assert normalize_path(path) == expected
+
+
+@pytest.mark.parametrize("path", ["/etc", "../x", "a/../../b"])
+def test_paths_leaving_the_repository_are_refused(path: str) -> None:
+    with pytest.raises(HubUsageError, match="inside the repository"):
+        normalize_path(path)
+
+
+def test_make_source_validates_names_and_makes_local_paths_absolute(tmp_path: Path) -> None:
+    src = make_source("apps", str(tmp_path / "r" / ".." / "r"), "x", "")
+    assert src.repo == str((tmp_path / "r").resolve()) and src.revision == "HEAD"
+    assert make_source("apps", "https://git.example/r.git", "").repo == "https://git.example/r.git"
+    for bad in ("Apps", "a_b", "", "-a", "a" * 64):
+        with pytest.raises(HubUsageError, match="source name"):
+            make_source(bad, "/r", "")
