@@ -632,6 +632,13 @@ class AppSetController:
         plans: list[Plan] = []
         sources = SourceStore(self.store)
         stored_sets = self.apps.list_appsets()
+        # Which source declares each set in this run, so a set moved between two sources
+        # is handed over instead of deleted by one and refused by the other.
+        clean = {load.source.name: load for load in loads if load.ok}
+        declared: dict[str, str] = {}
+        for load in clean.values():
+            for item in load.appsets:
+                declared.setdefault(item.name, load.source.name)
         for load in loads:
             sources.record_load(load)
             outcomes.append(
@@ -649,7 +656,12 @@ class AppSetController:
                 log.error("source %s: %s", load.source.name, "; ".join(load.errors))
                 continue
             assert load.sha is not None
-            taken = {s.name: s.source for s in stored_sets if s.source != load.source.name}
+            taken = {
+                s.name: s.source
+                for s in stored_sets
+                if s.source != load.source.name
+                and (s.source not in clean or declared.get(s.name) == s.source)
+            }
             with self.apps.transaction() as txn:
                 txn.replace_projects(
                     load.source.name,
@@ -685,7 +697,11 @@ class AppSetController:
                     )
             present = {a.name for a in load.appsets}
             for stored in stored_sets:
-                if stored.source == load.source.name and stored.name not in present:
+                if (
+                    stored.source == load.source.name
+                    and stored.name not in present
+                    and stored.name not in declared  # moved to another source: kept
+                ):
                     plans.append(
                         self._delete_appset(
                             stored.name,
@@ -708,7 +724,7 @@ class AppSetController:
             plans.append(plain)
         if configured is not None:
             for stored in self.apps.list_appsets():
-                if stored.source not in configured:
+                if stored.source not in configured and stored.name not in declared:
                     plans.append(
                         self._delete_appset(
                             stored.name,
