@@ -48,6 +48,7 @@ from clusters.registry import Registry
 from hub.apps import AppRecord, AppStore, Condition
 from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
+from hub.metrics import Metrics
 from hub.repos import RepoCache
 from hub.sync.diff import AppComparison, JqRunner, SyncStatus, compare_app
 from hub.sync.engine import (
@@ -218,6 +219,7 @@ class WorkerServices:
     health_rules: HealthRules = field(default_factory=HealthRules.default)
     draining: Callable[[], bool] = lambda: False
     sync_timeout_s: float | None = 600.0
+    metrics: Metrics | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -290,6 +292,11 @@ class ClusterWorker:
             self._reload = True
         if refresh_all:
             self._dirty.update(self.apps)
+        self._wake.set()
+
+    def refresh(self, app: str) -> None:
+        """Re-compare one Application now."""
+        self._dirty.add(app)
         self._wake.set()
 
     def request_sync(self, app: str, request: ManualSync) -> None:
@@ -397,6 +404,8 @@ class ClusterWorker:
             self.connection = ClusterConnection(
                 state=state, message=message, since=_now().isoformat()
             )
+            if self.svc.metrics is not None:
+                self.svc.metrics.set_cluster_connection(self.name, state)
             if state == "Connected":
                 log.info("cluster %s: connected", self.name)
             else:
@@ -443,10 +452,9 @@ class ClusterWorker:
                 self._dirty.update(self.apps)  # a kind finished its first list
             self._wake.set()
 
-        try:
+        # RuntimeError: the worker (or the loop) is gone, so nobody is left to tell.
+        with contextlib.suppress(RuntimeError):
             anyio.from_thread.run_sync(note)
-        except RuntimeError:
-            pass  # the worker (or the loop) is gone: nobody to tell
 
     def _state_from_thread(self, res: ApiResource, error: KubeError | None) -> None:
         def note() -> None:
@@ -581,7 +589,10 @@ class ClusterWorker:
         if manual is not None:
             self._start_sync(rec, desired, manual)
             return
+        started = time.monotonic()
         evaluation = await anyio.to_thread.run_sync(partial(self._evaluate, desired))
+        if self.svc.metrics is not None:
+            self.svc.metrics.observe_reconcile(self.name, time.monotonic() - started)
         await self._write(
             name,
             sync_status=evaluation.status.value,
@@ -751,6 +762,9 @@ class ClusterWorker:
             self._wake.set()
 
     def _record(self, name: str, request: ManualSync, result: OperationResult) -> None:
+        if self.svc.metrics is not None:
+            seconds = (result.finished_at - result.started_at).total_seconds()
+            self.svc.metrics.observe_sync(self.name, name, result.phase.value, seconds)
         self._last[name] = LastOperation(
             revision=result.revision,
             phase=result.phase.value,
