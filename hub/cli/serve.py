@@ -141,4 +141,17 @@ def serve(
             click.echo(f"not synced and healthy: {problem}", err=True)
         click.echo("all Applications Synced and Healthy" if ok else f"{len(problems)} problem(s)")
         raise click.exceptions.Exit(0 if ok else 1)
-    anyio.run(partial(_run, hub, host=host, port=port, token=token, webhook_secret=webhook_secret))
+    from hub.home import open_store
+    from hub.metrics import Metrics, connection_states, store_app_counts
+
+    metrics_store = open_store(obj.home)
+    hub = Hub(obj.home, options)
+    hub.metrics = Metrics(
+        app_counts=store_app_counts(metrics_store), connections=connection_states(hub)
+    )
+    try:
+        anyio.run(
+            partial(_run, hub, host=host, port=port, token=token, webhook_secret=webhook_secret)
+        )
+    finally:
+        metrics_store.close()
