@@ -1,0 +1,582 @@
+"""The HTTP API of a running hub: JSON endpoints, dashboard, webhook, metrics.
+
+``create_api_app`` builds the aiohttp application; ``hub serve`` runs it (127.0.0.1 by
+default). Every JSON route is declared once in ``ROUTES``; the router and the OpenAPI
+description (``GET /api/openapi.json``) are both made from that table, so they cannot
+disagree. Reads are open to whoever can reach the socket; actions (sync, rollback,
+refresh) need ``Authorization: Bearer <token>`` (``hub.api.token``).
+
+Reads go to the store through ``hub.api.views.FleetView`` in worker threads (SQLite is
+blocking); actions and live connection states go to the running hub through
+``hub.handle.HubHandle``. Without a handle (``handle=None``) the API still serves reads,
+answers ``/readyz`` with 503 and actions with 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+from aiohttp import web
+
+from hub.api import openapi
+from hub.api.token import token_matches
+from hub.api.views import AppFilter, FleetView, NotFound
+from hub.api.webhook import WebhookError, parse_push, provider_of, verify
+from hub.apps import AppRecord
+from hub.errors import HubError, HubUsageError
+from hub.handle import HubHandle
+from hub.home import open_store
+from hub.logs import scrub
+from hub.metrics import Metrics
+from hub.rollups import Connection
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+EVENTS_POLL_S = 2.0
+EVENTS_PING_S = 15.0
+MAX_BODY = 10 * 1024 * 1024  # GitHub push payloads can be several MiB
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffView:
+    """``GET /api/v1/applications/{name}/diff``: the live cluster against Git."""
+
+    revision: str
+    status: str  # Synced | OutOfSync
+    diff: str  # unified diff, Secret values masked; empty when in sync
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "status": self.status,
+            "diff": self.diff,
+            "warnings": list(self.warnings),
+        }
+
+
+Differ = Callable[[AppRecord], DiffView]
+"""Computes an Application's diff; blocking (called in a worker thread)."""
+
+
+@dataclass(kw_only=True)
+class ApiState:
+    home: Path
+    handle: HubHandle | None
+    token: str
+    metrics: Metrics
+    webhook_secret: str | None
+    differ: Differ
+    limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(8))
+
+
+_VIEW = web.AppKey("view", FleetView)
+_STATE = web.AppKey("state", ApiState)
+
+
+def engine_differ(home: Path) -> Differ:
+    """Diff through the sync engine, as ``hub app diff -f`` does (read-only on the cluster)."""
+
+    def run(record: AppRecord) -> DiffView:
+        from clusters.connect import connect
+        from clusters.kube import KubeClient
+        from hub.home import load_keyring, open_registry
+        from hub.repos import RepoCache
+        from hub.sync.diff import JqRunner
+        from hub.sync.engine import diff_application
+        from hub.sync.history import SyncHistory
+        from hub.sync.model import parse_application
+
+        if record.cluster is None:
+            raise HubError(
+                f"application {record.name}: its destination is not a registered cluster"
+            )
+        application = parse_application(record.manifest(), source_file=f"app {record.name}")
+        registry = open_registry(home)
+        store = open_store(home)
+        try:
+            kube = KubeClient(connect(registry, record.cluster))
+            with RepoCache(home) as repos, JqRunner() as jq:
+                history = SyncHistory(store, lambda: load_keyring(home))
+                result = diff_application(
+                    kube, application, sources=repos, jq_runner=jq, history=history
+                )
+        finally:
+            store.close()
+            registry.close()
+        return DiffView(
+            revision=result.revision,
+            status=result.comparison.status.value,
+            diff=result.comparison.diff_text(),
+            warnings=tuple(result.warnings),
+        )
+
+    return run
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _state(request: web.Request) -> ApiState:
+    return request.app[_STATE]
+
+
+def _view(request: web.Request) -> FleetView:
+    return request.app[_VIEW]
+
+
+async def _in_thread(request: web.Request, fn: Callable[[], T]) -> T:
+    return await anyio.to_thread.run_sync(fn, limiter=_state(request).limiter)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, sort_keys=False))
+
+
+def _error(status: int, message: str) -> web.Response:
+    return _json({"error": {"status": status, "message": scrub(message)}}, status=status)
+
+
+def _live(request: web.Request) -> dict[str, Connection] | None:
+    handle = _state(request).handle
+    if handle is None:
+        return None
+    return {
+        name: Connection(state=c.state, message=c.message, since=c.since)
+        for name, c in handle.cluster_connections().items()
+    }
+
+
+def _query(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    return value or None
+
+
+def _require_token(request: web.Request) -> web.Response | None:
+    if token_matches(_state(request).token, request.headers.get("Authorization")):
+        return None
+    response = _error(401, "this action needs the API token: Authorization: Bearer <token>")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="gitops-hub"'
+    return response
+
+
+def _require_handle(request: web.Request) -> HubHandle | web.Response:
+    handle = _state(request).handle
+    if handle is None:
+        return _error(503, "no hub is running behind this API; start `hub serve`")
+    return handle
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except ValueError:
+        raise HubUsageError("request body is not JSON") from None
+    if not isinstance(data, dict):
+        raise HubUsageError("request body must be a JSON object")
+    return data
+
+
+# ---------------------------------------------------------------- handlers: probes
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    handle = _state(request).handle
+    if handle is None or not handle.ready():
+        return _json({"status": "not ready"}, status=503)
+    return _json({"status": "ready"})
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    m = _state(request).metrics
+    body = await _in_thread(request, m.render)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = m.content_type
+    return response
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return _json(openapi.document(ROUTES))
+
+
+# ---------------------------------------------------------------- handlers: reads
+
+
+async def get_status(request: web.Request) -> web.Response:
+    live = _live(request)
+    appset, cluster = _query(request, "appset"), _query(request, "cluster")
+    status = await _in_thread(
+        request, lambda: _view(request).status(live=live, appset=appset, cluster=cluster)
+    )
+    return _json(status.to_json())
+
+
+async def list_clusters(request: web.Request) -> web.Response:
+    live = _live(request)
+    return _json({"items": await _in_thread(request, lambda: _view(request).clusters(live))})
+
+
+async def get_cluster(request: web.Request) -> web.Response:
+    live, name = _live(request), request.match_info["name"]
+    return _json(await _in_thread(request, lambda: _view(request).cluster(name, live)))
+
+
+async def list_appsets(request: web.Request) -> web.Response:
+    return _json({"items": await _in_thread(request, _view(request).appsets)})
+
+
+async def get_appset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return _json(await _in_thread(request, lambda: _view(request).appset(name)))
+
+
+async def list_apps(request: web.Request) -> web.Response:
+    flt = AppFilter(
+        cluster=_query(request, "cluster"),
+        appset=_query(request, "appset"),
+        sync=_query(request, "sync"),
+        health=_query(request, "health"),
+    )
+    return _json({"items": await _in_thread(request, lambda: _view(request).app_list(flt))})
+
+
+async def get_app(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return _json(await _in_thread(request, lambda: _view(request).app(name)))
+
+
+async def get_app_resources(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+
+    def read() -> dict[str, Any]:
+        view = _view(request)
+        origin, items = view.resources(view.record(name))
+        return {"items": items, "from": origin}
+
+    return _json(await _in_thread(request, read))
+
+
+async def get_app_history(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return _json({"items": await _in_thread(request, lambda: _view(request).app_history(name))})
+
+
+async def get_app_diff(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    record = await _in_thread(request, lambda: _view(request).record(name))
+    differ = _state(request).differ
+    result = await _in_thread(request, lambda: differ(record))
+    return _json(result.to_json())
+
+
+# ---------------------------------------------------------------- handlers: actions
+
+
+async def _action(
+    request: web.Request, run: Callable[[HubHandle, str], Awaitable[dict[str, Any]]]
+) -> web.Response:
+    denied = _require_token(request)
+    if denied is not None:
+        return denied
+    handle = _require_handle(request)
+    if isinstance(handle, web.Response):
+        return handle
+    name = request.match_info["name"]
+    await _in_thread(request, lambda: _view(request).record(name))  # 404 before queueing
+    try:
+        extra = await run(handle, name)
+    except NotFound:
+        raise
+    except HubError as exc:
+        return _error(409, str(exc))
+    return _json({"application": name, "queued": True, **extra}, status=202)
+
+
+async def sync_app(request: web.Request) -> web.Response:
+    body = await _body(request)
+    prune = body.get("prune", False)
+    revision = body.get("revision")
+    if not isinstance(prune, bool) or not (revision is None or isinstance(revision, str)):
+        raise HubUsageError('body: {"prune": bool, "revision": string|null}')
+
+    async def run(handle: HubHandle, name: str) -> dict[str, Any]:
+        await handle.request_sync(name, prune=prune, revision=revision or None, who="api")
+        return {"action": "sync"}
+
+    return await _action(request, run)
+
+
+async def rollback_app(request: web.Request) -> web.Response:
+    body = await _body(request)
+    entry = body.get("id")
+    if not isinstance(entry, int) or isinstance(entry, bool):
+        raise HubUsageError('body: {"id": <history id, an integer>}')
+
+    async def run(handle: HubHandle, name: str) -> dict[str, Any]:
+        await handle.request_rollback(name, entry, who="api")
+        return {"action": "rollback", "id": entry}
+
+    return await _action(request, run)
+
+
+async def refresh_app(request: web.Request) -> web.Response:
+    async def run(handle: HubHandle, name: str) -> dict[str, Any]:
+        await handle.request_refresh(name)
+        return {"action": "refresh"}
+
+    return await _action(request, run)
+
+
+async def refresh_all(request: web.Request) -> web.Response:
+    denied = _require_token(request)
+    if denied is not None:
+        return denied
+    handle = _require_handle(request)
+    if isinstance(handle, web.Response):
+        return handle
+    await handle.request_refresh(None)
+    return _json({"application": None, "queued": True, "action": "refresh"}, status=202)
+
+
+async def git_webhook(request: web.Request) -> web.Response:
+    state = _state(request)
+    body = await request.read()
+    provider = "unknown"
+    try:
+        provider = provider_of(request.headers)
+        verify(provider, request.headers, body, state.webhook_secret)
+        push = parse_push(provider, request.headers, body)
+    except WebhookError as exc:
+        state.metrics.count_webhook(provider, "rejected")
+        log.warning("webhook refused: %s", exc)
+        return _error(exc.status, str(exc))
+    if not push.is_push:  # e.g. GitHub's "ping" when the hook is created
+        state.metrics.count_webhook(provider, "ignored")
+        return _json({"event": push.event, "matched": 0, "ignored": True})
+    if state.handle is None:
+        state.metrics.count_webhook(provider, "no-hub")
+        return _error(503, "no hub is running behind this API")
+    matched = await state.handle.notify_git_push(list(push.repo_urls))
+    state.metrics.count_webhook(provider, "accepted")
+    log.info("%s push for %s matched %d repositories", provider, push.repo_urls, matched)
+    return _json({"event": push.event, "repositories": list(push.repo_urls), "matched": matched})
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``status`` with the fleet rollup whenever it changes."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    last_digest = ""
+    last_sent = time.monotonic()
+    while True:
+        view, live = _view(request), _live(request)
+        status = await _in_thread(request, partial(view.status, live=live))
+        doc = status.to_json()
+        # generatedAt changes every time; only a change of the counts is news.
+        digest = hashlib.sha256(
+            json.dumps({**doc, "generatedAt": ""}, sort_keys=True).encode()
+        ).hexdigest()
+        if digest != last_digest:
+            await response.write(f"event: status\ndata: {json.dumps(doc)}\n\n".encode())
+            last_digest, last_sent = digest, time.monotonic()
+        elif time.monotonic() - last_sent >= EVENTS_PING_S:
+            await response.write(b": ping\n\n")
+            last_sent = time.monotonic()
+        await asyncio.sleep(EVENTS_POLL_S)
+
+
+# ---------------------------------------------------------------- dashboard
+
+
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers=_SECURITY_HEADERS)
+
+
+# ---------------------------------------------------------------- the route table
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    """One JSON endpoint: how it is served and how it is documented."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    response: str  # a schema name in hub.api.openapi.SCHEMAS
+    status: int = 200
+    auth: bool = False
+    query: tuple[tuple[str, str], ...] = ()  # (name, description)
+    body: str | None = None  # a request schema name
+    errors: tuple[int, ...] = ()
+    content_type: str = "application/json"
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(method="GET", path="/healthz", handler=healthz, summary="Liveness", tag="probes",
+          response="Probe"),
+    Route(method="GET", path="/readyz", handler=readyz, tag="probes", response="Probe",
+          summary="Readiness: sources loaded and every cluster worker started", errors=(503,)),
+    Route(method="GET", path="/metrics", handler=metrics_text, tag="probes", response="Metrics",
+          summary="Prometheus metrics (text format)", content_type="text/plain"),
+    Route(method="GET", path="/api/openapi.json", handler=openapi_json, tag="meta",
+          response="OpenAPI", summary="This description"),
+    Route(method="GET", path="/api/v1/status", handler=get_status, tag="rollups",
+          response="FleetStatus", summary="Per-cluster rollups, appset x cluster matrix, totals",
+          query=(("appset", "only this ApplicationSet"), ("cluster", "only this cluster")),
+          errors=(400,)),
+    Route(method="GET", path="/api/v1/clusters", handler=list_clusters, tag="clusters",
+          response="ClusterList", summary="Registered clusters (never credentials)"),
+    Route(method="GET", path="/api/v1/clusters/{name}", handler=get_cluster, tag="clusters",
+          response="Cluster", summary="One cluster", errors=(404,)),
+    Route(method="GET", path="/api/v1/applicationsets", handler=list_appsets,
+          tag="applicationsets", response="AppSetList", summary="ApplicationSets"),
+    Route(method="GET", path="/api/v1/applicationsets/{name}", handler=get_appset,
+          tag="applicationsets", response="AppSet", errors=(404,),
+          summary="One ApplicationSet with its generated Applications and conditions"),
+    Route(method="GET", path="/api/v1/applications", handler=list_apps, tag="applications",
+          response="AppList", summary="Applications",
+          query=(("cluster", "only this cluster"), ("appset", "only this ApplicationSet"),
+                 ("sync", "only this sync status"), ("health", "only this health status"))),
+    Route(method="GET", path="/api/v1/applications/{name}", handler=get_app,
+          tag="applications", response="AppDetail", errors=(404,),
+          summary="One Application with resources, conditions and operation state"),
+    Route(method="GET", path="/api/v1/applications/{name}/resources",
+          handler=get_app_resources, tag="applications", response="ResourceList",
+          errors=(404,), summary="The Application's resources"),
+    Route(method="GET", path="/api/v1/applications/{name}/diff", handler=get_app_diff,
+          tag="applications", response="Diff", errors=(404, 400),
+          summary="Live cluster against Git (Secret values masked)"),
+    Route(method="GET", path="/api/v1/applications/{name}/history", handler=get_app_history,
+          tag="applications", response="HistoryList", errors=(404,),
+          summary="Sync history, oldest first"),
+    Route(method="POST", path="/api/v1/applications/{name}/sync", handler=sync_app,
+          tag="actions", response="Queued", status=202, auth=True, body="SyncRequest",
+          errors=(400, 401, 404, 409, 503), summary="Queue a sync"),
+    Route(method="POST", path="/api/v1/applications/{name}/rollback", handler=rollback_app,
+          tag="actions", response="Queued", status=202, auth=True, body="RollbackRequest",
+          errors=(400, 401, 404, 409, 503), summary="Queue a rollback to a history id"),
+    Route(method="POST", path="/api/v1/applications/{name}/refresh", handler=refresh_app,
+          tag="actions", response="Queued", status=202, auth=True,
+          errors=(401, 404, 409, 503), summary="Re-read Git and re-compare one Application"),
+    Route(method="POST", path="/api/v1/refresh", handler=refresh_all, tag="actions",
+          response="Queued", status=202, auth=True, errors=(401, 503),
+          summary="Re-read Git and re-compare every Application"),
+    Route(method="POST", path="/api/webhook/git", handler=git_webhook, tag="webhook",
+          response="WebhookResult", body="PushEvent", errors=(400, 401, 503),
+          summary="GitHub/GitLab push: fetch the named repositories now"),
+    Route(method="GET", path="/api/events", handler=events, tag="rollups",
+          response="EventStream", content_type="text/event-stream",
+          summary="Server-sent events: `status` (a FleetStatus) whenever the rollup changes"),
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------- middleware and factory
+
+
+@web.middleware
+async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route.resource
+    pattern = route.canonical if route is not None else "(unmatched)"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except NotFound as exc:
+        status = 404
+        return _error(404, str(exc))
+    except HubUsageError as exc:
+        status = 400
+        return _error(400, str(exc))
+    except HubError as exc:
+        status = 502 if pattern.endswith("/diff") else 500
+        return _error(status, str(exc))
+    finally:
+        if pattern.startswith(("/api", "/healthz", "/readyz", "/metrics")) or pattern == "/":
+            request.app[_STATE].metrics.count_http_request(pattern, request.method, status)
+
+
+def create_api_app(
+    *,
+    home: Path,
+    handle: HubHandle | None,
+    token: str,
+    metrics: Metrics,
+    webhook_secret: str | None,
+    differ: Differ | None = None,
+) -> web.Application:
+    """The hub's HTTP application. Opens ``home``'s store on startup, closes it on cleanup."""
+    app = web.Application(middlewares=[_errors_and_metrics], client_max_size=MAX_BODY)
+    app[_STATE] = ApiState(
+        home=home,
+        handle=handle,
+        token=token,
+        metrics=metrics,
+        webhook_secret=webhook_secret,
+        differ=differ or engine_differ(home),
+    )
+
+    async def store_ctx(app: web.Application) -> Any:
+        store = open_store(home)
+        app[_VIEW] = FleetView(store)
+        yield
+        store.close()
+
+    app.cleanup_ctx.append(store_ctx)
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, r.handler)
+    app.router.add_get("/", dashboard)
+    app.router.add_static("/static/", STATIC_DIR, append_version=False)
+
+    async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+        for key, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+
+    app.on_response_prepare.append(security_headers)
+    return app
+
+
+def route_table() -> Mapping[tuple[str, str], Route]:
+    return {(r.method, r.path): r for r in ROUTES}

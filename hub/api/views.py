@@ -1,0 +1,290 @@
+"""What the JSON API and ``hub status`` show, read from the store (never written).
+
+``FleetView`` is shared by the HTTP API (inside ``hub serve``) and by the CLI when no hub
+runs, so both produce the same documents from the same rows. Every method is a short
+read; none decrypts anything: cluster credentials and the sealed manifests of the sync
+history stay sealed.
+
+Resources of an Application (``resources``) come from the newest of: the resources the
+reconciler recorded in the app's ``operationState`` (``resources`` or
+``syncResult.resources``), the operation in flight, the newest history entry. Each is
+``{group, kind, namespace, name, wave, sync, health, message, hook}`` where ``sync`` is
+the resource's sync status, or the result of the operation that touched it (``Synced``,
+``SyncFailed``, ``Pruned``...); ``resourcesFrom`` says which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from clusters.registry import ClusterRecord
+from hub.apps import AppRecord, AppStore
+from hub.errors import HubError
+from hub.rollups import AppState, Connection, Counts, FleetStatus, LastSync, build_status
+from hub.rollups import connection_from_check as _from_check
+from hub.store import Store
+from hub.sync.history import HistoryEntry, SyncHistory
+
+
+class NotFound(HubError):
+    """A named object does not exist (HTTP 404, CLI exit 1)."""
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def app_state(record: AppRecord) -> AppState:
+    return AppState(
+        name=record.name,
+        appset=record.appset,
+        cluster=record.cluster,
+        sync=record.sync_status,
+        health=record.health_status,
+    )
+
+
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    """One history entry without its manifests (those stay sealed)."""
+    return {
+        "id": entry.id,
+        "operationId": entry.operation_id,
+        "cluster": entry.cluster,
+        "revision": entry.revision,
+        "source": dict(entry.source),
+        "initiatedBy": entry.initiated_by,
+        "trigger": entry.trigger.value,
+        "startedAt": _iso(entry.started_at),
+        "finishedAt": _iso(entry.finished_at),
+        "phase": entry.phase.value,
+        "message": entry.message,
+        "resources": [_resource(r.to_json()) for r in entry.resources],
+        "canRollback": entry.has_manifests,
+    }
+
+
+def _resource(raw: Mapping[str, Any]) -> dict[str, Any]:
+    health = raw.get("health")
+    if isinstance(health, Mapping):  # Argo's {"status": ..., "message": ...}
+        message = str(health.get("message") or raw.get("message") or "")
+        health = health.get("status")
+    else:
+        message = str(raw.get("message") or "")
+    return {
+        "group": str(raw.get("group") or ""),
+        "kind": str(raw.get("kind") or ""),
+        "namespace": str(raw.get("namespace") or ""),
+        "name": str(raw.get("name") or ""),
+        "wave": int(raw.get("wave") or raw.get("syncWave") or 0),
+        "sync": str(raw.get("sync") or raw.get("status") or ""),
+        "health": None if health is None else str(health),
+        "message": message,
+        "hook": bool(raw.get("hook") or raw.get("hookType")),
+    }
+
+
+def _recorded_resources(op_state: Mapping[str, Any] | None) -> list[Any] | None:
+    if not op_state:
+        return None
+    direct = op_state.get("resources")
+    if isinstance(direct, list):
+        return direct
+    result = op_state.get("syncResult")
+    if isinstance(result, Mapping) and isinstance(result.get("resources"), list):
+        return list(result["resources"])
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppFilter:
+    cluster: str | None = None
+    appset: str | None = None
+    sync: str | None = None
+    health: str | None = None
+
+    def keep(self, record: AppRecord) -> bool:
+        return (self.sync is None or record.sync_status == self.sync) and (
+            self.health is None or record.health_status == self.health
+        )
+
+
+class FleetView:
+    """Read-only views over one store. Thread-safe as ``Store`` is (a connection a thread)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.apps = AppStore(store)
+        # Listing history needs no key; the loader is only there for the type's sake and
+        # refuses, so a read path can never decrypt manifests by accident.
+        self.history = SyncHistory(store, _no_keys)
+
+    # -- clusters
+
+    def cluster_records(self) -> list[ClusterRecord]:
+        return self.store.list_records()
+
+    def connections(self, live: Mapping[str, Connection] | None) -> dict[str, Connection]:
+        """``live`` from a running hub when given, else each cluster's last check."""
+        records = self.cluster_records()
+        if live is not None:
+            return {r.name: live.get(r.name, Connection()) for r in records}
+        return {r.name: _from_check(r) for r in records}
+
+    def clusters(self, live: Mapping[str, Connection] | None) -> list[dict[str, Any]]:
+        conns = self.connections(live)
+        status = self.status(live=live)
+        rows = {row.name: row for row in status.clusters}
+        out = []
+        for record in self.cluster_records():
+            doc = record.as_dict()  # the clear half only: no credential, no CA bundle
+            row = rows[record.name]
+            doc["connection"] = conns[record.name].to_json()
+            doc["applications"] = row.counts.to_json()
+            doc["lastSync"] = None if row.last_sync is None else row.last_sync.to_json()
+            out.append(doc)
+        return out
+
+    def cluster(self, name: str, live: Mapping[str, Connection] | None) -> dict[str, Any]:
+        for doc in self.clusters(live):
+            if doc["name"] == name:
+                return doc
+        raise NotFound(f"no cluster named {name!r}; `hub cluster list` shows the registered ones")
+
+    # -- rollups
+
+    def last_syncs(self) -> dict[str, LastSync]:
+        """The newest finished sync per cluster (one query over the history table)."""
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT h.cluster, h.finished_at, h.revision, h.app, h.phase "
+                "FROM sync_history h JOIN (SELECT cluster, MAX(finished_at) AS newest "
+                "FROM sync_history GROUP BY cluster) n "
+                "ON h.cluster = n.cluster AND h.finished_at = n.newest "
+                "ORDER BY h.cluster, h.app"
+            ).fetchall()
+        out: dict[str, LastSync] = {}
+        for cluster, finished, revision, app, phase in rows:
+            out.setdefault(
+                cluster,
+                LastSync(
+                    time=datetime.fromisoformat(finished), revision=revision, app=app, phase=phase
+                ),
+            )
+        return out
+
+    def status(
+        self,
+        *,
+        live: Mapping[str, Connection] | None,
+        appset: str | None = None,
+        cluster: str | None = None,
+    ) -> FleetStatus:
+        records = self.cluster_records()
+        return build_status(
+            apps=[app_state(a) for a in self.apps.list_apps()],
+            clusters=records,
+            connections=self.connections(live),
+            last_syncs=self.last_syncs(),
+            appsets=[s.name for s in self.apps.list_appsets()],
+            appset=appset,
+            cluster=cluster,
+        )
+
+    # -- ApplicationSets
+
+    def appsets(self) -> list[dict[str, Any]]:
+        owned: dict[str, list[AppRecord]] = {}
+        for a in self.apps.list_apps():
+            if a.appset is not None:
+                owned.setdefault(a.appset, []).append(a)
+        return [
+            self._appset_doc(s.as_dict(), owned.get(s.name, [])) for s in self.apps.list_appsets()
+        ]
+
+    def appset(self, name: str) -> dict[str, Any]:
+        record = self.apps.get_appset(name)
+        if record is None:
+            raise NotFound(
+                f"no ApplicationSet named {name!r}; `hub appset list` shows the loaded ones"
+            )
+        return self._appset_doc(record.as_dict(), self.apps.list_apps(appset=name))
+
+    @staticmethod
+    def _appset_doc(doc: dict[str, Any], apps: Sequence[AppRecord]) -> dict[str, Any]:
+        doc["applications"] = [
+            {
+                "name": a.name,
+                "cluster": a.cluster,
+                "sync": a.sync_status,
+                "health": a.health_status,
+            }
+            for a in apps
+        ]
+        doc["counts"] = Counts.of(app_state(a) for a in apps).to_json()
+        return doc
+
+    # -- Applications
+
+    def app_list(self, flt: AppFilter) -> list[dict[str, Any]]:
+        return [
+            a.as_dict()
+            for a in self.apps.list_apps(cluster=flt.cluster, appset=flt.appset)
+            if flt.keep(a)
+        ]
+
+    def record(self, name: str) -> AppRecord:
+        record = self.apps.get(name)
+        if record is None:
+            raise NotFound(f"no Application named {name!r}; `hub app list` shows them")
+        return record
+
+    def resources(self, record: AppRecord) -> tuple[str, list[dict[str, Any]]]:
+        recorded = _recorded_resources(record.operation_state)
+        if recorded is not None:
+            return "operationState", [_resource(r) for r in recorded if isinstance(r, Mapping)]
+        op = self.history.in_flight(record.name)
+        if op is not None and op.resources:
+            return "operation", [_resource(r.to_json()) for r in op.resources]
+        entries = self.history.entries(record.name)
+        if entries:
+            return "history", [_resource(r.to_json()) for r in entries[-1].resources]
+        return "none", []
+
+    def app(self, name: str) -> dict[str, Any]:
+        record = self.record(name)
+        doc = record.as_dict()
+        origin, resources = self.resources(record)
+        doc["resources"] = resources
+        doc["resourcesFrom"] = origin
+        op = self.history.in_flight(name)
+        doc["operation"] = (
+            None
+            if op is None
+            else {
+                "operationId": op.operation_id,
+                "phase": op.phase.value,
+                "message": op.message,
+                "startedAt": _iso(op.started_at),
+                "revision": op.revision,
+            }
+        )
+        return doc
+
+    def app_history(self, name: str) -> list[dict[str, Any]]:
+        self.record(name)
+        return [history_json(e) for e in self.history.entries(name)]
+
+
+def _no_keys() -> Any:
+    raise HubError("reading views never decrypts sync history manifests")
+
+
+def open_view(home: Path) -> FleetView:
+    """A view over ``home``'s store (the caller closes ``view.store``)."""
+    from hub.home import open_store
+
+    return FleetView(open_store(home))
