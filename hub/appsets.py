@@ -77,6 +77,8 @@ POLICIES = ("create-only", "create-update", "create-delete", "sync")
 DEFAULT_POLICY = "sync"
 ALLOW_EMPTY_ANNOTATION = "gitops-hub/allow-empty"
 EMPTY_GUARD = "EmptyResultGuard"
+MAX_DELETIONS_ANNOTATION = "gitops-hub/max-deletions"
+DELETION_GUARD = "DeletionGuard"
 UP_TO_DATE = "ApplicationSetUpToDate"
 
 ActionKind = Literal["create", "update", "delete", "keep", "skip", "disown"]
@@ -384,6 +386,23 @@ def plan_appset(
                     kind="delete", app=app.name, reason=f"no longer generated; {why}", deletion=mode
                 )
             )
+    shrink = _deletion_guard(appset, owned, actions)
+    if shrink is not None:
+        actions = [
+            Action(kind="keep", app=a.app, reason=f"{DELETION_GUARD}: not deleted")
+            if a.kind == "delete"
+            else a
+            for a in actions
+        ]
+        log.warning("ApplicationSet %s: %s", appset.name, shrink)
+        return Plan(
+            kind="appset",
+            name=appset.name,
+            actions=tuple(actions),
+            conditions=_error_conditions(DELETION_GUARD, "; ".join([shrink, *problems])),
+            generated=None,
+            error="; ".join([shrink, *problems]),
+        )
     if not generated_names and leaving and allows_delete(policy):
         log.warning(
             "ApplicationSet %s generated no Applications; deleting its %d Applications "
@@ -427,6 +446,46 @@ def _empty_guard(
         f"generated 0 Applications without an error but owns {len(live)}: nothing deleted. "
         "If the set really should be empty, set spec.syncPolicy.applicationsSync: sync "
         f'explicitly or annotate it {ALLOW_EMPTY_ANNOTATION}: "true"'
+    )
+
+
+def max_deletions(value: str, owned: int) -> int:
+    """The ``gitops-hub/max-deletions`` limit: a count (``"2"``) or a share of the owned
+    Applications (``"25%"``, rounded down); raises ValueError for anything else."""
+    text = value.strip()
+    if text.endswith("%"):
+        percent = int(text[:-1])
+        if not 0 <= percent <= 100:
+            raise ValueError(value)
+        return owned * percent // 100
+    count = int(text)
+    if count < 0:
+        raise ValueError(value)
+    return count
+
+
+def _deletion_guard(
+    appset: ApplicationSet, owned: Sequence[AppRecord], actions: Sequence[Action]
+) -> str | None:
+    """Why this reconcile may not delete as many Applications as planned, or None."""
+    value = appset.annotations.get(MAX_DELETIONS_ANNOTATION)
+    deleting = sum(1 for a in actions if a.kind == "delete")
+    if value is None or deleting == 0:
+        return None
+    live = sum(1 for a in owned if not a.deleting)
+    try:
+        limit = max_deletions(value, live)
+    except ValueError:
+        return (
+            f"annotation {MAX_DELETIONS_ANNOTATION}: {value!r} is not a count or a "
+            "percentage like '25%'; nothing deleted"
+        )
+    if deleting <= limit:
+        return None
+    return (
+        f"{deleting} of {live} Applications would be deleted, more than "
+        f"{MAX_DELETIONS_ANNOTATION}: {value!r} allows ({limit}); nothing deleted. Raise the "
+        "limit for one reconcile if this is intended"
     )
 
 
@@ -534,11 +593,30 @@ def plan_plain_apps(
 # ---------------------------------------------------------------- applying
 
 
+def _may_write(current: AppRecord, desired: DesiredApp) -> bool:
+    """Whether ``desired``'s owner may overwrite the stored row ``current``."""
+    if current.appset is None and current.source is None:
+        return True  # disowned: adoptable
+    if desired.appset is not None:
+        return current.appset == desired.appset  # its set (possibly from a new source)
+    return current.appset is None and current.source == desired.source
+
+
 def apply_actions(txn: AppTxn, actions: Iterable[Action]) -> None:
     for action in actions:
         if action.kind in ("create", "update"):
-            assert action.desired is not None
-            txn.put_desired(action.desired)
+            desired = action.desired
+            assert desired is not None
+            current = txn.get_app(desired.name)
+            if current is not None and not _may_write(current, desired):
+                # Planned from an older read; someone else took the name meanwhile.
+                log.warning(
+                    "application %s: not written, it now belongs to %s",
+                    desired.name,
+                    current.appset or current.source,
+                )
+                continue
+            txn.put_desired(desired)
         elif action.kind == "disown":
             txn.disown(action.app)
         elif action.kind == "delete":

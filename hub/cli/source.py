@@ -11,6 +11,7 @@ import yaml
 
 from hub.apps import AppStore
 from hub.cli import HubContext
+from hub.errors import HubUsageError
 from hub.home import open_store
 from hub.sources import (
     DEFAULT_REVISION,
@@ -54,13 +55,19 @@ def add(obj: HubContext, name: str, repo: str, path: str, revision: str) -> None
     """Add source NAME. Its manifests are read and checked now (nothing is applied); a
     source that cannot be read or holds an invalid file is refused."""
     src = make_source(name, repo, path, revision)
-    with open_git(obj.home) as git:
-        load = load_source(src, git)
-    if load.sha is None or load.errors:
-        # Refuse now rather than store a source the controller would only report on.
-        raise SourceError("; ".join(load.errors) + "; source not added")
-    with _store(obj) as store:
-        SourceStore(store).add(src)
+    with _store(obj) as store:  # an uninitialised home fails here, before any clone
+        sources = SourceStore(store)
+        if any(r.source.name == src.name for r in sources.list()):
+            raise HubUsageError(
+                f"source {src.name!r} already exists; remove it first with "
+                f"`hub source rm {src.name}`"
+            )
+        with open_git(obj.home) as git:
+            load = load_source(src, git)
+        if load.sha is None or load.errors:
+            # Refuse now rather than store a source the controller would only report on.
+            raise SourceError("; ".join(load.errors) + "; source not added")
+        sources.add(src)
     click.echo(
         f"source {src.name} added: {src.repo} {src.path or '/'}@{src.revision} "
         f"({load.sha[:12]}): {len(load.appsets)} ApplicationSet(s), "

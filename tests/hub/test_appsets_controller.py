@@ -176,3 +176,24 @@ def test_set_status_and_generation_count_are_recorded(store: Store) -> None:
     assert record is not None and record.generated == 2 and record.last_error is None
     assert {c.type: c.status for c in record.conditions}["ResourcesUpToDate"] == "True"
     assert record.status["create"] == 2 and record.reconciled_at is not None
+
+
+def test_a_plan_made_from_an_older_read_never_overwrites_another_owners_app(
+    store: Store,
+) -> None:
+    from hub.apps import DesiredApp
+    from hub.appsets import Action, apply_actions
+
+    run(store, loaded("a", apps=(plain_doc("web-east"),)))
+    stale = Action(
+        kind="create",
+        app="web-east",
+        reason="planned before the plain app existed",
+        desired=DesiredApp.from_manifest(
+            plain_doc("web-east", "https://west:6443"), appset="web", source="a", cluster="west"
+        ),
+    )
+    with AppStore(store).transaction() as txn:
+        apply_actions(txn, [stale])
+    kept = AppStore(store).get("web-east")
+    assert kept is not None and kept.appset is None and kept.cluster == "east"

@@ -15,10 +15,13 @@ from generators.spec import ApplicationSet, parse_appset
 from hub.apps import RESOURCES_FINALIZER, AppRecord, DesiredApp
 from hub.appsets import (
     ALLOW_EMPTY_ANNOTATION,
+    DELETION_GUARD,
     EMPTY_GUARD,
+    MAX_DELETIONS_ANNOTATION,
     Fleet,
     Plan,
     cluster_info,
+    max_deletions,
     plan_appset,
     plan_deleted_appset,
 )
@@ -403,3 +406,58 @@ def test_deleting_the_appset_strips_finalizers_of_apps_on_removed_clusters() -> 
     p = plan_deleted_appset("gb", {}, before, Fleet(clusters=PROD[:2]), "file removed")
     modes = {a.app: a.deletion for a in p.actions}
     assert modes == {"gb-a": "cascade", "gb-b": "cascade", "gb-c": "orphan"}
+
+
+# ---------------------------------------------------------------- the deletion guard
+
+
+@pytest.mark.parametrize(
+    ("limit", "remaining", "allowed"),
+    [
+        ("1", 2, True),  # one of three leaves
+        ("1", 1, False),  # two would leave
+        ("2", 1, True),
+        ("34%", 2, True),  # 34% of 3 = 1
+        ("34%", 1, False),
+        ("100%", 0, True),
+        ("0", 2, False),
+    ],
+)
+def test_max_deletions_caps_a_shrinking_result(limit: str, remaining: int, allowed: bool) -> None:
+    s = make_appset(policy="sync", annotations={MAX_DELETIONS_ANNOTATION: limit})
+    before = existing(s)
+    clusters = [*PROD[:remaining], *(cluster(c.name) for c in PROD[remaining:])]
+    p = plan(s, clusters, before)
+    leaving = {f"gb-{c.name}" for c in PROD[remaining:]}
+    if allowed:
+        assert {a.app for a in p.actions if a.kind == "delete"} == leaving
+        assert p.error is None
+    else:
+        assert [a for a in p.actions if a.kind == "delete"] == []
+        assert all("DeletionGuard" in a.reason for a in p.actions if a.app in leaving)
+        assert condition(p, "ErrorOccurred") == ("True", DELETION_GUARD)
+        assert p.error and f"{len(leaving)} of 3 Applications would be deleted" in p.error
+
+
+def test_creates_and_updates_proceed_while_the_deletion_guard_holds() -> None:
+    s = make_appset(annotations={MAX_DELETIONS_ANNOTATION: "0"})
+    before = existing(s)
+    moved = make_appset(annotations={MAX_DELETIONS_ANNOTATION: "0"}, namespace="moved")
+    p = plan(moved, [PROD[0], cluster("b"), cluster("c"), cluster("d", env="prod")], before)
+    assert kinds(p) == {"gb-a": "update", "gb-b": "keep", "gb-c": "keep", "gb-d": "create"}
+
+
+@pytest.mark.parametrize("value", ["many", "-1", "150%", ""])
+def test_a_bad_max_deletions_value_deletes_nothing(value: str) -> None:
+    s = make_appset(annotations={MAX_DELETIONS_ANNOTATION: value})
+    p = plan(s, PROD[:2], existing(s), fleet=PROD)
+    assert kinds(p)["gb-c"] == "keep" and "is not a count or a percentage" in (p.error or "")
+
+
+def test_max_deletions_parses_counts_and_percentages() -> None:
+    assert max_deletions("3", 10) == 3
+    assert max_deletions(" 25% ", 10) == 2
+    assert max_deletions("0%", 10) == 0
+    for bad in ("x", "-2", "101%"):
+        with pytest.raises(ValueError):
+            max_deletions(bad, 10)
