@@ -35,6 +35,8 @@ Rules (Argo CD's, plus the hub's guards; docs/hub.md has the full table):
 6. An ApplicationSet removed from its source deletes its Applications as in rule 4 (never
    cascading with ``preserveResourcesOnDeletion``); a policy forbidding deletion
    (create-only, create-update) keeps them, disowned.
+7. Deletion cap (hub rule, opt-in): ``gitops-hub/max-deletions: "N"`` or ``"P%"`` keeps
+   every deletion of a pass that would delete more (ErrorOccurred reason ``DeletionGuard``).
 """
 
 from __future__ import annotations
