@@ -17,6 +17,8 @@ from hub.apps import AppRecord, AppStore
 from hub.home import open_store
 from tests.clusters.cli_support import Hub, Run
 
+pytestmark = pytest.mark.sim_only("needs four clusters of its own to relabel and remove")
+
 GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
 
 
@@ -86,8 +88,7 @@ def fleet_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, fleet_sim: SimServer, sim: SimServer) -> Hub:
-    # `sim` skips these tests on a real cluster: they need four clusters to relabel.
+def hub(tmp_path: Path, fleet_sim: SimServer) -> Hub:
     h = Hub(tmp_path / "home")
     h.ok("init")
     names = fleet_sim.cluster_names

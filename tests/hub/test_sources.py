@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from generators.git import RepoTree
 from hub.errors import HubUsageError
 from hub.repos import RepoCache, RepoError
 from hub.sources import (
@@ -198,3 +201,50 @@ def test_make_source_validates_names_and_makes_local_paths_absolute(tmp_path: Pa
     for bad in ("Apps", "a_b", "", "-a", "a" * 64):
         with pytest.raises(HubUsageError, match="source name"):
             make_source(bad, "/r", "")
+
+
+class MemoryGit:
+    """Files of one commit in memory: property tests need thousands of sources."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    def resolve(self, repo_url: str, revision: str) -> str:
+        return "0" * 40
+
+    def list_tree(self, repo_url: str, revision: str) -> RepoTree:
+        dirs = {p.rsplit("/", 1)[0] for p in self.files if "/" in p}
+        return RepoTree(files=tuple(sorted(self.files)), directories=tuple(sorted(dirs)))
+
+    def read_file(self, repo_url: str, revision: str, path: str) -> bytes:
+        return self.files[path]
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+_docs = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_kinds = st.sampled_from(["ApplicationSet", "Application", "AppProject", "ConfigMap"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode),
+    doc=st.fixed_dictionaries(
+        {"apiVersion": st.just("argoproj.io/v1alpha1"), "kind": _kinds},
+        optional={"metadata": _docs, "spec": _docs},
+    ),
+)
+def test_any_file_content_gives_a_result_or_errors_never_a_crash(
+    raw: bytes, doc: dict[str, object]
+) -> None:
+    files = {"apps/raw.yaml": raw, "apps/doc.json": json.dumps(doc).encode()}
+    result = load_source(Source(name="s", repo="mem", path="apps"), MemoryGit(files))
+    assert result.sha == "0" * 40
+    assert result.ok or all(e.startswith("apps/") for e in result.errors)
+    if result.ok:
+        assert len(result.appsets) + len(result.applications) + len(result.projects) <= 2
