@@ -358,9 +358,13 @@ def plan_appset(
     guard = _empty_guard(appset, explicit, owned, generated_names)
     if guard is not None:
         actions.extend(
-            Action(kind="keep", app=a.name, reason=f"{EMPTY_GUARD}: not deleted") for a in leaving
+            Action(
+                kind="keep",
+                app=a.name,
+                reason="deletion in progress" if a.deleting else f"{EMPTY_GUARD}: not deleted",
+            )
+            for a in leaving
         )
-        log.warning("ApplicationSet %s: %s", appset.name, guard)
         conditions = _error_conditions(EMPTY_GUARD, guard)
         return Plan(
             kind="appset",
@@ -396,7 +400,6 @@ def plan_appset(
             else a
             for a in actions
         ]
-        log.warning("ApplicationSet %s: %s", appset.name, shrink)
         return Plan(
             kind="appset",
             name=appset.name,
