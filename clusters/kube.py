@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -121,21 +121,74 @@ def _group_of(api_version: str) -> str:
     return group if sep else ""
 
 
-class KubeClient:
-    """Typed REST calls against one cluster (see the module docstring)."""
+Retrier = Callable[[str, Callable[[], Any]], Any]
+"""``retrier(what, send)``: call ``send()`` (one HTTP request), retrying ``Transient`` as it
+sees fit; ``what`` names the request for messages."""
 
-    def __init__(self, connection: Connection, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+
+class _DiscoveryCache:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.resources: dict[tuple[str, str], ApiResource] | None = None
+
+
+class KubeClient:
+    """Typed REST calls against one cluster (see the module docstring).
+
+    ``retrier`` wraps every single HTTP request (so a request that failed transiently is
+    re-sent alone, not the whole discovery or list it is part of); ``with_retry`` gives a
+    view with another retrier sharing this client's connection and discovery cache.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retrier: Retrier | None = None,
+        _cache: _DiscoveryCache | None = None,
+    ) -> None:
         self.connection = connection
         self.name = connection.name
         self.timeout_s = timeout_s
         self._api: ApiClient = connection.api_client
-        self._lock = threading.Lock()
-        self._resources: dict[tuple[str, str], ApiResource] | None = None
-        self._by_version: dict[tuple[str, str], ApiResource] = {}
+        self._retrier = retrier
+        self._cache = _cache or _DiscoveryCache()
+
+    def with_retry(self, retrier: Retrier | None) -> KubeClient:
+        return KubeClient(
+            self.connection, timeout_s=self.timeout_s, retrier=retrier, _cache=self._cache
+        )
 
     # -- transport
 
     def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout_s: float | None = None,
+        stream: bool = False,
+    ) -> Any:
+        def send() -> Any:
+            return self._send(
+                method,
+                path,
+                query=query,
+                body=body,
+                content_type=content_type,
+                timeout_s=timeout_s,
+                stream=stream,
+            )
+
+        if self._retrier is None:
+            return send()
+        return self._retrier(f"{method} {path}", send)
+
+    def _send(
         self,
         method: str,
         path: str,
@@ -198,7 +251,6 @@ class KubeClient:
                 preferred = g["versions"][0].get("version")
             if preferred:
                 versions.append((str(g["name"]), str(preferred)))
-        by_version: dict[tuple[str, str], ApiResource] = {}
         for group, version in versions:
             path = f"/apis/{group}/{version}" if group else f"/api/{version}"
             try:
@@ -218,17 +270,14 @@ class KubeClient:
                     verbs=frozenset(r.get("verbs") or ()),
                 )
                 found.setdefault((group, res.kind), res)
-        for res in found.values():
-            by_version[(res.api_version, res.kind)] = res
-        with self._lock:
-            self._resources = found
-            self._by_version = by_version
+        with self._cache.lock:
+            self._cache.resources = found
         return found
 
     def resources(self, *, refresh: bool = False) -> dict[tuple[str, str], ApiResource]:
         """Every (group, kind) the cluster serves, at its preferred version."""
-        with self._lock:
-            cached = self._resources
+        with self._cache.lock:
+            cached = self._cache.resources
         if cached is None or refresh:
             return self._discover()
         return cached

@@ -373,10 +373,15 @@ class _Run:
     hooks_created: dict[ResourceKey, SyncTask] = field(default_factory=dict)
     rendered: list[dict[str, Any]] | None = None
     retryable: bool = False
+    raw_kube: KubeClient = field(init=False)
 
     def __post_init__(self) -> None:
         if self.request.timeout_s is not None:
             self.deadline = time.monotonic() + self.request.timeout_s
+        # Watchers get the plain client (they retry on their own, off this thread); every
+        # request made here is retried alone per the app's backoff.
+        self.raw_kube = self.kube
+        self.kube = self.kube.with_retry(self._retry_request)
 
     @property
     def api_policy(self) -> RetryPolicy:
@@ -401,7 +406,13 @@ class _Run:
         self._check()
 
     def call(self, what: str, fn: Callable[[], T]) -> T:
-        """``fn()`` with transient API errors retried per the app's retry backoff."""
+        """``fn()`` (cluster calls) after checking for cancellation and the deadline; each
+        of its requests is retried on transient errors by ``_retry_request``."""
+        self._check()
+        return fn()
+
+    def _retry_request(self, what: str, fn: Callable[[], T]) -> T:
+        """One HTTP request with transient API errors retried per the app's retry backoff."""
         attempt = 0
         while True:
             self._check()
@@ -702,7 +713,7 @@ class _Run:
         stop = threading.Event()
         watchers = []
         for index, ((_, _, ns), members) in enumerate(groups.items()):
-            w = _Watcher(self.kube, members[0].res, ns, index, events, stop, self.api_policy)
+            w = _Watcher(self.raw_kube, members[0].res, ns, index, events, stop, self.api_policy)
             w.start()
             watchers.append(w)
         state: dict[ResourceKey, dict[str, Any] | None] = {}

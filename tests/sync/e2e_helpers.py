@@ -13,8 +13,9 @@ import os
 import subprocess
 import textwrap
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +91,14 @@ def application(
 class HubApp:
     hub: Hub
     app_file: Path
+    # App names are tracking identities: tests share a cluster, so each test's apps get a
+    # suffix of their own (two apps of one name would claim each other's objects).
+    suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
 
     def write_app(self, app: Mapping[str, Any]) -> None:
-        self.app_file.write_text(yaml.safe_dump(dict(app), sort_keys=False))
+        doc = dict(app)
+        doc["metadata"] = {**doc["metadata"], "name": f"{doc['metadata']['name']}-{self.suffix}"}
+        self.app_file.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def __call__(self, *args: str) -> Run:
         return self.hub("app", *args)
@@ -138,7 +144,7 @@ class Recorder:
         from kubernetes.dynamic import DynamicClient
 
         self._api = kube.api_client()
-        self._dyn = DynamicClient(self._api)
+        self._dyn = DynamicClient(self._api)  # type: ignore[no-untyped-call]
         self.namespace = namespace
         self.events: list[Seen] = []
         self._lock = threading.Lock()

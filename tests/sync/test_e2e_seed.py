@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import KubeEnv
 from tests.sync.e2e_helpers import GitRepo, Recorder, Seen, application, hub_app
@@ -145,7 +146,7 @@ def seed_files(ns: str, image: str = "nginx:1.27") -> dict[str, str | None]:
 def _deployment_healthy(s: Seen) -> bool:
     status = s.obj.get("status") or {}
     want = s.obj["spec"]["replicas"]
-    return (
+    return bool(
         status.get("observedGeneration", 0) >= s.obj["metadata"]["generation"]
         and status.get("updatedReplicas") == want
         and status.get("availableReplicas") == want
@@ -159,7 +160,8 @@ def _job_complete(s: Seen) -> bool:
 
 
 def _ingress_has_address(s: Seen) -> bool:
-    return bool(((s.obj.get("status") or {}).get("loadBalancer") or {}).get("ingress"))
+    status: dict[str, Any] = s.obj.get("status") or {}
+    return bool((status.get("loadBalancer") or {}).get("ingress"))
 
 
 def test_seed_scenario_writes_follow_phases_and_waves_and_wait_for_health(

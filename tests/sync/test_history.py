@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,9 +24,9 @@ SECRET_VALUE = "c3VwZXItc2VjcmV0LXZhbHVl"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(tmp_path: Path) -> Iterator[Store]:
     s = Store.open(tmp_path / "hub.db", create=True)
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 
@@ -78,8 +80,8 @@ def test_entries_count_up_per_app_and_only_the_newest_limit_are_kept(store: Stor
 
 def test_manifests_are_sealed_and_need_the_master_key(store: Store, tmp_path: Path) -> None:
     key = MasterKey.generate("t")
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
-    secret["data"] = {"password": SECRET_VALUE}  # type: ignore[assignment]
+    secret: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+    secret["data"] = {"password": SECRET_VALUE}
     history = SyncHistory(store, lambda: keyring(key))
     history.record(op("a", 1), finished_at=datetime.now(UTC), manifests=[secret])
     assert history.manifests("a", 0) == [secret]
