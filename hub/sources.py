@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from threading import Lock
 from typing import Any, Protocol
 
 import yaml
@@ -101,6 +103,12 @@ class HubGit:
             reader = self._local[path] = LocalRepoReader(RepoMapping(default=path))
         return reader, repo_url
 
+    def refresh(self) -> None:
+        """Start a new poll cycle: remote revisions are resolved (fetched) again."""
+        refresh = getattr(self._remote, "refresh", None)
+        if refresh is not None:
+            refresh()
+
     def resolve(self, repo_url: str, revision: str) -> str:
         reader, url = self._reader(repo_url)
         if isinstance(reader, LocalRepoReader):
@@ -133,11 +141,30 @@ class MaterializedGit:
     """``SourceGit`` over a ``TreeProvider``: trees are read from the exported directory of
     the commit, so the sync engine and the controller share one clone and one export."""
 
-    def __init__(self, provider: TreeProvider) -> None:
+    def __init__(self, provider: TreeProvider, *, resolve_ttl_s: float = 10.0) -> None:
         self._provider = provider
+        self._ttl = resolve_ttl_s
+        # RepoCache.resolve fetches; a git generator reading many files at "HEAD" must not
+        # fetch once per file. Resolutions are reused for a few seconds or until refresh().
+        self._resolved: dict[tuple[str, str], tuple[float, str]] = {}
+        self._lock = Lock()
+
+    def refresh(self) -> None:
+        """Forget resolved revisions: the next read fetches (call once per poll cycle)."""
+        with self._lock:
+            self._resolved.clear()
 
     def resolve(self, repo_url: str, revision: str) -> str:
-        return self._provider.resolve(repo_url, revision)
+        key = (repo_url, revision)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._resolved.get(key)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        sha = self._provider.resolve(repo_url, revision)
+        with self._lock:
+            self._resolved[key] = (now, sha)
+        return sha
 
     def _root(self, repo_url: str, revision: str) -> Path:
         sha = revision if _FULL_SHA.match(revision) else self.resolve(repo_url, revision)

@@ -248,3 +248,32 @@ def test_any_file_content_gives_a_result_or_errors_never_a_crash(
     assert result.ok or all(e.startswith("apps/") for e in result.errors)
     if result.ok:
         assert len(result.appsets) + len(result.applications) + len(result.projects) <= 2
+
+
+class CountingProvider:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.resolves = 0
+
+    def resolve(self, repo_url: str, revision: str) -> str:
+        self.resolves += 1
+        return "a" * 40
+
+    def materialize(self, repo_url: str, sha: str) -> Path:
+        return self.root
+
+
+def test_remote_revisions_are_resolved_once_per_cycle(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.yaml").write_text("a: 1")
+    provider = CountingProvider(tmp_path)
+    git = HubGit(remote=MaterializedGit(provider, resolve_ttl_s=3600))
+    for _ in range(3):
+        assert git.read_file("https://g/r.git", "HEAD", "d/f.yaml") == b"a: 1"
+    assert git.list_tree("https://g/r.git", "HEAD").files == ("d/f.yaml",)
+    assert provider.resolves == 1
+    git.refresh()
+    git.resolve("https://g/r.git", "HEAD")
+    assert provider.resolves == 2
+    git.read_file("https://g/r.git", "a" * 40, "d/f.yaml")  # a SHA needs no resolution
+    assert provider.resolves == 2
