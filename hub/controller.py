@@ -58,7 +58,7 @@ from hub.store import Store
 from hub.sync.diff import JqRunner
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, parse_application
-from hub.worker import ClusterWorker, ManualSync, WorkerServices
+from hub.worker import ClusterWorker, ManualSync, SerializedSources, WorkerServices
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def cluster_fingerprint(records: Sequence[ClusterRecord]) -> dict[str, tuple[Any
 class RevisionBook:
     """(repo, revision) -> SHA for the current poll cycle; the last good SHA on errors."""
 
-    def __init__(self, repos: RepoCache, limiter: anyio.CapacityLimiter) -> None:
+    def __init__(self, repos: SerializedSources, limiter: anyio.CapacityLimiter) -> None:
         self._repos = repos
         self._limiter = limiter
         self._current: dict[tuple[str, str], str] = {}
@@ -188,7 +188,8 @@ class Hub:
         self.store: Store
         self.apps: AppStore
         self.history: SyncHistory
-        self.repos: RepoCache
+        self.repo_cache: RepoCache
+        self.repos: SerializedSources
         self.book: RevisionBook
         self.git: HubGit
         self.appsets: AppSetController
@@ -271,7 +272,8 @@ class Hub:
         self.store = open_store(self.home)
         self.apps = AppStore(self.store)
         self.history = SyncHistory(self.store, lambda: load_keyring(self.home))
-        self.repos = RepoCache(self.home)
+        self.repo_cache = RepoCache(self.home)
+        self.repos = SerializedSources(self.repo_cache)
         self.book = RevisionBook(self.repos, self._git_limiter)
         self.git = HubGit()
         self.appsets = AppSetController(
@@ -301,7 +303,7 @@ class Hub:
     def _close(self) -> None:
         self.jq.close()
         self.git.close()
-        self.repos.close()
+        self.repo_cache.close()
         self.store.close()
         self.registry.close()
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
@@ -194,6 +195,24 @@ def _scopes(kube: KubeClient) -> KindScopes:
 # ---------------------------------------------------------------- services
 
 
+class SerializedSources:
+    """``RepoCache`` with every call serialised: GitPython's ``Repo`` objects it shares are
+    not safe to read from several threads at once (concurrent ``materialize`` of one commit
+    read corrupt tree entries). Exported trees are cached on disk, so the lock is short."""
+
+    def __init__(self, repos: RepoCache) -> None:
+        self._repos = repos
+        self._lock = threading.Lock()
+
+    def resolve(self, repo_url: str, revision: str) -> str:
+        with self._lock:
+            return self._repos.resolve(repo_url, revision)
+
+    def materialize(self, repo_url: str, sha: str) -> Path:
+        with self._lock:
+            return self._repos.materialize(repo_url, sha)
+
+
 class Revisions(Protocol):
     """The hub's resolved Git revisions (one fetch per repo per poll cycle)."""
 
@@ -207,7 +226,7 @@ class WorkerServices:
     registry: Registry
     apps: AppStore
     history: SyncHistory
-    repos: RepoCache
+    repos: SerializedSources
     revisions: Revisions
     global_syncs: anyio.CapacityLimiter
     global_calls: anyio.CapacityLimiter
@@ -357,7 +376,15 @@ class ClusterWorker:
                 await self._mark_unknown(next(iter(self._kind_errors.values())))
             else:
                 for name in sorted(self._take_dirty()):
-                    await self._refresh(name)
+                    try:
+                        await self._refresh(name)
+                    except Exception as exc:  # a bug: logged with its traceback, others go on
+                        log.exception("app %s on %s: refresh failed", name, self.name)
+                        await self._write(
+                            name,
+                            sync_status="Unknown",
+                            conditions=[Condition(type=COMPARISON_ERROR, message=repr(exc))],
+                        )
             await self._sleep(None)
 
     def _take_dirty(self) -> set[str]:
