@@ -118,6 +118,7 @@ DEFAULT_API_RETRY = RetryPolicy(
 """Per-call retry of transient API errors when the Application sets no ``retry``."""
 
 DEFAULT_SYNC_FAIL_TIMEOUT_S = 120.0
+DEFAULT_HEALTH_WAIT_S = 300.0  # final app-health wait when the sync has no timeout
 WATCH_WINDOW_S = 5.0  # each watch request's server-side timeout; watchers re-check stop then
 
 # Kinds whose tracked objects are looked for even when the render no longer declares them
@@ -1127,12 +1128,16 @@ class _Run:
                 )
                 items.append(_GateItem(task=task, res=res))
             quiet, self.emit = self.emit, (lambda _e: None)
+            saved = self.deadline
+            if saved is None:
+                # the operation is over; never hang on a resource that stays Progressing
+                self.deadline = time.monotonic() + DEFAULT_HEALTH_WAIT_S
             try:
                 self.gate(items, fail_on_degraded=True)
             except _Stop:
                 pass
             finally:
-                self.emit = quiet
+                self.emit, self.deadline = quiet, saved
         live = self.read_live(valid)
         comparison = self.compare(valid, live)
         by_key = {ResourceKey.of(o): o for o in live}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -336,6 +336,19 @@ class SyncHistory:
             # Argo CD keeps at least one entry whatever the limit says (rollback needs it).
             txn.trim_history(op.app, max(1, limit))
         return _entry(row)
+
+    def record_interrupted(self, op: Operation) -> HistoryEntry:
+        """Record an operation ``interrupted()`` returned (the process running it stopped)
+        as Error; its manifests are unknown, so the entry cannot be rolled back to."""
+        return self.record(
+            replace(
+                op,
+                phase=OperationPhase.ERROR,
+                message=f"interrupted while {op.phase.value.lower()}: {op.message}".rstrip(": "),
+            ),
+            finished_at=op.updated_at or datetime.now(UTC),
+            manifests=None,
+        )
 
     def _sealing_key(self, txn: HistoryTransaction) -> crypto.MasterKey:
         keyring = self._keys()

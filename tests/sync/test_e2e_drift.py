@@ -49,6 +49,7 @@ def test_scaling_by_hand_is_drift_and_self_heal_reverts_it(
     h.write_app(application("payments", repo, namespace=namespace, extra_spec=automated))
     assert h.sync("--timeout", "60").exit_code == 0
     assert h.diff().exit_code == 0
+    assert h.diff("--local", str(repo.path / "app")).exit_code == 0
 
     _scale(kubectl, namespace, 5)
     diff = h.diff()

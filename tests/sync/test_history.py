@@ -105,3 +105,12 @@ def test_an_operation_in_flight_is_visible_until_recorded(store: Store) -> None:
     history.record(done, finished_at=datetime.now(UTC), manifests=None)
     assert history.interrupted() == [] and history.in_flight("a") is None
     assert history.entries("a")[0].phase is OperationPhase.FAILED
+
+
+def test_an_interrupted_operation_is_recorded_as_error(store: Store) -> None:
+    history = SyncHistory(store, lambda: keyring(MasterKey.generate("t")))
+    history.begin(op("a", 1, OperationPhase.RUNNING))
+    (stale,) = history.interrupted()
+    entry = history.record_interrupted(stale)
+    assert entry.phase is OperationPhase.ERROR and entry.message.startswith("interrupted")
+    assert not entry.has_manifests and history.interrupted() == []
