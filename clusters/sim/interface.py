@@ -34,7 +34,9 @@ class ObjectAPI(Protocol):
         """The cluster's name (for logs and fault settings)."""
         ...
 
-    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
+    async def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> Obj | None:
         """The object, or None when it does not exist."""
         ...
 
