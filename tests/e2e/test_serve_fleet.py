@@ -223,7 +223,7 @@ def test_a_commit_changing_the_image_rolls_out_everywhere(fleet: Fleet) -> None:
 def test_labelling_a_fourth_cluster_into_the_selector_adds_its_application(
     fleet: Fleet,
 ) -> None:
-    fleet.cli.ok("cluster", "label", CLUSTERS[3], "env=prod", "--overwrite")
+    fleet.cli.ok("cluster", "label", CLUSTERS[3], "env=prod")
     wait_for("the 4th cluster's app", lambda: fleet.all_good(CLUSTERS, "nginx:1.26"))
 
 
