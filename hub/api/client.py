@@ -1,0 +1,151 @@
+"""How the CLI finds a running hub and talks to its JSON API.
+
+``hub serve`` records where its API listens in ``$HUB_HOME/serve.json``
+(``write_serve_file`` when the site is up, ``remove_serve_file`` on exit)::
+
+    {"url": "http://127.0.0.1:8080", "pid": 4242, "startedAt": "2026-01-01T00:00:00Z"}
+
+``find_running_hub`` trusts it only when that process is alive and ``/healthz`` answers,
+so a file left by a killed hub sends the CLI to the store instead of to a dead socket.
+
+The client is plain ``urllib`` (the CLI is synchronous) and never uses a proxy: the API
+is on this machine, and a proxy must not see the API token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hub.errors import HubError, HubUsageError
+
+SERVE_FILENAME = "serve.json"
+PROBE_TIMEOUT_S = 1.0
+
+
+class ApiError(HubError):
+    """The API answered with an error; ``status`` is its HTTP status."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+        if status in (400, 404):
+            self.exit_code = 2 if status == 400 else 1
+
+
+def serve_path(home: Path) -> Path:
+    return home / SERVE_FILENAME
+
+
+def write_serve_file(home: Path, *, url: str, pid: int | None = None) -> None:
+    """Record the API address of the hub serving ``home`` (atomically, mode 0600)."""
+    doc = {
+        "url": url.rstrip("/"),
+        "pid": os.getpid() if pid is None else pid,
+        "startedAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    tmp = serve_path(home).with_suffix(".json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, serve_path(home))
+
+
+def remove_serve_file(home: Path, *, pid: int | None = None) -> None:
+    """Remove the record if it is ours (another hub may have started meanwhile)."""
+    path = serve_path(home)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if doc.get("pid") == (os.getpid() if pid is None else pid):
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def find_running_hub(home: Path, *, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """The API URL of the hub serving ``home``, or None when none answers."""
+    try:
+        doc = json.loads(serve_path(home).read_text())
+    except (OSError, ValueError):
+        return None
+    url, pid = doc.get("url"), doc.get("pid")
+    if not isinstance(url, str) or not url:
+        return None
+    if isinstance(pid, int) and not _alive(pid):
+        return None
+    try:
+        ApiClient(url, timeout=timeout).get("/healthz")
+    except HubError:
+        return None
+    return url
+
+
+class ApiClient:
+    """JSON over HTTP to one hub. Errors become ``ApiError`` with the API's message."""
+
+    def __init__(self, url: str, *, token: str | None = None, timeout: float = 30.0) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise HubUsageError(f"--server {url!r}: expected http://HOST:PORT")
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def get(self, path: str, query: dict[str, str | None] | None = None) -> Any:
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        suffix = ("?" + urllib.parse.urlencode(params)) if params else ""
+        return self._call("GET", path + suffix, None)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self._call("POST", path, body or {})
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.token and method != "GET":
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            raise ApiError(self._message(exc), status=exc.code) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise HubError(f"hub API at {self.url}: {reason}") from None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise HubError(f"hub API at {self.url}{path}: answer is not JSON") from None
+
+    def _message(self, exc: urllib.error.HTTPError) -> str:
+        try:
+            doc = json.loads(exc.read())
+            message = str(doc["error"]["message"])
+        except (ValueError, KeyError, TypeError, OSError):
+            message = exc.reason if isinstance(exc.reason, str) else str(exc.code)
+        if exc.code == 401:
+            return (
+                f"{message} (the token is read from $HUB_HOME/api-token, --token or HUB_API_TOKEN)"
+            )
+        return message

@@ -1,0 +1,302 @@
+// gitops-hub dashboard: plain DOM, no build step. Data from the JSON API (docs/status.md);
+// live updates from /api/events (server-sent events), polling if that stream fails.
+// Every value from the API is put in the page with textContent, never as HTML.
+"use strict";
+
+const TOKEN_KEY = "gitops-hub-token";
+const POLL_MS = 5000;
+const state = { status: null, route: "", events: null, pollTimer: null };
+
+function $(id) { return document.getElementById(id); }
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  let body = null;
+  try { body = await response.json(); } catch (_) { body = null; }
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : response.statusText;
+    const err = new Error(message);
+    err.status = response.status;
+    throw err;
+  }
+  return body;
+}
+
+function appLink(name) {
+  return el("a", { href: "#/app/" + encodeURIComponent(name), class: "app-link", dataset: { app: name } }, name);
+}
+
+// ------------------------------------------------------------------ overview
+
+function renderTotals(status) {
+  const t = status.totals.applications;
+  const box = $("totals");
+  box.replaceChildren(
+    el("div", { class: "stat", id: "total-clusters" }, el("b", {}, status.totals.clusters), "clusters"),
+    el("div", { class: "stat", id: "total-apps" }, el("b", {}, t.total), "applications"),
+    el("div", { class: "stat", id: "total-synced" }, el("b", {}, t.sync.Synced || 0), "Synced"),
+    el("div", { class: "stat" + (t.sync.OutOfSync ? " bad" : ""), id: "total-outofsync" }, el("b", {}, t.sync.OutOfSync || 0), "OutOfSync"),
+    el("div", { class: "stat", id: "total-healthy" }, el("b", {}, t.health.Healthy || 0), "Healthy"),
+    el("div", { class: "stat" + (t.health.Degraded ? " bad" : ""), id: "total-degraded" }, el("b", {}, t.health.Degraded || 0), "Degraded"),
+    el("div", { class: "stat", id: "total-unknown" }, el("b", {}, (t.sync.Unknown || 0)), "sync Unknown"),
+  );
+}
+
+function renderMatrix(status) {
+  const table = $("matrix");
+  const clusters = status.matrix.clusters;
+  const head = el("tr", {}, el("th", {}, "ApplicationSet"), clusters.map((c) => el("th", { scope: "col" }, c)));
+  const rows = status.matrix.rows.map((row) => {
+    const label = row.appset === null ? "(no ApplicationSet)" : row.appset;
+    const cells = clusters.map((cluster) => {
+      const cell = row.cells.find((c) => c.cluster === cluster);
+      if (!cell) return el("td", { class: "empty" }, "–");
+      return el(
+        "td",
+        {
+          class: `cell sync-${cell.sync} health-${cell.health}`,
+          dataset: { appset: row.appset === null ? "" : row.appset, cluster, sync: cell.sync, health: cell.health },
+          title: `${cell.applications.join(", ")}: ${cell.sync} / ${cell.health}`,
+        },
+        cell.applications.map((name, i) => [i ? ", " : "", appLink(name)]),
+        el("span", { class: "state" }, `${cell.sync} · ${cell.health}`),
+      );
+    });
+    return el("tr", { dataset: { appset: row.appset === null ? "" : row.appset } }, el("th", { scope: "row" }, label), cells);
+  });
+  table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+}
+
+function renderClusters(status) {
+  const table = $("clusters");
+  const head = el("tr", {}, ["Cluster", "Connection", "Apps", "Synced", "OutOfSync", "Healthy", "Progressing", "Degraded", "Missing", "Unknown", "Last sync"].map((h) => el("th", {}, h)));
+  const rows = status.clusters.map((c) => {
+    const a = c.applications;
+    const last = c.lastSync ? `${c.lastSync.time.replace("T", " ").replace(/\..*|Z$/, "")} ${c.lastSync.revision.slice(0, 8)} (${c.lastSync.phase})` : "never";
+    return el(
+      "tr",
+      { dataset: { cluster: c.name, connection: c.connection.state } },
+      el("td", {}, el("b", {}, c.name), el("br"), el("small", {}, c.server)),
+      el("td", {}, el("span", { class: `badge conn-${c.connection.state}`, title: c.connection.message }, c.connection.state)),
+      el("td", { class: "num" }, a.total),
+      el("td", { class: "num" }, a.sync.Synced),
+      el("td", { class: "num" }, a.sync.OutOfSync),
+      el("td", { class: "num" }, a.health.Healthy),
+      el("td", { class: "num" }, a.health.Progressing),
+      el("td", { class: "num" }, a.health.Degraded),
+      el("td", { class: "num" }, a.health.Missing),
+      el("td", { class: "num" }, a.health.Unknown + a.sync.Unknown),
+      el("td", {}, last),
+    );
+  });
+  table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+}
+
+function renderOverview(status) {
+  state.status = status;
+  renderTotals(status);
+  renderMatrix(status);
+  renderClusters(status);
+  document.body.dataset.generatedAt = status.generatedAt;
+}
+
+async function loadOverview() {
+  try {
+    renderOverview(await api("/api/v1/status"));
+    showError("");
+  } catch (err) {
+    showError("cannot read the fleet status: " + err.message);
+  }
+}
+
+// ------------------------------------------------------------------ application page
+
+function renderApp(app) {
+  $("app-name").textContent = app.name;
+  const summary = $("app-summary");
+  const pairs = [
+    ["ApplicationSet", app.appset || "—"],
+    ["Cluster", app.cluster || "(unresolved)"],
+    ["Namespace", app.destination.namespace || "—"],
+    ["Sync", el("span", { class: `badge sync-${app.sync}`, id: "app-sync" }, app.sync)],
+    ["Health", el("span", { class: `badge cell health-${app.health}`, id: "app-health" }, app.health)],
+    ["Revision", (app.syncedSha || "—").slice(0, 12) + (app.desiredSha && app.desiredSha !== app.syncedSha ? ` → ${app.desiredSha.slice(0, 12)}` : "")],
+    ["Operation", app.operation ? `${app.operation.phase}: ${app.operation.message}` : (app.operationState ? `${app.operationState.phase || ""} ${app.operationState.message || ""}` : "—")],
+  ];
+  summary.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  $("app-conditions").replaceChildren(...app.conditions.map((c) => el("li", {}, `${c.type}: ${c.message}`)));
+  const resources = [...app.resources].sort((a, b) => a.wave - b.wave || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
+  const head = el("tr", {}, ["Kind", "Name", "Namespace", "Wave", "Sync", "Health", "Message"].map((h) => el("th", {}, h)));
+  const rows = resources.map((r) => el(
+    "tr",
+    { class: `resource res-health-${r.health || "None"}`, dataset: { kind: r.kind, name: r.name } },
+    el("td", {}, r.group ? `${r.kind}.${r.group}` : r.kind),
+    el("td", {}, r.name + (r.hook ? " (hook)" : "")),
+    el("td", {}, r.namespace),
+    el("td", { class: "num" }, r.wave),
+    el("td", {}, r.sync),
+    el("td", {}, r.health || ""),
+    el("td", {}, r.message),
+  ));
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "7" }, "no resources recorded yet")));
+  $("resources").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+}
+
+function renderHistory(items) {
+  const head = el("tr", {}, ["ID", "Finished", "Revision", "Trigger", "Phase", "Message"].map((h) => el("th", {}, h)));
+  const rows = [...items].reverse().map((e) => el(
+    "tr",
+    { dataset: { id: e.id } },
+    el("td", { class: "num" }, e.id),
+    el("td", {}, e.finishedAt),
+    el("td", {}, e.revision.slice(0, 12)),
+    el("td", {}, e.trigger),
+    el("td", {}, e.phase),
+    el("td", {}, e.message),
+  ));
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "6" }, "no syncs yet")));
+  $("history").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+}
+
+function renderDiff(diff) {
+  const pre = $("diff");
+  if (!diff.diff) {
+    pre.textContent = `in sync with ${diff.revision.slice(0, 12)}`;
+    return;
+  }
+  pre.replaceChildren(...diff.diff.split("\n").map((line) => el(
+    "span",
+    { class: line.startsWith("+") && !line.startsWith("+++") ? "add" : line.startsWith("-") && !line.startsWith("---") ? "del" : "" },
+    line + "\n",
+  )));
+}
+
+async function loadApp(name, withDiff) {
+  const base = "/api/v1/applications/" + encodeURIComponent(name);
+  try {
+    const [app, history] = await Promise.all([api(base), api(base + "/history")]);
+    if (state.route !== "app/" + name) return;
+    renderApp(app);
+    renderHistory(history.items);
+    showError("");
+  } catch (err) {
+    showError(`cannot read application ${name}: ${err.message}`);
+    return;
+  }
+  if (withDiff) {
+    $("diff").textContent = "comparing with the cluster…";
+    api(base + "/diff").then(renderDiff, (err) => { $("diff").textContent = "diff unavailable: " + err.message; });
+  }
+}
+
+// ------------------------------------------------------------------ actions and the token
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+function askToken(message) {
+  $("token-form").hidden = false;
+  $("token-input").focus();
+  if (message) $("action-result").textContent = message;
+}
+
+async function action(kind) {
+  const name = state.route.slice("app/".length);
+  const t = token();
+  if (!t) { askToken("enter the API token first"); return; }
+  $("action-result").textContent = `${kind}…`;
+  try {
+    await api(`/api/v1/applications/${encodeURIComponent(name)}/${kind}`, {
+      method: "POST",
+      headers: { "Authorization": "Bearer " + t, "Content-Type": "application/json" },
+      body: "{}",
+    });
+    $("action-result").textContent = `${kind} queued`;
+    setTimeout(() => loadApp(name, false), 1000);
+  } catch (err) {
+    if (err.status === 401) { sessionStorage.removeItem(TOKEN_KEY); askToken("the token was refused"); return; }
+    $("action-result").textContent = `${kind} failed: ${err.message}`;
+  }
+}
+
+// ------------------------------------------------------------------ routing and live updates
+
+function route() {
+  const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
+  state.route = hash;
+  const onApp = hash.startsWith("app/");
+  $("overview-page").hidden = onApp;
+  $("app-page").hidden = !onApp;
+  if (onApp) loadApp(hash.slice(4), true);
+  else if (state.status) renderOverview(state.status);
+  else loadOverview();
+}
+
+function live(on) {
+  const badge = $("live");
+  badge.className = "live " + (on ? "on" : "off");
+  badge.textContent = on ? "live" : "polling";
+}
+
+function onStatus(status) {
+  renderOverview(status);
+  if (state.route.startsWith("app/")) loadApp(state.route.slice(4), false);
+}
+
+function startPolling() {
+  if (state.pollTimer) return;
+  live(false);
+  state.pollTimer = setInterval(async () => {
+    try { onStatus(await api("/api/v1/status")); } catch (err) { showError(err.message); }
+  }, POLL_MS);
+}
+
+function startEvents() {
+  if (!window.EventSource) { startPolling(); return; }
+  const source = new EventSource("/api/events");
+  state.events = source;
+  source.addEventListener("status", (ev) => { live(true); onStatus(JSON.parse(ev.data)); });
+  source.addEventListener("open", () => live(true));
+  source.addEventListener("error", () => {
+    // EventSource reconnects by itself; poll meanwhile so the page never goes stale.
+    if (source.readyState === EventSource.CLOSED) startPolling();
+    else live(false);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const value = $("token-input").value.trim();
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    $("token-input").value = "";
+    $("token-form").hidden = true;
+    $("action-result").textContent = value ? "token set for this tab" : "";
+  });
+  $("token-button").addEventListener("click", () => askToken(""));
+  $("sync-button").addEventListener("click", () => action("sync"));
+  $("refresh-button").addEventListener("click", () => action("refresh"));
+  window.addEventListener("hashchange", route);
+  loadOverview().then(route);
+  startEvents();
+});
