@@ -67,6 +67,7 @@ from clusters.kube import (
     NotFound,
     PropagationPolicy,
     Transient,
+    Unauthorized,
     WatchEvent,
 )
 from hub.errors import HubError
@@ -521,14 +522,37 @@ class _Run:
     def read_live(self, desired: Sequence[SourcedManifest]) -> list[dict[str, Any]]:
         """Live objects this app tracks, in the kinds involved, plus those at Git's keys."""
         keys = {m.key for m in desired}
-        kinds = {k.group_kind for k in keys} | self._history_kinds() | set(COMMON_KINDS)
+        declared = {k.group_kind for k in keys} | self._history_kinds()
+        kinds = declared | set(COMMON_KINDS)
+        namespaces = sorted(
+            {k.namespace for k in keys if k.namespace} | {self.app.destination.namespace} - {""}
+        )
         served = self.call("discovery", self.kube.resources)
         out: list[dict[str, Any]] = []
         for gk in sorted(kinds):
             res = served.get(gk)
             if res is None or "list" not in res.verbs:
                 continue  # not served (yet): nothing of it can be live
-            items, _ = self.call(f"list {res.plural}", partial(self.kube.list, res))
+            try:
+                items, _ = self.call(f"list {res.plural}", partial(self.kube.list, res))
+            except Unauthorized:
+                # A credential limited to some namespaces: read those, and skip a kind the
+                # app never declared rather than fail on it.
+                if not res.namespaced or not namespaces:
+                    if gk in declared:
+                        raise
+                    continue
+                items = []
+                for ns in namespaces:
+                    try:
+                        found, _ = self.call(
+                            f"list {res.plural}", partial(self.kube.list, res, namespace=ns)
+                        )
+                    except Unauthorized:
+                        if gk in declared:
+                            raise
+                        found = []
+                    items.extend(found)
             for obj in items:
                 if owning_app(obj) == self.app.name or ResourceKey.of(obj) in keys:
                     out.append(obj)
