@@ -124,10 +124,8 @@ def cluster_lines(doc: dict[str, Any], now: datetime) -> list[str]:
             f"{fit(c['name'], 12)} {_state_word(state, CONN_COLOURS, 11)} "
             f"{a['total']:>4}{sync} {''.join(health_cells)} {fit(when, 13)}".rstrip()
         )
-    lines.append("sync SYN/OOS/UNK: Synced/OutOfSync/Unknown")
-    lines.append(
-        "health HEA/PRO/DEG/SUS/MIS/UNK: Healthy/Progressing/Degraded/Suspended/Missing/Unknown"
-    )
+    lines.append("sync SYN..UNK: Synced, OutOfSync, Unknown")
+    lines.append("health HEA..UNK: Healthy, Progressing, Degraded, Suspended, Missing, Unknown")
     return lines
 
 
