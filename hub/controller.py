@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -53,7 +53,7 @@ from hub.handle import ClusterConnection
 from hub.home import load_keyring, open_registry, open_store
 from hub.metrics import Metrics
 from hub.repos import RepoCache
-from hub.sources import HubGit, SourceStore, load_source
+from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
 from hub.store import Store
 from hub.sync.diff import JqRunner
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
@@ -63,8 +63,6 @@ from hub.worker import ClusterWorker, ManualSync, SerializedSources, WorkerServi
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-INTERRUPTED = "interrupted: the hub stopped during this operation (recorded at restart)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,7 +273,7 @@ class Hub:
         self.repo_cache = RepoCache(self.home)
         self.repos = SerializedSources(self.repo_cache)
         self.book = RevisionBook(self.repos, self._git_limiter)
-        self.git = HubGit()
+        self.git = HubGit(remote=MaterializedGit(self.repos))
         self.appsets = AppSetController(
             self.store,
             self.git,
@@ -312,17 +310,13 @@ class Hub:
         names = []
         now = datetime.now(UTC)
         for op in self.history.interrupted():
-            self.history.record(
-                replace(op, phase=OperationPhase.ERROR, message=INTERRUPTED),
-                finished_at=now,
-                manifests=None,
-            )
+            entry = self.history.record_interrupted(op)
             self.apps.set_status(
                 op.app,
                 operation_state={
                     "operationId": op.operation_id,
                     "phase": OperationPhase.ERROR.value,
-                    "message": INTERRUPTED,
+                    "message": entry.message,
                     "trigger": op.trigger.value,
                     "startedAt": op.started_at.isoformat(),
                     "finishedAt": now.isoformat(),
@@ -330,7 +324,7 @@ class Hub:
                 },
             )
             names.append(op.app)
-            log.warning("app %s: operation %s %s", op.app, op.operation_id, INTERRUPTED)
+            log.warning("app %s: operation %s %s", op.app, op.operation_id, entry.message)
         return names
 
     async def run(
@@ -417,6 +411,7 @@ class Hub:
         """One poll cycle; returns the errors (sources that could not be loaded, repos that
         could not be fetched)."""
         self.book.new_cycle()
+        await anyio.to_thread.run_sync(self.git.refresh)
         before = self.book.snapshot()
         async with self._appset_lock:
             records = await self._db(SourceStore(self.store).list)
