@@ -41,7 +41,8 @@ def test_a_failing_presync_hook_stops_the_sync_and_keeps_the_old_version(
     repo = GitRepo(tmp_path / "repo")
     repo.write(seed_files(ns, image="nginx:1.27"), "v1")
     h = hub_app(kube, tmp_path)
-    h.write_app(application("payments", repo, namespace=ns))
+    retry = {"retry": {"limit": 1, "backoff": {"duration": "100ms"}}}
+    h.write_app(application("payments", repo, namespace=ns, extra_spec={"syncPolicy": retry}))
     assert h.sync("--timeout", "60").exit_code == 0
 
     files = seed_files(ns, image="nginx:1.28")
@@ -70,6 +71,13 @@ def test_a_failing_presync_hook_stops_the_sync_and_keeps_the_old_version(
     assert jobs and all(
         "gitops-hub/hook-finalizer" not in (j["metadata"].get("finalizers") or []) for j in jobs
     )
+    # the failed operation was retried once; its hook kept its one deterministic name
+    assert "attempt 2 in 0.1s" in run.stdout
+    migrations = sorted(
+        j["metadata"]["name"] for j in jobs if j["metadata"]["name"].startswith("migrate-")
+    )
+    assert len(migrations) == 2, migrations  # one per operation, none duplicated by the retry
+    assert migrations[1] in run.stdout or migrations[0] in run.stdout
     history = h("history", "-f", str(h.app_file)).stdout
     assert "Failed" in history.splitlines()[-1]
 

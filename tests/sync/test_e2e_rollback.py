@@ -57,6 +57,11 @@ def test_rollback_to_an_earlier_history_id_restores_the_earlier_image(
     first = repo.write(deployment("nginx:1.27"), "v1")
     h = hub_app(kube, tmp_path)
     h.write_app(application("payments", repo, namespace=namespace))
+    dry = h.sync("--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "Sync wave 0" in dry.stdout and "apply  apps/Deployment" in dry.stdout
+    assert kubectl("get", "deployment", "payments", "-n", namespace).returncode != 0
+    assert h("history", "-f", str(h.app_file)).stdout.count("\n") == 1  # header only
     assert h.sync("--timeout", "60").exit_code == 0
     repo.write(deployment("nginx:1.28"), "v2")
     assert h.sync("--timeout", "60").exit_code == 0
