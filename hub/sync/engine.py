@@ -395,8 +395,9 @@ class _Run:
         if self.cancel.cancelled:
             raise _Stop("operation terminated", phase=OperationPhase.FAILED, retryable=False)
         if self.deadline is not None and time.monotonic() > self.deadline:
+            limit = self.request.timeout_s
             raise _Stop(
-                f"sync timed out after {self.request.timeout_s:g}s",
+                f"sync timed out after {limit:g}s" if limit else "timed out waiting",
                 phase=OperationPhase.FAILED,
                 retryable=False,
             )
