@@ -622,6 +622,24 @@ class _HistoryTxn:
     def get_master_key_id(self) -> str | None:
         return _get_meta(self._db, "master_key_id")
 
+    def sealed_history(self) -> list[tuple[str, int, Envelope]]:
+        rows = self._db.execute(
+            "SELECT app, id, manifests_key_id, manifests_wrapped_key, manifests_nonce, "
+            "manifests_ciphertext FROM sync_history WHERE manifests_key_id IS NOT NULL "
+            "ORDER BY app, id"
+        ).fetchall()
+        return [
+            (app, int(i), Envelope(key_id=k, wrapped_key=w, nonce=n, ciphertext=c))
+            for app, i, k, w, n, c in rows
+        ]
+
+    def set_history_envelope(self, app: str, entry_id: int, env: Envelope) -> None:
+        self._db.execute(
+            "UPDATE sync_history SET manifests_key_id = ?, manifests_wrapped_key = ?, "
+            "manifests_nonce = ?, manifests_ciphertext = ? WHERE app = ? AND id = ?",
+            (env.key_id, env.wrapped_key, env.nonce, env.ciphertext, app, entry_id),
+        )
+
 
 def _history_row(row: tuple[Any, ...]) -> HistoryRow:
     key_id, wrapped, nonce, ciphertext = row[13:17]

@@ -207,6 +207,12 @@ class HistoryTransaction(Protocol):
 
     def get_master_key_id(self) -> str | None: ...
 
+    def sealed_history(self) -> list[tuple[str, int, Envelope]]:
+        """(app, id, sealed manifests) of every entry that has manifests."""
+        ...
+
+    def set_history_envelope(self, app: str, entry_id: int, env: Envelope) -> None: ...
+
 
 class HistoryStorage(Protocol):
     def history_transaction(self) -> AbstractContextManager[HistoryTransaction]:
@@ -363,6 +369,21 @@ class SyncHistory:
                 "seal the manifests of a sync history entry. Check HUB_MASTER_KEY"
             )
         return key
+
+    def rewrap_all(self, keyring: Keyring, target: crypto.MasterKey) -> int:
+        """Re-wrap every entry's data key with ``target`` (a master key rotation; call it
+        with the clusters' ``Registry.rewrap_all``). Returns how many entries changed."""
+        changed = 0
+        with self._storage.history_transaction() as txn:
+            for app, entry_id, env in txn.sealed_history():
+                if env.key_id == target.key_id:
+                    continue
+                txn.set_history_envelope(
+                    app, entry_id, crypto.rewrap(keyring, target, _aad_name(app, entry_id), env)
+                )
+                changed += 1
+        self._keyring = None
+        return changed
 
     def entries(self, app: str) -> list[HistoryEntry]:
         """The app's history, oldest first."""

@@ -114,3 +114,15 @@ def test_an_interrupted_operation_is_recorded_as_error(store: Store) -> None:
     entry = history.record_interrupted(stale)
     assert entry.phase is OperationPhase.ERROR and entry.message.startswith("interrupted")
     assert not entry.has_manifests and history.interrupted() == []
+
+
+def test_a_key_rotation_rewraps_the_sealed_manifests(store: Store) -> None:
+    old, new = MasterKey.generate("old"), MasterKey.generate("new")
+    history = SyncHistory(store, lambda: keyring(old))
+    history.record(op("a", 1), finished_at=datetime.now(UTC), manifests=[{"kind": "X"}])
+    history.record(op("a", 2), finished_at=datetime.now(UTC), manifests=None)
+    both = Keyring(primary=new, others=(old,))
+    assert history.rewrap_all(both, new) == 1
+    assert SyncHistory(store, lambda: keyring(new)).manifests("a", 0) == [{"kind": "X"}]
+    with pytest.raises(HistoryError, match="wrong master key"):
+        SyncHistory(store, lambda: keyring(old)).manifests("a", 0)
