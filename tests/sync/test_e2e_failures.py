@@ -125,3 +125,38 @@ def test_a_crash_looping_rollout_is_degraded_and_later_waves_never_apply(
     missing = kubectl("get", "configmap", "later", "-n", namespace)
     assert missing.returncode != 0 and "NotFound" in missing.stderr
     assert "Health:      Degraded" in run.stdout
+
+
+@pytest.mark.sim_only("a rollout that never finishes needs the simulator's `crashloop` image")
+def test_the_per_sync_timeout_fails_a_sync_stuck_at_a_health_gate(
+    kube: KubeEnv, tmp_path: Path, kubectl: Kubectl, namespace: str
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write(
+        {
+            "app/deploy.yaml": """
+                apiVersion: apps/v1
+                kind: Deployment
+                metadata: {name: slow}
+                spec:
+                  replicas: 1
+                  progressDeadlineSeconds: 600
+                  selector: {matchLabels: {app: slow}}
+                  template:
+                    metadata: {labels: {app: slow}}
+                    spec:
+                      containers: [{name: slow, image: "nginx:crashloop"}]
+                """,
+            "app/later.yaml": """
+                apiVersion: v1
+                kind: ConfigMap
+                metadata: {name: later, annotations: {argocd.argoproj.io/sync-wave: "1"}}
+                """,
+        }
+    )
+    h = hub_app(kube, tmp_path)
+    h.write_app(application("slow", repo, namespace=namespace))
+    run = h.sync("--timeout", "2")
+    assert run.exit_code == 1, run.output
+    assert "Operation:   Failed: sync timed out after 2s" in run.stdout
+    assert kubectl("get", "configmap", "later", "-n", namespace).returncode != 0
