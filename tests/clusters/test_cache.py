@@ -1,0 +1,158 @@
+"""The live cache: bookkeeping (no cluster) and list/watch against ``hub sim``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, cast
+
+import pytest
+
+from clusters.cache import LiveCache, key_of
+from clusters.connect import build_connection
+from clusters.kube import ApiResource, KubeClient
+from clusters.kubeconfig import BearerToken, TLSSettings
+from clusters.registry import ClusterCredentials
+from clusters.sim import SimServer
+
+ANN = "gitops-hub/tracking-id"
+CM = ApiResource(group="", version="v1", kind="ConfigMap", plural="configmaps", namespaced=True)
+
+
+def owner(obj: Mapping[str, Any]) -> str | None:
+    text = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANN)
+    return None if not text else str(text).split(":", 1)[0]
+
+
+def cm(name: str, rv: str, app: str | None = None, ns: str = "n") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": ns, "resourceVersion": rv}
+    if app:
+        meta["annotations"] = {ANN: f"{app}:/ConfigMap:{ns}/{name}"}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.calls: list[set[str]] = []
+
+    def __call__(self, apps: set[str]) -> None:
+        self.calls.append(set(apps))
+
+
+def offline_cache() -> tuple[LiveCache, Sink]:
+    sink = Sink()
+    # The bookkeeping never touches the client; no cluster is needed to test it.
+    return LiveCache(cast(KubeClient, None), owner_of=owner, on_change=sink), sink
+
+
+def test_only_tracked_objects_keep_their_bodies() -> None:
+    cache, sink = offline_cache()
+    cache.replace_kind(CM, [cm("a", "1", app="shop"), cm("b", "2")], "2")
+    assert [o["metadata"]["name"] for o in cache.tracked("shop")] == ["a"]
+    assert cache.get_tracked(("", "ConfigMap", "n", "b")) is None
+    assert cache.exists(("", "ConfigMap", "n", "b"))
+    assert cache.is_synced(("", "ConfigMap"))
+    assert sink.calls == [{"shop"}]
+
+
+@pytest.mark.parametrize(
+    ("etype", "obj", "apps", "tracked"),
+    [
+        ("MODIFIED", cm("a", "5", app="shop"), {"shop"}, ["a"]),
+        ("DELETED", cm("a", "5", app="shop"), {"shop"}, []),
+        ("MODIFIED", cm("a", "5"), {"shop"}, []),  # annotation removed: no longer the app's
+        ("ADDED", cm("c", "5"), set(), ["a"]),  # untracked: nobody to tell
+        ("ADDED", cm("c", "5", app="cart"), {"cart"}, ["a"]),
+        ("BOOKMARK", {"kind": "ConfigMap", "metadata": {"resourceVersion": "9"}}, set(), ["a"]),
+    ],
+)
+def test_watch_events_reach_the_apps_they_concern(
+    etype: str, obj: dict[str, Any], apps: set[str], tracked: list[str]
+) -> None:
+    cache, sink = offline_cache()
+    cache.replace_kind(CM, [cm("a", "1", app="shop")], "1")
+    sink.calls.clear()
+    cache.apply_event(CM, etype, obj)
+    assert set().union(*sink.calls) == apps
+    assert [o["metadata"]["name"] for o in cache.tracked("shop")] == tracked
+
+
+def test_a_relist_drops_what_disappeared_meanwhile() -> None:
+    cache, sink = offline_cache()
+    cache.replace_kind(CM, [cm("a", "1", app="shop"), cm("b", "2", app="shop")], "2")
+    sink.calls.clear()
+    cache.replace_kind(CM, [cm("a", "1", app="shop")], "7")
+    assert [o["metadata"]["name"] for o in cache.tracked("shop")] == ["a"]
+    assert not cache.exists(("", "ConfigMap", "n", "b"))
+    assert sink.calls == [{"shop"}]
+
+
+# ---------------------------------------------------------------- against hub sim
+
+
+@pytest.fixture
+def spoke(sim_factory: Callable[..., SimServer]) -> Iterator[tuple[SimServer, KubeClient]]:
+    sim = sim_factory(clusters=["one"], bookmark_interval=60.0)
+    creds = ClusterCredentials(
+        name="one",
+        server=sim.server_url("one"),
+        tls=TLSSettings(ca_data=sim.ca_pem),
+        credential=BearerToken(token=sim.token("one")),
+        credential_rev="t",
+    )
+    connection = build_connection(creds)
+    try:
+        yield sim, KubeClient(connection)
+    finally:
+        connection.close()
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_cache_lists_once_then_follows_watches_and_relists_after_410(
+    spoke: tuple[SimServer, KubeClient],
+) -> None:
+    sim, kube = spoke
+    res = kube.resource_for("", "ConfigMap")
+    changes: list[set[str]] = []
+    cache = LiveCache(kube, owner_of=owner, on_change=changes.append, window_s=1.0)
+    stop = threading.Event()
+    thread = threading.Thread(target=cache.run_kind, args=(res, stop), daemon=True)
+    kube.apply(cm("early", "", app="shop", ns="default") | {"metadata": {
+        "name": "early", "namespace": "default", "annotations": {ANN: "shop:/ConfigMap:default/early"}
+    }})  # fmt: skip
+    thread.start()
+    try:
+        wait_until(lambda: cache.is_synced(("", "ConfigMap")), "the first list")
+        assert [key_of(o)[3] for o in cache.tracked("shop")] == ["early"]
+        kube.apply({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "late", "namespace": "default",
+                         "annotations": {ANN: "shop:/ConfigMap:default/late"}},
+            "data": {"k": "v"},
+        })  # fmt: skip
+        wait_until(lambda: len(cache.tracked("shop")) == 2, "the watch event")
+        # Advance the cluster's resourceVersion past the cache's, then forget the history:
+        # the next watch window resumes from a version the server no longer has (410).
+        kube.apply({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "elsewhere", "namespace": "default"},
+        })  # fmt: skip
+        sim.compact("one")
+        wait_until(lambda: cache.stats.relists_after_gone >= 1, "a relist after 410 Gone")
+        kube.delete(res, "early", "default")
+        wait_until(lambda: len(cache.tracked("shop")) == 1, "the delete after a relist")
+        assert cache.stats.lists >= 1
+        assert cache.stats.watches >= 1
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
