@@ -17,7 +17,7 @@ function el(tag, attrs, ...children) {
     else if (key === "dataset") Object.assign(node.dataset, value);
     else node.setAttribute(key, value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -90,7 +90,7 @@ function renderMatrix(status) {
 
 function renderClusters(status) {
   const table = $("clusters");
-  const head = el("tr", {}, ["Cluster", "Connection", "Apps", "Synced", "OutOfSync", "Healthy", "Progressing", "Degraded", "Missing", "Unknown", "Last sync"].map((h) => el("th", {}, h)));
+  const head = el("tr", {}, ["Cluster", "Connection", "Apps", "Synced", "OutOfSync", "Sync Unknown", "Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Health Unknown", "Last sync"].map((h) => el("th", {}, h)));
   const rows = status.clusters.map((c) => {
     const a = c.applications;
     const last = c.lastSync ? `${c.lastSync.time.replace("T", " ").replace(/\..*|Z$/, "")} ${c.lastSync.revision.slice(0, 8)} (${c.lastSync.phase})` : "never";
@@ -99,14 +99,16 @@ function renderClusters(status) {
       { dataset: { cluster: c.name, connection: c.connection.state } },
       el("td", {}, el("b", {}, c.name), el("br"), el("small", {}, c.server)),
       el("td", {}, el("span", { class: `badge conn-${c.connection.state}`, title: c.connection.message }, c.connection.state)),
-      el("td", { class: "num" }, a.total),
-      el("td", { class: "num" }, a.sync.Synced),
-      el("td", { class: "num" }, a.sync.OutOfSync),
-      el("td", { class: "num" }, a.health.Healthy),
-      el("td", { class: "num" }, a.health.Progressing),
-      el("td", { class: "num" }, a.health.Degraded),
-      el("td", { class: "num" }, a.health.Missing),
-      el("td", { class: "num" }, a.health.Unknown + a.sync.Unknown),
+      el("td", { class: "num", dataset: { count: "total" } }, a.total),
+      el("td", { class: "num", dataset: { count: "Synced" } }, a.sync.Synced),
+      el("td", { class: "num", dataset: { count: "OutOfSync" } }, a.sync.OutOfSync),
+      el("td", { class: "num", dataset: { count: "SyncUnknown" } }, a.sync.Unknown),
+      el("td", { class: "num", dataset: { count: "Healthy" } }, a.health.Healthy),
+      el("td", { class: "num", dataset: { count: "Progressing" } }, a.health.Progressing),
+      el("td", { class: "num", dataset: { count: "Degraded" } }, a.health.Degraded),
+      el("td", { class: "num", dataset: { count: "Suspended" } }, a.health.Suspended),
+      el("td", { class: "num", dataset: { count: "Missing" } }, a.health.Missing),
+      el("td", { class: "num", dataset: { count: "HealthUnknown" } }, a.health.Unknown),
       el("td", {}, last),
     );
   });
