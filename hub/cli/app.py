@@ -117,6 +117,7 @@ def _env(obj: HubContext, application: Application, cluster: str | None) -> Iter
             yield _Env(
                 registry=registry, store=store, kube=kube, repos=repos, history=history, jq=jq
             )
+            repos.clean()  # exported trees past their age or the size budget
     finally:
         store.close()
         registry.close()
