@@ -1,5 +1,5 @@
 """`hub serve` end to end: real Git repositories, `hub sim` clusters registered with the real
-CLI, the hub running as a subprocess, and kubectl/official client checks on the clusters.
+CLI, the hub running as a subprocess, and kubectl checks on the clusters.
 
 One hub runs for the whole module (starting one costs seconds); the tests follow one
 story in file order, each leaving the fleet Synced and Healthy for the next. Every wait
@@ -8,30 +8,27 @@ polls with a deadline; nothing asserts how long anything took.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from clusters.sim import SimServer
-from hub.apps import AppRecord, AppStore
 from hub.home import open_store
-from tests.clusters.cli_support import CLEAN_ENV, Hub
-from tests.conftest import run_kubectl
+from tests.e2e.serve_support import (
+    CONFIGMAP,
+    DEPLOYMENT,
+    NS,
+    Fleet,
+    free_port,
+    start_hub,
+    stop_hub,
+    wait_for,
+)
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters and faults"), pytest.mark.timeout(300)]
 
 CLUSTERS = ["east", "west", "north", "south"]
-NS = "guestbook"
 
 APPSET = """
 apiVersion: argoproj.io/v1alpha1
@@ -64,91 +61,6 @@ spec:
           - CreateNamespace=true
 """
 
-DEPLOYMENT = """
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      containers:
-        - name: web
-          image: {image}
-"""
-
-CONFIGMAP = """
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: settings
-data:
-  greeting: hello
-"""
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-class Fleet:
-    def __init__(self, home: Path, sim: SimServer, repo: GitRepo, log: Path) -> None:
-        self.home = home
-        self.sim = sim
-        self.repo = repo
-        self.log = log
-        self.cli = Hub(home)
-        self.proc: subprocess.Popen[str] | None = None
-
-    def apps(self) -> dict[str, AppRecord]:
-        store = open_store(self.home)
-        try:
-            return {a.name: a for a in AppStore(store).list_apps()}
-        finally:
-            store.close()
-
-    def kubectl(self, cluster: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(self.sim.kubeconfig_path, *args, context=cluster)
-
-    def deployment(self, cluster: str) -> dict[str, Any] | None:
-        out = self.kubectl(cluster, "get", "deployment", "web", "-n", NS, "-o", "json")
-        return json.loads(out.stdout) if out.returncode == 0 else None
-
-    def image(self, cluster: str) -> str | None:
-        dep = self.deployment(cluster)
-        if dep is None:
-            return None
-        return str(dep["spec"]["template"]["spec"]["containers"][0]["image"])
-
-    def all_good(self, names: list[str], image: str) -> bool:
-        apps = self.apps()
-        for cluster in names:
-            app = apps.get(f"{cluster}-guestbook")
-            if app is None or (app.sync_status, app.health_status) != ("Synced", "Healthy"):
-                return False
-            if self.image(cluster) != image:
-                return False
-        return True
-
-    def commit_image(self, image: str) -> str:
-        return self.repo.write({"guestbook/deployment.yaml": DEPLOYMENT.format(image=image)})
-
-    def hub_log(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
@@ -177,31 +89,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             "--context", CLUSTERS[3], "--label", "env=staging",
         )  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "appsets")
-        env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
-        with f.log.open("w") as log:
-            f.proc = subprocess.Popen(
-                [
-                    sys.executable, "-m", "hub", "--home", str(f.home), "-v", "serve",
-                    "--git-poll", "1", "--resync", "30", "--port", str(free_port()),
-                ],
-                stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
-            )  # fmt: skip
-            try:
-                yield f
-            finally:
-                f.proc.send_signal(signal.SIGTERM)
-                try:
-                    code = f.proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    f.proc.kill()
-                    raise
-                assert code == 0, f.hub_log()[-4000:]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        start_hub(f, "--git-poll", "1", "--resync", "30", "--port", str(free_port()))
+        try:
+            yield f
+        finally:
+            code = stop_hub(f)
+        assert code == 0, f.hub_log()[-4000:]
 
 
 def test_an_appset_with_a_cluster_generator_syncs_all_three_clusters(fleet: Fleet) -> None:
