@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from threading import Lock
+from threading import Lock, RLock
 
 import git
 from gitdb.exc import BadName, BadObject
@@ -175,7 +175,8 @@ class RepoCache:
       across syncs and removed by ``clean`` once older than ``max_age_s`` or beyond
       ``max_bytes`` in total (least recently used first).
 
-    Thread-safe; one per process (per hub home) is enough.
+    Thread-safe (Git access is serialised: GitPython's ``Repo`` is not thread-safe); one per
+    process (per hub home) is enough.
     """
 
     def __init__(
@@ -188,7 +189,7 @@ class RepoCache:
         self.root = root
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
-        self._lock = Lock()
+        self._lock = RLock()  # GitPython's Repo is not thread-safe: one at a time
         self._repos: dict[str, git.Repo] = {}
 
     def close(self) -> None:
@@ -251,15 +252,16 @@ class RepoCache:
     def resolve(self, repo_url: str, revision: str) -> str:
         """The commit SHA ``revision`` (branch, tag, ``HEAD``, SHA) names now."""
         rev = revision or "HEAD"
-        repo = self._open(repo_url, fetch=not _SHA_RE.match(rev))
-        candidates = [rev]
-        if rev != "HEAD":
-            candidates += [f"refs/heads/{rev}", f"refs/tags/{rev}", f"origin/{rev}"]
-        for candidate in candidates:
-            try:
-                return str(repo.commit(candidate).hexsha)
-            except (BadName, BadObject, ValueError, git.GitCommandError):
-                continue
+        with self._lock:
+            repo = self._open(repo_url, fetch=not _SHA_RE.match(rev))
+            candidates = [rev]
+            if rev != "HEAD":
+                candidates += [f"refs/heads/{rev}", f"refs/tags/{rev}", f"origin/{rev}"]
+            for candidate in candidates:
+                try:
+                    return str(repo.commit(candidate).hexsha)
+                except (BadName, BadObject, ValueError, git.GitCommandError):
+                    continue
         raise RepoError(f"{repo_url}: revision {rev!r} not found")
 
     def materialize(self, repo_url: str, sha: str) -> Path:
@@ -269,6 +271,12 @@ class RepoCache:
         target = self.root / "trees" / sha
         if target.is_dir():
             os.utime(target)  # recently used: kept by clean()
+            return target
+        with self._lock:
+            return self._export(repo_url, sha, target)
+
+    def _export(self, repo_url: str, sha: str, target: Path) -> Path:
+        if target.is_dir():  # exported by another thread while we waited
             return target
         repo = self._open(repo_url, fetch=False)
         try:
