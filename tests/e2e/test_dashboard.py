@@ -1,0 +1,466 @@
+"""Status rollups end to end: a real `hub serve` syncing `hub sim` clusters, read through
+the JSON API, the CLI (through the API and read-only from the store), /metrics, the
+clusters themselves (kubectl), and the dashboard in headless Chromium.
+
+The story, in file order: two ApplicationSets over three clusters sync; one Application
+(api on west) fails (a crash-looping image with a short progress deadline, so its
+Deployment is Degraded); a `kubectl scale` on east drifts api-east (no selfHeal, so it
+stays OutOfSync). Every view must show the same numbers, and they must be the clusters'
+real state. Then the dashboard's sync button (with the API token) heals the drift.
+
+A screenshot of each dashboard page is saved under the test's tmp dir (and copied to
+$HUB_ARTIFACTS_DIR when set) for a human to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from clusters.sim import SimServer
+from hub.api.token import read_token
+from tests.clusters.cli_support import CLEAN_ENV, Hub
+from tests.conftest import run_kubectl
+from tests.e2e.cdp import Browser, Page, find_chromium
+from tests.sync.e2e_helpers import GitRepo
+
+pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(300)]
+
+CLUSTERS = {"east": "tier=api", "west": "tier=api", "north": "tier=web"}
+
+GUESTBOOK_SET = """
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: guestbook
+spec:
+  generators:
+    - clusters:
+        selector:
+          matchLabels: {{env: prod}}
+  template:
+    metadata:
+      name: '{{{{name}}}}-guestbook'
+    spec:
+      project: default
+      source: {{repoURL: {repo}, targetRevision: main, path: guestbook}}
+      destination: {{server: '{{{{server}}}}', namespace: guestbook}}
+      syncPolicy:
+        automated: {{prune: true, selfHeal: true}}
+        syncOptions: [CreateNamespace=true]
+"""
+
+API_SET = """
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: api
+spec:
+  generators:
+    - clusters:
+        selector:
+          matchLabels: {{tier: api}}
+  template:
+    metadata:
+      name: '{{{{name}}}}-api'
+    spec:
+      project: default
+      source: {{repoURL: {repo}, targetRevision: main, path: 'api/{{{{name}}}}'}}
+      destination: {{server: '{{{{server}}}}', namespace: api}}
+      syncPolicy:
+        automated: {{prune: true}}
+        syncOptions: [CreateNamespace=true]
+"""
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: 2
+  progressDeadlineSeconds: {deadline}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+        - name: {name}
+          image: {image}
+"""
+
+CONFIGMAP = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  greeting: hello
+"""
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Fleet:
+    def __init__(self, home: Path, sim: SimServer, url: str, log: Path) -> None:
+        self.home = home
+        self.sim = sim
+        self.url = url
+        self.log = log
+        self.cli = Hub(home)
+
+    def get(self, path: str) -> Any:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(self.url + path, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if path != "/metrics" else body.decode()
+
+    def api_status(self) -> dict[str, Any]:
+        doc: dict[str, Any] = self.get("/api/v1/status")
+        return doc
+
+    def apps(self) -> dict[str, tuple[str, str]]:
+        return {
+            a["name"]: (a["sync"], a["health"]) for a in self.get("/api/v1/applications")["items"]
+        }
+
+    def kubectl_json(self, cluster: str, *args: str) -> Any:
+        out = run_kubectl(self.sim.kubeconfig_path, *args, "-o", "json", context=cluster)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def hub_log(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    root = tmp_path_factory.mktemp("dashboard")
+    with SimServer(
+        clusters=list(CLUSTERS), ready_delay=0.2, kubeconfig_path=root / "sim.kubeconfig"
+    ) as sim:
+        repo = GitRepo(root / "repo")
+        repo.write(
+            {
+                "appsets/guestbook.yaml": GUESTBOOK_SET.format(repo=repo.path),
+                "appsets/api.yaml": API_SET.format(repo=repo.path),
+                "guestbook/deployment.yaml": DEPLOYMENT.format(name="web", image="nginx:1.25", deadline=600),
+                "guestbook/configmap.yaml": CONFIGMAP,
+                "api/east/deployment.yaml": DEPLOYMENT.format(name="api", image="api:1.0", deadline=600),
+                # the failure: a crash loop that passes its progress deadline -> Degraded
+                "api/west/deployment.yaml": DEPLOYMENT.format(name="api", image="api:1.0-crashloop", deadline=2),
+            },
+            "two ApplicationSets",
+        )  # fmt: skip
+        home = root / "home"
+        cli = Hub(home)
+        cli.ok("init")
+        for name, label in CLUSTERS.items():
+            cli.ok(
+                "cluster", "add", name, "--kubeconfig", str(sim.kubeconfig_path),
+                "--context", name, "--label", "env=prod", "--label", label,
+            )  # fmt: skip
+        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "appsets")
+        port = free_port()
+        log = root / "hub.log"
+        env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hub", "--home", str(home), "-v", "serve",
+                 "--git-poll", "2", "--resync", "30", "--port", str(port)],
+                stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+            )  # fmt: skip
+            f = Fleet(home, sim, f"http://127.0.0.1:{port}", log)
+            try:
+                yield f
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def settled(fleet: Fleet) -> dict[str, tuple[str, str]] | None:
+    try:
+        apps = fleet.apps()
+    except OSError:
+        return None  # the API is not up yet
+    want_good = ["east-guestbook", "west-guestbook", "north-guestbook", "east-api"]
+    if any(apps.get(n) != ("Synced", "Healthy") for n in want_good):
+        return None
+    if apps.get("west-api", ("", ""))[1] != "Degraded":
+        return None
+    return apps
+
+
+def without_volatile(doc: dict[str, Any], *, connections: bool) -> dict[str, Any]:
+    """A status document without its timestamp (and connection states, which the store
+    only knows from the last check)."""
+    out = json.loads(json.dumps(doc))
+    out.pop("generatedAt")
+    if not connections:
+        for c in out["clusters"]:
+            c.pop("connection")
+    return out
+
+
+def real_state(fleet: Fleet) -> dict[str, tuple[str, str]]:
+    """Each api Application's state as the cluster shows it: OutOfSync when the replica
+    count differs from Git's 2, Degraded when the Deployment passed its progress deadline."""
+    out = {}
+    for cluster in ("east", "west"):
+        dep = fleet.kubectl_json(cluster, "get", "deployment", "api", "-n", "api")
+        sync = "Synced" if dep["spec"]["replicas"] == 2 else "OutOfSync"
+        reasons = {c.get("reason") for c in dep.get("status", {}).get("conditions", [])}
+        ready = dep.get("status", {}).get("readyReplicas", 0) == dep["spec"]["replicas"]
+        health = (
+            "Degraded"
+            if "ProgressDeadlineExceeded" in reasons
+            else "Healthy"
+            if ready
+            else "Progressing"
+        )
+        out[f"{cluster}-api"] = (sync, health)
+    return out
+
+
+def test_rollups_agree_across_api_cli_store_metrics_and_the_clusters(fleet: Fleet) -> None:
+    wait_for("the fleet synced with one failure", lambda: settled(fleet), timeout=120)
+    wait_for("/readyz", lambda: fleet.get("/readyz")["status"] == "ready")
+    # drift: east's api scaled by hand; no selfHeal, so it stays OutOfSync
+    run_kubectl(fleet.sim.kubeconfig_path, "scale", "deployment", "api", "-n", "api",
+                "--replicas=5", context="east")  # fmt: skip
+    wait_for("east-api OutOfSync", lambda: fleet.apps().get("east-api", ("",))[0] == "OutOfSync")
+
+    real, apps = real_state(fleet), fleet.apps()
+    assert real["east-api"][0] == apps["east-api"][0] == "OutOfSync"
+    assert real["west-api"][1] == apps["west-api"][1] == "Degraded"
+
+    def views_agree() -> dict[str, Any] | None:
+        # Three reads of a live hub: retried in case a resync lands between them.
+        api = fleet.api_status()
+        via_cli = json.loads(fleet.cli.ok("status", "-o", "json", "--server", fleet.url).stdout)
+        # no serve.json is written for this hub, so this one reads the store, read-only
+        from_store = json.loads(fleet.cli.ok("status", "-o", "json").stdout)
+        same = without_volatile(via_cli, connections=True) == without_volatile(
+            api, connections=True
+        ) and without_volatile(from_store, connections=False) == without_volatile(
+            api, connections=False
+        )
+        return api if same else None
+
+    api = wait_for("CLI, store and API to agree", views_agree, timeout=30)
+    rows = {c["name"]: c for c in api["clusters"]}
+    assert {n: r["connection"]["state"] for n, r in rows.items()} == dict.fromkeys(
+        CLUSTERS, "Connected"
+    )
+    assert rows["east"]["applications"]["sync"] == {"Synced": 1, "OutOfSync": 1, "Unknown": 0}
+    assert rows["west"]["applications"]["health"]["Degraded"] == 1
+    assert rows["north"]["applications"]["total"] == 1
+    cells = {
+        (r["appset"], c["cluster"]): (c["sync"], c["health"])
+        for r in api["matrix"]["rows"]
+        for c in r["cells"]
+    }
+    assert cells[("api", "east")][0] == "OutOfSync"
+    assert cells[("api", "west")][1] == "Degraded"
+    assert cells[("guestbook", "north")] == ("Synced", "Healthy")
+    assert ("api", "north") not in cells
+
+    # /metrics counts the same Applications
+    counts: dict[tuple[str, str], int] = {}
+    for family in text_string_to_metric_families(fleet.get("/metrics")):
+        for s in family.samples:
+            if s.name == "hub_applications":
+                key = (s.labels["cluster"], s.labels["health_status"])
+                counts[key] = counts.get(key, 0) + int(s.value)
+    for name, row in rows.items():
+        for health, n in row["applications"]["health"].items():
+            assert counts.get((name, health), 0) == n, (name, health)
+
+    # --fail-on: the Degraded app fails "degraded"; restricting to guestbook passes
+    failing = fleet.cli("status", "--server", fleet.url, "--fail-on", "degraded")
+    assert failing.exit_code == 3 and "west-api" in failing.stderr
+    fleet.cli.ok("status", "--server", fleet.url, "--appset", "guestbook", "--fail-on", "degraded")
+
+
+# ---------------------------------------------------------------- the dashboard
+
+CHROMIUM = find_chromium()
+
+
+def save_shot(path: Path) -> None:
+    target = os.environ.get("HUB_ARTIFACTS_DIR")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / path.name)
+    print(f"screenshot: {path}")
+
+
+MATRIX_JS = """[...document.querySelectorAll('#matrix td.cell')].map(td => ({
+  appset: td.dataset.appset, cluster: td.dataset.cluster, sync: td.dataset.sync,
+  health: td.dataset.health, background: getComputedStyle(td).backgroundColor,
+  weight: getComputedStyle(td).fontWeight, border: getComputedStyle(td).borderTopStyle}))"""
+
+CLUSTERS_JS = """Object.fromEntries([...document.querySelectorAll('#clusters tbody tr')].map(tr =>
+  [tr.dataset.cluster, Object.fromEntries([...tr.querySelectorAll('td[data-count]')].map(
+    td => [td.dataset.count, Number(td.textContent)])).valueOf()]))"""
+
+
+def dashboard_numbers(
+    api: dict[str, Any],
+) -> tuple[list[tuple[str, str, str, str]], dict[str, Any]]:
+    matrix = sorted(
+        (r["appset"] or "", c["cluster"], c["sync"], c["health"])
+        for r in api["matrix"]["rows"]
+        for c in r["cells"]
+    )
+    clusters = {
+        c["name"]: {
+            "total": c["applications"]["total"],
+            **{k: v for k, v in c["applications"]["sync"].items() if k != "Unknown"},
+            "SyncUnknown": c["applications"]["sync"]["Unknown"],
+            **{k: v for k, v in c["applications"]["health"].items() if k != "Unknown"},
+            "HealthUnknown": c["applications"]["health"]["Unknown"],
+        }
+        for c in api["clusters"]
+    }
+    return matrix, clusters
+
+
+async def page_numbers(page: Page) -> tuple[list[tuple[str, str, str, str]], dict[str, Any]]:
+    cells = await page.evaluate(MATRIX_JS)
+    matrix = sorted((c["appset"], c["cluster"], c["sync"], c["health"]) for c in cells)
+    return matrix, await page.evaluate(CLUSTERS_JS)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_dashboard_shows_the_fleet_a_visible_degraded_cell_resources_and_syncs(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    assert CHROMIUM is not None
+    wait_for("the failure and the drift", lambda: (a := fleet.apps()) and a.get("east-api", ("",))[0] == "OutOfSync" and a.get("west-api", ("", ""))[1] == "Degraded")  # fmt: skip
+    token = read_token(fleet.home)
+    assert token is not None
+    shots = tmp_path / "artifacts"
+
+    async def scenario() -> None:
+        async with Browser.launch(CHROMIUM, tmp_path / "profile") as browser:
+            page = await browser.new_page(fleet.url + "/")
+            await page.wait_for(
+                "document.querySelectorAll('#matrix td.cell').length >= 5", what="the matrix"
+            )
+            # the page shows what the API says
+            assert await page_numbers(page) == dashboard_numbers(fleet.api_status())
+            cells = {(c["appset"], c["cluster"]): c for c in await page.evaluate(MATRIX_JS)}
+            degraded, healthy = cells[("api", "west")], cells[("guestbook", "north")]
+            assert degraded["health"] == "Degraded" and healthy["health"] == "Healthy"
+            # visibly different: another fill colour and bold text
+            assert degraded["background"] != healthy["background"]
+            assert int(degraded["weight"]) >= 700 > int(healthy["weight"])
+            assert cells[("api", "east")]["border"] == "dashed"  # OutOfSync outline
+            assert (
+                await page.evaluate(
+                    "document.querySelector('#clusters tr[data-cluster=east] .badge').textContent"
+                )
+                == "Connected"
+            )
+            save_shot(await page.screenshot(shots / "dashboard-overview.png"))
+
+            # an Application page: its resources, diff and history
+            await page.evaluate(
+                "document.querySelector('#matrix a.app-link[data-app=west-api]').click()"
+            )
+            await page.wait_for(
+                "document.querySelectorAll('#resources tr.resource').length > 0", what="resources"
+            )
+            rows = await page.evaluate(
+                "[...document.querySelectorAll('#resources tr.resource')].map(tr => [...tr.cells].map(td => td.textContent))"
+            )
+            assert any(r[0] == "Deployment.apps" and r[1] == "api" for r in rows), rows
+            assert (
+                await page.evaluate("document.getElementById('app-health').textContent")
+                == "Degraded"
+            )
+            await page.wait_for(
+                "document.querySelectorAll('#history tbody tr[data-id]').length > 0", what="history"
+            )
+            save_shot(await page.screenshot(shots / "dashboard-app.png"))
+
+            # the sync button, with the token, heals east's drift
+            await page.evaluate("location.hash = '#/app/east-api'")
+            await page.wait_for(
+                "document.getElementById('app-name').textContent === 'east-api'",
+                what="east-api page",
+            )
+            await page.wait_for(
+                "document.getElementById('diff').textContent.includes('replicas')",
+                what="the drift in the diff",
+            )
+            await page.evaluate("document.getElementById('sync-button').click()")
+            await page.wait_for(
+                "!document.getElementById('token-form').hidden", what="the token prompt"
+            )
+            await page.evaluate(
+                f"document.getElementById('token-input').value = {json.dumps(token)}"
+            )
+            await page.evaluate("document.getElementById('token-form').requestSubmit()")
+            await page.evaluate("document.getElementById('sync-button').click()")
+            await page.wait_for(
+                "document.getElementById('action-result').textContent === 'sync queued'",
+                what="sync queued",
+            )
+            await page.wait_for(
+                "document.getElementById('app-sync').textContent === 'Synced'",
+                what="east-api Synced",
+                timeout=90,
+            )
+
+            # live refresh: back on the overview, the page agrees with the API again
+            await page.evaluate("location.hash = '#/'")
+            await page.wait_for(
+                "document.querySelector('#matrix td[data-appset=api][data-cluster=east]').dataset.sync === 'Synced'",
+                what="the overview updated",
+            )
+            assert await page_numbers(page) == dashboard_numbers(fleet.api_status())
+            save_shot(await page.screenshot(shots / "dashboard-after-sync.png"))
+            assert not [m for m in browser.console if m.startswith("exception")], browser.console
+
+    asyncio.run(scenario())
+    assert (
+        fleet.kubectl_json("east", "get", "deployment", "api", "-n", "api")["spec"]["replicas"] == 2
+    )
