@@ -213,9 +213,10 @@ class RepoCache:
         with self._lock:
             repo = self._repos.get(repo_url)
             if repo is None:
-                repo = self._open_new(repo_url, local)
+                repo, cloned = self._open_new(repo_url, local)
                 self._repos[repo_url] = repo
-                fetch = False  # just cloned
+                # A clone made just now is current; one an earlier process left is not.
+                fetch = fetch and not cloned
             if fetch and local is None:
                 try:
                     repo.git.fetch("--prune", "--tags", "--force", "origin")
@@ -223,17 +224,18 @@ class RepoCache:
                     raise RepoError(f"{repo_url}: fetch failed: {_git_detail(exc)}") from None
             return repo
 
-    def _open_new(self, repo_url: str, local: Path | None) -> git.Repo:
+    def _open_new(self, repo_url: str, local: Path | None) -> tuple[git.Repo, bool]:
+        """The repository and whether this call cloned it."""
         if local is not None:
             try:
-                return git.Repo(local)
+                return git.Repo(local), False
             except git.NoSuchPathError:
                 raise RepoError(f"{repo_url}: no such directory") from None
             except git.InvalidGitRepositoryError:
                 raise RepoError(f"{repo_url}: not a Git repository") from None
         target = self._clone_dir(repo_url)
         if (target / "HEAD").exists():
-            return git.Repo(target)
+            return git.Repo(target), False
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + f".tmp-{os.getpid()}-{secrets.token_hex(4)}")
         try:
@@ -247,7 +249,8 @@ class RepoCache:
             shutil.rmtree(tmp, ignore_errors=True)
             if not (target / "HEAD").exists():  # another process won the race: use theirs
                 raise
-        return git.Repo(target)
+            return git.Repo(target), False
+        return git.Repo(target), True
 
     def resolve(self, repo_url: str, revision: str) -> str:
         """The commit SHA ``revision`` (branch, tag, ``HEAD``, SHA) names now."""

@@ -390,11 +390,6 @@ def test_a_url_source_is_cloned_into_the_repo_cache(hub: Hub, repo: Repo) -> Non
     assert any((hub.home / "repos").iterdir())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub.repos.RepoCache does not fetch a clone an earlier process made "
-    "(_open sets fetch=False after _open_new also for an existing clone)",
-)
 def test_a_url_source_follows_new_commits_across_processes(hub: Hub, repo: Repo) -> None:
     url = f"file://{repo.root}"
     hub.ok("source", "add", "apps", "--repo", url, "--path", "apps", "--revision", "main")
