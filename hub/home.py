@@ -248,14 +248,24 @@ def _rotate_env(home: Path, env: Mapping[str, str]) -> RotationResult:
         )
     if new.key_id == old.key_id:
         raise HubUsageError(f"{ENV_NEW_MASTER_KEY} is the same key as {ENV_MASTER_KEY}")
-    registry = Registry(open_store(home), lambda: Keyring(primary=old, others=(new,)))
-    count = _rewrap(registry, registry.keyring, new)
+    store = open_store(home)
+    registry = Registry(store, lambda: Keyring(primary=old, others=(new,)))
+    count = _rewrap(store, registry, registry.keyring, new)
     return RotationResult(
         old_key_ids=(old.key_id,), new_key_id=new.key_id, rewrapped=count, source=ENV_NEW_MASTER_KEY
     )
 
 
-def _rewrap(registry: Registry, keyring: Keyring, target: MasterKey) -> int:
+def _rewrap(store: Store, registry: Registry, keyring: Keyring, target: MasterKey) -> int:
+    """Re-wrap every envelope in the store: sync history first, clusters last.
+
+    The clusters' transaction also records the new master key id, which marks the
+    rotation done, so a crash in between leaves a store that the next ``hub key
+    rotate`` (still holding both keys) finishes. The count is of cluster records.
+    """
+    from hub.sync.history import SyncHistory  # the sync engine is heavier than the CLI needs
+
+    SyncHistory(store, lambda: keyring).rewrap_all(keyring, target)
     return registry.rewrap_all(keyring, target)
 
 
@@ -278,7 +288,7 @@ def _rotate_files(home: Path) -> RotationResult:
             keyring = Keyring(primary=keyring.primary, others=(*keyring.others, target))
         old_ids = tuple(sorted(keyring.key_ids - {target.key_id}))
         # Step 2: one transaction.
-        count = _rewrap(registry, keyring, target)
+        count = _rewrap(store, registry, keyring, target)
         # Steps 3 to 5: swap the files; every record is under `target` now.
         if current.exists() and read_key_file(current).key_id != target.key_id:
             os.replace(current, old_path)

@@ -263,3 +263,42 @@ def test_a_symlinked_key_file_is_refused(hub: Hub, tmp_path: Path) -> None:
     assert run.exit_code == 1
     assert "is a symbolic link; refusing to follow it" in run.stderr
     assert sorted(p.name for p in hub.home.glob("master.key*")) == ["master.key"]
+
+
+def test_rotation_also_rewraps_the_sync_history_manifests(hub: Hub) -> None:
+    from datetime import UTC, datetime
+
+    from hub.home import open_store
+    from hub.sync.history import Operation, OperationPhase, SyncHistory, Trigger
+
+    hub.ok("init")
+    manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {}}
+    store = open_store(hub.home)
+    try:
+        SyncHistory(store, lambda: load_keyring(hub.home)).record(
+            Operation(
+                app="web",
+                operation_id="op-1",
+                cluster="c0",
+                revision="0" * 40,
+                source={"repoURL": "/repo", "path": "web"},
+                initiated_by="test",
+                trigger=Trigger.USER,
+                started_at=datetime.now(UTC),
+                phase=OperationPhase.SUCCEEDED,
+                message="",
+                resources=(),
+            ),
+            finished_at=datetime.now(UTC),
+            manifests=[manifest],
+        )
+    finally:
+        store.close()
+    hub.ok("key", "rotate")
+    store = open_store(hub.home)
+    try:
+        # Only the new key is on disk now: the manifests must open with it alone.
+        history = SyncHistory(store, lambda: load_keyring(hub.home))
+        assert history.manifests("web", 0) == [manifest]
+    finally:
+        store.close()
