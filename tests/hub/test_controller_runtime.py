@@ -1,0 +1,101 @@
+"""The hub in-process (anyio) against ``hub sim``: workers follow the registry, the
+HubHandle actions, and a clean shutdown that leaves no task behind."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from clusters.sim import SimServer
+from hub.controller import Hub, HubOptions
+from hub.errors import HubError
+from tests.clusters.cli_support import Hub as Cli
+from tests.sync.e2e_helpers import GitRepo
+
+pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(120)]
+
+APP = """
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: {name}
+spec:
+  project: default
+  source: {{repoURL: {repo}, targetRevision: main, path: app}}
+  destination: {{name: {cluster}, namespace: default}}
+"""
+
+
+@pytest.fixture
+def run_checked() -> Iterator[Callable[[Callable[[], Awaitable[None]]], None]]:
+    """Run an async test body; fail the test if it leaves any task running."""
+    leftovers: list[set[asyncio.Task[object]]] = []
+
+    def run(body: Callable[[], Awaitable[None]]) -> None:
+        async def main() -> None:
+            await body()
+            current = asyncio.current_task()
+            leftovers.append({t for t in asyncio.all_tasks() if t is not current and not t.done()})
+
+        anyio.run(main)
+
+    yield run
+    assert leftovers and not any(leftovers), f"tasks left running: {leftovers}"
+
+
+async def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    with anyio.fail_after(timeout):
+        while not check():
+            await anyio.sleep(0.1)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[tuple[Path, SimServer]]:
+    with SimServer(clusters=["a", "b"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        repo = GitRepo(tmp_path / "repo")
+        repo.write(
+            {
+                "apps/a.yaml": APP.format(name="one", repo=repo.path, cluster="a"),
+                "apps/b.yaml": APP.format(name="two", repo=repo.path, cluster="b"),
+                "app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+            }
+        )
+        cli = Cli(tmp_path / "home")
+        cli.ok("init")
+        for name in ("a", "b"):
+            cli.ok("cluster", "add", name, "--kubeconfig", str(sim.kubeconfig_path),
+                   "--context", name)  # fmt: skip
+        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
+        yield cli.home, sim
+
+
+def test_a_removed_cluster_s_worker_stops_and_shutdown_leaves_no_task(
+    home: tuple[Path, SimServer], run_checked: Callable[[Callable[[], Awaitable[None]]], None]
+) -> None:
+    path, _sim = home
+    hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            assert hub.ready()
+            assert sorted(hub.workers) == ["a", "b"]
+            await wait_until(
+                lambda: all(c.state == "Connected" for c in hub.cluster_connections().values()),
+                "both clusters connected",
+            )
+            with pytest.raises(HubError, match="does not exist"):
+                await hub.request_sync("nope")
+            assert await hub.notify_git_push(["https://example.com/other.git"]) == 0
+            cli = Cli(path)
+            await anyio.to_thread.run_sync(lambda: cli.ok("cluster", "rm", "b", "--yes"))
+            await wait_until(lambda: "b" not in hub.workers, "the worker of b to stop")
+            assert list(hub.cluster_connections()) == ["a"]
+            await hub.shutdown()
+        assert not hub.ready()
+
+    run_checked(body)
