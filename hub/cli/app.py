@@ -364,3 +364,9 @@ def rollback(
         )
     _report(result, dry_run=False)
     _exit(result, dry_run=False)
+
+
+# The NAME-based forms (a running hub, else the store) live in hub.cli.status.
+from hub.cli.status import attach_app_commands  # noqa: E402
+
+attach_app_commands(app)

@@ -306,3 +306,9 @@ def _print_report(report: ReconcileReport) -> None:
         "summary: "
         + ", ".join(f"{len(report.actions(kind))} {word}" for kind, word in done.items())
     )
+
+
+# `list` and `get NAME` (a running hub, else the store) live in hub.cli.status.
+from hub.cli.status import attach_appset_commands  # noqa: E402
+
+attach_appset_commands(appset)

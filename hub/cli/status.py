@@ -324,15 +324,14 @@ def app_list_table(items: Sequence[dict[str, Any]]) -> str:
 
 
 def resource_lines(resources: Sequence[dict[str, Any]]) -> list[str]:
-    # 5 + 1 + 14 + 1 + 22 + 1 + 10 + 1 + 11 + 1 + 13 = 80
-    lines = [f"{'WAVE':>5} {'KIND':<14} {'NAME':<22} {'SYNC':<10} {'HEALTH':<11} MESSAGE"]
+    # 4 + 1 + 14 + 1 + 24 + 1 + 10 + 1 + 11 + 1 + 12 = 80 (namespaces: -o json)
+    lines = [f"{'WAVE':>4} {'KIND':<14} {'NAME':<24} {'SYNC':<10} {'HEALTH':<11} MESSAGE"]
     ordered = sorted(resources, key=lambda r: (r["wave"], r["kind"], r["namespace"], r["name"]))
     for r in ordered:
-        name = f"{r['namespace']}/{r['name']}" if r["namespace"] else r["name"]
         lines.append(
-            f"{r['wave']:>5} {fit(r['kind'], 14)} {fit(name, 22)} "
+            f"{r['wave']:>4} {fit(r['kind'], 14)} {fit(r['name'], 24)} "
             f"{_state_word(r['sync'], SYNC_COLOURS, 10)} "
-            f"{_state_word(r['health'] or '', HEALTH_COLOURS, 11)} {fit(r['message'], 13)}".rstrip()
+            f"{_state_word(r['health'] or '', HEALTH_COLOURS, 11)} {fit(r['message'], 12)}".rstrip()
         )
     return lines
 
@@ -340,20 +339,20 @@ def resource_lines(resources: Sequence[dict[str, Any]]) -> list[str]:
 def app_detail_text(doc: dict[str, Any]) -> str:
     dest = doc["destination"]
     lines = [
-        f"Name:          {doc['name']}",
+        f"Name:           {doc['name']}",
         f"ApplicationSet: {doc['appset'] or '-'}",
-        f"Cluster:       {doc['cluster'] or '(unresolved)'}  namespace {dest['namespace'] or '-'}",
-        f"Project:       {doc['project']}",
-        f"Revision:      wanted {doc['desiredRevision']} = {(doc['desiredSha'] or '?')[:12]}, "
+        f"Cluster:        {doc['cluster'] or '(unresolved)'}  namespace {dest['namespace'] or '-'}",
+        f"Project:        {doc['project']}",
+        f"Revision:       wanted {doc['desiredRevision']} = {(doc['desiredSha'] or '?')[:12]}, "
         f"synced {(doc['syncedSha'] or '-')[:12]}",
-        f"Sync:          {_state_word(doc['sync'], SYNC_COLOURS, 10).rstrip()}",
-        f"Health:        {_state_word(doc['health'], HEALTH_COLOURS, 11).rstrip()}",
+        f"Sync:           {_state_word(doc['sync'], SYNC_COLOURS, 10).rstrip()}",
+        f"Health:         {_state_word(doc['health'], HEALTH_COLOURS, 11).rstrip()}",
     ]
     op = doc.get("operation") or doc.get("operationState")
     if op:
-        lines.append(f"Operation:     {op.get('phase', '')}: {op.get('message', '')}"[: WIDTH - 1])
+        lines.append(f"Operation:      {op.get('phase', '')}: {op.get('message', '')}"[: WIDTH - 1])
     if doc.get("deletion"):
-        lines.append(f"Deletion:      {doc['deletion']} ({doc.get('deletionReason') or ''})")
+        lines.append(f"Deletion:       {doc['deletion']} ({doc.get('deletionReason') or ''})")
     if doc["conditions"]:
         lines.append("Conditions:")
         for c in doc["conditions"]:
@@ -513,21 +512,22 @@ def _settle(fleet: Fleet, name: str, deadline: float) -> dict[str, Any]:
 
 
 def appset_list_table(items: Sequence[dict[str, Any]]) -> str:
-    # 24 + 1 + 12 + 1 + 5 + 1 + 7 + 1 + 8 + 1 + 19 = 80
+    # 24 + 1 + 12 + 1 + 5 + 1 + 7 + 1 + 8 + 2 + 18 = 80
     lines = [f"{'NAME':<24} {'SOURCE':<12} {'APPS':>5} {'SYNCED':>7} {'HEALTHY':>8}  PROBLEMS"]
     for s in items:
         c = s["counts"]
         problems = []
         if c["health"].get("Degraded"):
-            problems.append(paint(f"{c['health']['Degraded']} Degraded", "red", bold=True))
+            problems.append(f"{c['health']['Degraded']} Degraded")
         if c["sync"].get("OutOfSync"):
             problems.append(f"{c['sync']['OutOfSync']} OutOfSync")
         if s.get("lastError"):
             problems.append("error")
+        text = fit(", ".join(problems) or "-", 18).rstrip()
         lines.append(
             f"{fit(s['name'], 24)} {fit(s['source'], 12)} {c['total']:>5} "
             f"{c['sync'].get('Synced', 0):>7} {c['health'].get('Healthy', 0):>8}  "
-            f"{', '.join(problems) or '-'}".rstrip()
+            + paint(text, "red" if c["health"].get("Degraded") else None)
         )
     return "\n".join(lines) + "\n"
 
@@ -572,3 +572,137 @@ def appset_get(obj: HubContext, name: str, output: str, server: str | None) -> N
     with open_fleet(obj.home, server=server) as fleet:
         doc = fleet.appset(name)
     _emit(doc, output, appset_detail_text)
+
+
+# ---------------------------------------------------------------- the commands and their groups
+
+WAIT_TIMEOUT_OPTION = click.option(
+    "--timeout", default=300.0, show_default=True, type=float, help="--wait: give up after S s."
+)
+TOKEN_OPTION = click.option(
+    "--token", metavar="T", help="API token (default: $HUB_API_TOKEN, else $HUB_HOME/api-token)."
+)
+_FILE_FORM = (
+    "With -f FILE instead of NAME: the one-shot form against a cluster (see -f FILE --help)."
+)
+
+
+@click.command("get")
+@click.argument("name")
+@OUTPUT_OPTION
+@SERVER_OPTION
+@click.pass_obj
+def app_get_cmd(obj: HubContext, name: str, output: str, server: str | None) -> None:
+    """One Application: status, operation, conditions and resources."""
+    app_get(obj, name, output, server)
+
+
+@click.command("history", epilog=_FILE_FORM)
+@click.argument("name")
+@OUTPUT_OPTION
+@SERVER_OPTION
+@click.pass_obj
+def app_history_cmd(obj: HubContext, name: str, output: str, server: str | None) -> None:
+    """The Application's sync history (oldest first)."""
+    app_history(obj, name, output, server)
+
+
+@click.command("diff", epilog=_FILE_FORM)
+@click.argument("name")
+@SERVER_OPTION
+@click.pass_obj
+def app_diff_cmd(obj: HubContext, name: str, server: str | None) -> None:
+    """How the cluster differs from Git (exit 0 in sync, 1 differences)."""
+    app_diff(obj, name, server)
+
+
+@click.command("sync", epilog=_FILE_FORM)
+@click.argument("name")
+@click.option("--prune", is_flag=True, help="Delete what Git no longer declares.")
+@click.option("--revision", metavar="REV", help="Sync this revision instead of targetRevision.")
+@click.option("--wait", is_flag=True, help="Follow the operation; exit 0 when Synced and Healthy.")
+@WAIT_TIMEOUT_OPTION
+@SERVER_OPTION
+@TOKEN_OPTION
+@click.pass_obj
+def app_sync_cmd(
+    obj: HubContext,
+    name: str,
+    prune: bool,
+    revision: str | None,
+    wait: bool,
+    timeout: float,
+    server: str | None,
+    token: str | None,
+) -> None:
+    """Queue a sync of an Application in the running hub."""
+    app_sync(
+        obj, name, prune=prune, revision=revision, wait=wait, timeout=timeout, server=server,
+        token=token,
+    )  # fmt: skip
+
+
+@click.command("rollback", epilog=_FILE_FORM)
+@click.argument("name")
+@click.argument("history_id", type=int)
+@click.option("--wait", is_flag=True, help="Follow the operation; exit 0 when Synced and Healthy.")
+@WAIT_TIMEOUT_OPTION
+@SERVER_OPTION
+@TOKEN_OPTION
+@click.pass_obj
+def app_rollback_cmd(
+    obj: HubContext,
+    name: str,
+    history_id: int,
+    wait: bool,
+    timeout: float,
+    server: str | None,
+    token: str | None,
+) -> None:
+    """Queue a rollback of an Application to history entry HISTORY_ID in the running hub."""
+    app_rollback(obj, name, history_id, wait=wait, timeout=timeout, server=server, token=token)
+
+
+class _NameOrFile(click.Command):
+    """One subcommand with two forms: ``NAME`` (the running hub) and ``-f FILE`` (the
+    one-shot against a cluster, hub/cli/app.py). The form is chosen by whether -f/--file
+    is on the command line; each keeps its own options and help."""
+
+    def __init__(self, by_name: click.Command, by_file: click.Command) -> None:
+        super().__init__(
+            by_name.name,
+            help=by_name.help,
+            epilog=by_name.epilog,
+            short_help=f"NAME: {by_name.get_short_help_str(40)} Or -f FILE.",
+        )
+        self.by_name = by_name
+        self.by_file = by_file
+        self.params = by_name.params
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        uses_file = any(a in ("-f", "--file") or a.startswith("--file=") for a in args) or any(
+            a.startswith("-f") and len(a) > 2 and not a.startswith("--") for a in args
+        )
+        chosen = self.by_file if uses_file else self.by_name
+        return chosen.make_context(info_name, args, parent=parent, **extra)
+
+
+def attach_app_commands(group: click.Group) -> None:
+    """Add the NAME-based commands to ``hub app``, keeping its ``-f FILE`` forms."""
+    group.add_command(app_list, "list")
+    group.add_command(app_get_cmd, "get")
+    for by_name in (app_diff_cmd, app_sync_cmd, app_history_cmd, app_rollback_cmd):
+        assert by_name.name is not None
+        by_file = group.commands.get(by_name.name)
+        group.add_command(by_name if by_file is None else _NameOrFile(by_name, by_file))
+
+
+def attach_appset_commands(group: click.Group) -> None:
+    group.add_command(appset_list, "list")
+    group.add_command(appset_get, "get")
