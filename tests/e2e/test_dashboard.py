@@ -312,6 +312,22 @@ def test_rollups_agree_across_api_cli_store_metrics_and_the_clusters(fleet: Flee
         for health, n in row["applications"]["health"].items():
             assert counts.get((name, health), 0) == n, (name, health)
 
+    # the reconcilers' own series
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(fleet.get("/metrics"))
+        for s in family.samples
+    }
+    assert samples[("hub_sync_operations_total", (("cluster", "west"), ("result", "Failed")))] >= 1
+    assert (
+        samples[("hub_sync_operations_total", (("cluster", "north"), ("result", "Succeeded")))] >= 1
+    )
+    assert (
+        samples[("hub_cluster_connection_state", (("cluster", "east"), ("state", "Connected")))]
+        == 1
+    )
+    assert samples[("hub_reconcile_duration_seconds_count", (("cluster", "east"),))] >= 1
+
     # --fail-on: the Degraded app fails "degraded"; restricting to guestbook passes
     failing = fleet.cli("status", "--server", fleet.url, "--fail-on", "degraded")
     assert failing.exit_code == 3 and "west-api" in failing.stderr
@@ -464,3 +480,23 @@ def test_dashboard_shows_the_fleet_a_visible_degraded_cell_resources_and_syncs(
     assert (
         fleet.kubectl_json("east", "get", "deployment", "api", "-n", "api")["spec"]["replicas"] == 2
     )
+
+
+def test_the_cli_diffs_and_syncs_an_application_by_name_through_the_hub(fleet: Fleet) -> None:
+    run_kubectl(fleet.sim.kubeconfig_path, "scale", "deployment", "api", "-n", "api",
+                "--replicas=4", context="east")  # fmt: skip
+    wait_for("east-api OutOfSync", lambda: fleet.apps().get("east-api", ("",))[0] == "OutOfSync")
+    diff = fleet.cli("app", "diff", "east-api", "--server", fleet.url)
+    assert diff.exit_code == 1, diff.output
+    assert "replicas: 4" in diff.stdout and "replicas: 2" in diff.stdout
+    synced = fleet.cli(
+        "app", "sync", "east-api", "--wait", "--server", fleet.url, "--timeout", "120"
+    )
+    assert synced.exit_code == 0, synced.output
+    assert "Succeeded" in synced.stdout and "east-api: Synced / Healthy" in synced.stdout
+    assert (
+        fleet.kubectl_json("east", "get", "deployment", "api", "-n", "api")["spec"]["replicas"] == 2
+    )
+    assert fleet.cli("app", "diff", "east-api", "--server", fleet.url).exit_code == 0
+    history = json.loads(fleet.cli.ok("app", "history", "east-api", "-o", "json").stdout)
+    assert history[-1]["phase"] == "Succeeded" and history[-1]["initiatedBy"] == "api"
