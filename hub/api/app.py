@@ -29,6 +29,7 @@ import anyio
 import anyio.to_thread
 from aiohttp import web
 
+from clusters.errors import ClusterError
 from hub.api import openapi
 from hub.api.token import token_matches
 from hub.api.views import AppFilter, FleetView, NotFound
@@ -483,7 +484,7 @@ ROUTES: tuple[Route, ...] = (
           handler=get_app_resources, tag="applications", response="ResourceList",
           errors=(404,), summary="The Application's resources"),
     Route(method="GET", path="/api/v1/applications/{name}/diff", handler=get_app_diff,
-          tag="applications", response="Diff", errors=(404, 400),
+          tag="applications", response="Diff", errors=(404, 502),
           summary="Live cluster against Git (Secret values masked)"),
     Route(method="GET", path="/api/v1/applications/{name}/history", handler=get_app_history,
           tag="applications", response="HistoryList", errors=(404,),
@@ -532,6 +533,9 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
         return _error(400, str(exc))
     except HubError as exc:
         status = 502 if pattern.endswith("/diff") else 500
+        return _error(status, str(exc))
+    except ClusterError as exc:  # the diff reads the cluster: its errors are upstream's
+        status = 502
         return _error(status, str(exc))
     finally:
         if pattern.startswith(("/api", "/healthz", "/readyz", "/metrics")) or pattern == "/":

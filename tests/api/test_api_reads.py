@@ -227,3 +227,30 @@ def test_a_read_changes_nothing_in_the_store(make_app: Any, home: Path) -> None:
 
     run_client(make_app(), scenario)
     assert digest() == before
+
+
+def test_a_diff_the_cluster_cannot_answer_is_a_bad_gateway_with_the_reason(home: Path) -> None:
+    from clusters.errors import ClusterError
+    from hub.api.app import create_api_app
+    from hub.apps import AppRecord
+    from hub.metrics import Metrics
+
+    def unreachable(record: AppRecord) -> Any:
+        raise ClusterError(f"cluster {record.cluster}: connection refused")
+
+    app = create_api_app(
+        home=home,
+        handle=None,
+        token="t" * 20,
+        metrics=Metrics(),
+        webhook_secret=None,
+        differ=unreachable,
+    )
+
+    async def scenario(client: Client) -> tuple[int, Any]:
+        response = await client.get("/api/v1/applications/web-west/diff")
+        return response.status, await response.json()
+
+    status, doc = run_client(app, scenario)
+    assert status == 502
+    assert doc["error"]["message"] == "cluster west: connection refused"
