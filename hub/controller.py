@@ -45,6 +45,9 @@ import anyio.abc
 import anyio.to_thread
 
 from clusters.cache import backoff_delay
+from clusters.connect import connect
+from clusters.errors import ClusterError
+from clusters.kube import KubeClient
 from clusters.registry import ClusterRecord, Registry
 from hub.apps import AppStore
 from hub.appsets import AppSetController, ControllerOptions
@@ -58,7 +61,13 @@ from hub.store import Store
 from hub.sync.diff import JqRunner
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, parse_application
-from hub.worker import ClusterWorker, ManualSync, SerializedSources, WorkerServices
+from hub.worker import (
+    ClusterWorker,
+    ManualSync,
+    SerializedSources,
+    WorkerServices,
+    delete_app_resources,
+)
 
 log = logging.getLogger(__name__)
 
@@ -516,3 +525,33 @@ class Hub:
             await anyio.sleep(jittered(self.options.resync_s, self.options.jitter))
             for worker in self.workers.values():
                 worker.wake(refresh_all=True)
+
+
+def delete_cluster_resources(home: Path, cluster: str) -> list[str]:
+    """``hub cluster rm NAME --cascade``, before the cluster is removed: mark every
+    Application of the cluster for deletion (so a running hub stops syncing them and
+    deletes too; deletes are idempotent), then delete what each tracks through the normal
+    deletion path and wait for it. Returns the problems; empty when everything is gone."""
+    registry = open_registry(home)
+    store = open_store(home)
+    try:
+        apps = AppStore(store)
+        records = apps.list_apps(cluster=cluster)
+        with apps.transaction() as txn:
+            for rec in records:
+                txn.mark_deleting(rec.name, f"cluster {cluster} removed with --cascade")
+        kube = KubeClient(connect(registry, cluster))
+        problems = []
+        for rec in records:
+            try:
+                problem = delete_app_resources(kube, rec)
+            except (ClusterError, SyncError) as exc:
+                problem = f"{rec.name}: {exc}"
+            if problem is None:
+                apps.finish_deletion(rec.name)
+            else:
+                problems.append(problem)
+        return problems
+    finally:
+        store.close()
+        registry.close()

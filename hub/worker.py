@@ -29,7 +29,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -44,7 +44,7 @@ import anyio.to_thread
 from clusters.cache import LiveCache, backoff_delay, key_of
 from clusters.connect import connect
 from clusters.errors import ClusterError
-from clusters.kube import ApiResource, KubeClient, KubeError, Unauthorized
+from clusters.kube import ApiResource, KubeClient, KubeError, PropagationPolicy, Unauthorized
 from clusters.registry import Registry
 from hub.apps import AppRecord, AppStore, Condition
 from hub.errors import HubError
@@ -190,6 +190,59 @@ def _scopes(kube: KubeClient) -> KindScopes:
         cluster_scoped=[gk for gk, r in resources.items() if not r.namespaced],
         namespaced=[gk for gk, r in resources.items() if r.namespaced],
     )
+
+
+def _propagation(policy: str) -> PropagationPolicy:
+    word = policy.capitalize()
+    if word == "Background":
+        return "Background"
+    if word == "Orphan":
+        return "Orphan"
+    return "Foreground"
+
+
+def delete_app_resources(
+    kube: KubeClient,
+    rec: AppRecord,
+    kinds: Iterable[tuple[str, str]] = (),
+    *,
+    wait_s: float = DELETE_WAIT_S,
+) -> str | None:
+    """Delete what an Application tracks on its cluster, last wave first, each wave gone
+    before the next (``plan_deletion``: ``Delete=false`` kept, ``Delete=confirm`` waits);
+    None when everything is gone, else why not. Blocking. A rare path, so it lists the
+    usual kinds (plus ``kinds``) instead of trusting a cache to hold every kind."""
+    app = parse_application(rec.manifest(), source_file=rec.file or rec.name)
+    served = kube.resources()
+    live: list[dict[str, Any]] = []
+    for gk in sorted(set(COMMON_KINDS) | set(kinds)):
+        res = served.get(gk)
+        if res is None or "list" not in res.verbs:
+            continue
+        items, _ = kube.list(res)
+        live += [o for o in items if owning_app(o) == rec.name]
+    plan = plan_deletion(app=rec.name, live=live, options=app.sync_policy.sync_options)
+    skipped: list[str] = []
+    deadline = time.monotonic() + wait_s
+    for wave in plan.waves:
+        waiting: list[tuple[ApiResource, str, str]] = []
+        for task in wave.tasks:
+            if task.skip:
+                skipped.append(f"{task.key}: {task.skip}")
+                continue
+            res = kube.resource_of(task.live or {})
+            propagation = _propagation(task.options.prune_propagation)
+            kube.delete(res, task.key.name, task.key.namespace, propagation=propagation)
+            waiting.append((res, task.key.name, task.key.namespace))
+        while waiting and time.monotonic() < deadline:
+            waiting = [w for w in waiting if kube.get_or_none(*w) is not None]
+            if waiting:
+                time.sleep(0.5)
+        if waiting:
+            return f"{len(waiting)} resource(s) of {rec.name} still being deleted"
+    if skipped:
+        return f"{rec.name}: kept: " + "; ".join(skipped)
+    return None
 
 
 # ---------------------------------------------------------------- services
@@ -836,55 +889,12 @@ class ClusterWorker:
             self._deleting.discard(rec.name)
 
     def _delete_resources(self, rec: AppRecord) -> str | None:
-        """Delete what the app tracks on the cluster (last wave first) and wait until it is
-        gone; None when done, else why not. A rare path, so it lists instead of trusting
-        the cache to hold every kind."""
-        kube = self.kube
-        assert kube is not None
-        app = parse_application(rec.manifest(), source_file=rec.file or rec.name)
-        kinds = set(COMMON_KINDS) | (self.cache.kinds() if self.cache else set())
+        assert self.kube is not None
+        kinds = self.cache.kinds() if self.cache else set()
         cached = self._desired.get(rec.name)
         if cached is not None:
             kinds |= {key_of(m)[:2] for m in cached.manifests}
-        served = kube.resources()
-        live: list[dict[str, Any]] = []
-        for gk in sorted(kinds):
-            res = served.get(gk)
-            if res is None or "list" not in res.verbs:
-                continue
-            items, _ = kube.list(res)
-            live += [o for o in items if owning_app(o) == rec.name]
-        plan = plan_deletion(app=rec.name, live=live, options=app.sync_policy.sync_options)
-        waiting: list[tuple[ApiResource, str, str]] = []
-        skipped: list[str] = []
-        for wave in plan.waves:
-            for task in wave.tasks:
-                if task.skip:
-                    skipped.append(f"{task.key}: {task.skip}")
-                    continue
-                res = kube.resource_of(task.live or {})
-                policy = task.options.prune_propagation.capitalize()
-                kube.delete(
-                    res,
-                    task.key.name,
-                    task.key.namespace,
-                    propagation="Background"
-                    if policy == "Background"
-                    else "Orphan"
-                    if policy == "Orphan"
-                    else "Foreground",
-                )
-                waiting.append((res, task.key.name, task.key.namespace))
-        deadline = time.monotonic() + DELETE_WAIT_S
-        while waiting and time.monotonic() < deadline:
-            waiting = [w for w in waiting if kube.get_or_none(*w) is not None]
-            if waiting:
-                time.sleep(0.5)
-        if waiting:
-            return f"{len(waiting)} resource(s) still being deleted"
-        if skipped:
-            return "kept: " + "; ".join(skipped)
-        return None
+        return delete_app_resources(self.kube, rec, kinds)
 
     # -- once mode
 
@@ -959,6 +969,7 @@ __all__ = [
     "ManualSync",
     "WorkerServices",
     "decide_auto_sync",
+    "delete_app_resources",
     "last_operation_of",
     "operation_state",
 ]

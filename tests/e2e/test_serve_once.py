@@ -66,3 +66,31 @@ def test_once_exits_by_whether_everything_is_synced_and_healthy(
         healthy = [a.health_status == "Healthy" for a in apps.values()]
         assert all(healthy) if code == 0 else not any(healthy)
         assert all(a.operation_state for a in apps.values())  # each app's sync is recorded
+
+
+def test_cascade_removal_deletes_what_the_hub_manages_on_the_cluster(tmp_path: Path) -> None:
+    from hub.controller import delete_cluster_resources
+
+    with SimServer(clusters=["one"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        repo = GitRepo(tmp_path / "repo")
+        repo.write(
+            {
+                "sets/web.yaml": APPSET.format(repo=repo.path),
+                "web/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
+                "web/configmap.yaml": CONFIGMAP,
+            }
+        )
+        f = Fleet(tmp_path / "home", sim, repo, tmp_path / "log")
+        f.cli.ok("init")
+        f.cli.ok("cluster", "add", "one", "--kubeconfig", str(sim.kubeconfig_path),
+                 "--context", "one")  # fmt: skip
+        f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
+        f.cli.ok("serve", "--once", "--timeout", "20")
+        unmanaged = f.kubectl("one", "create", "configmap", "mine", "-n", "web")
+        assert unmanaged.returncode == 0, unmanaged.stderr
+        assert delete_cluster_resources(f.home, "one") == []
+        assert f.apps() == {}
+        assert f.kubectl("one", "get", "deployment", "web", "-n", "web").returncode != 0
+        assert f.kubectl("one", "get", "configmap", "settings", "-n", "web").returncode != 0
+        # never touches what the hub does not track
+        assert f.kubectl("one", "get", "configmap", "mine", "-n", "web").returncode == 0
