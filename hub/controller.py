@@ -480,8 +480,18 @@ class Hub:
         if fingerprint == self._clusters and self.workers:
             return
         changed = fingerprint != self._clusters
+        # A new server or credential: the worker's client is stale, so it starts afresh.
+        moved = {
+            name
+            for name, mark in fingerprint.items()
+            if name in self._clusters
+            and (mark[0], mark[3]) != (self._clusters[name][0], self._clusters[name][3])
+        }
         self._clusters = fingerprint
         assert self._tg is not None
+        for name in sorted(moved & set(self.workers)):
+            self.workers.pop(name).stop()
+            log.info("cluster %s: server or credential changed; restarting its worker", name)
         for name in sorted(set(self.workers) - set(fingerprint)):
             worker = self.workers.pop(name)
             worker.stop()

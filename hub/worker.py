@@ -521,6 +521,7 @@ class ClusterWorker:
             on_state=self._state_from_thread,
         )
         self._set_connection("Connected")
+        self._unknown_marked = False
         self._dirty.update(self.apps)
         return True
 
