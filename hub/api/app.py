@@ -15,6 +15,7 @@ answers ``/readyz`` with 503 and actions with 503.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -84,6 +85,11 @@ class ApiState:
     webhook_secret: str | None
     differ: Differ
     limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(8))
+    # Set on shutdown so open event streams end at once instead of holding the server's
+    # graceful-shutdown timeout (a dashboard left open must not delay SIGTERM).
+    closing: asyncio.Event | None = None
+    # The newest rollup for event streams, shared: N open dashboards cost one query.
+    snapshot: tuple[float, str, str] | None = None  # (monotonic time, digest, JSON text)
 
 
 _VIEW = web.AppKey("view", FleetView)
@@ -394,23 +400,42 @@ async def events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    state = _state(request)
+    closing = state.closing
+    assert closing is not None
     last_digest = ""
     last_sent = time.monotonic()
-    while True:
-        view, live = _view(request), _live(request)
-        status = await _in_thread(request, partial(view.status, live=live))
-        doc = status.to_json()
-        # generatedAt changes every time; only a change of the counts is news.
-        digest = hashlib.sha256(
-            json.dumps({**doc, "generatedAt": ""}, sort_keys=True).encode()
-        ).hexdigest()
-        if digest != last_digest:
-            await response.write(f"event: status\ndata: {json.dumps(doc)}\n\n".encode())
-            last_digest, last_sent = digest, time.monotonic()
-        elif time.monotonic() - last_sent >= EVENTS_PING_S:
-            await response.write(b": ping\n\n")
-            last_sent = time.monotonic()
-        await asyncio.sleep(EVENTS_POLL_S)
+    try:
+        while not closing.is_set():
+            digest, text = await _snapshot(request)
+            if digest != last_digest:
+                await response.write(f"event: status\ndata: {text}\n\n".encode())
+                last_digest, last_sent = digest, time.monotonic()
+            elif time.monotonic() - last_sent >= EVENTS_PING_S:
+                await response.write(b": ping\n\n")
+                last_sent = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing.wait(), EVENTS_POLL_S)
+    except ConnectionResetError:
+        pass  # the page went away
+    return response
+
+
+async def _snapshot(request: web.Request) -> tuple[str, str]:
+    """The current rollup (digest, JSON), computed at most once per half poll period."""
+    state = _state(request)
+    now = time.monotonic()
+    if state.snapshot is not None and now - state.snapshot[0] < EVENTS_POLL_S / 2:
+        return state.snapshot[1], state.snapshot[2]
+    view, live = _view(request), _live(request)
+    doc = (await _in_thread(request, partial(view.status, live=live))).to_json()
+    # generatedAt changes every time; only a change of the counts is news.
+    digest = hashlib.sha256(
+        json.dumps({**doc, "generatedAt": ""}, sort_keys=True).encode()
+    ).hexdigest()
+    text = json.dumps(doc)
+    state.snapshot = (now, digest, text)
+    return digest, text
 
 
 # ---------------------------------------------------------------- dashboard
@@ -569,6 +594,17 @@ def create_api_app(
         store.close()
 
     app.cleanup_ctx.append(store_ctx)
+
+    async def open_events(app: web.Application) -> None:
+        app[_STATE].closing = asyncio.Event()
+
+    async def end_events(app: web.Application) -> None:
+        closing = app[_STATE].closing
+        if closing is not None:
+            closing.set()
+
+    app.on_startup.append(open_events)
+    app.on_shutdown.append(end_events)
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     app.router.add_get("/", dashboard)

@@ -55,3 +55,14 @@ def test_a_change_in_the_store_is_pushed_to_the_page(make_app: Any, home: Path) 
     assert first["schemaVersion"] == 1
     assert first["totals"]["applications"]["health"]["Degraded"] == 1
     assert second["totals"]["applications"]["health"]["Degraded"] == 0
+
+
+def test_shutting_down_ends_open_streams_at_once(make_app: Any) -> None:
+    async def scenario(client: Client) -> bytes:
+        response = await client.get("/api/events")
+        await next_event(response)
+        await client.app.shutdown()  # what AppRunner.cleanup runs first
+        # the stream ends without waiting for the server's graceful-shutdown timeout
+        return await asyncio.wait_for(response.content.read(), timeout=10)
+
+    assert run_client(make_app(), scenario) == b""
