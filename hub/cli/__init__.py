@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, str] = {
     "app": "hub.cli.app:app",
     "status": "hub.cli.status:status",
     "serve": "hub.cli.serve:serve",
+    "demo": "hub.cli.demo:demo",
 }
 
 USER_ERRORS = (HubError, ClusterError, GeneratorError)
