@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from hub.api.client import ApiClient, find_running_hub
 from hub.api.token import ENV_TOKEN, read_token
 from hub.api.views import AppFilter, FleetView
-from hub.errors import HubError
+from hub.errors import HubError, HubUsageError
 
 
 class NoRunningHub(HubError):
@@ -144,10 +144,18 @@ def api_token(home: Path, explicit: str | None) -> str | None:
 
 @contextmanager
 def open_fleet(
-    home: Path, *, server: str | None = None, token: str | None = None, need_hub: bool = False
+    home: Path,
+    *,
+    server: str | None = None,
+    token: str | None = None,
+    need_hub: bool = False,
+    offline: bool = False,
 ) -> Iterator[Fleet]:
-    """The running hub's API if one answers, else (unless ``need_hub``) the store."""
-    url = server or find_running_hub(home)
+    """The running hub's API if one answers, else (unless ``need_hub``) the store;
+    ``offline`` reads the store even when a hub runs."""
+    if offline and (server or need_hub):
+        raise HubUsageError("--offline reads the store; it cannot be combined with --server")
+    url = None if offline else server or find_running_hub(home)
     if url is not None:
         yield ApiFleet(ApiClient(url, token=api_token(home, token) if need_hub else token))
         return

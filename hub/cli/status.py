@@ -205,6 +205,7 @@ def status_table(doc: dict[str, Any], *, source: str, now: datetime | None = Non
     "Unknown (repeatable).",
 )
 @SERVER_OPTION
+@click.option("--offline", is_flag=True, help="Read the store even when a hub runs (read-only).")
 @click.pass_obj
 def status(
     obj: HubContext,
@@ -215,6 +216,7 @@ def status(
     interval: float,
     fail_on: tuple[str, ...],
     server: str | None,
+    offline: bool,
 ) -> None:
     """Fleet status: per-cluster rollups, the ApplicationSet x cluster matrix, totals."""
     if watch and fail_on:
@@ -222,7 +224,7 @@ def status(
     if interval <= 0:
         raise HubUsageError("--interval must be a positive number of seconds")
     conditions = [FailOn(f) for f in fail_on]
-    with open_fleet(obj.home, server=server) as fleet:
+    with open_fleet(obj.home, server=server, offline=offline) as fleet:
         if not watch:
             doc = _status_doc(fleet, appset, cluster, conditions)
             _print_status(doc, output, fleet.kind)

@@ -150,6 +150,7 @@ def test_fail_on_sets_the_exit_code_and_names_the_applications(
         (["--appset", "nope"], "no ApplicationSet named 'nope'"),
         (["--watch", "--fail-on", "degraded"], "--watch"),
         (["--fail-on", "broken"], "broken"),
+        (["--offline", "--server", "http://127.0.0.1:1"], "--offline"),
     ],
 )
 def test_bad_input_is_a_usage_error(hub: Hub, args: list[str], message: str) -> None:
@@ -215,6 +216,7 @@ def test_a_running_hub_is_found_through_serve_json_and_used(hub: Hub, home: Path
         run = hub.ok("status", "-o", "json")
         table = hub.ok("status").stdout
         explicit = hub.ok("status", "-o", "json", "--server", url)
+        offline = hub.ok("status", "--offline").stdout
     doc = json.loads(run.stdout)
     # live connection states prove it came from the hub, not from the registry's last check
     assert {c["name"]: c["connection"]["state"] for c in doc["clusters"]} == {
@@ -222,6 +224,7 @@ def test_a_running_hub_is_found_through_serve_json_and_used(hub: Hub, home: Path
         "west": "Unreachable",
     }
     assert "from the running hub" in table
+    assert "from the store" in offline
     assert no_time(json.loads(explicit.stdout)) == no_time(doc)
     assert find_running_hub(home) is None  # the API is gone: back to the store
 
