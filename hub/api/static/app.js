@@ -5,7 +5,7 @@
 
 const TOKEN_KEY = "gitops-hub-token";
 const POLL_MS = 5000;
-const state = { status: null, route: "", events: null, pollTimer: null };
+const state = { status: null, route: "", events: null, pollTimer: null, pending: null };
 
 function $(id) { return document.getElementById(id); }
 
@@ -216,7 +216,8 @@ async function loadApp(name, withDiff) {
 
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
 
-function askToken(message) {
+function askToken(message, pending) {
+  state.pending = pending || null;  // the action to run once the token is given
   $("token-form").hidden = false;
   $("token-input").focus();
   if (message) $("action-result").textContent = message;
@@ -225,7 +226,7 @@ function askToken(message) {
 async function action(kind) {
   const name = state.route.slice("app/".length);
   const t = token();
-  if (!t) { askToken("enter the API token first"); return; }
+  if (!t) { askToken("enter the API token first", kind); return; }
   $("action-result").textContent = `${kind}…`;
   try {
     await api(`/api/v1/applications/${encodeURIComponent(name)}/${kind}`, {
@@ -236,7 +237,7 @@ async function action(kind) {
     $("action-result").textContent = `${kind} queued`;
     setTimeout(() => loadApp(name, false), 1000);
   } catch (err) {
-    if (err.status === 401) { sessionStorage.removeItem(TOKEN_KEY); askToken("the token was refused"); return; }
+    if (err.status === 401) { sessionStorage.removeItem(TOKEN_KEY); askToken("the token was refused", kind); return; }
     $("action-result").textContent = `${kind} failed: ${err.message}`;
   }
 }
@@ -294,6 +295,9 @@ document.addEventListener("DOMContentLoaded", () => {
     $("token-input").value = "";
     $("token-form").hidden = true;
     $("action-result").textContent = value ? "token set for this tab" : "";
+    const pending = state.pending;
+    state.pending = null;
+    if (value && pending && state.route.startsWith("app/")) action(pending);
   });
   $("token-button").addEventListener("click", () => askToken(""));
   $("sync-button").addEventListener("click", () => action("sync"));
