@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
+from aiohttp import web
 
 from hub.api.app import DiffView, create_api_app
 from hub.apps import AppRecord
@@ -34,11 +37,21 @@ def static_differ(record: AppRecord) -> DiffView:
     )
 
 
+class MakeApp(Protocol):
+    def __call__(
+        self, *, handle: RecordingHub | None = ..., secret: str | None = ...
+    ) -> web.Application: ...
+
+
 @pytest.fixture
-def make_app(home: Path, hub: RecordingHub):  # type: ignore[no-untyped-def]
+def make_app(home: Path, hub: RecordingHub) -> Iterator[MakeApp]:
+    """``create_api_app`` over the populated home, the recording hub and a store-backed
+    Metrics (``handle=None``: an API with no hub behind it)."""
     stores: list[Store] = []
 
-    def make(*, handle: RecordingHub | None = hub, secret: str | None = WEBHOOK_SECRET):  # type: ignore[no-untyped-def]
+    def make(
+        *, handle: RecordingHub | None = hub, secret: str | None = WEBHOOK_SECRET
+    ) -> web.Application:
         store = Store.open(home / "hub.db")
         stores.append(store)
         metrics = Metrics(

@@ -73,12 +73,12 @@ def populate(home: Path) -> None:
     try:
         apps = AppStore(store)
         with apps.transaction() as txn:
-            for appset in ("web", "api"):
+            for set_name in ("web", "api"):
                 txn.put_appset(
-                    name=appset,
+                    name=set_name,
                     source="root",
-                    file=f"appsets/{appset}.yaml",
-                    manifest={"kind": "ApplicationSet", "metadata": {"name": appset}},
+                    file=f"appsets/{set_name}.yaml",
+                    manifest={"kind": "ApplicationSet", "metadata": {"name": set_name}},
                     sha="1" * 40,
                 )
             for name, (appset, cluster, _, _) in APPS.items():

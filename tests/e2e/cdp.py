@@ -191,7 +191,7 @@ class Page:
 
 
 async def _devtools_url(stderr: asyncio.StreamReader) -> str:
-    seen = []
+    seen: list[str] = []
     while True:
         line = await stderr.readline()
         if not line:

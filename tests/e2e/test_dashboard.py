@@ -230,7 +230,7 @@ def settled(fleet: Fleet) -> dict[str, tuple[str, str]] | None:
 def without_volatile(doc: dict[str, Any], *, connections: bool) -> dict[str, Any]:
     """A status document without its timestamp (and connection states, which the store
     only knows from the last check)."""
-    out = json.loads(json.dumps(doc))
+    out: dict[str, Any] = json.loads(json.dumps(doc))
     out.pop("generatedAt")
     if not connections:
         for c in out["clusters"]:
