@@ -62,6 +62,8 @@ class DiffView:
     status: str  # Synced | OutOfSync
     diff: str  # unified diff, Secret values masked; empty when in sync
     warnings: tuple[str, ...] = ()
+    # Live sync status per resource: {group, kind, namespace, name, sync, reason}
+    resources: tuple[Mapping[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,7 @@ class DiffView:
             "status": self.status,
             "diff": self.diff,
             "warnings": list(self.warnings),
+            "resources": [dict(r) for r in self.resources],
         }
 
 
@@ -131,6 +134,17 @@ def engine_differ(home: Path) -> Differ:
             status=result.comparison.status.value,
             diff=result.comparison.diff_text(),
             warnings=tuple(result.warnings),
+            resources=tuple(
+                {
+                    "group": r.key.group,
+                    "kind": r.key.kind,
+                    "namespace": r.key.namespace,
+                    "name": r.key.name,
+                    "sync": r.status.value,
+                    "reason": "" if r.reason is None else str(r.reason.value),
+                }
+                for r in result.comparison.resources
+            ),
         )
 
     return run

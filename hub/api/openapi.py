@@ -225,6 +225,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "status": {"enum": ["Synced", "OutOfSync"]},
             "diff": _STR,
             "warnings": {"type": "array", "items": _STR},
+            "resources": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "group": _STR,
+                        "kind": _STR,
+                        "namespace": _STR,
+                        "name": _STR,
+                        "sync": _STR,
+                        "reason": _STR,
+                    }
+                ),
+            },
         }
     ),
     "SyncRequest": _obj({}, {"prune": {"type": "boolean"}, "revision": _NSTR}),

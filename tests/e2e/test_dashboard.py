@@ -446,6 +446,11 @@ def test_dashboard_shows_the_fleet_a_visible_degraded_cell_resources_and_syncs(
                 "document.getElementById('diff').textContent.includes('replicas')",
                 what="the drift in the diff",
             )
+            # the resource tree shows the live status from the comparison, not the last sync's
+            live = "#resources tr[data-key='apps/Deployment/api/api'] td.sync"
+            assert await page.evaluate(f'document.querySelector("{live}").textContent') == (
+                "OutOfSync"
+            )
             await page.evaluate("document.getElementById('sync-button').click()")
             await page.wait_for(
                 "!document.getElementById('token-form').hidden", what="the token prompt"

@@ -5,7 +5,7 @@
 
 const TOKEN_KEY = "gitops-hub-token";
 const POLL_MS = 5000;
-const state = { status: null, route: "", events: null, pollTimer: null, pending: null };
+const state = { status: null, route: "", events: null, pollTimer: null, pending: null, diff: null };
 
 function $(id) { return document.getElementById(id); }
 
@@ -152,12 +152,12 @@ function renderApp(app) {
   const head = el("tr", {}, ["Kind", "Name", "Namespace", "Wave", "Sync", "Health", "Message"].map((h) => el("th", {}, h)));
   const rows = resources.map((r) => el(
     "tr",
-    { class: `resource res-health-${r.health || "None"}`, dataset: { kind: r.kind, name: r.name } },
+    { class: `resource res-health-${r.health || "None"}`, dataset: { key: resourceKey(r) } },
     el("td", {}, r.group ? `${r.kind}.${r.group}` : r.kind),
     el("td", {}, r.name + (r.hook ? " (hook)" : "")),
     el("td", {}, r.namespace),
     el("td", { class: "num" }, r.wave),
-    el("td", {}, r.sync),
+    el("td", { class: "sync" }, r.sync),
     el("td", {}, r.health || ""),
     el("td", {}, r.message),
   ));
@@ -181,7 +181,31 @@ function renderHistory(items) {
   $("history").replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
 }
 
+function resourceKey(r) { return [r.group, r.kind, r.namespace, r.name].join("/"); }
+
+// The resource table comes from the last operation; the diff is the live comparison, so
+// its per-resource status replaces the Sync column (and adds what the operation missed).
+function mergeLive(diff) {
+  const body = $("resources").querySelector("tbody");
+  if (!body || !diff.resources) return;
+  for (const r of diff.resources) {
+    let row = [...body.querySelectorAll("tr.resource")].find((tr) => tr.dataset.key === resourceKey(r));
+    if (!row) {
+      row = el("tr", { class: "resource", dataset: { key: resourceKey(r) } },
+        el("td", {}, r.group ? `${r.kind}.${r.group}` : r.kind), el("td", {}, r.name),
+        el("td", {}, r.namespace), el("td", { class: "num" }, ""), el("td", { class: "sync" }, ""),
+        el("td", {}, ""), el("td", {}, r.reason));
+      body.append(row);
+    }
+    const cell = row.querySelector("td.sync");
+    cell.textContent = r.sync;
+    cell.className = `sync live sync-${r.sync}`;
+    cell.title = r.reason ? `live: ${r.reason}` : "live";
+  }
+}
+
 function renderDiff(diff) {
+  mergeLive(diff);
   const pre = $("diff");
   if (!diff.diff) {
     pre.textContent = `in sync with ${diff.revision.slice(0, 12)}`;
@@ -194,22 +218,30 @@ function renderDiff(diff) {
   )));
 }
 
-async function loadApp(name, withDiff) {
+// first: a new page (says it is comparing); later refreshes keep the shown diff until the
+// new one arrives. The diff is fetched again on every refresh: it is the live state.
+async function loadApp(name, first) {
   const base = "/api/v1/applications/" + encodeURIComponent(name);
   try {
     const [app, history] = await Promise.all([api(base), api(base + "/history")]);
     if (state.route !== "app/" + name) return;
     renderApp(app);
     renderHistory(history.items);
+    if (!first && state.diff && state.diff.name === name) mergeLive(state.diff.diff);
     showError("");
   } catch (err) {
     showError(`cannot read application ${name}: ${err.message}`);
     return;
   }
-  if (withDiff) {
+  if (first) {
+    state.diff = null;
     $("diff").textContent = "comparing with the cluster…";
-    api(base + "/diff").then(renderDiff, (err) => { $("diff").textContent = "diff unavailable: " + err.message; });
   }
+  api(base + "/diff").then((diff) => {
+    if (state.route !== "app/" + name) return;
+    state.diff = { name, diff };
+    renderDiff(diff);
+  }, (err) => { $("diff").textContent = "diff unavailable: " + err.message; });
 }
 
 // ------------------------------------------------------------------ actions and the token
