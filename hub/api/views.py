@@ -176,6 +176,19 @@ class FleetView:
             )
         return out
 
+    def app_states(self) -> list[AppState]:
+        """Just the columns a rollup needs: a status poll of 10,000 Applications must not
+        parse 10,000 specs (AppStore.list_apps does; this is several times cheaper)."""
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT name, appset, cluster, sync_status, health_status FROM applications "
+                "ORDER BY name"
+            ).fetchall()
+        return [
+            AppState(name=n, appset=s, cluster=c, sync=sync, health=health)
+            for n, s, c, sync, health in rows
+        ]
+
     def status(
         self,
         *,
@@ -185,7 +198,7 @@ class FleetView:
     ) -> FleetStatus:
         records = self.cluster_records()
         return build_status(
-            apps=[app_state(a) for a in self.apps.list_apps()],
+            apps=self.app_states(),
             clusters=records,
             connections=self.connections(live),
             last_syncs=self.last_syncs(),
