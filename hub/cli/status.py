@@ -325,13 +325,16 @@ def app_list_table(items: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def resource_lines(resources: Sequence[dict[str, Any]]) -> list[str]:
-    # 4 + 1 + 14 + 1 + 24 + 1 + 10 + 1 + 11 + 1 + 12 = 80 (namespaces: -o json)
+def resource_lines(resources: Sequence[dict[str, Any]], namespace: str = "") -> list[str]:
+    """Resources by wave. NAME is ``namespace/name`` unless the namespace is ``namespace``
+    (the destination's) or none (cluster-scoped), to fit 80 columns."""
+    # 4 + 1 + 14 + 1 + 24 + 1 + 10 + 1 + 11 + 1 + 12 = 80
     lines = [f"{'WAVE':>4} {'KIND':<14} {'NAME':<24} {'SYNC':<10} {'HEALTH':<11} MESSAGE"]
     ordered = sorted(resources, key=lambda r: (r["wave"], r["kind"], r["namespace"], r["name"]))
     for r in ordered:
+        name = r["name"] if r["namespace"] in ("", namespace) else f"{r['namespace']}/{r['name']}"
         lines.append(
-            f"{r['wave']:>4} {fit(r['kind'], 14)} {fit(r['name'], 24)} "
+            f"{r['wave']:>4} {fit(r['kind'], 14)} {fit(name, 24)} "
             f"{_state_word(r['sync'], SYNC_COLOURS, 10)} "
             f"{_state_word(r['health'] or '', HEALTH_COLOURS, 11)} {fit(r['message'], 12)}".rstrip()
         )
@@ -362,7 +365,12 @@ def app_detail_text(doc: dict[str, Any]) -> str:
                 f"{c['type']}: {c['message']}", WIDTH - 1, initial_indent="  ",
                 subsequent_indent="    ",
             )  # fmt: skip
-    lines += ["", f"Resources (from {doc['resourcesFrom']}):", *resource_lines(doc["resources"])]
+    lines += [
+        "",
+        f"Resources (from {doc['resourcesFrom']}; namespace {dest['namespace'] or '-'} unless "
+        "shown):",
+        *resource_lines(doc["resources"], dest["namespace"]),
+    ]
     return "\n".join(lines) + "\n"
 
 
