@@ -299,3 +299,25 @@ def test_appset_list_and_get(hub: Hub) -> None:
 def test_file_based_app_commands_still_need_a_name_or_a_file(hub: Hub) -> None:
     run = hub("app", "diff")
     assert run.exit_code == 2
+
+
+def test_on_a_terminal_degraded_is_red_and_columns_still_line_up(home: Path) -> None:
+    import re
+
+    import click
+    from click.testing import CliRunner
+
+    from hub.cli import main
+
+    result = CliRunner().invoke(main, ["--home", str(home), "status"], color=True)
+    assert result.exit_code == 0, result.output
+    assert "\x1b[31m" in result.output  # red
+    plain = click.unstyle(result.output)
+    assert max(len(line) for line in plain.splitlines()) <= 80
+    header = next(line for line in plain.splitlines() if line.startswith("CLUSTER"))
+    for cluster in ("east", "west"):
+        line = next(line for line in plain.splitlines() if line.startswith(cluster + " "))
+        counts = re.match(r"\S+\s+\S+\s+(\d+)", line)
+        assert counts is not None
+        # the APPS count ends under the end of its header, colour codes or not
+        assert counts.end(1) == header.index("APPS") + len("APPS")
