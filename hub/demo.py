@@ -431,7 +431,7 @@ class Demo:
             a = apps.get(name)
             if a is None or (a.sync_status, a.health_status) != ("Synced", "Healthy"):
                 return False
-            if sha is not None and a.synced_sha != sha:
+            if sha is not None and a.desired_sha != sha:
                 return False
         return True
 
@@ -448,7 +448,7 @@ class Demo:
             apps = self.apps()
             present = [apps[n] for n in self.expected if n in apps]
             synced = sum(
-                a.sync_status == "Synced" and (sha is None or a.synced_sha == sha) for a in present
+                a.sync_status == "Synced" and (sha is None or a.desired_sha == sha) for a in present
             )
             healthy = sum(a.health_status == "Healthy" for a in present)
             line = (
@@ -556,7 +556,9 @@ class Demo:
 
     def _payments_rolled_out(self, sha: str, tag: str) -> bool:
         for app in self._payments_apps():
-            if (app.sync_status, app.health_status, app.synced_sha) != ("Synced", "Healthy", sha):
+            # desired_sha: the commit the app was last compared at. A revert to manifests
+            # that are already live is Synced at the new commit without any operation.
+            if (app.sync_status, app.health_status, app.desired_sha) != ("Synced", "Healthy", sha):
                 return False
             assert app.cluster is not None
             image = self.payments_image(app.cluster)
@@ -574,6 +576,8 @@ class Demo:
         )
         orders: list[str] = []
         for app in self._payments_apps():
+            if _op_revision(app.operation_state) != sha:
+                raise StepFailed(f"{app.name}: its last operation did not sync {sha[:8]}")
             order = _wave_order(app.operation_state)
             if order is None:
                 raise StepFailed(f"{app.name}: its last operation recorded no resources")
