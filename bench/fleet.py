@@ -109,12 +109,16 @@ class RequestCounter:
                 self.counts[what] += 1
             return original(client, method, path, **kw)
 
-        KubeClient._request = counted  # type: ignore[method-assign]
+        KubeClient._request = counted  # type: ignore[method-assign,assignment]
 
     def take(self) -> Counter[str]:
         with self.lock:
             out, self.counts = self.counts, Counter()
         return out
+
+
+async def _run_sync_in_loop(fn: Callable[[], None]) -> None:
+    fn()  # workers are woken from their own event loop
 
 
 def rss_mb() -> float:
@@ -237,7 +241,12 @@ def run(args: argparse.Namespace, tmp: Path, kubeconfig: Path, n: int, m: int, t
             return original_eval(self, desired)
 
         ClusterWorker._evaluate = counted_eval  # type: ignore[method-assign]
-        portal.call(lambda: [w.wake(refresh_all=True) for w in hub.workers.values()])
+
+        def resync_all() -> None:
+            for worker in hub.workers.values():
+                worker.wake(refresh_all=True)
+
+        portal.call(_run_sync_in_loop, resync_all)
         wait_for("one compare per app", lambda: passes["n"] >= total, 300)
         resync = counter.take()
         ClusterWorker._evaluate = original_eval  # type: ignore[method-assign]
