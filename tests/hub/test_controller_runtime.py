@@ -99,3 +99,30 @@ def test_a_removed_cluster_s_worker_stops_and_shutdown_leaves_no_task(
         assert not hub.ready()
 
     run_checked(body)
+
+
+def test_a_requested_sync_runs_for_an_app_without_automated_sync(
+    home: tuple[Path, SimServer], run_checked: Callable[[Callable[[], Awaitable[None]]], None]
+) -> None:
+    path, _sim = home
+    hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+
+    def status(name: str) -> tuple[str, str]:
+        record = hub.apps.get(name)
+        assert record is not None
+        return record.sync_status, record.health_status
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            # Not automated: compared and reported, never synced on its own.
+            await wait_until(lambda: status("one")[0] == "OutOfSync", "one compared")
+            await hub.request_sync("one", who="test")
+            await wait_until(lambda: status("one") == ("Synced", "Healthy"), "one synced")
+            assert status("two")[0] == "OutOfSync"
+            record = hub.apps.get("one")
+            assert record is not None and record.operation_state is not None
+            assert record.operation_state["initiatedBy"]["username"] == "test"
+            await hub.shutdown()
+
+    run_checked(body)
