@@ -194,3 +194,31 @@ def test_a_hub_killed_mid_sync_records_the_interruption_and_runs_no_hook_twice(
             assert f.apps()["shop"].operation_state["phase"] == "Error"  # type: ignore[index]
         finally:
             assert stop_hub(f) == 0, f.hub_log()[-3000:]
+
+
+def test_sigterm_mid_sync_lets_the_operation_end_and_records_it(tmp_path: Path) -> None:
+    with SimServer(
+        clusters=[CLUSTER], ready_delay=2.0, kubeconfig_path=tmp_path / "sim.kubeconfig"
+    ) as sim:
+        f = make_fleet(
+            tmp_path,
+            sim,
+            {
+                "guestbook/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
+                "guestbook/hook.yaml": HOOK,
+            },
+        )
+        start_hub(f, "--git-poll", "600", "--resync", "600", "--port", str(free_port()))
+        wait_for("the hook Job created (sync in flight)", lambda: hook_jobs(f), timeout=60)
+        code = stop_hub(f)
+        assert code == 0, f.hub_log()[-3000:]
+        store = open_store(f.home)
+        try:
+            history = SyncHistory(store, lambda: load_keyring(f.home))
+            assert not history.interrupted()  # nothing left in flight for a restart to find
+            entries = history.entries("shop")
+            assert entries and entries[-1].phase.value in ("Succeeded", "Failed")
+        finally:
+            store.close()
+        state = f.apps()["shop"].operation_state
+        assert state is not None and state["phase"] in ("Succeeded", "Failed")
