@@ -181,6 +181,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "health": _NSTR,
             "message": _STR,
             "hook": {"type": "boolean"},
+            "phase": _STR,
         }
     ),
     "ResourceList": _obj(

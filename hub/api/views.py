@@ -84,6 +84,7 @@ def _resource(raw: Mapping[str, Any]) -> dict[str, Any]:
         "health": None if health is None else str(health),
         "message": message,
         "hook": bool(raw.get("hook") or raw.get("hookType")),
+        "phase": str(raw.get("phase") or raw.get("syncPhase") or ""),  # PreSync, Sync...
     }
 
 

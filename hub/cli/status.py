@@ -493,8 +493,10 @@ def _follow(fleet: Fleet, name: str, last_id: int, timeout: float) -> None:
         history = fleet.history(name)
         if history and history[-1]["id"] > last_id and op is None:
             entry = history[-1]
+            for line in phase_wave_lines(entry["resources"]):
+                click.echo(line)
             click.echo(f"{entry['phase']}: {entry['message']}")
-            for line in resource_lines(entry["resources"]):
+            for line in resource_lines(entry["resources"], doc["destination"]["namespace"]):
                 click.echo(line)
             # Health settles after the operation: give the hub a moment to record it.
             doc = _settle(fleet, name, deadline)
@@ -507,7 +509,25 @@ def _follow(fleet: Fleet, name: str, last_id: int, timeout: float) -> None:
         if time.monotonic() > deadline:
             click.echo(f"timed out after {timeout:g}s waiting for the sync of {name}", err=True)
             raise click.exceptions.Exit(1)
-        time.sleep(0.5)
+        time.sleep(0.2)
+
+
+PHASE_ORDER = ("PreSync", "Sync", "PostSync", "SyncFail", "PostDelete")
+
+
+def phase_wave_lines(resources: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per phase and wave of a finished operation: how many resources had which
+    result (``Sync wave 1: 2 Synced, 1 SyncFailed``)."""
+    groups: dict[tuple[int, int, str], dict[str, int]] = {}
+    for r in resources:
+        phase = r.get("phase") or "Sync"
+        rank = PHASE_ORDER.index(phase) if phase in PHASE_ORDER else len(PHASE_ORDER)
+        results = groups.setdefault((rank, r["wave"], phase), {})
+        results[r["sync"] or "?"] = results.get(r["sync"] or "?", 0) + 1
+    return [
+        f"  {phase} wave {wave}: " + ", ".join(f"{n} {result}" for result, n in results.items())
+        for (_, wave, phase), results in sorted(groups.items())
+    ]
 
 
 def _settle(fleet: Fleet, name: str, deadline: float) -> dict[str, Any]:

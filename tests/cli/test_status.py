@@ -321,3 +321,21 @@ def test_on_a_terminal_degraded_is_red_and_columns_still_line_up(home: Path) -> 
         assert counts is not None
         # the APPS count ends under the end of its header, colour codes or not
         assert counts.end(1) == header.index("APPS") + len("APPS")
+
+
+def test_a_finished_operation_is_summed_up_per_phase_and_wave() -> None:
+    from hub.cli.status import phase_wave_lines
+
+    def res(phase: str, wave: int, sync: str) -> dict[str, Any]:
+        return {"phase": phase, "wave": wave, "sync": sync}
+
+    lines = phase_wave_lines(
+        [res("Sync", 1, "Synced"), res("PostSync", 0, "Synced"), res("Sync", 1, "SyncFailed"),
+         res("PreSync", 0, "Synced"), res("Sync", -1, "Synced"), res("Sync", 1, "Synced")]
+    )  # fmt: skip
+    assert lines == [
+        "  PreSync wave 0: 1 Synced",
+        "  Sync wave -1: 1 Synced",
+        "  Sync wave 1: 2 Synced, 1 SyncFailed",
+        "  PostSync wave 0: 1 Synced",
+    ]

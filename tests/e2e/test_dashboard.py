@@ -487,6 +487,7 @@ def test_dashboard_shows_the_fleet_a_visible_degraded_cell_resources_and_syncs(
 
 
 def test_the_cli_diffs_and_syncs_an_application_by_name_through_the_hub(fleet: Fleet) -> None:
+    wait_for("the fleet synced with one failure", lambda: settled(fleet), timeout=120)
     run_kubectl(fleet.sim.kubeconfig_path, "scale", "deployment", "api", "-n", "api",
                 "--replicas=4", context="east")  # fmt: skip
     wait_for("east-api OutOfSync", lambda: fleet.apps().get("east-api", ("",))[0] == "OutOfSync")
@@ -497,7 +498,9 @@ def test_the_cli_diffs_and_syncs_an_application_by_name_through_the_hub(fleet: F
         "app", "sync", "east-api", "--wait", "--server", fleet.url, "--timeout", "120"
     )
     assert synced.exit_code == 0, synced.output
+    print(synced.stdout)  # for a human running with -s: what --wait shows
     assert "Succeeded" in synced.stdout and "east-api: Synced / Healthy" in synced.stdout
+    assert "Sync wave 0: 1 Synced" in synced.stdout
     assert (
         fleet.kubectl_json("east", "get", "deployment", "api", "-n", "api")["spec"]["replicas"] == 2
     )
