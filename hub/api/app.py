@@ -166,7 +166,7 @@ async def _in_thread(request: web.Request, fn: Callable[[], T]) -> T:
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=lambda d: json.dumps(d, sort_keys=False))
+    return web.json_response(data, status=status)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -630,7 +630,3 @@ def create_api_app(
 
     app.on_response_prepare.append(security_headers)
     return app
-
-
-def route_table() -> Mapping[tuple[str, str], Route]:
-    return {(r.method, r.path): r for r in ROUTES}
