@@ -659,8 +659,8 @@ class Demo:
             "for the HPA)"
         )
         return (
-            f"{cluster}: users scaled to {scaled} by hand; the hub saw the drift and a "
-            f"self-heal sync put it back to {declared} (kubectl)"
+            f"{cluster}: users scaled to {scaled} by hand; the hub saw the drift and an "
+            f"{trigger} sync put it back to {declared} (kubectl)"
         )
 
     def _drift_target(self) -> tuple[str, str]:
@@ -674,10 +674,10 @@ class Demo:
             key=lambda a: a.name,
         )
         prod = [a for a in users if a.cluster and a.cluster.startswith("prod")]
-        chosen = (prod or users or [None])[0]
-        if chosen is None or chosen.cluster is None:
+        candidates = prod or users
+        if not candidates or candidates[0].cluster is None:
             raise StepFailed("no users Application to cause drift on")
-        return chosen.cluster, chosen.name
+        return candidates[0].cluster, candidates[0].name
 
     def step_crash(self) -> str:
         sha = self._bump("1.2.0-crashloop", None, "payments: release 1.2.0")
