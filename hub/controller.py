@@ -280,7 +280,7 @@ class Hub:
         self.apps = AppStore(self.store)
         self.history = SyncHistory(self.store, lambda: load_keyring(self.home))
         self.repo_cache = RepoCache(self.home)
-        self.repos = SerializedSources(self.repo_cache)
+        self.repos = SerializedSources(self.repo_cache, self.metrics)
         self.book = RevisionBook(self.repos, self._git_limiter)
         self.git = HubGit(remote=MaterializedGit(self.repos))
         self.appsets = AppSetController(
@@ -420,6 +420,7 @@ class Hub:
         """One poll cycle; returns the errors (sources that could not be loaded, repos that
         could not be fetched)."""
         self.book.new_cycle()
+        self.repos.new_cycle()
         await anyio.to_thread.run_sync(self.git.refresh)
         before = self.book.snapshot()
         async with self._appset_lock:

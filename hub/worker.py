@@ -249,17 +249,41 @@ def delete_app_resources(
 
 
 class SerializedSources:
-    """``RepoCache`` with every call serialised: GitPython's ``Repo`` objects it shares are
-    not safe to read from several threads at once (concurrent ``materialize`` of one commit
-    read corrupt tree entries). Exported trees are cached on disk, so the lock is short."""
+    """``RepoCache`` with every call serialised, and revisions resolved once per poll cycle.
 
-    def __init__(self, repos: RepoCache) -> None:
+    GitPython's ``Repo`` objects the cache shares are not safe to read from several threads
+    at once (concurrent ``materialize`` of one commit read corrupt tree entries); exported
+    trees are cached on disk, so the lock is short. ``RepoCache.resolve`` fetches on every
+    call, so a (repo, revision) resolved in this cycle is answered from memory: sources,
+    git generators and Applications reading one repository cause one fetch per cycle."""
+
+    def __init__(self, repos: RepoCache, metrics: Metrics | None = None) -> None:
         self._repos = repos
         self._lock = threading.Lock()
+        self._resolved: dict[tuple[str, str], str] = {}
+        self.metrics = metrics
+
+    def new_cycle(self) -> None:
+        with self._lock:
+            self._resolved.clear()
 
     def resolve(self, repo_url: str, revision: str) -> str:
         with self._lock:
-            return self._repos.resolve(repo_url, revision)
+            key = (repo_url, revision)
+            found = self._resolved.get(key)
+            if found is not None:
+                return found
+            started = time.monotonic()
+            try:
+                sha = self._repos.resolve(repo_url, revision)
+            except HubError:
+                if self.metrics is not None:
+                    self.metrics.observe_git_fetch(repo_url, time.monotonic() - started, ok=False)
+                raise
+            if self.metrics is not None:
+                self.metrics.observe_git_fetch(repo_url, time.monotonic() - started)
+            self._resolved[key] = sha
+            return sha
 
     def materialize(self, repo_url: str, sha: str) -> Path:
         with self._lock:
