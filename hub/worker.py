@@ -55,7 +55,9 @@ from hub.sync.diff import AppComparison, JqRunner, SyncStatus, compare_app
 from hub.sync.engine import (
     COMMON_KINDS,
     CancelToken,
+    EventKind,
     OperationResult,
+    ProgressEvent,
     SyncRequest,
     sync_application,
 )
@@ -824,16 +826,23 @@ class ClusterWorker:
             async with self.cluster_syncs, self.svc.global_syncs:
                 if self.svc.draining() or token.cancelled:
                     return
-                await self._write(
-                    name,
-                    operation={
-                        "phase": OperationPhase.RUNNING.value,
-                        "trigger": request.trigger.value,
-                        "startedAt": _now().isoformat(),
-                        "syncResult": {"revision": engine_request.revision},
-                        "message": "running",
-                    },
-                )
+                running = {
+                    "phase": OperationPhase.RUNNING.value,
+                    "trigger": request.trigger.value,
+                    "startedAt": _now().isoformat(),
+                    "syncResult": {"revision": engine_request.revision},
+                    "message": "running",
+                }
+                await self._write(name, operation=running)
+
+                def progress(event: ProgressEvent) -> None:
+                    # In the engine's thread: each wave (and retry) is recorded as it starts,
+                    # so the API shows where a long sync is; resource events are not.
+                    if event.kind in (EventKind.WAVE, EventKind.RETRY):
+                        self.svc.apps.set_status(
+                            name, operation_state={**running, "message": event.message}
+                        )
+
                 # Shielded: on shutdown or cluster removal the token stops the engine at its
                 # next check and the result is still recorded below.
                 with anyio.CancelScope(shield=True):
@@ -847,6 +856,7 @@ class ClusterWorker:
                             history=self.svc.history,
                             health_rules=self.svc.health_rules,
                             jq_runner=self.svc.jq,
+                            on_event=progress,
                             cancel=token,
                         )
                     )
