@@ -214,11 +214,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                     proc.wait()
 
 
-def settled(fleet: Fleet) -> dict[str, tuple[str, str]] | None:
+def settled(fleet: Fleet, *, drifted: bool = False) -> dict[str, tuple[str, str]] | None:
+    """The fleet as the story expects it: all Synced and Healthy but west-api (Degraded),
+    and with ``drifted`` east-api may be OutOfSync."""
     try:
         apps = fleet.apps()
     except OSError:
         return None  # the API is not up yet
+    if drifted and apps.get("east-api", ("",))[0] == "OutOfSync":
+        apps = {**apps, "east-api": ("Synced", "Healthy")}
     want_good = ["east-guestbook", "west-guestbook", "north-guestbook", "east-api"]
     if any(apps.get(n) != ("Synced", "Healthy") for n in want_good):
         return None
@@ -388,6 +392,10 @@ def test_dashboard_shows_the_fleet_a_visible_degraded_cell_resources_and_syncs(
     fleet: Fleet, tmp_path: Path
 ) -> None:
     assert CHROMIUM is not None
+    wait_for("the fleet synced", lambda: settled(fleet, drifted=True), timeout=120)
+    if fleet.apps()["east-api"][0] != "OutOfSync":  # run alone: make the drift here
+        run_kubectl(fleet.sim.kubeconfig_path, "scale", "deployment", "api", "-n", "api",
+                    "--replicas=5", context="east")  # fmt: skip
     wait_for("the failure and the drift", lambda: (a := fleet.apps()) and a.get("east-api", ("",))[0] == "OutOfSync" and a.get("west-api", ("", ""))[1] == "Degraded")  # fmt: skip
     token = read_token(fleet.home)
     assert token is not None

@@ -130,6 +130,21 @@ async function loadOverview() {
   } catch (err) {
     showError("cannot read the fleet status: " + err.message);
   }
+  loadAppSetErrors();
+}
+
+// An ApplicationSet whose generator, template or Git read failed keeps its Applications
+// (and so looks fine in the matrix): say so above it.
+async function loadAppSetErrors() {
+  let sets;
+  try { sets = (await api("/api/v1/applicationsets")).items; } catch (_) { return; }
+  const items = [];
+  for (const set of sets) {
+    const failing = set.conditions.filter((c) => c.type === "ErrorOccurred" && c.status === "True");
+    const message = set.lastError || (failing[0] && failing[0].message);
+    if (message) items.push(el("li", { dataset: { appset: set.name } }, `ApplicationSet ${set.name}: ${message}`));
+  }
+  $("appset-errors").replaceChildren(...items);
 }
 
 // ------------------------------------------------------------------ application page
@@ -295,6 +310,7 @@ function live(on) {
 
 function onStatus(status) {
   renderOverview(status);
+  loadAppSetErrors();
   if (state.route.startsWith("app/")) loadApp(state.route.slice(4), false);
 }
 
