@@ -299,6 +299,7 @@ class Hub:
             global_calls=self.global_calls,
             watch_threads=self.watch_threads,
             store_calls=self._store_limiter,
+            sync_threads=anyio.CapacityLimiter(self.options.global_syncs),
             cluster_syncs=self.options.cluster_syncs,
             cluster_calls=self.options.cluster_calls,
             jq=self.jq,

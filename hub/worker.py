@@ -311,6 +311,7 @@ class WorkerServices:
     global_calls: anyio.CapacityLimiter
     watch_threads: anyio.CapacityLimiter
     store_calls: anyio.CapacityLimiter
+    sync_threads: anyio.CapacityLimiter  # threads of running syncs (as many as global syncs)
     cluster_syncs: int = 2
     cluster_calls: int = 4
     jq: JqRunner | None = None
@@ -434,10 +435,11 @@ class ClusterWorker:
             self._stop_watches()
 
     async def _call(self, fn: Callable[[], T], *, abandon: bool = False) -> T:
-        """A blocking cluster call under the cluster's and the global limiter."""
-        async with self.svc.global_calls:
+        """A blocking cluster call under the cluster's limiter, then the global one (in that
+        order: calls queued behind a slow cluster must not hold global capacity)."""
+        async with self.cluster_calls:
             return await anyio.to_thread.run_sync(
-                fn, limiter=self.cluster_calls, abandon_on_cancel=abandon
+                fn, limiter=self.svc.global_calls, abandon_on_cancel=abandon
             )
 
     async def _db(self, fn: Callable[[], T]) -> T:
@@ -858,7 +860,8 @@ class ClusterWorker:
                             jq_runner=self.svc.jq,
                             on_event=progress,
                             cancel=token,
-                        )
+                        ),
+                        limiter=self.svc.sync_threads,
                     )
                     self._record(name, request, result)
                     await self._write(
@@ -975,7 +978,8 @@ class ClusterWorker:
                         history=self.svc.history,
                         health_rules=self.svc.health_rules,
                         jq_runner=self.svc.jq,
-                    )
+                    ),
+                    limiter=self.svc.sync_threads,
                 )
             out[rec.name] = result
             await self._write(
