@@ -44,6 +44,8 @@ spec:
   template:
     metadata:
       name: '{{{{name}}}}-guestbook'
+      finalizers:
+        - resources-finalizer.argocd.argoproj.io
     spec:
       project: default
       source:
@@ -188,3 +190,16 @@ def test_kubectl_scale_drift_is_healed_without_a_git_change(fleet: Fleet) -> Non
     wait_for("replicas back to 2 (self-heal)", healed, timeout=30)
     assert fleet.repo.git("rev-parse", "HEAD") == before
     wait_for("the app Synced again", lambda: fleet.all_good(CLUSTERS[:3], "nginx:1.27"))
+
+
+def test_a_cluster_relabelled_out_of_the_selector_has_its_app_deleted_with_its_resources(
+    fleet: Fleet,
+) -> None:
+    # The resources finalizer asks for a cascade: the worker deletes what the app tracks,
+    # then the record goes (unlike `hub cluster rm`, which leaves workloads running).
+    leaving = CLUSTERS[2]
+    fleet.cli.ok("cluster", "label", leaving, "env=dev")
+    wait_for("its app gone", lambda: f"{leaving}-guestbook" not in fleet.apps())
+    assert fleet.deployment(leaving) is None
+    assert fleet.kubectl(leaving, "get", "configmap", "settings", "-n", NS).returncode != 0
+    assert fleet.all_good(CLUSTERS[:2], "nginx:1.27")
