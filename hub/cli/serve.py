@@ -25,6 +25,7 @@ async def _serve_api(
     from aiohttp import web
 
     from hub.api.app import create_api_app
+    from hub.api.client import remove_serve_file, write_serve_file
     from hub.api.token import load_or_create_token
 
     assert hub.metrics is not None
@@ -40,11 +41,16 @@ async def _serve_api(
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        log.info("HTTP API on http://%s:%d", host, port)
-        click.echo(f"HTTP API and dashboard on http://{host}:{port}/", err=True)
+        bound = runner.addresses[0][1] if runner.addresses else port  # --port 0: the one given
+        url = f"http://{host}:{bound}"
+        # Where the CLI finds this hub (hub status, hub app sync NAME ...).
+        write_serve_file(hub.home, url=url)
+        log.info("HTTP API on %s", url)
+        click.echo(f"HTTP API and dashboard on {url}/", err=True)
         await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):
+            remove_serve_file(hub.home)
             await runner.cleanup()
 
 

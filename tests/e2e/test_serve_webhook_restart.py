@@ -111,6 +111,8 @@ def test_a_push_webhook_syncs_without_waiting_for_the_poll(fleet: Fleet) -> None
     start_hub(fleet, "--git-poll", "600", "--resync", "600", "--port", str(port))
     try:
         wait_for("the first sync", lambda: shop_ok(fleet, "nginx:1.25"), timeout=60)
+        serve_file = fleet.home / "serve.json"
+        assert json.loads(serve_file.read_text())["url"] == f"http://127.0.0.1:{port}"
         fleet.commit_image("nginx:1.26")
         body = json.dumps(
             {"ref": "refs/heads/main", "repository": {"clone_url": str(fleet.repo.path)}}
@@ -127,6 +129,7 @@ def test_a_push_webhook_syncs_without_waiting_for_the_poll(fleet: Fleet) -> None
         wait_for("the pushed image", lambda: shop_ok(fleet, "nginx:1.26"), timeout=60)
     finally:
         assert stop_hub(fleet) == 0, fleet.hub_log()[-3000:]
+    assert not (fleet.home / "serve.json").exists()  # the CLI falls back to the store
 
 
 def reconciles(port: int) -> int:
