@@ -10,6 +10,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from clusters.connect import build_connection
+from clusters.kube import KubeClient
+from clusters.kubeconfig import BearerToken, TLSSettings
+from clusters.registry import ClusterCredentials
 from clusters.sim import SimServer
 from hub.controller import Hub, HubOptions
 from hub.errors import HubError
@@ -28,6 +32,20 @@ spec:
   source: {{repoURL: {repo}, targetRevision: main, path: app}}
   destination: {{name: {cluster}, namespace: default}}
 """
+
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{v: '{value}'}}\n"
+
+
+def sim_client(sim: SimServer, name: str) -> KubeClient:
+    creds = ClusterCredentials(
+        name=name,
+        server=sim.server_url(name),
+        tls=TLSSettings(ca_data=sim.ca_pem),
+        credential=BearerToken(token=sim.token(name)),
+        credential_rev="t",
+    )
+    return KubeClient(build_connection(creds))
 
 
 @pytest.fixture
@@ -54,14 +72,18 @@ async def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[tuple[Path, SimServer]]:
+def repo(tmp_path: Path) -> GitRepo:
+    return GitRepo(tmp_path / "repo")
+
+
+@pytest.fixture
+def home(tmp_path: Path, repo: GitRepo) -> Iterator[tuple[Path, SimServer]]:
     with SimServer(clusters=["a", "b"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
-        repo = GitRepo(tmp_path / "repo")
         repo.write(
             {
                 "apps/a.yaml": APP.format(name="one", repo=repo.path, cluster="a"),
                 "apps/b.yaml": APP.format(name="two", repo=repo.path, cluster="b"),
-                "app/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+                "app/cm.yaml": CM.format(value="1"),
             }
         )
         cli = Cli(tmp_path / "home")
@@ -126,3 +148,40 @@ def test_a_requested_sync_runs_for_an_app_without_automated_sync(
             await hub.shutdown()
 
     run_checked(body)
+
+
+def test_a_rollback_reapplies_the_manifests_of_a_history_entry(
+    home: tuple[Path, SimServer],
+    repo: GitRepo,
+    run_checked: Callable[[Callable[[], Awaitable[None]]], None],
+) -> None:
+    path, sim = home
+    hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+    client = sim_client(sim, "a")
+
+    def greeting() -> str | None:
+        obj = client.get_or_none(client.resource_for("", "ConfigMap"), "c", "default")
+        return None if obj is None else (obj.get("data") or {}).get("v")
+
+    def ids() -> list[int]:
+        return [e.id for e in hub.history.entries("one")]
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            await hub.request_sync("one")
+            await wait_until(lambda: greeting() == "1" and bool(ids()), "first sync recorded")
+            first = ids()[-1]
+            repo.write({"app/cm.yaml": CM.format(value="2")})
+            await hub.request_refresh(None)  # fetch now
+            await wait_until(lambda: hub.apps.get("one").sync_status == "OutOfSync", "drift")  # type: ignore[union-attr]
+            await hub.request_sync("one")
+            await wait_until(lambda: greeting() == "2" and len(ids()) == 2, "second sync")
+            await hub.request_rollback("one", first, who="test")
+            await wait_until(lambda: greeting() == "1", "rolled back")
+            await wait_until(lambda: len(ids()) == 3, "the rollback recorded")
+            assert hub.history.entries("one")[-1].trigger.value == "rollback"
+            await hub.shutdown()
+
+    run_checked(body)
+    client.connection.close()
