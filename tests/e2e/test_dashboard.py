@@ -85,6 +85,14 @@ spec:
         syncOptions: [CreateNamespace=true]
 """
 
+# The same set with a template that names a parameter no generator gives: an error of
+# the set (ErrorOccurred), which keeps its Applications.
+BROKEN_API_SET = (
+    API_SET.replace("metadata:\n  name: api\nspec:\n", "metadata:\n  name: api\nspec:\n"
+                    "  goTemplate: true\n  goTemplateOptions: [missingkey=error]\n")
+    .replace("'{{{{name}}}}-api'", "'{{{{ .nosuch }}}}-api'")
+)  # fmt: skip
+
 DEPLOYMENT = """
 apiVersion: apps/v1
 kind: Deployment
@@ -134,7 +142,8 @@ def free_port() -> int:
 
 
 class Fleet:
-    def __init__(self, home: Path, sim: SimServer, url: str, log: Path) -> None:
+    def __init__(self, home: Path, sim: SimServer, url: str, log: Path, repo: GitRepo) -> None:
+        self.repo = repo
         self.home = home
         self.sim = sim
         self.url = url
@@ -202,7 +211,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                  "--git-poll", "2", "--resync", "30", "--port", str(port)],
                 stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
             )  # fmt: skip
-            f = Fleet(home, sim, f"http://127.0.0.1:{port}", log)
+            f = Fleet(home, sim, f"http://127.0.0.1:{port}", log, repo)
             try:
                 yield f
             finally:
@@ -486,6 +495,7 @@ def test_dashboard_shows_the_fleet_a_visible_degraded_cell_resources_and_syncs(
             )
             assert await page_numbers(page) == dashboard_numbers(fleet.api_status())
             save_shot(await page.screenshot(shots / "dashboard-after-sync.png"))
+
             assert not [m for m in browser.console if m.startswith("exception")], browser.console
 
     asyncio.run(scenario())
@@ -515,3 +525,44 @@ def test_the_cli_diffs_and_syncs_an_application_by_name_through_the_hub(fleet: F
     assert fleet.cli("app", "diff", "east-api", "--server", fleet.url).exit_code == 0
     history = json.loads(fleet.cli.ok("app", "history", "east-api", "-o", "json").stdout)
     assert history[-1]["phase"] == "Succeeded" and history[-1]["initiatedBy"] == "api"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_a_failing_applicationset_is_named_on_the_dashboard(fleet: Fleet, tmp_path: Path) -> None:
+    assert CHROMIUM is not None
+    wait_for("the fleet synced", lambda: settled(fleet, drifted=True), timeout=120)
+    shots = tmp_path / "artifacts"
+
+    async def scenario() -> None:
+        async with Browser.launch(CHROMIUM, tmp_path / "profile") as browser:
+            page = await browser.new_page(fleet.url + "/")
+            await page.wait_for(
+                "document.querySelectorAll('#matrix td.cell').length >= 5", what="the matrix"
+            )
+            assert await page.evaluate("document.querySelectorAll('#appset-errors li').length") == 0
+            # a set whose template fails keeps its Applications; the page names the error
+            good = fleet.repo.path.joinpath("appsets/api.yaml").read_text()
+            fleet.repo.write({"appsets/api.yaml": BROKEN_API_SET.format(repo=fleet.repo.path)})
+            try:
+                await page.wait_for(
+                    "document.querySelector('#appset-errors li[data-appset=api]')?.textContent",
+                    what="the set's error on the overview",
+                    timeout=60,
+                )
+                assert (
+                    await page.evaluate(
+                        "document.querySelectorAll('#matrix td[data-appset=api]').length"
+                    )
+                    == 2
+                )
+                save_shot(await page.screenshot(shots / "dashboard-appset-error.png"))
+            finally:
+                fleet.repo.write({"appsets/api.yaml": good}, "fix the api set")
+            await page.wait_for(
+                "document.querySelectorAll('#appset-errors li').length === 0",
+                what="the error gone",
+                timeout=60,
+            )
+            assert not [m for m in browser.console if m.startswith("exception")], browser.console
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@
 
 const TOKEN_KEY = "gitops-hub-token";
 const POLL_MS = 5000;
+const ERRORS_POLL_MS = 5000;
 const state = { status: null, route: "", events: null, pollTimer: null, pending: null, diff: null };
 
 function $(id) { return document.getElementById(id); }
@@ -353,4 +354,6 @@ document.addEventListener("DOMContentLoaded", () => {
   window.addEventListener("hashchange", route);
   loadOverview().then(route);
   startEvents();
+  // Set errors do not change the rollup, so the event stream does not announce them.
+  setInterval(() => { if (!state.route.startsWith("app/")) loadAppSetErrors(); }, ERRORS_POLL_MS);
 });
