@@ -89,12 +89,28 @@ function renderMatrix(status) {
   table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
 }
 
+function ago(time) {
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(time)) / 1000));
+  for (const [unit, size] of [["d", 86400], ["h", 3600], ["m", 60]]) {
+    if (seconds >= size) return `${Math.floor(seconds / size)}${unit} ago`;
+  }
+  return `${seconds}s ago`;
+}
+
 function renderClusters(status) {
   const table = $("clusters");
-  const head = el("tr", {}, ["Cluster", "Connection", "Apps", "Synced", "OutOfSync", "Sync Unknown", "Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Health Unknown", "Last sync"].map((h) => el("th", {}, h)));
+  const top = el("tr", {},
+    ["Cluster", "Connection", "Apps"].map((h) => el("th", { rowspan: "2" }, h)),
+    el("th", { colspan: "3", class: "group" }, "Sync"),
+    el("th", { colspan: "6", class: "group" }, "Health"),
+    el("th", { rowspan: "2" }, "Last sync"));
+  const sub = el("tr", {}, ["Synced", "OutOfSync", "Unknown", "Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"].map((h) => el("th", { class: "sub" }, h)));
   const rows = status.clusters.map((c) => {
     const a = c.applications;
-    const last = c.lastSync ? `${c.lastSync.time.replace("T", " ").replace(/\..*|Z$/, "")} ${c.lastSync.revision.slice(0, 8)} (${c.lastSync.phase})` : "never";
+    const last = c.lastSync
+      ? el("span", { title: `${c.lastSync.time} ${c.lastSync.app} ${c.lastSync.phase} at ${c.lastSync.revision}` },
+        `${ago(c.lastSync.time)} ${c.lastSync.revision.slice(0, 7)}`, c.lastSync.phase === "Succeeded" ? "" : ` (${c.lastSync.phase})`)
+      : "never";
     return el(
       "tr",
       { dataset: { cluster: c.name, connection: c.connection.state } },
@@ -113,7 +129,7 @@ function renderClusters(status) {
       el("td", {}, last),
     );
   });
-  table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
+  table.replaceChildren(el("thead", {}, top, sub), el("tbody", {}, rows));
 }
 
 function renderOverview(status) {
