@@ -543,7 +543,11 @@ def delete_cluster_resources(home: Path, cluster: str) -> list[str]:
     """``hub cluster rm NAME --cascade``, before the cluster is removed: mark every
     Application of the cluster for deletion (so a running hub stops syncing them and
     deletes too; deletes are idempotent), then delete what each tracks through the normal
-    deletion path and wait for it. Returns the problems; empty when everything is gone."""
+    deletion path and wait for it. Returns the problems; empty when everything is gone.
+
+    The records stay (marked deleting) for the removal of the cluster to prune: were they
+    removed here, a running hub's ApplicationSet controller could generate them again for
+    the still-registered cluster and sync the workloads back before the cluster goes."""
     registry = open_registry(home)
     store = open_store(home)
     try:
@@ -559,9 +563,7 @@ def delete_cluster_resources(home: Path, cluster: str) -> list[str]:
                 problem = delete_app_resources(kube, rec)
             except (ClusterError, SyncError) as exc:
                 problem = f"{rec.name}: {exc}"
-            if problem is None:
-                apps.finish_deletion(rec.name)
-            else:
+            if problem is not None:
                 problems.append(problem)
         return problems
     finally:
