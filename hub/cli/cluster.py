@@ -317,12 +317,22 @@ def remove_cluster(registry: Registry, name: str, *, yes: bool) -> ClusterRecord
 @cluster.command("rm")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--cascade",
+    is_flag=True,
+    help="First delete every resource the hub manages on the cluster, and wait for it.",
+)
 @click.pass_obj
-def rm(obj: HubContext, name: str, yes: bool) -> None:
+def rm(obj: HubContext, name: str, yes: bool, cascade: bool) -> None:
     """Unregister cluster NAME, delete its stored credential and its Applications.
 
     Like Argo CD when a cluster Secret goes away, the workloads on the cluster are left
-    running (no longer managed by the hub)."""
+    running (no longer managed by the hub). With --cascade they are deleted first, through
+    the same deletion path as an Application with the resources finalizer; the cluster is
+    removed only once that succeeded."""
+    if cascade:
+        _cascade(obj, name, yes=yes)
+        yes = True  # confirmed above
     with _registry(obj) as registry:
         removed = remove_cluster(registry, name, yes=yes)
     if removed is None:
@@ -339,6 +349,32 @@ def rm(obj: HubContext, name: str, yes: bool) -> None:
         )
     else:
         click.echo(f"no Applications targeted {name}; nothing on the cluster was touched")
+
+
+def _cascade(obj: HubContext, name: str, *, yes: bool) -> None:
+    from hub.controller import delete_cluster_resources
+
+    with _registry(obj) as registry:
+        record = registry.get(name)
+    if not yes and not click.confirm(
+        f"Delete every resource the hub manages on {record.name} ({record.server}), then "
+        "remove the cluster?",
+        default=False,
+        err=True,
+    ):
+        click.echo("aborted; nothing removed", err=True)
+        raise click.exceptions.Exit(1)
+    problems = delete_cluster_resources(obj.home, name)
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo(
+            f"cluster {name} kept: not every managed resource is gone; its Applications stay "
+            "marked for deletion (a running hub keeps deleting); run this again",
+            err=True,
+        )
+        raise click.exceptions.Exit(1)
+    click.echo(f"every resource the hub managed on {name} was deleted")
 
 
 def _prune_apps(obj: HubContext, name: str) -> list[str]:

@@ -68,9 +68,7 @@ def test_once_exits_by_whether_everything_is_synced_and_healthy(
         assert all(a.operation_state for a in apps.values())  # each app's sync is recorded
 
 
-def test_cascade_removal_deletes_what_the_hub_manages_on_the_cluster(tmp_path: Path) -> None:
-    from hub.controller import delete_cluster_resources
-
+def test_cluster_rm_cascade_deletes_what_the_hub_manages_then_the_cluster(tmp_path: Path) -> None:
     with SimServer(clusters=["one"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
         repo = GitRepo(tmp_path / "repo")
         repo.write(
@@ -88,8 +86,10 @@ def test_cascade_removal_deletes_what_the_hub_manages_on_the_cluster(tmp_path: P
         f.cli.ok("serve", "--once", "--timeout", "20")
         unmanaged = f.kubectl("one", "create", "configmap", "mine", "-n", "web")
         assert unmanaged.returncode == 0, unmanaged.stderr
-        assert delete_cluster_resources(f.home, "one") == []
-        assert [a.deletion for a in f.apps().values()] == ["deleting"]  # pruned by the rm
+        run = f.cli.ok("cluster", "rm", "one", "--cascade", "--yes")
+        assert "every resource the hub managed on one was deleted" in run.stdout
+        assert f.cli.names() == []
+        assert f.apps() == {}
         assert f.kubectl("one", "get", "deployment", "web", "-n", "web").returncode != 0
         assert f.kubectl("one", "get", "configmap", "settings", "-n", "web").returncode != 0
         # never touches what the hub does not track
