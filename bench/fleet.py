@@ -166,6 +166,9 @@ def main() -> None:
     parser.add_argument("--apps", type=int, default=10)
     parser.add_argument("--drift-samples", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--no-baseline", action="store_true", help="Skip the kubectl apply loop (large fleets)."
+    )
     args = parser.parse_args()
     n, m = args.clusters, args.apps
     total = n * m
@@ -288,6 +291,9 @@ def run(args: argparse.Namespace, tmp: Path, kubeconfig: Path, n: int, m: int, t
         portal.call(hub.shutdown)
         future.result(timeout=120)
     store.close()
+    if args.no_baseline:
+        print(json.dumps(figures, indent=2, sort_keys=True))
+        return
 
     # Push-CI baseline: the same manifests, kubectl apply cluster after cluster.
     manifests = tmp / "baseline"
