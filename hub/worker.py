@@ -378,6 +378,7 @@ class ClusterWorker:
         self._manual: dict[str, ManualSync] = {}
         self._kind_stops: dict[tuple[str, str], threading.Event] = {}
         self._kind_errors: dict[tuple[str, str], str] = {}
+        self._unserved: set[tuple[str, str]] = set()
         self._unknown_marked = False
         self._scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -591,7 +592,10 @@ class ClusterWorker:
             return self.cache.is_synced(group_kind)
         res = self.kube.resources().get(group_kind)
         if res is None or not {"list", "watch"} <= res.verbs:
-            return True  # not served: nothing of it can be live
+            # Not served (yet): nothing of it can be live. A sync may install its CRD, so
+            # discovery is refreshed after the next sync and the kind tried again.
+            self._unserved.add(group_kind)
+            return True
         stop = threading.Event()
         self._kind_stops[group_kind] = stop
         cache = self.cache
@@ -848,7 +852,8 @@ class ClusterWorker:
                 # Shielded: on shutdown or cluster removal the token stops the engine at its
                 # next check and the result is still recorded below.
                 with anyio.CancelScope(shield=True):
-                    result = await anyio.to_thread.run_sync(
+                    result = await self._run_engine(
+                        name,
                         partial(
                             sync_application,
                             kube,
@@ -861,9 +866,19 @@ class ClusterWorker:
                             on_event=progress,
                             cancel=token,
                         ),
-                        limiter=self.svc.sync_threads,
                     )
+                    if result is None:  # counts as an attempt: no retry loop on a bug
+                        self._last[name] = LastOperation(
+                            revision=engine_request.revision or desired.sha,
+                            phase=OperationPhase.ERROR.value,
+                            finished_monotonic=time.monotonic(),
+                        )
+                        return
                     self._record(name, request, result)
+                    if self._unserved:
+                        with contextlib.suppress(ClusterError):
+                            await self._call(partial(kube.resources, refresh=True))
+                            self._unserved.clear()
                     await self._write(
                         name,
                         operation=operation_state(result, request.trigger, request.who),
@@ -878,6 +893,18 @@ class ClusterWorker:
             self._syncing.pop(name, None)
             self._dirty.add(name)
             self._wake.set()
+
+    async def _run_engine(
+        self, name: str, call: Callable[[], OperationResult]
+    ) -> OperationResult | None:
+        """The engine in a sync thread; an exception it should not raise (a bug) is logged
+        with its traceback and reported on the app instead of stopping the worker."""
+        try:
+            return await anyio.to_thread.run_sync(call, limiter=self.svc.sync_threads)
+        except Exception as exc:
+            log.exception("app %s on %s: the sync failed unexpectedly", name, self.name)
+            await self._write(name, conditions=[Condition(type=SYNC_ERROR, message=repr(exc))])
+            return None
 
     def _record(self, name: str, request: ManualSync, result: OperationResult) -> None:
         if self.svc.metrics is not None:
