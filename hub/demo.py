@@ -809,14 +809,17 @@ class Demo:
     # ------------------------------------------------------------ --keep
 
     def keep_running(self) -> None:
-        token_file = self.home / "api-token"
+        from hub.api.token import token_path
+
+        token_file = token_path(self.home)
         self.out("")
         self.out("The hub keeps running (--keep). Try:")
         self.out(f"  dashboard:   http://127.0.0.1:{self.port}/")
         if token_file.exists():
             self.out(f"  API token:   in {token_file}")
         self.out(f"  kubeconfig:  {self.t.kubeconfig}")
-        self.out(f"  status:      HUB_HOME={self.home} hub status")
+        self.out(f"  status:      hub --home {self.home} status --server {self.url}")
+        self.out(f"               hub --home {self.home} app list")
         self.out(
             f"  kubectl:     kubectl --kubeconfig {self.t.kubeconfig} --context "
             f"{self.options.clusters[0].name} -n payments get pods"
@@ -893,6 +896,20 @@ def _compress(order: list[tuple[str, int, str]]) -> list[str]:
     return [f"{p} {w}: {', '.join(n)}" for p, w, n in groups]
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM ends the demo like Ctrl-C does: through the clean-up, not around it (a
+    killed demo would leave `hub serve` and its temporary directory behind)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @contextmanager
 def demo_session(options: DemoOptions, out: Callable[[str], None] = print) -> Iterator[Demo]:
     """A set-up demo, torn down on exit (the caller decides about --keep before leaving)."""
@@ -907,6 +924,7 @@ def demo_session(options: DemoOptions, out: Callable[[str], None] = print) -> It
 def run_demo(options: DemoOptions, out: Callable[[str], None] = print) -> DemoReport:
     """The whole scenario; returns the report (the CLI turns it into an exit code)."""
     started = time.monotonic()
+    _terminate_as_interrupt()
     with demo_session(options, out) as demo:
         report = demo.run()
         out("")
