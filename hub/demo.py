@@ -342,6 +342,11 @@ class Demo:
         self.t.git("commit", "-q", "-m", "gitops repository from gitops-hub examples/")
 
     def _expected_apps(self) -> list[str]:
+        # The hub skips an Application whose destination is not registered (the list
+        # generator names clusters a custom --clusters may not have); so does the demo.
+        targets = {c.name for c in self.options.clusters} | {
+            self.sim.server_url(c.name) for c in self.options.clusters
+        }
         names: list[str] = []
         for path in sorted((self.repo / "appsets").glob("*.yaml")):
             done = self.t.hub(
@@ -354,7 +359,11 @@ class Demo:
                 if done.returncode == 1 and not done.stdout.strip():
                     continue
                 raise DemoError(f"hub appset generate {path.name}: {done.stderr.strip()}")
-            names += [app["metadata"]["name"] for app in json.loads(done.stdout)]
+            names += [
+                app["metadata"]["name"]
+                for app in json.loads(done.stdout)
+                if _destination(app) in targets
+            ]
         return sorted(names)
 
     def _start_hub(self) -> None:
@@ -832,6 +841,11 @@ class Demo:
             self.out("hub serve exited")
         except KeyboardInterrupt:
             self.out("")
+
+
+def _destination(app: dict[str, Any]) -> str:
+    dest = app.get("spec", {}).get("destination", {})
+    return str(dest.get("name") or dest.get("server") or "")
 
 
 def _source_path(app: AppRecord) -> str:
