@@ -427,8 +427,8 @@ class Demo:
             pass
 
     def status(self) -> None:
-        # --server: hub serve does not record serve.json yet, so status would fall back to
-        # reading the store; asking the API shows what the dashboard shows.
+        # --server although hub serve records itself in serve.json: a demo whose hub has
+        # died must show that (an error), not quietly fall back to reading the store.
         done = self.t.hub("status", "--server", self.url, check=False)
         text = done.stdout if done.returncode in (0, 3) else done.stderr
         for line in text.rstrip().splitlines():
@@ -590,7 +590,7 @@ class Demo:
             order = _wave_order(app.operation_state)
             if order is None:
                 raise StepFailed(f"{app.name}: its last operation recorded no resources")
-            problem = _order_problem(order)
+            problem = order_problem(order)
             if problem:
                 raise StepFailed(f"{app.name}: {problem}")
             orders.append(app.name)
@@ -827,8 +827,8 @@ class Demo:
         if token_file.exists():
             self.out(f"  API token:   in {token_file}")
         self.out(f"  kubeconfig:  {self.t.kubeconfig}")
-        self.out(f"  status:      hub --home {self.home} status --server {self.url}")
-        self.out(f"               hub --home {self.home} app list")
+        self.out(f"  status:      HUB_HOME={self.home} hub status")
+        self.out(f"               HUB_HOME={self.home} hub app list")
         self.out(
             f"  kubectl:     kubectl --kubeconfig {self.t.kubeconfig} --context "
             f"{self.options.clusters[0].name} -n payments get pods"
@@ -884,7 +884,7 @@ def _wave_order(op: Any) -> list[tuple[str, int, str]] | None:
     ]
 
 
-def _order_problem(order: list[tuple[str, int, str]]) -> str | None:
+def order_problem(order: list[tuple[str, int, str]]) -> str | None:
     """Why ``order`` is not phases then waves ascending, or None when it is."""
     keys = [(PHASE_ORDER.get(phase, 9), wave) for phase, wave, _ in order]
     for i in range(1, len(order)):
