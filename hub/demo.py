@@ -353,11 +353,9 @@ class Demo:
                 "appset", "generate", str(path), "--repo", str(self.repo), "-o", "json",
                 check=False,
             )  # fmt: skip
-            # Exit 1 with apps on stdout: some were invalid (the list generator names a
-            # cluster that this run does not have); the valid ones are still generated.
+            # Exit 1 with Applications on stdout: some were invalid and the valid ones are
+            # still printed (the hub does the same). Nothing on stdout: the set is broken.
             if done.returncode not in (0, 1) or not done.stdout.strip():
-                if done.returncode == 1 and not done.stdout.strip():
-                    continue
                 raise DemoError(f"hub appset generate {path.name}: {done.stderr.strip()}")
             names += [
                 app["metadata"]["name"]
@@ -703,13 +701,19 @@ class Demo:
         for app in self._payments_apps():
             assert app.cluster is not None
             ready_old = self._ready_pods_with_tag(app.cluster, "1.1.0")
+            crashing = self._pods_with_tag(app.cluster, "1.2.0-crashloop", ready=False)
+            if crashing < 1:
+                raise StepFailed(f"{app.cluster}: no unready 1.2.0-crashloop pod was started")
             if ready_old < 2:
                 raise StepFailed(
                     f"{app.cluster}: only {ready_old} ready payments pods on 1.1.0; the old "
                     "pods should keep serving"
                 )
             serving.append(f"{app.cluster}={ready_old}")
-        self.out("  old 1.1.0 pods still Ready: " + ", ".join(serving))
+        self.out(
+            "  crash-looping 1.2.0 pods never Ready; old 1.1.0 pods still Ready: "
+            + ", ".join(serving)
+        )
         self.status()
         self.t.git("revert", "--no-edit", "HEAD")
         revert = self.head()
@@ -740,13 +744,17 @@ class Demo:
             time.sleep(0.5)
 
     def _ready_pods_with_tag(self, cluster: str, tag: str) -> int:
+        return self._pods_with_tag(cluster, tag, ready=True)
+
+    def _pods_with_tag(self, cluster: str, tag: str, *, ready: bool) -> int:
+        """Payments pods running image tag ``tag`` whose Ready condition is ``ready``."""
         pods = self.t.get_json(cluster, "pods", "-n", "payments", "-l", "app=payments") or {}
         count = 0
         for pod in pods.get("items", []):
             image = pod["spec"]["containers"][0]["image"]
             conditions = pod.get("status", {}).get("conditions", [])
-            ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-            if ready and _image_tag(image) == tag:
+            is_ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+            if is_ready == ready and _image_tag(image) == tag:
                 count += 1
         return count
 
