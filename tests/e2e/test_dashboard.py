@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,7 +33,9 @@ from clusters.sim import SimServer
 from hub.api.token import read_token
 from tests.clusters.cli_support import CLEAN_ENV, Hub
 from tests.conftest import run_kubectl
+from tests.e2e import serve_support
 from tests.e2e.cdp import Browser, Page, find_chromium
+from tests.e2e.serve_support import CONFIGMAP, free_port
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(300)]
@@ -112,33 +113,10 @@ spec:
           image: {image}
 """
 
-CONFIGMAP = """
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: settings
-data:
-  greeting: hello
-"""
-
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """The shared poller, with the longer deadline a browser round trip needs."""
+    return serve_support.wait_for(what, check, timeout)
 
 
 class Fleet:
