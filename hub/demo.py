@@ -122,7 +122,7 @@ class DemoOptions:
     @property
     def ready_delay(self) -> float:
         """Seconds a simulated pod takes to become Ready."""
-        return 0.2 if self.fast else 1.0
+        return 0.2 if self.fast else 0.5
 
     @property
     def git_poll(self) -> float:
@@ -131,7 +131,7 @@ class DemoOptions:
     @property
     def pause(self) -> float:
         """A breath between steps so a reader can follow; none with --fast."""
-        return 0.0 if self.fast else 1.5
+        return 0.0 if self.fast else 1.0
 
     @property
     def step_timeout(self) -> float:
