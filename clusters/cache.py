@@ -74,6 +74,7 @@ class _Kind:
     refs: dict[Key, str] = field(default_factory=dict)  # every object: key -> resourceVersion
     resource_version: str = ""
     synced: bool = False
+    failing: bool = False  # the last list or watch failed; updates may be missed meanwhile
 
 
 @dataclass
@@ -118,6 +119,13 @@ class LiveCache:
         with self._lock:
             kind = self._kinds.get(group_kind)
             return kind is not None and kind.synced
+
+    def is_current(self, group_kind: tuple[str, str]) -> bool:
+        """Listed, and its watch has not failed since (no relist after 410 pending): what
+        a sync may read instead of LISTing the kind."""
+        with self._lock:
+            kind = self._kinds.get(group_kind)
+            return kind is not None and kind.synced and not kind.failing
 
     def tracked(self, app: str) -> list[Obj]:
         """The live objects whose tracking id names ``app``."""
@@ -184,6 +192,7 @@ class LiveCache:
             kind.resource_version = resource_version
             first = not kind.synced
             kind.synced = True
+            kind.failing = False
         if changed or first:
             # The first list of a kind changes what every app can see, tracked or not.
             self._on_change(changed)
@@ -239,6 +248,8 @@ class LiveCache:
                     self._on_state(res, None)
                 self.watch_window(res, stop)
                 if failures:
+                    with self._lock:
+                        self._kinds[(res.group, res.kind)].failing = False
                     self._on_state(res, None)
                 failures = 0
             except Conflict as exc:
@@ -249,6 +260,7 @@ class LiveCache:
                     continue
                 with self._lock:
                     self.stats.relists_after_gone += 1
+                    self._kinds[(res.group, res.kind)].failing = True  # until the relist
                 need_list = True  # history expired: the only way back is a new LIST
             except KubeError as exc:
                 failures += 1
@@ -258,4 +270,7 @@ class LiveCache:
     def _failed(self, res: ApiResource, exc: KubeError) -> None:
         with self._lock:
             self.stats.errors += 1
+            kind = self._kinds.get((res.group, res.kind))
+            if kind is not None:
+                kind.failing = True
         self._on_state(res, exc)

@@ -865,6 +865,9 @@ class ClusterWorker:
                             jq_runner=self.svc.jq,
                             on_event=progress,
                             cancel=token,
+                            # live state from the watch cache: no LIST per sync for the
+                            # kinds it holds (the engine lists the others)
+                            live_state=self.cache,
                         ),
                     )
                     if result is None:  # counts as an attempt: no retry loop on a bug
@@ -875,6 +878,12 @@ class ClusterWorker:
                         )
                         return
                     self._record(name, request, result)
+                    # Watch every kind this sync touched (a namespace it created, a kind
+                    # it pruned), so the next sync reads it from the cache, not a LIST.
+                    if self.cache is not None and self._tg is not None:
+                        for gk in sorted({(r.group, r.kind) for r in result.resources}):
+                            with contextlib.suppress(ClusterError):
+                                self._watch_kind(gk)
                     if self._unserved:
                         with contextlib.suppress(ClusterError):
                             await self._call(partial(kube.resources, refresh=True))

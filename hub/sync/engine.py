@@ -150,6 +150,28 @@ COMMON_KINDS: frozenset[tuple[str, str]] = frozenset(
 
 T = TypeVar("T")
 
+LiveKey = tuple[str, str, str, str]  # group, kind, namespace, name
+
+
+class LiveState(Protocol):
+    """Where a sync reads live state from instead of LISTing (the hub's watch cache,
+    ``clusters.cache.LiveCache``, satisfies it). Without one the engine lists every kind
+    involved, as the one-shot CLI does.
+
+    The engine uses it only for kinds where ``is_current`` is true (listed and watched, no
+    relist or watch error pending); every other kind involved is listed as without a cache.
+    An object Git declares that is live but not tracked (adoption) is read with one GET;
+    an object to prune is read again with one GET before the plan, so a stale cache can
+    never prune what is no longer ours."""
+
+    def is_current(self, group_kind: tuple[str, str]) -> bool: ...
+
+    def tracked(self, app: str) -> list[dict[str, Any]]: ...
+
+    def get_tracked(self, key: LiveKey) -> dict[str, Any] | None: ...
+
+    def exists(self, key: LiveKey) -> bool: ...
+
 
 class SourceProvider(Protocol):
     """Where sources come from (``hub.repos.RepoCache``)."""
@@ -279,9 +301,13 @@ def sync_application(
     jq_runner: JqRunner | None = None,
     on_event: EventSink | None = None,
     cancel: CancelToken | None = None,
+    live_state: LiveState | None = None,
 ) -> OperationResult:
-    """Run one sync operation of ``app`` against ``kube`` (see the module docstring)."""
+    """Run one sync operation of ``app`` against ``kube`` (see the module docstring).
+
+    ``live_state``: read live objects from it (``LiveState``) instead of LISTing."""
     run = _Run(
+        live_state=live_state,
         kube=kube,
         app=app,
         request=request or SyncRequest(),
@@ -304,12 +330,14 @@ def diff_application(
     local_dir: Path | None = None,
     jq_runner: JqRunner | None = None,
     history: SyncHistory | None = None,
+    live_state: LiveState | None = None,
 ) -> DiffResult:
     """Compare ``app`` at ``revision`` (or the files in ``local_dir``) with the cluster.
 
     Raises ``SyncError`` (render, validation, Git) or a ``KubeError``; never writes.
     """
     run = _Run(
+        live_state=live_state,
         kube=kube,
         app=app,
         request=SyncRequest(revision=revision, dry_run=True),
@@ -376,6 +404,7 @@ class _Run:
     rendered: list[dict[str, Any]] | None = None
     retryable: bool = False
     raw_kube: KubeClient = field(init=False)
+    live_state: LiveState | None = None
 
     def __post_init__(self) -> None:
         if self.request.timeout_s is not None:
@@ -525,6 +554,51 @@ class _Run:
         keys = {m.key for m in desired}
         declared = {k.group_kind for k in keys} | self._history_kinds()
         kinds = declared | set(COMMON_KINDS)
+        if self.live_state is None:
+            return self._list_live(kinds, declared, keys)
+        cache = self.live_state
+        cached = {gk for gk in kinds if cache.is_current(gk)}
+        # Kinds the cache does not hold (yet, or not now): listed as without a cache. A
+        # common kind nobody renders is not watched; the app's own kinds (Git, history)
+        # are what prune must see, so only those are listed.
+        out = self._list_live(declared - cached, declared, keys)
+        seen = {ResourceKey.of(o) for o in out}
+        for obj in cache.tracked(self.app.name):
+            key = ResourceKey.of(obj)
+            if key in seen or not cache.is_current(key.group_kind):
+                continue
+            if key not in keys:
+                # A prune candidate: confirm with the API server, never from the cache.
+                fresh = self._get_live(key)
+                if fresh is None or owning_app(fresh) != self.app.name:
+                    continue
+                obj = fresh
+            seen.add(key)
+            out.append(obj)
+        for key in sorted(keys - seen):
+            if key.group_kind not in cached or not key.name:
+                continue
+            ckey = (key.group, key.kind, key.namespace, key.name)
+            found = cache.get_tracked(ckey)  # tracked by another app: compared, adopted
+            if found is None and cache.exists(ckey):
+                found = self._get_live(key)  # live but untracked: one GET, not a LIST
+            if found is not None:
+                seen.add(key)
+                out.append(found)
+        return out
+
+    def _get_live(self, key: ResourceKey) -> dict[str, Any] | None:
+        res = self.call("discovery", lambda: self.kube.resource_for(key.group, key.kind))
+        return self.call(f"get {key}", lambda: self.kube.get_or_none(res, key.name, key.namespace))
+
+    def _list_live(
+        self,
+        kinds: set[tuple[str, str]],
+        declared: set[tuple[str, str]],
+        keys: set[ResourceKey],
+    ) -> list[dict[str, Any]]:
+        if not kinds:
+            return []
         namespaces = sorted(
             {k.namespace for k in keys if k.namespace} | {self.app.destination.namespace} - {""}
         )
@@ -573,8 +647,22 @@ class _Run:
         except SyncError as exc:
             raise _Stop(str(exc), phase=OperationPhase.ERROR, retryable=False) from None
 
-    def _namespaces(self) -> set[str]:
+    def _namespaces(self, desired: Sequence[SourcedManifest]) -> set[str]:
+        """Namespaces that exist; with a live cache only those this sync asks about (a GET
+        each unless the cache holds Namespaces), not a LIST."""
         res = self.call("discovery", lambda: self.kube.resource_for("", "Namespace"))
+        if self.live_state is not None:
+            wanted = {m.key.namespace for m in desired} | {self.app.destination.namespace}
+            cache = self.live_state
+            current = cache.is_current(("", "Namespace"))
+            found: set[str] = set()
+            for ns in sorted(wanted - {""}):
+                if current:
+                    if cache.exists(("", "Namespace", "", ns)):
+                        found.add(ns)
+                elif self.call(f"get namespace {ns}", partial(self.kube.get_or_none, res, ns)):
+                    found.add(ns)
+            return found
         items, _ = self.call("list namespaces", lambda: self.kube.list(res))
         return {str((n.get("metadata") or {}).get("name")) for n in items}
 
@@ -927,7 +1015,7 @@ class _Run:
                 self.emit(ProgressEvent(kind=EventKind.WARNING, message=warning))
             live = self.read_live(valid.manifests)
             comparison = self.compare(valid.manifests, live)
-            namespaces = self._namespaces()
+            namespaces = self._namespaces(valid.manifests)
             plan = self.plan(valid.manifests, live, comparison, namespaces)
             plan_text = plan.format()
             for warning in plan.warnings:

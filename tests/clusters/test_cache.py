@@ -11,7 +11,7 @@ import pytest
 
 from clusters.cache import LiveCache, key_of
 from clusters.connect import build_connection
-from clusters.kube import ApiResource, KubeClient
+from clusters.kube import ApiResource, Conflict, KubeClient, KubeError
 from clusters.kubeconfig import BearerToken, TLSSettings
 from clusters.registry import ClusterCredentials
 from clusters.sim import SimServer
@@ -86,6 +86,33 @@ def test_a_relist_drops_what_disappeared_meanwhile() -> None:
     assert [o["metadata"]["name"] for o in cache.tracked("shop")] == ["a"]
     assert not cache.exists(("", "ConfigMap", "n", "b"))
     assert sink.calls == [{"shop"}]
+
+
+def test_a_kind_is_not_current_until_listed_nor_while_it_relists_after_410() -> None:
+    cache, _ = offline_cache()
+    current_at_list: list[bool] = []
+    stop = threading.Event()
+
+    class GoneAlways:
+        def list(self, res: ApiResource, **_: Any) -> tuple[list[dict[str, Any]], str]:
+            current_at_list.append(cache.is_current(("", "ConfigMap")))
+            if len(current_at_list) == 2:
+                stop.set()
+            return [cm("a", "1", app="shop")], "1"
+
+        def watch(self, res: ApiResource, **_: Any) -> Iterator[Any]:
+            assert cache.is_current(("", "ConfigMap"))  # listed, nothing failed since
+            raise Conflict("too old", status=410)
+
+    cache.kube = cast(KubeClient, GoneAlways())
+    cache.run_kind(CM, stop)
+    # before the first list, and during the relist after 410 Gone: a sync must list itself
+    assert current_at_list == [False, False]
+    assert cache.is_synced(("", "ConfigMap"))  # the worker's view: listed once
+    cache.replace_kind(CM, [], "2")
+    assert cache.is_current(("", "ConfigMap"))
+    cache._failed(CM, KubeError("watch failed"))
+    assert not cache.is_current(("", "ConfigMap"))
 
 
 # ---------------------------------------------------------------- against hub sim
