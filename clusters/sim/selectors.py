@@ -174,7 +174,7 @@ def selector_to_string(spec: Mapping[str, Any] | None) -> str:
         key, op, values = (
             expr.get("key"),
             expr.get("operator"),
-            ",".join(sorted(expr.get("values") or ())),
+            ",".join(sorted(str(v) for v in expr.get("values") or ())),
         )
         if op == "In":
             parts.append(f"{key} in ({values})")

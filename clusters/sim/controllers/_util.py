@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from clusters.sim.interface import Obj
+from clusters.sim.selectors import selector_to_string
 
 # The alphabet Kubernetes uses for generated names and hashes: no vowels (no accidental
 # words) and no characters that look alike.
@@ -192,20 +193,8 @@ def selector_string(selector: Mapping[str, Any] | None) -> str:
     if not selector:
         return ""
     if "matchLabels" not in selector and "matchExpressions" not in selector:
-        return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        key, op = expr.get("key"), expr.get("operator")
-        values = ",".join(sorted(str(v) for v in expr.get("values") or []))
-        if op == "In":
-            parts.append(f"{key} in ({values})")
-        elif op == "NotIn":
-            parts.append(f"{key} notin ({values})")
-        elif op == "Exists":
-            parts.append(str(key))
-        elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts)
+        selector = {"matchLabels": selector}
+    return selector_to_string(selector)
 
 
 def map_selects(selector: Mapping[str, Any] | None, labels: Mapping[str, Any] | None) -> bool:
