@@ -405,6 +405,9 @@ class _Run:
     retryable: bool = False
     raw_kube: KubeClient = field(init=False)
     live_state: LiveState | None = None
+    # Names from the Namespace LIST of the last ``read_live`` without a cache, so
+    # ``_namespaces`` does not LIST them again in the same attempt.
+    listed_namespaces: set[str] | None = None
 
     def __post_init__(self) -> None:
         if self.request.timeout_s is not None:
@@ -554,6 +557,7 @@ class _Run:
         keys = {m.key for m in desired}
         declared = {k.group_kind for k in keys} | self._history_kinds()
         kinds = declared | set(COMMON_KINDS)
+        self.listed_namespaces = None
         if self.live_state is None:
             return self._list_live(kinds, declared, keys)
         cache = self.live_state
@@ -628,6 +632,8 @@ class _Run:
                             raise
                         found = []
                     items.extend(found)
+            if gk == ("", "Namespace"):
+                self.listed_namespaces = {_name_of(n) for n in items}
             for obj in items:
                 if owning_app(obj) == self.app.name or ResourceKey.of(obj) in keys:
                     out.append(obj)
@@ -663,8 +669,10 @@ class _Run:
                 elif self.call(f"get namespace {ns}", partial(self.kube.get_or_none, res, ns)):
                     found.add(ns)
             return found
+        if self.listed_namespaces is not None:
+            return self.listed_namespaces
         items, _ = self.call("list namespaces", lambda: self.kube.list(res))
-        return {str((n.get("metadata") or {}).get("name")) for n in items}
+        return {_name_of(n) for n in items}
 
     def plan(
         self,
@@ -1313,3 +1321,7 @@ class _Watcher(threading.Thread):
             except KubeError as exc:
                 self.out.put(("error", self.index, f"{self.res.plural}: {exc}"))
                 return
+
+
+def _name_of(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name"))
