@@ -36,7 +36,7 @@ from generators.errors import GeneratorError
 from generators.fasttemplate import FastTemplateError, compile_fast
 from generators.gotemplate import Template, TemplateError
 from generators.gotemplate import render as go_render
-from generators.params import MissingKey, Params, TemplateMode
+from generators.params import MissingKey, Params, TemplateMode, copy_params
 from generators.spec import AppTemplate, load_yaml
 
 API_VERSION = "argoproj.io/v1alpha1"
@@ -355,8 +355,16 @@ class AppRenderer:
         self._annotation = f"{appset_namespace}/{appset_name}" if appset_namespace else appset_name
 
     def render(self, params: Params) -> dict[str, Any]:
-        """The Application for one param set; raises ``RenderError``/``TemplateError``."""
+        """The Application for one param set; raises ``RenderError``/``TemplateError``.
+
+        In goTemplate mode the template works on its own copy of the params: sprig's
+        ``set``/``unset``/``merge`` mutate maps, and param sets share nested maps (a
+        cluster's labels across a matrix), so one app must not change another's params
+        or the param set reported for it.
+        """
         empty: Params = {}
+        if params and self.mode.go:
+            params = copy_params(params)
         if params:
             metadata = self._metadata(params)
             spec = self._spec(params)

@@ -200,3 +200,35 @@ def test_requeue_after_is_the_minimum_over_git_generators(
     generators: list[Any], seconds: int | None
 ) -> None:
     assert requeue_after(appset(generators)) == seconds
+
+
+def test_a_go_template_that_mutates_its_params_leaks_into_no_other_app_nor_the_params() -> None:
+    mutate = (
+        '{{ if eq .app "a" }}{{ $_ := set .metadata.labels "y" "leak" }}'
+        '{{ $_ := set . "x" "leak" }}{{ end }}{{ get .metadata.labels "y" }}/{{ get . "x" }}'
+    )
+    spec = appset(
+        [
+            {
+                "matrix": {
+                    "generators": [
+                        {"clusters": {}},
+                        {"list": {"elements": [{"app": "a"}, {"app": "b"}]}},
+                    ]
+                }
+            }
+        ],
+        go=True,
+        template={
+            "metadata": {"name": "{{ .name }}-{{ .app }}", "annotations": {"seen": mutate}},
+            "spec": {"project": "default"},
+        },
+    )
+    result = generate(spec, Context(clusters=(cluster("c1", env="prod"),)))
+    seen = {
+        app.name: app.manifest["metadata"]["annotations"]["seen"] for app in result.applications
+    }
+    assert seen == {"c1-a": "leak/leak", "c1-b": "/"}
+    for param_set in result.params:
+        assert "x" not in param_set.params
+        assert "y" not in param_set.params["metadata"]["labels"]
