@@ -431,6 +431,17 @@ class AppStore:
             for name, appset, source in rows
         }
 
+    def change_marks(self) -> dict[str | None, tuple[Any, ...]]:
+        """A cheap fingerprint of each cluster's Applications (one ``GROUP BY`` query):
+        count, generations, last update and deletions. A mark that moves means that
+        cluster's Applications changed."""
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT cluster, COUNT(*), SUM(generation), MAX(updated_at), "
+                "SUM(deletion IS NOT NULL) FROM applications GROUP BY cluster"
+            ).fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}
+
     def rollup(self, by: RollupKey) -> list[Rollup]:
         """Counts by sync and health status per cluster, per ApplicationSet or for the fleet.
 

@@ -511,19 +511,11 @@ class Hub:
             await self._tg.start(worker.run, name=f"worker {name}")
             log.info("cluster %s: worker started", name)
 
-    def _app_marks_now(self) -> dict[str | None, tuple[Any, ...]]:
-        with self.store.read() as db:
-            rows = db.execute(
-                "SELECT cluster, COUNT(*), SUM(generation), MAX(updated_at), "
-                "SUM(deletion IS NOT NULL) FROM applications GROUP BY cluster"
-            ).fetchall()
-        return {row[0]: tuple(row[1:]) for row in rows}
-
     async def _store_loop(self) -> None:
         while True:
             await anyio.sleep(self.options.registry_poll_s)
             await self._follow_registry()
-            marks = await self._db(self._app_marks_now)
+            marks = await self._db(self.apps.change_marks)
             for cluster, mark in marks.items():
                 if self._app_marks.get(cluster) != mark and cluster in self.workers:
                     self.workers[cluster].wake(reload=True)
