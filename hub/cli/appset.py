@@ -24,6 +24,7 @@ from generators.errors import GeneratorError
 from generators.expand import Context, generate
 from generators.spec import parse_appsets
 from hub.cli import HubContext
+from hub.cli.output import dump
 from hub.errors import HubUsageError
 from hub.repos import LocalRepoReader, RepoMapping
 
@@ -262,12 +263,10 @@ def reconcile_cmd(obj: HubContext, source_name: str | None, output: str) -> None
     from hub.appsets import reconcile_once
 
     report = reconcile_once(obj.home, source=source_name)
-    if output == "json":
-        click.echo(json.dumps(report.as_dict(), indent=2))
-    elif output == "yaml":
-        click.echo(yaml.safe_dump(report.as_dict(), sort_keys=False), nl=False)
-    else:
+    if output == "text":
         _print_report(report)
+    else:
+        click.echo(dump(report.as_dict(), output), nl=False)
     if not report.ok:
         sys.exit(1)
 

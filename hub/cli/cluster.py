@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
 import yaml
@@ -23,10 +21,8 @@ from clusters.registry import (
     validate_name,
 )
 from hub.cli import HubContext
+from hub.cli.output import OUTPUT_OPTION, TABLE_WIDTH, clip, dump, render_table
 from hub.home import open_registry
-
-TABLE_WIDTH = 80
-OUTPUT = click.Choice(["table", "json", "yaml"])
 
 
 @contextmanager
@@ -36,51 +32,6 @@ def _registry(obj: HubContext) -> Iterator[Registry]:
         yield registry
     finally:
         registry.close()
-
-
-def _dump(data: Any, fmt: str) -> None:
-    if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
-    else:
-        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), nl=False)
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "~"
-
-
-def render_table(
-    headers: Sequence[str],
-    rows: Sequence[Sequence[str]],
-    width: int,
-    *,
-    clip_last: bool = True,
-    shrink_first: Sequence[int] = (),
-) -> str:
-    """Columns separated by two spaces; the widest columns shrink until a line fits.
-
-    With ``clip_last`` false the last column (a free-text message) is never cut.
-    """
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    if not clip_last:
-        full = widths[-1]
-        widths[-1] = len(headers[-1])
-    gap = 2 * (len(headers) - 1)
-    # Shrink the columns in `shrink_first` down to 20 characters before touching the others
-    # (the name is what people look for; a cut URL or label list is still recognisable).
-    for candidates, floor in ((list(shrink_first), 20), (list(range(len(widths))), 4)):
-        while sum(widths) + gap > width:
-            widest = max(candidates, key=lambda i: widths[i])
-            if widths[widest] <= max(len(headers[widest]), floor):
-                break
-            widths[widest] -= 1
-    if not clip_last:
-        widths[-1] = full
-    lines = []
-    for row in [list(headers), *[list(r) for r in rows]]:
-        cells = [_clip(cell, widths[i]).ljust(widths[i]) for i, cell in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
 
 
 def _check_cell(record: ClusterRecord) -> str:
@@ -124,7 +75,7 @@ def _get_table(record: ClusterRecord) -> str:
             f"{check.time.isoformat().replace('+00:00', 'Z')}: {check.message}",
         ),
     ]
-    return "\n".join(_clip(f"{k + ':':<16}{v}", TABLE_WIDTH) for k, v in pairs)
+    return "\n".join(clip(f"{k + ':':<16}{v}", TABLE_WIDTH) for k, v in pairs)
 
 
 @click.group("cluster")
@@ -211,33 +162,33 @@ def add(
 
 
 @cluster.command("list")
-@click.option("-o", "--output", "fmt", type=OUTPUT, default="table", show_default=True)
+@OUTPUT_OPTION
 @click.pass_obj
-def list_(obj: HubContext, fmt: str) -> None:
+def list_(obj: HubContext, output: str) -> None:
     """List registered clusters: name, server, version, last check, labels."""
     with _registry(obj) as registry:
         records = registry.list()
-    if fmt == "table":
+    if output == "table":
         if records:
             click.echo(_list_table(records))
         else:
             click.echo("no clusters registered (add one with `hub cluster add`)")
     else:
-        _dump([r.as_dict() for r in records], fmt)
+        click.echo(dump([r.as_dict() for r in records], output), nl=False)
 
 
 @cluster.command("get")
 @click.argument("name")
-@click.option("-o", "--output", "fmt", type=OUTPUT, default="table", show_default=True)
+@OUTPUT_OPTION
 @click.pass_obj
-def get(obj: HubContext, name: str, fmt: str) -> None:
+def get(obj: HubContext, name: str, output: str) -> None:
     """Show one cluster (never its credential)."""
     with _registry(obj) as registry:
         record = registry.get(name)
-    if fmt == "table":
+    if output == "table":
         click.echo(_get_table(record))
     else:
-        _dump(record.as_dict(), fmt)
+        click.echo(dump(record.as_dict(), output), nl=False)
 
 
 @cluster.command("label")
@@ -261,16 +212,16 @@ def label(obj: HubContext, name: str, changes: tuple[str, ...]) -> None:
     show_default=True,
     help="Seconds to wait for the cluster's answer.",
 )
-@click.option("-o", "--output", "fmt", type=OUTPUT, default="table", show_default=True)
+@OUTPUT_OPTION
 @click.pass_obj
-def check(obj: HubContext, names: tuple[str, ...], timeout: float, fmt: str) -> None:
+def check(obj: HubContext, names: tuple[str, ...], timeout: float, output: str) -> None:
     """Re-test connectivity of NAMES (default: every cluster) and store the results.
 
     Exits 1 when any cluster fails its check.
     """
     with _registry(obj) as registry:
         results = registry.check(list(names) or None, timeout=timeout)
-    if fmt == "table":
+    if output == "table":
         if not results:
             click.echo("no clusters registered")
         rows = [[r.name, "ok" if r.ok else "FAILED", r.message] for r in results]
@@ -279,18 +230,16 @@ def check(obj: HubContext, names: tuple[str, ...], timeout: float, fmt: str) -> 
                 render_table(["NAME", "RESULT", "MESSAGE"], rows, TABLE_WIDTH, clip_last=False)
             )
     else:
-        _dump(
-            [
-                {
-                    "name": r.name,
-                    "ok": r.ok,
-                    "message": r.message,
-                    "serverVersion": r.server_version,
-                }
-                for r in results
-            ],
-            fmt,
-        )
+        doc = [
+            {
+                "name": r.name,
+                "ok": r.ok,
+                "message": r.message,
+                "serverVersion": r.server_version,
+            }
+            for r in results
+        ]
+        click.echo(dump(doc, output), nl=False)
     failed = [r.name for r in results if not r.ok]
     if failed:
         click.echo(

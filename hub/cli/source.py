@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-import yaml
 
 from hub.apps import AppStore
 from hub.cli import HubContext
+from hub.cli.output import OUTPUT_OPTION, dump, render_table
 from hub.errors import HubUsageError
 from hub.home import open_store
 from hub.sources import (
@@ -22,8 +21,6 @@ from hub.sources import (
     open_git,
 )
 from hub.store import Store
-
-OUTPUT = click.Choice(["table", "json", "yaml"])
 
 
 @contextmanager
@@ -78,24 +75,18 @@ def add(obj: HubContext, name: str, repo: str, path: str, revision: str) -> None
 
 
 @source.command("list")
-@click.option("-o", "--output", "fmt", type=OUTPUT, default="table", show_default=True)
+@OUTPUT_OPTION
 @click.pass_obj
-def list_(obj: HubContext, fmt: str) -> None:
+def list_(obj: HubContext, output: str) -> None:
     """List sources with the commit in force and the last error."""
     with _store(obj) as store:
         records = SourceStore(store).list()
-    data = [r.as_dict() for r in records]
-    if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
-        return
-    if fmt == "yaml":
-        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+    if output != "table":
+        click.echo(dump([r.as_dict() for r in records], output), nl=False)
         return
     if not records:
         click.echo("no sources (add one with `hub source add`)")
         return
-    from hub.cli.cluster import TABLE_WIDTH, render_table
-
     rows = [
         [
             r.source.name,
@@ -111,7 +102,6 @@ def list_(obj: HubContext, fmt: str) -> None:
         render_table(
             ["NAME", "REPO", "PATH", "REVISION", "SHA", "STATE"],
             rows,
-            TABLE_WIDTH,
             shrink_first=(1,),
         )
     )

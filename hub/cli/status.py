@@ -23,16 +23,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-import yaml
 
 from hub.api.views import AppFilter
 from hub.cli import HubContext
 from hub.cli.fleet_views import Fleet, open_fleet
+from hub.cli.output import OUTPUT_OPTION, TABLE_WIDTH, dump, emit, fit, paint
 from hub.errors import HubUsageError
 from hub.rollups import FAIL_ON_EXIT_CODE, HEALTH_STATUSES, SYNC_STATUSES, FailOn
-
-WIDTH = 80
-OUTPUTS = ("table", "json", "yaml")
 
 HEALTH_COLOURS = {
     "Healthy": "green",
@@ -51,26 +48,9 @@ SERVER_OPTION = click.option(
     metavar="URL",
     help="A running hub's API (default: the one recorded in $HUB_HOME/serve.json, if up).",
 )
-OUTPUT_OPTION = click.option(
-    "-o", "--output", type=click.Choice(OUTPUTS), default="table", show_default=True
-)
 
 
 # ---------------------------------------------------------------- text helpers
-
-
-def fit(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters (with an ellipsis) and padded."""
-    if len(text) > width:
-        text = text[: max(0, width - 1)] + "…"
-    return text.ljust(width)
-
-
-def paint(text: str, colour: str | None, *, bold: bool = False) -> str:
-    """Style only; click.echo strips it when stdout is not a terminal."""
-    if colour is None and not bold:
-        return text
-    return click.style(text, fg=colour, bold=bold)
 
 
 def age(timestamp: str, now: datetime) -> str:
@@ -83,14 +63,6 @@ def age(timestamp: str, now: datetime) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-def dump(doc: Any, output: str) -> str:
-    if output == "json":
-        import json
-
-        return json.dumps(doc, indent=2) + "\n"
-    return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
 
 
 # ---------------------------------------------------------------- hub status tables
@@ -137,7 +109,7 @@ def matrix_lines(doc: dict[str, Any]) -> list[str]:
         return ["(no ApplicationSets)"]
     first = 16
     cell = 14
-    per_block = max(1, (WIDTH - first) // cell)
+    per_block = max(1, (TABLE_WIDTH - first) // cell)
     lines: list[str] = []
     for start in range(0, max(1, len(clusters)), per_block):
         block = clusters[start : start + per_block]
@@ -173,7 +145,7 @@ def totals_lines(doc: dict[str, Any]) -> list[str]:
         f"fleet: {t['clusters']} clusters, {a['total']} applications "
         f"({t['unassigned']} without a registered cluster); sync: {sync}; health: {health}"
     )
-    return textwrap.wrap(text, WIDTH - 1, subsequent_indent="  ")
+    return textwrap.wrap(text, TABLE_WIDTH - 1, subsequent_indent="  ")
 
 
 def status_table(doc: dict[str, Any], *, source: str, now: datetime | None = None) -> str:
@@ -355,14 +327,16 @@ def app_detail_text(doc: dict[str, Any]) -> str:
     ]
     op = doc.get("operation") or doc.get("operationState")
     if op:
-        lines.append(f"Operation:      {op.get('phase', '')}: {op.get('message', '')}"[: WIDTH - 1])
+        lines.append(
+            f"Operation:      {op.get('phase', '')}: {op.get('message', '')}"[: TABLE_WIDTH - 1]
+        )
     if doc.get("deletion"):
         lines.append(f"Deletion:       {doc['deletion']} ({doc.get('deletionReason') or ''})")
     if doc["conditions"]:
         lines.append("Conditions:")
         for c in doc["conditions"]:
             lines += textwrap.wrap(
-                f"{c['type']}: {c['message']}", WIDTH - 1, initial_indent="  ",
+                f"{c['type']}: {c['message']}", TABLE_WIDTH - 1, initial_indent="  ",
                 subsequent_indent="    ",
             )  # fmt: skip
     lines += [
@@ -386,10 +360,6 @@ def history_table(items: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _emit(doc: Any, output: str, table: Callable[[Any], str]) -> None:
-    click.echo(table(doc) if output == "table" else dump(doc, output), nl=False)
-
-
 @click.command("list")
 @click.option("--cluster", metavar="NAME", help="Only Applications on this cluster.")
 @click.option("--appset", metavar="NAME", help="Only Applications of this ApplicationSet.")
@@ -411,19 +381,19 @@ def app_list(
     flt = AppFilter(cluster=cluster, appset=appset, sync=sync_status, health=health)
     with open_fleet(obj.home, server=server) as fleet:
         items = fleet.apps(flt)
-    _emit(items, output, app_list_table)
+    emit(items, output, app_list_table)
 
 
 def app_get(obj: HubContext, name: str, output: str, server: str | None) -> None:
     with open_fleet(obj.home, server=server) as fleet:
         doc = fleet.app(name)
-    _emit(doc, output, app_detail_text)
+    emit(doc, output, app_detail_text)
 
 
 def app_history(obj: HubContext, name: str, output: str, server: str | None) -> None:
     with open_fleet(obj.home, server=server) as fleet:
         items = fleet.history(name)
-    _emit(items, output, history_table)
+    emit(items, output, history_table)
 
 
 def app_diff(obj: HubContext, name: str, server: str | None) -> None:
@@ -569,12 +539,14 @@ def appset_detail_text(doc: dict[str, Any]) -> str:
         f"Generated:  {doc['generated'] if doc['generated'] is not None else '-'} Applications",
     ]
     if doc.get("lastError"):
-        lines += textwrap.wrap(f"Error: {doc['lastError']}", WIDTH - 1, subsequent_indent="  ")
+        lines += textwrap.wrap(
+            f"Error: {doc['lastError']}", TABLE_WIDTH - 1, subsequent_indent="  "
+        )
     if doc["conditions"]:
         lines.append("Conditions:")
         for c in doc["conditions"]:
             lines += textwrap.wrap(
-                f"{c['type']}={c.get('status', '')}: {c['message']}", WIDTH - 1,
+                f"{c['type']}={c.get('status', '')}: {c['message']}", TABLE_WIDTH - 1,
                 initial_indent="  ", subsequent_indent="    ",
             )  # fmt: skip
     lines += ["", "Applications:", app_list_table(doc["applications"]).rstrip("\n")]
@@ -589,7 +561,7 @@ def appset_list(obj: HubContext, output: str, server: str | None) -> None:
     """The hub's ApplicationSets with their Applications' states."""
     with open_fleet(obj.home, server=server) as fleet:
         items = fleet.appsets()
-    _emit(items, output, appset_list_table)
+    emit(items, output, appset_list_table)
 
 
 @click.command("get")
@@ -601,7 +573,7 @@ def appset_get(obj: HubContext, name: str, output: str, server: str | None) -> N
     """One ApplicationSet: its generated Applications and conditions."""
     with open_fleet(obj.home, server=server) as fleet:
         doc = fleet.appset(name)
-    _emit(doc, output, appset_detail_text)
+    emit(doc, output, appset_detail_text)
 
 
 # ---------------------------------------------------------------- the commands and their groups
