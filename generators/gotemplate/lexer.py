@@ -156,17 +156,7 @@ def _lex_action(src: str, pos: int, toks: list[Token]) -> tuple[int, bool]:
             toks.append(Token(RPAREN, ")", pos, space))
             pos += 1
         elif ch == '"':
-            pos += 1
-            while True:
-                if pos >= n or src[pos] == "\n":
-                    raise LexError(start, "unterminated quoted string")
-                c = src[pos]
-                if c == "\\":
-                    pos += 2
-                    continue
-                pos += 1
-                if c == '"':
-                    break
+            pos = _scan_quoted(src, start, "unterminated quoted string")
             toks.append(Token(STRING, src[start:pos], start, space))
         elif ch == "`":
             end = src.find("`", pos + 1)
@@ -175,17 +165,7 @@ def _lex_action(src: str, pos: int, toks: list[Token]) -> tuple[int, bool]:
             pos = end + 1
             toks.append(Token(RAWSTRING, src[start:pos], start, space))
         elif ch == "'":
-            pos += 1
-            while True:
-                if pos >= n or src[pos] == "\n":
-                    raise LexError(start, "unterminated character constant")
-                c = src[pos]
-                if c == "\\":
-                    pos += 2
-                    continue
-                pos += 1
-                if c == "'":
-                    break
+            pos = _scan_quoted(src, start, "unterminated character constant")
             toks.append(Token(CHAR, src[start:pos], start, space))
         elif ch == "$":
             pos += 1
@@ -224,6 +204,21 @@ def _lex_action(src: str, pos: int, toks: list[Token]) -> tuple[int, bool]:
         else:
             raise LexError(pos, f"unrecognized character in action: {_char_repr(ch)}")
         space = False
+
+
+def _scan_quoted(src: str, start: int, unterminated: str) -> int:
+    """The end of the quoted literal opening at ``start`` (its quote char ends it)."""
+    quote, n, pos = src[start], len(src), start + 1
+    while True:
+        if pos >= n or src[pos] == "\n":
+            raise LexError(start, unterminated)
+        c = src[pos]
+        if c == "\\":
+            pos += 2
+            continue
+        pos += 1
+        if c == quote:
+            return pos
 
 
 def _char_repr(ch: str) -> str:
