@@ -225,7 +225,7 @@ def _sharp_v(v: Any, top: bool) -> str:
         return "<nil>" if top else "interface {}(nil)"
     t = type(v)
     if t is str:
-        return f"`{v}`" if False else go_quote(v)
+        return go_quote(v)
     if t is bool:
         return "true" if v else "false"
     if t is int or t is Int64:
