@@ -499,10 +499,11 @@ def _pod(obj: Obj, ctx: _Ctx) -> None:
                 )
     status = _map(obj, "status")
     status.setdefault("phase", "Pending")
-    status.setdefault("qosClass", _qos_class(spec))
+    status.setdefault("qosClass", qos_class(spec))
 
 
-def _qos_class(spec: Obj) -> str:
+def qos_class(spec: Obj) -> str:
+    """BestEffort, Burstable or Guaranteed from the containers' requests and limits."""
     containers = _dicts(spec.get("containers")) + _dicts(spec.get("initContainers"))
     any_set = False
     guaranteed = True
@@ -513,7 +514,8 @@ def _qos_class(spec: Obj) -> str:
         if requests or limits:
             any_set = True
         for name in ("cpu", "memory"):
-            if name not in limits or requests.get(name, limits.get(name)) != limits.get(name):
+            limit = limits.get(name)
+            if limit is None or str(requests.get(name, limit)) != str(limit):
                 guaranteed = False
     if not any_set:
         return "BestEffort"

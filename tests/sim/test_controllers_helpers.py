@@ -16,7 +16,6 @@ from clusters.sim.controllers._util import (
     normalize_image,
     pod_fault,
     prune_zero,
-    qos_class,
     selector_string,
     set_condition,
     template_hash,
@@ -25,6 +24,7 @@ from clusters.sim.controllers.network import endpoints_subsets
 from clusters.sim.controllers.pods import pod_status
 from clusters.sim.controllers.runtime import HPAS_IN, SERVICES_IN, keys_for
 from clusters.sim.controllers.templates import deletion_order
+from clusters.sim.defaults import qos_class
 from clusters.sim.interface import ObjectEvent
 
 

@@ -278,26 +278,6 @@ def normalize_image(image: str) -> str:
     return name
 
 
-def qos_class(pod_spec: Mapping[str, Any]) -> str:
-    """BestEffort, Burstable or Guaranteed from the containers' requests and limits."""
-    containers = list(pod_spec.get("containers") or []) + list(pod_spec.get("initContainers") or [])
-    any_set = False
-    guaranteed = True
-    for container in containers:
-        resources = container.get("resources") or {}
-        requests = resources.get("requests") or {}
-        limits = resources.get("limits") or {}
-        if requests or limits:
-            any_set = True
-        for res in ("cpu", "memory"):
-            limit = limits.get(res)
-            if limit is None or str(requests.get(res, limit)) != str(limit):
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
 # --- conditions -------------------------------------------------------------------------
 
 

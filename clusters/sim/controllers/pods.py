@@ -24,13 +24,13 @@ from clusters.sim.controllers._util import (
     go_duration,
     normalize_image,
     pod_fault,
-    qos_class,
     rfc3339,
     spec_of,
     stable_int,
     status_of,
 )
 from clusters.sim.controllers.runtime import Runtime
+from clusters.sim.defaults import qos_class
 from clusters.sim.interface import Obj
 
 Mode = Literal["pending", "running", "succeeded", "failed", "crashloop"]
