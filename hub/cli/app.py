@@ -30,7 +30,6 @@ from hub.errors import HubError, HubUsageError
 from hub.home import load_keyring, open_registry, open_store
 from hub.logs import scrub
 from hub.repos import RepoCache
-from hub.store import Store
 from hub.sync.diff import JqRunner, SyncStatus
 from hub.sync.engine import (
     EventKind,
@@ -97,8 +96,6 @@ def cluster_for(application: Application, registry: Registry, override: str | No
 
 @dataclass
 class _Env:
-    registry: Registry
-    store: Store
     kube: KubeClient
     repos: RepoCache
     history: SyncHistory
@@ -114,9 +111,7 @@ def _env(obj: HubContext, application: Application, cluster: str | None) -> Iter
         kube = KubeClient(connect(registry, name))
         with RepoCache(obj.home) as repos, JqRunner() as jq:
             history = SyncHistory(store, lambda: load_keyring(obj.home))
-            yield _Env(
-                registry=registry, store=store, kube=kube, repos=repos, history=history, jq=jq
-            )
+            yield _Env(kube=kube, repos=repos, history=history, jq=jq)
             repos.clean()  # exported trees past their age or the size budget
     finally:
         store.close()
