@@ -346,6 +346,8 @@ class AppRenderer:
         self.mode = mode
         self._metadata = compile_tree(dict(template.metadata), mode, f"{template_path}.metadata")
         self._spec = compile_tree(dict(template.spec), mode, f"{template_path}.spec")
+        self._verbatim_metadata = _constant_copy(template.metadata)
+        self._verbatim_spec = _constant_copy(template.spec)
         self._patch = (
             compile_string(template_patch, mode, "spec.templatePatch") if template_patch else None
         )
@@ -362,16 +364,16 @@ class AppRenderer:
         cluster's labels across a matrix), so one app must not change another's params
         or the param set reported for it.
         """
-        empty: Params = {}
-        if params and self.mode.go:
-            params = copy_params(params)
         if params:
+            if self.mode.go:
+                params = copy_params(params)
             metadata = self._metadata(params)
             spec = self._spec(params)
             if not self._preserve and not metadata.get("finalizers"):
                 metadata["finalizers"] = [RESOURCES_FINALIZER]
         else:
-            metadata, spec = self._metadata(empty), self._spec(empty)
+            # Argo CD returns the template itself: in go mode too, nothing is executed.
+            metadata, spec = self._verbatim_metadata(params), self._verbatim_spec(params)
         app: dict[str, Any] = {
             "apiVersion": API_VERSION,
             "kind": "Application",
