@@ -401,6 +401,8 @@ class _Run:
     revision: str = ""
     results: dict[tuple[str, ResourceKey, str], ResourceResult] = field(default_factory=dict)
     hooks_created: dict[ResourceKey, SyncTask] = field(default_factory=dict)
+    # Hooks of ``hooks_created`` whose finalizer the gate already freed (cleanup skips them).
+    hooks_freed: set[ResourceKey] = field(default_factory=set)
     rendered: list[dict[str, Any]] | None = None
     retryable: bool = False
     raw_kube: KubeClient = field(init=False)
@@ -790,17 +792,22 @@ class _Run:
         )
         return _GateItem(task=task, res=res, gone=True)
 
-    def _remove_finalizer(self, res: ApiResource, key: ResourceKey) -> None:
+    def _remove_finalizer(
+        self, res: ApiResource, key: ResourceKey, obj: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Take our hook finalizer off ``key``; ``obj``, when given, is a recent read of it
+        (a stale one only costs a Conflict and a GET). True once the finalizer is gone."""
         for _ in range(5):
-            obj = self.call(
-                f"get {key}", lambda: self.kube.get_or_none(res, key.name, key.namespace)
-            )
             if obj is None:
-                return
+                obj = self.call(
+                    f"get {key}", lambda: self.kube.get_or_none(res, key.name, key.namespace)
+                )
+                if obj is None:
+                    return True
             meta = obj.get("metadata") or {}
             finalizers = list(meta.get("finalizers") or [])
             if HOOK_FINALIZER not in finalizers:
-                return
+                return True
             patch = {
                 "metadata": {
                     "finalizers": [f for f in finalizers if f != HOOK_FINALIZER],
@@ -812,11 +819,12 @@ class _Run:
                     f"remove finalizer {key}",
                     partial(self.kube.merge_patch, res, key.name, key.namespace, patch),
                 )
-                return
+                return True
             except Conflict:
-                continue  # changed meanwhile: read again
+                obj = None  # changed meanwhile: read again
             except NotFound:
-                return
+                return True
+        return False
 
     # -- the gate
 
@@ -907,7 +915,8 @@ class _Run:
             item.done = True
             if task.hook and not item.finalizer_removed:
                 item.finalizer_removed = True
-                self._remove_finalizer(item.res, task.key)
+                if self._remove_finalizer(item.res, task.key, obj):
+                    self.hooks_freed.add(task.key)
             msg = health.message if health else ""
             if outcome is Outcome.FAILED:
                 self._result(task, "Failed" if task.hook else "Synced", msg, status)
@@ -1120,7 +1129,8 @@ class _Run:
             for key, task in list(self.hooks_created.items()):
                 try:
                     res = self.kube.resource_of(task.desired or {})
-                    self._remove_finalizer(res, key)
+                    if key not in self.hooks_freed:
+                        self._remove_finalizer(res, key)
                     if wanted in task.hook_delete_policies:
                         self.call(
                             f"delete hook {key}",
@@ -1148,6 +1158,7 @@ class _Run:
                         ProgressEvent(kind=EventKind.WARNING, message=f"hook {key} cleanup: {exc}")
                     )
             self.hooks_created.clear()
+            self.hooks_freed.clear()
         finally:
             self.cancel, self.deadline = saved_cancel, saved_deadline
 
