@@ -251,13 +251,13 @@ def delete_app_resources(
 
 
 class SerializedSources:
-    """``RepoCache`` with every call serialised, and revisions resolved once per poll cycle.
+    """``RepoCache`` with revisions resolved once per poll cycle.
 
-    GitPython's ``Repo`` objects the cache shares are not safe to read from several threads
-    at once (concurrent ``materialize`` of one commit read corrupt tree entries); exported
-    trees are cached on disk, so the lock is short. ``RepoCache.resolve`` fetches on every
-    call, so a (repo, revision) resolved in this cycle is answered from memory: sources,
-    git generators and Applications reading one repository cause one fetch per cycle."""
+    ``RepoCache.resolve`` fetches on every call, so a (repo, revision) resolved in this
+    cycle is answered from memory: sources, git generators and Applications reading one
+    repository cause one fetch per cycle. The lock makes concurrent resolves of one key
+    fetch once. ``materialize`` goes straight to ``RepoCache``, which serialises Git access
+    itself, so reading an exported tree never waits behind a fetch."""
 
     def __init__(self, repos: RepoCache, metrics: Metrics | None = None) -> None:
         self._repos = repos
@@ -288,8 +288,7 @@ class SerializedSources:
             return sha
 
     def materialize(self, repo_url: str, sha: str) -> Path:
-        with self._lock:
-            return self._repos.materialize(repo_url, sha)
+        return self._repos.materialize(repo_url, sha)
 
 
 class Revisions(Protocol):
