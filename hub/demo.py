@@ -700,7 +700,7 @@ class Demo:
         serving: list[str] = []
         for app in self._payments_apps():
             assert app.cluster is not None
-            ready_old = self._ready_pods_with_tag(app.cluster, "1.1.0")
+            ready_old = self._pods_with_tag(app.cluster, "1.1.0", ready=True)
             crashing = self._pods_with_tag(app.cluster, "1.2.0-crashloop", ready=False)
             if crashing < 1:
                 raise StepFailed(f"{app.cluster}: no unready 1.2.0-crashloop pod was started")
@@ -714,6 +714,15 @@ class Demo:
             "  crash-looping 1.2.0 pods never Ready; old 1.1.0 pods still Ready: "
             + ", ".join(serving)
         )
+        self._revert_to_stable(sha)
+        return (
+            f"payments Degraded on {len(serving)} clusters while 1.1.0 kept serving; "
+            "after the revert Synced and Healthy on 1.1.0 again"
+        )
+
+    def _revert_to_stable(self, sha: str) -> None:
+        """Show the fleet, ``git revert`` the bad release ``sha`` and wait until payments
+        runs 1.1.0 again with everything Synced and Healthy."""
         self.status()
         self.t.git("revert", "--no-edit", "HEAD")
         revert = self.head()
@@ -724,10 +733,6 @@ class Demo:
             lambda: self._payments_rolled_out(revert, "1.1.0") and self.all_synced_healthy(),
             self.options.step_timeout,
             sha=revert,
-        )
-        return (
-            f"payments Degraded on {len(serving)} clusters while 1.1.0 kept serving; "
-            "after the revert Synced and Healthy on 1.1.0 again"
         )
 
     def progress_payments(self, label: str, done: Callable[[], bool]) -> None:
@@ -742,9 +747,6 @@ class Demo:
             if time.monotonic() >= deadline:
                 raise StepFailed(f"timed out: {line.strip()}")
             time.sleep(0.5)
-
-    def _ready_pods_with_tag(self, cluster: str, tag: str) -> int:
-        return self._pods_with_tag(cluster, tag, ready=True)
 
     def _pods_with_tag(self, cluster: str, tag: str, *, ready: bool) -> int:
         """Payments pods running image tag ``tag`` whose Ready condition is ``ready``."""
@@ -783,17 +785,7 @@ class Demo:
             message = str((app.operation_state or {}).get("message", ""))
             details.append(app.cluster)
             self.out(f"  {app.name}: {message[:100]}")
-        self.status()
-        self.t.git("revert", "--no-edit", "HEAD")
-        revert = self.head()
-        self.out(f"  git revert {sha[:8]} -> {revert[:8]}")
-        self.notify_push()
-        self.progress(
-            "recovery",
-            lambda: self._payments_rolled_out(revert, "1.1.0") and self.all_synced_healthy(),
-            self.options.step_timeout,
-            sha=revert,
-        )
+        self._revert_to_stable(sha)
         return (
             f"the PreSync migration failed on {len(details)} clusters and the Deployment "
             "stayed on 1.1.0 (kubectl); the revert synced cleanly"
