@@ -24,6 +24,14 @@ from hub.cli import HubContext
 from hub.cli.output import OUTPUT_OPTION, TABLE_WIDTH, clip, dump, render_table
 from hub.home import open_registry
 
+CHECK_TIMEOUT_OPTION = click.option(
+    "--timeout",
+    type=float,
+    default=DEFAULT_CHECK_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for the cluster's answer.",
+)
+
 
 @contextmanager
 def _registry(obj: HubContext) -> Iterator[Registry]:
@@ -107,13 +115,7 @@ def cluster() -> None:
 @click.option("--project", help="Argo CD project the cluster belongs to.")
 @click.option("--skip-check", is_flag=True, help="Register without contacting the cluster.")
 @click.option("--upsert", is_flag=True, help="Replace a cluster of the same name.")
-@click.option(
-    "--timeout",
-    type=float,
-    default=DEFAULT_CHECK_TIMEOUT,
-    show_default=True,
-    help="Seconds to wait for the cluster's answer.",
-)
+@CHECK_TIMEOUT_OPTION
 @click.pass_obj
 def add(
     obj: HubContext,
@@ -205,13 +207,7 @@ def label(obj: HubContext, name: str, changes: tuple[str, ...]) -> None:
 
 @cluster.command("check")
 @click.argument("names", nargs=-1)
-@click.option(
-    "--timeout",
-    type=float,
-    default=DEFAULT_CHECK_TIMEOUT,
-    show_default=True,
-    help="Seconds to wait for the cluster's answer.",
-)
+@CHECK_TIMEOUT_OPTION
 @OUTPUT_OPTION
 @click.pass_obj
 def check(obj: HubContext, names: tuple[str, ...], timeout: float, output: str) -> None:
@@ -348,13 +344,7 @@ def _prune_apps(obj: HubContext, name: str) -> list[str]:
 )
 @click.option("--skip-check", is_flag=True, help="Register without contacting the clusters.")
 @click.option("--upsert", is_flag=True, help="Replace clusters of the same names.")
-@click.option(
-    "--timeout",
-    type=float,
-    default=DEFAULT_CHECK_TIMEOUT,
-    show_default=True,
-    help="Seconds to wait for the cluster's answer.",
-)
+@CHECK_TIMEOUT_OPTION
 @click.pass_obj
 def import_(
     obj: HubContext, filename: Path, skip_check: bool, upsert: bool, timeout: float
