@@ -36,7 +36,7 @@ from generators.errors import GeneratorError
 from generators.fasttemplate import FastTemplateError, compile_fast
 from generators.gotemplate import Template, TemplateError
 from generators.gotemplate import render as go_render
-from generators.params import MissingKey, Params, TemplateMode, copy_params
+from generators.params import Params, TemplateMode, copy_params
 from generators.spec import AppTemplate, load_yaml
 
 API_VERSION = "argoproj.io/v1alpha1"
@@ -61,10 +61,6 @@ class RenderError(GeneratorError):
 # --------------------------------------------------------------------------- strings
 
 
-def _go_render(source: str, data: object, missing_key: MissingKey, name: str) -> str:
-    return go_render(source, data, missing_key=missing_key, name=name)
-
-
 def render_string(
     source: str, params: Mapping[str, Any], mode: TemplateMode, *, name: str = "template"
 ) -> str:
@@ -73,7 +69,7 @@ def render_string(
         # Go's text/template would print such a string unchanged too.
         return source
     if mode.go:
-        return _go_render(source, params, mode.missing_key, name)
+        return go_render(source, params, missing_key=mode.missing_key, name=name)
     try:
         return compile_fast(source).render(params)
     except FastTemplateError as exc:
