@@ -403,6 +403,10 @@ class _Run:
     hooks_created: dict[ResourceKey, SyncTask] = field(default_factory=dict)
     # Hooks of ``hooks_created`` whose finalizer the gate already freed (cleanup skips them).
     hooks_freed: set[ResourceKey] = field(default_factory=set)
+    # The last attempt's live read and comparison; the final app status reuses them while
+    # nothing has been written (a dry run, already in sync, a failure before any write).
+    compared: tuple[list[dict[str, Any]], AppComparison] | None = None
+    wrote: bool = False
     rendered: list[dict[str, Any]] | None = None
     retryable: bool = False
     raw_kube: KubeClient = field(init=False)
@@ -754,6 +758,7 @@ class _Run:
 
     def _apply(self, task: SyncTask) -> _GateItem:
         assert task.desired is not None
+        self.wrote = True
         obj = task.desired
         res = self.call("discovery", lambda: self.kube.resource_of(obj))
         if task.hook:
@@ -780,6 +785,7 @@ class _Run:
         return _GateItem(task=task, res=res, generation=gen if isinstance(gen, int) else None)
 
     def _delete(self, task: SyncTask, propagation: PropagationPolicy) -> _GateItem:
+        self.wrote = True
         live = task.live or {}
         res = self.call("discovery", lambda: self.kube.resource_of(live or {"apiVersion": "v1"}))
         if task.live_hook_finalizer:
@@ -1013,6 +1019,7 @@ class _Run:
 
     def _attempt(self, attempt: int) -> OperationResult:
         self.retryable = False
+        self.compared = None
         self.emit(
             ProgressEvent(
                 kind=EventKind.OPERATION,
@@ -1032,6 +1039,7 @@ class _Run:
                 self.emit(ProgressEvent(kind=EventKind.WARNING, message=warning))
             live = self.read_live(valid.manifests)
             comparison = self.compare(valid.manifests, live)
+            self.compared = (live, comparison)
             namespaces = self._namespaces(valid.manifests)
             plan = self.plan(valid.manifests, live, comparison, namespaces)
             plan_text = plan.format()
@@ -1270,8 +1278,11 @@ class _Run:
                 pass
             finally:
                 self.emit, self.deadline = quiet, saved
-        live = self.read_live(valid)
-        comparison = self.compare(valid, live)
+        if wait or self.wrote or self.compared is None:
+            live = self.read_live(valid)
+            comparison = self.compare(valid, live)
+        else:
+            live, comparison = self.compared
         by_key = {ResourceKey.of(o): o for o in live}
         pairs = [(m.obj, by_key.get(m.key)) for m in valid if m.key.name]
         return comparison.status, app_health(pairs, self.rules).status
