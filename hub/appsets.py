@@ -695,9 +695,6 @@ class AppSetController:
         projects = frozenset({"default", *(p.name for p in self.apps.list_projects())})
         return Fleet(clusters=tuple(clusters), projects=projects)
 
-    def _owners(self) -> dict[str, str]:
-        return self.apps.owners()
-
     def ingest(
         self,
         loads: Sequence[SourceLoad],
@@ -800,7 +797,7 @@ class AppSetController:
                 load.applications,
                 self.apps.list_apps(source=load.source.name, plain=True),
                 fleet,
-                self._owners(),
+                self.apps.owners(),
             )
             with self.apps.transaction() as txn:
                 apply_actions(txn, plain.actions)
@@ -816,9 +813,10 @@ class AppSetController:
                             f"source {stored.source} was removed",
                         )
                     )
+            fleet = self._fleet(clusters)
             for app in self.apps.list_apps(plain=True):
                 if app.source is not None and app.source not in configured:
-                    plan = plan_plain_apps(app.source, [], [app], self._fleet(clusters), {})
+                    plan = plan_plain_apps(app.source, [], [app], fleet, {})
                     with self.apps.transaction() as txn:
                         apply_actions(txn, plan.actions)
                     plans.append(plan)
@@ -876,7 +874,7 @@ class AppSetController:
                     generate(appset, context),
                     owned,
                     fleet,
-                    owners=self._owners(),
+                    owners=self.apps.owners(),
                     source=stored.source,
                     file=stored.file,
                 )
