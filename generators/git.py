@@ -45,7 +45,7 @@ from generators.spec import (
     GeneratorSpec,
     GitGeneratorSpec,
     GitPathItem,
-    load_yaml_documents,
+    load_first_yaml_document,
 )
 
 
@@ -439,13 +439,12 @@ class GitGenerator:
 
 def _parse_file(content: bytes, path: str, repo_url: str, where: str) -> list[Mapping[str, Any]]:
     try:
-        docs = load_yaml_documents(content)
+        # Like sigs.k8s.io/yaml, only the first document counts (the rest is not parsed).
+        data = load_first_yaml_document(content)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise GeneratorError(
             f"{where}: unable to parse file {path!r} of {repo_url}: {exc}"
         ) from None
-    # Like sigs.k8s.io/yaml, only the first document counts.
-    data = docs[0] if docs else None
     if data is None:
         return [{}]
     if isinstance(data, Mapping):

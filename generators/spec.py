@@ -87,6 +87,11 @@ def load_yaml(text: str | bytes) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
+def load_first_yaml_document(text: str | bytes) -> Any:
+    """The first document of a YAML stream, or None; like go-yaml, the rest is not parsed."""
+    return next(iter(yaml.load_all(text, Loader=_Loader)), None)
+
+
 def load_yaml_documents(text: str | bytes) -> list[Any]:
     """All documents of a multi-document YAML stream, empty ones included as None."""
     return list(yaml.load_all(text, Loader=_Loader))

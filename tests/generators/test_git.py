@@ -282,6 +282,14 @@ def test_an_unparsable_file_is_an_error_naming_file_and_repo(
     assert "'bad.yaml'" in message and REPO_URL in message
 
 
+def test_only_the_first_document_of_a_file_is_read_and_the_rest_not_parsed(
+    repo_context: MakeContext,
+) -> None:
+    context = repo_context({"two.yaml": "name: one\n---\na: [\n"})
+    [params] = run_with(context, files({"path": "two.yaml"}))
+    assert params["name"] == "one"
+
+
 def test_revisions_are_read_without_a_checkout(make_repo: Callable[[dict[str, str]], Path]) -> None:
     root = make_repo({"v1/app/f": ""})
     git = ["git", "-c", "user.email=t@e", "-c", "user.name=t"]
