@@ -326,11 +326,8 @@ def _prune_apps(obj: HubContext, name: str) -> list[str]:
     from hub.apps import AppStore
     from hub.home import open_store
 
-    store = open_store(obj.home)
-    try:
+    with open_store(obj.home) as store:
         return [app.name for app in AppStore(store).prune_cluster(name)]
-    finally:
-        store.close()
 
 
 @cluster.command("import")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import click
 
 from hub.apps import AppStore
@@ -20,16 +17,6 @@ from hub.sources import (
     make_source,
     open_git,
 )
-from hub.store import Store
-
-
-@contextmanager
-def _store(obj: HubContext) -> Iterator[Store]:
-    store = open_store(obj.home)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @click.group("source")
@@ -52,7 +39,7 @@ def add(obj: HubContext, name: str, repo: str, path: str, revision: str) -> None
     """Add source NAME. Its manifests are read and checked now (nothing is applied); a
     source that cannot be read or holds an invalid file is refused."""
     src = make_source(name, repo, path, revision)
-    with _store(obj) as store:  # an uninitialised home fails here, before any clone
+    with open_store(obj.home) as store:  # an uninitialised home fails here, before any clone
         sources = SourceStore(store)
         if any(r.source.name == src.name for r in sources.list()):
             raise HubUsageError(
@@ -79,7 +66,7 @@ def add(obj: HubContext, name: str, repo: str, path: str, revision: str) -> None
 @click.pass_obj
 def list_(obj: HubContext, output: str) -> None:
     """List sources with the commit in force and the last error."""
-    with _store(obj) as store:
+    with open_store(obj.home) as store:
         records = SourceStore(store).list()
     if output != "table":
         click.echo(dump([r.as_dict() for r in records], output), nl=False)
@@ -116,7 +103,7 @@ def list_(obj: HubContext, output: str) -> None:
 def rm(obj: HubContext, name: str) -> None:
     """Remove source NAME. At the next reconcile its ApplicationSets and Applications are
     handled as if their files had been deleted from Git."""
-    with _store(obj) as store:
+    with open_store(obj.home) as store:
         removed = SourceStore(store).remove(name)
         apps = AppStore(store)
         sets = apps.list_appsets(source=name)
