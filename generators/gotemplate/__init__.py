@@ -43,10 +43,6 @@ _MODES = {"default": C.MODE_DEFAULT, "invalid": C.MODE_DEFAULT, "zero": C.MODE_Z
 _MODES["error"] = C.MODE_ERROR
 
 
-class _UnknownFunction(Exception):
-    pass
-
-
 def _has_func(name: str) -> bool:
     return name in _KNOWN
 
