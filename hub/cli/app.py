@@ -304,11 +304,8 @@ def sync(
 def history(obj: HubContext, app_file: Path) -> None:
     """The Application's sync history (newest last)."""
     application = load_app(app_file)
-    store = open_store(obj.home)
-    try:
+    with open_store(obj.home) as store:
         entries = SyncHistory(store, lambda: load_keyring(obj.home)).entries(application.name)
-    finally:
-        store.close()
     for line in iter_history_lines(entries):
         click.echo(line)
 
