@@ -61,8 +61,12 @@ class ApiFleet:
         return doc
 
     def apps(self, flt: AppFilter) -> list[dict[str, Any]]:
-        query = {"cluster": flt.cluster, "appset": flt.appset, "sync": flt.sync}
-        query["health"] = flt.health
+        query = {
+            "cluster": flt.cluster,
+            "appset": flt.appset,
+            "sync": flt.sync,
+            "health": flt.health,
+        }
         items: list[dict[str, Any]] = self.client.get("/api/v1/applications", query)["items"]
         return items
 
@@ -163,8 +167,5 @@ def open_fleet(
         raise NoRunningHub("this command")
     from hub.home import open_store
 
-    store = open_store(home)
-    try:
+    with open_store(home) as store:
         yield StoreFleet(FleetView(store), home)
-    finally:
-        store.close()
