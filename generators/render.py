@@ -37,7 +37,7 @@ from generators.fasttemplate import FastTemplateError, compile_fast
 from generators.gotemplate import Template, TemplateError
 from generators.gotemplate import render as go_render
 from generators.params import Params, TemplateMode, copy_params
-from generators.spec import AppTemplate, load_yaml
+from generators.spec import GENERATOR_KEYS, AppTemplate, load_yaml
 
 API_VERSION = "argoproj.io/v1alpha1"
 RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
@@ -49,9 +49,6 @@ APPSET_ANNOTATION = "gitops-hub/appset"
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
-
-
-_GENERATOR_KINDS = frozenset(("list", "clusters", "git", "matrix", "merge"))
 
 
 class RenderError(GeneratorError):
@@ -207,7 +204,7 @@ def interpolate_generator(
         if isinstance(value, Mapping):
             out: dict[str, Any] = {}
             for key, child in value.items():
-                if key == "template" and parent_key in _GENERATOR_KINDS:
+                if key == "template" and parent_key in GENERATOR_KEYS:
                     out[key] = child
                     continue
                 new_key = render_string(str(key), params, mode, name=f"{where}.{key} (key)")
