@@ -236,6 +236,24 @@ def pod_available_at(pod: Obj, min_ready_seconds: int) -> float | None:
     return (since or 0.0) + min_ready_seconds
 
 
+def availability(
+    pods: Iterable[Obj], min_ready_seconds: int, now: float
+) -> tuple[int, int, float | None]:
+    """(ready, available, seconds until the next ready pod becomes available or None)."""
+    ready = available = 0
+    wait: float | None = None
+    for pod in pods:
+        at = pod_available_at(pod, min_ready_seconds)
+        if at is None:
+            continue
+        ready += 1
+        if at <= now:
+            available += 1
+        else:
+            wait = at - now if wait is None else min(wait, at - now)
+    return ready, available, wait
+
+
 def image_tag(image: str) -> str:
     """The tag of an image reference (``registry:5000/app:v1-crashloop@sha256:..``)."""
     name = image.split("@", 1)[0]

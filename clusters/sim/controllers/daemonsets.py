@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from clusters.sim.controllers._util import (
+    availability,
     int_field,
     int_or_percent,
     is_terminating,
@@ -111,20 +112,11 @@ def _status(
 ) -> tuple[dict[str, Any], float | None]:
     min_ready = int_field(spec_of(ds), "minReadySeconds", 0)
     now = now_epoch()
-    ready = available = updated = 0
-    wait: float | None = None
-    for pods in by_node.values():
-        pod = pods[0]
-        if (pod["metadata"].get("labels") or {}).get(REVISION_LABEL) == revision:
-            updated += 1
-        at = pod_available_at(pod, min_ready)
-        if at is None:
-            continue
-        ready += 1
-        if at <= now:
-            available += 1
-        else:
-            wait = at - now if wait is None else min(wait, at - now)
+    first = [pods[0] for pods in by_node.values()]
+    updated = sum(
+        (pod["metadata"].get("labels") or {}).get(REVISION_LABEL) == revision for pod in first
+    )
+    ready, available, wait = availability(first, min_ready, now)
     status = prune_zero(
         {
             "currentNumberScheduled": len(by_node),

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from clusters.sim.controllers._util import (
+    availability,
     int_field,
     is_terminating,
     now_epoch,
     owned_by,
     owner_reference,
-    pod_available_at,
     pod_is_active,
     prune_zero,
     spec_of,
@@ -62,20 +62,12 @@ def replicaset_status(rs: Obj, active: list[Obj]) -> tuple[dict[str, Any], float
     min_ready = int_field(spec, "minReadySeconds", 0)
     template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
     now = now_epoch()
-    ready = available = labeled = 0
-    wait: float | None = None
+    labeled = 0
     for pod in active:
         labels = pod.get("metadata", {}).get("labels") or {}
         if all(labels.get(k) == v for k, v in template_labels.items()):
             labeled += 1
-        at = pod_available_at(pod, min_ready)
-        if at is None:
-            continue
-        ready += 1
-        if at <= now:
-            available += 1
-        else:
-            wait = min(wait if wait is not None else at - now, at - now)
+    ready, available, wait = availability(active, min_ready, now)
     status: dict[str, Any] = prune_zero(
         {
             "replicas": len(active),

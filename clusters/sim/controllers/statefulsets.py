@@ -15,12 +15,12 @@ import copy
 from typing import Any
 
 from clusters.sim.controllers._util import (
+    availability,
     int_field,
     is_terminating,
     now_epoch,
     owned_by,
     owner_reference,
-    pod_available_at,
     pod_is_active,
     pod_is_ready,
     prune_zero,
@@ -196,20 +196,12 @@ def _status(
     min_ready = int_field(spec, "minReadySeconds", 0)
     now = now_epoch()
     active = [p for p in pods if not is_terminating(p)]
-    ready = available = current = updated = 0
-    wait: float | None = None
+    current = updated = 0
     for pod in active:
         revision = (pod["metadata"].get("labels") or {}).get(REVISION_LABEL)
         current += revision == current_revision
         updated += revision == update_revision
-        at = pod_available_at(pod, min_ready)
-        if at is None:
-            continue
-        ready += 1
-        if at <= now:
-            available += 1
-        else:
-            wait = at - now if wait is None else min(wait, at - now)
+    ready, available, wait = availability(active, min_ready, now)
     replicas = len(active)
     if (
         rolling
