@@ -69,12 +69,11 @@ def serve(
     Each cluster lives under https://HOST:PORT/clusters/NAME with its own bearer token and
     is one context (named after it) in the kubeconfig written at start.
     """
+    chosen: int | tuple[str, ...] = count
     if names is not None:
         chosen = tuple(n.strip() for n in names.split(",") if n.strip())
         if not chosen:
             raise ClusterUsageError("--names needs at least one name")
-    else:
-        chosen = cluster_names(count)
     kubeconfig = kubeconfig_out or obj.home / "sim" / "kubeconfig"
     config = SimConfig(
         names=cluster_names(chosen),
