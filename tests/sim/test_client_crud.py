@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from kubernetes import client, dynamic
+from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import KubeEnv, unique_name
 from tests.sim.helpers import configmap, deployment
@@ -243,9 +244,20 @@ def test_scale_subresource_reads_and_sets_replicas(api: client.ApiClient, namesp
     assert scale.status.selector == "app=web"
     apps.patch_namespaced_deployment_scale("web", namespace, {"spec": {"replicas": 2}})
     assert apps.read_namespaced_deployment("web", namespace).spec.replicas == 2
-    scale = apps.read_namespaced_deployment_scale("web", namespace)
-    scale.spec.replicas = 0
-    assert apps.replace_namespaced_deployment_scale("web", namespace, scale).spec.replicas == 0
+    # The Deployment controller writes status meanwhile, so a read-modify-write may lose
+    # the race with a 409, as on a real cluster; retry on conflict like kubectl does.
+    for _ in range(10):
+        scale = apps.read_namespaced_deployment_scale("web", namespace)
+        scale.spec.replicas = 0
+        try:
+            replaced = apps.replace_namespaced_deployment_scale("web", namespace, scale)
+            break
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    else:
+        pytest.fail("replacing the scale conflicted 10 times in a row")
+    assert replaced.spec.replicas == 0
 
 
 def test_the_dynamic_client_discovers_and_serves_built_in_kinds(
