@@ -6,9 +6,11 @@
 2. Every param set is rendered with its generator's merged template. A render error
    is a ``RenderTemplateParamsError`` condition naming the set; the other sets are
    still rendered so one run reports every broken element.
-3. The rendered apps are validated: a missing or invalid name, or a name already used
-   by an earlier app, is an ``ApplicationValidationError`` condition naming both
-   sources; the app is left out and the others are kept.
+3. The rendered apps are validated: a missing or invalid name, a template placeholder
+   left in the name, project, destination or source, or a name already used by an
+   earlier app, is an ``ApplicationValidationError`` condition naming the param set; the
+   app is left out of ``applications``. (The hub refuses the whole set when any such
+   condition is present: ``hub.appsets.plan_appset``.)
 
 Order is deterministic: entries in spec order, param sets in generator order.
 ``Result.failed`` says whether nothing may be applied (steps 1-2), which is what the
@@ -29,7 +31,7 @@ from generators.list import ListGenerator
 from generators.matrix import MatrixGenerator
 from generators.merge import MergeGenerator
 from generators.params import Params
-from generators.render import AppRenderer, validate_name
+from generators.render import AppRenderer, validate_fields, validate_name
 from generators.spec import ApplicationSet, GeneratorSpec
 
 GENERATION_ERROR = "ApplicationGenerationFromParamsError"
@@ -162,7 +164,7 @@ def _validate(
     seen: dict[str, GeneratedApp] = {}
     for app in apps:
         name = app.manifest["metadata"].get("name")
-        problem = validate_name(name)
+        problem = validate_name(name) or validate_fields(app.manifest)
         if problem:
             conditions.append(
                 Condition(

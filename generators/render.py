@@ -321,6 +321,42 @@ def validate_name(name: Any) -> str | None:
     return None
 
 
+_SOURCE_FIELDS = ("repoURL", "path", "targetRevision", "chart")
+
+
+def _placed_fields(manifest: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """(path, value) of the fields that say where an Application goes and what it deploys."""
+    spec = manifest.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
+    out: list[tuple[str, Any]] = [("spec.project", spec.get("project"))]
+    dest = spec.get("destination")
+    if isinstance(dest, Mapping):
+        out += [(f"spec.destination.{k}", dest.get(k)) for k in ("server", "name", "namespace")]
+    sources = [("spec.source", spec.get("source"))]
+    if isinstance(spec.get("sources"), list):
+        sources += [(f"spec.sources[{i}]", s) for i, s in enumerate(spec["sources"])]
+    for where, source in sources:
+        if isinstance(source, Mapping):
+            out += [(f"{where}.{k}", source.get(k)) for k in _SOURCE_FIELDS]
+    return out
+
+
+def validate_fields(manifest: Mapping[str, Any]) -> str | None:
+    """Why a rendered Application (whose name is valid) cannot be used, or None: a template
+    placeholder left in its project, destination or source. fasttemplate keeps a
+    placeholder whose param the set lacks; there it can never be meant."""
+    name = manifest.get("metadata", {}).get("name")
+    for path, value in _placed_fields(manifest):
+        if isinstance(value, str) and "{{" in value:
+            return (
+                f"application {name!r}: {path} {value!r} still contains a template "
+                "placeholder: the param it names does not exist in this param set "
+                "(see `--params`)"
+            )
+    return None
+
+
 class AppRenderer:
     """Renders the Applications of one (merged) template: compiled once, used per param set."""
 

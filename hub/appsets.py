@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +62,7 @@ from generators.expand import (
 from generators.spec import ApplicationSet, parse_appset
 from hub.apps import (
     AppRecord,
+    AppSetRecord,
     AppStore,
     AppTxn,
     Condition,
@@ -69,7 +70,15 @@ from hub.apps import (
     ProjectRecord,
     has_cascade_finalizer,
 )
-from hub.sources import AppManifest, SourceGit, SourceLoad, SourceStore, load_source
+from hub.sources import (
+    AppManifest,
+    SourceGit,
+    SourceLoad,
+    SourceRecord,
+    SourceStore,
+    check_set_files,
+    load_source,
+)
 from hub.store import Store
 from hub.sync.model import SyncError, parse_application
 
@@ -81,6 +90,11 @@ ALLOW_EMPTY_ANNOTATION = "gitops-hub/allow-empty"
 EMPTY_GUARD = "EmptyResultGuard"
 MAX_DELETIONS_ANNOTATION = "gitops-hub/max-deletions"
 DELETION_GUARD = "DeletionGuard"
+UNSUPPORTED = "UnsupportedField"
+SOURCE_ERROR = "SourceError"
+SOURCE_GUARD = "SourceDeletionGuard"
+#: Up to this many Applications a source revision is held only when it deletes them all.
+SOURCE_GUARD_SMALL = 10
 UP_TO_DATE = "ApplicationSetUpToDate"
 
 ActionKind = Literal["create", "update", "delete", "keep", "skip", "disown"]
@@ -272,6 +286,35 @@ def _validate_generated(
     )
 
 
+def unsupported_fields(appset: ApplicationSet) -> str | None:
+    """Why the hub refuses to act on ``appset`` at all, or None.
+
+    ``spec.strategy`` (RollingSync, AllAtOnce...) decides *when* each Application may be
+    updated and deleted; acting on a set that asks for a progressive rollout as if it had
+    asked for none would change every Application at once, so it is refused until the
+    hub implements it."""
+    strategy = appset.spec.raw.get("strategy")
+    if strategy is None:
+        return None
+    kind = strategy.get("type") if isinstance(strategy, Mapping) else None
+    return (
+        f"spec.strategy{f' (type {kind})' if kind else ''} is not supported by gitops-hub: "
+        "nothing is created, updated or deleted for this set. Remove spec.strategy to have "
+        "every Application of the set applied at once"
+    )
+
+
+def _refused(name: str, owned: Sequence[AppRecord], reason: str, message: str, why: str) -> Plan:
+    """A plan that keeps every owned Application and reports ``reason`` on the set."""
+    return Plan(
+        kind="appset",
+        name=name,
+        actions=tuple(Action(kind="keep", app=a.name, reason=f"{why}: kept as is") for a in owned),
+        conditions=_error_conditions(reason, message),
+        error=message,
+    )
+
+
 def plan_appset(
     appset: ApplicationSet,
     result: Result,
@@ -291,6 +334,10 @@ def plan_appset(
     policy = explicit or DEFAULT_POLICY
     by_name = {a.name: a for a in owned}
 
+    unsupported = unsupported_fields(appset)
+    if unsupported is not None:
+        return _refused(appset.name, owned, UNSUPPORTED, unsupported, "unsupported field")
+
     if result.failed:
         reason = GENERATION_ERROR if result.generation_failed else RENDER_ERROR
         message = "; ".join(
@@ -308,21 +355,33 @@ def plan_appset(
             error=message,
         )
 
+    # Every generated Application must be valid before any is written: one left-over
+    # placeholder, bad name or unknown destination usually means a template mistake that
+    # affects them all, and skipping the invalid ones would delete what they replace.
     problems = [c.message for c in result.conditions if c.reason == VALIDATION_ERROR]
-    actions: list[Action] = []
-    generated_names = {app.name for app in result.applications}
+    valid: list[tuple[DesiredApp, str]] = []
     for generated in sorted(result.applications, key=lambda g: g.name):
         desired, problem = _validate_generated(
             generated.manifest, appset, fleet, owners, source=source, file=file
         )
-        current = by_name.get(generated.name)
         if desired is None:
             problems.append(problem)
-            actions.append(Action(kind="skip", app=generated.name, reason=f"invalid: {problem}"))
-            continue
+        else:
+            valid.append((desired, generated.param_set.source))
+    if problems:
+        message = "; ".join(problems) + (
+            "; nothing created, updated or deleted for this set until every generated "
+            "Application is valid (preview with `hub appset generate FILE`)"
+        )
+        return _refused(appset.name, owned, VALIDATION_ERROR, message, "invalid Application")
+
+    actions: list[Action] = []
+    generated_names = {desired.name for desired, _ in valid}
+    for desired, origin in valid:
+        current = by_name.get(desired.name)
         if current is None:
-            why = f"new: generated by {generated.param_set.source}"
-            if generated.name in owners:
+            why = f"new: generated by {origin}"
+            if desired.name in owners:
                 why = "adopted: an Application of that name had no owner"
             actions.append(Action(kind="create", app=desired.name, reason=why, desired=desired))
         elif current.deleting:
@@ -404,9 +463,9 @@ def plan_appset(
             kind="appset",
             name=appset.name,
             actions=tuple(actions),
-            conditions=_error_conditions(DELETION_GUARD, "; ".join([shrink, *problems])),
+            conditions=_error_conditions(DELETION_GUARD, shrink),
             generated=None,
-            error="; ".join([shrink, *problems]),
+            error=shrink,
         )
     if not generated_names and leaving and allows_delete(policy):
         log.warning(
@@ -416,17 +475,12 @@ def plan_appset(
             len(leaving),
             policy,
         )
-    if problems:
-        conditions = _error_conditions(VALIDATION_ERROR, "; ".join(problems))
-    else:
-        conditions = _ok_conditions()
     return Plan(
         kind="appset",
         name=appset.name,
         actions=tuple(actions),
-        conditions=conditions,
+        conditions=_ok_conditions(),
         generated=len(generated_names),
-        error="; ".join(problems) or None,
     )
 
 
@@ -449,8 +503,10 @@ def _empty_guard(
         return None  # the policy deletes nothing anyway; no need to flag an error
     return (
         f"generated 0 Applications without an error but owns {len(live)}: nothing deleted. "
-        "If the set really should be empty, set spec.syncPolicy.applicationsSync: sync "
-        f'explicitly or annotate it {ALLOW_EMPTY_ANNOTATION}: "true"'
+        "Check the generators (a list emptied, a selector or directory that matches "
+        "nothing; preview with `hub appset generate FILE`). If every Application of the set "
+        f'really should go, annotate the set {ALLOW_EMPTY_ANNOTATION}: "true" for that '
+        "change, or remove the set's file to delete the set"
     )
 
 
@@ -680,6 +736,55 @@ class ControllerOptions:
     new_git_file_globbing: bool = False
 
 
+def with_source_error(plan: Plan, record: SourceRecord, file: str) -> Plan:
+    """``plan`` of a set whose source's newest revision is not applied (a bad file, the
+    set's own file included, or a revision held by the source deletion guard): the set runs
+    on its last good manifest and says why on its conditions."""
+    held = record.held_sha is not None
+    message = record.file_errors.get(file) or (
+        f"source {record.source.name}: {record.last_error}"
+        if held
+        else f"source {record.source.name} is not applied (last good revision "
+        f"{(record.last_sha or '-')[:12]} kept): {record.last_error}"
+    )
+    if plan.error:
+        message = f"{message}; {plan.error}"
+    reason = SOURCE_GUARD if held else SOURCE_ERROR
+    generated = next((c for c in plan.conditions if c.type == "ParametersGenerated"), None)
+    conditions = [
+        Condition(type="ErrorOccurred", status="True", reason=reason, message=message),
+        *([generated] if generated is not None else []),
+        Condition(type="ResourcesUpToDate", status="False", reason=reason, message=message),
+    ]
+    return replace(plan, conditions=tuple(conditions), error=message)
+
+
+def source_guard_trips(deleting: int, owned: int) -> bool:
+    """Whether a source revision deleting ``deleting`` of the ``owned`` Applications of its
+    source must be held: all of them, or more than half of more than 10."""
+    if deleting == 0 or owned == 0:
+        return False
+    if owned <= SOURCE_GUARD_SMALL:
+        return deleting >= owned
+    return deleting * 2 > owned
+
+
+def _set_files(stored_sets: Iterable[AppSetRecord], source: str) -> dict[str, list[str]]:
+    files: dict[str, list[str]] = {}
+    for stored in stored_sets:
+        if stored.source == source:
+            files.setdefault(stored.file, []).append(stored.name)
+    return files
+
+
+def _declared(loads: Iterable[SourceLoad]) -> dict[str, str]:
+    declared: dict[str, str] = {}
+    for load in loads:
+        for item in load.appsets:
+            declared.setdefault(item.name, load.source.name)
+    return declared
+
+
 class AppSetController:
     """Applies the decisions above to the store. One instance per hub process."""
 
@@ -712,14 +817,41 @@ class AppSetController:
         plans: list[Plan] = []
         sources = SourceStore(self.store)
         stored_sets = self.apps.list_appsets()
+        loads = [check_set_files(load, _set_files(stored_sets, load.source.name)) for load in loads]
         # Which source declares each set in this run, so a set moved between two sources
         # is handed over instead of deleted by one and refused by the other.
-        clean = {load.source.name: load for load in loads if load.ok}
-        declared: dict[str, str] = {}
-        for load in clean.values():
-            for item in load.appsets:
-                declared.setdefault(item.name, load.source.name)
+        declared = _declared(load for load in loads if load.ok)
+        records = {r.source.name: r for r in sources.list()}
+        held: dict[str, str] = {}
         for load in loads:
+            if load.ok:
+                record = records.get(load.source.name)
+                confirmed = record.confirmed_sha if record is not None else None
+                hold = self._source_guard(load, stored_sets, declared, clusters, confirmed)
+                if hold is not None:
+                    held[load.source.name] = hold
+        if held:
+            declared = _declared(load for load in loads if load.ok and load.source.name not in held)
+        clean = {
+            load.source.name: load for load in loads if load.ok and load.source.name not in held
+        }
+        for load in loads:
+            hold = held.get(load.source.name)
+            if hold is not None:
+                sources.record_hold(load, hold)
+                log.error("source %s: %s", load.source.name, hold)
+                outcomes.append(
+                    SourceOutcome(
+                        name=load.source.name,
+                        sha=load.sha,
+                        ok=False,
+                        errors=(hold,),
+                        appsets=len(load.appsets),
+                        applications=len(load.applications),
+                        projects=len(load.projects),
+                    )
+                )
+                continue
             sources.record_load(load)
             outcomes.append(
                 SourceOutcome(
@@ -822,6 +954,58 @@ class AppSetController:
                     plans.append(plan)
         return outcomes, plans
 
+    def _source_guard(
+        self,
+        load: SourceLoad,
+        stored_sets: Sequence[AppSetRecord],
+        declared: Mapping[str, str],
+        clusters: Sequence[ClusterRecord],
+        confirmed: str | None,
+    ) -> str | None:
+        """Why ``load`` (clean) must be held rather than applied, or None.
+
+        A source that no longer declares a set owns none of its Applications (Argo CD's
+        meaning); a force-push or a wrong ``--path`` can make that every Application of
+        the source at once. Like the empty-result guard, such a revision waits for a
+        person: ``hub source confirm NAME`` lets exactly that revision through."""
+        name = load.source.name
+        fleet = self._fleet(clusters)
+        present = {a.name for a in load.appsets}
+        deleting: list[str] = []
+        removed_sets: list[str] = []
+        for stored in stored_sets:
+            if stored.source != name or stored.name in present or stored.name in declared:
+                continue
+            plan = plan_deleted_appset(
+                stored.name, stored.manifest, self.apps.list_apps(appset=stored.name), fleet, ""
+            )
+            removed_sets.append(stored.name)
+            deleting += [a.app for a in plan.actions if a.kind == "delete"]
+        plain = plan_plain_apps(
+            name, load.applications, self.apps.list_apps(source=name, plain=True), fleet, {}
+        )
+        deleting += [a.app for a in plain.actions if a.kind == "delete"]
+        live = [a for a in self.apps.list_apps(source=name) if not a.deleting]
+        if not source_guard_trips(len(deleting), len(live)):
+            return None
+        assert load.sha is not None
+        if confirmed == load.sha:
+            log.warning(
+                "source %s: revision %s deletes %d of its %d Applications (confirmed)",
+                name,
+                load.sha[:12],
+                len(deleting),
+                len(live),
+            )
+            return None
+        sets = f" (ApplicationSets gone: {', '.join(sorted(removed_sets))})" if removed_sets else ""
+        return (
+            f"revision {load.sha[:12]} would delete {len(deleting)} of the {len(live)} "
+            f"Applications of source {name}{sets}: held, nothing deleted, the last good "
+            f"revision stays in force. If this is intended, run `hub source confirm {name}`; "
+            "otherwise fix the branch (a force-push or a wrong --path looks like this)"
+        )
+
     def _delete_appset(
         self, name: str, manifest: Mapping[str, Any], clusters: Sequence[ClusterRecord], why: str
     ) -> Plan:
@@ -850,6 +1034,7 @@ class AppSetController:
             new_git_file_globbing=self.options.new_git_file_globbing,
         )
         plans = []
+        sources = {r.source.name: r for r in SourceStore(self.store).list()}
         for stored in self.apps.list_appsets(source=source):
             if names is not None and stored.name not in names:
                 continue
@@ -878,6 +1063,9 @@ class AppSetController:
                     source=stored.source,
                     file=stored.file,
                 )
+            record = sources.get(stored.source)
+            if record is not None and record.last_error:
+                plan = with_source_error(plan, record, stored.file)
             with self.apps.transaction() as txn:
                 apply_actions(txn, plan.actions)
                 txn.set_appset_status(

@@ -12,6 +12,10 @@ invalid ApplicationSet/Application/AppProject, two objects of one kind with one 
 makes ``SourceLoad.errors`` non-empty, each error naming the file and the document index.
 The controller then keeps the last good set of that source and deletes nothing
 (``hub.appsets``). The same holds when the repository or revision cannot be read.
+
+A file that held an ApplicationSet at the last good revision and now declares none (it is
+empty, holds ``foo: bar``, or its ``kind`` has a typo) is an error of that file too
+(``check_set_files``): only removing the file deletes a set.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from threading import Lock
@@ -217,6 +221,12 @@ class SourceRecord:
     last_sha: str | None
     last_loaded_at: datetime | None
     last_error: str | None
+    #: A revision held by the deletion guard (``hub source confirm`` lets it through).
+    held_sha: str | None = None
+    #: The held revision someone confirmed; only that exact SHA may delete past the guard.
+    confirmed_sha: str | None = None
+    #: Errors of single files of the newest revision (path -> message), for their sets.
+    file_errors: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         s = self.source
@@ -230,7 +240,19 @@ class SourceRecord:
             if self.last_loaded_at is None
             else self.last_loaded_at.isoformat(),
             "lastError": self.last_error,
+            "heldSha": self.held_sha,
+            "state": self.state,
         }
+
+    @property
+    def state(self) -> str:
+        """``held`` (a revision waits for ``hub source confirm``), ``error``, ``ok`` or ``-``
+        (never loaded)."""
+        if self.held_sha is not None:
+            return "held"
+        if self.last_error:
+            return "error"
+        return "ok" if self.last_sha else "-"
 
 
 def normalize_path(path: str) -> str:
@@ -289,7 +311,7 @@ class SourceStore:
         with self.store.read() as db:
             rows = db.execute(
                 "SELECT name, repo, path, revision, created_at, last_sha, last_loaded_at, "
-                "last_error FROM sources ORDER BY name"
+                "last_error, held_sha, confirmed_sha, file_errors FROM sources ORDER BY name"
             ).fetchall()
         return [
             SourceRecord(
@@ -298,8 +320,11 @@ class SourceStore:
                 last_sha=sha,
                 last_loaded_at=None if t is None else datetime.fromisoformat(t),
                 last_error=err,
+                held_sha=held,
+                confirmed_sha=confirmed,
+                file_errors=json.loads(files),
             )
-            for n, r, p, rev, c, sha, t, err in rows
+            for n, r, p, rev, c, sha, t, err, held, confirmed, files in rows
         ]
 
     def get(self, name: str) -> SourceRecord:
@@ -315,20 +340,51 @@ class SourceStore:
         return record.source
 
     def record_load(self, load: SourceLoad) -> None:
-        """Remember a load: a clean one moves ``last_sha``; a failed one only the error."""
+        """Remember a load: a clean one moves ``last_sha`` (and ends any hold); a failed one
+        only the error and the errors of single files."""
         stamp = datetime.now(UTC).isoformat()
         with self.store.write() as db:
             if load.ok:
                 db.execute(
-                    "UPDATE sources SET last_sha = ?, last_loaded_at = ?, last_error = NULL "
-                    "WHERE name = ?",
+                    "UPDATE sources SET last_sha = ?, last_loaded_at = ?, last_error = NULL, "
+                    "held_sha = NULL, file_errors = '{}' WHERE name = ?",
                     (load.sha, stamp, load.source.name),
                 )
             else:
                 db.execute(
-                    "UPDATE sources SET last_loaded_at = ?, last_error = ? WHERE name = ?",
-                    (stamp, "; ".join(load.errors), load.source.name),
+                    "UPDATE sources SET last_loaded_at = ?, last_error = ?, held_sha = NULL, "
+                    "file_errors = ? WHERE name = ?",
+                    (
+                        stamp,
+                        "; ".join(load.errors),
+                        json.dumps(dict(load.file_errors), sort_keys=True),
+                        load.source.name,
+                    ),
                 )
+
+    def record_hold(self, load: SourceLoad, message: str) -> None:
+        """Remember that ``load`` (clean) is held by the deletion guard: ``last_sha`` stays."""
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE sources SET last_loaded_at = ?, last_error = ?, held_sha = ?, "
+                "file_errors = '{}' WHERE name = ?",
+                (datetime.now(UTC).isoformat(), message, load.sha, load.source.name),
+            )
+
+    def confirm(self, name: str) -> str:
+        """Let the revision held now for source ``name`` through the deletion guard; returns
+        its SHA. Only that SHA is confirmed: a later revision is guarded again."""
+        record = self.get(name)
+        if record.held_sha is None:
+            raise SourceError(
+                f"source {name!r} has no held revision to confirm (see `hub source list`)"
+            )
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE sources SET confirmed_sha = ? WHERE name = ? AND held_sha = ?",
+                (record.held_sha, name, record.held_sha),
+            )
+        return record.held_sha
 
 
 # ---------------------------------------------------------------- loading
@@ -374,6 +430,12 @@ class SourceLoad:
     projects: tuple[ProjectManifest, ...] = ()
     errors: tuple[str, ...] = field(default_factory=tuple)
     files: int = 0
+    #: The manifest files read (paths inside the repository), in order.
+    paths: tuple[str, ...] = ()
+    #: What each file holds, for messages (``'empty'``, ``"kind 'ApplicationSett'"``...).
+    contents: Mapping[str, str] = field(default_factory=dict)
+    #: The errors of single files (path -> message), so a set can be told its file is bad.
+    file_errors: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -415,14 +477,20 @@ def load_source(source: Source, git: SourceGit) -> SourceLoad:
     apps: list[AppManifest] = []
     projects: list[ProjectManifest] = []
     errors: list[str] = []
+    contents: dict[str, str] = {}
+    file_errors: dict[str, str] = {}
     files = manifest_files(tree, source.path)
     for path in files:
         try:
             data = git.read_file(source.repo, sha, path)
         except (GeneratorError, HubError) as exc:
             errors.append(f"{where}: {path}: {exc}")
+            file_errors[path] = errors[-1]
             continue
-        _parse_file(path, data, sha, appsets, apps, projects, errors)
+        before = len(errors)
+        contents[path] = _parse_file(path, data, sha, appsets, apps, projects, errors)
+        if len(errors) > before:
+            file_errors[path] = "; ".join(errors[before:])
     _check_unique(appsets, apps, projects, errors)
     return SourceLoad(
         source=source,
@@ -432,6 +500,45 @@ def load_source(source: Source, git: SourceGit) -> SourceLoad:
         projects=tuple(projects),
         errors=tuple(errors),
         files=len(files),
+        paths=tuple(files),
+        contents=contents,
+        file_errors=file_errors,
+    )
+
+
+def check_set_files(load: SourceLoad, previous: Mapping[str, Sequence[str]]) -> SourceLoad:
+    """``load`` with an error for every file that held an ApplicationSet at the last good
+    revision (``previous``: file -> names of the sets stored from it) and is still there
+    but declares no ApplicationSet now.
+
+    Git history makes such a file look like a deliberate removal of the set (Argo CD would
+    delete its Applications), but an emptied file, ``foo: bar`` or a typo in ``kind`` are
+    mistakes far more often; removing the file (``git rm``) is the one way to delete a set.
+    """
+    if load.sha is None:
+        return load
+    present = set(load.paths)
+    declaring = {a.file for a in load.appsets}
+    errors: list[str] = []
+    file_errors: dict[str, str] = {}
+    for path in sorted(previous):
+        if path not in present or path in declaring or path in load.file_errors:
+            continue
+        names = ", ".join(repr(n) for n in sorted(previous[path]))
+        holds = load.contents.get(path, "no ApplicationSet")
+        message = (
+            f"{path}@{load.sha[:12]}: held ApplicationSet {names} at the last good revision "
+            f"and now holds {holds}: the set is kept as it was and nothing is deleted. Fix "
+            "the file; to delete the set, remove the file (git rm)"
+        )
+        errors.append(message)
+        file_errors[path] = message
+    if not errors:
+        return load
+    return replace(
+        load,
+        errors=(*load.errors, *errors),
+        file_errors={**load.file_errors, **file_errors},
     )
 
 
@@ -443,21 +550,30 @@ def _parse_file(
     apps: list[AppManifest],
     projects: list[ProjectManifest],
     errors: list[str],
-) -> None:
+) -> str:
+    """Parse one file into the lists; returns what it holds, in words (for messages)."""
     at = f"{path}@{sha[:12]}"
     try:
         docs = load_yaml_documents(data)
     except yaml.YAMLError as exc:
         errors.append(f"{at}: not valid YAML: {exc}")
-        return
+        return "invalid YAML"
+    except (ValueError, TypeError, RecursionError, UnicodeError) as exc:
+        # A loader that lets a constructor's error out (``!!int zz``) or a document nested
+        # too deep: still an error of this one file, never a crash of the load.
+        errors.append(f"{at}: cannot be read as YAML: {type(exc).__name__}: {exc}")
+        return "invalid YAML"
+    kinds: list[str] = []
     for index, doc in enumerate(docs):
         if doc is None:
             continue
         name = f"{path}#{index}"
         if not isinstance(doc, Mapping):
             errors.append(f"{at} document {index}: must be a mapping, got {type(doc).__name__}")
+            kinds.append(f"a {type(doc).__name__}")
             continue
         kind = doc.get("kind")
+        kinds.append(f"kind {kind!r}" if kind is not None else "a document without kind")
         if kind not in KINDS:
             continue
         if doc.get("apiVersion") != API_VERSION:
@@ -466,8 +582,8 @@ def _parse_file(
                 f"got {doc.get('apiVersion')!r}"
             )
             continue
-        manifest = json.loads(json.dumps(doc))  # plain JSON data: no YAML leftovers
         try:
+            manifest = json.loads(json.dumps(doc))  # plain JSON data: no YAML leftovers
             if kind == "ApplicationSet":
                 appset = parse_appset(doc, source=name)
                 appsets.append(AppSetManifest(appset=appset, manifest=manifest, file=path))
@@ -478,6 +594,11 @@ def _parse_file(
                 projects.append(_parse_project(doc, name, path, manifest))
         except (GeneratorError, SyncError, SourceError) as exc:
             errors.append(f"{at} document {index}: {exc}")
+        except (ValueError, TypeError, RecursionError) as exc:
+            errors.append(f"{at} document {index}: {kind} cannot be read: {exc}")
+    if not kinds:
+        return "nothing (an empty file)"
+    return ", ".join(dict.fromkeys(kinds))
 
 
 def _parse_project(

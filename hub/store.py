@@ -214,10 +214,20 @@ def _m0003_desired_state(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX applications_source ON applications (source)")
 
 
+def _m0004_source_guard(db: sqlite3.Connection) -> None:
+    # The source deletion guard (hub.appsets): a revision that would delete too many of a
+    # source's Applications is held until `hub source confirm` names it; and the errors of
+    # single files of the newest revision, so a set whose file broke can say so.
+    db.execute("ALTER TABLE sources ADD COLUMN held_sha TEXT")  # held revision, or NULL
+    db.execute("ALTER TABLE sources ADD COLUMN confirmed_sha TEXT")  # the one confirmed
+    db.execute("ALTER TABLE sources ADD COLUMN file_errors TEXT NOT NULL DEFAULT '{}'")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m0001_clusters,
     _m0002_sync_history,
     _m0003_desired_state,
+    _m0004_source_guard,
 )
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 

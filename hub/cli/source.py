@@ -81,7 +81,7 @@ def list_(obj: HubContext, output: str) -> None:
             r.source.path or "/",
             r.source.revision,
             (r.last_sha or "-")[:12],
-            "error" if r.last_error else ("ok" if r.last_sha else "-"),
+            r.state if r.held_sha is None else f"held {r.held_sha[:7]}",
         ]
         for r in records
     ]
@@ -95,6 +95,27 @@ def list_(obj: HubContext, output: str) -> None:
     for r in records:
         if r.last_error:
             click.echo(f"{r.source.name}: {r.last_error}", err=True)
+
+
+@source.command("confirm")
+@click.argument("name")
+@click.pass_obj
+def confirm(obj: HubContext, name: str) -> None:
+    """Let the revision of source NAME held by the deletion guard through.
+
+    A revision that would delete all of a source's Applications (more than half of more
+    than 10) is held until confirmed. Only the revision held now is confirmed: a later
+    different one is guarded again."""
+    with open_store(obj.home) as store:
+        sources = SourceStore(store)
+        record = sources.get(name)
+        sha = sources.confirm(name)
+    click.echo(f"source {name}: revision {sha[:12]} confirmed")
+    click.echo(f"  {record.last_error}")
+    click.echo(
+        "it is applied at the next reconcile (a running hub's next Git poll, or "
+        "`hub appset reconcile`), deleting what it no longer declares"
+    )
 
 
 @source.command("rm")

@@ -30,7 +30,7 @@ class Repo:
         root.mkdir()
         subprocess.run([*GIT, "init", "-q", "-b", "main"], cwd=root, check=True)
 
-    def commit(self, files: dict[str, str | None], message: str = "change") -> None:
+    def commit(self, files: dict[str, str | None], message: str = "change") -> str:
         for path, text in files.items():
             target = self.root / path
             if text is None:
@@ -40,6 +40,9 @@ class Repo:
             target.write_text(text)
         subprocess.run([*GIT, "add", "-A"], cwd=self.root, check=True)
         subprocess.run([*GIT, "commit", "-qm", message, "--allow-empty"], cwd=self.root, check=True)
+        head = subprocess.run([*GIT, "rev-parse", "HEAD"], cwd=self.root, check=True,
+                              capture_output=True, text=True)  # fmt: skip
+        return head.stdout.strip()
 
 
 def appset(
@@ -303,7 +306,13 @@ def test_deleting_the_appset_file_removes_its_applications(hub: Hub, repo: Repo)
     hub.ok("source", "add", "apps", "--repo", str(repo.root), "--path", "apps")
     hub.ok("appset", "reconcile")
     assert len(apps_of(hub)) == 6
-    repo.commit({"apps/guestbook.yaml": None, "apps/preserved.yaml": None}, "retire both")
+    sha = repo.commit({"apps/guestbook.yaml": None, "apps/preserved.yaml": None}, "retire both")
+    # Every Application of the source would go: the revision is held until confirmed.
+    run, report = reconcile(hub)
+    assert run.exit_code == 1 and "hub source confirm apps" in run.output
+    assert len(apps_of(hub)) == 6 and not any(a.deleting for a in apps_of(hub).values())
+    confirmed = hub.ok("source", "confirm", "apps")
+    assert sha[:12] in confirmed.stdout
     run, report = reconcile(hub)
     assert run.exit_code == 0, run.output
     apps = apps_of(hub)

@@ -124,13 +124,13 @@ def test_an_empty_param_set_returns_the_template_untouched() -> None:
 def test_an_empty_param_set_is_not_executed_in_go_mode_either() -> None:
     template = {
         "metadata": {"name": "static", "labels": {"x": "{{ .name }}"}},
-        "spec": {"project": "{{ .missing | required }}"},
+        "spec": {"project": "default", "info": "{{ .missing | required }}"},
     }
     result = render(template, elements=[{}], go=True, options=["missingkey=error"])
     assert not result.conditions
     app = result.manifests[0]
     assert app["metadata"]["labels"]["x"] == "{{ .name }}"
-    assert app["spec"] == {"project": "{{ .missing | required }}"}
+    assert app["spec"] == {"project": "default", "info": "{{ .missing | required }}"}
     assert "finalizers" not in app["metadata"]
 
 

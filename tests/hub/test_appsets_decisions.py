@@ -18,6 +18,7 @@ from hub.appsets import (
     DELETION_GUARD,
     EMPTY_GUARD,
     MAX_DELETIONS_ANNOTATION,
+    UNSUPPORTED,
     Fleet,
     Plan,
     cluster_info,
@@ -300,19 +301,15 @@ def test_a_generator_error_keeps_every_application() -> None:
     assert condition(p, "ErrorOccurred") == ("True", "ApplicationGenerationFromParamsError")
 
 
-# ---------------------------------------------------------------- invalid apps are skipped
+# ---------------------------------------------------------------- invalid apps: the set is in error
 
 
-def test_a_duplicate_name_is_skipped_not_deleted() -> None:
+def test_a_duplicate_name_is_an_error_of_the_set_and_nothing_is_created() -> None:
     s = make_appset(name_template="gb")
     first = plan(s, PROD)
-    assert kinds(first) == {"gb": "create"}
+    assert kinds(first) == {}
+    assert condition(first, "ErrorOccurred") == ("True", "ApplicationValidationError")
     assert "duplicate application name 'gb'" in (first.error or "")
-    before = [record(a.desired) for a in first.actions if a.desired is not None]
-    again = plan(s, PROD, before)
-    assert kinds(again) == {"gb": "keep"}
-    assert condition(again, "ErrorOccurred") == ("True", "ApplicationValidationError")
-    assert "duplicate application name 'gb'" in (again.error or "")
 
 
 @pytest.mark.parametrize(
@@ -323,16 +320,98 @@ def test_a_duplicate_name_is_skipped_not_deleted() -> None:
         ({"owners": {"gb-a": "appset/other"}}, "belongs to appset/other"),
     ],
 )
-def test_invalid_generated_apps_are_skipped_and_existing_ones_kept(
+def test_an_invalid_generated_app_keeps_every_app_of_the_set(
     change: dict[str, Any], problem: str
 ) -> None:
     s = make_appset()
     before = existing(s)[:1]  # gb-a exists
     s2 = make_appset(project=change.get("project", "default"))
-    p = plan(s2, PROD[:1], before, fleet=change.get("fleet"), owners=change.get("owners"))
-    assert kinds(p) == {"gb-a": "skip"}
-    assert problem in p.actions[0].reason
+    p = plan(s2, PROD, before, fleet=change.get("fleet"), owners=change.get("owners"))
+    assert kinds(p) == {"gb-a": "keep"}  # gb-b and gb-c are not created either
+    assert problem in (p.error or "")
     assert condition(p, "ErrorOccurred") == ("True", "ApplicationValidationError")
+    assert p.generated is None
+
+
+@pytest.mark.parametrize("policy", [None, "sync", "create-delete"])
+@pytest.mark.parametrize(
+    ("name", "destination"),
+    [
+        ("gb-{{name}}-{{metadata.labels.team}}", "{{server}}"),  # the typo
+        ("gb-{{name}}", "{{serverr}}"),  # a placeholder left in the destination
+        ("GB_{{name}}", "{{server}}"),  # an invalid name in every app
+    ],
+)
+def test_a_template_typo_in_every_app_deletes_nothing_whatever_the_policy(
+    policy: str | None, name: str, destination: str
+) -> None:
+    before = existing(make_appset(policy=policy))
+    broken = make_appset(policy=policy, name_template=name)
+    if destination != "{{server}}":
+        raw = dict(broken.spec.raw)
+        broken = parse_appset(
+            {
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "ApplicationSet",
+                "metadata": {"name": "gb", "namespace": "argocd"},
+                "spec": {
+                    **raw,
+                    "template": {
+                        "metadata": {"name": name},
+                        "spec": {
+                            "project": "default",
+                            "source": {"repoURL": "https://git.example/gb.git", "path": "gb"},
+                            "destination": {"server": destination, "namespace": "gb"},
+                        },
+                    },
+                },
+            },
+            source="test.yaml",
+        )
+    p = plan(broken, PROD, before)
+    assert set(kinds(p).values()) == {"keep"} and len(p.actions) == 3
+    assert condition(p, "ErrorOccurred") == ("True", "ApplicationValidationError")
+    assert "placeholder" in (p.error or "") or "not a valid Kubernetes name" in (p.error or "")
+    assert "nothing created, updated or deleted" in (p.error or "")
+
+
+def test_the_empty_result_guard_does_not_advise_setting_applications_sync() -> None:
+    s = make_appset()
+    p = plan(s, [cluster("a")], existing(s))
+    assert condition(p, "ErrorOccurred") == ("True", EMPTY_GUARD)
+    assert "applicationsSync" not in (p.error or "")
+    assert ALLOW_EMPTY_ANNOTATION in (p.error or "")
+
+
+# ---------------------------------------------------------------- unsupported fields
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"type": "RollingSync", "rollingSync": {"steps": [{"matchExpressions": []}]}},
+        {"type": "AllAtOnce"},
+        {},
+    ],
+)
+def test_a_strategy_is_refused_and_nothing_is_written(strategy: dict[str, Any]) -> None:
+    s = make_appset()
+    before = existing(s)[:1]
+    with_strategy = parse_appset(
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "ApplicationSet",
+            "metadata": {"name": "gb", "namespace": "argocd"},
+            "spec": {**s.spec.raw, "strategy": strategy},
+        },
+        source="test.yaml",
+    )
+    p = plan(with_strategy, PROD, before)
+    assert kinds(p) == {"gb-a": "keep"}
+    assert condition(p, "ErrorOccurred") == ("True", UNSUPPORTED)
+    assert "spec.strategy" in (p.error or "") and "not supported" in (p.error or "")
+    if strategy.get("type"):
+        assert strategy["type"] in (p.error or "")
 
 
 def test_an_unowned_app_of_the_same_name_is_adopted() -> None:
