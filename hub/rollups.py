@@ -27,8 +27,14 @@ JSON shape (``FleetStatus.to_json``; ``schemaVersion`` 1; keys are only ever add
                   "cells": [{"cluster": "east", "applications": ["web-east"],
                              "sync": "Synced", "health": "Healthy"}]}]
       },
-      "totals": {"clusters": 2, "applications": {...counts as above...}, "unassigned": 0}
+      "totals": {"clusters": 2, "applications": {...counts as above...}, "unassigned": 0},
+      "problems": [{"kind": "source" | "appset", "name": "root",
+                    "message": "apps/web.yaml@1a2b3c4d5e6f: ..."}]
     }
+
+``problems`` are the sources whose newest revision is not applied (a bad file, a revision
+held by the deletion guard) and the ApplicationSets in error: they keep their
+Applications, so the counts alone look fine.
 
 A matrix cell shows the worst sync and the worst health of the cell's Applications
 (health in Argo CD's order: Healthy < Suspended < Progressing < Missing < Degraded <
@@ -184,6 +190,18 @@ class MatrixRow:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Problem:
+    """A source or ApplicationSet in error (its Applications are kept as they were)."""
+
+    kind: str  # "source" | "appset"
+    name: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "message": self.message}
+
+
+@dataclass(frozen=True, kw_only=True)
 class FleetStatus:
     generated_at: datetime
     appset_filter: str | None
@@ -194,6 +212,7 @@ class FleetStatus:
     totals: Counts
     unassigned: int
     apps: tuple[AppState, ...] = ()  # the Applications counted (for fail_on's reasons)
+    problems: tuple[Problem, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -210,6 +229,7 @@ class FleetStatus:
                 "applications": self.totals.to_json(),
                 "unassigned": self.unassigned,
             },
+            "problems": [p.to_json() for p in self.problems],
         }
 
 
@@ -235,6 +255,7 @@ def build_status(
     appset: str | None = None,
     cluster: str | None = None,
     now: datetime | None = None,
+    problems: Sequence[Problem] = (),
 ) -> FleetStatus:
     """The rollups of the fleet, filtered to one ApplicationSet and/or one cluster.
 
@@ -304,6 +325,7 @@ def build_status(
         totals=Counts.of(selected),
         unassigned=unassigned,
         apps=tuple(sorted(selected, key=lambda a: a.name)),
+        problems=tuple(problems),
     )
 
 
@@ -317,6 +339,8 @@ class FailOn(StrEnum):
     DEGRADED = "degraded"  # an Application's health is Degraded
     # sync or health is Unknown; a running hub marks the apps of an unreachable cluster so
     UNKNOWN = "unknown"
+    # a source whose newest revision is not applied, or an ApplicationSet in error
+    ERROR = "error"
 
 
 FAIL_ON_EXIT_CODE = 3
@@ -327,6 +351,8 @@ def fail_on(status: FleetStatus, conditions: Iterable[FailOn]) -> list[str]:
     """Why ``status`` fails the given conditions: one line per offending object, or none."""
     wanted = set(conditions)
     reasons: list[str] = []
+    if FailOn.ERROR in wanted:
+        reasons += [f"{p.kind} {p.name} is in error: {p.message}" for p in status.problems]
     for a in status.apps:
         where = f"{a.name} ({a.cluster or 'no cluster'})"
         if FailOn.OUTOFSYNC in wanted and a.sync == "OutOfSync":

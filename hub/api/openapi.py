@@ -105,6 +105,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 }
             ),
             "totals": _obj({"clusters": _INT, "applications": _ref("Counts"), "unassigned": _INT}),
+            "problems": {
+                "type": "array",
+                "items": _obj({"kind": _STR, "name": _STR, "message": _STR}),
+            },
         }
     ),
     "Cluster": _obj(

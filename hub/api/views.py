@@ -24,7 +24,15 @@ from typing import Any
 from clusters.registry import ClusterRecord
 from hub.apps import AppRecord, AppStore
 from hub.errors import HubError
-from hub.rollups import AppState, Connection, Counts, FleetStatus, LastSync, build_status
+from hub.rollups import (
+    AppState,
+    Connection,
+    Counts,
+    FleetStatus,
+    LastSync,
+    Problem,
+    build_status,
+)
 from hub.rollups import connection_from_check as _from_check
 from hub.store import Store
 from hub.sync.history import HistoryEntry, SyncHistory
@@ -198,15 +206,38 @@ class FleetView:
         cluster: str | None = None,
     ) -> FleetStatus:
         records = self.cluster_records()
+        sets = self.apps.list_appsets()
         return build_status(
             apps=self.app_states(),
             clusters=records,
             connections=self.connections(live),
             last_syncs=self.last_syncs(),
-            appsets=[s.name for s in self.apps.list_appsets()],
+            appsets=[s.name for s in sets],
             appset=appset,
             cluster=cluster,
+            problems=self.problems(appset=appset),
         )
+
+    def problems(self, *, appset: str | None = None) -> list[Problem]:
+        """Sources whose newest revision is not applied and sets in error (with ``appset``:
+        that set and its source only)."""
+        sets = self.apps.list_appsets()
+        wanted = {s.source for s in sets if s.name == appset} if appset is not None else None
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT name, last_error FROM sources WHERE last_error IS NOT NULL ORDER BY name"
+            ).fetchall()
+        out = [
+            Problem(kind="source", name=name, message=error)
+            for name, error in rows
+            if wanted is None or name in wanted
+        ]
+        out += [
+            Problem(kind="appset", name=s.name, message=s.last_error)
+            for s in sets
+            if s.last_error and (appset is None or s.name == appset)
+        ]
+        return out
 
     # -- ApplicationSets
 

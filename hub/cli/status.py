@@ -148,6 +148,21 @@ def totals_lines(doc: dict[str, Any]) -> list[str]:
     return textwrap.wrap(text, TABLE_WIDTH - 1, subsequent_indent="  ")
 
 
+def problem_lines(doc: dict[str, Any]) -> list[str]:
+    """Sources and sets in error: their Applications are kept, so the counts look fine."""
+    problems = doc.get("problems") or []
+    if not problems:
+        return []
+    lines = [paint(f"problems: {len(problems)} (Applications kept as they were)", "red")]
+    for p in problems:
+        what = "ApplicationSet" if p["kind"] == "appset" else p["kind"]
+        lines += textwrap.wrap(
+            f"{what} {p['name']}: {p['message']}", TABLE_WIDTH - 1, initial_indent="  ",
+            subsequent_indent="    ",
+        )  # fmt: skip
+    return lines
+
+
 def status_table(doc: dict[str, Any], *, source: str, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     filters = doc["filters"]
@@ -156,6 +171,9 @@ def status_table(doc: dict[str, Any], *, source: str, now: datetime | None = Non
     lines = [f"{scope} — from the {origin}", ""]
     lines += cluster_lines(doc, now)
     lines += ["", *matrix_lines(doc), "", *totals_lines(doc)]
+    problems = problem_lines(doc)
+    if problems:
+        lines += ["", *problems]
     return "\n".join(lines) + "\n"
 
 
@@ -174,7 +192,7 @@ def status_table(doc: dict[str, Any], *, source: str, now: datetime | None = Non
     multiple=True,
     type=click.Choice([f.value for f in FailOn]),
     help=f"Exit {FAIL_ON_EXIT_CODE} when a shown Application is OutOfSync / Degraded / "
-    "Unknown (repeatable).",
+    "Unknown, or (error) a source or ApplicationSet is in error (repeatable).",
 )
 @SERVER_OPTION
 @click.option("--offline", is_flag=True, help="Read the store even when a hub runs (read-only).")
@@ -228,7 +246,7 @@ def _reasons(
         return []
     # Cells show the worst state of their apps; the reasons name each app, so read them.
     apps = fleet.apps(AppFilter(cluster=cluster, appset=appset))
-    from hub.rollups import AppState, Counts, FleetStatus, fail_on
+    from hub.rollups import AppState, Counts, FleetStatus, Problem, fail_on
 
     states = tuple(
         AppState(
@@ -247,6 +265,10 @@ def _reasons(
         totals=Counts(),
         unassigned=0,
         apps=states,
+        problems=tuple(
+            Problem(kind=p["kind"], name=p["name"], message=p["message"])
+            for p in doc.get("problems") or []
+        ),
     )
     return fail_on(snapshot, conditions)
 
@@ -446,12 +468,16 @@ def app_rollback(
         fleet.rollback(name, entry)
         click.echo(f"rollback of {name} to history id {entry} queued")
         if wait:
-            _follow(fleet, name, last_id, timeout)
+            _follow(fleet, name, last_id, timeout, want_synced=False)
 
 
-def _follow(fleet: Fleet, name: str, last_id: int, timeout: float) -> None:
+def _follow(
+    fleet: Fleet, name: str, last_id: int, timeout: float, *, want_synced: bool = True
+) -> None:
     """Print the operation's progress (phase and wave messages) until a new history entry
-    appears, then the result; exit 1 unless Synced and Healthy."""
+    appears, then the result. Exit 0 when the operation succeeded and the Application
+    settles Healthy (and Synced, unless ``want_synced`` is False: a rollback leaves it
+    OutOfSync with its target revision, as in Argo CD); 1 otherwise or on timeout."""
     deadline = time.monotonic() + timeout
     seen = ""
     while True:
@@ -468,13 +494,17 @@ def _follow(fleet: Fleet, name: str, last_id: int, timeout: float) -> None:
             click.echo(f"{entry['phase']}: {entry['message']}")
             for line in resource_lines(entry["resources"], doc["destination"]["namespace"]):
                 click.echo(line)
-            # Health settles after the operation: give the hub a moment to record it.
-            doc = _settle(fleet, name, deadline)
+            succeeded = entry["phase"] == "Succeeded"
+            if succeeded:
+                doc = _settle(fleet, name, deadline, want_synced=want_synced)
             click.echo(f"{name}: {doc['sync']} / {doc['health']}")
-            ok = entry["phase"] == "Succeeded" and (doc["sync"], doc["health"]) == (
-                "Synced",
-                "Healthy",
-            )
+            ok = succeeded and _settled_ok(doc, want_synced)
+            if succeeded and not ok and time.monotonic() > deadline:
+                click.echo(
+                    f"timed out after {timeout:g}s waiting for {name} to become "
+                    + ("Synced and Healthy" if want_synced else "Healthy"),
+                    err=True,
+                )
             raise click.exceptions.Exit(0 if ok else 1)
         if time.monotonic() > deadline:
             click.echo(f"timed out after {timeout:g}s waiting for the sync of {name}", err=True)
@@ -500,9 +530,33 @@ def phase_wave_lines(resources: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _settle(fleet: Fleet, name: str, deadline: float) -> dict[str, Any]:
+#: Health that can still change on its own after a successful operation: the reconciler
+#: has not compared the new state yet (Missing, Unknown) or the rollout is under way.
+_UNSETTLED_HEALTH = ("Progressing", "Missing", "Unknown")
+#: Health that says the operation's result is final and not Healthy.
+_FINAL_BAD_HEALTH = ("Degraded", "Suspended")
+
+
+def _settled_ok(doc: dict[str, Any], want_synced: bool) -> bool:
+    return doc["health"] == "Healthy" and (not want_synced or doc["sync"] == "Synced")
+
+
+def _settle(
+    fleet: Fleet, name: str, deadline: float, *, want_synced: bool = True
+) -> dict[str, Any]:
+    """The Application once the hub has recorded what the finished operation did.
+
+    The history entry is written before the reconciler compares the cluster again, so right
+    after a first sync the record may still say OutOfSync / Missing: wait (until
+    ``deadline``) for Healthy (and Synced), or for a health that will not change by itself
+    (Degraded, Suspended)."""
     doc = fleet.app(name)
-    while doc["health"] == "Progressing" and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if _settled_ok(doc, want_synced):
+            return doc
+        settled_sync = not want_synced or doc["sync"] == "Synced"
+        if settled_sync and doc["health"] in _FINAL_BAD_HEALTH:
+            return doc
         time.sleep(0.5)
         doc = fleet.app(name)
     return doc
@@ -562,6 +616,10 @@ def appset_list(obj: HubContext, output: str, server: str | None) -> None:
     with open_fleet(obj.home, server=server) as fleet:
         items = fleet.appsets()
     emit(items, output, appset_list_table)
+    if output == "table":
+        for s in items:
+            if s.get("lastError"):
+                click.echo(f"{s['name']}: {s['lastError']}", err=True)
 
 
 @click.command("get")
@@ -647,7 +705,9 @@ def app_sync_cmd(
 @click.command("rollback", epilog=_FILE_FORM)
 @click.argument("name")
 @click.argument("history_id", type=int)
-@click.option("--wait", is_flag=True, help="Follow the operation; exit 0 when Synced and Healthy.")
+@click.option(
+    "--wait", is_flag=True, help="Follow the operation; exit 0 when it succeeded and is Healthy."
+)
 @WAIT_TIMEOUT_OPTION
 @SERVER_OPTION
 @TOKEN_OPTION

@@ -107,7 +107,9 @@ def test_without_a_hub_status_reads_the_store_and_writes_nothing(hub: Hub, home:
 
 def test_json_and_yaml_carry_the_documented_shape(hub: Hub) -> None:
     doc = json.loads(hub.ok("status", "-o", "json").stdout)
-    assert set(doc) == {"schemaVersion", "generatedAt", "filters", "clusters", "matrix", "totals"}
+    assert set(doc) == {
+        "schemaVersion", "generatedAt", "filters", "clusters", "matrix", "totals", "problems",
+    }  # fmt: skip
     assert doc["schemaVersion"] == 1
     assert set(doc["clusters"][0]) == {"name", "server", "connection", "applications", "lastSync"}
     assert set(doc["clusters"][0]["applications"]) == {"total", "sync", "health"}

@@ -135,6 +135,7 @@ function renderClusters(status) {
 function renderOverview(status) {
   state.status = status;
   renderTotals(status);
+  renderProblems(status);
   renderMatrix(status);
   renderClusters(status);
   document.body.dataset.generatedAt = status.generatedAt;
@@ -147,20 +148,17 @@ async function loadOverview() {
   } catch (err) {
     showError("cannot read the fleet status: " + err.message);
   }
-  loadAppSetErrors();
 }
 
-// An ApplicationSet whose generator, template or Git read failed keeps its Applications
-// (and so looks fine in the matrix): say so above it.
-async function loadAppSetErrors() {
-  let sets;
-  try { sets = (await api("/api/v1/applicationsets")).items; } catch (_) { return; }
-  const items = [];
-  for (const set of sets) {
-    const failing = set.conditions.filter((c) => c.type === "ErrorOccurred" && c.status === "True");
-    const message = set.lastError || (failing[0] && failing[0].message);
-    if (message) items.push(el("li", { dataset: { appset: set.name } }, `ApplicationSet ${set.name}: ${message}`));
-  }
+// A source whose newest revision is not applied (a bad file, a revision held by the
+// deletion guard) or an ApplicationSet in error keeps its Applications (and so looks fine
+// in the matrix): say so above it.
+function renderProblems(status) {
+  const items = (status.problems || []).map((p) => el(
+    "li",
+    { dataset: p.kind === "appset" ? { appset: p.name } : { source: p.name } },
+    `${p.kind === "appset" ? "ApplicationSet" : "Source"} ${p.name}: ${p.message}`,
+  ));
   $("appset-errors").replaceChildren(...items);
 }
 
@@ -327,7 +325,6 @@ function live(on) {
 
 function onStatus(status) {
   renderOverview(status);
-  loadAppSetErrors();
   if (state.route.startsWith("app/")) loadApp(state.route.slice(4), false);
 }
 
@@ -370,6 +367,6 @@ document.addEventListener("DOMContentLoaded", () => {
   window.addEventListener("hashchange", route);
   loadOverview().then(route);
   startEvents();
-  // Set errors do not change the rollup, so the event stream does not announce them.
-  setInterval(() => { if (!state.route.startsWith("app/")) loadAppSetErrors(); }, ERRORS_POLL_MS);
+  // Problems may not change the counts the event stream watches: read them on a timer too.
+  setInterval(() => { if (!state.route.startsWith("app/")) loadOverview(); }, ERRORS_POLL_MS);
 });
