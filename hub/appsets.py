@@ -7,7 +7,9 @@ Entry points (the ``hub serve`` runtime and ``hub appset reconcile`` call these)
   reconcile`` and the first half of ``hub serve --once``.
 - ``AppSetController(store, git).ingest(loads, configured)``: take freshly loaded sources
   into the store (ApplicationSet manifests, AppProjects, plain Applications); removed
-  ApplicationSets are deleted here. A source that failed to load changes nothing.
+  ApplicationSets are deleted here. A source that failed to load changes nothing; nor
+  does a file that stopped being an ApplicationSet (``hub.sources.check_set_files``), nor
+  a revision held by the source deletion guard (rule 8).
 - ``AppSetController.reconcile_appsets(clusters, names=None)``: expand the stored
   ApplicationSets (the last good manifests) against the registry's clusters and Git and
   apply the plans. Call it after ``ingest`` and on cluster events (add, relabel, remove).
@@ -18,9 +20,11 @@ Rules (Argo CD's, plus the hub's guards; docs/hub.md has the full table):
 
 1. A generator, template or Git error keeps every Application and sets ErrorOccurred=True,
    ParametersGenerated=False, ResourcesUpToDate=False. Nothing is created, updated or deleted.
-2. Invalid generated Applications (bad or duplicate name, unknown project, destination not
-   a registered cluster, name owned by another set or source) are skipped, never deleted;
-   the others proceed (ErrorOccurred reason ApplicationValidationError).
+2. An invalid generated Application (bad or duplicate name, a template placeholder left in
+   its name, project, destination or source, unknown project, destination not a
+   registered cluster, name owned by another set or source) is an error of the whole set:
+   nothing is created, updated or deleted for it, whatever its policy (ErrorOccurred
+   reason ApplicationValidationError). So is ``spec.strategy`` (reason UnsupportedField).
 3. ``syncPolicy.applicationsSync``: create-only (no update, no delete), create-update (no
    delete), create-delete (no update), sync (default: everything).
 4. An owned Application no longer generated is deleted: when its destination cluster is no
@@ -37,6 +41,11 @@ Rules (Argo CD's, plus the hub's guards; docs/hub.md has the full table):
    (create-only, create-update) keeps them, disowned.
 7. Deletion cap (hub rule, opt-in): ``gitops-hub/max-deletions: "N"`` or ``"P%"`` keeps
    every deletion of a pass that would delete more (ErrorOccurred reason ``DeletionGuard``).
+8. Source deletion guard (hub rule): a clean source revision whose removed sets and plain
+   Applications would delete all of the source's Applications (more than half of more
+   than 10) is held, like a failed load, until ``hub source confirm NAME`` names that SHA.
+   While a source's newest revision is not applied, each of its sets says so
+   (ErrorOccurred reason ``SourceError`` or ``SourceDeletionGuard``).
 """
 
 from __future__ import annotations

@@ -342,8 +342,9 @@ class Demo:
         self.t.git("commit", "-q", "-m", "gitops repository from gitops-hub examples/")
 
     def _expected_apps(self) -> list[str]:
-        # The hub skips an Application whose destination is not registered (the list
-        # generator names clusters a custom --clusters may not have); so does the demo.
+        # The hub writes nothing for a set with an invalid Application, e.g. one whose
+        # destination is not registered (the list generator names clusters a custom
+        # --clusters may not have); so does the demo.
         targets = {c.name for c in self.options.clusters} | {
             self.sim.server_url(c.name) for c in self.options.clusters
         }
@@ -353,15 +354,13 @@ class Demo:
                 "appset", "generate", str(path), "--repo", str(self.repo), "-o", "json",
                 check=False,
             )  # fmt: skip
-            # Exit 1 with Applications on stdout: some were invalid and the valid ones are
-            # still printed (the hub does the same). Nothing on stdout: the set is broken.
+            # Exit 1 with Applications on stdout: some were invalid (the hub then writes
+            # none of the set). Nothing on stdout: the set is broken.
             if done.returncode not in (0, 1) or not done.stdout.strip():
                 raise DemoError(f"hub appset generate {path.name}: {done.stderr.strip()}")
-            names += [
-                app["metadata"]["name"]
-                for app in json.loads(done.stdout)
-                if _destination(app) in targets
-            ]
+            apps = json.loads(done.stdout)
+            if done.returncode == 0 and all(_destination(app) in targets for app in apps):
+                names += [app["metadata"]["name"] for app in apps]
         return sorted(names)
 
     def _start_hub(self) -> None:
