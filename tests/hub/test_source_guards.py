@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.apps import AppStore
 from hub.appsets import SOURCE_ERROR, SOURCE_GUARD, source_guard_trips
@@ -19,9 +21,11 @@ from hub.sources import (
     SourceStore,
     _parse_file,
     check_set_files,
+    load_source,
 )
 from hub.store import Store
 from tests.hub.test_appsets_controller import appset_doc, loaded, names, plain_doc, run
+from tests.hub.test_sources import MemoryGit
 
 
 @pytest.fixture
@@ -187,3 +191,20 @@ def test_a_file_the_loader_chokes_on_is_an_error_of_that_file(data: bytes, expec
     _parse_file("apps/x.yaml", data, "a" * 40, [], [], [], errors)
     assert len(errors) == 1 and errors[0].startswith("apps/x.yaml@aaaaaaaaaaaa")
     assert expected in errors[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    raw=st.binary(max_size=200)
+    | st.text(max_size=200).map(str.encode)
+    | st.sampled_from(
+        [b"", b"foo: bar", b"kind: ApplicationSett", b"---\n---", b"kind: Application", b"[]"]
+    )
+)
+def test_a_set_file_with_any_content_keeps_its_set_or_is_an_error_naming_it(raw: bytes) -> None:
+    """Whatever a file that held an ApplicationSet now contains, the load either still
+    declares a set from it or fails naming it: never a silent removal."""
+    load = load_source(Source(name="s", repo="mem", path="apps"), MemoryGit({"apps/web.yaml": raw}))
+    checked = check_set_files(load, {"apps/web.yaml": ["web"]})
+    declares = any(a.file == "apps/web.yaml" for a in checked.appsets)
+    assert declares or (not checked.ok and "apps/web.yaml" in checked.file_errors), checked.errors
