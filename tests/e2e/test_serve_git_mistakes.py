@@ -10,10 +10,12 @@ that *do* delete, as docs/hub.md lists them ("What can delete an Application").
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from clusters.sim import SimServer
 from hub.apps import AppStore
 from hub.home import open_store
 from hub.sources import SourceRecord, SourceStore
+from tests.e2e.cdp import Browser, find_chromium
 from tests.e2e.serve_support import (
     CONFIGMAP,
     DEPLOYMENT,
@@ -122,10 +125,14 @@ def guestbook(repo: GitRepo, *, name: str = GOOD_NAME, extra: str = "") -> str:
     return APPSET.format(repo=repo.path, name=name, extra=extra)
 
 
+CHROMIUM = find_chromium()
+
+
 class Mistakes(Fleet):
     """The fleet plus what these tests read: the source's state and the sets' errors."""
 
     good: dict[str, str]
+    url: str
 
     def source(self) -> SourceRecord:
         with open_store(self.home) as store:
@@ -197,7 +204,7 @@ class Mistakes(Fleet):
         assert deleting == [], f"marked for deletion: {deleting}"
         for cluster in CLUSTERS:
             assert self.deployment(cluster) is not None, f"the Deployment on {cluster} is gone"
-        if "manual-east" in expected:
+        if "manual-east" in expected and apps["manual-east"].synced_sha:  # synced by a test
             out = self.kubectl("east", "get", "deployment", "web", "-n", "manual")
             assert out.returncode == 0, out.stderr
 
@@ -222,7 +229,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mistakes]:
                 "--context", name, "--label", "env=prod",
             )  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "appsets")
-        start_hub(f, "--git-poll", "1", "--resync", "30", "--port", str(free_port()))
+        port = free_port()
+        f.url = f"http://127.0.0.1:{port}"
+        start_hub(f, "--git-poll", "1", "--resync", "30", "--port", str(port))
         try:
             yield f
         finally:
@@ -315,6 +324,30 @@ def test_a_rolling_sync_strategy_is_refused_and_nothing_changes(fleet: Mistakes)
         fleet.assert_nothing_deleted(ALL)
         errors = fleet.set_errors().get("guestbook") or ""
         assert "spec.strategy (type RollingSync) is not supported" in errors
+    finally:
+        fleet.restore()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
+def test_the_dashboard_names_a_source_whose_set_file_broke(fleet: Mistakes, tmp_path: Path) -> None:
+    assert CHROMIUM is not None
+    fleet.commit({GUESTBOOK_FILE: "foo: bar\n"})
+
+    async def scenario() -> None:
+        async with Browser.launch(CHROMIUM, tmp_path / "profile") as browser:
+            page = await browser.new_page(fleet.url + "/")
+            text = await page.wait_for(
+                "document.querySelector('#appset-errors li[data-source=root]')?.textContent",
+                what="the source's problem above the matrix",
+            )
+            assert GUESTBOOK_FILE in text and "git rm" in text
+            assert await page.evaluate(
+                "document.querySelector('#appset-errors li[data-appset=guestbook]') !== null"
+            )
+
+    try:
+        fleet.assert_nothing_deleted(ALL)
+        asyncio.run(scenario())
     finally:
         fleet.restore()
 
