@@ -706,12 +706,14 @@ class SourceOutcome:
     appsets: int = 0
     applications: int = 0
     projects: int = 0
+    held: bool = False  # clean, but held by the source deletion guard
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "sha": self.sha,
             "ok": self.ok,
+            "held": self.held,
             "errors": list(self.errors),
             "appsets": self.appsets,
             "applications": self.applications,
@@ -854,6 +856,7 @@ class AppSetController:
                         name=load.source.name,
                         sha=load.sha,
                         ok=False,
+                        held=True,
                         errors=(hold,),
                         appsets=len(load.appsets),
                         applications=len(load.applications),

@@ -279,6 +279,8 @@ def _print_report(report: ReconcileReport) -> None:
                 f"source {s.name} @ {sha}: {s.appsets} ApplicationSet(s), "
                 f"{s.applications} Application(s), {s.projects} AppProject(s)"
             )
+        elif s.held:
+            click.echo(f"source {s.name} @ {sha}: HELD by the deletion guard, nothing deleted")
         else:
             click.echo(f"source {s.name} @ {sha}: NOT LOADED, last good set kept")
             for error in s.errors:

@@ -310,6 +310,9 @@ def test_deleting_the_appset_file_removes_its_applications(hub: Hub, repo: Repo)
     # Every Application of the source would go: the revision is held until confirmed.
     run, report = reconcile(hub)
     assert run.exit_code == 1 and "hub source confirm apps" in run.output
+    assert report["sources"][0]["held"] is True
+    text = hub("appset", "reconcile")
+    assert f"source apps @ {sha[:12]}: HELD" in text.stdout
     assert len(apps_of(hub)) == 6 and not any(a.deleting for a in apps_of(hub).values())
     confirmed = hub.ok("source", "confirm", "apps")
     assert sha[:12] in confirmed.stdout
