@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from clusters.registry import ClusterRecord
-from hub.apps import AppRecord, AppStore
+from hub.apps import AppRecord, AppSetRecord, AppStore
 from hub.errors import HubError
 from hub.rollups import (
     AppState,
@@ -215,13 +215,12 @@ class FleetView:
             appsets=[s.name for s in sets],
             appset=appset,
             cluster=cluster,
-            problems=self.problems(appset=appset),
+            problems=self.problems(sets, appset=appset),
         )
 
-    def problems(self, *, appset: str | None = None) -> list[Problem]:
-        """Sources whose newest revision is not applied and sets in error (with ``appset``:
-        that set and its source only)."""
-        sets = self.apps.list_appsets()
+    def problems(self, sets: Sequence[AppSetRecord], *, appset: str | None = None) -> list[Problem]:
+        """Sources whose newest revision is not applied and ``sets`` in error (with
+        ``appset``: that set and its source only)."""
         wanted = {s.source for s in sets if s.name == appset} if appset is not None else None
         with self.store.read() as db:
             rows = db.execute(
