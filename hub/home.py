@@ -171,18 +171,54 @@ class InitResult:
     home: Path
     created: bool
     key_source: str  # "file PATH" or "HUB_MASTER_KEY"
+    tightened: tuple[str, ...] = ()  # "PATH MODE -> MODE" for each permission narrowed
+
+
+def tighten_home(home: Path) -> tuple[str, ...]:
+    """Make ``home`` 0700 and the files in it 0600 (the database, keys, token...).
+
+    Refuses (``HubUsageError`` with the command to run) a home this user does not own or
+    cannot change. Returns what was narrowed. Symbolic links are left alone.
+    """
+    fix = f"`chmod 700 {home} && chmod 600 {home}/*` as the owner of {home}"
+    changed: list[str] = []
+    try:
+        info = os.stat(home)
+        if info.st_uid != os.getuid():
+            raise HubUsageError(
+                f"hub home {home} is owned by uid {info.st_uid}, not by this user "
+                f"(uid {os.getuid()}); use a home of your own, or run {fix}"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            os.chmod(home, 0o700)
+            changed.append(f"{home} {mode:04o} -> 0700")
+        with os.scandir(home) as entries:
+            for entry in entries:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+                if mode & 0o177:
+                    os.chmod(entry.path, 0o600, follow_symlinks=False)
+                    changed.append(f"{entry.path} {mode:04o} -> 0600")
+    except PermissionError as exc:
+        raise HubUsageError(
+            f"hub home {home}: cannot restrict it to this user ({exc.strerror}); run {fix}"
+        ) from None
+    return tuple(changed)
 
 
 def init_home(home: Path, env: Mapping[str, str] | None = None) -> InitResult:
     """Create the state home, its database and (unless HUB_MASTER_KEY is set) a key file.
 
-    On an existing home this changes nothing: never a second key.
+    On an existing home this changes nothing (never a second key) but the permissions:
+    the home is made 0700 and its files 0600 (``tighten_home``).
     """
     env = os.environ if env is None else env
     database = db_path(home)
     if database.exists():
         source = ENV_MASTER_KEY if env.get(ENV_MASTER_KEY) else f"file {key_path(home)}"
-        return InitResult(home=home, created=False, key_source=source)
+        return InitResult(home=home, created=False, key_source=source, tightened=tighten_home(home))
     if home.exists() and not home.is_dir():
         raise HubUsageError(f"hub home {home} exists and is not a directory")
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -198,8 +234,11 @@ def init_home(home: Path, env: Mapping[str, str] | None = None) -> InitResult:
         source = f"file {key_path(home)}"
     with Store.open(database, create=True) as store:
         store.set_meta("master_key_id", key.key_id)
+    # SQLite creates the database (and later its -wal and -shm, with the same mode) under
+    # the umask; only this user may read it.
+    tightened = tighten_home(home)
     log.info("initialised hub home %s (master key id %s)", home, key.key_id)
-    return InitResult(home=home, created=True, key_source=source)
+    return InitResult(home=home, created=True, key_source=source, tightened=tightened)
 
 
 def open_store(home: Path) -> Store:
