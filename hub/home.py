@@ -11,13 +11,16 @@ Layout::
 Key rotation with a key file runs in steps, and each crash point leaves every
 record readable with a key that is still on disk:
 
-1. write the new key to ``master.key.new`` (fsync'd);
-2. one database transaction re-wraps every data key with the new key and names
-   it the current master key;
+1. write the new key to ``master.key.new`` (fsync'd) -- before the transaction,
+   so that a committed record can never be under a key that is on no disk;
+2. one database transaction re-wraps every data key (clusters and sync history)
+   with the new key and names it the current master key; a failure at any record
+   rolls all of it back;
 3. rename ``master.key`` to ``master.key.old``;
 4. rename ``master.key.new`` to ``master.key``;
 5. delete ``master.key.old``.
 
+``master.key`` is replaced (step 4, an atomic rename) only after the commit.
 Keys are looked up by key id, and every key file present is loaded, so between
 any two steps both keys are at hand. Running ``hub key rotate`` again finishes
 an interrupted rotation (with the same new key when step 1 had completed).
@@ -296,16 +299,17 @@ def _rotate_env(home: Path, env: Mapping[str, str]) -> RotationResult:
 
 
 def _rewrap(store: Store, registry: Registry, keyring: Keyring, target: MasterKey) -> int:
-    """Re-wrap every envelope in the store: sync history first, clusters last.
+    """Re-wrap every envelope in the store, sync history and clusters, in ONE transaction.
 
-    The clusters' transaction also records the new master key id, which marks the
-    rotation done, so a crash in between leaves a store that the next ``hub key
-    rotate`` (still holding both keys) finishes. The count is of cluster records.
+    The same transaction records the new master key id, which marks the rotation done:
+    it commits whole or not at all, so a failure or crash at any record leaves every
+    record under the old key. The count is of cluster records.
     """
     from hub.sync.history import SyncHistory  # the sync engine is heavier than the CLI needs
 
-    SyncHistory(store, lambda: keyring).rewrap_all(keyring, target)
-    return registry.rewrap_all(keyring, target)
+    with store.atomic():
+        SyncHistory(store, lambda: keyring).rewrap_all(keyring, target)
+        return registry.rewrap_all(keyring, target)
 
 
 def _rotate_files(home: Path) -> RotationResult:

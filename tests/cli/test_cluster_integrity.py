@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clusters.crypto import Keyring, MasterKey
 from clusters.kubeconfig import credential_to_bytes, read_context
+from clusters.registry import Registry
 from hub.home import load_keyring
 from hub.store import Store
 from tests.clusters.cli_support import Hub
@@ -248,3 +250,33 @@ def test_server_urls_are_compared_normalised() -> None:
     assert normalize_server("https://k8s.example/a/") == "https://k8s.example:443/a"
     assert normalize_server("http://[::1]:8080") == "http://[::1]:8080"
     assert normalize_server("https://k8s.example/a") != normalize_server("https://k8s.example/b")
+
+
+# ---------------------------------------------------------------- item 18: rotation is atomic
+
+
+def test_a_rotation_failing_at_any_record_leaves_everything_under_the_old_key(
+    tmp_path: Path,
+) -> None:
+    """Sync history and clusters are re-wrapped in one transaction: when the last cluster
+    record cannot be re-wrapped, the history entries re-wrapped before it roll back too."""
+    from hub.sync.history import SyncHistory
+    from tests.api.fleet import populate
+
+    home = tmp_path / "home"
+    populate(home)  # clusters east and west, and a sync history with sealed manifests
+    hub = Hub(home)
+    old_key = (home / "master.key").read_text().strip()
+    sql(hub, "UPDATE clusters SET ciphertext = zeroblob(length(ciphertext)) WHERE name = 'west'")
+    run = hub("key", "rotate")
+    assert run.exit_code == 1 and "cluster west" in run.stderr, run.output
+    only_old = Keyring(primary=MasterKey.from_base64(old_key, "old key"))
+    with Store.open(home / "hub.db") as store:
+        sealed = store.history_reader().sealed_history()
+        assert sealed, "the fleet has sync history with manifests"
+        history = SyncHistory(store, lambda: only_old)
+        for app, entry_id, _ in sealed:
+            assert history.manifests(app, entry_id)
+        assert store.get_meta("master_key_id") == only_old.primary.key_id
+        registry = Registry(store, lambda: only_old)
+        assert registry.credentials("east").name == "east"
