@@ -629,7 +629,7 @@ ROUTES: tuple[Route, ...] = (
           response="Queued", status=202, auth=True, errors=(401, 503),
           summary="Re-read Git and re-compare every Application"),
     Route(method="POST", path="/api/webhook/git", handler=git_webhook, tag="webhook",
-          response="WebhookResult", body="PushEvent", errors=(400, 401, 503),
+          response="WebhookResult", body="PushEvent", errors=(400, 401, 408, 429, 503),
           summary="GitHub/GitLab push: fetch the named repositories now"),
     Route(method="GET", path="/api/events", handler=events, tag="rollups",
           response="EventStream", content_type="text/event-stream",

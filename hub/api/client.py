@@ -20,7 +20,6 @@ is on this machine, and a proxy must not see the API token.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -39,6 +38,8 @@ LOCK_FILENAME = "serve.lock"
 PROBE_TIMEOUT_S = 1.0
 # A CLI probing the lock holds it (shared) for microseconds; a starting hub retries this long.
 LOCK_RETRY_S = 1.0
+# How long the CLI waits for a hub that holds the lock to publish its address.
+STARTUP_WAIT_S = 3.0
 
 
 class ApiError(HubError):
@@ -88,8 +89,11 @@ class HubAlreadyRunning(HubUsageError):
     """Another ``hub serve`` holds the home's lock."""
 
 
-def hold_serve_lock(home: Path) -> int:
+def hold_serve_lock(home: Path, *, api: bool = True) -> int:
     """Take the home's serve lock for the rest of this process's life; returns its fd.
+
+    ``api``: whether this process will publish an API in ``serve.json`` (not with
+    ``--once``), so that the CLI knows whether to wait for it.
 
     The fd is close-on-exec, so child processes (git, exec credential plugins) never
     inherit the lock. Raises ``HubAlreadyRunning`` when another process holds it.
@@ -106,22 +110,17 @@ def hold_serve_lock(home: Path) -> int:
                 raise HubAlreadyRunning(_running_message(home)) from None
             time.sleep(0.05)
     os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode() + b"\n", 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "api": api}).encode() + b"\n", 0)
     return fd
 
 
 def _running_message(home: Path) -> str:
-    pid: object = None
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        pid = json.loads(lock_path(home).read_text()).get("pid")
+    pid = _lock_holder(home)
     where = "its address is not published yet (still starting)"
-    try:
-        doc = json.loads(serve_path(home).read_text())
-        if isinstance(doc, dict) and doc.get("pid") == pid and isinstance(doc.get("url"), str):
-            where = f"API at {doc['url']}"
-    except (OSError, ValueError):
-        pass
-    who = f"PID {pid}" if isinstance(pid, int) else "another process"
+    doc = _serve_doc(home)
+    if doc is not None and doc.get("pid") == pid and isinstance(doc.get("url"), str):
+        where = f"API at {doc['url']}"
+    who = f"PID {pid}" if pid is not None else "another process"
     return (
         f"a hub is already serving {home} ({who}, {where}); one hub per home: stop it first, "
         "or use another --home"
@@ -155,22 +154,61 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def find_running_hub(home: Path, *, timeout: float = PROBE_TIMEOUT_S) -> str | None:
-    """The API URL of the hub serving ``home``, or None when none answers."""
+def _serve_doc(home: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads(serve_path(home).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(doc, dict):
-        return None
-    url, pid = doc.get("url"), doc.get("pid")
-    if not isinstance(url, str) or not url:
-        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _lock_doc(home: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(lock_path(home).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _lock_holder(home: Path) -> int | None:
+    pid = _lock_doc(home).get("pid")
+    return pid if isinstance(pid, int) else None
+
+
+def find_running_hub(
+    home: Path, *, timeout: float = PROBE_TIMEOUT_S, startup_wait: float = STARTUP_WAIT_S
+) -> str | None:
+    """The API URL of the hub serving ``home``, or None when none answers.
+
+    While a hub holds the serve lock but has not yet published its address (it is
+    starting), waits up to ``startup_wait`` seconds for it rather than trusting an older
+    ``serve.json``.
+    """
     held = serve_lock_held(home)
     if held is False:
-        return None  # the hub that wrote it is gone, whatever now has its PID
-    if held is None and isinstance(pid, int) and not _alive(pid):
-        return None  # written without the lock (an older hub): the PID is all there is
+        return None  # whatever serve.json says, the hub that wrote it is gone
+    deadline = time.monotonic() + startup_wait
+    while True:
+        doc = _serve_doc(home)
+        if held is None:  # no hub ever took the lock here: serve.json and its PID only
+            if doc is None:
+                return None
+            pid = doc.get("pid")
+            if isinstance(pid, int) and not _alive(pid):
+                return None
+            break
+        lock = _lock_doc(home)
+        if lock.get("api") is False:
+            return None  # `hub serve --once`: no API to talk to
+        holder = lock.get("pid")
+        if doc is not None and (not isinstance(holder, int) or doc.get("pid") == holder):
+            break
+        if time.monotonic() >= deadline or not serve_lock_held(home):
+            return None
+        time.sleep(0.1)
+    url = doc.get("url")
+    if not isinstance(url, str) or not url:
+        return None
     try:
         ApiClient(url, timeout=timeout).get("/healthz")
     except HubError:

@@ -278,7 +278,8 @@ def serve(
         body_timeout=body_timeout,
         webhook_interval=webhook_interval,
     )
-    lock_fd = hold_serve_lock(obj.home) if obj.home.is_dir() else None  # else: `hub init`
+    # Without a home there is nothing to lock; the store below says to run `hub init`.
+    lock_fd = hold_serve_lock(obj.home, api=not once) if obj.home.is_dir() else None
     try:
         _serve(obj, options, once=once, once_timeout=once_timeout, api=api)
     finally:
