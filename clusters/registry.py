@@ -122,7 +122,10 @@ def parse_label_changes(args: Sequence[str]) -> tuple[dict[str, str], list[str]]
 def normalize_server(url: str) -> str:
     """``url`` in one spelling per API server: lowercase scheme and host, explicit port,
     no trailing slash, so ``https://K8S:443/`` and ``https://k8s`` compare equal."""
-    parts = urllib.parse.urlsplit(url.strip())
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError:  # e.g. an unclosed IPv6 bracket: compare it as written
+        return url.strip().lower().rstrip("/")
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     try:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clusters.crypto import Keyring, MasterKey
 from clusters.kubeconfig import credential_to_bytes, read_context
@@ -280,3 +282,28 @@ def test_a_rotation_failing_at_any_record_leaves_everything_under_the_old_key(
         assert store.get_meta("master_key_id") == only_old.primary.key_id
         registry = Registry(store, lambda: only_old)
         assert registry.credentials("east").name == "east"
+
+
+@given(st.text(max_size=80))
+def test_normalize_server_takes_any_text(url: str) -> None:
+    from clusters.kubeconfig import TLSSettings
+    from clusters.registry import endpoint_binding, normalize_server
+
+    assert isinstance(normalize_server(url), str)
+    assert endpoint_binding(url, TLSSettings(insecure=True)) != endpoint_binding(url, TLSSettings())
+
+
+@given(
+    st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,10}){0,3}", fullmatch=True),
+    st.sampled_from(["", ":443", ":6443"]),
+    st.from_regex(r"(/[a-z0-9]{1,8}){0,3}", fullmatch=True),
+)
+def test_spellings_of_one_server_normalise_alike(host: str, port: str, path: str) -> None:
+    from clusters.registry import normalize_server
+
+    url = f"https://{host}{port}{path}"
+    same = normalize_server(url)
+    assert normalize_server(url + "/") == same
+    assert normalize_server(f"HTTPS://{host.upper()}{port}{path}") == same
+    if port in ("", ":443"):
+        assert normalize_server(f"https://{host}:443{path}") == same
