@@ -226,7 +226,9 @@ def label(obj: HubContext, name: str, changes: tuple[str, ...]) -> None:
 def check(obj: HubContext, names: tuple[str, ...], timeout: float, output: str) -> None:
     """Re-test connectivity of NAMES (default: every cluster) and store the results.
 
-    Exits 1 when any cluster fails its check.
+    Every record is tried: one whose credential cannot be opened (wrong master key,
+    corrupt row, server edited outside the hub) is reported FAILED and nothing is sent
+    for it. Exits 1 when any cluster fails its check.
     """
     with _registry(obj) as registry:
         results = registry.check(list(names) or None, timeout=timeout)
