@@ -98,7 +98,13 @@ def hold_serve_lock(home: Path, *, api: bool = True) -> int:
     The fd is close-on-exec, so child processes (git, exec credential plugins) never
     inherit the lock. Raises ``HubAlreadyRunning`` when another process holds it.
     """
-    fd = os.open(lock_path(home), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(lock_path(home), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise HubError(
+            f"cannot open the serve lock {lock_path(home)}: {exc.strerror}; the hub needs "
+            "to write in its home"
+        ) from None
     deadline = time.monotonic() + LOCK_RETRY_S
     while True:
         try:
