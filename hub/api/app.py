@@ -223,6 +223,11 @@ def _require_handle(request: web.Request) -> HubHandle | web.Response:
     handle = _state(request).handle
     if handle is None:
         return _error(503, "no hub is running behind this API; start `hub serve`")
+    if not handle.ready():
+        # `hub serve` listens (and publishes serve.json) before its first Git cycle ends.
+        response = _error(503, "the hub is starting (see /readyz); retry in a moment")
+        response.headers["Retry-After"] = "1"
+        return response
     return handle
 
 

@@ -180,3 +180,20 @@ def test_too_many_waiting_repositories_are_told_to_retry(
     results = run_client(make(webhook_interval=3600), scenario)
     assert [s for s, _ in results] == [200, 200, 200, 202, 202, 429]
     assert results[-1][1]["Retry-After"] == "3600"
+
+
+def test_actions_while_the_hub_is_starting_are_told_to_retry(make: Any, hub: RecordingHub) -> None:
+    """`hub serve` listens before its first Git cycle ends (so that serve.json is true)."""
+    hub.is_ready = False
+
+    async def scenario(client: Client) -> list[tuple[int, str | None, Any]]:
+        out = []
+        for path in ("/api/v1/applications/web-west/sync", "/api/v1/refresh"):
+            r = await client.post(path, headers=AUTH)
+            out.append((r.status, r.headers.get("Retry-After"), await r.json()))
+        return out
+
+    for status, retry, body in run_client(make(), scenario):
+        assert (status, retry) == (503, "1")
+        assert "the hub is starting" in body["error"]["message"]
+    assert hub.calls == []
