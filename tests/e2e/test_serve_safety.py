@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.clusters.cli_support import CLEAN_ENV, Hub
+from tests.conftest import KubeEnv
 from tests.e2e.serve_support import free_port, wait_for
 
 TOKEN = "file-token-0123456789abcdef"
@@ -243,3 +244,44 @@ def test_a_token_on_the_command_line_is_warned_about(home: Path, tmp_path: Path)
     finally:
         assert stop(served) == 0
     assert TOKEN not in served.text()
+
+
+# ---------------------------------------------------------------- item 12 on a running hub
+
+
+def test_a_hub_never_sends_a_credential_to_an_edited_server(
+    home: Path, tmp_path: Path, kube: KubeEnv
+) -> None:
+    import sqlite3
+
+    from tests.cli.test_cluster_integrity import Listener
+
+    Hub(home).ok("cluster", "add", "prod", "--kubeconfig", str(kube.kubeconfig),
+                 "--context", kube.context)  # fmt: skip
+    listener = Listener()
+    try:
+        db = sqlite3.connect(home / "hub.db")
+        db.execute(
+            "UPDATE clusters SET server = ? WHERE name = 'prod'",
+            (f"http://127.0.0.1:{listener.port}",),
+        )
+        db.commit()
+        db.close()
+        served = serve(home, tmp_path / "hub.log")
+        try:
+            started(home, served)
+
+            def refused() -> dict[str, Any] | None:
+                doc = request(served.port, "GET", "/api/v1/clusters/prod")[1]
+                connection = doc.get("connection") or {}
+                return doc if connection.get("state") == "Unreachable" else None
+
+            doc = wait_for("the worker to report the mismatch", refused)
+            assert "does not match this cluster's server" in doc["connection"]["message"]
+            assert "re-add the cluster" in doc["connection"]["message"]
+        finally:
+            assert stop(served) == 0, served.text()
+        assert "Traceback" not in served.text()
+    finally:
+        listener.close()
+    assert listener.connections == 0 and listener.received == b""
