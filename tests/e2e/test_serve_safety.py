@@ -236,14 +236,32 @@ def test_nested_json_and_stalled_bodies_are_4xx_and_the_hub_lives_on(hardened: S
     assert "Traceback" not in hardened.text()
 
 
-def test_a_token_on_the_command_line_is_warned_about(home: Path, tmp_path: Path) -> None:
-    served = serve(home, tmp_path / "argv.log", "--token", TOKEN)
+def test_a_token_on_the_command_line_is_warned_about_and_the_secret_read_from_env(
+    home: Path, tmp_path: Path
+) -> None:
+    import hashlib
+    import hmac
+
+    secret = "webhook-secret-from-the-environment"
+    served = serve(home, tmp_path / "argv.log", "--token", TOKEN,
+                   env={"HUB_WEBHOOK_SECRET": secret})  # fmt: skip
+    push = json.dumps({"repository": {"clone_url": "https://git.example/r.git"}}).encode()
+    headers = {"X-GitHub-Event": "push", "Content-Type": "application/json"}
     try:
         started(home, served)
         assert "--token on the command line is visible to other local users" in served.text()
+        assert (
+            request(served.port, "POST", "/api/webhook/git", body=push, headers=headers)[0] == 401
+        )
+        signature = "sha256=" + hmac.new(secret.encode(), push, hashlib.sha256).hexdigest()
+        status, body = request(
+            served.port, "POST", "/api/webhook/git", body=push,
+            headers={**headers, "X-Hub-Signature-256": signature},
+        )  # fmt: skip
+        assert status == 200 and body["matched"] == 0
     finally:
         assert stop(served) == 0
-    assert TOKEN not in served.text()
+    assert TOKEN not in served.text() and secret not in served.text()
 
 
 # ---------------------------------------------------------------- item 12 on a running hub
