@@ -113,9 +113,9 @@ class ApiState:
     allowed_hosts: frozenset[str] = frozenset(LOOPBACK_HOSTS)
     body_timeout: float = DEFAULT_BODY_TIMEOUT_S
     webhook_interval: float = DEFAULT_WEBHOOK_INTERVAL_S
-    # repository URLs of a push -> monotonic time of its last fetch / its deferred fetch
-    webhook_fetched: dict[tuple[str, ...], float] = field(default_factory=dict)
-    webhook_pending: dict[tuple[str, ...], asyncio.Task[None]] = field(default_factory=dict)
+    # repository URL (``_repo_key``) -> monotonic time of its last fetch / its deferred fetch
+    webhook_fetched: dict[str, float] = field(default_factory=dict)
+    webhook_pending: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
 
 _VIEW = web.AppKey("view", FleetView)
@@ -454,22 +454,26 @@ async def git_webhook(request: web.Request) -> web.Response:
         state.metrics.count_webhook(provider, "no-hub")
         return _error(503, "no hub is running behind this API")
     urls = list(push.repo_urls)
-    key = tuple(sorted(push.repo_urls))
+    # Keyed by each URL, so that adding other URLs to a push cannot dodge the limit.
+    names = {_repo_key(u) for u in urls}
     doc: dict[str, Any] = {"event": push.event, "repositories": urls}
     now = time.monotonic()
-    last = state.webhook_fetched.get(key)
+    last = max(
+        (state.webhook_fetched[n] for n in names if n in state.webhook_fetched), default=None
+    )
     if last is None or now - last >= state.webhook_interval:
-        state.webhook_fetched[key] = now
+        for n in names:
+            state.webhook_fetched[n] = now
         _forget_old_pushes(state, now)
         matched = await handle.notify_git_push(urls)
         state.metrics.count_webhook(provider, "accepted")
         log.info("%s push for %s matched %d repositories", provider, push.repo_urls, matched)
         return _json({**doc, "matched": matched})
     delay = last + state.webhook_interval - now
-    if key in state.webhook_pending:
+    if any(n in state.webhook_pending for n in names):
         state.metrics.count_webhook(provider, "coalesced")
         return _json({**doc, "queued": True, "coalesced": True, "fetchIn": delay}, status=202)
-    if len(state.webhook_pending) >= MAX_WEBHOOK_PENDING:
+    if len(set(state.webhook_pending.values())) >= MAX_WEBHOOK_PENDING:
         state.metrics.count_webhook(provider, "throttled")
         response = _error(429, "too many repositories are waiting for a fetch; retry later")
         response.headers["Retry-After"] = str(max(1, round(state.webhook_interval)))
@@ -478,15 +482,27 @@ async def git_webhook(request: web.Request) -> web.Response:
     async def fetch_later() -> None:
         try:
             await asyncio.sleep(delay)
-            state.webhook_fetched[key] = time.monotonic()
+            fetched_at = time.monotonic()
+            for n in names:
+                state.webhook_fetched[n] = fetched_at
             matched = await handle.notify_git_push(urls)
             log.info("deferred push for %s matched %d repositories", push.repo_urls, matched)
         finally:
-            state.webhook_pending.pop(key, None)
+            for n in names:
+                if state.webhook_pending.get(n) is task:
+                    del state.webhook_pending[n]
 
-    state.webhook_pending[key] = asyncio.get_running_loop().create_task(fetch_later())
+    task = asyncio.get_running_loop().create_task(fetch_later())
+    for n in names:
+        state.webhook_pending[n] = task
     state.metrics.count_webhook(provider, "deferred")
     return _json({**doc, "queued": True, "coalesced": False, "fetchIn": delay}, status=202)
+
+
+def _repo_key(url: str) -> str:
+    """One spelling per repository URL for the webhook rate limit."""
+    key = url.strip().lower().rstrip("/")
+    return key.removesuffix(".git")
 
 
 def _forget_old_pushes(state: ApiState, now: float) -> None:
@@ -751,7 +767,7 @@ def create_api_app(
         closing = app[_STATE].closing
         if closing is not None:
             closing.set()
-        for task in list(app[_STATE].webhook_pending.values()):
+        for task in set(app[_STATE].webhook_pending.values()):
             task.cancel()
 
     app.on_startup.append(open_events)

@@ -197,3 +197,19 @@ def test_actions_while_the_hub_is_starting_are_told_to_retry(make: Any, hub: Rec
         assert (status, retry) == (503, "1")
         assert "the hub is starting" in body["error"]["message"]
     assert hub.calls == []
+
+
+def test_adding_other_urls_to_a_push_does_not_dodge_the_limit(make: Any, hub: RecordingHub) -> None:
+    def push(n: int) -> bytes:
+        repo = {"clone_url": REPO + ("/" if n % 2 else ""), "html_url": f"https://x.example/{n}"}
+        return json.dumps({"repository": repo}).encode()
+
+    async def scenario(client: Client) -> list[int]:
+        out = []
+        for n in range(4):
+            r = await client.post("/api/webhook/git", data=push(n), headers=GITHUB)
+            out.append(r.status)
+        return out
+
+    assert run_client(make(webhook_interval=3600), scenario) == [200, 202, 202, 202]
+    assert [c[0] for c in hub.calls] == ["push"]
