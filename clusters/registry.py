@@ -9,10 +9,13 @@ needs neither the key nor any decryption.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import secrets
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CHECK_TIMEOUT = 10.0
+# Where `--allow-same-server REASON` records why two names share one API server.
+SAME_SERVER_ANNOTATION = "gitops-hub/same-server-reason"
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(
@@ -112,6 +117,40 @@ def parse_label_changes(args: Sequence[str]) -> tuple[dict[str, str], list[str]]
     if clash:
         raise ClusterUsageError(f"label {sorted(clash)[0]!r} is both set and removed")
     return sets, removes
+
+
+def normalize_server(url: str) -> str:
+    """``url`` in one spelling per API server: lowercase scheme and host, explicit port,
+    no trailing slash, so ``https://K8S:443/`` and ``https://k8s`` compare equal."""
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError:  # e.g. an unclosed IPv6 bracket: compare it as written
+        return url.strip().lower().rstrip("/")
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = {"https": 443, "http": 80}.get(scheme)
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def endpoint_binding(server: str, tls: TLSSettings) -> bytes:
+    """What a credential is sealed to (``clusters.crypto`` version 2): where it may be
+    sent and how that server is trusted. Changing any of it outside ``add`` makes the
+    credential fail to open instead of going to the new place."""
+    doc = {
+        "server": normalize_server(server),
+        "insecure": tls.insecure,
+        "caSha256": None if tls.ca_data is None else hashlib.sha256(tls.ca_data).hexdigest(),
+        "serverName": tls.server_name,
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
 # ---------------------------------------------------------------- records
@@ -286,6 +325,40 @@ class ClusterExists(ClusterUsageError):
         self.name = name
 
 
+class SameServer(ClusterUsageError):
+    def __init__(self, name: str, other: str, server: str) -> None:
+        super().__init__(
+            f"cluster {name!r}: its server {server} is already registered as cluster "
+            f"{other!r}; two names for one API server make two Applications claim the same "
+            "objects. Use that cluster, or pass --allow-same-server REASON to register it "
+            "anyway (the reason is kept in the annotation "
+            f"{SAME_SERVER_ANNOTATION})"
+        )
+        self.name = name
+
+
+def _check_same_server(
+    existing: Iterable[ClusterRecord], clusters: Sequence[NewCluster], reason: str | None
+) -> list[NewCluster]:
+    """Refuse a cluster whose API server another name already has, unless it says why:
+    ``reason``, recorded in its annotations, or that annotation already there (an
+    exported cluster Secret re-imported)."""
+    replaced = {c.name for c in clusters}
+    taken = {normalize_server(r.server): r.name for r in existing if r.name not in replaced}
+    out: list[NewCluster] = []
+    for cluster in clusters:
+        key = normalize_server(cluster.server)
+        other = taken.get(key)
+        if other is not None and not cluster.annotations.get(SAME_SERVER_ANNOTATION, "").strip():
+            if not reason or not reason.strip():
+                raise SameServer(cluster.name, other, cluster.server)
+            annotations = {**cluster.annotations, SAME_SERVER_ANNOTATION: reason.strip()}
+            cluster = replace(cluster, annotations=annotations)
+        taken.setdefault(key, cluster.name)
+        out.append(cluster)
+    return out
+
+
 Prober = Callable[[ClusterCredentials, float], str]
 """Reads ``/version`` through a real connection; returns gitVersion or raises ClusterError."""
 
@@ -391,7 +464,12 @@ class Registry:
         name = stored.record.name
         if stored.envelope.key_id not in self.keyring.key_ids:
             self._keyring = None  # rotated by another process since we loaded the keys
-        plaintext = crypto.open_envelope(self.keyring, name, stored.envelope)
+        plaintext = crypto.open_envelope(
+            self.keyring,
+            name,
+            stored.envelope,
+            binding=endpoint_binding(stored.record.server, stored.tls),
+        )
         try:
             credential = credential_from_bytes(plaintext)
         except (ValueError, KeyError, TypeError):
@@ -430,9 +508,12 @@ class Registry:
         upsert: bool = False,
         check: bool = True,
         timeout: float = DEFAULT_CHECK_TIMEOUT,
+        same_server: str | None = None,
     ) -> ClusterRecord:
         """Register (or with ``upsert`` replace) a cluster; see ``add_many``."""
-        return self.add_many([cluster], upsert=upsert, check=check, timeout=timeout)[0]
+        return self.add_many(
+            [cluster], upsert=upsert, check=check, timeout=timeout, same_server=same_server
+        )[0]
 
     def add_many(
         self,
@@ -441,8 +522,13 @@ class Registry:
         upsert: bool = False,
         check: bool = True,
         timeout: float = DEFAULT_CHECK_TIMEOUT,
+        same_server: str | None = None,
     ) -> _Records:
         """Register clusters all together or not at all.
+
+        A cluster whose API server (normalised URL) another name already has is refused
+        (``SameServer``) unless ``same_server`` gives a reason, which is recorded in its
+        ``gitops-hub/same-server-reason`` annotation.
 
         Unless ``check`` is false, each cluster must answer ``/version`` with the given
         credential first; an unreachable or unauthorised one is refused (ClusterError)
@@ -456,6 +542,7 @@ class Registry:
             seen.add(cluster.name)
             if not upsert and self._storage.get_record(cluster.name) is not None:
                 raise ClusterExists(cluster.name)
+        clusters = _check_same_server(self._storage.list_records(), clusters, same_server)
         self.keyring  # noqa: B018 - load (and check) the master key before probing anything
         results: dict[str, CheckResult] = {}
         if check:
@@ -481,6 +568,10 @@ class Registry:
         records: list[ClusterRecord] = []
         with self._storage.cluster_transaction() as txn:
             sealing_key = self._sealing_key(txn)
+            # Again inside the transaction: another process may have added one meanwhile.
+            clusters = _check_same_server(
+                (row.record for row in txn.list_clusters()), clusters, same_server
+            )
             for cluster in clusters:
                 old = txn.get_cluster(cluster.name)
                 if old is not None and not upsert:
@@ -507,7 +598,10 @@ class Registry:
                     credential_rev=_new_rev(),
                 )
                 envelope = crypto.seal(
-                    sealing_key, cluster.name, credential_to_bytes(cluster.credential)
+                    sealing_key,
+                    cluster.name,
+                    credential_to_bytes(cluster.credential),
+                    binding=endpoint_binding(cluster.server, cluster.tls),
                 )
                 txn.put_cluster(StoredCluster(record=record, tls=cluster.tls, envelope=envelope))
                 records.append(record)
@@ -554,8 +648,10 @@ class Registry:
     ) -> _Results:
         """Re-test connectivity of ``names`` (default: all) and store each result.
 
-        Every credential is decrypted before any cluster is contacted, so a wrong master
-        key fails the whole check with nothing stored.
+        Every record is tried: one whose credential cannot be opened (wrong master key,
+        corrupt row, edited server) is reported as failed, with nothing stored for it and
+        nothing sent anywhere, and the others are still checked. A record still sealed
+        in the old envelope version is re-sealed (bound to its server) on the way.
         """
         wanted = list(dict.fromkeys(names)) if names else [r.name for r in self.list()]
         stored: _Stored = []
@@ -564,11 +660,20 @@ class Registry:
             if row is None:
                 raise ClusterNotFound(name)
             stored.append(row)
-        creds = [self._open(row) for row in stored]
-        results = self._probe_all(creds, timeout)
+        creds: list[ClusterCredentials] = []
+        unreadable: dict[str, CheckResult] = {}
+        for row in stored:
+            try:
+                creds.append(self._open(row))
+            except DecryptError as exc:
+                unreadable[row.record.name] = CheckResult(
+                    name=row.record.name, ok=False, message=str(exc), server_version=None
+                )
+        probed = {r.name: r for r in self._probe_all(creds, timeout)}
         now = _now()
         with self._storage.cluster_transaction() as txn:
-            for cred, result in zip(creds, results, strict=True):
+            for cred in creds:
+                result = probed[cred.name]
                 current = txn.get_cluster(cred.name)
                 # A credential replaced while we probed makes this result stale.
                 if current is None or current.record.credential_rev != cred.credential_rev:
@@ -578,8 +683,20 @@ class Registry:
                     last_check=LastCheck(time=now, ok=result.ok, message=result.message),
                     server_version=result.server_version or current.record.server_version,
                 )
-                txn.put_cluster(replace(current, record=record))
-        return results
+                envelope = current.envelope
+                if envelope.version == 1:
+                    envelope = self._seal(self._sealing_key(txn), cred)
+                txn.put_cluster(replace(current, record=record, envelope=envelope))
+        return [probed.get(name) or unreadable[name] for name in wanted]
+
+    @staticmethod
+    def _seal(key: MasterKey, creds: ClusterCredentials) -> Envelope:
+        return crypto.seal(
+            key,
+            creds.name,
+            credential_to_bytes(creds.credential),
+            binding=endpoint_binding(creds.server, creds.tls),
+        )
 
     def _probe_all(self, creds: Sequence[ClusterCredentials], timeout: float) -> _Results:
         def one(c: ClusterCredentials) -> CheckResult:
@@ -602,14 +719,22 @@ class Registry:
         """Re-wrap every data key under ``target``, in one transaction.
 
         Records already under ``target`` are left alone, so re-running an interrupted
-        rotation is safe. Nothing is written unless every record could be re-wrapped.
+        rotation is safe. Records still in envelope version 1 are re-sealed as version 2
+        (bound to their server). Nothing is written unless every record could be re-wrapped.
         """
         count = 0
         with self._storage.cluster_transaction() as txn:
             for row in txn.list_clusters():
-                if row.envelope.key_id == target.key_id:
+                if row.envelope.key_id == target.key_id and row.envelope.version == 2:
                     continue
-                envelope = crypto.rewrap(keyring, target, row.record.name, row.envelope)
+                binding = endpoint_binding(row.record.server, row.tls)
+                if row.envelope.version == 1:
+                    plaintext = crypto.open_envelope(keyring, row.record.name, row.envelope)
+                    envelope = crypto.seal(target, row.record.name, plaintext, binding=binding)
+                else:
+                    envelope = crypto.rewrap(
+                        keyring, target, row.record.name, row.envelope, binding=binding
+                    )
                 record = replace(row.record, credential_rev=_new_rev())
                 txn.put_cluster(replace(row, record=record, envelope=envelope))
                 count += 1

@@ -11,13 +11,16 @@ Layout::
 Key rotation with a key file runs in steps, and each crash point leaves every
 record readable with a key that is still on disk:
 
-1. write the new key to ``master.key.new`` (fsync'd);
-2. one database transaction re-wraps every data key with the new key and names
-   it the current master key;
+1. write the new key to ``master.key.new`` (fsync'd) -- before the transaction,
+   so that a committed record can never be under a key that is on no disk;
+2. one database transaction re-wraps every data key (clusters and sync history)
+   with the new key and names it the current master key; a failure at any record
+   rolls all of it back;
 3. rename ``master.key`` to ``master.key.old``;
 4. rename ``master.key.new`` to ``master.key``;
 5. delete ``master.key.old``.
 
+``master.key`` is replaced (step 4, an atomic rename) only after the commit.
 Keys are looked up by key id, and every key file present is loaded, so between
 any two steps both keys are at hand. Running ``hub key rotate`` again finishes
 an interrupted rotation (with the same new key when step 1 had completed).
@@ -171,18 +174,54 @@ class InitResult:
     home: Path
     created: bool
     key_source: str  # "file PATH" or "HUB_MASTER_KEY"
+    tightened: tuple[str, ...] = ()  # "PATH MODE -> MODE" for each permission narrowed
+
+
+def tighten_home(home: Path) -> tuple[str, ...]:
+    """Make ``home`` 0700 and the files in it 0600 (the database, keys, token...).
+
+    Refuses (``HubUsageError`` with the command to run) a home this user does not own or
+    cannot change. Returns what was narrowed. Symbolic links are left alone.
+    """
+    fix = f"`chmod 700 {home} && chmod 600 {home}/*` as the owner of {home}"
+    changed: list[str] = []
+    try:
+        info = os.stat(home)
+        if info.st_uid != os.getuid():
+            raise HubUsageError(
+                f"hub home {home} is owned by uid {info.st_uid}, not by this user "
+                f"(uid {os.getuid()}); use a home of your own, or run {fix}"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            os.chmod(home, 0o700)
+            changed.append(f"{home} {mode:04o} -> 0700")
+        with os.scandir(home) as entries:
+            for entry in entries:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                mode = stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode)
+                if mode & 0o177:
+                    os.chmod(entry.path, 0o600, follow_symlinks=False)
+                    changed.append(f"{entry.path} {mode:04o} -> 0600")
+    except PermissionError as exc:
+        raise HubUsageError(
+            f"hub home {home}: cannot restrict it to this user ({exc.strerror}); run {fix}"
+        ) from None
+    return tuple(changed)
 
 
 def init_home(home: Path, env: Mapping[str, str] | None = None) -> InitResult:
     """Create the state home, its database and (unless HUB_MASTER_KEY is set) a key file.
 
-    On an existing home this changes nothing: never a second key.
+    On an existing home this changes nothing (never a second key) but the permissions:
+    the home is made 0700 and its files 0600 (``tighten_home``).
     """
     env = os.environ if env is None else env
     database = db_path(home)
     if database.exists():
         source = ENV_MASTER_KEY if env.get(ENV_MASTER_KEY) else f"file {key_path(home)}"
-        return InitResult(home=home, created=False, key_source=source)
+        return InitResult(home=home, created=False, key_source=source, tightened=tighten_home(home))
     if home.exists() and not home.is_dir():
         raise HubUsageError(f"hub home {home} exists and is not a directory")
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -198,8 +237,11 @@ def init_home(home: Path, env: Mapping[str, str] | None = None) -> InitResult:
         source = f"file {key_path(home)}"
     with Store.open(database, create=True) as store:
         store.set_meta("master_key_id", key.key_id)
+    # SQLite creates the database (and later its -wal and -shm, with the same mode) under
+    # the umask; only this user may read it.
+    tightened = tighten_home(home)
     log.info("initialised hub home %s (master key id %s)", home, key.key_id)
-    return InitResult(home=home, created=True, key_source=source)
+    return InitResult(home=home, created=True, key_source=source, tightened=tightened)
 
 
 def open_store(home: Path) -> Store:
@@ -257,16 +299,17 @@ def _rotate_env(home: Path, env: Mapping[str, str]) -> RotationResult:
 
 
 def _rewrap(store: Store, registry: Registry, keyring: Keyring, target: MasterKey) -> int:
-    """Re-wrap every envelope in the store: sync history first, clusters last.
+    """Re-wrap every envelope in the store, sync history and clusters, in ONE transaction.
 
-    The clusters' transaction also records the new master key id, which marks the
-    rotation done, so a crash in between leaves a store that the next ``hub key
-    rotate`` (still holding both keys) finishes. The count is of cluster records.
+    The same transaction records the new master key id, which marks the rotation done:
+    it commits whole or not at all, so a failure or crash at any record leaves every
+    record under the old key. The count is of cluster records.
     """
     from hub.sync.history import SyncHistory  # the sync engine is heavier than the CLI needs
 
-    SyncHistory(store, lambda: keyring).rewrap_all(keyring, target)
-    return registry.rewrap_all(keyring, target)
+    with store.atomic():
+        SyncHistory(store, lambda: keyring).rewrap_all(keyring, target)
+        return registry.rewrap_all(keyring, target)
 
 
 def _rotate_files(home: Path) -> RotationResult:

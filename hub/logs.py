@@ -2,16 +2,23 @@
 
 Secrets must never reach a log line. Code that handles a secret registers it with
 ``redact()``; the filter installed here replaces it wherever it appears, at every
-verbosity, in the message and in formatted arguments and tracebacks.
+verbosity, in the message and in formatted arguments and tracebacks. Credentials in
+URLs (``https://user:password@host/...``, ``https://TOKEN@host/...``) are replaced too,
+without being registered: ``scrub`` (used by the log formatter, the CLI's error line and
+the API's error bodies) turns them into ``https://***@host/...``.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 
 _REDACTED = "[REDACTED]"
+# scheme://USERINFO@ ; the userinfo runs to the last '@' before the path (RFC 3986).
+_URL_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)([^/?#\s'\"<>]+)@")
+_HARMLESS_USERS = frozenset({"git"})  # ssh://git@host/...: no secret, and telling
 _secrets: set[str] = set()
 _lock = threading.Lock()
 
@@ -27,14 +34,24 @@ def redact(secret: str | bytes | None) -> None:
         _secrets.add(text)
 
 
+def redact_url_credentials(text: str) -> str:
+    """``text`` with the user-info of every URL in it replaced by ``***``."""
+
+    def hide(match: re.Match[str]) -> str:
+        user = match.group(2)
+        return match.group(1) + (user if user in _HARMLESS_USERS else "***") + "@"
+
+    return _URL_USERINFO.sub(hide, text) if "@" in text else text
+
+
 def scrub(text: str) -> str:
-    """Return ``text`` with every registered secret replaced."""
+    """Return ``text`` with every registered secret and URL credential replaced."""
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, _REDACTED)
-    return text
+    return redact_url_credentials(text)
 
 
 class _RedactingFormatter(logging.Formatter):

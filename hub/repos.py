@@ -31,10 +31,18 @@ from gitdb.exc import BadName, BadObject
 
 from generators.git import RepoReadError, RepoTree
 from hub.errors import HubError
+from hub.logs import redact_url_credentials
 
 
 class RepoError(RepoReadError, HubError):
-    """A repository, revision or file could not be read."""
+    """A repository, revision or file could not be read.
+
+    Its text never holds a URL's credentials (``https://user:token@host/...`` becomes
+    ``https://***@host/...``): it is shown by the CLI and the API and kept in conditions.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_url_credentials(message))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -354,5 +362,6 @@ def _tree_size(path: Path) -> int:
 
 
 def _git_detail(exc: git.GitCommandError) -> str:
-    text = str(exc.stderr or exc).strip().replace("\n", " ")
+    """Git's complaint, one line, without the credentials of any URL it quotes."""
+    text = redact_url_credentials(str(exc.stderr or exc).strip().replace("\n", " "))
     return text[:500]

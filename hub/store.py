@@ -349,8 +349,13 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: ``BEGIN IMMEDIATE`` takes the write lock up front, so
-        concurrent writers wait (busy timeout) instead of failing on upgrade."""
+        concurrent writers wait (busy timeout) instead of failing on upgrade.
+
+        Inside ``atomic()`` on the same thread it joins that transaction instead."""
         db = self._conn()
+        if getattr(self._local, "atomic", False):
+            yield db  # the enclosing atomic() commits or rolls back
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -358,6 +363,20 @@ class Store:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction around several ``write()`` blocks of this thread (e.g. a key
+        rotation re-wrapping clusters and sync history): all commit together, or none."""
+        if getattr(self._local, "atomic", False):
+            yield  # already inside one
+            return
+        with self.write():
+            self._local.atomic = True
+            try:
+                yield
+            finally:
+                self._local.atomic = False
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

@@ -10,6 +10,19 @@ Reads go to the store through ``hub.api.views.FleetView`` in worker threads (SQL
 blocking); actions and live connection states go to the running hub through
 ``hub.handle.HubHandle``. Without a handle (``handle=None``) the API still serves reads,
 answers ``/readyz`` with 503 and actions with 503.
+
+Hardening, for a server that a browser on this machine can reach:
+
+- every request's ``Host`` must be an allowed host name (``allowed_hosts``: by default
+  localhost, 127.0.0.1, ::1 and the bound address; ``hub serve --allowed-host``), else
+  421. A web page that re-binds its own DNS name to 127.0.0.1 (DNS rebinding) sends its
+  own name as ``Host``, so it cannot read diffs or ConfigMap contents;
+- a request body must arrive within ``body_timeout`` seconds (408), and JSON nested too
+  deeply for the parser is a 400, not a 500;
+- push webhooks trigger at most one Git fetch per repository per ``webhook_interval``
+  seconds: the first is answered 200 and fetched now, later ones inside the interval are
+  coalesced into one fetch at its end (202), and when too many repositories are waiting
+  the answer is 429.
 """
 
 from __future__ import annotations
@@ -20,7 +33,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -49,6 +62,10 @@ STATIC_DIR = Path(__file__).parent / "static"
 EVENTS_POLL_S = 2.0
 EVENTS_PING_S = 15.0
 MAX_BODY = 10 * 1024 * 1024  # GitHub push payloads can be several MiB
+DEFAULT_BODY_TIMEOUT_S = 30.0
+DEFAULT_WEBHOOK_INTERVAL_S = 10.0
+MAX_WEBHOOK_PENDING = 256  # distinct repositories waiting for their deferred fetch
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
@@ -93,6 +110,12 @@ class ApiState:
     closing: asyncio.Event | None = None
     # The newest rollup for event streams, shared: N open dashboards cost one query.
     snapshot: tuple[float, str, str] | None = None  # (monotonic time, digest, JSON text)
+    allowed_hosts: frozenset[str] = frozenset(LOOPBACK_HOSTS)
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_S
+    webhook_interval: float = DEFAULT_WEBHOOK_INTERVAL_S
+    # repository URL (``_repo_key``) -> monotonic time of its last fetch / its deferred fetch
+    webhook_fetched: dict[str, float] = field(default_factory=dict)
+    webhook_pending: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
 
 _VIEW = web.AppKey("view", FleetView)
@@ -200,16 +223,47 @@ def _require_handle(request: web.Request) -> HubHandle | web.Response:
     handle = _state(request).handle
     if handle is None:
         return _error(503, "no hub is running behind this API; start `hub serve`")
+    if not handle.ready():
+        # `hub serve` listens (and publishes serve.json) before its first Git cycle ends.
+        response = _error(503, "the hub is starting (see /readyz); retry in a moment")
+        response.headers["Retry-After"] = "1"
+        return response
     return handle
+
+
+class BodyTimeout(HubError):
+    """The client stopped sending its request body."""
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The whole body, or ``BodyTimeout`` (408) when it does not arrive in time."""
+    limit = _state(request).body_timeout
+    try:
+        async with asyncio.timeout(limit):
+            return await request.read()
+    except TimeoutError:
+        raise BodyTimeout(
+            f"the request body did not arrive within {limit:g} seconds (hub serve --body-timeout)"
+        ) from None
+
+
+def parse_json(raw: bytes) -> Any:
+    """JSON text to data; ``HubUsageError`` for anything that is not (or nests too deep)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise HubUsageError("request body is JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise HubUsageError("request body is not JSON") from None
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    try:
-        data = await request.json()
-    except ValueError:
-        raise HubUsageError("request body is not JSON") from None
+    raw = await _read_body(request)
+    if not raw:
+        return {}
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise HubUsageError("request body must be a JSON object")
     return data
@@ -382,7 +436,7 @@ async def refresh_all(request: web.Request) -> web.Response:
 
 async def git_webhook(request: web.Request) -> web.Response:
     state = _state(request)
-    body = await request.read()
+    body = await _read_body(request)
     provider = "unknown"
     try:
         provider = provider_of(request.headers)
@@ -395,13 +449,68 @@ async def git_webhook(request: web.Request) -> web.Response:
     if not push.is_push:  # e.g. GitHub's "ping" when the hook is created
         state.metrics.count_webhook(provider, "ignored")
         return _json({"event": push.event, "matched": 0, "ignored": True})
-    if state.handle is None:
+    handle = state.handle
+    if handle is None:
         state.metrics.count_webhook(provider, "no-hub")
         return _error(503, "no hub is running behind this API")
-    matched = await state.handle.notify_git_push(list(push.repo_urls))
-    state.metrics.count_webhook(provider, "accepted")
-    log.info("%s push for %s matched %d repositories", provider, push.repo_urls, matched)
-    return _json({"event": push.event, "repositories": list(push.repo_urls), "matched": matched})
+    urls = list(push.repo_urls)
+    # Keyed by each URL, so that adding other URLs to a push cannot dodge the limit.
+    names = {_repo_key(u) for u in urls}
+    doc: dict[str, Any] = {"event": push.event, "repositories": urls}
+    now = time.monotonic()
+    last = max(
+        (state.webhook_fetched[n] for n in names if n in state.webhook_fetched), default=None
+    )
+    if last is None or now - last >= state.webhook_interval:
+        for n in names:
+            state.webhook_fetched[n] = now
+        _forget_old_pushes(state, now)
+        matched = await handle.notify_git_push(urls)
+        state.metrics.count_webhook(provider, "accepted")
+        log.info("%s push for %s matched %d repositories", provider, push.repo_urls, matched)
+        return _json({**doc, "matched": matched})
+    delay = last + state.webhook_interval - now
+    if any(n in state.webhook_pending for n in names):
+        state.metrics.count_webhook(provider, "coalesced")
+        return _json({**doc, "queued": True, "coalesced": True, "fetchIn": delay}, status=202)
+    if len(set(state.webhook_pending.values())) >= MAX_WEBHOOK_PENDING:
+        state.metrics.count_webhook(provider, "throttled")
+        response = _error(429, "too many repositories are waiting for a fetch; retry later")
+        response.headers["Retry-After"] = str(max(1, round(state.webhook_interval)))
+        return response
+
+    async def fetch_later() -> None:
+        try:
+            await asyncio.sleep(delay)
+            fetched_at = time.monotonic()
+            for n in names:
+                state.webhook_fetched[n] = fetched_at
+            matched = await handle.notify_git_push(urls)
+            log.info("deferred push for %s matched %d repositories", push.repo_urls, matched)
+        finally:
+            for n in names:
+                if state.webhook_pending.get(n) is task:
+                    del state.webhook_pending[n]
+
+    task = asyncio.get_running_loop().create_task(fetch_later())
+    for n in names:
+        state.webhook_pending[n] = task
+    state.metrics.count_webhook(provider, "deferred")
+    return _json({**doc, "queued": True, "coalesced": False, "fetchIn": delay}, status=202)
+
+
+def _repo_key(url: str) -> str:
+    """One spelling per repository URL for the webhook rate limit."""
+    key = url.strip().lower().rstrip("/")
+    return key.removesuffix(".git")
+
+
+def _forget_old_pushes(state: ApiState, now: float) -> None:
+    """Keep the per-repository fetch times bounded (webhooks may name any URL)."""
+    if len(state.webhook_fetched) > 4 * MAX_WEBHOOK_PENDING:
+        for key, when in list(state.webhook_fetched.items()):
+            if now - when >= state.webhook_interval:
+                del state.webhook_fetched[key]
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -541,7 +650,7 @@ ROUTES: tuple[Route, ...] = (
           response="Queued", status=202, auth=True, errors=(401, 503),
           summary="Re-read Git and re-compare every Application"),
     Route(method="POST", path="/api/webhook/git", handler=git_webhook, tag="webhook",
-          response="WebhookResult", body="PushEvent", errors=(400, 401, 503),
+          response="WebhookResult", body="PushEvent", errors=(400, 401, 408, 429, 503),
           summary="GitHub/GitLab push: fetch the named repositories now"),
     Route(method="GET", path="/api/events", handler=events, tag="rollups",
           response="EventStream", content_type="text/event-stream",
@@ -550,6 +659,28 @@ ROUTES: tuple[Route, ...] = (
 
 
 # ---------------------------------------------------------------- middleware and factory
+
+
+def host_name(header: str) -> str:
+    """The host part of a ``Host`` header, lowercase, without port, brackets or final dot."""
+    text = header.strip().lower()
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    if text.count(":") == 1:
+        text = text.partition(":")[0]
+    return text.rstrip(".")
+
+
+@web.middleware
+async def _check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
+    header = request.headers.get("Host")
+    if header is not None and host_name(header) not in _state(request).allowed_hosts:
+        return _error(
+            421,
+            f"Host {header!r} is not a name of this hub; if you reach it by that name, "
+            "start it with `hub serve --allowed-host NAME`",
+        )
+    return await handler(request)
 
 
 @web.middleware
@@ -567,6 +698,14 @@ async def _errors_and_metrics(request: web.Request, handler: Handler) -> web.Str
     except NotFound as exc:
         status = 404
         return _error(404, str(exc))
+    except BodyTimeout as exc:
+        status = 408
+        response = _error(408, str(exc))
+        response.force_close()  # the rest of the body may still come: do not read it
+        return response
+    except RecursionError:
+        status = 400
+        return _error(400, "request body is JSON nested too deeply")
     except HubUsageError as exc:
         status = 400
         return _error(400, str(exc))
@@ -589,9 +728,16 @@ def create_api_app(
     metrics: Metrics,
     webhook_secret: str | None,
     differ: Differ | None = None,
+    allowed_hosts: Iterable[str] = (),
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
+    webhook_interval: float = DEFAULT_WEBHOOK_INTERVAL_S,
 ) -> web.Application:
-    """The hub's HTTP application. Opens ``home``'s store on startup, closes it on cleanup."""
-    app = web.Application(middlewares=[_errors_and_metrics], client_max_size=MAX_BODY)
+    """The hub's HTTP application. Opens ``home``'s store on startup, closes it on cleanup.
+
+    ``allowed_hosts`` are host names accepted in ``Host`` besides localhost, 127.0.0.1
+    and ::1 (``hub serve`` adds the address it is bound to).
+    """
+    app = web.Application(middlewares=[_errors_and_metrics, _check_host], client_max_size=MAX_BODY)
     app[_STATE] = ApiState(
         home=home,
         handle=handle,
@@ -599,6 +745,11 @@ def create_api_app(
         metrics=metrics,
         webhook_secret=webhook_secret,
         differ=differ or engine_differ(home),
+        allowed_hosts=frozenset(
+            {*LOOPBACK_HOSTS, *(host_name(h) for h in allowed_hosts if h.strip())}
+        ),
+        body_timeout=body_timeout,
+        webhook_interval=webhook_interval,
     )
 
     async def store_ctx(app: web.Application) -> Any:
@@ -616,6 +767,8 @@ def create_api_app(
         closing = app[_STATE].closing
         if closing is not None:
             closing.set()
+        for task in set(app[_STATE].webhook_pending.values()):
+            task.cancel()
 
     app.on_startup.append(open_events)
     app.on_shutdown.append(end_events)

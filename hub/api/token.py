@@ -1,8 +1,10 @@
 """The API token: write actions of the HTTP API need ``Authorization: Bearer <token>``.
 
 It lives in ``$HUB_HOME/api-token`` (mode 0600, created on the first ``hub serve``) unless
-``hub serve --token`` gives one. The CLI on the same machine and user reads the file, so
-``hub app sync NAME`` works without typing it; the dashboard asks for it once per tab.
+``hub serve`` is given one (``--token-file``, ``$HUB_API_TOKEN``, or ``--token``, which
+other local users can see in the process list). The CLI on the same machine and user
+reads the file (or ``$HUB_API_TOKEN``), so ``hub app sync NAME`` works without typing it;
+the dashboard asks for it once per tab.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import secrets
 import stat
 from pathlib import Path
 
-from hub.errors import HubError
+from hub.errors import HubError, HubUsageError
 from hub.logs import redact
 
 TOKEN_FILENAME = "api-token"
 ENV_TOKEN = "HUB_API_TOKEN"
+ENV_WEBHOOK_SECRET = "HUB_WEBHOOK_SECRET"
 MIN_TOKEN_LENGTH = 16
+MAX_SECRET_FILE = 64 * 1024
 
 
 def token_path(home: Path) -> Path:
@@ -77,12 +81,31 @@ def load_or_create_token(home: Path, explicit: str | None = None) -> str:
     return token
 
 
-def check_token(token: str) -> None:
+def check_token(token: str, source: str = "API token") -> None:
     if len(token) < MIN_TOKEN_LENGTH or any(c.isspace() for c in token):
-        raise HubError(
-            f"API token must be at least {MIN_TOKEN_LENGTH} characters without spaces "
-            "(e.g. `openssl rand -base64 32`)"
+        raise HubUsageError(
+            f"{source}: an API token must be at least {MIN_TOKEN_LENGTH} characters without "
+            f"spaces (this one has {len(token)}; e.g. `openssl rand -base64 32`)"
         )
+
+
+def read_secret_file(path: str, option: str) -> str:
+    """A secret kept in a file (``--token-file``, ``--webhook-secret-file``), stripped."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SECRET_FILE + 1)
+    except OSError as exc:
+        raise HubUsageError(f"{option} {path}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_SECRET_FILE:
+        raise HubUsageError(f"{option} {path}: larger than {MAX_SECRET_FILE} bytes")
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise HubUsageError(f"{option} {path}: not UTF-8 text") from None
+    if not text:
+        raise HubUsageError(f"{option} {path}: the file is empty")
+    redact(text)
+    return text
 
 
 def token_matches(expected: str, header: str | None) -> bool:

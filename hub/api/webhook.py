@@ -80,6 +80,8 @@ def parse_push(provider: Provider, headers: Mapping[str, str], body: bytes) -> P
     event = headers.get("X-GitHub-Event" if provider == "github" else "X-Gitlab-Event", "")
     try:
         payload: Any = json.loads(body or b"{}")
+    except RecursionError:
+        raise WebhookError("webhook body is JSON nested too deeply", status=400) from None
     except (ValueError, UnicodeDecodeError):
         raise WebhookError("webhook body is not JSON", status=400) from None
     if not isinstance(payload, dict):

@@ -24,6 +24,13 @@ from hub.cli import HubContext
 from hub.cli.output import OUTPUT_OPTION, TABLE_WIDTH, clip, dump, render_table
 from hub.home import open_registry
 
+SAME_SERVER_OPTION = click.option(
+    "--allow-same-server",
+    "same_server",
+    metavar="REASON",
+    help="Register even though another cluster name has the same API server; REASON is "
+    "kept in the gitops-hub/same-server-reason annotation.",
+)
 CHECK_TIMEOUT_OPTION = click.option(
     "--timeout",
     type=float,
@@ -115,6 +122,7 @@ def cluster() -> None:
 @click.option("--project", help="Argo CD project the cluster belongs to.")
 @click.option("--skip-check", is_flag=True, help="Register without contacting the cluster.")
 @click.option("--upsert", is_flag=True, help="Replace a cluster of the same name.")
+@SAME_SERVER_OPTION
 @CHECK_TIMEOUT_OPTION
 @click.pass_obj
 def add(
@@ -129,13 +137,16 @@ def add(
     project: str | None,
     skip_check: bool,
     upsert: bool,
+    same_server: str | None,
     timeout: float,
 ) -> None:
     """Register cluster NAME from a kubeconfig context.
 
     Unless --skip-check, the hub first reads /version with the credential and
     refuses an unreachable or unauthorised cluster. The credential is stored
-    encrypted; name, server, labels and version in clear.
+    encrypted, sealed to the server and TLS settings; name, server, labels and
+    version in clear. An API server already registered under another name is
+    refused unless --allow-same-server says why.
     """
     validate_name(name)
     label_map = dict(parse_assignment(text) for text in labels)
@@ -156,7 +167,9 @@ def add(
     )
     with _registry(obj) as registry:
         existed = upsert and registry.find(name) is not None
-        record = registry.add(new, upsert=upsert, check=not skip_check, timeout=timeout)
+        record = registry.add(
+            new, upsert=upsert, check=not skip_check, timeout=timeout, same_server=same_server
+        )
     version = f" ({record.server_version})" if record.server_version else ""
     verb = "updated" if existed else "registered"
     suffix = " without a connectivity check" if skip_check else ""
@@ -213,7 +226,9 @@ def label(obj: HubContext, name: str, changes: tuple[str, ...]) -> None:
 def check(obj: HubContext, names: tuple[str, ...], timeout: float, output: str) -> None:
     """Re-test connectivity of NAMES (default: every cluster) and store the results.
 
-    Exits 1 when any cluster fails its check.
+    Every record is tried: one whose credential cannot be opened (wrong master key,
+    corrupt row, server edited outside the hub) is reported FAILED and nothing is sent
+    for it. Exits 1 when any cluster fails its check.
     """
     with _registry(obj) as registry:
         results = registry.check(list(names) or None, timeout=timeout)
@@ -341,19 +356,31 @@ def _prune_apps(obj: HubContext, name: str) -> list[str]:
 )
 @click.option("--skip-check", is_flag=True, help="Register without contacting the clusters.")
 @click.option("--upsert", is_flag=True, help="Replace clusters of the same names.")
+@SAME_SERVER_OPTION
 @CHECK_TIMEOUT_OPTION
 @click.pass_obj
 def import_(
-    obj: HubContext, filename: Path, skip_check: bool, upsert: bool, timeout: float
+    obj: HubContext,
+    filename: Path,
+    skip_check: bool,
+    upsert: bool,
+    same_server: str | None,
+    timeout: float,
 ) -> None:
-    """Register the clusters of Argo CD declarative cluster Secrets, all or none."""
+    """Register the clusters of Argo CD declarative cluster Secrets, all or none.
+
+    A Secret whose server is already registered (or appears twice in the file) under
+    another name is refused unless --allow-same-server says why, or the Secret already
+    carries the gitops-hub/same-server-reason annotation."""
     secrets = load_cluster_secrets(filename)
     if not secrets:
         click.echo(f"{filename}: no cluster Secrets found; nothing imported")
         return
     new = [to_new_cluster(s, str(filename)) for s in secrets]
     with _registry(obj) as registry:
-        records = registry.add_many(new, upsert=upsert, check=not skip_check, timeout=timeout)
+        records = registry.add_many(
+            new, upsert=upsert, check=not skip_check, timeout=timeout, same_server=same_server
+        )
     for record in records:
         click.echo(f"cluster {record.name} imported: {record.server}")
 

@@ -17,11 +17,16 @@ def init(obj: HubContext) -> None:
 
     The key goes to HOME/master.key (mode 0600) unless HUB_MASTER_KEY is set, in
     which case that key is used and no key file is written. On an existing home
-    nothing is changed.
+    nothing is changed but the permissions: the home is made 0700 and its files
+    0600 (or, when this user cannot, the command to run is printed and the exit
+    code is 2).
     """
     result = init_home(obj.home)
     if not result.created:
-        click.echo(f"hub home {result.home} is already initialised; nothing changed")
+        for change in result.tightened:
+            click.echo(f"permissions tightened: {change}")
+        nothing = "; nothing else changed" if result.tightened else "; nothing changed"
+        click.echo(f"hub home {result.home} is already initialised{nothing}")
         if not os.environ.get(ENV_MASTER_KEY) and not key_path(result.home).exists():
             click.echo(
                 f"warning: {key_path(result.home)} does not exist and {ENV_MASTER_KEY} is not "

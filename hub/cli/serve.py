@@ -1,10 +1,21 @@
-"""``hub serve``: run the hub (ApplicationSet controller, cluster workers, HTTP API)."""
+"""``hub serve``: run the hub (ApplicationSet controller, cluster workers, HTTP API).
+
+Start-up order, so that nothing is announced or recorded before it is true:
+
+1. take the home's serve lock (``hub.api.client.hold_serve_lock``): a second hub on the
+   same home exits 2 here, naming the running one, having touched nothing;
+2. bind the HTTP API: a port in use is one line and exit 2;
+3. write ``serve.json`` (the CLI finds the hub through it), then start the hub;
+4. say "hub serving".
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import signal
-from functools import partial
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -18,66 +29,132 @@ from hub.errors import HubUsageError
 log = logging.getLogger(__name__)
 
 
-async def _serve_api(
-    hub: Hub, *, host: str, port: int, token: str | None, webhook_secret: str | None
-) -> None:
-    """The one call site of the HTTP API (JSON, dashboard, webhook, /metrics)."""
+@dataclass(frozen=True, kw_only=True)
+class ApiOptions:
+    host: str
+    port: int
+    token: str | None = field(repr=False)
+    webhook_secret: str | None = field(repr=False)
+    allowed_hosts: tuple[str, ...]
+    body_timeout: float
+    webhook_interval: float
+
+
+async def _start_api(hub: Hub, api: ApiOptions) -> tuple[Any, str]:
+    """Bind the HTTP API (JSON, dashboard, webhook, /metrics); returns (runner, URL)."""
     from aiohttp import web
 
     from hub.api.app import create_api_app
-    from hub.api.client import remove_serve_file, write_serve_file
     from hub.api.token import load_or_create_token
 
     assert hub.metrics is not None
     app = create_api_app(
         home=hub.home,
         handle=hub,
-        token=load_or_create_token(hub.home, token),
+        token=load_or_create_token(hub.home, api.token),
         metrics=hub.metrics,
-        webhook_secret=webhook_secret,
+        webhook_secret=api.webhook_secret,
+        allowed_hosts=(api.host, *api.allowed_hosts),
+        body_timeout=api.body_timeout,
+        webhook_interval=api.webhook_interval,
     )
     runner = web.AppRunner(app)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, api.host, api.port)
         await site.start()
-        bound = runner.addresses[0][1] if runner.addresses else port  # --port 0: the one given
-        url = f"http://{host}:{bound}"
-        # Where the CLI finds this hub (hub status, hub app sync NAME ...).
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            raise HubUsageError(
+                f"port {api.port} on {api.host} is in use ({os.strerror(exc.errno)}); stop "
+                "what listens there or choose another --port"
+            ) from None
+        raise HubUsageError(
+            f"cannot listen on {api.host} port {api.port}: "
+            f"{os.strerror(exc.errno) if exc.errno else exc}"
+        ) from None
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1] if runner.addresses else api.port  # --port 0: the one given
+    host = f"[{api.host}]" if ":" in api.host else api.host
+    return runner, f"http://{host}:{bound}"
+
+
+async def _run(hub: Hub, api: ApiOptions) -> None:
+    from hub.api.client import remove_serve_file, write_serve_file
+
+    runner, url = await _start_api(hub, api)
+    try:
+        # Where the CLI finds this hub (hub status, hub app sync NAME ...): the lock is
+        # held and the API listens, so whoever reads this can use it.
         write_serve_file(hub.home, url=url)
         log.info("HTTP API on %s", url)
-        click.echo(f"HTTP API and dashboard on {url}/", err=True)
-        await anyio.sleep_forever()
+        async with anyio.create_task_group() as tg:
+
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for signum in signals:
+                        log.info("%s received", signal.Signals(signum).name)
+                        await hub.shutdown()
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(on_signals)
+            await tg.start(hub.run)
+            click.echo(
+                f"hub serving {len(hub.workers)} cluster(s); Ctrl-C or SIGTERM stops it", err=True
+            )
+            click.echo(f"HTTP API and dashboard on {url}/", err=True)
     finally:
         with anyio.CancelScope(shield=True):
             remove_serve_file(hub.home)
             await runner.cleanup()
 
 
-async def _run(hub: Hub, **api: Any) -> None:
-    async with anyio.create_task_group() as tg:
+def _secret(
+    value: str | None, path: str | None, env: str, option: str, file_option: str
+) -> str | None:
+    """A secret from ``--X``, ``--X-file`` or ``$ENV`` (in that order; one of the first two)."""
+    from hub.api.token import read_secret_file
+    from hub.logs import redact
 
-        async def on_signals() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    log.info("%s received", signal.Signals(signum).name)
-                    await hub.shutdown()
-                    tg.cancel_scope.cancel()
-                    return
-
-        tg.start_soon(on_signals)
-        await tg.start(hub.run)
+    if value is not None and path is not None:
+        raise HubUsageError(f"give {option} or {file_option}, not both")
+    if value is not None:
+        redact(value)
         click.echo(
-            f"hub serving {len(hub.workers)} cluster(s); Ctrl-C or SIGTERM stops it", err=True
+            f"warning: {option} on the command line is visible to other local users in the "
+            f"process list; prefer {file_option} or ${env}",
+            err=True,
         )
-        tg.start_soon(partial(_serve_api, hub, **api))
+        return value
+    if path is not None:
+        return read_secret_file(path, file_option)
+    from_env = os.environ.get(env, "").strip()
+    if from_env:
+        redact(from_env)
+        return from_env
+    return None
 
 
 @click.command()
 @click.option("--once", is_flag=True, help="One pass: load, generate, sync all, wait for health.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP API address.")
 @click.option("--port", default=8080, show_default=True, type=int, help="HTTP API port.")
-@click.option("--token", default=None, help="API bearer token (default: the home's token file).")
+@click.option(
+    "--token",
+    default=None,
+    help="API bearer token (visible in the process list: prefer --token-file or "
+    "$HUB_API_TOKEN; default: the home's token file).",
+)
+@click.option(
+    "--token-file",
+    default=None,
+    metavar="PATH",
+    help="Read the API bearer token from this file.",
+)
 @click.option(
     "--git-poll",
     "git_poll",
@@ -98,7 +175,39 @@ async def _run(hub: Hub, **api: Any) -> None:
     is_flag=True,
     help="Git files generator: Argo's new globbing (** crosses directories).",
 )
-@click.option("--webhook-secret", default=None, help="HMAC secret of Git push webhooks.")
+@click.option(
+    "--webhook-secret",
+    default=None,
+    help="HMAC secret of Git push webhooks (prefer --webhook-secret-file or $HUB_WEBHOOK_SECRET).",
+)
+@click.option(
+    "--webhook-secret-file",
+    default=None,
+    metavar="PATH",
+    help="Read the webhook secret from this file.",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also accept this name in the Host header (besides localhost, 127.0.0.1, ::1 and "
+    "--host); repeatable.",
+)
+@click.option(
+    "--body-timeout",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds a client has to send a request body (else 408).",
+)
+@click.option(
+    "--webhook-interval",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="At most one webhook-triggered Git fetch per repository per this many seconds.",
+)
 @click.option(
     "--timeout",
     "once_timeout",
@@ -114,10 +223,15 @@ def serve(
     host: str,
     port: int,
     token: str | None,
+    token_file: str | None,
     git_poll: float,
     resync: float,
     new_git_file_globbing: bool,
     webhook_secret: str | None,
+    webhook_secret_file: str | None,
+    allowed_hosts: tuple[str, ...],
+    body_timeout: float,
+    webhook_interval: float,
     once_timeout: float,
 ) -> None:
     """Run the hub: keep every registered cluster synced to Git.
@@ -126,20 +240,56 @@ def serve(
     reconciler per cluster with a watch-based live cache. Clusters added or removed with
     `hub cluster` are picked up within seconds. With --once: one pass, exit 0 when every
     Application is Synced and Healthy, else 1.
+
+    One hub per home: a second `hub serve` (or `--once`) on the same home exits 2.
     """
+    from hub.api.client import hold_serve_lock
+    from hub.api.token import ENV_TOKEN, ENV_WEBHOOK_SECRET, check_token
+
     if git_poll <= 0 or resync <= 0:
         raise HubUsageError("--git-poll and --resync must be positive numbers of seconds")
-    if webhook_secret:
-        from hub.logs import redact
-
-        redact(webhook_secret)
-    if token:
-        from hub.logs import redact
-
-        redact(token)
+    if body_timeout <= 0 or webhook_interval < 0:
+        raise HubUsageError(
+            "--body-timeout must be a positive and --webhook-interval a non-negative number "
+            "of seconds"
+        )
+    if not 0 <= port <= 65535:
+        raise HubUsageError(f"--port {port}: expected 0 to 65535")
+    source = "--token" if token else f"--token-file {token_file}" if token_file else ENV_TOKEN
+    token = _secret(token, token_file, ENV_TOKEN, "--token", "--token-file")
+    if token is not None:
+        check_token(token, source)
+    webhook_secret = _secret(
+        webhook_secret,
+        webhook_secret_file,
+        ENV_WEBHOOK_SECRET,
+        "--webhook-secret",
+        "--webhook-secret-file",
+    )
     options = HubOptions(
         git_poll_s=git_poll, resync_s=resync, new_git_file_globbing=new_git_file_globbing
     )
+    api = ApiOptions(
+        host=host,
+        port=port,
+        token=token,
+        webhook_secret=webhook_secret,
+        allowed_hosts=allowed_hosts,
+        body_timeout=body_timeout,
+        webhook_interval=webhook_interval,
+    )
+    # Without a home there is nothing to lock; the store below says to run `hub init`.
+    lock_fd = hold_serve_lock(obj.home, api=not once) if obj.home.is_dir() else None
+    try:
+        _serve(obj, options, once=once, once_timeout=once_timeout, api=api)
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)  # the process ends now anyway (but not under a test runner)
+
+
+def _serve(
+    obj: HubContext, options: HubOptions, *, once: bool, once_timeout: float, api: ApiOptions
+) -> None:
     if once:
         hub = Hub(obj.home, options)
         ok, problems = anyio.run(hub.run_once, once_timeout)
@@ -156,8 +306,6 @@ def serve(
         app_counts=store_app_counts(metrics_store), connections=connection_states(hub)
     )
     try:
-        anyio.run(
-            partial(_run, hub, host=host, port=port, token=token, webhook_secret=webhook_secret)
-        )
+        anyio.run(_run, hub, api)
     finally:
         metrics_store.close()

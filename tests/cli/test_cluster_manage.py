@@ -45,7 +45,7 @@ def test_the_list_table_fits_80_columns_with_long_values(hub: Hub, kube: KubeEnv
     assert len(long_name) == 63
     labels = [f"--label=example.com/label-number-{i}=value-{i}-{'v' * 30}" for i in range(5)]
     add(hub, kube.kubeconfig, kube.context, long_name, *labels)
-    add(hub, kube.kubeconfig, kube.context, "short")
+    add(hub, kube.kubeconfig, kube.context, "short", "--allow-same-server", "test")
     for line in hub.ok("cluster", "list").stdout.splitlines():
         assert len(line) <= 80, line
     for line in hub.ok("cluster", "get", long_name).stdout.splitlines():
@@ -124,7 +124,7 @@ def test_check_of_an_unknown_cluster_is_bad_input(hub: Hub) -> None:
 
 def test_rm_asks_first_unless_yes(hub: Hub, kube: KubeEnv) -> None:
     add(hub, kube.kubeconfig, kube.context, "one")
-    add(hub, kube.kubeconfig, kube.context, "two")
+    add(hub, kube.kubeconfig, kube.context, "two", "--allow-same-server", "test")
     run = hub("cluster", "rm", "one", input="n\n")
     assert run.exit_code == 1 and "Remove cluster one" in run.stderr
     assert "nothing removed" in run.stderr

@@ -128,7 +128,7 @@ def test_cluster_listing_sees_commits_of_this_and_other_connections(tmp_path: Pa
     def cluster(name: str) -> NewCluster:
         return NewCluster(
             name=name,
-            server="https://x:1",
+            server=f"https://{name}:1",
             tls=TLSSettings(),
             credential=BearerToken(token="t-1234567"),
         )
