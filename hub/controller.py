@@ -61,6 +61,7 @@ from hub.repos import RepoCache
 from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
 from hub.store import Store
 from hub.sync.diff import JqRunner
+from hub.sync.health_rules import load_health_rules
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, parse_application
 from hub.sync.resources import ResourceKey, effective_sync_options
@@ -292,6 +293,8 @@ class Hub:
         return await anyio.to_thread.run_sync(fn, limiter=self._store_limiter)
 
     def _open(self) -> None:
+        # First: a bad rules file stops the start with its error, before anything opens.
+        health_rules = load_health_rules(self.home)
         self.registry = open_registry(self.home)
         self.store = open_store(self.home)
         self.apps = AppStore(self.store)
@@ -320,6 +323,7 @@ class Hub:
             cluster_syncs=self.options.cluster_syncs,
             cluster_calls=self.options.cluster_calls,
             jq=self.jq,
+            health_rules=health_rules,
             draining=lambda: self._draining,
             sync_timeout_s=self.options.sync_timeout_s,
             metrics=self.metrics,

@@ -256,3 +256,55 @@ def test_serve_once_runs_the_pending_cascade_deletion_of_a_cluster_leaving_the_s
         assert f.apps() == {}
         assert _gone(f, "cm", "settings", "-n", NS) and _gone(f, "namespace", NS)
         assert f.cli.names() == ["one"]  # only the app went, not the cluster
+
+
+KEPT = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: kept
+  namespace: default  # not in the app's namespace, which goes with everything in it
+  annotations:
+    argocd.argoproj.io/sync-options: Delete=false
+"""
+
+CONFIRM = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: asks
+  namespace: default
+  annotations:
+    argocd.argoproj.io/sync-options: Delete=confirm
+"""
+
+
+def test_delete_false_is_kept_without_blocking_and_delete_confirm_says_what_to_do(
+    tmp_path: Path,
+) -> None:
+    with SimServer(clusters=["one"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        f = _fleet(tmp_path, sim, hook=False)
+        f.repo.write({"app/kept.yaml": KEPT, "app/asks.yaml": CONFIRM}, "delete options")
+        f.cli.ok("serve", "--once", "--timeout", "30")
+        f.cli.ok("cluster", "label", "one", "env=staging")
+
+        run = f.cli("serve", "--once", "--timeout", "30")
+
+        # Delete=confirm cannot be confirmed: the deletion stops there and says how to go on.
+        assert run.exit_code == 1, run.output
+        assert "deletion not finished" in run.output and "Delete=confirm" in run.output
+        assert "remove Delete=confirm" in run.output
+        app = f.apps()["one-hooked"]
+        assert app.deleting and "Delete=confirm" in app.conditions[0].message
+        assert not _gone(f, "cm", "asks", "-n", "default")
+
+        out = f.kubectl(
+            "one", "annotate", "cm", "asks", "-n", "default",
+            "argocd.argoproj.io/sync-options-",
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        f.cli.ok("serve", "--once", "--timeout", "30")
+
+        assert f.apps() == {}  # Delete=false did not hold the deletion up
+        assert _gone(f, "cm", "asks", "-n", "default") and _gone(f, "cm", "settings", "-n", NS)
+        assert not _gone(f, "cm", "kept", "-n", "default")
