@@ -679,18 +679,18 @@ def delete_cluster_resources(
             for rec in records:
                 txn.mark_deleting(rec.name, f"cluster {cluster} removed with --cascade")
         names = tuple(r.name for r in records)
-        kube = KubeClient(connect(registry, cluster))
         errors: list[str] = []
         by = "this command"
-        if find_running_hub(home) is not None:
-            by = "the running hub"
-            errors = _wait_for_hub(apps, cluster, timeout_s, poll_s)
-        else:
-            errors = _delete_passes(kube, records)
         try:
+            kube = KubeClient(connect(registry, cluster))
+            if find_running_hub(home) is not None:
+                by = "the running hub"
+                errors = _wait_for_hub(apps, cluster, timeout_s, poll_s)
+            else:
+                errors = _delete_passes(kube, records)
             kept, remaining = _leftovers(kube, records)
         except (ClusterError, SyncError) as exc:
-            kept, remaining = [], [f"cannot list what is left on {cluster}: {exc}"]
+            kept, remaining = [], [f"cannot check what is left on {cluster}: {exc}"]
         if remaining and errors:
             remaining += errors
         return CascadeOutcome(by=by, apps=names, kept=tuple(kept), remaining=tuple(remaining))

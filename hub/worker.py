@@ -928,7 +928,7 @@ class ClusterWorker:
             return
         current = self.apps.get(rec.name)
         if self.fenced is not None or current is None or current.deleting:
-            log.info(
+            log.debug(
                 "app %s on %s: %s sync not started: %s",
                 rec.name,
                 self.name,
