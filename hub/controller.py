@@ -232,7 +232,7 @@ class Hub:
     async def request_sync(
         self, app: str, *, prune: bool = False, revision: str | None = None, who: str = "api"
     ) -> None:
-        worker = await self._worker_of(app)
+        worker = await self._worker_of(app, syncing=True)
         worker.request_sync(app, ManualSync(prune=prune, revision=revision, who=who))
 
     async def request_refresh(self, app: str | None = None) -> None:
@@ -243,7 +243,7 @@ class Hub:
         worker.refresh(app)
 
     async def request_rollback(self, app: str, history_id: int, *, who: str = "api") -> None:
-        worker = await self._worker_of(app)
+        worker = await self._worker_of(app, syncing=True)
         record = await self._db(partial(self.apps.get, app))
         assert record is not None
         parsed = parse_application(record.manifest(), source_file=record.file or app)
@@ -275,7 +275,9 @@ class Hub:
             self._git_now.set()
         return matched
 
-    async def _worker_of(self, app: str) -> ClusterWorker:
+    async def _worker_of(self, app: str, *, syncing: bool = False) -> ClusterWorker:
+        """The worker of ``app``'s cluster; with ``syncing``, refused when no sync may start
+        (the app is being deleted, or its cluster is being removed)."""
         record = await self._db(partial(self.apps.get, app))
         if record is None:
             raise HubError(f"application {app!r} does not exist (see `hub app list`)")
@@ -285,6 +287,10 @@ class Hub:
                 f"application {app}: its destination cluster {record.cluster or '(unresolved)'} "
                 "is not registered"
             )
+        if syncing and record.deleting:
+            raise HubError(f"application {app} is being deleted; it is not synced any more")
+        if syncing and worker.fenced is not None:
+            raise HubError(f"application {app}: not synced: {worker.fenced}")
         return worker
 
     # ------------------------------------------------------------ lifecycle
