@@ -76,6 +76,7 @@ from hub.worker import (
     delete_app_resources,
     list_tracked,
     release_hook_finalizers,
+    synced_kinds,
 )
 
 log = logging.getLogger(__name__)
@@ -647,7 +648,8 @@ def _leftovers(kube: KubeClient, records: Sequence[AppRecord]) -> tuple[list[str
     }
     kept: list[str] = []
     remaining: list[str] = []
-    for app, objs in sorted(list_tracked(kube, list(options)).items()):
+    kinds = {gk for r in records for gk in synced_kinds(r)}
+    for app, objs in sorted(list_tracked(kube, list(options), kinds).items()):
         for obj in objs:
             key = f"{app}: {ResourceKey.of(obj)}"
             if effective_sync_options(obj, options[app].sync_options).has("Delete", "false"):

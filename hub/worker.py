@@ -282,6 +282,18 @@ def release_hook_finalizers(kube: KubeClient, live: Iterable[Mapping[str, Any]])
     return freed
 
 
+def synced_kinds(rec: AppRecord) -> set[tuple[str, str]]:
+    """The kinds the app's last recorded sync touched (custom resources included), so a
+    deletion lists them although no cache or render of this process knows them."""
+    result = (rec.operation_state or {}).get("syncResult") or {}
+    resources = result.get("resources") if isinstance(result, Mapping) else None
+    return {
+        (str(r.get("group") or ""), str(r["kind"]))
+        for r in resources or []
+        if isinstance(r, Mapping) and r.get("kind")
+    }
+
+
 def list_tracked(
     kube: KubeClient, apps: Iterable[str], kinds: Iterable[tuple[str, str]] = ()
 ) -> dict[str, list[dict[str, Any]]]:
@@ -317,7 +329,7 @@ def delete_app_resources(
     completes); ``Delete=confirm`` ones stay, as remaining, with what to do (gitops-hub has
     no confirmation). Blocking."""
     app = parse_application(rec.manifest(), source_file=rec.file or rec.name)
-    live = list_tracked(kube, [rec.name], kinds)[rec.name]
+    live = list_tracked(kube, [rec.name], {*kinds, *synced_kinds(rec)})[rec.name]
     freed = release_hook_finalizers(kube, live)
     if freed:
         log.info("app %s: freed the hook finalizer of %s", rec.name, ", ".join(freed))
@@ -1226,4 +1238,5 @@ __all__ = [
     "list_tracked",
     "operation_state",
     "release_hook_finalizers",
+    "synced_kinds",
 ]
