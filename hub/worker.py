@@ -74,7 +74,13 @@ from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import Application, Automated, SyncError, parse_application
 from hub.sync.plan import plan_deletion
 from hub.sync.render import render_source
-from hub.sync.resources import HOOK_FINALIZER, ResourceKey, is_hook, owning_app
+from hub.sync.resources import (
+    HOOK_FINALIZER,
+    ResourceKey,
+    effective_sync_options,
+    is_hook,
+    owning_app,
+)
 from hub.sync.retry import SelfHealBackoff
 from hub.sync.validate import KindScopes, validate_manifests
 
@@ -87,6 +93,7 @@ DELETE_WAIT_S = 60.0
 COMPARISON_ERROR = "ComparisonError"
 SYNC_ERROR = "SyncError"
 DELETION_ERROR = "DeletionError"
+UNSUPPORTED_OPTION = "UnsupportedOptionWarning"
 #: Cluster annotation set by ``hub cluster rm --cascade`` before it deletes anything: the
 #: hub's worker for a cluster carrying it stops every sync (see ``ClusterWorker.fence``).
 FENCE_ANNOTATION = "gitops-hub/removing"
@@ -195,6 +202,18 @@ def operation_state(result: OperationResult, trigger: Trigger, who: str) -> dict
         "retryCount": result.attempts - 1,
         "historyId": result.history_id,
     }
+
+
+def once_conditions(result: OperationResult) -> list[Condition]:
+    """The app's conditions after a ``--once`` sync (no compare follows it)."""
+    if result.phase is not OperationPhase.SUCCEEDED:
+        return [Condition(type=SYNC_ERROR, message=result.message)]
+    confirm = [
+        str(ResourceKey(group=r.group, kind=r.kind, namespace=r.namespace, name=r.name))
+        for r in result.resources
+        if r.status == "PruneSkipped" and "Prune=confirm" in r.message
+    ]
+    return [prune_confirm_condition(confirm)] if confirm else []
 
 
 def _scopes(kube: KubeClient) -> KindScopes:
@@ -467,6 +486,26 @@ class Evaluation:
     health: str
     prune_only: bool
     out_of_sync: tuple[str, ...]
+    awaiting_confirmation: tuple[str, ...] = ()  # prune candidates marked Prune=confirm
+
+    def conditions(self) -> list[Condition]:
+        """The app's conditions after a successful compare."""
+        if not self.awaiting_confirmation:
+            return []
+        return [prune_confirm_condition(self.awaiting_confirmation)]
+
+
+def prune_confirm_condition(keys: Sequence[str]) -> Condition:
+    """``Prune=confirm`` is refused in words: nothing can confirm, so say what to do."""
+    return Condition(
+        type=UNSUPPORTED_OPTION,
+        message=(
+            f"{', '.join(keys)}: Prune=confirm asks for a confirmation gitops-hub cannot give "
+            "(there is no confirm command), so they are never pruned; remove Prune=confirm "
+            "from their argocd.argoproj.io/sync-options to let them be pruned, or write "
+            "Prune=false to keep them"
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -844,7 +883,7 @@ class ClusterWorker:
             sync_status=evaluation.status.value,
             health_status=evaluation.health,
             desired_sha=sha,
-            conditions=[],
+            conditions=evaluation.conditions(),
         )
         if evaluation.status is SyncStatus.SYNCED:
             self._heals.pop(name, None)
@@ -926,11 +965,19 @@ class ClusterWorker:
         pairs = [(m, by_key.get(ResourceKey.of(m))) for m in desired.manifests]
         health = app_health(pairs, self.svc.health_rules).status
         counted = [r for r in comparison.out_of_sync if r.counts_for_app]
+        options = desired.app.sync_policy.sync_options
+        confirm = [
+            str(r.key)
+            for r in counted
+            if r.requires_pruning
+            and effective_sync_options(by_key.get(r.key), options).has("Prune", "confirm")
+        ]
         return Evaluation(
             status=comparison.status,
             health=health.value,
             prune_only=bool(counted) and all(r.requires_pruning for r in counted),
             out_of_sync=tuple(str(r.key) for r in counted),
+            awaiting_confirmation=tuple(confirm),
         )
 
     # -- sync operations
@@ -1189,9 +1236,7 @@ class ClusterWorker:
                 health_status=result.health.value if result.health else "Unknown",
                 desired_sha=sha,
                 synced_sha=result.revision if result.phase is OperationPhase.SUCCEEDED else None,
-                conditions=[]
-                if result.phase is OperationPhase.SUCCEEDED
-                else [Condition(type=SYNC_ERROR, message=result.message)],
+                conditions=once_conditions(result),
                 operation=operation_state(result, Trigger.USER, "hub serve --once"),
             )
 

@@ -308,3 +308,39 @@ def test_delete_false_is_kept_without_blocking_and_delete_confirm_says_what_to_d
         assert f.apps() == {}  # Delete=false did not hold the deletion up
         assert _gone(f, "cm", "asks", "-n", "default") and _gone(f, "cm", "settings", "-n", NS)
         assert not _gone(f, "cm", "kept", "-n", "default")
+
+
+PRUNE_CONFIRM = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: asks
+  namespace: hooked
+  annotations:
+    argocd.argoproj.io/sync-options: Prune=confirm
+"""
+
+
+def test_prune_confirm_is_refused_with_a_condition_saying_what_to_do(tmp_path: Path) -> None:
+    with SimServer(clusters=["one"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        f = _fleet(tmp_path, sim, hook=False)
+        f.repo.write({"app/asks.yaml": PRUNE_CONFIRM}, "a resource asking for confirmation")
+        start_hub(f, "--git-poll", "1", "--port", str(free_port()))
+        try:
+            wait_for("asks applied", lambda: not _gone(f, "cm", "asks", "-n", NS), timeout=90)
+            f.repo.write({"app/asks.yaml": None}, "drop it from Git")
+
+            def warned() -> str | None:
+                app = f.apps()["one-hooked"]
+                found = [c for c in app.conditions if c.type == "UnsupportedOptionWarning"]
+                return found[0].message if found else None
+
+            message = wait_for("the unsupported-option condition", warned)
+        finally:
+            assert stop_hub(f) == 0
+        assert "/ConfigMap hooked/asks: Prune=confirm" in message
+        assert "remove Prune=confirm" in message
+        assert not _gone(f, "cm", "asks", "-n", NS)  # never pruned without a confirmation
+        # `hub serve --once` says the same after its sync.
+        f.cli("serve", "--once", "--timeout", "30")
+        assert warned() == message
