@@ -192,6 +192,8 @@ class Hub:
     def __init__(self, home: Path, options: HubOptions | None = None) -> None:
         self.home = home
         self.options = options or HubOptions()
+        # Read here, before any task group: a bad file is one clear error, nothing started.
+        self.health_rules = load_health_rules(home)
         self.workers: dict[str, ClusterWorker] = {}
         self.metrics: Metrics | None = None  # set by `hub serve` when the API is served
         self._ready = False
@@ -300,8 +302,6 @@ class Hub:
         return await anyio.to_thread.run_sync(fn, limiter=self._store_limiter)
 
     def _open(self) -> None:
-        # First: a bad rules file stops the start with its error, before anything opens.
-        health_rules = load_health_rules(self.home)
         self.registry = open_registry(self.home)
         self.store = open_store(self.home)
         self.apps = AppStore(self.store)
@@ -330,7 +330,7 @@ class Hub:
             cluster_syncs=self.options.cluster_syncs,
             cluster_calls=self.options.cluster_calls,
             jq=self.jq,
-            health_rules=health_rules,
+            health_rules=self.health_rules,
             draining=lambda: self._draining,
             sync_timeout_s=self.options.sync_timeout_s,
             metrics=self.metrics,
