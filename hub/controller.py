@@ -122,6 +122,10 @@ def normalize_repo(url: str) -> str:
     return text.lower()
 
 
+#: How often ``hub cluster rm --cascade`` checks that the hub it waits for still answers.
+HUB_PROBE_S = 5.0
+
+
 def fences_of(records: Sequence[ClusterRecord]) -> dict[str, str]:
     """Clusters being removed (``FENCE_ANNOTATION``): name -> why."""
     return {
@@ -691,11 +695,18 @@ def delete_cluster_resources(
         by = "this command"
         try:
             kube = KubeClient(connect(registry, cluster))
+            waited = None
             if find_running_hub(home) is not None:
                 by = "the running hub"
-                errors = _wait_for_hub(apps, cluster, timeout_s, poll_s)
+                waited = _wait_for_hub(home, apps, cluster, timeout_s, poll_s)
+            if waited is None:  # no hub, or it went away while we waited
+                left = {r.name for r in apps.list_apps(cluster=cluster, deleting=True)}
+                by = (
+                    "this command" if by == "this command" else "the running hub, then this command"
+                )
+                errors = _delete_passes(kube, [r for r in records if r.name in left])
             else:
-                errors = _delete_passes(kube, records)
+                errors = waited
             kept, remaining = _leftovers(kube, records)
         except (ClusterError, SyncError) as exc:
             kept, remaining = [], [f"cannot check what is left on {cluster}: {exc}"]
@@ -707,15 +718,20 @@ def delete_cluster_resources(
         registry.close()
 
 
-def _wait_for_hub(apps: AppStore, cluster: str, timeout_s: float, poll_s: float) -> list[str]:
+def _wait_for_hub(
+    home: Path, apps: AppStore, cluster: str, timeout_s: float, poll_s: float
+) -> list[str] | None:
     """Wait until the running hub has deleted every Application of ``cluster`` marked for
-    deletion; the deletion errors it reported for those left when time ran out."""
+    deletion; the deletion errors it reported for those left when time ran out, or None
+    when the hub stopped answering meanwhile (the caller then deletes itself)."""
     deadline = time.monotonic() + timeout_s
+    next_probe = time.monotonic() + HUB_PROBE_S
     while True:
         left = apps.list_apps(cluster=cluster, deleting=True)
         if not left:
             return []
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             return [
                 next(
                     (c.message for c in rec.conditions if c.type == DELETION_ERROR),
@@ -723,6 +739,11 @@ def _wait_for_hub(apps: AppStore, cluster: str, timeout_s: float, poll_s: float)
                 )
                 for rec in left
             ]
+        if now >= next_probe:
+            if find_running_hub(home) is None:
+                log.warning("the hub stopped answering; deleting the rest here")
+                return None
+            next_probe = now + HUB_PROBE_S
         time.sleep(poll_s)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from clusters.sim import SimServer
 from hub.sync.resources import HOOK_FINALIZER
+from tests.clusters.cli_support import Run
 from tests.e2e.serve_support import Fleet, free_port, start_hub, stop_hub, wait_for
 from tests.sync.e2e_helpers import GitRepo
 
@@ -344,3 +346,32 @@ def test_prune_confirm_is_refused_with_a_condition_saying_what_to_do(tmp_path: P
         # `hub serve --once` says the same after its sync.
         f.cli("serve", "--once", "--timeout", "30")
         assert warned() == message
+
+
+def test_cascade_rm_goes_on_itself_when_the_hub_it_waits_for_dies(tmp_path: Path) -> None:
+    with SimServer(clusters=["one"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        f = _fleet(tmp_path, sim, hook=False)
+        # Delete=confirm holds the hub's deletion: the command is still waiting when we kill it.
+        f.repo.write({"app/asks.yaml": CONFIRM}, "a resource that blocks deletion")
+        start_hub(f, "--git-poll", "1", "--port", str(free_port()))
+        wait_for("asks applied", lambda: not _gone(f, "cm", "asks", "-n", "default"), timeout=90)
+        runs: list[Run] = []
+        worker = threading.Thread(
+            target=lambda: runs.append(f.cli("cluster", "rm", "one", "--cascade", "--yes"))
+        )
+        worker.start()
+        try:
+            wait_for(
+                "the hub's deletion to stall on Delete=confirm",
+                lambda: any(c.type == "DeletionError" for c in f.apps()["one-hooked"].conditions),
+            )
+        finally:
+            _kill(f)
+        worker.join(timeout=150)
+        assert runs, "the command still waits for a dead hub"
+        run = runs[0]
+        assert run.exit_code == 1, run.output
+        assert "the hub stopped answering; deleting the rest here" in run.output
+        assert "Delete=confirm" in run.output and "cluster one kept" in run.output
+        assert _gone(f, "cm", "settings", "-n", NS)  # the rest was deleted
+        assert f.cli.names() == ["one"]
