@@ -182,6 +182,7 @@ def test_cascade_rm_beside_a_self_healing_hub_leaves_nothing_applied_again(
     # put everything back. Fenced first, the hub itself deletes once its syncs stop.
     with SimServer(clusters=["one"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
         f = _fleet(tmp_path, sim, hook=False)
+        f.repo.write({"app/kept.yaml": KEPT}, "a resource to keep")
         start_hub(f, "--git-poll", "1", "--port", str(free_port()))
         try:
             wait_for(
@@ -194,10 +195,12 @@ def test_cascade_rm_beside_a_self_healing_hub_leaves_nothing_applied_again(
             )
             run = f.cli("cluster", "rm", "one", "--cascade", "--yes")
             assert run.exit_code == 0, run.output
-            assert "was deleted (by the running hub)" in run.stdout
+            assert "was deleted (by the running hub), except 1 kept by Delete=false" in run.stdout
+            assert "/ConfigMap default/kept (Delete=false)" in run.stdout
             assert "left running" not in run.output
             wait_for("the worker stopped", lambda: "left the registry" in f.hub_log())
             assert _gone(f, "cm", "settings", "-n", NS) and _gone(f, "namespace", NS)
+            assert not _gone(f, "cm", "kept", "-n", "default")
             assert "self-heal sync of" not in f.hub_log()
         finally:
             code = stop_hub(f)
