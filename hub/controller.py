@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -48,8 +49,9 @@ from clusters.cache import backoff_delay
 from clusters.connect import connect
 from clusters.errors import ClusterError
 from clusters.kube import KubeClient
-from clusters.registry import ClusterRecord, Registry
-from hub.apps import AppStore
+from clusters.registry import ClusterNotFound, ClusterRecord, Registry
+from hub.api.client import find_running_hub
+from hub.apps import AppRecord, AppStore
 from hub.appsets import AppSetController, ControllerOptions
 from hub.errors import HubError
 from hub.handle import ClusterConnection
@@ -59,14 +61,22 @@ from hub.repos import RepoCache
 from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
 from hub.store import Store
 from hub.sync.diff import JqRunner
+from hub.sync.health_rules import load_health_rules
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, parse_application
+from hub.sync.resources import ResourceKey, effective_sync_options
 from hub.worker import (
+    CONNECT_TIMEOUT_S,
+    DELETION_ERROR,
+    FENCE_ANNOTATION,
     ClusterWorker,
     ManualSync,
     SerializedSources,
     WorkerServices,
     delete_app_resources,
+    list_tracked,
+    release_hook_finalizers,
+    synced_kinds,
 )
 
 log = logging.getLogger(__name__)
@@ -110,6 +120,19 @@ def normalize_repo(url: str) -> str:
             text = "https://" + text[len(prefix) :]
             break
     return text.lower()
+
+
+#: How often ``hub cluster rm --cascade`` checks that the hub it waits for still answers.
+HUB_PROBE_S = 5.0
+
+
+def fences_of(records: Sequence[ClusterRecord]) -> dict[str, str]:
+    """Clusters being removed (``FENCE_ANNOTATION``): name -> why."""
+    return {
+        r.name: f"cluster {r.name} is being removed ({r.annotations[FENCE_ANNOTATION]})"
+        for r in records
+        if FENCE_ANNOTATION in r.annotations
+    }
 
 
 def cluster_fingerprint(records: Sequence[ClusterRecord]) -> dict[str, tuple[Any, ...]]:
@@ -173,6 +196,8 @@ class Hub:
     def __init__(self, home: Path, options: HubOptions | None = None) -> None:
         self.home = home
         self.options = options or HubOptions()
+        # Read here, before any task group: a bad file is one clear error, nothing started.
+        self.health_rules = load_health_rules(home)
         self.workers: dict[str, ClusterWorker] = {}
         self.metrics: Metrics | None = None  # set by `hub serve` when the API is served
         self._ready = False
@@ -214,7 +239,7 @@ class Hub:
     async def request_sync(
         self, app: str, *, prune: bool = False, revision: str | None = None, who: str = "api"
     ) -> None:
-        worker = await self._worker_of(app)
+        worker = await self._worker_of(app, syncing=True)
         worker.request_sync(app, ManualSync(prune=prune, revision=revision, who=who))
 
     async def request_refresh(self, app: str | None = None) -> None:
@@ -225,7 +250,7 @@ class Hub:
         worker.refresh(app)
 
     async def request_rollback(self, app: str, history_id: int, *, who: str = "api") -> None:
-        worker = await self._worker_of(app)
+        worker = await self._worker_of(app, syncing=True)
         record = await self._db(partial(self.apps.get, app))
         assert record is not None
         parsed = parse_application(record.manifest(), source_file=record.file or app)
@@ -257,7 +282,9 @@ class Hub:
             self._git_now.set()
         return matched
 
-    async def _worker_of(self, app: str) -> ClusterWorker:
+    async def _worker_of(self, app: str, *, syncing: bool = False) -> ClusterWorker:
+        """The worker of ``app``'s cluster; with ``syncing``, refused when no sync may start
+        (the app is being deleted, or its cluster is being removed)."""
         record = await self._db(partial(self.apps.get, app))
         if record is None:
             raise HubError(f"application {app!r} does not exist (see `hub app list`)")
@@ -267,6 +294,10 @@ class Hub:
                 f"application {app}: its destination cluster {record.cluster or '(unresolved)'} "
                 "is not registered"
             )
+        if syncing and record.deleting:
+            raise HubError(f"application {app} is being deleted; it is not synced any more")
+        if syncing and worker.fenced is not None:
+            raise HubError(f"application {app}: not synced: {worker.fenced}")
         return worker
 
     # ------------------------------------------------------------ lifecycle
@@ -303,6 +334,7 @@ class Hub:
             cluster_syncs=self.options.cluster_syncs,
             cluster_calls=self.options.cluster_calls,
             jq=self.jq,
+            health_rules=self.health_rules,
             draining=lambda: self._draining,
             sync_timeout_s=self.options.sync_timeout_s,
             metrics=self.metrics,
@@ -315,9 +347,11 @@ class Hub:
         self.store.close()
         self.registry.close()
 
-    def record_interrupted(self) -> list[str]:
-        """Operations a crash left in flight are recorded as Error (once, at start)."""
-        names = []
+    def record_interrupted(self) -> dict[str, dict[str, set[tuple[str, str]]]]:
+        """Operations a crash left in flight are recorded as Error (once, at start).
+        Returns, per cluster, the apps whose operation was cut short and the kinds it
+        touched (their hooks may still carry our finalizer: ``free_interrupted_hooks``)."""
+        cut: dict[str, dict[str, set[tuple[str, str]]]] = {}
         now = datetime.now(UTC)
         for op in self.history.interrupted():
             entry = self.history.record_interrupted(op)
@@ -333,9 +367,50 @@ class Hub:
                     "syncResult": {"revision": op.revision},
                 },
             )
-            names.append(op.app)
+            kinds = cut.setdefault(op.cluster, {}).setdefault(op.app, set())
+            kinds.update((r.group, r.kind) for r in op.resources)
             log.warning("app %s: operation %s %s", op.app, op.operation_id, entry.message)
-        return names
+        return cut
+
+    async def free_interrupted_hooks(self, cut: dict[str, dict[str, set[tuple[str, str]]]]) -> None:
+        """Take our hook finalizer off the hooks of operations a crash cut short (nothing
+        else would: the executor that added it is gone, and a hook keeping it blocks its
+        own deletion and its namespace's). Before any worker starts, so no new operation's
+        hook can be mistaken for an old one; each cluster within ``CONNECT_TIMEOUT_S``, all
+        at once; an unreachable cluster is logged and left to the deletion path, which
+        frees them too."""
+
+        def free(cluster: str, apps: dict[str, set[tuple[str, str]]]) -> list[str]:
+            if self.registry.find(cluster) is None:
+                return []
+            kube = KubeClient(connect(self.registry, cluster))
+            kinds = set().union(*apps.values())
+            tracked = list_tracked(kube, apps, kinds)
+            return [k for objs in tracked.values() for k in release_hook_finalizers(kube, objs)]
+
+        async def one(cluster: str, apps: dict[str, set[tuple[str, str]]]) -> None:
+            try:
+                with anyio.fail_after(CONNECT_TIMEOUT_S):
+                    freed = await anyio.to_thread.run_sync(
+                        partial(free, cluster, apps),
+                        limiter=self.global_calls,
+                        abandon_on_cancel=True,
+                    )
+            except (TimeoutError, ClusterError, HubError) as exc:
+                log.warning(
+                    "cluster %s: could not free the hook finalizers of interrupted "
+                    "operations of %s: %s",
+                    cluster,
+                    ", ".join(sorted(apps)),
+                    exc or "no answer",
+                )
+                return
+            if freed:
+                log.info("cluster %s: freed the hook finalizer of %s", cluster, ", ".join(freed))
+
+        async with anyio.create_task_group() as tg:
+            for cluster, apps in sorted(cut.items()):
+                tg.start_soon(one, cluster, apps)
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -344,7 +419,7 @@ class Hub:
         once every worker has started."""
         await anyio.to_thread.run_sync(self._open)
         try:
-            await self._db(self.record_interrupted)
+            await self.free_interrupted_hooks(await self._db(self.record_interrupted))
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 await self.git_cycle()
@@ -365,14 +440,18 @@ class Hub:
         await anyio.to_thread.run_sync(self._open)
         problems: list[str] = []
         try:
-            await self._db(self.record_interrupted)
+            await self.free_interrupted_hooks(await self._db(self.record_interrupted))
             problems += await self.git_cycle()
             records = await self._db(self.registry.list)
             self._clusters = cluster_fingerprint(records)
             results: dict[str, dict[str, Any]] = {}
 
+            fences = fences_of(records)
+
             async def one(name: str) -> None:
                 worker = ClusterWorker(name, self.services)
+                if name in fences:
+                    worker.fence(fences[name])
                 self.workers[name] = worker
                 results[name] = dict(await worker.sync_all_once(timeout_s))
 
@@ -505,11 +584,17 @@ class Hub:
                 await anyio.to_thread.run_sync(
                     self.appsets.reconcile_appsets, records, limiter=self._git_limiter
                 )
+        fences = fences_of(records)
         for name in sorted(set(fingerprint) - set(self.workers)):
             worker = ClusterWorker(name, self.services)
+            if name in fences:
+                worker.fence(fences[name])  # before it runs: not one sync
             self.workers[name] = worker
             await self._tg.start(worker.run, name=f"worker {name}")
             log.info("cluster %s: worker started", name)
+        for name, why in sorted(fences.items()):
+            if name in self.workers:
+                self.workers[name].fence(why)
 
     async def _store_loop(self) -> None:
         while True:
@@ -531,15 +616,72 @@ class Hub:
                 worker.wake(refresh_all=True)
 
 
-def delete_cluster_resources(home: Path, cluster: str) -> list[str]:
-    """``hub cluster rm NAME --cascade``, before the cluster is removed: mark every
-    Application of the cluster for deletion (so a running hub stops syncing them and
-    deletes too; deletes are idempotent), then delete what each tracks through the normal
-    deletion path and wait for it. Returns the problems; empty when everything is gone.
+@dataclass(frozen=True, kw_only=True)
+class CascadeOutcome:
+    """What ``hub cluster rm --cascade`` achieved on the cluster, checked by listing it."""
 
-    The records stay (marked deleting) for the removal of the cluster to prune: were they
-    removed here, a running hub's ApplicationSet controller could generate them again for
-    the still-registered cluster and sync the workloads back before the cluster goes."""
+    by: str  # who deleted: "the running hub" or "this command"
+    apps: tuple[str, ...]  # the Applications of the cluster
+    kept: tuple[str, ...] = ()  # resources left on purpose (Delete=false)
+    remaining: tuple[str, ...] = ()  # what is still there although it should not be
+
+    @property
+    def done(self) -> bool:
+        return not self.remaining
+
+
+def fence_cluster(home: Path, cluster: str, why: str) -> None:
+    """Mark the cluster as being removed (``FENCE_ANNOTATION``). A running hub sees it
+    within ``registry_poll_s`` and its worker for the cluster stops syncing for good
+    (``ClusterWorker.fence``); a hub started later fences the worker before it runs."""
+    with open_store(home) as store, store.cluster_transaction() as txn:
+        stored = txn.get_cluster(cluster)
+        if stored is None:
+            raise ClusterNotFound(cluster)
+        if FENCE_ANNOTATION in stored.record.annotations:
+            return
+        annotations = {**stored.record.annotations, FENCE_ANNOTATION: why}
+        txn.put_cluster(replace(stored, record=replace(stored.record, annotations=annotations)))
+
+
+def _leftovers(kube: KubeClient, records: Sequence[AppRecord]) -> tuple[list[str], list[str]]:
+    """(kept, remaining): what the cluster still holds of ``records``, listed afresh."""
+    options = {
+        r.name: parse_application(r.manifest(), source_file=r.file or r.name).sync_policy
+        for r in records
+    }
+    kept: list[str] = []
+    remaining: list[str] = []
+    kinds = {gk for r in records for gk in synced_kinds(r)}
+    for app, objs in sorted(list_tracked(kube, list(options), kinds).items()):
+        for obj in objs:
+            key = f"{app}: {ResourceKey.of(obj)}"
+            if effective_sync_options(obj, options[app].sync_options).has("Delete", "false"):
+                kept.append(f"{key} (Delete=false)")
+            elif (obj.get("metadata") or {}).get("deletionTimestamp"):
+                remaining.append(f"{key}: still being deleted")
+            else:
+                remaining.append(f"{key}: still on the cluster")
+    return kept, remaining
+
+
+def delete_cluster_resources(
+    home: Path, cluster: str, *, timeout_s: float = 300.0, poll_s: float = 0.5
+) -> CascadeOutcome:
+    """``hub cluster rm NAME --cascade``, before the cluster is removed.
+
+    1. Fence the cluster (``fence_cluster``) and mark every Application of it for
+       deletion, so that nothing syncs it again: a running hub cancels its operations in
+       flight and starts none, and its ApplicationSet controller keeps the records.
+    2. When a hub runs (``find_running_hub``), its worker deletes (after its own syncs
+       have stopped: deleting beside a sync in flight is what re-applied objects before),
+       and this waits up to ``timeout_s`` for every record to go. Else this deletes each
+       Application's resources itself, pass after pass until a pass finds nothing.
+    3. Either way the cluster is then listed afresh: the outcome says what is left.
+
+    The records stay (marked deleting) for the removal of the cluster to prune."""
+    why = f"hub cluster rm --cascade at {datetime.now(UTC).isoformat(timespec='seconds')}"
+    fence_cluster(home, cluster, why)
     registry = open_registry(home)
     store = open_store(home)
     try:
@@ -548,16 +690,79 @@ def delete_cluster_resources(home: Path, cluster: str) -> list[str]:
         with apps.transaction() as txn:
             for rec in records:
                 txn.mark_deleting(rec.name, f"cluster {cluster} removed with --cascade")
-        kube = KubeClient(connect(registry, cluster))
-        problems = []
-        for rec in records:
-            try:
-                problem = delete_app_resources(kube, rec)
-            except (ClusterError, SyncError) as exc:
-                problem = f"{rec.name}: {exc}"
-            if problem is not None:
-                problems.append(problem)
-        return problems
+        names = tuple(r.name for r in records)
+        errors: list[str] = []
+        by = "this command"
+        try:
+            kube = KubeClient(connect(registry, cluster))
+            waited = None
+            if find_running_hub(home) is not None:
+                by = "the running hub"
+                waited = _wait_for_hub(home, apps, cluster, timeout_s, poll_s)
+            if waited is None:  # no hub, or it went away while we waited
+                left = {r.name for r in apps.list_apps(cluster=cluster, deleting=True)}
+                by = (
+                    "this command" if by == "this command" else "the running hub, then this command"
+                )
+                errors = _delete_passes(kube, [r for r in records if r.name in left])
+            else:
+                errors = waited
+            kept, remaining = _leftovers(kube, records)
+        except (ClusterError, SyncError) as exc:
+            kept, remaining = [], [f"cannot check what is left on {cluster}: {exc}"]
+        if remaining and errors:
+            remaining += errors
+        return CascadeOutcome(by=by, apps=names, kept=tuple(kept), remaining=tuple(remaining))
     finally:
         store.close()
         registry.close()
+
+
+def _wait_for_hub(
+    home: Path, apps: AppStore, cluster: str, timeout_s: float, poll_s: float
+) -> list[str] | None:
+    """Wait until the running hub has deleted every Application of ``cluster`` marked for
+    deletion; the deletion errors it reported for those left when time ran out, or None
+    when the hub stopped answering meanwhile (the caller then deletes itself)."""
+    deadline = time.monotonic() + timeout_s
+    next_probe = time.monotonic() + HUB_PROBE_S
+    while True:
+        left = apps.list_apps(cluster=cluster, deleting=True)
+        if not left:
+            return []
+        now = time.monotonic()
+        if now >= deadline:
+            return [
+                next(
+                    (c.message for c in rec.conditions if c.type == DELETION_ERROR),
+                    f"{rec.name}: not deleted by the running hub within {timeout_s:g}s",
+                )
+                for rec in left
+            ]
+        if now >= next_probe:
+            if find_running_hub(home) is None:
+                log.warning("the hub stopped answering; deleting the rest here")
+                return None
+            next_probe = now + HUB_PROBE_S
+        time.sleep(poll_s)
+
+
+def _delete_passes(kube: KubeClient, records: Sequence[AppRecord], passes: int = 3) -> list[str]:
+    """Delete each Application's resources; again while a pass still found something to
+    delete (a hub that had not seen the fence yet may have applied again meanwhile)."""
+    problems: list[str] = []
+    for _ in range(passes):
+        problems, deleted = [], 0
+        for rec in records:
+            try:
+                outcome = delete_app_resources(kube, rec)
+            except (ClusterError, SyncError) as exc:
+                problems.append(f"{rec.name}: {exc}")
+                continue
+            deleted += len(outcome.deleted)
+            problem = outcome.problem()
+            if problem is not None:
+                problems.append(problem)
+        if not deleted or problems:
+            break
+    return problems

@@ -44,7 +44,15 @@ import anyio.to_thread
 from clusters.cache import LiveCache, backoff_delay, key_of
 from clusters.connect import connect
 from clusters.errors import ClusterError
-from clusters.kube import ApiResource, KubeClient, KubeError, PropagationPolicy, Unauthorized
+from clusters.kube import (
+    ApiResource,
+    Conflict,
+    KubeClient,
+    KubeError,
+    NotFound,
+    PropagationPolicy,
+    Unauthorized,
+)
 from clusters.registry import Registry
 from hub.apps import AppRecord, AppStore, Condition
 from hub.errors import HubError
@@ -66,7 +74,13 @@ from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import Application, Automated, SyncError, parse_application
 from hub.sync.plan import plan_deletion
 from hub.sync.render import render_source
-from hub.sync.resources import ResourceKey, owning_app
+from hub.sync.resources import (
+    HOOK_FINALIZER,
+    ResourceKey,
+    effective_sync_options,
+    is_hook,
+    owning_app,
+)
 from hub.sync.retry import SelfHealBackoff
 from hub.sync.validate import KindScopes, validate_manifests
 
@@ -79,6 +93,10 @@ DELETE_WAIT_S = 60.0
 COMPARISON_ERROR = "ComparisonError"
 SYNC_ERROR = "SyncError"
 DELETION_ERROR = "DeletionError"
+UNSUPPORTED_OPTION = "UnsupportedOptionWarning"
+#: Cluster annotation set by ``hub cluster rm --cascade`` before it deletes anything: the
+#: hub's worker for a cluster carrying it stops every sync (see ``ClusterWorker.fence``).
+FENCE_ANNOTATION = "gitops-hub/removing"
 
 
 # ---------------------------------------------------------------- pure decisions
@@ -186,6 +204,18 @@ def operation_state(result: OperationResult, trigger: Trigger, who: str) -> dict
     }
 
 
+def once_conditions(result: OperationResult) -> list[Condition]:
+    """The app's conditions after a ``--once`` sync (no compare follows it)."""
+    if result.phase is not OperationPhase.SUCCEEDED:
+        return [Condition(type=SYNC_ERROR, message=result.message)]
+    confirm = [
+        str(ResourceKey(group=r.group, kind=r.kind, namespace=r.namespace, name=r.name))
+        for r in result.resources
+        if r.status == "PruneSkipped" and "Prune=confirm" in r.message
+    ]
+    return [prune_confirm_condition(confirm)] if confirm else []
+
+
 def _scopes(kube: KubeClient) -> KindScopes:
     resources = kube.resources()
     return KindScopes.from_discovery(
@@ -203,48 +233,170 @@ def _propagation(policy: str) -> PropagationPolicy:
     return "Foreground"
 
 
+@dataclass(frozen=True, kw_only=True)
+class DeletionOutcome:
+    """What deleting one Application's resources achieved."""
+
+    app: str
+    deleted: tuple[str, ...] = ()  # resources this call deleted (or found deleting)
+    kept: tuple[str, ...] = ()  # left on purpose (``Delete=false``), with why
+    remaining: tuple[str, ...] = ()  # still on the cluster against the app's wish, with why
+
+    @property
+    def done(self) -> bool:
+        """Nothing the deletion must remove is left (kept resources do not count)."""
+        return not self.remaining
+
+    def problem(self) -> str | None:
+        """Why the deletion is not finished, or None."""
+        if self.done:
+            return None
+        return f"{self.app}: " + "; ".join(self.remaining)
+
+
+DELETE_CONFIRM_UNSUPPORTED = (
+    "Delete=confirm asks for a confirmation gitops-hub cannot give (there is no confirm "
+    "command): remove Delete=confirm from the object's argocd.argoproj.io/sync-options "
+    "annotation (or set Delete=false to keep it) and the deletion goes on"
+)
+
+
+def release_hook_finalizers(kube: KubeClient, live: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Take our ``gitops-hub/hook-finalizer`` off every object of ``live`` that carries it
+    (a hook whose operation was cut short keeps it and would block its own deletion and its
+    namespace's forever). Each patch carries the object's resourceVersion, so it removes
+    only our finalizer from the list as read; a Conflict reads again. Returns the keys of
+    the objects it freed. Blocking."""
+    freed: list[str] = []
+    for obj in live:
+        if HOOK_FINALIZER not in ((obj.get("metadata") or {}).get("finalizers") or []):
+            continue
+        res = kube.resource_of(obj)
+        key = ResourceKey.of(obj)
+        current: Mapping[str, Any] | None = obj
+        for _ in range(5):
+            if current is None:
+                current = kube.get_or_none(res, key.name, key.namespace)
+                if current is None:
+                    break
+            meta = current.get("metadata") or {}
+            finalizers = list(meta.get("finalizers") or [])
+            if HOOK_FINALIZER not in finalizers:
+                break
+            patch = {
+                "metadata": {
+                    "finalizers": [f for f in finalizers if f != HOOK_FINALIZER],
+                    "resourceVersion": meta.get("resourceVersion"),
+                }
+            }
+            try:
+                kube.merge_patch(res, key.name, key.namespace, patch)
+            except Conflict:
+                current = None  # changed meanwhile: read again
+                continue
+            except NotFound:
+                break
+            freed.append(str(key))
+            break
+    return freed
+
+
+def synced_kinds(rec: AppRecord) -> set[tuple[str, str]]:
+    """The kinds the app's last recorded sync touched (custom resources included), so a
+    deletion lists them although no cache or render of this process knows them."""
+    result = (rec.operation_state or {}).get("syncResult") or {}
+    resources = result.get("resources") if isinstance(result, Mapping) else None
+    return {
+        (str(r.get("group") or ""), str(r["kind"]))
+        for r in resources or []
+        if isinstance(r, Mapping) and r.get("kind")
+    }
+
+
+def list_tracked(
+    kube: KubeClient, apps: Iterable[str], kinds: Iterable[tuple[str, str]] = ()
+) -> dict[str, list[dict[str, Any]]]:
+    """The live objects each of ``apps`` tracks, of the usual kinds plus ``kinds``. Blocking;
+    a rare path (deletion, recovery), so it lists instead of trusting a cache to hold every
+    kind."""
+    wanted = set(apps)
+    found: dict[str, list[dict[str, Any]]] = {a: [] for a in wanted}
+    served = kube.resources()
+    for gk in sorted(set(COMMON_KINDS) | set(kinds)):
+        res = served.get(gk)
+        if res is None or "list" not in res.verbs:
+            continue
+        items, _ = kube.list(res)
+        for obj in items:
+            owner = owning_app(obj)
+            if owner in wanted:
+                found[owner].append(obj)
+    return found
+
+
 def delete_app_resources(
     kube: KubeClient,
     rec: AppRecord,
     kinds: Iterable[tuple[str, str]] = (),
     *,
     wait_s: float = DELETE_WAIT_S,
-) -> str | None:
+) -> DeletionOutcome:
     """Delete what an Application tracks on its cluster, last wave first, each wave gone
-    before the next (``plan_deletion``: ``Delete=false`` kept, ``Delete=confirm`` waits);
-    None when everything is gone, else why not. Blocking. A rare path, so it lists the
-    usual kinds (plus ``kinds``) instead of trusting a cache to hold every kind."""
+    before the next (``plan_deletion``). First our hook finalizers are freed (a hook cut
+    short by a crash keeps one, which would hold its namespace Terminating forever).
+    ``Delete=false`` resources are kept (as in Argo CD, the app's deletion still
+    completes); ``Delete=confirm`` ones stay, as remaining, with what to do (gitops-hub has
+    no confirmation). Blocking."""
     app = parse_application(rec.manifest(), source_file=rec.file or rec.name)
-    served = kube.resources()
-    live: list[dict[str, Any]] = []
-    for gk in sorted(set(COMMON_KINDS) | set(kinds)):
-        res = served.get(gk)
-        if res is None or "list" not in res.verbs:
-            continue
-        items, _ = kube.list(res)
-        live += [o for o in items if owning_app(o) == rec.name]
+    live = list_tracked(kube, [rec.name], {*kinds, *synced_kinds(rec)})[rec.name]
+    freed = release_hook_finalizers(kube, live)
+    if freed:
+        log.info("app %s: freed the hook finalizer of %s", rec.name, ", ".join(freed))
     plan = plan_deletion(app=rec.name, live=live, options=app.sync_policy.sync_options)
-    skipped: list[str] = []
+    kept: list[str] = []
+    remaining: list[str] = []
+    deleted: list[str] = []
     deadline = time.monotonic() + wait_s
     for wave in plan.waves:
-        waiting: list[tuple[ApiResource, str, str]] = []
+        waiting: list[tuple[ApiResource, str, str, str]] = []
         for task in wave.tasks:
             if task.skip:
-                skipped.append(f"{task.key}: {task.skip}")
+                if "Delete=false" in task.skip:
+                    kept.append(f"{task.key} (Delete=false)")
+                else:
+                    remaining.append(f"{task.key}: {DELETE_CONFIRM_UNSUPPORTED}")
                 continue
             res = kube.resource_of(task.live or {})
             propagation = _propagation(task.options.prune_propagation)
             kube.delete(res, task.key.name, task.key.namespace, propagation=propagation)
-            waiting.append((res, task.key.name, task.key.namespace))
+            deleted.append(str(task.key))
+            waiting.append((res, task.key.name, task.key.namespace, str(task.key)))
         while waiting and time.monotonic() < deadline:
-            waiting = [w for w in waiting if kube.get_or_none(*w) is not None]
+            waiting = [w for w in waiting if kube.get_or_none(*w[:3]) is not None]
             if waiting:
                 time.sleep(0.5)
         if waiting:
-            return f"{len(waiting)} resource(s) of {rec.name} still being deleted"
-    if skipped:
-        return f"{rec.name}: kept: " + "; ".join(skipped)
-    return None
+            remaining += [f"{w[3]}: still being deleted after {wait_s:g}s" for w in waiting]
+            break  # the next waves wait for this one, as a sync's waves do
+    if not remaining:
+        # Hooks left by earlier operations (a Job kept by its delete policy) are the app's
+        # too; plan_deletion leaves them out, so they go last here.
+        hooks: list[tuple[ApiResource, str, str, str]] = []
+        for obj in live:
+            if is_hook(obj):
+                key = ResourceKey.of(obj)
+                res = kube.resource_of(obj)
+                kube.delete(res, key.name, key.namespace, propagation="Foreground")
+                deleted.append(str(key))
+                hooks.append((res, key.name, key.namespace, str(key)))
+        while hooks and time.monotonic() < deadline:
+            hooks = [h for h in hooks if kube.get_or_none(*h[:3]) is not None]
+            if hooks:
+                time.sleep(0.5)
+        remaining += [f"{h[3]}: still being deleted after {wait_s:g}s" for h in hooks]
+    return DeletionOutcome(
+        app=rec.name, deleted=tuple(deleted), kept=tuple(kept), remaining=tuple(remaining)
+    )
 
 
 # ---------------------------------------------------------------- services
@@ -334,6 +486,26 @@ class Evaluation:
     health: str
     prune_only: bool
     out_of_sync: tuple[str, ...]
+    awaiting_confirmation: tuple[str, ...] = ()  # prune candidates marked Prune=confirm
+
+    def conditions(self) -> list[Condition]:
+        """The app's conditions after a successful compare."""
+        if not self.awaiting_confirmation:
+            return []
+        return [prune_confirm_condition(self.awaiting_confirmation)]
+
+
+def prune_confirm_condition(keys: Sequence[str]) -> Condition:
+    """``Prune=confirm`` is refused in words: nothing can confirm, so say what to do."""
+    return Condition(
+        type=UNSUPPORTED_OPTION,
+        message=(
+            f"{', '.join(keys)}: Prune=confirm asks for a confirmation gitops-hub cannot give "
+            "(there is no confirm command), so they are never pruned; remove Prune=confirm "
+            "from their argocd.argoproj.io/sync-options to let them be pruned, or write "
+            "Prune=false to keep them"
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -374,6 +546,7 @@ class ClusterWorker:
         self._written: dict[str, tuple[Any, ...]] = {}
         self._syncing: dict[str, CancelToken] = {}
         self._deleting: set[str] = set()
+        self.fenced: str | None = None  # why, once the cluster is being removed
         self._manual: dict[str, ManualSync] = {}
         self._kind_stops: dict[tuple[str, str], threading.Event] = {}
         self._kind_errors: dict[tuple[str, str], str] = {}
@@ -710,7 +883,7 @@ class ClusterWorker:
             sync_status=evaluation.status.value,
             health_status=evaluation.health,
             desired_sha=sha,
-            conditions=[],
+            conditions=evaluation.conditions(),
         )
         if evaluation.status is SyncStatus.SYNCED:
             self._heals.pop(name, None)
@@ -792,17 +965,35 @@ class ClusterWorker:
         pairs = [(m, by_key.get(ResourceKey.of(m))) for m in desired.manifests]
         health = app_health(pairs, self.svc.health_rules).status
         counted = [r for r in comparison.out_of_sync if r.counts_for_app]
+        options = desired.app.sync_policy.sync_options
+        confirm = [
+            str(r.key)
+            for r in counted
+            if r.requires_pruning
+            and effective_sync_options(by_key.get(r.key), options).has("Prune", "confirm")
+        ]
         return Evaluation(
             status=comparison.status,
             health=health.value,
             prune_only=bool(counted) and all(r.requires_pruning for r in counted),
             out_of_sync=tuple(str(r.key) for r in counted),
+            awaiting_confirmation=tuple(confirm),
         )
 
     # -- sync operations
 
     def _start_sync(self, rec: AppRecord, desired: Desired, request: ManualSync) -> None:
         if rec.name in self._syncing or self._tg is None:
+            return
+        current = self.apps.get(rec.name)
+        if self.fenced is not None or current is None or current.deleting:
+            log.debug(
+                "app %s on %s: %s sync not started: %s",
+                rec.name,
+                self.name,
+                request.trigger.value,
+                self.fenced or "the app is being deleted",
+            )
             return
         token = CancelToken()
         self._syncing[rec.name] = token
@@ -941,12 +1132,20 @@ class ClusterWorker:
     async def _delete(self, rec: AppRecord) -> None:
         failures = 0
         try:
+            # An operation in flight could apply again what the deletion removes: it is told
+            # to stop, and the deletion starts once it has ended (and been recorded).
+            token = self._syncing.get(rec.name)
+            if token is not None:
+                token.cancel()
+            while rec.name in self._syncing:
+                await anyio.sleep(0.1)
             while True:
                 try:
                     async with self.cluster_syncs, self.svc.global_syncs:
-                        remaining = await self._call(partial(self._delete_resources, rec))
+                        outcome = await self._call(partial(self._delete_resources, rec))
+                    remaining = outcome.problem()
                 except (KubeError, SyncError) as exc:
-                    remaining = str(exc)
+                    remaining = f"{rec.name}: {exc}"
                 if remaining is None:
                     await self._db(partial(self.svc.apps.finish_deletion, rec.name))
                     log.info("app %s on %s: resources deleted, app removed", rec.name, self.name)
@@ -961,7 +1160,7 @@ class ClusterWorker:
         finally:
             self._deleting.discard(rec.name)
 
-    def _delete_resources(self, rec: AppRecord) -> str | None:
+    def _delete_resources(self, rec: AppRecord) -> DeletionOutcome:
         assert self.kube is not None
         kinds = self.cache.kinds() if self.cache else set()
         cached = self._desired.get(rec.name)
@@ -969,11 +1168,25 @@ class ClusterWorker:
             kinds |= {key_of(m)[:2] for m in cached.manifests}
         return delete_app_resources(self.kube, rec, kinds)
 
+    # -- fence (``hub cluster rm --cascade``)
+
+    def fence(self, reason: str) -> None:
+        """Stop syncing this cluster for good: operations in flight are cancelled through
+        their CancelToken (and still recorded), no sync starts again (automated, self-heal
+        or asked for); deletions of Applications marked deleting go on. Set by the hub when
+        the cluster carries ``FENCE_ANNOTATION`` (the cluster is being removed)."""
+        if self.fenced is None:
+            log.warning("cluster %s: fenced (%s): no more syncs", self.name, reason)
+        self.fenced = reason
+        self.cancel_operations()
+        self._manual.clear()
+
     # -- once mode
 
     async def sync_all_once(self, timeout_s: float) -> dict[str, OperationResult | str]:
         """``hub serve --once``: sync every Application of the cluster once and wait for
-        health; per app its result or why it could not run."""
+        health, and run the pending cascade deletions; per app its sync result or what went
+        wrong (an app whose deletion finished is not listed)."""
         await self._load_apps()
         if not await self._connect():
             return {name: self.connection.message for name in self.apps}
@@ -1023,27 +1236,52 @@ class ClusterWorker:
                 health_status=result.health.value if result.health else "Unknown",
                 desired_sha=sha,
                 synced_sha=result.revision if result.phase is OperationPhase.SUCCEEDED else None,
-                conditions=[]
-                if result.phase is OperationPhase.SUCCEEDED
-                else [Condition(type=SYNC_ERROR, message=result.message)],
+                conditions=once_conditions(result),
                 operation=operation_state(result, Trigger.USER, "hub serve --once"),
+            )
+
+        async def delete(rec: AppRecord) -> None:
+            # The pending cascade deletion (an app no longer generated, a set removed): one
+            # full attempt; what is left is reported and stays for the next run.
+            try:
+                async with self.cluster_syncs, self.svc.global_syncs:
+                    outcome = await self._call(partial(self._delete_resources, rec))
+                problem = outcome.problem()
+            except (KubeError, SyncError) as exc:
+                problem = f"{rec.name}: {exc}"
+            if problem is None:
+                await self._db(partial(self.svc.apps.finish_deletion, rec.name))
+                log.info("app %s on %s: resources deleted, app removed", rec.name, self.name)
+                return
+            out[rec.name] = f"deletion not finished: {problem}"
+            await self._write(
+                rec.name, conditions=[Condition(type=DELETION_ERROR, message=problem)]
             )
 
         async with anyio.create_task_group() as tg:
             for rec in self.apps.values():
-                if not rec.deleting:
+                if rec.deleting:
+                    tg.start_soon(delete, rec)
+                elif self.fenced is None:
                     tg.start_soon(one, rec)
+                else:
+                    out[rec.name] = f"not synced: {self.fenced}"
         return out
 
 
 __all__ = [
+    "FENCE_ANNOTATION",
     "AutoSyncDecision",
     "ClusterWorker",
+    "DeletionOutcome",
     "LastOperation",
     "ManualSync",
     "WorkerServices",
     "decide_auto_sync",
     "delete_app_resources",
     "last_operation_of",
+    "list_tracked",
     "operation_state",
+    "release_hook_finalizers",
+    "synced_kinds",
 ]

@@ -39,6 +39,8 @@ from hub.sync.engine import (
     diff_application,
     sync_application,
 )
+from hub.sync.health import HealthRules
+from hub.sync.health_rules import load_health_rules
 from hub.sync.history import SyncHistory, Trigger, iter_history_lines
 from hub.sync.model import Application, AppSpecError, parse_application_yaml
 
@@ -100,10 +102,12 @@ class _Env:
     repos: RepoCache
     history: SyncHistory
     jq: JqRunner
+    health_rules: HealthRules
 
 
 @contextmanager
 def _env(obj: HubContext, application: Application, cluster: str | None) -> Iterator[_Env]:
+    health_rules = load_health_rules(obj.home)  # the hub's own rules, as `hub serve` uses
     registry = open_registry(obj.home)
     store = open_store(obj.home)
     try:
@@ -111,7 +115,7 @@ def _env(obj: HubContext, application: Application, cluster: str | None) -> Iter
         kube = KubeClient(connect(registry, name))
         with RepoCache(obj.home) as repos, JqRunner() as jq:
             history = SyncHistory(store, lambda: load_keyring(obj.home))
-            yield _Env(kube=kube, repos=repos, history=history, jq=jq)
+            yield _Env(kube=kube, repos=repos, history=history, jq=jq, health_rules=health_rules)
             repos.clean()  # exported trees past their age or the size budget
     finally:
         store.close()
@@ -289,6 +293,7 @@ def sync(
             sources=env.repos,
             history=env.history,
             jq_runner=env.jq,
+            health_rules=env.health_rules,
             on_event=_Printer(),
         )
     _report(result, dry_run=dry_run)
@@ -352,6 +357,7 @@ def rollback(
             sources=env.repos,
             history=env.history,
             jq_runner=env.jq,
+            health_rules=env.health_rules,
             on_event=_Printer(),
         )
     _report(result, dry_run=False)

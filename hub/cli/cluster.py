@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import yaml
@@ -31,6 +32,10 @@ SAME_SERVER_OPTION = click.option(
     help="Register even though another cluster name has the same API server; REASON is "
     "kept in the gitops-hub/same-server-reason annotation.",
 )
+
+if TYPE_CHECKING:
+    from hub.controller import CascadeOutcome
+
 CHECK_TIMEOUT_OPTION = click.option(
     "--timeout",
     type=float,
@@ -282,16 +287,25 @@ def remove_cluster(registry: Registry, name: str, *, yes: bool) -> ClusterRecord
     is_flag=True,
     help="First delete every resource the hub manages on the cluster, and wait for it.",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="With --cascade and a running hub: seconds to wait for it to delete.",
+)
 @click.pass_obj
-def rm(obj: HubContext, name: str, yes: bool, cascade: bool) -> None:
+def rm(obj: HubContext, name: str, yes: bool, cascade: bool, timeout: float) -> None:
     """Unregister cluster NAME, delete its stored credential and its Applications.
 
     Like Argo CD when a cluster Secret goes away, the workloads on the cluster are left
-    running (no longer managed by the hub). With --cascade they are deleted first, through
-    the same deletion path as an Application with the resources finalizer; the cluster is
-    removed only once that succeeded."""
+    running (no longer managed by the hub). With --cascade the cluster is first fenced (a
+    running hub stops every sync on it), then the resources are deleted, by the running
+    hub if there is one, else by this command, through the same deletion path as an
+    Application with the resources finalizer; the cluster is removed only once the
+    cluster, listed afresh, holds nothing of them (but resources marked Delete=false)."""
+    outcome = _cascade(obj, name, yes=yes, timeout=timeout) if cascade else None
     if cascade:
-        _cascade(obj, name, yes=yes)
         yes = True  # confirmed above
     with _registry(obj) as registry:
         removed = remove_cluster(registry, name, yes=yes)
@@ -301,17 +315,29 @@ def rm(obj: HubContext, name: str, yes: bool, cascade: bool) -> None:
     # After the credential is gone: a reconcile running in between would find the
     # destination unknown and strip the finalizers anyway (same outcome).
     pruned = _prune_apps(obj, name)
-    click.echo(f"cluster {name} removed")
-    if pruned:
+    records = f"{len(pruned)} Application record(s) removed from the hub: {', '.join(pruned)}"
+    if outcome is not None:
+        kept = ""
+        if outcome.kept:
+            kept = (
+                f", except {len(outcome.kept)} kept by Delete=false (now unmanaged): "
+                + "; ".join(outcome.kept)
+            )
+        click.echo(f"every resource the hub managed on {name} was deleted (by {outcome.by}){kept}")
+        click.echo(f"cluster {name} removed" + (f"; {records}" if pruned else ""))
+    elif pruned:
+        click.echo(f"cluster {name} removed")
         click.echo(
-            f"{len(pruned)} Application(s) removed from the hub: {', '.join(pruned)}; "
-            f"their workloads on {name} were left running and are no longer managed"
+            f"{records}; their workloads on {name} were left running and are no longer managed"
         )
     else:
+        click.echo(f"cluster {name} removed")
         click.echo(f"no Applications targeted {name}; nothing on the cluster was touched")
 
 
-def _cascade(obj: HubContext, name: str, *, yes: bool) -> None:
+def _cascade(obj: HubContext, name: str, *, yes: bool, timeout: float) -> CascadeOutcome:
+    """Fence, delete and check (``delete_cluster_resources``); exits 1, keeping the
+    cluster, unless everything is gone."""
     from hub.controller import delete_cluster_resources
 
     with _registry(obj) as registry:
@@ -324,17 +350,19 @@ def _cascade(obj: HubContext, name: str, *, yes: bool) -> None:
     ):
         click.echo("aborted; nothing removed", err=True)
         raise click.exceptions.Exit(1)
-    problems = delete_cluster_resources(obj.home, name)
-    if problems:
-        for problem in problems:
-            click.echo(f"error: {problem}", err=True)
-        click.echo(
-            f"cluster {name} kept: not every managed resource is gone; its Applications stay "
-            "marked for deletion (a running hub keeps deleting); run this again",
-            err=True,
-        )
-        raise click.exceptions.Exit(1)
-    click.echo(f"every resource the hub managed on {name} was deleted")
+    outcome = delete_cluster_resources(obj.home, name, timeout_s=timeout)
+    if outcome.done:
+        return outcome
+    for problem in outcome.remaining:
+        click.echo(f"error: {problem}", err=True)
+    click.echo(
+        f"cluster {name} kept, and fenced (the hub starts no sync on it): "
+        f"{len(outcome.remaining)} problem(s) above, resources of its Applications remain; "
+        "they stay marked for deletion (a running hub keeps deleting them). Run this again, "
+        f"or `hub cluster rm {name}` to remove the cluster and leave what remains running",
+        err=True,
+    )
+    raise click.exceptions.Exit(1)
 
 
 def _prune_apps(obj: HubContext, name: str) -> list[str]:

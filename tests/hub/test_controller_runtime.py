@@ -15,7 +15,7 @@ from clusters.kube import KubeClient
 from clusters.kubeconfig import BearerToken, TLSSettings
 from clusters.registry import ClusterCredentials
 from clusters.sim import SimServer
-from hub.controller import Hub, HubOptions
+from hub.controller import Hub, HubOptions, fence_cluster
 from hub.errors import HubError
 from tests.clusters.cli_support import Hub as Cli
 from tests.sync.e2e_helpers import GitRepo
@@ -185,3 +185,23 @@ def test_a_rollback_reapplies_the_manifests_of_a_history_entry(
 
     run_checked(body)
     client.connection.close()
+
+
+def test_a_fenced_cluster_refuses_requested_syncs(
+    home: tuple[Path, SimServer], run_checked: Callable[[Callable[[], Awaitable[None]]], None]
+) -> None:
+    path, _sim = home
+    hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            # What `hub cluster rm b --cascade` does first: the running hub follows.
+            await anyio.to_thread.run_sync(fence_cluster, path, "b", "test")
+            await wait_until(lambda: hub.workers["b"].fenced is not None, "b fenced")
+            with pytest.raises(HubError, match="cluster b is being removed"):
+                await hub.request_sync("two", who="test")
+            await hub.request_sync("one", who="test")  # other clusters are not affected
+            await hub.shutdown()
+
+    run_checked(body)
