@@ -61,12 +61,14 @@ from hub.store import Store
 from hub.sync.diff import JqRunner
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, parse_application
+from hub.sync.windows import manual_refusal
 from hub.worker import (
     ClusterWorker,
     ManualSync,
     SerializedSources,
     WorkerServices,
     delete_app_resources,
+    window_verdict_of,
 )
 
 log = logging.getLogger(__name__)
@@ -215,6 +217,13 @@ class Hub:
         self, app: str, *, prune: bool = False, revision: str | None = None, who: str = "api"
     ) -> None:
         worker = await self._worker_of(app)
+        record = await self._db(partial(self.apps.get, app))
+        assert record is not None
+        # The project's sync windows may refuse manual syncs too (manualSync: false).
+        verdict = await self._db(partial(window_verdict_of, self.apps, record))
+        refusal = manual_refusal(verdict, app)
+        if refusal is not None:
+            raise HubError(refusal)
         worker.request_sync(app, ManualSync(prune=prune, revision=revision, who=who))
 
     async def request_refresh(self, app: str | None = None) -> None:

@@ -9,16 +9,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.sync.diff import SyncStatus
+from hub.sync.model import Automated
 from hub.sync.windows import (
     ProjectWindows,
     SyncWindowError,
     WindowTarget,
+    WindowVerdict,
     glob_match,
     manual_refusal,
     parse_sync_windows,
     project_windows,
     sync_verdict,
 )
+from hub.worker import LastOperation, decide_auto_sync
 
 APP = WindowTarget(
     app="east-web", namespace="web", server="https://east.example:6443", cluster_names=("east",)
@@ -348,3 +352,57 @@ def test_any_window_gives_a_verdict_or_a_clear_error(
 def test_any_yaml_shape_gives_windows_or_an_error(raw: Any) -> None:
     project = project_windows({"spec": {"syncWindows": raw}}, project="p", file="p.yaml")
     assert (project.error is None) or project.error.startswith("p.yaml: AppProject p: spec")
+
+
+# ---------------------------------------------------------------- the worker's decision
+
+HELD = sync_verdict(windows(deny("0 12 * * *", "1h")), APP, NOON)
+BROKEN = sync_verdict(windows({"kind": "deny"}), APP, NOON)
+ALLOWED_NOW = sync_verdict(windows(allow("0 12 * * *", "1h")), APP, NOON)
+SYNCED_BEFORE = LastOperation(revision="a" * 40, phase="Succeeded", finished_monotonic=1.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "revision", "window", "action", "held"),
+    [
+        pytest.param(SyncStatus.OUT_OF_SYNC, "b" * 40, None, "sync", False, id="no windows"),
+        pytest.param(SyncStatus.OUT_OF_SYNC, "b" * 40, ALLOWED_NOW, "sync", False, id="allowed"),
+        pytest.param(SyncStatus.OUT_OF_SYNC, "b" * 40, HELD, "wait", True, id="new rev held"),
+        pytest.param(SyncStatus.OUT_OF_SYNC, "a" * 40, HELD, "wait", True, id="self-heal held"),
+        pytest.param(SyncStatus.OUT_OF_SYNC, "b" * 40, BROKEN, "wait", True, id="fail closed"),
+        pytest.param(SyncStatus.SYNCED, "b" * 40, HELD, "none", False, id="nothing to hold"),
+    ],
+)
+def test_auto_sync_waits_while_a_window_holds_it(
+    status: SyncStatus, revision: str, window: WindowVerdict | None, action: str, held: bool
+) -> None:
+    decision = decide_auto_sync(
+        automated=Automated(prune=True, self_heal=True),
+        status=status,
+        revision=revision,
+        last=SYNCED_BEFORE,
+        prune_only=False,
+        self_heal_attempts=0,
+        now_monotonic=1000.0,
+        window=window,
+    )
+    assert decision.action == action
+    assert (decision.window is not None) is held
+    if held:
+        assert window is not None
+        assert decision.reason == window.reason
+        assert decision.delay_s == window.wait_s  # 0 when only a fix can lift it
+
+
+def test_auto_sync_off_is_not_held_by_windows() -> None:
+    decision = decide_auto_sync(
+        automated=None,
+        status=SyncStatus.OUT_OF_SYNC,
+        revision="b" * 40,
+        last=None,
+        prune_only=False,
+        self_heal_attempts=0,
+        now_monotonic=0.0,
+        window=HELD,
+    )
+    assert (decision.action, decision.window) == ("none", None)

@@ -1,0 +1,136 @@
+"""AppProject sync windows end to end: `hub serve` holds an automated sync while a deny
+window is active, refuses `hub app sync NAME`, and syncs once a commit removes the window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clusters.sim import SimServer
+from hub.apps import AppStore
+from hub.home import open_store
+from hub.sync.windows import SYNC_WINDOW_BLOCKED
+from tests.e2e.serve_support import (
+    CONFIGMAP,
+    DEPLOYMENT,
+    Fleet,
+    free_port,
+    start_hub,
+    stop_hub,
+    wait_for,
+)
+from tests.sync.e2e_helpers import GitRepo
+
+pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(240)]
+
+APP = "one-guestbook"
+
+APPSET = """
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: guestbook
+spec:
+  generators:
+    - clusters: {{}}
+  template:
+    metadata:
+      name: '{{{{name}}}}-guestbook'
+    spec:
+      project: prod
+      source: {{repoURL: {repo}, targetRevision: main, path: guestbook}}
+      destination: {{server: '{{{{server}}}}', namespace: guestbook}}
+      syncPolicy:
+        automated: {{prune: true, selfHeal: true}}
+        syncOptions: [CreateNamespace=true]
+"""
+
+PROJECT = """
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata:
+  name: prod
+spec:
+  sourceRepos: ['*']
+  destinations: [{server: '*', namespace: '*'}]
+"""
+
+# Active at any time: it starts every minute and lasts an hour.
+DENY_NOW = """
+  syncWindows:
+    - kind: deny
+      schedule: '* * * * *'
+      duration: 1h
+      applications: ['*-guestbook']
+"""
+
+
+def windows_stored(fleet: Fleet) -> list[object]:
+    store = open_store(fleet.home)
+    try:
+        projects = AppStore(store).list_projects()
+    finally:
+        store.close()
+    return [p.manifest.get("spec", {}).get("syncWindows") for p in projects if p.name == "prod"]
+
+
+def test_a_deny_window_holds_syncs_until_a_commit_removes_it(tmp_path: Path) -> None:
+    with SimServer(clusters=["one"], ready_delay=0.2, kubeconfig_path=tmp_path / "k") as sim:
+        repo = GitRepo(tmp_path / "repo")
+        repo.write(
+            {
+                "sets/guestbook.yaml": APPSET.format(repo=repo.path),
+                "sets/project.yaml": PROJECT,
+                "guestbook/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
+                "guestbook/configmap.yaml": CONFIGMAP,
+            }
+        )
+        f = Fleet(tmp_path / "home", sim, repo, tmp_path / "hub.log")
+        f.cli.ok("init")
+        f.cli.ok("cluster", "add", "one", "--kubeconfig", str(sim.kubeconfig_path),
+                 "--context", "one")  # fmt: skip
+        f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
+        start_hub(f, "--git-poll", "1", "--resync", "30", "--port", str(free_port()))
+        try:
+            wait_for("the app Synced and Healthy", lambda: f.all_good(["one"], "nginx:1.25"))
+
+            # The window first, alone: the hub has it before any change to hold.
+            repo.write({"sets/project.yaml": PROJECT + DENY_NOW}, "freeze: deny window")
+            wait_for("the window in the store", lambda: windows_stored(f) != [None])
+            held_sha = f.commit_image("nginx:1.26")
+
+            def held() -> str | None:
+                app = f.apps()[APP]
+                blocked = [c for c in app.conditions if c.type == SYNC_WINDOW_BLOCKED]
+                if app.desired_sha == held_sha and app.sync_status == "OutOfSync" and blocked:
+                    return blocked[0].message
+                return None
+
+            message = wait_for("the sync held by the window", held)
+            assert "deny window syncWindows[0] (schedule '* * * * *', duration 1h)" in message
+            assert "of project prod is active until 20" in message
+            assert f.image("one") == "nginx:1.25"
+
+            refused = f.cli("app", "sync", APP)
+            assert refused.exit_code == 1, refused.output
+            assert f"application {APP}: manual sync refused: deny window syncWindows[0]" in (
+                refused.output
+            )
+            assert "manualSync: true" in refused.output
+            shown = f.cli.ok("app", "get", APP).output
+            assert SYNC_WINDOW_BLOCKED in shown and "syncWindows[0]" in shown
+
+            # Nothing slipped through meanwhile: still the old image, no sync of the new commit.
+            app = f.apps()[APP]
+            assert f.image("one") == "nginx:1.25"
+            assert (app.operation_state or {}).get("syncResult", {}).get("revision") != held_sha
+
+            thaw_sha = repo.write({"sets/project.yaml": PROJECT}, "thaw: window removed")
+            wait_for("the held change synced", lambda: f.all_good(["one"], "nginx:1.26"))
+            app = f.apps()[APP]
+            assert app.synced_sha == thaw_sha
+            assert not [c for c in app.conditions if c.type == SYNC_WINDOW_BLOCKED]
+        finally:
+            code = stop_hub(f)
+        assert code == 0, f.hub_log()[-4000:]
