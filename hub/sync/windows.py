@@ -128,9 +128,10 @@ class SyncWindow:
         start = self.last_start(now)
         return start <= now < start + timedelta(seconds=self.duration_s)
 
-    def active_until(self, now: datetime) -> datetime | None:
-        """When the window stops being active (overlapping occurrences chained), or None
-        when it is not active at ``now``."""
+    def active_until(self, now: datetime) -> tuple[datetime, bool] | None:
+        """When the window stops being active (back-to-back or overlapping occurrences
+        chained) and whether that end is only a lower bound (the chain limit was reached);
+        None when it is not active at ``now``."""
         length = timedelta(seconds=self.duration_s)
         end = self.last_start(now) + length
         if now >= end:
@@ -139,9 +140,9 @@ class SyncWindow:
         for _ in range(CHAIN_LIMIT):
             start = next(occurrences).astimezone(UTC)
             if start > end:
-                break
+                return end, False
             end = max(end, start + length)
-        return end
+        return end, True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -324,20 +325,25 @@ def sync_verdict(windows: ProjectWindows, target: WindowTarget, now: datetime) -
     applicable = [w for w in windows.windows if w.applies_to(target)]
     if not applicable:
         return ALLOWED
-    denies = [(w, end) for w in applicable if w.kind == "deny" for end in [w.active_until(now)]]
-    active_denies = [(w, end) for w, end in denies if end is not None]
+    active_denies = [
+        (w, *ends)
+        for w in applicable
+        if w.kind == "deny"
+        for ends in [w.active_until(now)]
+        if ends is not None
+    ]
     if active_denies:
         # Held until every active deny window has ended. Named: the one that ends last,
         # among those refusing manual syncs when any does (that is the one to change).
-        until = max(end for _, end in active_denies)
-        manual = all(w.manual_sync for w, _ in active_denies)
-        named = [(w, end) for w, end in active_denies if manual or not w.manual_sync]
-        window, ends = max(named, key=lambda pair: pair[1])
+        until = max(end for _, end, _ in active_denies)
+        manual = all(w.manual_sync for w, _, _ in active_denies)
+        named = [d for d in active_denies if manual or not d[0].manual_sync]
+        window, ends, open_ended = max(named, key=lambda d: d[1])
         return WindowVerdict(
             automated=False,
             manual=manual,
             reason=f"{window.describe()} of project {windows.project} is active until "
-            f"{_rfc3339(ends)}",
+            f"{'at least ' if open_ended else ''}{_rfc3339(ends)}",
             window=window,
             until=until,
             wait_s=(until - now).total_seconds(),

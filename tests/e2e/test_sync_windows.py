@@ -3,11 +3,16 @@ window is active, refuses `hub app sync NAME`, and syncs once a commit removes t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from clusters.sim import SimServer
+from hub.api.client import ApiClient, find_running_hub
+from hub.api.token import read_token
 from hub.apps import AppStore
 from hub.home import open_store
 from hub.sync.windows import SYNC_WINDOW_BLOCKED
@@ -75,7 +80,10 @@ def windows_stored(fleet: Fleet) -> list[object]:
     return [p.manifest.get("spec", {}).get("syncWindows") for p in projects if p.name == "prod"]
 
 
-def test_a_deny_window_holds_syncs_until_a_commit_removes_it(tmp_path: Path) -> None:
+@contextmanager
+def guestbook_fleet(tmp_path: Path, *serve_args: str) -> Iterator[Fleet]:
+    """One cluster, the guestbook app in project prod (no window yet), `hub serve` running
+    and the app Synced and Healthy on nginx:1.25."""
     with SimServer(clusters=["one"], ready_delay=0.2, kubeconfig_path=tmp_path / "k") as sim:
         repo = GitRepo(tmp_path / "repo")
         repo.write(
@@ -91,46 +99,87 @@ def test_a_deny_window_holds_syncs_until_a_commit_removes_it(tmp_path: Path) -> 
         f.cli.ok("cluster", "add", "one", "--kubeconfig", str(sim.kubeconfig_path),
                  "--context", "one")  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
-        start_hub(f, "--git-poll", "1", "--resync", "30", "--port", str(free_port()))
+        start_hub(f, "--port", str(free_port()), *serve_args)
         try:
             wait_for("the app Synced and Healthy", lambda: f.all_good(["one"], "nginx:1.25"))
-
-            # The window first, alone: the hub has it before any change to hold.
-            repo.write({"sets/project.yaml": PROJECT + DENY_NOW}, "freeze: deny window")
-            wait_for("the window in the store", lambda: windows_stored(f) != [None])
-            held_sha = f.commit_image("nginx:1.26")
-
-            def held() -> str | None:
-                app = f.apps()[APP]
-                blocked = [c for c in app.conditions if c.type == SYNC_WINDOW_BLOCKED]
-                if app.desired_sha == held_sha and app.sync_status == "OutOfSync" and blocked:
-                    return blocked[0].message
-                return None
-
-            message = wait_for("the sync held by the window", held)
-            assert "deny window syncWindows[0] (schedule '* * * * *', duration 1h)" in message
-            assert "of project prod is active until 20" in message
-            assert f.image("one") == "nginx:1.25"
-
-            refused = f.cli("app", "sync", APP)
-            assert refused.exit_code == 1, refused.output
-            assert f"application {APP}: manual sync refused: deny window syncWindows[0]" in (
-                refused.output
-            )
-            assert "manualSync: true" in refused.output
-            shown = f.cli.ok("app", "get", APP).output
-            assert SYNC_WINDOW_BLOCKED in shown and "syncWindows[0]" in shown
-
-            # Nothing slipped through meanwhile: still the old image, no sync of the new commit.
-            app = f.apps()[APP]
-            assert f.image("one") == "nginx:1.25"
-            assert (app.operation_state or {}).get("syncResult", {}).get("revision") != held_sha
-
-            thaw_sha = repo.write({"sets/project.yaml": PROJECT}, "thaw: window removed")
-            wait_for("the held change synced", lambda: f.all_good(["one"], "nginx:1.26"))
-            app = f.apps()[APP]
-            assert app.synced_sha == thaw_sha
-            assert not [c for c in app.conditions if c.type == SYNC_WINDOW_BLOCKED]
+            yield f
         finally:
             code = stop_hub(f)
         assert code == 0, f.hub_log()[-4000:]
+
+
+def read_git_now(fleet: Fleet) -> None:
+    url = find_running_hub(fleet.home)
+    assert url is not None
+    ApiClient(url, token=read_token(fleet.home)).post("/api/v1/refresh")
+
+
+def held_message(fleet: Fleet, sha: str) -> str | None:
+    """The SyncWindowBlocked message once the app is OutOfSync at ``sha`` and held."""
+    app = fleet.apps()[APP]
+    blocked = [c for c in app.conditions if c.type == SYNC_WINDOW_BLOCKED]
+    if app.desired_sha == sha and app.sync_status == "OutOfSync" and blocked:
+        return blocked[0].message
+    return None
+
+
+def test_a_deny_window_holds_syncs_until_a_commit_removes_it(tmp_path: Path) -> None:
+    with guestbook_fleet(tmp_path, "--git-poll", "1", "--resync", "30") as f:
+        # The window first, alone: the hub has it before any change to hold.
+        f.repo.write({"sets/project.yaml": PROJECT + DENY_NOW}, "freeze: deny window")
+        wait_for("the window in the store", lambda: windows_stored(f) != [None])
+        held_sha = f.commit_image("nginx:1.26")
+
+        message = wait_for("the sync held by the window", lambda: held_message(f, held_sha))
+        assert "deny window syncWindows[0] (schedule '* * * * *', duration 1h)" in message
+        assert "of project prod is active until at least 20" in message
+        assert f.image("one") == "nginx:1.25"
+
+        refused = f.cli("app", "sync", APP)
+        assert refused.exit_code == 1, refused.output
+        assert f"application {APP}: manual sync refused: deny window syncWindows[0]" in (
+            refused.output
+        )
+        assert "manualSync: true" in refused.output
+        shown = f.cli.ok("app", "get", APP).output
+        assert SYNC_WINDOW_BLOCKED in shown and "syncWindows[0]" in shown
+
+        # Nothing slipped through meanwhile: still the old image, no sync of the new commit.
+        app = f.apps()[APP]
+        assert f.image("one") == "nginx:1.25"
+        assert (app.operation_state or {}).get("syncResult", {}).get("revision") != held_sha
+
+        thaw_sha = f.repo.write({"sets/project.yaml": PROJECT}, "thaw: window removed")
+        wait_for("the held change synced", lambda: f.all_good(["one"], "nginx:1.26"))
+        app = f.apps()[APP]
+        assert app.synced_sha == thaw_sha
+        assert not [c for c in app.conditions if c.type == SYNC_WINDOW_BLOCKED]
+
+
+@pytest.mark.timeout(300)
+def test_a_held_sync_runs_by_itself_when_the_window_ends(tmp_path: Path) -> None:
+    # No Git poll, no resync and no commit after the hold (Git is read when asked): only the
+    # hub's re-check at the window's end can wake the app.
+    with guestbook_fleet(tmp_path, "--git-poll", "3600", "--resync", "3600") as f:
+        now = datetime.now(UTC)
+        window = f"""
+  syncWindows:
+    - kind: deny
+      schedule: '{now.minute} {now.hour} * * *'
+      duration: 2m
+      clusters: [one]
+"""
+        f.repo.write({"sets/project.yaml": PROJECT + window}, "freeze for two minutes")
+        read_git_now(f)
+        wait_for("the window in the store", lambda: windows_stored(f) != [None])
+        held_sha = f.commit_image("nginx:1.26")
+        read_git_now(f)
+        message = wait_for("the sync held by the window", lambda: held_message(f, held_sha))
+        assert f"schedule '{now.minute} {now.hour} * * *', duration 2m" in message
+        assert f.image("one") == "nginx:1.25"
+        wait_for(
+            "the sync after the window ended",
+            lambda: f.all_good(["one"], "nginx:1.26"),
+            timeout=200,
+        )
+        assert not [c for c in f.apps()[APP].conditions if c.type == SYNC_WINDOW_BLOCKED]

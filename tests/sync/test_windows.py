@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hub.apps import AppRecord, AppStore, DesiredApp, ProjectRecord
+from hub.store import Store
 from hub.sync.diff import SyncStatus
 from hub.sync.model import Automated
 from hub.sync.windows import (
@@ -22,7 +26,7 @@ from hub.sync.windows import (
     project_windows,
     sync_verdict,
 )
-from hub.worker import LastOperation, decide_auto_sync
+from hub.worker import LastOperation, decide_auto_sync, window_target, window_verdict_of
 
 APP = WindowTarget(
     app="east-web", namespace="web", server="https://east.example:6443", cluster_names=("east",)
@@ -141,6 +145,7 @@ def test_back_to_back_occurrences_make_one_window() -> None:
     # daily for 24h: never a gap, so the hold looks as far ahead as the chain limit
     verdict = sync_verdict(windows(deny("0 0 * * *", "24h")), APP, NOON)
     assert verdict.until is not None and verdict.until - NOON > timedelta(days=100)
+    assert "is active until at least " in verdict.reason
 
 
 def test_inactive_allow_waits_until_the_first_window_opens() -> None:
@@ -406,3 +411,82 @@ def test_auto_sync_off_is_not_held_by_windows() -> None:
         window=HELD,
     )
     assert (decision.action, decision.window) == ("none", None)
+
+
+def test_a_start_in_the_repeated_autumn_hour_happens_once() -> None:
+    # 2026-11-01: 01:30 happens at 05:30 UTC (EDT) and again at 06:30 UTC (EST); the window
+    # starts at the first only, so it is over during the second.
+    window = windows(deny("30 1 * * *", "30m", timeZone=NY))
+    assert not sync_verdict(window, APP, datetime(2026, 11, 1, 5, 40, tzinfo=UTC)).automated
+    assert sync_verdict(window, APP, datetime(2026, 11, 1, 6, 40, tzinfo=UTC)).automated
+
+
+def test_cronsim_extras_are_accepted_and_descriptors_refused() -> None:
+    # the last day of June 2026 is Tuesday the 30th
+    last_day = windows(deny("0 0 L * *", "24h"))
+    assert last_day.error is None
+    assert not sync_verdict(last_day, APP, datetime(2026, 6, 30, 12, tzinfo=UTC)).automated
+    assert sync_verdict(last_day, APP, datetime(2026, 6, 29, 12, tzinfo=UTC)).automated
+    assert windows(deny("0 0 LW * *", "1h")).error is None
+    assert "not a 5-field cron" in (windows(deny("@weekly", "1h")).error or "")
+
+
+def test_description_and_sync_overrun_are_accepted() -> None:
+    project = windows(deny("0 12 * * *", "1h", description="freeze", syncOverrun=True))
+    assert project.error is None and len(project.windows) == 1
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "hub.db", create=True)
+    yield s
+    s.close()
+
+
+def stored_app(store: Store, *, project: str, server: str, cluster: str) -> AppRecord:
+    manifest = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "web-east"},
+        "spec": {
+            "project": project,
+            "source": {"repoURL": "https://git.example/r.git", "path": "p"},
+            "destination": {"server": server, "namespace": "web"},
+        },
+    }
+    desired = DesiredApp.from_manifest(manifest, appset=None, source="root", cluster=cluster)
+    with AppStore(store).transaction() as txn:
+        return txn.put_desired(desired)
+
+
+def put_project(store: Store, spec: dict[str, Any]) -> None:
+    record = ProjectRecord(
+        name="prod", source="root", file="sets/project.yaml", manifest={"spec": spec}, sha="1"
+    )
+    with AppStore(store).transaction() as txn:
+        txn.replace_projects("root", [record])
+
+
+def test_the_hub_reads_the_stored_project_and_matches_the_registered_cluster_name(
+    store: Store,
+) -> None:
+    apps = AppStore(store)
+    rec = stored_app(store, project="prod", server="https://10.0.0.7:6443", cluster="east-1")
+    assert window_target(rec).cluster_names == ("east-1",)
+    assert window_verdict_of(apps, rec).automated  # no project stored: no windows
+    # always active: starts every minute, lasts an hour
+    put_project(store, {"syncWindows": [deny("* * * * *", "1h", applications=None,
+                                             clusters=["east-*"])]})  # fmt: skip
+    verdict = window_verdict_of(apps, rec)
+    assert (verdict.automated, verdict.manual) == (False, False)
+    assert "deny window syncWindows[0]" in verdict.reason
+
+
+def test_an_invalid_stored_window_names_the_source_file_and_field(store: Store) -> None:
+    rec = stored_app(store, project="prod", server="https://east", cluster="east")
+    put_project(store, {"syncWindows": [deny("0 25 * * *", "1h")]})
+    verdict = window_verdict_of(AppStore(store), rec)
+    assert not verdict.manual
+    assert "root:sets/project.yaml: AppProject prod: spec.syncWindows[0].schedule:" in (
+        verdict.reason
+    )
