@@ -243,6 +243,11 @@ class Hub:
                 f"application {app}: rollback is refused while automated sync is on (it would "
                 "sync back to Git at once); turn syncPolicy.automated off first"
             )
+        # A rollback is a manual sync: the same sync windows apply (as in Argo CD).
+        verdict = await self._db(partial(window_verdict_of, self.apps, record))
+        refusal = manual_refusal(verdict, app, action="rollback")
+        if refusal is not None:
+            raise HubError(refusal)
         entry = await self._db(partial(self.history.get, app, history_id))
         manifests = await self._db(partial(self.history.manifests, app, history_id))
         worker.request_sync(

@@ -364,14 +364,15 @@ def sync_verdict(windows: ProjectWindows, target: WindowTarget, now: datetime) -
     )
 
 
-def manual_refusal(verdict: WindowVerdict, app: str) -> str | None:
-    """Why a manual sync of ``app`` is refused now, or None when it may run."""
+def manual_refusal(verdict: WindowVerdict, app: str, *, action: str = "manual sync") -> str | None:
+    """Why a manual sync (or a rollback, ``action``) of ``app`` is refused now, or None when
+    it may run."""
     if verdict.manual:
         return None
     if verdict.window is None:
-        return f"application {app}: manual sync refused: {verdict.reason}"
+        return f"application {app}: {action} refused: {verdict.reason}"
     return (
-        f"application {app}: manual sync refused: {verdict.reason}, and it does not allow "
+        f"application {app}: {action} refused: {verdict.reason}, and it does not allow "
         "manual syncs (manualSync: true on the window lets people sync by hand)"
     )
 

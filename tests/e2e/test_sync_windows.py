@@ -3,6 +3,7 @@ window is active, refuses `hub app sync NAME`, and syncs once a commit removes t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -47,9 +48,10 @@ spec:
       source: {{repoURL: {repo}, targetRevision: main, path: guestbook}}
       destination: {{server: '{{{{server}}}}', namespace: guestbook}}
       syncPolicy:
-        automated: {{prune: true, selfHeal: true}}
+        {automated}
         syncOptions: [CreateNamespace=true]
 """
+AUTOMATED = "automated: {prune: true, selfHeal: true}"
 
 PROJECT = """
 apiVersion: argoproj.io/v1alpha1
@@ -81,14 +83,16 @@ def windows_stored(fleet: Fleet) -> list[object]:
 
 
 @contextmanager
-def guestbook_fleet(tmp_path: Path, *serve_args: str) -> Iterator[Fleet]:
+def guestbook_fleet(tmp_path: Path, *serve_args: str, automated: bool = True) -> Iterator[Fleet]:
     """One cluster, the guestbook app in project prod (no window yet), `hub serve` running
-    and the app Synced and Healthy on nginx:1.25."""
+    and the app Synced and Healthy on nginx:1.25 (synced by hand without ``automated``)."""
     with SimServer(clusters=["one"], ready_delay=0.2, kubeconfig_path=tmp_path / "k") as sim:
         repo = GitRepo(tmp_path / "repo")
         repo.write(
             {
-                "sets/guestbook.yaml": APPSET.format(repo=repo.path),
+                "sets/guestbook.yaml": APPSET.format(
+                    repo=repo.path, automated=AUTOMATED if automated else ""
+                ),
                 "sets/project.yaml": PROJECT,
                 "guestbook/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
                 "guestbook/configmap.yaml": CONFIGMAP,
@@ -101,6 +105,10 @@ def guestbook_fleet(tmp_path: Path, *serve_args: str) -> Iterator[Fleet]:
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
         start_hub(f, "--port", str(free_port()), *serve_args)
         try:
+            if not automated:
+                wait_for("the app and the hub's API", lambda: find_running_hub(f.home))
+                wait_for("the app", lambda: APP in f.apps())
+                f.cli.ok("app", "sync", APP, "--wait", "--timeout", "60")
             wait_for("the app Synced and Healthy", lambda: f.all_good(["one"], "nginx:1.25"))
             yield f
         finally:
@@ -183,3 +191,32 @@ def test_a_held_sync_runs_by_itself_when_the_window_ends(tmp_path: Path) -> None
             timeout=200,
         )
         assert not [c for c in f.apps()[APP].conditions if c.type == SYNC_WINDOW_BLOCKED]
+
+
+def test_a_deny_window_refuses_manual_syncs_and_rollbacks_unless_it_allows_them(
+    tmp_path: Path,
+) -> None:
+    with guestbook_fleet(tmp_path, "--git-poll", "1", "--resync", "30", automated=False) as f:
+        [entry] = json.loads(f.cli.ok("app", "history", APP, "-o", "json").output)
+        f.repo.write({"sets/project.yaml": PROJECT + DENY_NOW}, "freeze: deny window")
+        wait_for("the window in the store", lambda: windows_stored(f) != [None])
+        rollback = ["rollback", APP, str(entry["id"])]
+        for action, args in (("manual sync", ["sync", APP]), ("rollback", rollback)):
+            refused = f.cli("app", *args)
+            assert refused.exit_code == 1, refused.output
+            says = f"application {APP}: {action} refused: deny window syncWindows[0]"
+            assert says in refused.output
+
+        # manualSync: true lets people through; automated syncs would still wait.
+        f.repo.write(
+            {"sets/project.yaml": PROJECT + DENY_NOW + "      manualSync: true\n"},
+            "freeze, but people may sync by hand",
+        )
+        wait_for(
+            "manualSync in the store",
+            lambda: windows_stored(f) != [None] and "manualSync" in str(windows_stored(f)),
+        )
+        sha = f.commit_image("nginx:1.26")
+        wait_for("the new commit seen", lambda: f.apps()[APP].desired_sha == sha)
+        f.cli.ok("app", "sync", APP, "--wait", "--timeout", "60")
+        assert f.image("one") == "nginx:1.26"
