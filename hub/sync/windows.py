@@ -276,8 +276,14 @@ def _parse_schedule(value: object, *, where: str) -> str:
 
 
 def _cron_expr(schedule: str) -> str:
-    # robfig/cron reads '?' in the day fields as '*'; cronsim does not know it.
-    return " ".join("*" if f == "?" else f for f in schedule.split())
+    """The schedule in cronsim's terms, read as robfig/cron (Argo CD's parser) reads it."""
+    fields = ["*" if f == "?" else f for f in schedule.split()]  # robfig: '?' is '*'
+    # Both join day-of-month and day-of-week with AND when one is unrestricted, else OR;
+    # robfig calls '*/2' restricted, cronsim calls anything starting with '*' unrestricted.
+    for index, full in ((2, "1-31"), (4, "0-6")):
+        if len(fields) == 5 and fields[index].startswith("*/"):
+            fields[index] = full + fields[index][1:]
+    return " ".join(fields)
 
 
 def _globs(value: object, *, where: str) -> tuple[str, ...]:

@@ -98,6 +98,9 @@ RULES: list[tuple[str, list[dict[str, Any]], bool, bool]] = [
     ("weekday field: Wednesday", [deny("0 0 * * WED", "24h")], False, False),
     ("weekday field: Tuesday over", [deny("0 0 * * 2", "24h")], True, True),
     ("'?' reads as '*' (robfig)", [deny("0 12 ? * *", "1h")], False, False),
+    # robfig: '*/2' restricts the day, so day-of-month OR day-of-week (Wednesday the 10th)
+    ("'*/2' days or Wednesday", [deny("0 0 */2 * WED", "24h")], False, False),
+    ("'*/2' days and any weekday", [deny("0 0 */2 * *", "24h")], True, True),
     ("window of another app", [deny("0 12 * * *", "1h", applications=["west-*"])], True, True),
     (
         "allow of another app does not hold",
