@@ -65,6 +65,7 @@ from hub.sync.health_rules import load_health_rules
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, parse_application
 from hub.sync.resources import ResourceKey, effective_sync_options
+from hub.sync.windows import manual_refusal
 from hub.worker import (
     CONNECT_TIMEOUT_S,
     DELETION_ERROR,
@@ -77,6 +78,7 @@ from hub.worker import (
     list_tracked,
     release_hook_finalizers,
     synced_kinds,
+    window_verdict_of,
 )
 
 log = logging.getLogger(__name__)
@@ -240,6 +242,13 @@ class Hub:
         self, app: str, *, prune: bool = False, revision: str | None = None, who: str = "api"
     ) -> None:
         worker = await self._worker_of(app, syncing=True)
+        record = await self._db(partial(self.apps.get, app))
+        assert record is not None
+        # The project's sync windows may refuse manual syncs too (manualSync: false).
+        verdict = await self._db(partial(window_verdict_of, self.apps, record))
+        refusal = manual_refusal(verdict, app)
+        if refusal is not None:
+            raise HubError(refusal)
         worker.request_sync(app, ManualSync(prune=prune, revision=revision, who=who))
 
     async def request_refresh(self, app: str | None = None) -> None:
@@ -259,6 +268,11 @@ class Hub:
                 f"application {app}: rollback is refused while automated sync is on (it would "
                 "sync back to Git at once); turn syncPolicy.automated off first"
             )
+        # A rollback is a manual sync: the same sync windows apply (as in Argo CD).
+        verdict = await self._db(partial(window_verdict_of, self.apps, record))
+        refusal = manual_refusal(verdict, app, action="rollback")
+        if refusal is not None:
+            raise HubError(refusal)
         entry = await self._db(partial(self.history.get, app, history_id))
         manifests = await self._db(partial(self.history.manifests, app, history_id))
         worker.request_sync(

@@ -83,6 +83,14 @@ from hub.sync.resources import (
 )
 from hub.sync.retry import SelfHealBackoff
 from hub.sync.validate import KindScopes, validate_manifests
+from hub.sync.windows import (
+    SYNC_WINDOW_BLOCKED,
+    ProjectWindows,
+    WindowTarget,
+    WindowVerdict,
+    project_windows,
+    sync_verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +125,15 @@ class AutoSyncDecision:
     action: Literal["none", "sync", "self-heal", "wait"]
     reason: str
     delay_s: float = 0.0
+    window: WindowVerdict | None = None  # set when a sync window holds the sync
+
+
+def _window_hold(window: WindowVerdict | None) -> AutoSyncDecision | None:
+    if window is None or window.automated:
+        return None
+    return AutoSyncDecision(
+        action="wait", reason=window.reason, delay_s=window.wait_s, window=window
+    )
 
 
 def decide_auto_sync(
@@ -130,6 +147,7 @@ def decide_auto_sync(
     now_monotonic: float,
     operation_running: bool = False,
     backoff: SelfHealBackoff | None = None,
+    window: WindowVerdict | None = None,
 ) -> AutoSyncDecision:
     """Argo CD's automated sync rules (``autoSync`` in appcontroller.go), as a pure function.
 
@@ -139,7 +157,9 @@ def decide_auto_sync(
     - a revision already attempted and failed is not attempted again (the operation's own
       retry policy covers retries); a new commit or a manual sync moves on;
     - drift after a successful sync of the same revision is healed only with ``selfHeal``,
-      the k-th heal waiting the self-heal backoff from the previous sync.
+      the k-th heal waiting the self-heal backoff from the previous sync;
+    - a sync or heal that would start waits while the project's sync windows (``window``,
+      the verdict for this app now) hold automated syncs, until they may lift.
     """
     if automated is None or not automated.enabled:
         return AutoSyncDecision(action="none", reason="automated sync is off")
@@ -152,7 +172,9 @@ def decide_auto_sync(
             action="none", reason="only pruning needed and automated prune is off"
         )
     if last is None or last.revision != revision:
-        return AutoSyncDecision(action="sync", reason=f"new revision {revision[:12]}")
+        return _window_hold(window) or AutoSyncDecision(
+            action="sync", reason=f"new revision {revision[:12]}"
+        )
     if last.phase != OperationPhase.SUCCEEDED.value:
         return AutoSyncDecision(
             action="none",
@@ -165,7 +187,7 @@ def decide_auto_sync(
     wait = rules.remaining_s(self_heal_attempts, since)
     if wait > 0:
         return AutoSyncDecision(action="wait", reason="self-heal backoff", delay_s=wait)
-    return AutoSyncDecision(action="self-heal", reason="drift from Git")
+    return _window_hold(window) or AutoSyncDecision(action="self-heal", reason="drift from Git")
 
 
 def last_operation_of(state: Mapping[str, Any] | None) -> LastOperation | None:
@@ -183,6 +205,33 @@ def last_operation_of(state: Mapping[str, Any] | None) -> LastOperation | None:
         finished_monotonic=0.0,
         self_heal=state.get("trigger") == Trigger.SELF_HEAL.value,
     )
+
+
+def project_windows_of(apps: AppStore, project: str) -> ProjectWindows:
+    """The sync windows of a stored AppProject (none when the project is not stored: the
+    implicit 'default' project has no windows)."""
+    for record in apps.list_projects():
+        if record.name == project:
+            return project_windows(
+                record.manifest, project=record.name, file=f"{record.source}:{record.file}"
+            )
+    return ProjectWindows(project=project)
+
+
+def window_target(rec: AppRecord) -> WindowTarget:
+    """What sync windows match for an Application: its name and destination, the cluster
+    known by its spec.destination.name and by the name it is registered under."""
+    return WindowTarget(
+        app=rec.name,
+        namespace=rec.namespace,
+        server=rec.dest_server,
+        cluster_names=tuple(n for n in (rec.dest_name, rec.cluster) if n),
+    )
+
+
+def window_verdict_of(apps: AppStore, rec: AppRecord) -> WindowVerdict:
+    """What the sync windows of ``rec``'s project say now (reads the store)."""
+    return sync_verdict(project_windows_of(apps, rec.project), window_target(rec), _now())
 
 
 def operation_state(result: OperationResult, trigger: Trigger, who: str) -> dict[str, Any]:
@@ -548,6 +597,7 @@ class ClusterWorker:
         self._deleting: set[str] = set()
         self.fenced: str | None = None  # why, once the cluster is being removed
         self._manual: dict[str, ManualSync] = {}
+        self._window_rechecks: dict[str, datetime] = {}
         self._kind_stops: dict[tuple[str, str], threading.Event] = {}
         self._kind_errors: dict[tuple[str, str], str] = {}
         self._unserved: set[tuple[str, str]] = set()
@@ -878,26 +928,37 @@ class ClusterWorker:
         evaluation = await anyio.to_thread.run_sync(partial(self._evaluate, desired))
         if self.svc.metrics is not None:
             self.svc.metrics.observe_reconcile(self.name, time.monotonic() - started)
+        decision: AutoSyncDecision | None = None
+        if not self.svc.draining():
+            automated = app.sync_policy.automated
+            window: WindowVerdict | None = None
+            if automated and automated.enabled and evaluation.status is SyncStatus.OUT_OF_SYNC:
+                window = await self._db(partial(window_verdict_of, self.svc.apps, rec))
+            decision = decide_auto_sync(
+                automated=automated,
+                status=evaluation.status,
+                revision=sha,
+                last=self._last.get(name),
+                prune_only=evaluation.prune_only,
+                self_heal_attempts=self._heals.get(name, 0),
+                now_monotonic=time.monotonic(),
+                window=window,
+            )
+        conditions = evaluation.conditions()
+        if decision is not None and decision.window is not None:
+            message = f"automated sync held: {decision.reason}"
+            conditions.append(Condition(type=SYNC_WINDOW_BLOCKED, message=message))
         await self._write(
             name,
             sync_status=evaluation.status.value,
             health_status=evaluation.health,
             desired_sha=sha,
-            conditions=evaluation.conditions(),
+            conditions=conditions,
         )
         if evaluation.status is SyncStatus.SYNCED:
             self._heals.pop(name, None)
-        if self.svc.draining():
+        if decision is None:
             return
-        decision = decide_auto_sync(
-            automated=app.sync_policy.automated,
-            status=evaluation.status,
-            revision=sha,
-            last=self._last.get(name),
-            prune_only=evaluation.prune_only,
-            self_heal_attempts=self._heals.get(name, 0),
-            now_monotonic=time.monotonic(),
-        )
         if decision.action == "sync":
             self._start_sync(
                 rec,
@@ -911,8 +972,22 @@ class ClusterWorker:
                 desired,
                 ManualSync(prune=False, revision=sha, who="automated", trigger=Trigger.SELF_HEAL),
             )
+        elif decision.window is not None:
+            if decision.window.until is not None:
+                self._recheck_at(name, decision.window.until)
         elif decision.action == "wait" and self._tg is not None:
             self._tg.start_soon(self._later, name, decision.delay_s)
+
+    def _recheck_at(self, name: str, when: datetime) -> None:
+        """Refresh ``name`` just after ``when`` (a sync window may lift then). One timer per
+        app and time: every resync of a held app would otherwise add a sleeping task."""
+        pending = self._window_rechecks.get(name)
+        if self._tg is None or (pending is not None and _now() < pending <= when):
+            return
+        self._window_rechecks[name] = when
+        # A second late: the window's end is exclusive and the sleep's clock is not the wall's.
+        delay = max(0.0, (when - _now()).total_seconds()) + 1.0
+        self._tg.start_soon(self._later, name, delay)
 
     async def _later(self, name: str, delay: float) -> None:
         await anyio.sleep(delay)
@@ -1282,6 +1357,9 @@ __all__ = [
     "last_operation_of",
     "list_tracked",
     "operation_state",
+    "project_windows_of",
     "release_hook_finalizers",
     "synced_kinds",
+    "window_target",
+    "window_verdict_of",
 ]
