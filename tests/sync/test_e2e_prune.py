@@ -101,6 +101,8 @@ def test_an_empty_or_missing_source_path_deletes_nothing_without_allow_empty(
     assert "waiting for deletion of ConfigMap" in pruned.stdout
     assert "Sync status: Synced" in pruned.stdout
     assert not _exists(kubectl, namespace, "first") and not _exists(kubectl, namespace, "second")
+    # what kube-controller-manager publishes in every namespace is never the app's to prune
+    assert _exists(kubectl, namespace, "kube-root-ca.crt")
 
 
 def test_a_pruned_object_held_by_a_finalizer_fails_the_sync_at_its_timeout_and_is_not_synced(
