@@ -96,7 +96,7 @@ def _public_info(method: str, tail: str) -> bool:
     )
 
 
-def _anonymous_forbidden(request: web.Request, tail: str) -> ApiError:
+def _anonymous_forbidden(method: str, tail: str, *, watch: bool = False) -> ApiError:
     """The 403 kube-apiserver's RBAC gives system:anonymous, in its resource or path form."""
     user = f'User "{ANONYMOUS}"'
     segs = [s for s in tail.split("/") if s]
@@ -108,26 +108,26 @@ def _anonymous_forbidden(request: web.Request, tail: str) -> ApiError:
     namespace = ""
     if len(rest) >= 3 and rest[0] == "namespaces":
         namespace, rest = rest[1], rest[2:]
-    elif len(rest) == 2 and rest[0] == "namespaces" and request.method != "POST":
+    elif len(rest) == 2 and rest[0] == "namespaces" and method != "POST":
         rest = ["namespaces", rest[1]]
     if not rest:
         return ApiError(
             403,
             "Forbidden",
-            f'forbidden: {user} cannot {request.method.lower()} path "/{tail}"',
+            f'forbidden: {user} cannot {method.lower()} path "/{tail}"',
             {},
         )
     resource = "/".join([rest[0], *rest[2:3]])
     name = rest[1] if len(rest) > 1 else ""
-    method = request.method
     if method == "GET":
-        verb = ("watch" if _truthy(request.query.get("watch")) else "list") if not name else "get"
+        verb = ("watch" if watch else "list") if not name else "get"
     elif method == "DELETE":
         verb = "delete" if name else "deletecollection"
     else:
         verb = _VERBS.get(method, method.lower())
     scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
-    subject = f'{rest[0]} "{name}"' if name else rest[0]
+    qualified = f"{rest[0]}.{group}" if group else rest[0]  # GroupResource.String()
+    subject = f'{qualified} "{name}"' if name else qualified
     details: Obj = {"kind": rest[0]}
     if name:
         details["name"] = name
@@ -704,7 +704,8 @@ class SimApp:
                 if user is None or (user == ANONYMOUS and not self.fleet.anonymous_auth):
                     return _unauthorized()
                 if user == ANONYMOUS and not _public_info(request.method, tail):
-                    return _status_response(_anonymous_forbidden(request, tail))
+                    watch = _truthy(request.query.get("watch"))
+                    return _status_response(_anonymous_forbidden(request.method, tail, watch=watch))
                 return await self._cluster_request(request, cluster, tail.rstrip("/"))
             if path == "/sim" or path.startswith("/sim/"):
                 if not self._authorized(request, self.fleet.admin_token):
