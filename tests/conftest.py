@@ -5,7 +5,8 @@
   kubeconfig (contexts from ``HUB_E2E_CONTEXTS=a,b``, else its current context) and
   ``sim`` is None; otherwise one session-wide ``hub sim`` with three clusters.
 - ``sim``: the session ``SimServer``; skips the test (with the reason) on a real cluster.
-  ``@pytest.mark.sim_only("reason")`` does the same for a whole test or module.
+  ``@pytest.mark.sim_only("reason")`` (or ``reason="..."``) does the same for a whole test
+  or module; the reason says what only the simulator has.
 - ``sim_factory``: start a private ``SimServer(**options)`` for this test only (faults,
   persistence, watch history); stopped when the test ends.
 - ``namespace``: a fresh namespace on the first context, deleted after the test.
@@ -92,7 +93,9 @@ def sim(kube: KubeEnv) -> SimServer:
 def _sim_only_marker(request: pytest.FixtureRequest) -> None:
     marker = request.node.get_closest_marker("sim_only")
     if marker is not None and os.environ.get(E2E_KUBECONFIG):
-        reason = marker.args[0] if marker.args else "needs the simulator"
+        reason = marker.kwargs.get("reason") or (
+            marker.args[0] if marker.args else "needs the simulator"
+        )
         pytest.skip(f"{reason} (HUB_E2E_KUBECONFIG points at a real cluster)")
 
 

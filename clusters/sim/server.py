@@ -36,6 +36,7 @@ from clusters.sim.selectors import (
     parse_label_selector,
 )
 from clusters.sim.store import (
+    DEFAULT_GC_DELAY,
     DEFAULT_HISTORY,
     ApiError,
     ClusterStore,
@@ -80,6 +81,65 @@ def _status_response(err: ApiError) -> web.Response:
 
 def _unauthorized() -> web.Response:
     return _status_response(ApiError(401, "Unauthorized", "Unauthorized"))
+
+
+ADMIN = "admin"
+ANONYMOUS = "system:anonymous"
+# What kubeadm's RBAC (system:public-info-viewer) lets system:unauthenticated read.
+_PUBLIC_PATHS = frozenset({"version", "version/", "healthz", "livez", "readyz"})
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+
+def _public_info(method: str, tail: str) -> bool:
+    return method == "GET" and (
+        tail in _PUBLIC_PATHS or tail.startswith(("healthz/", "livez/", "readyz/"))
+    )
+
+
+def _anonymous_forbidden(method: str, tail: str, *, watch: bool = False) -> ApiError:
+    """The 403 kube-apiserver's RBAC gives system:anonymous, in its resource or path form."""
+    user = f'User "{ANONYMOUS}"'
+    segs = [s for s in tail.split("/") if s]
+    group, rest = "", []
+    if segs[:2] == ["api", "v1"]:
+        group, rest = "", segs[2:]
+    elif segs[:1] == ["apis"] and len(segs) >= 3:
+        group, rest = segs[1], segs[3:]
+    namespace = ""
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        namespace, rest = rest[1], rest[2:]
+    elif len(rest) == 2 and rest[0] == "namespaces" and method != "POST":
+        rest = ["namespaces", rest[1]]
+    if not rest:
+        return ApiError(
+            403,
+            "Forbidden",
+            f'forbidden: {user} cannot {method.lower()} path "/{tail}"',
+            {},
+        )
+    resource = "/".join([rest[0], *rest[2:3]])
+    name = rest[1] if len(rest) > 1 else ""
+    if method == "GET":
+        verb = ("watch" if watch else "list") if not name else "get"
+    elif method == "DELETE":
+        verb = "delete" if name else "deletecollection"
+    else:
+        verb = _VERBS.get(method, method.lower())
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    qualified = f"{rest[0]}.{group}" if group else rest[0]  # GroupResource.String()
+    subject = f'{qualified} "{name}"' if name else qualified
+    details: Obj = {"kind": rest[0]}
+    if name:
+        details["name"] = name
+    if group:
+        details["group"] = group
+    return ApiError(
+        403,
+        "Forbidden",
+        f'{subject} is forbidden: {user} cannot {verb} resource "{resource}" in API group '
+        f'"{group}" {scope}',
+        details,
+    )
 
 
 NOT_FOUND_PATH = ApiError(404, "NotFound", "the server could not find the requested resource", {})
@@ -369,6 +429,9 @@ class Fleet:
     state_dir: Path | None = None
     controllers: bool = True
     ready_delay: float = 0.2
+    gc_delay: float = DEFAULT_GC_DELAY
+    root_ca: str = ""
+    anonymous_auth: bool = True
     history: int = DEFAULT_HISTORY
     bookmark_interval: float = 30.0
     clusters: dict[str, SimCluster] = field(default_factory=dict)
@@ -387,7 +450,13 @@ class Fleet:
             )
         if name in self.clusters:
             raise ClusterUsageError(f"cluster {name!r} already exists")
-        store = ClusterStore(name, history=self.history, on_change=lambda: self._mark_dirty(name))
+        store = ClusterStore(
+            name,
+            history=self.history,
+            on_change=lambda: self._mark_dirty(name),
+            gc_delay=self.gc_delay,
+            root_ca=self.root_ca,
+        )
         if state is not None:
             store.load(state)
         else:
@@ -631,8 +700,12 @@ class SimApp:
                     early = await self._apply_faults(request, cluster)
                     if early is not None:
                         return early
-                if not self._authorized(request, cluster.token):
+                user = self._authenticate(request, cluster.token)
+                if user is None or (user == ANONYMOUS and not self.fleet.anonymous_auth):
                     return _unauthorized()
+                if user == ANONYMOUS and not _public_info(request.method, tail):
+                    watch = _truthy(request.query.get("watch"))
+                    return _status_response(_anonymous_forbidden(request.method, tail, watch=watch))
                 return await self._cluster_request(request, cluster, tail.rstrip("/"))
             if path == "/sim" or path.startswith("/sim/"):
                 if not self._authorized(request, self.fleet.admin_token):
@@ -654,6 +727,18 @@ class SimApp:
                     500, "InternalError", f"Internal error occurred: {type(exc).__name__}: {exc}"
                 )
             )
+
+    @staticmethod
+    def _authenticate(request: web.Request, token: str) -> str | None:
+        """The user a cluster request runs as: ADMIN with the cluster's token, ANONYMOUS
+        without a bearer token, None (401) for a bearer token that is not the cluster's."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer":
+            return ANONYMOUS  # no credentials the server knows how to check
+        if hmac.compare_digest(given.strip().encode(), token.encode()):
+            return ADMIN
+        return None
 
     @staticmethod
     def _authorized(request: web.Request, token: str) -> bool:
@@ -1025,7 +1110,7 @@ class SimApp:
         new.setdefault("spec", {})["finalizers"] = finalizers
         stored = store._store(rt, new, old)
         if stored["metadata"].get("deletionTimestamp") and not finalizers:
-            store._soon(lambda: store._namespace_step(name))
+            store._later(lambda: store._namespace_step(name))
         return stored
 
     def _list(self, request: web.Request, cluster: SimCluster, target: _Target) -> web.Response:
@@ -1058,7 +1143,8 @@ class SimApp:
         meta: Obj = {"resourceVersion": result.resource_version}
         if result.continue_token:
             meta["continue"] = result.continue_token
-            meta["remainingItemCount"] = result.remaining
+            if result.remaining is not None:
+                meta["remainingItemCount"] = result.remaining
         items = (
             result.items
             if rt.custom
@@ -1507,6 +1593,8 @@ class SimConfig:
     state_dir: Path | None = None
     kubeconfig_path: Path | None = None
     ready_delay: float = 0.2
+    gc_delay: float = DEFAULT_GC_DELAY
+    anonymous_auth: bool = True
     controllers: bool = True
     history: int = DEFAULT_HISTORY
     bookmark_interval: float = 30.0
@@ -1578,6 +1666,9 @@ class RunningSim:
             state_dir=state_dir,
             controllers=cfg.controllers,
             ready_delay=cfg.ready_delay,
+            gc_delay=cfg.gc_delay,
+            root_ca=ca.cert_pem.decode(),
+            anonymous_auth=cfg.anonymous_auth,
             history=cfg.history,
             bookmark_interval=cfg.bookmark_interval,
         )
@@ -1706,6 +1797,8 @@ class SimServer:
         state_dir: Path | str | None = None,
         kubeconfig_path: Path | str | None = None,
         ready_delay: float = 0.2,
+        gc_delay: float = DEFAULT_GC_DELAY,
+        anonymous_auth: bool = True,
         controllers: bool = True,
         watch_history: int = DEFAULT_HISTORY,
         bookmark_interval: float = 30.0,
@@ -1723,6 +1816,8 @@ class SimServer:
             state_dir=Path(state_dir) if state_dir is not None else None,
             kubeconfig_path=Path(kubeconfig_path),
             ready_delay=ready_delay,
+            gc_delay=gc_delay,
+            anonymous_auth=anonymous_auth,
             controllers=controllers,
             history=watch_history,
             bookmark_interval=bookmark_interval,

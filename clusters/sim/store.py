@@ -2,9 +2,14 @@
 
 All methods are plain synchronous code that runs on the server's event loop, so no locks
 are needed: a request handler or a controller calls them and they finish before anything
-else touches the store. Cascades that a real cluster runs in controllers (garbage
-collection, namespace and CRD clean-up, foreground deletion) are scheduled with
-``loop.call_soon`` so a client can observe the intermediate "Terminating" states.
+else touches the store. Cascades that a real cluster runs in kube-controller-manager
+(garbage collection, the ``orphan``/``foregroundDeletion`` finalizers, namespace and CRD
+clean-up) run ``gc_delay`` seconds later (``loop.call_later``), as the real controllers do
+some time after the write that asked for them: clients see the intermediate
+"Terminating" states and code that assumes deletion is instant fails against the sim as
+it would against a real cluster. The objects kube-controller-manager publishes in every
+namespace (the ``kube-root-ca.crt`` ConfigMap, the ``default`` ServiceAccount) appear
+right after the namespace is created (``loop.call_soon``) and come back when deleted.
 
 Stored objects are never mutated after they are stored: every write builds a new dict.
 Handlers may therefore serialise stored objects directly without copying them.
@@ -53,6 +58,14 @@ Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 
 DEFAULT_HISTORY = 1000
+DEFAULT_GC_DELAY = 0.3  # seconds from a delete to kube-controller-manager's cascade step
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+DEFAULT_SERVICE_ACCOUNT = "default"
+_ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal "
+    "endpoints such as the internal service IP or kubernetes.default.svc. No other usage is "
+    "guaranteed across distributions of Kubernetes clusters."
+)
 PROTECTED_NAMESPACES = frozenset({"default", "kube-system", "kube-public"})
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
@@ -343,6 +356,15 @@ def _spec_part(obj: Obj, has_status: bool) -> Obj:
     return {k: v for k, v in obj.items() if k not in skip}
 
 
+def _published_name(group_kind: GroupKind) -> str | None:
+    """The object kube-controller-manager keeps in every namespace for this kind, if any."""
+    if group_kind == ("", "ConfigMap"):
+        return ROOT_CA_CONFIGMAP
+    if group_kind == ("", "ServiceAccount"):
+        return DEFAULT_SERVICE_ACCOUNT
+    return None
+
+
 def _get_path(obj: Any, path: str) -> Any:
     cur = obj
     for part in [p for p in path.strip(".").split(".") if p]:
@@ -373,8 +395,12 @@ class ClusterStore:
         *,
         history: int = DEFAULT_HISTORY,
         on_change: Callable[[], None] | None = None,
+        gc_delay: float = DEFAULT_GC_DELAY,
+        root_ca: str = "",
     ) -> None:
         self.name = name
+        self.gc_delay = max(0.0, gc_delay)
+        self.root_ca = root_ca  # PEM published as kube-root-ca.crt in every namespace
         self.kinds = KindRegistry()
         self._objects: dict[GroupKind, dict[Key, Obj]] = {}
         self._rv = 0
@@ -456,11 +482,13 @@ class ClusterStore:
             token = base64.urlsafe_b64encode(
                 json.dumps({"v": "sim/1", "rv": self._rv, "start": list(last)}).encode()
             ).decode()
+        # kube-apiserver counts the rest only when it need not filter it (no selector).
+        unfiltered = labels.empty and not fields.requirements
         return ListResult(
             items=items,
             resource_version=str(self._rv),
             continue_token=token,
-            remaining=remaining if token else None,
+            remaining=remaining if token and unfiltered else None,
         )
 
     @staticmethod
@@ -544,7 +572,10 @@ class ClusterStore:
 
     # -- scheduling cascades -----------------------------------------------------------
 
-    def _soon(self, fn: Callable[[], None]) -> None:
+    def _soon(self, fn: Callable[[], None], delay: float = 0.0) -> None:
+        """Run ``fn`` on the loop after ``delay`` seconds (at once when no loop runs: unit
+        use of the store); refusals and bugs in a step are logged, never raised."""
+
         def run() -> None:
             if self.closed:
                 return
@@ -560,7 +591,14 @@ class ClusterStore:
         except RuntimeError:
             run()
             return
-        loop.call_soon(run)
+        if delay > 0:
+            loop.call_later(delay, run)
+        else:
+            loop.call_soon(run)
+
+    def _later(self, fn: Callable[[], None]) -> None:
+        """A kube-controller-manager step: garbage collection, namespace and CRD clean-up."""
+        self._soon(fn, self.gc_delay)
 
     # -- writes ------------------------------------------------------------------------
 
@@ -593,15 +631,17 @@ class ClusterStore:
         self._record(Change(self._rv, "DELETED", rt.group_kind, key[0], final, obj))
         uid = meta.get("uid")
         if uid:
-            self._soon(lambda: self._collect_dependents(key[0], uid, rt.namespaced))
+            self._later(lambda: self._collect_dependents(key[0], uid, rt.namespaced))
         for ref in meta.get("ownerReferences") or ():
             if isinstance(ref, dict):
-                self._soon(functools.partial(self._recheck_owner, key[0], ref))
+                self._later(functools.partial(self._recheck_owner, key[0], ref))
         if key[0]:
-            self._soon(lambda: self._namespace_step(key[0]))
+            self._later(lambda: self._namespace_step(key[0]))
+            if key[1] == _published_name(rt.group_kind):
+                self._soon(lambda: self._publish_namespace_defaults(key[0]))
         if rt.custom:
             crd_name = f"{rt.plural}.{rt.group}"
-            self._soon(lambda: self._crd_step(crd_name))
+            self._later(lambda: self._crd_step(crd_name))
         if rt.group_kind == CRD_GROUP_KIND:
             self.kinds.remove_crd(meta["name"])
         return final
@@ -618,9 +658,9 @@ class ClusterStore:
         if not isinstance(body, dict):
             raise bad_request(f"the body of the request must be a {rt.kind} object")
         api_version, kind = body.get("apiVersion"), body.get("kind")
-        if not api_version and not kind and not require_type:
-            # kube-apiserver takes the type from the URL when the body names none.
-            api_version, kind = rt.api_version, rt.kind
+        if not require_type:
+            # kube-apiserver's decoder defaults what the body leaves out from the URL.
+            api_version, kind = api_version or rt.api_version, kind or rt.kind
         if not api_version or not kind:
             missing = "apiVersion" if not api_version else "kind"
             raise bad_request(f"Object '{missing}' is missing in the request body")
@@ -653,7 +693,7 @@ class ClusterStore:
                 raise bad_request(
                     f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
                 )
-        obj["apiVersion"] = rt.api_version
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         for field_name in ("labels", "annotations"):
             value = meta.get(field_name)
             if value is None:
@@ -826,6 +866,8 @@ class ClusterStore:
             return _ordered(obj)
         stored = self._store(rt, obj, None)
         self._after_write(rt, stored)
+        if rt.group_kind == NAMESPACE_GROUP_KIND:
+            self._soon(lambda: self._publish_namespace_defaults(name))
         return self.serve_as(rt, stored)
 
     def _prepare_kind(self, rt: ResourceType, old: Obj | None, obj: Obj) -> None:
@@ -1068,8 +1110,22 @@ class ClusterStore:
         dry_run: bool,
     ) -> tuple[Obj, bool]:
         if not manager:
-            raise bad_request(
-                "PATCH " + rt.plural + ": fieldManager is required for apply requests"
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
+                "required for apply patch",
+                {
+                    "group": "meta.k8s.io",
+                    "kind": "PatchOptions",
+                    "causes": [
+                        {
+                            "reason": "FieldValueRequired",
+                            "message": "Required value: is required for apply patch",
+                            "field": "fieldManager",
+                        }
+                    ],
+                },
             )
         try:
             applied = yaml.safe_load(raw)
@@ -1248,27 +1304,34 @@ class ClusterStore:
             raise forbidden(rt, name, "this namespace may not be deleted")
         if dry_run:
             return self.serve_as(rt, old), False
-        policy = propagation or ("Orphan" if rt.group_kind == ("batch", "Job") else "Background")
         if rt.group_kind == NAMESPACE_GROUP_KIND:
             return self._begin_namespace_deletion(rt, old), False
         if rt.group_kind == CRD_GROUP_KIND:
             return self._begin_crd_deletion(rt, old), False
         uid = meta.get("uid", "")
-        if policy == "Orphan":
-            self._orphan_dependents(ns, uid, rt.namespaced)
-        finalizers = list(meta.get("finalizers") or [])
-        has_dependents = policy == "Foreground" and any(
-            True for _ in self._dependents(ns, uid, rt.namespaced)
-        )
-        if has_dependents and FOREGROUND not in finalizers:
+        current = list(meta.get("finalizers") or [])
+        # As kube-apiserver: the policy becomes the `orphan` or `foregroundDeletion`
+        # finalizer, which kube-controller-manager's garbage collector honours and removes
+        # later; an earlier delete's finalizer stands when this one names no policy.
+        if not propagation:
+            if ORPHAN in current:
+                propagation = "Orphan"
+            elif FOREGROUND in current:
+                propagation = "Foreground"
+            else:
+                propagation = "Orphan" if rt.group_kind == ("batch", "Job") else "Background"
+        finalizers = [f for f in current if f not in (ORPHAN, FOREGROUND)]
+        if propagation == "Orphan":
+            finalizers.append(ORPHAN)
+        elif propagation == "Foreground":
             finalizers.append(FOREGROUND)
         if not finalizers:
             return self.serve_as(rt, self._remove(rt, old)), True
-        if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
+        if meta.get("deletionTimestamp") and finalizers == current:
             return self.serve_as(rt, old), False
         marked = self._mark_deleting(rt, old, finalizers)
-        if FOREGROUND in finalizers:
-            self._soon(lambda: self._foreground_step(rt, ns, name, uid))
+        if ORPHAN in finalizers or FOREGROUND in finalizers:
+            self._later(lambda: self._gc_finalizer_step(rt, ns, name, uid))
         return self.serve_as(rt, marked), False
 
     def _mark_deleting(
@@ -1356,6 +1419,36 @@ class ClusterStore:
             elif not meta.get("deletionTimestamp"):
                 self.delete(rt, dep_ns, meta["name"], propagation="Background")
 
+    def _gc_finalizer_step(self, rt: ResourceType, namespace: str, name: str, uid: str) -> None:
+        """The garbage collector's turn on an owner held by `orphan` or `foregroundDeletion`."""
+        owner = self.find(rt.group_kind, namespace, name)
+        if owner is None or _meta(owner).get("uid") != uid:
+            return
+        finalizers = list(_meta(owner).get("finalizers") or ())
+        if ORPHAN in finalizers:
+            self._orphan_dependents(namespace, uid, rt.namespaced)
+            self._drop_finalizer(rt, namespace, name, ORPHAN)
+        elif FOREGROUND in finalizers:
+            self._foreground_step(rt, namespace, name, uid)
+
+    def _drop_finalizer(self, rt: ResourceType, namespace: str, name: str, finalizer: str) -> None:
+        obj = self.find(rt.group_kind, namespace, name)
+        if obj is None:
+            return
+        new = clone(obj)
+        new["metadata"]["finalizers"] = [
+            f for f in _meta(obj).get("finalizers") or () if f != finalizer
+        ]
+        self._update_from(
+            rt,
+            obj,
+            new,
+            manager="kube-controller-manager",
+            subresource="",
+            dry_run=False,
+            tracked=True,
+        )
+
     def _foreground_step(self, rt: ResourceType, namespace: str, name: str, uid: str) -> None:
         owner = self.find(rt.group_kind, namespace, name)
         if owner is None or _meta(owner).get("uid") != uid:
@@ -1370,21 +1463,7 @@ class ClusterStore:
                 )
         if pending:
             return  # rechecked when each dependent is finally removed
-        owner = self.find(rt.group_kind, namespace, name)
-        if owner is None:
-            return
-        finalizers = [f for f in _meta(owner).get("finalizers") or () if f != FOREGROUND]
-        new = clone(owner)
-        new["metadata"]["finalizers"] = finalizers
-        self._update_from(
-            rt,
-            owner,
-            new,
-            manager="kube-controller-manager",
-            subresource="",
-            dry_run=False,
-            tracked=True,
-        )
+        self._drop_finalizer(rt, namespace, name, FOREGROUND)
 
     def _recheck_owner(self, namespace: str, ref: dict[str, Any]) -> None:
         group = str(ref.get("apiVersion", "")).rpartition("/")[0]
@@ -1405,7 +1484,7 @@ class ClusterStore:
             rt, old, list(_meta(old).get("finalizers") or []), status__phase="Terminating"
         )
         name = _meta(marked)["name"]
-        self._soon(lambda: self._namespace_step(name))
+        self._later(lambda: self._namespace_step(name))
         return self.serve_as(rt, marked)
 
     def _namespace_step(self, namespace: str) -> None:
@@ -1433,13 +1512,40 @@ class ClusterStore:
             return  # someone else's finalizer holds it, as on a real cluster
         self._remove(ns_rt, ns_obj)
 
+    def _publish_namespace_defaults(self, namespace: str) -> None:
+        """kube-controller-manager's root-CA publisher and service-account controller: every
+        live namespace holds the ``kube-root-ca.crt`` ConfigMap and the ``default``
+        ServiceAccount (re-created when deleted)."""
+        ns_obj = self.find(NAMESPACE_GROUP_KIND, "", namespace)
+        if ns_obj is None or _meta(ns_obj).get("deletionTimestamp"):
+            return
+        root_ca: Obj = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": ROOT_CA_CONFIGMAP,
+                "annotations": {"kubernetes.io/description": _ROOT_CA_DESCRIPTION},
+            },
+            "data": {"ca.crt": self.root_ca},
+        }
+        account: Obj = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": DEFAULT_SERVICE_ACCOUNT},
+        }
+        for plural, body in (("configmaps", root_ca), ("serviceaccounts", account)):
+            rt = self.kinds.lookup("", "v1", plural)
+            if rt is None or self.find(rt.group_kind, namespace, body["metadata"]["name"]):
+                continue
+            self.create(rt, namespace, body, manager="kube-controller-manager")
+
     def _begin_crd_deletion(self, rt: ResourceType, old: Obj) -> Obj:
         finalizers = list(_meta(old).get("finalizers") or [])
         if CRD_CLEANUP not in finalizers:
             finalizers.append(CRD_CLEANUP)
         marked = self._mark_deleting(rt, old, finalizers)
         name = _meta(marked)["name"]
-        self._soon(lambda: self._crd_step(name))
+        self._later(lambda: self._crd_step(name))
         return self.serve_as(rt, marked)
 
     def _crd_step(self, crd_name: str) -> None:
@@ -1500,3 +1606,22 @@ class ClusterStore:
         self._rv = int(data.get("resourceVersion") or 0)
         self._history.clear()
         self._compacted_rv = self._rv
+        self._resume_controllers()
+
+    def _resume_controllers(self) -> None:
+        """After a restore: finish what kube-controller-manager had not yet done."""
+        for gk, bucket in list(self._objects.items()):
+            rt = self._type_of(gk)
+            if rt is None:
+                continue
+            for (ns, name), obj in list(bucket.items()):
+                meta = _meta(obj)
+                deleting = bool(meta.get("deletionTimestamp"))
+                if gk == NAMESPACE_GROUP_KIND:
+                    step = self._namespace_step if deleting else self._publish_namespace_defaults
+                    self._later(functools.partial(step, name))
+                elif gk == CRD_GROUP_KIND and deleting:
+                    self._later(functools.partial(self._crd_step, name))
+                elif deleting and {ORPHAN, FOREGROUND} & set(meta.get("finalizers") or ()):
+                    uid = str(meta.get("uid", ""))
+                    self._later(functools.partial(self._gc_finalizer_step, rt, ns, name, uid))

@@ -10,6 +10,7 @@ import click
 
 from clusters.errors import ClusterUsageError
 from clusters.sim.server import RunningSim, SimConfig, cluster_names
+from clusters.sim.store import DEFAULT_GC_DELAY
 from hub.cli import HubContext
 
 
@@ -53,6 +54,21 @@ def sim() -> None:
     show_default=True,
     help="Seconds before simulated pods become Ready.",
 )
+@click.option(
+    "--gc-delay",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_GC_DELAY,
+    show_default=True,
+    help="Seconds before garbage collection, foreground/orphan deletion and namespace "
+    "clean-up take their next step (kube-controller-manager's lag).",
+)
+@click.option(
+    "--anonymous-auth/--no-anonymous-auth",
+    default=True,
+    show_default=True,
+    help="As kube-apiserver's flag: requests without a token are system:anonymous (403 "
+    "except /version and the health checks) rather than 401.",
+)
 @click.pass_obj
 def serve(
     obj: HubContext,
@@ -63,6 +79,8 @@ def serve(
     kubeconfig_out: Path | None,
     state_dir: Path | None,
     ready_delay: float,
+    gc_delay: float,
+    anonymous_auth: bool,
 ) -> None:
     """Serve simulated clusters on one HTTPS port until interrupted (Ctrl-C).
 
@@ -82,6 +100,8 @@ def serve(
         state_dir=state_dir,
         kubeconfig_path=kubeconfig,
         ready_delay=ready_delay,
+        gc_delay=gc_delay,
+        anonymous_auth=anonymous_auth,
     )
     asyncio.run(_serve(config))
 

@@ -120,6 +120,8 @@ DEFAULT_API_RETRY = RetryPolicy(
 
 DEFAULT_SYNC_FAIL_TIMEOUT_S = 120.0
 DEFAULT_HEALTH_WAIT_S = 300.0  # final app-health wait when the sync has no timeout
+DEFAULT_PRUNE_WAIT_S = 300.0  # wait for pruned objects to be gone when the sync has no timeout
+STATUS_READ_S = 30.0  # time for the final live read once an operation ran out of its own
 WATCH_WINDOW_S = 5.0  # each watch request's server-side timeout; watchers re-check stop then
 
 # Kinds whose tracked objects are looked for even when the render no longer declares them
@@ -403,6 +405,8 @@ class _Run:
     hooks_created: dict[ResourceKey, SyncTask] = field(default_factory=dict)
     # Hooks of ``hooks_created`` whose finalizer the gate already freed (cleanup skips them).
     hooks_freed: set[ResourceKey] = field(default_factory=set)
+    # This attempt's prunes; the operation ends only once they are gone (``await_pruned``).
+    pruned: list[_GateItem] = field(default_factory=list)
     # The last attempt's live read and comparison; the final app status reuses them while
     # nothing has been written (a dry run, already in sync, a failure before any write).
     compared: tuple[list[dict[str, Any]], AppComparison] | None = None
@@ -957,6 +961,7 @@ class _Run:
                 item = self._delete(task, policy)  # type: ignore[arg-type]
                 self._result(task, "Pruned", f"deleted ({policy} propagation)")
                 removals.append(item)
+                self.pruned.append(item)
             elif task.action is Action.DELETE:
                 item = self._delete(task, "Background")
                 self._result(task, "Deleting", "BeforeHookCreation: deleting the previous hook")
@@ -989,6 +994,43 @@ class _Run:
                 applied.append(item)
         return self.gate(applied)
 
+    def await_pruned(self) -> None:
+        """Keep the operation running until every pruned object is gone, as gitops-engine
+        does ("pending deletion"): a real cluster finishes a foreground or background
+        deletion later (its garbage collector, finalizers), and the sync status is judged
+        on what remains. Bounded by the sync timeout, else ``DEFAULT_PRUNE_WAIT_S``."""
+        pending = [i for i in self.pruned if not i.done]
+        if not pending:
+            return
+        first = pending[0].task.key
+        what = f"{first.kind} {first.namespace + '/' if first.namespace else ''}{first.name}"
+        if len(pending) > 1:
+            what += f" and {len(pending) - 1} more"
+        message = f"waiting for deletion of {what}"
+        self.emit(ProgressEvent(kind=EventKind.OPERATION, message=message))
+        if self.history is not None:
+            self.history.update(self._operation(OperationPhase.RUNNING, message))
+        saved = self.deadline
+        if saved is None:
+            self.deadline = time.monotonic() + DEFAULT_PRUNE_WAIT_S
+        try:
+            failure = self.gate(pending)
+        except _Stop:
+            if self.cancel.cancelled:
+                raise
+            limit = self.request.timeout_s or DEFAULT_PRUNE_WAIT_S
+            left = ", ".join(str(i.task.key) for i in pending if not i.done)
+            raise _Stop(
+                f"timed out after {limit:g}s waiting for pruned objects to be deleted (still "
+                f"present: {left}; a finalizer may hold them)",
+                phase=OperationPhase.FAILED,
+                retryable=False,
+            ) from None
+        finally:
+            self.deadline = saved
+        if failure:
+            raise _Stop(failure, phase=OperationPhase.FAILED, retryable=True)
+
     # -- the whole operation
 
     def execute(self) -> OperationResult:
@@ -1020,6 +1062,7 @@ class _Run:
     def _attempt(self, attempt: int) -> OperationResult:
         self.retryable = False
         self.compared = None
+        self.pruned = []
         self.emit(
             ProgressEvent(
                 kind=EventKind.OPERATION,
@@ -1068,6 +1111,7 @@ class _Run:
                     raise _Stop(failure, phase=OperationPhase.FAILED, retryable=True)
                 if self.history is not None:
                     self.history.update(self._operation(OperationPhase.RUNNING, wave.title))
+            self.await_pruned()
             message = "successfully synced (all tasks run)"
             self._hook_cleanup(succeeded=True)
             return self._result_of(OperationPhase.SUCCEEDED, message, plan_text)
@@ -1220,14 +1264,21 @@ class _Run:
         sync_status: SyncStatus | None = None
         health: HealthStatus | None = None
         if self.rendered is not None:
+            wait = (
+                result.phase is OperationPhase.SUCCEEDED
+                and self.request.wait_healthy
+                and not self.request.dry_run
+            )
+            saved = self.deadline
+            if not wait and saved is not None:
+                # A sync that ran out of time still reports the state it left behind.
+                self.deadline = max(saved, time.monotonic() + STATUS_READ_S)
             try:
-                sync_status, health = self._app_status(
-                    wait=result.phase is OperationPhase.SUCCEEDED
-                    and self.request.wait_healthy
-                    and not self.request.dry_run
-                )
+                sync_status, health = self._app_status(wait=wait)
             except (KubeError, _Stop) as exc:
                 self.emit(ProgressEvent(kind=EventKind.WARNING, message=f"app status: {exc}"))
+            finally:
+                self.deadline = saved
         history_id = None
         if self.history is not None and not self.request.dry_run:
             entry = self.history.record(

@@ -49,6 +49,15 @@ def raw_request(
     return RawResponse(status=resp.status, body=resp.data, headers=dict(resp.headers))
 
 
+# What kube-controller-manager puts in every namespace: a fresh namespace is never empty.
+ROOT_CA = "kube-root-ca.crt"
+
+
+def without_published(names: list[str]) -> list[str]:
+    """``names`` without the ConfigMap every namespace gets (it may or may not be there yet)."""
+    return [n for n in names if n != ROOT_CA]
+
+
 def eventually(
     check: Callable[[], T | None], *, timeout: float = 15.0, interval: float = 0.05
 ) -> T:

@@ -260,3 +260,15 @@ def test_typed_create_commands_work_although_kubectl_sends_protobuf(
         _ok(kubectl("get", "serviceaccount", "bot", "-n", namespace, "-o", "name")).strip()
         == "serviceaccount/bot"
     )
+
+
+@pytest.mark.sim_only(
+    reason="kube-apiserver reads every protobuf body; the simulator only four kinds (docs/sim.md)"
+)
+def test_typed_create_of_other_kinds_is_refused_as_unsupported_media_type(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    run = kubectl("create", "deployment", "typed", "-n", namespace, "--image=nginx")
+    assert run.returncode == 1
+    assert "415" in run.stderr or "unknown format" in run.stderr, run.stderr
+    assert kubectl("get", "deployment", "typed", "-n", namespace).returncode == 1

@@ -188,16 +188,15 @@ def test_server_side_apply_removes_fields_its_manager_no_longer_declares(
     assert resp.json()["data"] == {"a": "1"}
 
 
-def test_apply_without_a_field_manager_is_a_bad_request(
-    api: client.ApiClient, namespace: str
-) -> None:
+def test_apply_without_a_field_manager_is_invalid(api: client.ApiClient, namespace: str) -> None:
     resp = _patch(
         api,
         f"/api/v1/namespaces/{namespace}/configmaps/nofm",
         configmap("nofm"),
         "application/apply-patch+yaml",
     )
-    assert resp.status == 400 and resp.json()["reason"] == "BadRequest"
+    assert resp.status == 422 and resp.json()["reason"] == "Invalid"
+    assert resp.json()["details"]["causes"][0]["field"] == "fieldManager"
 
 
 def test_an_unknown_patch_content_type_is_unsupported_media_type(

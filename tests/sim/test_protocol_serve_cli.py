@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,31 @@ def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "Not_Valid" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_takes_the_gc_delay_and_the_anonymous_auth_choice(tmp_path: Path) -> None:
+    proc, lines = _start(tmp_path, "--names", "slow", "--gc-delay", "30", "--no-anonymous-auth")
+    try:
+        kc, cache = tmp_path / "kc", tmp_path / "cache"
+        made = run_kubectl(kc, "create", "configmap", "lagging", "-n", "default", cache_dir=cache)
+        assert made.returncode == 0, made.stderr
+        deleted = run_kubectl(
+            kc, "delete", "configmap", "lagging", "-n", "default", "--cascade=foreground",
+            "--wait=false", cache_dir=cache,
+        )  # fmt: skip
+        assert deleted.returncode == 0, deleted.stderr
+        held = run_kubectl(
+            kc, "get", "configmap", "lagging", "-n", "default", "-o",
+            "jsonpath={.metadata.finalizers}", cache_dir=cache,
+        )  # fmt: skip
+        assert held.returncode == 0 and "foregroundDeletion" in held.stdout, held.stderr
+
+        url = next(line.split()[-1] for line in lines if line.strip().startswith("slow "))
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{url}/version", context=insecure, timeout=10)
+        err.value.close()
+        assert err.value.code == 401  # --no-anonymous-auth: no token, no answer
+    finally:
+        assert _stop(proc, signal.SIGTERM) == 0

@@ -94,5 +94,40 @@ def test_an_empty_or_missing_source_path_deletes_nothing_without_allow_empty(
     # allowEmpty: true is the explicit opt-in
     allow = {"syncPolicy": {"automated": {"prune": True, "allowEmpty": True}}}
     h.write_app(application("cfg", repo, path="renamed", namespace=namespace, extra_spec=allow))
-    assert h.sync().exit_code == 0
+    pruned = h.sync()
+    # A real cluster finishes a foreground deletion later (its garbage collector): the sync
+    # waits for the pruned objects to be gone, says so, and only then judges sync status.
+    assert pruned.exit_code == 0, pruned.output
+    assert "waiting for deletion of ConfigMap" in pruned.stdout
+    assert "Sync status: Synced" in pruned.stdout
     assert not _exists(kubectl, namespace, "first") and not _exists(kubectl, namespace, "second")
+    # what kube-controller-manager publishes in every namespace is never the app's to prune
+    assert _exists(kubectl, namespace, "kube-root-ca.crt")
+
+
+def test_a_pruned_object_held_by_a_finalizer_fails_the_sync_at_its_timeout_and_is_not_synced(
+    kube: KubeEnv, tmp_path: Path, kubectl: Kubectl, namespace: str
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write({"app/a.yaml": cm("stays"), "app/b.yaml": cm("held")})
+    h = hub_app(kube, tmp_path)
+    h.write_app(application("cfg", repo, namespace=namespace))
+    assert h.sync().exit_code == 0
+    hold = '{"metadata": {"finalizers": ["example.com/hold"]}}'
+    run = kubectl("patch", "configmap", "held", "-n", namespace, "--type=merge", "-p", hold)
+    assert run.returncode == 0, run.stderr
+
+    repo.write({"app/b.yaml": None}, "drop held")
+    stuck = h.sync("--prune", "--timeout", "3")
+    assert stuck.exit_code == 1, stuck.output
+    assert "waiting for deletion of ConfigMap " + namespace + "/held" in stuck.stdout
+    assert "still present" in stuck.stdout and "held" in stuck.stdout
+    assert "Sync status: OutOfSync" in stuck.stdout  # judged on what remains
+
+    release = '{"metadata": {"finalizers": null}}'
+    run = kubectl("patch", "configmap", "held", "-n", namespace, "--type=merge", "-p", release)
+    assert run.returncode == 0, run.stderr
+    done = h.sync("--prune")
+    assert done.exit_code == 0, done.output
+    assert "Sync status: Synced" in done.stdout
+    assert not _exists(kubectl, namespace, "held") and _exists(kubectl, namespace, "stays")
