@@ -157,6 +157,7 @@ class ChartRepos:
         self._checked: dict[str, float] = {}
         self._indexes: dict[str, tuple[str, dict[str, list[ChartVersion]]]] = {}
         self.index_fetches = 0  # bodies downloaded (a 304 does not count)
+        self._resolved: dict[tuple[str, str, str], str] = {}
 
     # -- index
 
@@ -230,6 +231,9 @@ class ChartRepos:
             version = best_match(wanted, [e.version for e in entries])
         except VersionError as exc:
             raise ChartError(f"{_redact(repo_url)} chart {chart}: targetRevision: {exc}") from None
+        if version is not None:
+            with self._lock:
+                self._resolved[(repo_url, chart, constraint)] = version
         if version is None:
             shown = ", ".join(e.version for e in entries[:10])
             raise ChartError(
@@ -237,6 +241,11 @@ class ChartRepos:
                 f"(available: {shown})"
             )
         return version
+
+    def resolved_snapshot(self) -> dict[tuple[str, str, str], str]:
+        """(repo, chart, targetRevision) -> the version last resolved (to notice new ones)."""
+        with self._lock:
+            return dict(self._resolved)
 
     # -- archives
 

@@ -51,6 +51,7 @@ from clusters.kube import KubeClient
 from clusters.registry import ClusterRecord, Registry
 from hub.apps import AppStore
 from hub.appsets import AppSetController, ControllerOptions
+from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.handle import ClusterConnection
 from hub.home import load_keyring, open_registry, open_store
@@ -444,17 +445,34 @@ class Hub:
         errors = [e for load in loads for e in load.errors]
         apps = await self._db(self.apps.list_apps)
         wanted: set[tuple[str, str]] = set()
+        charts: set[tuple[str, str, str]] = set()
         for rec in apps:
-            source = rec.spec.get("source") or next(iter(rec.spec.get("sources") or []), None)
-            if isinstance(source, dict) and source.get("repoURL"):
-                wanted.add((str(source["repoURL"]), str(source.get("targetRevision") or "HEAD")))
+            # Argo's rule (Application.app_sources): spec.sources, when set, replaces source
+            declared = rec.spec.get("sources") or [rec.spec.get("source")]
+            for source in declared if isinstance(declared, list) else []:
+                if not isinstance(source, dict) or not source.get("repoURL"):
+                    continue
+                target = str(source.get("targetRevision") or "HEAD")
+                if source.get("chart"):
+                    charts.add((str(source["repoURL"]), str(source["chart"]), target))
+                else:
+                    wanted.add((str(source["repoURL"]), target))
         self._app_repos = {repo for repo, _ in wanted}
         for repo, revision in sorted(wanted):
             try:
                 await self.book.sha(repo, revision)
             except HubError as exc:
                 errors.append(str(exc))
-        if self.book.snapshot() != before:
+        chart_repos = shared_chart_repos()
+        charts_before = chart_repos.resolved_snapshot()
+        for repo, chart, revision in sorted(charts):
+            try:
+                await anyio.to_thread.run_sync(
+                    chart_repos.resolve_chart, repo, chart, revision, limiter=self._git_limiter
+                )
+            except HubError as exc:
+                errors.append(str(exc))
+        if self.book.snapshot() != before or chart_repos.resolved_snapshot() != charts_before:
             for worker in self.workers.values():
                 worker.wake(refresh_all=True)
         return errors
