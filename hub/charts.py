@@ -249,8 +249,11 @@ class ChartRepos:
 
     # -- archives
 
-    def chart_dir(self, repo_url: str, chart: str, version: str) -> Path:
-        """The unpacked chart ``chart`` at ``version`` (downloaded and unpacked once)."""
+    def chart_dir(
+        self, repo_url: str, chart: str, version: str, *, pass_credentials: bool = False
+    ) -> Path:
+        """The unpacked chart ``chart`` at ``version`` (downloaded and unpacked once).
+        ``pass_credentials``: the app's ``helm.passCredentials``."""
         entries = self.index(repo_url, revalidate=False).get(chart) or []
         entry = next((e for e in entries if e.version == version), None)
         if entry is None:
@@ -267,16 +270,25 @@ class ChartRepos:
             return self._chart_root(unpacked, chart)
         archive = self.cache_dir / "archives" / f"{ident}.tgz"
         if not archive.is_file():
-            self._download(repo_url, url, entry, archive)
+            self._download(repo_url, url, entry, archive, pass_credentials=pass_credentials)
         with self._lock:
             if not (unpacked / ".complete").is_file():
                 _unpack(archive, unpacked)
         return self._chart_root(unpacked, chart)
 
-    def _download(self, repo_url: str, url: str, entry: ChartVersion, archive: Path) -> None:
+    def _download(
+        self,
+        repo_url: str,
+        url: str,
+        entry: ChartVersion,
+        archive: Path,
+        *,
+        pass_credentials: bool,
+    ) -> None:
         same_host = urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(repo_url).netloc
         creds = self.credentials(repo_url)
-        if creds is not None and not same_host and not creds.pass_credentials:
+        passing = pass_credentials or (creds is not None and creds.pass_credentials)
+        if creds is not None and not same_host and not passing:
             creds = None
         resp = _http_get(
             url, headers={}, creds=creds, timeout_s=self.timeout_s, limit=MAX_ARCHIVE_BYTES

@@ -56,6 +56,7 @@ from hub.errors import HubError
 from hub.handle import ClusterConnection
 from hub.home import load_keyring, open_registry, open_store
 from hub.metrics import Metrics
+from hub.repo_credentials import use_repo_credentials
 from hub.repos import RepoCache
 from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
 from hub.store import Store
@@ -281,6 +282,7 @@ class Hub:
         self.apps = AppStore(self.store)
         self.history = SyncHistory(self.store, lambda: load_keyring(self.home))
         self.repo_cache = RepoCache(self.home)
+        use_repo_credentials(self.home)
         self.repos = SerializedSources(self.repo_cache, self.metrics)
         self.book = RevisionBook(self.repos, self._git_limiter)
         self.git = HubGit(remote=MaterializedGit(self.repos))

@@ -263,9 +263,11 @@ def _rewrap(store: Store, registry: Registry, keyring: Keyring, target: MasterKe
     rotation done, so a crash in between leaves a store that the next ``hub key
     rotate`` (still holding both keys) finishes. The count is of cluster records.
     """
+    from hub.repo_credentials import RepoCredentialStore
     from hub.sync.history import SyncHistory  # the sync engine is heavier than the CLI needs
 
     SyncHistory(store, lambda: keyring).rewrap_all(keyring, target)
+    RepoCredentialStore(store, lambda: keyring).rewrap_all(keyring, target)
     return registry.rewrap_all(keyring, target)
 
 

@@ -37,7 +37,9 @@ class ChartProvider(Protocol):
 
     def resolve_chart(self, repo_url: str, chart: str, constraint: str) -> str: ...
 
-    def chart_dir(self, repo_url: str, chart: str, version: str) -> Path: ...
+    def chart_dir(
+        self, repo_url: str, chart: str, version: str, *, pass_credentials: bool = False
+    ) -> Path: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +81,10 @@ def resolve_sources(
             if charts is None:
                 raise AppSpecError(f"{source.repo_url}: no chart repository client configured")
             version = charts.resolve_chart(source.repo_url, source.chart, wanted)
-            tree = charts.chart_dir(source.repo_url, source.chart, version)
+            passing = source.helm is not None and source.helm.pass_credentials
+            tree = charts.chart_dir(
+                source.repo_url, source.chart, version, pass_credentials=passing
+            )
             out.append(ResolvedSource(source=source, revision=version, tree=tree))
         else:
             sha = git.resolve(source.repo_url, wanted)

@@ -3,6 +3,7 @@ rendered with the real ``helm template`` and synced to the test cluster by the r
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.server
 import json
@@ -195,17 +196,35 @@ def test_a_chart_in_git_with_values_from_a_second_source(
 # ---------------------------------------------------------------- a chart repository
 
 
+REPO_USER, REPO_PASSWORD = "reader", "s3cret-chart-pass"
+
+
 class _Handler(http.server.SimpleHTTPRequestHandler):
+    require_auth = False
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    def do_GET(self) -> None:
+        token = base64.b64encode(f"{REPO_USER}:{REPO_PASSWORD}".encode()).decode()
+        if self.require_auth and self.headers.get("Authorization") != f"Basic {token}":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="charts"')
+            self.end_headers()
+            return
+        super().do_GET()
 
-@pytest.fixture
-def chart_repo(tmp_path: Path, helm: str) -> Iterator[tuple[str, Callable[[str], None]]]:
-    """A chart repository on loopback; ``publish(version)`` packages a new version."""
+
+class _AuthHandler(_Handler):
+    require_auth = True
+
+
+def _serve_charts(
+    tmp_path: Path, helm: str, handler_class: type[_Handler]
+) -> Iterator[tuple[str, Callable[[str], None]]]:
     served = tmp_path / "served"
     served.mkdir()
-    handler = functools.partial(_Handler, directory=str(served))
+    handler = functools.partial(handler_class, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -235,6 +254,18 @@ def chart_repo(tmp_path: Path, helm: str) -> Iterator[tuple[str, Callable[[str],
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def chart_repo(tmp_path: Path, helm: str) -> Iterator[tuple[str, Callable[[str], None]]]:
+    """A chart repository on loopback; ``publish(version)`` packages a new version."""
+    yield from _serve_charts(tmp_path, helm, _Handler)
+
+
+@pytest.fixture
+def private_chart_repo(tmp_path: Path, helm: str) -> Iterator[tuple[str, Callable[[str], None]]]:
+    """The same, answering 401 without HTTP basic auth."""
+    yield from _serve_charts(tmp_path, helm, _AuthHandler)
 
 
 def test_a_chart_from_a_repository_follows_a_semver_range(
@@ -278,3 +309,40 @@ def test_a_chart_from_a_repository_follows_a_semver_range(
     run = h.sync("--timeout", "60")
     assert run.exit_code == 1
     assert "no version matches '^3.0'" in run.output and "1.1.0" in run.output
+
+
+def test_a_private_chart_repository_uses_the_sealed_credentials(
+    kube: KubeEnv,
+    tmp_path: Path,
+    kubectl: Kubectl,
+    namespace: str,
+    private_chart_repo: tuple[str, Callable[[str], None]],
+) -> None:
+    url, publish = private_chart_repo
+    publish("0.3.0")
+    h = hub_app(kube, tmp_path)
+    app = application("private", GitRepo(tmp_path / "unused"), namespace=namespace)
+    app["spec"]["source"] = {"repoURL": url, "chart": "podinfo", "targetRevision": "0.3.0"}
+    h.write_app(app)
+    run = h.sync("--timeout", "60")
+    assert run.exit_code == 1
+    assert "HTTP 401" in run.output and "hub repo add" in run.output
+
+    added = h.hub("repo", "add", url, "--username", REPO_USER, "--password-stdin",
+                  input=REPO_PASSWORD + "\n")  # fmt: skip
+    assert added.exit_code == 0, added.output
+    listed = h.hub("repo", "list")
+    assert url in listed.output and REPO_USER in listed.output
+    (item,) = json.loads(h.hub("repo", "list", "-o", "json").output)
+    assert item["url"] == url and "password" not in json.dumps(item).lower()
+    run = h.sync("--timeout", "60")
+    assert run.exit_code == 0, run.output
+    name = f"private-{h.suffix}"
+    assert kubectl("get", "configmap", f"{name}-config", "-n", namespace).returncode == 0
+    # the password is nowhere in clear: not in any output, not in the state database
+    for out in (added.output, listed.output, run.output):
+        assert REPO_PASSWORD not in out
+    for db_file in (h.hub.home).glob("*.db*"):
+        assert REPO_PASSWORD.encode() not in db_file.read_bytes()
+    assert h.hub("repo", "rm", url).exit_code == 0
+    assert "no repository credentials" in h.hub("repo", "list").output
