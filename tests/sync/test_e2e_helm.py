@@ -192,6 +192,14 @@ def test_a_chart_in_git_with_values_from_a_second_source(
     assert kubectl("get", "service", "web-svc", "-n", namespace).returncode != 0
     assert kubectl("get", "configmap", "web-config", "-n", namespace).returncode == 0
 
+    # rollback to the first sync brings the service back and records both revisions again
+    run = h("rollback", "-f", str(h.app_file), str(entry.id), "--timeout", "90")
+    assert run.exit_code == 0, run.output
+    assert kubectl("get", "service", "web-svc", "-n", namespace).returncode == 0
+    last = _history(h)[-1]
+    assert last.revision == entry.revision
+    assert last.source["revisions"] == entry.source["revisions"]
+
 
 # ---------------------------------------------------------------- a chart repository
 
@@ -300,8 +308,17 @@ def test_a_chart_from_a_repository_follows_a_semver_range(
     assert run.exit_code == 0, run.output
     cm = _json(kubectl, "get", "configmap", f"{name}-config", "-n", namespace)
     assert cm["metadata"]["labels"]["chart-version"] == "1.1.0", run.output
-    assert [e.revision for e in _history(h)] == ["1.0.0", "1.1.0"]
-    assert _history(h)[-1].source["chart"] == "podinfo"
+    entries = _history(h)
+    assert [e.revision for e in entries] == ["1.0.0", "1.1.0"]
+    assert entries[-1].source["chart"] == "podinfo"
+    assert "1.1.0" in h("history", "-f", str(h.app_file)).output
+
+    # rollback re-applies what 1.0.0 rendered, and records that revision
+    run = h("rollback", "-f", str(h.app_file), str(entries[0].id), "--timeout", "60")
+    assert run.exit_code == 0, run.output
+    cm = _json(kubectl, "get", "configmap", f"{name}-config", "-n", namespace)
+    assert cm["metadata"]["labels"]["chart-version"] == "1.0.0"
+    assert _history(h)[-1].revision == "1.0.0"
 
     # a range nothing matches fails before any write, naming what is there
     app["spec"]["source"]["targetRevision"] = "^3.0"
