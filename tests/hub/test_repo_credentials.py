@@ -80,3 +80,25 @@ def test_rotation_rewraps_and_a_row_cannot_be_moved_to_another_url(store: Store)
         )
     with pytest.raises(RepoCredentialError, match="cannot be opened"):
         rotated.lookup("https://a.example.com")
+
+
+def test_hub_key_rotate_rewraps_repository_credentials(tmp_path: Path) -> None:
+    from clusters.crypto import DecryptError
+    from hub.home import load_keyring, open_store
+    from tests.clusters.cli_support import Hub
+
+    hub = Hub(tmp_path / "home")
+    hub.ok("init")
+    hub.ok("repo", "add", "https://charts.example.com", "--username", "u", "--password-stdin",
+           input="pw-1\n")  # fmt: skip
+    old_key = (hub.home / "master.key").read_text()
+    hub.ok("key", "rotate")
+    with open_store(hub.home) as s:
+        found = RepoCredentialStore(s, lambda: load_keyring(hub.home)).lookup(
+            "https://charts.example.com/stable"
+        )
+        assert found is not None and found.password == "pw-1"
+        old = Keyring(primary=MasterKey.from_base64(old_key.strip(), "old"))
+        with pytest.raises((RepoCredentialError, DecryptError)):
+            RepoCredentialStore(s, lambda: old).lookup("https://charts.example.com")
+    assert hub("repo", "add", "https://x.example.com", "--username", "u").exit_code == 2

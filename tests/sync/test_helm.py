@@ -415,3 +415,36 @@ def test_a_missing_helm_says_how_to_install_it(
     with pytest.raises(RenderError, match=r"HUB_HELM=.*not an executable"):
         find_helm()
     assert os.environ["HOME"] == str(tmp_path)
+
+
+def test_a_revision_override_names_one_revision_per_source() -> None:
+    from hub.sync.sources import split_revision
+
+    app = parse_application(
+        app_doc(
+            {
+                "sources": [
+                    {"repoURL": "a", "path": "p"},
+                    {"repoURL": "b", "ref": "values"},
+                ]
+            }
+        )
+    )
+    assert split_revision(app, None) == [None, None]
+    assert split_revision(app, "main,v2") == ["main", "v2"]
+    assert split_revision(app, ",v2") == [None, "v2"]
+    with pytest.raises(AppSpecError, match="give one per source, joined with ','"):
+        split_revision(app, "main")
+
+
+def test_a_kustomization_wins_over_chart_yaml_as_in_argo_discovery(tmp_path: Path) -> None:
+    from hub.sync.model import ApplicationSource
+    from hub.sync.render import find_kustomize_command, render_source
+
+    if find_kustomize_command() is None:
+        pytest.skip("neither kustomize nor kubectl is installed")
+    (tmp_path / "Chart.yaml").write_text("apiVersion: v2\nname: x\nversion: 0.1.0\n")
+    (tmp_path / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    result = render_source(tmp_path, ApplicationSource(repo_url="r"))
+    assert result.tool == "kustomize"
