@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
 import tarfile
 import tempfile
@@ -117,6 +118,18 @@ def _http_get(
         raise ChartError(f"{_redact(url)}: cannot connect: {reason}") from None
 
 
+def _read_cached_index(path: Path) -> tuple[dict[str, str], bytes | None]:
+    """(validators, body) of a cached index; nothing usable when absent or unreadable."""
+    try:
+        head, _, body = path.read_bytes().partition(b"\n")
+        meta = json.loads(head)
+    except (OSError, ValueError):
+        return {}, None
+    if not isinstance(meta, dict):
+        return {}, None
+    return {str(k): str(v) for k, v in meta.items()}, body
+
+
 def _usable_last_modified(resp: _Response) -> str:
     """``Last-Modified`` when it can validate: RFC 9110 8.8.2.2 calls it weak unless the
     response's ``Date`` is at least a second later (an index rewritten within the same
@@ -154,6 +167,7 @@ class ChartRepos:
         self.timeout_s = timeout_s
         self.revalidate_s = revalidate_s
         self._lock = threading.Lock()
+        self._download_lock = threading.Lock()
         self._checked: dict[str, float] = {}
         self._indexes: dict[str, tuple[str, dict[str, list[ChartVersion]]]] = {}
         self.index_fetches = 0  # bodies downloaded (a 304 does not count)
@@ -184,10 +198,11 @@ class ChartRepos:
                 return self._indexes[key][1]
             folder = self.cache_dir / "index"
             folder.mkdir(parents=True, exist_ok=True)
-            body_file, meta_file = folder / f"{key}.yaml", folder / f"{key}.json"
-            meta: dict[str, str] = {}
-            if body_file.is_file() and meta_file.is_file():
-                meta = json.loads(meta_file.read_text())
+            # one file per index: a JSON line of validators, then the body, replaced
+            # atomically, so processes sharing the cache never pair one's ETag with
+            # another's body
+            cache_file = folder / f"{key}.idx"
+            meta, cached_body = _read_cached_index(cache_file)
             headers = {"Accept": "application/x-yaml, text/yaml, */*"}
             if meta.get("etag"):
                 headers["If-None-Match"] = meta["etag"]
@@ -200,24 +215,26 @@ class ChartRepos:
                 timeout_s=self.timeout_s,
                 limit=MAX_INDEX_BYTES,
             )
-            if resp.status == 304:
-                etag = meta.get("etag", "")
-                if key in self._indexes and self._indexes[key][0] == etag:
+            if resp.status == 304 and cached_body is not None:
+                validator = json.dumps(meta, sort_keys=True)
+                if key in self._indexes and self._indexes[key][0] == validator:
                     self._checked[key] = time.monotonic()
                     return self._indexes[key][1]
-                body = body_file.read_bytes()
+                body = cached_body
             else:
                 self.index_fetches += 1
                 body = resp.body
-                etag = resp.headers.get("etag", "")
-                tmp = body_file.with_suffix(".part")
-                tmp.write_bytes(body)
-                tmp.replace(body_file)
-                meta_file.write_text(
-                    json.dumps({"etag": etag, "last-modified": _usable_last_modified(resp)})
-                )
+                meta = {
+                    "etag": resp.headers.get("etag", ""),
+                    "last-modified": _usable_last_modified(resp),
+                }
+                validator = json.dumps(meta, sort_keys=True)
+                fd, name = tempfile.mkstemp(dir=folder, suffix=".part")
+                with os.fdopen(fd, "wb") as part:
+                    part.write(validator.encode() + b"\n" + body)
+                Path(name).replace(cache_file)
             parsed = _parse_index(body, url)
-            self._indexes[key] = (etag, parsed)
+            self._indexes[key] = (validator, parsed)
             self._checked[key] = time.monotonic()
             return parsed
 
@@ -269,9 +286,10 @@ class ChartRepos:
         if (unpacked / ".complete").is_file():
             return self._chart_root(unpacked, chart)
         archive = self.cache_dir / "archives" / f"{ident}.tgz"
-        if not archive.is_file():
-            self._download(repo_url, url, entry, archive, pass_credentials=pass_credentials)
-        with self._lock:
+        # one download and unpack at a time: rare, and two syncs of one chart must not race
+        with self._download_lock:
+            if not archive.is_file():
+                self._download(repo_url, url, entry, archive, pass_credentials=pass_credentials)
             if not (unpacked / ".complete").is_file():
                 _unpack(archive, unpacked)
         return self._chart_root(unpacked, chart)
@@ -299,9 +317,10 @@ class ChartRepos:
                 f"for {entry.name} {entry.version}; refusing it"
             )
         archive.parent.mkdir(parents=True, exist_ok=True)
-        tmp = archive.with_suffix(".part")
-        tmp.write_bytes(resp.body)
-        tmp.replace(archive)
+        fd, name = tempfile.mkstemp(dir=archive.parent, suffix=".part")  # one per process
+        with os.fdopen(fd, "wb") as part:
+            part.write(resp.body)
+        Path(name).replace(archive)
 
     @staticmethod
     def _chart_root(unpacked: Path, chart: str) -> Path:
