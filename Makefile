@@ -20,7 +20,7 @@ install: $(STAMP) helm
 # it is cached per version under ~/.cache/gitops-hub and found there at run time
 # (hub/sync/helm.py). Helm 3, as Argo CD runs it, for the same `helm template` flags.
 HELM_VERSION := v3.17.2
-HUB_CACHE    ?= $(HOME)/.cache/gitops-hub
+HUB_CACHE    := $(HOME)/.cache/gitops-hub
 HELM_BIN     := $(HUB_CACHE)/bin/helm-$(HELM_VERSION)
 
 helm: $(HELM_BIN)
