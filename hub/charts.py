@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tarfile
@@ -42,6 +43,8 @@ import yaml
 from hub.errors import HubError
 from hub.semver import VersionError, best_match
 
+log = logging.getLogger(__name__)
+
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_REVALIDATE_S = 0.0
 MAX_INDEX_BYTES = 64 << 20
@@ -50,6 +53,10 @@ MAX_ARCHIVE_BYTES = 256 << 20
 
 class ChartError(HubError):
     """A chart repository, chart or version that cannot be read or resolved."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient  # unreachable or 5xx: a cached index may stand in
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,10 +119,12 @@ def _http_get(
         if exc.code == 304:
             return _Response(304, b"", {k.lower(): v for k, v in exc.headers.items()})
         hint = " (check `hub repo add` credentials)" if exc.code in (401, 403) else ""
-        raise ChartError(f"{_redact(url)}: HTTP {exc.code} {exc.reason}{hint}") from None
+        raise ChartError(
+            f"{_redact(url)}: HTTP {exc.code} {exc.reason}{hint}", transient=exc.code >= 500
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ChartError(f"{_redact(url)}: cannot connect: {reason}") from None
+        raise ChartError(f"{_redact(url)}: cannot connect: {reason}", transient=True) from None
 
 
 def _read_cached_index(path: Path) -> tuple[dict[str, str], bytes | None]:
@@ -208,13 +217,20 @@ class ChartRepos:
                 headers["If-None-Match"] = meta["etag"]
             if meta.get("last-modified"):
                 headers["If-Modified-Since"] = meta["last-modified"]
-            resp = _http_get(
-                url,
-                headers=headers,
-                creds=self.credentials(repo_url),
-                timeout_s=self.timeout_s,
-                limit=MAX_INDEX_BYTES,
-            )
+            try:
+                resp = _http_get(
+                    url,
+                    headers=headers,
+                    creds=self.credentials(repo_url),
+                    timeout_s=self.timeout_s,
+                    limit=MAX_INDEX_BYTES,
+                )
+            except ChartError as exc:
+                if not exc.transient or cached_body is None:
+                    raise
+                # as the hub keeps the last good commit of an unreachable Git repository
+                log.warning("%s; using the cached index.yaml", exc)
+                resp = _Response(304, b"", {})
             if resp.status == 304 and cached_body is not None:
                 validator = json.dumps(meta, sort_keys=True)
                 if key in self._indexes and self._indexes[key][0] == validator:

@@ -165,3 +165,30 @@ def test_unreachable_and_non_http_repositories_say_so(tmp_path: Path) -> None:
         charts.resolve_chart("oci://registry.example.com/charts", "web", "1.0.0")
     with pytest.raises(ChartError, match="cannot connect"):
         charts.resolve_chart("http://127.0.0.1:9/charts", "web", "1.0.0")
+
+
+def test_an_unreachable_repository_falls_back_to_the_cached_index(tmp_path: Path) -> None:
+    # serve once, cache, then stop the server: the cached index answers
+    state = _Repo()
+    publish(state, "web", {"1.0.0": _archive("web", "1.0.0")})
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            body = state.files[self.path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/charts"
+    assert ChartRepos(tmp_path / "cache").resolve_chart(url, "web", "*") == "1.0.0"
+    server.shutdown()
+    server.server_close()
+    assert ChartRepos(tmp_path / "cache").resolve_chart(url, "web", "*") == "1.0.0"
+    with pytest.raises(ChartError, match="cannot connect"):
+        ChartRepos(tmp_path / "other-cache").resolve_chart(url, "web", "*")
