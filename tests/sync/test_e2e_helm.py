@@ -175,6 +175,8 @@ def test_a_chart_in_git_with_values_from_a_second_source(
     assert created_job <= cm["metadata"]["creationTimestamp"]
     # helm.sh/hook: test is a hook Argo CD ignores: never created
     assert kubectl("get", "pod", "web-test", "-n", namespace).returncode != 0
+    diff = h.diff()  # the same render compared with the cluster: nothing differs
+    assert diff.exit_code == 0, diff.output
 
     # history records both sources' revisions
     (entry,) = _history(h)
