@@ -163,14 +163,22 @@ class RepoCredentialStore:
         return changed
 
 
-def use_repo_credentials(home: Path) -> None:
-    """Point the process's chart repositories at ``home``'s credentials (read per use, so a
-    ``hub repo add`` reaches a running hub without a restart)."""
-    from hub.charts import shared_chart_repos
-    from hub.home import load_keyring, open_store
+def home_credentials(home: Path) -> Callable[[str], RepoCredentials | None]:
+    """A lookup into ``home``'s credentials, opened per use (so a ``hub repo add`` reaches a
+    running hub without a restart); finds nothing for a directory that is no hub home."""
+    from hub.home import db_path, load_keyring, open_store
 
     def lookup(url: str) -> RepoCredentials | None:
+        if not db_path(home).exists():
+            return None
         with open_store(home) as store:
             return RepoCredentialStore(store, lambda: load_keyring(home)).lookup(url)
 
-    shared_chart_repos().credentials = lookup
+    return lookup
+
+
+def use_repo_credentials(home: Path) -> None:
+    """Point the process's chart repositories at ``home``'s credentials."""
+    from hub.charts import shared_chart_repos
+
+    shared_chart_repos().credentials = home_credentials(home)
