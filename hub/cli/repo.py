@@ -1,4 +1,4 @@
-"""``hub repo add|list|rm``: credentials for Helm chart repositories, sealed at rest."""
+"""``hub repo add|list|rm``: credentials for chart repositories and HTTPS Git, sealed at rest."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hub.repo_credentials import RepoCredentialStore
 
 @click.group("repo")
 def repo() -> None:
-    """Credentials for Helm chart repositories (the password is encrypted at rest)."""
+    """Credentials for Helm chart repositories and HTTPS Git (encrypted at rest)."""
 
 
 @repo.command("add")
@@ -36,7 +36,7 @@ def repo() -> None:
 def add(
     obj: HubContext, url: str, username: str, password_stdin: bool, pass_credentials: bool
 ) -> None:
-    """Store the credentials for the chart repositories at URL (and every URL below it)."""
+    """Store the credentials for the repositories at URL (and every URL below it)."""
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else ""
     if not password:
         raise HubUsageError("no password on standard input (use --password-stdin)")
