@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clusters.sim import SimServer
-from tests.e2e.serve_support import Fleet
+from tests.e2e.serve_support import Fleet, free_port, start_hub, stop_hub, wait_for
 from tests.sync.e2e_helpers import GitRepo
 from tests.sync.test_e2e_helm import chart_files, chart_repo, helm  # noqa: F401 (fixtures)
 
@@ -126,3 +126,46 @@ def test_a_chart_repository_app_syncs_with_once(
         assert run.exit_code == 0, run.output
         assert _configmap(f, "one", "podinfo-config", "podinfo")["greeting"] == "hello"
         assert f.apps()["podinfo"].desired_sha == "1.4.0"
+
+
+def test_a_running_hub_deploys_a_new_chart_version_inside_the_range(
+    tmp_path: Path,
+    chart_repo: tuple[str, Callable[[str], None]],  # noqa: F811
+) -> None:
+    url, publish = chart_repo
+    publish("2.0.0")
+    with SimServer(clusters=["one"], ready_delay=0.2, kubeconfig_path=tmp_path / "k") as sim:
+        repo = GitRepo(tmp_path / "repo")
+        app = f"""
+            apiVersion: argoproj.io/v1alpha1
+            kind: Application
+            metadata: {{name: auto}}
+            spec:
+              project: default
+              source: {{repoURL: '{url}', chart: podinfo, targetRevision: '>=2.0.0 <3.0.0'}}
+              destination: {{name: one, namespace: auto}}
+              syncPolicy:
+                automated: {{prune: true}}
+                syncOptions: [CreateNamespace=true]
+            """
+        repo.write({"apps/auto.yaml": app})
+        f = Fleet(tmp_path / "home", sim, repo, tmp_path / "log")
+        f.cli.ok("init")
+        f.cli.ok("cluster", "add", "one", "--kubeconfig", str(sim.kubeconfig_path),
+                 "--context", "one")  # fmt: skip
+        f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
+
+        def label() -> str | None:
+            out = f.kubectl("one", "get", "configmap", "auto-config", "-n", "auto", "-o",
+                            "jsonpath={.metadata.labels.chart-version}")  # fmt: skip
+            return out.stdout if out.returncode == 0 else None
+
+        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", str(free_port()))
+        try:
+            wait_for("2.0.0 deployed", lambda: label() == "2.0.0", timeout=60)
+            publish("2.1.0")  # the next poll resolves the range again and auto-syncs
+            wait_for("2.1.0 deployed", lambda: label() == "2.1.0", timeout=60)
+            assert f.apps()["auto"].synced_sha == "2.1.0"
+        finally:
+            code = stop_hub(f)
+        assert code == 0, f.hub_log()[-4000:]
