@@ -282,6 +282,11 @@ class KubeClient:
             return self._discover()
         return cached
 
+    def server_version(self) -> str:
+        """The API server's ``gitVersion`` (``GET /version``), "" when it gives none."""
+        doc = self._request("GET", "/version")
+        return str(doc.get("gitVersion") or "") if isinstance(doc, dict) else ""
+
     def resource_for(self, group: str, kind: str) -> ApiResource:
         """The resource serving (group, kind); rediscovers once before raising NotFound."""
         res = self.resources().get((group, kind))

@@ -53,10 +53,12 @@ from clusters.registry import ClusterNotFound, ClusterRecord, Registry
 from hub.api.client import find_running_hub
 from hub.apps import AppRecord, AppStore
 from hub.appsets import AppSetController, ControllerOptions
+from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.handle import ClusterConnection
 from hub.home import load_keyring, open_registry, open_store
 from hub.metrics import Metrics
+from hub.repo_credentials import use_repo_credentials
 from hub.repos import RepoCache
 from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
 from hub.store import Store
@@ -325,6 +327,7 @@ class Hub:
         self.apps = AppStore(self.store)
         self.history = SyncHistory(self.store, lambda: load_keyring(self.home))
         self.repo_cache = RepoCache(self.home)
+        use_repo_credentials(self.home)
         self.repos = SerializedSources(self.repo_cache, self.metrics)
         self.book = RevisionBook(self.repos, self._git_limiter)
         self.git = HubGit(remote=MaterializedGit(self.repos))
@@ -537,17 +540,34 @@ class Hub:
         errors = [e for load in loads for e in load.errors]
         apps = await self._db(self.apps.list_apps)
         wanted: set[tuple[str, str]] = set()
+        charts: set[tuple[str, str, str]] = set()
         for rec in apps:
-            source = rec.spec.get("source") or next(iter(rec.spec.get("sources") or []), None)
-            if isinstance(source, dict) and source.get("repoURL"):
-                wanted.add((str(source["repoURL"]), str(source.get("targetRevision") or "HEAD")))
+            # Argo's rule (Application.app_sources): spec.sources, when set, replaces source
+            declared = rec.spec.get("sources") or [rec.spec.get("source")]
+            for source in declared if isinstance(declared, list) else []:
+                if not isinstance(source, dict) or not source.get("repoURL"):
+                    continue
+                target = str(source.get("targetRevision") or "HEAD")
+                if source.get("chart"):
+                    charts.add((str(source["repoURL"]), str(source["chart"]), target))
+                else:
+                    wanted.add((str(source["repoURL"]), target))
         self._app_repos = {repo for repo, _ in wanted}
         for repo, revision in sorted(wanted):
             try:
                 await self.book.sha(repo, revision)
             except HubError as exc:
                 errors.append(str(exc))
-        if self.book.snapshot() != before:
+        chart_repos = shared_chart_repos()
+        charts_before = chart_repos.resolved_snapshot()
+        for repo, chart, revision in sorted(charts):
+            try:
+                await anyio.to_thread.run_sync(
+                    chart_repos.resolve_chart, repo, chart, revision, limiter=self._git_limiter
+                )
+            except HubError as exc:
+                errors.append(str(exc))
+        if self.book.snapshot() != before or chart_repos.resolved_snapshot() != charts_before:
             for worker in self.workers.values():
                 worker.wake(refresh_all=True)
         return errors

@@ -15,16 +15,18 @@ checkout.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
 import secrets
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Lock, RLock
+from typing import Any
 
 import git
 from gitdb.exc import BadName, BadObject
@@ -193,12 +195,39 @@ class RepoCache:
         *,
         max_bytes: int = DEFAULT_TREE_CACHE_BYTES,
         max_age_s: float = DEFAULT_TREE_CACHE_AGE_S,
+        credentials: Callable[[str], Any] | None = None,
     ) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self._lock = RLock()  # GitPython's Repo is not thread-safe: one at a time
         self._repos: dict[str, git.Repo] = {}
+        # ``hub repo add`` credentials of the hub home ``root`` (HTTPS Git), unless given
+        self._credentials = credentials
+
+    def _git_env(self, repo_url: str) -> dict[str, str]:
+        """Environment for clone and fetch: no prompts; for an http(s) URL with stored
+        credentials, an ``Authorization`` header scoped to that URL through
+        ``GIT_CONFIG_*`` (never on the command line, so never in an error message)."""
+        env = {"GIT_TERMINAL_PROMPT": "0"}
+        if not repo_url.startswith(("http://", "https://")):
+            return env
+        lookup = self._credentials
+        if lookup is None:
+            from hub.repo_credentials import home_credentials  # the store is not needed before
+
+            lookup = home_credentials(self.root)
+        creds = lookup(repo_url)
+        if creds is not None:
+            token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": f"http.{repo_url}.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
+                }
+            )
+        return env
 
     def close(self) -> None:
         with self._lock:
@@ -227,7 +256,9 @@ class RepoCache:
                 fetch = fetch and not cloned
             if fetch and local is None:
                 try:
-                    repo.git.fetch("--prune", "--tags", "--force", "origin")
+                    repo.git.fetch(
+                        "--prune", "--tags", "--force", "origin", env=self._git_env(repo_url)
+                    )
                 except git.GitCommandError as exc:
                     raise RepoError(f"{repo_url}: fetch failed: {_git_detail(exc)}") from None
             return repo
@@ -247,7 +278,9 @@ class RepoCache:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + f".tmp-{os.getpid()}-{secrets.token_hex(4)}")
         try:
-            repo = git.Repo.clone_from(repo_url, tmp, bare=True, mirror=True)
+            repo = git.Repo.clone_from(
+                repo_url, tmp, bare=True, mirror=True, env=self._git_env(repo_url)
+            )
             repo.close()
             os.replace(tmp, target)
         except git.GitCommandError as exc:

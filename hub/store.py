@@ -223,11 +223,31 @@ def _m0004_source_guard(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE sources ADD COLUMN file_errors TEXT NOT NULL DEFAULT '{}'")
 
 
+def _m0005_repo_credentials(db: sqlite3.Connection) -> None:
+    # Chart repository credentials (hub.repo_credentials): the password sealed with the
+    # registry's envelope crypto, as cluster credentials are.
+    db.execute(
+        """
+        CREATE TABLE repo_credentials (
+            url              TEXT PRIMARY KEY,
+            username         TEXT NOT NULL,
+            pass_credentials INTEGER NOT NULL DEFAULT 0,
+            key_id           TEXT NOT NULL,
+            wrapped_key      BLOB NOT NULL,
+            nonce            BLOB NOT NULL,
+            ciphertext       BLOB NOT NULL,
+            created_at       TEXT NOT NULL
+        ) STRICT
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m0001_clusters,
     _m0002_sync_history,
     _m0003_desired_state,
     _m0004_source_guard,
+    _m0005_repo_credentials,
 )
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 

@@ -55,6 +55,7 @@ from clusters.kube import (
 )
 from clusters.registry import Registry
 from hub.apps import AppRecord, AppStore, Condition
+from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
 from hub.metrics import Metrics
@@ -73,7 +74,6 @@ from hub.sync.health import HealthRules, app_health
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import Application, Automated, SyncError, parse_application
 from hub.sync.plan import plan_deletion
-from hub.sync.render import render_source
 from hub.sync.resources import (
     HOOK_FINALIZER,
     ResourceKey,
@@ -82,6 +82,7 @@ from hub.sync.resources import (
     owning_app,
 )
 from hub.sync.retry import SelfHealBackoff
+from hub.sync.sources import cluster_info, needs_cluster_info, render_app, resolve_sources
 from hub.sync.validate import KindScopes, validate_manifests
 from hub.sync.windows import (
     SYNC_WINDOW_BLOCKED,
@@ -905,8 +906,7 @@ class ClusterWorker:
             return  # re-evaluated when the operation ends
         try:
             app = parse_application(rec.manifest(), source_file=rec.file or name)
-            source = app.primary_source()
-            sha = await self.svc.revisions.sha(source.repo_url, source.target_revision)
+            sha = await self._revision(app)
             desired = await self._render(rec, app, sha)
         except (SyncError, HubError, ClusterError) as exc:
             await self._write(
@@ -994,17 +994,36 @@ class ClusterWorker:
         self._dirty.add(name)
         self._wake.set()
 
+    async def _revision(self, app: Application) -> str:
+        """The app's revision now: each Git source's SHA (one fetch per repo per cycle,
+        ``revisions``), each chart source's version its range selects; joined for several
+        sources (``hub.sync.sources.revision_text``)."""
+        found: list[str] = []
+        for source in app.app_sources():
+            if source.is_chart_repo:
+                charts = shared_chart_repos()
+                found.append(
+                    await anyio.to_thread.run_sync(
+                        charts.resolve_chart, source.repo_url, source.chart, source.target_revision
+                    )
+                )
+            else:
+                found.append(await self.svc.revisions.sha(source.repo_url, source.target_revision))
+        return found[0] if not app.has_multiple_sources else ",".join(found)
+
     async def _render(self, rec: AppRecord, app: Application, sha: str) -> Desired:
         cached = self._desired.get(rec.name)
         if cached is not None and cached.generation == rec.generation and cached.sha == sha:
             return cached
         kube = self.kube
         assert kube is not None
-        source = app.primary_source()
 
         def render() -> tuple[dict[str, Any], ...]:
-            tree = self.svc.repos.materialize(source.repo_url, sha)
-            rendered = render_source(tree, source)
+            resolved = resolve_sources(
+                app, git=self.svc.repos, charts=shared_chart_repos(), revision=sha
+            )
+            cluster = cluster_info(kube) if needs_cluster_info(resolved) else None
+            rendered = render_app(app, resolved, cluster=cluster)
             valid = validate_manifests(
                 rendered.manifests,
                 destination_namespace=app.destination.namespace,
@@ -1270,8 +1289,7 @@ class ClusterWorker:
         async def one(rec: AppRecord) -> None:
             try:
                 app = parse_application(rec.manifest(), source_file=rec.file or rec.name)
-                source = app.primary_source()
-                sha = await self.svc.revisions.sha(source.repo_url, source.target_revision)
+                sha = await self._revision(app)
             except (SyncError, HubError) as exc:
                 out[rec.name] = str(exc)
                 await self._write(

@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
     "key": "hub.cli.home:key",
     "cluster": "hub.cli.cluster:cluster",
     "source": "hub.cli.source:source",
+    "repo": "hub.cli.repo:repo",
     "app": "hub.cli.app:app",
     "status": "hub.cli.status:status",
     "serve": "hub.cli.serve:serve",

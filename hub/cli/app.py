@@ -29,6 +29,7 @@ from hub.cli import HubContext
 from hub.errors import HubError, HubUsageError
 from hub.home import load_keyring, open_registry, open_store
 from hub.logs import scrub
+from hub.repo_credentials import use_repo_credentials
 from hub.repos import RepoCache
 from hub.sync.diff import JqRunner, SyncStatus
 from hub.sync.engine import (
@@ -113,6 +114,7 @@ def _env(obj: HubContext, application: Application, cluster: str | None) -> Iter
     try:
         name = cluster_for(application, registry, cluster)
         kube = KubeClient(connect(registry, name))
+        use_repo_credentials(obj.home)
         with RepoCache(obj.home) as repos, JqRunner() as jq:
             history = SyncHistory(store, lambda: load_keyring(obj.home))
             yield _Env(kube=kube, repos=repos, history=history, jq=jq, health_rules=health_rules)

@@ -80,6 +80,7 @@ from hub.sync.health import (
     gate_health,
     task_outcome,
 )
+from hub.sync.helm import ClusterInfo, RenderContext
 from hub.sync.history import (
     Operation,
     OperationPhase,
@@ -89,6 +90,7 @@ from hub.sync.history import (
 )
 from hub.sync.model import (
     Application,
+    ApplicationSource,
     AppSpecError,
     Backoff,
     EmptyRenderGuardError,
@@ -111,6 +113,15 @@ from hub.sync.resources import (
     owning_app,
 )
 from hub.sync.retry import retry_delay_s, should_retry
+from hub.sync.sources import (
+    ChartProvider,
+    cluster_info,
+    needs_cluster_info,
+    render_app,
+    resolve_sources,
+    revision_text,
+    source_record,
+)
 from hub.sync.validate import KindScopes, SourcedManifest, validate_manifests
 
 DEFAULT_API_RETRY = RetryPolicy(
@@ -304,11 +315,14 @@ def sync_application(
     on_event: EventSink | None = None,
     cancel: CancelToken | None = None,
     live_state: LiveState | None = None,
+    charts: ChartProvider | None = None,
 ) -> OperationResult:
     """Run one sync operation of ``app`` against ``kube`` (see the module docstring).
 
-    ``live_state``: read live objects from it (``LiveState``) instead of LISTing."""
+    ``live_state``: read live objects from it (``LiveState``) instead of LISTing.
+    ``charts``: chart repositories (default: ``hub.charts.shared_chart_repos()``)."""
     run = _Run(
+        charts=charts,
         live_state=live_state,
         kube=kube,
         app=app,
@@ -333,12 +347,14 @@ def diff_application(
     jq_runner: JqRunner | None = None,
     history: SyncHistory | None = None,
     live_state: LiveState | None = None,
+    charts: ChartProvider | None = None,
 ) -> DiffResult:
     """Compare ``app`` at ``revision`` (or the files in ``local_dir``) with the cluster.
 
     Raises ``SyncError`` (render, validation, Git) or a ``KubeError``; never writes.
     """
     run = _Run(
+        charts=charts,
         live_state=live_state,
         kube=kube,
         app=app,
@@ -353,7 +369,7 @@ def diff_application(
     try:
         if local_dir is not None:
             src = replace(app.primary_source(), path="")
-            rendered = render_source(local_dir, src)
+            rendered = render_source(local_dir, src, context=run.render_context(src))
             sha = f"local:{local_dir}"
             manifests = list(rendered.manifests)
         else:
@@ -418,6 +434,9 @@ class _Run:
     # Names from the Namespace LIST of the last ``read_live`` without a cache, so
     # ``_namespaces`` does not LIST them again in the same attempt.
     listed_namespaces: set[str] | None = None
+    charts: ChartProvider | None = None
+    # every source's repo, target and resolved revision (history keeps it)
+    sources_record: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.request.timeout_s is not None:
@@ -522,7 +541,7 @@ class _Run:
                 for m in self.request.manifests
             ]
         try:
-            source = self.app.primary_source()
+            self.app.app_sources()
         except (UnsupportedSourceError, AppSpecError) as exc:
             raise _Stop(str(exc), phase=OperationPhase.ERROR, retryable=False, code=2) from None
         if self.sources is None:
@@ -530,16 +549,39 @@ class _Run:
                 "no source provider configured", phase=OperationPhase.ERROR, retryable=False
             )
         try:
-            sha = self.sources.resolve(
-                source.repo_url, self.request.revision or source.target_revision
+            resolved = resolve_sources(
+                self.app,
+                git=self.sources,
+                charts=self._charts(),
+                revision=self.request.revision,
             )
-            tree = self.sources.materialize(source.repo_url, sha)
-            rendered = render_source(tree, source)
+            cluster = None
+            if needs_cluster_info(resolved):
+                cluster = self.call("discovery", lambda: cluster_info(self.kube))
+            rendered = render_app(self.app, resolved, cluster=cluster)
         except HubError as exc:
-            # Git or render error: the operation ends here, before planning, so nothing is
-            # ever pruned because a source could not be read.
-            raise _Stop(str(exc), phase=OperationPhase.ERROR, retryable=False) from None
-        return sha, list(rendered.manifests)
+            # Git, chart or render error: the operation ends here, before planning, so
+            # nothing is ever pruned because a source could not be read.
+            code = exc.exit_code if isinstance(exc, AppSpecError) else 1
+            raise _Stop(str(exc), phase=OperationPhase.ERROR, retryable=False, code=code) from None
+        self.sources_record = source_record(self.app, resolved)
+        revision = revision_text(resolved, multiple=self.app.has_multiple_sources)
+        return revision, list(rendered.manifests)
+
+    def _charts(self) -> ChartProvider:
+        if self.charts is None:
+            from hub.charts import shared_chart_repos
+
+            self.charts = shared_chart_repos()
+        return self.charts
+
+    def render_context(self, source: ApplicationSource) -> RenderContext:
+        """Helm's context for a ``--local`` render (no resolved revision)."""
+        return RenderContext(
+            app_name=self.app.name,
+            destination_namespace=self.app.destination.namespace,
+            cluster=cluster_info(self.kube) if source.declared_type == "Helm" else ClusterInfo(),
+        )
 
     def scopes(self) -> KindScopes:
         resources = self.call("discovery", self.kube.resources)
@@ -1218,6 +1260,8 @@ class _Run:
 
     def _operation(self, phase: OperationPhase, message: str) -> Operation:
         source = self.request.source
+        if source is None and self.sources_record is not None:
+            source = self.sources_record
         if source is None:
             src = self.app.source or (self.app.sources[0] if self.app.sources else None)
             source = (

@@ -23,6 +23,7 @@ The store behind this is the ``HistoryStorage`` protocol (``hub.store.Store`` im
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -460,11 +461,20 @@ def _entry(row: HistoryRow) -> HistoryEntry:
     )
 
 
+def short_revision(revision: str) -> str:
+    """A revision for tables: commit SHAs cut to 10 characters, chart versions whole, one
+    per source for a multi-source app (``sha1,sha2``)."""
+    return ",".join(
+        part[:10] if re.fullmatch(r"[0-9a-f]{40}", part) else part for part in revision.split(",")
+    )
+
+
 def iter_history_lines(entries: Sequence[HistoryEntry]) -> Iterator[str]:
     """``hub app history`` table rows (like ``argocd app history``)."""
     yield f"{'ID':<4} {'DATE':<25} {'REVISION':<12} {'TRIGGER':<10} {'PHASE':<10} MESSAGE"
     for e in entries:
         yield (
-            f"{e.id:<4} {e.finished_at.isoformat(timespec='seconds'):<25} {e.revision[:10]:<12} "
+            f"{e.id:<4} {e.finished_at.isoformat(timespec='seconds'):<25} "
+            f"{short_revision(e.revision):<12} "
             f"{e.trigger.value:<10} {e.phase.value:<10} {e.message}"
         )

@@ -2,9 +2,10 @@
 
 The parser follows Argo CD's ``argoproj.io/v1alpha1`` schema: unknown fields are ignored (as
 the Kubernetes API server does for Argo's CRD), wrong types are errors that name the file and
-the field path. Source kinds we cannot render yet (Helm, plugins, multi-source) are parsed so
-that the engine can report them clearly instead of rendering nothing — an empty render must
-never look like "Git declares nothing".
+the field path. Source kinds we cannot render yet (plugins) are parsed so that the engine can
+report them clearly instead of rendering nothing — an empty render must never look like "Git
+declares nothing". ``Application.app_sources()`` is the one place that decides between
+``spec.source`` and ``spec.sources``.
 """
 
 from __future__ import annotations
@@ -198,6 +199,40 @@ class KustomizeSource:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HelmParameter:
+    name: str
+    value: str
+    force_string: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class HelmFileParameter:
+    name: str
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HelmSource:
+    """Argo's ``source.helm`` (``ApplicationSourceHelm``). ``values_yaml`` is ``values`` or
+    ``valuesObject`` as YAML text (``valuesObject`` wins when both are set, as in Argo)."""
+
+    value_files: tuple[str, ...] = ()
+    values_yaml: str = ""
+    parameters: tuple[HelmParameter, ...] = ()
+    file_parameters: tuple[HelmFileParameter, ...] = ()
+    release_name: str = ""
+    namespace: str = ""
+    skip_crds: bool = False
+    skip_schema_validation: bool = False
+    skip_tests: bool = False
+    ignore_missing_value_files: bool = False
+    pass_credentials: bool = False
+    kube_version: str = ""
+    api_versions: tuple[str, ...] = ()
+    version: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class ApplicationSource:
     repo_url: str
     path: str = ""
@@ -206,14 +241,25 @@ class ApplicationSource:
     ref: str = ""
     directory: DirectorySource | None = None
     kustomize: KustomizeSource | None = None
-    helm: bool = False
+    helm: HelmSource | None = None
     plugin: bool = False
+
+    @property
+    def is_chart_repo(self) -> bool:
+        """A chart from a Helm repository (``repoURL`` + ``chart``), not a Git path."""
+        return bool(self.chart)
+
+    @property
+    def ref_only(self) -> bool:
+        """A ``ref:`` source with neither path nor chart: only read for ``$ref`` value
+        files, never rendered (Argo CD's multi-source rule)."""
+        return bool(self.ref) and not self.path and not self.chart
 
     @property
     def declared_type(self) -> str:
         """Helm / Plugin / Kustomize / Directory as the spec says; a plain path may still turn
         out to be Kustomize when the directory holds a kustomization file (render decides)."""
-        if self.helm or self.chart:
+        if self.helm is not None or self.chart:
             return "Helm"
         if self.plugin:
             return "Plugin"
@@ -223,8 +269,6 @@ class ApplicationSource:
 
     def unsupported_reason(self) -> str | None:
         kind = self.declared_type
-        if kind == "Helm":
-            return "Helm sources are not supported yet"
         if kind == "Plugin":
             return "config management plugin sources are not supported yet"
         if self.kustomize is not None and self.kustomize.overrides():
@@ -299,24 +343,42 @@ class Application:
     revision_history_limit: int = DEFAULT_REVISION_HISTORY_LIMIT
     source_file: str = ""
 
-    def primary_source(self) -> ApplicationSource:
-        """The one source we can render, or ``UnsupportedSourceError`` saying why not."""
+    @property
+    def has_multiple_sources(self) -> bool:
+        """Argo's ``HasMultipleSources``: ``spec.sources`` set wins over ``spec.source``."""
+        return bool(self.sources)
+
+    def app_sources(self) -> tuple[ApplicationSource, ...]:
+        """The sources to resolve, in order: ``spec.sources`` when set (Argo CD ignores
+        ``spec.source`` then), else ``spec.source``. ``UnsupportedSourceError`` names the
+        first one we cannot render. The one function deciding "source or sources"."""
         where = f"{self.source_file or 'Application'} ({self.name})"
-        if self.sources and self.source is None:
-            if len(self.sources) > 1:
-                raise UnsupportedSourceError(
-                    f"{where}: spec.sources has {len(self.sources)} sources; multiple sources "
-                    "are not supported yet (use one spec.source)"
-                )
-            src = self.sources[0]
+        if self.sources:
+            found = self.sources
         elif self.source is not None:
-            src = self.source
+            found = (self.source,)
         else:
             raise AppSpecError(f"{where}: spec.source is required")
-        reason = src.unsupported_reason()
-        if reason:
-            raise UnsupportedSourceError(f"{where}: {reason}")
-        return src
+        for i, src in enumerate(found):
+            reason = src.unsupported_reason()
+            if reason:
+                label = f"spec.sources[{i}]" if self.sources else "spec.source"
+                raise UnsupportedSourceError(f"{where}: {label}: {reason}")
+        refs = [s.ref for s in found if s.ref]
+        dupes = sorted({r for r in refs if refs.count(r) > 1})
+        if dupes:
+            raise AppSpecError(f"{where}: spec.sources: ref {dupes[0]!r} is used twice")
+        if all(s.ref_only for s in found):
+            raise AppSpecError(
+                f"{where}: spec.sources: every source is a ref-only source; at least one "
+                "needs a path or a chart to render"
+            )
+        return found
+
+    def primary_source(self) -> ApplicationSource:
+        """The first source that renders (the one whose revision is the app's revision in
+        single-source terms); see ``app_sources``."""
+        return next(s for s in self.app_sources() if not s.ref_only)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -432,8 +494,12 @@ def _parse_source(r: _Reader, raw: object, path: str) -> ApplicationSource:
             version=r.string(k, "version", kpath),
             other_fields=other,
         )
+    helm = None
     if m.get("helm") is not None:
-        r.mapping(m.get("helm"), f"{path}.helm")
+        helm = _parse_helm(r, m.get("helm"), f"{path}.helm")
+    ref = r.string(m, "ref", path)
+    if ref and not _REF_NAME.fullmatch(ref):
+        raise r.fail(f"{path}.ref", f"{ref!r}: use letters, digits, '-' and '_' only")
     if m.get("plugin") is not None:
         r.mapping(m.get("plugin"), f"{path}.plugin")
     return ApplicationSource(
@@ -441,11 +507,74 @@ def _parse_source(r: _Reader, raw: object, path: str) -> ApplicationSource:
         path=r.string(m, "path", path),
         target_revision=r.string(m, "targetRevision", path) or "HEAD",
         chart=r.string(m, "chart", path),
-        ref=r.string(m, "ref", path),
+        ref=ref,
         directory=directory,
         kustomize=kustomize,
-        helm=m.get("helm") is not None,
+        helm=helm,
         plugin=m.get("plugin") is not None,
+    )
+
+
+_REF_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _parse_helm(r: _Reader, raw: object, path: str) -> HelmSource:
+    h = r.mapping(raw, path)
+    values_yaml = ""
+    if h.get("valuesObject") is not None:
+        obj = r.mapping(h.get("valuesObject"), f"{path}.valuesObject")
+        values_yaml = yaml.safe_dump(dict(obj), sort_keys=False, allow_unicode=True)
+    elif h.get("values") is not None:
+        raw_values = h.get("values")
+        if isinstance(raw_values, Mapping):
+            # Argo accepts a YAML object in ``values`` too (it is a RawExtension-like string)
+            values_yaml = yaml.safe_dump(dict(raw_values), sort_keys=False, allow_unicode=True)
+        else:
+            values_yaml = r.string(h, "values", path)
+    params: list[HelmParameter] = []
+    raw_params = h.get("parameters")
+    if raw_params is not None and not isinstance(raw_params, list):
+        raise r.fail(f"{path}.parameters", f"expected a list, got {_type_name(raw_params)}")
+    for i, item in enumerate(raw_params or []):
+        ppath = f"{path}.parameters[{i}]"
+        p = r.mapping(item, ppath, optional=False)
+        name = r.string(p, "name", ppath)
+        if not name:
+            raise r.fail(f"{ppath}.name", "is required")
+        params.append(
+            HelmParameter(
+                name=name,
+                value=r.string(p, "value", ppath),
+                force_string=r.boolean(p, "forceString", ppath),
+            )
+        )
+    file_params: list[HelmFileParameter] = []
+    raw_files = h.get("fileParameters")
+    if raw_files is not None and not isinstance(raw_files, list):
+        raise r.fail(f"{path}.fileParameters", f"expected a list, got {_type_name(raw_files)}")
+    for i, item in enumerate(raw_files or []):
+        fpath = f"{path}.fileParameters[{i}]"
+        f = r.mapping(item, fpath, optional=False)
+        name = r.string(f, "name", fpath)
+        file = r.string(f, "path", fpath)
+        if not name or not file:
+            raise r.fail(fpath, "name and path are required")
+        file_params.append(HelmFileParameter(name=name, path=file))
+    return HelmSource(
+        value_files=r.strings(h, "valueFiles", path),
+        values_yaml=values_yaml,
+        parameters=tuple(params),
+        file_parameters=tuple(file_params),
+        release_name=r.string(h, "releaseName", path),
+        namespace=r.string(h, "namespace", path),
+        skip_crds=r.boolean(h, "skipCrds", path),
+        skip_schema_validation=r.boolean(h, "skipSchemaValidation", path),
+        skip_tests=r.boolean(h, "skipTests", path),
+        ignore_missing_value_files=r.boolean(h, "ignoreMissingValueFiles", path),
+        pass_credentials=r.boolean(h, "passCredentials", path),
+        kube_version=r.string(h, "kubeVersion", path),
+        api_versions=r.strings(h, "apiVersions", path),
+        version=r.string(h, "version", path),
     )
 
 

@@ -1,7 +1,9 @@
 """Render an Application source directory into manifests (the only I/O of the pure core).
 
-Two source types, chosen like Argo CD's repo-server does:
+Three source types, chosen like Argo CD's repo-server does:
 
+- **Helm** when the source has a ``helm`` block or is a chart (``chart:``), or the path
+  holds ``Chart.yaml`` and no kustomization: ``helm template`` (``hub/sync/helm.py``).
 - **Kustomize** when the path holds ``kustomization.yaml``, ``kustomization.yml`` or
   ``Kustomization``: ``kustomize build PATH`` if ``kustomize`` is on PATH, else
   ``kubectl kustomize PATH``; a clear error when neither exists; killed after a timeout.
@@ -28,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from hub.sync.helm import RenderContext, is_chart_dir, render_chart
 from hub.sync.model import ApplicationSource, DirectorySource, RenderError
 from hub.sync.resources import argo_glob_match
 from hub.sync.validate import SourcedManifest
@@ -40,7 +43,7 @@ DEFAULT_KUSTOMIZE_TIMEOUT_S = 90.0
 @dataclass(frozen=True, kw_only=True)
 class RenderResult:
     manifests: tuple[SourcedManifest, ...]
-    tool: str  # "directory" or "kustomize"
+    tool: str  # "directory", "kustomize" or "helm"
 
 
 # --------------------------------------------------------------------------- YAML loading
@@ -251,8 +254,11 @@ def render_source(
     *,
     kustomize_timeout_s: float = DEFAULT_KUSTOMIZE_TIMEOUT_S,
     kustomize_command: Sequence[str] | None = None,
+    context: RenderContext | None = None,
 ) -> RenderResult:
-    """Render ``source.path`` inside a checked-out tree ``repo_root``."""
+    """Render ``source.path`` inside a checked-out tree ``repo_root`` (for a chart from a
+    chart repository: ``repo_root`` is the unpacked chart and ``path`` is empty).
+    ``context`` carries what Helm needs (release name, namespace, cluster capabilities)."""
     reason = source.unsupported_reason()
     if reason:
         raise RenderError(f"{source.repo_url} {source.path or '.'}: {reason}")
@@ -263,8 +269,29 @@ def render_source(
             f"{source.repo_url}: path {source.path or '.'!r} does not exist at revision "
             f"{source.target_revision} (nothing rendered, nothing will be pruned)"
         )
-    if is_kustomization_dir(path):
+    explicit_helm = source.helm is not None or source.is_chart_repo
+    if not explicit_helm and is_kustomization_dir(path):
         return render_kustomize(
             path, timeout_s=kustomize_timeout_s, command=kustomize_command, repo_root=repo_root
         )
+    if explicit_helm or is_chart_dir(path):
+        return render_helm(repo_root, path, source, context)
     return render_directory(path, directory=source.directory, repo_root=repo_root)
+
+
+def render_helm(
+    repo_root: Path, path: Path, source: ApplicationSource, context: RenderContext | None
+) -> RenderResult:
+    """``helm template`` of the chart at ``path``, parsed."""
+    _check_inside(path, repo_root)
+    label = source.chart or _label(path, repo_root)
+    if source.is_chart_repo:
+        label = f"{source.repo_url} chart {source.chart}"
+    if not is_chart_dir(path):
+        raise RenderError(f"{label}: not a Helm chart (no Chart.yaml)")
+    if context is None:
+        raise RenderError(f"{label}: a Helm render needs the Application's context")
+    text = render_chart(path, repo_root, source, context, label=label)
+    return RenderResult(
+        manifests=tuple(parse_manifests(text, origin=f"{label} (helm)")), tool="helm"
+    )

@@ -16,10 +16,12 @@ import pytest
 import yaml
 
 from hub.demo import PLACEHOLDER_REPO, set_image_tag
-from hub.sync.model import parse_application
+from hub.sync.helm import ClusterInfo, find_helm
+from hub.sync.model import Application, RenderError, parse_application
 from hub.sync.plan import plan_sync
-from hub.sync.render import render_source
+from hub.sync.render import RenderResult, render_source
 from hub.sync.resources import Phase
+from hub.sync.sources import ResolvedSource, needs_cluster_info, render_app
 from hub.sync.validate import validate_manifests
 from tests.clusters.cli_support import Hub
 
@@ -115,6 +117,10 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "alerting-prod-us-east": ("prod-us-east", "platform/alerting/regions/us-east"),
         "alerting-prod-eu-west": ("prod-eu-west", "platform/alerting/regions/eu-west"),
     },
+    "cluster-info.yaml": {
+        f"cluster-info-{c}": (server(c), "platform/cluster-info")
+        for c in ("dev", "prod-eu-west", "prod-us-east", "staging")
+    },
 }
 
 
@@ -153,13 +159,39 @@ def test_only_payments_ignores_the_replicas_its_hpa_owns(
             assert ignored is None, app["metadata"]["name"]
 
 
+def _render(repo: Path, app: Application) -> RenderResult:
+    """Render every source of ``app`` from the examples tree (Helm ones with helm)."""
+    resolved = [ResolvedSource(source=s, revision="", tree=repo) for s in app.app_sources()]
+    if needs_cluster_info(resolved):
+        try:
+            find_helm()
+        except RenderError as exc:
+            pytest.skip(f"helm is not installed: {exc}")
+    return render_app(app, resolved, cluster=ClusterInfo(kube_version="1.32.0"))
+
+
+def test_the_cluster_info_chart_takes_its_values_from_the_cluster_labels(
+    repo: Path, secrets: Path, tmp_path: Path
+) -> None:
+    data = {}
+    for doc in generate(repo, secrets, "cluster-info.yaml", tmp_path):
+        app = parse_application(doc, source_file="cluster-info.yaml")
+        (cm,) = [m.obj for m in _render(repo, app).manifests if m.obj["kind"] == "ConfigMap"]
+        data[app.name] = cm["data"]
+    assert data["cluster-info-dev"]["cluster"] == "dev"
+    assert data["cluster-info-dev"]["logLevel"] == "info"  # no values-dev.yaml: skipped
+    assert data["cluster-info-prod-eu-west"]["env"] == "production"
+    assert data["cluster-info-prod-eu-west"]["logLevel"] == "warn"  # values-production.yaml
+    assert data["cluster-info-staging"]["kubernetesVersion"] == "v1.32.0"
+
+
 @pytest.mark.parametrize("appset", sorted(EXPECTED))
 def test_every_generated_application_renders_and_validates(
     repo: Path, secrets: Path, appset: str, tmp_path: Path
 ) -> None:
     for doc in generate(repo, secrets, appset, tmp_path):
         app = parse_application(doc, source_file=appset)
-        rendered = render_source(repo, app.primary_source())
+        rendered = _render(repo, app)
         valid = validate_manifests(
             rendered.manifests, destination_namespace=app.destination.namespace
         )

@@ -265,3 +265,49 @@ def test_long_set_names_still_give_a_valid_label() -> None:
 
     value = link_label_value("x" * 100)
     assert len(value) <= 63 and value != link_label_value("x" * 101)
+
+
+def test_helm_values_object_and_parameters_are_templated_in_go_mode() -> None:
+    """ApplicationSet templates with Helm fields expand as in Argo CD: every string inside
+    ``helm.valuesObject`` (nested maps and lists too) and ``helm.parameters`` is a template,
+    keys and non-strings are kept; the result parses as a Helm source."""
+    from hub.sync.model import parse_application
+
+    template = {
+        "metadata": {"name": "{{ .name }}-chart"},
+        "spec": {
+            "project": "default",
+            "destination": {"server": "{{ .server }}", "namespace": "web"},
+            "sources": [
+                {
+                    "repoURL": "r",
+                    "path": "charts/web",
+                    "helm": {
+                        "valueFiles": ["$values/envs/{{ .env }}.yaml"],
+                        "valuesObject": {
+                            "env": "{{ .env | upper }}",
+                            "ingress": {"hosts": ["{{ .name }}.example.com"], "enabled": True},
+                            "replicas": 2,
+                        },
+                        "parameters": [{"name": "image.tag", "value": "{{ .name }}-1"}],
+                    },
+                },
+                {"repoURL": "v", "ref": "values"},
+            ],
+        },
+    }
+    result = render(template, goTemplate=True)
+    assert not result.conditions, result.conditions
+    apps = {a["metadata"]["name"]: a for a in result.manifests}
+    helm = apps["a-chart"]["spec"]["sources"][0]["helm"]
+    assert helm["valuesObject"] == {
+        "env": "PROD",
+        "ingress": {"hosts": ["a.example.com"], "enabled": True},
+        "replicas": 2,
+    }
+    assert helm["valueFiles"] == ["$values/envs/prod.yaml"]
+    assert helm["parameters"] == [{"name": "image.tag", "value": "a-1"}]
+    parsed = parse_application({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                                **apps["b-chart"]})  # fmt: skip
+    source = parsed.primary_source()
+    assert source.helm is not None and "env: DEV" in source.helm.values_yaml

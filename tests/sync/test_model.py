@@ -174,14 +174,6 @@ def test_invalid_documents_are_usage_errors(text: str, message: str) -> None:
     ("source", "message"),
     [
         (
-            {"repoURL": "https://charts.example", "chart": "nginx", "targetRevision": "1.2.3"},
-            "Helm sources are not supported yet",
-        ),
-        (
-            {"repoURL": "r", "path": "p", "helm": {"valueFiles": ["v.yaml"]}},
-            "Helm sources are not supported yet",
-        ),
-        (
             {"repoURL": "r", "path": "p", "plugin": {"name": "x"}},
             "plugin sources are not supported yet",
         ),
@@ -207,7 +199,7 @@ def test_sources_we_cannot_render_are_reported_clearly(
         app.primary_source()
 
 
-def test_multiple_sources_are_parsed_but_reported_unsupported() -> None:
+def test_multiple_sources_are_all_resolved_and_ref_only_sources_not_rendered() -> None:
     spec = {"sources": [{"repoURL": "r1", "path": "a"}, {"repoURL": "r2", "ref": "values"}]}
     app = parse_application(
         {
@@ -218,8 +210,9 @@ def test_multiple_sources_are_parsed_but_reported_unsupported() -> None:
         }
     )
     assert [s.repo_url for s in app.sources] == ["r1", "r2"] and app.sources[1].ref == "values"
-    with pytest.raises(UnsupportedSourceError, match="multiple sources are not supported yet"):
-        app.primary_source()
+    assert [s.repo_url for s in app.app_sources()] == ["r1", "r2"]
+    assert app.sources[1].ref_only and not app.sources[0].ref_only
+    assert app.primary_source().repo_url == "r1"
     single = parse_application(
         {
             "apiVersion": "argoproj.io/v1alpha1",

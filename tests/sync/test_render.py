@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.sync.model import ApplicationSource, DirectorySource, RenderError
+from hub.sync.model import ApplicationSource, DirectorySource, HelmSource, RenderError
 from hub.sync.render import (
     find_kustomize_command,
     glob_match,
@@ -169,9 +169,9 @@ def test_a_source_path_leaving_the_repository_is_refused(tmp_path: Path) -> None
         render_source(tmp_path / "repo", ApplicationSource(repo_url="r", path="../outside"))
 
 
-def test_helm_sources_are_reported_as_unsupported(tmp_path: Path) -> None:
-    with pytest.raises(RenderError, match="Helm sources are not supported yet"):
-        render_source(tmp_path, ApplicationSource(repo_url="r", chart="nginx", helm=True))
+def test_a_helm_source_without_a_chart_is_an_error_not_an_empty_render(tmp_path: Path) -> None:
+    with pytest.raises(RenderError, match=r"not a Helm chart \(no Chart.yaml\)"):
+        render_source(tmp_path, ApplicationSource(repo_url="r", chart="nginx", helm=HelmSource()))
 
 
 KUSTOMIZATION = """apiVersion: kustomize.config.k8s.io/v1beta1
