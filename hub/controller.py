@@ -516,10 +516,12 @@ class Hub:
     async def git_cycle(self) -> list[str]:
         """One poll cycle; returns the errors (sources that could not be loaded, repos that
         could not be fetched)."""
+        # The last cycle's answers: only a revision that moved since then wakes the workers
+        # (taken after new_cycle() it was always empty, so every poll refreshed every app).
+        before = self.book.snapshot()
         self.book.new_cycle()
         self.repos.new_cycle()
         await anyio.to_thread.run_sync(self.git.refresh)
-        before = self.book.snapshot()
         async with self._appset_lock:
             records = await self._db(SourceStore(self.store).list)
             self._source_repos = {r.source.repo for r in records}

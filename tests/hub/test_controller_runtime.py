@@ -205,3 +205,36 @@ def test_a_fenced_cluster_refuses_requested_syncs(
             await hub.shutdown()
 
     run_checked(body)
+
+
+def test_a_git_cycle_wakes_the_workers_only_when_a_revision_moved(
+    home: tuple[Path, SimServer],
+    repo: GitRepo,
+    run_checked: Callable[[Callable[[], Awaitable[None]]], None],
+) -> None:
+    path, _sim = home
+    hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+    wakes: list[str] = []
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            for name, worker in hub.workers.items():
+                original = worker.wake
+
+                def counted(
+                    *, reload: bool = False, refresh_all: bool = False, _n: str = name, _w=original
+                ) -> None:
+                    if refresh_all:
+                        wakes.append(_n)
+                    _w(reload=reload, refresh_all=refresh_all)
+
+                worker.wake = counted  # type: ignore[method-assign]
+            await hub.git_cycle()
+            assert wakes == [], "a poll that found nothing new refreshed every app"
+            repo.write({"app/cm.yaml": CM.format(value="2")})
+            await hub.git_cycle()
+            assert sorted(wakes) == ["a", "b"]
+            await hub.shutdown()
+
+    run_checked(body)
