@@ -71,7 +71,7 @@ def render_table(
     # Shrink the columns in `shrink_first` down to 20 characters before touching the others
     # (the name is what people look for; a cut URL or label list is still recognisable).
     for candidates, floor in ((list(shrink_first), 20), (list(range(len(widths))), 4)):
-        while sum(widths) + gap > width:
+        while candidates and sum(widths) + gap > width:
             widest = max(candidates, key=lambda i: widths[i])
             if widths[widest] <= max(len(headers[widest]), floor):
                 break
