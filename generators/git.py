@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
-import yaml
-
 from generators.base import GenerateContext
 from generators.clusters import append_values
 from generators.errors import GeneratorError
@@ -47,6 +45,7 @@ from generators.spec import (
     GitPathItem,
     load_first_yaml_document,
 )
+from generators.yamlio import YamlError
 
 
 class RepoReadError(GeneratorError):
@@ -441,7 +440,7 @@ def _parse_file(content: bytes, path: str, repo_url: str, where: str) -> list[Ma
     try:
         # Like sigs.k8s.io/yaml, only the first document counts (the rest is not parsed).
         data = load_first_yaml_document(content)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (YamlError, UnicodeDecodeError) as exc:
         raise GeneratorError(
             f"{where}: unable to parse file {path!r} of {repo_url}: {exc}"
         ) from None

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from generators import yamlio
 from generators.gotemplate.errors import FuncError
 from generators.gotemplate.funcs import (
     ANY,
@@ -1529,7 +1530,7 @@ def _go_parse_int(plain: str) -> int:
     return v
 
 
-class _GoYamlLoader(yaml.SafeLoader):
+class _GoYamlLoader(yamlio.HardenedLoader):
     """Plain scalars typed as go-yaml v2 types them; timestamps stay strings, as go-yaml v2
     keeps them for interface{} targets."""
 
@@ -1539,7 +1540,7 @@ class _GoYamlLoader(yaml.SafeLoader):
         return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
 
 
-def _construct_go_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+def _construct_go_scalar(loader: yamlio.HardenedLoader, node: yaml.ScalarNode) -> Any:
     kind, value = go_yaml_resolve(node.value)
     return node.value if kind == "timestamp" else value
 
@@ -1580,9 +1581,9 @@ def _yaml_key(k: Any) -> str:
 def _load_yaml(s: str) -> Any:
     try:
         # go-yaml decodes only the first document; later ones are not even parsed
-        first = next(iter(yaml.load_all(s, Loader=_GoYamlLoader)), None)
-    except yaml.YAMLError as e:
-        raise FuncError(f"error converting YAML to JSON: {str(e).splitlines()[0]}") from None
+        first = yamlio.load_first(s, loader=_GoYamlLoader)
+    except yamlio.YamlError as e:
+        raise FuncError(f"error converting YAML to JSON: {e}") from None
     return _yaml_to_json_value(first)
 
 
