@@ -40,6 +40,7 @@ from generators.gotemplate.funcs import (
     to_float64,
     to_int64,
 )
+from generators.gotemplate.limits import check_items, check_length
 from generators.gotemplate.values import (
     MISSING,
     Int64,
@@ -178,6 +179,7 @@ def _untitle(s: str) -> str:
 def _repeat(count: int, s: str) -> str:
     if count < 0:
         raise FuncError("strings: negative Repeat count")
+    check_length(count * len(s))
     return s * count
 
 
@@ -319,6 +321,7 @@ def _cat(*v: Any) -> str:
 
 @reg("indent", INT, STRING)
 def _indent(spaces: int, s: str) -> str:
+    check_length(len(s) + max(spaces, 0) * (s.count("\n") + 1))
     pad = " " * spaces
     return pad + s.replace("\n", "\n" + pad)
 
@@ -704,6 +707,7 @@ alias("mustChunk", "chunk")
 @reg("until", INT)
 def _until(count: int) -> list[Any]:
     step = 1 if count >= 0 else -1
+    check_items(abs(count))
     return list(range(0, count, step))
 
 
@@ -711,7 +715,9 @@ def _until(count: int) -> list[Any]:
 def _until_step(start: int, stop: int, step: int) -> list[Any]:
     if step == 0 or (step > 0 and start >= stop) or (step < 0 and start <= stop):
         return []
-    return list(range(start, stop, step))
+    numbers = range(start, stop, step)
+    check_items(len(numbers))
+    return list(numbers)
 
 
 @reg("seq", variadic=INT)
@@ -729,7 +735,9 @@ def _seq(*p: int) -> str:
             return ""
     else:
         return ""
-    return " ".join(str(i) for i in range(start, end + (1 if step > 0 else -1), step))
+    numbers = range(start, end + (1 if step > 0 else -1), step)
+    check_items(len(numbers))
+    return " ".join(str(i) for i in numbers)
 
 
 # --- dicts --------------------------------------------------------------------------------
