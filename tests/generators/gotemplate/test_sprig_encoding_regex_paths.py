@@ -62,6 +62,8 @@ CASES = [
     ('{{ regexMatch "^a{,2}$" "a{,2}" }}', "true"),
     ('{{ regexFind "\\\\pL+" "1éa2" }}', "éa"),
     ('{{ regexFind "(?U)a+" "aaa" }}', "a"),
+    ('{{ regexFind "\\\\Qa.b\\\\E" "xaxb a.b" }}', "a.b"),
+    ('{{ regexFind "[[:alpha:]]+" "12ab3" }}', "ab"),
     ('{{ regexFindAll "." "héé" -1 }}', "[h é é]"),
     ('{{ regexReplaceAll "é*" "aéb" "-" }}', "-a-b-"),
     # paths
