@@ -28,7 +28,7 @@ from typing import Any, Literal
 from generators.gotemplate import compile as C
 from generators.gotemplate import lexer, limits, parser
 from generators.gotemplate.builtins import BUILTINS, SPECIAL
-from generators.gotemplate.errors import TemplateError, line_col
+from generators.gotemplate.errors import FuncError, TemplateError, line_col
 from generators.gotemplate.funcs import Func
 from generators.gotemplate.sprig import SPRIG_FUNCTIONS, UNAVAILABLE
 from generators.gotemplate.values import MISSING
@@ -129,6 +129,8 @@ class Template:
             raise TemplateError(
                 f"template: {self.name}: value or template nests too deeply", name=self.name
             ) from None
+        except FuncError as e:  # a limit hit while printing a value outside any function
+            raise TemplateError(f"template: {self.name}: {e}", name=self.name) from None
         text = "".join(out)
         if len(text) > limits.MAX_OUTPUT:
             raise TemplateError(

@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from generators.gotemplate.errors import FuncError
+from generators.gotemplate.limits import check_tree
 from generators.gotemplate.values import (
     MISSING,
     Int64,
@@ -66,6 +67,9 @@ def _simple_format(fmt: str) -> tuple[tuple[str, ...], str] | None:
 
 
 def sprintf(fmt: str, args: list[Any]) -> str:
+    for a in args:
+        if isinstance(a, list | dict):
+            check_tree(a)  # format_arg walks lists and maps itself
     simple = _simple_format(fmt)
     if simple is not None and len(simple[1]) == len(args):
         pieces, verbs = simple

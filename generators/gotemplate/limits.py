@@ -41,3 +41,22 @@ def check_result(value: object) -> None:
         check_length(len(value))
     elif isinstance(value, list | dict):
         check_items(len(value))
+
+
+def check_tree(value: object) -> None:
+    """Lists and maps built by doubling in a loop (``$l = list $l $l``) share their parts:
+    printing or encoding one would expand 2**40 leaves. Count before walking for real."""
+    budget = MAX_OUTPUT
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise FuncError(
+                f"value has more than {MAX_OUTPUT:,} elements once nested lists and maps "
+                "are expanded, over gitops-hub's limit"
+            )
+        if isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())

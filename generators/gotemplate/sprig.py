@@ -40,7 +40,7 @@ from generators.gotemplate.funcs import (
     to_float64,
     to_int64,
 )
-from generators.gotemplate.limits import check_items, check_length
+from generators.gotemplate.limits import check_items, check_length, check_tree
 from generators.gotemplate.values import (
     MISSING,
     Int64,
@@ -1589,6 +1589,7 @@ _GoYamlDumper.add_representer(float, _represent_float)
 
 @reg("toYaml", ANY)
 def _to_yaml(v: Any) -> str:
+    check_tree(v)
     try:
         out = yaml.dump(
             v, Dumper=_GoYamlDumper, default_flow_style=False, sort_keys=True, allow_unicode=True

@@ -109,3 +109,33 @@ def test_a_bomb_in_an_appset_is_a_render_error_of_that_appset_naming_the_field()
     assert result.failed
     message = result.conditions[0].message
     assert "spec.source.path" in message and STEPS in message
+
+
+DOUBLED = "{{ $l := list 1 }}{{range until 40}}{{ $l = list $l $l }}{{end}}"
+TREE = "once nested lists and maps are expanded"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "use",
+    [
+        "{{ $l }}",
+        "{{ toJson $l }}",
+        "{{ toPrettyJson $l }}",
+        "{{ toYaml $l }}",
+        '{{ printf "%v" $l }}',
+        '{{ printf "%#v" $l }}',
+        "{{ toString $l }}",
+        "{{ print $l }}",
+        '{{ tpl "{{ . }}" $l }}',
+    ],
+)
+def test_printing_a_list_doubled_in_a_loop_is_refused_not_expanded(use: str) -> None:
+    # 40 list calls build 2**40 leaves sharing their halves
+    message = error(DOUBLED + use)
+    assert message.startswith(f"template: {FIELD}:") and TREE in message
+
+
+@pytest.mark.timeout(60)
+def test_comparing_shared_halves_does_not_walk_them_as_go_does() -> None:
+    assert render(DOUBLED + "{{ uniq $l | len }} {{ has $l $l }}", {}) == "1 false"
