@@ -249,6 +249,8 @@ def load_json(text: str | bytes) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise YamlError(f"line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's own guard)
+        raise YamlError("a number is too long (over 4,300 digits)") from None
     except RecursionError:
         raise YamlError(f"nesting is deeper than {MAX_DEPTH} levels") from None
     _check_depth(value)

@@ -273,3 +273,10 @@ def test_nested_structures_load_back_or_are_refused_for_depth(
 def test_any_bytes_from_git_are_a_value_or_a_yaml_error(data: bytes) -> None:
     with contextlib.suppress(yamlio.YamlError):
         yamlio.load_first(data)
+
+
+def test_numbers_longer_than_python_reads_are_yaml_errors() -> None:
+    with pytest.raises(yamlio.YamlError, match=r"line 1, column 4: .*!!int"):
+        yamlio.load("x: " + "1" * 5000)
+    with pytest.raises(yamlio.YamlError, match="too long"):
+        yamlio.load_json("[" + "1" * 5000 + "]")
