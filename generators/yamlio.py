@@ -72,12 +72,14 @@ class HardenedLoader(yaml.SafeLoader):
     def __init__(self, stream: str | bytes) -> None:
         super().__init__(stream)
         self._depth = 0
-        # id(node) -> (nodes once aliases are expanded, height); ids stay valid because
-        # the document's node tree lives until the document is constructed.
+        self._nodes = 0  # in this document, aliases expanded
+        self._open: set[str] = set()  # anchors of the collections being composed
+        # id(node) -> (nodes once aliases are expanded, height), measured for alias
+        # targets only; ids stay valid while the document's node tree lives.
         self._sizes: dict[int, tuple[int, int]] = {}
 
     def compose_document(self) -> Any:
-        self._depth = 0
+        self._depth = self._nodes = 0
         self._sizes = {}
         try:
             return super().compose_document()
@@ -87,20 +89,20 @@ class HardenedLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()  # type: ignore[no-untyped-call]
+            if event.anchor in self._open:
+                raise _at(
+                    event.start_mark,
+                    f"alias *{event.anchor} names a node that contains it (a cycle is not a value)",
+                )
             target = self.anchors.get(event.anchor)
             if target is not None:
-                size = self._sizes.get(id(target))
-                if size is None:
-                    raise _at(
-                        event.start_mark,
-                        f"alias *{event.anchor} names a node that contains it "
-                        "(a cycle is not a value)",
-                    )
-                if self._depth + size[1] > MAX_DEPTH:
+                nodes, height = self._measure(target)
+                if self._depth + height > MAX_DEPTH:
                     raise _at(
                         event.start_mark,
                         f"alias *{event.anchor} nests deeper than {MAX_DEPTH} levels",
                     )
+                self._count(nodes, event.start_mark)
             return super().compose_node(parent, index)
         self._depth += 1
         if self._depth > MAX_DEPTH:
@@ -108,24 +110,55 @@ class HardenedLoader(yaml.SafeLoader):
             raise _at(event.start_mark, f"nesting is deeper than {MAX_DEPTH} levels")
         node: Any = super().compose_node(parent, index)
         self._depth -= 1
-        if isinstance(node, yaml.ScalarNode):
-            self._sizes[id(node)] = (1, 1)
-            return node
-        children = (
-            [n for pair in node.value for n in pair]
-            if isinstance(node, yaml.MappingNode)
-            else list(node.value)
-        )
-        sizes = [self._sizes[id(child)] for child in children]
-        total = 1 + sum(s[0] for s in sizes)
-        if total > MAX_NODES:
+        self._count(1, node.start_mark)
+        return node
+
+    def compose_sequence_node(self, anchor: Any) -> Any:
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            return super().compose_sequence_node(anchor)
+        finally:
+            self._open.discard(anchor)
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            return super().compose_mapping_node(anchor)
+        finally:
+            self._open.discard(anchor)
+
+    def _count(self, nodes: int, mark: Any) -> None:
+        self._nodes += nodes
+        if self._nodes > MAX_NODES:
             raise _at(
-                node.start_mark,
-                f"expands to more than {MAX_NODES:,} nodes (aliases expanded); "
+                mark,
+                f"the document expands to more than {MAX_NODES:,} nodes (aliases expanded); "
                 "split the file or use fewer aliases",
             )
-        self._sizes[id(node)] = (total, 1 + max((s[1] for s in sizes), default=0))
-        return node
+
+    def _measure(self, node: Any) -> tuple[int, int]:
+        """Nodes and height of a complete node, aliases inside it expanded (memoised, so
+        each node is measured once however often it is named)."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        if isinstance(node, yaml.ScalarNode):
+            size = (1, 1)
+        else:
+            children = (
+                [n for pair in node.value for n in pair]
+                if isinstance(node, yaml.MappingNode)
+                else node.value
+            )
+            measured = [self._measure(child) for child in children]
+            size = (
+                1 + sum(m[0] for m in measured),
+                1 + max((m[1] for m in measured), default=0),
+            )
+        self._sizes[id(node)] = size
+        return size
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:
