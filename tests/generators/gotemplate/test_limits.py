@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from generators.expand import generate
 from generators.gotemplate import TemplateError, render
@@ -139,3 +141,34 @@ def test_printing_a_list_doubled_in_a_loop_is_refused_not_expanded(use: str) -> 
 @pytest.mark.timeout(60)
 def test_comparing_shared_halves_does_not_walk_them_as_go_does() -> None:
     assert render(DOUBLED + "{{ uniq $l | len }} {{ has $l $l }}", {}) == "1 false"
+
+
+_BOMB_PIECES = st.sampled_from(
+    [
+        "{{range until 1000}}",
+        "{{range until 100}}",
+        "{{end}}",
+        '{{ $s := "ab" }}',
+        "{{ $s = cat $s $s }}",
+        "{{ $l := list 1 }}",
+        "{{ $l = list $l $l }}",
+        "{{ toJson $l }}",
+        "{{ $l }}",
+        '{{ repeat 100000 "xy" }}',
+        '{{ regexMatch "(a+)+$" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!" }}',
+        '{{ tpl "{{range until 1000}}x{{end}}" . }}',
+        "x",
+    ]
+)
+
+
+@pytest.mark.timeout(120)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=st.lists(_BOMB_PIECES, max_size=12))
+def test_any_mix_of_bombs_ends_with_output_or_a_template_error(pieces: list[str]) -> None:
+    source = "".join(pieces)
+    try:
+        out = render(source, {}, name=FIELD)
+    except TemplateError:
+        return
+    assert len(out) <= MAX_OUTPUT
