@@ -23,11 +23,13 @@ import yaml
 
 from clusters.errors import ClusterUsageError
 from clusters.kubeconfig import (
+    YAML_READ_ERRORS,
     BearerToken,
     ClientCertificate,
     Credential,
     ExecPlugin,
     TLSSettings,
+    yaml_error_at,
 )
 from clusters.registry import ClusterCredentials, ClusterRecord, NewCluster
 from hub.logs import redact
@@ -293,10 +295,8 @@ def parse_cluster_secrets(text: str, path: Path) -> list[ArgoClusterSecret]:
     """Parse YAML text (one or more documents); ``path`` is only used in messages."""
     try:
         docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ClusterUsageError(f"{path}: not valid YAML{at}") from None
+    except YAML_READ_ERRORS as exc:
+        raise ClusterUsageError(f"{path}: not valid YAML{yaml_error_at(exc)}") from None
     secrets: list[ArgoClusterSecret] = []
     names: dict[str, int] = {}
     for index, obj in enumerate(docs, start=1):

@@ -82,6 +82,27 @@ class KubeconfigContext:
     credential: Credential
 
 
+#: What ``yaml.safe_load`` raises on a bad file: PyYAML's constructors trust explicit tags
+#: (``!!int zz`` is a ValueError, ``!!timestamp "zz"`` an AttributeError) and compose
+#: recursively (deep nesting is a RecursionError).
+YAML_READ_ERRORS = (
+    yaml.YAMLError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+)
+
+
+def yaml_error_at(exc: BaseException) -> str:
+    """`` at line N`` when the error knows it, else nothing (values are never echoed)."""
+    mark = getattr(exc, "problem_mark", None)
+    return f" at line {mark.line + 1}" if mark is not None else ""
+
+
 def credential_to_bytes(credential: Credential) -> bytes:
     """The plaintext that gets encrypted; JSON so it outlives Python object layouts."""
     body: dict[str, Any]
@@ -178,10 +199,10 @@ class _Reader:
             ) from None
         try:
             doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ClusterUsageError(f"kubeconfig {self.path}: not valid YAML{at}") from None
+        except YAML_READ_ERRORS as exc:
+            raise ClusterUsageError(
+                f"kubeconfig {self.path}: not valid YAML{yaml_error_at(exc)}"
+            ) from None
         if not isinstance(doc, dict):
             raise ClusterUsageError(
                 f"kubeconfig {self.path}: not a kubeconfig (expected a mapping)"

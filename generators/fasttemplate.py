@@ -15,14 +15,26 @@ dict lookup per tag.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
 from generators.errors import GeneratorError
 
-_IS_TEMPLATED = re.compile(r"\{\{[^\n]*\}\}")
+
+def _is_templated(source: str) -> bool:
+    """Is there a ``{{`` with a ``}}`` after it on the same line? (A regex answered this
+    in quadratic time: a long line of ``{{`` took minutes.)"""
+    start = source.find("{{")
+    while start >= 0:
+        eol = source.find("\n", start)
+        end = len(source) if eol < 0 else eol
+        if source.find("}}", start + 2, end) >= 0:
+            return True
+        if eol < 0:
+            return False
+        start = source.find("{{", eol)
+    return False
 
 
 class FastTemplateError(GeneratorError):
@@ -38,24 +50,24 @@ class FastTemplate:
         self.source = source
         texts: list[str] = []
         tags: list[tuple[str, str]] = []
-        self.is_static = _IS_TEMPLATED.search(source) is None
+        self.is_static = not _is_templated(source)
         if not self.is_static:
-            rest = source
+            pos = 0  # indices, not slices of the rest: many tags were quadratic
             while True:
-                start = rest.find("{{")
+                start = source.find("{{", pos)
                 if start < 0:
-                    texts.append(rest)
+                    texts.append(source[pos:])
                     break
-                texts.append(rest[:start])
-                rest = rest[start + 2 :]
-                end = rest.find("}}")
+                texts.append(source[pos:start])
+                end = source.find("}}", start + 2)
                 if end < 0:
+                    rest = source[start + 2 :]
                     raise FastTemplateError(
                         f"cannot find end tag '}}}}' in template {source!r} starting from {rest!r}"
                     )
-                raw = rest[:end]
+                raw = source[start + 2 : end]
                 tags.append((raw, raw.strip()))
-                rest = rest[end + 2 :]
+                pos = end + 2
         self._texts = tuple(texts)
         self._tags = tuple(tags)
 

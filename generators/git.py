@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
-import yaml
+import re2
 
 from generators.base import GenerateContext
 from generators.clusters import append_values
@@ -47,6 +47,7 @@ from generators.spec import (
     GitPathItem,
     load_first_yaml_document,
 )
+from generators.yamlio import YamlError
 
 
 class RepoReadError(GeneratorError):
@@ -126,9 +127,9 @@ def _class_to_regex(
             hi, i = _class_char(pattern, i + 1, strict)
             if hi < lo:
                 raise GlobError(f"bad range {lo}-{hi}")
-            parts.append(f"{re.escape(lo)}-{re.escape(hi)}")
+            parts.append(f"{re2.escape(lo)}-{re2.escape(hi)}")
         else:
-            parts.append(re.escape(lo))
+            parts.append(re2.escape(lo))
     body = "".join(parts)
     if negate:
         return (f"[^{body}]" if allow_slash else f"[^/{body}]"), i
@@ -144,6 +145,20 @@ def _class_char(pattern: str, i: int, strict: bool = False) -> tuple[str, int]:
             raise GlobError("trailing backslash in character class")
         return pattern[i + 1], i + 2
     return ch, i + 1
+
+
+# Globs become RE2 regexes, not Python ``re`` ones: ``*a*a*a*a*a*a*a*a*a*a*b`` against a
+# long file name backtracked for minutes; RE2 is linear in the name.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.dot_nl = True  # a file name may hold a newline; ``*`` matches it as in Go
+_RE2_OPTIONS.log_errors = False
+
+
+def _compile(regex: str) -> Any:
+    try:
+        return re2.compile(regex, options=_RE2_OPTIONS)
+    except re2.error as exc:
+        raise GlobError(f"pattern cannot be compiled: {exc}") from None
 
 
 _POSIX_CLASSES = {
@@ -163,7 +178,7 @@ _POSIX_CLASSES = {
 
 
 @lru_cache(maxsize=1024)
-def path_match_regex(pattern: str) -> re.Pattern[str]:
+def path_match_regex(pattern: str) -> Any:
     """Go's ``path.Match`` as a regex: ``*``/``?`` stop at ``/``, ``[^...]`` classes."""
     out: list[str] = []
     i = 0
@@ -181,12 +196,12 @@ def path_match_regex(pattern: str) -> re.Pattern[str]:
         elif ch == "\\":
             if i + 1 >= len(pattern):
                 raise GlobError("trailing backslash")
-            out.append(re.escape(pattern[i + 1]))
+            out.append(re2.escape(pattern[i + 1]))
             i += 2
         else:
-            out.append(re.escape(ch))
+            out.append(re2.escape(ch))
             i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return _compile("".join(out))
 
 
 def path_match(pattern: str, name: str) -> bool:
@@ -198,7 +213,7 @@ _WILDCARDS = re.compile(r"[*?\[\\]")
 
 
 @lru_cache(maxsize=1024)
-def _pathspec_regex(pattern: str) -> re.Pattern[str] | None:
+def _pathspec_regex(pattern: str) -> Any:
     """git's wildmatch without WM_PATHNAME: ``*`` and ``?`` cross ``/``."""
     out: list[str] = []
     i = 0
@@ -218,12 +233,12 @@ def _pathspec_regex(pattern: str) -> re.Pattern[str] | None:
                 return None  # wildmatch aborts: the pattern matches nothing
             out.append(regex)
         elif ch == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
+            out.append(re2.escape(pattern[i + 1]))
             i += 2
         else:
-            out.append(re.escape(ch))
+            out.append(re2.escape(ch))
             i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return _compile("".join(out))
 
 
 def pathspec_match(pattern: str, name: str) -> bool:
@@ -244,7 +259,7 @@ def pathspec_match(pattern: str, name: str) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def _doublestar_regex(pattern: str) -> re.Pattern[str]:
+def _doublestar_regex(pattern: str) -> Any:
     def translate(segment_pattern: str, i: int, stop: str) -> tuple[str, int]:
         out: list[str] = []
         while i < len(segment_pattern):
@@ -295,20 +310,20 @@ def _doublestar_regex(pattern: str) -> re.Pattern[str]:
             elif ch == "\\":
                 if i + 1 >= len(segment_pattern):
                     raise GlobError("trailing backslash")
-                out.append(re.escape(segment_pattern[i + 1]))
+                out.append(re2.escape(segment_pattern[i + 1]))
                 i += 2
             elif ch == "/":
                 out.append("/")
                 i += 1
             else:
-                out.append(re.escape(ch))
+                out.append(re2.escape(ch))
                 i += 1
         return "".join(out), i
 
     regex, end = translate(pattern, 0, "")
     if end != len(pattern):
         raise GlobError(f"unexpected {pattern[end]!r}")
-    return re.compile(regex, re.DOTALL)
+    return _compile(regex)
 
 
 def doublestar_match(pattern: str, name: str) -> bool:
@@ -441,7 +456,7 @@ def _parse_file(content: bytes, path: str, repo_url: str, where: str) -> list[Ma
     try:
         # Like sigs.k8s.io/yaml, only the first document counts (the rest is not parsed).
         data = load_first_yaml_document(content)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except (YamlError, UnicodeDecodeError) as exc:
         raise GeneratorError(
             f"{where}: unable to parse file {path!r} of {repo_url}: {exc}"
         ) from None

@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from generators.base import GenerateContext
 from generators.errors import GeneratorError
 from generators.params import Params, copy_params, json_numbers
 from generators.spec import AppTemplate, GeneratorSpec, load_yaml
+from generators.yamlio import YamlError
 
 
 class ListGenerator:
@@ -73,7 +72,7 @@ def _flat_element(element: Mapping[str, Any], where: str) -> Params:
 def _elements_yaml(text: str, where: str) -> list[Params]:
     try:
         loaded = load_yaml(text)
-    except yaml.YAMLError as exc:
+    except YamlError as exc:
         raise GeneratorError(f"{where}: not valid YAML: {exc}") from None
     if loaded is None:
         return []

@@ -30,14 +30,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import yaml
-
 from generators.errors import GeneratorError
 from generators.fasttemplate import FastTemplateError, compile_fast
 from generators.gotemplate import Template, TemplateError
 from generators.gotemplate import render as go_render
 from generators.params import Params, TemplateMode, copy_params
 from generators.spec import GENERATOR_KEYS, AppTemplate, load_yaml
+from generators.yamlio import YamlError
 
 API_VERSION = "argoproj.io/v1alpha1"
 RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
@@ -419,7 +418,7 @@ class AppRenderer:
         text = patch_source if isinstance(patch_source, str) else patch_source(params)
         try:
             patch = load_yaml(text)
-        except yaml.YAMLError as exc:
+        except YamlError as exc:
             raise RenderError(
                 f"spec.templatePatch: rendered patch is not valid YAML: {exc}"
             ) from None

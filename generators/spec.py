@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from generators import yamlio
 from generators.errors import GeneratorError
 from generators.params import TemplateMode
 
@@ -49,17 +50,11 @@ class SpecError(GeneratorError):
 # --------------------------------------------------------------------------- YAML
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML as Kubernetes reads it: timestamps stay strings (sigs.k8s.io/yaml does so)."""
+class _Loader(yamlio.KubeLoader):
+    """YAML as Kubernetes reads it (timestamps stay strings), with JSON's string keys."""
 
 
-_Loader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _construct_mapping(loader: yamlio.HardenedLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     # JSON objects have string keys; YAML `1: a` or `true: x` become "1"/"true" as in Go.
     loader.flatten_mapping(node)
     out: dict[Any, Any] = {}
@@ -83,18 +78,18 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 def load_yaml(text: str | bytes) -> Any:
-    """One YAML document (JSON is YAML) with Kubernetes-style scalars."""
-    return yaml.load(text, Loader=_Loader)
+    """One YAML document (JSON is YAML) with Kubernetes-style scalars; raises YamlError."""
+    return yamlio.load(text, loader=_Loader)
 
 
 def load_first_yaml_document(text: str | bytes) -> Any:
     """The first document of a YAML stream, or None; like go-yaml, the rest is not parsed."""
-    return next(iter(yaml.load_all(text, Loader=_Loader)), None)
+    return yamlio.load_first(text, loader=_Loader)
 
 
 def load_yaml_documents(text: str | bytes) -> list[Any]:
     """All documents of a multi-document YAML stream, empty ones included as None."""
-    return list(yaml.load_all(text, Loader=_Loader))
+    return yamlio.load_all(text, loader=_Loader)
 
 
 # --------------------------------------------------------------------------- model
@@ -567,7 +562,7 @@ def parse_appsets(text: str | bytes, *, source: str = "<input>") -> list[Applica
     """
     try:
         docs = load_yaml_documents(text)
-    except yaml.YAMLError as exc:
+    except yamlio.YamlError as exc:
         raise SpecError(f"{source}: not valid YAML: {exc}") from None
     out = []
     for index, doc in enumerate(docs):

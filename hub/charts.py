@@ -367,7 +367,10 @@ def _unpack(archive: Path, dest: Path) -> None:
 def _parse_index(body: bytes, url: str) -> dict[str, list[ChartVersion]]:
     try:
         doc: Any = yaml.load(body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        # The C loader for speed (indexes run to megabytes), so the hardened
+        # generators.yamlio caps do not apply: a bad tag or absurd nesting is still only an
+        # error of this repository.
         raise ChartError(f"{_redact(url)}: invalid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("entries"), dict):
         raise ChartError(f"{_redact(url)}: not a chart repository index (no `entries` mapping)")

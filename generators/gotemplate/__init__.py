@@ -12,7 +12,9 @@ pipelines, variables (``:=``, ``=``, ``$``), field chains on maps, ``if``/``else
 ``with``/``else with``/``range`` (lists, maps in key order, integers) with ``else``,
 ``break``/``continue``, ``define``/``template``/``block``, all Go builtins (``call`` always
 errors: data holds no functions). Not supported: complex numbers, custom delimiters, method
-calls (data has none); ``template`` calls nest at most 100 deep (Go: 100000).
+calls (data has none); ``template`` calls nest at most 100 deep (Go: 100000); one
+execution runs at most ``limits.MAX_STEPS`` range iterations and template calls and
+writes at most ``limits.MAX_OUTPUT`` characters (Go has no such bounds).
 Functions: see ``FUNCTIONS`` (Go builtins + ``sprig.SPRIG_FUNCTIONS``, listed by family in
 ``sprig.FAMILIES``), ``tpl`` (Argo CD, compiled by the engine) and
 ``sprig.UNAVAILABLE`` (sprig functions refused with a reason).
@@ -24,9 +26,9 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from generators.gotemplate import compile as C
-from generators.gotemplate import lexer, parser
+from generators.gotemplate import lexer, limits, parser
 from generators.gotemplate.builtins import BUILTINS, SPECIAL
-from generators.gotemplate.errors import TemplateError, line_col
+from generators.gotemplate.errors import FuncError, TemplateError, line_col
 from generators.gotemplate.funcs import Func
 from generators.gotemplate.sprig import SPRIG_FUNCTIONS, UNAVAILABLE
 from generators.gotemplate.values import MISSING
@@ -127,7 +129,16 @@ class Template:
             raise TemplateError(
                 f"template: {self.name}: value or template nests too deeply", name=self.name
             ) from None
-        return "".join(out)
+        except FuncError as e:  # a limit hit while printing a value outside any function
+            raise TemplateError(f"template: {self.name}: {e}", name=self.name) from None
+        text = "".join(out)
+        if len(text) > limits.MAX_OUTPUT:
+            raise TemplateError(
+                f"template: {self.name}: output longer than {limits.MAX_OUTPUT:,} characters: "
+                "over gitops-hub's execution limit",
+                name=self.name,
+            )
+        return text
 
     def __repr__(self) -> str:
         return f"Template(name={self.name!r})"

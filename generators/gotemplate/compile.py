@@ -13,6 +13,7 @@ from typing import Any
 from generators.gotemplate import parser as P
 from generators.gotemplate.errors import FuncError, TemplateError, line_col
 from generators.gotemplate.funcs import ANY, BOOL, FLOAT, INT, STRING, ArgError, Func, convert
+from generators.gotemplate.limits import MAX_OUTPUT, MAX_STEPS, check_length, check_result
 from generators.gotemplate.values import (
     MISSING,
     Int64,
@@ -34,13 +35,25 @@ _NOFINAL: Any = object()
 
 
 class State:
-    __slots__ = ("bodies", "depth", "mode", "vars")
+    __slots__ = ("bodies", "counted", "depth", "mode", "size", "steps", "vars")
 
     def __init__(self, mode: int, bodies: dict[str, Stmt], root: Any) -> None:
         self.mode = mode
         self.bodies = bodies
         self.vars: list[tuple[str, Any]] = [("$", root)]
         self.depth = 0
+        # limits.py: range iterations and template calls so far; characters of the
+        # output pieces out[:counted]
+        self.steps = 0
+        self.counted = 0
+        self.size = 0
+
+    def over_output(self, out: list[str]) -> bool:
+        """Has the output passed MAX_OUTPUT? Sums only the pieces added since last time."""
+        if len(out) != self.counted:
+            self.size += sum(map(len, out[self.counted :]))
+            self.counted = len(out)
+        return self.size > MAX_OUTPUT
 
 
 class _Break(Exception):
@@ -219,6 +232,7 @@ class Compiler:
         tname = self.tname
         ndecl = len(decl)
         names = tuple(decl)
+        where = "range " + node_str(n.pipe)
 
         def run(st: State, dot: Any, out: list[str]) -> None:
             mark0 = len(st.vars)
@@ -242,6 +256,9 @@ class Compiler:
             try:
                 for idx, elem in items:
                     ran = True
+                    st.steps += 1
+                    if st.steps > MAX_STEPS or (len(out) != st.counted and st.over_output(out)):
+                        raise TemplateError(_limit_msg(self, n, tname, st, where))
                     if ndecl:
                         if is_assign:
                             ok = _set_var(vs, names[0], idx if ndecl > 1 else elem)
@@ -291,6 +308,9 @@ class Compiler:
                         where,
                     )
                 )
+            st.steps += 1
+            if st.steps > MAX_STEPS or st.over_output(out):
+                raise TemplateError(_limit_msg(self, node, tname, st, where))
             saved = st.vars
             st.vars = [("$", new_dot)]
             st.depth += 1
@@ -548,6 +568,7 @@ class Compiler:
                         v = fn(*consts, None if final is MISSING else final)
                     else:
                         v = fn(*consts)
+                    check_result(v)
                 except TemplateError:
                     raise
                 except FuncError as e:
@@ -575,6 +596,7 @@ class Compiler:
             def invoke1(st: State, dot: Any, final: Any) -> Any:
                 try:
                     v = fn(a0(st, dot))
+                    check_result(v)
                 except TemplateError:
                     raise
                 except Exception as e:
@@ -588,6 +610,7 @@ class Compiler:
             def invoke2(st: State, dot: Any, final: Any) -> Any:
                 try:
                     v = fn(a0(st, dot), a1(st, dot))
+                    check_result(v)
                 except TemplateError:
                     raise
                 except Exception as e:
@@ -605,6 +628,7 @@ class Compiler:
                     raise fail(c, str(e), tname) from None
             try:
                 v = fn(*argv)
+                check_result(v)
             except TemplateError:
                 raise
             except Exception as e:
@@ -700,16 +724,23 @@ class Compiler:
             root = MISSING if vals is None else vals
             sub = State(st.mode, {**st.bodies, **bodies}, root)
             sub.depth = st.depth + 1
+            sub.steps = st.steps + 1
             out: list[str] = []
             try:
                 main(sub, root, out)
+                text = "".join(out).replace("<no value>", "")
+                check_length(len(text))
             except TemplateError as e:
                 raise fail(
                     c,
                     f"error calling tpl: error during tpl function execution for {quoted}: {e}",
                     tname,
                 ) from None
-            return "".join(out).replace("<no value>", "")
+            except FuncError as e:
+                raise fail(c, f"error calling tpl: {e}", tname) from None
+            finally:
+                st.steps = sub.steps
+            return text
 
         return run
 
@@ -749,6 +780,14 @@ def _constant_args(nodes: list[P.Node], fns: list[Expr]) -> tuple[Any, ...] | No
 def _msg(comp: Compiler, node: P.Node, tname: str, msg: str, where: str) -> str:
     line, col = line_col(comp.src, node.pos)
     return f'template: {comp.name}:{line}:{col}: executing "{tname}" at <{where}>: {msg}'
+
+
+def _limit_msg(comp: Compiler, node: P.Node, tname: str, st: State, where: str) -> str:
+    if st.steps > MAX_STEPS:
+        what = f"more than {MAX_STEPS:,} range iterations and template calls"
+    else:
+        what = f"output longer than {MAX_OUTPUT:,} characters"
+    return _msg(comp, node, tname, f"{what}: over gitops-hub's execution limit", where)
 
 
 def _expect_word(kind: str) -> str:

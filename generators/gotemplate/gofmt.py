@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from generators.gotemplate.errors import FuncError
+from generators.gotemplate.limits import check_tree
 from generators.gotemplate.values import (
     MISSING,
     Int64,
@@ -66,6 +67,9 @@ def _simple_format(fmt: str) -> tuple[tuple[str, ...], str] | None:
 
 
 def sprintf(fmt: str, args: list[Any]) -> str:
+    for a in args:
+        if isinstance(a, list | dict):
+            check_tree(a)  # format_arg walks lists and maps itself
     simple = _simple_format(fmt)
     if simple is not None and len(simple[1]) == len(args):
         pieces, verbs = simple
@@ -116,7 +120,7 @@ def _sprintf(fmt: str, args: list[Any]) -> str:
             raise FuncError("explicit argument indexes (%[n]) are not supported")
         if i < n and fmt[i] == "*":
             i += 1
-            if argi >= len(args) or type(args[argi]) not in (int, Int64):
+            if argi >= len(args) or type(args[argi]) not in (int, Int64) or _too_large(args[argi]):
                 out.append("%!(BADWIDTH)")
             else:
                 w = int(args[argi])
@@ -125,25 +129,23 @@ def _sprintf(fmt: str, args: list[Any]) -> str:
                 sp.width = w
             argi += 1
         else:
-            s = i
-            while i < n and fmt[i].isdigit():
-                i += 1
-            if i > s:
-                sp.width = int(fmt[s:i])
+            sp.width, i = _parse_num(fmt, i)
         if i < n and fmt[i] == ".":
             i += 1
             if i < n and fmt[i] == "*":
                 i += 1
-                if argi >= len(args) or type(args[argi]) not in (int, Int64):
+                if (
+                    argi >= len(args)
+                    or type(args[argi]) not in (int, Int64)
+                    or _too_large(args[argi])
+                ):
                     out.append("%!(BADPREC)")
                 else:
                     sp.prec = max(int(args[argi]), 0)
                 argi += 1
             else:
-                s = i
-                while i < n and fmt[i].isdigit():
-                    i += 1
-                sp.prec = int(fmt[s:i]) if i > s else 0
+                prec, i = _parse_num(fmt, i)
+                sp.prec = prec or 0
         if i >= n:
             out.append("%!(NOVERB)")
             break
@@ -169,6 +171,28 @@ def _sprintf(fmt: str, args: list[Any]) -> str:
         )
         out.append(f"%!(EXTRA {extra})")
     return "".join(out)
+
+
+#: Go's fmt refuses widths and precisions beyond a million (``tooLarge``): a template
+#: cannot ask for a string of a billion spaces.
+_MAX_WIDTH = 1_000_000
+
+
+def _too_large(v: int) -> bool:
+    return not -_MAX_WIDTH <= int(v) <= _MAX_WIDTH
+
+
+def _parse_num(fmt: str, i: int) -> tuple[int | None, int]:
+    """Go's parsenum: the number at ``i`` and the index after it; a crazy long number
+    consumes the rest of the format (Go then prints %!(NOVERB))."""
+    num: int | None = None
+    n = len(fmt)
+    while i < n and "0" <= fmt[i] <= "9":
+        if num is not None and _too_large(num):
+            return None, n
+        num = (num or 0) * 10 + ord(fmt[i]) - 48
+        i += 1
+    return num, i
 
 
 def _pad(s: str, sp: _Spec, numeric: bool = False) -> str:

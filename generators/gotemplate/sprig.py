@@ -19,10 +19,13 @@ import re
 import zlib
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, TypeVar
 
+import re2
 import yaml
 
+from generators import yamlio
 from generators.gotemplate.errors import FuncError
 from generators.gotemplate.funcs import (
     ANY,
@@ -37,6 +40,7 @@ from generators.gotemplate.funcs import (
     to_float64,
     to_int64,
 )
+from generators.gotemplate.limits import check_items, check_length, check_tree
 from generators.gotemplate.values import (
     MISSING,
     Int64,
@@ -175,6 +179,7 @@ def _untitle(s: str) -> str:
 def _repeat(count: int, s: str) -> str:
     if count < 0:
         raise FuncError("strings: negative Repeat count")
+    check_length(count * len(s))
     return s * count
 
 
@@ -316,6 +321,7 @@ def _cat(*v: Any) -> str:
 
 @reg("indent", INT, STRING)
 def _indent(spaces: int, s: str) -> str:
+    check_length(len(s) + max(spaces, 0) * (s.count("\n") + 1))
     pad = " " * spaces
     return pad + s.replace("\n", "\n" + pad)
 
@@ -386,143 +392,43 @@ def _to_string(v: Any) -> str:
     return strval(v)
 
 
-# --- regular expressions (Go RE2 syntax, checked and translated to Python's re) -----------
+# --- regular expressions: RE2, the engine behind Go's regexp ------------------------------
+#
+# Python's ``re`` backtracks: ``regexMatch "(a+)+$" "aaaa…!"`` ran for minutes and froze the
+# process. RE2 (google-re2) is the C++ engine Go's regexp was ported from: same syntax (no
+# backreferences, no lookaround), leftmost-first matching, and time linear in the input.
 
-_RE_CACHE: dict[str, re.Pattern[str]] = {}
-_POSIX = {
-    "alnum": "0-9A-Za-z",
-    "alpha": "A-Za-z",
-    "ascii": "\\x00-\\x7F",
-    "blank": "\\t ",
-    "cntrl": "\\x00-\\x1F\\x7F",
-    "digit": "0-9",
-    "graph": "!-~",
-    "lower": "a-z",
-    "print": " -~",
-    "punct": "!-/:-@\\[-`{-~",
-    "space": "\\t\\n\\v\\f\\r ",
-    "upper": "A-Z",
-    "word": "0-9A-Za-z_",
-    "xdigit": "0-9A-Fa-f",
-}
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # errors become template errors, not stderr lines
+_NOT_RE2 = "gitops-hub uses RE2 like Argo CD's Go regexp: no backreferences or lookaround"
 
 
-def go_regexp(pattern: str) -> re.Pattern[str]:
-    """Compile a Go (RE2) pattern, refusing constructs Python would read differently."""
-    cached = _RE_CACHE.get(pattern)
-    if cached is not None:
-        return cached
-    out: list[str] = []
-    i = 0
-    n = len(pattern)
-    in_class = False
-    multiline = False
-    while i < n:
-        c = pattern[i]
-        if c == "\\":
-            if i + 1 >= n:
-                raise FuncError("error parsing regexp: trailing backslash at end of expression: ``")
-            e = pattern[i + 1]
-            if e.isdigit() and e != "0":
-                raise FuncError(
-                    f"error parsing regexp: invalid escape sequence: `\\{e}` "
-                    "(backreferences are not RE2)"
-                )
-            if e == "z":
-                out.append("\\Z")
-            elif e in "sS" and not in_class:
-                # Go's \s is [\t\n\f\r ]: no vertical tab, unlike Python's
-                out.append("[\\t\\n\\f\\r ]" if e == "s" else "[^\\t\\n\\f\\r ]")
-            elif e == "s":
-                out.append("\\t\\n\\f\\r ")
-            elif e in "pPQECZuUNeS":
-                raise FuncError(
-                    f"regexp escape \\{e} is not supported by gitops-hub (Go RE2 differs from Python)"
-                )
-            else:
-                out.append(c + e)
-            i += 2
-            continue
-        if in_class:
-            if c == "[" and pattern.startswith("[:", i):
-                end = pattern.find(":]", i + 2)
-                if end < 0:
-                    raise FuncError("error parsing regexp: missing closing ]")
-                name = pattern[i + 2 : end]
-                neg = name.startswith("^")
-                name = name.lstrip("^")
-                if name not in _POSIX or neg:
-                    raise FuncError(
-                        f"error parsing regexp: invalid character class range: `[:{name}:]`"
-                    )
-                out.append(_POSIX[name])
-                i = end + 2
-                continue
-            if c == "]":
-                in_class = False
-            elif c == "[":
-                out.append("\\[")
-                i += 1
-                continue
-            out.append(c)
-            i += 1
-            continue
-        if c == "[":
-            in_class = True
-            out.append(c)
-            i += 1
-            if i < n and pattern[i] == "^":
-                out.append("^")
-                i += 1
-            if i < n and pattern[i] == "]":
-                out.append("\\]")
-                i += 1
-            continue
-        if c == "(" and pattern.startswith("(?", i):
-            rest = pattern[i + 2 : i + 3]
-            if pattern.startswith("(?P<", i):
-                out.append("(?P<")
-                i += 4
-                continue
-            if pattern.startswith(("(?<", "(?P=", "(?P>"), i) or rest in ("=", "!", "#", ">", "("):
-                raise FuncError(
-                    f"regexp construct {pattern[i : i + 3]!r} is not supported (not RE2)"
-                )
-            j = i + 2
-            while j < n and pattern[j] in "imsU-":
-                j += 1
-            flags = pattern[i + 2 : j]
-            if "U" in flags:
-                raise FuncError("regexp flag U (ungreedy) is not supported by gitops-hub")
-            if "m" in flags.split("-")[0]:
-                multiline = True
-            out.append(pattern[i:j])
-            i = j
-            continue
-        if c == "$":
-            out.append("$" if multiline else "(?!.|\\n)")
-            i += 1
-            continue
-        if c == "{" and pattern.startswith("{,", i):
-            # RE2 reads "{,n}" literally, Python as a repetition
-            out.append("\\{")
-            i += 1
-            continue
-        out.append(c)
-        i += 1
+@lru_cache(maxsize=512)
+def go_regexp(pattern: str) -> Any:
+    """Compile a Go (RE2) pattern; errors are worded like Go's ``error parsing regexp``."""
+    _refuse_byte_escape(pattern)
     try:
-        compiled = re.compile("".join(out), re.ASCII)
-    except re.error as e:
-        raise FuncError(f"error parsing regexp: {e}: `{pattern}`") from None
-    if len(_RE_CACHE) > 512:
-        _RE_CACHE.clear()
-    _RE_CACHE[pattern] = compiled
-    return compiled
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as e:
+        reason = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
+        hint = f" ({_NOT_RE2})" if "perl operator" in reason or "escape" in reason else ""
+        raise FuncError(f"error parsing regexp: {reason}: `{pattern}`{hint}") from None
+    except UnicodeEncodeError:
+        raise FuncError("error parsing regexp: invalid UTF-8 in the pattern") from None
 
 
-def _find_all(r: re.Pattern[str], s: str, n: int) -> list[re.Match[str]]:
+def _refuse_byte_escape(pattern: str) -> None:
+    # RE2 C++ accepts \C (one byte, which can split a UTF-8 character); Go refuses it.
+    i = pattern.find("\\")
+    while i >= 0:
+        if pattern[i + 1 : i + 2] == "C":
+            raise FuncError(f"error parsing regexp: invalid escape sequence: `\\C`: `{pattern}`")
+        i = pattern.find("\\", i + 2)
+
+
+def _find_all(r: Any, s: str, n: int) -> list[Any]:
     """Go's FindAll: an empty match right after the previous match is skipped."""
-    out: list[re.Match[str]] = []
+    out: list[Any] = []
     prev_end = -1
     for m in r.finditer(s):
         if n >= 0 and len(out) >= n:
@@ -564,7 +470,7 @@ def _regex_find_all(regex: str, s: str, n: int) -> StrSlice:
 alias("mustRegexFindAll", "regexFindAll")
 
 
-def _expand(template: str, m: re.Match[str]) -> str:
+def _expand(template: str, m: Any) -> str:
     """Regexp.Expand: $1, ${1}, $name, ${name}, $$; the longest name wins ($1x is ${1x})."""
     out = []
     i = 0
@@ -601,7 +507,7 @@ def _expand(template: str, m: re.Match[str]) -> str:
     return "".join(out)
 
 
-def _group(m: re.Match[str], name: str) -> str:
+def _group(m: Any, name: str) -> str:
     try:
         if name.isdigit():
             idx = int(name)
@@ -628,7 +534,7 @@ alias("mustRegexReplaceAll", "regexReplaceAll")
 alias("mustRegexReplaceAllLiteral", "regexReplaceAllLiteral")
 
 
-def _replace_matches(r: re.Pattern[str], s: str, fn: Any) -> str:
+def _replace_matches(r: Any, s: str, fn: Any) -> str:
     out = []
     last = 0
     for m in _find_all(r, s, -1):
@@ -801,6 +707,7 @@ alias("mustChunk", "chunk")
 @reg("until", INT)
 def _until(count: int) -> list[Any]:
     step = 1 if count >= 0 else -1
+    check_items(abs(count))
     return list(range(0, count, step))
 
 
@@ -808,7 +715,9 @@ def _until(count: int) -> list[Any]:
 def _until_step(start: int, stop: int, step: int) -> list[Any]:
     if step == 0 or (step > 0 and start >= stop) or (step < 0 and start <= stop):
         return []
-    return list(range(start, stop, step))
+    numbers = range(start, stop, step)
+    check_items(len(numbers))
+    return list(numbers)
 
 
 @reg("seq", variadic=INT)
@@ -826,7 +735,9 @@ def _seq(*p: int) -> str:
             return ""
     else:
         return ""
-    return " ".join(str(i) for i in range(start, end + (1 if step > 0 else -1), step))
+    numbers = range(start, end + (1 if step > 0 else -1), step)
+    check_items(len(numbers))
+    return " ".join(str(i) for i in numbers)
 
 
 # --- dicts --------------------------------------------------------------------------------
@@ -1529,7 +1440,7 @@ def _go_parse_int(plain: str) -> int:
     return v
 
 
-class _GoYamlLoader(yaml.SafeLoader):
+class _GoYamlLoader(yamlio.HardenedLoader):
     """Plain scalars typed as go-yaml v2 types them; timestamps stay strings, as go-yaml v2
     keeps them for interface{} targets."""
 
@@ -1539,7 +1450,7 @@ class _GoYamlLoader(yaml.SafeLoader):
         return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
 
 
-def _construct_go_scalar(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+def _construct_go_scalar(loader: yamlio.HardenedLoader, node: yaml.ScalarNode) -> Any:
     kind, value = go_yaml_resolve(node.value)
     return node.value if kind == "timestamp" else value
 
@@ -1580,9 +1491,9 @@ def _yaml_key(k: Any) -> str:
 def _load_yaml(s: str) -> Any:
     try:
         # go-yaml decodes only the first document; later ones are not even parsed
-        first = next(iter(yaml.load_all(s, Loader=_GoYamlLoader)), None)
-    except yaml.YAMLError as e:
-        raise FuncError(f"error converting YAML to JSON: {str(e).splitlines()[0]}") from None
+        first = yamlio.load_first(s, loader=_GoYamlLoader)
+    except yamlio.YamlError as e:
+        raise FuncError(f"error converting YAML to JSON: {e}") from None
     return _yaml_to_json_value(first)
 
 
@@ -1678,6 +1589,7 @@ _GoYamlDumper.add_representer(float, _represent_float)
 
 @reg("toYaml", ANY)
 def _to_yaml(v: Any) -> str:
+    check_tree(v)
     try:
         out = yaml.dump(
             v, Dumper=_GoYamlDumper, default_flow_style=False, sort_keys=True, allow_unicode=True

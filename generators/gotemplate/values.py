@@ -13,6 +13,8 @@ import math
 import re
 from typing import Any, Final
 
+from generators.gotemplate.limits import check_tree
+
 
 class _Missing:
     __slots__ = ()
@@ -202,6 +204,8 @@ def format_v(v: Any, plus: bool = False, top: bool = True) -> str:
         return "<nil>"
     if v is MISSING:
         return "<no value>" if top else "<nil>"
+    if top and isinstance(v, list | dict):
+        check_tree(v)
     if isinstance(v, list):
         return "[" + " ".join(format_v(x, plus, False) for x in v) + "]"
     if isinstance(v, dict):
@@ -314,6 +318,10 @@ def deep_equal(a: Any, b: Any) -> bool:
         b = None
     if type_name(a) != type_name(b):
         return False
+    if a is b and isinstance(a, list | dict):
+        # Go's DeepEqual: the same slice or map is equal without a walk (and lists built
+        # by doubling in a loop share their halves: walking them is exponential)
+        return True
     if isinstance(a, list):
         return len(a) == len(b) and all(deep_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
@@ -374,6 +382,8 @@ def to_json(v: Any, *, escape_html: bool = True, indent: str = "", _level: int =
         return str(int(v))
     if t is float:
         return format_float_json(v)
+    if _level == 0 and isinstance(v, list | dict):
+        check_tree(v)
     if isinstance(v, bytes):
         import base64
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from generators import yamlio
 from hub.errors import HubError
 
 API_VERSION = "argoproj.io/v1alpha1"
@@ -699,8 +700,8 @@ def parse_application(doc: object, *, source_file: str = "") -> Application:
 def parse_application_yaml(text: str, *, source_file: str = "") -> Application:
     """The single ``Application`` in a YAML text (a file holding several is an error)."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
+        docs = [d for d in yamlio.load_all(text) if d is not None]
+    except yamlio.YamlError as exc:
         raise AppSpecError(f"{source_file or '<application>'}: invalid YAML: {exc}") from exc
     if len(docs) != 1:
         raise AppSpecError(

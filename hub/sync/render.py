@@ -19,7 +19,6 @@ commit is another module's job: this one works on a directory.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -28,8 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from generators import yamlio
 from hub.sync.helm import RenderContext, is_chart_dir, render_chart
 from hub.sync.model import ApplicationSource, DirectorySource, RenderError
 from hub.sync.resources import argo_glob_match
@@ -47,16 +45,6 @@ class RenderResult:
 
 
 # --------------------------------------------------------------------------- YAML loading
-
-
-class _KubeLoader(yaml.SafeLoader):
-    """YAML as Kubernetes reads it: timestamps stay strings (``date: 2024-01-01`` is text)."""
-
-
-_KubeLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
 
 
 def _flatten(doc: Any, origin: str, out: list[SourcedManifest]) -> None:
@@ -81,15 +69,16 @@ def parse_manifests(text: str, *, origin: str, is_json: bool = False) -> list[So
     out: list[SourcedManifest] = []
     if is_json:
         try:
-            doc = json.loads(text) if text.strip() else None
-        except json.JSONDecodeError as exc:
+            doc = yamlio.load_json(text) if text.strip() else None
+        except yamlio.YamlError as exc:
             raise RenderError(f"{origin}: invalid JSON: {exc}") from exc
         if doc is not None:
             _flatten(doc, origin, out)
         return out
     try:
-        docs = list(yaml.load_all(text, Loader=_KubeLoader))
-    except yaml.YAMLError as exc:
+        # Kubernetes reading (timestamps stay strings), hardened against hostile files
+        docs = yamlio.load_all(text)
+    except yamlio.YamlError as exc:
         raise RenderError(f"{origin}: invalid YAML: {_one_line(str(exc))}") from exc
     for i, doc in enumerate(docs):
         if doc is None:

@@ -40,3 +40,10 @@ def test_substituted_text_is_not_rendered_again() -> None:
 def test_an_unclosed_tag_after_a_closed_one_is_an_error() -> None:
     with pytest.raises(FastTemplateError, match="end tag"):
         render_fast("{{name}} {{oops", PARAMS)
+
+
+@pytest.mark.timeout(20)
+def test_long_hostile_strings_are_parsed_in_linear_time() -> None:
+    # a regex took about 3 minutes to decide the first one has no tag
+    assert render_fast("{{" * 250_000, {}) == "{{" * 250_000
+    assert render_fast("{{a}}" * 100_000, {"a": "x"}) == "x" * 100_000

@@ -339,3 +339,11 @@ def test_go_mode_files_with_a_prefix_nest_the_path_params(repo_context: MakeCont
     assert params["path"] == "from-file"  # the file's own key survives under a prefix
     assert params["cfg"]["path"]["basename"] == "dev"
     assert params["cfg"]["path"]["filename"] == "config.json"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("match", [path_match, pathspec_match, doublestar_match])
+def test_glob_matching_is_linear_in_the_file_name(match: Callable[[str, str], bool]) -> None:
+    # Python's backtracking re needed C(200, 10) steps here; the globs run on RE2
+    assert not match("*a*a*a*a*a*a*a*a*a*a*b", "a" * 200)
+    assert match("*a*a*a*a*a*a*a*a*a*a*b", "a" * 200 + "b")

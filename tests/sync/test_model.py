@@ -304,3 +304,15 @@ def test_any_input_parses_or_fails_with_our_own_error(spec: object) -> None:
         assert str(exc).startswith("fuzz.yaml: ")
     else:
         assert app.source is not None or app.sources
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["!!int zz", "!!float clu", '!!timestamp "zz"', "!!float", "[" * 5000],
+    ids=["int", "float", "timestamp", "empty-float", "deep"],
+)
+def test_hostile_yaml_in_an_application_file_is_a_usage_error_naming_the_file(bad: str) -> None:
+    text = f"apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {bad}\n"
+    with pytest.raises(AppSpecError, match=r"^app.yaml: invalid YAML: line 4, column \d+: ") as err:
+        parse_application_yaml(text, source_file="app.yaml")
+    assert err.value.exit_code == 2

@@ -250,3 +250,46 @@ def test_any_glob_matches_or_fails_with_our_own_error(pattern: str, text: str) -
         assert "invalid glob pattern" in str(exc)
     else:
         assert isinstance(result, bool)
+
+
+HOSTILE_MANIFESTS = [
+    ("kind: ConfigMap\nmetadata: {name: !!int zz}\n", "line 2, column 18"),
+    ('kind: ConfigMap\ndata: {when: !!timestamp "zz"}\n', "!!timestamp"),
+    ("kind: ConfigMap\ndata:\n  ratio: !!float\n", "!!float"),
+    ("".join(" " * i + "a:\n" for i in range(5000)), "deeper than 100 levels"),
+    ("a: &a [*a]\n", "contains it"),
+    (
+        "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10)),
+        "expands to more than",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "reason"), HOSTILE_MANIFESTS, ids=range(len(HOSTILE_MANIFESTS)))
+def test_hostile_yaml_in_git_is_a_render_error_of_that_file(text: str, reason: str) -> None:
+    with pytest.raises(RenderError) as info:
+        parse_manifests(text, origin="apps/web/cm.yaml")
+    message = str(info.value)
+    assert message.startswith("apps/web/cm.yaml: invalid YAML: ") and reason in message
+
+
+def test_deeply_nested_json_in_git_is_a_render_error_of_that_file() -> None:
+    text = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(RenderError, match=r"^apps/web/cm.json: invalid JSON: nesting is deeper"):
+        parse_manifests(text, origin="apps/web/cm.json", is_json=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["!!int ", "!!float ", "!!timestamp ", "!!bool ", "!!set ", "&a ", "*a"])
+        | st.sampled_from(list("ab:-[]{}#\n '\"|>*&!")),
+        max_size=40,
+    ).map("".join)
+)
+def test_any_tagged_text_parses_or_fails_with_our_own_error(text: str) -> None:
+    try:
+        parse_manifests(text, origin="fuzz.yaml")
+    except RenderError as exc:
+        assert str(exc).startswith("fuzz.yaml")
