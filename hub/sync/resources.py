@@ -15,6 +15,8 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
+import re2
+
 from hub.sync.model import SyncOptions
 
 TRACKING_ANNOTATION = "gitops-hub/tracking-id"
@@ -322,7 +324,7 @@ def _char_class(body: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _compile_glob(pattern: str) -> re.Pattern[str]:
+def _compile_glob(pattern: str) -> Any:  # an RE2 pattern (the package is untyped)
     """gobwas/glob without separators: ``*``/``**`` any run, ``?`` one char, ``[a-z]``,
     ``[!a-z]``, ``{a,b}`` alternatives (nestable), ``\\`` escapes."""
 
@@ -374,9 +376,11 @@ def _compile_glob(pattern: str) -> re.Pattern[str]:
         return "".join(out), pos
 
     body, _ = parse(0, False)
+    # RE2, as gobwas/glob is linear: `*a*a*a*a*b` against a long name backtracks for seconds
+    # in Python's `re`, and patterns come from Git (ignoreDifferences, sync options).
     try:
-        return re.compile(body, re.DOTALL)
-    except re.error as exc:  # e.g. a reversed range [b-a]
+        return re2.compile("(?s)" + body)
+    except re2.error as exc:  # e.g. a reversed range [b-a]
         raise ValueError(str(exc)) from exc
 
 

@@ -13,6 +13,7 @@ from hub.sync.resources import (
     HookType,
     Phase,
     ResourceKey,
+    argo_glob_match,
     compare_options,
     effective_sync_options,
     hook_delete_policies,
@@ -157,3 +158,12 @@ def test_resource_sync_options_win_over_app_options_key_by_key() -> None:
 def test_compare_options_are_read_as_a_list() -> None:
     o = obj(**{"argocd.argoproj.io/compare-options": "IgnoreExtraneous,ServerSideDiff=true"})
     assert compare_options(o) == {"IgnoreExtraneous", "ServerSideDiff=true"}
+
+
+@pytest.mark.timeout(20)
+def test_argo_globs_match_in_linear_time_as_gobwas_glob_does() -> None:
+    # With Python's `re` this backtracked for seconds and grew polynomially with the name.
+    pattern = "*a" * 12 + "*b"
+    for _ in range(50):
+        assert not argo_glob_match(pattern, "a" * 60)
+    assert argo_glob_match(pattern, "a" * 60 + "b")
