@@ -65,7 +65,7 @@ from hub.sync.health import HealthRules
 from hub.sync.health_rules import load_health_rules
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, parse_application
-from hub.sync.resources import ResourceKey, effective_sync_options
+from hub.sync.resources import HookType, ResourceKey, effective_sync_options, is_delete_hook
 from hub.worker import (
     CONNECT_TIMEOUT_S,
     DELETION_ERROR,
@@ -660,6 +660,8 @@ def _leftovers(kube: KubeClient, records: Sequence[AppRecord]) -> tuple[list[str
             key = f"{app}: {ResourceKey.of(obj)}"
             if effective_sync_options(obj, options[app].sync_options).has("Delete", "false"):
                 kept.append(f"{key} (Delete=false)")
+            elif is_delete_hook(obj, HookType.POST_DELETE):
+                kept.append(f"{key} (PostDelete hook kept by its delete policy)")
             elif (obj.get("metadata") or {}).get("deletionTimestamp"):
                 remaining.append(f"{key}: still being deleted")
             else:
@@ -767,11 +769,15 @@ def _delete_passes(
     PreDelete/PostDelete hooks come from each app's last successful sync (its history):
     without a hub there is no render to take them from."""
     problems: list[str] = []
-    for _ in range(passes):
+    for number in range(passes):
         problems, deleted = [], 0
         for rec in records:
             try:
-                manifests, revision = last_synced_manifests(history, rec.name)
+                # Only the first pass runs delete hooks: a later one only catches what a
+                # hub applied again, after the hooks ran.
+                manifests, revision = (
+                    last_synced_manifests(history, rec.name) if number == 0 else ([], "")
+                )
                 outcome = delete_app_resources(
                     kube, rec, manifests=manifests, revision=revision, rules=rules
                 )

@@ -76,11 +76,13 @@ from hub.sync.model import Application, Automated, SyncError, parse_application
 from hub.sync.plan import DeleteHook, plan_delete_hooks, plan_deletion
 from hub.sync.render import render_source
 from hub.sync.resources import (
+    DELETE_HOOK_TYPES,
     HOOK_FINALIZER,
     HookDeletePolicy,
     HookType,
     ResourceKey,
     effective_sync_options,
+    is_delete_hook,
     is_hook,
     owning_app,
 )
@@ -403,7 +405,6 @@ def delete_app_resources(
         )
         for t in (HookType.PRE_DELETE, HookType.POST_DELETE)
     )
-    delete_hooks = {h.key for h in (*pre, *post)}
 
     def run(hooks: Sequence[DeleteHook]) -> list[str]:
         if not hooks:
@@ -441,12 +442,12 @@ def delete_app_resources(
             break  # the next waves wait for this one, as a sync's waves do
     if not remaining:
         # Hooks left by earlier operations (a Job kept by its delete policy) are the app's
-        # too; plan_deletion leaves them out, so they go here. This deletion's own delete
-        # hooks have their turn below.
+        # too; plan_deletion leaves them out, so they go here. Delete hooks have their turn
+        # below (a PostDelete hook kept by its policy stays, as in Argo CD).
         hooks: list[tuple[ApiResource, str, str, str]] = []
         for obj in live:
             key = ResourceKey.of(obj)
-            if is_hook(obj) and key not in delete_hooks:
+            if is_hook(obj) and not any(is_delete_hook(obj, t) for t in DELETE_HOOK_TYPES):
                 res = kube.resource_of(obj)
                 kube.delete(res, key.name, key.namespace, propagation="Foreground")
                 deleted.append(str(key))
@@ -456,14 +457,21 @@ def delete_app_resources(
     if not remaining:
         remaining += run(post)
     if not remaining:
-        cleanup = [*(h for h in post if HookDeletePolicy.HOOK_SUCCEEDED in h.policies), *pre]
+        cleanup = {
+            h.key: h.desired
+            for h in (*post, *pre)
+            if h.hook_type is HookType.PRE_DELETE or HookDeletePolicy.HOOK_SUCCEEDED in h.policies
+        }
+        for obj in live:  # PreDelete hooks of an older render too
+            if is_delete_hook(obj, HookType.PRE_DELETE):
+                cleanup.setdefault(ResourceKey.of(obj), obj)
         gone: list[tuple[ApiResource, str, str, str]] = []
-        for h in cleanup:
-            res = kube.resource_of(h.desired)
+        for key, obj in sorted(cleanup.items()):
+            res = kube.resource_of(obj)
             with contextlib.suppress(NotFound):
-                kube.delete(res, h.key.name, h.key.namespace, propagation="Background")
-            deleted.append(str(h.key))
-            gone.append((res, h.key.name, h.key.namespace, str(h)))
+                kube.delete(res, key.name, key.namespace, propagation="Background")
+            deleted.append(str(key))
+            gone.append((res, key.name, key.namespace, str(key)))
         gone = _wait_gone(kube, gone, deadline)
         remaining += [f"{g[3]}: still being deleted after {wait_s:g}s" for g in gone]
     return DeletionOutcome(

@@ -268,3 +268,32 @@ def test_a_failing_predelete_hook_keeps_the_app_and_its_resources_with_the_reaso
     assert not _exists(f, "job", "goodbye")  # and no PostDelete hook ran
     # The failed hook is deleted (as Argo CD does), so that the next attempt runs it again.
     wait_for("the failed hook deleted", lambda: not _exists(f, "job", "pre-check"))
+
+
+def test_cascade_rm_without_a_hub_runs_the_hooks_of_the_last_sync_and_keeps_postdelete(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    f = _fleet(
+        tmp_path,
+        sim,
+        {"pre.yaml": hook("pre-check", "PreDelete"), "post.yaml": hook("goodbye", "PostDelete")},
+    )
+    f.cli.ok("serve", "--once", "--timeout", "30")
+    rec = Recorder(sim)
+    try:
+        run = f.cli("cluster", "rm", "one", "--cascade", "--yes")
+    finally:
+        rec.close()
+
+    assert run.exit_code == 0, run.output
+    pre_done, web_going = rec.first("pre-check", complete), rec.first("web", going)
+    web_gone, post_added = rec.first("web", deleted), rec.first("goodbye", added)
+    assert None not in (pre_done, web_going, web_gone, post_added), rec.events
+    assert pre_done < web_going and web_gone < post_added  # type: ignore[operator]
+    # created once: the command's later passes run no hooks
+    assert len([e for e in rec.events if e[3] == "pre-check" and e[2] == "ADDED"]) == 1
+    # No delete policy: Argo's default (BeforeHookCreation) never matches a deletion, so the
+    # PostDelete Job stays, finished, and the command says it was kept on purpose.
+    assert _exists(f, "job", "goodbye") and not _exists(f, "job", "pre-check")
+    assert not _exists(f, "deployment", "web")
+    assert "PostDelete hook kept by its delete policy" in run.output
