@@ -297,3 +297,23 @@ def test_cascade_rm_without_a_hub_runs_the_hooks_of_the_last_sync_and_keeps_post
     assert _exists(f, "job", "goodbye") and not _exists(f, "job", "pre-check")
     assert not _exists(f, "deployment", "web")
     assert "PostDelete hook kept by its delete policy" in run.output
+
+
+def test_a_failing_postdelete_hook_keeps_the_app_record_with_the_reason(
+    tmp_path: Path, sim: SimServer
+) -> None:
+    f = _fleet(tmp_path, sim, {"post.yaml": hook("goodbye", "PostDelete", image="busybox:fail")})
+    f.cli.ok("serve", "--once", "--timeout", "30")
+    f.cli.ok("cluster", "label", "one", "env=staging")
+
+    run = f.cli("serve", "--once", "--timeout", "30")
+
+    # As in Argo CD 3: the resources are gone, the record stays until PostDelete succeeds.
+    assert run.exit_code == 1, run.output
+    assert not _exists(f, "deployment", "web")
+    app = f.apps()["one-hooks"]
+    assert app.deleting
+    (condition,) = app.conditions
+    assert condition.type == "DeletionError"
+    assert "PostDelete hook batch/Job default/goodbye failed (Degraded)" in condition.message
+    wait_for("the failed hook deleted", lambda: not _exists(f, "job", "goodbye"))
