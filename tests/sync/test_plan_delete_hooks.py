@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.sync.plan import delete_hook_name, plan_delete_hooks, plan_deletion
@@ -114,6 +114,7 @@ def test_the_resource_deletion_plan_leaves_delete_hooks_to_their_own_steps() -> 
     assert [t.key.name for t in p.tasks] == ["settings"]
 
 
+@settings(deadline=None)  # a loaded machine must not fail it
 @given(
     generate_name=st.from_regex(r"[a-z][a-z0-9-]{0,20}-", fullmatch=True),
     revision=st.from_regex(r"[0-9a-f]{0,40}", fullmatch=True),
@@ -128,6 +129,7 @@ def test_delete_hook_names_are_stable_lowercase_and_keep_the_prefix(
     assert name.endswith(hook_type.value.lower())
 
 
+@settings(deadline=None)
 @given(
     values=st.lists(
         st.sampled_from(["PreDelete", "PostDelete", "PreSync", "Skip", "Bogus", " PostDelete"]),
