@@ -3,12 +3,17 @@ final names and tracking ids), and that a sync never runs them."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clusters.crypto import MasterKey
+from hub.store import Store
+from hub.sync.history import OperationPhase, SyncHistory
 from hub.sync.plan import delete_hook_name, plan_delete_hooks, plan_deletion
 from hub.sync.resources import (
     TRACKING_ANNOTATION,
@@ -19,6 +24,8 @@ from hub.sync.resources import (
     is_delete_hook,
     unknown_hook_values,
 )
+from hub.worker import last_synced_manifests
+from tests.sync.test_history import keyring, op
 from tests.sync.test_plan import REV, manifests, obj, plan, steps, tracked
 
 
@@ -141,3 +148,22 @@ def test_hook_annotation_lists_are_parsed_for_delete_hooks(values: list[str]) ->
     names = {v.strip() for v in values}
     assert is_delete_hook(job, HookType.PRE_DELETE) == ("PreDelete" in names)
     assert is_delete_hook(job, HookType.POST_DELETE) == ("PostDelete" in names)
+
+
+def test_a_deletion_takes_its_hooks_from_the_last_successful_sync_with_manifests(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "hub.db", create=True)
+    try:
+        history = SyncHistory(store, lambda: keyring(MasterKey.generate("t")))
+        assert last_synced_manifests(history, "a") == ([], "")
+        pre = obj("Job", "pre", hook="PreDelete")
+        for n, phase, recorded in (
+            (1, OperationPhase.SUCCEEDED, [pre]),
+            (2, OperationPhase.FAILED, [obj("Job", "newer-but-failed", hook="PreDelete")]),
+            (3, OperationPhase.SUCCEEDED, None),  # nothing sealed: cannot tell
+        ):
+            history.record(op("a", n, phase), finished_at=datetime.now(UTC), manifests=recorded)
+        assert last_synced_manifests(history, "a") == ([pre], f"{1:040x}")
+    finally:
+        store.close()
