@@ -63,10 +63,11 @@ from hub.repos import RepoCache
 from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
 from hub.store import Store
 from hub.sync.diff import JqRunner
+from hub.sync.health import HealthRules
 from hub.sync.health_rules import load_health_rules
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, parse_application
-from hub.sync.resources import ResourceKey, effective_sync_options
+from hub.sync.resources import HookType, ResourceKey, effective_sync_options, is_delete_hook
 from hub.sync.windows import manual_refusal
 from hub.worker import (
     CONNECT_TIMEOUT_S,
@@ -77,6 +78,7 @@ from hub.worker import (
     SerializedSources,
     WorkerServices,
     delete_app_resources,
+    last_synced_manifests,
     list_tracked,
     release_hook_finalizers,
     synced_kinds,
@@ -694,6 +696,8 @@ def _leftovers(kube: KubeClient, records: Sequence[AppRecord]) -> tuple[list[str
             key = f"{app}: {ResourceKey.of(obj)}"
             if effective_sync_options(obj, options[app].sync_options).has("Delete", "false"):
                 kept.append(f"{key} (Delete=false)")
+            elif is_delete_hook(obj, HookType.POST_DELETE):
+                kept.append(f"{key} (PostDelete hook kept by its delete policy)")
             elif (obj.get("metadata") or {}).get("deletionTimestamp"):
                 remaining.append(f"{key}: still being deleted")
             else:
@@ -740,7 +744,12 @@ def delete_cluster_resources(
                 by = (
                     "this command" if by == "this command" else "the running hub, then this command"
                 )
-                errors = _delete_passes(kube, [r for r in records if r.name in left])
+                errors = _delete_passes(
+                    kube,
+                    [r for r in records if r.name in left],
+                    history=SyncHistory(store, lambda: load_keyring(home)),
+                    rules=load_health_rules(home),
+                )
             else:
                 errors = waited
             kept, remaining = _leftovers(kube, records)
@@ -783,16 +792,34 @@ def _wait_for_hub(
         time.sleep(poll_s)
 
 
-def _delete_passes(kube: KubeClient, records: Sequence[AppRecord], passes: int = 3) -> list[str]:
+def _delete_passes(
+    kube: KubeClient,
+    records: Sequence[AppRecord],
+    *,
+    history: SyncHistory,
+    rules: HealthRules,
+    passes: int = 3,
+) -> list[str]:
     """Delete each Application's resources; again while a pass still found something to
-    delete (a hub that had not seen the fence yet may have applied again meanwhile)."""
+    delete (a hub that had not seen the fence yet may have applied again meanwhile). The
+    PreDelete/PostDelete hooks come from each app's last successful sync (its history):
+    without a hub there is no render to take them from."""
     problems: list[str] = []
-    for _ in range(passes):
+    for number in range(passes):
         problems, deleted = [], 0
         for rec in records:
             try:
-                outcome = delete_app_resources(kube, rec)
-            except (ClusterError, SyncError) as exc:
+                # Only the first pass runs delete hooks: a later one only catches what a
+                # hub applied again, after the hooks ran.
+                manifests, revision = (
+                    last_synced_manifests(history, rec.name) if number == 0 else ([], "")
+                )
+                outcome = delete_app_resources(
+                    kube, rec, manifests=manifests, revision=revision, rules=rules
+                )
+                for line in outcome.hooks:
+                    log.info("app %s: %s", rec.name, line)
+            except (ClusterError, HubError) as exc:
                 problems.append(f"{rec.name}: {exc}")
                 continue
             deleted += len(outcome.deleted)

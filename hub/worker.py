@@ -60,6 +60,7 @@ from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
 from hub.metrics import Metrics
 from hub.repos import RepoCache
+from hub.sync.delete_hooks import run_delete_hooks
 from hub.sync.diff import AppComparison, JqRunner, SyncStatus, compare_app
 from hub.sync.engine import (
     COMMON_KINDS,
@@ -73,11 +74,15 @@ from hub.sync.engine import (
 from hub.sync.health import HealthRules, app_health
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import Application, Automated, SyncError, parse_application
-from hub.sync.plan import plan_deletion
+from hub.sync.plan import DeleteHook, plan_delete_hooks, plan_deletion
 from hub.sync.resources import (
+    DELETE_HOOK_TYPES,
     HOOK_FINALIZER,
+    HookDeletePolicy,
+    HookType,
     ResourceKey,
     effective_sync_options,
+    is_delete_hook,
     is_hook,
     owning_app,
 )
@@ -291,6 +296,7 @@ class DeletionOutcome:
     deleted: tuple[str, ...] = ()  # resources this call deleted (or found deleting)
     kept: tuple[str, ...] = ()  # left on purpose (``Delete=false``), with why
     remaining: tuple[str, ...] = ()  # still on the cluster against the app's wish, with why
+    hooks: tuple[str, ...] = ()  # PreDelete/PostDelete hooks this call ran, with their result
 
     @property
     def done(self) -> bool:
@@ -384,29 +390,88 @@ def list_tracked(
     return found
 
 
+def last_synced_manifests(history: SyncHistory, app: str) -> tuple[list[dict[str, Any]], str]:
+    """The manifests (and revision) of the app's last successful sync, from its history, or
+    nothing when no entry has them: what a deletion knows of the app's PreDelete/PostDelete
+    hooks when no render of this process does (after a restart, ``hub cluster rm``)."""
+    for entry in reversed(history.entries(app)):
+        if entry.phase is OperationPhase.SUCCEEDED and entry.has_manifests:
+            return history.manifests(app, entry.id), entry.revision
+    return [], ""
+
+
+def _wait_gone(
+    kube: KubeClient, waiting: list[tuple[ApiResource, str, str, str]], deadline: float
+) -> list[tuple[ApiResource, str, str, str]]:
+    """Poll until every (resource, name, namespace, label) is gone or the deadline passed;
+    the ones still there."""
+    while waiting and time.monotonic() < deadline:
+        waiting = [w for w in waiting if kube.get_or_none(*w[:3]) is not None]
+        if waiting:
+            time.sleep(0.5)
+    return waiting
+
+
 def delete_app_resources(
     kube: KubeClient,
     rec: AppRecord,
     kinds: Iterable[tuple[str, str]] = (),
     *,
     wait_s: float = DELETE_WAIT_S,
+    manifests: Sequence[Mapping[str, Any]] = (),
+    revision: str = "",
+    rules: HealthRules | None = None,
 ) -> DeletionOutcome:
-    """Delete what an Application tracks on its cluster, last wave first, each wave gone
-    before the next (``plan_deletion``). First our hook finalizers are freed (a hook cut
-    short by a crash keeps one, which would hold its namespace Terminating forever).
-    ``Delete=false`` resources are kept (as in Argo CD, the app's deletion still
-    completes); ``Delete=confirm`` ones stay, as remaining, with what to do (gitops-hub has
-    no confirmation). Blocking."""
+    """Delete what an Application tracks on its cluster, as Argo CD's cascade deletion does:
+
+    1. our hook finalizers are freed (a hook cut short by a crash keeps one, which would hold
+       its namespace Terminating forever);
+    2. the PreDelete hooks of ``manifests`` (the app's last render) are created and must all
+       succeed before anything is deleted; a failed one is deleted (the next attempt runs it
+       again) and the deletion stops there, reported as remaining;
+    3. the resources, last wave first, each wave gone before the next (``plan_deletion``).
+       ``Delete=false`` resources are kept (as in Argo CD, the app's deletion still
+       completes); ``Delete=confirm`` ones stay, as remaining, with what to do (gitops-hub
+       has no confirmation). Then the hooks earlier syncs left;
+    4. the PostDelete hooks are created and must all succeed (a failed one is deleted and
+       the deletion stays unfinished, as in Argo CD 3); those whose delete policy says
+       HookSucceeded are then deleted, the others stay (Argo's default policy,
+       BeforeHookCreation, never matches a deletion's result);
+    5. the PreDelete hooks go last (Argo's cascade deletes them with the resources; kept
+       until here so that a retry of an unfinished deletion does not run them again).
+
+    Each step waits for the one before; the whole call waits at most ``wait_s``. Blocking."""
     app = parse_application(rec.manifest(), source_file=rec.file or rec.name)
-    live = list_tracked(kube, [rec.name], {*kinds, *synced_kinds(rec)})[rec.name]
+    hook_kinds = {ResourceKey.of(m).group_kind for m in manifests if is_hook(m)}
+    live = list_tracked(kube, [rec.name], {*kinds, *synced_kinds(rec), *hook_kinds})[rec.name]
     freed = release_hook_finalizers(kube, live)
     if freed:
         log.info("app %s: freed the hook finalizer of %s", rec.name, ", ".join(freed))
+    deadline = time.monotonic() + wait_s
+    ran: list[str] = []
+    pre, post = (
+        plan_delete_hooks(
+            app=rec.name, manifests=manifests, live=live, hook_type=t, revision=revision
+        )
+        for t in (HookType.PRE_DELETE, HookType.POST_DELETE)
+    )
+
+    def run(hooks: Sequence[DeleteHook]) -> list[str]:
+        if not hooks:
+            return []
+        outcome = run_delete_hooks(kube, hooks, rules=rules, deadline=deadline)
+        ran.extend(f"{h} succeeded" for h in outcome.succeeded)
+        ran.extend(outcome.failed)
+        return [*outcome.failed, *outcome.running]
+
+    problems = run(pre)
+    if problems:
+        return DeletionOutcome(app=rec.name, hooks=tuple(ran), remaining=tuple(problems))
+
     plan = plan_deletion(app=rec.name, live=live, options=app.sync_policy.sync_options)
     kept: list[str] = []
     remaining: list[str] = []
     deleted: list[str] = []
-    deadline = time.monotonic() + wait_s
     for wave in plan.waves:
         waiting: list[tuple[ApiResource, str, str, str]] = []
         for task in wave.tasks:
@@ -421,31 +486,50 @@ def delete_app_resources(
             kube.delete(res, task.key.name, task.key.namespace, propagation=propagation)
             deleted.append(str(task.key))
             waiting.append((res, task.key.name, task.key.namespace, str(task.key)))
-        while waiting and time.monotonic() < deadline:
-            waiting = [w for w in waiting if kube.get_or_none(*w[:3]) is not None]
-            if waiting:
-                time.sleep(0.5)
+        waiting = _wait_gone(kube, waiting, deadline)
         if waiting:
             remaining += [f"{w[3]}: still being deleted after {wait_s:g}s" for w in waiting]
             break  # the next waves wait for this one, as a sync's waves do
     if not remaining:
         # Hooks left by earlier operations (a Job kept by its delete policy) are the app's
-        # too; plan_deletion leaves them out, so they go last here.
+        # too; plan_deletion leaves them out, so they go here. Delete hooks have their turn
+        # below (a PostDelete hook kept by its policy stays, as in Argo CD).
         hooks: list[tuple[ApiResource, str, str, str]] = []
         for obj in live:
-            if is_hook(obj):
-                key = ResourceKey.of(obj)
+            key = ResourceKey.of(obj)
+            if is_hook(obj) and not any(is_delete_hook(obj, t) for t in DELETE_HOOK_TYPES):
                 res = kube.resource_of(obj)
                 kube.delete(res, key.name, key.namespace, propagation="Foreground")
                 deleted.append(str(key))
                 hooks.append((res, key.name, key.namespace, str(key)))
-        while hooks and time.monotonic() < deadline:
-            hooks = [h for h in hooks if kube.get_or_none(*h[:3]) is not None]
-            if hooks:
-                time.sleep(0.5)
+        hooks = _wait_gone(kube, hooks, deadline)
         remaining += [f"{h[3]}: still being deleted after {wait_s:g}s" for h in hooks]
+    if not remaining:
+        remaining += run(post)
+    if not remaining:
+        cleanup = {
+            h.key: h.desired
+            for h in (*post, *pre)
+            if h.hook_type is HookType.PRE_DELETE or HookDeletePolicy.HOOK_SUCCEEDED in h.policies
+        }
+        for obj in live:  # PreDelete hooks of an older render too
+            if is_delete_hook(obj, HookType.PRE_DELETE):
+                cleanup.setdefault(ResourceKey.of(obj), obj)
+        gone: list[tuple[ApiResource, str, str, str]] = []
+        for key, obj in sorted(cleanup.items()):
+            res = kube.resource_of(obj)
+            with contextlib.suppress(NotFound):
+                kube.delete(res, key.name, key.namespace, propagation="Background")
+            deleted.append(str(key))
+            gone.append((res, key.name, key.namespace, str(key)))
+        gone = _wait_gone(kube, gone, deadline)
+        remaining += [f"{g[3]}: still being deleted after {wait_s:g}s" for g in gone]
     return DeletionOutcome(
-        app=rec.name, deleted=tuple(deleted), kept=tuple(kept), remaining=tuple(remaining)
+        app=rec.name,
+        deleted=tuple(deleted),
+        kept=tuple(kept),
+        remaining=tuple(remaining),
+        hooks=tuple(ran),
     )
 
 
@@ -1238,7 +1322,7 @@ class ClusterWorker:
                     async with self.cluster_syncs, self.svc.global_syncs:
                         outcome = await self._call(partial(self._delete_resources, rec))
                     remaining = outcome.problem()
-                except (KubeError, SyncError) as exc:
+                except (KubeError, HubError) as exc:
                     remaining = f"{rec.name}: {exc}"
                 if remaining is None:
                     await self._db(partial(self.svc.apps.finish_deletion, rec.name))
@@ -1259,8 +1343,22 @@ class ClusterWorker:
         kinds = self.cache.kinds() if self.cache else set()
         cached = self._desired.get(rec.name)
         if cached is not None:
-            kinds |= {key_of(m)[:2] for m in cached.manifests}
-        return delete_app_resources(self.kube, rec, kinds)
+            manifests: Sequence[Mapping[str, Any]] = cached.manifests
+            revision = cached.sha
+        else:  # nothing rendered since the hub started: the last sync's manifests
+            manifests, revision = last_synced_manifests(self.svc.history, rec.name)
+        kinds |= {key_of(m)[:2] for m in manifests}
+        outcome = delete_app_resources(
+            self.kube,
+            rec,
+            kinds,
+            manifests=manifests,
+            revision=revision,
+            rules=self.svc.health_rules,
+        )
+        for line in outcome.hooks:
+            log.info("app %s on %s: %s", rec.name, self.name, line)
+        return outcome
 
     # -- fence (``hub cluster rm --cascade``)
 
@@ -1340,7 +1438,7 @@ class ClusterWorker:
                 async with self.cluster_syncs, self.svc.global_syncs:
                     outcome = await self._call(partial(self._delete_resources, rec))
                 problem = outcome.problem()
-            except (KubeError, SyncError) as exc:
+            except (KubeError, HubError) as exc:
                 problem = f"{rec.name}: {exc}"
             if problem is None:
                 await self._db(partial(self.svc.apps.finish_deletion, rec.name))
@@ -1373,6 +1471,7 @@ __all__ = [
     "decide_auto_sync",
     "delete_app_resources",
     "last_operation_of",
+    "last_synced_manifests",
     "list_tracked",
     "operation_state",
     "project_windows_of",

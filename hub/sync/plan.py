@@ -26,14 +26,17 @@ from typing import Any
 
 from hub.sync.model import EmptyRenderGuardError, SharedResourceError, SyncOptions
 from hub.sync.resources import (
+    DELETE_HOOK_TYPES,
     HOOK_FINALIZER,
     HookDeletePolicy,
+    HookType,
     Phase,
     ResourceKey,
     clone_tree,
     effective_sync_options,
     hook_delete_policies,
     hook_phases,
+    is_delete_hook,
     is_hook,
     is_skip,
     owning_app,
@@ -616,3 +619,68 @@ def plan_deletion(
     _mirror_prune_waves(tasks)
     waves, _ = _group(order_tasks(tasks))
     return SyncPlan(waves=tuple(waves), warnings=tuple(dict.fromkeys(warnings)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeleteHook:
+    """One PreDelete/PostDelete hook of an Application being deleted."""
+
+    hook_type: HookType
+    key: ResourceKey
+    desired: dict[str, Any]  # the object to create: final name, tracking id
+    live: dict[str, Any] | None  # the object a previous attempt created, if still there
+    policies: frozenset[HookDeletePolicy]
+
+    def __str__(self) -> str:
+        return f"{self.hook_type.value} hook {self.key}"
+
+
+def delete_hook_name(generate_name: str, *, revision: str, hook_type: HookType) -> str:
+    """The name of a ``generateName`` delete hook: the same on every attempt of one
+    deletion (so a retry finds the hook it created instead of running it again)."""
+    rev = revision[:7] if len(revision) >= 8 else revision
+    return generate_name + f"{rev}-{hook_type.value}".lower().lstrip("-")
+
+
+def plan_delete_hooks(
+    *,
+    app: str,
+    manifests: Iterable[Mapping[str, Any]],
+    live: Iterable[Mapping[str, Any]],
+    hook_type: HookType,
+    revision: str = "",
+) -> tuple[DeleteHook, ...]:
+    """The ``hook_type`` hooks (PreDelete or PostDelete) among the app's last rendered
+    ``manifests`` (validated: namespaces settled), each paired with its live object when a
+    previous attempt created it (Argo CD creates only the missing ones and judges the rest by
+    their health). In apply order (wave, kind, name); they all run at once, as in Argo CD.
+    Without our hook finalizer: they run outside a sync operation, which never cuts them
+    short."""
+    if hook_type not in DELETE_HOOK_TYPES:
+        raise ValueError(f"{hook_type.value} is not a delete hook type")
+    live_by_key = {ResourceKey.of(o): o for o in live}
+    found: dict[ResourceKey, tuple[int, DeleteHook]] = {}
+    for m in manifests:
+        if not is_delete_hook(m, hook_type):
+            continue
+        target: dict[str, Any] = clone_tree(dict(m))
+        meta = target.setdefault("metadata", {})
+        if not meta.get("name"):
+            meta["name"] = delete_hook_name(
+                str(meta.get("generateName") or ""), revision=revision, hook_type=hook_type
+            )
+            meta.pop("generateName", None)
+        key = ResourceKey.of(target)
+        live_obj = live_by_key.get(key)
+        found[key] = (
+            sync_wave(m),
+            DeleteHook(
+                hook_type=hook_type,
+                key=key,
+                desired=with_tracking_id(target, app),
+                live=dict(live_obj) if live_obj is not None else None,
+                policies=hook_delete_policies(m),
+            ),
+        )
+    ordered = sorted(found.values(), key=lambda wh: (wh[0], kind_rank(wh[1].key.kind), wh[1].key))
+    return tuple(h for _, h in ordered)

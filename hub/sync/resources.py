@@ -72,7 +72,11 @@ _HELM_HOOK_TYPES = {
     "pre-upgrade": HookType.PRE_SYNC,
     "post-install": HookType.POST_SYNC,
     "post-upgrade": HookType.POST_SYNC,
+    "pre-delete": HookType.PRE_DELETE,
+    "post-delete": HookType.POST_DELETE,
 }
+#: The hook types that run when an Application is deleted with cascade, never in a sync.
+DELETE_HOOK_TYPES = frozenset({HookType.PRE_DELETE, HookType.POST_DELETE})
 _HELM_DELETE_POLICIES = {
     "before-hook-creation": HookDeletePolicy.BEFORE_HOOK_CREATION,
     "hook-succeeded": HookDeletePolicy.HOOK_SUCCEEDED,
@@ -237,6 +241,12 @@ def hook_types(obj: Mapping[str, Any]) -> tuple[HookType, ...]:
             _HELM_HOOK_TYPES[v] for v in annotation_csv(obj, HELM_HOOK) if v in _HELM_HOOK_TYPES
         ]
     return tuple(dict.fromkeys(types))
+
+
+def is_delete_hook(obj: Mapping[str, Any], hook_type: HookType) -> bool:
+    """``obj`` is a hook of ``hook_type`` (PreDelete or PostDelete), by Argo's annotation or
+    Helm's ``pre-delete``/``post-delete``; a hook may also name sync phases beside it."""
+    return is_hook(obj) and hook_type in hook_types(obj)
 
 
 def unknown_hook_values(obj: Mapping[str, Any]) -> tuple[str, ...]:
