@@ -55,6 +55,7 @@ from clusters.kube import (
 )
 from clusters.registry import Registry
 from hub.apps import AppRecord, AppStore, Condition
+from hub.appsets import project_scope
 from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
 from hub.metrics import Metrics
@@ -1016,6 +1017,9 @@ class ClusterWorker:
             timeout_s=self.svc.sync_timeout_s,
             manifests=request.manifests,
             source=request.source,
+            project=project_scope(
+                self.svc.apps, list(self.svc.registry.list()), desired.app, self.name
+            ),
         )
         result: OperationResult | None = None
         try:
@@ -1212,6 +1216,9 @@ class ClusterWorker:
                 trigger=Trigger.USER,
                 initiated_by="hub serve --once",
                 timeout_s=timeout_s,
+                project=project_scope(
+                    self.svc.apps, list(self.svc.registry.list()), app, self.name
+                ),
             )
             kube = self.kube
             assert kube is not None

@@ -99,6 +99,7 @@ from hub.sync.model import (
     UnsupportedSourceError,
 )
 from hub.sync.plan import Action, PlanWave, SyncPlan, SyncTask, plan_sync
+from hub.sync.projects import ProjectScope, prune_violation, sync_violations
 from hub.sync.render import render_source
 from hub.sync.resources import (
     FIELD_MANAGER,
@@ -241,6 +242,8 @@ class SyncRequest:
     # Rollback: re-apply these manifests (from history) at ``revision`` instead of rendering.
     manifests: Sequence[Mapping[str, Any]] | None = None
     source: Mapping[str, Any] | None = None
+    # The AppProject the sync must stay inside (None: not checked, as for a bare CLI sync).
+    project: ProjectScope | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -553,6 +556,24 @@ class _Run:
         except ManifestError as exc:
             raise _Stop(str(exc), phase=OperationPhase.ERROR, retryable=False) from None
 
+    def check_project(self, valid: Sequence[SourcedManifest]) -> None:
+        """Refuse the whole sync, before any dry run or write, when the AppProject does not
+        permit the app's source, its destination or any rendered object."""
+        scope = self.request.project
+        if scope is None:
+            return
+        src = self.app.source or (self.app.sources[0] if self.app.sources else None)
+        repos = [src.repo_url] if src is not None and self.request.manifests is None else []
+        keys = [(m.key.group, m.key.kind, m.key.namespace, m.key.name) for m in valid]
+        problems = sync_violations(scope, repos, keys)
+        if problems:
+            raise _Stop(
+                f"{len(problems)} problem(s) with project {scope.project.name!r}; nothing was "
+                "applied: " + "; ".join(problems),
+                phase=OperationPhase.FAILED,
+                retryable=False,
+            )
+
     def _history_kinds(self) -> set[tuple[str, str]]:
         if self.history is None:
             return set()
@@ -710,9 +731,16 @@ class _Run:
                 synced=comparison.synced_keys,
                 destination_namespace=dest,
                 namespace_exists=(dest in namespaces) if dest else None,
+                prune_forbidden=self._prune_forbidden,
             )
         except (EmptyRenderGuardError, SharedResourceError) as exc:
             raise _Stop(str(exc), phase=OperationPhase.FAILED, retryable=False) from None
+
+    def _prune_forbidden(self, key: ResourceKey) -> str | None:
+        scope = self.request.project
+        if scope is None:
+            return None
+        return prune_violation(scope, key.group, key.kind, key.namespace)
 
     def dry_run(self, plan: SyncPlan, namespaces: set[str]) -> None:
         """Server-side dry run of every apply before the first write (Argo's first pass)."""
@@ -1037,6 +1065,7 @@ class _Run:
             self.rendered = [m.obj for m in valid.manifests]
             for warning in valid.warnings:
                 self.emit(ProgressEvent(kind=EventKind.WARNING, message=warning))
+            self.check_project(valid.manifests)
             live = self.read_live(valid.manifests)
             comparison = self.compare(valid.manifests, live)
             self.compared = (live, comparison)
