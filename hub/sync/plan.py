@@ -492,7 +492,7 @@ def plan_sync(
             skip = "waiting for prune confirmation (Prune=confirm)"
         forbidden = prune_forbidden(key) if prune_forbidden is not None else None
         if forbidden is not None:
-            skip = "ignored (outside the project)"
+            skip = f"not pruned: outside the project: {forbidden}"
             warnings.append(f"{key} is not pruned: {forbidden}")
         tasks.append(
             _Task(

@@ -386,8 +386,16 @@ class ProjectScope:
     clusters: tuple[ClusterRef, ...] = ()
 
 
-def app_violation(scope: ProjectScope, repo_urls: Sequence[str]) -> str | None:
-    """Why the project does not permit the app's sources or destination, or None."""
+CONTROL_PLANE_NAMESPACE = "argocd"
+
+
+def app_violation(
+    scope: ProjectScope, repo_urls: Sequence[str], app_namespace: str = ""
+) -> str | None:
+    """Why the project does not permit the app's sources or destination, or None.
+
+    ``app_namespace``: the Application's own ``metadata.namespace``; outside ``argocd`` it
+    must match the project's ``sourceNamespaces`` (Argo CD's apps-in-any-namespace)."""
     project = scope.project
     if project.allow_all:
         return None
@@ -395,6 +403,13 @@ def app_violation(scope: ProjectScope, repo_urls: Sequence[str]) -> str | None:
         return (
             f"project {project.name!r} does not exist (commit an AppProject to a source, "
             "or use project 'default')"
+        )
+    if app_namespace not in ("", CONTROL_PLANE_NAMESPACE) and not any(
+        glob_match(p, app_namespace) for p in project.source_namespaces
+    ):
+        return (
+            f"an Application in namespace {app_namespace} is not permitted in project "
+            f"{project.name!r} (sourceNamespaces: {', '.join(project.source_namespaces) or 'none'})"
         )
     for url in repo_urls:
         if not source_permitted(project, url):

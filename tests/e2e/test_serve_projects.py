@@ -82,6 +82,14 @@ def appsets(home: Path) -> dict[str, AppSetRecord]:
         store.close()
 
 
+def project_text(f: Fleet) -> str:
+    store = open_store(f.home)
+    try:
+        return json.dumps([p.manifest for p in AppStore(store).list_projects()])
+    finally:
+        store.close()
+
+
 def configmap(f: Fleet, cluster: str, namespace: str, name: str) -> dict[str, Any] | None:
     out = f.kubectl(cluster, "get", "configmap", name, "-n", namespace, "-o", "json")
     return json.loads(out.stdout) if out.returncode == 0 else None
@@ -177,3 +185,78 @@ def test_two_teams_stay_inside_their_projects(tmp_path: Path) -> None:
             assert configmap(f, c, "kube-system", "sneaky") is None
             assert version(f, c, "team-a-web") == "1"  # nothing of the refused revision
             assert configmap(f, c, "team-b-web", "settings")["data"]["team"] == "team-b"  # type: ignore[index]
+
+
+LEGACY = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: legacy
+  namespace: shared-tools
+data:
+  from: team-a
+"""
+
+
+def test_prune_never_deletes_outside_the_project(tmp_path: Path) -> None:
+    repos = tmp_path / "repos"
+    with SimServer(clusters=["c1"], kubeconfig_path=tmp_path / "kubeconfig") as sim:
+        repo = GitRepo(repos / "team-a")
+        # At first the project lets team A use shared-tools and create that Namespace.
+        wide = (
+            PROJECT.format(team="team-a", repos=repos)
+            + "    - {server: '*', namespace: shared-tools}\n"
+            + "  clusterResourceWhitelist: [{group: '', kind: Namespace}]\n"
+        )
+        repo.write(
+            {
+                "projects/team-a.yaml": wide,
+                "sets/web.yaml": APPSET.format(
+                    name="team-a-web", team="team-a", repo=repo.path, namespace="team-a-web"
+                ),
+                "app/settings.yaml": SETTINGS.format(team="team-a", version=1),
+                "app/legacy.yaml": LEGACY,
+                "app/ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: shared-tools}\n",
+            }
+        )
+        f = Fleet(tmp_path / "home", sim, repo, tmp_path / "hub.log")
+        f.cli.ok("init")
+        f.cli.ok("cluster", "add", "c1", "--kubeconfig", str(sim.kubeconfig_path),
+                 "--context", "c1")  # fmt: skip
+        f.cli.ok("source", "add", "projects", "--repo", str(repo.path), "--path", "projects")
+        f.cli.ok("source", "add", "team-a", "--repo", str(repo.path), "--path", "sets")
+        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", str(free_port()))
+        try:
+            wait_for(
+                "the legacy object synced",
+                lambda: (
+                    configmap(f, "c1", "shared-tools", "legacy") is not None
+                    and version(f, "c1", "team-a-web") == "1"
+                ),
+            )
+            # The platform narrows the project back to team-a-* (and no cluster kinds), then
+            # team A drops the objects: prune must leave them alone.
+            repo.write({"projects/team-a.yaml": PROJECT.format(team="team-a", repos=repos)})
+            wait_for("the narrowed project stored", lambda: "shared-tools" not in project_text(f))
+            repo.write(
+                {
+                    "app/settings.yaml": SETTINGS.format(team="team-a", version=2),
+                    "app/legacy.yaml": None,
+                    "app/ns.yaml": None,
+                }
+            )
+            wait_for("version 2 synced", lambda: version(f, "c1", "team-a-web") == "2")
+
+            def skipped() -> list[dict[str, Any]]:
+                op = f.apps()["team-a-web-c1"].operation_state or {}
+                res = (op.get("syncResult") or {}).get("resources") or []
+                return [r for r in res if r.get("status") == "PruneSkipped"]
+
+            skips = wait_for("the prunes skipped", lambda: len(skipped()) == 2 and skipped())
+            messages = " ".join(str(r.get("message")) for r in skips)
+            assert "outside the project" in messages
+            assert "clusterResourceWhitelist" in messages and "destinations" in messages
+        finally:
+            assert stop_hub(f) == 0, f.hub_log()[-3000:]
+        assert configmap(f, "c1", "shared-tools", "legacy") is not None
+        assert f.kubectl("c1", "get", "namespace", "shared-tools").returncode == 0

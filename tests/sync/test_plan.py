@@ -528,5 +528,8 @@ def test_objects_outside_the_project_are_never_pruned_but_warned_about() -> None
         prune_forbidden=outside,
     )
     skips = {t.key.name: t.skip for t in p.tasks if t.action is Action.PRUNE}
-    assert skips == {"gone": None, "sys": "ignored (outside the project)"}
+    assert skips == {
+        "gone": None,
+        "sys": "not pruned: outside the project: namespace kube-system is not permitted",
+    }
     assert any("kube-system/sys is not pruned" in w for w in p.warnings)

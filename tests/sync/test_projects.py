@@ -382,3 +382,22 @@ KEYS = st.sampled_from(
 def test_parse_never_raises_anything_but_project_error(spec: dict[str, Any]) -> None:
     with contextlib.suppress(ProjectError):
         project(**spec)
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "app_namespace", "expected"),
+    [
+        ([], "", True),
+        ([], "argocd", True),
+        ([], "team-a", False),
+        (["team-*"], "team-a", True),
+        (["team-*"], "other", False),
+    ],
+)
+def test_source_namespaces(namespaces: list[str], app_namespace: str, expected: bool) -> None:
+    p = project(sourceRepos=["*"], destinations=[{"server": "*", "namespace": "*"}],
+                sourceNamespaces=namespaces)  # fmt: skip
+    why = app_violation(scope(p), [], app_namespace)
+    assert (why is None) is expected
+    if why is not None:
+        assert "sourceNamespaces" in why
