@@ -74,6 +74,7 @@ from hub.sync.health import HealthRules, app_health
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import Application, Automated, SyncError, parse_application
 from hub.sync.plan import plan_deletion
+from hub.sync.projects import ProjectScope
 from hub.sync.render import render_source
 from hub.sync.resources import (
     HOOK_FINALIZER,
@@ -619,6 +620,10 @@ class ClusterWorker:
     async def _db(self, fn: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(fn, limiter=self.svc.store_calls)
 
+    def _project_scope(self, app: Application) -> ProjectScope:
+        """What a sync of ``app`` here must stay inside (its AppProject, read fresh)."""
+        return project_scope(self.svc.apps, list(self.svc.registry.list()), app, self.name)
+
     async def _loop(self) -> None:
         while True:
             if self._reload:
@@ -1017,9 +1022,7 @@ class ClusterWorker:
             timeout_s=self.svc.sync_timeout_s,
             manifests=request.manifests,
             source=request.source,
-            project=project_scope(
-                self.svc.apps, list(self.svc.registry.list()), desired.app, self.name
-            ),
+            project=await self._db(partial(self._project_scope, desired.app)),
         )
         result: OperationResult | None = None
         try:
@@ -1216,9 +1219,7 @@ class ClusterWorker:
                 trigger=Trigger.USER,
                 initiated_by="hub serve --once",
                 timeout_s=timeout_s,
-                project=project_scope(
-                    self.svc.apps, list(self.svc.registry.list()), app, self.name
-                ),
+                project=await self._db(partial(self._project_scope, app)),
             )
             kube = self.kube
             assert kube is not None
