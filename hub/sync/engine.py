@@ -99,7 +99,14 @@ from hub.sync.model import (
     UnsupportedSourceError,
 )
 from hub.sync.plan import Action, PlanWave, SyncPlan, SyncTask, plan_sync
-from hub.sync.projects import ProjectScope, prune_violation, sync_violations
+from hub.sync.projects import (
+    LiveObject,
+    ProjectScope,
+    orphaned_resources,
+    orphaned_warning,
+    prune_violation,
+    sync_violations,
+)
 from hub.sync.render import render_source
 from hub.sync.resources import (
     FIELD_MANAGER,
@@ -736,6 +743,54 @@ class _Run:
         except (EmptyRenderGuardError, SharedResourceError) as exc:
             raise _Stop(str(exc), phase=OperationPhase.FAILED, retryable=False) from None
 
+    def _orphans(self) -> str:
+        """Argo CD's orphaned-resources warning, for a project that asks for it: objects of
+        the app's kinds (and the common ones) in its namespaces that no Application tracks.
+        Only ever a warning: a failure to list is reported, the sync stays successful."""
+        scope = self.request.project
+        settings = scope.project.orphaned_resources if scope is not None else None
+        if scope is None or settings is None or not settings.warn or self.rendered is None:
+            return ""
+        keys = [ResourceKey.of(o) for o in self.rendered]
+        dest = self.app.destination.namespace
+        namespaces = sorted({k.namespace for k in keys if k.namespace} | {dest} - {""})
+        kinds = {k.group_kind for k in keys} | set(COMMON_KINDS)
+        objects: list[LiveObject] = []
+        try:
+            served = self.call("discovery", self.kube.resources)
+            for gk in sorted(kinds):
+                res = served.get(gk)
+                if res is None or not res.namespaced or "list" not in res.verbs:
+                    continue
+                for ns in namespaces:
+                    items, _ = self.call(
+                        f"list {res.plural}", partial(self.kube.list, res, namespace=ns)
+                    )
+                    objects.extend(
+                        LiveObject(
+                            group=gk[0],
+                            kind=gk[1],
+                            namespace=ns,
+                            name=_name_of(o),
+                            managed=owning_app(o) is not None
+                            or bool((o.get("metadata") or {}).get("ownerReferences")),
+                        )
+                        for o in items
+                    )
+        except (KubeError, _Stop) as exc:
+            self.emit(
+                ProgressEvent(
+                    kind=EventKind.WARNING, message=f"orphaned resources not checked: {exc}"
+                )
+            )
+            return ""
+        orphans = orphaned_resources(scope.project, objects)
+        if not orphans:
+            return ""
+        warning = orphaned_warning(orphans)
+        self.emit(ProgressEvent(kind=EventKind.WARNING, message=warning))
+        return f"; {warning}"
+
     def _prune_forbidden(self, key: ResourceKey) -> str | None:
         scope = self.request.project
         if scope is None:
@@ -1097,7 +1152,7 @@ class _Run:
                     raise _Stop(failure, phase=OperationPhase.FAILED, retryable=True)
                 if self.history is not None:
                     self.history.update(self._operation(OperationPhase.RUNNING, wave.title))
-            message = "successfully synced (all tasks run)"
+            message = "successfully synced (all tasks run)" + self._orphans()
             self._hook_cleanup(succeeded=True)
             return self._result_of(OperationPhase.SUCCEEDED, message, plan_text)
         except _Stop as stop:

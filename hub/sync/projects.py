@@ -509,3 +509,42 @@ def sync_violations(
 def prune_violation(scope: ProjectScope, group: str, kind: str, namespace: str) -> str | None:
     """Why a live object must not be pruned (outside the project), or None."""
     return resource_violation(scope, group, kind, namespace, namespaced=bool(namespace))
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveObject:
+    """What the orphaned-resources rule needs to know of one live namespaced object."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+    #: Tracked by some Application (any app's tracking id), or owned by another object.
+    managed: bool
+
+
+def _ignored(rule: OrphanIgnore, obj: LiveObject) -> bool:
+    return (
+        glob_match(rule.group, obj.group)
+        and glob_match(rule.kind, obj.kind)
+        and (not rule.name or glob_match(rule.name, obj.name))
+    )
+
+
+def orphaned_resources(project: Project, objects: Iterable[LiveObject]) -> list[str]:
+    """``Kind namespace/name`` of every object no Application manages, minus the project's
+    ``orphanedResources.ignore`` rules; empty unless the project asks for the warning."""
+    settings = project.orphaned_resources
+    if settings is None or not settings.warn:
+        return []
+    return sorted(
+        f"{o.kind} {o.namespace}/{o.name}"
+        for o in objects
+        if not o.managed and not any(_ignored(r, o) for r in settings.ignore)
+    )
+
+
+def orphaned_warning(orphans: Sequence[str], limit: int = 10) -> str:
+    """Argo CD's ``OrphanedResourceWarning`` text, naming the first few objects."""
+    shown = ", ".join(orphans[:limit]) + (", ..." if len(orphans) > limit else "")
+    return f"OrphanedResourceWarning: application has {len(orphans)} orphaned resource(s): {shown}"

@@ -115,7 +115,19 @@ def test_two_teams_stay_inside_their_projects(tmp_path: Path) -> None:
     with SimServer(clusters=list(CLUSTERS), kubeconfig_path=tmp_path / "kubeconfig") as sim:
         platform = GitRepo(repos / "platform")
         team = {t: GitRepo(repos / t) for t in ("team-a", "team-b")}
-        platform.write({f"projects/{t}.yaml": PROJECT.format(team=t, repos=repos) for t in team})
+        # Team B also wants to hear of objects in its namespaces that no Application owns.
+        orphans = (
+            "  orphanedResources:\n    warn: true\n    ignore:\n"
+            "      - {kind: ConfigMap, name: kube-root-ca.crt}\n"
+            "      - {kind: ServiceAccount, name: default}\n"
+        )
+        platform.write(
+            {
+                f"projects/{t}.yaml": PROJECT.format(team=t, repos=repos)
+                + (orphans if t == "team-b" else "")
+                for t in team
+            }
+        )
         for t, repo in team.items():
             repo.write(
                 {
@@ -175,9 +187,18 @@ def test_two_teams_stay_inside_their_projects(tmp_path: Path) -> None:
             assert "ConfigMap kube-system/sneaky" in message
             assert "project 'team-a'" in message and "destinations" in message
 
-            # Team B keeps working in its own project meanwhile.
+            # Team B keeps working in its own project meanwhile; someone left an object in
+            # its namespace by hand, which its sync reports as orphaned.
+            f.kubectl("c1", "create", "configmap", "stray", "-n", "team-b-web").check_returncode()
             team["team-b"].write({"app/settings.yaml": SETTINGS.format(team="team-b", version=2)})
             wait_for("team B on version 2", lambda: synced(f, "team-b-web", "team-b-web", "2"))
+            op = f.apps()["team-b-web-c1"].operation_state or {}
+            assert op.get("phase") == "Succeeded"
+            assert (
+                "OrphanedResourceWarning: application has 1 orphaned resource(s): "
+                "ConfigMap team-b-web/stray" in op["message"]
+            )
+            assert "Orphaned" not in str(f.apps()["team-a-web-c2"].operation_state)
         finally:
             assert stop_hub(f) == 0, f.hub_log()[-3000:]
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hub.sync.projects import (
     ClusterRef,
     GroupKind,
+    LiveObject,
     Project,
     ProjectError,
     ProjectScope,
@@ -24,6 +25,8 @@ from hub.sync.projects import (
     group_kind_permitted,
     implicit_default,
     normalize_repo_url,
+    orphaned_resources,
+    orphaned_warning,
     parse_project,
     prune_violation,
     resource_violation,
@@ -401,3 +404,37 @@ def test_source_namespaces(namespaces: list[str], app_namespace: str, expected: 
     assert (why is None) is expected
     if why is not None:
         assert "sourceNamespaces" in why
+
+
+def live(kind: str, name: str, *, group: str = "", managed: bool = False) -> LiveObject:
+    return LiveObject(group=group, kind=kind, namespace="a", name=name, managed=managed)
+
+
+@pytest.mark.parametrize(
+    ("orphaned", "expected"),
+    [
+        (None, []),  # the field absent: no warning
+        ({"warn": False}, []),
+        ({}, ["ConfigMap a/stray", "Deployment a/old"]),  # warn defaults to true
+        ({"ignore": [{"kind": "ConfigMap"}]}, ["Deployment a/old"]),
+        ({"ignore": [{"group": "apps", "kind": "*", "name": "o*"}]}, ["ConfigMap a/stray"]),
+        (
+            {"ignore": [{"kind": "ConfigMap", "name": "other"}]},
+            ["ConfigMap a/stray", "Deployment a/old"],
+        ),
+    ],
+)
+def test_orphaned_resources(orphaned: dict[str, Any] | None, expected: list[str]) -> None:
+    spec: dict[str, Any] = {} if orphaned is None else {"orphanedResources": orphaned}
+    objects = [
+        live("ConfigMap", "stray"),
+        live("ConfigMap", "mine", managed=True),
+        live("Deployment", "old", group="apps"),
+    ]
+    assert orphaned_resources(project(**spec), objects) == expected
+
+
+def test_orphaned_warning_names_the_count_and_the_first_objects() -> None:
+    text = orphaned_warning([f"ConfigMap a/c{i}" for i in range(12)])
+    assert text.startswith("OrphanedResourceWarning: application has 12 orphaned")
+    assert "ConfigMap a/c9" in text and "c10" not in text and text.endswith(", ...")
