@@ -141,3 +141,27 @@ def test_an_undefined_default_project_allows_everything_a_defined_one_is_enforce
     default = {"metadata": {"name": "default"}, "spec": {"sourceRepos": ["*"]}}
     refused = plan_appset(s, result, (), fleet(default=default), source="src")
     assert refused.error is not None and "project 'default'" in refused.error
+
+
+def test_a_destination_name_is_checked_with_the_server_it_resolves_to() -> None:
+    only_a = {
+        "metadata": {"name": "team-a"},
+        "spec": {
+            "sourceRepos": ["*"],
+            "destinations": [{"server": A.server, "namespace": "*"}],
+        },
+    }
+    m = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "by-name"},
+        "spec": {
+            "project": "team-a",
+            "source": {"repoURL": "https://git.example/team-a/x", "path": "."},
+            "destination": {"name": "b", "namespace": "a-web"},
+        },
+    }
+    declared = [AppManifest(app=parse_application(m, source_file="f.yaml"), manifest=m, file="f")]
+    p = plan_plain_apps("src", declared, (), fleet(**{"team-a": only_a}), {})
+    assert [a.kind for a in p.actions] == ["skip"]
+    assert p.error is not None and B.server in p.error and "destinations" in p.error
