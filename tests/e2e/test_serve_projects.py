@@ -73,6 +73,15 @@ data:
   from: team-a
 """
 
+# A namespaced-only project (no clusterResourceWhitelist) cannot create cluster-scoped kinds.
+ROLE = """
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: team-a-admin
+rules: []
+"""
+
 
 def appsets(home: Path) -> dict[str, AppSetRecord]:
     store = open_store(home)
@@ -175,6 +184,7 @@ def test_two_teams_stay_inside_their_projects(tmp_path: Path) -> None:
                 {
                     "app/settings.yaml": SETTINGS.format(team="team-a", version=2),
                     "app/sneaky.yaml": SNEAKY,
+                    "app/role.yaml": ROLE,
                 }
             )
 
@@ -186,6 +196,7 @@ def test_two_teams_stay_inside_their_projects(tmp_path: Path) -> None:
             message = wait_for("team A's sync refused", refused)
             assert "ConfigMap kube-system/sneaky" in message
             assert "project 'team-a'" in message and "destinations" in message
+            assert "ClusterRole team-a-admin" in message and "clusterResourceWhitelist" in message
 
             # Team B keeps working in its own project meanwhile; someone left an object in
             # its namespace by hand, which its sync reports as orphaned.
@@ -204,6 +215,7 @@ def test_two_teams_stay_inside_their_projects(tmp_path: Path) -> None:
 
         for c in CLUSTERS:
             assert configmap(f, c, "kube-system", "sneaky") is None
+            assert f.kubectl(c, "get", "clusterrole", "team-a-admin").returncode != 0
             assert version(f, c, "team-a-web") == "1"  # nothing of the refused revision
             assert configmap(f, c, "team-b-web", "settings")["data"]["team"] == "team-b"  # type: ignore[index]
 
