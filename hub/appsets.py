@@ -22,7 +22,8 @@ Rules (Argo CD's, plus the hub's guards; docs/hub.md has the full table):
    ParametersGenerated=False, ResourcesUpToDate=False. Nothing is created, updated or deleted.
 2. An invalid generated Application (bad or duplicate name, a template placeholder left in
    its name, project, destination or source, unknown project, destination not a
-   registered cluster, name owned by another set or source) is an error of the whole set:
+   registered cluster, a repository or destination its AppProject does not permit
+   (``hub.sync.projects``), name owned by another set or source) is an error of the whole set:
    nothing is created, updated or deleted for it, whatever its policy (ErrorOccurred
    reason ApplicationValidationError). So is ``spec.strategy`` (reason UnsupportedField).
 3. ``syncPolicy.applicationsSync``: create-only (no update, no delete), create-update (no
