@@ -22,7 +22,8 @@ Rules (Argo CD's, plus the hub's guards; docs/hub.md has the full table):
    ParametersGenerated=False, ResourcesUpToDate=False. Nothing is created, updated or deleted.
 2. An invalid generated Application (bad or duplicate name, a template placeholder left in
    its name, project, destination or source, unknown project, destination not a
-   registered cluster, name owned by another set or source) is an error of the whole set:
+   registered cluster, a repository or destination its AppProject does not permit
+   (``hub.sync.projects``), name owned by another set or source) is an error of the whole set:
    nothing is created, updated or deleted for it, whatever its policy (ErrorOccurred
    reason ApplicationValidationError). So is ``spec.strategy`` (reason UnsupportedField).
 3. ``syncPolicy.applicationsSync``: create-only (no update, no delete), create-update (no
@@ -53,7 +54,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,7 +90,16 @@ from hub.sources import (
     load_source,
 )
 from hub.store import Store
-from hub.sync.model import SyncError, parse_application
+from hub.sync.model import Application, SyncError, parse_application
+from hub.sync.projects import (
+    ClusterRef,
+    Project,
+    ProjectError,
+    ProjectScope,
+    app_violation,
+    parse_project,
+    scope_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +143,35 @@ def cluster_info(record: ClusterRecord) -> ClusterInfo:
     )
 
 
+def cluster_ref(record: ClusterRecord) -> ClusterRef:
+    """A registry record as the AppProject destination rules see it."""
+    return ClusterRef(name=record.name, server=record.server, project=record.project)
+
+
+def project_policies(manifests: Mapping[str, Mapping[str, Any]]) -> dict[str, Project]:
+    """Typed AppProjects by name. One that cannot be read (the source check refuses such
+    files, so only an old store holds one) permits nothing rather than everything."""
+    out = {}
+    for name, manifest in manifests.items():
+        try:
+            out[name] = parse_project(manifest)
+        except ProjectError:
+            log.warning("AppProject %s cannot be read; it permits nothing", name)
+            out[name] = Project(name=name)
+    return out
+
+
+def project_scope(
+    apps: AppStore, clusters: Sequence[ClusterRecord], app: Application, cluster: str
+) -> ProjectScope:
+    """What a sync of ``app`` to the registered cluster ``cluster`` must stay inside."""
+    records = apps.list_projects()
+    policies = project_policies({p.name: p.manifest for p in records})
+    refs = [cluster_ref(c) for c in clusters]
+    own = next((r for r in refs if r.name == cluster), ClusterRef(name=cluster, server=""))
+    return scope_for(app.project, policies, own, app.destination.namespace, refs)
+
+
 def _server_key(server: str) -> str:
     return server.rstrip("/")
 
@@ -143,6 +182,19 @@ class Fleet:
 
     clusters: tuple[ClusterRecord, ...] = ()
     projects: frozenset[str] = frozenset({"default"})
+    #: The defined AppProjects, typed (a name in ``projects`` without one: nothing checked).
+    policies: Mapping[str, Project] = field(default_factory=dict)
+
+    def project_violation(self, app: Application, cluster: ClusterRecord) -> str | None:
+        """Why ``app``'s AppProject refuses its source or its destination, or None."""
+        if app.project not in self.policies:
+            return None
+        refs = [cluster_ref(c) for c in self.clusters]
+        scope = scope_for(
+            app.project, self.policies, cluster_ref(cluster), app.destination.namespace, refs
+        )
+        repos = [s.repo_url for s in (*((app.source,) if app.source else ()), *app.sources)]
+        return app_violation(scope, repos, app.namespace)
 
     def resolve(self, server: str, name: str) -> ClusterRecord | None:
         """The registered cluster an Application destination names, if any."""
@@ -287,6 +339,9 @@ def _validate_generated(
             f"application {name!r}: destination {dest} is not a registered cluster "
             "(see `hub cluster list`)"
         )
+    refused = fleet.project_violation(app, cluster)
+    if refused is not None:
+        return None, f"application {name!r}: {refused}"
     return (
         DesiredApp.from_manifest(
             manifest, appset=appset.name, source=source, file=file, cluster=cluster.name
@@ -616,6 +671,12 @@ def plan_plain_apps(
             problems.append(problem)
             actions.append(Action(kind="skip", app=app.name, reason=problem))
             continue
+        refused = fleet.project_violation(app, cluster)
+        if refused is not None:
+            problem = f"{item.file}: application {app.name!r}: {refused}"
+            problems.append(problem)
+            actions.append(Action(kind="skip", app=app.name, reason=problem))
+            continue
         desired = DesiredApp.from_manifest(
             item.manifest, appset=None, source=source, file=item.file, cluster=cluster.name
         )
@@ -808,8 +869,10 @@ class AppSetController:
         self.options = options or ControllerOptions()
 
     def _fleet(self, clusters: Sequence[ClusterRecord]) -> Fleet:
-        projects = frozenset({"default", *(p.name for p in self.apps.list_projects())})
-        return Fleet(clusters=tuple(clusters), projects=projects)
+        records = self.apps.list_projects()
+        projects = frozenset({"default", *(p.name for p in records)})
+        policies = project_policies({p.name: p.manifest for p in records})
+        return Fleet(clusters=tuple(clusters), projects=projects, policies=policies)
 
     def ingest(
         self,

@@ -40,6 +40,7 @@ from hub.errors import HubError, HubUsageError
 from hub.repos import LocalRepoReader, RepoCache, RepoError, RepoMapping
 from hub.store import Store
 from hub.sync.model import Application, SyncError, parse_application
+from hub.sync.projects import parse_project
 
 API_VERSION = "argoproj.io/v1alpha1"
 KINDS = ("ApplicationSet", "Application", "AppProject")
@@ -611,6 +612,7 @@ def _parse_project(
     spec = doc.get("spec")
     if spec is not None and not isinstance(spec, Mapping):
         raise SourceError(f"{where}: spec must be a mapping")
+    parse_project(doc, where)  # typed once here, so a stored AppProject is always readable
     return ProjectManifest(name=name, manifest=manifest, file=path)
 
 

@@ -55,6 +55,7 @@ from clusters.kube import (
 )
 from clusters.registry import Registry
 from hub.apps import AppRecord, AppStore, Condition
+from hub.appsets import project_scope
 from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
@@ -75,6 +76,7 @@ from hub.sync.health import HealthRules, app_health
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import Application, Automated, SyncError, parse_application
 from hub.sync.plan import DeleteHook, plan_delete_hooks, plan_deletion
+from hub.sync.projects import ProjectScope
 from hub.sync.resources import (
     DELETE_HOOK_TYPES,
     HOOK_FINALIZER,
@@ -753,6 +755,10 @@ class ClusterWorker:
     async def _db(self, fn: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(fn, limiter=self.svc.store_calls)
 
+    def _project_scope(self, app: Application) -> ProjectScope:
+        """What a sync of ``app`` here must stay inside (its AppProject, read fresh)."""
+        return project_scope(self.svc.apps, list(self.svc.registry.list()), app, self.name)
+
     async def _loop(self) -> None:
         while True:
             if self._reload:
@@ -1194,6 +1200,7 @@ class ClusterWorker:
             timeout_s=self.svc.sync_timeout_s,
             manifests=request.manifests,
             source=request.source,
+            project=await self._db(partial(self._project_scope, desired.app)),
         )
         result: OperationResult | None = None
         try:
@@ -1403,6 +1410,7 @@ class ClusterWorker:
                 trigger=Trigger.USER,
                 initiated_by="hub serve --once",
                 timeout_s=timeout_s,
+                project=await self._db(partial(self._project_scope, app)),
             )
             kube = self.kube
             assert kube is not None

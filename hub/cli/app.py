@@ -15,7 +15,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -25,6 +25,8 @@ from clusters.errors import ClusterError
 from clusters.kube import KubeClient
 from clusters.registry import Registry
 from generators.errors import GeneratorError
+from hub.apps import AppStore
+from hub.appsets import project_scope
 from hub.cli import HubContext
 from hub.errors import HubError, HubUsageError
 from hub.home import load_keyring, open_registry, open_store
@@ -44,6 +46,7 @@ from hub.sync.health import HealthRules
 from hub.sync.health_rules import load_health_rules
 from hub.sync.history import SyncHistory, Trigger, iter_history_lines
 from hub.sync.model import Application, AppSpecError, parse_application_yaml
+from hub.sync.projects import ProjectScope
 
 FILE_OPTION = click.option(
     "-f",
@@ -104,6 +107,7 @@ class _Env:
     history: SyncHistory
     jq: JqRunner
     health_rules: HealthRules
+    project: ProjectScope
 
 
 @contextmanager
@@ -117,7 +121,16 @@ def _env(obj: HubContext, application: Application, cluster: str | None) -> Iter
         use_repo_credentials(obj.home)
         with RepoCache(obj.home) as repos, JqRunner() as jq:
             history = SyncHistory(store, lambda: load_keyring(obj.home))
-            yield _Env(kube=kube, repos=repos, history=history, jq=jq, health_rules=health_rules)
+            # The AppProjects `hub serve` enforces bind a sync started here as well.
+            project = project_scope(AppStore(store), list(registry.list()), application, name)
+            yield _Env(
+                kube=kube,
+                repos=repos,
+                history=history,
+                jq=jq,
+                health_rules=health_rules,
+                project=project,
+            )
             repos.clean()  # exported trees past their age or the size budget
     finally:
         store.close()
@@ -291,7 +304,7 @@ def sync(
         result = sync_application(
             env.kube,
             application,
-            request,
+            replace(request, project=env.project),
             sources=env.repos,
             history=env.history,
             jq_runner=env.jq,
@@ -355,6 +368,7 @@ def rollback(
                 initiated_by=_user(),
                 manifests=manifests,
                 source=entry.source,
+                project=env.project,
             ),
             sources=env.repos,
             history=env.history,

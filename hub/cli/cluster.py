@@ -124,7 +124,10 @@ def cluster() -> None:
 @click.option(
     "--cluster-resources", is_flag=True, help="With --namespace: manage cluster-scoped kinds too."
 )
-@click.option("--project", help="Argo CD project the cluster belongs to.")
+@click.option(
+    "--project",
+    help="Argo CD project the cluster is scoped to (what permitOnlyProjectScopedClusters checks).",
+)
 @click.option("--skip-check", is_flag=True, help="Register without contacting the cluster.")
 @click.option("--upsert", is_flag=True, help="Replace a cluster of the same name.")
 @SAME_SERVER_OPTION

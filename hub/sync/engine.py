@@ -101,6 +101,14 @@ from hub.sync.model import (
     UnsupportedSourceError,
 )
 from hub.sync.plan import Action, PlanWave, SyncPlan, SyncTask, plan_sync
+from hub.sync.projects import (
+    LiveObject,
+    ProjectScope,
+    orphaned_resources,
+    orphaned_warning,
+    prune_violation,
+    sync_violations,
+)
 from hub.sync.render import render_source
 from hub.sync.resources import (
     FIELD_MANAGER,
@@ -254,6 +262,8 @@ class SyncRequest:
     # Rollback: re-apply these manifests (from history) at ``revision`` instead of rendering.
     manifests: Sequence[Mapping[str, Any]] | None = None
     source: Mapping[str, Any] | None = None
+    # The AppProject the sync must stay inside (None: not checked, as for a bare CLI sync).
+    project: ProjectScope | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -599,6 +609,24 @@ class _Run:
         except ManifestError as exc:
             raise _Stop(str(exc), phase=OperationPhase.ERROR, retryable=False) from None
 
+    def check_project(self, valid: Sequence[SourcedManifest]) -> None:
+        """Refuse the whole sync, before any dry run or write, when the AppProject does not
+        permit the app's source, its destination or any rendered object."""
+        scope = self.request.project
+        if scope is None:
+            return
+        src = self.app.source or (self.app.sources[0] if self.app.sources else None)
+        repos = [src.repo_url] if src is not None and self.request.manifests is None else []
+        keys = [(m.key.group, m.key.kind, m.key.namespace, m.key.name) for m in valid]
+        problems = sync_violations(scope, repos, keys)
+        if problems:
+            raise _Stop(
+                f"{len(problems)} problem(s) with project {scope.project.name!r}; nothing was "
+                "applied: " + "; ".join(problems),
+                phase=OperationPhase.FAILED,
+                retryable=False,
+            )
+
     def _history_kinds(self) -> set[tuple[str, str]]:
         if self.history is None:
             return set()
@@ -756,9 +784,64 @@ class _Run:
                 synced=comparison.synced_keys,
                 destination_namespace=dest,
                 namespace_exists=(dest in namespaces) if dest else None,
+                prune_forbidden=self._prune_forbidden,
             )
         except (EmptyRenderGuardError, SharedResourceError) as exc:
             raise _Stop(str(exc), phase=OperationPhase.FAILED, retryable=False) from None
+
+    def _orphans(self) -> str:
+        """Argo CD's orphaned-resources warning, for a project that asks for it: objects of
+        the app's kinds (and the common ones) in its namespaces that no Application tracks.
+        Only ever a warning: a failure to list is reported, the sync stays successful."""
+        scope = self.request.project
+        settings = scope.project.orphaned_resources if scope is not None else None
+        if scope is None or settings is None or not settings.warn or self.rendered is None:
+            return ""
+        keys = [ResourceKey.of(o) for o in self.rendered]
+        dest = self.app.destination.namespace
+        namespaces = sorted({k.namespace for k in keys if k.namespace} | {dest} - {""})
+        kinds = {k.group_kind for k in keys} | set(COMMON_KINDS)
+        objects: list[LiveObject] = []
+        try:
+            served = self.call("discovery", self.kube.resources)
+            for gk in sorted(kinds):
+                res = served.get(gk)
+                if res is None or not res.namespaced or "list" not in res.verbs:
+                    continue
+                for ns in namespaces:
+                    items, _ = self.call(
+                        f"list {res.plural}", partial(self.kube.list, res, namespace=ns)
+                    )
+                    objects.extend(
+                        LiveObject(
+                            group=gk[0],
+                            kind=gk[1],
+                            namespace=ns,
+                            name=_name_of(o),
+                            managed=owning_app(o) is not None
+                            or bool((o.get("metadata") or {}).get("ownerReferences")),
+                        )
+                        for o in items
+                    )
+        except (KubeError, _Stop) as exc:
+            self.emit(
+                ProgressEvent(
+                    kind=EventKind.WARNING, message=f"orphaned resources not checked: {exc}"
+                )
+            )
+            return ""
+        orphans = orphaned_resources(scope.project, objects)
+        if not orphans:
+            return ""
+        warning = orphaned_warning(orphans)
+        self.emit(ProgressEvent(kind=EventKind.WARNING, message=warning))
+        return f"; {warning}"
+
+    def _prune_forbidden(self, key: ResourceKey) -> str | None:
+        scope = self.request.project
+        if scope is None:
+            return None
+        return prune_violation(scope, key.group, key.kind, key.namespace)
 
     def dry_run(self, plan: SyncPlan, namespaces: set[str]) -> None:
         """Server-side dry run of every apply before the first write (Argo's first pass)."""
@@ -1122,6 +1205,7 @@ class _Run:
             self.rendered = [m.obj for m in valid.manifests]
             for warning in valid.warnings:
                 self.emit(ProgressEvent(kind=EventKind.WARNING, message=warning))
+            self.check_project(valid.manifests)
             live = self.read_live(valid.manifests)
             comparison = self.compare(valid.manifests, live)
             self.compared = (live, comparison)
@@ -1154,7 +1238,7 @@ class _Run:
                 if self.history is not None:
                     self.history.update(self._operation(OperationPhase.RUNNING, wave.title))
             self.await_pruned()
-            message = "successfully synced (all tasks run)"
+            message = "successfully synced (all tasks run)" + self._orphans()
             self._hook_cleanup(succeeded=True)
             return self._result_of(OperationPhase.SUCCEEDED, message, plan_text)
         except _Stop as stop:

@@ -19,7 +19,7 @@ stops at the first failure, running ``sync_fail`` tasks then.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -400,6 +400,7 @@ def plan_sync(
     destination_namespace: str = "",
     namespace_exists: bool | None = None,
     hook_finalizer: bool = True,
+    prune_forbidden: Callable[[ResourceKey], str | None] | None = None,
 ) -> SyncPlan:
     """Plan one sync operation.
 
@@ -414,6 +415,8 @@ def plan_sync(
     - ``only``: a selective sync (self-heal) of these keys; hooks never run in one.
     - ``synced``: keys the comparison found Synced, skipped under ``ApplyOutOfSyncOnly=true``.
     - ``namespace_exists``: whether the destination namespace exists, for ``CreateNamespace``.
+    - ``prune_forbidden``: why a live object must never be pruned (outside the app's
+      AppProject), or None; such objects are skipped with a warning.
     """
     app_options = options or SyncOptions()
     warnings: list[str] = []
@@ -490,6 +493,10 @@ def plan_sync(
             skip = "ignored (no prune)"
         elif opts.has("Prune", "confirm") and not prune_confirmed:
             skip = "waiting for prune confirmation (Prune=confirm)"
+        forbidden = prune_forbidden(key) if prune_forbidden is not None else None
+        if forbidden is not None:
+            skip = f"not pruned: outside the project: {forbidden}"
+            warnings.append(f"{key} is not pruned: {forbidden}")
         tasks.append(
             _Task(
                 action=Action.PRUNE,

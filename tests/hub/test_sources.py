@@ -130,6 +130,26 @@ def test_all_documents_are_read_at_the_one_resolved_sha(tmp_path: Path) -> None:
             "apps/b.yaml: ApplicationSet 'web' is also declared in apps/a.yaml",
         ),
         ({"apps/p.yaml": yaml.safe_dump({**PROJECT, "metadata": {}})}, "metadata.name"),
+        (
+            {
+                "apps/p.yaml": yaml.safe_dump(
+                    {
+                        **PROJECT,
+                        "metadata": {"name": "team"},
+                        "spec": {"destinations": [{"namespace": "a"}]},
+                    }
+                )
+            },
+            "apps/p.yaml@",
+        ),
+        (
+            {
+                "apps/p.yaml": yaml.safe_dump(
+                    {**PROJECT, "metadata": {"name": "team"}, "spec": {"sourceRepos": "x"}}
+                )
+            },
+            "spec.sourceRepos must be a list of strings",
+        ),
     ],
 )
 def test_a_bad_file_is_an_error_naming_file_and_document(

@@ -515,3 +515,21 @@ def test_ordering_is_a_total_order_by_phase_then_wave(objs: list[dict[str, Any]]
         applies = [t for t in w.tasks if t.action is Action.APPLY and t.note == ""]
         ranks = [(kind_rank(t.key.kind), t.key.name) for t in applies]
         assert ranks == sorted(ranks)
+
+
+def test_objects_outside_the_project_are_never_pruned_but_warned_about() -> None:
+    def outside(key: ResourceKey) -> str | None:
+        return "namespace kube-system is not permitted" if key.namespace == "kube-system" else None
+
+    p = plan(
+        obj("ConfigMap", "kept"),
+        live=[obj("ConfigMap", "gone"), obj("ConfigMap", "sys", ns="kube-system")],
+        prune=True,
+        prune_forbidden=outside,
+    )
+    skips = {t.key.name: t.skip for t in p.tasks if t.action is Action.PRUNE}
+    assert skips == {
+        "gone": None,
+        "sys": "not pruned: outside the project: namespace kube-system is not permitted",
+    }
+    assert any("kube-system/sys is not pruned" in w for w in p.warnings)
