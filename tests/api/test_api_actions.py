@@ -20,7 +20,11 @@ ACTIONS = [
         ("sync", "web-east", True, "v2", "role:admin"),
     ),
     ("/api/v1/applications/web-east/sync", None, ("sync", "web-east", False, None, "role:admin")),
-    ("/api/v1/applications/web-west/rollback", {"id": 0}, ("rollback", "web-west", 0, "role:admin")),
+    (
+        "/api/v1/applications/web-west/rollback",
+        {"id": 0},
+        ("rollback", "web-west", 0, "role:admin"),
+    ),
     ("/api/v1/applications/tools/refresh", None, ("refresh", "tools")),
     ("/api/v1/refresh", None, ("refresh", None)),
 ]
