@@ -143,7 +143,7 @@ def test_the_home_files_set_the_default_and_the_lines(tmp_path: Path) -> None:
     assert config.default_role == ""
     assert [g.member for g in config.policy.groups] == ["erin", "frank"]
     (tmp_path / "rbac.yaml").write_text("policy.defualt: role:readonly\n")
-    with pytest.raises(PolicyError, match="unknown key 'policy.defualt'"):
+    with pytest.raises(PolicyError, match=r"unknown key 'policy\.defualt'"):
         load_rbac_config(tmp_path)
 
 
