@@ -156,3 +156,35 @@ def test_any_text_parses_or_fails_with_a_policy_error(text: str) -> None:
     else:
         authz_ = Authorizer.build(RbacConfig(default_role="", policy=parsed))
         authz_.can("someone", "applications", "get", "p/a")
+
+
+def test_the_per_subject_index_decides_as_one_enforcer_over_the_whole_policy() -> None:
+    import random
+
+    from hub.auth.policy import BUILTIN, _enforcer
+
+    text = "\n".join(
+        line
+        for n in range(20)
+        for line in (
+            f"p, role:p{n}, applications, sync, p{n}/*, allow",
+            f"p, role:p{n}, applications, *, p{n}/admin-*, deny",
+            f"g, u{n}, role:p{n}",
+            f"g, u{n}, role:p{(n + 1) % 20}",
+            f"g, role:p{n}, role:readonly",
+            f"p, u{n}, clusters, get, c{n}, allow",
+        )
+    )
+    a = authz(text)
+    whole = _enforcer(a.policy.rules, a.policy.groups)
+    rng = random.Random(7)
+    assert len(a.policy.rules) > len(BUILTIN.rules)
+    for _ in range(500):
+        n = rng.randrange(22)
+        request = (
+            rng.choice([f"u{n}", f"role:p{n}", "role:admin", "nobody"]),
+            rng.choice(["applications", "clusters"]),
+            rng.choice(["get", "sync", "delete"]),
+            rng.choice([f"p{rng.randrange(20)}/web", f"p{n}/admin-db", f"c{n}"]),
+        )
+        assert a.decide_uncached(*request).allowed == whole.enforce(*request), request
