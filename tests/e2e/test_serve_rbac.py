@@ -1,0 +1,163 @@
+"""`hub serve` end to end with two teams: each project role's token sees and syncs only
+its own project's Applications on simulated clusters; a forbidden sync is a 403 naming
+the rule and is in `hub audit`."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clusters.sim import SimServer
+from tests.e2e.serve_support import (
+    CONFIGMAP,
+    Fleet,
+    free_port,
+    start_hub,
+    stop_hub,
+    wait_for,
+)
+from tests.sync.e2e_helpers import GitRepo
+
+pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(240)]
+
+PROJECT = """
+apiVersion: argoproj.io/v1alpha1
+kind: AppProject
+metadata:
+  name: {team}
+spec:
+  sourceRepos: ['*']
+  destinations: [{{server: '*', namespace: '*'}}]
+  clusterResourceWhitelist: [{{group: '*', kind: '*'}}]
+  roles:
+    - name: deployer
+      policies:
+        - p, proj:{team}:deployer, applications, get, {team}/*, allow
+        - p, proj:{team}:deployer, applications, sync, {team}/*, allow
+"""
+
+APPSET = """
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: {team}
+spec:
+  generators:
+    - clusters: {{}}
+  template:
+    metadata:
+      name: '{{{{name}}}}-{team}'
+    spec:
+      project: {team}
+      source: {{repoURL: {repo}, targetRevision: main, path: config}}
+      destination: {{server: '{{{{server}}}}', namespace: {team}}}
+      syncPolicy:
+        syncOptions: [CreateNamespace=true]
+"""
+
+TEAMS = ("team-a", "team-b")
+
+
+def call(url: str, token: str | None, method: str = "GET") -> tuple[int, Any]:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_two_teams_each_see_and_sync_only_their_own_applications(tmp_path: Path) -> None:
+    with SimServer(
+        clusters=["east", "west"], ready_delay=0.1, kubeconfig_path=tmp_path / "k"
+    ) as sim:
+        repo = GitRepo(tmp_path / "repo")
+        files = {"config/configmap.yaml": CONFIGMAP}
+        for team in TEAMS:
+            files[f"hub/{team}-project.yaml"] = PROJECT.format(team=team)
+            files[f"hub/{team}.yaml"] = APPSET.format(team=team, repo=repo.path)
+        repo.write(files)
+        f = Fleet(tmp_path / "home", sim, repo, tmp_path / "hub.log")
+        f.cli.ok("init")
+        for name in ("east", "west"):
+            f.cli.ok("cluster", "add", name, "--kubeconfig", str(sim.kubeconfig_path),
+                     "--context", name)  # fmt: skip
+        f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "hub")
+        (f.home / "rbac.yaml").write_text("policy.default: ''\n")  # no reads by default
+        tokens = {
+            team: f.cli.ok("token", "create", "--project-role", f"{team}:deployer").stdout.strip()
+            for team in TEAMS
+        }
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", str(port))
+        try:
+            wait_for("the hub ready", lambda: ready(url))
+            wait_for("four Applications", lambda: len(f.apps()) == 4)
+
+            for team, other in (TEAMS, TEAMS[::-1]):
+                status, doc = call(f"{url}/api/v1/applications", tokens[team])
+                assert status == 200
+                assert {a["name"] for a in doc["items"]} == {f"east-{team}", f"west-{team}"}
+                assert call(f"{url}/api/v1/applications/east-{other}", tokens[team])[0] == 403
+            assert call(f"{url}/api/v1/applications", None)[1]["items"] == []  # anonymous
+
+            # team-b may not sync team-a's Application: 403 naming subject, action, object
+            status, doc = call(
+                f"{url}/api/v1/applications/east-team-a/sync", tokens["team-b"], "POST"
+            )
+            assert status == 403, doc
+            assert doc["error"]["subject"] == "proj:team-b:deployer"
+            assert (doc["error"]["action"], doc["error"]["resource"]) == ("sync", "applications")
+            assert doc["error"]["object"] == "team-a/east-team-a"
+            assert f.kubectl("east", "get", "configmap", "settings", "-n", "team-a").returncode != 0
+
+            # team-a syncs its own: the ConfigMap reaches the cluster
+            status, doc = call(
+                f"{url}/api/v1/applications/east-team-a/sync", tokens["team-a"], "POST"
+            )
+            assert status == 202, doc
+            wait_for(
+                "east-team-a synced",
+                lambda: (
+                    f.apps()["east-team-a"].sync_status == "Synced"
+                    and f.kubectl("east", "get", "configmap", "settings", "-n", "team-a").returncode
+                    == 0
+                ),
+            )
+            assert f.apps()["east-team-b"].sync_status != "Synced"  # nobody synced team-b's
+        finally:
+            assert stop_hub(f) == 0
+
+        trail = json.loads(f.cli.ok("audit", "-o", "json").stdout)
+        api = [
+            (e["actor"], e["action"], e["target"], e["result"]) for e in trail if e["via"] == "api"
+        ]
+        assert api == [
+            ("proj:team-b:deployer", "app.sync", "team-a/east-team-a", "refused"),
+            ("proj:team-a:deployer", "app.sync", "team-a/east-team-a", "ok"),
+        ]
+        assert [e["action"] for e in trail if e["via"] == "cli"][:3] == [
+            "cluster.add", "cluster.add", "source.add",
+        ]  # fmt: skip
+        everything = f.hub_log() + json.dumps(trail)
+        everything += "".join(
+            p.read_bytes().decode("latin-1") for p in f.home.rglob("*") if p.is_file()
+        )
+        for token in tokens.values():
+            assert token.split("_", 2)[2] not in everything
