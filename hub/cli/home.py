@@ -45,7 +45,7 @@ def key() -> None:
 
 @key.command("rotate")
 @click.pass_obj
-@audited("key.rotate", "-")
+@audited("key.rotate")
 def rotate(obj: HubContext) -> None:
     """Re-wrap every stored credential with a new master key, in one transaction.
 
