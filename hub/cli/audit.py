@@ -100,6 +100,7 @@ def audit(obj: HubContext, since: str | None, output: str) -> None:
                 )
                 for e in rows
             ],
+            width=160,  # an audit line is read whole; the detail is never cut
             clip_last=False,
             shrink_first=(6, 1),
         )
