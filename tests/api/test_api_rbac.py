@@ -233,3 +233,21 @@ def test_a_broken_policy_file_stops_the_api_naming_the_line(
 
     with pytest.raises(PolicyError, match=r"rbac.csv line 1 .*6 fields"):
         asyncio.run(start())
+
+
+def test_the_event_stream_carries_only_the_subjects_applications(
+    home: Path, hub: RecordingHub, teams: tuple[Store, dict[str, dict[str, str]]]
+) -> None:
+    store, headers = teams
+
+    async def scenario(client: Client) -> dict[str, int]:
+        totals = {}
+        for who, h in (("team-a", headers["team-a"]), ("admin", ADMIN)):
+            response = await client.get("/api/events", headers=h)
+            event = (await response.content.readuntil(b"\n\n")).decode()
+            response.close()
+            data = json.loads(event.split("data: ", 1)[1])
+            totals[who] = data["totals"]["applications"]["total"]
+        return totals
+
+    assert run_client(make(home, hub, store), scenario) == {"team-a": 2, "admin": 4}

@@ -188,3 +188,36 @@ def test_the_per_subject_index_decides_as_one_enforcer_over_the_whole_policy() -
             rng.choice([f"p{rng.randrange(20)}/web", f"p{n}/admin-db", f"c{n}"]),
         )
         assert a.decide_uncached(*request).allowed == whole.enforce(*request), request
+
+
+def test_a_running_hub_picks_up_policy_edits_and_keeps_the_last_good_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+
+    from hub.auth.policy import PolicyCache
+    from hub.home import init_home, open_store
+
+    home = tmp_path / "home"
+    init_home(home, env={})
+    (home / "rbac.yaml").write_text("policy.default: ''\n")
+    csv_file = home / "rbac.csv"
+    csv_file.write_text("g, gina, role:admin\n")
+    with open_store(home) as store:
+        cache = PolicyCache(home, store)
+        assert cache.current().can("gina", "applications", "sync", "p/a")
+
+        def edit(text: str, tick: int) -> None:
+            csv_file.write_text(text)
+            os.utime(csv_file, ns=(tick * 10**9, tick * 10**9))  # a distinct mtime
+
+        edit("g, gina, role:readonly\n", 1)
+        assert not cache.current().can("gina", "applications", "sync", "p/a")
+        edit("g, gina, role:admin\np, broken\n", 2)
+        kept = cache.current()
+        assert not kept.can("gina", "applications", "sync", "p/a")  # the last good policy
+        assert cache.error is not None and "line 2" in cache.error
+        assert "RBAC policy not reloaded" in caplog.text
+        edit("g, gina, role:admin\n", 3)
+        assert cache.current().can("gina", "applications", "sync", "p/a")
+        assert cache.error is None
