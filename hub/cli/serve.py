@@ -99,6 +99,9 @@ async def _start_api(hub: Hub, api: ApiOptions) -> tuple[Any, str]:
 async def _run(hub: Hub, api: ApiOptions) -> None:
     from hub.api.client import remove_serve_file, write_serve_file
 
+    audit_log = logging.getLogger("hub.audit")
+    if audit_log.getEffectiveLevel() > logging.INFO:
+        audit_log.setLevel(logging.INFO)  # a line per action, even without -v
     runner, url = await _start_api(hub, api)
     try:
         # Where the CLI finds this hub (hub status, hub app sync NAME ...): the lock is

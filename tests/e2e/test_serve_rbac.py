@@ -5,6 +5,9 @@ the rule and is in `hub audit`."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 import pytest
 
 from clusters.sim import SimServer
+from tests.clusters.cli_support import CLEAN_ENV
 from tests.e2e.serve_support import (
     CONFIGMAP,
     Fleet,
@@ -155,9 +159,40 @@ def test_two_teams_each_see_and_sync_only_their_own_applications(tmp_path: Path)
         assert [e["action"] for e in trail if e["via"] == "cli"][:3] == [
             "cluster.add", "cluster.add", "source.add",
         ]  # fmt: skip
+        assert "audit: app.sync team-a/east-team-a refused by proj:team-b:deployer" in f.hub_log()
         everything = f.hub_log() + json.dumps(trail)
         everything += "".join(
             p.read_bytes().decode("latin-1") for p in f.home.rglob("*") if p.is_file()
         )
         for token in tokens.values():
             assert token.split("_", 2)[2] not in everything
+
+
+def test_a_hub_bound_beyond_loopback_answers_no_read_without_a_token(tmp_path: Path) -> None:
+    f = Fleet(tmp_path / "home", None, None, tmp_path / "hub.log")  # type: ignore[arg-type]
+    f.cli.ok("init")
+    f.cli.ok("user", "add", "alice")
+    token = f.cli.ok("token", "create", "--user", "alice").stdout.strip()
+    (f.home / "rbac.yaml").write_text("policy.default: ''\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with f.log.open("a") as log:  # without -v: the audit line must show anyway
+        f.proc = subprocess.Popen(
+            [sys.executable, "-m", "hub", "--home", str(f.home), "serve", "--host", "0.0.0.0",
+             "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, text=True,
+            env={k: v for k, v in os.environ.items() if k not in CLEAN_ENV},
+        )  # fmt: skip
+    try:
+        wait_for("the hub ready", lambda: ready(url))
+        status, doc = call(f"{url}/api/v1/applications", None)
+        assert status == 401, doc
+        assert "requires a token for reads" in doc["error"]["message"]
+        assert call(f"{url}/api/v1/applications", token) == (200, {"items": []})
+        # alice has no role and there is no default: reads filter to nothing, a refresh of
+        # everything is refused and recorded
+        status, doc = call(f"{url}/api/v1/refresh", token, "POST")
+        assert status == 403 and doc["error"]["subject"] == "alice", doc
+    finally:
+        assert stop_hub(f) == 0
+    assert "audit: app.refresh */* refused by alice" in f.hub_log()
