@@ -454,7 +454,13 @@ async def list_appsets(request: web.Request) -> web.Response:
 
 async def get_appset(request: web.Request) -> web.Response:
     name, scope = request.match_info["name"], await _scope(request)
-    record = await _in_thread(request, lambda: _view(request).appset_record(name))
+    try:
+        record = await _in_thread(request, lambda: _view(request).appset_record(name))
+    except NotFound:
+        denied = await _may_get(request, "applicationsets", f"*/{name}")
+        if denied is not None:
+            return denied
+        raise
     denied = await _may_get(request, "applicationsets", f"{appset_project(record.manifest)}/{name}")
     if denied is not None:
         return denied
@@ -464,7 +470,14 @@ async def get_appset(request: web.Request) -> web.Response:
 async def _readable_app(request: web.Request) -> AppRecord | web.Response:
     """The Application named in the path, or the 403 (404) for it."""
     name = request.match_info["name"]
-    record = await _in_thread(request, lambda: _view(request).record(name))
+    try:
+        record = await _in_thread(request, lambda: _view(request).record(name))
+    except NotFound:
+        # 404 only to whoever may see any project's `name`: no probing for names.
+        denied = await _may_get(request, "applications", f"*/{name}")
+        if denied is not None:
+            return denied
+        raise
     denied = await _may_get(request, "applications", f"{record.project}/{name}")
     return record if denied is None else denied
 
@@ -529,7 +542,15 @@ async def _action(
     """One action on the Application in the path: 404, 401/403 (audited), 503, or queued
     (audited ok, or error when the hub refused it). ``run`` gets (handle, name, who)."""
     name = request.match_info["name"]
-    record = await _in_thread(request, lambda: _view(request).record(name))  # 404 first
+    try:
+        record = await _in_thread(request, lambda: _view(request).record(name))
+    except NotFound:
+        denied = await _authorize(
+            request, "applications", rbac_action, f"*/{name}", f"app.{action}"
+        )
+        if denied is not None:
+            return denied  # no probing for names
+        raise
     obj = f"{record.project}/{name}"
     denied = await _authorize(request, "applications", rbac_action, obj, f"app.{action}")
     if denied is not None:

@@ -437,9 +437,8 @@ class Authorizer:
         )
 
     def _enforce(self, subject: str, resource: str, action: str, obj: str) -> Decision:
-        with self._lock:
-            enforcer = self._subject_enforcer(subject)
-        ok, explain = enforcer.enforce_ex(subject, resource, action, obj)
+        with self._lock:  # casbin's enforcer is not documented as thread-safe
+            ok, explain = self._subject_enforcer(subject).enforce_ex(subject, resource, action, obj)
         rule = f"p, {', '.join(explain)}" if explain else None
         return Decision(
             allowed=bool(ok), subject=subject, resource=resource, action=action, object=obj,
@@ -505,17 +504,22 @@ def files_signature(home: Path) -> tuple[tuple[int, int] | None, ...]:
     return tuple(out)
 
 
-def _projects_in(store: Store) -> tuple[tuple[str, str, str], ...]:
+def _project_versions(store: Store) -> tuple[tuple[str, str], ...]:
+    """(name, commit) of every AppProject: what changes when one is edited in Git."""
     with store.read() as db:
-        rows = db.execute("SELECT name, sha, manifest FROM app_projects ORDER BY name").fetchall()
-    return tuple((str(n), str(s), str(m)) for n, s, m in rows)
+        rows = db.execute("SELECT name, sha FROM app_projects ORDER BY name").fetchall()
+    return tuple((str(n), str(s)) for n, s in rows)
+
+
+def _projects(store: Store) -> list[tuple[str, Mapping[str, Any]]]:
+    with store.read() as db:
+        rows = db.execute("SELECT name, manifest FROM app_projects ORDER BY name").fetchall()
+    return [(str(n), json.loads(m)) for n, m in rows]
 
 
 def load_authorizer(home: Path, store: Store) -> Authorizer:
     """The policy in force for ``home``: its files, the built-in roles, the AppProjects."""
-    return Authorizer.build(
-        load_rbac_config(home), ((n, json.loads(m)) for n, _, m in _projects_in(store))
-    )
+    return Authorizer.build(load_rbac_config(home), _projects(store))
 
 
 class PolicyCache:
@@ -534,15 +538,12 @@ class PolicyCache:
         self.error: str | None = None
 
     def current(self) -> Authorizer:
-        projects = _projects_in(self.store)
-        key = (files_signature(self.home), tuple((n, s) for n, s, _ in projects))
+        key = (files_signature(self.home), _project_versions(self.store))
         with self._lock:
             if self._current is not None and key == self._key:
                 return self._current
             try:
-                authorizer = Authorizer.build(
-                    load_rbac_config(self.home), ((n, json.loads(m)) for n, _, m in projects)
-                )
+                authorizer = Authorizer.build(load_rbac_config(self.home), _projects(self.store))
             except PolicyError as exc:
                 if self._current is None:
                     raise

@@ -100,7 +100,8 @@ def test_each_team_lists_only_its_own_applications(
             status = await (await client.get("/api/v1/status", headers=h)).json()
             other = "api-east" if who == "team-a" else "web-east"
             one = await client.get(f"/api/v1/applications/{other}", headers=h)
-            out[who] = (names(apps), status["totals"], one.status)
+            missing = await client.get("/api/v1/applications/no-such-app", headers=h)
+            out[who] = (names(apps), status["totals"], one.status, missing.status)
         return out
 
     seen = run_client(make(home, hub, store), scenario)
@@ -110,6 +111,8 @@ def test_each_team_lists_only_its_own_applications(
     assert seen["anonymous"][0] == set()  # policy.default is empty: nothing
     assert seen["team-a"][1]["applications"]["total"] == 2
     assert seen["team-a"][2] == 403 and seen["team-b"][2] == 403 and seen["admin"][2] == 200
+    # an unknown name is a 404 only for who may see every project: no probing for names
+    assert (seen["team-a"][3], seen["admin"][3]) == (403, 404)
 
 
 def test_a_team_syncs_its_own_application_and_is_refused_the_others(
