@@ -4,6 +4,7 @@ the rule and is in `hub audit`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 
 from clusters.sim import SimServer
 from tests.clusters.cli_support import CLEAN_ENV
+from tests.e2e.cdp import Browser, Page, find_chromium
 from tests.e2e.serve_support import (
     CONFIGMAP,
     Fleet,
@@ -65,6 +67,7 @@ spec:
 """
 
 TEAMS = ("team-a", "team-b")
+CHROMIUM = find_chromium()  # without it the dashboard part is skipped (make system-deps)
 
 
 def call(url: str, token: str | None, method: str = "GET") -> tuple[int, Any]:
@@ -103,10 +106,13 @@ def test_two_teams_each_see_and_sync_only_their_own_applications(tmp_path: Path)
                      "--context", name)  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "hub")
         (f.home / "rbac.yaml").write_text("policy.default: ''\n")  # no reads by default
+        (f.home / "rbac.csv").write_text("g, vera, role:readonly\n")
         tokens = {
             team: f.cli.ok("token", "create", "--project-role", f"{team}:deployer").stdout.strip()
             for team in TEAMS
         }
+        f.cli.ok("user", "add", "vera")
+        reader = f.cli.ok("token", "create", "--user", "vera").stdout.strip()
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         start_hub(f, "--git-poll", "1", "--resync", "600", "--port", str(port))
@@ -145,6 +151,8 @@ def test_two_teams_each_see_and_sync_only_their_own_applications(tmp_path: Path)
                 ),
             )
             assert f.apps()["east-team-b"].sync_status != "Synced"  # nobody synced team-b's
+            if CHROMIUM is not None:
+                asyncio.run(dashboard(url, tokens["team-a"], reader, tmp_path / "profile"))
         finally:
             assert stop_hub(f) == 0
 
@@ -166,6 +174,45 @@ def test_two_teams_each_see_and_sync_only_their_own_applications(tmp_path: Path)
         )
         for token in tokens.values():
             assert token.split("_", 2)[2] not in everything
+
+
+async def log_in(page: Page, token: str) -> None:
+    await page.evaluate("document.getElementById('token-button').click()")
+    await page.evaluate(f"document.getElementById('token-input').value = {json.dumps(token)}")
+    await page.evaluate("document.getElementById('token-form').requestSubmit()")
+
+
+async def dashboard(url: str, team_a: str, reader: str, profile: Path) -> None:
+    """The dashboard logged in as team-a shows team-a's Applications only, with Sync; a
+    read-only user sees all, without Sync."""
+    apps_js = "[...document.querySelectorAll('#matrix a.app-link')].map(a => a.dataset.app).sort()"
+    async with Browser.launch(CHROMIUM or "", profile) as browser:
+        page = await browser.new_page(url + "/")
+        await page.wait_for("document.getElementById('token-form').hidden === false || "
+                            "document.getElementById('totals').childElementCount > 0",
+                            what="the overview")  # fmt: skip
+        assert await page.evaluate(apps_js) == []  # anonymous: policy.default is empty
+        await log_in(page, team_a)
+        await page.wait_for(
+            "document.getElementById('whoami').textContent === 'signed in as proj:team-a:deployer'",
+            what="team-a signed in",
+        )
+        await page.wait_for(f"JSON.stringify({apps_js}) === "
+                            "JSON.stringify(['east-team-a', 'west-team-a'])",
+                            what="only team-a's Applications")  # fmt: skip
+        await page.evaluate("location.hash = '#/app/west-team-a'")
+        await page.wait_for("document.getElementById('app-name').textContent === 'west-team-a'",
+                            what="the app page")  # fmt: skip
+        assert await page.evaluate("document.getElementById('sync-button').hidden") is False
+
+        await log_in(page, reader)
+        await page.wait_for("document.getElementById('whoami').textContent === 'signed in as vera'",
+                            what="vera signed in")  # fmt: skip
+        await page.wait_for("document.getElementById('sync-button').hidden === true",
+                            what="no Sync button for a reader")  # fmt: skip
+        assert await page.evaluate("document.getElementById('refresh-button').hidden") is False
+        await page.evaluate("location.hash = '#/'")
+        await page.wait_for(f"{apps_js}.length === 4", what="all four for a reader")
 
 
 def test_a_hub_bound_beyond_loopback_answers_no_read_without_a_token(tmp_path: Path) -> None:
