@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hub.auth.tokens import (
     TokenError,
@@ -108,3 +110,10 @@ def test_durations(text: str, seconds: int) -> None:
 def test_bad_durations_name_the_option(text: str) -> None:
     with pytest.raises(HubUsageError, match="--expires-in"):
         parse_duration(text)
+
+
+@given(st.text(max_size=120))
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
+def test_any_presented_text_is_refused_with_a_token_error(store: Store, text: str) -> None:
+    with pytest.raises(TokenError):
+        authenticate(store, text)

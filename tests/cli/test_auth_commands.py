@@ -105,3 +105,27 @@ def test_every_cli_write_is_in_the_audit_trail_with_its_result(hub: Hub) -> None
     table = hub.ok("audit", "--since", "1h").stdout
     assert "cluster.label" in table and "error" in table
     assert json.loads(hub.ok("audit", "--since", "1h", "-o", "json").stdout) == trail
+
+
+def test_validate_reports_project_role_lines_it_ignores(hub: Hub) -> None:
+    from hub.home import open_store
+
+    project = {
+        "spec": {
+            "roles": [
+                {
+                    "name": "ci",
+                    "policies": ["p, proj:team-a:ci, applications, sync, team-b/*, allow"],
+                }
+            ]
+        }
+    }
+    with open_store(hub.home) as store, store.write() as db:
+        db.execute(
+            "INSERT INTO app_projects (name, source, file, manifest, sha) VALUES (?, ?, ?, ?, ?)",
+            ("team-a", "root", "p.yaml", json.dumps(project), "1" * 40),
+        )
+    run = hub("rbac", "validate")
+    assert run.exit_code == 1
+    assert "AppProject team-a spec.roles[0].policies[0]: the object must be team-a/" in run.stderr
+    assert hub("rbac", "can", "proj:team-a:ci", "sync", "applications", "team-b/x").exit_code == 1
