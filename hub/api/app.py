@@ -258,7 +258,7 @@ async def _resolve_principal(request: web.Request) -> Principal | web.Response:
     return _unauthorized("the token is not valid: expected Authorization: Bearer <token>")
 
 
-async def _principal(request: web.Request) -> Principal:
+def _principal(request: web.Request) -> Principal:
     """The principal the middleware resolved (always set on the JSON routes)."""
     return request[_PRINCIPAL]
 
@@ -271,7 +271,7 @@ async def _authorizer(request: web.Request) -> Authorizer:
 
 async def _scope(request: web.Request) -> Scope:
     """What the request's subject may ``get``."""
-    subject = (await _principal(request)).subject
+    subject = (_principal(request)).subject
     authz = await _authorizer(request)
     return Scope(
         app=lambda project, name: authz.can(subject, "applications", "get", f"{project}/{name}"),
@@ -289,7 +289,7 @@ def _remote(request: web.Request) -> str:
 async def _audit(
     request: web.Request, action: str, target: str, result: str, detail: str = ""
 ) -> None:
-    principal = await _principal(request)
+    principal = _principal(request)
     store = _view(request).store
     await _in_thread(
         request,
@@ -328,7 +328,7 @@ async def _authorize(
 ) -> web.Response | None:
     """None when the request's subject may ``action`` ``resource`` ``obj``; else the 401
     or 403 to answer, recorded in the audit trail as refused."""
-    principal = await _principal(request)
+    principal = _principal(request)
     if principal.anonymous:
         await _audit(request, audit_action, obj, "refused", "no token")
         return _unauthorized("this action needs a token: Authorization: Bearer <token>")
@@ -340,7 +340,7 @@ async def _authorize(
 
 
 async def _may_get(request: web.Request, resource: str, obj: str) -> web.Response | None:
-    subject = (await _principal(request)).subject
+    subject = (_principal(request)).subject
     decision = (await _authorizer(request)).decide(subject, resource, "get", obj)
     return None if decision.allowed else _forbidden(decision)
 
@@ -558,7 +558,7 @@ async def _action(
     handle = _require_handle(request)
     if isinstance(handle, web.Response):
         return handle
-    who = (await _principal(request)).subject
+    who = (_principal(request)).subject
     try:
         extra = await run(handle, name, who)
     except NotFound:
@@ -626,7 +626,7 @@ async def refresh_all(request: web.Request) -> web.Response:
 async def get_session(request: web.Request) -> web.Response:
     """Who the token is, and what it may do with each Application it can see (the
     dashboard shows write buttons from this)."""
-    principal = await _principal(request)
+    principal = _principal(request)
     authz = await _authorizer(request)
     subject = principal.subject
     scope = await _scope(request)
@@ -660,7 +660,7 @@ async def get_audit(request: web.Request) -> web.Response:
 
     from hub.auth.tokens import parse_duration
 
-    principal = await _principal(request)
+    principal = _principal(request)
     if principal.anonymous:
         return _unauthorized("the audit trail needs a token: Authorization: Bearer <token>")
     decision = (await _authorizer(request)).decide(principal.subject, "audit", "get", "*")
@@ -786,7 +786,7 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def _snapshot(request: web.Request) -> tuple[str, str]:
     """The current rollup (digest, JSON), computed at most once per half poll period."""
     state = _state(request)
-    subject = (await _principal(request)).subject
+    subject = (_principal(request)).subject
     now = time.monotonic()
     cached = state.snapshots.get(subject)
     if cached is not None and now - cached[0] < EVENTS_POLL_S / 2:
