@@ -31,10 +31,18 @@ def _record(obj: HubContext, action: str, target: str, result: str, detail: str)
         log.warning("audit entry for %s %s not recorded: %s", action, target, exc)
 
 
+DETAIL_KEY = "hub.audit.detail"
+
+
+def note(detail: str) -> None:
+    """What the audited command did, for its audit entry (e.g. the id of a new token)."""
+    click.get_current_context().meta[DETAIL_KEY] = detail
+
+
 def audited(action: str, *targets: str) -> Callable[[F], F]:
     """Record the decorated command (under ``@click.pass_obj``) in the audit trail:
-    ``ok``, or ``error`` with the message. ``targets`` name the parameters whose first
-    non-empty value is the target recorded (default: ``name``)."""
+    ``ok`` (with what it ``note``d), or ``error`` with the message. ``targets`` name the
+    parameters whose first non-empty value is the target recorded (default: ``name``)."""
     names = targets or ("name",)
 
     def wrap(fn: F) -> F:
@@ -53,7 +61,7 @@ def audited(action: str, *targets: str) -> Callable[[F], F]:
             except Exception as exc:
                 _record(obj, action, what, "error", str(exc))
                 raise
-            _record(obj, action, what, "ok", "")
+            _record(obj, action, what, "ok", click.get_current_context().meta.get(DETAIL_KEY, ""))
             return result
 
         return run  # type: ignore[return-value]

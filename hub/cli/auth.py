@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from hub.cli import HubContext
-from hub.cli.audit import audited
+from hub.cli.audit import audited, note
 from hub.cli.output import OUTPUT_OPTION, dump, render_table
 from hub.errors import HubUsageError
 
@@ -79,6 +79,7 @@ def user_rm(obj: HubContext, name: str) -> None:
 
     with open_store(obj.home) as store:
         revoked = remove_user(store, name)
+    note(f"{revoked} token(s) revoked")
     click.echo(f"user {name} removed; {revoked} token(s) revoked")
 
 
@@ -132,6 +133,7 @@ def token_create(
             text, info = create_token(
                 store, subject=user_name, kind="user", description=description, expires_in=lifetime
             )
+    note(f"token {info.id} for {info.subject}")
     expiry = "never expires" if info.expires_at is None else f"expires {info.expires_at:%c} UTC"
     click.echo(f"token {info.id} for {info.subject} ({expiry}); it is shown only now:", err=True)
     click.echo(text)

@@ -101,6 +101,7 @@ def test_every_cli_write_is_in_the_audit_trail_with_its_result(hub: Hub) -> None
         ("cli", "key.rotate", "", "ok"),
     ]
     assert all(e["actor"].startswith("cli") and e["remote"] for e in trail)
+    assert trail[1]["detail"].startswith("token ") and "proj:team-a:deployer" in trail[1]["detail"]
     assert "nowhere" in trail[2]["detail"]
     table = hub.ok("audit", "--since", "1h").stdout
     assert "cluster.label" in table and "error" in table
