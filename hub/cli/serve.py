@@ -282,6 +282,13 @@ def serve(
     token = _secret(token, token_file, ENV_TOKEN, "--token", "--token-file")
     if token is not None:
         check_token(token, source)
+        from hub.auth.tokens import is_hub_token
+
+        if is_hub_token(token):  # e.g. $HUB_API_TOKEN set for the CLI in this shell
+            raise HubUsageError(
+                f"{source} holds a user or project-role token (hub_...); the hub's own token "
+                "acts as role:admin and must be another secret (unset it, or use --token-file)"
+            )
     webhook_secret = _secret(
         webhook_secret,
         webhook_secret_file,

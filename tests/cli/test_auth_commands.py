@@ -130,3 +130,12 @@ def test_validate_reports_project_role_lines_it_ignores(hub: Hub) -> None:
     assert run.exit_code == 1
     assert "AppProject team-a spec.roles[0].policies[0]: the object must be team-a/" in run.stderr
     assert hub("rbac", "can", "proj:team-a:ci", "sync", "applications", "team-b/x").exit_code == 1
+
+
+def test_hub_serve_refuses_a_user_token_as_its_admin_token(hub: Hub) -> None:
+    hub.ok("user", "add", "alice")
+    token = hub.ok("token", "create", "--user", "alice").stdout.strip()
+    run = hub("serve", "--port", "0", env={"HUB_API_TOKEN": token})
+    assert run.exit_code == 2
+    assert "HUB_API_TOKEN holds a user or project-role token" in run.stderr
+    assert token not in run.output
