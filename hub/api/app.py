@@ -141,6 +141,7 @@ class ApiState:
 _VIEW = web.AppKey("view", FleetView)
 _STATE = web.AppKey("state", ApiState)
 _PRINCIPAL = web.RequestKey("principal", Principal)
+_AUTHORIZER = web.RequestKey("authorizer", Authorizer)
 
 
 def engine_differ(home: Path) -> Differ:
@@ -264,9 +265,14 @@ def _principal(request: web.Request) -> Principal:
 
 
 async def _authorizer(request: web.Request) -> Authorizer:
+    """The policy in force, looked up once per request."""
+    if _AUTHORIZER in request:
+        return request[_AUTHORIZER]
     policy = _state(request).policy
     assert policy is not None
-    return await _in_thread(request, policy.current)
+    authorizer = await _in_thread(request, policy.current)
+    request[_AUTHORIZER] = authorizer
+    return authorizer
 
 
 async def _scope(request: web.Request) -> Scope:
