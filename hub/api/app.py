@@ -951,6 +951,9 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     principal = await _resolve_principal(request)
     if isinstance(principal, web.Response):
+        if request.method != "GET":  # a write with a bad token: who tried is worth knowing
+            request[_PRINCIPAL] = ANONYMOUS
+            await _audit(request, f"{request.method} {request.path}", "", "refused", "bad token")
         return principal
     if principal.anonymous and _state(request).require_auth and request.method == "GET":
         return _unauthorized(

@@ -192,6 +192,21 @@ def test_reads_need_a_token_when_required_and_bad_tokens_never_read(
     # team-a's token (created first) is revoked
     assert run_client(make(home, hub, store, require_auth=True), scenario) == [401, 401, 401, 200]
 
+    async def write(client: Client) -> int:
+        response = await client.post(
+            "/api/v1/applications/web-east/sync", headers=headers["team-a"]
+        )
+        return response.status
+
+    assert run_client(make(home, hub, store), write) == 401
+    from hub.auth.audit import entries
+
+    last = entries(store)[-1]
+    assert (last.actor, last.action, last.result, last.detail) == (
+        "", "POST /api/v1/applications/web-east/sync", "refused", "bad token",
+    )  # fmt: skip
+    assert last.remote and hub.calls == []
+
 
 def store_tokens(store: Store) -> list[str]:
     with store.read() as db:
