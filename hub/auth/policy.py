@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import functools
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -349,11 +351,27 @@ def project_policy(
     return out, problems
 
 
+_BRACES = re.compile(r"\{([^{}]*)\}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _alternatives(pattern: str) -> tuple[str, ...]:
+    """``{a,b}`` alternatives (gobwas/glob's, which Argo CD uses) expanded to plain globs."""
+    match = _BRACES.search(pattern)
+    if match is None:
+        return (pattern,)
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return tuple(
+        alt for choice in match.group(1).split(",") for alt in _alternatives(head + choice + tail)
+    )
+
+
 def glob_match(value: str, pattern: str) -> bool:
-    """Argo CD's ``globOrRegexMatch`` in glob mode: ``*`` matches any text, ``/`` too."""
+    """Argo CD's ``globOrRegexMatch`` in glob mode: ``*`` matches any text, ``/`` too;
+    ``?``, ``[...]`` and ``{a,b}`` as in gobwas/glob."""
     if pattern == "*":
         return True
-    return fnmatch.fnmatchcase(value, pattern)
+    return any(fnmatch.fnmatchcase(value, p) for p in _alternatives(pattern))
 
 
 @dataclass(frozen=True, kw_only=True)

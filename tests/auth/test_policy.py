@@ -221,3 +221,24 @@ def test_a_running_hub_picks_up_policy_edits_and_keeps_the_last_good_one(
         edit("g, gina, role:admin\n", 3)
         assert cache.current().can("gina", "applications", "sync", "p/a")
         assert cache.error is None
+
+
+@pytest.mark.parametrize(
+    ("value", "pattern", "matches"),
+    [
+        ("team-a/web", "*/*", True),
+        ("team-a/web", "*", True),
+        ("team-a/web", "team-a/*", True),
+        ("team-b/web", "team-a/*", False),
+        ("team-a/web-1", "team-a/web-?", True),
+        ("prod/api", "{prod,staging}/*", True),
+        ("staging/api", "{prod,staging}/*", True),
+        ("dev/api", "{prod,staging}/*", False),
+        ("action/restart", "action/*", True),
+        ("a/b", "[ab]/b", True),
+    ],
+)
+def test_globs_as_argo_cd_matches_them(value: str, pattern: str, matches: bool) -> None:
+    from hub.auth.policy import glob_match
+
+    assert glob_match(value, pattern) is matches
