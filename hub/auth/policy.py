@@ -371,6 +371,8 @@ def glob_match(value: str, pattern: str) -> bool:
     ``?``, ``[...]`` and ``{a,b}`` as in gobwas/glob."""
     if pattern == "*":
         return True
+    if "{" not in pattern:
+        return fnmatch.fnmatchcase(value, pattern)
     return any(fnmatch.fnmatchcase(value, p) for p in _alternatives(pattern))
 
 
