@@ -17,7 +17,7 @@ import random
 import statistics
 import time
 
-from hub.auth.policy import Authorizer, RbacConfig, _enforcer, parse_policy_csv
+from hub.auth.policy import Authorizer, RbacConfig, casbin_enforcer, parse_policy_csv
 
 
 def policy_text(lines: int) -> str:
@@ -90,7 +90,7 @@ def main() -> None:
     print(f"requests: {len(reqs)} ({len(set(reqs))} distinct), {allowed} allowed")
     # The baseline: one casbin enforcer over the whole policy (what the per-subject index
     # avoids), on the first 100 requests only: it is slow.
-    whole = _enforcer(authz.policy.rules, authz.policy.groups)
+    whole = casbin_enforcer(authz.policy.rules, authz.policy.groups)
     t0 = time.process_time()
     for r in reqs[:100]:
         whole.enforce(*r)

@@ -426,7 +426,7 @@ class Authorizer:
         # holding only the lines of the subjects it inherits from. That is exact (the
         # matcher starts with g(r.sub, p.sub), which no other line can satisfy) and keeps
         # a decision from walking 1,000 lines through casbin's expression evaluator.
-        self._roles = _enforcer(self.policy.rules, self.policy.groups)
+        self._roles = casbin_enforcer(self.policy.rules, self.policy.groups)
         self._by_subject = {}
         for rule in self.policy.rules:
             self._by_subject.setdefault(rule.subject, []).append(rule)
@@ -437,7 +437,7 @@ class Authorizer:
             inherited = {subject, *self._roles.get_implicit_roles_for_user(subject)}
             rules = [r for s in sorted(inherited) for r in self._by_subject.get(s, ())]
             groups = [g for g in self.policy.groups if g.member in inherited]
-            enforcer = _enforcer(rules, groups)
+            enforcer = casbin_enforcer(rules, groups)
             if len(self._enforcers) >= _CACHE_LIMIT // 10:
                 self._enforcers.clear()
             self._enforcers[subject] = enforcer
@@ -496,7 +496,7 @@ class Authorizer:
         return self.decide(subject, resource, action, obj).allowed
 
 
-def _enforcer(rules: Iterable[PolicyRule], groups: Iterable[GroupRule]) -> Any:
+def casbin_enforcer(rules: Iterable[PolicyRule], groups: Iterable[GroupRule]) -> Any:
     """A casbin enforcer of Argo CD's model over these lines."""
     model = Model()
     model.load_model_from_text(MODEL_TEXT)

@@ -161,7 +161,7 @@ def test_any_text_parses_or_fails_with_a_policy_error(text: str) -> None:
 def test_the_per_subject_index_decides_as_one_enforcer_over_the_whole_policy() -> None:
     import random
 
-    from hub.auth.policy import BUILTIN, _enforcer
+    from hub.auth.policy import BUILTIN, casbin_enforcer
 
     text = "\n".join(
         line
@@ -176,7 +176,7 @@ def test_the_per_subject_index_decides_as_one_enforcer_over_the_whole_policy() -
         )
     )
     a = authz(text)
-    whole = _enforcer(a.policy.rules, a.policy.groups)
+    whole = casbin_enforcer(a.policy.rules, a.policy.groups)
     rng = random.Random(7)
     assert len(a.policy.rules) > len(BUILTIN.rules)
     for _ in range(500):
