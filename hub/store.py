@@ -242,12 +242,59 @@ def _m0005_repo_credentials(db: sqlite3.Connection) -> None:
     )
 
 
+def _m0006_access(db: sqlite3.Connection) -> None:
+    # Users, API tokens and the audit trail (hub.auth). A token's secret is never stored:
+    # only the SHA-256 of its random part; ``id`` is the token's clear prefix, for lookup.
+    db.execute(
+        """
+        CREATE TABLE users (
+            name       TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL
+        ) STRICT
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE api_tokens (
+            id            TEXT PRIMARY KEY,
+            subject       TEXT NOT NULL,           -- a user name or proj:<project>:<role>
+            kind          TEXT NOT NULL,           -- user | project-role
+            description   TEXT NOT NULL DEFAULT '',
+            secret_sha256 TEXT NOT NULL,
+            created_at    TEXT NOT NULL,
+            expires_at    TEXT,                    -- NULL: never
+            last_used_at  TEXT,
+            revoked_at    TEXT
+        ) STRICT
+        """
+    )
+    db.execute("CREATE INDEX api_tokens_subject ON api_tokens (subject)")
+    db.execute(
+        """
+        CREATE TABLE audit (
+            seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+            at       TEXT NOT NULL,
+            actor    TEXT NOT NULL,                -- subject: user, proj:..., role:admin
+            token_id TEXT,                         -- the token used, NULL from the CLI
+            via      TEXT NOT NULL,                -- cli | api
+            remote   TEXT NOT NULL DEFAULT '',     -- remote address (API) or host (CLI)
+            action   TEXT NOT NULL,                -- e.g. app.sync, cluster.add
+            target   TEXT NOT NULL DEFAULT '',
+            result   TEXT NOT NULL,                -- ok | refused | error
+            detail   TEXT NOT NULL DEFAULT ''
+        ) STRICT
+        """
+    )
+    db.execute("CREATE INDEX audit_at ON audit (at)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m0001_clusters,
     _m0002_sync_history,
     _m0003_desired_state,
     _m0004_source_guard,
     _m0005_repo_credentials,
+    _m0006_access,
 )
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 

@@ -3,8 +3,13 @@
 ``create_api_app`` builds the aiohttp application; ``hub serve`` runs it (127.0.0.1 by
 default). Every JSON route is declared once in ``ROUTES``; the router and the OpenAPI
 description (``GET /api/openapi.json``) are both made from that table, so they cannot
-disagree. Reads are open to whoever can reach the socket; actions (sync, rollback,
-refresh) need ``Authorization: Bearer <token>`` (``hub.api.token``).
+disagree. Who may do what is Argo CD's RBAC (``hub.auth``, docs/access.md): a request
+carries ``Authorization: Bearer <token>`` (a user's or project role's token, or the
+bootstrap admin token of ``hub.api.token``); reads without one act as the anonymous
+subject (the policy's ``policy.default``) and are refused when the API listens beyond
+loopback or ``require_auth`` is set; every action needs a token whose subject the policy
+allows (else 401/403), lists show only what the subject may ``get``, and every action
+is written to the audit trail.
 
 Reads go to the store through ``hub.api.views.FleetView`` in worker threads (SQLite is
 blocking); actions and live connection states go to the running hub through
@@ -46,9 +51,20 @@ from aiohttp import web
 from clusters.errors import ClusterError
 from hub.api import openapi
 from hub.api.token import token_matches
-from hub.api.views import AppFilter, FleetView, NotFound
+from hub.api.views import AppFilter, FleetView, NotFound, Scope, appset_project
 from hub.api.webhook import WebhookError, parse_push, provider_of, verify
 from hub.apps import AppRecord
+from hub.auth import audit
+from hub.auth.policy import Authorizer, Decision, PolicyCache
+from hub.auth.tokens import (
+    ADMIN_SUBJECT,
+    ADMIN_TOKEN_ID,
+    ANONYMOUS,
+    Principal,
+    TokenError,
+    authenticate,
+    is_hub_token,
+)
 from hub.errors import HubError, HubUsageError
 from hub.handle import HubHandle
 from hub.home import open_store
@@ -108,8 +124,12 @@ class ApiState:
     # Set on shutdown so open event streams end at once instead of holding the server's
     # graceful-shutdown timeout (a dashboard left open must not delay SIGTERM).
     closing: asyncio.Event | None = None
-    # The newest rollup for event streams, shared: N open dashboards cost one query.
-    snapshot: tuple[float, str, str] | None = None  # (monotonic time, digest, JSON text)
+    # The newest rollup for event streams per subject, shared: N open dashboards of one
+    # subject cost one query. subject -> (monotonic time, digest, JSON text)
+    snapshots: dict[str, tuple[float, str, str]] = field(default_factory=dict)
+    # Reads need a token (the API listens beyond loopback, or --require-auth).
+    require_auth: bool = False
+    policy: PolicyCache | None = None
     allowed_hosts: frozenset[str] = frozenset(LOOPBACK_HOSTS)
     body_timeout: float = DEFAULT_BODY_TIMEOUT_S
     webhook_interval: float = DEFAULT_WEBHOOK_INTERVAL_S
@@ -120,6 +140,8 @@ class ApiState:
 
 _VIEW = web.AppKey("view", FleetView)
 _STATE = web.AppKey("state", ApiState)
+_PRINCIPAL = web.RequestKey("principal", Principal)
+_AUTHORIZER = web.RequestKey("authorizer", Authorizer)
 
 
 def engine_differ(home: Path) -> Differ:
@@ -211,12 +233,122 @@ def _query(request: web.Request, name: str) -> str | None:
     return value or None
 
 
-def _require_token(request: web.Request) -> web.Response | None:
-    if token_matches(_state(request).token, request.headers.get("Authorization")):
-        return None
-    response = _error(401, "this action needs the API token: Authorization: Bearer <token>")
+def _unauthorized(message: str) -> web.Response:
+    response = _error(401, message)
     response.headers["WWW-Authenticate"] = 'Bearer realm="gitops-hub"'
     return response
+
+
+async def _resolve_principal(request: web.Request) -> Principal | web.Response:
+    """Who the request acts as: anonymous without ``Authorization``, else the token's
+    subject; 401 for a header that carries no valid token."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return ANONYMOUS
+    state = _state(request)
+    if token_matches(state.token, header):
+        return Principal(subject=ADMIN_SUBJECT, token_id=ADMIN_TOKEN_ID)
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and is_hub_token(value):
+        store = _view(request).store
+        try:
+            return await _in_thread(request, lambda: authenticate(store, value))
+        except TokenError as exc:
+            return _unauthorized(f"{exc}; `hub token create` makes a new one")
+    return _unauthorized("the token is not valid: expected Authorization: Bearer <token>")
+
+
+def _principal(request: web.Request) -> Principal:
+    """The principal the middleware resolved (always set on the JSON routes)."""
+    return request[_PRINCIPAL]
+
+
+async def _authorizer(request: web.Request) -> Authorizer:
+    """The policy in force, looked up once per request."""
+    if _AUTHORIZER in request:
+        return request[_AUTHORIZER]
+    policy = _state(request).policy
+    assert policy is not None
+    authorizer = await _in_thread(request, policy.current)
+    request[_AUTHORIZER] = authorizer
+    return authorizer
+
+
+async def _scope(request: web.Request) -> Scope:
+    """What the request's subject may ``get``."""
+    subject = (_principal(request)).subject
+    authz = await _authorizer(request)
+    return Scope(
+        app=lambda project, name: authz.can(subject, "applications", "get", f"{project}/{name}"),
+        appset=lambda project, name: authz.can(
+            subject, "applicationsets", "get", f"{project}/{name}"
+        ),
+        cluster=lambda name: authz.can(subject, "clusters", "get", name),
+    )
+
+
+def _remote(request: web.Request) -> str:
+    return request.remote or ""
+
+
+async def _audit(
+    request: web.Request, action: str, target: str, result: str, detail: str = ""
+) -> None:
+    principal = _principal(request)
+    store = _view(request).store
+    await _in_thread(
+        request,
+        lambda: audit.record(
+            store,
+            actor=principal.subject,
+            token_id=principal.token_id,
+            via="api",
+            remote=_remote(request),
+            action=action,
+            target=target,
+            result=result,
+            detail=detail,
+        ),
+    )
+
+
+def _forbidden(decision: Decision) -> web.Response:
+    who = decision.subject or "anonymous"
+    body = {
+        "error": {
+            "status": 403,
+            "message": scrub(f"permission denied: {decision.message()}"),
+            "subject": who,
+            "action": decision.action,
+            "resource": decision.resource,
+            "object": decision.object,
+            "rule": decision.rule,
+        }
+    }
+    return _json(body, status=403)
+
+
+async def _authorize(
+    request: web.Request, resource: str, action: str, obj: str, audit_action: str
+) -> web.Response | None:
+    """None when the request's subject may ``action`` ``resource`` ``obj``; else the 401
+    or 403 to answer, recorded in the audit trail as refused."""
+    principal = _principal(request)
+    if principal.anonymous:
+        await _audit(request, audit_action, obj, "refused", "no token")
+        return _unauthorized("this action needs a token: Authorization: Bearer <token>")
+    decision = (await _authorizer(request)).decide(principal.subject, resource, action, obj)
+    if decision.allowed:
+        return None
+    await _audit(request, audit_action, obj, "refused", decision.message())
+    return _forbidden(decision)
+
+
+async def _may_get(request: web.Request, resource: str, obj: str) -> web.Response | None:
+    subject = (_principal(request)).subject
+    decision = (await _authorizer(request)).decide(subject, resource, "get", obj)
+    return None if decision.allowed else _forbidden(decision)
 
 
 def _require_handle(request: web.Request) -> HubHandle | web.Response:
@@ -299,31 +431,61 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 async def get_status(request: web.Request) -> web.Response:
-    live = _live(request)
+    live, scope = _live(request), await _scope(request)
     appset, cluster = _query(request, "appset"), _query(request, "cluster")
     status = await _in_thread(
-        request, lambda: _view(request).status(live=live, appset=appset, cluster=cluster)
+        request,
+        lambda: _view(request).status(live=live, appset=appset, cluster=cluster, scope=scope),
     )
     return _json(status.to_json())
 
 
 async def list_clusters(request: web.Request) -> web.Response:
-    live = _live(request)
-    return _json({"items": await _in_thread(request, lambda: _view(request).clusters(live))})
+    live, scope = _live(request), await _scope(request)
+    return _json({"items": await _in_thread(request, lambda: _view(request).clusters(live, scope))})
 
 
 async def get_cluster(request: web.Request) -> web.Response:
     live, name = _live(request), request.match_info["name"]
+    denied = await _may_get(request, "clusters", name)
+    if denied is not None:
+        return denied
     return _json(await _in_thread(request, lambda: _view(request).cluster(name, live)))
 
 
 async def list_appsets(request: web.Request) -> web.Response:
-    return _json({"items": await _in_thread(request, _view(request).appsets)})
+    scope = await _scope(request)
+    return _json({"items": await _in_thread(request, lambda: _view(request).appsets(scope))})
 
 
 async def get_appset(request: web.Request) -> web.Response:
+    name, scope = request.match_info["name"], await _scope(request)
+    try:
+        record = await _in_thread(request, lambda: _view(request).appset_record(name))
+    except NotFound:
+        denied = await _may_get(request, "applicationsets", f"*/{name}")
+        if denied is not None:
+            return denied
+        raise
+    denied = await _may_get(request, "applicationsets", f"{appset_project(record.manifest)}/{name}")
+    if denied is not None:
+        return denied
+    return _json(await _in_thread(request, lambda: _view(request).appset(name, scope)))
+
+
+async def _readable_app(request: web.Request) -> AppRecord | web.Response:
+    """The Application named in the path, or the 403 (404) for it."""
     name = request.match_info["name"]
-    return _json(await _in_thread(request, lambda: _view(request).appset(name)))
+    try:
+        record = await _in_thread(request, lambda: _view(request).record(name))
+    except NotFound:
+        # 404 only to whoever may see any project's `name`: no probing for names.
+        denied = await _may_get(request, "applications", f"*/{name}")
+        if denied is not None:
+            return denied
+        raise
+    denied = await _may_get(request, "applications", f"{record.project}/{name}")
+    return record if denied is None else denied
 
 
 async def list_apps(request: web.Request) -> web.Response:
@@ -333,33 +495,41 @@ async def list_apps(request: web.Request) -> web.Response:
         sync=_query(request, "sync"),
         health=_query(request, "health"),
     )
-    return _json({"items": await _in_thread(request, lambda: _view(request).app_list(flt))})
+    scope = await _scope(request)
+    return _json({"items": await _in_thread(request, lambda: _view(request).app_list(flt, scope))})
 
 
 async def get_app(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    return _json(await _in_thread(request, lambda: _view(request).app(name)))
+    record = await _readable_app(request)
+    if isinstance(record, web.Response):
+        return record
+    return _json(await _in_thread(request, lambda: _view(request).app(record.name)))
 
 
 async def get_app_resources(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+    record = await _readable_app(request)
+    if isinstance(record, web.Response):
+        return record
 
     def read() -> dict[str, Any]:
-        view = _view(request)
-        origin, items = view.resources(view.record(name))
+        origin, items = _view(request).resources(record)
         return {"items": items, "from": origin}
 
     return _json(await _in_thread(request, read))
 
 
 async def get_app_history(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+    record = await _readable_app(request)
+    if isinstance(record, web.Response):
+        return record
+    name = record.name
     return _json({"items": await _in_thread(request, lambda: _view(request).app_history(name))})
 
 
 async def get_app_diff(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    record = await _in_thread(request, lambda: _view(request).record(name))
+    record = await _readable_app(request)
+    if isinstance(record, web.Response):
+        return record
     differ = _state(request).differ
     result = await _in_thread(request, lambda: differ(record))
     return _json(result.to_json())
@@ -369,22 +539,40 @@ async def get_app_diff(request: web.Request) -> web.Response:
 
 
 async def _action(
-    request: web.Request, run: Callable[[HubHandle, str], Awaitable[dict[str, Any]]]
+    request: web.Request,
+    action: str,
+    rbac_action: str,
+    run: Callable[[HubHandle, str, str], Awaitable[dict[str, Any]]],
+    detail: str = "",
 ) -> web.Response:
-    denied = _require_token(request)
+    """One action on the Application in the path: 404, 401/403 (audited), 503, or queued
+    (audited ok, or error when the hub refused it). ``run`` gets (handle, name, who)."""
+    name = request.match_info["name"]
+    try:
+        record = await _in_thread(request, lambda: _view(request).record(name))
+    except NotFound:
+        denied = await _authorize(
+            request, "applications", rbac_action, f"*/{name}", f"app.{action}"
+        )
+        if denied is not None:
+            return denied  # no probing for names
+        raise
+    obj = f"{record.project}/{name}"
+    denied = await _authorize(request, "applications", rbac_action, obj, f"app.{action}")
     if denied is not None:
         return denied
     handle = _require_handle(request)
     if isinstance(handle, web.Response):
         return handle
-    name = request.match_info["name"]
-    await _in_thread(request, lambda: _view(request).record(name))  # 404 before queueing
+    who = (_principal(request)).subject
     try:
-        extra = await run(handle, name)
+        extra = await run(handle, name, who)
     except NotFound:
         raise
     except HubError as exc:
+        await _audit(request, f"app.{action}", obj, "error", str(exc))
         return _error(409, str(exc))
+    await _audit(request, f"app.{action}", obj, "ok", detail)
     return _json({"application": name, "queued": True, **extra}, status=202)
 
 
@@ -395,11 +583,12 @@ async def sync_app(request: web.Request) -> web.Response:
     if not isinstance(prune, bool) or not (revision is None or isinstance(revision, str)):
         raise HubUsageError('body: {"prune": bool, "revision": string|null}')
 
-    async def run(handle: HubHandle, name: str) -> dict[str, Any]:
-        await handle.request_sync(name, prune=prune, revision=revision or None, who="api")
+    async def run(handle: HubHandle, name: str, who: str) -> dict[str, Any]:
+        await handle.request_sync(name, prune=prune, revision=revision or None, who=who)
         return {"action": "sync"}
 
-    return await _action(request, run)
+    detail = f"prune={prune} revision={revision or 'target'}"
+    return await _action(request, "sync", "sync", run, detail)
 
 
 async def rollback_app(request: web.Request) -> web.Response:
@@ -408,30 +597,86 @@ async def rollback_app(request: web.Request) -> web.Response:
     if not isinstance(entry, int) or isinstance(entry, bool):
         raise HubUsageError('body: {"id": <history id, an integer>}')
 
-    async def run(handle: HubHandle, name: str) -> dict[str, Any]:
-        await handle.request_rollback(name, entry, who="api")
+    async def run(handle: HubHandle, name: str, who: str) -> dict[str, Any]:
+        await handle.request_rollback(name, entry, who=who)
         return {"action": "rollback", "id": entry}
 
-    return await _action(request, run)
+    # Argo CD: a rollback is a sync to an earlier revision.
+    return await _action(request, "rollback", "sync", run, f"id={entry}")
 
 
 async def refresh_app(request: web.Request) -> web.Response:
-    async def run(handle: HubHandle, name: str) -> dict[str, Any]:
+    async def run(handle: HubHandle, name: str, who: str) -> dict[str, Any]:
         await handle.request_refresh(name)
         return {"action": "refresh"}
 
-    return await _action(request, run)
+    # Argo CD: refreshing needs `get` (it changes nothing but the comparison).
+    return await _action(request, "refresh", "get", run)
 
 
 async def refresh_all(request: web.Request) -> web.Response:
-    denied = _require_token(request)
+    denied = await _authorize(request, "applications", "get", "*/*", "app.refresh")
     if denied is not None:
         return denied
     handle = _require_handle(request)
     if isinstance(handle, web.Response):
         return handle
     await handle.request_refresh(None)
+    await _audit(request, "app.refresh", "*/*", "ok")
     return _json({"application": None, "queued": True, "action": "refresh"}, status=202)
+
+
+# ---------------------------------------------------------------- handlers: access
+
+
+async def get_session(request: web.Request) -> web.Response:
+    """Who the token is, and what it may do with each Application it can see (the
+    dashboard shows write buttons from this)."""
+    principal = _principal(request)
+    authz = await _authorizer(request)
+    subject = principal.subject
+    scope = await _scope(request)
+    apps = await _in_thread(request, lambda: _view(request).apps.list_apps())
+    can: dict[str, list[str]] = {}
+    for a in apps:
+        if not scope.app(a.project, a.name):
+            continue
+        obj = f"{a.project}/{a.name}"
+        actions = ["get"]
+        if not principal.anonymous and authz.can(subject, "applications", "sync", obj):
+            actions += ["sync", "rollback", "refresh"]
+        elif not principal.anonymous:
+            actions.append("refresh")
+        can[a.name] = actions
+    return _json(
+        {
+            "subject": subject or None,
+            "tokenId": principal.token_id,
+            "anonymous": principal.anonymous,
+            "applications": can,
+            "refreshAll": not principal.anonymous
+            and authz.can(subject, "applications", "get", "*/*"),
+            "audit": not principal.anonymous and authz.can(subject, "audit", "get", "*"),
+        }
+    )
+
+
+async def get_audit(request: web.Request) -> web.Response:
+    from datetime import UTC, datetime
+
+    from hub.auth.tokens import parse_duration
+
+    principal = _principal(request)
+    if principal.anonymous:
+        return _unauthorized("the audit trail needs a token: Authorization: Bearer <token>")
+    decision = (await _authorizer(request)).decide(principal.subject, "audit", "get", "*")
+    if not decision.allowed:
+        return _forbidden(decision)
+    since_text = _query(request, "since")
+    since = None if since_text is None else datetime.now(UTC) - parse_duration(since_text, "since")
+    store = _view(request).store
+    rows = await _in_thread(request, lambda: audit.entries(store, since=since))
+    return _json({"items": [e.to_json() for e in rows]})
 
 
 async def git_webhook(request: web.Request) -> web.Response:
@@ -547,17 +792,21 @@ async def events(request: web.Request) -> web.StreamResponse:
 async def _snapshot(request: web.Request) -> tuple[str, str]:
     """The current rollup (digest, JSON), computed at most once per half poll period."""
     state = _state(request)
+    subject = (_principal(request)).subject
     now = time.monotonic()
-    if state.snapshot is not None and now - state.snapshot[0] < EVENTS_POLL_S / 2:
-        return state.snapshot[1], state.snapshot[2]
-    view, live = _view(request), _live(request)
-    doc = (await _in_thread(request, partial(view.status, live=live))).to_json()
+    cached = state.snapshots.get(subject)
+    if cached is not None and now - cached[0] < EVENTS_POLL_S / 2:
+        return cached[1], cached[2]
+    view, live, scope = _view(request), _live(request), await _scope(request)
+    doc = (await _in_thread(request, partial(view.status, live=live, scope=scope))).to_json()
     # generatedAt changes every time; only a change of the counts is news.
     digest = hashlib.sha256(
         json.dumps({**doc, "generatedAt": ""}, sort_keys=True).encode()
     ).hexdigest()
     text = json.dumps(doc)
-    state.snapshot = (now, digest, text)
+    if len(state.snapshots) > 256:  # one per subject with a stream open; keep it bounded
+        state.snapshots.clear()
+    state.snapshots[subject] = (now, digest, text)
     return digest, text
 
 
@@ -639,16 +888,23 @@ ROUTES: tuple[Route, ...] = (
           summary="Sync history, oldest first"),
     Route(method="POST", path="/api/v1/applications/{name}/sync", handler=sync_app,
           tag="actions", response="Queued", status=202, auth=True, body="SyncRequest",
-          errors=(400, 401, 404, 409, 503), summary="Queue a sync"),
+          errors=(400, 401, 403, 404, 409, 503), summary="Queue a sync"),
     Route(method="POST", path="/api/v1/applications/{name}/rollback", handler=rollback_app,
           tag="actions", response="Queued", status=202, auth=True, body="RollbackRequest",
-          errors=(400, 401, 404, 409, 503), summary="Queue a rollback to a history id"),
+          errors=(400, 401, 403, 404, 409, 503), summary="Queue a rollback to a history id"),
     Route(method="POST", path="/api/v1/applications/{name}/refresh", handler=refresh_app,
           tag="actions", response="Queued", status=202, auth=True,
-          errors=(401, 404, 409, 503), summary="Re-read Git and re-compare one Application"),
+          errors=(401, 403, 404, 409, 503), summary="Re-read Git and re-compare one Application"),
     Route(method="POST", path="/api/v1/refresh", handler=refresh_all, tag="actions",
-          response="Queued", status=202, auth=True, errors=(401, 503),
+          response="Queued", status=202, auth=True, errors=(401, 403, 503),
           summary="Re-read Git and re-compare every Application"),
+    Route(method="GET", path="/api/v1/session", handler=get_session, tag="access",
+          response="Session",
+          summary="Who the token is, and what it may do with each visible Application"),
+    Route(method="GET", path="/api/v1/audit", handler=get_audit, tag="access",
+          response="AuditList", auth=True, errors=(400, 401, 403),
+          query=(("since", "only entries newer than this duration, e.g. 1h"),),
+          summary="The audit trail (needs `audit, get`: role:admin)"),
     Route(method="POST", path="/api/webhook/git", handler=git_webhook, tag="webhook",
           response="WebhookResult", body="PushEvent", errors=(400, 401, 408, 429, 503),
           summary="GitHub/GitLab push: fetch the named repositories now"),
@@ -680,6 +936,31 @@ async def _check_host(request: web.Request, handler: Handler) -> web.StreamRespo
             f"Host {header!r} is not a name of this hub; if you reach it by that name, "
             "start it with `hub serve --allowed-host NAME`",
         )
+    return await handler(request)
+
+
+def _needs_principal(path: str) -> bool:
+    return path.startswith("/api/v1/") or path == "/api/events"
+
+
+@web.middleware
+async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve the request's principal for the JSON routes; reads without a token are
+    refused when the API requires authentication."""
+    if not _needs_principal(request.path):
+        return await handler(request)
+    principal = await _resolve_principal(request)
+    if isinstance(principal, web.Response):
+        if request.method != "GET":  # a write with a bad token: who tried is worth knowing
+            request[_PRINCIPAL] = ANONYMOUS
+            await _audit(request, f"{request.method} {request.path}", "", "refused", "bad token")
+        return principal
+    if principal.anonymous and _state(request).require_auth and request.method == "GET":
+        return _unauthorized(
+            "this hub requires a token for reads (it listens beyond loopback, or "
+            "--require-auth): Authorization: Bearer <token>"
+        )
+    request[_PRINCIPAL] = principal
     return await handler(request)
 
 
@@ -731,13 +1012,17 @@ def create_api_app(
     allowed_hosts: Iterable[str] = (),
     body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
     webhook_interval: float = DEFAULT_WEBHOOK_INTERVAL_S,
+    require_auth: bool = False,
 ) -> web.Application:
     """The hub's HTTP application. Opens ``home``'s store on startup, closes it on cleanup.
 
     ``allowed_hosts`` are host names accepted in ``Host`` besides localhost, 127.0.0.1
-    and ::1 (``hub serve`` adds the address it is bound to).
+    and ::1 (``hub serve`` adds the address it is bound to). ``require_auth``: reads
+    need a token too (``hub serve`` sets it when it listens beyond loopback).
     """
-    app = web.Application(middlewares=[_errors_and_metrics, _check_host], client_max_size=MAX_BODY)
+    app = web.Application(
+        middlewares=[_errors_and_metrics, _check_host, _authenticate], client_max_size=MAX_BODY
+    )
     app[_STATE] = ApiState(
         home=home,
         handle=handle,
@@ -750,11 +1035,19 @@ def create_api_app(
         ),
         body_timeout=body_timeout,
         webhook_interval=webhook_interval,
+        require_auth=require_auth,
     )
 
     async def store_ctx(app: web.Application) -> Any:
         store = open_store(home)
         app[_VIEW] = FleetView(store)
+        policy = PolicyCache(home, store)
+        try:
+            policy.current()  # a broken policy stops the start, naming the line
+        except BaseException:
+            store.close()
+            raise
+        app[_STATE].policy = policy
         yield
         store.close()
 

@@ -248,7 +248,7 @@ class ApiClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        if self.token and method != "GET":
+        if self.token:  # reads too: a hub beyond loopback (or --require-auth) needs it
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:

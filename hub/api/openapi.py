@@ -248,6 +248,34 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "SyncRequest": _obj({}, {"prune": {"type": "boolean"}, "revision": _NSTR}),
     "RollbackRequest": _obj({"id": _INT}),
     "Queued": _obj({"application": _NSTR, "queued": {"type": "boolean"}, "action": _STR}),
+    "Session": _obj(
+        {
+            "subject": _NSTR,
+            "tokenId": _NSTR,
+            "anonymous": {"type": "boolean"},
+            "applications": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": _STR},
+            },
+            "refreshAll": {"type": "boolean"},
+            "audit": {"type": "boolean"},
+        }
+    ),
+    "AuditList": _list("AuditEntry"),
+    "AuditEntry": _obj(
+        {
+            "seq": _INT,
+            "at": _STR,
+            "actor": _STR,
+            "tokenId": _NSTR,
+            "via": _STR,
+            "remote": _STR,
+            "action": _STR,
+            "target": _STR,
+            "result": {"enum": ["ok", "refused", "error"]},
+            "detail": _STR,
+        }
+    ),
     "PushEvent": {"type": "object", "description": "a GitHub or GitLab push event payload"},
     "WebhookResult": _obj({"event": _STR, "matched": _INT}),
 }
@@ -299,7 +327,7 @@ def document(routes: Iterable[Route]) -> dict[str, Any]:
             "title": "gitops-hub API",
             "version": __version__,
             "description": "Status rollups and actions of a running gitops-hub "
-            "(docs/status.md). Reads are open; actions need the API token.",
+            "(docs/status.md). Access is Argo CD's RBAC over bearer tokens (docs/access.md).",
         },
         "paths": paths,
         "components": {

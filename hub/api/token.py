@@ -1,10 +1,13 @@
-"""The API token: write actions of the HTTP API need ``Authorization: Bearer <token>``.
+"""The bootstrap API token: it acts as ``role:admin`` (``Authorization: Bearer <token>``).
+
+Users' and project roles' tokens (``hub token create``) are in ``hub.auth.tokens``; this
+one is the hub's own, for administration and for the CLI on the hub's machine.
 
 It lives in ``$HUB_HOME/api-token`` (mode 0600, created on the first ``hub serve``) unless
 ``hub serve`` is given one (``--token-file``, ``$HUB_API_TOKEN``, or ``--token``, which
 other local users can see in the process list). The CLI on the same machine and user
 reads the file (or ``$HUB_API_TOKEN``), so ``hub app sync NAME`` works without typing it;
-the dashboard asks for it once per tab.
+the dashboard asks for a token once per tab.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ the resource's sync status, or the result of the operation that touched it (``Sy
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -108,6 +108,36 @@ def _recorded_resources(op_state: Mapping[str, Any] | None) -> list[Any] | None:
     return None
 
 
+def appset_project(manifest: Mapping[str, Any]) -> str:
+    """The project an ApplicationSet's Applications go to (its template's spec.project)."""
+    spec = manifest.get("spec")
+    template = spec.get("template") if isinstance(spec, Mapping) else None
+    tspec = template.get("spec") if isinstance(template, Mapping) else None
+    project = tspec.get("project") if isinstance(tspec, Mapping) else None
+    return project if isinstance(project, str) and project else "default"
+
+
+def _all2(_a: str, _b: str) -> bool:
+    return True
+
+
+def _all1(_a: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scope:
+    """What a reader may see (RBAC ``get``): Applications and ApplicationSets by
+    (project, name), clusters by name. ``EVERYTHING`` for the unrestricted views."""
+
+    app: Callable[[str, str], bool] = _all2
+    appset: Callable[[str, str], bool] = _all2
+    cluster: Callable[[str], bool] = _all1
+
+
+EVERYTHING = Scope()
+
+
 @dataclass(frozen=True, kw_only=True)
 class AppFilter:
     cluster: str | None = None
@@ -143,12 +173,16 @@ class FleetView:
             return {r.name: live.get(r.name, Connection()) for r in records}
         return {r.name: _from_check(r) for r in records}
 
-    def clusters(self, live: Mapping[str, Connection] | None) -> list[dict[str, Any]]:
+    def clusters(
+        self, live: Mapping[str, Connection] | None, scope: Scope = EVERYTHING
+    ) -> list[dict[str, Any]]:
         conns = self.connections(live)
-        status = self.status(live=live)
+        status = self.status(live=live, scope=scope)
         rows = {row.name: row for row in status.clusters}
         out = []
         for record in self.cluster_records():
+            if record.name not in rows:
+                continue
             doc = record.as_dict()  # the clear half only: no credential, no CA bundle
             row = rows[record.name]
             doc["connection"] = conns[record.name].to_json()
@@ -157,8 +191,10 @@ class FleetView:
             out.append(doc)
         return out
 
-    def cluster(self, name: str, live: Mapping[str, Connection] | None) -> dict[str, Any]:
-        for doc in self.clusters(live):
+    def cluster(
+        self, name: str, live: Mapping[str, Connection] | None, scope: Scope = EVERYTHING
+    ) -> dict[str, Any]:
+        for doc in self.clusters(live, scope):
             if doc["name"] == name:
                 return doc
         raise NotFound(f"no cluster named {name!r}; `hub cluster list` shows the registered ones")
@@ -185,17 +221,18 @@ class FleetView:
             )
         return out
 
-    def app_states(self) -> list[AppState]:
+    def app_states(self, scope: Scope = EVERYTHING) -> list[AppState]:
         """Just the columns a rollup needs: a status poll of 10,000 Applications must not
         parse 10,000 specs (AppStore.list_apps does; this is several times cheaper)."""
         with self.store.read() as db:
             rows = db.execute(
-                "SELECT name, appset, cluster, sync_status, health_status FROM applications "
-                "ORDER BY name"
+                "SELECT name, appset, cluster, sync_status, health_status, project "
+                "FROM applications ORDER BY name"
             ).fetchall()
         return [
             AppState(name=n, appset=s, cluster=c, sync=sync, health=health)
-            for n, s, c, sync, health in rows
+            for n, s, c, sync, health, project in rows
+            if scope is EVERYTHING or scope.app(project, n)
         ]
 
     def status(
@@ -204,11 +241,17 @@ class FleetView:
         live: Mapping[str, Connection] | None,
         appset: str | None = None,
         cluster: str | None = None,
+        scope: Scope = EVERYTHING,
     ) -> FleetStatus:
-        records = self.cluster_records()
-        sets = self.apps.list_appsets()
+        apps = self.app_states(scope)
+        # A cluster is shown to whoever may get it, or sees an Application on it.
+        hosting = {a.cluster for a in apps}
+        records = [r for r in self.cluster_records() if r.name in hosting or scope.cluster(r.name)]
+        sets = [
+            s for s in self.apps.list_appsets() if scope.appset(appset_project(s.manifest), s.name)
+        ]
         return build_status(
-            apps=self.app_states(),
+            apps=apps,
             clusters=records,
             connections=self.connections(live),
             last_syncs=self.last_syncs(),
@@ -240,22 +283,29 @@ class FleetView:
 
     # -- ApplicationSets
 
-    def appsets(self) -> list[dict[str, Any]]:
+    def appsets(self, scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
         owned: dict[str, list[AppRecord]] = {}
         for a in self.apps.list_apps():
-            if a.appset is not None:
+            if a.appset is not None and scope.app(a.project, a.name):
                 owned.setdefault(a.appset, []).append(a)
         return [
-            self._appset_doc(s.as_dict(), owned.get(s.name, [])) for s in self.apps.list_appsets()
+            self._appset_doc(s.as_dict(), owned.get(s.name, []))
+            for s in self.apps.list_appsets()
+            if scope.appset(appset_project(s.manifest), s.name)
         ]
 
-    def appset(self, name: str) -> dict[str, Any]:
+    def appset_record(self, name: str) -> AppSetRecord:
         record = self.apps.get_appset(name)
         if record is None:
             raise NotFound(
                 f"no ApplicationSet named {name!r}; `hub appset list` shows the loaded ones"
             )
-        return self._appset_doc(record.as_dict(), self.apps.list_apps(appset=name))
+        return record
+
+    def appset(self, name: str, scope: Scope = EVERYTHING) -> dict[str, Any]:
+        record = self.appset_record(name)
+        apps = [a for a in self.apps.list_apps(appset=name) if scope.app(a.project, a.name)]
+        return self._appset_doc(record.as_dict(), apps)
 
     @staticmethod
     def _appset_doc(doc: dict[str, Any], apps: Sequence[AppRecord]) -> dict[str, Any]:
@@ -273,11 +323,11 @@ class FleetView:
 
     # -- Applications
 
-    def app_list(self, flt: AppFilter) -> list[dict[str, Any]]:
+    def app_list(self, flt: AppFilter, scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
         return [
             a.as_dict()
             for a in self.apps.list_apps(cluster=flt.cluster, appset=flt.appset)
-            if flt.keep(a)
+            if flt.keep(a) and scope.app(a.project, a.name)
         ]
 
     def record(self, name: str) -> AppRecord:

@@ -36,6 +36,10 @@ SUBCOMMANDS: dict[str, str] = {
     "status": "hub.cli.status:status",
     "serve": "hub.cli.serve:serve",
     "demo": "hub.cli.demo:demo",
+    "user": "hub.cli.auth:user",
+    "token": "hub.cli.auth:token",
+    "rbac": "hub.cli.rbac:rbac",
+    "audit": "hub.cli.audit:audit",
 }
 
 USER_ERRORS = (HubError, ClusterError, GeneratorError)

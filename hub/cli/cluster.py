@@ -22,6 +22,7 @@ from clusters.registry import (
     validate_name,
 )
 from hub.cli import HubContext
+from hub.cli.audit import audited
 from hub.cli.output import OUTPUT_OPTION, TABLE_WIDTH, clip, dump, render_table
 from hub.home import open_registry
 
@@ -133,6 +134,7 @@ def cluster() -> None:
 @SAME_SERVER_OPTION
 @CHECK_TIMEOUT_OPTION
 @click.pass_obj
+@audited("cluster.add")
 def add(
     obj: HubContext,
     name: str,
@@ -218,6 +220,7 @@ def get(obj: HubContext, name: str, output: str) -> None:
 @click.argument("name")
 @click.argument("changes", nargs=-1, required=True, metavar="K=V|K-...")
 @click.pass_obj
+@audited("cluster.label")
 def label(obj: HubContext, name: str, changes: tuple[str, ...]) -> None:
     """Set (K=V, overwriting) or remove (K-) labels of cluster NAME."""
     sets, removes = parse_label_changes(changes)
@@ -298,6 +301,7 @@ def remove_cluster(registry: Registry, name: str, *, yes: bool) -> ClusterRecord
     help="With --cascade and a running hub: seconds to wait for it to delete.",
 )
 @click.pass_obj
+@audited("cluster.rm")
 def rm(obj: HubContext, name: str, yes: bool, cascade: bool, timeout: float) -> None:
     """Unregister cluster NAME, delete its stored credential and its Applications.
 

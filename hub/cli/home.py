@@ -7,6 +7,7 @@ import os
 import click
 
 from hub.cli import HubContext
+from hub.cli.audit import audited
 from hub.home import ENV_MASTER_KEY, ENV_NEW_MASTER_KEY, init_home, key_path, rotate_master_key
 
 
@@ -44,6 +45,7 @@ def key() -> None:
 
 @key.command("rotate")
 @click.pass_obj
+@audited("key.rotate")
 def rotate(obj: HubContext) -> None:
     """Re-wrap every stored credential with a new master key, in one transaction.
 

@@ -38,6 +38,19 @@ class ApiOptions:
     allowed_hosts: tuple[str, ...]
     body_timeout: float
     webhook_interval: float
+    require_auth: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (``--host``) only listens on this machine."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 async def _start_api(hub: Hub, api: ApiOptions) -> tuple[Any, str]:
@@ -57,6 +70,7 @@ async def _start_api(hub: Hub, api: ApiOptions) -> tuple[Any, str]:
         allowed_hosts=(api.host, *api.allowed_hosts),
         body_timeout=api.body_timeout,
         webhook_interval=api.webhook_interval,
+        require_auth=api.require_auth or not is_loopback(api.host),
     )
     runner = web.AppRunner(app)
     await runner.setup()
@@ -85,6 +99,9 @@ async def _start_api(hub: Hub, api: ApiOptions) -> tuple[Any, str]:
 async def _run(hub: Hub, api: ApiOptions) -> None:
     from hub.api.client import remove_serve_file, write_serve_file
 
+    audit_log = logging.getLogger("hub.audit")
+    if audit_log.getEffectiveLevel() > logging.INFO:
+        audit_log.setLevel(logging.INFO)  # a line per action, even without -v
     runner, url = await _start_api(hub, api)
     try:
         # Where the CLI finds this hub (hub status, hub app sync NAME ...): the lock is
@@ -209,6 +226,11 @@ def _secret(
     help="At most one webhook-triggered Git fetch per repository per this many seconds.",
 )
 @click.option(
+    "--require-auth",
+    is_flag=True,
+    help="Reads need a token too (always so when --host is not a loopback address).",
+)
+@click.option(
     "--timeout",
     "once_timeout",
     default=300.0,
@@ -232,6 +254,7 @@ def serve(
     allowed_hosts: tuple[str, ...],
     body_timeout: float,
     webhook_interval: float,
+    require_auth: bool,
     once_timeout: float,
 ) -> None:
     """Run the hub: keep every registered cluster synced to Git.
@@ -259,6 +282,13 @@ def serve(
     token = _secret(token, token_file, ENV_TOKEN, "--token", "--token-file")
     if token is not None:
         check_token(token, source)
+        from hub.auth.tokens import is_hub_token
+
+        if is_hub_token(token):  # e.g. $HUB_API_TOKEN set for the CLI in this shell
+            raise HubUsageError(
+                f"{source} holds a user or project-role token (hub_...); the hub's own token "
+                "acts as role:admin and must be another secret (unset it, or use --token-file)"
+            )
     webhook_secret = _secret(
         webhook_secret,
         webhook_secret_file,
@@ -277,6 +307,7 @@ def serve(
         allowed_hosts=allowed_hosts,
         body_timeout=body_timeout,
         webhook_interval=webhook_interval,
+        require_auth=require_auth,
     )
     # Without a home there is nothing to lock; the store below says to run `hub init`.
     lock_fd = hold_serve_lock(obj.home, api=not once) if obj.home.is_dir() else None

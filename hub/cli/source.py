@@ -6,6 +6,7 @@ import click
 
 from hub.apps import AppStore
 from hub.cli import HubContext
+from hub.cli.audit import audited
 from hub.cli.output import OUTPUT_OPTION, dump, render_table
 from hub.errors import HubUsageError
 from hub.home import open_store
@@ -35,6 +36,7 @@ def source() -> None:
     help="Branch, tag or commit (HEAD: the repository's default branch).",
 )
 @click.pass_obj
+@audited("source.add")
 def add(obj: HubContext, name: str, repo: str, path: str, revision: str) -> None:
     """Add source NAME. Its manifests are read and checked now (nothing is applied); a
     source that cannot be read or holds an invalid file is refused."""
@@ -100,6 +102,7 @@ def list_(obj: HubContext, output: str) -> None:
 @source.command("confirm")
 @click.argument("name")
 @click.pass_obj
+@audited("source.confirm")
 def confirm(obj: HubContext, name: str) -> None:
     """Let the revision of source NAME held by the deletion guard through.
 
@@ -121,6 +124,7 @@ def confirm(obj: HubContext, name: str) -> None:
 @source.command("rm")
 @click.argument("name")
 @click.pass_obj
+@audited("source.rm")
 def rm(obj: HubContext, name: str) -> None:
     """Remove source NAME. At the next reconcile its ApplicationSets and Applications are
     handled as if their files had been deleted from Git."""

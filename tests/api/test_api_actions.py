@@ -17,10 +17,14 @@ ACTIONS = [
     (
         "/api/v1/applications/web-east/sync",
         {"prune": True, "revision": "v2"},
-        ("sync", "web-east", True, "v2", "api"),
+        ("sync", "web-east", True, "v2", "role:admin"),
     ),
-    ("/api/v1/applications/web-east/sync", None, ("sync", "web-east", False, None, "api")),
-    ("/api/v1/applications/web-west/rollback", {"id": 0}, ("rollback", "web-west", 0, "api")),
+    ("/api/v1/applications/web-east/sync", None, ("sync", "web-east", False, None, "role:admin")),
+    (
+        "/api/v1/applications/web-west/rollback",
+        {"id": 0},
+        ("rollback", "web-west", 0, "role:admin"),
+    ),
     ("/api/v1/applications/tools/refresh", None, ("refresh", "tools")),
     ("/api/v1/refresh", None, ("refresh", None)),
 ]

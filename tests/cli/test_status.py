@@ -276,8 +276,8 @@ def test_app_sync_and_rollback_go_to_the_running_hub_with_the_token(hub: Hub, ho
         synced_diff = hub("app", "diff", "web-east")
         refused = hub("app", "sync", "web-east", "--token", "a-wrong-token-0123456789")
     assert handle.calls == [
-        ("sync", "web-east", True, None, "api"),
-        ("rollback", "web-west", 0, "api"),
+        ("sync", "web-east", True, None, "role:admin"),
+        ("rollback", "web-west", 0, "role:admin"),
     ]
     assert (diff.exit_code, synced_diff.exit_code) == (1, 0)
     assert "+replicas: 2" in diff.stdout

@@ -502,7 +502,9 @@ def test_the_cli_diffs_and_syncs_an_application_by_name_through_the_hub(fleet: F
     )
     assert fleet.cli("app", "diff", "east-api", "--server", fleet.url).exit_code == 0
     history = json.loads(fleet.cli.ok("app", "history", "east-api", "-o", "json").stdout)
-    assert history[-1]["phase"] == "Succeeded" and history[-1]["initiatedBy"] == "api"
+    assert (
+        history[-1]["phase"] == "Succeeded" and history[-1]["initiatedBy"] == "role:admin"
+    )  # the admin token
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")

@@ -1,12 +1,16 @@
 // gitops-hub dashboard: plain DOM, no build step. Data from the JSON API (docs/status.md);
 // live updates from /api/events (server-sent events), polling if that stream fails.
 // Every value from the API is put in the page with textContent, never as HTML.
+// Access: the token given in the header form is kept in sessionStorage (this tab only) and
+// sent as a Bearer token with every request; /api/v1/session says who it is and which
+// Applications it may sync, so write buttons show only where the policy allows them.
+// (EventSource cannot send a header: with a token the page polls instead.)
 "use strict";
 
 const TOKEN_KEY = "gitops-hub-token";
 const POLL_MS = 5000;
 const ERRORS_POLL_MS = 5000;
-const state = { status: null, route: "", events: null, pollTimer: null, pending: null, diff: null };
+const state = { status: null, route: "", events: null, pollTimer: null, pending: null, diff: null, session: null };
 
 function $(id) { return document.getElementById(id); }
 
@@ -31,8 +35,15 @@ function showError(message) {
   box.hidden = !message;
 }
 
+function authHeaders() {
+  const t = sessionStorage.getItem(TOKEN_KEY);
+  return t ? { "Authorization": "Bearer " + t } : {};
+}
+
 async function api(path, options) {
-  const response = await fetch(path, options);
+  const opts = Object.assign({}, options || {});
+  opts.headers = Object.assign({}, authHeaders(), opts.headers || {});
+  const response = await fetch(path, opts);
   let body = null;
   try { body = await response.json(); } catch (_) { body = null; }
   if (!response.ok) {
@@ -285,6 +296,32 @@ function askToken(message, pending) {
   if (message) $("action-result").textContent = message;
 }
 
+// Who the token is and what it may do; anonymous: buttons stay and ask for a token.
+async function loadSession() {
+  try {
+    state.session = await api("/api/v1/session");
+  } catch (err) {
+    state.session = null;
+    if (err.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      askToken(token() ? "the token was refused" : "this hub needs a token to show anything");
+    }
+  }
+  const s = state.session;
+  const signedIn = s && !s.anonymous;
+  $("whoami").textContent = signedIn ? "signed in as " + s.subject : "";
+  $("token-button").textContent = signedIn ? "change token" : "log in with a token";
+  updateButtons();
+}
+
+function updateButtons() {
+  const s = state.session;
+  const name = state.route.startsWith("app/") ? state.route.slice(4) : null;
+  const can = s && !s.anonymous ? (s.applications[name] || []) : null;
+  $("sync-button").hidden = can !== null && !can.includes("sync");
+  $("refresh-button").hidden = can !== null && !can.includes("refresh");
+}
+
 async function action(kind) {
   const name = state.route.slice("app/".length);
   const t = token();
@@ -293,7 +330,7 @@ async function action(kind) {
   try {
     await api(`/api/v1/applications/${encodeURIComponent(name)}/${kind}`, {
       method: "POST",
-      headers: { "Authorization": "Bearer " + t, "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json" },
       body: "{}",
     });
     $("action-result").textContent = `${kind} queued`;
@@ -312,6 +349,7 @@ function route() {
   const onApp = hash.startsWith("app/");
   $("overview-page").hidden = onApp;
   $("app-page").hidden = !onApp;
+  updateButtons();
   if (onApp) loadApp(hash.slice(4), true);
   else if (state.status) renderOverview(state.status);
   else loadOverview();
@@ -337,7 +375,7 @@ function startPolling() {
 }
 
 function startEvents() {
-  if (!window.EventSource) { startPolling(); return; }
+  if (!window.EventSource || token()) { startPolling(); return; }
   const source = new EventSource("/api/events");
   state.events = source;
   source.addEventListener("status", (ev) => { live(true); onStatus(JSON.parse(ev.data)); });
@@ -359,13 +397,15 @@ document.addEventListener("DOMContentLoaded", () => {
     $("action-result").textContent = value ? "token set for this tab" : "";
     const pending = state.pending;
     state.pending = null;
+    if (value && state.events) { state.events.close(); state.events = null; startPolling(); }
+    loadSession().then(() => { state.status = null; route(); });
     if (value && pending && state.route.startsWith("app/")) action(pending);
   });
   $("token-button").addEventListener("click", () => askToken(""));
   $("sync-button").addEventListener("click", () => action("sync"));
   $("refresh-button").addEventListener("click", () => action("refresh"));
   window.addEventListener("hashchange", route);
-  loadOverview().then(route);
+  loadSession().then(() => loadOverview()).then(route);
   startEvents();
   // Problems may not change the counts the event stream watches: read them on a timer too.
   setInterval(() => { if (!state.route.startsWith("app/")) loadOverview(); }, ERRORS_POLL_MS);
