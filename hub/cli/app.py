@@ -28,6 +28,7 @@ from generators.errors import GeneratorError
 from hub.apps import AppStore
 from hub.appsets import project_scope
 from hub.cli import HubContext
+from hub.cli.audit import audited
 from hub.errors import HubError, HubUsageError
 from hub.home import load_keyring, open_registry, open_store
 from hub.logs import scrub
@@ -277,6 +278,7 @@ TIMEOUT_OPTION = click.option(
     help="Fail on server-side apply field conflicts instead of taking the fields over.",
 )
 @click.pass_obj
+@audited("app.sync", "app_file")
 def sync(
     obj: HubContext,
     app_file: Path,
@@ -337,6 +339,7 @@ def history(obj: HubContext, app_file: Path) -> None:
 @click.option("--prune", is_flag=True, help="Delete what that revision did not declare.")
 @TIMEOUT_OPTION
 @click.pass_obj
+@audited("app.rollback", "app_file")
 def rollback(
     obj: HubContext,
     app_file: Path,

@@ -24,6 +24,7 @@ from generators.errors import GeneratorError
 from generators.expand import Context, generate
 from generators.spec import parse_appsets
 from hub.cli import HubContext
+from hub.cli.audit import audited
 from hub.cli.output import dump
 from hub.errors import HubUsageError
 from hub.repos import LocalRepoReader, RepoMapping
@@ -253,6 +254,7 @@ def _params_table(param_sets: list[dict[str, Any]]) -> None:
     show_default=True,
 )
 @click.pass_obj
+@audited("appset.reconcile", "source_name")
 def reconcile_cmd(obj: HubContext, source_name: str | None, output: str) -> None:
     """Load the sources and run the ApplicationSet controller once against the store.
 

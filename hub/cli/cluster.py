@@ -394,6 +394,7 @@ def _prune_apps(obj: HubContext, name: str) -> list[str]:
 @SAME_SERVER_OPTION
 @CHECK_TIMEOUT_OPTION
 @click.pass_obj
+@audited("cluster.import", "filename")
 def import_(
     obj: HubContext,
     filename: Path,

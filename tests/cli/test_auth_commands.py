@@ -139,3 +139,21 @@ def test_hub_serve_refuses_a_user_token_as_its_admin_token(hub: Hub) -> None:
     assert run.exit_code == 2
     assert "HUB_API_TOKEN holds a user or project-role token" in run.stderr
     assert token not in run.output
+
+
+def test_one_shot_writes_are_audited_too(hub: Hub, tmp_path: Path) -> None:
+    # Writes that go straight to the store or a cluster, without a running hub.
+    missing = tmp_path / "nowhere.yaml"
+    missing.write_text("foo: bar\n")  # not an Application nor a cluster Secret
+    assert hub("cluster", "import", "-f", str(missing)).exit_code != 0
+    assert hub("app", "sync", "-f", str(missing)).exit_code != 0
+    assert hub("app", "rollback", "-f", str(missing), "1").exit_code != 0
+    hub.ok("appset", "reconcile")
+    trail = json.loads(hub.ok("audit", "-o", "json").stdout)
+    got = [(e["action"], e["target"], e["result"]) for e in trail]
+    assert got == [
+        ("cluster.import", str(missing), "error"),
+        ("app.sync", str(missing), "error"),
+        ("app.rollback", str(missing), "error"),
+        ("appset.reconcile", "", "ok"),
+    ]
