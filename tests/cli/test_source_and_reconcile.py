@@ -355,7 +355,8 @@ def test_plain_applications_and_projects_from_a_source_are_stored(
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AppProject",
         "metadata": {"name": "platform", "namespace": "argocd"},
-        "spec": {"sourceRepos": ["*"]},
+        # projects are enforced: this one must let the app's destination in
+        "spec": {"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "*"}]},
     }
     repo.commit({"apps/tools.json": json.dumps(app), "apps/project.yml": yaml.safe_dump(project)})
     hub.ok("source", "add", "apps", "--repo", str(repo.root), "--path", "apps")

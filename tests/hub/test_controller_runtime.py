@@ -17,6 +17,7 @@ from clusters.registry import ClusterCredentials
 from clusters.sim import SimServer
 from hub.controller import Hub, HubOptions, fence_cluster
 from hub.errors import HubError
+from hub.worker import ClusterWorker
 from tests.clusters.cli_support import Hub as Cli
 from tests.sync.e2e_helpers import GitRepo
 
@@ -211,30 +212,32 @@ def test_a_git_cycle_wakes_the_workers_only_when_a_revision_moved(
     home: tuple[Path, SimServer],
     repo: GitRepo,
     run_checked: Callable[[Callable[[], Awaitable[None]]], None],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path, _sim = home
     hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
     wakes: list[str] = []
+    original = ClusterWorker.wake
+
+    def counted(self: ClusterWorker, *, reload: bool = False, refresh_all: bool = False) -> None:
+        if refresh_all:
+            wakes.append(self.name)
+        original(self, reload=reload, refresh_all=refresh_all)
+
+    # On the class: a worker restarted meanwhile is counted too.
+    monkeypatch.setattr(ClusterWorker, "wake", counted)
 
     async def body() -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(hub.run)
-            for name, worker in hub.workers.items():
-                original = worker.wake
-
-                def counted(
-                    *, reload: bool = False, refresh_all: bool = False, _n: str = name, _w=original
-                ) -> None:
-                    if refresh_all:
-                        wakes.append(_n)
-                    _w(reload=reload, refresh_all=refresh_all)
-
-                worker.wake = counted  # type: ignore[method-assign]
+            wakes.clear()
             await hub.git_cycle()
             assert wakes == [], "a poll that found nothing new refreshed every app"
-            repo.write({"app/cm.yaml": CM.format(value="2")})
+            sha = repo.write({"app/cm.yaml": CM.format(value="2")})
             await hub.git_cycle()
-            assert sorted(wakes) == ["a", "b"]
+            assert hub.book.errors == {}, hub.book.errors
+            assert sha in hub.book.snapshot().values()
+            assert sorted(set(wakes)) == ["a", "b"]
             await hub.shutdown()
 
     run_checked(body)
