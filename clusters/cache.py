@@ -137,9 +137,10 @@ class LiveCache:
 
     def wait_for_change(self, since: int, timeout_s: float) -> int:
         """Block (a thread, never the loop) until ``version`` differs from ``since`` or
-        ``timeout_s`` passed; the version then."""
+        ``timeout_s`` passed; the version then (``since=-1``: at once)."""
         with self._changed:
-            self._changed.wait_for(lambda: self.version != since, timeout=timeout_s)
+            if timeout_s > 0:
+                self._changed.wait_for(lambda: self.version != since, timeout=timeout_s)
             return self.version
 
     def _bump(self) -> None:
