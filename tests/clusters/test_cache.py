@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, cast
@@ -213,3 +214,21 @@ def test_the_cache_lists_once_then_follows_watches_and_relists_after_410(
         wait_until(lambda: len(cache.tracked("shop")) == 1, "the delete after a relist")
         assert cache.stats.lists >= 1
         assert cache.stats.watches >= 1
+
+
+def test_readers_in_threads_wake_on_every_change_the_cache_sees() -> None:
+    cache, _ = offline_cache()
+    start = cache.wait_for_change(-1, 0)
+    woke: list[int] = []
+    reader = threading.Thread(target=lambda: woke.append(cache.wait_for_change(start, 30)))
+    reader.start()
+    cache.replace_kind(CM, [cm("a", "1", app="shop")], "1")
+    reader.join(timeout=30)
+    assert woke and woke[0] > start
+    # an event and a failure count as changes too (a gate re-reads, then sleeps again)
+    after_list = cache.wait_for_change(-1, 0)
+    cache.apply_event(CM, "MODIFIED", cm("a", "2", app="shop"))
+    after_event = cache.wait_for_change(-1, 0)
+    cache._failed(CM, KubeError("watch failed"))
+    assert after_list < after_event < cache.wait_for_change(-1, 0)
+    assert cache.wait_for_change(cache.version, 0.01) == cache.version  # nothing new: timeout
