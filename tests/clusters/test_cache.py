@@ -104,7 +104,7 @@ def test_a_kind_is_not_current_until_listed_nor_while_it_relists_after_410() -> 
         async def watch(self, res: ApiResource, **_: Any) -> AsyncIterator[Any]:
             assert cache.is_current(("", "ConfigMap"))  # listed, nothing failed since
             if len(current_at_list) == 2:
-                await anyio.sleep_forever()  # the test cancels the loop here
+                await anyio.sleep_forever()  # cancelled by the test from here
             raise Gone("too old", status=410)
             yield  # an async generator, as AsyncKube.watch
 
@@ -117,8 +117,12 @@ def test_a_kind_is_not_current_until_listed_nor_while_it_relists_after_410() -> 
     )
 
     async def main() -> None:
-        with anyio.move_on_after(10):
-            await cache.run_kind(CM)
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cache.run_kind, CM)
+                while len(current_at_list) < 2:  # the relist after 410 happened
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
 
     anyio.run(main)
     # before the first list, and during the relist after 410 Gone: a sync must list itself
