@@ -25,6 +25,7 @@ Only ``clusters/`` imports the Kubernetes client; this module builds on ``cluste
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -34,6 +35,8 @@ from typing import Any
 import anyio
 
 from clusters.kube import ApiResource, AsyncKube, Gone, KubeClient, KubeError, Obj
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str, str]  # group, kind, namespace, name
 OwnerOf = Callable[[Mapping[str, Any]], "str | None"]
@@ -108,6 +111,7 @@ class LiveCache:
         transport: AsyncKube | None = None,
     ) -> None:
         self.kube = kube  # discovery (blocking, cached)
+        self.name = getattr(kube, "name", "")  # the cluster's (tests pass no client)
         self._transport = transport
         self._owner_of = owner_of
         self._on_change = on_change
@@ -300,6 +304,13 @@ class LiveCache:
             except KubeError as exc:
                 failures += 1
                 self._failed(res, exc)
+                await anyio.sleep(backoff_delay(failures))
+            except Exception as exc:  # a bug: this kind goes on, and so does the worker's loop
+                log.exception("cluster %s: watching %s failed unexpectedly", self.name, res.plural)
+                failures += 1
+                self._failed(
+                    res, KubeError(f"{self.name}: watch {res.plural}: {type(exc).__name__}")
+                )
                 await anyio.sleep(backoff_delay(failures))
 
     def _failed(self, res: ApiResource, exc: KubeError) -> None:

@@ -236,3 +236,40 @@ def test_readers_in_threads_wake_on_every_change_the_cache_sees() -> None:
     cache._failed(CM, KubeError("watch failed"))
     assert after_list < after_event < cache.wait_for_change(-1, 0)
     assert cache.wait_for_change(cache.version, 0.01) == cache.version  # nothing new: timeout
+
+
+def test_an_unexpected_error_in_a_kinds_loop_is_reported_and_retried_not_raised() -> None:
+    calls: list[str] = []
+    states: list[KubeError | None] = []
+
+    class BuggyOnce:
+        async def list(self, res: ApiResource, **_: Any) -> tuple[list[dict[str, Any]], str]:
+            calls.append("list")
+            if len(calls) == 1:
+                raise ValueError("a bug in the transport")
+            return [cm("a", "1", app="shop")], "1"
+
+        async def watch(self, res: ApiResource, **_: Any) -> AsyncIterator[Any]:
+            await anyio.sleep_forever()
+            yield
+
+    cache = LiveCache(
+        cast(KubeClient, None),
+        owner_of=owner,
+        on_change=Sink(),
+        on_state=lambda _res, err: states.append(err),
+        transport=cast(AsyncKube, BuggyOnce()),
+    )
+
+    async def main() -> None:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cache.run_kind, CM)
+                while not cache.is_current(("", "ConfigMap")):
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert calls == ["list", "list"]
+    assert isinstance(states[0], KubeError) and "ValueError" in str(states[0])
+    assert states[-1] is None
