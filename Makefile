@@ -44,6 +44,7 @@ demo: install
 lint: $(STAMP)
 	$(BIN)/ruff check hub generators clusters tests bench
 	$(BIN)/ruff format --check hub generators clusters tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -110,6 +110,30 @@ class RequestCounter:
             return original(client, method, path, **kw)
 
         KubeClient._request = counted  # type: ignore[method-assign,assignment]
+        self._count_async()
+
+    def _count_async(self) -> None:
+        """The live cache's LISTs and WATCHes go through ``AsyncKube`` (event loop) where it
+        exists; the same counts, so runs before and after it compare."""
+        from clusters import kube
+
+        transport = getattr(kube, "AsyncKube", None)
+        if transport is None:
+            return
+        list_, watch = transport.list, transport.watch
+
+        async def counted_list(client: Any, *a: Any, **kw: Any) -> Any:
+            with self.lock:
+                self.counts["LIST"] += 1
+            return await list_(client, *a, **kw)
+
+        def counted_watch(client: Any, *a: Any, **kw: Any) -> Any:
+            with self.lock:
+                self.counts["WATCH"] += 1
+            return watch(client, *a, **kw)
+
+        transport.list = counted_list
+        transport.watch = counted_watch
 
     def take(self) -> Counter[str]:
         with self.lock:
@@ -153,6 +177,28 @@ def argo_secrets(kubeconfig: Path) -> str:
     return "---\n".join(out)
 
 
+class ProcessPeaks:
+    """Samples this process's threads and open files once a second (the hub runs here)."""
+
+    def __init__(self) -> None:
+        self.threads = 0
+        self.fds = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, daemon=True, name="bench-peaks").start()
+
+    @staticmethod
+    def now() -> tuple[int, int]:
+        return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            threads, fds = self.now()
+            self.threads, self.fds = max(self.threads, threads), max(self.fds, fds)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -160,12 +206,24 @@ def rss_mb() -> float:
     return 0.0
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> float:
-    start = time.monotonic()
+def wait_for(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float,
+    progress: Callable[[], str] | None = None,
+) -> float:
+    start = last = time.monotonic()
     while time.monotonic() - start < timeout:
         if check():
             return time.monotonic() - start
         time.sleep(0.2)
+        if progress is not None and time.monotonic() - last >= 30:
+            last = time.monotonic()
+            print(
+                f"  {time.monotonic() - start:5.0f}s waiting for {what}: {progress()}", flush=True
+            )
+    if progress is not None:
+        print(f"  gave up on {what}: {progress()}", flush=True)
     raise SystemExit(f"timed out after {timeout:g}s waiting for {what}")
 
 
@@ -256,13 +314,23 @@ def run(args: argparse.Namespace, tmp: Path, kubeconfig: Path, n: int, m: int, t
 
         return check
 
+    def progress() -> str:
+        rows = apps.list_apps()
+        good = sum(r.sync_status == "Synced" and r.health_status == "Healthy" for r in rows)
+        threads, fds = ProcessPeaks.now()
+        return (
+            f"{good}/{total} Synced+Healthy ({len(rows)} apps), threads {threads}, "
+            f"fds {fds}, RSS {rss_mb():.0f} MB, load {os.getloadavg()[0]:.1f}"
+        )
+
     hub = Hub(cli.home, HubOptions(git_poll_s=2.0, resync_s=3600.0, jitter=0.0))
     figures: dict[str, Any] = {"clusters": n, "apps_per_cluster": m}
+    peaks = ProcessPeaks()
     with anyio.from_thread.start_blocking_portal() as portal:
         sha1 = repo.git("rev-parse", "HEAD")
         t0 = time.monotonic()
         future, _ = portal.start_task(hub.run)
-        wait_for("the first sync", converged(sha1), args.timeout)
+        wait_for("the first sync", converged(sha1), args.timeout, progress)
         first = time.monotonic() - t0
         figures["first_commit_to_synced_healthy_s"] = round(first, 1)
         print(f"hub start + first commit -> {total} Synced/Healthy: {first:.1f}s")
@@ -272,7 +340,7 @@ def run(args: argparse.Namespace, tmp: Path, kubeconfig: Path, n: int, m: int, t
             "image nginx:2",
         )
         t0 = time.monotonic()
-        rollout = wait_for("the image rollout", converged(sha2), args.timeout)
+        rollout = wait_for("the image rollout", converged(sha2), args.timeout, progress)
         figures["commit_to_synced_healthy_s"] = round(rollout, 1)
         print(f"image commit -> {total} Synced/Healthy: {rollout:.1f}s")
         figures["sync_requests"] = dict(counter.take())
@@ -334,6 +402,10 @@ def run(args: argparse.Namespace, tmp: Path, kubeconfig: Path, n: int, m: int, t
               f"polling): p50 {p50:.2f}s, p99 {p99:.2f}s")  # fmt: skip
         figures["hub_rss_mb"] = round(rss_mb(), 0)
         print(f"hub resident memory (this process, sim elsewhere): {figures['hub_rss_mb']:.0f} MB")
+        threads, fds = ProcessPeaks.now()
+        figures |= {"threads_end": threads, "fds_end": fds}
+        figures |= {"threads_peak": peaks.threads, "fds_peak": peaks.fds}
+        print(f"threads {threads} (peak {peaks.threads}), open files {fds} (peak {peaks.fds})")
         portal.call(hub.shutdown)
         future.result(timeout=120)
     store.close()

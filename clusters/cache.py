@@ -6,26 +6,37 @@ that carry a tracking id (``owner_of(obj)`` names an app). Reconcilers read live
 here, so steady state makes no per-Application GET or LIST: after one LIST per kind, a
 watch from the list's resourceVersion keeps it current.
 
-``run_kind(res, stop)`` is the blocking loop for one kind (the worker runs it in a thread):
-LIST, then watch windows of ``window_s`` resumed from the last resourceVersion seen
-(BOOKMARKs included); after an error it backs off (``backoff_delay``) and resumes from
-that resourceVersion; a 410 Gone means the history is gone, so it lists again. Every
-change to a tracked object, and every object that stops or starts being tracked, is
-reported through ``on_change`` with the names of the apps concerned; ``on_state`` says
-whether the cluster answered (None) or what went wrong.
+``run_kind(res)`` is the loop for one kind, a coroutine the worker runs as a task on its
+event loop (no thread per watch; requests go through ``clusters.kube.AsyncKube``, one
+connection pool per cluster): LIST, then watch windows of ``window_s`` resumed from the
+last resourceVersion seen (BOOKMARKs included); after an error it backs off
+(``backoff_delay``) and resumes from that resourceVersion; a 410 Gone (``Gone``) means the
+history is gone, so it lists again. It runs until cancelled. Every change to a tracked
+object, and every object that stops or starts being tracked, is reported through
+``on_change`` with the names of the apps concerned; ``on_state`` says whether the cluster
+answered (None) or what went wrong. Both are plain calls on the loop.
+
+Readers in other threads (the sync engine) read under the lock; ``version`` counts every
+change the cache saw and ``wait_for_change`` blocks a reader thread until the next one.
 
 Only ``clusters/`` imports the Kubernetes client; this module builds on ``clusters.kube``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from clusters.kube import ApiResource, Conflict, KubeClient, KubeError, Obj
+import anyio
+
+from clusters.kube import ApiResource, AsyncKube, Gone, KubeClient, KubeError, Obj
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str, str]  # group, kind, namespace, name
 OwnerOf = Callable[[Mapping[str, Any]], "str | None"]
@@ -97,19 +108,49 @@ class LiveCache:
         on_change: ChangeSink,
         on_state: StateSink | None = None,
         window_s: float = DEFAULT_WINDOW_S,
+        transport: AsyncKube | None = None,
     ) -> None:
-        self.kube = kube
+        self.kube = kube  # discovery (blocking, cached)
+        self.name = getattr(kube, "name", "")  # the cluster's (tests pass no client)
+        self._transport = transport
         self._owner_of = owner_of
         self._on_change = on_change
         self._on_state = on_state or (lambda _res, _err: None)
         self.window_s = window_s
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self.version = 0  # bumped on every list, event and failure: see wait_for_change
         self._kinds: dict[tuple[str, str], _Kind] = {}
         self._tracked: dict[Key, Obj] = {}
         self._by_app: dict[str, set[Key]] = {}
         self.stats = CacheStats()
 
+    @property
+    def transport(self) -> AsyncKube:
+        """The async client of the lists and watches (made on first use)."""
+        if self._transport is None:
+            self._transport = AsyncKube(self.kube.connection, timeout_s=self.kube.timeout_s)
+        return self._transport
+
+    async def aclose(self) -> None:
+        """Release the transport's sockets (the kinds' tasks must be cancelled first)."""
+        if self._transport is not None:
+            await self._transport.aclose()
+
     # -- reads
+
+    def wait_for_change(self, since: int, timeout_s: float) -> int:
+        """Block (a thread, never the loop) until ``version`` differs from ``since`` or
+        ``timeout_s`` passed; the version then (``since=-1``: at once)."""
+        with self._changed:
+            if timeout_s > 0:
+                self._changed.wait_for(lambda: self.version != since, timeout=timeout_s)
+            return self.version
+
+    def _bump(self) -> None:
+        """Caller holds the lock."""
+        self.version += 1
+        self._changed.notify_all()
 
     def kinds(self) -> set[tuple[str, str]]:
         with self._lock:
@@ -193,6 +234,7 @@ class LiveCache:
             first = not kind.synced
             kind.synced = True
             kind.failing = False
+            self._bump()
         if changed or first:
             # The first list of a kind changes what every app can see, tracked or not.
             self._on_change(changed)
@@ -214,58 +256,62 @@ class LiveCache:
                 kind.refs[key] = rv
                 self._store(key, obj, changed)
             self.stats.events += 1
+            self._bump()
         if changed:
             self._on_change(changed)
 
-    # -- the loop
+    # -- the loop (coroutines on the worker's event loop)
 
-    def list_kind(self, res: ApiResource) -> None:
-        items, rv = self.kube.list(res)
+    async def list_kind(self, res: ApiResource) -> None:
+        items, rv = await self.transport.list(res)
         with self._lock:
             self.stats.lists += 1
         self.replace_kind(res, items, rv)
 
-    def watch_window(self, res: ApiResource, stop: threading.Event) -> None:
+    async def watch_window(self, res: ApiResource) -> None:
         """One watch request from the cached resourceVersion until the window ends."""
         with self._lock:
             rv = self._kinds[(res.group, res.kind)].resource_version
             self.stats.watches += 1
-        for event in self.kube.watch(res, resource_version=rv, timeout_s=self.window_s):
-            self.apply_event(res, event.type, event.object)
-            if stop.is_set():
-                return
+        events = self.transport.watch(res, resource_version=rv, timeout_s=self.window_s)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                self.apply_event(res, event.type, event.object)
 
-    def run_kind(self, res: ApiResource, stop: threading.Event) -> None:
-        """List and watch ``res`` until ``stop`` is set (blocking; run it in a thread)."""
+    async def run_kind(self, res: ApiResource) -> None:
+        """List and watch ``res`` until cancelled."""
         self.add_kind(res)
         failures = 0
         need_list = True
-        while not stop.is_set():
+        while True:
             try:
                 if need_list:
-                    self.list_kind(res)
+                    await self.list_kind(res)
                     need_list = False
                     self._on_state(res, None)
-                self.watch_window(res, stop)
+                await self.watch_window(res)
                 if failures:
                     with self._lock:
                         self._kinds[(res.group, res.kind)].failing = False
                     self._on_state(res, None)
                 failures = 0
-            except Conflict as exc:
-                if exc.status != 410:
-                    failures += 1
-                    self._failed(res, exc)
-                    stop.wait(backoff_delay(failures))
-                    continue
+            except Gone:
                 with self._lock:
                     self.stats.relists_after_gone += 1
                     self._kinds[(res.group, res.kind)].failing = True  # until the relist
+                    self._bump()
                 need_list = True  # history expired: the only way back is a new LIST
             except KubeError as exc:
                 failures += 1
                 self._failed(res, exc)
-                stop.wait(backoff_delay(failures))
+                await anyio.sleep(backoff_delay(failures))
+            except Exception as exc:  # a bug: this kind goes on, and so does the worker's loop
+                log.exception("cluster %s: watching %s failed unexpectedly", self.name, res.plural)
+                failures += 1
+                self._failed(
+                    res, KubeError(f"{self.name}: watch {res.plural}: {type(exc).__name__}")
+                )
+                await anyio.sleep(backoff_delay(failures))
 
     def _failed(self, res: ApiResource, exc: KubeError) -> None:
         with self._lock:
@@ -273,4 +319,5 @@ class LiveCache:
             kind = self._kinds.get((res.group, res.kind))
             if kind is not None:
                 kind.failing = True
+            self._bump()
         self._on_state(res, exc)

@@ -16,19 +16,31 @@ Every call has a deadline (``timeout_s``, default ``DEFAULT_TIMEOUT_S``). Discov
 refreshed once on a miss, so kinds whose CRD was applied a moment ago are found.
 
 Thread-safe: one ``KubeClient`` per cluster may be shared by threads.
+
+``AsyncKube`` is the same protocol on the event loop for what runs all the time: LISTs
+and WATCHes of the live cache. One ``aiohttp`` session (a connection pool) per cluster,
+built from the ``Connection``'s TLS material and bearer token (an exec plugin's token is
+refreshed through the connection's own hook, as for ``KubeClient``), so a thousand
+watches are a thousand sockets on one loop, not a thousand threads. It raises the same
+error kinds with the same deadlines. A 410 Gone — as an HTTP status or a watch's ERROR
+event — is ``Gone`` (a ``Conflict``): the history is gone, list again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
+import aiohttp
+import anyio.to_thread
 import urllib3
-from kubernetes.client import ApiClient
+from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
 from clusters.connect import Connection
@@ -59,6 +71,10 @@ class NotFound(KubeError):
 
 class Conflict(KubeError):
     """409: already exists, a resourceVersion conflict, or a field manager conflict."""
+
+
+class Gone(Conflict):
+    """410: the resourceVersion asked for is older than the server's history; list again."""
 
 
 class Invalid(KubeError):
@@ -362,7 +378,7 @@ class KubeClient:
     ) -> Iterator[WatchEvent]:
         """Events after ``resource_version`` until the server ends the watch (after at most
         ``timeout_s``) or the caller stops iterating. An ``ERROR`` event raises ``KubeError``
-        (410 Gone as ``Conflict``: list again)."""
+        (410 Gone as ``Gone``: list again)."""
         seconds = max(1, int(timeout_s))
         query = [("watch", "1"), ("timeoutSeconds", str(seconds)), ("allowWatchBookmarks", "1")]
         if resource_version:
@@ -390,19 +406,7 @@ class KubeClient:
             raw.release_conn()
 
     def _event(self, res: ApiResource, line: bytes) -> WatchEvent:
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            raise Transient(f"{self.name}: watch {res.plural}: broken event") from None
-        etype = str(doc.get("type") or "")
-        obj = doc.get("object") or {}
-        if etype == "ERROR":
-            code = int(obj.get("code") or 0)
-            msg = str(obj.get("message") or "watch error")
-            if code == 410:
-                raise Conflict(f"{self.name}: watch {res.plural}: {msg}", status=410)
-            raise _error(self.name, f"watch {res.plural}", code or 500, json.dumps(obj).encode())
-        return WatchEvent(type=etype, object=_with_type(obj, res))
+        return _event(self.name, res, line)
 
     # -- writes
 
@@ -489,6 +493,197 @@ class KubeClient:
         return True
 
 
+# ---------------------------------------------------------------- async transport
+
+
+def _ssl_context(cfg: Configuration) -> ssl.SSLContext:
+    """The TLS settings of a connection's ``Configuration`` for aiohttp: its CA (data or
+    file), client certificate (the memfd paths ``clusters.connect`` made), or no
+    verification when the user chose insecure-skip-tls-verify."""
+    if not cfg.verify_ssl:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    elif cfg.ca_cert_data:
+        ctx = ssl.create_default_context(cadata=str(cfg.ca_cert_data))
+    else:
+        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+    if cfg.cert_file:
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+    return ctx
+
+
+class AsyncKube:
+    """LIST and WATCH of one cluster on the event loop (see the module docstring).
+
+    One ``aiohttp.ClientSession`` per instance, opened on first use in the running loop;
+    ``aclose()`` releases its sockets. Not thread-safe: use it from its loop only. The
+    ``Connection`` is kept referenced, so the in-memory certificate files stay open.
+    """
+
+    def __init__(self, connection: Connection, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.connection = connection
+        self.name = connection.name
+        self.timeout_s = timeout_s
+        cfg = connection.configuration
+        self._base = str(cfg.host).rstrip("/")
+        self._server_name: str | None = getattr(cfg, "tls_server_name", None) or None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            cfg = self.connection.configuration
+            try:
+                ctx = _ssl_context(cfg)
+            except (ssl.SSLError, OSError) as exc:
+                raise KubeError(f"{self.name}: TLS settings unusable: {exc}") from None
+            # limit: the pool's sockets for this cluster (each watch holds one)
+            connector = aiohttp.TCPConnector(ssl=ctx, limit=256, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, raise_for_status=False
+            )
+        return self._session
+
+    async def _authorization(self) -> str | None:
+        cfg = self.connection.configuration
+        if cfg.refresh_api_key_hook is None:
+            return cfg.get_api_key_with_prefix("authorization")
+        # an exec plugin may run (a subprocess) when its token is about to expire
+        token: str | None = await anyio.to_thread.run_sync(
+            cfg.get_api_key_with_prefix, "authorization"
+        )
+        return token
+
+    @contextlib.asynccontextmanager
+    async def _get(
+        self, path: str, query: list[tuple[str, str]], *, timeout_s: float, read_s: float | None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One GET; yields a 2xx response, raises the ``KubeError`` kind of anything else."""
+        what = f"GET {path}"
+        headers = {"Accept": "application/json"}
+        token = await self._authorization()
+        if token:
+            headers["Authorization"] = token
+        session = self._open_session()
+        timeout = aiohttp.ClientTimeout(
+            total=timeout_s, sock_connect=self.timeout_s, sock_read=read_s
+        )
+        try:
+            async with session.get(
+                self._base + path,
+                params=query,
+                headers=headers,
+                timeout=timeout,
+                server_hostname=self._server_name,
+            ) as resp:
+                if not 200 <= resp.status <= 299:
+                    raise _error(self.name, what, resp.status, await resp.read())
+                yield resp
+        except KubeError:
+            raise
+        except TimeoutError:
+            raise Transient(f"{self.name}: {what}: no answer within {timeout_s:g}s") from None
+        except aiohttp.ClientSSLError as exc:
+            raise Transient(f"{self.name}: {what}: TLS failed: {type(exc).__name__}") from None
+        except aiohttp.ClientConnectorError:
+            raise Transient(f"{self.name}: {what}: connection refused") from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError):
+            raise Transient(f"{self.name}: {what}: connection closed without an answer") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Transient(f"{self.name}: {what}: {type(exc).__name__}") from None
+
+    async def list(
+        self, res: ApiResource, *, namespace: str = "", label_selector: str = ""
+    ) -> tuple[list[Obj], str]:
+        """As ``KubeClient.list``: every object, paging, and the list's resourceVersion."""
+        items: list[Obj] = []
+        token = ""
+        path = res.path(namespace)
+        while True:
+            query = [("limit", "500")]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if token:
+                query.append(("continue", token))
+            async with self._get(path, query, timeout_s=self.timeout_s, read_s=None) as resp:
+                data = await resp.read()
+            try:
+                doc = json.loads(data)
+            except ValueError:
+                raise KubeError(f"{self.name}: GET {path}: answer is not JSON") from None
+            for item in doc.get("items") or []:
+                items.append(_with_type(item, res))
+            meta = doc.get("metadata") or {}
+            token = str(meta.get("continue") or "")
+            if not token:
+                return items, str(meta.get("resourceVersion") or "")
+
+    async def watch(
+        self,
+        res: ApiResource,
+        *,
+        namespace: str = "",
+        resource_version: str = "",
+        field_selector: str = "",
+        timeout_s: float = 30.0,
+    ) -> AsyncGenerator[WatchEvent, None]:
+        """As ``KubeClient.watch``: events after ``resource_version`` until the server ends
+        the window (``timeout_s``); an ERROR event raises (410 as ``Gone``). Close it with
+        ``contextlib.aclosing`` when stopping early."""
+        seconds = max(1, int(timeout_s))
+        query = [("watch", "1"), ("timeoutSeconds", str(seconds)), ("allowWatchBookmarks", "1")]
+        if resource_version:
+            query.append(("resourceVersion", resource_version))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        path = res.path(namespace)
+        # The server ends the window; a silent socket for as long means it is gone.
+        async with self._get(path, query, timeout_s=seconds + 5.0, read_s=seconds + 5.0) as resp:
+            buffer = bytearray()
+            try:
+                async for chunk in resp.content.iter_any():
+                    buffer += chunk
+                    start = 0
+                    while (end := buffer.find(b"\n", start)) >= 0:
+                        line = bytes(buffer[start:end])
+                        start = end + 1
+                        if line.strip():
+                            yield _event(self.name, res, line)
+                    del buffer[:start]
+            except TimeoutError:
+                raise Transient(
+                    f"{self.name}: watch {res.plural}: no answer within {seconds + 5:g}s"
+                ) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise Transient(
+                    f"{self.name}: watch {res.plural}: connection closed ({type(exc).__name__})"
+                ) from None
+            if bytes(buffer).strip():
+                yield _event(self.name, res, bytes(buffer))
+
+
+def _event(cluster: str, res: ApiResource, line: bytes) -> WatchEvent:
+    """One line of a watch stream; an ERROR event raises its ``KubeError`` kind."""
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        raise Transient(f"{cluster}: watch {res.plural}: broken event") from None
+    etype = str(doc.get("type") or "")
+    obj = doc.get("object") or {}
+    if etype == "ERROR":
+        code = int(obj.get("code") or 0)
+        msg = str(obj.get("message") or "watch error")
+        if code == 410:
+            raise Gone(f"{cluster}: watch {res.plural}: {msg}", status=410)
+        raise _error(cluster, f"watch {res.plural}", code or 500, json.dumps(obj).encode())
+    return WatchEvent(type=etype, object=_with_type(obj, res))
+
+
 def _with_type(obj: Obj, res: ApiResource) -> Obj:
     # list items come without apiVersion/kind; the engine keys objects by them
     obj.setdefault("apiVersion", res.api_version)
@@ -532,6 +727,8 @@ def _error(cluster: str, what: str, status: int, data: bytes | None) -> KubeErro
         return NotFound(text, status=status, reason=reason)
     if status == 409:
         return Conflict(text, status=status, reason=reason)
+    if status == 410:
+        return Gone(text, status=status, reason=reason)
     if status in (400, 422):
         return Invalid(text, status=status, reason=reason, causes=causes)
     if status in (401, 403):

@@ -103,7 +103,6 @@ class HubOptions:
     global_calls: int = 64
     git_threads: int = 4
     store_threads: int = 8
-    watch_threads: int = 4096
     shutdown_grace_s: float = 30.0
     sync_timeout_s: float = 600.0
 
@@ -220,7 +219,6 @@ class Hub:
         self._appset_lock = anyio.Lock()
         self.global_syncs = anyio.CapacityLimiter(o.global_syncs)
         self.global_calls = anyio.CapacityLimiter(o.global_calls)
-        self.watch_threads = anyio.CapacityLimiter(o.watch_threads)
         # Opened in run(): they hold connections, files and a child process.
         self.registry: Registry
         self.store: Store
@@ -347,7 +345,6 @@ class Hub:
             revisions=self.book,
             global_syncs=self.global_syncs,
             global_calls=self.global_calls,
-            watch_threads=self.watch_threads,
             store_calls=self._store_limiter,
             sync_threads=anyio.CapacityLimiter(self.options.global_syncs),
             cluster_syncs=self.options.cluster_syncs,

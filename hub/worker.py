@@ -17,9 +17,11 @@ the cluster leaves the registry) and:
   the reason and backs off; nothing it does waits on another cluster. It recovers on its
   own when the cache's watches succeed again.
 
-Blocking calls (Kubernetes client, Git, rendering, SQLite) run through
-``anyio.to_thread.run_sync`` under limiters; each has a deadline (the client's own per-call
-timeout, ``fail_after`` around connection set-up).
+The cache's lists and watches are tasks on the worker's event loop (``AsyncKube``: one
+connection pool per cluster, no thread per watch). Other blocking calls (Kubernetes
+client, Git, rendering, SQLite) run through ``anyio.to_thread.run_sync`` under limiters;
+each has a deadline (the client's own per-call timeout, ``fail_after`` around connection
+set-up).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
 import anyio.abc
-import anyio.from_thread
 import anyio.to_thread
 
 from clusters.cache import LiveCache, backoff_delay, key_of
@@ -596,7 +597,6 @@ class WorkerServices:
     revisions: Revisions
     global_syncs: anyio.CapacityLimiter
     global_calls: anyio.CapacityLimiter
-    watch_threads: anyio.CapacityLimiter
     store_calls: anyio.CapacityLimiter
     sync_threads: anyio.CapacityLimiter  # threads of running syncs (as many as global syncs)
     cluster_syncs: int = 2
@@ -685,7 +685,7 @@ class ClusterWorker:
         self.fenced: str | None = None  # why, once the cluster is being removed
         self._manual: dict[str, ManualSync] = {}
         self._window_rechecks: dict[str, datetime] = {}
-        self._kind_stops: dict[tuple[str, str], threading.Event] = {}
+        self._kind_scopes: dict[tuple[str, str], anyio.CancelScope] = {}
         self._kind_errors: dict[tuple[str, str], str] = {}
         self._unserved: set[tuple[str, str]] = set()
         self._unknown_marked = False
@@ -743,6 +743,9 @@ class ClusterWorker:
                 tg.start_soon(self._loop)
         finally:
             self._stop_watches()
+            if self.cache is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.cache.aclose()
 
     async def _call(self, fn: Callable[[], T], *, abandon: bool = False) -> T:
         """A blocking cluster call under the cluster's limiter, then the global one (in that
@@ -859,49 +862,42 @@ class ClusterWorker:
         self.cache = LiveCache(
             kube,
             owner_of=owning_app,
-            on_change=self._changed_from_thread,
-            on_state=self._state_from_thread,
+            on_change=self._changed,
+            on_state=self._state,
         )
         self._set_connection("Connected")
         self._unknown_marked = False
         self._dirty.update(self.apps)
         return True
 
-    def _changed_from_thread(self, apps: set[str]) -> None:
-        def note() -> None:
-            if apps:
-                self._dirty.update(a for a in apps if a in self.apps)
-            else:
-                self._dirty.update(self.apps)  # a kind finished its first list
-            self._wake.set()
+    def _changed(self, apps: set[str]) -> None:
+        """The cache saw a change (on this loop)."""
+        if apps:
+            self._dirty.update(a for a in apps if a in self.apps)
+        else:
+            self._dirty.update(self.apps)  # a kind finished its first list
+        self._wake.set()
 
-        # RuntimeError: the worker (or the loop) is gone, so nobody is left to tell.
-        with contextlib.suppress(RuntimeError):
-            anyio.from_thread.run_sync(note)
-
-    def _state_from_thread(self, res: ApiResource, error: KubeError | None) -> None:
-        def note() -> None:
-            gk = (res.group, res.kind)
-            if error is None:
-                if self._kind_errors.pop(gk, None) is not None and not self._kind_errors:
-                    self._set_connection("Connected")
-                    self._unknown_marked = False
-                    self._dirty.update(self.apps)
-            else:
-                self._kind_errors[gk] = str(error)
-                state: ConnectionState = (
-                    "Unauthorized" if isinstance(error, Unauthorized) else "Unreachable"
-                )
-                self._set_connection(state, str(error))
-            self._wake.set()
-
-        with contextlib.suppress(RuntimeError):
-            anyio.from_thread.run_sync(note)
+    def _state(self, res: ApiResource, error: KubeError | None) -> None:
+        """A kind's list or watch answered (None) or failed (on this loop)."""
+        gk = (res.group, res.kind)
+        if error is None:
+            if self._kind_errors.pop(gk, None) is not None and not self._kind_errors:
+                self._set_connection("Connected")
+                self._unknown_marked = False
+                self._dirty.update(self.apps)
+        else:
+            self._kind_errors[gk] = str(error)
+            state: ConnectionState = (
+                "Unauthorized" if isinstance(error, Unauthorized) else "Unreachable"
+            )
+            self._set_connection(state, str(error))
+        self._wake.set()
 
     def _watch_kind(self, group_kind: tuple[str, str]) -> bool:
         """Start caching a kind; True when it is cached and listed."""
         assert self.cache is not None and self.kube is not None and self._tg is not None
-        if group_kind in self._kind_stops:
+        if group_kind in self._kind_scopes:
             return self.cache.is_synced(group_kind)
         res = self.kube.resources().get(group_kind)
         if res is None or not {"list", "watch"} <= res.verbs:
@@ -909,28 +905,20 @@ class ClusterWorker:
             # discovery is refreshed after the next sync and the kind tried again.
             self._unserved.add(group_kind)
             return True
-        stop = threading.Event()
-        self._kind_stops[group_kind] = stop
+        scope = anyio.CancelScope()
+        self._kind_scopes[group_kind] = scope
         cache = self.cache
 
         async def loop() -> None:
-            try:
-                await anyio.to_thread.run_sync(
-                    cache.run_kind,
-                    res,
-                    stop,
-                    limiter=self.svc.watch_threads,
-                    abandon_on_cancel=True,
-                )
-            finally:
-                stop.set()
+            with scope:
+                await cache.run_kind(res)
 
         self._tg.start_soon(loop, name=f"watch {self.name} {res.plural}")
         return False
 
     def _stop_watches(self) -> None:
-        for stop in self._kind_stops.values():
-            stop.set()
+        for scope in self._kind_scopes.values():
+            scope.cancel()
 
     async def _mark_unknown(self, reason: str) -> None:
         if self._unknown_marked:

@@ -62,6 +62,7 @@ from typing import Any, Protocol, TypeVar
 from clusters.kube import (
     ApiResource,
     Conflict,
+    Gone,
     KubeClient,
     KubeError,
     NotFound,
@@ -141,6 +142,7 @@ DEFAULT_SYNC_FAIL_TIMEOUT_S = 120.0
 DEFAULT_HEALTH_WAIT_S = 300.0  # final app-health wait when the sync has no timeout
 DEFAULT_PRUNE_WAIT_S = 300.0  # wait for pruned objects to be gone when the sync has no timeout
 STATUS_READ_S = 30.0  # time for the final live read once an operation ran out of its own
+GATE_POLL_S = 0.5  # the cache-fed gate re-checks cancellation and the deadline this often
 WATCH_WINDOW_S = 5.0  # each watch request's server-side timeout; watchers re-check stop then
 
 # Kinds whose tracked objects are looked for even when the render no longer declares them
@@ -183,7 +185,11 @@ class LiveState(Protocol):
     relist or watch error pending); every other kind involved is listed as without a cache.
     An object Git declares that is live but not tracked (adoption) is read with one GET;
     an object to prune is read again with one GET before the plan, so a stale cache can
-    never prune what is no longer ours."""
+    never prune what is no longer ours.
+
+    The health gate waits on it too (``wait_for_change``) when every kind it gates is
+    current there: the objects a sync writes and the hooks it creates carry its tracking id,
+    so the cache holds their bodies; no watch thread and no LIST of its own."""
 
     def is_current(self, group_kind: tuple[str, str]) -> bool: ...
 
@@ -192,6 +198,11 @@ class LiveState(Protocol):
     def get_tracked(self, key: LiveKey) -> dict[str, Any] | None: ...
 
     def exists(self, key: LiveKey) -> bool: ...
+
+    def wait_for_change(self, since: int, timeout_s: float) -> int:
+        """Block until the state's version differs from ``since`` (or ``timeout_s``); the
+        version then. ``since=-1`` returns the current version at once."""
+        ...
 
 
 class SourceProvider(Protocol):
@@ -968,6 +979,11 @@ class _Run:
         pending = [i for i in items if not i.done]
         if not pending:
             return None
+        cache = self.live_state
+        if cache is not None and all(
+            cache.is_current((i.task.key.group, i.task.key.kind)) for i in pending
+        ):
+            return self._gate_on_cache(cache, pending, fail_on_degraded)
         groups: dict[tuple[str, str, str], list[_GateItem]] = {}
         for item in pending:
             res = item.res
@@ -1018,6 +1034,29 @@ class _Run:
                     return f"watching {payload}"
         finally:
             stop.set()
+
+    def _gate_on_cache(
+        self, cache: LiveState, pending: list[_GateItem], fail_on_degraded: bool
+    ) -> str | None:
+        """The gate reading the worker's watch cache: evaluate, then sleep until the cache
+        changes (any event of the cluster), until done, failed, cancelled or past the
+        deadline. Freshness is the cache's: a body older than our write shows an
+        observedGeneration below the generation the write returned (``gate_health``)."""
+        while True:
+            version = cache.wait_for_change(-1, 0.0)  # read before the state: no lost wake-up
+            state: dict[ResourceKey, dict[str, Any] | None] = {}
+            for item in pending:
+                key = item.task.key
+                live_key = (key.group, key.kind, key.namespace, key.name)
+                obj = cache.get_tracked(live_key)
+                if obj is None and item.gone and cache.exists(live_key):
+                    obj = {}  # still there, though no longer carrying our tracking id
+                state[key] = obj
+            failure = self._evaluate(pending, state, fail_on_degraded)
+            if failure is not None or all(i.done for i in pending):
+                return failure
+            self._check()
+            cache.wait_for_change(version, GATE_POLL_S)
 
     def _evaluate(
         self,
@@ -1512,8 +1551,8 @@ class _Watcher(threading.Thread):
                         return
                     if ev.type in ("ADDED", "MODIFIED", "DELETED"):
                         self.out.put(("event", self.index, ev))
-            except Conflict:
-                rv = ""  # 410 Gone: list again
+            except Gone:
+                rv = ""  # history expired: list again (as clusters.cache does)
             except Transient as exc:
                 delay = retry_delay_s(self.policy, failures)
                 failures += 1

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, cast
 
+import anyio
 import pytest
+from anyio.from_thread import start_blocking_portal
 
 from clusters.cache import LiveCache, key_of
 from clusters.connect import build_connection
-from clusters.kube import ApiResource, Conflict, KubeClient, KubeError
+from clusters.kube import ApiResource, AsyncKube, Gone, KubeClient, KubeError
 from clusters.kubeconfig import BearerToken, TLSSettings
 from clusters.registry import ClusterCredentials
 from clusters.sim import SimServer
@@ -89,23 +92,39 @@ def test_a_relist_drops_what_disappeared_meanwhile() -> None:
 
 
 def test_a_kind_is_not_current_until_listed_nor_while_it_relists_after_410() -> None:
-    cache, _ = offline_cache()
     current_at_list: list[bool] = []
-    stop = threading.Event()
 
     class GoneAlways:
-        def list(self, res: ApiResource, **_: Any) -> tuple[list[dict[str, Any]], str]:
+        """The transport's two calls, scripted: every watch is 410 Gone."""
+
+        async def list(self, res: ApiResource, **_: Any) -> tuple[list[dict[str, Any]], str]:
             current_at_list.append(cache.is_current(("", "ConfigMap")))
-            if len(current_at_list) == 2:
-                stop.set()
             return [cm("a", "1", app="shop")], "1"
 
-        def watch(self, res: ApiResource, **_: Any) -> Iterator[Any]:
+        async def watch(self, res: ApiResource, **_: Any) -> AsyncIterator[Any]:
             assert cache.is_current(("", "ConfigMap"))  # listed, nothing failed since
-            raise Conflict("too old", status=410)
+            if len(current_at_list) == 2:
+                await anyio.sleep_forever()  # cancelled by the test from here
+            raise Gone("too old", status=410)
+            yield  # an async generator, as AsyncKube.watch
 
-    cache.kube = cast(KubeClient, GoneAlways())
-    cache.run_kind(CM, stop)
+    sink = Sink()
+    cache = LiveCache(
+        cast(KubeClient, None),
+        owner_of=owner,
+        on_change=sink,
+        transport=cast(AsyncKube, GoneAlways()),
+    )
+
+    async def main() -> None:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cache.run_kind, CM)
+                while len(current_at_list) < 2:  # the relist after 410 happened
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+
+    anyio.run(main)
     # before the first list, and during the relist after 410 Gone: a sync must list itself
     assert current_at_list == [False, False]
     assert cache.is_synced(("", "ConfigMap"))  # the worker's view: listed once
@@ -135,6 +154,29 @@ def spoke(sim_factory: Callable[..., SimServer]) -> Iterator[tuple[SimServer, Ku
         connection.close()
 
 
+@contextlib.contextmanager
+def running(cache: LiveCache, *kinds: ApiResource) -> Iterator[None]:
+    """``cache.run_kind`` of each kind as tasks of an event loop in a background thread (as
+    in a worker); the test's own blocking calls stay in the test's thread."""
+    with start_blocking_portal() as portal:
+        scopes: list[anyio.CancelScope] = []
+
+        async def run_all() -> None:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                async with anyio.create_task_group() as tg:
+                    for res in kinds:
+                        tg.start_soon(cache.run_kind, res)
+            await cache.aclose()
+
+        future = portal.start_task_soon(run_all)
+        try:
+            yield
+        finally:
+            portal.call(lambda: [s.cancel() for s in scopes])
+            future.result(timeout=10)
+
+
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -151,13 +193,10 @@ def test_the_cache_lists_once_then_follows_watches_and_relists_after_410(
     res = kube.resource_for("", "ConfigMap")
     changes: list[set[str]] = []
     cache = LiveCache(kube, owner_of=owner, on_change=changes.append, window_s=1.0)
-    stop = threading.Event()
-    thread = threading.Thread(target=cache.run_kind, args=(res, stop), daemon=True)
     kube.apply(cm("early", "", app="shop", ns="default") | {"metadata": {
         "name": "early", "namespace": "default", "annotations": {ANN: "shop:/ConfigMap:default/early"}
     }})  # fmt: skip
-    thread.start()
-    try:
+    with running(cache, res):
         wait_until(lambda: cache.is_synced(("", "ConfigMap")), "the first list")
         assert [key_of(o)[3] for o in cache.tracked("shop")] == ["early"]
         kube.apply({
@@ -179,7 +218,58 @@ def test_the_cache_lists_once_then_follows_watches_and_relists_after_410(
         wait_until(lambda: len(cache.tracked("shop")) == 1, "the delete after a relist")
         assert cache.stats.lists >= 1
         assert cache.stats.watches >= 1
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-    assert not thread.is_alive()
+
+
+def test_readers_in_threads_wake_on_every_change_the_cache_sees() -> None:
+    cache, _ = offline_cache()
+    start = cache.wait_for_change(-1, 0)
+    woke: list[int] = []
+    reader = threading.Thread(target=lambda: woke.append(cache.wait_for_change(start, 30)))
+    reader.start()
+    cache.replace_kind(CM, [cm("a", "1", app="shop")], "1")
+    reader.join(timeout=30)
+    assert woke and woke[0] > start
+    # an event and a failure count as changes too (a gate re-reads, then sleeps again)
+    after_list = cache.wait_for_change(-1, 0)
+    cache.apply_event(CM, "MODIFIED", cm("a", "2", app="shop"))
+    after_event = cache.wait_for_change(-1, 0)
+    cache._failed(CM, KubeError("watch failed"))
+    assert after_list < after_event < cache.wait_for_change(-1, 0)
+    assert cache.wait_for_change(cache.version, 0.01) == cache.version  # nothing new: timeout
+
+
+def test_an_unexpected_error_in_a_kinds_loop_is_reported_and_retried_not_raised() -> None:
+    calls: list[str] = []
+    states: list[KubeError | None] = []
+
+    class BuggyOnce:
+        async def list(self, res: ApiResource, **_: Any) -> tuple[list[dict[str, Any]], str]:
+            calls.append("list")
+            if len(calls) == 1:
+                raise ValueError("a bug in the transport")
+            return [cm("a", "1", app="shop")], "1"
+
+        async def watch(self, res: ApiResource, **_: Any) -> AsyncIterator[Any]:
+            await anyio.sleep_forever()
+            yield
+
+    cache = LiveCache(
+        cast(KubeClient, None),
+        owner_of=owner,
+        on_change=Sink(),
+        on_state=lambda _res, err: states.append(err),
+        transport=cast(AsyncKube, BuggyOnce()),
+    )
+
+    async def main() -> None:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cache.run_kind, CM)
+                while not cache.is_current(("", "ConfigMap")):
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert calls == ["list", "list"]
+    assert isinstance(states[0], KubeError) and "ValueError" in str(states[0])
+    assert states[-1] is None

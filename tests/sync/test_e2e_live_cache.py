@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from clusters.cache import LiveCache
@@ -65,8 +66,13 @@ class Engine:
 
     def fill(self, *kinds: tuple[str, str]) -> None:
         """List ``kinds`` into the cache (what its watches keep current in ``hub serve``)."""
-        for gk in kinds:
-            self.cache.list_kind(self.cache.kube.resource_for(*gk))
+
+        async def fill() -> None:
+            for gk in kinds:
+                await self.cache.list_kind(self.cache.kube.resource_for(*gk))
+            await self.cache.aclose()  # its sessions belong to this loop
+
+        anyio.run(fill)
 
     def sync(self, monkeypatch: pytest.MonkeyPatch) -> OperationResult:
         me = threading.get_ident()

@@ -1,0 +1,192 @@
+"""The async transport (``AsyncKube``) and the live cache's watch loop on the event loop,
+against ``hub sim``: error kinds, 410 Gone, an outage and its recovery, exec-plugin token
+refresh."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from clusters.cache import LiveCache
+from clusters.connect import Connection, build_connection
+from clusters.kube import (
+    ApiResource,
+    AsyncKube,
+    Gone,
+    KubeClient,
+    KubeError,
+    NotFound,
+    Transient,
+    Unauthorized,
+)
+from clusters.kubeconfig import BearerToken, ExecPlugin, TLSSettings
+from clusters.registry import ClusterCredentials
+from clusters.sim import SimServer
+from tests.clusters.test_cache import ANN, CM, owner, running, wait_until
+
+pytestmark = pytest.mark.sim_only("needs simulated clusters and faults")
+
+
+def connection_to(sim: SimServer, credential: Any, name: str = "one") -> Connection:
+    return build_connection(
+        ClusterCredentials(
+            name=name,
+            server=sim.server_url(name),
+            tls=TLSSettings(ca_data=sim.ca_pem),
+            credential=credential,
+            credential_rev="t",
+        )
+    )
+
+
+@pytest.fixture
+def sim(sim_factory: Callable[..., SimServer]) -> SimServer:
+    return sim_factory(clusters=["one"], bookmark_interval=60.0)
+
+
+@pytest.fixture
+def kube(sim: SimServer) -> Iterator[KubeClient]:
+    connection = connection_to(sim, BearerToken(token=sim.token("one")))
+    try:
+        yield KubeClient(connection)
+    finally:
+        connection.close()
+
+
+def tracked_cm(name: str, app: str = "shop") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "annotations": {ANN: f"{app}:/ConfigMap:default/{name}"},
+        },
+        "data": {"k": "v"},
+    }
+
+
+def test_the_async_transport_lists_watches_and_raises_the_same_error_kinds(
+    sim: SimServer, kube: KubeClient
+) -> None:
+    kube.apply(tracked_cm("a"))
+    missing = ApiResource(group="", version="v1", kind="Nope", plural="nopes", namespaced=True)
+    wrong = connection_to(sim, BearerToken(token="not-the-token-" + "x" * 20))
+    errors: dict[str, type[BaseException]] = {}
+
+    async def main() -> None:
+        transport = AsyncKube(kube.connection)
+        intruder = AsyncKube(wrong)
+        try:
+            items, rv = await transport.list(CM, namespace="default")
+            assert [o["metadata"]["name"] for o in items] == ["a"]
+            assert items[0]["kind"] == "ConfigMap" and rv
+            await anyio.to_thread.run_sync(kube.apply, tracked_cm("b"))
+            seen = []
+            async for event in transport.watch(CM, resource_version=rv, timeout_s=1):
+                seen.append((event.type, event.object["metadata"]["name"]))
+            assert ("ADDED", "b") in seen
+            for what, call in (
+                ("missing kind", transport.list(missing)),
+                ("wrong token", intruder.list(CM)),
+            ):
+                try:
+                    await call
+                except KubeError as exc:
+                    errors[what] = type(exc)
+            # history forgotten: a watch from before it is 410 Gone
+            await anyio.to_thread.run_sync(kube.apply, tracked_cm("c"))
+            await anyio.to_thread.run_sync(sim.compact, "one")
+            try:
+                async for _ in transport.watch(CM, resource_version=rv, timeout_s=1):
+                    pass
+            except KubeError as exc:
+                errors["old version"] = type(exc)
+        finally:
+            await transport.aclose()
+            await intruder.aclose()
+
+    try:
+        anyio.run(main)
+    finally:
+        wrong.close()
+    assert errors == {"missing kind": NotFound, "wrong token": Unauthorized, "old version": Gone}
+
+
+def test_an_outage_is_reported_backed_off_and_recovered_from(
+    sim: SimServer, kube: KubeClient
+) -> None:
+    states: list[KubeError | None] = []
+    cache = LiveCache(
+        kube,
+        owner_of=owner,
+        on_change=lambda _apps: None,
+        on_state=lambda _res, err: states.append(err),
+        window_s=1.0,
+    )
+    kube.apply(tracked_cm("before"))
+    with running(cache, CM):
+        wait_until(lambda: cache.is_current(("", "ConfigMap")), "the first list")
+        sim.faults("one").set(outage="refuse")
+        try:
+            wait_until(lambda: cache.stats.errors >= 2, "two failed watches (a retry)")
+            assert not cache.is_current(("", "ConfigMap"))
+            assert all(isinstance(e, Transient) for e in states if e is not None)
+        finally:
+            sim.faults("one").clear()
+        kube.apply(tracked_cm("after"))
+        wait_until(
+            lambda: cache.is_current(("", "ConfigMap")) and len(cache.tracked("shop")) == 2,
+            "the watch to resume and see the change made after the outage",
+        )
+        wait_until(lambda: states[-1] is None, "the cluster reported as answering again")
+
+
+def test_an_exec_plugin_token_is_refreshed_by_the_async_transport(
+    sim: SimServer, kube: KubeClient, tmp_path: Path
+) -> None:
+    # The plugin's first token (taken when the connection is built) is refused by the
+    # cluster; every later run gives the real one. Each token expires within the refresh
+    # margin, so every request must ask the plugin again: a transport that kept the token
+    # it started with would get 401 and never list.
+    runs = tmp_path / "runs"
+    plugin = tmp_path / "plugin.sh"
+    plugin.write_text(
+        "#!/bin/sh\n"
+        f"echo run >> {runs}\n"
+        f'if [ "$(wc -l < {runs})" -eq 1 ]; then tok=stale-token; else tok={sim.token("one")}; fi\n'
+        "exp=$(date -u -d '+30 seconds' +%Y-%m-%dT%H:%M:%SZ)\n"
+        'printf \'{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",'
+        '"status":{"token":"%s","expirationTimestamp":"%s"}}\' "$tok" "$exp"\n'
+    )
+    plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
+    connection = connection_to(
+        sim, ExecPlugin(api_version="client.authentication.k8s.io/v1", command=str(plugin))
+    )
+    states: list[KubeError | None] = []
+    try:
+        cache = LiveCache(
+            KubeClient(connection),  # CM is given as is: no discovery through the sync client
+            owner_of=owner,
+            on_change=lambda _apps: None,
+            on_state=lambda _res, err: states.append(err),
+            window_s=1.0,
+        )
+        kube.apply(tracked_cm("one"))
+        with running(cache, CM):
+            wait_until(lambda: cache.is_current(("", "ConfigMap")), "the first list")
+            first_runs = len(runs.read_text().splitlines())
+            kube.apply(tracked_cm("two"))
+            wait_until(lambda: len(cache.tracked("shop")) == 2, "the watch event")
+            wait_until(
+                lambda: len(runs.read_text().splitlines()) > first_runs + 1,
+                "the plugin asked again for the next watch windows",
+            )
+        assert not [e for e in states if e is not None]
+    finally:
+        connection.close()
