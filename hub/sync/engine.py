@@ -143,6 +143,9 @@ DEFAULT_HEALTH_WAIT_S = 300.0  # final app-health wait when the sync has no time
 DEFAULT_PRUNE_WAIT_S = 300.0  # wait for pruned objects to be gone when the sync has no timeout
 STATUS_READ_S = 30.0  # time for the final live read once an operation ran out of its own
 GATE_POLL_S = 0.5  # the cache-fed gate re-checks cancellation and the deadline this often
+# A pruned object the cache still shows after this long is looked up once more (a GET per
+# object per interval): a stalled or snapshot cache must not hold a sync to its timeout.
+GONE_CONFIRM_S = 2.0
 WATCH_WINDOW_S = 5.0  # each watch request's server-side timeout; watchers re-check stop then
 
 # Kinds whose tracked objects are looked for even when the render no longer declares them
@@ -1042,8 +1045,12 @@ class _Run:
         changes (any event of the cluster), until done, failed, cancelled or past the
         deadline. Freshness is the cache's: a body older than our write shows an
         observedGeneration below the generation the write returned (``gate_health``)."""
+        confirm_at = time.monotonic() + GONE_CONFIRM_S
         while True:
             version = cache.wait_for_change(-1, 0.0)  # read before the state: no lost wake-up
+            confirm = time.monotonic() >= confirm_at
+            if confirm:
+                confirm_at = time.monotonic() + GONE_CONFIRM_S
             state: dict[ResourceKey, dict[str, Any] | None] = {}
             for item in pending:
                 key = item.task.key
@@ -1051,6 +1058,11 @@ class _Run:
                 obj = cache.get_tracked(live_key)
                 if obj is None and item.gone and cache.exists(live_key):
                     obj = {}  # still there, though no longer carrying our tracking id
+                if obj is not None and item.gone and not item.done and confirm:
+                    obj = self.call(
+                        f"get {key}",
+                        partial(self.kube.get_or_none, item.res, key.name, key.namespace),
+                    )
                 state[key] = obj
             failure = self._evaluate(pending, state, fail_on_degraded)
             if failure is not None or all(i.done for i in pending):
