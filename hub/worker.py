@@ -69,6 +69,7 @@ from hub.sync.engine import (
     EventKind,
     OperationResult,
     ProgressEvent,
+    Rendered,
     SyncRequest,
     sync_application,
 )
@@ -89,7 +90,14 @@ from hub.sync.resources import (
     owning_app,
 )
 from hub.sync.retry import SelfHealBackoff
-from hub.sync.sources import cluster_info, needs_cluster_info, render_app, resolve_sources
+from hub.sync.sources import (
+    cluster_info,
+    needs_cluster_info,
+    render_app,
+    resolve_sources,
+    revision_text,
+    source_record,
+)
 from hub.sync.validate import KindScopes, validate_manifests
 from hub.sync.windows import (
     SYNC_WINDOW_BLOCKED,
@@ -610,10 +618,21 @@ class WorkerServices:
 
 @dataclass(frozen=True, kw_only=True)
 class Desired:
+    """An Application rendered and validated once per (revision, generation): compared with
+    the cache on every refresh and handed to the engine for every sync of that revision."""
+
     generation: int
     sha: str
     app: Application
     manifests: tuple[dict[str, Any], ...]
+    rendered: Rendered | None = None  # what the engine needs (origins, sources' revisions)
+
+    def for_sync(self, request: ManualSync) -> Rendered | None:
+        """The render a sync of ``request`` may reuse: none for a rollback (it brings its
+        manifests) or for a sync to another revision (the engine renders that one)."""
+        if request.manifests is not None or request.revision not in (None, self.sha):
+            return None
+        return self.rendered
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1108,7 +1127,7 @@ class ClusterWorker:
         kube = self.kube
         assert kube is not None
 
-        def render() -> tuple[dict[str, Any], ...]:
+        def render() -> Rendered:
             resolved = resolve_sources(
                 app, git=self.svc.repos, charts=shared_chart_repos(), revision=sha
             )
@@ -1119,10 +1138,20 @@ class ClusterWorker:
                 destination_namespace=app.destination.namespace,
                 scopes=_scopes(kube),
             )
-            return tuple(m.obj for m in valid.manifests)
+            return Rendered(
+                revision=revision_text(resolved, multiple=app.has_multiple_sources),
+                manifests=tuple(valid.manifests),
+                sources=source_record(app, resolved),
+            )
 
-        manifests = await self._call(render)
-        desired = Desired(generation=rec.generation, sha=sha, app=app, manifests=manifests)
+        rendered = await self._call(render)
+        desired = Desired(
+            generation=rec.generation,
+            sha=sha,
+            app=app,
+            manifests=tuple(m.obj for m in rendered.manifests),
+            rendered=rendered,
+        )
         self._desired[rec.name] = desired
         return desired
 
@@ -1199,6 +1228,7 @@ class ClusterWorker:
             wait_healthy=False,  # the live cache reports health; do not hold a sync slot
             timeout_s=self.svc.sync_timeout_s,
             manifests=request.manifests,
+            rendered=desired.for_sync(request),
             source=request.source,
             project=await self._db(partial(self._project_scope, desired.app)),
         )

@@ -247,6 +247,17 @@ EventSink = Callable[[ProgressEvent], None]
 
 
 @dataclass(frozen=True, kw_only=True)
+class Rendered:
+    """An app rendered (and validated) by the caller at ``revision``: ``revision_text`` of
+    its sources (several joined with ``,``; a chart source's version) and ``sources`` as
+    ``source_record`` made it, so history records the same as for a render of its own."""
+
+    revision: str
+    manifests: tuple[SourcedManifest, ...]
+    sources: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
 class SyncRequest:
     """One sync operation's inputs beyond the Application itself."""
 
@@ -261,6 +272,9 @@ class SyncRequest:
     wait_healthy: bool = True  # after success, wait (within the timeout) for app health
     # Rollback: re-apply these manifests (from history) at ``revision`` instead of rendering.
     manifests: Sequence[Mapping[str, Any]] | None = None
+    # The caller's render of the app (the hub worker's desired state): used instead of
+    # rendering again when ``revision`` is unset or is the one it was rendered at.
+    rendered: Rendered | None = None
     source: Mapping[str, Any] | None = None
     # The AppProject the sync must stay inside (None: not checked, as for a bare CLI sync).
     project: ProjectScope | None = None
@@ -550,6 +564,12 @@ class _Run:
                 SourcedManifest(obj=dict(m), origin=f"history {sha[:10]}")
                 for m in self.request.manifests
             ]
+        given = self.request.rendered
+        if given is not None and self.request.revision in (None, given.revision):
+            # Rendered once per (revision, spec) by the caller; a sync to another revision
+            # (a manual sync to an older commit) renders that one below.
+            self.sources_record = dict(given.sources)
+            return given.revision, list(given.manifests)
         try:
             self.app.app_sources()
         except (UnsupportedSourceError, AppSpecError) as exc:
