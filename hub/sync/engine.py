@@ -52,6 +52,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -141,6 +142,9 @@ DEFAULT_SYNC_FAIL_TIMEOUT_S = 120.0
 DEFAULT_HEALTH_WAIT_S = 300.0  # final app-health wait when the sync has no timeout
 DEFAULT_PRUNE_WAIT_S = 300.0  # wait for pruned objects to be gone when the sync has no timeout
 STATUS_READ_S = 30.0  # time for the final live read once an operation ran out of its own
+#: Server-side dry-run requests one sync has in flight at once (the worker runs at most
+#: ``cluster_syncs`` syncs per cluster, so a cluster sees at most their product).
+DRY_RUN_PARALLEL = 4
 WATCH_WINDOW_S = 5.0  # each watch request's server-side timeout; watchers re-check stop then
 
 # Kinds whose tracked objects are looked for even when the render no longer declares them
@@ -873,7 +877,7 @@ class _Run:
             spec = (t.desired or {}).get("spec") or {}
             if t.key.kind == "CustomResourceDefinition" and isinstance(spec, Mapping):
                 crd_kinds.add((str(spec.get("group")), str((spec.get("names") or {}).get("kind"))))
-        problems: list[str] = []
+        checked: list[SyncTask] = []
         for t in [*plan.tasks, *plan.sync_fail]:
             if t.action is not Action.APPLY or t.desired is None or t.skip:
                 continue
@@ -884,17 +888,34 @@ class _Run:
             ns = t.key.namespace
             if ns and ns not in namespaces and ns in created_ns | {self.app.destination.namespace}:
                 continue  # its namespace is created by this sync
-            obj = t.desired
+            checked.append(t)
+
+        def check(t: SyncTask) -> str | None:
+            assert t.desired is not None
             try:
                 self.call(
                     f"dry-run {t.key}",
-                    partial(self.kube.apply, obj, force=self.request.force_conflicts, dry_run=True),
+                    partial(
+                        self.kube.apply, t.desired, force=self.request.force_conflicts, dry_run=True
+                    ),
                 )
             except KubeError as exc:
                 if isinstance(exc, Transient):
                     raise
                 origin = f"{t.origin}: " if t.origin else ""
-                problems.append(f"{origin}{t.key.kind} {t.key.name}: {exc}")
+                return f"{origin}{t.key.kind} {t.key.name}: {exc}"
+            return None
+
+        # The dry runs are independent reads of the API server's verdict: they run side by
+        # side (bounded), and every one has answered before the first write, as in Argo CD.
+        # Results keep plan order, so the message names the rejected objects in that order.
+        if len(checked) > 1:
+            workers = min(DRY_RUN_PARALLEL, len(checked))
+            with ThreadPoolExecutor(workers, thread_name_prefix="dry-run") as pool:
+                answers = list(pool.map(check, checked))
+        else:
+            answers = [check(t) for t in checked]
+        problems = [a for a in answers if a is not None]
         if problems:
             raise _Stop(
                 f"{len(problems)} manifest(s) rejected by the API server (dry run); nothing was "
