@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar
 
 from hub.errors import HubError
 from hub.store import Store
+from hub.sync.model import declared_source_specs
 
 T = TypeVar("T")
 
@@ -191,7 +192,7 @@ class DesiredApp:
         meta = manifest.get("metadata") or {}
         spec = manifest.get("spec") or {}
         dest = spec.get("destination") or {}
-        src = spec.get("source") or next(iter(spec.get("sources") or []), None) or {}
+        src = next(iter(declared_source_specs(spec)), {})
         return cls(
             name=str(meta["name"]),
             appset=appset,

@@ -639,8 +639,9 @@ class _Run:
         scope = self.request.project
         if scope is None:
             return
-        src = self.app.source or (self.app.sources[0] if self.app.sources else None)
-        repos = [src.repo_url] if src is not None and self.request.manifests is None else []
+        # Every source's repository, as Argo CD checks them (none for a rollback's manifests).
+        declared = self.app.declared_sources() if self.request.manifests is None else ()
+        repos = [src.repo_url for src in declared]
         keys = [(m.key.group, m.key.kind, m.key.namespace, m.key.name) for m in valid]
         problems = sync_violations(scope, repos, keys)
         if problems:
@@ -1388,7 +1389,7 @@ class _Run:
         if source is None and self.sources_record is not None:
             source = self.sources_record
         if source is None:
-            src = self.app.source or (self.app.sources[0] if self.app.sources else None)
+            src = next(iter(self.app.declared_sources()), None)
             source = (
                 {}
                 if src is None

@@ -92,10 +92,10 @@ def test_one_tick_s_refresh_results_share_one_transaction(
             await wait_until(
                 lambda: any(u.operation_state for c in calls for u in c), "running recorded"
             )
-            first = next(c for c in calls if any(u.operation_state for u in c))
-            assert [u.name for u in first] == ["app-0"]
-            assert first[0].operation_state is not None
-            assert first[0].operation_state["phase"] == "Running"
+            running = next(c for c in calls if any(u.operation_state for u in c))
+            assert [u.name for u in running] == ["app-0"]
+            assert running[0].operation_state is not None
+            assert running[0].operation_state["phase"] == "Running"
             await server.shutdown()
 
     run_checked(body)
