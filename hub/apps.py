@@ -24,10 +24,13 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from hub.errors import HubError
 from hub.store import Store
+from hub.sync.model import declared_source_specs
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,58 @@ def _conditions(text: str) -> tuple[Condition, ...]:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StatusUpdate:
+    """What a reconciler observed of one Application; fields left None keep their value."""
+
+    name: str
+    sync_status: str | None = None
+    health_status: str | None = None
+    desired_sha: str | None = None
+    synced_sha: str | None = None
+    conditions: tuple[Condition, ...] | None = None
+    operation_state: Mapping[str, Any] | None = None
+
+    def then(self, later: StatusUpdate) -> StatusUpdate:
+        """This update followed by ``later`` (of the same app): its set fields win."""
+        return StatusUpdate(
+            name=self.name,
+            sync_status=_later(self.sync_status, later.sync_status),
+            health_status=_later(self.health_status, later.health_status),
+            desired_sha=_later(self.desired_sha, later.desired_sha),
+            synced_sha=_later(self.synced_sha, later.synced_sha),
+            conditions=_later(self.conditions, later.conditions),
+            operation_state=_later(self.operation_state, later.operation_state),
+        )
+
+    def assignments(self) -> tuple[list[str], list[Any]]:
+        """The ``column = ?`` clauses and values of the fields set."""
+        sets: list[str] = []
+        args: list[Any] = []
+        for column, value in (
+            ("sync_status", self.sync_status),
+            ("health_status", self.health_status),
+            ("desired_sha", self.desired_sha),
+            ("synced_sha", self.synced_sha),
+            (
+                "conditions",
+                None if self.conditions is None else _conditions_json(self.conditions),
+            ),
+            (
+                "operation_state",
+                None if self.operation_state is None else json.dumps(dict(self.operation_state)),
+            ),
+        ):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                args.append(value)
+        return sets, args
+
+
+def _later(first: T | None, then: T | None) -> T | None:
+    return first if then is None else then
+
+
+@dataclass(frozen=True, kw_only=True)
 class DesiredApp:
     """The desired half of an Application row, as Git (through a set or a source) says."""
 
@@ -137,7 +192,7 @@ class DesiredApp:
         meta = manifest.get("metadata") or {}
         spec = manifest.get("spec") or {}
         dest = spec.get("destination") or {}
-        src = spec.get("source") or next(iter(spec.get("sources") or []), None) or {}
+        src = next(iter(declared_source_specs(spec)), {})
         return cls(
             name=str(meta["name"]),
             appset=appset,
@@ -487,33 +542,42 @@ class AppStore:
         """Record what a reconciler observed; fields left None keep their value.
 
         Returns False when the Application no longer exists (deleted meanwhile)."""
-        if sync_status is not None and sync_status not in SYNC_STATUSES:
-            raise HubError(f"application {name}: unknown sync status {sync_status!r}")
-        if health_status is not None and health_status not in HEALTH_STATUSES:
-            raise HubError(f"application {name}: unknown health status {health_status!r}")
-        sets: list[str] = []
-        args: list[Any] = []
-        for column, value in (
-            ("sync_status", sync_status),
-            ("health_status", health_status),
-            ("desired_sha", desired_sha),
-            ("synced_sha", synced_sha),
-            ("conditions", None if conditions is None else _conditions_json(conditions)),
-            (
-                "operation_state",
-                None if operation_state is None else json.dumps(dict(operation_state)),
-            ),
-        ):
-            if value is not None:
-                sets.append(f"{column} = ?")
-                args.append(value)
-        sets.append("reconciled_at = ?")
-        args.append(_iso(reconciled_at or now()))
+        update = StatusUpdate(
+            name=name,
+            sync_status=sync_status,
+            health_status=health_status,
+            desired_sha=desired_sha,
+            synced_sha=synced_sha,
+            conditions=None if conditions is None else tuple(conditions),
+            operation_state=operation_state,
+        )
+        return not self.set_statuses([update], reconciled_at=reconciled_at)
+
+    def set_statuses(
+        self, updates: Sequence[StatusUpdate], *, reconciled_at: datetime | None = None
+    ) -> list[str]:
+        """Record several Applications' status in one transaction (a worker's tick); the
+        names of those no longer stored (deleted meanwhile), which are skipped."""
+        for u in updates:
+            if u.sync_status is not None and u.sync_status not in SYNC_STATUSES:
+                raise HubError(f"application {u.name}: unknown sync status {u.sync_status!r}")
+            if u.health_status is not None and u.health_status not in HEALTH_STATUSES:
+                raise HubError(f"application {u.name}: unknown health status {u.health_status!r}")
+        if not updates:
+            return []
+        when = _iso(reconciled_at or now())
+        missing: list[str] = []
         with self.store.write() as db:
-            cur = db.execute(
-                f"UPDATE applications SET {', '.join(sets)} WHERE name = ?", (*args, name)
-            )
-        return cur.rowcount > 0
+            for u in updates:
+                sets, args = u.assignments()
+                sets.append("reconciled_at = ?")
+                args.append(when)
+                cur = db.execute(
+                    f"UPDATE applications SET {', '.join(sets)} WHERE name = ?", (*args, u.name)
+                )
+                if cur.rowcount == 0:
+                    missing.append(u.name)
+        return missing
 
     def finish_deletion(self, name: str) -> bool:
         """Remove an Application whose resources the reconciler has deleted."""

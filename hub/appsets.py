@@ -193,7 +193,7 @@ class Fleet:
         scope = scope_for(
             app.project, self.policies, cluster_ref(cluster), app.destination.namespace, refs
         )
-        repos = [s.repo_url for s in (*((app.source,) if app.source else ()), *app.sources)]
+        repos = [s.repo_url for s in app.declared_sources()]
         return app_violation(scope, repos, app.namespace)
 
     def resolve(self, server: str, name: str) -> ClusterRecord | None:

@@ -66,7 +66,7 @@ from hub.sync.diff import JqRunner
 from hub.sync.health import HealthRules
 from hub.sync.health_rules import load_health_rules
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
-from hub.sync.model import SyncError, parse_application
+from hub.sync.model import SyncError, declared_source_specs, parse_application
 from hub.sync.resources import HookType, ResourceKey, effective_sync_options, is_delete_hook
 from hub.sync.windows import manual_refusal
 from hub.worker import (
@@ -543,10 +543,8 @@ class Hub:
         wanted: set[tuple[str, str]] = set()
         charts: set[tuple[str, str, str]] = set()
         for rec in apps:
-            # Argo's rule (Application.app_sources): spec.sources, when set, replaces source
-            declared = rec.spec.get("sources") or [rec.spec.get("source")]
-            for source in declared if isinstance(declared, list) else []:
-                if not isinstance(source, dict) or not source.get("repoURL"):
+            for source in declared_source_specs(rec.spec):
+                if not source.get("repoURL"):
                     continue
                 target = str(source.get("targetRevision") or "HEAD")
                 if source.get("chart"):

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 from hub.apps import AppRecord, AppStore
 from hub.errors import HubError, HubUsageError
 from hub.home import open_store
+from hub.sync.model import declared_source_specs
 
 T = TypeVar("T")
 
@@ -848,7 +849,7 @@ def _destination(app: dict[str, Any]) -> str:
 
 
 def _source_path(app: AppRecord) -> str:
-    source = app.spec.get("source") or {}
+    source = next(iter(declared_source_specs(app.spec)), {})
     return str(source.get("path", "")) + "/"
 
 

@@ -55,7 +55,7 @@ from clusters.kube import (
     Unauthorized,
 )
 from clusters.registry import Registry
-from hub.apps import AppRecord, AppStore, Condition
+from hub.apps import AppRecord, AppStore, Condition, StatusUpdate
 from hub.appsets import project_scope
 from hub.charts import shared_chart_repos
 from hub.errors import HubError
@@ -70,6 +70,7 @@ from hub.sync.engine import (
     EventKind,
     OperationResult,
     ProgressEvent,
+    Rendered,
     SyncRequest,
     sync_application,
 )
@@ -90,7 +91,14 @@ from hub.sync.resources import (
     owning_app,
 )
 from hub.sync.retry import SelfHealBackoff
-from hub.sync.sources import cluster_info, needs_cluster_info, render_app, resolve_sources
+from hub.sync.sources import (
+    cluster_info,
+    needs_cluster_info,
+    render_app,
+    resolve_sources,
+    revision_text,
+    source_record,
+)
 from hub.sync.validate import KindScopes, validate_manifests
 from hub.sync.windows import (
     SYNC_WINDOW_BLOCKED,
@@ -107,6 +115,7 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 30.0
 DELETE_WAIT_S = 60.0
+FLUSH_AT = 200  # pending refresh results that are written without waiting for the tick's end
 COMPARISON_ERROR = "ComparisonError"
 SYNC_ERROR = "SyncError"
 DELETION_ERROR = "DeletionError"
@@ -610,10 +619,21 @@ class WorkerServices:
 
 @dataclass(frozen=True, kw_only=True)
 class Desired:
+    """An Application rendered and validated once per (revision, generation): compared with
+    the cache on every refresh and handed to the engine for every sync of that revision."""
+
     generation: int
     sha: str
     app: Application
     manifests: tuple[dict[str, Any], ...]
+    rendered: Rendered | None = None  # what the engine needs (origins, sources' revisions)
+
+    def for_sync(self, request: ManualSync) -> Rendered | None:
+        """The render a sync of ``request`` may reuse: none for a rollback (it brings its
+        manifests) or for a sync to another revision (the engine renders that one)."""
+        if request.manifests is not None or request.revision not in (None, self.sha):
+            return None
+        return self.rendered
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -680,6 +700,8 @@ class ClusterWorker:
         self._last: dict[str, LastOperation] = {}
         self._heals: dict[str, int] = {}
         self._written: dict[str, tuple[Any, ...]] = {}
+        self._pending: dict[str, StatusUpdate] = {}  # refresh results of this tick
+        self._store_order = anyio.Lock()  # status writes reach the store in call order
         self._syncing: dict[str, CancelToken] = {}
         self._deleting: set[str] = set()
         self.fenced: str | None = None  # why, once the cluster is being removed
@@ -768,6 +790,7 @@ class ClusterWorker:
                 await self._load_apps()
             if self.kube is None and not await self._connect():
                 await self._mark_unknown(self.connection.message)
+                await self._flush()
                 await self._sleep(backoff_delay(self._connect_failures))
                 continue
             if self._kind_errors:
@@ -782,7 +805,9 @@ class ClusterWorker:
                             name,
                             sync_status="Unknown",
                             conditions=[Condition(type=COMPARISON_ERROR, message=repr(exc))],
+                            batch=True,
                         )
+            await self._flush()  # this tick's refresh results: one transaction
             await self._sleep(None)
 
     def _take_dirty(self) -> set[str]:
@@ -816,7 +841,14 @@ class ClusterWorker:
         self.apps = fresh
 
     def _forget(self, name: str) -> None:
-        for table in (self._desired, self._last, self._heals, self._written, self._manual):
+        for table in (
+            self._desired,
+            self._last,
+            self._heals,
+            self._written,
+            self._manual,
+            self._pending,
+        ):
             table.pop(name, None)
         token = self._syncing.get(name)
         if token is not None:
@@ -930,6 +962,7 @@ class ClusterWorker:
                 sync_status="Unknown",
                 health_status="Unknown",
                 conditions=[Condition(type=COMPARISON_ERROR, message=message)],
+                batch=True,
             )
         self._unknown_marked = True
 
@@ -945,8 +978,14 @@ class ClusterWorker:
         synced_sha: str | None = None,
         conditions: Sequence[Condition] | None = None,
         operation: Mapping[str, Any] | None = None,
+        batch: bool = False,
     ) -> None:
-        """Record status; skipped when nothing changed since the last write."""
+        """Record status; skipped when nothing changed since the last write.
+
+        ``batch``: a refresh's result, written with the others of this tick in one
+        transaction (``_flush``, at the end of the tick). Other writes (operation state,
+        which the API shows while a sync runs) go at once, after what is pending for the
+        app, so the store sees every app's writes in order."""
         fingerprint = (
             sync_status,
             health_status,
@@ -958,18 +997,33 @@ class ClusterWorker:
         if operation is None and self._written.get(name) == fingerprint:
             return
         self._written[name] = fingerprint
-        await self._db(
-            partial(
-                self.svc.apps.set_status,
-                name,
-                sync_status=sync_status,
-                health_status=health_status,
-                desired_sha=desired_sha,
-                synced_sha=synced_sha,
-                conditions=conditions,
-                operation_state=operation,
-            )
+        update = StatusUpdate(
+            name=name,
+            sync_status=sync_status,
+            health_status=health_status,
+            desired_sha=desired_sha,
+            synced_sha=synced_sha,
+            conditions=None if conditions is None else tuple(conditions),
+            operation_state=operation,
         )
+        pending = self._pending.pop(name, None)
+        if pending is not None:
+            update = pending.then(update)
+        if batch and operation is None:
+            self._pending[name] = update
+            if len(self._pending) >= FLUSH_AT:
+                await self._flush()
+            return
+        async with self._store_order:
+            await self._db(partial(self.svc.apps.set_statuses, [update]))
+
+    async def _flush(self) -> None:
+        """Write the pending refresh results in one transaction."""
+        if not self._pending:
+            return
+        updates, self._pending = list(self._pending.values()), {}
+        async with self._store_order:
+            await self._db(partial(self.svc.apps.set_statuses, updates))
 
     async def _refresh(self, name: str) -> None:
         rec = self.apps.get(name)
@@ -991,6 +1045,7 @@ class ClusterWorker:
                 name,
                 sync_status="Unknown",
                 conditions=[Condition(type=COMPARISON_ERROR, message=str(exc))],
+                batch=True,
             )
             return
         pending = [
@@ -1032,6 +1087,7 @@ class ClusterWorker:
             health_status=evaluation.health,
             desired_sha=sha,
             conditions=conditions,
+            batch=True,
         )
         if evaluation.status is SyncStatus.SYNCED:
             self._heals.pop(name, None)
@@ -1096,7 +1152,7 @@ class ClusterWorker:
         kube = self.kube
         assert kube is not None
 
-        def render() -> tuple[dict[str, Any], ...]:
+        def render() -> Rendered:
             resolved = resolve_sources(
                 app, git=self.svc.repos, charts=shared_chart_repos(), revision=sha
             )
@@ -1107,10 +1163,20 @@ class ClusterWorker:
                 destination_namespace=app.destination.namespace,
                 scopes=_scopes(kube),
             )
-            return tuple(m.obj for m in valid.manifests)
+            return Rendered(
+                revision=revision_text(resolved, multiple=app.has_multiple_sources),
+                manifests=tuple(valid.manifests),
+                sources=source_record(app, resolved),
+            )
 
-        manifests = await self._call(render)
-        desired = Desired(generation=rec.generation, sha=sha, app=app, manifests=manifests)
+        rendered = await self._call(render)
+        desired = Desired(
+            generation=rec.generation,
+            sha=sha,
+            app=app,
+            manifests=tuple(m.obj for m in rendered.manifests),
+            rendered=rendered,
+        )
         self._desired[rec.name] = desired
         return desired
 
@@ -1187,6 +1253,7 @@ class ClusterWorker:
             wait_healthy=False,  # the live cache reports health; do not hold a sync slot
             timeout_s=self.svc.sync_timeout_s,
             manifests=request.manifests,
+            rendered=desired.for_sync(request),
             source=request.source,
             project=await self._db(partial(self._project_scope, desired.app)),
         )

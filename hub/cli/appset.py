@@ -28,6 +28,7 @@ from hub.cli.audit import audited
 from hub.cli.output import dump
 from hub.errors import HubUsageError
 from hub.repos import LocalRepoReader, RepoMapping
+from hub.sync.model import declared_source_specs
 
 if TYPE_CHECKING:
     from hub.appsets import ActionKind, ReconcileReport
@@ -214,10 +215,10 @@ def _apps_table(apps: list[dict[str, Any]]) -> None:
         spec = app.get("spec") or {}
         dest = spec.get("destination") or {}
         target = dest.get("server") or dest.get("name") or ""
-        sources = spec.get("sources") or ([spec["source"]] if spec.get("source") else [])
+        sources = declared_source_specs(spec)
         src = ""
         if sources:
-            first = sources[0] or {}
+            first = sources[0]
             where = first.get("path") or first.get("chart") or ""
             rev = first.get("targetRevision") or "HEAD"
             src = f"{first.get('repoURL', '')} {where}@{rev}"

@@ -52,6 +52,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -146,6 +147,9 @@ GATE_POLL_S = 0.5  # the cache-fed gate re-checks cancellation and the deadline 
 # A pruned object the cache still shows after this long is looked up once more (a GET per
 # object per interval): a stalled or snapshot cache must not hold a sync to its timeout.
 GONE_CONFIRM_S = 2.0
+#: Server-side dry-run requests one sync has in flight at once (the worker runs at most
+#: ``cluster_syncs`` syncs per cluster, so a cluster sees at most their product).
+DRY_RUN_PARALLEL = 4
 WATCH_WINDOW_S = 5.0  # each watch request's server-side timeout; watchers re-check stop then
 
 # Kinds whose tracked objects are looked for even when the render no longer declares them
@@ -261,6 +265,17 @@ EventSink = Callable[[ProgressEvent], None]
 
 
 @dataclass(frozen=True, kw_only=True)
+class Rendered:
+    """An app rendered (and validated) by the caller at ``revision``: ``revision_text`` of
+    its sources (several joined with ``,``; a chart source's version) and ``sources`` as
+    ``source_record`` made it, so history records the same as for a render of its own."""
+
+    revision: str
+    manifests: tuple[SourcedManifest, ...]
+    sources: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
 class SyncRequest:
     """One sync operation's inputs beyond the Application itself."""
 
@@ -275,6 +290,9 @@ class SyncRequest:
     wait_healthy: bool = True  # after success, wait (within the timeout) for app health
     # Rollback: re-apply these manifests (from history) at ``revision`` instead of rendering.
     manifests: Sequence[Mapping[str, Any]] | None = None
+    # The caller's render of the app (the hub worker's desired state): used instead of
+    # rendering again when ``revision`` is unset or is the one it was rendered at.
+    rendered: Rendered | None = None
     source: Mapping[str, Any] | None = None
     # The AppProject the sync must stay inside (None: not checked, as for a bare CLI sync).
     project: ProjectScope | None = None
@@ -564,6 +582,12 @@ class _Run:
                 SourcedManifest(obj=dict(m), origin=f"history {sha[:10]}")
                 for m in self.request.manifests
             ]
+        given = self.request.rendered
+        if given is not None and self.request.revision in (None, given.revision):
+            # Rendered once per (revision, spec) by the caller; a sync to another revision
+            # (a manual sync to an older commit) renders that one below.
+            self.sources_record = dict(given.sources)
+            return given.revision, list(given.manifests)
         try:
             self.app.app_sources()
         except (UnsupportedSourceError, AppSpecError) as exc:
@@ -629,8 +653,9 @@ class _Run:
         scope = self.request.project
         if scope is None:
             return
-        src = self.app.source or (self.app.sources[0] if self.app.sources else None)
-        repos = [src.repo_url] if src is not None and self.request.manifests is None else []
+        # Every source's repository, as Argo CD checks them (none for a rollback's manifests).
+        declared = self.app.declared_sources() if self.request.manifests is None else ()
+        repos = [src.repo_url for src in declared]
         keys = [(m.key.group, m.key.kind, m.key.namespace, m.key.name) for m in valid]
         problems = sync_violations(scope, repos, keys)
         if problems:
@@ -867,7 +892,7 @@ class _Run:
             spec = (t.desired or {}).get("spec") or {}
             if t.key.kind == "CustomResourceDefinition" and isinstance(spec, Mapping):
                 crd_kinds.add((str(spec.get("group")), str((spec.get("names") or {}).get("kind"))))
-        problems: list[str] = []
+        checked: list[SyncTask] = []
         for t in [*plan.tasks, *plan.sync_fail]:
             if t.action is not Action.APPLY or t.desired is None or t.skip:
                 continue
@@ -878,17 +903,34 @@ class _Run:
             ns = t.key.namespace
             if ns and ns not in namespaces and ns in created_ns | {self.app.destination.namespace}:
                 continue  # its namespace is created by this sync
-            obj = t.desired
+            checked.append(t)
+
+        def check(t: SyncTask) -> str | None:
+            assert t.desired is not None
             try:
                 self.call(
                     f"dry-run {t.key}",
-                    partial(self.kube.apply, obj, force=self.request.force_conflicts, dry_run=True),
+                    partial(
+                        self.kube.apply, t.desired, force=self.request.force_conflicts, dry_run=True
+                    ),
                 )
             except KubeError as exc:
                 if isinstance(exc, Transient):
                     raise
                 origin = f"{t.origin}: " if t.origin else ""
-                problems.append(f"{origin}{t.key.kind} {t.key.name}: {exc}")
+                return f"{origin}{t.key.kind} {t.key.name}: {exc}"
+            return None
+
+        # The dry runs are independent reads of the API server's verdict: they run side by
+        # side (bounded), and every one has answered before the first write, as in Argo CD.
+        # Results keep plan order, so the message names the rejected objects in that order.
+        if len(checked) > 1:
+            workers = min(DRY_RUN_PARALLEL, len(checked))
+            with ThreadPoolExecutor(workers, thread_name_prefix="dry-run") as pool:
+                answers = list(pool.map(check, checked))
+        else:
+            answers = [check(t) for t in checked]
+        problems = [a for a in answers if a is not None]
         if problems:
             raise _Stop(
                 f"{len(problems)} manifest(s) rejected by the API server (dry run); nothing was "
@@ -1398,7 +1440,7 @@ class _Run:
         if source is None and self.sources_record is not None:
             source = self.sources_record
         if source is None:
-            src = self.app.source or (self.app.sources[0] if self.app.sources else None)
+            src = next(iter(self.app.declared_sources()), None)
             source = (
                 {}
                 if src is None

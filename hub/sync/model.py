@@ -349,16 +349,20 @@ class Application:
         """Argo's ``HasMultipleSources``: ``spec.sources`` set wins over ``spec.source``."""
         return bool(self.sources)
 
-    def app_sources(self) -> tuple[ApplicationSource, ...]:
-        """The sources to resolve, in order: ``spec.sources`` when set (Argo CD ignores
-        ``spec.source`` then), else ``spec.source``. ``UnsupportedSourceError`` names the
-        first one we cannot render. The one function deciding "source or sources"."""
-        where = f"{self.source_file or 'Application'} ({self.name})"
+    def declared_sources(self) -> tuple[ApplicationSource, ...]:
+        """The app's sources by Argo CD's rule, unchecked: ``spec.sources`` when set (then
+        ``spec.source`` is ignored), else ``spec.source``, else none. The one place that
+        decides "source or sources" (``app_sources`` checks what it returns)."""
         if self.sources:
-            found = self.sources
-        elif self.source is not None:
-            found = (self.source,)
-        else:
+            return self.sources
+        return () if self.source is None else (self.source,)
+
+    def app_sources(self) -> tuple[ApplicationSource, ...]:
+        """The sources to resolve, in order (``declared_sources``); ``UnsupportedSourceError``
+        names the first one we cannot render."""
+        where = f"{self.source_file or 'Application'} ({self.name})"
+        found = self.declared_sources()
+        if not found:
             raise AppSpecError(f"{where}: spec.source is required")
         for i, src in enumerate(found):
             reason = src.unsupported_reason()
@@ -641,6 +645,14 @@ def _parse_ignore_differences(r: _Reader, raw: object, path: str) -> tuple[Ignor
             )
         )
     return tuple(out)
+
+
+def declared_source_specs(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``Application.declared_sources`` for a raw ``spec`` (a stored manifest that is not
+    parsed): ``spec.sources`` when set, else ``spec.source``; entries that are not mappings
+    are left out."""
+    raw = spec.get("sources") or [spec.get("source")]
+    return [s for s in raw if isinstance(s, Mapping)] if isinstance(raw, list) else []
 
 
 def parse_application(doc: object, *, source_file: str = "") -> Application:

@@ -1,0 +1,117 @@
+"""Render once (issue 12): the worker renders an Application once per (revision, spec) and
+every sync it starts applies that render; the engine renders only a revision the worker has
+not (a manual sync to another commit). In-process hub against ``hub sim``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import hub.sync.engine
+import hub.worker
+from clusters.sim import SimServer
+from hub.controller import Hub, HubOptions
+from hub.sync.sources import ResolvedSource
+from tests.clusters.cli_support import Hub as Cli
+from tests.hub.test_controller_runtime import run_checked, sim_client, wait_until
+from tests.sync.e2e_helpers import GitRepo
+
+__all__ = ["run_checked"]  # the fixture, used by name
+
+pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(120)]
+
+APP = """
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: one
+spec:
+  project: default
+  source: {{repoURL: {repo}, targetRevision: main, path: app}}
+  destination: {{name: a, namespace: default}}
+  syncPolicy:
+    automated: {{prune: true, selfHeal: true}}
+"""
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{v: '{value}'}}\n"
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """The revisions rendered, by who rendered them (the worker, the engine)."""
+    seen: dict[str, list[str]] = {"worker": [], "engine": []}
+    for who, module in (("worker", hub.worker), ("engine", hub.sync.engine)):
+        original = module.render_app
+
+        def spy(
+            app: Any,
+            resolved: list[ResolvedSource],
+            *a: Any,
+            _who: str = who,
+            _original: Any = original,
+            **kw: Any,
+        ) -> Any:
+            seen[_who].append(",".join(r.revision for r in resolved))
+            return _original(app, resolved, *a, **kw)
+
+        monkeypatch.setattr(module, "render_app", spy)
+    return seen
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[tuple[Path, SimServer, GitRepo, list[str]]]:
+    repo = GitRepo(tmp_path / "repo")
+    with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        old = repo.write({"app/cm.yaml": CM.format(value="0")})
+        new = repo.write(
+            {"apps/a.yaml": APP.format(repo=repo.path), "app/cm.yaml": CM.format(value="1")}
+        )
+        cli = Cli(tmp_path / "home")
+        cli.ok("init")
+        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
+        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
+        yield cli.home, sim, repo, [old, new]
+
+
+def test_one_render_per_revision_serves_the_sync_and_the_self_heal_and_another_revision_renders(
+    home: tuple[Path, SimServer, GitRepo, list[str]],
+    renders: dict[str, list[str]],
+    run_checked: Callable[[Callable[[], Awaitable[None]]], None],
+) -> None:
+    path, sim, _repo, (old, new) = home
+    server = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+    client = sim_client(sim, "a")
+    cm = client.resource_for("", "ConfigMap")
+
+    def value() -> str | None:
+        obj = client.get_or_none(cm, "c", "default")
+        return None if obj is None else (obj.get("data") or {}).get("v")
+
+    def triggers() -> list[tuple[str, str]]:
+        return [(e.trigger.value, e.revision) for e in server.history.entries("one")]
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(server.run)
+            await wait_until(lambda: value() == "1" and len(triggers()) == 1, "automated sync")
+            client.merge_patch(cm, "c", "default", {"data": {"v": "drift"}})
+            await wait_until(lambda: len(triggers()) == 2 and value() == "1", "self-heal")
+            assert triggers() == [("automated", new), ("self-heal", new)]
+            # One render of `new`, by the worker; both syncs applied it.
+            assert renders == {"worker": [new], "engine": []}
+            entry = server.history.entries("one")[-1]
+            assert entry.source.get("revision") == new, entry.source
+
+            # A manual sync to another commit renders that commit (once, in the engine).
+            await server.request_sync("one", revision=old, who="test")
+            await wait_until(lambda: any(r == old for _t, r in triggers()), "the sync to old")
+            assert renders["engine"] == [old]
+            assert renders["worker"] == [new]
+            await server.shutdown()
+
+    run_checked(body)
+    client.connection.close()

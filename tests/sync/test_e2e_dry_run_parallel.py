@@ -1,0 +1,117 @@
+"""The server-side dry runs of one sync run side by side (bounded), and a rejected object
+still fails the sync before anything is written (Argo CD's dry-run pass). In process,
+against ``hub sim``."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from clusters.kube import KubeClient
+from clusters.sim import SimServer
+from hub.sync.engine import DRY_RUN_PARALLEL, Rendered, SyncRequest, sync_application
+from hub.sync.history import OperationPhase
+from hub.sync.model import parse_application
+from hub.sync.validate import SourcedManifest
+from tests.hub.test_controller_runtime import sim_client
+
+pytestmark = [pytest.mark.sim_only("in-process client to a simulated cluster")]
+
+
+class DryRuns:
+    """Counts the dry-run requests in flight at once; the first two wait for each other
+    (a barrier, not a clock), so side-by-side dry runs are seen whatever the machine load."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most = 0
+        self.writes: list[str] = []
+        self.meet = threading.Barrier(2, timeout=10)
+        original = KubeClient._request
+
+        def spy(client: KubeClient, method: str, path: str, **kw: Any) -> Any:
+            dry = ("dryRun", "All") in (kw.get("query") or [])
+            if not dry:
+                if method in ("PATCH", "POST", "PUT", "DELETE"):
+                    self.writes.append(f"{method} {path}")
+                return original(client, method, path, **kw)
+            with self.lock:
+                self.in_flight += 1
+                self.most = max(self.most, self.in_flight)
+            try:
+                # one at a time: the barrier times out (broken) and ``most`` stays 1
+                if not self.meet.broken:
+                    with contextlib.suppress(threading.BrokenBarrierError):
+                        self.meet.wait()
+                return original(client, method, path, **kw)
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
+
+        monkeypatch.setattr(KubeClient, "_request", spy)
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[SimServer, KubeClient]]:
+    with SimServer(clusters=["a"], ready_delay=0.1) as sim:
+        client = sim_client(sim, "a")
+        yield sim, client
+        client.connection.close()
+
+
+def sync(client: KubeClient, names: list[str]) -> Any:
+    app = parse_application(
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": f"dry-{uuid.uuid4().hex[:6]}"},
+            "spec": {
+                "project": "default",
+                "source": {"repoURL": "https://example.com/r.git", "path": "app"},
+                "destination": {"name": "a", "namespace": "default"},
+            },
+        }
+    )
+    manifests = tuple(
+        SourcedManifest(
+            obj={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}},
+            origin=f"app/{n}.yaml",
+        )
+        for n in names
+    )
+    given = Rendered(revision="r" * 40, manifests=manifests, sources={"repoURL": "x"})
+    return sync_application(client, app, SyncRequest(rendered=given, wait_healthy=False))
+
+
+def test_dry_runs_overlap_and_all_succeed_before_the_writes(
+    cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sim, client = cluster
+    seen = DryRuns(monkeypatch)
+    names = [f"c{i}" for i in range(DRY_RUN_PARALLEL + 2)]
+    result = sync(client, names)
+    assert result.phase is OperationPhase.SUCCEEDED, result.message
+    assert 1 < seen.most <= DRY_RUN_PARALLEL
+    assert len(seen.writes) == len(names)
+
+
+def test_a_rejected_object_fails_the_sync_before_anything_is_written(
+    cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sim, client = cluster
+    seen = DryRuns(monkeypatch)
+    result = sync(client, ["a1", "Bad_One", "a2", "a3", "Bad_Two", "a4"])
+    assert result.phase is OperationPhase.FAILED
+    assert result.message.startswith("2 manifest(s) rejected by the API server (dry run)")
+    # named with their files, in plan order
+    first, second = result.message.index("Bad_One"), result.message.index("Bad_Two")
+    assert first < second and "app/Bad_One.yaml" in result.message
+    assert seen.writes == []
+    cm = client.resource_for("", "ConfigMap")
+    assert all(client.get_or_none(cm, n, "default") is None for n in ("a1", "a2", "a3", "a4"))
