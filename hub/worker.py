@@ -604,6 +604,8 @@ class WorkerServices:
     draining: Callable[[], bool] = lambda: False
     sync_timeout_s: float | None = 600.0
     metrics: Metrics | None = None
+    # Called in the store thread inside each status write's transaction (notifications).
+    on_status: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -964,18 +966,27 @@ class ClusterWorker:
         if operation is None and self._written.get(name) == fingerprint:
             return
         self._written[name] = fingerprint
-        await self._db(
-            partial(
-                self.svc.apps.set_status,
-                name,
-                sync_status=sync_status,
-                health_status=health_status,
-                desired_sha=desired_sha,
-                synced_sha=synced_sha,
-                conditions=conditions,
-                operation_state=operation,
-            )
+        write = partial(
+            self.svc.apps.set_status,
+            name,
+            sync_status=sync_status,
+            health_status=health_status,
+            desired_sha=desired_sha,
+            synced_sha=synced_sha,
+            conditions=conditions,
+            operation_state=operation,
         )
+        await self._db(partial(self._write_and_notify, name, write))
+
+    def _write_and_notify(self, name: str, write: Callable[[], object]) -> None:
+        """The status write and the notifications it fires, in one transaction."""
+        on_status = self.svc.on_status
+        if on_status is None:
+            write()
+            return
+        with self.svc.apps.store.atomic():
+            write()
+            on_status(name)
 
     async def _refresh(self, name: str) -> None:
         rec = self.apps.get(name)

@@ -1,0 +1,187 @@
+"""The notifier of ``hub serve``: queues firings as statuses are written, and sends the
+outbox with retries and backoff.
+
+``on_status`` runs in the store thread inside the status write's transaction, so a
+firing is recorded together with the status that caused it (or not at all). ``run``
+sends due rows and marks each sent; a failed attempt is retried with exponential backoff
+(capped) up to ``MAX_ATTEMPTS``, then marked failed and logged. At start every pending row
+is due at once: what a stopped or killed hub left is sent after restart. A message sent
+but not yet marked when the hub is killed is sent again (the receiver can drop the copy:
+each carries the row's unique ``X-Hub-Notification-Id``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import anyio
+
+from hub.apps import AppStore
+from hub.errors import HubError
+from hub.notifications.config import FILENAME, NotificationConfig, load_config
+from hub.notifications.events import record_events
+from hub.notifications.services import Message, SecretLookup, send
+from hub.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 12
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 60.0
+POLL_S = 0.5
+BATCH = 50
+
+
+def backoff_s(attempts: int) -> float:
+    """Delay before the next attempt after ``attempts`` failed ones."""
+    return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1)))
+
+
+class Notifier:
+    def __init__(self, home: Path, store: Store, apps: AppStore, secrets: SecretLookup) -> None:
+        self.home = home
+        self.store = store
+        self.apps = apps
+        self.secrets = secrets
+        self.config: NotificationConfig | None = None
+        self._stamp: tuple[float, int] | None = None
+        self._logged: set[str] = set()
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read notifications.yaml when it changed; a bad file keeps the last good one."""
+        path = self.home / FILENAME
+        try:
+            st = path.stat()
+            stamp: tuple[float, int] | None = (st.st_mtime, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        try:
+            self.config = load_config(self.home)
+        except HubError as exc:
+            log.error("notifications: %s (keeping the previous settings)", exc)
+            return
+        log.info("notifications: %s", "settings loaded" if self.config else "off (no file)")
+
+    def _once(self, message: str) -> None:
+        if message not in self._logged:
+            self._logged.add(message)
+            log.warning("notifications: %s", message)
+
+    def on_status(self, app: str) -> None:
+        """Queue what ``app``'s new status fires (store thread, inside the status write)."""
+        config = self.config
+        if config is None:
+            return
+        rec = self.apps.get(app)
+        if rec is None:
+            return
+        with self.store.write() as db:
+            # A savepoint: a bug here must cost the notifications, never the status write.
+            db.execute("SAVEPOINT notify")
+            try:
+                queued, problems = record_events(db, config, rec)
+            except Exception:
+                db.execute("ROLLBACK TO notify")
+                db.execute("RELEASE notify")
+                log.exception("notifications: app %s: evaluating its triggers failed", app)
+                return
+            db.execute("RELEASE notify")
+        for problem in problems:
+            self._once(problem)
+        if queued:
+            log.info("notifications: app %s: %d queued", app, queued)
+
+    def _due(self) -> list[tuple[int, Message, int]]:
+        now = datetime.now(UTC).isoformat()
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT id, event_key, app, trigger, service, recipient, templates, app_view, "
+                "attempts FROM notification_outbox WHERE state = 'pending' AND next_attempt_at "
+                "<= ? ORDER BY id LIMIT ?",
+                (now, BATCH),
+            ).fetchall()
+        return [
+            (
+                row[0],
+                Message(
+                    event_key=row[1],
+                    app=row[2],
+                    trigger=row[3],
+                    service=row[4],
+                    recipient=row[5],
+                    templates=tuple(json.loads(row[6])),
+                    app_view=json.loads(row[7]),
+                ),
+                row[8],
+            )
+            for row in rows
+        ]
+
+    def _mark_sent(self, row_id: int) -> None:
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE notification_outbox SET state = 'sent', sent_at = ?, "
+                "attempts = attempts + 1, last_error = NULL WHERE id = ?",
+                (datetime.now(UTC).isoformat(), row_id),
+            )
+
+    def _mark_failed(self, row_id: int, attempts: int, error: str) -> bool:
+        """Record a failed attempt; True when it was the last one."""
+        final = attempts >= MAX_ATTEMPTS
+        later = datetime.now(UTC) + timedelta(seconds=backoff_s(attempts))
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE notification_outbox SET attempts = ?, last_error = ?, "
+                "next_attempt_at = ?, state = ? WHERE id = ?",
+                (attempts, error, later.isoformat(), "failed" if final else "pending", row_id),
+            )
+        return final
+
+    def _all_due_now(self) -> None:
+        with self.store.write() as db:
+            db.execute(
+                "UPDATE notification_outbox SET next_attempt_at = ? WHERE state = 'pending'",
+                (datetime.now(UTC).isoformat(),),
+            )
+
+    async def run(self) -> None:
+        """Send the outbox until cancelled."""
+        await anyio.to_thread.run_sync(self._all_due_now)
+        smtp = anyio.CapacityLimiter(2)
+        async with aiohttp.ClientSession() as session:
+            while True:
+                await anyio.to_thread.run_sync(self.reload)
+                config = self.config
+                due = [] if config is None else await anyio.to_thread.run_sync(self._due)
+                for row_id, msg, attempts in due:
+                    assert config is not None
+                    try:
+                        await send(config, msg, session, self.secrets, smtp)
+                    except HubError as exc:  # DeliveryError, or a secret that cannot be opened
+                        final = await anyio.to_thread.run_sync(
+                            self._mark_failed, row_id, attempts + 1, str(exc)
+                        )
+                        level = logging.ERROR if final else logging.WARNING
+                        log.log(
+                            level,
+                            "notifications: %s (attempt %d%s)",
+                            exc,
+                            attempts + 1,
+                            ", giving up"
+                            if final
+                            else f", retrying in {backoff_s(attempts + 1):.0f}s",
+                        )
+                        continue
+                    await anyio.to_thread.run_sync(self._mark_sent, row_id)
+                    log.info(
+                        "notifications: sent %s for %s via %s", msg.trigger, msg.app, msg.service
+                    )
+                await anyio.sleep(POLL_S)
