@@ -69,6 +69,7 @@ class HttpReceiver:
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+            self._loop = self._thread = None
 
 
 class _Mailbox:

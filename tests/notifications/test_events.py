@@ -1,0 +1,133 @@
+"""Settings parsing, subscriptions and the trigger state machine that fills the outbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.apps import AppRecord
+from hub.notifications.config import NotificationConfigError, parse_config
+from hub.notifications.events import Subscription, record_events, subscriptions
+from hub.store import Store
+
+SETTINGS = """
+service.webhook.hook: |
+  url: http://127.0.0.1:1
+service.email: |
+  host: 127.0.0.1
+  port: 25
+  from: hub@example.com
+defaultTriggers: |
+  - on-sync-failed
+  - on-health-degraded
+"""
+CONFIG = parse_config(SETTINGS)
+PREFIX = "notifications.argoproj.io/subscribe."
+
+
+def test_subscriptions_name_trigger_service_and_recipients() -> None:
+    subs = subscriptions(
+        {
+            f"{PREFIX}on-sync-failed.email": "a@x.org; b@x.org",
+            f"{PREFIX}on-deployed.hook": "",
+            f"{PREFIX}email": "c@x.org",  # the default triggers
+            "other/annotation": "ignored",
+        },
+        CONFIG,
+    )
+    assert subs == [
+        Subscription("on-sync-failed", "email", "c@x.org"),
+        Subscription("on-health-degraded", "email", "c@x.org"),
+        Subscription("on-deployed", "hook", ""),
+        Subscription("on-sync-failed", "email", "a@x.org"),
+        Subscription("on-sync-failed", "email", "b@x.org"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("trigger.bad: |\n  - when: time.Now() > 1\n    send: [app-sync-failed]\n",
+         "notifications.yaml: trigger.bad[0].when: function calls are not supported"),
+        ("trigger.x: |\n  - when: a == 'b'\n    send: [nope]\n", "sends template 'nope'"),
+        ("template.t: |\n  message: '{{ .app.x'\n", "template.t.message: bad template"),
+        ("service.email: |\n  host: h\n  port: nine\n  from: a\n", "service.email.port"),
+        ("servise.slack: {url: x}\n", "servise.slack: unknown key"),
+        ("defaultTriggers: [on-nothing]\n", "defaultTriggers: no trigger 'on-nothing'"),
+        ("- a list\n", "expected a mapping"),
+        ("trigger.x: |\n  - when: a\n    send: [app-sync-failed]\n    then: b\n", "unknown key(s) then"),
+    ],
+)  # fmt: skip
+def test_bad_settings_are_a_clear_error_naming_the_key(text: str, says: str) -> None:
+    with pytest.raises(NotificationConfigError) as info:
+        parse_config(text, "notifications.yaml")
+    assert says in str(info.value)
+
+
+def _app(annotations: Mapping[str, str], **status: Any) -> AppRecord:
+    return AppRecord(**{**_fields(datetime.now(UTC)), "annotations": annotations, **status})
+
+
+def _fields(now: datetime) -> dict[str, Any]:
+    return dict(
+        name="shop", appset=None, source=None, file="", cluster="solo", dest_server="",
+        dest_name="solo", namespace="guestbook", project="default", spec={}, labels={},
+        annotations={}, finalizers=(), generation=1, desired_revision="main",
+        desired_sha="a" * 40, synced_sha=None, sync_status="Synced", health_status="Healthy",
+        conditions=(), operation_state=None, created_at=now, updated_at=now,
+        reconciled_at=None, deletion=None, deletion_reason=None, deletion_requested_at=None,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "hub.db", create=True)
+    yield s
+    s.close()
+
+
+def _evaluate(store: Store, rec: AppRecord) -> int:
+    with store.write() as db:
+        queued, problems = record_events(db, CONFIG, rec)
+    assert problems == []
+    return queued
+
+
+def _op(phase: str, revision: str = "r1", started: str = "t1") -> dict[str, Any]:
+    return {"phase": phase, "startedAt": started, "syncResult": {"revision": revision}}
+
+
+def test_a_condition_fires_once_until_it_turns_false_again(store: Store) -> None:
+    rec = _app({f"{PREFIX}on-sync-failed.hook": ""}, operation_state=_op("Failed"))
+    assert _evaluate(store, rec) == 1
+    assert _evaluate(store, rec) == 0  # re-evaluated (another status write): nothing new
+    assert _evaluate(store, replace(rec, operation_state=_op("Running", started="t2"))) == 0
+    assert _evaluate(store, replace(rec, operation_state=_op("Failed", started="t2"))) == 1
+    with store.read() as db:
+        rows = db.execute("SELECT trigger, service, app_view FROM notification_outbox").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("on-sync-failed", "hook")] * 2
+    assert json.loads(rows[0][2])["status"]["operationState"]["phase"] == "Failed"
+
+
+def test_once_per_fires_once_per_value_even_across_a_false_spell(store: Store) -> None:
+    sub = {f"{PREFIX}on-deployed.email": "ops@x.org"}
+    rec = _app(sub, operation_state=_op("Succeeded", "r1"))
+    assert _evaluate(store, rec) == 1
+    assert _evaluate(store, replace(rec, health_status="Degraded")) == 0
+    assert _evaluate(store, rec) == 0  # healthy again, same revision: already told
+    assert _evaluate(store, replace(rec, operation_state=_op("Succeeded", "r2"))) == 1
+
+
+def test_unknown_triggers_and_services_are_reported_not_raised(store: Store) -> None:
+    rec = _app({f"{PREFIX}on-nothing.hook": "", f"{PREFIX}on-sync-failed.pager": ""})
+    with store.write() as db:
+        queued, problems = record_events(db, CONFIG, rec)
+    assert queued == 0
+    assert "trigger 'on-nothing'" in problems[0]
+    assert "service 'pager'" in problems[1]

@@ -1,0 +1,164 @@
+"""Each service against a real loopback receiver: the Slack-compatible payload, the
+webhook's error path (no secret in the message), SMTP, and the dispatcher's retries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+
+from hub.apps import AppStore
+from hub.notifications.config import NotificationConfig, parse_config
+from hub.notifications.dispatcher import BACKOFF_CAP_S, Notifier, backoff_s
+from hub.notifications.services import DeliveryError, Message, send
+from hub.store import Store
+from tests.notifications.receivers import HttpReceiver, SmtpReceiver
+
+TOKEN = "tok-1234567890"
+VIEW: dict[str, Any] = {
+    "metadata": {"name": "shop"},
+    "status": {"operationState": {"phase": "Failed", "message": "hook failed"}},
+}
+
+
+def _settings(http: str, smtp_port: int = 1) -> NotificationConfig:
+    return parse_config(
+        f"""
+service.slack: |
+  url: {http}/slack/$slack-path
+service.webhook.hook: |
+  url: {http}/hook?token=$hook-token
+service.email: |
+  host: 127.0.0.1
+  port: {smtp_port}
+  from: hub@example.com
+template.app-sync-failed: |
+  message: "{{{{.app.metadata.name}}}} failed: {{{{.app.status.operationState.message}}}}"
+  email:
+    subject: "sync of {{{{.app.metadata.name}}}} failed"
+  slack:
+    attachments: |
+      [{{"title": "{{{{.app.metadata.name}}}}", "color": "#E96D76"}}]
+"""
+    )
+
+
+def _message(service: str, recipient: str = "") -> Message:
+    return Message(
+        event_key="shop|k|1", app="shop", trigger="on-sync-failed", service=service,
+        recipient=recipient, templates=("app-sync-failed",), app_view=VIEW,
+    )  # fmt: skip
+
+
+SECRETS = {"slack-path": "T000/B000", "hook-token": TOKEN}
+
+
+async def _send(config: NotificationConfig, msg: Message) -> None:
+    async with aiohttp.ClientSession() as session:
+        await send(config, msg, session, SECRETS.get, anyio.CapacityLimiter(1))
+
+
+@pytest.fixture
+def http() -> Iterator[HttpReceiver]:
+    receiver = HttpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+def test_slack_gets_an_incoming_webhook_payload(http: HttpReceiver) -> None:
+    anyio.run(_send, _settings(http.url), _message("slack", "#deploys"))
+    [got] = http.requests
+    assert got.path == "/slack/T000/B000"
+    assert json.loads(got.body) == {
+        "text": "shop failed: hook failed",
+        "channel": "#deploys",
+        "attachments": [{"title": "shop", "color": "#E96D76"}],
+    }
+
+
+def test_a_refused_webhook_is_a_delivery_error_without_the_secret(http: HttpReceiver) -> None:
+    http.status = 503
+    with pytest.raises(DeliveryError) as info:
+        anyio.run(_send, _settings(http.url), _message("hook"))
+    assert "HTTP 503" in str(info.value)
+    assert TOKEN not in str(info.value)
+    http.stop()
+    with pytest.raises(DeliveryError) as info:
+        anyio.run(_send, _settings(http.url), _message("hook"))
+    assert TOKEN not in str(info.value)
+
+
+def test_a_missing_secret_says_how_to_set_it(http: HttpReceiver) -> None:
+    async def run() -> None:
+        async with aiohttp.ClientSession() as session:
+            await send(
+                _settings(http.url), _message("hook"), session, {}.get, anyio.CapacityLimiter(1)
+            )
+
+    with pytest.raises(DeliveryError, match="hub notify secret set hook-token"):
+        anyio.run(run)
+    assert http.requests == []
+
+
+def test_email_goes_through_smtp() -> None:
+    smtp = SmtpReceiver().start()
+    try:
+        anyio.run(_send, _settings("http://127.0.0.1:1", smtp.port), _message("email", "ops@x.org"))
+    finally:
+        smtp.stop()
+    [mail] = smtp.messages
+    assert (mail["To"], mail["Subject"]) == ("ops@x.org", "sync of shop failed")
+    assert "shop failed: hook failed" in str(mail.get_payload())
+
+
+def test_backoff_doubles_up_to_a_cap() -> None:
+    delays = [backoff_s(n) for n in range(1, 20)]
+    assert delays[:3] == [1.0, 2.0, 4.0]
+    assert delays == sorted(delays)
+    assert max(delays) == BACKOFF_CAP_S
+
+
+def test_the_dispatcher_retries_a_refused_message_and_marks_it_sent(
+    tmp_path: Path, http: HttpReceiver
+) -> None:
+    home = tmp_path
+    (home / "notifications.yaml").write_text(f"service.webhook.hook: |\n  url: {http.url}\n")
+    store = Store.open(home / "hub.db", create=True)
+    with store.write() as db:
+        db.execute(
+            "INSERT INTO notification_outbox (event_key, app, trigger, service, recipient, "
+            "templates, app_view, created_at, next_attempt_at) VALUES "
+            "('k1', 'shop', 'on-sync-failed', 'hook', '', '[\"app-sync-failed\"]', ?, 't', '')",
+            (json.dumps(VIEW),),
+        )
+    http.status = 500
+    notifier = Notifier(home, store, AppStore(store), {}.get)
+
+    def state() -> tuple[str, int]:
+        with store.read() as db:
+            row = db.execute("SELECT state, attempts FROM notification_outbox").fetchone()
+        return str(row[0]), int(row[1])
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(notifier.run)
+            while state()[1] < 1:
+                await anyio.sleep(0.05)
+            http.status = 200  # the retry, after the backoff, succeeds
+            with anyio.fail_after(30):
+                while state()[0] != "sent":
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(run)
+        assert state() == ("sent", 2)
+    finally:
+        store.close()
+    assert len(http.requests) == 2
+    assert json.loads(http.requests[1].body)["trigger"] == "on-sync-failed"
