@@ -53,6 +53,27 @@ class NotificationSecrets:
             cur = db.execute("DELETE FROM notification_secrets WHERE name = ?", (name,))
         return cur.rowcount > 0
 
+    def rewrap_all(self, keyring: Keyring, target: crypto.MasterKey) -> int:
+        """Re-wrap every secret's data key with ``target`` (master key rotation)."""
+        changed = 0
+        with self._store.write() as db:
+            rows = db.execute(
+                "SELECT name, key_id, wrapped_key, nonce, ciphertext FROM notification_secrets"
+            ).fetchall()
+            for name, key_id, wrapped, nonce, ciphertext in rows:
+                if key_id == target.key_id:
+                    continue
+                env = Envelope(
+                    key_id=key_id, wrapped_key=wrapped, nonce=nonce, ciphertext=ciphertext
+                )
+                new = crypto.rewrap(keyring, target, _aad(name), env)
+                db.execute(
+                    "UPDATE notification_secrets SET key_id = ?, wrapped_key = ? WHERE name = ?",
+                    (new.key_id, new.wrapped_key, name),
+                )
+                changed += 1
+        return changed
+
     def lookup(self, name: str) -> str | None:
         with self._store.read() as db:
             row = db.execute(
