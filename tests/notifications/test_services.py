@@ -14,7 +14,7 @@ import pytest
 
 from hub.apps import AppStore
 from hub.notifications.config import NotificationConfig, parse_config
-from hub.notifications.dispatcher import BACKOFF_CAP_S, Notifier, backoff_s
+from hub.notifications.dispatcher import BACKOFF_CAP_S, MAX_ATTEMPTS, Notifier, backoff_s
 from hub.notifications.services import DeliveryError, Message, send
 from hub.store import Store
 from tests.notifications.receivers import HttpReceiver, SmtpReceiver
@@ -113,6 +113,7 @@ def test_email_goes_through_smtp() -> None:
         smtp.stop()
     [mail] = smtp.messages
     assert (mail["To"], mail["Subject"]) == ("ops@x.org", "sync of shop failed")
+    assert mail["X-Hub-Notification-Id"] == "shop|k|1"
     assert "shop failed: hook failed" in str(mail.get_payload())
 
 
@@ -162,3 +163,40 @@ def test_the_dispatcher_retries_a_refused_message_and_marks_it_sent(
         store.close()
     assert len(http.requests) == 2
     assert json.loads(http.requests[1].body)["trigger"] == "on-sync-failed"
+
+
+def test_a_bad_settings_file_keeps_the_previous_settings(tmp_path: Path) -> None:
+    (tmp_path / "notifications.yaml").write_text("service.webhook.hook: |\n  url: http://a\n")
+    store = Store.open(tmp_path / "hub.db", create=True)
+    try:
+        notifier = Notifier(tmp_path, store, AppStore(store), {}.get)
+        assert notifier.config is not None and notifier.config.webhooks["hook"].url == "http://a"
+        (tmp_path / "notifications.yaml").write_text("trigger.x: not a list of conditions\n")
+        notifier.reload()
+        assert notifier.config.webhooks["hook"].url == "http://a"
+        (tmp_path / "notifications.yaml").write_text("service.webhook.hook: {url: http://b}\n")
+        notifier.reload()
+        assert notifier.config.webhooks["hook"].url == "http://b"
+    finally:
+        store.close()
+
+
+def test_the_last_failed_attempt_marks_the_row_failed(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "hub.db", create=True)
+    try:
+        with store.write() as db:
+            db.execute(
+                "INSERT INTO notification_outbox (event_key, app, trigger, service, recipient, "
+                "templates, app_view, created_at, next_attempt_at) VALUES "
+                "('k1', 'shop', 't', 'hook', '', '[]', '{}', 't', '')"
+            )
+        notifier = Notifier(tmp_path, store, AppStore(store), {}.get)
+        assert notifier._mark_failed(1, MAX_ATTEMPTS - 1, "refused") is False
+        assert notifier._mark_failed(1, MAX_ATTEMPTS, "refused") is True
+        with store.read() as db:
+            row = db.execute(
+                "SELECT state, attempts, last_error FROM notification_outbox"
+            ).fetchone()
+        assert tuple(row) == ("failed", MAX_ATTEMPTS, "refused")
+    finally:
+        store.close()
