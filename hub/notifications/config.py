@@ -264,7 +264,10 @@ def _template(name: str, raw: Any, where: str) -> Template:
 def _webhook(name: str, raw: Any, where: str) -> WebhookService:
     doc = _mapping(_value(raw, where), where)
     headers: list[tuple[str, str]] = []
-    for i, h in enumerate(doc.get("headers") or []):
+    raw_headers = doc.get("headers") or []
+    if not isinstance(raw_headers, list):
+        raise NotificationConfigError(f"{where}.headers: expected a list of {{name, value}}")
+    for i, h in enumerate(raw_headers):
         h = _mapping(h, f"{where}.headers[{i}]")
         headers.append(
             (

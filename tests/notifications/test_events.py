@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hub.apps import AppRecord
 from hub.notifications.config import NotificationConfigError, parse_config
@@ -59,6 +62,7 @@ def test_subscriptions_name_trigger_service_and_recipients() -> None:
         ("template.t: |\n  message: '{{ .app.x'\n", "template.t.message: bad template"),
         ("service.email: |\n  host: h\n  port: nine\n  from: a\n", "service.email.port"),
         ("servise.slack: {url: x}\n", "servise.slack: unknown key"),
+        ("service.webhook.w: {url: x, headers: 5}\n", "service.webhook.w.headers: expected a list"),
         ("defaultTriggers: [on-nothing]\n", "defaultTriggers: no trigger 'on-nothing'"),
         ("- a list\n", "expected a mapping"),
         ("trigger.x: |\n  - when: a\n    send: [app-sync-failed]\n    then: b\n", "unknown key(s) then"),
@@ -131,3 +135,33 @@ def test_unknown_triggers_and_services_are_reported_not_raised(store: Store) -> 
     assert queued == 0
     assert "trigger 'on-nothing'" in problems[0]
     assert "service 'pager'" in problems[1]
+
+
+_KEYS = st.sampled_from(
+    ["trigger.t", "template.app-sync-failed", "template.x", "service.webhook.w", "service.slack",
+     "service.email", "defaultTriggers", "context", "other"]
+)  # fmt: skip
+_FIELDS = st.sampled_from(
+    ["when", "send", "oncePer", "message", "webhook", "w", "method", "path", "body", "email",
+     "subject", "slack", "attachments", "url", "headers", "name", "value", "host", "port",
+     "from", "username", "password"]
+)  # fmt: skip
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from(["a == 'b'", "{{ .app", "x", ""]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_FIELDS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.dictionaries(_KEYS, st.dictionaries(_FIELDS, _VALUES, max_size=5) | _VALUES, max_size=2),
+    st.booleans(),
+)
+def test_any_settings_parse_or_give_a_settings_error(doc: dict[str, Any], as_text: bool) -> None:
+    if as_text:  # the ConfigMap way: each value is YAML text
+        doc = {k: yaml.safe_dump(v) for k, v in doc.items()}
+    try:
+        parse_config(yaml.safe_dump(doc), "notifications.yaml")
+    except NotificationConfigError as exc:
+        assert str(exc).startswith("notifications.yaml")
