@@ -153,35 +153,43 @@ class Notifier:
             )
 
     async def run(self) -> None:
-        """Send the outbox until cancelled."""
+        """Send the outbox until cancelled; no failure of one round stops ``hub serve``."""
         await anyio.to_thread.run_sync(self._all_due_now)
         smtp = anyio.CapacityLimiter(2)
         async with aiohttp.ClientSession() as session:
             while True:
-                await anyio.to_thread.run_sync(self.reload)
-                config = self.config
-                due = [] if config is None else await anyio.to_thread.run_sync(self._due)
-                for row_id, msg, attempts in due:
-                    assert config is not None
-                    try:
-                        await send(config, msg, session, self.secrets, smtp)
-                    except HubError as exc:  # DeliveryError, or a secret that cannot be opened
-                        final = await anyio.to_thread.run_sync(
-                            self._mark_failed, row_id, attempts + 1, str(exc)
-                        )
-                        level = logging.ERROR if final else logging.WARNING
-                        log.log(
-                            level,
-                            "notifications: %s (attempt %d%s)",
-                            exc,
-                            attempts + 1,
-                            ", giving up"
-                            if final
-                            else f", retrying in {backoff_s(attempts + 1):.0f}s",
-                        )
-                        continue
-                    await anyio.to_thread.run_sync(self._mark_sent, row_id)
-                    log.info(
-                        "notifications: sent %s for %s via %s", msg.trigger, msg.app, msg.service
-                    )
+                try:
+                    await self._round(session, smtp)
+                except Exception as exc:  # e.g. the database locked past its timeout
+                    log.error("notifications: sending round failed: %s", type(exc).__name__)
                 await anyio.sleep(POLL_S)
+
+    async def _round(self, session: aiohttp.ClientSession, smtp: anyio.CapacityLimiter) -> None:
+        await anyio.to_thread.run_sync(self.reload)
+        config = self.config
+        if config is None:
+            return
+        for row_id, msg, attempts in await anyio.to_thread.run_sync(self._due):
+            try:
+                await send(config, msg, session, self.secrets, smtp)
+            except Exception as exc:
+                if not isinstance(exc, HubError):
+                    # A bug or input we did not foresee: its text might hold a resolved
+                    # secret, so only its type is logged and kept.
+                    log.error(
+                        "notifications: %s for %s failed unexpectedly: %s",
+                        msg.trigger, msg.app, type(exc).__name__,
+                    )  # fmt: skip
+                    exc = HubError(f"unexpected {type(exc).__name__}")
+                final = await anyio.to_thread.run_sync(
+                    self._mark_failed, row_id, attempts + 1, str(exc)
+                )
+                retry = f", retrying in {backoff_s(attempts + 1):.0f}s"
+                log.log(
+                    logging.ERROR if final else logging.WARNING,
+                    "notifications: %s (attempt %d%s)",
+                    exc, attempts + 1, ", giving up" if final else retry,
+                )  # fmt: skip
+                continue
+            await anyio.to_thread.run_sync(self._mark_sent, row_id)
+            log.info("notifications: sent %s for %s via %s", msg.trigger, msg.app, msg.service)

@@ -192,8 +192,11 @@ async def send(
             hdrs = {"Content-Type": "application/json", **headers}
             await _post(session, "POST", url, json.dumps(payload), hdrs, secrets, at)
     elif msg.service == "email" and config.email is not None:
-        if not msg.recipient:
-            raise DeliveryError(f"{where}: no recipient (subscribe with the address as value)")
+        if not msg.recipient or any(c in msg.recipient for c in "\r\n<>"):
+            raise DeliveryError(
+                f"{where}: recipient {msg.recipient!r} is not an address (subscribe with "
+                "the address as the annotation's value)"
+            )
         data = _data(config, msg, "email")
         for tpl in _templates(config, msg):
             at = f"{where} (template {tpl.name})"

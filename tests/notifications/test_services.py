@@ -200,3 +200,49 @@ def test_the_last_failed_attempt_marks_the_row_failed(tmp_path: Path) -> None:
         assert tuple(row) == ("failed", MAX_ATTEMPTS, "refused")
     finally:
         store.close()
+
+
+def test_a_message_that_cannot_be_sent_does_not_stop_the_others(
+    tmp_path: Path, http: HttpReceiver
+) -> None:
+    (tmp_path / "notifications.yaml").write_text(
+        f"service.webhook.hook: {{url: {http.url}}}\n"
+        "service.email: {host: 127.0.0.1, port: 1, from: hub@example.com}\n"
+    )
+    store = Store.open(tmp_path / "hub.db", create=True)
+    with store.write() as db:
+        for key, service, recipient in (
+            ("k1", "email", "ops@x.org\nBcc: all@x.org"),
+            ("k2", "hook", ""),
+        ):
+            db.execute(
+                "INSERT INTO notification_outbox (event_key, app, trigger, service, recipient, "
+                "templates, app_view, created_at, next_attempt_at) VALUES "
+                "(?, 'shop', 'on-sync-failed', ?, ?, '[\"app-sync-failed\"]', ?, 't', '')",
+                (key, service, recipient, json.dumps(VIEW)),
+            )
+    notifier = Notifier(tmp_path, store, AppStore(store), {}.get)
+
+    def rows() -> list[tuple[str, str, str | None]]:
+        with store.read() as db:
+            found = db.execute(
+                "SELECT event_key, state, last_error FROM notification_outbox ORDER BY id"
+            ).fetchall()
+        return [(str(r[0]), str(r[1]), r[2]) for r in found]
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(notifier.run)
+            with anyio.fail_after(30):
+                while rows()[1][1] != "sent":
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(run)
+        email, hook = rows()
+        assert email[1] == "pending" and "is not an address" in (email[2] or "")
+        assert hook[1] == "sent"
+    finally:
+        store.close()
+    assert len(http.requests) == 1
