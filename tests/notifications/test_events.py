@@ -165,3 +165,27 @@ def test_any_settings_parse_or_give_a_settings_error(doc: dict[str, Any], as_tex
         parse_config(yaml.safe_dump(doc), "notifications.yaml")
     except NotificationConfigError as exc:
         assert str(exc).startswith("notifications.yaml")
+
+
+def test_the_notifier_logs_a_bad_subscription_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hub.notifications.dispatcher import Notifier
+
+    class Apps:
+        def get(self, name: str) -> AppRecord:
+            return _app({f"{PREFIX}on-nothing.hook": ""})
+
+    (tmp_path / "notifications.yaml").write_text(SETTINGS)
+    store = Store.open(tmp_path / "hub.db", create=True)
+    try:
+        notifier = Notifier(tmp_path, store, Apps(), {}.get)  # type: ignore[arg-type]
+        with caplog.at_level("WARNING", logger="hub.notifications.dispatcher"):
+            notifier.on_status("shop")
+            notifier.on_status("shop")
+    finally:
+        store.close()
+    assert [r.getMessage() for r in caplog.records].count(
+        "notifications: application shop: subscribes to trigger 'on-nothing', which "
+        "notifications.yaml does not define"
+    ) == 1
