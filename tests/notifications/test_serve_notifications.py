@@ -205,3 +205,58 @@ def test_a_message_queued_before_a_sigkill_is_delivered_once_after_restart(
             assert len(smtp.messages) == 1
         finally:
             http.stop()
+
+
+DEGRADING = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: nginx:crashloop
+"""
+
+
+def test_a_degraded_app_sends_on_health_degraded(tmp_path: Path, http: HttpReceiver) -> None:
+    with SimServer(
+        clusters=[CLUSTER], ready_delay=0.2, kubeconfig_path=tmp_path / "sim.kubeconfig"
+    ) as sim:
+        repo = GitRepo(tmp_path / "repo")
+        app = APP.format(repo=repo.path).replace(
+            "subscribe.on-sync-succeeded.hook", "subscribe.on-health-degraded.hook"
+        )
+        repo.write({"apps/shop.yaml": app, "guestbook/deployment.yaml": DEGRADING}, "shop")
+        f = Fleet(tmp_path / "home", sim, repo, tmp_path / "hub.log")
+        f.cli.ok("init")
+        f.cli.ok(
+            "cluster", "add", CLUSTER, "--kubeconfig", str(sim.kubeconfig_path),
+            "--context", CLUSTER,
+        )  # fmt: skip
+        f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
+        f.cli.ok("notify", "secret", "set", "hook-token", input=TOKEN + "\n")
+        (f.home / "notifications.yaml").write_text(SETTINGS.format(http=http.url, smtp=1))
+        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", "0")
+        try:
+            wait_for("the degraded webhook", lambda: len(http.requests) >= 2)
+            wait_for(
+                "the hook rows marked sent",
+                lambda: [r[2] for r in outbox(f.home) if r[1] == "hook"] == ["sent", "sent"],
+            )
+        finally:
+            assert stop_hub(f) == 0
+        # The sync fails too (its health gate sees the Deployment degrade): each once.
+        bodies = [json.loads(r.body) for r in http.requests]
+        assert sorted(b["trigger"] for b in bodies) == ["on-health-degraded", "on-sync-failed"]
+        degraded = next(b for b in bodies if b["trigger"] == "on-health-degraded")
+        assert degraded["message"] == "Application shop has degraded."
+        assert f.apps()["shop"].health_status == "Degraded"
