@@ -342,7 +342,9 @@ class Hub:
         )
         self.jq = JqRunner()
         secrets = NotificationSecrets(self.store, lambda: load_keyring(self.home))
-        self.notifier = Notifier(self.home, self.store, self.apps, secrets.lookup)
+        self.notifier = Notifier(
+            self.home, self.store, self.apps, secrets.lookup, self._store_limiter
+        )
         self.services = WorkerServices(
             registry=self.registry,
             apps=self.apps,

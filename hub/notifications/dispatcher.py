@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import anyio
@@ -28,6 +30,7 @@ from hub.notifications.services import Message, SecretLookup, send
 from hub.store import Store
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_ATTEMPTS = 12
 BACKOFF_BASE_S = 1.0
@@ -42,8 +45,16 @@ def backoff_s(attempts: int) -> float:
 
 
 class Notifier:
-    def __init__(self, home: Path, store: Store, apps: AppStore, secrets: SecretLookup) -> None:
+    def __init__(
+        self,
+        home: Path,
+        store: Store,
+        apps: AppStore,
+        secrets: SecretLookup,
+        store_calls: anyio.CapacityLimiter | None = None,
+    ) -> None:
         self.home = home
+        self._limiter = store_calls or anyio.CapacityLimiter(2)
         self.store = store
         self.apps = apps
         self.secrets = secrets
@@ -152,9 +163,12 @@ class Notifier:
                 (datetime.now(UTC).isoformat(),),
             )
 
+    async def _db(self, fn: Callable[..., T], *args: object) -> T:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
     async def run(self) -> None:
         """Send the outbox until cancelled; no failure of one round stops ``hub serve``."""
-        await anyio.to_thread.run_sync(self._all_due_now)
+        await self._db(self._all_due_now)
         smtp = anyio.CapacityLimiter(2)
         async with aiohttp.ClientSession() as session:
             while True:
@@ -165,11 +179,11 @@ class Notifier:
                 await anyio.sleep(POLL_S)
 
     async def _round(self, session: aiohttp.ClientSession, smtp: anyio.CapacityLimiter) -> None:
-        await anyio.to_thread.run_sync(self.reload)
+        await self._db(self.reload)
         config = self.config
         if config is None:
             return
-        for row_id, msg, attempts in await anyio.to_thread.run_sync(self._due):
+        for row_id, msg, attempts in await self._db(self._due):
             try:
                 await send(config, msg, session, self.secrets, smtp)
             except Exception as exc:
@@ -181,9 +195,7 @@ class Notifier:
                         msg.trigger, msg.app, type(exc).__name__,
                     )  # fmt: skip
                     exc = HubError(f"unexpected {type(exc).__name__}")
-                final = await anyio.to_thread.run_sync(
-                    self._mark_failed, row_id, attempts + 1, str(exc)
-                )
+                final = await self._db(self._mark_failed, row_id, attempts + 1, str(exc))
                 retry = f", retrying in {backoff_s(attempts + 1):.0f}s"
                 log.log(
                     logging.ERROR if final else logging.WARNING,
@@ -191,5 +203,5 @@ class Notifier:
                     exc, attempts + 1, ", giving up" if final else retry,
                 )  # fmt: skip
                 continue
-            await anyio.to_thread.run_sync(self._mark_sent, row_id)
+            await self._db(self._mark_sent, row_id)
             log.info("notifications: sent %s for %s via %s", msg.trigger, msg.app, msg.service)
