@@ -7,9 +7,11 @@ import sys
 import click
 
 from hub.cli import HubContext
+from hub.cli.output import OUTPUT_OPTION, dump, render_table
 from hub.errors import HubUsageError
 from hub.home import load_keyring, open_store
 from hub.notifications.config import FILENAME, load_config
+from hub.notifications.dispatcher import outbox_rows, retry_failed
 from hub.notifications.secrets import NotificationSecrets
 
 
@@ -29,6 +31,40 @@ def check(obj: HubContext) -> None:
     click.echo(f"triggers: {', '.join(sorted(config.triggers))}")
     click.echo(f"templates: {', '.join(sorted(config.templates))}")
     click.echo(f"services: {', '.join(sorted(config.services())) or '(none)'}")
+
+
+@notify.command("outbox")
+@click.option(
+    "--state", type=click.Choice(["pending", "sent", "failed"]), help="Only rows in this state."
+)
+@OUTPUT_OPTION
+@click.pass_obj
+def outbox(obj: HubContext, state: str | None, output: str) -> None:
+    """Notifications queued, sent or failed (newest first), with their last error."""
+    with open_store(obj.home) as store:
+        rows = outbox_rows(store, state=state)
+    if output != "table":
+        click.echo(dump(rows, output), nl=False)
+        return
+    if not rows:
+        click.echo("no notifications")
+        return
+    headers = ("APP", "TRIGGER", "SERVICE", "RECIPIENT", "STATE", "ATTEMPTS", "LAST ERROR")
+    table = [
+        [str(r["app"]), str(r["trigger"]), str(r["service"]), str(r["recipient"]),
+         str(r["state"]), str(r["attempts"]), str(r["lastError"] or "")]
+        for r in rows
+    ]  # fmt: skip
+    click.echo(render_table(headers, table))
+
+
+@notify.command("retry")
+@click.pass_obj
+def retry(obj: HubContext) -> None:
+    """Send the notifications that ran out of attempts again (a running hub picks them up)."""
+    with open_store(obj.home) as store:
+        count = retry_failed(store)
+    click.echo(f"{count} notification(s) queued again")
 
 
 @notify.group("secret")

@@ -39,6 +39,29 @@ POLL_S = 0.5
 BATCH = 50
 
 
+def outbox_rows(store: Store, *, state: str | None = None) -> list[dict[str, object]]:
+    """The outbox, newest first, for ``hub notify outbox`` (no message bodies)."""
+    with store.read() as db:
+        rows = db.execute(
+            "SELECT id, app, trigger, service, recipient, state, attempts, created_at, "
+            "sent_at, last_error FROM notification_outbox WHERE ? IS NULL OR state = ? "
+            "ORDER BY id DESC",
+            (state, state),
+        ).fetchall()
+    keys = ("id", "app", "trigger", "service", "recipient", "state", "attempts", "createdAt",
+            "sentAt", "lastError")  # fmt: skip
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def retry_failed(store: Store) -> int:
+    """Make the rows that ran out of attempts pending again (``hub notify retry``)."""
+    with store.write() as db:
+        return db.execute(
+            "UPDATE notification_outbox SET state = 'pending', attempts = 0, "
+            "next_attempt_at = '' WHERE state = 'failed'"
+        ).rowcount
+
+
 def backoff_s(attempts: int) -> float:
     """Delay before the next attempt after ``attempts`` failed ones."""
     return float(min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1)))

@@ -52,3 +52,26 @@ def test_check_reports_the_settings_or_a_clear_error(tmp_path: Path) -> None:
     assert bad.exit_code == 2
     assert "trigger.x[0].when: function calls are not supported" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_outbox_lists_rows_with_their_error_and_retry_requeues_the_failed(tmp_path: Path) -> None:
+    import json
+
+    hub = Hub(tmp_path / "home")
+    hub.ok("init")
+    assert "no notifications" in hub.ok("notify", "outbox").output
+    with open_store(hub.home) as store, store.write() as db:
+        for key, state, error in (("k1", "sent", None), ("k2", "failed", "HTTP 503: busy")):
+            db.execute(
+                "INSERT INTO notification_outbox (event_key, app, trigger, service, recipient, "
+                "templates, app_view, created_at, next_attempt_at, state, attempts, last_error) "
+                "VALUES (?, 'shop', 'on-sync-failed', 'hook', '', '[]', '{}', 't', 'z', ?, 12, ?)",
+                (key, state, error),
+            )
+    table = hub.ok("notify", "outbox").output
+    assert "HTTP 503: busy" in table and "failed" in table and "sent" in table
+    failed = json.loads(hub.ok("notify", "outbox", "--state", "failed", "-o", "json").output)
+    assert [(r["state"], r["lastError"]) for r in failed] == [("failed", "HTTP 503: busy")]
+    assert "1 notification(s) queued again" in hub.ok("notify", "retry").output
+    rows = json.loads(hub.ok("notify", "outbox", "-o", "json").output)
+    assert [(r["state"], r["attempts"]) for r in rows] == [("pending", 0), ("sent", 12)]
