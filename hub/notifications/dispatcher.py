@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,8 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 POLL_S = 0.5
 BATCH = 50
+KEEP_SENT = timedelta(days=7)
+HOUSEKEEPING_S = 600.0
 
 
 def outbox_rows(store: Store, *, state: str | None = None) -> list[dict[str, object]]:
@@ -179,6 +182,19 @@ class Notifier:
             )
         return final
 
+    def housekeeping(self, now: datetime | None = None) -> int:
+        """Forget sent rows older than ``KEEP_SENT`` and the trigger state of Applications
+        that are gone (a new app of the same name starts afresh). Returns rows removed."""
+        cutoff = ((now or datetime.now(UTC)) - KEEP_SENT).isoformat()
+        with self.store.write() as db:
+            sent = db.execute(
+                "DELETE FROM notification_outbox WHERE state = 'sent' AND sent_at < ?", (cutoff,)
+            ).rowcount
+            db.execute(
+                "DELETE FROM notification_state WHERE app NOT IN (SELECT name FROM applications)"
+            )
+        return int(sent)
+
     def _all_due_now(self) -> None:
         with self.store.write() as db:
             db.execute(
@@ -193,9 +209,13 @@ class Notifier:
         """Send the outbox until cancelled; no failure of one round stops ``hub serve``."""
         await self._db(self._all_due_now)
         smtp = anyio.CapacityLimiter(2)
+        tidied = time.monotonic()
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
+                    if time.monotonic() - tidied > HOUSEKEEPING_S:
+                        tidied = time.monotonic()
+                        await self._db(self.housekeeping)
                     await self._round(session, smtp)
                 except Exception as exc:  # e.g. the database locked past its timeout
                     log.error("notifications: sending round failed: %s", type(exc).__name__)

@@ -246,3 +246,35 @@ def test_a_message_that_cannot_be_sent_does_not_stop_the_others(
     finally:
         store.close()
     assert len(http.requests) == 1
+
+
+def test_housekeeping_forgets_old_sent_rows_and_the_state_of_gone_apps(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    store = Store.open(tmp_path / "hub.db", create=True)
+    try:
+        now = datetime.now(UTC)
+        with store.write() as db:
+            for key, state, sent in (
+                ("old", "sent", (now - timedelta(days=8)).isoformat()),
+                ("new", "sent", now.isoformat()),
+                ("waiting", "pending", None),
+            ):
+                db.execute(
+                    "INSERT INTO notification_outbox (event_key, app, trigger, service, "
+                    "recipient, templates, app_view, created_at, next_attempt_at, state, "
+                    "sent_at) VALUES (?, 'gone', 't', 'hook', '', '[]', '{}', 't', '', ?, ?)",
+                    (key, state, sent),
+                )
+            db.execute(
+                "INSERT INTO notification_state (app, key, fired, once_value, seq) "
+                "VALUES ('gone', 'k', 1, NULL, 1)"
+            )
+        assert Notifier(tmp_path, store, AppStore(store), {}.get).housekeeping(now) == 1
+        with store.read() as db:
+            keys = [r[0] for r in db.execute("SELECT event_key FROM notification_outbox")]
+            states = db.execute("SELECT COUNT(*) FROM notification_state").fetchone()[0]
+        assert sorted(keys) == ["new", "waiting"]
+        assert states == 0
+    finally:
+        store.close()
