@@ -113,28 +113,36 @@ class Notifier:
             log.warning("notifications: %s", message)
 
     def on_status(self, app: str) -> None:
-        """Queue what ``app``'s new status fires (store thread, inside the status write)."""
+        """Queue what ``app``'s new status fires (store thread, inside the status write).
+
+        Never raises: a failure here costs the notifications, never the status write."""
         config = self.config
         if config is None:
             return
-        rec = self.apps.get(app)
-        if rec is None:
+        try:
+            queued, problems = self._record(config, app)
+        except Exception:
+            log.exception("notifications: app %s: evaluating its triggers failed", app)
             return
-        with self.store.write() as db:
-            # A savepoint: a bug here must cost the notifications, never the status write.
-            db.execute("SAVEPOINT notify")
-            try:
-                queued, problems = record_events(db, config, rec)
-            except Exception:
-                db.execute("ROLLBACK TO notify")
-                db.execute("RELEASE notify")
-                log.exception("notifications: app %s: evaluating its triggers failed", app)
-                return
-            db.execute("RELEASE notify")
         for problem in problems:
             self._once(problem)
         if queued:
             log.info("notifications: app %s: %d queued", app, queued)
+
+    def _record(self, config: NotificationConfig, app: str) -> tuple[int, list[str]]:
+        with self.store.write() as db:
+            rec = self.apps.get(app)
+            if rec is None:
+                return 0, []
+            db.execute("SAVEPOINT notify")  # undone alone, whatever the enclosing write does
+            try:
+                result = record_events(db, config, rec)
+            except BaseException:
+                db.execute("ROLLBACK TO notify")
+                db.execute("RELEASE notify")
+                raise
+            db.execute("RELEASE notify")
+            return result
 
     def _due(self) -> list[tuple[int, Message, int]]:
         now = datetime.now(UTC).isoformat()

@@ -189,3 +189,25 @@ def test_the_notifier_logs_a_bad_subscription_once(
         "notifications: application shop: subscribes to trigger 'on-nothing', which "
         "notifications.yaml does not define"
     ) == 1
+
+
+def test_a_failing_evaluation_costs_the_notifications_never_the_status_write(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hub.notifications.dispatcher import Notifier
+
+    class Apps:
+        def get(self, name: str) -> AppRecord:
+            raise RuntimeError("boom")
+
+    (tmp_path / "notifications.yaml").write_text(SETTINGS)
+    store = Store.open(tmp_path / "hub.db", create=True)
+    try:
+        notifier = Notifier(tmp_path, store, Apps(), {}.get)  # type: ignore[arg-type]
+        with store.atomic(), store.write() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+            notifier.on_status("shop")  # logs, does not raise
+        assert store.get_meta("k") == "v"
+    finally:
+        store.close()
+    assert "evaluating its triggers failed" in caplog.text
