@@ -38,6 +38,7 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 POLL_S = 0.5
 BATCH = 50
+SENDING = 8  # messages in flight at once
 KEEP_SENT = timedelta(days=7)
 HOUSEKEEPING_S = 600.0
 
@@ -81,6 +82,7 @@ class Notifier:
     ) -> None:
         self.home = home
         self._limiter = store_calls or anyio.CapacityLimiter(2)
+        self._sending = anyio.CapacityLimiter(SENDING)
         self.store = store
         self.apps = apps
         self.secrets = secrets
@@ -234,7 +236,22 @@ class Notifier:
         config = self.config
         if config is None:
             return
-        for row_id, msg, attempts in await self._db(self._due):
+        due = await self._db(self._due)
+        # Concurrently: a slow receiver (up to its timeout) must not hold up the others.
+        async with anyio.create_task_group() as tg:
+            for row_id, msg, attempts in due:
+                tg.start_soon(self._deliver, config, row_id, msg, attempts, session, smtp)
+
+    async def _deliver(
+        self,
+        config: NotificationConfig,
+        row_id: int,
+        msg: Message,
+        attempts: int,
+        session: aiohttp.ClientSession,
+        smtp: anyio.CapacityLimiter,
+    ) -> None:
+        async with self._sending:
             try:
                 await send(config, msg, session, self.secrets, smtp)
             except Exception as exc:
@@ -253,6 +270,6 @@ class Notifier:
                     "notifications: %s (attempt %d%s)",
                     exc, attempts + 1, ", giving up" if final else retry,
                 )  # fmt: skip
-                continue
-            await self._db(self._mark_sent, row_id)
-            log.info("notifications: sent %s for %s via %s", msg.trigger, msg.app, msg.service)
+                return
+        await self._db(self._mark_sent, row_id)
+        log.info("notifications: sent %s for %s via %s", msg.trigger, msg.app, msg.service)

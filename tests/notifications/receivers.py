@@ -30,6 +30,7 @@ class HttpReceiver:
 
     port: int = field(default_factory=free_port)
     status: int = 200
+    held: threading.Event | None = None  # when set: requests to /slow wait for it
     requests: list[Received] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
@@ -41,6 +42,8 @@ class HttpReceiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.text()
+        while self.held is not None and request.path.startswith("/slow") and not self.held.is_set():
+            await asyncio.sleep(0.05)
         self.requests.append(Received(request.method, request.path, dict(request.headers), body))
         return web.Response(status=self.status, text="ok")
 

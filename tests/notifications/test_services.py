@@ -278,3 +278,47 @@ def test_housekeeping_forgets_old_sent_rows_and_the_state_of_gone_apps(tmp_path:
         assert states == 0
     finally:
         store.close()
+
+
+def test_a_slow_receiver_does_not_hold_up_the_others(tmp_path: Path, http: HttpReceiver) -> None:
+    import threading
+
+    http.held = threading.Event()
+    (tmp_path / "notifications.yaml").write_text(
+        f"service.webhook.slow: {{url: {http.url}/slow}}\n"
+        f"service.webhook.fast: {{url: {http.url}/fast}}\n"
+    )
+    store = Store.open(tmp_path / "hub.db", create=True)
+    with store.write() as db:
+        for key, service in (("k1", "slow"), ("k2", "fast")):
+            db.execute(
+                "INSERT INTO notification_outbox (event_key, app, trigger, service, recipient, "
+                "templates, app_view, created_at, next_attempt_at) VALUES "
+                "(?, 'shop', 'on-sync-failed', ?, '', '[\"app-sync-failed\"]', ?, 't', '')",
+                (key, service, json.dumps(VIEW)),
+            )
+    notifier = Notifier(tmp_path, store, AppStore(store), {}.get)
+
+    def states() -> list[str]:
+        with store.read() as db:
+            return [
+                str(r[0]) for r in db.execute("SELECT state FROM notification_outbox ORDER BY id")
+            ]
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(notifier.run)
+            with anyio.fail_after(30):
+                while states() != ["pending", "sent"]:  # the fast one, while the slow waits
+                    await anyio.sleep(0.05)
+                assert http.held is not None
+                http.held.set()
+                while states() != ["sent", "sent"]:
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(run)
+    finally:
+        store.close()
+    assert sorted(r.path for r in http.requests) == ["/fast", "/slow"]
