@@ -58,6 +58,8 @@ from hub.errors import HubError
 from hub.handle import ClusterConnection
 from hub.home import load_keyring, open_registry, open_store
 from hub.metrics import Metrics
+from hub.notifications.dispatcher import Notifier
+from hub.notifications.secrets import NotificationSecrets
 from hub.repo_credentials import use_repo_credentials
 from hub.repos import RepoCache
 from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
@@ -337,6 +339,10 @@ class Hub:
             ControllerOptions(new_git_file_globbing=self.options.new_git_file_globbing),
         )
         self.jq = JqRunner()
+        secrets = NotificationSecrets(self.store, lambda: load_keyring(self.home))
+        self.notifier = Notifier(
+            self.home, self.store, self.apps, secrets.lookup, self._store_limiter
+        )
         self.services = WorkerServices(
             registry=self.registry,
             apps=self.apps,
@@ -354,6 +360,7 @@ class Hub:
             draining=lambda: self._draining,
             sync_timeout_s=self.options.sync_timeout_s,
             metrics=self.metrics,
+            on_status=self.notifier.on_status,
         )
 
     def _close(self) -> None:
@@ -445,6 +452,7 @@ class Hub:
                 tg.start_soon(self._git_loop, name="git poll")
                 tg.start_soon(self._store_loop, name="registry and store poll")
                 tg.start_soon(self._resync_loop, name="resync")
+                tg.start_soon(self.notifier.run, name="notifications")
         finally:
             self._ready = False
             with anyio.CancelScope(shield=True):

@@ -305,12 +305,14 @@ def _rewrap(store: Store, registry: Registry, keyring: Keyring, target: MasterKe
     it commits whole or not at all, so a failure or crash at any record leaves every
     record under the old key. The count is of cluster records.
     """
+    from hub.notifications.secrets import NotificationSecrets
     from hub.repo_credentials import RepoCredentialStore
     from hub.sync.history import SyncHistory  # the sync engine is heavier than the CLI needs
 
     with store.atomic():
         SyncHistory(store, lambda: keyring).rewrap_all(keyring, target)
         RepoCredentialStore(store, lambda: keyring).rewrap_all(keyring, target)
+        NotificationSecrets(store, lambda: keyring).rewrap_all(keyring, target)
         return registry.rewrap_all(keyring, target)
 
 

@@ -288,6 +288,61 @@ def _m0006_access(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX audit_at ON audit (at)")
 
 
+def _m0007_notifications(db: sqlite3.Connection) -> None:
+    # Notifications (hub.notifications): the outbox of messages to send, one row per
+    # firing (event_key unique: a re-evaluation never queues it twice), and each
+    # subscription's trigger state, so a condition fires once until it turns false again
+    # (or its oncePer value changes), across restarts. Secrets referenced as $name are
+    # sealed like cluster credentials.
+    db.execute(
+        """
+        CREATE TABLE notification_outbox (
+            id              INTEGER PRIMARY KEY,
+            event_key       TEXT NOT NULL UNIQUE,
+            app             TEXT NOT NULL,
+            trigger         TEXT NOT NULL,
+            service         TEXT NOT NULL,
+            recipient       TEXT NOT NULL,
+            templates       TEXT NOT NULL,               -- JSON array of template names
+            app_view        TEXT NOT NULL,               -- JSON: the app when it fired
+            created_at      TEXT NOT NULL,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            state           TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | failed
+            sent_at         TEXT,
+            last_error      TEXT
+        ) STRICT
+        """
+    )
+    db.execute(
+        "CREATE INDEX notification_outbox_due ON notification_outbox (state, next_attempt_at)"
+    )
+    db.execute(
+        """
+        CREATE TABLE notification_state (
+            app        TEXT NOT NULL,
+            key        TEXT NOT NULL,   -- trigger, condition, service, recipient
+            fired      INTEGER NOT NULL,
+            once_value TEXT,
+            seq        INTEGER NOT NULL,
+            PRIMARY KEY (app, key)
+        ) STRICT
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE notification_secrets (
+            name        TEXT PRIMARY KEY,
+            key_id      TEXT NOT NULL,
+            wrapped_key BLOB NOT NULL,
+            nonce       BLOB NOT NULL,
+            ciphertext  BLOB NOT NULL,
+            created_at  TEXT NOT NULL
+        ) STRICT
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m0001_clusters,
     _m0002_sync_history,
@@ -295,6 +350,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m0004_source_guard,
     _m0005_repo_credentials,
     _m0006_access,
+    _m0007_notifications,
 )
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 

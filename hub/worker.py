@@ -615,6 +615,8 @@ class WorkerServices:
     draining: Callable[[], bool] = lambda: False
     sync_timeout_s: float | None = 600.0
     metrics: Metrics | None = None
+    # Called in the store thread inside each status write's transaction (notifications).
+    on_status: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1015,7 +1017,7 @@ class ClusterWorker:
                 await self._flush()
             return
         async with self._store_order:
-            await self._db(partial(self.svc.apps.set_statuses, [update]))
+            await self._db(partial(self._write_and_notify, [update]))
 
     async def _flush(self) -> None:
         """Write the pending refresh results in one transaction."""
@@ -1023,7 +1025,18 @@ class ClusterWorker:
             return
         updates, self._pending = list(self._pending.values()), {}
         async with self._store_order:
-            await self._db(partial(self.svc.apps.set_statuses, updates))
+            await self._db(partial(self._write_and_notify, updates))
+
+    def _write_and_notify(self, updates: list[StatusUpdate]) -> None:
+        """The status writes and the notifications they fire, in one transaction."""
+        on_status = self.svc.on_status
+        if on_status is None:
+            self.svc.apps.set_statuses(updates)
+            return
+        with self.svc.apps.store.atomic():
+            self.svc.apps.set_statuses(updates)
+            for update in updates:
+                on_status(update.name)
 
     async def _refresh(self, name: str) -> None:
         rec = self.apps.get(name)

@@ -32,6 +32,7 @@ SUBCOMMANDS: dict[str, str] = {
     "cluster": "hub.cli.cluster:cluster",
     "source": "hub.cli.source:source",
     "repo": "hub.cli.repo:repo",
+    "notify": "hub.cli.notify:notify",
     "app": "hub.cli.app:app",
     "status": "hub.cli.status:status",
     "serve": "hub.cli.serve:serve",
