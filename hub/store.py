@@ -242,12 +242,29 @@ def _m0005_repo_credentials(db: sqlite3.Connection) -> None:
     )
 
 
+def _m0009_rollouts(db: sqlite3.Connection) -> None:
+    # Progressive sync (hub.rollout): the operator's pause and promotion of a RollingSync
+    # set survive a restart; the last computed rollout status is kept for the CLI and API.
+    db.execute(
+        """
+        CREATE TABLE rollouts (
+            appset        TEXT PRIMARY KEY,
+            paused        INTEGER NOT NULL DEFAULT 0,
+            promoted_step INTEGER,                     -- 1-based; NULL: none
+            status        TEXT NOT NULL DEFAULT '{}',  -- JSON: hub.rollout.Rollout.as_dict()
+            updated_at    TEXT NOT NULL
+        ) STRICT
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m0001_clusters,
     _m0002_sync_history,
     _m0003_desired_state,
     _m0004_source_guard,
     _m0005_repo_credentials,
+    _m0009_rollouts,
 )
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 
