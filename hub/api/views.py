@@ -255,7 +255,9 @@ class FleetView:
             raise NotFound(
                 f"no ApplicationSet named {name!r}; `hub appset list` shows the loaded ones"
             )
-        return self._appset_doc(record.as_dict(), self.apps.list_apps(appset=name))
+        doc = self._appset_doc(record.as_dict(), self.apps.list_apps(appset=name))
+        doc["rollout"] = self.apps.rollout_status(name)  # RollingSync sets (hub.rollout)
+        return doc
 
     @staticmethod
     def _appset_doc(doc: dict[str, Any], apps: Sequence[AppRecord]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, str] = {
     "status": "hub.cli.status:status",
     "serve": "hub.cli.serve:serve",
     "demo": "hub.cli.demo:demo",
+    "rollout": "hub.cli.rollout:rollout",
 }
 
 USER_ERRORS = (HubError, ClusterError, GeneratorError)

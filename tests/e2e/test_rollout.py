@@ -4,6 +4,7 @@ at the first step, named, and never reaches staging or prod."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -153,6 +154,10 @@ def test_a_good_release_walks_the_steps_in_order_and_a_crash_loop_stops_at_the_f
         assert by_app["staging-guestbook"]["status"] == "Waiting"
         assert by_app["prod-guestbook"]["status"] == "Waiting"
         assert f.image("dev") == "nginx:crashloop"
+        shown = f.cli.ok("rollout", "status", "guestbook").output
+        assert "halted at step 1: dev-guestbook is Degraded" in shown, shown
+        got = json.loads(f.cli.ok("appset", "get", "guestbook", "-o", "json").output)
+        assert got["rollout"]["haltedBy"] == "dev-guestbook"
         for env in ("staging", "prod"):
             assert f.image(env) == "nginx:1.26"
             assert f.apps()[f"{env}-guestbook"].synced_sha == good
