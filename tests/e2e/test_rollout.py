@@ -35,10 +35,7 @@ spec:
     type: RollingSync
     rollingSync:
       steps:
-        - matchExpressions: [{{key: env, operator: In, values: [dev]}}]
-        - matchExpressions: [{{key: env, operator: In, values: [staging]}}]
-        - matchExpressions: [{{key: env, operator: In, values: [prod]}}]
-  template:
+{steps}  template:
     metadata:
       name: '{{{{name}}}}-guestbook'
       labels: {{env: '{{{{metadata.labels.env}}}}'}}
@@ -49,6 +46,19 @@ spec:
       syncPolicy:
         automated: {{prune: true, selfHeal: true}}
         syncOptions: [CreateNamespace=true]
+"""
+
+ONE_BY_ONE = """\
+        - matchExpressions: [{key: env, operator: In, values: [dev]}]
+        - matchExpressions: [{key: env, operator: In, values: [staging]}]
+        - matchExpressions: [{key: env, operator: In, values: [prod]}]
+"""
+# dev behind a manual gate; then staging and prod, one Application at a time.
+GATED = """\
+        - matchExpressions: [{key: env, operator: In, values: [dev]}]
+          maxUpdate: 0
+        - matchExpressions: [{key: env, operator: NotIn, values: [dev]}]
+          maxUpdate: 1
 """
 
 # A short progress deadline: a crash-looping rollout turns Degraded within seconds.
@@ -81,13 +91,14 @@ def rollout_status(fleet: Fleet) -> dict[str, Any]:
 
 
 @contextmanager
-def rollout_fleet(tmp_path: Path) -> Iterator[Fleet]:
-    """Three clusters, the set applied and every app Synced and Healthy on nginx:1.25."""
+def rollout_fleet(tmp_path: Path, steps: str = ONE_BY_ONE, settle: bool = True) -> Iterator[Fleet]:
+    """Three clusters, the set applied (and, with ``settle``, every app Synced and Healthy
+    on nginx:1.25)."""
     with SimServer(clusters=ENVS, ready_delay=0.2, kubeconfig_path=tmp_path / "k") as sim:
         repo = GitRepo(tmp_path / "repo")
         repo.write(
             {
-                "sets/guestbook.yaml": APPSET.format(repo=repo.path),
+                "sets/guestbook.yaml": APPSET.format(repo=repo.path, steps=steps),
                 "guestbook/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
                 "guestbook/configmap.yaml": CONFIGMAP,
             }
@@ -100,8 +111,13 @@ def rollout_fleet(tmp_path: Path) -> Iterator[Fleet]:
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
         start_hub(f, "--port", str(free_port()), "--git-poll", "1", "--resync", "30")
         try:
-            wait_for("every app Synced and Healthy", lambda: f.all_good(ENVS, "nginx:1.25"), 120)
-            wait_for("the rollout done", lambda: rollout_status(f).get("currentStep", 0) is None)
+            if settle:
+                wait_for(
+                    "every app Synced and Healthy", lambda: f.all_good(ENVS, "nginx:1.25"), 120
+                )
+                wait_for(
+                    "the rollout done", lambda: rollout_status(f).get("currentStep", 0) is None
+                )
             yield f
         finally:
             code = stop_hub(f)
@@ -162,3 +178,53 @@ def test_a_good_release_walks_the_steps_in_order_and_a_crash_loop_stops_at_the_f
             assert f.image(env) == "nginx:1.26"
             assert f.apps()[f"{env}-guestbook"].synced_sha == good
             assert sync_of(f, env)["syncResult"]["revision"] == good
+
+
+def app_status(fleet: Fleet, app: str) -> dict[str, Any]:
+    by_app = {a["application"]: a for a in rollout_status(fleet).get("applicationStatus", [])}
+    return dict(by_app.get(app) or {})
+
+
+def test_a_manual_gate_waits_for_promote_a_pause_holds_it_and_max_update_1_goes_one_by_one(
+    tmp_path: Path,
+) -> None:
+    with rollout_fleet(tmp_path, GATED, settle=False) as f:
+        gate = wait_for(
+            "dev held at the gate",
+            lambda: (a := app_status(f, "dev-guestbook")).get("status") == "Waiting" and a,
+        )
+        assert "maxUpdate 0" in gate["message"] and "hub rollout promote" in gate["message"]
+        wait_for("dev seen OutOfSync", lambda: f.apps()["dev-guestbook"].sync_status == "OutOfSync")
+        assert f.deployment("dev") is None
+
+        f.cli.ok("rollout", "pause", "guestbook")
+        f.cli.ok("rollout", "promote", "guestbook")
+        shown = json.loads(f.cli.ok("rollout", "status", "guestbook", "-o", "json").output)
+        assert shown["paused"] and shown["promotedStep"] == 1
+        held = wait_for(
+            "the pause in the hub's status",
+            lambda: (
+                (a := app_status(f, "dev-guestbook"))
+                .get("message", "")
+                .startswith("the rollout is paused")
+                and a
+            ),
+        )
+        assert held["status"] == "Waiting"
+        assert f.deployment("dev") is None
+
+        f.cli.ok("rollout", "resume", "guestbook")
+        wait_for("every app Synced and Healthy", lambda: f.all_good(ENVS, "nginx:1.25"), 120)
+        ops = {env: sync_of(f, env) for env in ENVS}
+        # maxUpdate 1: prod (first by name) then staging, never both at once.
+        assert at(ops["dev"], "finishedAt") <= at(ops["prod"], "startedAt"), ops
+        assert at(ops["prod"], "finishedAt") <= at(ops["staging"], "startedAt"), ops
+        done = wait_for(
+            "the rollout done", lambda: (s := rollout_status(f)).get("currentStep", 0) is None and s
+        )
+        assert done["promotedStep"] is None  # a promotion lasts one rollout
+
+        refused = f.cli("rollout", "promote", "guestbook")
+        assert refused.exit_code == 1 and "no step left to promote" in refused.output
+        missing = f.cli("rollout", "status", "nope")
+        assert missing.exit_code == 1 and "no ApplicationSet named 'nope'" in missing.output
