@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 
 from generators.errors import GeneratorError
 from generators.spec import Strategy, parse_appset
+from hub.apps import AppStore
 from hub.rollout import Asking, Control, Member, max_update_count, plan_rollout
+from hub.store import Store
 
 NEW, OLD = "b" * 40, "a" * 40
 
@@ -228,3 +231,24 @@ def test_a_rolling_sync_needs_steps_and_known_operators() -> None:
         strategy()
     with pytest.raises(GeneratorError, match=r"matchExpressions\[0\]\.operator"):
         strategy({"matchExpressions": [{"key": "env", "operator": "Equals", "values": ["a"]}]})
+
+
+def test_pause_and_promotion_are_stored_and_outlive_the_connection(tmp_path: Path) -> None:
+    # A restarted `hub serve` reads the same rows (hub.db), so the operator's hand holds.
+    store = Store.open(tmp_path / "hub.db", create=True)
+    try:
+        apps = AppStore(store)
+        assert apps.rollout_control("s") == (False, None)
+        apps.set_rollout_control("s", paused=True, promoted_step=2)
+        apps.set_rollout_status("s", {"currentStep": "2"})
+    finally:
+        store.close()
+    reopened = Store.open(tmp_path / "hub.db")
+    try:
+        apps = AppStore(reopened)
+        assert apps.rollout_control("s") == (True, 2)
+        assert apps.rollout_status("s") == {"currentStep": "2"}
+        apps.set_rollout_status("s", {"currentStep": None})  # keeps the control
+        assert apps.rollout_control("s") == (True, 2)
+    finally:
+        reopened.close()
