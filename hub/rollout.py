@@ -220,8 +220,10 @@ def plan_rollout(
                 go = {m.name for m, _ in halting}
             elif cap == 0:
                 hold = f"step {i + 1} has maxUpdate 0: waits for `hub rollout promote`"
+                go = {m.name for m in flying}
             else:
-                go = {m.name for m in waiting[: max(0, cap - len(flying))]}
+                # Apps in flight were released already (a drift of theirs may be healed).
+                go = {m.name for m in flying + waiting[: max(0, cap - len(flying))]}
                 hold = f"step {i + 1} updates at most {cap} at once"
         for m in group:
             statuses.append(_status_of(m, i, current, go, hold, done(m), in_flight(m)))
@@ -274,11 +276,13 @@ def _status_of(
             step=step,
             message=f"waits for step {current + 1} to be synced and healthy",
         )
-    if m.name in go and flying:
-        return AppStatus(app=m.name, status="Progressing", step=step, message="syncing", go=True)
     if flying:
         return AppStatus(
-            app=m.name, status="Progressing", step=step, message="synced, not healthy yet"
+            app=m.name,
+            status="Progressing",
+            step=step,
+            message="synced, not healthy yet" if m.name in go else f"synced, not healthy; {hold}",
+            go=m.name in go,
         )
     if m.name in go:
         return AppStatus(

@@ -1435,6 +1435,13 @@ class ClusterWorker:
                     conditions=[Condition(type=COMPARISON_ERROR, message=str(exc))],
                 )
                 return
+            # A RollingSync set's later steps wait here too: each --once run advances it.
+            held = await self._db(
+                partial(rollout_verdict_of, self.svc.apps, rec, sha, SyncStatus.OUT_OF_SYNC.value)
+            )
+            if held is not None and not held.go:
+                out[rec.name] = f"held by the rollout of {rec.appset}: {held.message}"
+                return
             automated = app.sync_policy.automated
             request = SyncRequest(
                 revision=sha,

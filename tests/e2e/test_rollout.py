@@ -228,3 +228,29 @@ def test_a_manual_gate_waits_for_promote_a_pause_holds_it_and_max_update_1_goes_
         assert refused.exit_code == 1 and "no step left to promote" in refused.output
         missing = f.cli("rollout", "status", "nope")
         assert missing.exit_code == 1 and "no ApplicationSet named 'nope'" in missing.output
+
+
+def test_each_serve_once_run_advances_the_rollout_by_a_step(tmp_path: Path) -> None:
+    with SimServer(clusters=ENVS, ready_delay=0.2, kubeconfig_path=tmp_path / "k") as sim:
+        repo = GitRepo(tmp_path / "repo")
+        repo.write(
+            {
+                "sets/guestbook.yaml": APPSET.format(repo=repo.path, steps=ONE_BY_ONE),
+                "guestbook/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
+                "guestbook/configmap.yaml": CONFIGMAP,
+            }
+        )
+        f = Fleet(tmp_path / "home", sim, repo, tmp_path / "hub.log")
+        f.cli.ok("init")
+        for env in ENVS:
+            f.cli.ok("cluster", "add", env, "--kubeconfig", str(sim.kubeconfig_path),
+                     "--context", env, "--label", f"env={env}")  # fmt: skip
+        f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
+        for synced in (["dev"], ["dev", "staging"]):
+            run = f.cli("serve", "--once", "--timeout", "60")
+            assert run.exit_code == 1, run.output
+            assert "held by the rollout of guestbook" in run.output
+            assert [env for env in ENVS if f.deployment(env) is not None] == synced
+        run = f.cli("serve", "--once", "--timeout", "60")
+        assert run.exit_code == 0, run.output
+        assert f.all_good(ENVS, "nginx:1.25")

@@ -73,7 +73,8 @@ def statuses(rollout: Any) -> dict[str, str]:
 
 
 def released(rollout: Any) -> set[str]:
-    return {a.app for a in rollout.apps if a.go and a.status != "Healthy"}
+    """The apps newly released (Pending); apps in flight keep their go (see below)."""
+    return {a.app for a in rollout.apps if a.go and a.status == "Pending"}
 
 
 @pytest.mark.parametrize(
@@ -145,7 +146,9 @@ def test_a_degraded_app_halts_the_set_and_is_named() -> None:
     assert rollout.halted_by == "d1"
     assert "d1 is Degraded" in rollout.message
     # d2 does not get the broken release; staging keeps its revision.
-    assert released(rollout) == {"d1"}  # d1 itself may roll forward to a fix
+    assert released(rollout) == set()
+    assert rollout.hold_reason("d1") is None  # d1 itself may roll forward to a fix
+    assert rollout.hold_reason("d2") is not None
     assert statuses(rollout)["d2"] == "Waiting" and "halted" in rollout.apps[1].message
 
 
@@ -252,3 +255,14 @@ def test_pause_and_promotion_are_stored_and_outlive_the_connection(tmp_path: Pat
         assert apps.rollout_control("s") == (True, 2)
     finally:
         reopened.close()
+
+
+def test_an_app_in_flight_keeps_its_go_unless_paused_or_halted() -> None:
+    # Synced at the new revision, not healthy yet, then drifting: its heal is not held.
+    s = strategy(env_step("dev", max_update=1))
+    flying = [app("a", "dev", "progressing"), app("b", "dev")]
+    asked = Asking(name="a", revision=NEW, sync="OutOfSync")
+    assert plan_rollout(s, flying, asking=asked).hold_reason("a") is None
+    assert plan_rollout(s, flying, asking=asked).hold_reason("b") is not None
+    paused = plan_rollout(s, flying, Control(paused=True), asking=asked)
+    assert paused.hold_reason("a") is not None
