@@ -322,6 +322,9 @@ def member_of(rec: AppRecord) -> Member:
 def strategy_of(manifest: Mapping[str, Any], *, source: str) -> Strategy | None:
     """The RollingSync strategy of a stored ApplicationSet manifest, or None (no strategy,
     AllAtOnce, or a manifest that no longer parses: the set's controller reports that)."""
+    spec = manifest.get("spec")
+    if not isinstance(spec, Mapping) or spec.get("strategy") is None:
+        return None  # most sets: no need to parse them on every tick
     try:
         strategy = parse_appset(manifest, source=source).spec.strategy
     except GeneratorError:
