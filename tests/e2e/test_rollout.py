@@ -213,6 +213,17 @@ def test_a_manual_gate_waits_for_promote_a_pause_holds_it_and_max_update_1_goes_
         assert held["status"] == "Waiting"
         assert f.deployment("dev") is None
 
+        # The pause outlives a restart: the new hub looks at dev again and still holds it.
+        before = f.apps()["dev-guestbook"].reconciled_at
+        assert stop_hub(f) == 0, f.hub_log()[-4000:]
+        start_hub(f, "--port", str(free_port()), "--git-poll", "1", "--resync", "30")
+        wait_for(
+            "the restarted hub looking at dev",
+            lambda: f.apps()["dev-guestbook"].reconciled_at != before,
+        )
+        assert app_status(f, "dev-guestbook")["message"].startswith("the rollout is paused")
+        assert f.deployment("dev") is None
+
         f.cli.ok("rollout", "resume", "guestbook")
         wait_for("every app Synced and Healthy", lambda: f.all_good(ENVS, "nginx:1.25"), 120)
         ops = {env: sync_of(f, env) for env in ENVS}
