@@ -15,6 +15,7 @@ The whole ``spec`` mapping is kept in ``ApplicationSetSpec.raw`` for later stage
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -200,6 +201,29 @@ class SyncPolicy:
     applications_sync: str | None = None
 
 
+#: ``spec.strategy.type`` values: Argo CD's two; any other is refused by the hub.
+STRATEGY_TYPES = ("AllAtOnce", "RollingSync")
+_PERCENT = re.compile(r"[0-9]+%")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollingSyncStep:
+    """One ``spec.strategy.rollingSync.steps[]`` entry: which Applications (by their labels)
+    and how many of them may update at once (``maxUpdate``: an int, or ``"P%"``)."""
+
+    path: str
+    selector: LabelSelector
+    max_update: int | str = "100%"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Strategy:
+    """``spec.strategy``; ``type`` is kept as written (the hub refuses unknown ones)."""
+
+    type: str
+    steps: tuple[RollingSyncStep, ...] = ()
+
+
 @dataclass(frozen=True, kw_only=True)
 class ApplicationSetSpec:
     generators: tuple[GeneratorSpec, ...]
@@ -209,6 +233,7 @@ class ApplicationSetSpec:
     mode: TemplateMode = field(default_factory=TemplateMode)
     template_patch: str | None = None
     sync_policy: SyncPolicy = field(default_factory=SyncPolicy)
+    strategy: Strategy | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -493,6 +518,47 @@ class _Parser:
             applications_sync=sync,
         )
 
+    def strategy(self, value: Any, path: str) -> Strategy | None:
+        if value is None:
+            return None
+        obj = self.mapping(value, path)
+        kind = self.string(obj, "type", path)
+        if not kind:
+            raise self.fail(f"{path}.type", "is required (RollingSync or AllAtOnce)")
+        if kind != "RollingSync":
+            return Strategy(type=kind)
+        rolling = self.opt_mapping(obj, "rollingSync", path)
+        rpath = f"{path}.rollingSync"
+        steps = []
+        for i, raw in enumerate(self.seq(rolling, "steps", rpath)):
+            spath = f"{rpath}.steps[{i}]"
+            step = self.mapping(raw, spath)
+            selector = self.selector(
+                {"matchExpressions": self.seq(step, "matchExpressions", spath)}, spath
+            )
+            steps.append(
+                RollingSyncStep(
+                    path=spath,
+                    selector=selector,
+                    max_update=self.max_update(step.get("maxUpdate"), f"{spath}.maxUpdate"),
+                )
+            )
+        if not steps:
+            raise self.fail(f"{rpath}.steps", "RollingSync needs at least one step")
+        return Strategy(type=kind, steps=tuple(steps))
+
+    def max_update(self, value: Any, path: str) -> int | str:
+        if value is None:
+            return "100%"
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, str) and _PERCENT.fullmatch(value):
+            return value
+        raise self.fail(
+            path,
+            f'must be a whole number >= 0 or a percentage such as "25%", got {value!r}',
+        )
+
     def appset(self, doc: Mapping[str, Any]) -> ApplicationSet:
         api_version = doc.get("apiVersion")
         if api_version != API_VERSION:
@@ -530,6 +596,7 @@ class _Parser:
             mode=mode,
             template_patch=patch,
             sync_policy=self.sync_policy(spec_obj.get("syncPolicy"), "spec.syncPolicy"),
+            strategy=self.strategy(spec_obj.get("strategy"), "spec.strategy"),
             raw=spec_obj,
         )
         return ApplicationSet(

@@ -633,6 +633,41 @@ class AppStore:
             for n, s, f, m, sha in rows
         ]
 
+    # -- progressive sync (hub.rollout)
+
+    def rollout_control(self, appset: str) -> tuple[bool, int | None]:
+        """(paused, promoted step) of a set's rollout; (False, None) when never touched."""
+        with self.store.read() as db:
+            row = db.execute(
+                "SELECT paused, promoted_step FROM rollouts WHERE appset = ?", (appset,)
+            ).fetchone()
+        return (False, None) if row is None else (bool(row[0]), row[1])
+
+    def set_rollout_control(self, appset: str, *, paused: bool, promoted_step: int | None) -> None:
+        with self.store.write() as db:
+            db.execute(
+                "INSERT INTO rollouts (appset, paused, promoted_step, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (appset) DO UPDATE SET "
+                "paused = excluded.paused, promoted_step = excluded.promoted_step, "
+                "updated_at = excluded.updated_at",
+                (appset, int(paused), promoted_step, _iso(now())),
+            )
+
+    def rollout_status(self, appset: str) -> dict[str, Any] | None:
+        """The rollout status last computed by the hub (``hub.rollout.Rollout.as_dict``)."""
+        with self.store.read() as db:
+            row = db.execute("SELECT status FROM rollouts WHERE appset = ?", (appset,)).fetchone()
+        return None if row is None or row[0] == "{}" else dict(json.loads(row[0]))
+
+    def set_rollout_status(self, appset: str, status: Mapping[str, Any]) -> None:
+        with self.store.write() as db:
+            db.execute(
+                "INSERT INTO rollouts (appset, status, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (appset) DO UPDATE SET status = excluded.status, "
+                "updated_at = excluded.updated_at",
+                (appset, json.dumps(dict(status), sort_keys=True), _iso(now())),
+            )
+
     def transaction(self) -> _TxnContext:
         """A write transaction over the desired-state tables (see ``AppTxn``)."""
         return _TxnContext(self.store)

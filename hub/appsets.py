@@ -25,7 +25,9 @@ Rules (Argo CD's, plus the hub's guards; docs/hub.md has the full table):
    registered cluster, a repository or destination its AppProject does not permit
    (``hub.sync.projects``), name owned by another set or source) is an error of the whole set:
    nothing is created, updated or deleted for it, whatever its policy (ErrorOccurred
-   reason ApplicationValidationError). So is ``spec.strategy`` (reason UnsupportedField).
+   reason ApplicationValidationError). So is a ``spec.strategy`` type other than
+   RollingSync and AllAtOnce (reason UnsupportedField). RollingSync (``hub.rollout``) does
+   not change what is generated; it decides when each Application's automated sync runs.
 3. ``syncPolicy.applicationsSync``: create-only (no update, no delete), create-update (no
    delete), create-delete (no update), sync (default: everything).
 4. An owned Application no longer generated is deleted: when its destination cluster is no
@@ -69,7 +71,7 @@ from generators.expand import (
     Result,
     generate,
 )
-from generators.spec import ApplicationSet, parse_appset
+from generators.spec import STRATEGY_TYPES, ApplicationSet, parse_appset
 from hub.apps import (
     AppRecord,
     AppSetRecord,
@@ -353,18 +355,16 @@ def _validate_generated(
 def unsupported_fields(appset: ApplicationSet) -> str | None:
     """Why the hub refuses to act on ``appset`` at all, or None.
 
-    ``spec.strategy`` (RollingSync, AllAtOnce...) decides *when* each Application may be
-    updated and deleted; acting on a set that asks for a progressive rollout as if it had
-    asked for none would change every Application at once, so it is refused until the
-    hub implements it."""
-    strategy = appset.spec.raw.get("strategy")
-    if strategy is None:
+    ``spec.strategy`` decides *when* each Application may be updated; acting on a set that
+    asks for a rollout the hub does not know as if it had asked for none would change every
+    Application at once, so a type other than RollingSync (``hub.rollout``) and AllAtOnce
+    (the default) is refused."""
+    strategy = appset.spec.strategy
+    if strategy is None or strategy.type in STRATEGY_TYPES:
         return None
-    kind = strategy.get("type") if isinstance(strategy, Mapping) else None
     return (
-        f"spec.strategy{f' (type {kind})' if kind else ''} is not supported by gitops-hub: "
-        "nothing is created, updated or deleted for this set. Remove spec.strategy to have "
-        "every Application of the set applied at once"
+        f"spec.strategy.type {strategy.type!r} is not supported by gitops-hub (use "
+        f"{' or '.join(STRATEGY_TYPES)}): nothing is created, updated or deleted for this set"
     )
 
 

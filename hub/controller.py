@@ -62,6 +62,7 @@ from hub.notifications.dispatcher import Notifier
 from hub.notifications.secrets import NotificationSecrets
 from hub.repo_credentials import use_repo_credentials
 from hub.repos import RepoCache
+from hub.rollout import advance_rollouts
 from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
 from hub.store import Store
 from hub.sync.diff import JqRunner
@@ -649,6 +650,10 @@ class Hub:
                 if cluster in self.workers:
                     self.workers[cluster].wake(reload=True)
             self._app_marks = marks
+            # Progressive sync: a set's step moves when its apps' status does (no row mark).
+            for cluster in await self._db(partial(advance_rollouts, self.apps)):
+                if cluster in self.workers:
+                    self.workers[cluster].wake(refresh_all=True)
 
     async def _resync_loop(self) -> None:
         while True:

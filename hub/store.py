@@ -343,6 +343,22 @@ def _m0007_notifications(db: sqlite3.Connection) -> None:
     )
 
 
+def _m0008_rollouts(db: sqlite3.Connection) -> None:
+    # Progressive sync (hub.rollout): the operator's pause and promotion of a RollingSync
+    # set survive a restart; the last computed rollout status is kept for the CLI and API.
+    db.execute(
+        """
+        CREATE TABLE rollouts (
+            appset        TEXT PRIMARY KEY,
+            paused        INTEGER NOT NULL DEFAULT 0,
+            promoted_step INTEGER,                     -- 1-based; NULL: none
+            status        TEXT NOT NULL DEFAULT '{}',  -- JSON: hub.rollout.Rollout.as_dict()
+            updated_at    TEXT NOT NULL
+        ) STRICT
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m0001_clusters,
     _m0002_sync_history,
@@ -351,6 +367,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m0005_repo_credentials,
     _m0006_access,
     _m0007_notifications,
+    _m0008_rollouts,
 )
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 

@@ -62,6 +62,7 @@ from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
 from hub.metrics import Metrics
 from hub.repos import RepoCache
+from hub.rollout import AppStatus, Asking, rollout_of
 from hub.sync.delete_hooks import run_delete_hooks
 from hub.sync.diff import AppComparison, JqRunner, SyncStatus, compare_app
 from hub.sync.engine import (
@@ -144,6 +145,15 @@ class AutoSyncDecision:
     reason: str
     delay_s: float = 0.0
     window: WindowVerdict | None = None  # set when a sync window holds the sync
+    rollout: AppStatus | None = None  # set when the set's progressive sync holds the sync
+
+
+def _rollout_hold(rollout: AppStatus | None) -> AutoSyncDecision | None:
+    if rollout is None or rollout.go:
+        return None
+    return AutoSyncDecision(
+        action="wait", reason=f"rollout step {rollout.step}: {rollout.message}", rollout=rollout
+    )
 
 
 def _window_hold(window: WindowVerdict | None) -> AutoSyncDecision | None:
@@ -166,6 +176,7 @@ def decide_auto_sync(
     operation_running: bool = False,
     backoff: SelfHealBackoff | None = None,
     window: WindowVerdict | None = None,
+    rollout: AppStatus | None = None,
 ) -> AutoSyncDecision:
     """Argo CD's automated sync rules (``autoSync`` in appcontroller.go), as a pure function.
 
@@ -177,7 +188,9 @@ def decide_auto_sync(
     - drift after a successful sync of the same revision is healed only with ``selfHeal``,
       the k-th heal waiting the self-heal backoff from the previous sync;
     - a sync or heal that would start waits while the project's sync windows (``window``,
-      the verdict for this app now) hold automated syncs, until they may lift.
+      the verdict for this app now) hold automated syncs, until they may lift;
+    - so does the progressive sync of the app's ApplicationSet (``rollout``, this app's
+      status in it) until it releases the app's step.
     """
     if automated is None or not automated.enabled:
         return AutoSyncDecision(action="none", reason="automated sync is off")
@@ -190,8 +203,10 @@ def decide_auto_sync(
             action="none", reason="only pruning needed and automated prune is off"
         )
     if last is None or last.revision != revision:
-        return _window_hold(window) or AutoSyncDecision(
-            action="sync", reason=f"new revision {revision[:12]}"
+        return (
+            _rollout_hold(rollout)
+            or _window_hold(window)
+            or AutoSyncDecision(action="sync", reason=f"new revision {revision[:12]}")
         )
     if last.phase != OperationPhase.SUCCEEDED.value:
         return AutoSyncDecision(
@@ -205,7 +220,11 @@ def decide_auto_sync(
     wait = rules.remaining_s(self_heal_attempts, since)
     if wait > 0:
         return AutoSyncDecision(action="wait", reason="self-heal backoff", delay_s=wait)
-    return _window_hold(window) or AutoSyncDecision(action="self-heal", reason="drift from Git")
+    return (
+        _rollout_hold(rollout)
+        or _window_hold(window)
+        or AutoSyncDecision(action="self-heal", reason="drift from Git")
+    )
 
 
 def last_operation_of(state: Mapping[str, Any] | None) -> LastOperation | None:
@@ -250,6 +269,19 @@ def window_target(rec: AppRecord) -> WindowTarget:
 def window_verdict_of(apps: AppStore, rec: AppRecord) -> WindowVerdict:
     """What the sync windows of ``rec``'s project say now (reads the store)."""
     return sync_verdict(project_windows_of(apps, rec.project), window_target(rec), _now())
+
+
+def rollout_verdict_of(
+    apps: AppStore, rec: AppRecord, revision: str, sync: str
+) -> AppStatus | None:
+    """What the progressive sync of ``rec``'s set says of it now, about to sync ``revision``
+    (None when the set has no RollingSync strategy)."""
+    if rec.appset is None:
+        return None
+    rollout = rollout_of(
+        apps, rec.appset, asking=Asking(name=rec.name, revision=revision, sync=sync)
+    )
+    return None if rollout is None else rollout.of(rec.name)
 
 
 def operation_state(result: OperationResult, trigger: Trigger, who: str) -> dict[str, Any]:
@@ -1078,8 +1110,12 @@ class ClusterWorker:
         if not self.svc.draining():
             automated = app.sync_policy.automated
             window: WindowVerdict | None = None
+            rollout: AppStatus | None = None
             if automated and automated.enabled and evaluation.status is SyncStatus.OUT_OF_SYNC:
                 window = await self._db(partial(window_verdict_of, self.svc.apps, rec))
+                rollout = await self._db(
+                    partial(rollout_verdict_of, self.svc.apps, rec, sha, evaluation.status.value)
+                )
             decision = decide_auto_sync(
                 automated=automated,
                 status=evaluation.status,
@@ -1089,6 +1125,7 @@ class ClusterWorker:
                 self_heal_attempts=self._heals.get(name, 0),
                 now_monotonic=time.monotonic(),
                 window=window,
+                rollout=rollout,
             )
         conditions = evaluation.conditions()
         if decision is not None and decision.window is not None:
@@ -1119,6 +1156,8 @@ class ClusterWorker:
                 desired,
                 ManualSync(prune=False, revision=sha, who="automated", trigger=Trigger.SELF_HEAL),
             )
+        elif decision.rollout is not None:
+            pass  # the hub's rollout tick wakes the cluster when the set's rollout moves
         elif decision.window is not None:
             if decision.window.until is not None:
                 self._recheck_at(name, decision.window.until)
@@ -1471,6 +1510,13 @@ class ClusterWorker:
                     conditions=[Condition(type=COMPARISON_ERROR, message=str(exc))],
                 )
                 return
+            # A RollingSync set's later steps wait here too: each --once run advances it.
+            held = await self._db(
+                partial(rollout_verdict_of, self.svc.apps, rec, sha, SyncStatus.OUT_OF_SYNC.value)
+            )
+            if held is not None and not held.go:
+                out[rec.name] = f"held by the rollout of {rec.appset}: {held.message}"
+                return
             automated = app.sync_policy.automated
             request = SyncRequest(
                 revision=sha,
@@ -1552,6 +1598,7 @@ __all__ = [
     "operation_state",
     "project_windows_of",
     "release_hook_finalizers",
+    "rollout_verdict_of",
     "synced_kinds",
     "window_target",
     "window_verdict_of",

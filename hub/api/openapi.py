@@ -145,7 +145,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "items": _obj({"name": _STR, "cluster": _NSTR, "sync": _STR, "health": _STR}),
             },
             "counts": _ref("Counts"),
-        }
+        },
+        # GET of one set: its progressive sync (hub.rollout), null without RollingSync.
+        {"rollout": {"type": ["object", "null"]}},
     ),
     "AppSetList": _list("AppSet"),
     "App": _obj(

@@ -305,7 +305,9 @@ class FleetView:
     def appset(self, name: str, scope: Scope = EVERYTHING) -> dict[str, Any]:
         record = self.appset_record(name)
         apps = [a for a in self.apps.list_apps(appset=name) if scope.app(a.project, a.name)]
-        return self._appset_doc(record.as_dict(), apps)
+        doc = self._appset_doc(record.as_dict(), apps)
+        doc["rollout"] = self.apps.rollout_status(name)  # RollingSync sets (hub.rollout)
+        return doc
 
     @staticmethod
     def _appset_doc(doc: dict[str, Any], apps: Sequence[AppRecord]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, str] = {
     "token": "hub.cli.auth:token",
     "rbac": "hub.cli.rbac:rbac",
     "audit": "hub.cli.audit:audit",
+    "rollout": "hub.cli.rollout:rollout",
 }
 
 USER_ERRORS = (HubError, ClusterError, GeneratorError)

@@ -603,6 +603,8 @@ def appset_detail_text(doc: dict[str, Any]) -> str:
                 f"{c['type']}={c.get('status', '')}: {c['message']}", TABLE_WIDTH - 1,
                 initial_indent="  ", subsequent_indent="    ",
             )  # fmt: skip
+    if doc.get("rollout"):
+        lines.append(f"Rollout:    {doc['rollout']['message']} (hub rollout status {doc['name']})")
     lines += ["", "Applications:", app_list_table(doc["applications"]).rstrip("\n")]
     return "\n".join(lines) + "\n"
 

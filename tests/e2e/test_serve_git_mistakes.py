@@ -83,11 +83,7 @@ spec:
 GOOD_NAME = "{{name}}-guestbook"
 TYPO_NAME = "{{name}}-guestbook-{{metadata.labels.team}}"  # no cluster has a team label
 STRATEGY = """  strategy:
-    type: RollingSync
-    rollingSync:
-      steps:
-        - matchExpressions:
-            - {key: env, operator: In, values: [prod]}
+    type: Canary
 """
 
 # No automated sync: `hub app sync NAME --wait` makes its first sync.
@@ -312,7 +308,7 @@ def test_a_placeholder_left_in_every_name_deletes_nothing(fleet: Mistakes) -> No
     fleet.assert_nothing_deleted(ALL)
 
 
-def test_a_rolling_sync_strategy_is_refused_and_nothing_changes(fleet: Mistakes) -> None:
+def test_an_unknown_strategy_is_refused_and_nothing_changes(fleet: Mistakes) -> None:
     before = {n: a.generation for n, a in fleet.apps().items()}
     # With a template change: were the strategy ignored, every app would be updated at once.
     changed = guestbook(fleet.repo, extra=STRATEGY).replace(
@@ -323,7 +319,7 @@ def test_a_rolling_sync_strategy_is_refused_and_nothing_changes(fleet: Mistakes)
         assert {n: a.generation for n, a in fleet.apps().items()} == before
         fleet.assert_nothing_deleted(ALL)
         errors = fleet.set_errors().get("guestbook") or ""
-        assert "spec.strategy (type RollingSync) is not supported" in errors
+        assert "spec.strategy.type 'Canary' is not supported" in errors
     finally:
         fleet.restore()
 

@@ -34,7 +34,7 @@ def test_a_full_document_parses_into_typed_fields() -> None:
     selector: {matchLabels: {env: prod}}
 """,
         '  goTemplate: true\n  goTemplateOptions: ["missingkey=error"]\n'
-        "  syncPolicy: {preserveResourcesOnDeletion: true}\n  strategy: {type: RollingSync}\n",
+        "  syncPolicy: {preserveResourcesOnDeletion: true}\n  strategy: {type: Canary}\n",
     )
     [aset] = parse_appsets(text, source="f.yaml")
     assert aset.name == "s" and aset.namespace == "argocd"
@@ -47,7 +47,8 @@ def test_a_full_document_parses_into_typed_fields() -> None:
     assert aset.spec.mode.go and aset.spec.mode.missing_key == "error"
     assert aset.spec.sync_policy.preserve_resources_on_deletion
     # Fields we do not interpret are kept for later stages.
-    assert aset.spec.raw["strategy"] == {"type": "RollingSync"}
+    assert aset.spec.raw["strategy"] == {"type": "Canary"}
+    assert aset.spec.strategy is not None and aset.spec.strategy.type == "Canary"
 
 
 def test_multi_document_files_give_every_set_and_skip_other_kinds() -> None:

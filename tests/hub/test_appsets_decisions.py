@@ -386,18 +386,9 @@ def test_the_empty_result_guard_does_not_advise_setting_applications_sync() -> N
 # ---------------------------------------------------------------- unsupported fields
 
 
-@pytest.mark.parametrize(
-    "strategy",
-    [
-        {"type": "RollingSync", "rollingSync": {"steps": [{"matchExpressions": []}]}},
-        {"type": "AllAtOnce"},
-        {},
-    ],
-)
-def test_a_strategy_is_refused_and_nothing_is_written(strategy: dict[str, Any]) -> None:
+def with_strategy_of(strategy: dict[str, Any]) -> ApplicationSet:
     s = make_appset()
-    before = existing(s)[:1]
-    with_strategy = parse_appset(
+    return parse_appset(
         {
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "ApplicationSet",
@@ -406,12 +397,29 @@ def test_a_strategy_is_refused_and_nothing_is_written(strategy: dict[str, Any]) 
         },
         source="test.yaml",
     )
-    p = plan(with_strategy, PROD, before)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"type": "RollingSync", "rollingSync": {"steps": [{"matchExpressions": []}]}},
+        {"type": "AllAtOnce"},
+    ],
+)
+def test_a_known_strategy_generates_as_usual(strategy: dict[str, Any]) -> None:
+    # RollingSync decides when apps sync (hub.rollout), not what is generated.
+    p = plan(with_strategy_of(strategy), PROD, existing(make_appset())[:1])
+    assert kinds(p) == {"gb-a": "keep", "gb-b": "create", "gb-c": "create"}
+    assert p.error is None
+
+
+@pytest.mark.parametrize("strategy", [{"type": "Canary"}, {"type": "BlueGreen", "x": 1}])
+def test_an_unknown_strategy_is_refused_and_nothing_is_written(strategy: dict[str, Any]) -> None:
+    p = plan(with_strategy_of(strategy), PROD, existing(make_appset())[:1])
     assert kinds(p) == {"gb-a": "keep"}
     assert condition(p, "ErrorOccurred") == ("True", UNSUPPORTED)
     assert "spec.strategy" in (p.error or "") and "not supported" in (p.error or "")
-    if strategy.get("type"):
-        assert strategy["type"] in (p.error or "")
+    assert strategy["type"] in (p.error or "")
 
 
 def test_an_unowned_app_of_the_same_name_is_adopted() -> None:
