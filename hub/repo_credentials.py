@@ -22,7 +22,7 @@ from clusters import crypto
 from clusters.crypto import Envelope, Keyring
 from hub.charts import RepoCredentials
 from hub.errors import HubError, HubUsageError
-from hub.store import Store
+from hub.store import Store, rewrap_sealed_rows
 
 
 class RepoCredentialError(HubError):
@@ -143,24 +143,7 @@ class RepoCredentialStore:
 
     def rewrap_all(self, keyring: Keyring, target: crypto.MasterKey) -> int:
         """Re-wrap every credential's data key with ``target`` (master key rotation)."""
-        changed = 0
-        with self._store.write() as db:
-            rows = db.execute(
-                "SELECT url, key_id, wrapped_key, nonce, ciphertext FROM repo_credentials"
-            ).fetchall()
-            for url, key_id, wrapped, nonce, ciphertext in rows:
-                if key_id == target.key_id:
-                    continue
-                env = Envelope(
-                    key_id=key_id, wrapped_key=wrapped, nonce=nonce, ciphertext=ciphertext
-                )
-                new = crypto.rewrap(keyring, target, _aad(url), env)
-                db.execute(
-                    "UPDATE repo_credentials SET key_id = ?, wrapped_key = ? WHERE url = ?",
-                    (new.key_id, new.wrapped_key, url),
-                )
-                changed += 1
-        return changed
+        return rewrap_sealed_rows(self._store, "repo_credentials", "url", _aad, keyring, target)
 
 
 def home_credentials(home: Path) -> Callable[[str], RepoCredentials | None]:

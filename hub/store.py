@@ -27,7 +27,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from clusters.crypto import Envelope
+from clusters import crypto
+from clusters.crypto import Envelope, Keyring
 from clusters.kubeconfig import CredentialKind, TLSSettings
 from clusters.registry import ClusterRecord, LastCheck, StoredCluster
 from hub.errors import HubError
@@ -835,3 +836,32 @@ def _history_row(row: tuple[Any, ...]) -> HistoryRow:
 def _operation_row(row: tuple[Any, ...]) -> OperationRow:
     names = _HistoryTxn._OPERATION.replace(" ", "").split(",")
     return OperationRow(**dict(zip(names, row, strict=True)))
+
+
+def rewrap_sealed_rows(
+    store: Store,
+    table: str,
+    key_column: str,
+    aad: Callable[[str], str],
+    keyring: Keyring,
+    target: crypto.MasterKey,
+) -> int:
+    """Re-wrap the data key of every sealed row of ``table`` (key_id, wrapped_key, nonce,
+    ciphertext columns, keyed by ``key_column``) with ``target``, for a master key
+    rotation; the count re-wrapped. ``table`` and ``key_column`` are ours, never input."""
+    changed = 0
+    with store.write() as db:
+        rows = db.execute(
+            f"SELECT {key_column}, key_id, wrapped_key, nonce, ciphertext FROM {table}"
+        ).fetchall()
+        for key, key_id, wrapped, nonce, ciphertext in rows:
+            if key_id == target.key_id:
+                continue
+            env = Envelope(key_id=key_id, wrapped_key=wrapped, nonce=nonce, ciphertext=ciphertext)
+            new = crypto.rewrap(keyring, target, aad(key), env)
+            db.execute(
+                f"UPDATE {table} SET key_id = ?, wrapped_key = ? WHERE {key_column} = ?",
+                (new.key_id, new.wrapped_key, key),
+            )
+            changed += 1
+    return changed

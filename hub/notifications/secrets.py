@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from clusters import crypto
 from clusters.crypto import Envelope, Keyring
 from hub.errors import HubError, HubUsageError
-from hub.store import Store
+from hub.store import Store, rewrap_sealed_rows
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -55,24 +55,9 @@ class NotificationSecrets:
 
     def rewrap_all(self, keyring: Keyring, target: crypto.MasterKey) -> int:
         """Re-wrap every secret's data key with ``target`` (master key rotation)."""
-        changed = 0
-        with self._store.write() as db:
-            rows = db.execute(
-                "SELECT name, key_id, wrapped_key, nonce, ciphertext FROM notification_secrets"
-            ).fetchall()
-            for name, key_id, wrapped, nonce, ciphertext in rows:
-                if key_id == target.key_id:
-                    continue
-                env = Envelope(
-                    key_id=key_id, wrapped_key=wrapped, nonce=nonce, ciphertext=ciphertext
-                )
-                new = crypto.rewrap(keyring, target, _aad(name), env)
-                db.execute(
-                    "UPDATE notification_secrets SET key_id = ?, wrapped_key = ? WHERE name = ?",
-                    (new.key_id, new.wrapped_key, name),
-                )
-                changed += 1
-        return changed
+        return rewrap_sealed_rows(
+            self._store, "notification_secrets", "name", _aad, keyring, target
+        )
 
     def lookup(self, name: str) -> str | None:
         with self._store.read() as db:
