@@ -17,6 +17,7 @@ from clusters.sim import SimServer
 from hub.apps import AppStore
 from hub.home import open_store
 from tests.e2e.serve_support import CONFIGMAP, Fleet, free_port, start_hub, stop_hub, wait_for
+from tests.notifications.receivers import HttpReceiver
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(300)]
@@ -28,6 +29,9 @@ apiVersion: argoproj.io/v1alpha1
 kind: ApplicationSet
 metadata:
   name: guestbook
+  annotations:
+    notifications.argoproj.io/subscribe.on-rollout-step-started.hook: ""
+    notifications.argoproj.io/subscribe.on-rollout-halted.hook: ""
 spec:
   generators:
     - clusters: {{}}
@@ -82,6 +86,25 @@ spec:
 """
 
 
+# The rollout triggers' templates as webhook bodies the test can read.
+NOTIFICATIONS = """
+service.webhook.hook: |
+  url: {url}
+template.appset-rollout-step-started: |
+  webhook:
+    hook:
+      method: POST
+      path: /step
+      body: '{{"step": "{{{{.app.status.rolloutEvent.step}}}}", "revision": "{{{{.app.status.rolloutEvent.revision}}}}"}}'
+template.appset-rollout-halted: |
+  webhook:
+    hook:
+      method: POST
+      path: /halted
+      body: '{{"step": "{{{{.app.status.rolloutEvent.step}}}}", "haltedBy": "{{{{.app.status.rolloutEvent.haltedBy}}}}", "revision": "{{{{.app.status.rolloutEvent.revision}}}}"}}'
+"""
+
+
 def rollout_status(fleet: Fleet) -> dict[str, Any]:
     store = open_store(fleet.home)
     try:
@@ -91,9 +114,11 @@ def rollout_status(fleet: Fleet) -> dict[str, Any]:
 
 
 @contextmanager
-def rollout_fleet(tmp_path: Path, steps: str = ONE_BY_ONE, settle: bool = True) -> Iterator[Fleet]:
+def rollout_fleet(
+    tmp_path: Path, steps: str = ONE_BY_ONE, settle: bool = True, notify: str | None = None
+) -> Iterator[Fleet]:
     """Three clusters, the set applied (and, with ``settle``, every app Synced and Healthy
-    on nginx:1.25)."""
+    on nginx:1.25); with ``notify``, the set's rollout notifications go to that URL."""
     with SimServer(clusters=ENVS, ready_delay=0.2, kubeconfig_path=tmp_path / "k") as sim:
         repo = GitRepo(tmp_path / "repo")
         repo.write(
@@ -105,6 +130,8 @@ def rollout_fleet(tmp_path: Path, steps: str = ONE_BY_ONE, settle: bool = True) 
         )
         f = Fleet(tmp_path / "home", sim, repo, tmp_path / "hub.log")
         f.cli.ok("init")
+        if notify is not None:
+            (f.home / "notifications.yaml").write_text(NOTIFICATIONS.format(url=notify))
         for env in ENVS:
             f.cli.ok("cluster", "add", env, "--kubeconfig", str(sim.kubeconfig_path),
                      "--context", env, "--label", f"env={env}")  # fmt: skip
@@ -136,10 +163,24 @@ def sync_of(fleet: Fleet, env: str) -> dict[str, Any]:
     return dict(fleet.apps()[f"{env}-guestbook"].operation_state or {})
 
 
+def rollout_messages(http: HttpReceiver, revision: str) -> list[tuple[str, dict[str, str]]]:
+    """(path, body) of each rollout webhook received about ``revision``, in order."""
+    got = [(r.path, json.loads(r.body)) for r in list(http.requests)]
+    return [(path, body) for path, body in got if body["revision"] == revision[:12]]
+
+
 def test_a_good_release_walks_the_steps_in_order_and_a_crash_loop_stops_at_the_first(
     tmp_path: Path,
 ) -> None:
-    with rollout_fleet(tmp_path) as f:
+    http = HttpReceiver().start()
+    try:
+        walk_a_good_release_then_a_crash_loop(tmp_path, http)
+    finally:
+        http.stop()
+
+
+def walk_a_good_release_then_a_crash_loop(tmp_path: Path, http: HttpReceiver) -> None:
+    with rollout_fleet(tmp_path, notify=http.url) as f:
         good = commit_image(f, "nginx:1.26")
         wait_for("the release on every cluster", lambda: f.all_good(ENVS, "nginx:1.26"), 120)
         ops = {env: sync_of(f, env) for env in ENVS}
@@ -178,6 +219,16 @@ def test_a_good_release_walks_the_steps_in_order_and_a_crash_loop_stops_at_the_f
             assert f.image(env) == "nginx:1.26"
             assert f.apps()[f"{env}-guestbook"].synced_sha == good
             assert sync_of(f, env)["syncResult"]["revision"] == good
+        # Notifications: each step of the good release started, in order; the bad one
+        # started step 1 and halted there, naming the Degraded app.
+        wait_for("the halt notification", lambda: len(rollout_messages(http, bad)) >= 2)
+        assert rollout_messages(http, good) == [
+            ("/step", {"step": str(n), "revision": good[:12]}) for n in (1, 2, 3)
+        ], [(r.path, r.body) for r in http.requests]
+        assert rollout_messages(http, bad) == [
+            ("/step", {"step": "1", "revision": bad[:12]}),
+            ("/halted", {"step": "1", "haltedBy": "dev-guestbook", "revision": bad[:12]}),
+        ]
 
 
 def app_status(fleet: Fleet, app: str) -> dict[str, Any]:
