@@ -189,6 +189,12 @@ def walk_a_good_release_then_a_crash_loop(tmp_path: Path, http: HttpReceiver) ->
         assert at(ops["dev"], "finishedAt") <= at(ops["staging"], "startedAt"), ops
         assert at(ops["staging"], "finishedAt") <= at(ops["prod"], "startedAt"), ops
         wait_for("the rollout done", lambda: rollout_status(f).get("currentStep", 0) is None)
+        assert not [
+            (env, c.message)
+            for env in ENVS
+            for c in f.apps()[f"{env}-guestbook"].conditions
+            if c.type == "RolloutWaiting"
+        ]
 
         bad = commit_image(f, "nginx:crashloop")
         status = wait_for(
@@ -207,6 +213,15 @@ def walk_a_good_release_then_a_crash_loop(tmp_path: Path, http: HttpReceiver) ->
                 for env in ("staging", "prod")
             ),
         )
+        # A held app says so (and the condition is gone once its step is released).
+        held = wait_for(
+            "staging saying it waits for the rollout",
+            lambda: (
+                "RolloutWaiting" in (o := f.cli.ok("app", "get", "staging-guestbook").output) and o
+            ),
+        )
+        said = " ".join(held.split())  # the CLI wraps long messages
+        assert "held by the rollout of guestbook: rollout step 2: waits for step 1" in said, held
         by_app = {a["application"]: a for a in rollout_status(f)["applicationStatus"]}
         assert by_app["staging-guestbook"]["status"] == "Waiting"
         assert by_app["prod-guestbook"]["status"] == "Waiting"
