@@ -4,6 +4,7 @@ at the first step, named, and never reaches staging or prod."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ import pytest
 from clusters.sim import SimServer
 from hub.apps import AppStore
 from hub.home import open_store
+from tests.e2e.cdp import Browser, find_chromium
 from tests.e2e.serve_support import CONFIGMAP, Fleet, free_port, start_hub, stop_hub, wait_for
 from tests.notifications.receivers import HttpReceiver
 from tests.sync.e2e_helpers import GitRepo
@@ -23,6 +25,7 @@ from tests.sync.e2e_helpers import GitRepo
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(300)]
 
 ENVS = ["dev", "staging", "prod"]
+CHROMIUM = find_chromium()
 
 APPSET = """
 apiVersion: argoproj.io/v1alpha1
@@ -105,6 +108,10 @@ template.appset-rollout-halted: |
 """
 
 
+class RolloutFleet(Fleet):
+    url = ""  # the running hub's API and dashboard
+
+
 def rollout_status(fleet: Fleet) -> dict[str, Any]:
     store = open_store(fleet.home)
     try:
@@ -116,7 +123,7 @@ def rollout_status(fleet: Fleet) -> dict[str, Any]:
 @contextmanager
 def rollout_fleet(
     tmp_path: Path, steps: str = ONE_BY_ONE, settle: bool = True, notify: str | None = None
-) -> Iterator[Fleet]:
+) -> Iterator[RolloutFleet]:
     """Three clusters, the set applied (and, with ``settle``, every app Synced and Healthy
     on nginx:1.25); with ``notify``, the set's rollout notifications go to that URL."""
     with SimServer(clusters=ENVS, ready_delay=0.2, kubeconfig_path=tmp_path / "k") as sim:
@@ -128,7 +135,7 @@ def rollout_fleet(
                 "guestbook/configmap.yaml": CONFIGMAP,
             }
         )
-        f = Fleet(tmp_path / "home", sim, repo, tmp_path / "hub.log")
+        f = RolloutFleet(tmp_path / "home", sim, repo, tmp_path / "hub.log")
         f.cli.ok("init")
         if notify is not None:
             (f.home / "notifications.yaml").write_text(NOTIFICATIONS.format(url=notify))
@@ -136,7 +143,9 @@ def rollout_fleet(
             f.cli.ok("cluster", "add", env, "--kubeconfig", str(sim.kubeconfig_path),
                      "--context", env, "--label", f"env={env}")  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
-        start_hub(f, "--port", str(free_port()), "--git-poll", "1", "--resync", "30")
+        port = free_port()
+        f.url = f"http://127.0.0.1:{port}"
+        start_hub(f, "--port", str(port), "--git-poll", "1", "--resync", "30")
         try:
             if settle:
                 wait_for(
@@ -161,6 +170,26 @@ def at(op: dict[str, Any], key: str) -> datetime:
 
 def sync_of(fleet: Fleet, env: str) -> dict[str, Any]:
     return dict(fleet.apps()[f"{env}-guestbook"].operation_state or {})
+
+
+STEPS_JS = """[...document.querySelectorAll('#rollout li.step')].map((s) => ({
+  state: s.dataset.state,
+  title: s.querySelector('strong').textContent,
+  apps: [...s.querySelectorAll('li[data-app]')].map((a) => [a.dataset.app, a.dataset.status]),
+}))"""
+
+
+async def dashboard_steps(url: str, profile: Path) -> list[dict[str, Any]]:
+    """The rollout steps the dashboard's page of the set shows once it shows the halt."""
+    assert CHROMIUM is not None
+    async with Browser.launch(CHROMIUM, profile) as browser:
+        page = await browser.new_page(url + "/#/appset/guestbook")
+        await page.wait_for(
+            "document.querySelector('#rollout li.step[data-state=Halted]') !== null",
+            what="the halted rollout on the dashboard",
+        )
+        steps: list[dict[str, Any]] = await page.evaluate(STEPS_JS)
+        return steps
 
 
 def rollout_messages(http: HttpReceiver, revision: str) -> list[tuple[str, dict[str, str]]]:
@@ -222,6 +251,14 @@ def walk_a_good_release_then_a_crash_loop(tmp_path: Path, http: HttpReceiver) ->
         )
         said = " ".join(held.split())  # the CLI wraps long messages
         assert "held by the rollout of guestbook: rollout step 2: waits for step 1" in said, held
+        # The dashboard's ApplicationSet page shows the steps and their states.
+        steps = asyncio.run(dashboard_steps(f.url, tmp_path / "profile"))
+        assert [(s["title"], [a[0] for a in s["apps"]]) for s in steps] == [
+            ("Step 1: Halted by dev-guestbook", ["dev-guestbook"]),
+            ("Step 2: Waiting", ["staging-guestbook"]),
+            ("Step 3: Waiting", ["prod-guestbook"]),
+        ], steps
+        assert steps[1]["apps"] == [["staging-guestbook", "Waiting"]]
         by_app = {a["application"]: a for a in rollout_status(f)["applicationStatus"]}
         assert by_app["staging-guestbook"]["status"] == "Waiting"
         assert by_app["prod-guestbook"]["status"] == "Waiting"
