@@ -651,7 +651,9 @@ class Hub:
                     self.workers[cluster].wake(reload=True)
             self._app_marks = marks
             # Progressive sync: a set's step moves when its apps' status does (no row mark).
-            for cluster in await self._db(partial(advance_rollouts, self.apps)):
+            for cluster in await self._db(
+                partial(advance_rollouts, self.apps, self.notifier.on_rollout)
+            ):
                 if cluster in self.workers:
                     self.workers[cluster].wake(refresh_all=True)
 

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from generators.errors import GeneratorError
 from generators.selector import matches
 from generators.spec import RollingSyncStep, Strategy, parse_appset
-from hub.apps import AppRecord, AppStore
+from hub.apps import AppRecord, AppSetRecord, AppStore
 
 log = logging.getLogger(__name__)
 
@@ -351,9 +351,87 @@ def rollout_of(apps: AppStore, appset: str, *, asking: Asking | None = None) -> 
     )
 
 
-def advance_rollouts(apps: AppStore) -> set[str]:
+@dataclass(frozen=True, kw_only=True)
+class RolloutEvent:
+    """A move of a set's rollout that notifications report (``on-rollout-*`` triggers)."""
+
+    type: Literal["step-started", "halted", "completed"]
+    step: int | None  # 1-based; None for "completed"
+    steps: int
+    revision: str  # the revisions the set's Applications move to (short, sorted)
+    halted_by: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "step": None if self.step is None else str(self.step),
+            "steps": self.steps,
+            "revision": self.revision,
+            "haltedBy": self.halted_by,
+            "message": self.message,
+        }
+
+
+def rollout_events(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], *, revision: str
+) -> list[RolloutEvent]:
+    """What changed between two stored rollout statuses (``Rollout.as_dict``): a step that
+    became current, a halt that appeared (or moved to another app or step), a rollout that
+    finished. A step passed over between the two (its Applications synced within one
+    look) is reported started too, so every step of a rollout is told in order. ``old``
+    None is a set seen for the first time."""
+    before = old or {}
+    step, was = new.get("currentStep"), before.get("currentStep")
+    steps = int(new.get("steps") or 0)
+    halted, was_halted = new.get("haltedBy"), before.get("haltedBy")
+    message = str(new.get("message") or "")
+
+    def event(
+        kind: Literal["step-started", "halted", "completed"], at: int | None = None
+    ) -> RolloutEvent:
+        return RolloutEvent(
+            type=kind,
+            step=at if at is not None else None if step is None else int(step),
+            steps=steps,
+            revision=revision,
+            halted_by=halted if kind == "halted" else None,
+            message=message,
+        )
+
+    out: list[RolloutEvent] = []
+    if step is not None and (not before or step != was):
+        # Steps passed between two looks (a quick step syncs within one poll) started too.
+        now = int(step)
+        first = now if not before else 1 if was is None or int(was) > now else int(was) + 1
+        out += [event("step-started", k) for k in range(first, now + 1)]
+    if halted is not None and step is not None and (halted != was_halted or step != was):
+        out.append(event("halted"))
+    if step is None and before and was is not None:
+        out.append(event("completed"))
+    return out
+
+
+def revision_of(records: Sequence[AppRecord], rollout: Rollout) -> str:
+    """The revisions the Applications of the current step move to (of every Application
+    when the rollout is done), short and sorted ("" when unknown): the other steps may not
+    have seen a new commit yet."""
+    steps = {a.app: a.step for a in rollout.apps}
+    current = [
+        r
+        for r in records
+        if rollout.current_step is None or steps.get(r.name) == rollout.current_step
+    ]
+    return ",".join(sorted({r.desired_sha[:12] for r in current if r.desired_sha}))
+
+
+OnRolloutEvents = Callable[[AppSetRecord, Mapping[str, Any], Sequence[RolloutEvent]], None]
+
+
+def advance_rollouts(apps: AppStore, on_events: OnRolloutEvents | None = None) -> set[str]:
     """Recompute the rollout of every RollingSync set and record each that moved; a
-    completed rollout forgets its promotion. Returns the clusters whose workers should
+    completed rollout forgets its promotion. ``on_events`` (the notifier) runs inside the
+    status write's transaction with what moved. Returns the clusters whose workers should
     look again (the Applications of the sets that moved)."""
     wake: set[str] = set()
     for record in apps.list_appsets():
@@ -364,9 +442,16 @@ def advance_rollouts(apps: AppStore) -> set[str]:
             paused, promoted = apps.rollout_control(record.name)
             if promoted is not None:
                 apps.set_rollout_control(record.name, paused=paused, promoted_step=None)
-        if apps.rollout_status(record.name) == rollout.as_dict():
+        old = apps.rollout_status(record.name)
+        new = rollout.as_dict()
+        if old == new:
             continue
-        apps.set_rollout_status(record.name, rollout.as_dict())
+        members = apps.list_apps(appset=record.name)
+        with apps.store.atomic():
+            apps.set_rollout_status(record.name, new)
+            events = rollout_events(old, new, revision=revision_of(members, rollout))
+            if events and on_events is not None:
+                on_events(record, new, events)
         log.info("rollout of %s: %s", record.name, rollout.message)
-        wake |= {r.cluster for r in apps.list_apps(appset=record.name) if r.cluster}
+        wake |= {r.cluster for r in members if r.cluster}
     return wake

@@ -164,6 +164,25 @@ def _window_hold(window: WindowVerdict | None) -> AutoSyncDecision | None:
     )
 
 
+ROLLOUT_WAITING = "RolloutWaiting"
+
+
+def hold_conditions(decision: AutoSyncDecision | None, appset: str | None) -> list[Condition]:
+    """The condition saying why an automated sync waits for a sync window
+    (``SyncWindowBlocked``) or for the progressive sync of ``appset`` (``RolloutWaiting``,
+    naming the set and the app's step); none once it may sync (the next status write
+    drops it)."""
+    if decision is None:
+        return []
+    if decision.rollout is not None:
+        message = f"automated sync held by the rollout of {appset}: {decision.reason}"
+        return [Condition(type=ROLLOUT_WAITING, message=message)]
+    if decision.window is not None:
+        message = f"automated sync held: {decision.reason}"
+        return [Condition(type=SYNC_WINDOW_BLOCKED, message=message)]
+    return []
+
+
 def decide_auto_sync(
     *,
     automated: Automated | None,
@@ -1127,10 +1146,7 @@ class ClusterWorker:
                 window=window,
                 rollout=rollout,
             )
-        conditions = evaluation.conditions()
-        if decision is not None and decision.window is not None:
-            message = f"automated sync held: {decision.reason}"
-            conditions.append(Condition(type=SYNC_WINDOW_BLOCKED, message=message))
+        conditions = evaluation.conditions() + hold_conditions(decision, rec.appset)
         await self._write(
             name,
             sync_status=evaluation.status.value,
@@ -1584,6 +1600,7 @@ class ClusterWorker:
 
 __all__ = [
     "FENCE_ANNOTATION",
+    "ROLLOUT_WAITING",
     "AutoSyncDecision",
     "ClusterWorker",
     "DeletionOutcome",
@@ -1592,6 +1609,7 @@ __all__ = [
     "WorkerServices",
     "decide_auto_sync",
     "delete_app_resources",
+    "hold_conditions",
     "last_operation_of",
     "last_synced_manifests",
     "list_tracked",

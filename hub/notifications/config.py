@@ -103,6 +103,7 @@ class NotificationConfig:
 
 # The catalog's triggers (the conditions Argo CD ships) and templates in our own words.
 _OPERATION = "app.status.operationState != nil and app.status.operationState.phase"
+_ROLLOUT = "app.status.rolloutEvent != nil and app.status.rolloutEvent.type"
 CATALOG_TRIGGERS: dict[str, list[dict[str, Any]]] = {
     "on-sync-succeeded": [
         {"when": f"{_OPERATION} in ['Succeeded']", "send": ["app-sync-succeeded"]}
@@ -119,6 +120,14 @@ CATALOG_TRIGGERS: dict[str, list[dict[str, Any]]] = {
             "oncePer": "app.status.operationState?.syncResult?.revision",
             "send": ["app-deployed"],
         }
+    ],
+    # Progressive sync: evaluated on an ApplicationSet's rollout moves (hub.rollout).
+    "on-rollout-step-started": [
+        {"when": f"{_ROLLOUT} == 'step-started'", "send": ["appset-rollout-step-started"]}
+    ],
+    "on-rollout-halted": [{"when": f"{_ROLLOUT} == 'halted'", "send": ["appset-rollout-halted"]}],
+    "on-rollout-completed": [
+        {"when": f"{_ROLLOUT} == 'completed'", "send": ["appset-rollout-completed"]}
     ],
 }
 CATALOG_TEMPLATES: dict[str, dict[str, Any]] = {
@@ -143,6 +152,23 @@ CATALOG_TEMPLATES: dict[str, dict[str, Any]] = {
         "email": {
             "subject": "New version of an application {{.app.metadata.name}} is up and running."
         },
+    },
+    "appset-rollout-step-started": {
+        "message": "ApplicationSet {{.app.metadata.name}}: step {{.app.status.rolloutEvent.step}}"
+        " of {{.app.status.rolloutEvent.steps}} started (revision "
+        "{{.app.status.rolloutEvent.revision}}).",
+        "email": {"subject": "Rollout of {{.app.metadata.name}}: step started."},
+    },
+    "appset-rollout-halted": {
+        "message": "ApplicationSet {{.app.metadata.name}}: rollout halted at step "
+        "{{.app.status.rolloutEvent.step}} by {{.app.status.rolloutEvent.haltedBy}}: "
+        "{{.app.status.rolloutEvent.message}}",
+        "email": {"subject": "Rollout of {{.app.metadata.name}} halted."},
+    },
+    "appset-rollout-completed": {
+        "message": "ApplicationSet {{.app.metadata.name}}: every step of the rollout is done "
+        "(revision {{.app.status.rolloutEvent.revision}}).",
+        "email": {"subject": "Rollout of {{.app.metadata.name}} completed."},
     },
 }
 

@@ -15,19 +15,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
 
-from hub.apps import AppStore
+from hub.apps import AppSetRecord, AppStore
 from hub.errors import HubError
 from hub.notifications.config import FILENAME, NotificationConfig, load_config
-from hub.notifications.events import record_events
+from hub.notifications.events import record_events, record_rollout_events
 from hub.notifications.services import Message, SecretLookup, send
+from hub.rollout import RolloutEvent
 from hub.store import Store
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,34 @@ class Notifier:
             self._once(problem)
         if queued:
             log.info("notifications: app %s: %d queued", app, queued)
+
+    def on_rollout(
+        self, record: AppSetRecord, rollout: Mapping[str, Any], events: Sequence[RolloutEvent]
+    ) -> None:
+        """Queue what a move of ``record``'s rollout fires (store thread, inside the
+        rollout status write). Never raises, like ``on_status``."""
+        config = self.config
+        if config is None:
+            return
+        try:
+            with self.store.write() as db:
+                db.execute("SAVEPOINT notify")
+                try:
+                    queued, problems = record_rollout_events(
+                        db, config, record, rollout, [e.as_dict() for e in events]
+                    )
+                except BaseException:
+                    db.execute("ROLLBACK TO notify")
+                    db.execute("RELEASE notify")
+                    raise
+                db.execute("RELEASE notify")
+        except Exception:
+            log.exception("notifications: applicationset %s: rollout triggers failed", record.name)
+            return
+        for problem in problems:
+            self._once(problem)
+        if queued:
+            log.info("notifications: applicationset %s: %d queued", record.name, queued)
 
     def _record(self, config: NotificationConfig, app: str) -> tuple[int, list[str]]:
         with self.store.write() as db:

@@ -5,7 +5,9 @@ An Application subscribes with annotations, as in Argo CD:
 (or ``subscribe.<service>`` for the ``defaultTriggers``). Each (trigger condition,
 service, recipient) keeps a state row: the condition fires once when it becomes true
 (or when its ``oncePer`` value changes) and is re-armed when it turns false, as
-notifications-engine does. A firing writes its state and its outbox row in one
+notifications-engine does. An ApplicationSet with a RollingSync strategy subscribes the
+same way, on its own metadata, to the ``on-rollout-*`` triggers: they are evaluated once
+per move of its rollout (``record_rollout_events``). A firing writes its state and its outbox row in one
 transaction (the status write's, when called from it), keyed uniquely, so a
 re-evaluation or a restart never queues a message twice.
 """
@@ -14,12 +16,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from hub.apps import AppRecord
+from hub.apps import AppRecord, AppSetRecord
 from hub.notifications.config import NotificationConfig
 
 SUBSCRIBE = "notifications.argoproj.io/subscribe."
@@ -135,4 +137,70 @@ def record_events(
                 ),
             )
             queued += cur.rowcount
+    return queued, problems
+
+
+def appset_view(record: AppSetRecord, rollout: Mapping[str, Any], event: Mapping[str, Any]) -> Any:
+    """The ApplicationSet as triggers and templates see it (``.app``): its manifest with
+    ``status.rollout`` (the stored rollout status) and ``status.rolloutEvent`` (the move)."""
+    manifest = json.loads(json.dumps(record.manifest, default=str))
+    manifest["status"] = {"rollout": dict(rollout), "rolloutEvent": dict(event)}
+    return manifest
+
+
+def record_rollout_events(
+    db: sqlite3.Connection,
+    config: NotificationConfig,
+    record: AppSetRecord,
+    rollout: Mapping[str, Any],
+    events: Sequence[Mapping[str, Any]],
+) -> tuple[int, list[str]]:
+    """Queue what each move of a set's rollout fires for the set's subscriptions, inside the
+    open transaction ``db``. One row per (set, trigger, step, revision, service, recipient):
+    the event key is unique, so a recomputation or a restart never queues it twice."""
+    metadata = record.manifest.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    subs = subscriptions(annotations if isinstance(annotations, Mapping) else {}, config)
+    if not subs:
+        return 0, []
+    problems: list[str] = []
+    services = config.services()
+    now = datetime.now(UTC).isoformat()
+    queued = 0
+    for sub in subs:
+        trigger = config.triggers.get(sub.trigger)
+        if trigger is None or sub.service not in services:
+            what = "trigger" if trigger is None else "service"
+            name = sub.trigger if trigger is None else sub.service
+            problems.append(
+                f"applicationset {record.name}: subscribes to {what} {name!r}, which "
+                "notifications.yaml does not define"
+            )
+            continue
+        for event in events:
+            view = appset_view(record, rollout, event)
+            for index, cond in enumerate(trigger.conditions):
+                if cond.when.evaluate({"app": view}) is not True:
+                    continue
+                key = (
+                    f"rollout|{record.name}|{sub.trigger}[{index}]|{event.get('type')}|"
+                    f"{event.get('step')}|{event.get('revision')}|{sub.service}|{sub.recipient}"
+                )
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO notification_outbox (event_key, app, trigger, "
+                    "service, recipient, templates, app_view, created_at, next_attempt_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        record.name,
+                        sub.trigger,
+                        sub.service,
+                        sub.recipient,
+                        json.dumps(list(cond.send)),
+                        json.dumps(view, sort_keys=True, default=str),
+                        now,
+                        now,
+                    ),
+                )
+                queued += cur.rowcount
     return queued, problems

@@ -4,6 +4,7 @@ at the first step, named, and never reaches staging or prod."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,18 +17,24 @@ import pytest
 from clusters.sim import SimServer
 from hub.apps import AppStore
 from hub.home import open_store
+from tests.e2e.cdp import Browser, find_chromium
 from tests.e2e.serve_support import CONFIGMAP, Fleet, free_port, start_hub, stop_hub, wait_for
+from tests.notifications.receivers import HttpReceiver
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(300)]
 
 ENVS = ["dev", "staging", "prod"]
+CHROMIUM = find_chromium()
 
 APPSET = """
 apiVersion: argoproj.io/v1alpha1
 kind: ApplicationSet
 metadata:
   name: guestbook
+  annotations:
+    notifications.argoproj.io/subscribe.on-rollout-step-started.hook: ""
+    notifications.argoproj.io/subscribe.on-rollout-halted.hook: ""
 spec:
   generators:
     - clusters: {{}}
@@ -82,6 +89,29 @@ spec:
 """
 
 
+# The rollout triggers' templates as webhook bodies the test can read.
+NOTIFICATIONS = """
+service.webhook.hook: |
+  url: {url}
+template.appset-rollout-step-started: |
+  webhook:
+    hook:
+      method: POST
+      path: /step
+      body: '{{"step": "{{{{.app.status.rolloutEvent.step}}}}", "revision": "{{{{.app.status.rolloutEvent.revision}}}}"}}'
+template.appset-rollout-halted: |
+  webhook:
+    hook:
+      method: POST
+      path: /halted
+      body: '{{"step": "{{{{.app.status.rolloutEvent.step}}}}", "haltedBy": "{{{{.app.status.rolloutEvent.haltedBy}}}}", "revision": "{{{{.app.status.rolloutEvent.revision}}}}"}}'
+"""
+
+
+class RolloutFleet(Fleet):
+    url = ""  # the running hub's API and dashboard
+
+
 def rollout_status(fleet: Fleet) -> dict[str, Any]:
     store = open_store(fleet.home)
     try:
@@ -91,9 +121,11 @@ def rollout_status(fleet: Fleet) -> dict[str, Any]:
 
 
 @contextmanager
-def rollout_fleet(tmp_path: Path, steps: str = ONE_BY_ONE, settle: bool = True) -> Iterator[Fleet]:
+def rollout_fleet(
+    tmp_path: Path, steps: str = ONE_BY_ONE, settle: bool = True, notify: str | None = None
+) -> Iterator[RolloutFleet]:
     """Three clusters, the set applied (and, with ``settle``, every app Synced and Healthy
-    on nginx:1.25)."""
+    on nginx:1.25); with ``notify``, the set's rollout notifications go to that URL."""
     with SimServer(clusters=ENVS, ready_delay=0.2, kubeconfig_path=tmp_path / "k") as sim:
         repo = GitRepo(tmp_path / "repo")
         repo.write(
@@ -103,13 +135,17 @@ def rollout_fleet(tmp_path: Path, steps: str = ONE_BY_ONE, settle: bool = True) 
                 "guestbook/configmap.yaml": CONFIGMAP,
             }
         )
-        f = Fleet(tmp_path / "home", sim, repo, tmp_path / "hub.log")
+        f = RolloutFleet(tmp_path / "home", sim, repo, tmp_path / "hub.log")
         f.cli.ok("init")
+        if notify is not None:
+            (f.home / "notifications.yaml").write_text(NOTIFICATIONS.format(url=notify))
         for env in ENVS:
             f.cli.ok("cluster", "add", env, "--kubeconfig", str(sim.kubeconfig_path),
                      "--context", env, "--label", f"env={env}")  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
-        start_hub(f, "--port", str(free_port()), "--git-poll", "1", "--resync", "30")
+        port = free_port()
+        f.url = f"http://127.0.0.1:{port}"
+        start_hub(f, "--port", str(port), "--git-poll", "1", "--resync", "30")
         try:
             if settle:
                 wait_for(
@@ -136,10 +172,44 @@ def sync_of(fleet: Fleet, env: str) -> dict[str, Any]:
     return dict(fleet.apps()[f"{env}-guestbook"].operation_state or {})
 
 
+STEPS_JS = """[...document.querySelectorAll('#rollout li.step')].map((s) => ({
+  state: s.dataset.state,
+  title: s.querySelector('strong').textContent,
+  apps: [...s.querySelectorAll('li[data-app]')].map((a) => [a.dataset.app, a.dataset.status]),
+}))"""
+
+
+async def dashboard_steps(url: str, profile: Path) -> list[dict[str, Any]]:
+    """The rollout steps the dashboard's page of the set shows once it shows the halt."""
+    assert CHROMIUM is not None
+    async with Browser.launch(CHROMIUM, profile) as browser:
+        page = await browser.new_page(url + "/#/appset/guestbook")
+        await page.wait_for(
+            "document.querySelector('#rollout li.step[data-state=Halted]') !== null",
+            what="the halted rollout on the dashboard",
+        )
+        steps: list[dict[str, Any]] = await page.evaluate(STEPS_JS)
+        return steps
+
+
+def rollout_messages(http: HttpReceiver, revision: str) -> list[tuple[str, dict[str, str]]]:
+    """(path, body) of each rollout webhook received about ``revision``, in order."""
+    got = [(r.path, json.loads(r.body)) for r in list(http.requests)]
+    return [(path, body) for path, body in got if body["revision"] == revision[:12]]
+
+
 def test_a_good_release_walks_the_steps_in_order_and_a_crash_loop_stops_at_the_first(
     tmp_path: Path,
 ) -> None:
-    with rollout_fleet(tmp_path) as f:
+    http = HttpReceiver().start()
+    try:
+        walk_a_good_release_then_a_crash_loop(tmp_path, http)
+    finally:
+        http.stop()
+
+
+def walk_a_good_release_then_a_crash_loop(tmp_path: Path, http: HttpReceiver) -> None:
+    with rollout_fleet(tmp_path, notify=http.url) as f:
         good = commit_image(f, "nginx:1.26")
         wait_for("the release on every cluster", lambda: f.all_good(ENVS, "nginx:1.26"), 120)
         ops = {env: sync_of(f, env) for env in ENVS}
@@ -148,6 +218,12 @@ def test_a_good_release_walks_the_steps_in_order_and_a_crash_loop_stops_at_the_f
         assert at(ops["dev"], "finishedAt") <= at(ops["staging"], "startedAt"), ops
         assert at(ops["staging"], "finishedAt") <= at(ops["prod"], "startedAt"), ops
         wait_for("the rollout done", lambda: rollout_status(f).get("currentStep", 0) is None)
+        assert not [
+            (env, c.message)
+            for env in ENVS
+            for c in f.apps()[f"{env}-guestbook"].conditions
+            if c.type == "RolloutWaiting"
+        ]
 
         bad = commit_image(f, "nginx:crashloop")
         status = wait_for(
@@ -166,6 +242,23 @@ def test_a_good_release_walks_the_steps_in_order_and_a_crash_loop_stops_at_the_f
                 for env in ("staging", "prod")
             ),
         )
+        # A held app says so (and the condition is gone once its step is released).
+        held = wait_for(
+            "staging saying it waits for the rollout",
+            lambda: (
+                "RolloutWaiting" in (o := f.cli.ok("app", "get", "staging-guestbook").output) and o
+            ),
+        )
+        said = " ".join(held.split())  # the CLI wraps long messages
+        assert "held by the rollout of guestbook: rollout step 2: waits for step 1" in said, held
+        # The dashboard's ApplicationSet page shows the steps and their states.
+        steps = asyncio.run(dashboard_steps(f.url, tmp_path / "profile"))
+        assert [(s["title"], [a[0] for a in s["apps"]]) for s in steps] == [
+            ("Step 1: Halted by dev-guestbook", ["dev-guestbook"]),
+            ("Step 2: Waiting", ["staging-guestbook"]),
+            ("Step 3: Waiting", ["prod-guestbook"]),
+        ], steps
+        assert steps[1]["apps"] == [["staging-guestbook", "Waiting"]]
         by_app = {a["application"]: a for a in rollout_status(f)["applicationStatus"]}
         assert by_app["staging-guestbook"]["status"] == "Waiting"
         assert by_app["prod-guestbook"]["status"] == "Waiting"
@@ -178,6 +271,16 @@ def test_a_good_release_walks_the_steps_in_order_and_a_crash_loop_stops_at_the_f
             assert f.image(env) == "nginx:1.26"
             assert f.apps()[f"{env}-guestbook"].synced_sha == good
             assert sync_of(f, env)["syncResult"]["revision"] == good
+        # Notifications: each step of the good release started, in order; the bad one
+        # started step 1 and halted there, naming the Degraded app.
+        wait_for("the halt notification", lambda: len(rollout_messages(http, bad)) >= 2)
+        assert rollout_messages(http, good) == [
+            ("/step", {"step": str(n), "revision": good[:12]}) for n in (1, 2, 3)
+        ], [(r.path, r.body) for r in http.requests]
+        assert rollout_messages(http, bad) == [
+            ("/step", {"step": "1", "revision": bad[:12]}),
+            ("/halted", {"step": "1", "haltedBy": "dev-guestbook", "revision": bad[:12]}),
+        ]
 
 
 def app_status(fleet: Fleet, app: str) -> dict[str, Any]:

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from generators.errors import GeneratorError
 from generators.spec import Strategy, parse_appset
 from hub.apps import AppStore
-from hub.rollout import Asking, Control, Member, max_update_count, plan_rollout
+from hub.rollout import (
+    Asking,
+    Control,
+    Member,
+    max_update_count,
+    plan_rollout,
+    rollout_events,
+)
 from hub.store import Store
 
 NEW, OLD = "b" * 40, "a" * 40
@@ -266,3 +273,32 @@ def test_an_app_in_flight_keeps_its_go_unless_paused_or_halted() -> None:
     assert plan_rollout(s, flying, asking=asked).hold_reason("b") is not None
     paused = plan_rollout(s, flying, Control(paused=True), asking=asked)
     assert paused.hold_reason("a") is not None
+
+
+def _status(step: str | None, halted: str | None = None) -> dict[str, Any]:
+    return {"currentStep": step, "steps": 3, "haltedBy": halted, "message": "m"}
+
+
+def _moves(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str, int | None]]:
+    return [(e.type, e.step) for e in rollout_events(old, new, revision="abc")]
+
+
+def test_rollout_events_report_each_new_step_a_halt_and_the_end() -> None:
+    assert _moves(None, _status("1")) == [("step-started", 1)]
+    assert _moves(_status("1"), _status("1")) == []
+    assert _moves(_status("1"), _status("2")) == [("step-started", 2)]
+    assert _moves(_status("3"), _status(None)) == [("completed", None)]
+    assert _moves(None, _status(None)) == []  # first seen already done: nothing moved
+    # a new revision starts over at step 1 after a finished rollout
+    assert _moves(_status(None), _status("1")) == [("step-started", 1)]
+    halt = rollout_events(_status("1"), _status("1", "dev-guestbook"), revision="abc")
+    assert [(e.type, e.step, e.halted_by, e.revision) for e in halt] == [
+        ("halted", 1, "dev-guestbook", "abc")
+    ]
+    # still halted by the same app at the same step: no second event
+    assert _moves(_status("1", "dev-guestbook"), _status("1", "dev-guestbook")) == []
+    assert _moves(_status("1", "dev-guestbook"), _status("1")) == []
+    # steps passed over between two looks are reported, in order
+    assert _moves(_status(None), _status("3")) == [("step-started", n) for n in (1, 2, 3)]
+    assert _moves(_status("1"), _status("3")) == [("step-started", 2), ("step-started", 3)]
+    assert _moves(_status("3"), _status("2")) == [("step-started", 1), ("step-started", 2)]

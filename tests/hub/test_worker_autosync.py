@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from hub.rollout import AppStatus
 from hub.sync.diff import SyncStatus
 from hub.sync.model import Automated
-from hub.worker import LastOperation, decide_auto_sync, last_operation_of
+from hub.worker import (
+    ROLLOUT_WAITING,
+    AutoSyncDecision,
+    LastOperation,
+    decide_auto_sync,
+    hold_conditions,
+    last_operation_of,
+)
 
 REV = "a" * 40
 NEW = "b" * 40
@@ -132,3 +140,39 @@ def test_a_revision_interrupted_by_a_crash_is_not_attempted_again_automatically(
         now_monotonic=5.0,
     )
     assert decision.action == "none"
+
+
+def _held(go: bool) -> AutoSyncDecision:
+    status = AppStatus(
+        app="prod-guestbook",
+        status="Pending" if go else "Waiting",
+        step=3,
+        message="released: may sync" if go else "waits for step 2 to be synced and healthy",
+        go=go,
+    )
+    return decide_auto_sync(
+        automated=ON,
+        status=SyncStatus.OUT_OF_SYNC,
+        revision=NEW,
+        last=ok(),
+        prune_only=False,
+        self_heal_attempts=0,
+        now_monotonic=200.0,
+        rollout=status,
+    )
+
+
+def test_an_app_held_by_its_rollout_says_so_and_stops_saying_it_when_released() -> None:
+    held = _held(go=False)
+    assert held.action == "wait"
+    conditions = hold_conditions(held, "guestbook")
+    assert [(c.type, c.message) for c in conditions] == [
+        (
+            ROLLOUT_WAITING,
+            "automated sync held by the rollout of guestbook: rollout step 3: "
+            "waits for step 2 to be synced and healthy",
+        )
+    ]
+    released = _held(go=True)
+    assert released.action == "sync"
+    assert hold_conditions(released, "guestbook") == []

@@ -95,7 +95,8 @@ function renderMatrix(status) {
         el("span", { class: "state" }, `${cell.sync} · ${cell.health}`),
       );
     });
-    return el("tr", { dataset: { appset: row.appset === null ? "" : row.appset } }, el("th", { scope: "row" }, label), cells);
+    const head = row.appset === null ? label : el("a", { href: `#/appset/${encodeURIComponent(row.appset)}` }, label);
+    return el("tr", { dataset: { appset: row.appset === null ? "" : row.appset } }, el("th", { scope: "row" }, head), cells);
   });
   table.replaceChildren(el("thead", {}, head), el("tbody", {}, rows));
 }
@@ -171,6 +172,69 @@ function renderProblems(status) {
     `${p.kind === "appset" ? "ApplicationSet" : "Source"} ${p.name}: ${p.message}`,
   ));
   $("appset-errors").replaceChildren(...items);
+}
+
+// ------------------------------------------------------------------ ApplicationSet page
+
+// The state of one step of a RollingSync rollout (hub.rollout's status): done before the
+// current step, waiting after it; the current one says whether it is paused or halted.
+function stepState(rollout, step) {
+  const current = rollout.currentStep === null ? null : Number(rollout.currentStep);
+  if (current === null || step < current) return "Done";
+  if (step > current) return "Waiting";
+  if (rollout.paused) return "Paused";
+  if (rollout.haltedBy) return "Halted";
+  return "Current";
+}
+
+function renderRollout(rollout) {
+  const box = $("rollout");
+  if (!rollout) {
+    box.replaceChildren(el("p", { class: "legend" }, "no RollingSync strategy: every Application syncs on its own"));
+    return;
+  }
+  const byStep = new Map();
+  for (const a of rollout.applicationStatus) {
+    const key = a.step === null ? "none" : a.step;
+    if (!byStep.has(key)) byStep.set(key, []);
+    byStep.get(key).push(a);
+  }
+  const appItem = (a) => el(
+    "li",
+    { dataset: { app: a.application, status: a.status } },
+    appLink(a.application),
+    el("span", { class: `badge rollout-${a.status}` }, ` ${a.status}`),
+    a.message ? ` — ${a.message}` : "",
+  );
+  const steps = [];
+  for (let n = 1; n <= rollout.steps; n++) {
+    const state = stepState(rollout, n);
+    const halted = state === "Halted" ? ` by ${rollout.haltedBy}` : "";
+    steps.push(el(
+      "li",
+      { class: `step step-${state}`, dataset: { step: n, state } },
+      el("strong", {}, `Step ${n}: ${state}${halted}`),
+      el("ul", {}, (byStep.get(String(n)) || []).map(appItem)),
+    ));
+  }
+  const none = byStep.get("none") || [];
+  box.replaceChildren(
+    el("p", { id: "rollout-message" }, rollout.message + (rollout.promotedStep ? ` (step ${rollout.promotedStep} promoted)` : "")),
+    el("ol", { class: "steps" }, steps),
+    none.length ? el("p", {}, "Selected by no step:", el("ul", {}, none.map(appItem))) : "",
+  );
+}
+
+async function loadAppSet(name) {
+  try {
+    const doc = await api(`/api/v1/applicationsets/${encodeURIComponent(name)}`);
+    $("appset-name").textContent = `ApplicationSet ${name}`;
+    $("appset-conditions").replaceChildren(...(doc.conditions || []).map((c) => el("li", {}, `${c.type}: ${c.message}`)));
+    renderRollout(doc.rollout);
+    showError("");
+  } catch (err) {
+    showError(`cannot read ApplicationSet ${name}: ${err.message}`);
+  }
 }
 
 // ------------------------------------------------------------------ application page
@@ -347,10 +411,13 @@ function route() {
   const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
   state.route = hash;
   const onApp = hash.startsWith("app/");
-  $("overview-page").hidden = onApp;
+  const onSet = hash.startsWith("appset/");
+  $("overview-page").hidden = onApp || onSet;
   $("app-page").hidden = !onApp;
+  $("appset-page").hidden = !onSet;
   updateButtons();
   if (onApp) loadApp(hash.slice(4), true);
+  else if (onSet) loadAppSet(hash.slice(7));
   else if (state.status) renderOverview(state.status);
   else loadOverview();
 }
@@ -364,6 +431,7 @@ function live(on) {
 function onStatus(status) {
   renderOverview(status);
   if (state.route.startsWith("app/")) loadApp(state.route.slice(4), false);
+  if (state.route.startsWith("appset/")) loadAppSet(state.route.slice(7));
 }
 
 function startPolling() {
