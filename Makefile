@@ -42,8 +42,8 @@ demo: install
 	$(BIN)/hub demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check hub generators clusters tests bench
-	$(BIN)/ruff format --check hub generators clusters tests bench
+	$(BIN)/ruff check hub generators clusters tests bench tools
+	$(BIN)/ruff format --check hub generators clusters tests bench tools
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
