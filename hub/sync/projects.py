@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import re2
+
 from hub.sync.model import SyncError
 
 DEFAULT_PROJECT = "default"
@@ -205,8 +207,10 @@ def parse_project(manifest: Mapping[str, Any], where: str = "AppProject") -> Pro
 # ---------------------------------------------------------------- globs
 
 
-def _compile(pattern: str, separators: str) -> re.Pattern[str] | None:
-    """gobwas/glob as Argo CD uses it, translated to a regular expression (None: invalid)."""
+def _compile(pattern: str, separators: str) -> Any:
+    """gobwas/glob as Argo CD uses it, translated to an RE2 expression (None: invalid).
+    RE2 as ``resources.argo_glob_match``: the patterns come from AppProjects in Git, and a
+    backtracking engine would let one hostile pattern stall the hub."""
     one = f"[^{re.escape(separators)}]" if separators else "."
     out: list[str] = []
     i, depth = 0, 0
@@ -256,8 +260,8 @@ def _compile(pattern: str, separators: str) -> re.Pattern[str] | None:
     if depth:
         return None
     try:
-        return re.compile("".join(out), re.DOTALL)
-    except re.error:
+        return re2.compile("(?s)" + "".join(out))
+    except re2.error:
         return None
 
 

@@ -441,3 +441,12 @@ def test_orphaned_warning_names_the_count_and_the_first_objects() -> None:
     text = orphaned_warning([f"ConfigMap a/c{i}" for i in range(12)])
     assert text.startswith("OrphanedResourceWarning: application has 12 orphaned")
     assert "ConfigMap a/c9" in text and "c10" not in text and text.endswith(", ...")
+
+
+@pytest.mark.timeout(20)
+def test_project_globs_match_in_linear_time() -> None:
+    # Patterns come from AppProjects in Git; a backtracking engine stalls on this one.
+    pattern = "*a" * 12 + "*b"
+    for _ in range(50):
+        assert not glob_match(pattern, "a" * 60)
+    assert glob_match(pattern, "a" * 60 + "b")
