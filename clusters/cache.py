@@ -8,16 +8,21 @@ watch from the list's resourceVersion keeps it current.
 
 ``run_kind(res)`` is the loop for one kind, a coroutine the worker runs as a task on its
 event loop (no thread per watch; requests go through ``clusters.kube.AsyncKube``, one
-connection pool per cluster): LIST, then watch windows of ``window_s`` resumed from the
-last resourceVersion seen (BOOKMARKs included); after an error it backs off
-(``backoff_delay``) and resumes from that resourceVersion; a 410 Gone (``Gone``) means the
-history is gone, so it lists again. It runs until cancelled. Every change to a tracked
-object, and every object that stops or starts being tracked, is reported through
-``on_change`` with the names of the apps concerned; ``on_state`` says whether the cluster
-answered (None) or what went wrong. Both are plain calls on the loop.
+connection pool per cluster): LIST, then watch windows resumed from the last
+resourceVersion seen (BOOKMARKs asked for and followed). A window is long and jittered as
+client-go's reflector does (``window_seconds``: 5 to 10 minutes, sent as the server-side
+``timeoutSeconds``), so a fleet's watches are not all re-opened at once nor every few
+seconds. After an error it backs off (``backoff_delay``) and resumes from that
+resourceVersion; a 410 Gone (``Gone``) means the history is gone, so it lists again. It
+runs until cancelled. Every change to a tracked object, and every object that stops or
+starts being tracked, is reported through ``on_change`` with the names of the apps
+concerned; ``on_state`` says whether the cluster answered (None) or what went wrong. Both
+are plain calls on the loop.
 
-Readers in other threads (the sync engine) read under the lock; ``version`` counts every
-change the cache saw and ``wait_for_change`` blocks a reader thread until the next one.
+``version`` counts every change the cache saw; ``changed(since, timeout_s)`` awaits (on
+the loop) the next one, so the sync engine's health gate, hook and prune waits sleep until
+the cache moves instead of polling the API. Reads take a lock, so a thread (the worker's
+comparison) may read while the loop writes.
 
 Only ``clusters/`` imports the Kubernetes client; this module builds on ``clusters.kube``.
 """
@@ -34,7 +39,7 @@ from typing import Any
 
 import anyio
 
-from clusters.kube import ApiResource, AsyncKube, Gone, KubeClient, KubeError, Obj
+from clusters.kube import ApiResource, AsyncKube, Gone, KubeError, Obj
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,15 @@ OwnerOf = Callable[[Mapping[str, Any]], "str | None"]
 ChangeSink = Callable[[set[str]], None]
 StateSink = Callable[[ApiResource, "KubeError | None"], None]
 
-DEFAULT_WINDOW_S = 10.0
+#: A watch request's server-side timeout is drawn from [MIN, 2 x MIN) seconds, as
+#: client-go's reflector does (minWatchTimeout 5 minutes): long enough that a thousand
+#: clusters' watches cost a few requests a second, jittered so they do not end together.
+MIN_WINDOW_S = 300.0
+
+
+def window_seconds(rand: Callable[[], float] = random.random) -> float:
+    """The next watch window: MIN_WINDOW_S times a factor in [1, 2)."""
+    return MIN_WINDOW_S * (1.0 + rand())
 
 
 def backoff_delay(
@@ -102,55 +115,52 @@ class LiveCache:
 
     def __init__(
         self,
-        kube: KubeClient,
+        kube: AsyncKube,
         *,
         owner_of: OwnerOf,
         on_change: ChangeSink,
         on_state: StateSink | None = None,
-        window_s: float = DEFAULT_WINDOW_S,
-        transport: AsyncKube | None = None,
+        window_s: float | None = None,
     ) -> None:
-        self.kube = kube  # discovery (blocking, cached)
+        self.transport = kube  # the lists and watches (discovery is the caller's)
         self.name = getattr(kube, "name", "")  # the cluster's (tests pass no client)
-        self._transport = transport
         self._owner_of = owner_of
         self._on_change = on_change
         self._on_state = on_state or (lambda _res, _err: None)
-        self.window_s = window_s
+        self.window_s = window_s  # None: ``window_seconds()`` per request
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self.version = 0  # bumped on every list, event and failure: see wait_for_change
+        self.version = 0  # bumped on every list, event and failure: see changed
+        self._moved: anyio.Event | None = None  # made by the first waiter, set on a bump
         self._kinds: dict[tuple[str, str], _Kind] = {}
         self._tracked: dict[Key, Obj] = {}
         self._by_app: dict[str, set[Key]] = {}
         self.stats = CacheStats()
 
-    @property
-    def transport(self) -> AsyncKube:
-        """The async client of the lists and watches (made on first use)."""
-        if self._transport is None:
-            self._transport = AsyncKube(self.kube.connection, timeout_s=self.kube.timeout_s)
-        return self._transport
-
     async def aclose(self) -> None:
         """Release the transport's sockets (the kinds' tasks must be cancelled first)."""
-        if self._transport is not None:
-            await self._transport.aclose()
+        if self.transport is not None:
+            await self.transport.aclose()
 
     # -- reads
 
-    def wait_for_change(self, since: int, timeout_s: float) -> int:
-        """Block (a thread, never the loop) until ``version`` differs from ``since`` or
-        ``timeout_s`` passed; the version then (``since=-1``: at once)."""
-        with self._changed:
-            if timeout_s > 0:
-                self._changed.wait_for(lambda: self.version != since, timeout=timeout_s)
-            return self.version
+    async def changed(self, since: int, timeout_s: float) -> int:
+        """Await (on the loop) until ``version`` differs from ``since`` or ``timeout_s``
+        passed; the version then. Read ``version`` before reading the state it covers, then
+        await with it: a change in between is not missed."""
+        if self.version == since and timeout_s > 0:
+            if self._moved is None:
+                self._moved = anyio.Event()
+            moved = self._moved
+            with anyio.move_on_after(timeout_s):
+                await moved.wait()
+        return self.version
 
     def _bump(self) -> None:
-        """Caller holds the lock."""
+        """Caller holds the lock; on the loop (the Event belongs to it)."""
         self.version += 1
-        self._changed.notify_all()
+        moved, self._moved = self._moved, None
+        if moved is not None:
+            moved.set()
 
     def kinds(self) -> set[tuple[str, str]]:
         with self._lock:
@@ -273,7 +283,8 @@ class LiveCache:
         with self._lock:
             rv = self._kinds[(res.group, res.kind)].resource_version
             self.stats.watches += 1
-        events = self.transport.watch(res, resource_version=rv, timeout_s=self.window_s)
+        window = self.window_s if self.window_s is not None else window_seconds()
+        events = self.transport.watch(res, resource_version=rv, timeout_s=window)
         async with contextlib.aclosing(events):
             async for event in events:
                 self.apply_event(res, event.type, event.object)

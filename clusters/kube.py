@@ -32,12 +32,20 @@ import contextlib
 import json
 import ssl
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
 
 import aiohttp
+import anyio
 import anyio.to_thread
 import urllib3
 from kubernetes.client import ApiClient, Configuration
@@ -130,6 +138,22 @@ class ApiResource:
 class WatchEvent:
     type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
     object: Obj
+
+
+def _at_version(res: ApiResource, api_version: str) -> ApiResource:
+    """``res`` at the object's own apiVersion: another served version of the kind uses
+    that version's path."""
+    if res.api_version == api_version:
+        return res
+    _, _, version = api_version.rpartition("/")
+    return ApiResource(
+        group=res.group,
+        version=version or res.version,
+        kind=res.kind,
+        plural=res.plural,
+        namespaced=res.namespaced,
+        verbs=res.verbs,
+    )
 
 
 def _group_of(api_version: str) -> str:
@@ -320,19 +344,7 @@ class KubeClient:
         """The resource for an object, at the object's own apiVersion when served."""
         api_version = str(obj.get("apiVersion") or "")
         kind = str(obj.get("kind") or "")
-        res = self.resource_for(_group_of(api_version), kind)
-        if res.api_version == api_version:
-            return res
-        # the object names another served version of the kind: use that one's path
-        _, _, version = api_version.rpartition("/")
-        return ApiResource(
-            group=res.group,
-            version=version or res.version,
-            kind=res.kind,
-            plural=res.plural,
-            namespaced=res.namespaced,
-            verbs=res.verbs,
-        )
+        return _at_version(self.resource_for(_group_of(api_version), kind), api_version)
 
     # -- reads
 
@@ -513,30 +525,62 @@ def _ssl_context(cfg: Configuration) -> ssl.SSLContext:
     return ctx
 
 
-class AsyncKube:
-    """LIST and WATCH of one cluster on the event loop (see the module docstring).
+class _Pool:
+    """What the views of one ``AsyncKube`` share: the session and the discovery cache."""
 
-    One ``aiohttp.ClientSession`` per instance, opened on first use in the running loop;
+    def __init__(self) -> None:
+        self.session: aiohttp.ClientSession | None = None
+        self.resources: dict[tuple[str, str], ApiResource] | None = None
+        self.version: str | None = None
+        self.discovering: anyio.Event | None = None  # set when the discovery in flight ends
+
+
+AsyncRetrier = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+"""``await retrier(what, send)``: await ``send()`` (one HTTP request), retrying
+``Transient`` as it sees fit; ``what`` names the request for messages."""
+
+
+class AsyncKube:
+    """Typed REST calls against one cluster on the event loop (see the module docstring):
+    the same verbs and error kinds as ``KubeClient``.
+
+    One ``aiohttp.ClientSession`` per cluster, opened on first use in the running loop;
     ``aclose()`` releases its sockets. Not thread-safe: use it from its loop only. The
     ``Connection`` is kept referenced, so the in-memory certificate files stay open.
+    ``with_retry`` gives a view with another retrier sharing this one's session and
+    discovery cache (discovery runs once per cluster, however many syncs ask at once).
     """
 
-    def __init__(self, connection: Connection, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retrier: AsyncRetrier | None = None,
+        _pool: _Pool | None = None,
+    ) -> None:
         self.connection = connection
         self.name = connection.name
         self.timeout_s = timeout_s
         cfg = connection.configuration
         self._base = str(cfg.host).rstrip("/")
         self._server_name: str | None = getattr(cfg, "tls_server_name", None) or None
-        self._session: aiohttp.ClientSession | None = None
+        self._retrier = retrier
+        self._pool = _pool or _Pool()
+
+    def with_retry(self, retrier: AsyncRetrier | None) -> AsyncKube:
+        return AsyncKube(
+            self.connection, timeout_s=self.timeout_s, retrier=retrier, _pool=self._pool
+        )
 
     async def aclose(self) -> None:
-        session, self._session = self._session, None
+        session, self._pool.session = self._pool.session, None
         if session is not None:
             await session.close()
 
     def _open_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        pool = self._pool
+        if pool.session is None or pool.session.closed:
             cfg = self.connection.configuration
             try:
                 ctx = _ssl_context(cfg)
@@ -544,10 +588,10 @@ class AsyncKube:
                 raise KubeError(f"{self.name}: TLS settings unusable: {exc}") from None
             # limit: the pool's sockets for this cluster (each watch holds one)
             connector = aiohttp.TCPConnector(ssl=ctx, limit=256, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(
+            pool.session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=True, raise_for_status=False
             )
-        return self._session
+        return pool.session
 
     async def _authorization(self) -> str | None:
         cfg = self.connection.configuration
@@ -559,13 +603,28 @@ class AsyncKube:
         )
         return token
 
+    # -- transport
+
     @contextlib.asynccontextmanager
-    async def _get(
-        self, path: str, query: list[tuple[str, str]], *, timeout_s: float, read_s: float | None
+    async def _open(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout_s: float,
+        read_s: float | None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """One GET; yields a 2xx response, raises the ``KubeError`` kind of anything else."""
-        what = f"GET {path}"
+        """One request; yields a 2xx response, raises the ``KubeError`` kind of anything
+        else (transport failures as ``Transient``)."""
+        what = f"{method} {path}"
         headers = {"Accept": "application/json"}
+        data: bytes | None = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body).encode()
         token = await self._authorization()
         if token:
             headers["Authorization"] = token
@@ -574,10 +633,12 @@ class AsyncKube:
             total=timeout_s, sock_connect=self.timeout_s, sock_read=read_s
         )
         try:
-            async with session.get(
+            async with session.request(
+                method,
                 self._base + path,
                 params=query,
                 headers=headers,
+                data=data,
                 timeout=timeout,
                 server_hostname=self._server_name,
             ) as resp:
@@ -597,10 +658,168 @@ class AsyncKube:
         except (aiohttp.ClientError, OSError) as exc:
             raise Transient(f"{self.name}: {what}: {type(exc).__name__}") from None
 
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One request answered with JSON (``{}`` for an empty body), through the retrier."""
+
+        async def send() -> Any:
+            return await self._send(
+                method, path, query=query or [], body=body, content_type=content_type
+            )
+
+        if self._retrier is None:
+            return await send()
+        return await self._retrier(f"{method} {path}", send)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]],
+        body: Any,
+        content_type: str,
+    ) -> Any:
+        what = f"{method} {path}"
+        async with self._open(
+            method,
+            path,
+            query,
+            body=body,
+            content_type=content_type,
+            timeout_s=self.timeout_s,
+            read_s=None,
+        ) as resp:
+            try:
+                data = await resp.read()
+            except TimeoutError:
+                raise Transient(
+                    f"{self.name}: {what}: no answer within {self.timeout_s:g}s"
+                ) from None
+            except (aiohttp.ClientError, OSError) as exc:
+                raise Transient(f"{self.name}: {what}: {type(exc).__name__}") from None
+            status = resp.status
+        if not data:
+            return {}
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise KubeError(f"{self.name}: {what}: answer is not JSON", status=status) from None
+
+    # -- discovery
+
+    async def _discover(self) -> dict[tuple[str, str], ApiResource]:
+        found: dict[tuple[str, str], ApiResource] = {}
+        versions: list[tuple[str, str]] = []
+        core = await self._request("GET", "/api")
+        for v in core.get("versions") or []:
+            versions.append(("", str(v)))
+        groups = await self._request("GET", "/apis")
+        for g in groups.get("groups") or []:
+            preferred = (g.get("preferredVersion") or {}).get("version")
+            if not preferred and g.get("versions"):
+                preferred = g["versions"][0].get("version")
+            if preferred:
+                versions.append((str(g["name"]), str(preferred)))
+        docs: dict[tuple[str, str], Any] = {}
+
+        async def one(group: str, version: str) -> None:
+            path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+            with contextlib.suppress(NotFound):  # a group going away between the two calls
+                docs[(group, version)] = await self._request("GET", path)
+
+        async with anyio.create_task_group() as tg:
+            for group, version in versions:
+                tg.start_soon(one, group, version)
+        for group, version in versions:  # discovery order: the first (group, kind) wins
+            doc = docs.get((group, version))
+            if doc is None:
+                continue
+            for r in doc.get("resources") or []:
+                name = str(r.get("name") or "")
+                if not name or "/" in name:
+                    continue  # subresources
+                res = ApiResource(
+                    group=group,
+                    version=version,
+                    kind=str(r.get("kind") or ""),
+                    plural=name,
+                    namespaced=bool(r.get("namespaced")),
+                    verbs=frozenset(r.get("verbs") or ()),
+                )
+                found.setdefault((group, res.kind), res)
+        return found
+
+    async def resources(self, *, refresh: bool = False) -> dict[tuple[str, str], ApiResource]:
+        """Every (group, kind) the cluster serves, at its preferred version. Cached per
+        cluster; concurrent callers share one discovery in flight."""
+        pool = self._pool
+        while True:
+            if pool.resources is not None and not refresh:
+                return pool.resources
+            if pool.discovering is None:
+                break
+            await pool.discovering.wait()  # someone else's discovery: take its answer
+            refresh = False
+        pool.discovering = done = anyio.Event()
+        try:
+            pool.resources = await self._discover()
+            return pool.resources
+        finally:
+            pool.discovering = None
+            done.set()
+
+    async def server_version(self) -> str:
+        """The API server's ``gitVersion`` (``GET /version``), "" when it gives none; asked
+        once per cluster."""
+        if self._pool.version is None:
+            doc = await self._request("GET", "/version")
+            self._pool.version = str(doc.get("gitVersion") or "") if isinstance(doc, dict) else ""
+        return self._pool.version
+
+    async def resource_for(self, group: str, kind: str) -> ApiResource:
+        """The resource serving (group, kind); rediscovers once before raising NotFound."""
+        res = (await self.resources()).get((group, kind))
+        if res is None:
+            res = (await self.resources(refresh=True)).get((group, kind))
+        if res is None:
+            shown = f"{group}/{kind}" if group else kind
+            raise NotFound(
+                f"{self.name}: kind {shown} is not served by the cluster (is its CRD installed?)",
+                status=404,
+            )
+        return res
+
+    async def resource_of(self, obj: Mapping[str, Any]) -> ApiResource:
+        """The resource for an object, at the object's own apiVersion when served."""
+        api_version = str(obj.get("apiVersion") or "")
+        res = await self.resource_for(_group_of(api_version), str(obj.get("kind") or ""))
+        return _at_version(res, api_version)
+
+    # -- reads
+
+    async def get(self, res: ApiResource, name: str, namespace: str = "") -> Obj:
+        obj: Obj = await self._request("GET", res.path(namespace, name))
+        return _with_type(obj, res)
+
+    async def get_or_none(self, res: ApiResource, name: str, namespace: str = "") -> Obj | None:
+        try:
+            return await self.get(res, name, namespace)
+        except NotFound:
+            return None
+
     async def list(
         self, res: ApiResource, *, namespace: str = "", label_selector: str = ""
     ) -> tuple[list[Obj], str]:
-        """As ``KubeClient.list``: every object, paging, and the list's resourceVersion."""
+        """Every object (all namespaces unless ``namespace``), paging through ``continue``
+        tokens, and the list's resourceVersion."""
         items: list[Obj] = []
         token = ""
         path = res.path(namespace)
@@ -610,12 +829,7 @@ class AsyncKube:
                 query.append(("labelSelector", label_selector))
             if token:
                 query.append(("continue", token))
-            async with self._get(path, query, timeout_s=self.timeout_s, read_s=None) as resp:
-                data = await resp.read()
-            try:
-                doc = json.loads(data)
-            except ValueError:
-                raise KubeError(f"{self.name}: GET {path}: answer is not JSON") from None
+            doc = await self._request("GET", path, query=query)
             for item in doc.get("items") or []:
                 items.append(_with_type(item, res))
             meta = doc.get("metadata") or {}
@@ -632,9 +846,11 @@ class AsyncKube:
         field_selector: str = "",
         timeout_s: float = 30.0,
     ) -> AsyncGenerator[WatchEvent, None]:
-        """As ``KubeClient.watch``: events after ``resource_version`` until the server ends
-        the window (``timeout_s``); an ERROR event raises (410 as ``Gone``). Close it with
-        ``contextlib.aclosing`` when stopping early."""
+        """Events after ``resource_version`` until the server ends the window (after
+        ``timeout_s``, sent as ``timeoutSeconds``) with BOOKMARKs asked for; an ERROR event
+        raises (410 as ``Gone``). Close it with ``contextlib.aclosing`` when stopping
+        early. The socket may stay silent for the whole window (no change, no bookmark):
+        only past the window and a margin is it taken for dead."""
         seconds = max(1, int(timeout_s))
         query = [("watch", "1"), ("timeoutSeconds", str(seconds)), ("allowWatchBookmarks", "1")]
         if resource_version:
@@ -642,8 +858,8 @@ class AsyncKube:
         if field_selector:
             query.append(("fieldSelector", field_selector))
         path = res.path(namespace)
-        # The server ends the window; a silent socket for as long means it is gone.
-        async with self._get(path, query, timeout_s=seconds + 5.0, read_s=seconds + 5.0) as resp:
+        limit = seconds + 5.0
+        async with self._open("GET", path, query, timeout_s=limit, read_s=limit) as resp:
             buffer = bytearray()
             try:
                 async for chunk in resp.content.iter_any():
@@ -657,7 +873,7 @@ class AsyncKube:
                     del buffer[:start]
             except TimeoutError:
                 raise Transient(
-                    f"{self.name}: watch {res.plural}: no answer within {seconds + 5:g}s"
+                    f"{self.name}: watch {res.plural}: no answer within {limit:g}s"
                 ) from None
             except (aiohttp.ClientError, OSError) as exc:
                 raise Transient(
@@ -665,6 +881,88 @@ class AsyncKube:
                 ) from None
             if bytes(buffer).strip():
                 yield _event(self.name, res, bytes(buffer))
+
+    # -- writes
+
+    async def apply(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        field_manager: str = FIELD_MANAGER,
+        force: bool = True,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Server-side apply (``application/apply-patch+yaml``; ``dry_run``: dryRun=All);
+        returns the object as stored (its ``metadata.generation`` is what the health gate
+        waits for)."""
+        res = await self.resource_of(obj)
+        meta = obj.get("metadata") or {}
+        query = [("fieldManager", field_manager), ("force", "true" if force else "false")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        out: Obj = await self._request(
+            "PATCH",
+            res.path(str(meta.get("namespace") or ""), str(meta.get("name") or "")),
+            query=query,
+            body=dict(obj),
+            content_type="application/apply-patch+yaml",
+        )
+        return out
+
+    async def replace(self, obj: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER) -> Obj:
+        """PUT the object (``Replace=true``), creating it when absent. The live
+        resourceVersion is sent so a concurrent writer makes this a Conflict, not a loss."""
+        res = await self.resource_of(obj)
+        meta = obj.get("metadata") or {}
+        name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or "")
+        live = await self.get_or_none(res, name, namespace)
+        if live is None:
+            return await self.create(obj, field_manager=field_manager)
+        body = dict(obj)
+        body["metadata"] = {
+            **dict(meta),
+            "resourceVersion": (live.get("metadata") or {}).get("resourceVersion"),
+        }
+        out: Obj = await self._request(
+            "PUT", res.path(namespace, name), query=[("fieldManager", field_manager)], body=body
+        )
+        return out
+
+    async def create(self, obj: Mapping[str, Any], *, field_manager: str = FIELD_MANAGER) -> Obj:
+        res = await self.resource_of(obj)
+        meta = obj.get("metadata") or {}
+        out: Obj = await self._request(
+            "POST",
+            res.path(str(meta.get("namespace") or "")),
+            query=[("fieldManager", field_manager)],
+            body=dict(obj),
+        )
+        return out
+
+    async def merge_patch(self, res: ApiResource, name: str, namespace: str, patch: Obj) -> Obj:
+        out: Obj = await self._request(
+            "PATCH",
+            res.path(namespace, name),
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+        return out
+
+    async def delete(
+        self,
+        res: ApiResource,
+        name: str,
+        namespace: str = "",
+        *,
+        propagation: PropagationPolicy = "Foreground",
+    ) -> bool:
+        """Delete; False when it was already gone."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        try:
+            await self._request("DELETE", res.path(namespace, name), body=body)
+        except NotFound:
+            return False
+        return True
 
 
 def _event(cluster: str, res: ApiResource, line: bytes) -> WatchEvent:

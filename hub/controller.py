@@ -100,10 +100,10 @@ class HubOptions:
     jitter: float = 0.2  # +/- share of each interval
     registry_poll_s: float = 1.0
     new_git_file_globbing: bool = False
-    cluster_syncs: int = 2
+    cluster_syncs: int = 10  # syncs in flight per cluster (on the loop, not threads)
     cluster_calls: int = 4
-    global_syncs: int = 32
-    global_calls: int = 64
+    global_syncs: int = 512
+    global_calls: int = 16  # threads for renders and comparisons (spoke I/O is async)
     git_threads: int = 4
     store_threads: int = 8
     shutdown_grace_s: float = 30.0
@@ -353,7 +353,6 @@ class Hub:
             global_syncs=self.global_syncs,
             global_calls=self.global_calls,
             store_calls=self._store_limiter,
-            sync_threads=anyio.CapacityLimiter(self.options.global_syncs),
             cluster_syncs=self.options.cluster_syncs,
             cluster_calls=self.options.cluster_calls,
             jq=self.jq,

@@ -31,7 +31,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -47,6 +47,7 @@ from clusters.connect import connect
 from clusters.errors import ClusterError
 from clusters.kube import (
     ApiResource,
+    AsyncKube,
     Conflict,
     KubeClient,
     KubeError,
@@ -69,6 +70,7 @@ from hub.sync.engine import (
     COMMON_KINDS,
     CancelToken,
     EventKind,
+    Limits,
     OperationResult,
     ProgressEvent,
     Rendered,
@@ -334,8 +336,7 @@ def once_conditions(result: OperationResult) -> list[Condition]:
     return [prune_confirm_condition(confirm)] if confirm else []
 
 
-def _scopes(kube: KubeClient) -> KindScopes:
-    resources = kube.resources()
+def _scopes(resources: Mapping[tuple[str, str], ApiResource]) -> KindScopes:
     return KindScopes.from_discovery(
         cluster_scoped=[gk for gk, r in resources.items() if not r.namespaced],
         namespaced=[gk for gk, r in resources.items() if r.namespaced],
@@ -380,22 +381,24 @@ DELETE_CONFIRM_UNSUPPORTED = (
 )
 
 
-def release_hook_finalizers(kube: KubeClient, live: Iterable[Mapping[str, Any]]) -> list[str]:
+async def async_release_hook_finalizers(
+    kube: AsyncKube, live: Iterable[Mapping[str, Any]]
+) -> list[str]:
     """Take our ``gitops-hub/hook-finalizer`` off every object of ``live`` that carries it
     (a hook whose operation was cut short keeps it and would block its own deletion and its
     namespace's forever). Each patch carries the object's resourceVersion, so it removes
     only our finalizer from the list as read; a Conflict reads again. Returns the keys of
-    the objects it freed. Blocking."""
+    the objects it freed."""
     freed: list[str] = []
     for obj in live:
         if HOOK_FINALIZER not in ((obj.get("metadata") or {}).get("finalizers") or []):
             continue
-        res = kube.resource_of(obj)
+        res = await kube.resource_of(obj)
         key = ResourceKey.of(obj)
         current: Mapping[str, Any] | None = obj
         for _ in range(5):
             if current is None:
-                current = kube.get_or_none(res, key.name, key.namespace)
+                current = await kube.get_or_none(res, key.name, key.namespace)
                 if current is None:
                     break
             meta = current.get("metadata") or {}
@@ -409,7 +412,7 @@ def release_hook_finalizers(kube: KubeClient, live: Iterable[Mapping[str, Any]])
                 }
             }
             try:
-                kube.merge_patch(res, key.name, key.namespace, patch)
+                await kube.merge_patch(res, key.name, key.namespace, patch)
             except Conflict:
                 current = None  # changed meanwhile: read again
                 continue
@@ -432,20 +435,20 @@ def synced_kinds(rec: AppRecord) -> set[tuple[str, str]]:
     }
 
 
-def list_tracked(
-    kube: KubeClient, apps: Iterable[str], kinds: Iterable[tuple[str, str]] = ()
+async def async_list_tracked(
+    kube: AsyncKube, apps: Iterable[str], kinds: Iterable[tuple[str, str]] = ()
 ) -> dict[str, list[dict[str, Any]]]:
-    """The live objects each of ``apps`` tracks, of the usual kinds plus ``kinds``. Blocking;
-    a rare path (deletion, recovery), so it lists instead of trusting a cache to hold every
+    """The live objects each of ``apps`` tracks, of the usual kinds plus ``kinds``. A rare
+    path (deletion, recovery), so it lists instead of trusting a cache to hold every
     kind."""
     wanted = set(apps)
     found: dict[str, list[dict[str, Any]]] = {a: [] for a in wanted}
-    served = kube.resources()
+    served = await kube.resources()
     for gk in sorted(set(COMMON_KINDS) | set(kinds)):
         res = served.get(gk)
         if res is None or "list" not in res.verbs:
             continue
-        items, _ = kube.list(res)
+        items, _ = await kube.list(res)
         for obj in items:
             owner = owning_app(obj)
             if owner in wanted:
@@ -463,20 +466,20 @@ def last_synced_manifests(history: SyncHistory, app: str) -> tuple[list[dict[str
     return [], ""
 
 
-def _wait_gone(
-    kube: KubeClient, waiting: list[tuple[ApiResource, str, str, str]], deadline: float
+async def _wait_gone(
+    kube: AsyncKube, waiting: list[tuple[ApiResource, str, str, str]], deadline: float
 ) -> list[tuple[ApiResource, str, str, str]]:
     """Poll until every (resource, name, namespace, label) is gone or the deadline passed;
     the ones still there."""
     while waiting and time.monotonic() < deadline:
-        waiting = [w for w in waiting if kube.get_or_none(*w[:3]) is not None]
+        waiting = [w for w in waiting if await kube.get_or_none(*w[:3]) is not None]
         if waiting:
-            time.sleep(0.5)
+            await anyio.sleep(0.5)
     return waiting
 
 
-def delete_app_resources(
-    kube: KubeClient,
+async def async_delete_app_resources(
+    kube: AsyncKube,
     rec: AppRecord,
     kinds: Iterable[tuple[str, str]] = (),
     *,
@@ -503,11 +506,12 @@ def delete_app_resources(
     5. the PreDelete hooks go last (Argo's cascade deletes them with the resources; kept
        until here so that a retry of an unfinished deletion does not run them again).
 
-    Each step waits for the one before; the whole call waits at most ``wait_s``. Blocking."""
+    Each step waits for the one before; the whole call waits at most ``wait_s``."""
     app = parse_application(rec.manifest(), source_file=rec.file or rec.name)
     hook_kinds = {ResourceKey.of(m).group_kind for m in manifests if is_hook(m)}
-    live = list_tracked(kube, [rec.name], {*kinds, *synced_kinds(rec), *hook_kinds})[rec.name]
-    freed = release_hook_finalizers(kube, live)
+    tracked = await async_list_tracked(kube, [rec.name], {*kinds, *synced_kinds(rec), *hook_kinds})
+    live = tracked[rec.name]
+    freed = await async_release_hook_finalizers(kube, live)
     if freed:
         log.info("app %s: freed the hook finalizer of %s", rec.name, ", ".join(freed))
     deadline = time.monotonic() + wait_s
@@ -519,15 +523,15 @@ def delete_app_resources(
         for t in (HookType.PRE_DELETE, HookType.POST_DELETE)
     )
 
-    def run(hooks: Sequence[DeleteHook]) -> list[str]:
+    async def run(hooks: Sequence[DeleteHook]) -> list[str]:
         if not hooks:
             return []
-        outcome = run_delete_hooks(kube, hooks, rules=rules, deadline=deadline)
+        outcome = await run_delete_hooks(kube, hooks, rules=rules, deadline=deadline)
         ran.extend(f"{h} succeeded" for h in outcome.succeeded)
         ran.extend(outcome.failed)
         return [*outcome.failed, *outcome.running]
 
-    problems = run(pre)
+    problems = await run(pre)
     if problems:
         return DeletionOutcome(app=rec.name, hooks=tuple(ran), remaining=tuple(problems))
 
@@ -544,12 +548,12 @@ def delete_app_resources(
                 else:
                     remaining.append(f"{task.key}: {DELETE_CONFIRM_UNSUPPORTED}")
                 continue
-            res = kube.resource_of(task.live or {})
+            res = await kube.resource_of(task.live or {})
             propagation = _propagation(task.options.prune_propagation)
-            kube.delete(res, task.key.name, task.key.namespace, propagation=propagation)
+            await kube.delete(res, task.key.name, task.key.namespace, propagation=propagation)
             deleted.append(str(task.key))
             waiting.append((res, task.key.name, task.key.namespace, str(task.key)))
-        waiting = _wait_gone(kube, waiting, deadline)
+        waiting = await _wait_gone(kube, waiting, deadline)
         if waiting:
             remaining += [f"{w[3]}: still being deleted after {wait_s:g}s" for w in waiting]
             break  # the next waves wait for this one, as a sync's waves do
@@ -561,14 +565,14 @@ def delete_app_resources(
         for obj in live:
             key = ResourceKey.of(obj)
             if is_hook(obj) and not any(is_delete_hook(obj, t) for t in DELETE_HOOK_TYPES):
-                res = kube.resource_of(obj)
-                kube.delete(res, key.name, key.namespace, propagation="Foreground")
+                res = await kube.resource_of(obj)
+                await kube.delete(res, key.name, key.namespace, propagation="Foreground")
                 deleted.append(str(key))
                 hooks.append((res, key.name, key.namespace, str(key)))
-        hooks = _wait_gone(kube, hooks, deadline)
+        hooks = await _wait_gone(kube, hooks, deadline)
         remaining += [f"{h[3]}: still being deleted after {wait_s:g}s" for h in hooks]
     if not remaining:
-        remaining += run(post)
+        remaining += await run(post)
     if not remaining:
         cleanup = {
             h.key: h.desired
@@ -580,12 +584,12 @@ def delete_app_resources(
                 cleanup.setdefault(ResourceKey.of(obj), obj)
         gone: list[tuple[ApiResource, str, str, str]] = []
         for key, obj in sorted(cleanup.items()):
-            res = kube.resource_of(obj)
+            res = await kube.resource_of(obj)
             with contextlib.suppress(NotFound):
-                kube.delete(res, key.name, key.namespace, propagation="Background")
+                await kube.delete(res, key.name, key.namespace, propagation="Background")
             deleted.append(str(key))
             gone.append((res, key.name, key.namespace, str(key)))
-        gone = _wait_gone(kube, gone, deadline)
+        gone = await _wait_gone(kube, gone, deadline)
         remaining += [f"{g[3]}: still being deleted after {wait_s:g}s" for g in gone]
     return DeletionOutcome(
         app=rec.name,
@@ -594,6 +598,40 @@ def delete_app_resources(
         remaining=tuple(remaining),
         hooks=tuple(ran),
     )
+
+
+def _blocking(kube: KubeClient, call: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+    """``call(AsyncKube, ...)`` on a loop of its own, for the CLI paths that hold a
+    ``KubeClient`` (``hub cluster rm --cascade``, crash recovery of hook finalizers)."""
+
+    async def main() -> T:
+        client = AsyncKube(kube.connection, timeout_s=kube.timeout_s)
+        try:
+            return await call(client, *args, **kw)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    return anyio.run(main)
+
+
+def release_hook_finalizers(kube: KubeClient, live: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``async_release_hook_finalizers`` for a blocking caller."""
+    return _blocking(kube, async_release_hook_finalizers, list(live))
+
+
+def list_tracked(
+    kube: KubeClient, apps: Iterable[str], kinds: Iterable[tuple[str, str]] = ()
+) -> dict[str, list[dict[str, Any]]]:
+    """``async_list_tracked`` for a blocking caller."""
+    return _blocking(kube, async_list_tracked, list(apps), list(kinds))
+
+
+def delete_app_resources(
+    kube: KubeClient, rec: AppRecord, kinds: Iterable[tuple[str, str]] = (), **kw: Any
+) -> DeletionOutcome:
+    """``async_delete_app_resources`` for a blocking caller."""
+    return _blocking(kube, async_delete_app_resources, rec, list(kinds), **kw)
 
 
 # ---------------------------------------------------------------- services
@@ -658,7 +696,6 @@ class WorkerServices:
     global_syncs: anyio.CapacityLimiter
     global_calls: anyio.CapacityLimiter
     store_calls: anyio.CapacityLimiter
-    sync_threads: anyio.CapacityLimiter  # threads of running syncs (as many as global syncs)
     cluster_syncs: int = 2
     cluster_calls: int = 4
     jq: JqRunner | None = None
@@ -741,11 +778,13 @@ class ClusterWorker:
         self.name = name
         self.svc = services
         self.connection = ClusterConnection(state="Unknown", message="starting", since="")
-        self.kube: KubeClient | None = None
+        self.kube: AsyncKube | None = None
         self.cache: LiveCache | None = None
         self.apps: dict[str, AppRecord] = {}
         self.cluster_syncs = anyio.CapacityLimiter(services.cluster_syncs)
         self.cluster_calls = anyio.CapacityLimiter(services.cluster_calls)
+        # the engine's blocking work: renders under the global calls, the store's limiter
+        self._limits = Limits(render=services.global_calls, store=services.store_calls)
         self._dirty: set[str] = set()
         self._reload = True
         self._wake = anyio.Event()
@@ -922,25 +961,29 @@ class ClusterWorker:
                 log.warning("cluster %s: %s: %s", self.name, state, message)
 
     async def _connect(self) -> bool:
-        def open_client() -> KubeClient:
-            kube = KubeClient(connect(self.svc.registry, self.name))
-            kube.resources(refresh=True)  # discovery: also proves the cluster answers
-            return kube
-
+        kube: AsyncKube | None = None
+        failure: tuple[ConnectionState, str] | None = None
         try:
             with anyio.fail_after(CONNECT_TIMEOUT_S):
-                kube = await self._call(open_client, abandon=True)
+                # credentials (decryption, an exec plugin) in a thread; then discovery on
+                # the loop, which also proves the cluster answers
+                connection = await self._call(
+                    partial(connect, self.svc.registry, self.name), abandon=True
+                )
+                kube = AsyncKube(connection)
+                await kube.resources(refresh=True)
         except TimeoutError:
-            self._connect_failures += 1
-            self._set_connection("Unreachable", f"no answer within {CONNECT_TIMEOUT_S:g}s")
-            return False
+            failure = ("Unreachable", f"no answer within {CONNECT_TIMEOUT_S:g}s")
         except Unauthorized as exc:
-            self._connect_failures += 1
-            self._set_connection("Unauthorized", str(exc))
-            return False
+            failure = ("Unauthorized", str(exc))
         except (ClusterError, HubError) as exc:
+            failure = ("Unreachable", str(exc))
+        if failure is not None or kube is None:
+            if kube is not None:
+                with anyio.CancelScope(shield=True):
+                    await kube.aclose()
             self._connect_failures += 1
-            self._set_connection("Unreachable", str(exc))
+            self._set_connection(*(failure or ("Unreachable", "no connection")))
             return False
         self._connect_failures = 0
         self.kube = kube
@@ -979,12 +1022,12 @@ class ClusterWorker:
             self._set_connection(state, str(error))
         self._wake.set()
 
-    def _watch_kind(self, group_kind: tuple[str, str]) -> bool:
+    async def _watch_kind(self, group_kind: tuple[str, str]) -> bool:
         """Start caching a kind; True when it is cached and listed."""
         assert self.cache is not None and self.kube is not None and self._tg is not None
         if group_kind in self._kind_scopes:
             return self.cache.is_synced(group_kind)
-        res = self.kube.resources().get(group_kind)
+        res = (await self.kube.resources()).get(group_kind)
         if res is None or not {"list", "watch"} <= res.verbs:
             # Not served (yet): nothing of it can be live. A sync may install its CRD, so
             # discovery is refreshed after the next sync and the kind tried again.
@@ -1113,7 +1156,9 @@ class ClusterWorker:
             )
             return
         pending = [
-            gk for gk in {key_of(m)[:2] for m in desired.manifests} if not self._watch_kind(gk)
+            gk
+            for gk in sorted({key_of(m)[:2] for m in desired.manifests})
+            if not await self._watch_kind(gk)
         ]
         if pending:
             return  # woken again when the kinds' first lists are in
@@ -1122,7 +1167,10 @@ class ClusterWorker:
             self._start_sync(rec, desired, manual)
             return
         started = time.monotonic()
-        evaluation = await anyio.to_thread.run_sync(partial(self._evaluate, desired))
+        # in a thread under the global limiter: jq expressions are a blocking round trip
+        evaluation = await anyio.to_thread.run_sync(
+            partial(self._evaluate, desired), limiter=self.svc.global_calls
+        )
         if self.svc.metrics is not None:
             self.svc.metrics.observe_reconcile(self.name, time.monotonic() - started)
         decision: AutoSyncDecision | None = None
@@ -1219,17 +1267,20 @@ class ClusterWorker:
             return cached
         kube = self.kube
         assert kube is not None
+        resources = await kube.resources()
+        version = await kube.server_version()
 
         def render() -> Rendered:
+            # Git, helm/kustomize and YAML parsing: blocking, in a thread
             resolved = resolve_sources(
                 app, git=self.svc.repos, charts=shared_chart_repos(), revision=sha
             )
-            cluster = cluster_info(kube) if needs_cluster_info(resolved) else None
+            cluster = cluster_info(resources, version) if needs_cluster_info(resolved) else None
             rendered = render_app(app, resolved, cluster=cluster)
             valid = validate_manifests(
                 rendered.manifests,
                 destination_namespace=app.destination.namespace,
-                scopes=_scopes(kube),
+                scopes=_scopes(resources),
             )
             return Rendered(
                 revision=revision_text(resolved, multiple=app.has_multiple_sources),
@@ -1339,35 +1390,54 @@ class ClusterWorker:
                 }
                 await self._write(name, operation=running)
 
-                def progress(event: ProgressEvent) -> None:
-                    # In the engine's thread: each wave (and retry) is recorded as it starts,
-                    # so the API shows where a long sync is; resource events are not.
-                    if event.kind in (EventKind.WAVE, EventKind.RETRY):
-                        self.svc.apps.set_status(
-                            name, operation_state={**running, "message": event.message}
-                        )
+                # Each wave (and retry) is recorded as it starts, so the API shows where a
+                # long sync is (resource events are not): the engine's events go to a
+                # writer task, which keeps only the latest when the store lags behind.
+                send, receive = anyio.create_memory_object_stream[str](max_buffer_size=1000)
 
-                # Shielded: on shutdown or cluster removal the token stops the engine at its
-                # next check and the result is still recorded below.
+                def progress(event: ProgressEvent) -> None:
+                    if event.kind in (EventKind.WAVE, EventKind.RETRY):
+                        with contextlib.suppress(anyio.WouldBlock):
+                            send.send_nowait(event.message)
+
+                async def record_progress() -> None:
+                    async with receive:
+                        async for message in receive:
+                            with contextlib.suppress(anyio.WouldBlock):
+                                while True:  # only the latest of a burst
+                                    message = receive.receive_nowait()
+                            await self._db(
+                                partial(
+                                    self.svc.apps.set_status,
+                                    name,
+                                    operation_state={**running, "message": message},
+                                )
+                            )
+
+                # Shielded: on shutdown or cluster removal the token stops the engine (on
+                # this loop, at once) and the result is still recorded below.
                 with anyio.CancelScope(shield=True):
-                    result = await self._run_engine(
-                        name,
-                        partial(
-                            sync_application,
-                            kube,
-                            desired.app,
-                            engine_request,
-                            sources=self.svc.repos,
-                            history=self.svc.history,
-                            health_rules=self.svc.health_rules,
-                            jq_runner=self.svc.jq,
-                            on_event=progress,
-                            cancel=token,
-                            # live state from the watch cache: no LIST per sync for the
-                            # kinds it holds (the engine lists the others)
-                            live_state=self.cache,
-                        ),
-                    )
+                    async with anyio.create_task_group() as writers:
+                        writers.start_soon(record_progress)
+                        async with send:
+                            result = await self._run_engine(
+                                name,
+                                sync_application(
+                                    kube,
+                                    desired.app,
+                                    engine_request,
+                                    sources=self.svc.repos,
+                                    history=self.svc.history,
+                                    health_rules=self.svc.health_rules,
+                                    jq_runner=self.svc.jq,
+                                    on_event=progress,
+                                    cancel=token,
+                                    # live state from the watch cache: no LIST per sync for
+                                    # the kinds it holds (the engine lists the others)
+                                    live_state=self.cache,
+                                    limits=self._limits,
+                                ),
+                            )
                     if result is None:  # counts as an attempt: no retry loop on a bug
                         self._last[name] = LastOperation(
                             revision=engine_request.revision or desired.sha,
@@ -1381,10 +1451,10 @@ class ClusterWorker:
                     if self.cache is not None and self._tg is not None:
                         for gk in sorted({(r.group, r.kind) for r in result.resources}):
                             with contextlib.suppress(ClusterError):
-                                self._watch_kind(gk)
+                                await self._watch_kind(gk)
                     if self._unserved:
                         with contextlib.suppress(ClusterError):
-                            await self._call(partial(kube.resources, refresh=True))
+                            await kube.resources(refresh=True)
                             self._unserved.clear()
                     await self._write(
                         name,
@@ -1402,12 +1472,12 @@ class ClusterWorker:
             self._wake.set()
 
     async def _run_engine(
-        self, name: str, call: Callable[[], OperationResult]
+        self, name: str, operation: Awaitable[OperationResult]
     ) -> OperationResult | None:
-        """The engine in a sync thread; an exception it should not raise (a bug) is logged
-        with its traceback and reported on the app instead of stopping the worker."""
+        """The engine on this loop (no thread); an exception it should not raise (a bug) is
+        logged with its traceback and reported on the app instead of stopping the worker."""
         try:
-            return await anyio.to_thread.run_sync(call, limiter=self.svc.sync_threads)
+            return await operation
         except Exception as exc:
             log.exception("app %s on %s: the sync failed unexpectedly", name, self.name)
             await self._write(name, conditions=[Condition(type=SYNC_ERROR, message=repr(exc))])
@@ -1450,7 +1520,7 @@ class ClusterWorker:
             while True:
                 try:
                     async with self.cluster_syncs, self.svc.global_syncs:
-                        outcome = await self._call(partial(self._delete_resources, rec))
+                        outcome = await self._delete_resources(rec)
                     remaining = outcome.problem()
                 except (KubeError, HubError) as exc:
                     remaining = f"{rec.name}: {exc}"
@@ -1468,7 +1538,7 @@ class ClusterWorker:
         finally:
             self._deleting.discard(rec.name)
 
-    def _delete_resources(self, rec: AppRecord) -> DeletionOutcome:
+    async def _delete_resources(self, rec: AppRecord) -> DeletionOutcome:
         assert self.kube is not None
         kinds = self.cache.kinds() if self.cache else set()
         cached = self._desired.get(rec.name)
@@ -1476,9 +1546,11 @@ class ClusterWorker:
             manifests: Sequence[Mapping[str, Any]] = cached.manifests
             revision = cached.sha
         else:  # nothing rendered since the hub started: the last sync's manifests
-            manifests, revision = last_synced_manifests(self.svc.history, rec.name)
+            manifests, revision = await self._db(
+                partial(last_synced_manifests, self.svc.history, rec.name)
+            )
         kinds |= {key_of(m)[:2] for m in manifests}
-        outcome = delete_app_resources(
+        outcome = await async_delete_app_resources(
             self.kube,
             rec,
             kinds,
@@ -1545,18 +1617,15 @@ class ClusterWorker:
             kube = self.kube
             assert kube is not None
             async with self.cluster_syncs, self.svc.global_syncs:
-                result = await anyio.to_thread.run_sync(
-                    partial(
-                        sync_application,
-                        kube,
-                        app,
-                        request,
-                        sources=self.svc.repos,
-                        history=self.svc.history,
-                        health_rules=self.svc.health_rules,
-                        jq_runner=self.svc.jq,
-                    ),
-                    limiter=self.svc.sync_threads,
+                result = await sync_application(
+                    kube,
+                    app,
+                    request,
+                    sources=self.svc.repos,
+                    history=self.svc.history,
+                    health_rules=self.svc.health_rules,
+                    jq_runner=self.svc.jq,
+                    limits=self._limits,
                 )
             out[rec.name] = result
             await self._write(
@@ -1574,7 +1643,7 @@ class ClusterWorker:
             # full attempt; what is left is reported and stays for the next run.
             try:
                 async with self.cluster_syncs, self.svc.global_syncs:
-                    outcome = await self._call(partial(self._delete_resources, rec))
+                    outcome = await self._delete_resources(rec)
                 problem = outcome.problem()
             except (KubeError, HubError) as exc:
                 problem = f"{rec.name}: {exc}"

@@ -153,7 +153,7 @@ def engine_differ(home: Path) -> Differ:
         from hub.home import load_keyring, open_registry
         from hub.repos import RepoCache
         from hub.sync.diff import JqRunner
-        from hub.sync.engine import diff_application
+        from hub.sync.engine import diff_application_blocking
         from hub.sync.history import SyncHistory
         from hub.sync.model import parse_application
 
@@ -168,7 +168,7 @@ def engine_differ(home: Path) -> Differ:
             kube = KubeClient(connect(registry, record.cluster))
             with RepoCache(home) as repos, JqRunner() as jq:
                 history = SyncHistory(store, lambda: load_keyring(home))
-                result = diff_application(
+                result = diff_application_blocking(
                     kube, application, sources=repos, jq_runner=jq, history=history
                 )
         finally:

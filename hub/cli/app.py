@@ -40,8 +40,8 @@ from hub.sync.engine import (
     OperationResult,
     ProgressEvent,
     SyncRequest,
-    diff_application,
-    sync_application,
+    diff_application_blocking,
+    sync_application_blocking,
 )
 from hub.sync.health import HealthRules
 from hub.sync.health_rules import load_health_rules
@@ -170,7 +170,7 @@ def diff(
     try:
         application = load_app(app_file)
         with _env(obj, application, cluster) as env:
-            result = diff_application(
+            result = diff_application_blocking(
                 env.kube,
                 application,
                 sources=env.repos,
@@ -303,7 +303,7 @@ def sync(
         self_heal=self_heal,
     )
     with _env(obj, application, cluster) as env:
-        result = sync_application(
+        result = sync_application_blocking(
             env.kube,
             application,
             replace(request, project=env.project),
@@ -360,7 +360,7 @@ def rollback(
         entry = env.history.get(application.name, history_id)
         manifests = env.history.manifests(application.name, history_id)
         click.echo(f"rolling back {application.name} to history id {entry.id} ({entry.revision})")
-        result = sync_application(
+        result = sync_application_blocking(
             env.kube,
             application,
             SyncRequest(

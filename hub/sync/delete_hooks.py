@@ -4,12 +4,12 @@ deleted with cascade (Argo CD's ``controller/hook.go``).
 ``run_delete_hooks`` creates the hooks a previous attempt has not created yet and waits
 until each is done by the same judgement as the sync's wave gate (``health.gate_health`` and
 ``health.task_outcome``: Healthy or no health check succeeds, Degraded fails, anything else
-runs). It polls instead of watching: a deletion is rare, runs in its own thread, and the
-rest of the deletion path (``hub.worker.delete_app_resources``) polls the same way. A failed
+runs). It polls instead of watching: a deletion is rare, and the rest of the deletion path
+(``hub.worker.async_delete_app_resources``) polls the same way. A failed
 hook is deleted at once, as Argo CD does, so that the next attempt of the deletion creates
 it again (with the hook's definition of that time).
 
-Blocking; call it from a worker thread.
+Async, on the caller's loop (``AsyncKube``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from clusters.kube import ApiResource, Conflict, KubeClient, KubeError
+import anyio
+
+from clusters.kube import ApiResource, AsyncKube, Conflict, KubeError
 from hub.sync.health import HealthRules, Outcome, gate_health, task_outcome
 from hub.sync.plan import DeleteHook
 
@@ -40,8 +42,8 @@ class HookRun:
         return not self.failed and not self.running
 
 
-def run_delete_hooks(
-    kube: KubeClient,
+async def run_delete_hooks(
+    kube: AsyncKube,
     hooks: Sequence[DeleteHook],
     *,
     rules: HealthRules | None = None,
@@ -49,16 +51,16 @@ def run_delete_hooks(
     poll_s: float = POLL_S,
 ) -> HookRun:
     """Create the missing ``hooks``, wait (until the ``time.monotonic()`` ``deadline``) for
-    all of them to finish, delete the failed ones. Blocking."""
+    all of them to finish, delete the failed ones."""
     pending: dict[str, tuple[DeleteHook, ApiResource]] = {}
     failed: list[str] = []
     for hook in hooks:
         try:
-            res = kube.resource_of(hook.desired)
+            res = await kube.resource_of(hook.desired)
             if hook.live is None:
                 # Conflict: created meanwhile (another pass); judged by its health below.
                 with contextlib.suppress(Conflict):
-                    kube.create(hook.desired)
+                    await kube.create(hook.desired)
         except KubeError as exc:
             failed.append(f"{hook} could not be created: {exc}")
             continue
@@ -66,7 +68,7 @@ def run_delete_hooks(
     succeeded: list[str] = []
     while pending:
         for name, (hook, res) in list(pending.items()):
-            obj = kube.get_or_none(res, hook.key.name, hook.key.namespace)
+            obj = await kube.get_or_none(res, hook.key.name, hook.key.namespace)
             health = gate_health(obj, rules)
             outcome = task_outcome(health, hook=True)
             if outcome is Outcome.RUNNING:
@@ -80,10 +82,10 @@ def run_delete_hooks(
             failed.append(f"{name} failed ({status}): {message}")
             # On an error the next attempt finds it still failed and deletes it again.
             with contextlib.suppress(KubeError):
-                kube.delete(res, hook.key.name, hook.key.namespace, propagation="Background")
+                await kube.delete(res, hook.key.name, hook.key.namespace, propagation="Background")
         if not pending or time.monotonic() >= deadline:
             break
-        time.sleep(poll_s)
+        await anyio.sleep(poll_s)
     return HookRun(
         succeeded=tuple(succeeded),
         failed=tuple(failed),

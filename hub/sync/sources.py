@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from clusters.kube import KubeClient
+from clusters.kube import ApiResource
 from hub.sync.helm import ClusterInfo, RenderContext, api_versions_of, semver_of
 from hub.sync.model import Application, ApplicationSource, AppSpecError
 from hub.sync.render import RenderResult, render_source
@@ -163,10 +163,10 @@ def needs_cluster_info(resolved: Sequence[ResolvedSource]) -> bool:
     )
 
 
-def cluster_info(kube: KubeClient) -> ClusterInfo:
-    """``--kube-version`` and ``--api-versions`` from the cluster's discovery."""
-    resources = kube.resources()
+def cluster_info(resources: Mapping[Any, ApiResource], server_version: str) -> ClusterInfo:
+    """``--kube-version`` and ``--api-versions`` from the cluster's discovery and
+    ``gitVersion`` (``AsyncKube.resources()`` / ``server_version()``)."""
     return ClusterInfo(
-        kube_version=semver_of(kube.server_version()),
+        kube_version=semver_of(server_version),
         api_versions=api_versions_of([(r.group, r.version, r.kind) for r in resources.values()]),
     )

@@ -21,7 +21,7 @@ from hub.sync.engine import (
     OperationResult,
     ProgressEvent,
     SyncRequest,
-    sync_application,
+    sync_application_blocking,
 )
 from hub.sync.history import OperationPhase, SyncHistory
 from hub.sync.model import parse_application_yaml
@@ -81,7 +81,7 @@ def test_cancelling_a_sync_at_a_health_gate_ends_it_failed_without_later_writes(
         with RepoCache(home) as repos:
             worker = threading.Thread(
                 target=lambda: results.append(
-                    sync_application(
+                    sync_application_blocking(
                         kube_client,
                         app,
                         SyncRequest(initiated_by="test"),

@@ -4,17 +4,16 @@ against ``hub sim``."""
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 
-from clusters.kube import KubeClient
+from clusters.kube import AsyncKube, KubeClient
 from clusters.sim import SimServer
-from hub.sync.engine import DRY_RUN_PARALLEL, Rendered, SyncRequest, sync_application
+from hub.sync.engine import DRY_RUN_PARALLEL, Rendered, SyncRequest, sync_application_blocking
 from hub.sync.history import OperationPhase
 from hub.sync.model import parse_application
 from hub.sync.validate import SourcedManifest
@@ -25,36 +24,42 @@ pytestmark = [pytest.mark.sim_only("in-process client to a simulated cluster")]
 
 class DryRuns:
     """Counts the dry-run requests in flight at once; the first two wait for each other
-    (a barrier, not a clock), so side-by-side dry runs are seen whatever the machine load."""
+    (a meeting point, not a clock), so side-by-side dry runs are seen whatever the machine
+    load. The engine runs on one event loop: no lock needed."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.lock = threading.Lock()
         self.in_flight = 0
         self.most = 0
         self.writes: list[str] = []
-        self.meet = threading.Barrier(2, timeout=10)
-        original = KubeClient._request
+        self.arrived = 0
+        self.met: anyio.Event | None = None
+        self.broken = False
+        original = AsyncKube._request
 
-        def spy(client: KubeClient, method: str, path: str, **kw: Any) -> Any:
+        async def spy(client: AsyncKube, method: str, path: str, **kw: Any) -> Any:
             dry = ("dryRun", "All") in (kw.get("query") or [])
             if not dry:
                 if method in ("PATCH", "POST", "PUT", "DELETE"):
                     self.writes.append(f"{method} {path}")
-                return original(client, method, path, **kw)
-            with self.lock:
-                self.in_flight += 1
-                self.most = max(self.most, self.in_flight)
+                return await original(client, method, path, **kw)
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
             try:
-                # one at a time: the barrier times out (broken) and ``most`` stays 1
-                if not self.meet.broken:
-                    with contextlib.suppress(threading.BrokenBarrierError):
-                        self.meet.wait()
-                return original(client, method, path, **kw)
+                # one at a time: the wait times out (broken) and ``most`` stays 1
+                if not self.broken and self.arrived < 2:
+                    self.arrived += 1
+                    if self.met is None:
+                        self.met = anyio.Event()
+                    if self.arrived == 2:
+                        self.met.set()
+                    with anyio.move_on_after(10) as waited:
+                        await self.met.wait()
+                    self.broken = self.broken or waited.cancelled_caught
+                return await original(client, method, path, **kw)
             finally:
-                with self.lock:
-                    self.in_flight -= 1
+                self.in_flight -= 1
 
-        monkeypatch.setattr(KubeClient, "_request", spy)
+        monkeypatch.setattr(AsyncKube, "_request", spy)
 
 
 @pytest.fixture
@@ -86,7 +91,7 @@ def sync(client: KubeClient, names: list[str]) -> Any:
         for n in names
     )
     given = Rendered(revision="r" * 40, manifests=manifests, sources={"repoURL": "x"})
-    return sync_application(client, app, SyncRequest(rendered=given, wait_healthy=False))
+    return sync_application_blocking(client, app, SyncRequest(rendered=given, wait_healthy=False))
 
 
 def test_dry_runs_overlap_and_all_succeed_before_the_writes(

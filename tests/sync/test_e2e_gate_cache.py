@@ -1,30 +1,29 @@
 """The health gate fed by the worker's watch cache (``live_state``, as ``hub serve`` runs
-the engine): a sync that waits for a PreSync hook Job and a Deployment's health starts no
-watch thread of its own and sends no LIST; the cache's watches (tasks on an event loop, as
-in a worker) bring the events. Without ``live_state`` the gate keeps its own watchers."""
+the engine): a sync that waits for a PreSync hook Job and a Deployment's health sends no
+LIST and opens no watch of its own; the cache's watches (tasks on the same event loop, as
+in a worker) bring the events. Without ``live_state`` the gate lists and watches the kinds
+it waits on through a ``LiveCache`` of its own (no thread)."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from clusters.cache import LiveCache
 from clusters.connect import connect
-from clusters.kube import KubeClient
+from clusters.kube import AsyncKube
 from hub.home import load_keyring, open_registry, open_store
 from hub.repos import RepoCache
-from hub.sync import engine as engine_module
 from hub.sync.engine import OperationResult, SyncRequest, sync_application
 from hub.sync.health import HealthStatus
 from hub.sync.history import OperationPhase, SyncHistory
 from hub.sync.model import parse_application_yaml
 from hub.sync.resources import owning_app
-from tests.clusters.test_cache import running
 from tests.conftest import KubeEnv
 from tests.sync.e2e_helpers import CLUSTER, GitRepo, application, hub_app
 
@@ -65,26 +64,26 @@ GATED = [("batch", "Job"), ("apps", "Deployment")]
 
 
 class Counted:
-    """LISTs sent from the engine's thread and gate watchers started, during a sync."""
+    """LISTs and watch requests sent through ``AsyncKube`` during a sync."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.counts: Counter[str] = Counter()
-        me = threading.get_ident()
-        original = KubeClient._request
-        start = engine_module._Watcher.start
+        original = AsyncKube._request
+        original_open = AsyncKube._open
 
-        def request(client: KubeClient, method: str, path: str, **kw: Any) -> Any:
+        async def request(client: AsyncKube, method: str, path: str, **kw: Any) -> Any:
             query = dict(kw.get("query") or [])
-            if threading.get_ident() == me and method == "GET" and "limit" in query:
+            if method == "GET" and "limit" in query:
                 self.counts["LIST"] += 1
-            return original(client, method, path, **kw)
+            return await original(client, method, path, **kw)
 
-        def watcher_start(w: engine_module._Watcher) -> None:
-            self.counts["watcher"] += 1
-            start(w)
+        def opened(client: AsyncKube, method: str, path: str, query: Any, **kw: Any) -> Any:
+            if dict(query).get("watch"):
+                self.counts["watch"] += 1
+            return original_open(client, method, path, query, **kw)
 
-        monkeypatch.setattr(KubeClient, "_request", request)
-        monkeypatch.setattr(engine_module._Watcher, "start", watcher_start)
+        monkeypatch.setattr(AsyncKube, "_request", request)
+        monkeypatch.setattr(AsyncKube, "_open", opened)
 
 
 @pytest.fixture
@@ -100,7 +99,7 @@ def setup(kube: KubeEnv, tmp_path: Path, namespace: str) -> Iterator[dict[str, A
     try:
         yield {
             "app": parse_application_yaml(h.app_file.read_text(), source_file=str(h.app_file)),
-            "kube": KubeClient(connect(registry, CLUSTER)),
+            "connection": connect(registry, CLUSTER),
             "history": SyncHistory(store, lambda: load_keyring(home)),
             "repos": repos,
         }
@@ -110,9 +109,9 @@ def setup(kube: KubeEnv, tmp_path: Path, namespace: str) -> Iterator[dict[str, A
         registry.close()
 
 
-def sync(s: dict[str, Any], live_state: LiveCache | None) -> OperationResult:
-    return sync_application(
-        s["kube"],
+async def sync(s: dict[str, Any], kube: AsyncKube, live_state: LiveCache | None) -> OperationResult:
+    return await sync_application(
+        kube,
         s["app"],
         SyncRequest(prune=True, wait_healthy=True, initiated_by="test", timeout_s=120),
         sources=s["repos"],
@@ -121,24 +120,32 @@ def sync(s: dict[str, Any], live_state: LiveCache | None) -> OperationResult:
     )
 
 
-def test_the_gate_waits_on_the_watch_cache_without_watch_threads_or_lists(
+def test_the_gate_waits_on_the_watch_cache_without_watches_or_lists_of_its_own(
     setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kube: KubeClient = setup["kube"]
-    cache = LiveCache(kube, owner_of=owning_app, on_change=lambda _apps: None, window_s=2.0)
-    kinds = [kube.resource_for(*gk) for gk in [*GATED, ("", "Namespace")]]
-    with running(cache, *kinds):
-        for res in kinds:
-            wait = cache.wait_for_change(-1, 0)
-            while not cache.is_current((res.group, res.kind)):
-                wait = cache.wait_for_change(wait, 1.0)
-        counted = Counted(monkeypatch)
-        result = sync(setup, cache)
+    async def main() -> tuple[OperationResult, Counted]:
+        kube = AsyncKube(setup["connection"])
+        cache = LiveCache(kube, owner_of=owning_app, on_change=lambda _apps: None)
+        try:
+            kinds = [await kube.resource_for(*gk) for gk in [*GATED, ("", "Namespace")]]
+            async with anyio.create_task_group() as tg:
+                for res in kinds:
+                    tg.start_soon(cache.run_kind, res)
+                while not all(cache.is_current((r.group, r.kind)) for r in kinds):
+                    await cache.changed(cache.version, 1.0)
+                counted = Counted(monkeypatch)
+                result = await sync(setup, kube, cache)
+                tg.cancel_scope.cancel()
+        finally:
+            await kube.aclose()
+        return result, counted
+
+    result, counted = anyio.run(main)
     assert result.phase is OperationPhase.SUCCEEDED, result.message
     assert result.health is HealthStatus.HEALTHY
     hook = [r for r in result.resources if r.kind == "Job"]
     assert hook and hook[0].status == "Succeeded", hook
-    assert counted.counts["watcher"] == 0
+    assert counted.counts["watch"] == 0
     assert counted.counts["LIST"] == 0
 
 
@@ -146,7 +153,15 @@ def test_without_a_cache_the_gate_watches_on_its_own(
     setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     counted = Counted(monkeypatch)
-    result = sync(setup, None)
+
+    async def main() -> OperationResult:
+        kube = AsyncKube(setup["connection"])
+        try:
+            return await sync(setup, kube, None)
+        finally:
+            await kube.aclose()
+
+    result = anyio.run(main)
     assert result.phase is OperationPhase.SUCCEEDED, result.message
     assert result.health is HealthStatus.HEALTHY
-    assert counted.counts["watcher"] >= 1
+    assert counted.counts["watch"] >= 1

@@ -2,14 +2,13 @@
 (``live_state=LiveCache``, as ``hub serve`` passes it): no LIST per sync for the kinds the
 cache holds, prune still exact, and the listing fallback for a kind the cache does not hold.
 
-LISTs are counted on the hub side around ``KubeClient._request`` (as bench/fleet.py does),
+LISTs are counted on the hub side around ``AsyncKube._request``,
 in the thread running the engine; the cache's own lists happen before, outside the count.
 """
 
 from __future__ import annotations
 
 import subprocess
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,10 +19,10 @@ import pytest
 
 from clusters.cache import LiveCache
 from clusters.connect import connect
-from clusters.kube import KubeClient, Transient
+from clusters.kube import AsyncKube, KubeClient, Transient
 from hub.home import load_keyring, open_registry, open_store
 from hub.repos import RepoCache
-from hub.sync.engine import OperationResult, SyncRequest, sync_application
+from hub.sync.engine import OperationResult, SyncRequest, sync_application_blocking
 from hub.sync.history import OperationPhase, SyncHistory
 from hub.sync.model import Application, parse_application_yaml
 from hub.sync.resources import TRACKING_ANNOTATION, owning_app
@@ -58,7 +57,7 @@ class Engine:
         self.history = SyncHistory(self.store, lambda: load_keyring(home))
         self.repos = RepoCache(home)
         self.cache = LiveCache(
-            KubeClient(connect(self.registry, CLUSTER)),
+            AsyncKube(connect(self.registry, CLUSTER)),
             owner_of=owning_app,
             on_change=lambda _apps: None,
         )
@@ -69,25 +68,24 @@ class Engine:
 
         async def fill() -> None:
             for gk in kinds:
-                await self.cache.list_kind(self.cache.kube.resource_for(*gk))
+                await self.cache.list_kind(await self.cache.transport.resource_for(*gk))
             await self.cache.aclose()  # its sessions belong to this loop
 
         anyio.run(fill)
 
     def sync(self, monkeypatch: pytest.MonkeyPatch) -> OperationResult:
-        me = threading.get_ident()
-        original = KubeClient._request
+        original = AsyncKube._request
 
-        def counted(client: KubeClient, method: str, path: str, **kw: Any) -> Any:
+        async def counted(client: AsyncKube, method: str, path: str, **kw: Any) -> Any:
             query = dict(kw.get("query") or [])
-            if threading.get_ident() == me and method == "GET" and "limit" in query:
-                self.counts["LIST"] += 1  # KubeClient.list pages with limit
-            return original(client, method, path, **kw)
+            if method == "GET" and "limit" in query:
+                self.counts["LIST"] += 1  # AsyncKube.list pages with limit
+            return await original(client, method, path, **kw)
 
         self.counts.clear()
         with monkeypatch.context() as m:
-            m.setattr(KubeClient, "_request", counted)
-            return sync_application(
+            m.setattr(AsyncKube, "_request", counted)
+            return sync_application_blocking(
                 self.kube,
                 self.app,
                 SyncRequest(prune=True, wait_healthy=False, initiated_by="test"),
@@ -166,7 +164,7 @@ def test_a_kind_the_cache_has_not_synced_is_listed_and_still_pruned(
     # ConfigMaps cached, then their watch fails (or relists after 410): not current, so
     # the engine lists them again rather than trust what the cache holds.
     e.fill(("", "ConfigMap"))
-    res = e.cache.kube.resource_for("", "ConfigMap")
+    res = e.kube.resource_for("", "ConfigMap")
     e.cache._failed(res, Transient("watch failed", status=503))
     assert not e.cache.is_current(("", "ConfigMap"))
     kubectl("create", "configmap", "bystander", "-n", namespace, "--from-literal=x=y")

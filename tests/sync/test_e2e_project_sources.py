@@ -10,7 +10,7 @@ import pytest
 
 from clusters.kube import KubeClient
 from clusters.sim import SimServer
-from hub.sync.engine import Rendered, SyncRequest, sync_application
+from hub.sync.engine import Rendered, SyncRequest, sync_application_blocking
 from hub.sync.history import OperationPhase
 from hub.sync.model import parse_application
 from hub.sync.projects import ClusterRef, ProjectScope, parse_project
@@ -60,7 +60,7 @@ def sync(client: KubeClient, sim: SimServer, sources: list[str]) -> Any:
         sources={"sources": [{"repoURL": url} for url in sources]},
     )
     request = SyncRequest(rendered=given, project=scope, wait_healthy=False)
-    return sync_application(client, app, request)
+    return sync_application_blocking(client, app, request)
 
 
 def test_every_source_s_repository_must_be_permitted(

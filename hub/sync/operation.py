@@ -1,0 +1,526 @@
+"""One sync operation's inputs, results and running state (the engine's shared vocabulary).
+
+The public types callers build and read: ``SyncRequest``, ``Rendered``, ``OperationResult``,
+``DiffResult``, ``ProgressEvent``, ``CancelToken`` and the ``LiveState`` / ``SourceProvider``
+protocols. ``Run`` is one operation in flight: its request, clients and results so far, and
+the plumbing every step uses — ``check`` (cancelled? past the deadline?), ``sleep``,
+per-request retry of transient API errors, ``offload`` (a blocking call in a thread under
+the caller's limiter), ``result`` (one resource's outcome, reported as an event). The steps
+themselves live in ``attempt``, ``wave``, ``apply``, ``gate``, ``hooks``, ``live`` and
+``outcome``; ``hub.sync.engine`` is the entry point.
+
+Everything runs on the caller's event loop; spoke requests await ``clusters.kube.AsyncKube``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+
+from clusters.kube import ApiResource, AsyncKube, Transient
+from hub.sync.diff import AppComparison, JqRunner, SyncStatus
+from hub.sync.health import HealthRules, HealthStatus
+from hub.sync.helm import ClusterInfo
+from hub.sync.history import Operation, OperationPhase, ResourceResult, SyncHistory, Trigger
+from hub.sync.model import Application, Backoff, RetryPolicy
+from hub.sync.plan import SyncTask
+from hub.sync.projects import ProjectScope
+from hub.sync.resources import ResourceKey
+from hub.sync.retry import retry_delay_s, should_retry
+from hub.sync.sources import ChartProvider
+from hub.sync.validate import SourcedManifest
+
+DEFAULT_API_RETRY = RetryPolicy(
+    limit=3, backoff=Backoff(duration_s=0.5, factor=2, max_duration_s=5.0)
+)
+"""Per-call retry of transient API errors when the Application sets no ``retry``."""
+
+DEFAULT_SYNC_FAIL_TIMEOUT_S = 120.0
+DEFAULT_HEALTH_WAIT_S = 300.0  # final app-health wait when the sync has no timeout
+DEFAULT_PRUNE_WAIT_S = 300.0  # wait for pruned objects to be gone when the sync has no timeout
+STATUS_READ_S = 30.0  # time for the final live read once an operation ran out of its own
+GATE_POLL_S = 0.5  # the gate re-checks the deadline this often when the cache is quiet
+# A pruned object the cache still shows after this long is looked up once more (a GET per
+# object per interval): a stalled or snapshot cache must not hold a sync to its timeout.
+GONE_CONFIRM_S = 2.0
+#: Server-side dry-run requests one sync has in flight at once (the worker runs at most
+#: ``cluster_syncs`` syncs per cluster, so a cluster sees at most their product).
+DRY_RUN_PARALLEL = 4
+
+# Kinds whose tracked objects are looked for even when the render no longer declares them
+# and no history names them (so prune finds what a first sync through this hub left).
+COMMON_KINDS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("", "ConfigMap"),
+        ("", "Secret"),
+        ("", "Service"),
+        ("", "ServiceAccount"),
+        ("", "PersistentVolumeClaim"),
+        ("", "Namespace"),
+        ("apps", "Deployment"),
+        ("apps", "StatefulSet"),
+        ("apps", "DaemonSet"),
+        ("batch", "Job"),
+        ("batch", "CronJob"),
+        ("networking.k8s.io", "Ingress"),
+        ("networking.k8s.io", "NetworkPolicy"),
+        ("autoscaling", "HorizontalPodAutoscaler"),
+        ("policy", "PodDisruptionBudget"),
+        ("rbac.authorization.k8s.io", "Role"),
+        ("rbac.authorization.k8s.io", "RoleBinding"),
+        ("rbac.authorization.k8s.io", "ClusterRole"),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    }
+)
+
+T = TypeVar("T")
+
+LiveKey = tuple[str, str, str, str]  # group, kind, namespace, name
+
+
+class LiveState(Protocol):
+    """Where a sync reads live state from instead of LISTing (the hub's watch cache,
+    ``clusters.cache.LiveCache``, satisfies it). Without one the engine lists every kind
+    involved, as the one-shot CLI does, and watches the kinds its gates wait on through a
+    ``LiveCache`` of its own.
+
+    The engine uses it only for kinds where ``is_current`` is true (listed and watched, no
+    relist or watch error pending); every other kind involved is listed as without a cache.
+    An object Git declares that is live but not tracked (adoption) is read with one GET;
+    an object to prune is read again with one GET before the plan, so a stale cache can
+    never prune what is no longer ours.
+
+    The health gate waits on it (``changed``) when every kind it gates is current there:
+    the objects a sync writes and the hooks it creates carry its tracking id, so the cache
+    holds their bodies; no LIST of its own."""
+
+    version: int
+
+    def is_current(self, group_kind: tuple[str, str]) -> bool: ...
+
+    def tracked(self, app: str) -> list[dict[str, Any]]: ...
+
+    def get_tracked(self, key: LiveKey) -> dict[str, Any] | None: ...
+
+    def exists(self, key: LiveKey) -> bool: ...
+
+    async def changed(self, since: int, timeout_s: float) -> int:
+        """Await until the state's version differs from ``since`` (or ``timeout_s``); the
+        version then."""
+        ...
+
+
+class SourceProvider(Protocol):
+    """Where sources come from (``hub.repos.RepoCache``)."""
+
+    def resolve(self, repo_url: str, revision: str) -> str: ...
+
+    def materialize(self, repo_url: str, sha: str) -> Path: ...
+
+
+class CancelToken:
+    """Stops an operation: ``cancel()`` from the operation's loop or any thread.
+
+    The engine runs each attempt in an anyio ``CancelScope`` bound to the token, so a
+    cancel interrupts whatever the operation awaits (a request, a gate, a back-off) at
+    once; the attempt then ends Failed "terminated" and only our hook finalizers are
+    removed afterwards."""
+
+    def __init__(self) -> None:
+        self._flag = threading.Event()
+        self._lock = threading.Lock()
+        self._scopes: list[tuple[anyio.CancelScope, anyio.lowlevel.EventLoopToken, int]] = []
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._flag.set()
+            scopes = list(self._scopes)
+        me = threading.get_ident()
+        for scope, loop, thread in scopes:
+            if thread == me:
+                scope.cancel()
+            else:
+                with contextlib.suppress(RuntimeError):  # that loop has ended already
+                    anyio.from_thread.run_sync(scope.cancel, token=loop)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._flag.is_set()
+
+    def bind(self, scope: anyio.CancelScope) -> Callable[[], None]:
+        """Cancel ``scope`` (entered on the running loop) with the token; returns the
+        unbind. A token cancelled already cancels the scope at once."""
+        entry = (scope, anyio.lowlevel.current_token(), threading.get_ident())
+        with self._lock:
+            self._scopes.append(entry)
+            cancelled = self._flag.is_set()
+        if cancelled:
+            scope.cancel()
+
+        def unbind() -> None:
+            with self._lock:
+                if entry in self._scopes:
+                    self._scopes.remove(entry)
+
+        return unbind
+
+
+class EventKind(StrEnum):
+    OPERATION = "operation"
+    PHASE = "phase"
+    WAVE = "wave"
+    RESOURCE = "resource"
+    RETRY = "retry"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProgressEvent:
+    kind: EventKind
+    message: str = ""
+    phase: str | None = None
+    wave: int | None = None
+    resource: ResourceKey | None = None
+    action: str | None = None
+    result: str | None = None
+    health: str | None = None
+    delay_s: float | None = None
+    attempt: int | None = None
+
+
+EventSink = Callable[[ProgressEvent], None]
+"""Called on the operation's loop for every event; it must not block."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rendered:
+    """An app rendered (and validated) by the caller at ``revision``: ``revision_text`` of
+    its sources (several joined with ``,``; a chart source's version) and ``sources`` as
+    ``source_record`` made it, so history records the same as for a render of its own."""
+
+    revision: str
+    manifests: tuple[SourcedManifest, ...]
+    sources: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncRequest:
+    """One sync operation's inputs beyond the Application itself."""
+
+    revision: str | None = None  # overrides spec.source.targetRevision
+    prune: bool | None = None  # None: syncPolicy.automated.prune
+    dry_run: bool = False
+    timeout_s: float | None = None  # the per-sync timeout (None: none, as Argo CD)
+    force_conflicts: bool = True
+    trigger: Trigger = Trigger.USER
+    initiated_by: str = "hub"
+    self_heal: bool = False  # sync only OutOfSync resources, no hooks
+    wait_healthy: bool = True  # after success, wait (within the timeout) for app health
+    # Rollback: re-apply these manifests (from history) at ``revision`` instead of rendering.
+    manifests: Sequence[Mapping[str, Any]] | None = None
+    # The caller's render of the app (the hub worker's desired state): used instead of
+    # rendering again when ``revision`` is unset or is the one it was rendered at.
+    rendered: Rendered | None = None
+    source: Mapping[str, Any] | None = None
+    # The AppProject the sync must stay inside (None: not checked, as for a bare CLI sync).
+    project: ProjectScope | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationResult:
+    operation_id: str
+    app: str
+    cluster: str
+    phase: OperationPhase
+    message: str
+    revision: str
+    started_at: datetime
+    finished_at: datetime
+    resources: tuple[ResourceResult, ...] = ()
+    sync_status: SyncStatus | None = None
+    health: HealthStatus | None = None
+    history_id: int | None = None
+    plan_text: str = ""
+    attempts: int = 1
+    exit_code: int = 1  # what a CLI should exit with when the operation did not succeed
+
+    @property
+    def synced_and_healthy(self) -> bool:
+        return (
+            self.phase is OperationPhase.SUCCEEDED
+            and self.sync_status is SyncStatus.SYNCED
+            and self.health is HealthStatus.HEALTHY
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffResult:
+    revision: str
+    comparison: AppComparison
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Where the engine's blocking work runs: renders (Git, helm, kustomize) and store
+    reads/writes go to threads under these limiters (None: anyio's default limiter)."""
+
+    render: anyio.CapacityLimiter | None = None
+    store: anyio.CapacityLimiter | None = None
+
+
+class Stop(Exception):
+    """Ends an attempt: ``message`` says why; ``retryable`` whether another attempt may help."""
+
+    def __init__(self, message: str, *, phase: OperationPhase, retryable: bool, code: int = 1):
+        super().__init__(message)
+        self.phase = phase
+        self.retryable = retryable
+        self.code = code
+
+
+TERMINATED = "operation terminated"
+
+
+@dataclass(kw_only=True)
+class GateItem:
+    """One object a gate waits on: healthy (after our write's generation), or gone."""
+
+    task: SyncTask
+    res: ApiResource
+    generation: int | None = None
+    gone: bool = False  # wait for the object to disappear (prune / hook delete)
+    done: bool = False
+    last_health: str | None = None
+    finalizer_removed: bool = False
+
+
+@dataclass(kw_only=True)
+class Run:
+    """One sync operation in flight (see the module docstring)."""
+
+    kube: AsyncKube
+    app: Application
+    request: SyncRequest
+    sources: SourceProvider | None
+    history: SyncHistory | None
+    rules: HealthRules
+    jq_runner: JqRunner | None
+    emit: EventSink
+    cancel: CancelToken
+    limits: Limits = field(default_factory=Limits)
+    operation_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    deadline: float | None = None
+    revision: str = ""
+    results: dict[tuple[str, ResourceKey, str], ResourceResult] = field(default_factory=dict)
+    hooks_created: dict[ResourceKey, SyncTask] = field(default_factory=dict)
+    # Hooks of ``hooks_created`` whose finalizer the gate already freed (cleanup skips them).
+    hooks_freed: set[ResourceKey] = field(default_factory=set)
+    # This attempt's prunes; the operation ends only once they are gone (``await_pruned``).
+    pruned: list[GateItem] = field(default_factory=list)
+    # The last attempt's live read and comparison; the final app status reuses them while
+    # nothing has been written (a dry run, already in sync, a failure before any write).
+    compared: tuple[list[dict[str, Any]], AppComparison] | None = None
+    wrote: bool = False
+    plan_text: str = ""  # the current attempt's plan, once made
+    rendered: list[dict[str, Any]] | None = None
+    retryable: bool = False
+    live_state: LiveState | None = None
+    # The engine's own watch cache (one-shots, or kinds the caller's cache lacks): made by
+    # the gate on first need, its watches run in ``tasks`` until the operation ends.
+    own_cache: Any = None
+    own_cache_error: str = ""  # a watch of the own cache failed for good (not transient)
+    tasks: Any = None  # anyio TaskGroup of the operation (the own cache's watches)
+    # Names from the Namespace LIST of the last ``read_live`` without a cache, so
+    # ``namespaces`` does not LIST them again in the same attempt.
+    listed_namespaces: set[str] | None = None
+    charts: ChartProvider | None = None
+    # every source's repo, target and resolved revision (history keeps it)
+    sources_record: dict[str, Any] | None = None
+    cluster_facts: ClusterInfo | None = None
+
+    def __post_init__(self) -> None:
+        if self.request.timeout_s is not None:
+            self.deadline = time.monotonic() + self.request.timeout_s
+        # every request made through the run is retried alone per the app's backoff
+        self.kube = self.kube.with_retry(self._retry_request)
+
+    @property
+    def api_policy(self) -> RetryPolicy:
+        return self.app.sync_policy.retry or DEFAULT_API_RETRY
+
+    @property
+    def cluster(self) -> str:
+        return self.kube.name
+
+    # -- plumbing
+
+    def check(self) -> None:
+        if self.cancel.cancelled:
+            raise Stop(TERMINATED, phase=OperationPhase.FAILED, retryable=False)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            limit = self.request.timeout_s
+            raise Stop(
+                f"sync timed out after {limit:g}s" if limit else "timed out waiting",
+                phase=OperationPhase.FAILED,
+                retryable=False,
+            )
+
+    def left(self, seconds: float) -> float:
+        """``seconds`` cut to what is left before the deadline."""
+        if self.deadline is not None:
+            return min(seconds, max(0.0, self.deadline - time.monotonic()))
+        return seconds
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep (cut to the deadline; a cancel of the operation wakes it), then check."""
+        with anyio.CancelScope() as scope:
+            unbind = self.cancel.bind(scope)
+            try:
+                await anyio.sleep(self.left(seconds))
+            finally:
+                unbind()
+        self.check()
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """``await fn()`` (cluster calls) after checking for cancellation and the deadline;
+        each of its requests is retried on transient errors by ``_retry_request``."""
+        self.check()
+        return await fn()
+
+    async def _retry_request(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """One HTTP request with transient API errors retried per the app's retry backoff."""
+        attempt = 0
+        while True:
+            self.check()
+            try:
+                return await fn()
+            except Transient as exc:
+                if not should_retry(self.api_policy, attempt):
+                    raise
+                delay = retry_delay_s(self.api_policy, attempt)
+                attempt += 1
+                self.emit(
+                    ProgressEvent(
+                        kind=EventKind.RETRY,
+                        message=f"{what}: {exc}; retry {attempt} in {delay:g}s",
+                        delay_s=delay,
+                        attempt=attempt,
+                    )
+                )
+                await self.sleep(delay)
+
+    async def offload(
+        self, fn: Callable[..., T], *args: Any, limiter: anyio.CapacityLimiter | None = None
+    ) -> T:
+        """A blocking call (Git, a renderer, the store) in a thread under ``limiter``."""
+        return await anyio.to_thread.run_sync(partial(fn, *args), limiter=limiter)
+
+    async def store(self, fn: Callable[..., T], *args: Any) -> T:
+        """A store read or write (history) in a thread under the store limiter."""
+        return await self.offload(fn, *args, limiter=self.limits.store)
+
+    def operation(self, phase: OperationPhase, message: str) -> Operation:
+        """The history record of the operation so far."""
+        source = self.request.source
+        if source is None and self.sources_record is not None:
+            source = self.sources_record
+        if source is None:
+            src = next(iter(self.app.declared_sources()), None)
+            source = (
+                {}
+                if src is None
+                else {
+                    "repoURL": src.repo_url,
+                    "path": src.path,
+                    "targetRevision": src.target_revision,
+                }
+            )
+        return Operation(
+            app=self.app.name,
+            operation_id=self.operation_id,
+            cluster=self.kube.name,
+            revision=self.revision,
+            source=source,
+            initiated_by=self.request.initiated_by,
+            trigger=self.request.trigger,
+            started_at=self.started_at,
+            phase=phase,
+            message=message,
+            resources=tuple(self.results.values()),
+        )
+
+    def result(
+        self,
+        task: SyncTask,
+        status: str,
+        message: str = "",
+        health: str | None = None,
+    ) -> None:
+        result = ResourceResult(
+            group=task.key.group,
+            kind=task.key.kind,
+            namespace=task.key.namespace,
+            name=task.key.name,
+            phase=task.phase.value,
+            wave=task.wave,
+            action=task.action.value,
+            status=status,
+            message=message,
+            health=health,
+            hook=task.hook,
+        )
+        self.results[(task.phase.value, task.key, task.action.value)] = result
+        self.emit(
+            ProgressEvent(
+                kind=EventKind.RESOURCE,
+                phase=task.phase.value,
+                wave=task.wave,
+                resource=task.key,
+                action=task.action.value,
+                result=status,
+                health=health,
+                message=message,
+            )
+        )
+
+
+def name_of(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name"))
+
+
+__all__ = [
+    "COMMON_KINDS",
+    "DEFAULT_API_RETRY",
+    "DRY_RUN_PARALLEL",
+    "CancelToken",
+    "DiffResult",
+    "EventKind",
+    "EventSink",
+    "GateItem",
+    "Limits",
+    "LiveState",
+    "OperationResult",
+    "ProgressEvent",
+    "Rendered",
+    "Run",
+    "SourceProvider",
+    "Stop",
+    "SyncRequest",
+    "Trigger",
+]

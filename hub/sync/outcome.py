@@ -1,0 +1,124 @@
+"""How an operation ends: its ``OperationResult``, the app's sync status and health after
+it (a final health wait within the timeout when asked), and its history entry."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from functools import partial
+
+from clusters.kube import KubeError
+from hub.sync.diff import SyncStatus
+from hub.sync.gate import gate
+from hub.sync.health import HealthStatus, app_health
+from hub.sync.history import OperationPhase
+from hub.sync.live import compare, read_live
+from hub.sync.operation import (
+    DEFAULT_HEALTH_WAIT_S,
+    STATUS_READ_S,
+    EventKind,
+    GateItem,
+    OperationResult,
+    ProgressEvent,
+    Run,
+    Stop,
+)
+from hub.sync.plan import Action, SyncTask
+from hub.sync.resources import Phase, ResourceKey, ignores_health, is_hook
+from hub.sync.validate import SourcedManifest
+
+
+def result_of(run: Run, phase: OperationPhase, message: str, code: int = 1) -> OperationResult:
+    return OperationResult(
+        operation_id=run.operation_id,
+        app=run.app.name,
+        cluster=run.cluster,
+        phase=phase,
+        message=message,
+        revision=run.revision,
+        started_at=run.started_at,
+        finished_at=datetime.now(UTC),
+        resources=tuple(run.results.values()),
+        plan_text=run.plan_text,
+        exit_code=code,
+    )
+
+
+async def finish(run: Run, result: OperationResult) -> OperationResult:
+    """The app's status after the operation, its history entry, the final event."""
+    sync_status: SyncStatus | None = None
+    health: HealthStatus | None = None
+    if run.rendered is not None:
+        wait = (
+            result.phase is OperationPhase.SUCCEEDED
+            and run.request.wait_healthy
+            and not run.request.dry_run
+        )
+        saved = run.deadline
+        if not wait and saved is not None:
+            # A sync that ran out of time still reports the state it left behind.
+            run.deadline = max(saved, time.monotonic() + STATUS_READ_S)
+        try:
+            sync_status, health = await _app_status(run, wait=wait)
+        except (KubeError, Stop) as exc:
+            run.emit(ProgressEvent(kind=EventKind.WARNING, message=f"app status: {exc}"))
+        finally:
+            run.deadline = saved
+    history_id = None
+    if run.history is not None and not run.request.dry_run:
+        history = run.history
+        record = run.operation(result.phase, result.message)
+        entry = await run.store(
+            lambda: history.record(
+                record,
+                finished_at=result.finished_at,
+                manifests=run.rendered,
+                limit=run.app.revision_history_limit,
+            )
+        )
+        history_id = entry.id
+    run.emit(
+        ProgressEvent(kind=EventKind.OPERATION, result=result.phase.value, message=result.message)
+    )
+    return replace(result, sync_status=sync_status, health=health, history_id=history_id)
+
+
+async def _app_status(run: Run, *, wait: bool) -> tuple[SyncStatus, HealthStatus]:
+    assert run.rendered is not None
+    valid = [SourcedManifest(obj=m) for m in run.rendered]
+    if wait:
+        # Settle app health within the sync's timeout (``hub app sync`` waits, as
+        # ``argocd app sync`` does); a Degraded resource ends the wait at once.
+        items = []
+        for m in valid:
+            key = m.key
+            if not key.name or not run.rules.has_check(key.group, key.kind):
+                continue
+            if ignores_health(m.obj) or is_hook(m.obj):
+                continue
+            try:
+                res = await run.call(partial(run.kube.resource_of, m.obj))
+            except KubeError:
+                continue
+            task = SyncTask(action=Action.APPLY, phase=Phase.SYNC, wave=0, key=key, desired=m.obj)
+            items.append(GateItem(task=task, res=res))
+        quiet, run.emit = run.emit, (lambda _e: None)
+        saved = run.deadline
+        if saved is None:
+            # the operation is over; never hang on a resource that stays Progressing
+            run.deadline = time.monotonic() + DEFAULT_HEALTH_WAIT_S
+        try:
+            await gate(run, items, fail_on_degraded=True)
+        except Stop:
+            pass
+        finally:
+            run.emit, run.deadline = quiet, saved
+    if wait or run.wrote or run.compared is None:
+        live = await read_live(run, valid)
+        comparison = await compare(run, valid, live)
+    else:
+        live, comparison = run.compared
+    by_key = {ResourceKey.of(o): o for o in live}
+    pairs = [(m.obj, by_key.get(m.key)) for m in valid if m.key.name]
+    return comparison.status, app_health(pairs, run.rules).status
