@@ -17,7 +17,9 @@ from clusters.connect import Connection, build_connection
 from clusters.kube import (
     ApiResource,
     AsyncKube,
+    Conflict,
     Gone,
+    Invalid,
     KubeClient,
     KubeError,
     NotFound,
@@ -125,7 +127,7 @@ def test_an_outage_is_reported_backed_off_and_recovered_from(
 ) -> None:
     states: list[KubeError | None] = []
     cache = LiveCache(
-        kube,
+        AsyncKube(kube.connection),
         owner_of=owner,
         on_change=lambda _apps: None,
         on_state=lambda _res, err: states.append(err),
@@ -173,7 +175,7 @@ def test_an_exec_plugin_token_is_refreshed_by_the_async_transport(
     states: list[KubeError | None] = []
     try:
         cache = LiveCache(
-            KubeClient(connection),  # CM is given as is: no discovery through the sync client
+            AsyncKube(connection),  # CM is given as is: no discovery
             owner_of=owner,
             on_change=lambda _apps: None,
             on_state=lambda _res, err: states.append(err),
@@ -192,3 +194,96 @@ def test_an_exec_plugin_token_is_refreshed_by_the_async_transport(
         assert not [e for e in states if e is not None]
     finally:
         connection.close()
+
+
+def test_the_async_client_has_every_verb_with_the_sync_clients_error_kinds(
+    sim: SimServer, kube: KubeClient
+) -> None:
+    """get / get_or_none / apply (and its dry run) / create / replace / merge_patch /
+    delete, discovery and the server version, on the loop, against a real ``hub sim``;
+    what each did is checked with the blocking client (a second opinion)."""
+    seen: dict[str, Any] = {}
+
+    async def main() -> None:
+        client = AsyncKube(kube.connection)
+        try:
+            resources = await client.resources()
+            assert resources[("apps", "Deployment")].plural == "deployments"
+            seen["version"] = await client.server_version()
+            cm_res = await client.resource_for("", "ConfigMap")
+            with pytest.raises(NotFound, match="is not served"):
+                await client.resource_for("example.com", "Nope")
+
+            # a dry run answers like an apply, and writes nothing
+            dry = await client.apply(tracked_cm("v"), dry_run=True)
+            assert dry["metadata"]["name"] == "v"
+            seen["after dry run"] = await client.get_or_none(cm_res, "v", "default")
+            applied = await client.apply(tracked_cm("v"))
+            managers = [m["manager"] for m in applied["metadata"]["managedFields"]]
+            assert "gitops-hub" in managers
+            got = await client.get(cm_res, "v", "default")
+            assert got["kind"] == "ConfigMap" and got["data"] == {"k": "v"}
+
+            created = await client.create(tracked_cm("w"))
+            assert created["metadata"]["uid"]
+            with pytest.raises(Conflict):  # already exists
+                await client.create(tracked_cm("w"))
+
+            replaced = await client.replace({**tracked_cm("w"), "data": {"k": "replaced"}})
+            assert replaced["data"] == {"k": "replaced"}
+            fresh = await client.replace({**tracked_cm("x"), "data": {"k": "new"}})
+            assert fresh["metadata"]["name"] == "x"  # absent: created
+
+            patched = await client.merge_patch(
+                cm_res, "w", "default", {"metadata": {"labels": {"patched": "yes"}}}
+            )
+            assert patched["metadata"]["labels"] == {"patched": "yes"}
+            stale = {"metadata": {"resourceVersion": "1", "labels": {"stale": "yes"}}}
+            with pytest.raises(Conflict):  # an outdated resourceVersion
+                await client.merge_patch(cm_res, "w", "default", stale)
+
+            with pytest.raises(Invalid):
+                await client.apply({**tracked_cm("Bad_Name")})
+
+            assert await client.delete(cm_res, "w", "default", propagation="Background")
+            assert not await client.delete(cm_res, "never-was", "default")
+            with pytest.raises(NotFound):
+                await client.get(cm_res, "never-was", "default")
+        finally:
+            await client.aclose()
+
+    anyio.run(main)
+    assert seen["version"] == kube.server_version() and seen["version"]
+    assert seen["after dry run"] is None
+    cm_res = kube.resource_for("", "ConfigMap")
+    assert kube.get(cm_res, "v", "default")["data"] == {"k": "v"}
+    assert kube.get(cm_res, "x", "default")["data"] == {"k": "new"}
+    assert kube.get_or_none(cm_res, "w", "default") is None or kube.get(cm_res, "w", "default")[
+        "metadata"
+    ].get("deletionTimestamp")
+
+
+def test_one_discovery_serves_concurrent_callers_of_a_cluster(
+    sim: SimServer, kube: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    original = AsyncKube._request
+
+    async def counted(client: AsyncKube, method: str, path: str, **kw: Any) -> Any:
+        asked.append(path)
+        return await original(client, method, path, **kw)
+
+    monkeypatch.setattr(AsyncKube, "_request", counted)
+
+    async def main() -> None:
+        client = AsyncKube(kube.connection)
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(10):
+                    tg.start_soon(client.resources)
+                    tg.start_soon(client.with_retry(None).resources)
+        finally:
+            await client.aclose()
+
+    anyio.run(main)
+    assert asked.count("/api") == 1 and asked.count("/apis") == 1

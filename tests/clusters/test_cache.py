@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, cast
@@ -12,7 +11,7 @@ import anyio
 import pytest
 from anyio.from_thread import start_blocking_portal
 
-from clusters.cache import LiveCache, key_of
+from clusters.cache import MIN_WINDOW_S, LiveCache, key_of, window_seconds
 from clusters.connect import build_connection
 from clusters.kube import ApiResource, AsyncKube, Gone, KubeClient, KubeError
 from clusters.kubeconfig import BearerToken, TLSSettings
@@ -46,7 +45,7 @@ class Sink:
 def offline_cache() -> tuple[LiveCache, Sink]:
     sink = Sink()
     # The bookkeeping never touches the client; no cluster is needed to test it.
-    return LiveCache(cast(KubeClient, None), owner_of=owner, on_change=sink), sink
+    return LiveCache(cast(AsyncKube, None), owner_of=owner, on_change=sink), sink
 
 
 def test_only_tracked_objects_keep_their_bodies() -> None:
@@ -110,10 +109,9 @@ def test_a_kind_is_not_current_until_listed_nor_while_it_relists_after_410() -> 
 
     sink = Sink()
     cache = LiveCache(
-        cast(KubeClient, None),
+        cast(AsyncKube, GoneAlways()),
         owner_of=owner,
         on_change=sink,
-        transport=cast(AsyncKube, GoneAlways()),
     )
 
     async def main() -> None:
@@ -192,7 +190,9 @@ def test_the_cache_lists_once_then_follows_watches_and_relists_after_410(
     sim, kube = spoke
     res = kube.resource_for("", "ConfigMap")
     changes: list[set[str]] = []
-    cache = LiveCache(kube, owner_of=owner, on_change=changes.append, window_s=1.0)
+    cache = LiveCache(
+        AsyncKube(kube.connection), owner_of=owner, on_change=changes.append, window_s=1.0
+    )
     kube.apply(cm("early", "", app="shop", ns="default") | {"metadata": {
         "name": "early", "namespace": "default", "annotations": {ANN: "shop:/ConfigMap:default/early"}
     }})  # fmt: skip
@@ -220,22 +220,36 @@ def test_the_cache_lists_once_then_follows_watches_and_relists_after_410(
         assert cache.stats.watches >= 1
 
 
-def test_readers_in_threads_wake_on_every_change_the_cache_sees() -> None:
+def test_waiters_on_the_loop_wake_on_every_change_the_cache_sees() -> None:
     cache, _ = offline_cache()
-    start = cache.wait_for_change(-1, 0)
-    woke: list[int] = []
-    reader = threading.Thread(target=lambda: woke.append(cache.wait_for_change(start, 30)))
-    reader.start()
-    cache.replace_kind(CM, [cm("a", "1", app="shop")], "1")
-    reader.join(timeout=30)
-    assert woke and woke[0] > start
-    # an event and a failure count as changes too (a gate re-reads, then sleeps again)
-    after_list = cache.wait_for_change(-1, 0)
-    cache.apply_event(CM, "MODIFIED", cm("a", "2", app="shop"))
-    after_event = cache.wait_for_change(-1, 0)
-    cache._failed(CM, KubeError("watch failed"))
-    assert after_list < after_event < cache.wait_for_change(-1, 0)
-    assert cache.wait_for_change(cache.version, 0.01) == cache.version  # nothing new: timeout
+
+    async def main() -> None:
+        start = cache.version
+        woke: list[int] = []
+
+        async def waiter() -> None:
+            woke.append(await cache.changed(start, 30))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(0.05)  # the waiter is parked on the cache's event
+            cache.replace_kind(CM, [cm("a", "1", app="shop")], "1")
+        assert woke and woke[0] > start
+        # an event and a failure count as changes too (a gate re-reads, then sleeps again)
+        after_list = await cache.changed(-1, 0)
+        cache.apply_event(CM, "MODIFIED", cm("a", "2", app="shop"))
+        after_event = await cache.changed(-1, 0)
+        cache._failed(CM, KubeError("watch failed"))
+        assert after_list < after_event < await cache.changed(-1, 0)
+        assert await cache.changed(cache.version, 0.01) == cache.version  # nothing new
+
+    anyio.run(main)
+
+
+def test_watch_windows_are_long_and_jittered_like_client_gos() -> None:
+    assert window_seconds(lambda: 0.0) == MIN_WINDOW_S == 300.0
+    assert window_seconds(lambda: 0.999) < 2 * MIN_WINDOW_S
+    assert window_seconds(lambda: 0.5) == 450.0
 
 
 def test_an_unexpected_error_in_a_kinds_loop_is_reported_and_retried_not_raised() -> None:
@@ -254,11 +268,10 @@ def test_an_unexpected_error_in_a_kinds_loop_is_reported_and_retried_not_raised(
             yield
 
     cache = LiveCache(
-        cast(KubeClient, None),
+        cast(AsyncKube, BuggyOnce()),
         owner_of=owner,
         on_change=Sink(),
         on_state=lambda _res, err: states.append(err),
-        transport=cast(AsyncKube, BuggyOnce()),
     )
 
     async def main() -> None:
