@@ -121,6 +121,7 @@ class LiveCache:
         on_change: ChangeSink,
         on_state: StateSink | None = None,
         window_s: float | None = None,
+        backoff: Callable[[int], float] = backoff_delay,
     ) -> None:
         self.transport = kube  # the lists and watches (discovery is the caller's)
         self.name = getattr(kube, "name", "")  # the cluster's (tests pass no client)
@@ -128,6 +129,7 @@ class LiveCache:
         self._on_change = on_change
         self._on_state = on_state or (lambda _res, _err: None)
         self.window_s = window_s  # None: ``window_seconds()`` per request
+        self._backoff = backoff  # seconds to wait after n consecutive failures
         self._lock = threading.Lock()
         self.version = 0  # bumped on every list, event and failure: see changed
         self._moved: anyio.Event | None = None  # made by the first waiter, set on a bump
@@ -315,14 +317,14 @@ class LiveCache:
             except KubeError as exc:
                 failures += 1
                 self._failed(res, exc)
-                await anyio.sleep(backoff_delay(failures))
+                await anyio.sleep(self._backoff(failures))
             except Exception as exc:  # a bug: this kind goes on, and so does the worker's loop
                 log.exception("cluster %s: watching %s failed unexpectedly", self.name, res.plural)
                 failures += 1
                 self._failed(
                     res, KubeError(f"{self.name}: watch {res.plural}: {type(exc).__name__}")
                 )
-                await anyio.sleep(backoff_delay(failures))
+                await anyio.sleep(self._backoff(failures))
 
     def _failed(self, res: ApiResource, exc: KubeError) -> None:
         with self._lock:

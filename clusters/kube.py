@@ -577,6 +577,9 @@ class AsyncKube:
         session, self._pool.session = self._pool.session, None
         if session is not None:
             await session.close()
+            # TLS transports finish closing on the next turns of the loop; a loop ended
+            # at once (``anyio.run`` of a one-shot) would leave their sockets to the GC
+            await anyio.sleep(0.05)
 
     def _open_session(self) -> aiohttp.ClientSession:
         pool = self._pool

@@ -116,6 +116,7 @@ def _http_get(
                 raise ChartError(f"{_redact(url)}: answer larger than {limit >> 20} MiB")
             return _Response(resp.status, body, {k.lower(): v for k, v in resp.headers.items()})
     except urllib.error.HTTPError as exc:
+        exc.close()  # its socket: else left to the GC (a ResourceWarning in another thread)
         if exc.code == 304:
             return _Response(304, b"", {k.lower(): v for k, v in exc.headers.items()})
         hint = " (check `hub repo add` credentials)" if exc.code in (401, 403) else ""

@@ -37,6 +37,7 @@ from hub.sync.operation import (
     Stop,
 )
 from hub.sync.resources import ResourceKey, owning_app
+from hub.sync.retry import retry_delay_s
 
 IDLE_S = 30.0  # longest sleep of a gate with nothing to confirm (the deadline cuts it)
 
@@ -97,12 +98,15 @@ async def _own_cache(run: Run, resources: list[ApiResource]) -> LiveCache:
             else:
                 run.own_cache_error = f"watching {res.plural}: {error}"
 
-        # the plain client: the cache retries on its own, with its back-off
+        # the plain client: the cache retries on its own, with the app's back-off (a
+        # gate must not sit out the worker's longer one)
+        policy = run.api_policy
         cache = LiveCache(
             run.kube.with_retry(None),
             owner_of=owning_app,
             on_change=lambda _apps: None,
             on_state=state,
+            backoff=lambda failures: retry_delay_s(policy, min(max(0, failures - 1), 30)),
         )
         run.own_cache = cache
     assert run.tasks is not None, "the engine's entry point opens the operation's task group"
