@@ -173,7 +173,8 @@ class RevisionBook:
 
     async def sha(self, repo_url: str, revision: str) -> str:
         key = (repo_url, revision or "HEAD")
-        found = self._current.get(key)
+        current = self._current  # a resolve that outlives this cycle must not fill the next
+        found = current.get(key)
         if found is not None:
             return found
         try:
@@ -187,11 +188,11 @@ class RevisionBook:
             if good is None:
                 raise
             log.warning("%s: %s; keeping the last good revision %s", repo_url, exc, good[:12])
-            self._current[key] = good
+            current[key] = good
             return good
         self.errors.pop(repo_url, None)
         self.failures.pop(repo_url, None)
-        self._current[key] = self._good[key] = sha
+        current[key] = self._good[key] = sha
         return sha
 
     def snapshot(self) -> dict[tuple[str, str], str]:

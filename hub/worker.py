@@ -653,13 +653,13 @@ class SerializedSources:
         self.metrics = metrics
 
     def new_cycle(self) -> None:
-        with self._lock:
-            self._resolved.clear()
+        self._resolved = {}
 
     def resolve(self, repo_url: str, revision: str) -> str:
         with self._lock:
             key = (repo_url, revision)
-            found = self._resolved.get(key)
+            resolved = self._resolved  # new_cycle() replaces it: no old answer in a new cycle
+            found = resolved.get(key)
             if found is not None:
                 return found
             started = time.monotonic()
@@ -671,7 +671,7 @@ class SerializedSources:
                 raise
             if self.metrics is not None:
                 self.metrics.observe_git_fetch(repo_url, time.monotonic() - started)
-            self._resolved[key] = sha
+            resolved[key] = sha
             return sha
 
     def materialize(self, repo_url: str, sha: str) -> Path:
