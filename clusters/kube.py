@@ -1,29 +1,32 @@
-"""A small typed adapter over the official ``kubernetes`` client for the sync engine.
+"""The typed adapter over a cluster's REST API (the one place requests to a spoke are made).
 
-The engine's cluster I/O goes through ``KubeClient`` only, so ``kubernetes`` stays inside
-``clusters/`` (DESIGN.md layering). It speaks the REST protocol with raw JSON objects
-(manifests are the one place raw dicts are allowed) through the connection's
-``ApiClient`` — the same authentication, TLS and credential refresh as every other part of
-the hub — and turns every failure into a ``KubeError`` subclass, so callers never see an
-``ApiException`` or a urllib3 error:
+``AsyncKube`` is what the hub runs on: every request and watch of the sync engine, the
+worker's live cache and the deletion path awaits it on the event loop. One ``aiohttp``
+session (a connection pool) per cluster, built from the ``Connection``'s TLS material and
+bearer token (an exec plugin's token is refreshed through the connection's own hook), so a
+thousand clusters' watches and syncs are sockets on one loop, not threads. Discovery (and
+the server version) is cached per cluster and shared by every view of it; concurrent
+callers share one discovery in flight.
 
-- ``NotFound`` (404), ``Conflict`` (409), ``Invalid`` (400/422, with the API's causes),
-  ``Unauthorized`` (401/403), ``Transient`` (429, 500, 502, 503, 504, timeouts, refused or
-  dropped connections — the ones worth retrying), ``KubeError`` for anything else.
+``KubeClient`` is the same protocol, blocking, through the official ``kubernetes``
+client's ``ApiClient``: kept for the CLI paths that are not the engine (``hub cluster
+check``, registry probes, tests' second opinion). Only ``clusters/`` imports
+``kubernetes`` (DESIGN.md layering).
 
-Every call has a deadline (``timeout_s``, default ``DEFAULT_TIMEOUT_S``). Discovery maps a
-(group, kind) to its resource (plural name, namespaced or not, preferred version) and is
-refreshed once on a miss, so kinds whose CRD was applied a moment ago are found.
+Both speak the REST protocol with raw JSON objects (manifests are the one place raw dicts
+are allowed) and turn every failure into a ``KubeError`` subclass, so callers never see an
+``ApiException``, a urllib3 or an aiohttp error:
 
-Thread-safe: one ``KubeClient`` per cluster may be shared by threads.
+- ``NotFound`` (404), ``Conflict`` (409), ``Gone`` (410, a ``Conflict``: list again),
+  ``Invalid`` (400/422, with the API's causes), ``Unauthorized`` (401/403), ``Transient``
+  (429, 500, 502, 503, 504, timeouts, refused or dropped connections — the ones worth
+  retrying), ``KubeError`` for anything else. A watch's ERROR event raises the same kinds.
 
-``AsyncKube`` is the same protocol on the event loop for what runs all the time: LISTs
-and WATCHes of the live cache. One ``aiohttp`` session (a connection pool) per cluster,
-built from the ``Connection``'s TLS material and bearer token (an exec plugin's token is
-refreshed through the connection's own hook, as for ``KubeClient``), so a thousand
-watches are a thousand sockets on one loop, not a thousand threads. It raises the same
-error kinds with the same deadlines. A 410 Gone — as an HTTP status or a watch's ERROR
-event — is ``Gone`` (a ``Conflict``): the history is gone, list again.
+Every call has a deadline (``timeout_s``, default ``DEFAULT_TIMEOUT_S``); a watch's is its
+window. Discovery maps a (group, kind) to its resource (plural name, namespaced or not,
+preferred version) and is refreshed once on a miss, so kinds whose CRD was applied a moment
+ago are found. ``with_retry`` gives a view whose every single request goes through a
+retrier (the engine retries transient errors per the app's backoff).
 """
 
 from __future__ import annotations

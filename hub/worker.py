@@ -11,17 +11,19 @@ the cluster leaves the registry) and:
   hub sees a new Git revision or a changed Application row, and on the periodic resync;
 - runs automated syncs by Argo CD's rules (``decide_auto_sync``: one attempt per revision,
   self-heal with its backoff, prune-only diffs skipped without prune) through the sync
-  engine, in threads, under a per-cluster and a global ``CapacityLimiter``;
+  engine, awaited on the worker's event loop (no thread per sync) under a per-cluster and
+  a global in-flight limit (``cluster_syncs``, ``global_syncs``);
 - deletes the resources of Applications marked for cascade deletion, then the record;
 - when the cluster does not answer (or refuses us), marks its Applications Unknown with
   the reason and backs off; nothing it does waits on another cluster. It recovers on its
   own when the cache's watches succeed again.
 
-The cache's lists and watches are tasks on the worker's event loop (``AsyncKube``: one
-connection pool per cluster, no thread per watch). Other blocking calls (Kubernetes
-client, Git, rendering, SQLite) run through ``anyio.to_thread.run_sync`` under limiters;
-each has a deadline (the client's own per-call timeout, ``fail_after`` around connection
-set-up).
+Every request to the cluster — the cache's lists and watches, the syncs' writes, dry runs
+and reads, the deletions — awaits ``AsyncKube`` on the worker's event loop (one connection
+pool per cluster, no thread per watch, call or sync). The blocking work left (credentials,
+Git, rendering, comparisons, SQLite) runs through ``anyio.to_thread.run_sync`` under the
+hub's limiters, so the hub's thread count does not grow with the fleet. Each request has a
+deadline (the client's per-call timeout, ``fail_after`` around connection set-up).
 """
 
 from __future__ import annotations
@@ -857,9 +859,8 @@ class ClusterWorker:
                 tg.start_soon(self._loop)
         finally:
             self._stop_watches()
-            if self.cache is not None:
-                with anyio.CancelScope(shield=True):
-                    await self.cache.aclose()
+            with anyio.CancelScope(shield=True):
+                await self._close_client()
 
     async def _call(self, fn: Callable[[], T], *, abandon: bool = False) -> T:
         """A blocking cluster call under the cluster's limiter, then the global one (in that
@@ -1584,6 +1585,19 @@ class ClusterWorker:
         await self._load_apps()
         if not await self._connect():
             return {name: self.connection.message for name in self.apps}
+        try:
+            return await self._sync_all_once(timeout_s)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_client()
+
+    async def _close_client(self) -> None:
+        """Release the cluster's connection pool (the cache's transport is the client)."""
+        kube, self.kube, self.cache = self.kube, None, None
+        if kube is not None:
+            await kube.aclose()
+
+    async def _sync_all_once(self, timeout_s: float) -> dict[str, OperationResult | str]:
         out: dict[str, OperationResult | str] = {}
 
         async def one(rec: AppRecord) -> None:
