@@ -790,6 +790,10 @@ class AsyncKube:
             self._pool.version = str(doc.get("gitVersion") or "") if isinstance(doc, dict) else ""
         return self._pool.version
 
+    async def ping(self) -> None:
+        """One small request (``GET /version``) that proves the cluster answers."""
+        await self._request("GET", "/version")
+
     async def resource_for(self, group: str, kind: str) -> ApiResource:
         """The resource serving (group, kind); rediscovers once before raising NotFound."""
         res = (await self.resources()).get((group, kind))

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -119,6 +120,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 30.0
+PROBE_S = 10.0  # how often a connected worker checks that its cluster still answers
+PROBE_KEY = ("", "")  # the probe's entry among the failing kinds
 DELETE_WAIT_S = 60.0
 FLUSH_AT = 200  # pending refresh results that are written without waiting for the tick's end
 COMPARISON_ERROR = "ComparisonError"
@@ -997,7 +1000,24 @@ class ClusterWorker:
         self._set_connection("Connected")
         self._unknown_marked = False
         self._dirty.update(self.apps)
+        if self._tg is not None:
+            self._tg.start_soon(self._probe, kube, name=f"probe {self.name}")
         return True
+
+    async def _probe(self, kube: AsyncKube) -> None:
+        """Ask the cluster for its version every ``PROBE_S`` (jittered): the watches stay
+        open for minutes (``clusters.cache.window_seconds``), so an open stream that goes
+        quiet is no proof the cluster still answers. One small GET per cluster, where the
+        short watch windows of before re-opened every watch every 10 s."""
+        while True:
+            await anyio.sleep(PROBE_S * (0.8 + 0.4 * random.random()))
+            try:
+                await kube.ping()
+            except KubeError as exc:
+                self._answered(PROBE_KEY, exc)
+            else:
+                if PROBE_KEY in self._kind_errors:
+                    self._answered(PROBE_KEY, None)
 
     def _changed(self, apps: set[str]) -> None:
         """The cache saw a change (on this loop)."""
@@ -1009,7 +1029,10 @@ class ClusterWorker:
 
     def _state(self, res: ApiResource, error: KubeError | None) -> None:
         """A kind's list or watch answered (None) or failed (on this loop)."""
-        gk = (res.group, res.kind)
+        self._answered((res.group, res.kind), error)
+
+    def _answered(self, gk: tuple[str, str], error: KubeError | None) -> None:
+        """A kind's list or watch, or the probe (``PROBE_KEY``), answered or failed."""
         if error is None:
             if self._kind_errors.pop(gk, None) is not None and not self._kind_errors:
                 self._set_connection("Connected")
