@@ -32,10 +32,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import hub.sync.engine as engine  # noqa: E402
+import hub.sync.attempt as engine  # noqa: E402  (the engine's render step)
 import hub.worker as worker  # noqa: E402
 from bench.fleet import APPSET, SERVICE, start_sim, wait_for  # noqa: E402
-from clusters.kube import KubeClient  # noqa: E402
+from clusters.kube import AsyncKube  # noqa: E402
 from hub.apps import AppStore  # noqa: E402
 from hub.controller import Hub, HubOptions  # noqa: E402
 from hub.home import open_store  # noqa: E402
@@ -58,17 +58,17 @@ class Counts:
                 return _o(*a, **kw)
 
             module.render_app = counted  # type: ignore[attr-defined]
-        request = KubeClient._request
+        request = AsyncKube._request
 
-        def counted_request(client: KubeClient, method: str, path: str, **kw: Any) -> Any:
+        async def counted_request(client: AsyncKube, method: str, path: str, **kw: Any) -> Any:
             query = dict(kw.get("query") or [])
             if query.get("dryRun"):
                 self.add("dry-run request")
             elif method in ("PATCH", "POST", "PUT", "DELETE"):
                 self.add("write request")
-            return request(client, method, path, **kw)
+            return await request(client, method, path, **kw)
 
-        KubeClient._request = counted_request  # type: ignore[method-assign,assignment]
+        AsyncKube._request = counted_request  # type: ignore[method-assign]
         write = Store.write
 
         def counted_write(store: Store, *a: Any, **kw: Any) -> Any:

@@ -143,7 +143,7 @@ async def compare(
 
     try:
         if any(d.jq_path_expressions for d in run.app.ignore_differences):
-            return await anyio.to_thread.run_sync(go)
+            return await anyio.to_thread.run_sync(go, limiter=run.limits.render)
         return go()
     except SyncError as exc:
         raise Stop(str(exc), phase=OperationPhase.ERROR, retryable=False) from None
