@@ -280,13 +280,15 @@ class LiveCache:
             self.stats.lists += 1
         self.replace_kind(res, items, rv)
 
-    async def watch_window(self, res: ApiResource) -> None:
+    async def watch_window(
+        self, res: ApiResource, on_open: Callable[[], None] | None = None
+    ) -> None:
         """One watch request from the cached resourceVersion until the window ends."""
         with self._lock:
             rv = self._kinds[(res.group, res.kind)].resource_version
             self.stats.watches += 1
         window = self.window_s if self.window_s is not None else window_seconds()
-        events = self.transport.watch(res, resource_version=rv, timeout_s=window)
+        events = self.transport.watch(res, resource_version=rv, timeout_s=window, on_open=on_open)
         async with contextlib.aclosing(events):
             async for event in events:
                 self.apply_event(res, event.type, event.object)
@@ -296,18 +298,26 @@ class LiveCache:
         self.add_kind(res)
         failures = 0
         need_list = True
+
+        def answered() -> None:
+            # The watch is accepted: current again now, not at the end of a window that
+            # may last minutes (a 410 in its first line marks it failing again).
+            nonlocal failures
+            if failures:
+                failures = 0
+                with self._lock:
+                    self._kinds[(res.group, res.kind)].failing = False
+                    self._bump()
+                self._on_state(res, None)
+
         while True:
             try:
                 if need_list:
                     await self.list_kind(res)
                     need_list = False
                     self._on_state(res, None)
-                await self.watch_window(res)
-                if failures:
-                    with self._lock:
-                        self._kinds[(res.group, res.kind)].failing = False
-                    self._on_state(res, None)
-                failures = 0
+                await self.watch_window(res, answered)
+                answered()
             except Gone:
                 with self._lock:
                     self.stats.relists_after_gone += 1

@@ -855,12 +855,15 @@ class AsyncKube:
         resource_version: str = "",
         field_selector: str = "",
         timeout_s: float = 30.0,
+        on_open: Callable[[], None] | None = None,
     ) -> AsyncGenerator[WatchEvent, None]:
         """Events after ``resource_version`` until the server ends the window (after
         ``timeout_s``, sent as ``timeoutSeconds``) with BOOKMARKs asked for; an ERROR event
         raises (410 as ``Gone``). Close it with ``contextlib.aclosing`` when stopping
         early. The socket may stay silent for the whole window (no change, no bookmark):
-        only past the window and a margin is it taken for dead."""
+        only past the window and a margin is it taken for dead. ``on_open`` is called once
+        the server accepted the watch (a window may last minutes: the caller need not wait
+        for its end to know the cluster answered)."""
         seconds = max(1, int(timeout_s))
         query = [("watch", "1"), ("timeoutSeconds", str(seconds)), ("allowWatchBookmarks", "1")]
         if resource_version:
@@ -870,6 +873,8 @@ class AsyncKube:
         path = res.path(namespace)
         limit = seconds + 5.0
         async with self._open("GET", path, query, timeout_s=limit, read_s=limit) as resp:
+            if on_open is not None:
+                on_open()
             buffer = bytearray()
             try:
                 async for chunk in resp.content.iter_any():

@@ -13,7 +13,7 @@ from anyio.from_thread import start_blocking_portal
 
 from clusters.cache import MIN_WINDOW_S, LiveCache, key_of, window_seconds
 from clusters.connect import build_connection
-from clusters.kube import ApiResource, AsyncKube, Gone, KubeClient, KubeError
+from clusters.kube import ApiResource, AsyncKube, Gone, KubeClient, KubeError, Transient
 from clusters.kubeconfig import BearerToken, TLSSettings
 from clusters.registry import ClusterCredentials
 from clusters.sim import SimServer
@@ -286,3 +286,44 @@ def test_an_unexpected_error_in_a_kinds_loop_is_reported_and_retried_not_raised(
     assert calls == ["list", "list"]
     assert isinstance(states[0], KubeError) and "ValueError" in str(states[0])
     assert states[-1] is None
+
+
+def test_a_kind_is_current_again_as_soon_as_a_watch_is_accepted_not_at_its_windows_end() -> None:
+    """Windows last minutes: after a failed watch, the next one's acceptance (not its end)
+    makes the kind current again and reports the cluster as answering."""
+    states: list[KubeError | None] = []
+    watches: list[str] = []
+
+    class FailsOnce:
+        async def list(self, res: ApiResource, **_: Any) -> tuple[list[dict[str, Any]], str]:
+            return [cm("a", "1", app="shop")], "1"
+
+        async def watch(
+            self, res: ApiResource, on_open: Callable[[], None] | None = None, **_: Any
+        ) -> AsyncIterator[Any]:
+            watches.append("watch")
+            if len(watches) == 1:
+                raise Transient("connection closed", status=0)
+            assert on_open is not None
+            on_open()
+            await anyio.sleep_forever()  # a long window, still open when the test looks
+            yield
+
+    cache = LiveCache(
+        cast(AsyncKube, FailsOnce()),
+        owner_of=owner,
+        on_change=Sink(),
+        on_state=lambda _res, err: states.append(err),
+        backoff=lambda _failures: 0.0,
+    )
+
+    async def main() -> None:
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cache.run_kind, CM)
+                while len(watches) < 2 or not cache.is_current(("", "ConfigMap")):
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert isinstance(states[1], Transient) and states[-1] is None
