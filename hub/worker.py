@@ -1400,100 +1400,122 @@ class ClusterWorker:
             source=request.source,
             project=await self._db(partial(self._project_scope, desired.app)),
         )
-        result: OperationResult | None = None
+
+        async def finish(result: OperationResult) -> None:
+            await self._write(
+                name,
+                operation=operation_state(result, request.trigger, request.who),
+                synced_sha=result.revision if result.phase is OperationPhase.SUCCEEDED else None,
+                conditions=[]
+                if result.phase is OperationPhase.SUCCEEDED
+                else [Condition(type=SYNC_ERROR, message=result.message)],
+            )
+
         try:
-            async with self.cluster_syncs, self.svc.global_syncs:
-                if self.svc.draining() or token.cancelled:
-                    return
-                running = {
-                    "phase": OperationPhase.RUNNING.value,
-                    "trigger": request.trigger.value,
-                    "startedAt": _now().isoformat(),
-                    "syncResult": {"revision": engine_request.revision},
-                    "message": "running",
-                }
-                await self._write(name, operation=running)
-
-                # Each wave (and retry) is recorded as it starts, so the API shows where a
-                # long sync is (resource events are not): the engine's events go to a
-                # writer task, which keeps only the latest when the store lags behind.
-                send, receive = anyio.create_memory_object_stream[str](max_buffer_size=1000)
-
-                def progress(event: ProgressEvent) -> None:
-                    if event.kind in (EventKind.WAVE, EventKind.RETRY):
-                        with contextlib.suppress(anyio.WouldBlock):
-                            send.send_nowait(event.message)
-
-                async def record_progress() -> None:
-                    async with receive:
-                        async for message in receive:
-                            with contextlib.suppress(anyio.WouldBlock):
-                                while True:  # only the latest of a burst
-                                    message = receive.receive_nowait()
-                            await self._db(
-                                partial(
-                                    self.svc.apps.set_status,
-                                    name,
-                                    operation_state={**running, "message": message},
-                                )
-                            )
-
-                # Shielded: on shutdown or cluster removal the token stops the engine (on
-                # this loop, at once) and the result is still recorded below.
-                with anyio.CancelScope(shield=True):
-                    async with anyio.create_task_group() as writers:
-                        writers.start_soon(record_progress)
-                        async with send:
-                            result = await self._run_engine(
-                                name,
-                                sync_application(
-                                    kube,
-                                    desired.app,
-                                    engine_request,
-                                    sources=self.svc.repos,
-                                    history=self.svc.history,
-                                    health_rules=self.svc.health_rules,
-                                    jq_runner=self.svc.jq,
-                                    on_event=progress,
-                                    cancel=token,
-                                    # live state from the watch cache: no LIST per sync for
-                                    # the kinds it holds (the engine lists the others)
-                                    live_state=self.cache,
-                                    limits=self._limits,
-                                ),
-                            )
-                    if result is None:  # counts as an attempt: no retry loop on a bug
-                        self._last[name] = LastOperation(
-                            revision=engine_request.revision or desired.sha,
-                            phase=OperationPhase.ERROR.value,
-                            finished_monotonic=time.monotonic(),
-                        )
-                        return
-                    self._record(name, request, result)
-                    # Watch every kind this sync touched (a namespace it created, a kind
-                    # it pruned), so the next sync reads it from the cache, not a LIST.
-                    if self.cache is not None and self._tg is not None:
-                        for gk in sorted({(r.group, r.kind) for r in result.resources}):
-                            with contextlib.suppress(ClusterError):
-                                await self._watch_kind(gk)
-                    if self._unserved:
-                        with contextlib.suppress(ClusterError):
-                            await kube.resources(refresh=True)
-                            self._unserved.clear()
-                    await self._write(
-                        name,
-                        operation=operation_state(result, request.trigger, request.who),
-                        synced_sha=result.revision
-                        if result.phase is OperationPhase.SUCCEEDED
-                        else None,
-                        conditions=[]
-                        if result.phase is OperationPhase.SUCCEEDED
-                        else [Condition(type=SYNC_ERROR, message=result.message)],
-                    )
+            await self._operate(
+                name, desired.app, engine_request, request, token, finish, live_state=self.cache
+            )
         finally:
             self._syncing.pop(name, None)
             self._dirty.add(name)
             self._wake.set()
+
+    async def _operate(
+        self,
+        name: str,
+        app: Application,
+        engine_request: SyncRequest,
+        request: ManualSync,
+        token: CancelToken,
+        finish: Callable[[OperationResult], Awaitable[None]],
+        *,
+        live_state: LiveCache | None,
+    ) -> OperationResult | None:
+        """The one operation runner, for ``hub serve``'s syncs and ``hub serve --once``:
+        the in-flight limits (per cluster, hub-wide), the running state and its progress,
+        the engine on this loop, the record, then ``finish`` (the caller's status write).
+        Shielded from the worker's cancellation once started: the token stops the engine
+        and the result is still recorded. None when it did not start (draining, cancelled)
+        or the engine failed unexpectedly."""
+        kube = self.kube
+        assert kube is not None
+        async with self.cluster_syncs, self.svc.global_syncs:
+            if self.svc.draining() or token.cancelled:
+                return None
+            running = {
+                "phase": OperationPhase.RUNNING.value,
+                "trigger": request.trigger.value,
+                "startedAt": _now().isoformat(),
+                "syncResult": {"revision": engine_request.revision},
+                "message": "running",
+            }
+            await self._write(name, operation=running)
+            # Each wave (and retry) is recorded as it starts, so the API shows where a
+            # long sync is (resource events are not): the engine's events go to a writer
+            # task, which keeps only the latest when the store lags behind.
+            send, receive = anyio.create_memory_object_stream[str](max_buffer_size=1000)
+
+            def progress(event: ProgressEvent) -> None:
+                if event.kind in (EventKind.WAVE, EventKind.RETRY):
+                    with contextlib.suppress(anyio.WouldBlock):
+                        send.send_nowait(event.message)
+
+            async def record_progress() -> None:
+                async with receive:
+                    async for message in receive:
+                        with contextlib.suppress(anyio.WouldBlock):
+                            while True:  # only the latest of a burst
+                                message = receive.receive_nowait()
+                        await self._db(
+                            partial(
+                                self.svc.apps.set_status,
+                                name,
+                                operation_state={**running, "message": message},
+                            )
+                        )
+
+            with anyio.CancelScope(shield=True):
+                async with anyio.create_task_group() as writers:
+                    writers.start_soon(record_progress)
+                    async with send:
+                        result = await self._run_engine(
+                            name,
+                            sync_application(
+                                kube,
+                                app,
+                                engine_request,
+                                sources=self.svc.repos,
+                                history=self.svc.history,
+                                health_rules=self.svc.health_rules,
+                                jq_runner=self.svc.jq,
+                                on_event=progress,
+                                cancel=token,
+                                # live state from the watch cache: no LIST per sync for
+                                # the kinds it holds (the engine lists the others)
+                                live_state=live_state,
+                                limits=self._limits,
+                            ),
+                        )
+                if result is None:  # counts as an attempt: no retry loop on a bug
+                    self._last[name] = LastOperation(
+                        revision=engine_request.revision or "",
+                        phase=OperationPhase.ERROR.value,
+                        finished_monotonic=time.monotonic(),
+                    )
+                    return None
+                self._record(name, request, result)
+                # Watch every kind this sync touched (a namespace it created, a kind it
+                # pruned), so the next sync reads it from the cache, not a LIST.
+                if self.cache is not None and self._tg is not None:
+                    for gk in sorted({(r.group, r.kind) for r in result.resources}):
+                        with contextlib.suppress(ClusterError):
+                            await self._watch_kind(gk)
+                if self._unserved:
+                    with contextlib.suppress(ClusterError):
+                        await kube.resources(refresh=True)
+                        self._unserved.clear()
+                await finish(result)
+        return result
 
     async def _run_engine(
         self, name: str, operation: Awaitable[OperationResult]
@@ -1651,29 +1673,33 @@ class ClusterWorker:
                 timeout_s=timeout_s,
                 project=await self._db(partial(self._project_scope, app)),
             )
-            kube = self.kube
-            assert kube is not None
-            async with self.cluster_syncs, self.svc.global_syncs:
-                result = await sync_application(
-                    kube,
-                    app,
-                    request,
-                    sources=self.svc.repos,
-                    history=self.svc.history,
-                    health_rules=self.svc.health_rules,
-                    jq_runner=self.svc.jq,
-                    limits=self._limits,
+            who = "hub serve --once"
+
+            async def finish(result: OperationResult) -> None:
+                await self._write(
+                    rec.name,
+                    sync_status=(result.sync_status or SyncStatus.UNKNOWN).value,
+                    health_status=result.health.value if result.health else "Unknown",
+                    desired_sha=sha,
+                    synced_sha=result.revision
+                    if result.phase is OperationPhase.SUCCEEDED
+                    else None,
+                    conditions=once_conditions(result),
+                    operation=operation_state(result, Trigger.USER, who),
                 )
-            out[rec.name] = result
-            await self._write(
+
+            # the same runner as hub serve's syncs; the engine renders, waits for health,
+            # and lists what it reads (no watch cache in a one-shot run)
+            result = await self._operate(
                 rec.name,
-                sync_status=(result.sync_status or SyncStatus.UNKNOWN).value,
-                health_status=result.health.value if result.health else "Unknown",
-                desired_sha=sha,
-                synced_sha=result.revision if result.phase is OperationPhase.SUCCEEDED else None,
-                conditions=once_conditions(result),
-                operation=operation_state(result, Trigger.USER, "hub serve --once"),
+                app,
+                request,
+                ManualSync(prune=bool(request.prune), revision=sha, who=who),
+                CancelToken(),
+                finish,
+                live_state=None,
             )
+            out[rec.name] = result if result is not None else "the sync did not run"
 
         async def delete(rec: AppRecord) -> None:
             # The pending cascade deletion (an app no longer generated, a set removed): one
