@@ -360,6 +360,52 @@ def _m0008_rollouts(db: sqlite3.Connection) -> None:
     )
 
 
+def _m0009_replicas(db: sqlite3.Connection) -> None:
+    # Several `hub serve` replicas on one database (hub.leases, docs/replicas.md). Times
+    # are seconds since the epoch on the database's clock (REAL), so expiry never
+    # depends on a replica's wall clock. A lease row is never deleted: its token only
+    # grows, so a write fenced with an old token can never match again.
+    db.execute(
+        """
+        CREATE TABLE replicas (
+            id           TEXT PRIMARY KEY,
+            host         TEXT NOT NULL,
+            pid          INTEGER NOT NULL,
+            url          TEXT NOT NULL DEFAULT '',
+            started_at   REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        ) STRICT
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE leases (
+            name        TEXT PRIMARY KEY,             -- 'leader' or 'cluster/<name>'
+            owner       TEXT,                         -- replica id; NULL when free
+            token       INTEGER NOT NULL DEFAULT 0,   -- +1 on every acquisition
+            acquired_at REAL,
+            renewed_at  REAL,
+            expires_at  REAL NOT NULL DEFAULT 0
+        ) STRICT
+        """
+    )
+    # Sync/rollback/refresh asked of a replica that does not own the cluster: the owner
+    # claims (deletes) the rows of its clusters; cluster '' is for the leader (Git).
+    db.execute(
+        """
+        CREATE TABLE replica_requests (
+            id         TEXT PRIMARY KEY,
+            cluster    TEXT NOT NULL,
+            app        TEXT NOT NULL DEFAULT '',
+            action     TEXT NOT NULL,                 -- sync | rollback | refresh | git
+            body       TEXT NOT NULL DEFAULT '{}',    -- JSON
+            created_at REAL NOT NULL
+        ) STRICT
+        """
+    )
+    db.execute("CREATE INDEX replica_requests_cluster ON replica_requests (cluster)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m0001_clusters,
     _m0002_sync_history,
@@ -369,6 +415,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m0006_access,
     _m0007_notifications,
     _m0008_rollouts,
+    _m0009_replicas,
 )
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 

@@ -60,6 +60,7 @@ from hub.appsets import project_scope
 from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
+from hub.leases import Fences
 from hub.metrics import Metrics
 from hub.repos import RepoCache
 from hub.rollout import AppStatus, Asking, rollout_of
@@ -668,6 +669,8 @@ class WorkerServices:
     metrics: Metrics | None = None
     # Called in the store thread inside each status write's transaction (notifications).
     on_status: Callable[[str], None] | None = None
+    # Replicas (hub.leases): spoke writes only while this replica holds the cluster's lease.
+    fences: Fences | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -923,7 +926,10 @@ class ClusterWorker:
 
     async def _connect(self) -> bool:
         def open_client() -> KubeClient:
-            kube = KubeClient(connect(self.svc.registry, self.name))
+            connection = connect(self.svc.registry, self.name)
+            if self.svc.fences is not None:
+                connection = self.svc.fences.guard_connection(self.name, connection)
+            kube = KubeClient(connection)
             kube.resources(refresh=True)  # discovery: also proves the cluster answers
             return kube
 
