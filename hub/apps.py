@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
+from hub.db import Connection, upsert
 from hub.errors import HubError
 from hub.store import Store
 from hub.sync.model import declared_source_specs
@@ -493,7 +493,7 @@ class AppStore:
         with self.store.read() as db:
             rows = db.execute(
                 "SELECT cluster, COUNT(*), SUM(generation), MAX(updated_at), "
-                "SUM(deletion IS NOT NULL) FROM applications GROUP BY cluster"
+                "COUNT(deletion) FROM applications GROUP BY cluster"
             ).fetchall()
         return {row[0]: tuple(row[1:]) for row in rows}
 
@@ -504,7 +504,7 @@ class AppStore:
         key = {"cluster": "cluster", "appset": "appset", "fleet": "NULL"}[by]
         sql = (
             f"SELECT {key}, sync_status, health_status, COUNT(*), "
-            "SUM(deletion IS NOT NULL) FROM applications "
+            "COUNT(deletion) FROM applications "
             f"GROUP BY {key}, sync_status, health_status"
         )
         with self.store.read() as db:
@@ -687,7 +687,7 @@ class _TxnContext:
 class AppTxn:
     """Writes of the ApplicationSet controller, inside one store transaction."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self._db = db
 
     def get_app(self, name: str) -> AppRecord | None:
@@ -801,7 +801,6 @@ class AppTxn:
         self._db.execute("DELETE FROM app_projects WHERE source = ?", (source,))
         for p in projects:
             self._db.execute(
-                "INSERT OR REPLACE INTO app_projects (name, source, file, manifest, sha) "
-                "VALUES (?, ?, ?, ?, ?)",
+                upsert("app_projects", ("name", "source", "file", "manifest", "sha"), ("name",)),
                 (p.name, p.source, p.file, json.dumps(p.manifest, sort_keys=True), p.sha),
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 
 from hub.apps import RESOURCES_FINALIZER, AppStore, Condition, DesiredApp, ProjectRecord
+from hub.db import IntegrityError
 from hub.errors import HubError
 from hub.store import MIGRATIONS, Store, connect, migrate, schema_version
 
@@ -236,7 +236,7 @@ def test_appsets_and_projects_round_trip(store: Store) -> None:
 
 def test_a_failed_transaction_writes_nothing(store: Store) -> None:
     apps = AppStore(store)
-    with pytest.raises(sqlite3.IntegrityError), apps.transaction() as txn:
+    with pytest.raises(IntegrityError), apps.transaction() as txn:
         txn.put_desired(desired("web-east"))
         txn.put_appset(name="web", source="s", file="f", manifest={}, sha=None)  # type: ignore[arg-type]
     assert apps.get("web-east") is None
