@@ -502,10 +502,11 @@ class AppStore:
 
         One query: ``GROUP BY`` the key, sync status and health status."""
         key = {"cluster": "cluster", "appset": "appset", "fleet": "NULL"}[by]
+        group = "" if by == "fleet" else f"{key}, "  # PostgreSQL refuses GROUP BY NULL
         sql = (
             f"SELECT {key}, sync_status, health_status, COUNT(*), "
             "COUNT(deletion) FROM applications "
-            f"GROUP BY {key}, sync_status, health_status"
+            f"GROUP BY {group}sync_status, health_status"
         )
         with self.store.read() as db:
             rows = db.execute(sql).fetchall()
@@ -751,7 +752,7 @@ class AppTxn:
         self._db.execute(
             "UPDATE applications SET deletion = ?, deletion_reason = ?, "
             "deletion_requested_at = COALESCE(deletion_requested_at, ?), "
-            "generation = generation + (deletion IS NULL) WHERE name = ?",
+            "generation = generation + CASE WHEN deletion IS NULL THEN 1 ELSE 0 END WHERE name = ?",
             (DELETING, reason, _iso(now()), name),
         )
 

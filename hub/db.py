@@ -249,6 +249,13 @@ class PostgresConnection:
     def close(self) -> None:
         self.raw.close()
 
+    def __del__(self) -> None:
+        # Like a sqlite3 connection, one dropped unclosed (a thread's, a store never
+        # closed) is closed quietly rather than with psycopg's ResourceWarning.
+        raw = getattr(self, "raw", None)
+        if raw is not None and not raw.closed:
+            raw.close()
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()

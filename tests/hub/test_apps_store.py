@@ -11,7 +11,7 @@ import pytest
 from hub.apps import RESOURCES_FINALIZER, AppStore, Condition, DesiredApp, ProjectRecord
 from hub.db import IntegrityError
 from hub.errors import HubError
-from hub.store import MIGRATIONS, Store, connect, migrate, schema_version
+from hub.store import MIGRATIONS, Store, connect, migrate, schema_version, table_names
 
 
 def desired(
@@ -39,8 +39,8 @@ def desired(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path / "hub.db", create=True)
+def store(db_location: Path | str) -> Iterator[Store]:
+    s = Store.open(db_location, create=True)
     yield s
     s.close()
 
@@ -54,7 +54,7 @@ def put(store: Store, *apps: DesiredApp) -> None:
 def test_a_new_database_gets_the_desired_state_tables(store: Store) -> None:
     assert store.schema_version == len(MIGRATIONS) >= 3
     with store.read() as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = set(table_names(db))
     assert {"sources", "applicationsets", "app_projects", "applications"} <= tables
 
 
