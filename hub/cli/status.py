@@ -20,6 +20,7 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -217,7 +218,7 @@ def status(
     with open_fleet(obj.home, server=server, offline=offline) as fleet:
         if not watch:
             doc = _status_doc(fleet, appset, cluster, conditions)
-            _print_status(doc, output, fleet.kind)
+            _print_status(doc, output, fleet.kind, _store_description(obj.home))
             reasons = _reasons(fleet, doc, appset, cluster, conditions)
             for reason in reasons:
                 click.echo(f"fail-on: {reason}", err=True)
@@ -273,9 +274,25 @@ def _reasons(
     return fail_on(snapshot, conditions)
 
 
-def _print_status(doc: dict[str, Any], output: str, source: str) -> None:
+def _store_description(home: Path) -> str:
+    """Which backend holds the state (a PostgreSQL URL without its password)."""
+    from hub.home import database_location, describe_location
+
+    location = database_location(home)
+    return (
+        "sqlite (hub.db in the hub home)"
+        if isinstance(location, Path)
+        else (describe_location(location))
+    )
+
+
+def _print_status(doc: dict[str, Any], output: str, source: str, store: str = "") -> None:
     if output == "table":
         click.echo(status_table(doc, source=source), nl=False)
+        if store:  # wrapped like the table: a long URL must not break the 80 columns
+            click.echo(
+                textwrap.fill(f"state database: {store}", TABLE_WIDTH - 1, break_on_hyphens=False)
+            )
     else:
         click.echo(dump(doc, output), nl=False)
 
