@@ -190,7 +190,7 @@ def plan(
 
 
 def _dialect(store: Store) -> str:
-    return str(getattr(store, "dialect", "sqlite"))
+    return store.backend
 
 
 def is_shared(store: Store) -> bool:
@@ -253,10 +253,10 @@ class LeaseStore:
                 f"heartbeat_at = excluded.heartbeat_at, url = excluded.url",
                 (self.replica, socket.gethostname(), os.getpid(), url),
             )
+            prefix = f"'{CLUSTER_PREFIX}'"  # our constant, not input
             db.execute(
-                "INSERT INTO leases (name) SELECT ? || name FROM clusters "
-                "WHERE ? || name NOT IN (SELECT name FROM leases) ON CONFLICT (name) DO NOTHING",
-                (CLUSTER_PREFIX, CLUSTER_PREFIX),
+                f"INSERT INTO leases (name) SELECT {prefix} || name FROM clusters WHERE "
+                f"{prefix} || name NOT IN (SELECT name FROM leases) ON CONFLICT (name) DO NOTHING"
             )
             db.execute(
                 "INSERT INTO leases (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (LEADER,)

@@ -375,7 +375,7 @@ def _m0008_rollouts(db: Connection) -> None:
     )
 
 
-def _m0009_replicas(db: sqlite3.Connection) -> None:
+def _m0009_replicas(db: Connection) -> None:
     # Several `hub serve` replicas on one database (hub.leases, docs/replicas.md). Times
     # are seconds since the epoch on the database's clock (REAL), so expiry never
     # depends on a replica's wall clock. A lease row is never deleted: its token only

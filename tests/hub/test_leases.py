@@ -1,6 +1,5 @@
-"""Leases, assignment and fencing (hub.leases) on SQLite: the pure decisions and the SQL.
-
-The same SQL runs on PostgreSQL in tests/e2e/test_replicas.py (real replicas)."""
+"""Leases, assignment and fencing (hub.leases): the pure decisions, and the SQL on both
+backends (SQLite and a real PostgreSQL server, ``db_location``)."""
 
 from __future__ import annotations
 
@@ -114,19 +113,19 @@ def test_lease_timing_is_checked() -> None:
         LeaseOptions.from_env({"HUB_LEASE_SECONDS": "soon"})
 
 
-# ---------------------------------------------------------------- the SQL (SQLite)
+# ---------------------------------------------------------------- the SQL (both backends)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "hub.db", create=True) as s:
+def store(db_location: Path | str) -> Iterator[Store]:
+    with Store.open(db_location, create=True) as s:
         with s.write() as db:
             for name in ("east", "west"):
                 db.execute(
                     "INSERT INTO clusters (name, server, credential_kind, credential_rev, "
                     "key_id, wrapped_key, nonce, ciphertext) VALUES (?, ?, 'token', 'r', "
-                    "'k', x'00', x'00', x'00')",
-                    (name, f"https://{name}"),
+                    "'k', ?, ?, ?)",
+                    (name, f"https://{name}", b"\0", b"\0", b"\0"),
                 )
         yield s
 
