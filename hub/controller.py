@@ -571,9 +571,10 @@ class Hub:
             return
         await self._start_worker(cluster, fences_of(records).get(cluster))
 
-    async def stop_worker(self, cluster: str, *, drain: bool) -> None:
-        """Stop ``cluster``'s worker and wait for it to end. ``drain``: start no new sync
-        and give those in flight the shutdown grace to end first (a hand-off)."""
+    async def stop_worker(self, cluster: str, *, drain: bool, wait: bool = True) -> None:
+        """Stop ``cluster``'s worker (and with ``wait``, wait for it to end). ``drain``:
+        start no new sync and give those in flight the shutdown grace to end first (a
+        hand-off). A lost lease does not wait: its writes are refused already."""
         worker = self.workers.get(cluster)
         if worker is None:
             return
@@ -586,7 +587,7 @@ class Hub:
         self.workers.pop(cluster, None)
         worker.stop()
         done = self._worker_done.get(cluster)
-        if done is not None:
+        if wait and done is not None:
             with anyio.move_on_after(self.options.shutdown_grace_s):
                 await done.wait()
         if self.metrics is not None:
@@ -619,7 +620,19 @@ class Hub:
 
     async def _start_worker(self, name: str, fenced: str | None) -> None:
         assert self._tg is not None
-        worker = ClusterWorker(name, self.services)
+        services = self.services
+        if self.shards is not None:
+            # Replicas: this worker's writes carry the token its lease had when it started.
+            pinned = self.shards.fences.pinned(name)
+            services = replace(
+                services,
+                fences=pinned,
+                apps=FencedAppStore(self.store, pinned),
+                history=SyncHistory(
+                    FencedHistoryStorage(self.store, pinned), lambda: load_keyring(self.home)
+                ),
+            )
+        worker = ClusterWorker(name, services)
         if fenced is not None:
             worker.fence(fenced)  # before it runs: not one sync
         self.workers[name] = worker

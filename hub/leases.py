@@ -275,7 +275,9 @@ class LeaseStore:
                 "WHERE heartbeat_at >= ? ORDER BY id",
                 (clock - o.replica_ttl_s,),
             ).fetchall()
-            clusters = [str(r[0]) for r in db.execute("SELECT name FROM clusters ORDER BY name")]
+            clusters = [
+                str(r[0]) for r in db.execute("SELECT name FROM clusters ORDER BY name").fetchall()
+            ]
             leases = {
                 str(r[0]): LeaseRow(
                     name=str(r[0]),
@@ -287,7 +289,7 @@ class LeaseStore:
                 )
                 for r in db.execute(
                     "SELECT name, owner, token, expires_at, renewed_at, acquired_at FROM leases"
-                )
+                ).fetchall()
             }
         return Beat(
             now=clock,
@@ -354,7 +356,10 @@ class LeaseStore:
     def pending_clusters(self) -> set[str]:
         """Clusters ('' for the leader) with requests waiting: one cheap query per poll."""
         with self.store.read() as db:
-            return {str(r[0]) for r in db.execute("SELECT DISTINCT cluster FROM replica_requests")}
+            return {
+                str(r[0])
+                for r in db.execute("SELECT DISTINCT cluster FROM replica_requests").fetchall()
+            }
 
     def claim_requests(
         self, cluster: str, fence: ClusterFence | None
@@ -383,7 +388,7 @@ def read_shards(store: Store) -> tuple[float, list[ReplicaRow], list[LeaseRow]]:
             )
             for r in db.execute(
                 "SELECT id, host, pid, url, started_at, heartbeat_at FROM replicas ORDER BY id"
-            )
+            ).fetchall()
         ]
         leases = [
             LeaseRow(
@@ -397,7 +402,7 @@ def read_shards(store: Store) -> tuple[float, list[ReplicaRow], list[LeaseRow]]:
             for r in db.execute(
                 "SELECT name, owner, token, expires_at, renewed_at, acquired_at FROM leases "
                 "ORDER BY name"
-            )
+            ).fetchall()
         ]
     return now, replicas, leases
 
@@ -408,7 +413,7 @@ def shard_view(store: Store) -> ShardView:
     options_ttl = LeaseOptions.from_env().replica_ttl_s
     now, replicas, leases = read_shards(store)
     with store.read() as db:
-        registered = {str(r[0]) for r in db.execute("SELECT name FROM clusters")}
+        registered = {str(r[0]) for r in db.execute("SELECT name FROM clusters").fetchall()}
     live = tuple(r.id for r in replicas if r.heartbeat_at >= now - options_ttl)
     leader = next(
         (r.owner for r in leases if r.name == LEADER and r.owner and r.expires_at >= now), None
@@ -520,26 +525,45 @@ class Fences:
 
     def guard_connection(self, cluster: str, connection: Connection) -> Connection:
         """The connection a worker writes to its spoke through: every POST/PUT/PATCH/DELETE
-        first checks this replica's lease on the cluster (reads are never refused)."""
-        guarded = copy.copy(connection)
-        guarded.api_client = cast(Any, _GuardedApi(connection.api_client, self, cluster))
-        return guarded
+        first checks the lease held now (reads are never refused)."""
+        return _guarded(connection, self._fence(cluster))
+
+    def pinned(self, cluster: str) -> PinnedFence:
+        """The lease held now on ``cluster``, for one worker's whole life: a worker started
+        under token N writes with token N only, even after this replica re-acquired the
+        cluster (token N+1) for a new worker."""
+        return PinnedFence(self.store, cluster, self._fence(cluster))
+
+
+class PinnedFence(Fences):
+    """``Fences`` for one worker: one cluster, one token (see ``Fences.pinned``)."""
+
+    def __init__(self, store: Store, cluster: str, fence: ClusterFence) -> None:
+        super().__init__(store)
+        self.cluster = cluster
+        self.fence = fence
+        self.put(cluster, fence)
+
+
+def _guarded(connection: Connection, fence: ClusterFence) -> Connection:
+    guarded = copy.copy(connection)
+    guarded.api_client = cast(Any, _GuardedApi(connection.api_client, fence))
+    return guarded
 
 
 class _GuardedApi:
     """The kubernetes ``ApiClient`` of a connection with a lease check before writes."""
 
-    def __init__(self, inner: Any, fences: Fences, cluster: str) -> None:
+    def __init__(self, inner: Any, fence: ClusterFence) -> None:
         self._inner = inner
-        self._fences = fences
-        self._cluster = cluster
+        self._fence = fence
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     def call_api(self, method: str, *args: Any, **kwargs: Any) -> Any:
         if str(method).upper() in WRITE_METHODS:
-            self._fences.check_local(self._cluster)
+            self._fence.check_local()
         return self._inner.call_api(method, *args, **kwargs)
 
 
@@ -557,7 +581,7 @@ class FencedAppStore(AppStore):
             r[0]
             for r in db.execute(
                 f"SELECT DISTINCT cluster FROM applications WHERE name IN ({marks})", tuple(names)
-            )
+            ).fetchall()
         }
         for cluster in sorted(clusters, key=str):
             self.fences.check(db, cluster)
@@ -639,6 +663,7 @@ __all__ = [
     "LeaseOptions",
     "LeaseRow",
     "LeaseStore",
+    "PinnedFence",
     "Plan",
     "ReplicaRow",
     "assignment",

@@ -56,7 +56,7 @@ class ShardHost(Protocol):
 
     async def start_owned_worker(self, cluster: str) -> None: ...
 
-    async def stop_worker(self, cluster: str, *, drain: bool) -> None: ...
+    async def stop_worker(self, cluster: str, *, drain: bool, wait: bool = True) -> None: ...
 
     def leadership_changed(self, leader: bool) -> None: ...
 
@@ -209,7 +209,7 @@ class Shards:
     async def _drop(self, cluster: str, *, release: bool) -> None:
         """Stop the worker now (no drain) and forget the lease (released when asked)."""
         self.owned.discard(cluster)
-        await self.host.stop_worker(cluster, drain=False)
+        await self.host.stop_worker(cluster, drain=False, wait=False)
         fence = self.fences.pop(cluster)
         if release and fence is not None and not fence.lost:
             await self._db(partial(self.leases.release, fence.name, fence.token))
