@@ -675,3 +675,53 @@ __all__ = [
     "read_shards",
     "shard_view",
 ]
+
+
+def shard_report(store: Store, replica_ttl_s: float | None = None) -> dict[str, Any]:
+    """The replicas, their clusters and lease ages (``hub shard list``, ``hub status``)."""
+    ttl = LeaseOptions.from_env().replica_ttl_s if replica_ttl_s is None else replica_ttl_s
+    now, replicas, leases = read_shards(store)
+    with store.read() as db:
+        registered = sorted(str(r[0]) for r in db.execute("SELECT name FROM clusters").fetchall())
+    held = {
+        r.name[len(CLUSTER_PREFIX) :]: r
+        for r in leases
+        if r.name.startswith(CLUSTER_PREFIX) and r.owner and r.expires_at >= now
+    }
+    leader_row = next((r for r in leases if r.name == LEADER), None)
+    leader = (
+        leader_row.owner
+        if leader_row is not None and leader_row.owner and leader_row.expires_at >= now
+        else None
+    )
+    clusters = []
+    for name in registered:
+        row = held.get(name)
+        clusters.append(
+            {
+                "cluster": name,
+                "owner": None if row is None else row.owner,
+                "token": None if row is None else row.token,
+                "leaseAgeSeconds": None
+                if row is None
+                else round(now - float(row.renewed_at or now), 1),
+                "expiresInSeconds": None if row is None else round(row.expires_at - now, 1),
+            }
+        )
+    return {
+        "leader": leader,
+        "replicas": [
+            {
+                "id": r.id,
+                "host": r.host,
+                "pid": r.pid,
+                "url": r.url,
+                "live": r.heartbeat_at >= now - ttl,
+                "heartbeatAgeSeconds": round(now - r.heartbeat_at, 1),
+                "leader": r.id == leader,
+                "clusters": sorted(c for c, row in held.items() if row.owner == r.id),
+            }
+            for r in replicas
+        ],
+        "clusters": clusters,
+    }

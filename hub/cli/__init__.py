@@ -42,6 +42,7 @@ SUBCOMMANDS: dict[str, str] = {
     "rbac": "hub.cli.rbac:rbac",
     "audit": "hub.cli.audit:audit",
     "rollout": "hub.cli.rollout:rollout",
+    "shard": "hub.cli.shard:shard",
 }
 
 USER_ERRORS = (HubError, ClusterError, GeneratorError)

@@ -29,7 +29,7 @@ from hub.api.views import AppFilter
 from hub.cli import HubContext
 from hub.cli.fleet_views import Fleet, open_fleet
 from hub.cli.output import OUTPUT_OPTION, TABLE_WIDTH, dump, emit, fit, paint
-from hub.errors import HubUsageError
+from hub.errors import HubError, HubUsageError
 from hub.rollups import FAIL_ON_EXIT_CODE, HEALTH_STATUSES, SYNC_STATUSES, FailOn
 
 HEALTH_COLOURS = {
@@ -218,7 +218,15 @@ def status(
     with open_fleet(obj.home, server=server, offline=offline) as fleet:
         if not watch:
             doc = _status_doc(fleet, appset, cluster, conditions)
+            replicas = _replicas(obj.home)
+            if replicas is not None and output != "table":
+                doc = {**doc, "replicas": replicas}
             _print_status(doc, output, fleet.kind, _store_description(obj.home))
+            if replicas is not None and output == "table":
+                from hub.cli.shard import shard_lines
+
+                click.echo("\nreplicas (hub shard list):")
+                click.echo("\n".join(shard_lines(replicas)))
             reasons = _reasons(fleet, doc, appset, cluster, conditions)
             for reason in reasons:
                 click.echo(f"fail-on: {reason}", err=True)
@@ -272,6 +280,20 @@ def _reasons(
         ),
     )
     return fail_on(snapshot, conditions)
+
+
+def _replicas(home: Path) -> dict[str, Any] | None:
+    """The replicas section (``hub.leases.shard_report``) when the store is shared by
+    replicas (PostgreSQL); None on SQLite, where one hub serves."""
+    from hub.home import open_store
+    from hub.leases import is_shared, shard_report
+
+    try:
+        store = open_store(home)
+    except HubError:
+        return None
+    with store:
+        return shard_report(store) if is_shared(store) else None
 
 
 def _store_description(home: Path) -> str:

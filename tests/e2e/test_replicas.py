@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -256,6 +257,34 @@ class LeaseSampler:
         self._thread.join(timeout=10)
 
 
+def check_views(fleet: Replicas, owners: dict[str, tuple[str, int]]) -> None:
+    """`hub shard list`, the replicas section of `hub status` and /metrics agree with the
+    lease table."""
+    doc = json.loads(fleet.cli.ok("shard", "list", "-o", "json").stdout)
+    assert {c["cluster"]: c["owner"] for c in doc["clusters"]} == {
+        c: o for c, (o, _) in owners.items()
+    }
+    assert doc["leader"] in ("r1", "r2", "r3")
+    per = {r["id"]: len(r["clusters"]) for r in doc["replicas"] if r["live"]}
+    assert sum(per.values()) == len(CLUSTERS) and set(per) == {"r1", "r2", "r3"}
+    table = fleet.cli.ok("shard", "list").stdout
+    assert f"{doc['leader']} *" in table and "EXPIRES IN" in table
+    status = fleet.cli.ok("status", "--offline").stdout
+    assert "replicas (hub shard list):" in status and "c9" in status
+    leader = doc["leader"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{fleet.ports['r1']}/metrics") as r:
+        metrics = r.read().decode()
+    assert f'hub_replica_leader{{replica="{leader}"}} 1.0' in metrics
+    held = [
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("hub_replica_clusters{")
+    ]
+    assert sum(held) == len(CLUSTERS)
+    assert "hub_replicas 3.0" in metrics
+    assert metrics.count("hub_cluster_lease_age_seconds{") == len(CLUSTERS)
+
+
 @contextmanager
 def make_fleet(tmp_path: Path, url: str, ready_delay: float) -> Iterator[Replicas]:
     with SimServer(
@@ -293,6 +322,7 @@ def test_three_replicas_share_the_fleet_and_a_killed_one_is_taken_over(
         assert sorted(owners) == CLUSTERS
         assert set(o for o, _ in owners.values()) == {"r1", "r2", "r3"}  # all three share
         sampler.settled = True
+        check_views(fleet, owners)
         # One operation per cluster so far, run by one replica: one hook Job each.
         for c in CLUSTERS:
             assert fleet.hook_images(c) == Counter({"migrate:1": 1}), c
