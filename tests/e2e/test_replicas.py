@@ -453,6 +453,9 @@ def test_scaling_three_to_five_to_two_while_a_commit_rolls_out_converges(
     )
     for name in ("r1", "r4", "r5"):  # graceful: each hands its clusters over
         assert fleet.stop(name) == 0, fleet.log(name)[-3000:]
+    # SIGTERM released the leases and removed the replica rows (no waiting for expiry).
+    doc = json.loads(fleet.cli.ok("shard", "list", "-o", "json").stdout)
+    assert {r["id"] for r in doc["replicas"]} == {"r2", "r3"}
     wait_for("every app at the new commit", lambda: fleet.converged("2"), timeout=90)
     assert {o for o, _ in fleet.owners().values()} == {"r2", "r3"}
     for c in CLUSTERS:
