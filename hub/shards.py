@@ -32,7 +32,6 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from hub.errors import HubError
 from hub.leases import (
     LEADER,
     Beat,
@@ -87,6 +86,15 @@ class Shards:
     async def _db(self, fn: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
 
+    async def _try(self, what: str, fn: Callable[[], T]) -> T | None:
+        """A lease statement whose failure (the database out of reach) is logged and
+        retried at the next heartbeat rather than stopping the replica."""
+        try:
+            return await self._db(fn)
+        except Exception as exc:  # either backend's driver errors
+            log.warning("replica %s: %s failed: %r", self.replica, what, exc)
+            return None
+
     def is_leader(self) -> bool:
         return self.leader is not None and self.leader.valid()
 
@@ -100,7 +108,7 @@ class Shards:
         anyone takes clusters), then beat until cancelled."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            await self._db(partial(self.leases.beat, url=self._url(), renew=False))
+            await self._try("join", partial(self.leases.beat, url=self._url(), renew=False))
             await anyio.sleep(self.options.heartbeat_s)
             await self.beat()
             task_status.started()
@@ -110,14 +118,8 @@ class Shards:
 
     async def beat(self) -> None:
         started = time.monotonic()
-        try:
-            beat = await self._db(partial(self.leases.beat, url=self._url()))
-        except (HubError, OSError, RuntimeError) as exc:  # the database is out of reach
-            log.warning("replica %s: heartbeat failed: %s", self.replica, exc)
-            await self._expire_local()
-            return
-        except Exception as exc:  # a driver error of either backend
-            log.warning("replica %s: heartbeat failed: %r", self.replica, exc)
+        beat = await self._try("heartbeat", partial(self.leases.beat, url=self._url()))
+        if beat is None:  # the database is out of reach
             await self._expire_local()
             return
         self.last = beat
@@ -159,7 +161,7 @@ class Shards:
             row = beat.leases.get(LEADER)
             if row is None or row.free_at(beat.now) or row.owner == self.replica:
                 t0 = time.monotonic()
-                token = await self._db(partial(self.leases.acquire, LEADER))
+                token = await self._try("leader lease", partial(self.leases.acquire, LEADER))
                 if token is not None:
                     self.leader = ClusterFence(LEADER, token, self._deadline(t0))
                     log.info("replica %s: leader (token %d)", self.replica, token)
@@ -190,7 +192,9 @@ class Shards:
 
     async def _take(self, cluster: str) -> None:
         started = time.monotonic()
-        token = await self._db(partial(self.leases.acquire, cluster_lease(cluster)))
+        token = await self._try(
+            f"lease of {cluster}", partial(self.leases.acquire, cluster_lease(cluster))
+        )
         if token is None:
             return
         fence = ClusterFence(cluster_lease(cluster), token, self._deadline(started))
@@ -198,11 +202,10 @@ class Shards:
         log.info("replica %s: acquired cluster %s (token %d)", self.replica, cluster, token)
         try:
             await self.host.take_over(cluster)
-        except HubError as exc:
-            log.warning("cluster %s: take-over: %s", cluster, exc)
-            if not fence.valid():
-                await self._drop(cluster, release=False)
-                return
+        except Exception as exc:  # LeaseLost, or the database out of reach: next beat again
+            log.warning("cluster %s: take-over failed (retried): %r", cluster, exc)
+            await self._drop(cluster, release=True)
+            return
         self.owned.add(cluster)
         await self.host.start_owned_worker(cluster)
 
@@ -212,7 +215,7 @@ class Shards:
         await self.host.stop_worker(cluster, drain=False, wait=False)
         fence = self.fences.pop(cluster)
         if release and fence is not None and not fence.lost:
-            await self._db(partial(self.leases.release, fence.name, fence.token))
+            await self._try("release", partial(self.leases.release, fence.name, fence.token))
 
     async def _hand_off(self, cluster: str) -> None:
         """Graceful: no new sync, let those in flight end, stop the worker, release."""
@@ -222,7 +225,7 @@ class Shards:
             await self.host.stop_worker(cluster, drain=True)
             fence = self.fences.pop(cluster)
             if fence is not None and not fence.lost:
-                await self._db(partial(self.leases.release, fence.name, fence.token))
+                await self._try("release", partial(self.leases.release, fence.name, fence.token))
         finally:
             self.releasing.discard(cluster)
 

@@ -121,9 +121,17 @@ async def _run(hub: Hub, api: ApiOptions) -> None:
 
             tg.start_soon(on_signals)
             await tg.start(hub.run)
-            click.echo(
-                f"hub serving {len(hub.workers)} cluster(s); Ctrl-C or SIGTERM stops it", err=True
-            )
+            if hub.replica is not None:
+                click.echo(
+                    f"hub replica {hub.replica.replica_id} serving {len(hub.workers)} cluster(s) "
+                    "by lease (see `hub shard list`); Ctrl-C or SIGTERM stops it",
+                    err=True,
+                )
+            else:
+                click.echo(
+                    f"hub serving {len(hub.workers)} cluster(s); Ctrl-C or SIGTERM stops it",
+                    err=True,
+                )
             click.echo(f"HTTP API and dashboard on {url}/", err=True)
     finally:
         with anyio.CancelScope(shield=True):
