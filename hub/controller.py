@@ -339,12 +339,24 @@ class Hub:
 
     async def notify_git_push(self, repo_urls: list[str]) -> int:
         pushed = {normalize_repo(u) for u in repo_urls}
-        known = {normalize_repo(r) for r in self._source_repos | self._app_repos}
+        repos = self._source_repos | self._app_repos
+        if self.shards is not None and not self.is_leader():
+            repos = await self._db(self._repos_in_store)  # a follower polls no Git itself
+        known = {normalize_repo(r) for r in repos}
         matched = len(pushed & known)
         if matched:
             log.info("push webhook for %s: fetching now", ", ".join(sorted(pushed & known)))
             await self.request_refresh(None)
         return matched
+
+    def _repos_in_store(self) -> set[str]:
+        """The repositories of the sources and of the Applications' sources."""
+        repos = {r.source.repo for r in SourceStore(self.store).list()}
+        for rec in self.apps.list_apps():
+            for source in declared_source_specs(rec.spec):
+                if source.get("repoURL") and not source.get("chart"):
+                    repos.add(str(source["repoURL"]))
+        return repos
 
     async def _forward(self, record: AppRecord, action: str, body: dict[str, Any]) -> None:
         """Replica mode: the cluster's owner claims the request from the store."""

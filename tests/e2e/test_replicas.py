@@ -132,7 +132,7 @@ class Replicas:
         self.ports: dict[str, int] = {}
         self.store = Store.open(url)
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, git_poll: float = 2.0) -> None:
         home = self.root / name
         if not home.exists():
             home.mkdir(mode=0o700)
@@ -144,7 +144,7 @@ class Replicas:
         with (self.root / f"{name}.log").open("a") as log:
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "hub", "--home", str(home), "-v", "serve",
-                 "--port", str(port), "--git-poll", "2", "--resync", "2",
+                 "--port", str(port), "--git-poll", str(git_poll), "--resync", "2",
                  "--lease", str(LEASE_S), "--replica-id", name],
                 stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
             )  # fmt: skip
@@ -394,12 +394,23 @@ def test_a_replica_paused_past_its_lease_cannot_write_when_it_resumes(
 ) -> None:
     fleet = slow_fleet
     for name in ("r1", "r2"):
-        fleet.start(name)
+        fleet.start(name, git_poll=600)  # commits arrive by webhook only
     wait_for("every app Synced and Healthy", lambda: fleet.converged("1"), timeout=90)
     owners = fleet.owners()
     theirs = sorted(c for c, (o, _) in owners.items() if o == "r1")
     assert theirs
     fleet.repo.write(shop("2"), "shop 2")
+    # The push webhook reaches the replica that is not the leader: it forwards it.
+    follower = next(r for r in ("r1", "r2") if r != fleet.leader())
+    body = json.dumps({"ref": "refs/heads/main", "repository": {"clone_url": str(fleet.repo.path)}})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{fleet.ports[follower]}/api/webhook/git",
+        data=body.encode(),
+        headers={"X-GitHub-Event": "push", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["matched"] == 1
     wait_for(
         "a sync of r1 in flight (its new hook Job created)",
         lambda: any(fleet.hook_images(c)["migrate:2"] for c in theirs),
