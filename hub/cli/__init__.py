@@ -42,6 +42,7 @@ SUBCOMMANDS: dict[str, str] = {
     "rbac": "hub.cli.rbac:rbac",
     "audit": "hub.cli.audit:audit",
     "rollout": "hub.cli.rollout:rollout",
+    "migrate-store": "hub.cli.store:migrate_store",
 }
 
 USER_ERRORS = (HubError, ClusterError, GeneratorError)
