@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hub import store as store_module  # noqa: E402
-from hub.db import Connection  # noqa: E402
-from hub.store import Store  # noqa: E402
-from tests.pg import PostgresServer, find_bindir  # noqa: E402
+from hub import store as store_module
+from hub.db import Connection
+from hub.store import Store
+from tests.pg import PostgresServer, find_bindir
 
 
 def run(location: Path | str, threads: int, n: int) -> float:
