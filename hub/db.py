@@ -239,11 +239,19 @@ class PostgresConnection:
             cursor: Cursor = self.raw.execute(to_pyformat(sql), tuple(params))
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(f"state database: {_first_line(exc)}") from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise StoreError(
+                f"state database {self._where}: {_first_line(exc)}; the hub's role needs to "
+                "create and change tables there: make it the database's owner (or grant it "
+                "CREATE and USAGE on the schema)"
+            ) from None
         except psycopg.OperationalError as exc:
             raise StoreError(
                 f"state database {self._where}: {_first_line(exc)}; check that PostgreSQL "
                 "is up and reachable"
             ) from None
+        except psycopg.Error as exc:
+            raise StoreError(f"state database {self._where}: {_first_line(exc)}") from None
         return cursor
 
     def close(self) -> None:

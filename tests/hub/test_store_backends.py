@@ -258,6 +258,17 @@ def test_wrong_password_and_unreachable_server_are_clear_errors_without_the_pass
     )
 
 
+def test_a_role_that_may_not_create_tables_is_told_what_to_grant(
+    postgres_server: Any, tmp_path: Path
+) -> None:
+    # PostgreSQL 15 lets only the owner create in a database's public schema.
+    name = postgres_server.create_database()  # owned by the superuser, not by hub_pw
+    url = postgres_server.url(name, user=PASSWORD_ROLE, password=PASSWORD)
+    with pytest.raises(StoreError, match="make it the database's owner") as exc:
+        init_home(tmp_path / "home", env={}, database=url)
+    assert PASSWORD not in str(exc.value) and "hub_pw:***@" in str(exc.value)
+
+
 def test_a_second_home_joins_an_initialised_database_only_with_its_key(
     postgres_url: str, tmp_path: Path
 ) -> None:
