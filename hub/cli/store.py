@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from hub.cli import HubContext
+from hub.cli.audit import audited, note
 from hub.errors import HubUsageError
 
 
@@ -20,6 +21,7 @@ from hub.errors import HubUsageError
     help="An empty PostgreSQL database: postgresql://USER:PASSWORD@HOST:PORT/DATABASE.",
 )
 @click.pass_obj
+@audited("store.migrate")  # recorded in the new store; never the URL's password
 def migrate_store(obj: HubContext, url: str) -> None:
     """Copy this home's SQLite state to an empty PostgreSQL database, then use it.
 
@@ -29,13 +31,13 @@ def migrate_store(obj: HubContext, url: str) -> None:
     database that already holds tables. HOME/hub.db is left as it was, as a backup.
     """
     from hub.api.client import HubAlreadyRunning, hold_serve_lock
-    from hub.db import redact_url, validate_url
+    from hub.db import redact_url, url_password, validate_url
     from hub.home import ENV_DATABASE_URL, database_location, describe_location, write_database_url
     from hub.logs import redact
     from hub.store import Store
     from hub.store_copy import copy_to_postgres
 
-    redact(url)
+    redact(url_password(url))
     validate_url(url)
     home = obj.home
     location = database_location(home)
@@ -58,6 +60,7 @@ def migrate_store(obj: HubContext, url: str) -> None:
         write_database_url(home, url)
     finally:
         os.close(fd)
+    note(f"to {redact_url(url)}")
     total = sum(report.rows.values())
     for table, count in sorted(report.rows.items()):
         click.echo(f"  {table:<22} {count:>8} rows")

@@ -311,6 +311,10 @@ def test_migrate_store_holds_the_serve_lock_while_it_copies(
     assert moved.exit_code == 0, moved.output
     assert seen == [True]
     assert serve_lock_held(home) is False  # released afterwards
+    with open_store(home) as store, store.read() as db:  # audited, in the new store
+        row = db.execute("SELECT action, result, detail FROM audit").fetchone()
+    assert tuple(row[:2]) == ("store.migrate", "ok")
+    assert row[2].startswith("to postgresql://") and "/hubtests?" in row[2]
     again = runner.invoke(cli, ["--home", str(home), "migrate-store", "--to", postgres_url])
     assert again.exit_code == 2 and "already keeps its state in postgresql" in again.output
 
