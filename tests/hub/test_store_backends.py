@@ -369,3 +369,14 @@ def test_the_fleet_views_read_the_same_answers_from_both_backends(
             )
     assert answers[0] == answers[1]
     assert answers[0][1] and answers[0][2]  # not vacuous: apps and syncs were read
+
+
+def test_without_postgresql_the_tests_fail_under_ci_and_skip_elsewhere(tmp_path: Path) -> None:
+    from tests.pg import PostgresNotFound, find_bindir, unavailable
+
+    with pytest.raises(PostgresNotFound, match="make system-deps") as missing:
+        find_bindir(path=str(tmp_path), debian_root=str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match="cannot run: PostgreSQL is not installed"):
+        unavailable(missing.value, {"CI": "true"})
+    with pytest.raises(pytest.skip.Exception, match="skipped: PostgreSQL is not installed"):
+        unavailable(missing.value, {})
