@@ -101,6 +101,16 @@ def test_upserts_integrity_errors_and_rollback_behave_alike(db_location: Path | 
         with pytest.raises(HubError), s.write() as db:  # the hub's error: no traceback
             db.execute("INSERT INTO meta (key, value) VALUES ('n', NULL)")
         assert s.get_meta("k") == "v2" and s.get_meta("n") is None
+        with s.write() as db:
+            db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)", [("m1", "1"), ("m2", "2")]
+            )
+        assert (s.get_meta("m1"), s.get_meta("m2")) == ("1", "2")
+        with pytest.raises(IntegrityError), s.write() as db:
+            db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)", [("m3", "3"), ("m1", "x")]
+            )
+        assert s.get_meta("m3") is None
         with s.write() as db:  # the connection is usable after a failed transaction
             db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
