@@ -281,8 +281,11 @@ class PostgresConnection:
         # Like a sqlite3 connection, one dropped unclosed (a thread's, a store never
         # closed) is closed quietly rather than with psycopg's ResourceWarning.
         raw = getattr(self, "raw", None)
-        if raw is not None and not raw.closed:
-            raw.close()
+        try:
+            if raw is not None and not raw.closed:
+                raw.close()
+        except Exception:  # at interpreter exit psycopg may be half torn down
+            pass
 
 
 def _first_line(exc: BaseException) -> str:
