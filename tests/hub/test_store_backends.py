@@ -238,10 +238,10 @@ def test_wrong_password_and_unreachable_server_are_clear_errors_without_the_pass
     unreachable = "postgresql://hub:also-secret-77@127.0.0.1:1/hub"
     env = {**os.environ, "HUB_HOME": str(tmp_path / "h")}
     env.pop("HUB_DATABASE_URL", None)
+    stderr = []
     for args, extra, secret in (
         (["init", "--database", wrong], {}, "not-the-password-42"),
         (["status", "--offline"], {"HUB_DATABASE_URL": unreachable}, "also-secret-77"),
-        (["cluster", "list"], {"HUB_DATABASE_URL": unreachable}, "also-secret-77"),
     ):
         proc = subprocess.run(
             [sys.executable, "-m", "hub", "-v", *args],
@@ -255,17 +255,9 @@ def test_wrong_password_and_unreachable_server_are_clear_errors_without_the_pass
         assert "cannot connect to the state database postgresql://" in proc.stderr
         assert "Traceback" not in proc.stderr
         assert secret not in proc.stdout + proc.stderr
-    assert (
-        "password authentication failed"
-        in subprocess.run(
-            [sys.executable, "-m", "hub", "init", "--database", wrong],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        ).stderr
-    )
+        stderr.append(proc.stderr)
+    assert "password authentication failed" in stderr[0]
+    assert "Connection refused" in stderr[1]
 
 
 def test_a_role_that_may_not_create_tables_is_told_what_to_grant(
