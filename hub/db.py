@@ -28,14 +28,15 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
-from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from hub.errors import HubError
 from hub.logs import redact
 
 BackendName = Literal["sqlite", "postgresql"]
+T = TypeVar("T")
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -74,6 +75,8 @@ class Connection(Protocol):
     def in_transaction(self) -> bool: ...
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -205,6 +208,12 @@ class SQLiteConnection:
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(f"state database: {exc}") from None
 
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(f"state database: {exc}") from None
+
     def close(self) -> None:
         self.raw.close()
 
@@ -233,18 +242,37 @@ class PostgresConnection:
         return bool(self.raw.closed or self.raw.broken)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        cursor: Cursor = self._run(lambda: self.raw.execute(to_pyformat(sql), tuple(params)))
+        return cursor
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        def run() -> None:
+            with self.raw.cursor() as cur:
+                cur.executemany(to_pyformat(sql), [tuple(r) for r in rows])
+
+        self._run(run)
+
+    def _run(self, call: Callable[[], T]) -> T:
+        """``call`` with psycopg's errors as the store's (the URL redacted)."""
         import psycopg
 
         try:
-            cursor: Cursor = self.raw.execute(to_pyformat(sql), tuple(params))
+            return call()
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(f"state database: {_first_line(exc)}") from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise StoreError(
+                f"state database {self._where}: {_first_line(exc)}; the hub's role needs to "
+                "create and change tables there: make it the database's owner (or grant it "
+                "CREATE and USAGE on the schema)"
+            ) from None
         except psycopg.OperationalError as exc:
             raise StoreError(
                 f"state database {self._where}: {_first_line(exc)}; check that PostgreSQL "
                 "is up and reachable"
             ) from None
-        return cursor
+        except psycopg.Error as exc:
+            raise StoreError(f"state database {self._where}: {_first_line(exc)}") from None
 
     def close(self) -> None:
         self.raw.close()
@@ -253,8 +281,11 @@ class PostgresConnection:
         # Like a sqlite3 connection, one dropped unclosed (a thread's, a store never
         # closed) is closed quietly rather than with psycopg's ResourceWarning.
         raw = getattr(self, "raw", None)
-        if raw is not None and not raw.closed:
-            raw.close()
+        try:
+            if raw is not None and not raw.closed:
+                raw.close()
+        except Exception:  # at interpreter exit psycopg may be half torn down
+            pass
 
 
 def _first_line(exc: BaseException) -> str:

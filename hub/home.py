@@ -47,7 +47,7 @@ from pathlib import Path
 from clusters.crypto import DecryptError, Keyring, MasterKey
 from clusters.errors import ClusterError
 from clusters.registry import Registry
-from hub.db import redact_url, validate_url
+from hub.db import redact_url, url_password, validate_url
 from hub.errors import HubError, HubUsageError
 from hub.logs import redact
 from hub.store import DB_FILENAME, Store
@@ -82,7 +82,7 @@ def read_database_url(home: Path) -> str | None:
         raise HubError(f"cannot read {path}: {exc.strerror}") from None
     if not text:
         raise HubError(f"{path} is empty: put the postgresql:// URL of the store in it")
-    redact(text)
+    redact(url_password(text))  # the password only: the rest is shown
     return text
 
 
@@ -108,7 +108,7 @@ def database_location(home: Path, env: Mapping[str, str] | None = None) -> Path 
     env = os.environ if env is None else env
     from_env = (env.get(ENV_DATABASE_URL) or "").strip()
     if from_env:
-        redact(from_env)
+        redact(url_password(from_env))
         validate_url(from_env)
         return from_env
     recorded = read_database_url(home)
@@ -300,7 +300,7 @@ def init_home(
     env = os.environ if env is None else env
     if database is not None:
         validate_url(database)
-        redact(database)
+        redact(url_password(database))
         recorded = read_database_url(home) if home.is_dir() else None
         if recorded is not None and recorded != database:
             raise HubUsageError(

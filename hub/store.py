@@ -21,7 +21,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -522,6 +522,9 @@ class _Migrating:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         return self._db.execute(postgres_ddl(sql) if self.backend == "postgresql" else sql, params)
 
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
     def close(self) -> None:
         self._db.close()
 
@@ -535,28 +538,34 @@ def migrate(
         return len(migrations)  # the common case: no write lock needed just to open
     begin_write(conn)
     try:
-        steps = _Migrating(conn)
-        steps.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
-        current = schema_version(conn)
-        if current > len(migrations):
-            raise HubError(
-                f"state database schema version {current} is newer than this hub "
-                f"understands ({len(migrations)}); upgrade gitops-hub"
-            )
-        for version, step in enumerate(migrations[current:], start=current + 1):
-            step(steps)
-            conn.execute(
-                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, step.__name__.lstrip("_"), datetime.now().astimezone().isoformat()),
-            )
+        apply_migrations(conn, migrations)
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
         raise
     return len(migrations)
+
+
+def apply_migrations(conn: Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+    """The pending migrations, inside the caller's write transaction (``migrate`` opens
+    one; ``hub migrate-store`` runs them in the transaction that also copies the rows)."""
+    steps = _Migrating(conn)
+    steps.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    current = schema_version(conn)
+    if current > len(migrations):
+        raise HubError(
+            f"state database schema version {current} is newer than this hub "
+            f"understands ({len(migrations)}); upgrade gitops-hub"
+        )
+    for version, step in enumerate(migrations[current:], start=current + 1):
+        step(steps)
+        conn.execute(
+            "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+            (version, step.__name__.lstrip("_"), datetime.now().astimezone().isoformat()),
+        )
 
 
 # ---------------------------------------------------------------- the store

@@ -198,14 +198,12 @@ def kubectl(kube: KubeEnv, _kubectl_cache: Path) -> Callable[..., subprocess.Com
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
-    from tests.pg import PostgresNotFound, PostgresServer, find_bindir
+    from tests.pg import PostgresNotFound, PostgresServer, find_bindir, unavailable
 
     try:
         server = PostgresServer(find_bindir())
     except PostgresNotFound as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"PostgreSQL tests cannot run: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL tests skipped: {exc}")
+        unavailable(exc, os.environ)
     try:
         server.start()
         yield server

@@ -43,6 +43,7 @@ SUBCOMMANDS: dict[str, str] = {
     "audit": "hub.cli.audit:audit",
     "rollout": "hub.cli.rollout:rollout",
     "shard": "hub.cli.shard:shard",
+    "migrate-store": "hub.cli.store:migrate_store",
 }
 
 USER_ERRORS = (HubError, ClusterError, GeneratorError)
