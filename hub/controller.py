@@ -31,11 +31,12 @@ of that operation runs twice; a new commit or a manual sync moves on.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -57,12 +58,21 @@ from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.handle import ClusterConnection
 from hub.home import load_keyring, open_registry, open_store
+from hub.leases import (
+    FencedAppStore,
+    FencedHistoryStorage,
+    Fences,
+    LeaseLost,
+    LeaseOptions,
+    LeaseStore,
+)
 from hub.metrics import Metrics
 from hub.notifications.dispatcher import Notifier
 from hub.notifications.secrets import NotificationSecrets
 from hub.repo_credentials import use_repo_credentials
 from hub.repos import RepoCache
 from hub.rollout import advance_rollouts
+from hub.shards import Shards
 from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
 from hub.store import Store
 from hub.sync.diff import JqRunner
@@ -108,6 +118,19 @@ class HubOptions:
     store_threads: int = 8
     shutdown_grace_s: float = 30.0
     sync_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicaConfig:
+    """This hub is one of several replicas on a shared database (docs/replicas.md)."""
+
+    replica_id: str
+    leases: LeaseOptions = field(default_factory=LeaseOptions)
+
+
+#: The store key where the leader publishes the revisions of its last Git cycle, so the
+#: other replicas fetch when (and only when) the leader saw a repository move.
+REVISIONS_META = "replicas.revisions"
 
 
 def jittered(seconds: float, jitter: float, rand: Callable[[], float] = random.random) -> float:
@@ -202,9 +225,17 @@ class RevisionBook:
 class Hub:
     """The running hub (see the module docstring). Implements ``HubHandle``."""
 
-    def __init__(self, home: Path, options: HubOptions | None = None) -> None:
+    def __init__(
+        self, home: Path, options: HubOptions | None = None, replica: ReplicaConfig | None = None
+    ) -> None:
         self.home = home
         self.options = options or HubOptions()
+        self.replica = replica
+        self.shards: Shards | None = None  # replica mode: set in _open
+        self.api_url = ""  # set by `hub serve` once bound (published with the heartbeat)
+        self._worker_done: dict[str, anyio.Event] = {}
+        self._leader_now = anyio.Event()
+        self._revisions_seen: str | None = None
         # Read here, before any task group: a bad file is one clear error, nothing started.
         self.health_rules = load_health_rules(home)
         self.workers: dict[str, ClusterWorker] = {}
@@ -255,13 +286,24 @@ class Hub:
         refusal = manual_refusal(verdict, app)
         if refusal is not None:
             raise HubError(refusal)
+        if worker is None:  # another replica owns the cluster: it picks this up
+            await self._forward(record, "sync", {"prune": prune, "revision": revision, "who": who})
+            return
         worker.request_sync(app, ManualSync(prune=prune, revision=revision, who=who))
 
     async def request_refresh(self, app: str | None = None) -> None:
         if app is None:
+            if self.shards is not None and not self.shards.is_leader():
+                await self._db(partial(self.leases.put_request, "", "", "git", {}))
+                return
             self._git_now.set()
             return
         worker = await self._worker_of(app)
+        if worker is None:
+            record = await self._db(partial(self.apps.get, app))
+            assert record is not None
+            await self._forward(record, "refresh", {})
+            return
         worker.refresh(app)
 
     async def request_rollback(self, app: str, history_id: int, *, who: str = "api") -> None:
@@ -280,6 +322,9 @@ class Hub:
         if refusal is not None:
             raise HubError(refusal)
         entry = await self._db(partial(self.history.get, app, history_id))
+        if worker is None:
+            await self._forward(record, "rollback", {"id": history_id, "who": who})
+            return
         manifests = await self._db(partial(self.history.manifests, app, history_id))
         worker.request_sync(
             app,
@@ -295,20 +340,50 @@ class Hub:
 
     async def notify_git_push(self, repo_urls: list[str]) -> int:
         pushed = {normalize_repo(u) for u in repo_urls}
-        known = {normalize_repo(r) for r in self._source_repos | self._app_repos}
+        repos = self._source_repos | self._app_repos
+        if self.shards is not None and not self.is_leader():
+            repos = await self._db(self._repos_in_store)  # a follower polls no Git itself
+        known = {normalize_repo(r) for r in repos}
         matched = len(pushed & known)
         if matched:
             log.info("push webhook for %s: fetching now", ", ".join(sorted(pushed & known)))
-            self._git_now.set()
+            await self.request_refresh(None)
         return matched
 
-    async def _worker_of(self, app: str, *, syncing: bool = False) -> ClusterWorker:
+    def _repos_in_store(self) -> set[str]:
+        """The repositories of the sources and of the Applications' sources."""
+        repos = {r.source.repo for r in SourceStore(self.store).list()}
+        for rec in self.apps.list_apps():
+            for source in declared_source_specs(rec.spec):
+                if source.get("repoURL") and not source.get("chart"):
+                    repos.add(str(source["repoURL"]))
+        return repos
+
+    async def _forward(self, record: AppRecord, action: str, body: dict[str, Any]) -> None:
+        """Replica mode: the cluster's owner claims the request from the store."""
+        assert record.cluster is not None
+        await self._db(partial(self.leases.put_request, record.cluster, record.name, action, body))
+        log.info("app %s: %s forwarded to the owner of %s", record.name, action, record.cluster)
+
+    async def _worker_of(self, app: str, *, syncing: bool = False) -> ClusterWorker | None:
         """The worker of ``app``'s cluster; with ``syncing``, refused when no sync may start
-        (the app is being deleted, or its cluster is being removed)."""
+        (the app is being deleted, or its cluster is being removed). None in replica mode
+        when another replica owns the cluster (the caller forwards the request)."""
         record = await self._db(partial(self.apps.get, app))
         if record is None:
             raise HubError(f"application {app!r} does not exist (see `hub app list`)")
         worker = self.workers.get(record.cluster or "")
+        if self.shards is not None and record.cluster not in self.shards.owned:
+            worker = None  # not ours, or being handed over: the owner takes it
+        if worker is None and self.shards is not None and record.cluster:
+            found = await self._db(partial(self.registry.find, record.cluster))
+            if found is not None:
+                if syncing and record.deleting:
+                    raise HubError(f"application {app} is being deleted; it is not synced any more")
+                fenced = fences_of([found])
+                if syncing and fenced:
+                    raise HubError(f"application {app}: not synced: {fenced[record.cluster]}")
+                return None
         if worker is None:
             raise HubError(
                 f"application {app}: its destination cluster {record.cluster or '(unresolved)'} "
@@ -330,6 +405,18 @@ class Hub:
         self.store = open_store(self.home)
         self.apps = AppStore(self.store)
         self.history = SyncHistory(self.store, lambda: load_keyring(self.home))
+        worker_apps, fences = self.apps, None
+        if self.replica is not None:
+            # Every state change of a cluster is written with its lease's fencing token.
+            fences = Fences(self.store)
+            worker_apps = FencedAppStore(self.store, fences)
+            self.history = SyncHistory(
+                FencedHistoryStorage(self.store, fences), lambda: load_keyring(self.home)
+            )
+            self.leases = LeaseStore(self.store, self.replica.replica_id, self.replica.leases)
+            self.shards = Shards(
+                self, self.leases, fences, self._store_limiter, lambda: self.api_url
+            )
         self.repo_cache = RepoCache(self.home)
         use_repo_credentials(self.home)
         self.repos = SerializedSources(self.repo_cache, self.metrics)
@@ -347,7 +434,8 @@ class Hub:
         )
         self.services = WorkerServices(
             registry=self.registry,
-            apps=self.apps,
+            apps=worker_apps,
+            fences=fences,
             history=self.history,
             repos=self.repos,
             revisions=self.book,
@@ -371,15 +459,20 @@ class Hub:
         self.store.close()
         self.registry.close()
 
-    def record_interrupted(self) -> dict[str, dict[str, set[tuple[str, str]]]]:
-        """Operations a crash left in flight are recorded as Error (once, at start).
+    def record_interrupted(
+        self, cluster: str | None = None
+    ) -> dict[str, dict[str, set[tuple[str, str]]]]:
+        """Operations a crash left in flight are recorded as Error (once, at start; in
+        replica mode per cluster, when this replica takes its lease: ``cluster``).
         Returns, per cluster, the apps whose operation was cut short and the kinds it
         touched (their hooks may still carry our finalizer: ``free_interrupted_hooks``)."""
         cut: dict[str, dict[str, set[tuple[str, str]]]] = {}
         now = datetime.now(UTC)
         for op in self.history.interrupted():
+            if cluster is not None and op.cluster != cluster:
+                continue
             entry = self.history.record_interrupted(op)
-            self.apps.set_status(
+            self.services.apps.set_status(
                 op.app,
                 operation_state={
                     "operationId": op.operation_id,
@@ -443,21 +536,144 @@ class Hub:
         once every worker has started."""
         await anyio.to_thread.run_sync(self._open)
         try:
-            await self.free_interrupted_hooks(await self._db(self.record_interrupted))
+            if self.shards is None:
+                await self.free_interrupted_hooks(await self._db(self.record_interrupted))
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                await self.git_cycle()
-                await self._follow_registry()
+                if self.shards is not None:
+                    # Replicas: join, take this replica's share of the clusters (each
+                    # take-over records what the previous owner left in flight), and
+                    # run Git and the ApplicationSet controller only while the leader.
+                    await tg.start(self.shards.run, name="replica heartbeat")
+                    self._clusters = cluster_fingerprint(await self._db(self.registry.list))
+                    tg.start_soon(self._leader_loop, name="leader work")
+                else:
+                    await self.git_cycle()
+                    await self._follow_registry()
+                    tg.start_soon(self._git_loop, name="git poll")
+                    tg.start_soon(self.notifier.run, name="notifications")
                 self._ready = True
                 task_status.started()
-                tg.start_soon(self._git_loop, name="git poll")
                 tg.start_soon(self._store_loop, name="registry and store poll")
                 tg.start_soon(self._resync_loop, name="resync")
-                tg.start_soon(self.notifier.run, name="notifications")
         finally:
             self._ready = False
             with anyio.CancelScope(shield=True):
+                if self.shards is not None:
+                    try:
+                        await self.shards.leave()
+                    except Exception as exc:  # the lease then expires on its own
+                        log.warning("replica: could not release the leases: %r", exc)
                 await anyio.to_thread.run_sync(self._close)
+
+    # ------------------------------------------------------------ replicas (hub.shards)
+
+    async def take_over(self, cluster: str) -> None:
+        """This replica just acquired ``cluster``'s lease: what the previous owner left in
+        flight is recorded as interrupted (with the new token) and its hooks are freed,
+        before the worker starts (as after a restart of a single hub)."""
+        cut = await self._db(partial(self.record_interrupted, cluster))
+        await self.free_interrupted_hooks(cut)
+
+    async def start_owned_worker(self, cluster: str) -> None:
+        if cluster in self.workers or self._tg is None:
+            return
+        records = await self._db(self.registry.list)
+        if cluster not in {r.name for r in records}:
+            return
+        await self._start_worker(cluster, fences_of(records).get(cluster))
+
+    async def stop_worker(self, cluster: str, *, drain: bool, wait: bool = True) -> None:
+        """Stop ``cluster``'s worker (and with ``wait``, wait for it to end). ``drain``:
+        start no new sync and give those in flight the shutdown grace to end first (a
+        hand-off). A lost lease does not wait: its writes are refused already."""
+        worker = self.workers.get(cluster)
+        if worker is None:
+            return
+        if drain:
+            # The worker's own switch for "no sync starts again"; in-flight ones go on.
+            worker.fenced = worker.fenced or "cluster handed over to another replica"
+            with anyio.move_on_after(self.options.shutdown_grace_s):
+                while worker.syncs_in_flight:
+                    await anyio.sleep(0.1)
+        self.workers.pop(cluster, None)
+        worker.stop()
+        done = self._worker_done.get(cluster)
+        if wait and done is not None:
+            with anyio.move_on_after(self.options.shutdown_grace_s):
+                await done.wait()
+        if self.metrics is not None:
+            self.metrics.forget_cluster(cluster)
+        log.info("cluster %s: worker stopped", cluster)
+
+    def leadership_changed(self, leader: bool) -> None:
+        self._leader_now.set()
+        if leader:
+            self._git_now.set()  # a new leader runs a Git cycle at once
+
+    def is_leader(self) -> bool:
+        return self.shards is None or self.shards.is_leader()
+
+    async def _leader_loop(self) -> None:
+        """Replica mode: Git polling, the ApplicationSet controller and notifications run
+        while this replica holds the leader lease, and are cancelled when it loses it."""
+        while True:
+            while not self.is_leader():
+                await self._leader_now.wait()
+                self._leader_now = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._git_loop, name="git poll")
+                tg.start_soon(self.notifier.run, name="notifications")
+                while self.is_leader():
+                    with anyio.move_on_after(1.0):
+                        await self._leader_now.wait()
+                    self._leader_now = anyio.Event()
+                tg.cancel_scope.cancel()
+
+    async def _start_worker(self, name: str, fenced: str | None) -> None:
+        assert self._tg is not None
+        services = self.services
+        if self.shards is not None:
+            # Replicas: this worker's writes carry the token its lease had when it started.
+            pinned = self.shards.fences.pinned(name)
+            services = replace(
+                services,
+                fences=pinned,
+                apps=FencedAppStore(self.store, pinned),
+                history=SyncHistory(
+                    FencedHistoryStorage(self.store, pinned), lambda: load_keyring(self.home)
+                ),
+            )
+        worker = ClusterWorker(name, services)
+        if fenced is not None:
+            worker.fence(fenced)  # before it runs: not one sync
+        self.workers[name] = worker
+        self._worker_done[name] = anyio.Event()
+        await self._tg.start(self._run_worker, worker, name=f"worker {name}")
+        log.info("cluster %s: worker started", name)
+
+    async def _run_worker(
+        self,
+        worker: ClusterWorker,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """``worker.run``; a write refused by fencing (``LeaseLost``) stops this worker
+        only (replica mode; the heartbeat then drops or re-acquires the lease)."""
+        done = self._worker_done[worker.name]
+        try:
+            await worker.run(task_status=task_status)
+        except* LeaseLost as group:
+            log.warning("cluster %s: %s; worker stopped", worker.name, group.exceptions[0])
+            if self.shards is not None:
+                fence = self.shards.fences.get(worker.name)
+                if fence is not None:
+                    fence.lose(str(group.exceptions[0]))
+            if self.workers.get(worker.name) is worker:
+                self.workers.pop(worker.name)
+                worker.stop()
+        finally:
+            done.set()
 
     async def run_once(self, timeout_s: float = 300.0) -> tuple[bool, list[str]]:
         """``hub serve --once``: load, generate, sync every Application once, wait for
@@ -543,10 +759,15 @@ class Hub:
             clusters = await self._db(self.registry.list)
 
             def generate() -> None:
+                if not self.is_leader():  # replicas: a stalled former leader writes nothing
+                    raise LeaseLost("the leader lease is lost: this Git cycle is dropped")
                 self.appsets.ingest(loads, clusters, configured={r.source.name for r in records})
                 self.appsets.reconcile_appsets(clusters)
 
-            await anyio.to_thread.run_sync(generate, limiter=self._git_limiter)
+            try:
+                await anyio.to_thread.run_sync(generate, limiter=self._git_limiter)
+            except LeaseLost as exc:
+                return [str(exc)]
         errors = [e for load in loads for e in load.errors]
         apps = await self._db(self.apps.list_apps)
         wanted: set[tuple[str, str]] = set()
@@ -578,7 +799,31 @@ class Hub:
         if self.book.snapshot() != before or chart_repos.resolved_snapshot() != charts_before:
             for worker in self.workers.values():
                 worker.wake(refresh_all=True)
+        if self.shards is not None:
+            # The other replicas fetch when (and only when) this changes.
+            published = json.dumps(
+                sorted(f"{r}@{v}={sha}" for (r, v), sha in self.book.snapshot().items())
+            )
+            if published != self._revisions_seen:
+                self._revisions_seen = published
+                await self._db(partial(self.store.set_meta, REVISIONS_META, published))
         return errors
+
+    async def _follow_revisions(self) -> None:
+        """Replica mode, not the leader: when the leader published moved revisions, this
+        replica's workers resolve (fetch) again and re-compare."""
+        published = await self._db(partial(self.store.get_meta, REVISIONS_META))
+        if published is None or published == self._revisions_seen:
+            return
+        first = self._revisions_seen is None
+        self._revisions_seen = published
+        if first and not self.workers:
+            return
+        self.book.new_cycle()
+        self.repos.new_cycle()
+        await anyio.to_thread.run_sync(self.git.refresh)
+        for worker in self.workers.values():
+            worker.wake(refresh_all=True)
 
     async def _git_loop(self) -> None:
         while True:
@@ -621,19 +866,16 @@ class Hub:
             if self.metrics is not None:
                 self.metrics.forget_cluster(name)
             log.info("cluster %s left the registry: its worker stopped", name)
-        if changed:
+        if changed and self.is_leader():
             async with self._appset_lock:
                 await anyio.to_thread.run_sync(
                     self.appsets.reconcile_appsets, records, limiter=self._git_limiter
                 )
         fences = fences_of(records)
-        for name in sorted(set(fingerprint) - set(self.workers)):
-            worker = ClusterWorker(name, self.services)
-            if name in fences:
-                worker.fence(fences[name])  # before it runs: not one sync
-            self.workers[name] = worker
-            await self._tg.start(worker.run, name=f"worker {name}")
-            log.info("cluster %s: worker started", name)
+        # Replicas: only the clusters this replica holds the lease of (hub.shards).
+        targets = set(fingerprint) if self.shards is None else set(fingerprint) & self.shards.owned
+        for name in sorted(targets - set(self.workers)):
+            await self._start_worker(name, fences.get(name))
         for name, why in sorted(fences.items()):
             if name in self.workers:
                 self.workers[name].fence(why)
@@ -650,12 +892,76 @@ class Hub:
                 if cluster in self.workers:
                     self.workers[cluster].wake(reload=True)
             self._app_marks = marks
+            if self.shards is not None:
+                await self._take_requests()
+                if not self.is_leader():
+                    await self._follow_revisions()
+                    continue
             # Progressive sync: a set's step moves when its apps' status does (no row mark).
             for cluster in await self._db(
                 partial(advance_rollouts, self.apps, self.notifier.on_rollout)
             ):
                 if cluster in self.workers:
                     self.workers[cluster].wake(refresh_all=True)
+
+    async def _take_requests(self) -> None:
+        """Replica mode: claim the sync/rollback/refresh requests other replicas stored for
+        the clusters this one owns (and Git refreshes, when the leader)."""
+        assert self.shards is not None
+        waiting = await self._db(self.leases.pending_clusters)
+        for cluster in sorted(waiting):
+            if cluster == "":
+                if self.is_leader():
+                    await self._db(partial(self.leases.claim_requests, "", self.shards.leader))
+                    self._git_now.set()
+                continue
+            worker = self.workers.get(cluster)
+            fence = self.shards.fences.get(cluster)
+            if worker is None or fence is None or cluster not in self.shards.owned:
+                continue
+            try:
+                claimed = await self._db(partial(self.leases.claim_requests, cluster, fence))
+            except LeaseLost as exc:
+                log.warning("cluster %s: requests not taken: %s", cluster, exc)
+                continue
+            for app, action, body in claimed:
+                try:
+                    await self._dispatch(worker, app, action, body)
+                except HubError as exc:
+                    log.warning("app %s: forwarded %s dropped: %s", app, action, exc)
+
+    async def _dispatch(
+        self, worker: ClusterWorker, app: str, action: str, body: dict[str, Any]
+    ) -> None:
+        who = str(body.get("who") or "api")
+        if action == "refresh":
+            worker.refresh(app)
+        elif action == "sync":
+            revision = body.get("revision")
+            worker.request_sync(
+                app,
+                ManualSync(
+                    prune=bool(body.get("prune")),
+                    revision=str(revision) if revision else None,
+                    who=who,
+                ),
+            )
+        elif action == "rollback":
+            entry_id = int(body["id"])
+            entry = await self._db(partial(self.history.get, app, entry_id))
+            manifests = await self._db(partial(self.history.manifests, app, entry_id))
+            worker.request_sync(
+                app,
+                ManualSync(
+                    prune=False,
+                    revision=entry.revision,
+                    who=who,
+                    manifests=tuple(manifests),
+                    source=entry.source,
+                    trigger=Trigger.ROLLBACK,
+                ),
+            )
+        log.info("app %s: %s requested on another replica, started here", app, action)
 
     async def _resync_loop(self) -> None:
         while True:

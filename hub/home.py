@@ -2,7 +2,11 @@
 
 Layout::
 
-    HOME/hub.db            the state database (hub.store), WAL mode
+    HOME/hub.db            the state database (hub.store), WAL mode; absent when the
+                           store is on PostgreSQL
+    HOME/database.url      only with PostgreSQL: the database URL, mode 0600 (it may hold
+                           a password; written by `hub init --database` and
+                           `hub migrate-store`). HUB_DATABASE_URL overrides it.
     HOME/master.key        the master key, base64, mode 0600 (absent when the key
                            comes from HUB_MASTER_KEY)
     HOME/master.key.new    only during `hub key rotate`: the next key
@@ -43,6 +47,7 @@ from pathlib import Path
 from clusters.crypto import DecryptError, Keyring, MasterKey
 from clusters.errors import ClusterError
 from clusters.registry import Registry
+from hub.db import redact_url, url_password, validate_url
 from hub.errors import HubError, HubUsageError
 from hub.logs import redact
 from hub.store import DB_FILENAME, Store
@@ -54,10 +59,77 @@ NEW_KEY_FILENAME = "master.key.new"
 OLD_KEY_FILENAME = "master.key.old"
 ENV_MASTER_KEY = "HUB_MASTER_KEY"
 ENV_NEW_MASTER_KEY = "HUB_NEW_MASTER_KEY"
+ENV_DATABASE_URL = "HUB_DATABASE_URL"
+DATABASE_URL_FILENAME = "database.url"
 
 
 def db_path(home: Path) -> Path:
     return home / DB_FILENAME
+
+
+def database_url_path(home: Path) -> Path:
+    return home / DATABASE_URL_FILENAME
+
+
+def read_database_url(home: Path) -> str | None:
+    """The PostgreSQL URL recorded in ``home``, or None (the home is on SQLite)."""
+    path = database_url_path(home)
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise HubError(f"cannot read {path}: {exc.strerror}") from None
+    if not text:
+        raise HubError(f"{path} is empty: put the postgresql:// URL of the store in it")
+    redact(url_password(text))  # the password only: the rest is shown
+    return text
+
+
+def write_database_url(home: Path, url: str) -> None:
+    """Record ``url`` as the home's store (mode 0600 from creation: it may hold a password),
+    replacing any earlier one atomically."""
+    path = database_url_path(home)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (url + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(home)
+
+
+def database_location(home: Path, env: Mapping[str, str] | None = None) -> Path | str:
+    """Where ``home``'s store is: ``HUB_DATABASE_URL`` if set, else the URL recorded in
+    the home, else the SQLite file ``HOME/hub.db``."""
+    env = os.environ if env is None else env
+    from_env = (env.get(ENV_DATABASE_URL) or "").strip()
+    if from_env:
+        redact(url_password(from_env))
+        validate_url(from_env)
+        return from_env
+    recorded = read_database_url(home)
+    if recorded is not None:
+        validate_url(recorded)
+        return recorded
+    return db_path(home)
+
+
+def describe_location(location: Path | str) -> str:
+    """The backend and where, safe to print: ``sqlite PATH`` or ``postgresql URL`` with
+    the password hidden."""
+    if isinstance(location, Path):
+        return f"sqlite {location}"
+    return f"postgresql {redact_url(location)}"
+
+
+def home_has_store(home: Path) -> bool:
+    """Whether ``home`` has a store to open (a PostgreSQL URL, or the SQLite file)."""
+    location = database_location(home)
+    return not isinstance(location, Path) or location.exists()
 
 
 def key_path(home: Path) -> Path:
@@ -174,6 +246,7 @@ class InitResult:
     home: Path
     created: bool
     key_source: str  # "file PATH" or "HUB_MASTER_KEY"
+    database: str = ""  # describe_location(): backend and where, password hidden
     tightened: tuple[str, ...] = ()  # "PATH MODE -> MODE" for each permission narrowed
 
 
@@ -211,42 +284,104 @@ def tighten_home(home: Path) -> tuple[str, ...]:
     return tuple(changed)
 
 
-def init_home(home: Path, env: Mapping[str, str] | None = None) -> InitResult:
+def init_home(
+    home: Path, env: Mapping[str, str] | None = None, *, database: str | None = None
+) -> InitResult:
     """Create the state home, its database and (unless HUB_MASTER_KEY is set) a key file.
+
+    ``database`` (``hub init --database URL``) puts the store on PostgreSQL and records
+    the URL in the home; ``HUB_DATABASE_URL`` does the same without recording it. A
+    PostgreSQL database another home already initialised is joined only with its master
+    key (HUB_MASTER_KEY, or its master.key copied here): never a second key.
 
     On an existing home this changes nothing (never a second key) but the permissions:
     the home is made 0700 and its files 0600 (``tighten_home``).
     """
     env = os.environ if env is None else env
-    database = db_path(home)
-    if database.exists():
+    if database is not None:
+        validate_url(database)
+        redact(url_password(database))
+        recorded = read_database_url(home) if home.is_dir() else None
+        if recorded is not None and recorded != database:
+            raise HubUsageError(
+                f"hub home {home} already uses the database {redact_url(recorded)}; to move "
+                "its state elsewhere run `hub migrate-store --to URL`"
+            )
+        if db_path(home).exists():
+            raise HubUsageError(
+                f"hub home {home} already has its state in SQLite ({db_path(home)}); to move "
+                f"it to {redact_url(database)} run `hub migrate-store --to URL`"
+            )
+    location: Path | str = database if database is not None else database_location(home, env)
+    described = describe_location(location)
+    if isinstance(location, Path) and location.exists():
         source = ENV_MASTER_KEY if env.get(ENV_MASTER_KEY) else f"file {key_path(home)}"
-        return InitResult(home=home, created=False, key_source=source, tightened=tighten_home(home))
+        return InitResult(
+            home=home,
+            created=False,
+            key_source=source,
+            database=described,
+            tightened=tighten_home(home),
+        )
     if home.exists() and not home.is_dir():
         raise HubUsageError(f"hub home {home} exists and is not a directory")
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = _env_key(env, ENV_MASTER_KEY)
-    if key is not None:
-        source = ENV_MASTER_KEY
-    elif key_path(home).exists():
-        key = read_key_file(key_path(home))  # a half-done earlier init: keep its key
-        source = f"file {key_path(home)}"
+
+    def choose_key(existing: str | None) -> tuple[MasterKey, str]:
+        key = _env_key(env, ENV_MASTER_KEY)
+        if key is not None:
+            source = ENV_MASTER_KEY
+        elif key_path(home).exists():
+            key = read_key_file(key_path(home))  # a half-done earlier init: keep its key
+            source = f"file {key_path(home)}"
+        elif existing is not None:
+            raise HubUsageError(
+                f"the state database {described} is already initialised (master key id "
+                f"{existing}) and this home has no master key: set {ENV_MASTER_KEY} to that "
+                f"key, or copy its master.key file into {home} (mode 0600)"
+            )
+        else:
+            key = MasterKey.generate(str(key_path(home)))
+            write_key_file(key_path(home), key)
+            source = f"file {key_path(home)}"
+        if existing is not None and existing != key.key_id:
+            raise HubUsageError(
+                f"the state database {described} was initialised with master key id "
+                f"{existing}, but {source} holds key id {key.key_id}: use the same key "
+                "as the other homes of this database"
+            )
+        return key, source
+
+    existing: str | None = None
+    if isinstance(location, Path):
+        # The key first: a crash before the database exists leaves a key the rerun keeps.
+        key, source = choose_key(None)
+        with Store.open(location, create=True) as store:
+            store.set_meta("master_key_id", key.key_id)
     else:
-        key = MasterKey.generate(str(key_path(home)))
-        write_key_file(key_path(home), key)
-        source = f"file {key_path(home)}"
-    with Store.open(database, create=True) as store:
-        store.set_meta("master_key_id", key.key_id)
+        with Store.open(location) as store:
+            existing = store.get_meta("master_key_id")
+            key, source = choose_key(existing)
+            if existing is None:
+                store.set_meta("master_key_id", key.key_id)
+    if database is not None:
+        write_database_url(home, database)
     # SQLite creates the database (and later its -wal and -shm, with the same mode) under
     # the umask; only this user may read it.
     tightened = tighten_home(home)
-    log.info("initialised hub home %s (master key id %s)", home, key.key_id)
-    return InitResult(home=home, created=True, key_source=source, tightened=tightened)
+    log.info("initialised hub home %s (master key id %s, %s)", home, key.key_id, described)
+    return InitResult(
+        home=home,
+        created=existing is None,
+        key_source=source,
+        database=described,
+        tightened=tightened,
+    )
 
 
 def open_store(home: Path) -> Store:
     """The state database of an initialised home (migrated to the current schema)."""
-    return Store.open(db_path(home))
+    return Store.open(database_location(home))
 
 
 def open_registry(home: Path) -> Registry:

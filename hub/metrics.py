@@ -30,6 +30,11 @@ Families (names are stable; documented in docs/status.md):
 - ``hub_cluster_api_requests_total{cluster,verb,code}`` counter: requests to spokes.
 - ``hub_http_requests_total{route,method,status}`` and ``hub_webhook_events_total
   {provider,result}`` counters: the hub's own API.
+- Replicas on a shared database (docs/replicas.md), read from the lease table at scrape
+  time, so every replica reports the same fleet-wide view:
+  ``hub_replica_clusters{replica}`` (cluster leases held), ``hub_replica_leader{replica}``
+  (1 for the leader), ``hub_cluster_lease_age_seconds{cluster,replica}`` (since the last
+  renewal; near the heartbeat when healthy) and ``hub_replicas`` (live replicas).
 
 No module-level state: each ``Metrics`` has its own ``CollectorRegistry``, so tests and
 several hubs in one process never share series.
@@ -72,6 +77,18 @@ class AppCount:
 
 
 AppCountSource = Callable[[], Iterable[AppCount]]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShardView:
+    """The replicas and leases at one instant (database clock)."""
+
+    replicas: tuple[str, ...]  # live replica ids
+    leader: str | None
+    clusters: Mapping[str, tuple[str, float]]  # cluster -> (owner, seconds since renewal)
+
+
+ShardSource = Callable[[], ShardView]
 ConnectionSource = Callable[[], Mapping[str, str]]
 
 
@@ -111,6 +128,17 @@ def store_app_counts(store: Store) -> AppCountSource:
     return counts
 
 
+def store_shards(store: Store) -> ShardSource:
+    """A source reading the replicas and leases (``hub.leases``) at scrape time."""
+
+    def view() -> ShardView:
+        from hub.leases import shard_view
+
+        return shard_view(store)
+
+    return view
+
+
 def connection_states(handle: HubHandle) -> ConnectionSource:
     """A source reading connection states from a running hub at scrape time."""
     return lambda: {name: c.state for name, c in handle.cluster_connections().items()}
@@ -142,6 +170,36 @@ class _ScrapeTimeCollector(Collector):
             for state in CONNECTION_STATES:
                 states.add_metric([cluster, state], 1.0 if state == current else 0.0)
         yield states
+        shards = self._owner.shards
+        if shards is None:
+            return
+        view = shards()
+        live = GaugeMetricFamily("hub_replicas", "Live hub replicas on the shared database.")
+        live.add_metric([], len(view.replicas))
+        yield live
+        held = GaugeMetricFamily(
+            "hub_replica_clusters", "Cluster leases each replica holds.", labels=["replica"]
+        )
+        per: dict[str, int] = dict.fromkeys(view.replicas, 0)
+        for owner, _age in view.clusters.values():
+            per[owner] = per.get(owner, 0) + 1
+        for replica, count in sorted(per.items()):
+            held.add_metric([replica], count)
+        yield held
+        leader = GaugeMetricFamily(
+            "hub_replica_leader", "1 for the replica holding the leader lease.", labels=["replica"]
+        )
+        for replica in sorted(set(view.replicas) | ({view.leader} if view.leader else set())):
+            leader.add_metric([replica], 1.0 if replica == view.leader else 0.0)
+        yield leader
+        ages = GaugeMetricFamily(
+            "hub_cluster_lease_age_seconds",
+            "Seconds since each cluster lease was last renewed by its owner.",
+            labels=["cluster", "replica"],
+        )
+        for cluster, (owner, age) in sorted(view.clusters.items()):
+            ages.add_metric([cluster, owner], age)
+        yield ages
 
     def describe(self) -> Iterator[Metric]:
         # Registration must not call the sources (they may need a store not yet open).
@@ -158,10 +216,12 @@ class Metrics:
         *,
         app_counts: AppCountSource | None = None,
         connections: ConnectionSource | None = None,
+        shards: ShardSource | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.app_counts = app_counts
         self.connections = connections
+        self.shards = shards
         self._lock = threading.Lock()
         self._pushed_states: dict[str, str] = {}
         # (metric, label values) of each cluster, so forget_cluster can drop every series.

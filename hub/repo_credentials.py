@@ -11,7 +11,6 @@ prefix on a path boundary, as Argo CD's credential templates do, so one entry fo
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 from clusters import crypto
 from clusters.crypto import Envelope, Keyring
 from hub.charts import RepoCredentials
+from hub.db import IntegrityError
 from hub.errors import HubError, HubUsageError
 from hub.store import Store, rewrap_sealed_rows
 
@@ -90,7 +90,7 @@ class RepoCredentialStore:
                     (key, username, int(pass_credentials), env.key_id, env.wrapped_key,
                      env.nonce, env.ciphertext, now),
                 )  # fmt: skip
-            except sqlite3.IntegrityError:
+            except IntegrityError:
                 raise HubUsageError(
                     f"{key}: already has a credential; remove it first with `hub repo rm {key}`"
                 ) from None
@@ -149,10 +149,10 @@ class RepoCredentialStore:
 def home_credentials(home: Path) -> Callable[[str], RepoCredentials | None]:
     """A lookup into ``home``'s credentials, opened per use (so a ``hub repo add`` reaches a
     running hub without a restart); finds nothing for a directory that is no hub home."""
-    from hub.home import db_path, load_keyring, open_store
+    from hub.home import home_has_store, load_keyring, open_store
 
     def lookup(url: str) -> RepoCredentials | None:
-        if not db_path(home).exists():
+        if not home_has_store(home):
             return None
         with open_store(home) as store:
             return RepoCredentialStore(store, lambda: load_keyring(home)).lookup(url)

@@ -18,9 +18,10 @@ database could back a later implementation of the same methods.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -31,19 +32,33 @@ from clusters import crypto
 from clusters.crypto import Envelope, Keyring
 from clusters.kubeconfig import CredentialKind, TLSSettings
 from clusters.registry import ClusterRecord, LastCheck, StoredCluster
+from hub.db import (
+    WRITE_LOCK_KEY,
+    BackendName,
+    Connection,
+    Cursor,
+    PostgresConnection,
+    SQLiteConnection,
+    connect_postgres,
+    is_postgres_url,
+    postgres_ddl,
+    redact_url,
+    upsert,
+    validate_url,
+)
 from hub.errors import HubError
 from hub.sync.history import HistoryRow, OperationRow
 
 DB_FILENAME = "hub.db"
 BUSY_TIMEOUT_MS = 30_000
 
-Migration = Callable[[sqlite3.Connection], None]
+Migration = Callable[[Connection], None]
 
 
 # ---------------------------------------------------------------- migrations
 
 
-def _m0001_clusters(db: sqlite3.Connection) -> None:
+def _m0001_clusters(db: Connection) -> None:
     db.execute(
         """
         CREATE TABLE clusters (
@@ -76,7 +91,7 @@ def _m0001_clusters(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT")
 
 
-def _m0002_sync_history(db: sqlite3.Connection) -> None:
+def _m0002_sync_history(db: Connection) -> None:
     # One row per finished sync of an Application (hub.sync.history). ``id`` counts per app
     # as Argo CD's history ids do. Rendered manifests are kept for rollback and may hold
     # Secret values, so they are sealed with the registry's envelope crypto (the four
@@ -127,7 +142,7 @@ def _m0002_sync_history(db: sqlite3.Connection) -> None:
     )
 
 
-def _m0003_desired_state(db: sqlite3.Connection) -> None:
+def _m0003_desired_state(db: Connection) -> None:
     # Desired state (hub.sources, hub.appsets, hub.apps). JSON columns hold Kubernetes
     # manifests or lists of conditions. No foreign key to clusters: the registry rewrites
     # cluster rows with INSERT OR REPLACE, which would fire ON DELETE actions.
@@ -215,7 +230,7 @@ def _m0003_desired_state(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX applications_source ON applications (source)")
 
 
-def _m0004_source_guard(db: sqlite3.Connection) -> None:
+def _m0004_source_guard(db: Connection) -> None:
     # The source deletion guard (hub.appsets): a revision that would delete too many of a
     # source's Applications is held until `hub source confirm` names it; and the errors of
     # single files of the newest revision, so a set whose file broke can say so.
@@ -224,7 +239,7 @@ def _m0004_source_guard(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE sources ADD COLUMN file_errors TEXT NOT NULL DEFAULT '{}'")
 
 
-def _m0005_repo_credentials(db: sqlite3.Connection) -> None:
+def _m0005_repo_credentials(db: Connection) -> None:
     # Chart repository credentials (hub.repo_credentials): the password sealed with the
     # registry's envelope crypto, as cluster credentials are.
     db.execute(
@@ -243,7 +258,7 @@ def _m0005_repo_credentials(db: sqlite3.Connection) -> None:
     )
 
 
-def _m0006_access(db: sqlite3.Connection) -> None:
+def _m0006_access(db: Connection) -> None:
     # Users, API tokens and the audit trail (hub.auth). A token's secret is never stored:
     # only the SHA-256 of its random part; ``id`` is the token's clear prefix, for lookup.
     db.execute(
@@ -289,7 +304,7 @@ def _m0006_access(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX audit_at ON audit (at)")
 
 
-def _m0007_notifications(db: sqlite3.Connection) -> None:
+def _m0007_notifications(db: Connection) -> None:
     # Notifications (hub.notifications): the outbox of messages to send, one row per
     # firing (event_key unique: a re-evaluation never queues it twice), and each
     # subscription's trigger state, so a condition fires once until it turns false again
@@ -344,7 +359,7 @@ def _m0007_notifications(db: sqlite3.Connection) -> None:
     )
 
 
-def _m0008_rollouts(db: sqlite3.Connection) -> None:
+def _m0008_rollouts(db: Connection) -> None:
     # Progressive sync (hub.rollout): the operator's pause and promotion of a RollingSync
     # set survive a restart; the last computed rollout status is kept for the CLI and API.
     db.execute(
@@ -360,6 +375,52 @@ def _m0008_rollouts(db: sqlite3.Connection) -> None:
     )
 
 
+def _m0009_replicas(db: Connection) -> None:
+    # Several `hub serve` replicas on one database (hub.leases, docs/replicas.md). Times
+    # are seconds since the epoch on the database's clock (REAL), so expiry never
+    # depends on a replica's wall clock. A lease row is never deleted: its token only
+    # grows, so a write fenced with an old token can never match again.
+    db.execute(
+        """
+        CREATE TABLE replicas (
+            id           TEXT PRIMARY KEY,
+            host         TEXT NOT NULL,
+            pid          INTEGER NOT NULL,
+            url          TEXT NOT NULL DEFAULT '',
+            started_at   REAL NOT NULL,
+            heartbeat_at REAL NOT NULL
+        ) STRICT
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE leases (
+            name        TEXT PRIMARY KEY,             -- 'leader' or 'cluster/<name>'
+            owner       TEXT,                         -- replica id; NULL when free
+            token       INTEGER NOT NULL DEFAULT 0,   -- +1 on every acquisition
+            acquired_at REAL,
+            renewed_at  REAL,
+            expires_at  REAL NOT NULL DEFAULT 0
+        ) STRICT
+        """
+    )
+    # Sync/rollback/refresh asked of a replica that does not own the cluster: the owner
+    # claims (deletes) the rows of its clusters; cluster '' is for the leader (Git).
+    db.execute(
+        """
+        CREATE TABLE replica_requests (
+            id         TEXT PRIMARY KEY,
+            cluster    TEXT NOT NULL,
+            app        TEXT NOT NULL DEFAULT '',
+            action     TEXT NOT NULL,                 -- sync | rollback | refresh | git
+            body       TEXT NOT NULL DEFAULT '{}',    -- JSON
+            created_at REAL NOT NULL
+        ) STRICT
+        """
+    )
+    db.execute("CREATE INDEX replica_requests_cluster ON replica_requests (cluster)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m0001_clusters,
     _m0002_sync_history,
@@ -369,6 +430,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m0006_access,
     _m0007_notifications,
     _m0008_rollouts,
+    _m0009_replicas,
 )
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 
@@ -377,7 +439,8 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """The one connection factory: WAL, busy timeout, foreign keys, explicit transactions."""
+    """The one SQLite connection factory: WAL, busy timeout, foreign keys, explicit
+    transactions. ``Store`` wraps it in ``hub.db.SQLiteConnection``."""
     db = sqlite3.connect(
         path,
         timeout=BUSY_TIMEOUT_MS / 1000,
@@ -394,86 +457,189 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-def schema_version(db: sqlite3.Connection) -> int:
-    row = db.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-    ).fetchone()
-    if row is None:
+def _wrap(db: Connection | sqlite3.Connection) -> Connection:
+    return SQLiteConnection(db) if isinstance(db, sqlite3.Connection) else db
+
+
+def begin_write(db: Connection) -> None:
+    """Start a write transaction that excludes every other writer until it ends: SQLite's
+    ``BEGIN IMMEDIATE``; on PostgreSQL a transaction-scoped advisory lock taken first (so
+    writers queue on it, in every process and replica sharing the database)."""
+    if db.backend == "sqlite":
+        db.execute("BEGIN IMMEDIATE")
+    else:
+        db.execute("BEGIN")
+        db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
+
+
+def begin_read(db: Connection) -> None:
+    """Start a read transaction: one snapshot for all its queries, no write lock."""
+    db.execute("BEGIN" if db.backend == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ")
+
+
+def rollback(db: Connection) -> None:
+    """Roll back, unless the connection itself is gone (then the server already did)."""
+    if isinstance(db, PostgresConnection) and db.broken:
+        return
+    db.execute("ROLLBACK")
+
+
+def table_names(db: Connection | sqlite3.Connection) -> list[str]:
+    """The tables of the database (of the current schema on PostgreSQL), sorted."""
+    conn = _wrap(db)
+    if conn.backend == "sqlite":
+        sql = (
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    else:
+        sql = (
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() ORDER BY table_name"
+        )
+    return [str(r[0]) for r in conn.execute(sql).fetchall()]
+
+
+def schema_version(db: Connection | sqlite3.Connection) -> int:
+    conn = _wrap(db)
+    if "schema_version" not in table_names(conn):
         return 0
-    version = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+    version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
     return int(version or 0)
 
 
-def migrate(db: sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
-    """Apply pending migrations in one immediate transaction; returns the new version."""
-    if schema_version(db) == len(migrations):
+class _Migrating:
+    """The connection a migration step gets: its DDL, written once, mapped per backend."""
+
+    def __init__(self, db: Connection) -> None:
+        self._db = db
+        self.backend = db.backend
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        return self._db.execute(postgres_ddl(sql) if self.backend == "postgresql" else sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def migrate(
+    db: Connection | sqlite3.Connection, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> int:
+    """Apply pending migrations in one write transaction; returns the new version."""
+    conn = _wrap(db)
+    if schema_version(conn) == len(migrations):
         return len(migrations)  # the common case: no write lock needed just to open
-    db.execute("BEGIN IMMEDIATE")
+    begin_write(conn)
     try:
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        )
-        current = schema_version(db)
-        if current > len(migrations):
-            raise HubError(
-                f"state database schema version {current} is newer than this hub "
-                f"understands ({len(migrations)}); upgrade gitops-hub"
-            )
-        for version, step in enumerate(migrations[current:], start=current + 1):
-            step(db)
-            db.execute(
-                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, step.__name__.lstrip("_"), datetime.now().astimezone().isoformat()),
-            )
-        db.execute("COMMIT")
+        apply_migrations(conn, migrations)
+        conn.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        rollback(conn)
         raise
     return len(migrations)
+
+
+def apply_migrations(conn: Connection, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+    """The pending migrations, inside the caller's write transaction (``migrate`` opens
+    one; ``hub migrate-store`` runs them in the transaction that also copies the rows)."""
+    steps = _Migrating(conn)
+    steps.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    current = schema_version(conn)
+    if current > len(migrations):
+        raise HubError(
+            f"state database schema version {current} is newer than this hub "
+            f"understands ({len(migrations)}); upgrade gitops-hub"
+        )
+    for version, step in enumerate(migrations[current:], start=current + 1):
+        step(steps)
+        conn.execute(
+            "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+            (version, step.__name__.lstrip("_"), datetime.now().astimezone().isoformat()),
+        )
 
 
 # ---------------------------------------------------------------- the store
 
 
 class Store:
-    """The state database. Implements ``clusters.registry.ClusterStorage``."""
+    """The state database. Implements ``clusters.registry.ClusterStorage``.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    ``location`` is the SQLite file (a ``Path``) or a ``postgresql://`` URL. Each thread
+    gets its own connection; those of threads that have ended are closed as new ones open.
+    """
+
+    def __init__(self, location: Path | str) -> None:
+        if isinstance(location, str) and is_postgres_url(location):
+            validate_url(location)
+            self.url: str | None = location
+            self.path = Path(os.devnull)  # no file; kept so older callers need no branch
+            self.backend: BackendName = "postgresql"
+            self.display = redact_url(location)
+        else:
+            self.url = None
+            self.path = Path(location)
+            self.backend = "sqlite"
+            self.display = str(self.path)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[threading.Thread, Connection]] = []
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = False) -> Store:
-        """Open (and migrate) the database at ``path``; ``create`` allows a new file."""
-        if not create and not path.exists():
+    def open(cls, location: Path | str, *, create: bool = False) -> Store:
+        """Open (and migrate) the database at ``location``; ``create`` allows a new
+        SQLite file (a PostgreSQL database must exist: the hub creates tables only)."""
+        store = cls(location)
+        if store.url is None and not create and not store.path.exists():
             raise HubError(
-                f"no state database at {path}: run `hub init` (or point --home/HUB_HOME "
+                f"no state database at {store.path}: run `hub init` (or point --home/HUB_HOME "
                 "at an initialised home)"
             )
-        store = cls(path)
         try:
             migrate(store._conn())
         except sqlite3.DatabaseError as exc:
             store.close()
-            raise HubError(f"state database {path}: {exc}") from None
+            raise HubError(f"state database {store.display}: {exc}") from None
+        except BaseException:
+            store.close()
+            raise
         return store
 
-    def _conn(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+    def _connect(self) -> Connection:
+        if self.url is not None:
+            return connect_postgres(self.url)
+        return SQLiteConnection(connect(self.path))
+
+    def _conn(self) -> Connection:
+        db: Connection | None = getattr(self._local, "db", None)
+        if db is not None and isinstance(db, PostgresConnection) and db.broken:
+            db = None  # the server went away; a new connection, the next statement retries
         if db is None:
-            db = connect(self.path)
+            db = self._connect()
             self._local.db = db
             with self._lock:
-                self._all.append(db)
+                # Worker threads come and go (anyio retires idle ones): close what the
+                # ended ones left, or a long-running hub would hold ever more connections.
+                dead = [c for t, c in self._all if not t.is_alive()]
+                self._all = [(t, c) for t, c in self._all if t.is_alive()]
+                self._all.append((threading.current_thread(), db))
+            for conn in dead:
+                conn.close()
         return db
 
     def close(self) -> None:
         with self._lock:
             conns, self._all = self._all, []
-        for db in conns:
+        for _, db in conns:
             db.close()
         self._local = threading.local()
 
@@ -488,20 +654,21 @@ class Store:
         return schema_version(self._conn())
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: ``BEGIN IMMEDIATE`` takes the write lock up front, so
-        concurrent writers wait (busy timeout) instead of failing on upgrade.
+    def write(self) -> Iterator[Connection]:
+        """A write transaction that serialises writers (``begin_write``): concurrent
+        writers wait (SQLite's busy timeout, PostgreSQL's advisory lock) instead of
+        failing on upgrade.
 
         Inside ``atomic()`` on the same thread it joins that transaction instead."""
         db = self._conn()
         if getattr(self._local, "atomic", False):
             yield db  # the enclosing atomic() commits or rolls back
             return
-        db.execute("BEGIN IMMEDIATE")
+        begin_write(db)
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            rollback(db)
             raise
         db.execute("COMMIT")
 
@@ -520,19 +687,22 @@ class Store:
                 self._local.atomic = False
 
     @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: several queries see one snapshot, without the write lock.
+    def read(self) -> Iterator[Connection]:
+        """A read transaction: several queries see one snapshot (REPEATABLE READ on
+        PostgreSQL), without the write lock.
 
         Inside ``write()`` on the same thread it simply joins that transaction."""
         db = self._conn()
         if db.in_transaction:
             yield db
             return
-        db.execute("BEGIN")
+        begin_read(db)
         try:
             yield db
-        finally:
-            db.execute("COMMIT")
+        except BaseException:
+            rollback(db)
+            raise
+        db.execute("COMMIT")
 
     def get_meta(self, key: str) -> str | None:
         return _get_meta(self._conn(), key)
@@ -590,7 +760,7 @@ class Store:
 class _ClusterTxn:
     """``clusters.registry.ClusterTransaction`` over an open SQLite transaction."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self._db = db
 
     def get_cluster(self, name: str) -> StoredCluster | None:
@@ -607,8 +777,7 @@ class _ClusterTxn:
         r, tls, env = cluster.record, cluster.tls, cluster.envelope
         check = r.last_check
         self._db.execute(
-            f"INSERT OR REPLACE INTO clusters ({Store._ALL_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            upsert("clusters", Store._ALL_COLUMNS.split(", "), ("name",)),
             (
                 r.name,
                 r.server,
@@ -643,13 +812,13 @@ class _ClusterTxn:
         _set_meta(self._db, "master_key_id", key_id)
 
 
-def _get_meta(db: sqlite3.Connection, key: str) -> str | None:
+def _get_meta(db: Connection, key: str) -> str | None:
     row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
-    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+def _set_meta(db: Connection, key: str, value: str) -> None:
+    db.execute(upsert("meta", ("key", "value"), ("key",)), (key, value))
 
 
 def _record(row: tuple[Any, ...]) -> ClusterRecord:
@@ -700,7 +869,7 @@ class _HistoryTxn:
         "updated_at, phase, message, resources"
     )
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Connection) -> None:
         self._db = db
 
     def next_history_id(self, app: str) -> int:
@@ -754,8 +923,7 @@ class _HistoryTxn:
 
     def put_operation(self, row: OperationRow) -> None:
         self._db.execute(
-            f"INSERT OR REPLACE INTO sync_operations ({self._OPERATION}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            upsert("sync_operations", self._OPERATION.split(", "), ("app",)),
             (
                 row.app,
                 row.operation_id,

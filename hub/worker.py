@@ -64,6 +64,7 @@ from hub.appsets import project_scope
 from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
+from hub.leases import Fences
 from hub.metrics import Metrics
 from hub.repos import RepoCache
 from hub.rollout import AppStatus, Asking, rollout_of
@@ -710,6 +711,8 @@ class WorkerServices:
     metrics: Metrics | None = None
     # Called in the store thread inside each status write's transaction (notifications).
     on_status: Callable[[str], None] | None = None
+    # Replicas (hub.leases): spoke writes only while this replica holds the cluster's lease.
+    fences: Fences | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -964,6 +967,15 @@ class ClusterWorker:
             else:
                 log.warning("cluster %s: %s: %s", self.name, state, message)
 
+    def _write_guard(self) -> Callable[[], None] | None:
+        """Replicas (``hub.leases``): every POST/PUT/PATCH/DELETE to the spoke first checks
+        that this replica still holds the cluster's lease (reads are never refused)."""
+        fences = self.svc.fences
+        if fences is None:
+            return None
+        name = self.name
+        return lambda: fences.check_local(name)
+
     async def _connect(self) -> bool:
         kube: AsyncKube | None = None
         failure: tuple[ConnectionState, str] | None = None
@@ -974,7 +986,7 @@ class ClusterWorker:
                 connection = await self._call(
                     partial(connect, self.svc.registry, self.name), abandon=True
                 )
-                kube = AsyncKube(connection)
+                kube = AsyncKube(connection, write_guard=self._write_guard())
                 await kube.resources(refresh=True)
         except TimeoutError:
             failure = ("Unreachable", f"no answer within {CONNECT_TIMEOUT_S:g}s")

@@ -181,3 +181,45 @@ def kubectl(kube: KubeEnv, _kubectl_cache: Path) -> Callable[..., subprocess.Com
         )
 
     return run
+
+
+# ---------------------------------------------------------------- PostgreSQL
+#
+# - ``postgres_server`` (session): a throwaway PostgreSQL (tests/pg.py) started on first
+#   use, stopped at the end. Without PostgreSQL installed the test fails with the reason
+#   under CI (CI=true) and is skipped with it elsewhere.
+# - ``postgres_url``: the URL (no password, trust auth) of a fresh, empty database for
+#   this test: a schema of its own in a shared test database (tests/pg.py says why),
+#   selected by the URL's ``options=-csearch_path=...``. ``postgres_server.create_database()``
+#   makes a whole database when a test needs one.
+# - ``db_location``: parametrized over both backends: a SQLite path in tmp_path, or
+#   ``postgres_url``; for store-level tests that must hold on both.
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    from tests.pg import PostgresNotFound, PostgresServer, find_bindir, unavailable
+
+    try:
+        server = PostgresServer(find_bindir())
+    except PostgresNotFound as exc:
+        unavailable(exc, os.environ)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    url: str = postgres_server.fresh_url()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    if request.param == "sqlite":
+        return tmp_path / "hub.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

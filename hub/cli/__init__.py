@@ -42,6 +42,8 @@ SUBCOMMANDS: dict[str, str] = {
     "rbac": "hub.cli.rbac:rbac",
     "audit": "hub.cli.audit:audit",
     "rollout": "hub.cli.rollout:rollout",
+    "shard": "hub.cli.shard:shard",
+    "migrate-store": "hub.cli.store:migrate_store",
 }
 
 USER_ERRORS = (HubError, ClusterError, GeneratorError)

@@ -156,9 +156,9 @@ def _clusters(obj: HubContext, clusters_file: Path | None) -> list[ClusterInfo]:
             )
             for s in load_cluster_secrets(clusters_file)
         ]
-    from hub.home import db_path, open_registry
+    from hub.home import home_has_store, open_registry
 
-    if not db_path(obj.home).exists():
+    if not home_has_store(obj.home):
         return []
     registry = open_registry(obj.home)
     try:

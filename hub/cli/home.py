@@ -12,8 +12,15 @@ from hub.home import ENV_MASTER_KEY, ENV_NEW_MASTER_KEY, init_home, key_path, ro
 
 
 @click.command("init")
+@click.option(
+    "--database",
+    metavar="URL",
+    help="Keep the state in this PostgreSQL database (postgresql://USER:PASSWORD@HOST:PORT/DB),"
+    " recorded in HOME/database.url (mode 0600). Default: SQLite in HOME/hub.db, or "
+    "HUB_DATABASE_URL when set.",
+)
 @click.pass_obj
-def init(obj: HubContext) -> None:
+def init(obj: HubContext, database: str | None) -> None:
     """Create the state home: the state database and a new random master key.
 
     The key goes to HOME/master.key (mode 0600) unless HUB_MASTER_KEY is set, in
@@ -22,12 +29,13 @@ def init(obj: HubContext) -> None:
     0600 (or, when this user cannot, the command to run is printed and the exit
     code is 2).
     """
-    result = init_home(obj.home)
+    result = init_home(obj.home, database=database)
     if not result.created:
         for change in result.tightened:
             click.echo(f"permissions tightened: {change}")
         nothing = "; nothing else changed" if result.tightened else "; nothing changed"
         click.echo(f"hub home {result.home} is already initialised{nothing}")
+        click.echo(f"state database: {result.database}")
         if not os.environ.get(ENV_MASTER_KEY) and not key_path(result.home).exists():
             click.echo(
                 f"warning: {key_path(result.home)} does not exist and {ENV_MASTER_KEY} is not "
@@ -36,6 +44,7 @@ def init(obj: HubContext) -> None:
             )
         return
     click.echo(f"initialised hub home {result.home} (master key: {result.key_source})")
+    click.echo(f"state database: {result.database}")
 
 
 @click.group("key")

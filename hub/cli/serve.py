@@ -23,7 +23,7 @@ import anyio.abc
 import click
 
 from hub.cli import HubContext
-from hub.controller import Hub, HubOptions
+from hub.controller import Hub, HubOptions, ReplicaConfig
 from hub.errors import HubUsageError
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ async def _run(hub: Hub, api: ApiOptions) -> None:
         # Where the CLI finds this hub (hub status, hub app sync NAME ...): the lock is
         # held and the API listens, so whoever reads this can use it.
         write_serve_file(hub.home, url=url)
+        hub.api_url = url  # replicas publish it with their heartbeat (hub shard list)
         log.info("HTTP API on %s", url)
         async with anyio.create_task_group() as tg:
 
@@ -120,9 +121,17 @@ async def _run(hub: Hub, api: ApiOptions) -> None:
 
             tg.start_soon(on_signals)
             await tg.start(hub.run)
-            click.echo(
-                f"hub serving {len(hub.workers)} cluster(s); Ctrl-C or SIGTERM stops it", err=True
-            )
+            if hub.replica is not None:
+                click.echo(
+                    f"hub replica {hub.replica.replica_id} serving {len(hub.workers)} cluster(s) "
+                    "by lease (see `hub shard list`); Ctrl-C or SIGTERM stops it",
+                    err=True,
+                )
+            else:
+                click.echo(
+                    f"hub serving {len(hub.workers)} cluster(s); Ctrl-C or SIGTERM stops it",
+                    err=True,
+                )
             click.echo(f"HTTP API and dashboard on {url}/", err=True)
     finally:
         with anyio.CancelScope(shield=True):
@@ -231,6 +240,19 @@ def _secret(
     help="Reads need a token too (always so when --host is not a loopback address).",
 )
 @click.option(
+    "--lease",
+    "lease_s",
+    default=None,
+    type=float,
+    help="Replicas on a shared database: seconds a cluster lease lasts without renewal "
+    "(default 15, or $HUB_LEASE_SECONDS).",
+)
+@click.option(
+    "--replica-id",
+    default=None,
+    help="Replicas: this replica's id (default $HUB_REPLICA_ID, else host-pid-random).",
+)
+@click.option(
     "--timeout",
     "once_timeout",
     default=300.0,
@@ -255,6 +277,8 @@ def serve(
     body_timeout: float,
     webhook_interval: float,
     require_auth: bool,
+    lease_s: float | None,
+    replica_id: str | None,
     once_timeout: float,
 ) -> None:
     """Run the hub: keep every registered cluster synced to Git.
@@ -265,6 +289,8 @@ def serve(
     Application is Synced and Healthy, else 1.
 
     One hub per home: a second `hub serve` (or `--once`) on the same home exits 2.
+    On a shared database (PostgreSQL) several `hub serve` replicas, each with its own
+    home, share the clusters by leases (docs/replicas.md).
     """
     from hub.api.client import hold_serve_lock
     from hub.api.token import ENV_TOKEN, ENV_WEBHOOK_SECRET, check_token
@@ -309,32 +335,57 @@ def serve(
         webhook_interval=webhook_interval,
         require_auth=require_auth,
     )
+    from hub.leases import LeaseOptions, new_replica_id
+
+    leases = LeaseOptions.for_lease(lease_s) if lease_s is not None else LeaseOptions.from_env()
+    replica = ReplicaConfig(
+        replica_id=replica_id.strip() if replica_id else new_replica_id(), leases=leases
+    )
     # Without a home there is nothing to lock; the store below says to run `hub init`.
     lock_fd = hold_serve_lock(obj.home, api=not once) if obj.home.is_dir() else None
     try:
-        _serve(obj, options, once=once, once_timeout=once_timeout, api=api)
+        _serve(obj, options, once=once, once_timeout=once_timeout, api=api, replica=replica)
     finally:
         if lock_fd is not None:
             os.close(lock_fd)  # the process ends now anyway (but not under a test runner)
 
 
 def _serve(
-    obj: HubContext, options: HubOptions, *, once: bool, once_timeout: float, api: ApiOptions
+    obj: HubContext,
+    options: HubOptions,
+    *,
+    once: bool,
+    once_timeout: float,
+    api: ApiOptions,
+    replica: ReplicaConfig,
 ) -> None:
+    from hub.home import open_store
+    from hub.leases import is_shared
+
     if once:
+        with open_store(obj.home) as probe:
+            if is_shared(probe):
+                # It would sync every cluster beside the replicas' leases.
+                raise HubUsageError(
+                    "--once is for a single hub: this home's database is shared by replicas; "
+                    "run `hub serve` (a replica) instead"
+                )
         hub = Hub(obj.home, options)
         ok, problems = anyio.run(hub.run_once, once_timeout)
         for problem in problems:
             click.echo(f"not synced and healthy: {problem}", err=True)
         click.echo("all Applications Synced and Healthy" if ok else f"{len(problems)} problem(s)")
         raise click.exceptions.Exit(0 if ok else 1)
-    from hub.home import open_store
-    from hub.metrics import Metrics, connection_states, store_app_counts
+    from hub.metrics import Metrics, connection_states, store_app_counts, store_shards
 
     metrics_store = open_store(obj.home)
-    hub = Hub(obj.home, options)
+    # One process on SQLite (the serve lock guards it); replicas on a shared database.
+    shared = is_shared(metrics_store)
+    hub = Hub(obj.home, options, replica if shared else None)
     hub.metrics = Metrics(
-        app_counts=store_app_counts(metrics_store), connections=connection_states(hub)
+        app_counts=store_app_counts(metrics_store),
+        connections=connection_states(hub),
+        shards=store_shards(metrics_store) if shared else None,
     )
     try:
         anyio.run(_run, hub, api)

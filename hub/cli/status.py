@@ -20,6 +20,7 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -28,7 +29,7 @@ from hub.api.views import AppFilter
 from hub.cli import HubContext
 from hub.cli.fleet_views import Fleet, open_fleet
 from hub.cli.output import OUTPUT_OPTION, TABLE_WIDTH, dump, emit, fit, paint
-from hub.errors import HubUsageError
+from hub.errors import HubError, HubUsageError
 from hub.rollups import FAIL_ON_EXIT_CODE, HEALTH_STATUSES, SYNC_STATUSES, FailOn
 
 HEALTH_COLOURS = {
@@ -217,7 +218,15 @@ def status(
     with open_fleet(obj.home, server=server, offline=offline) as fleet:
         if not watch:
             doc = _status_doc(fleet, appset, cluster, conditions)
-            _print_status(doc, output, fleet.kind)
+            replicas = _replicas(obj.home)
+            if replicas is not None and output != "table":
+                doc = {**doc, "replicas": replicas}
+            _print_status(doc, output, fleet.kind, _store_description(obj.home))
+            if replicas is not None and output == "table":
+                from hub.cli.shard import shard_lines
+
+                click.echo("\nreplicas (hub shard list):")
+                click.echo("\n".join(shard_lines(replicas)))
             reasons = _reasons(fleet, doc, appset, cluster, conditions)
             for reason in reasons:
                 click.echo(f"fail-on: {reason}", err=True)
@@ -273,9 +282,39 @@ def _reasons(
     return fail_on(snapshot, conditions)
 
 
-def _print_status(doc: dict[str, Any], output: str, source: str) -> None:
+def _replicas(home: Path) -> dict[str, Any] | None:
+    """The replicas section (``hub.leases.shard_report``) when the store is shared by
+    replicas (PostgreSQL); None on SQLite, where one hub serves."""
+    from hub.home import open_store
+    from hub.leases import is_shared, shard_report
+
+    try:
+        store = open_store(home)
+    except HubError:
+        return None
+    with store:
+        return shard_report(store) if is_shared(store) else None
+
+
+def _store_description(home: Path) -> str:
+    """Which backend holds the state (a PostgreSQL URL without its password)."""
+    from hub.home import database_location, describe_location
+
+    location = database_location(home)
+    return (
+        "sqlite (hub.db in the hub home)"
+        if isinstance(location, Path)
+        else (describe_location(location))
+    )
+
+
+def _print_status(doc: dict[str, Any], output: str, source: str, store: str = "") -> None:
     if output == "table":
         click.echo(status_table(doc, source=source), nl=False)
+        if store:  # wrapped like the table: a long URL must not break the 80 columns
+            click.echo(
+                textwrap.fill(f"state database: {store}", TABLE_WIDTH - 1, break_on_hyphens=False)
+            )
     else:
         click.echo(dump(doc, output), nl=False)
 

@@ -15,13 +15,13 @@ re-evaluation or a restart never queues a message twice.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from hub.apps import AppRecord, AppSetRecord
+from hub.db import Connection
 from hub.notifications.config import NotificationConfig
 
 SUBSCRIBE = "notifications.argoproj.io/subscribe."
@@ -65,7 +65,7 @@ def app_view(rec: AppRecord) -> dict[str, Any]:
 
 
 def record_events(
-    db: sqlite3.Connection, config: NotificationConfig, rec: AppRecord
+    db: Connection, config: NotificationConfig, rec: AppRecord
 ) -> tuple[int, list[str]]:
     """Evaluate ``rec``'s subscriptions inside the open transaction ``db``: update trigger
     state and queue what fired. Returns (rows queued, problems to log once)."""
@@ -121,9 +121,9 @@ def record_events(
                 (rec.name, key, once, seq),
             )
             cur = db.execute(
-                "INSERT OR IGNORE INTO notification_outbox (event_key, app, trigger, service, "
+                "INSERT INTO notification_outbox (event_key, app, trigger, service, "
                 "recipient, templates, app_view, created_at, next_attempt_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
                 (
                     f"{rec.name}|{key}|{seq}",
                     rec.name,
@@ -149,7 +149,7 @@ def appset_view(record: AppSetRecord, rollout: Mapping[str, Any], event: Mapping
 
 
 def record_rollout_events(
-    db: sqlite3.Connection,
+    db: Connection,
     config: NotificationConfig,
     record: AppSetRecord,
     rollout: Mapping[str, Any],
@@ -187,9 +187,9 @@ def record_rollout_events(
                     f"{event.get('step')}|{event.get('revision')}|{sub.service}|{sub.recipient}"
                 )
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO notification_outbox (event_key, app, trigger, "
+                    "INSERT INTO notification_outbox (event_key, app, trigger, "
                     "service, recipient, templates, app_view, created_at, next_attempt_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
                     (
                         key,
                         record.name,

@@ -51,9 +51,10 @@ def app_manifest(name: str, cluster: str) -> dict[str, Any]:
     }
 
 
-def populate(home: Path) -> None:
-    """Two clusters, two ApplicationSets, four Applications, and a sync history."""
-    init_home(home, env={})
+def populate(home: Path, database: str | None = None) -> None:
+    """Two clusters, two ApplicationSets, four Applications, and a sync history
+    (in ``database``, a PostgreSQL URL, when given)."""
+    init_home(home, env={}, database=database)
     registry = open_registry(home)
     try:
         for name, token in CLUSTER_TOKENS.items():

@@ -22,18 +22,21 @@ from hub.auth.tokens import (
 from hub.errors import HubUsageError
 from hub.home import init_home, open_store
 from hub.store import Store
+from tests.pg import stored_bytes
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    init_home(tmp_path / "home", env={})
+def store(tmp_path: Path, db_location: Path | str) -> Store:
+    init_home(
+        tmp_path / "home", env={}, database=None if isinstance(db_location, Path) else db_location
+    )
     return open_store(tmp_path / "home")
 
 
 def test_a_token_authenticates_as_its_user_and_only_its_hash_is_stored(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, db_location: Path | str, request: pytest.FixtureRequest
 ) -> None:
     add_user(store, "alice")
     token, info = create_token(store, subject="alice", kind="user", description="ci")
@@ -42,6 +45,8 @@ def test_a_token_authenticates_as_its_user_and_only_its_hash_is_stored(
     secret = token.split("_", 2)[2]
     # Every byte the home holds (database, WAL, files), while the store is still open.
     raw = b"".join(p.read_bytes() for p in (tmp_path / "home").rglob("*") if p.is_file())
+    if not isinstance(db_location, Path):  # and every byte of the PostgreSQL database
+        raw += stored_bytes(db_location, request.getfixturevalue("postgres_server"))
     assert info.id.encode() in raw
     assert secret.encode() not in raw
 

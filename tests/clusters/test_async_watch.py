@@ -287,3 +287,41 @@ def test_one_discovery_serves_concurrent_callers_of_a_cluster(
 
     anyio.run(main)
     assert asked.count("/api") == 1 and asked.count("/apis") == 1
+
+
+def test_a_write_guard_refuses_writes_and_never_reads(sim: SimServer, kube: KubeClient) -> None:
+    """Hub replicas fence spoke writes (hub.leases): the guard runs before every
+    POST/PUT/PATCH/DELETE of the client and its views; what it raises reaches the caller;
+    GETs (and watches) are never refused."""
+
+    class Refused(Exception):
+        pass
+
+    allowed = [True]
+    checks: list[str] = []
+
+    def guard() -> None:
+        checks.append("write")
+        if not allowed[0]:
+            raise Refused("lease lost")
+
+    async def main() -> None:
+        client = AsyncKube(kube.connection, write_guard=guard)
+        try:
+            await client.apply(tracked_cm("fenced"))
+            allowed[0] = False
+            for write in (
+                client.with_retry(None).apply(tracked_cm("fenced-2")),
+                client.create(tracked_cm("fenced-3")),
+                client.delete(CM, "fenced", "default"),
+            ):
+                with pytest.raises(Refused):
+                    await write
+            assert (await client.get(CM, "fenced", "default"))["metadata"]["name"] == "fenced"
+            items, _ = await client.list(CM, namespace="default")
+            assert "fenced-2" not in {o["metadata"]["name"] for o in items}
+        finally:
+            await client.aclose()
+
+    anyio.run(main)
+    assert len(checks) == 4

@@ -31,8 +31,8 @@ def key() -> MasterKey:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "hub.db", create=True) as s:
+def store(db_location: Path | str) -> Iterator[Store]:
+    with Store.open(db_location, create=True) as s:
         yield s
 
 

@@ -1,16 +1,32 @@
-"""The state store: WAL mode, busy timeout, migrations in order, one schema_version table."""
+"""The state store: WAL mode, busy timeout, migrations in order, one schema_version table.
+
+Most tests run on both backends (``db_location``: SQLite file or a fresh PostgreSQL
+database of the test server, tests/pg.py)."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hub import store
+from hub.db import Connection, SQLiteConnection, connect_postgres
 from hub.errors import HubError
-from hub.store import MIGRATIONS, Store, connect, migrate, schema_version
+from hub.store import MIGRATIONS, Store, connect, migrate, schema_version, table_names
+
+
+@pytest.fixture
+def raw(db_location: Path | str) -> Iterator[Connection]:
+    """A bare connection (no Store) to the test's database, of either backend."""
+    db: Connection = (
+        SQLiteConnection(connect(db_location))
+        if isinstance(db_location, Path)
+        else connect_postgres(db_location)
+    )
+    yield db
+    db.close()
 
 
 def test_a_new_store_is_migrated_to_the_latest_version_in_wal_mode(tmp_path: Path) -> None:
@@ -24,6 +40,18 @@ def test_a_new_store_is_migrated_to_the_latest_version_in_wal_mode(tmp_path: Pat
     assert rows == [(i + 1, m.__name__.lstrip("_")) for i, m in enumerate(MIGRATIONS)]
 
 
+def test_both_backends_migrate_to_the_same_version_and_tables(db_location: Path | str) -> None:
+    with Store.open(db_location, create=True) as s:
+        assert s.schema_version == len(MIGRATIONS)
+        with s.read() as db:
+            rows = db.execute("SELECT version, name FROM schema_version ORDER BY version")
+            assert rows.fetchall() == [
+                (i + 1, m.__name__.lstrip("_")) for i, m in enumerate(MIGRATIONS)
+            ]
+            tables = table_names(db)
+    assert "clusters" in tables and "sync_history" in tables and "schema_version" in tables
+
+
 def test_opening_a_missing_database_without_create_says_to_run_init(tmp_path: Path) -> None:
     with pytest.raises(HubError, match="run `hub init`"):
         Store.open(tmp_path / "hub.db")
@@ -35,60 +63,55 @@ def test_migration_names_carry_their_version_number() -> None:
         assert step.__name__.startswith(f"_m{version:04d}_")
 
 
-def test_migrations_run_in_order_once_and_later_ones_apply_on_reopen(tmp_path: Path) -> None:
+def test_migrations_run_in_order_once_and_later_ones_apply_on_reopen(raw: Connection) -> None:
     calls: list[str] = []
 
-    def m1(db: sqlite3.Connection) -> None:
+    def m1(db: Connection) -> None:
         calls.append("m1")
         db.execute("CREATE TABLE a (x INTEGER)")
 
-    def m2(db: sqlite3.Connection) -> None:
+    def m2(db: Connection) -> None:
         calls.append("m2")
         db.execute("ALTER TABLE a ADD COLUMN y TEXT")
 
-    db = connect(tmp_path / "t.db")
+    db = raw
     assert migrate(db, (m1,)) == 1
     assert migrate(db, (m1,)) == 1
     assert migrate(db, (m1, m2)) == 2
     assert calls == ["m1", "m2"]
     assert schema_version(db) == 2
     db.execute("INSERT INTO a (x, y) VALUES (1, 'z')")
-    db.close()
 
 
-def test_a_failing_migration_leaves_the_schema_untouched(tmp_path: Path) -> None:
-    def good(db: sqlite3.Connection) -> None:
+def test_a_failing_migration_leaves_the_schema_untouched(raw: Connection) -> None:
+    def good(db: Connection) -> None:
         db.execute("CREATE TABLE a (x INTEGER)")
 
-    def bad(db: sqlite3.Connection) -> None:
+    def bad(db: Connection) -> None:
         db.execute("CREATE TABLE b (x INTEGER)")
         raise RuntimeError("boom")
 
-    db = connect(tmp_path / "t.db")
     with pytest.raises(RuntimeError):
-        migrate(db, (good, bad))
-    assert schema_version(db) == 0
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        migrate(raw, (good, bad))
+    assert schema_version(raw) == 0
+    tables = set(table_names(raw))
     assert "a" not in tables and "b" not in tables
-    db.close()
 
 
-def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
-    def m1(db: sqlite3.Connection) -> None:
+def test_a_database_newer_than_the_code_is_refused(raw: Connection) -> None:
+    def m1(db: Connection) -> None:
         db.execute("CREATE TABLE a (x INTEGER)")
 
-    def m2(db: sqlite3.Connection) -> None:
+    def m2(db: Connection) -> None:
         db.execute("CREATE TABLE b (x INTEGER)")
 
-    db = connect(tmp_path / "t.db")
-    migrate(db, (m1, m2))
+    migrate(raw, (m1, m2))
     with pytest.raises(HubError, match="newer than this hub understands"):
-        migrate(db, (m1,))
-    db.close()
+        migrate(raw, (m1,))
 
 
-def test_concurrent_openers_of_a_fresh_database_migrate_it_once(tmp_path: Path) -> None:
-    path = tmp_path / "hub.db"
+def test_concurrent_openers_of_a_fresh_database_migrate_it_once(db_location: Path | str) -> None:
+    path = db_location
     errors: list[BaseException] = []
 
     def open_it() -> None:
@@ -103,27 +126,28 @@ def test_concurrent_openers_of_a_fresh_database_migrate_it_once(tmp_path: Path) 
     for t in threads:
         t.join()
     assert errors == []
-    db = connect(path)
-    assert db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
-    db.close()
+    with Store.open(path) as s, s.read() as db:
+        assert db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(MIGRATIONS)
 
 
-def test_a_write_transaction_rolls_back_on_error(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "hub.db", create=True) as s:
+def test_a_write_transaction_rolls_back_on_error(db_location: Path | str) -> None:
+    with Store.open(db_location, create=True) as s:
         s.set_meta("k", "v1")
         with pytest.raises(RuntimeError), s.write() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('k', 'v2')")
+            db.execute("UPDATE meta SET value = 'v2' WHERE key = 'k'")
             raise RuntimeError("abort")
         assert s.get_meta("k") == "v1"
 
 
-def test_cluster_listing_sees_commits_of_this_and_other_connections(tmp_path: Path) -> None:
+def test_cluster_listing_sees_commits_of_this_and_other_connections(
+    db_location: Path | str,
+) -> None:
     from clusters.crypto import Keyring, MasterKey
     from clusters.kubeconfig import BearerToken, TLSSettings
     from clusters.registry import NewCluster, Registry
 
     key = MasterKey.generate("k")
-    path = tmp_path / "hub.db"
+    path = db_location
 
     def cluster(name: str) -> NewCluster:
         return NewCluster(

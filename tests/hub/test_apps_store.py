@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,9 @@ from typing import Any
 import pytest
 
 from hub.apps import RESOURCES_FINALIZER, AppStore, Condition, DesiredApp, ProjectRecord
+from hub.db import IntegrityError
 from hub.errors import HubError
-from hub.store import MIGRATIONS, Store, connect, migrate, schema_version
+from hub.store import MIGRATIONS, Store, connect, migrate, schema_version, table_names
 
 
 def desired(
@@ -39,8 +39,8 @@ def desired(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path / "hub.db", create=True)
+def store(db_location: Path | str) -> Iterator[Store]:
+    s = Store.open(db_location, create=True)
     yield s
     s.close()
 
@@ -54,7 +54,7 @@ def put(store: Store, *apps: DesiredApp) -> None:
 def test_a_new_database_gets_the_desired_state_tables(store: Store) -> None:
     assert store.schema_version == len(MIGRATIONS) >= 3
     with store.read() as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = set(table_names(db))
     assert {"sources", "applicationsets", "app_projects", "applications"} <= tables
 
 
@@ -236,7 +236,7 @@ def test_appsets_and_projects_round_trip(store: Store) -> None:
 
 def test_a_failed_transaction_writes_nothing(store: Store) -> None:
     apps = AppStore(store)
-    with pytest.raises(sqlite3.IntegrityError), apps.transaction() as txn:
+    with pytest.raises(IntegrityError), apps.transaction() as txn:
         txn.put_desired(desired("web-east"))
         txn.put_appset(name="web", source="s", file="f", manifest={}, sha=None)  # type: ignore[arg-type]
     assert apps.get("web-east") is None

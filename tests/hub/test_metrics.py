@@ -100,10 +100,13 @@ def test_repository_labels_never_carry_credentials(url: str, label: str) -> None
     assert repo_label(url) == label
 
 
-def test_application_counts_come_from_the_store_at_scrape_time(tmp_path: Path) -> None:
+def test_application_counts_come_from_the_store_at_scrape_time(
+    tmp_path: Path, db_location: Path | str
+) -> None:
     from hub.apps import AppStore, DesiredApp
 
-    init_home(tmp_path / "home", env={"HUB_MASTER_KEY": ""})
+    url = None if isinstance(db_location, Path) else db_location
+    init_home(tmp_path / "home", env={"HUB_MASTER_KEY": ""}, database=url)
     store = open_store(tmp_path / "home")
     apps = AppStore(store)
     m = Metrics(app_counts=store_app_counts(store))

@@ -15,8 +15,8 @@ from hub.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path / "hub.db", create=True)
+def store(db_location: Path | str) -> Iterator[Store]:
+    s = Store.open(db_location, create=True)
     try:
         yield s
     finally:

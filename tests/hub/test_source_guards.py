@@ -29,8 +29,8 @@ from tests.hub.test_sources import MemoryGit
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path / "hub.db", create=True)
+def store(db_location: Path | str) -> Iterator[Store]:
+    s = Store.open(db_location, create=True)
     for name in ("a", "b"):
         SourceStore(s).add(Source(name=name, repo="/nowhere"))
     yield s

@@ -90,8 +90,8 @@ def _fields(now: datetime) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path / "hub.db", create=True)
+def store(db_location: Path | str) -> Iterator[Store]:
+    s = Store.open(db_location, create=True)
     yield s
     s.close()
 

@@ -165,9 +165,11 @@ def test_the_dispatcher_retries_a_refused_message_and_marks_it_sent(
     assert json.loads(http.requests[1].body)["trigger"] == "on-sync-failed"
 
 
-def test_a_bad_settings_file_keeps_the_previous_settings(tmp_path: Path) -> None:
+def test_a_bad_settings_file_keeps_the_previous_settings(
+    tmp_path: Path, db_location: Path | str
+) -> None:
     (tmp_path / "notifications.yaml").write_text("service.webhook.hook: |\n  url: http://a\n")
-    store = Store.open(tmp_path / "hub.db", create=True)
+    store = Store.open(db_location, create=True)
     try:
         notifier = Notifier(tmp_path, store, AppStore(store), {}.get)
         assert notifier.config is not None and notifier.config.webhooks["hook"].url == "http://a"
@@ -181,8 +183,10 @@ def test_a_bad_settings_file_keeps_the_previous_settings(tmp_path: Path) -> None
         store.close()
 
 
-def test_the_last_failed_attempt_marks_the_row_failed(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "hub.db", create=True)
+def test_the_last_failed_attempt_marks_the_row_failed(
+    tmp_path: Path, db_location: Path | str
+) -> None:
+    store = Store.open(db_location, create=True)
     try:
         with store.write() as db:
             db.execute(
@@ -203,13 +207,13 @@ def test_the_last_failed_attempt_marks_the_row_failed(tmp_path: Path) -> None:
 
 
 def test_a_message_that_cannot_be_sent_does_not_stop_the_others(
-    tmp_path: Path, http: HttpReceiver
+    tmp_path: Path, http: HttpReceiver, db_location: Path | str
 ) -> None:
     (tmp_path / "notifications.yaml").write_text(
         f"service.webhook.hook: {{url: {http.url}}}\n"
         "service.email: {host: 127.0.0.1, port: 1, from: hub@example.com}\n"
     )
-    store = Store.open(tmp_path / "hub.db", create=True)
+    store = Store.open(db_location, create=True)
     with store.write() as db:
         for key, service, recipient in (
             ("k1", "email", "ops@x.org\nBcc: all@x.org"),
@@ -248,10 +252,12 @@ def test_a_message_that_cannot_be_sent_does_not_stop_the_others(
     assert len(http.requests) == 1
 
 
-def test_housekeeping_forgets_old_sent_rows_and_the_state_of_gone_apps(tmp_path: Path) -> None:
+def test_housekeeping_forgets_old_sent_rows_and_the_state_of_gone_apps(
+    tmp_path: Path, db_location: Path | str
+) -> None:
     from datetime import UTC, datetime, timedelta
 
-    store = Store.open(tmp_path / "hub.db", create=True)
+    store = Store.open(db_location, create=True)
     try:
         now = datetime.now(UTC)
         with store.write() as db:
@@ -280,7 +286,9 @@ def test_housekeeping_forgets_old_sent_rows_and_the_state_of_gone_apps(tmp_path:
         store.close()
 
 
-def test_a_slow_receiver_does_not_hold_up_the_others(tmp_path: Path, http: HttpReceiver) -> None:
+def test_a_slow_receiver_does_not_hold_up_the_others(
+    tmp_path: Path, http: HttpReceiver, db_location: Path | str
+) -> None:
     import threading
 
     http.held = threading.Event()
@@ -288,7 +296,7 @@ def test_a_slow_receiver_does_not_hold_up_the_others(tmp_path: Path, http: HttpR
         f"service.webhook.slow: {{url: {http.url}/slow}}\n"
         f"service.webhook.fast: {{url: {http.url}/fast}}\n"
     )
-    store = Store.open(tmp_path / "hub.db", create=True)
+    store = Store.open(db_location, create=True)
     with store.write() as db:
         for key, service in (("k1", "slow"), ("k2", "fast")):
             db.execute(

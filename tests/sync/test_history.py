@@ -19,13 +19,14 @@ from hub.sync.history import (
     SyncHistory,
     Trigger,
 )
+from tests.pg import stored_bytes
 
 SECRET_VALUE = "c3VwZXItc2VjcmV0LXZhbHVl"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path / "hub.db", create=True)
+def store(db_location: Path | str) -> Iterator[Store]:
+    s = Store.open(db_location, create=True)
     yield s
     s.close()
 
@@ -78,16 +79,17 @@ def test_entries_count_up_per_app_and_only_the_newest_limit_are_kept(store: Stor
         history.manifests("b", 0)
 
 
-def test_manifests_are_sealed_and_need_the_master_key(store: Store, tmp_path: Path) -> None:
+def test_manifests_are_sealed_and_need_the_master_key(
+    store: Store, db_location: Path | str, request: pytest.FixtureRequest
+) -> None:
     key = MasterKey.generate("t")
     secret: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
     secret["data"] = {"password": SECRET_VALUE}
     history = SyncHistory(store, lambda: keyring(key))
     history.record(op("a", 1), finished_at=datetime.now(UTC), manifests=[secret])
     assert history.manifests("a", 0) == [secret]
-    assert SECRET_VALUE.encode() not in (tmp_path / "hub.db").read_bytes()
-    wal = tmp_path / "hub.db-wal"
-    assert not wal.exists() or SECRET_VALUE.encode() not in wal.read_bytes()
+    server = None if isinstance(db_location, Path) else request.getfixturevalue("postgres_server")
+    assert SECRET_VALUE.encode() not in stored_bytes(db_location, server)
     other = SyncHistory(store, lambda: keyring(MasterKey.generate("other")))
     with pytest.raises(HistoryError, match="wrong master key"):
         other.manifests("a", 0)

@@ -1,0 +1,279 @@
+"""Leases, assignment and fencing (hub.leases): the pure decisions, and the SQL on both
+backends (SQLite and a real PostgreSQL server, ``db_location``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from hub.apps import AppStore
+from hub.leases import (
+    LEADER,
+    ClusterFence,
+    FencedAppStore,
+    FencedHistoryStorage,
+    Fences,
+    LeaseLost,
+    LeaseOptions,
+    LeaseRow,
+    LeaseStore,
+    assignment,
+    cluster_lease,
+    owner_of,
+    plan,
+    shard_view,
+)
+from hub.store import Store
+from hub.sync.history import Operation, OperationPhase, SyncHistory, Trigger
+from tests.hub.test_apps_store import desired
+
+CLUSTERS = [f"c{i:02d}" for i in range(60)]
+OPTIONS = LeaseOptions.for_lease(15.0)
+
+
+# ---------------------------------------------------------------- assignment (pure)
+
+
+def test_rendezvous_is_deterministic_and_order_free() -> None:
+    a = assignment(CLUSTERS, ["r1", "r2", "r3"])
+    assert a == assignment(reversed(CLUSTERS), ["r3", "r1", "r2", "r1"])
+    assert set(a.values()) == {"r1", "r2", "r3"}
+    assert owner_of("x", []) is None and assignment(CLUSTERS, []) == {}
+
+
+def test_a_join_moves_only_clusters_to_the_new_replica() -> None:
+    before = assignment(CLUSTERS, ["r1", "r2", "r3"])
+    after = assignment(CLUSTERS, ["r1", "r2", "r3", "r4"])
+    moved = {c for c in CLUSTERS if before[c] != after[c]}
+    assert moved and all(after[c] == "r4" for c in moved)
+    # roughly a quarter, not a reshuffle
+    assert len(moved) < len(CLUSTERS) / 2
+
+
+def test_a_leave_moves_only_the_clusters_of_the_replica_that_left() -> None:
+    before = assignment(CLUSTERS, ["r1", "r2", "r3"])
+    after = assignment(CLUSTERS, ["r1", "r3"])
+    for c in CLUSTERS:
+        if before[c] != "r2":
+            assert after[c] == before[c]
+        else:
+            assert after[c] in {"r1", "r3"}
+
+
+def _row(cluster: str, owner: str | None, expires: float, token: int = 1) -> LeaseRow:
+    return LeaseRow(name=cluster_lease(cluster), owner=owner, token=token, expires_at=expires)
+
+
+def test_plan_acquires_only_free_or_expired_leases_it_should_own() -> None:
+    clusters = [f"k{i}" for i in range(20)]
+    mine = [c for c, o in assignment(clusters, ["me", "other"]).items() if o == "me"]
+    assert len(mine) >= 3
+    free, expired, held = mine[0], mine[1], mine[2]
+    leases = {
+        cluster_lease(free): _row(free, None, 0.0),
+        cluster_lease(expired): _row(expired, "dead", 99.0),
+        cluster_lease(held): _row(held, "other", 200.0),  # not expired: wait for it
+    }
+    decision = plan(
+        me="me", live=["me", "other"], clusters=clusters, leases=leases, held=[], now=100.0
+    )
+    assert free in decision.acquire and expired in decision.acquire
+    assert held not in decision.acquire
+    assert set(decision.acquire) <= set(mine)
+
+
+def test_plan_hands_off_what_belongs_to_a_live_replica_and_drops_removed_clusters() -> None:
+    clusters = ["a", "b", "c", "d", "e", "f"]
+    wanted = assignment(clusters, ["me", "new"])
+    theirs = [c for c, o in wanted.items() if o == "new"]
+    decision = plan(
+        me="me",
+        live=["me", "new"],
+        clusters=clusters,
+        leases={},
+        held=[*clusters, "gone"],
+        now=0.0,
+    )
+    assert sorted(decision.hand_off) == sorted(theirs)
+    assert decision.drop == ("gone",)
+    assert decision.acquire == ()
+
+
+def test_lease_timing_is_checked() -> None:
+    with pytest.raises(Exception, match="heartbeat"):
+        LeaseOptions(lease_s=3.0, heartbeat_s=3.0, margin_s=1.0)
+    assert LeaseOptions.from_env({"HUB_LEASE_SECONDS": "3"}).heartbeat_s == 1.0
+    with pytest.raises(Exception, match="HUB_LEASE_SECONDS"):
+        LeaseOptions.from_env({"HUB_LEASE_SECONDS": "soon"})
+
+
+# ---------------------------------------------------------------- the SQL (both backends)
+
+
+@pytest.fixture
+def store(db_location: Path | str) -> Iterator[Store]:
+    with Store.open(db_location, create=True) as s:
+        with s.write() as db:
+            for name in ("east", "west"):
+                db.execute(
+                    "INSERT INTO clusters (name, server, credential_kind, credential_rev, "
+                    "key_id, wrapped_key, nonce, ciphertext) VALUES (?, ?, 'token', 'r', "
+                    "'k', ?, ?, ?)",
+                    (name, f"https://{name}", b"\0", b"\0", b"\0"),
+                )
+        yield s
+
+
+def _expire(store: Store, name: str) -> None:
+    """What the passing of time does to a lease (no sleeping in tests)."""
+    with store.write() as db:
+        db.execute("UPDATE leases SET expires_at = 0 WHERE name = ?", (name,))
+
+
+def test_only_one_replica_acquires_a_lease_and_each_acquisition_bumps_the_token(
+    store: Store,
+) -> None:
+    a, b = LeaseStore(store, "a", OPTIONS), LeaseStore(store, "b", OPTIONS)
+    a.beat()
+    b.beat()
+    east = cluster_lease("east")
+    assert a.acquire(east) == 1
+    assert b.acquire(east) is None  # held and not expired
+    assert b.beat().leases[east].owner == "a"
+    _expire(store, east)
+    assert b.acquire(east) == 2
+    assert a.acquire(east) is None
+    assert b.release(east, 2)
+    assert not a.release(east, 1)  # an old token releases nothing
+    assert a.acquire(east) == 3
+
+
+def test_concurrent_acquisitions_have_exactly_one_winner(store: Store) -> None:
+    replicas = [LeaseStore(store, f"r{i}", OPTIONS) for i in range(6)]
+    for r in replicas:
+        r.beat()
+    won: list[str] = []
+    barrier = threading.Barrier(len(replicas))
+
+    def race(r: LeaseStore) -> None:
+        barrier.wait()
+        if r.acquire(cluster_lease("west")) is not None:
+            won.append(r.replica)
+
+    threads = [threading.Thread(target=race, args=(r,)) for r in replicas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1
+
+
+def test_a_beat_renews_only_unexpired_leases_of_this_replica(store: Store) -> None:
+    a, b = LeaseStore(store, "a", OPTIONS), LeaseStore(store, "b", OPTIONS)
+    a.beat()
+    token = a.acquire(cluster_lease("east"))
+    assert a.acquire(LEADER) == 1
+    beat = a.beat()
+    assert beat.renewed == {cluster_lease("east"): token, LEADER: 1}
+    assert {r.id for r in beat.live} == {"a"}
+    _expire(store, cluster_lease("east"))
+    assert cluster_lease("east") not in a.beat().renewed  # expired: lost, not renewed
+    b.beat()
+    view = shard_view(store)
+    assert view.leader == "a" and set(view.replicas) == {"a", "b"}
+    a.leave()
+    assert shard_view(store).leader is None
+    assert "a" not in shard_view(store).replicas
+
+
+def test_requests_are_claimed_once_by_the_owner(store: Store) -> None:
+    a, b = LeaseStore(store, "a", OPTIONS), LeaseStore(store, "b", OPTIONS)
+    b.put_request("east", "web", "sync", {"prune": True})
+    b.put_request("west", "db", "refresh", {})
+    assert b.pending_clusters() == {"east", "west"}
+    a.beat()
+    token = a.acquire(cluster_lease("east"))
+    assert token is not None
+    fence = ClusterFence(cluster_lease("east"), token, time.monotonic() + 60)
+    assert a.claim_requests("east", fence) == [("web", "sync", {"prune": True})]
+    assert a.claim_requests("east", fence) == []
+    assert b.pending_clusters() == {"west"}
+
+
+# ---------------------------------------------------------------- fencing
+
+
+def _held(store: Store, replica: str, cluster: str) -> tuple[LeaseStore, Fences]:
+    leases = LeaseStore(store, replica, OPTIONS)
+    leases.beat()
+    token = leases.acquire(cluster_lease(cluster))
+    assert token is not None
+    fences = Fences(store)
+    fences.put(cluster, ClusterFence(cluster_lease(cluster), token, time.monotonic() + 60))
+    return leases, fences
+
+
+def test_a_status_write_with_a_superseded_token_is_refused_and_changes_nothing(
+    store: Store,
+) -> None:
+    with AppStore(store).transaction() as txn:
+        txn.put_desired(desired("web", cluster="east"))
+    _, a_fences = _held(store, "a", "east")
+    a_apps = FencedAppStore(store, a_fences)
+    a_apps.set_status("web", sync_status="Synced")
+    _expire(store, cluster_lease("east"))
+    _, b_fences = _held(store, "b", "east")  # b takes over: token 2
+    with pytest.raises(LeaseLost, match="fencing token 1"):
+        a_apps.set_status("web", sync_status="OutOfSync", health_status="Degraded")
+    fence = a_fences.get("east")
+    assert fence is not None and fence.lost and not fence.valid()
+    rec = AppStore(store).get("web")
+    assert rec is not None and (rec.sync_status, rec.health_status) == ("Synced", "Unknown")
+    FencedAppStore(store, b_fences).set_status("web", health_status="Healthy")
+    with pytest.raises(LeaseLost):
+        a_apps.finish_deletion("web")
+    assert AppStore(store).get("web") is not None
+
+
+def test_history_writes_are_fenced_by_the_cluster_of_the_operation(store: Store) -> None:
+    _, a_fences = _held(store, "a", "east")
+    history = SyncHistory(FencedHistoryStorage(store, a_fences), lambda: pytest.fail("no keys"))
+    op = Operation(
+        app="web",
+        operation_id="op1",
+        cluster="east",
+        revision="abc",
+        source={},
+        initiated_by="test",
+        trigger=Trigger.AUTOMATED,
+        started_at=datetime.now(UTC),
+        phase=OperationPhase.RUNNING,
+    )
+    history.begin(op)
+    with pytest.raises(LeaseLost, match="holds no lease"):
+        history.begin(replace(op, app="db", cluster="west"))
+    _expire(store, cluster_lease("east"))
+    _held(store, "b", "east")
+    with pytest.raises(LeaseLost):
+        history.update(op)
+    assert [o.operation_id for o in SyncHistory(store, lambda: pytest.fail()).interrupted()] == [
+        "op1"
+    ]
+
+
+def test_a_fence_past_its_local_deadline_refuses_without_asking_the_database() -> None:
+    fence = ClusterFence(cluster_lease("east"), 1, time.monotonic() - 0.001)
+    assert not fence.valid()
+    with pytest.raises(LeaseLost, match="not renewed in time"):
+        fence.check_local()
+    renewed = ClusterFence(cluster_lease("east"), 1, time.monotonic() + 60)
+    renewed.check_local()
+    renewed.lose("taken over")
+    with pytest.raises(LeaseLost, match="taken over"):
+        renewed.check_local()

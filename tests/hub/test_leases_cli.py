@@ -1,0 +1,66 @@
+"""`hub shard list`, the replicas section of `hub status` and `hub serve --once` on a shared
+store, from the store alone (no replica running): PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hub.home import open_store
+from hub.leases import LEADER, LeaseOptions, LeaseStore, cluster_lease
+from tests.clusters.cli_support import Hub
+
+
+def _register(store_home: Path, names: list[str]) -> None:
+    with open_store(store_home) as store, store.write() as db:
+        for name in names:
+            db.execute(
+                "INSERT INTO clusters (name, server, credential_kind, credential_rev, "
+                "key_id, wrapped_key, nonce, ciphertext) VALUES (?, ?, 'token', 'r', "
+                "'k', ?, ?, ?)",
+                (name, f"https://{name}", b"\0", b"\0", b"\0"),
+            )
+
+
+def test_shard_list_and_status_show_replicas_leases_and_the_leader(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    cli = Hub(tmp_path / "home")
+    cli.ok("init", "--database", postgres_url)
+    _register(cli.home, ["east", "west", "north"])
+    options = LeaseOptions.for_lease(15.0)
+    with open_store(cli.home) as store:
+        a, b = LeaseStore(store, "replica-a", options), LeaseStore(store, "replica-b", options)
+        a.beat(url="http://127.0.0.1:8080")
+        b.beat(url="http://127.0.0.1:8081")
+        assert a.acquire(cluster_lease("east")) == 1
+        assert a.acquire(LEADER) == 1
+        assert b.acquire(cluster_lease("west")) == 1
+    doc = json.loads(cli.ok("shard", "list", "-o", "json").stdout)
+    assert doc["leader"] == "replica-a"
+    assert {r["id"]: r["clusters"] for r in doc["replicas"]} == {
+        "replica-a": ["east"],
+        "replica-b": ["west"],
+    }
+    owners = {c["cluster"]: (c["owner"], c["token"]) for c in doc["clusters"]}
+    assert owners == {"east": ("replica-a", 1), "north": (None, None), "west": ("replica-b", 1)}
+    table = cli.ok("shard", "list").stdout
+    assert "replica-a *" in table and "leader: replica-a" in table
+    assert "north" in table and "EXPIRES IN" in table
+    status = cli.ok("status").stdout
+    assert "replicas (hub shard list):" in status and "replica-b" in status
+    as_json = json.loads(cli.ok("status", "-o", "json").stdout)
+    assert as_json["replicas"]["leader"] == "replica-a"
+    # One pass of every cluster beside the replicas' leases would break the leases' promise.
+    once = cli("serve", "--once")
+    assert once.exit_code == 2 and "shared by replicas" in once.output
+
+
+def test_a_sqlite_home_has_no_replicas(tmp_path: Path) -> None:
+    cli = Hub(tmp_path / "home")
+    cli.ok("init")
+    assert "SQLite: one `hub serve`, no replicas" in cli.ok("shard", "list").stdout
+    assert json.loads(cli.ok("shard", "list", "-o", "json").stdout)["replicas"] == []
+    status = cli.ok("status")
+    assert "replicas" not in status.stdout
+    assert "replicas" not in json.loads(cli.ok("status", "-o", "json").stdout)
