@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.abc
@@ -59,12 +59,15 @@ from hub.errors import HubError
 from hub.handle import ClusterConnection
 from hub.home import load_keyring, open_registry, open_store
 from hub.leases import (
+    ClusterFence,
     FencedAppStore,
     FencedHistoryStorage,
     Fences,
+    LeaderFencedStore,
     LeaseLost,
     LeaseOptions,
     LeaseStore,
+    quiet_lease_lost,
 )
 from hub.metrics import Metrics
 from hub.notifications.dispatcher import Notifier
@@ -263,6 +266,7 @@ class Hub:
         self.book: RevisionBook
         self.git: HubGit
         self.appsets: AppSetController
+        self.leader_apps: AppStore  # the leader's writes (replicas: fenced by its lease)
         self.jq: JqRunner
         self.services: WorkerServices
 
@@ -405,6 +409,7 @@ class Hub:
         self.apps = AppStore(self.store)
         self.history = SyncHistory(self.store, lambda: load_keyring(self.home))
         worker_apps, fences = self.apps, None
+        leader_store = self.store  # what the ApplicationSet controller and rollouts write
         if self.replica is not None:
             # Every state change of a cluster is written with its lease's fencing token.
             fences = Fences(self.store)
@@ -416,13 +421,19 @@ class Hub:
             self.shards = Shards(
                 self, self.leases, fences, self._store_limiter, lambda: self.api_url
             )
+            # The leader's writes are fenced by the leader lease's token, as the workers'
+            # are by their cluster's.
+            leader_store = LeaderFencedStore(self.store, self._leader_fence).as_store()
+            # A sync ended by a lost lease is expected here: one warning line, no traceback.
+            quiet_lease_lost(logging.getLogger(ClusterWorker.__module__))
+        self.leader_apps = AppStore(leader_store)
         self.repo_cache = RepoCache(self.home)
         use_repo_credentials(self.home)
         self.repos = SerializedSources(self.repo_cache, self.metrics)
         self.book = RevisionBook(self.repos, self._git_limiter)
         self.git = HubGit(remote=MaterializedGit(self.repos))
         self.appsets = AppSetController(
-            self.store,
+            leader_store,
             self.git,
             ControllerOptions(new_git_file_globbing=self.options.new_git_file_globbing),
         )
@@ -614,6 +625,9 @@ class Hub:
     def is_leader(self) -> bool:
         return self.shards is None or self.shards.is_leader()
 
+    def _leader_fence(self) -> ClusterFence | None:
+        return None if self.shards is None else self.shards.leader
+
     async def _leader_loop(self) -> None:
         """Replica mode: Git polling, the ApplicationSet controller and notifications run
         while this replica holds the leader lease, and are cancelled when it loses it."""
@@ -636,6 +650,12 @@ class Hub:
         if self.shards is not None:
             # Replicas: this worker's writes carry the token its lease had when it started.
             pinned = self.shards.fences.pinned(name)
+            try:
+                # What an earlier worker of this replica claimed under the same token and
+                # did not start (a restart for a new credential) is claimable again.
+                await self._db(partial(self.leases.unclaim, name, pinned.fence.token))
+            except Exception as exc:  # the database out of reach: claimed at the next token
+                log.warning("cluster %s: forwarded requests not reclaimed: %r", name, exc)
             services = replace(
                 services,
                 fences=pinned,
@@ -664,7 +684,8 @@ class Hub:
         try:
             await worker.run(task_status=task_status)
         except* LeaseLost as group:
-            log.warning("cluster %s: %s; worker stopped", worker.name, group.exceptions[0])
+            lost = cast(LeaseLost, group.exceptions[0])
+            log.warning("%s", lost.one_line())
             if self.shards is not None:
                 fence = self.shards.fences.get(worker.name)
                 if fence is not None:
@@ -868,9 +889,12 @@ class Hub:
             log.info("cluster %s left the registry: its worker stopped", name)
         if changed and self.is_leader():
             async with self._appset_lock:
-                await anyio.to_thread.run_sync(
-                    self.appsets.reconcile_appsets, records, limiter=self._git_limiter
-                )
+                try:
+                    await anyio.to_thread.run_sync(
+                        self.appsets.reconcile_appsets, records, limiter=self._git_limiter
+                    )
+                except LeaseLost as exc:  # replicas: no longer the leader; the next one does
+                    log.warning("ApplicationSets not reconciled: %s", exc)
         fences = fences_of(records)
         # Replicas: only the clusters this replica holds the lease of (hub.shards).
         targets = set(fingerprint) if self.shards is None else set(fingerprint) & self.shards.owned
@@ -898,9 +922,14 @@ class Hub:
                     await self._follow_revisions()
                     continue
             # Progressive sync: a set's step moves when its apps' status does (no row mark).
-            for cluster in await self._db(
-                partial(advance_rollouts, self.apps, self.notifier.on_rollout)
-            ):
+            try:
+                moved = await self._db(
+                    partial(advance_rollouts, self.leader_apps, self.notifier.on_rollout)
+                )
+            except LeaseLost as exc:  # replicas: no longer the leader; the next one does
+                log.warning("rollouts not advanced: %s", exc)
+                continue
+            for cluster in moved:
                 if cluster in self.workers:
                     self.workers[cluster].wake(refresh_all=True)
 

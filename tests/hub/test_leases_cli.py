@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from hub.home import open_store
-from hub.leases import LEADER, LeaseOptions, LeaseStore, cluster_lease
+from hub.leases import LEADER, LeaseOptions, LeaseStore, cluster_lease, now_sql
 from tests.clusters.cli_support import Hub
 
 
@@ -64,3 +64,22 @@ def test_a_sqlite_home_has_no_replicas(tmp_path: Path) -> None:
     status = cli.ok("status")
     assert "replicas" not in status.stdout
     assert "replicas" not in json.loads(cli.ok("status", "-o", "json").stdout)
+
+
+def test_serve_refuses_a_replica_id_a_live_replica_uses(tmp_path: Path, postgres_url: str) -> None:
+    cli = Hub(tmp_path / "home")
+    cli.ok("init", "--database", postgres_url)
+    with open_store(cli.home) as store, store.write() as db:
+        # A replica live on another machine under this id (heartbeat: now).
+        db.execute(
+            "INSERT INTO replicas (id, host, pid, url, started_at, heartbeat_at) "
+            f"VALUES ('hub-a', 'db-host-2', 4242, '', 0, {now_sql(store)})"
+        )
+    refused = cli("serve", "--replica-id", "hub-a", "--port", "0")
+    assert refused.exit_code == 2, refused.output
+    assert "replica id 'hub-a' is already used by a live replica" in refused.output
+    assert "host db-host-2, pid 4242" in refused.output and "--replica-id" in refused.output
+    assert "Traceback" not in refused.output
+    with open_store(cli.home) as store, store.read() as db:
+        rows = db.execute("SELECT host, pid FROM replicas WHERE id = 'hub-a'").fetchall()
+    assert [tuple(r) for r in rows] == [("db-host-2", 4242)]  # the live one is untouched
