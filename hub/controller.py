@@ -33,9 +33,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -67,6 +70,10 @@ from hub.leases import (
     LeaseLost,
     LeaseOptions,
     LeaseStore,
+    cluster_lease,
+    hold_lease,
+    is_shared,
+    lease_holder,
     quiet_lease_lost,
 )
 from hub.metrics import Metrics
@@ -1051,7 +1058,12 @@ def _leftovers(kube: KubeClient, records: Sequence[AppRecord]) -> tuple[list[str
 
 
 def delete_cluster_resources(
-    home: Path, cluster: str, *, timeout_s: float = 300.0, poll_s: float = 0.5
+    home: Path,
+    cluster: str,
+    *,
+    timeout_s: float = 300.0,
+    poll_s: float = 0.5,
+    hold: ExitStack | None = None,
 ) -> CascadeOutcome:
     """``hub cluster rm NAME --cascade``, before the cluster is removed.
 
@@ -1064,11 +1076,18 @@ def delete_cluster_resources(
        Application's resources itself, pass after pass until a pass finds nothing.
     3. Either way the cluster is then listed afresh: the outcome says what is left.
 
+    On a store shared by replicas (``_replicas_delete``), "a hub runs" means a replica
+    holds the cluster's lease; when none does, this command takes that lease and keeps it
+    until ``hold`` closes (the caller closes it after removing the cluster), so that no
+    replica starts a worker on the cluster meanwhile.
+
     The records stay (marked deleting) for the removal of the cluster to prune."""
     why = f"hub cluster rm --cascade at {datetime.now(UTC).isoformat(timespec='seconds')}"
     fence_cluster(home, cluster, why)
     registry = open_registry(home)
     store = open_store(home)
+    local = ExitStack()
+    hold = local if hold is None else hold
     try:
         apps = AppStore(store)
         records = apps.list_apps(cluster=cluster)
@@ -1081,14 +1100,27 @@ def delete_cluster_resources(
         try:
             kube = KubeClient(connect(registry, cluster))
             waited = None
-            if find_running_hub(home) is not None:
+            shared = is_shared(store)
+            if shared:
+                by, waited = _replicas_delete(store, apps, cluster, timeout_s, poll_s, hold)
+            elif find_running_hub(home) is not None:
                 by = "the running hub"
-                waited = _wait_for_hub(home, apps, cluster, timeout_s, poll_s)
+                waited = _wait_for_hub(
+                    apps,
+                    cluster,
+                    timeout_s,
+                    poll_s,
+                    alive=lambda: find_running_hub(home) is not None,
+                    who="the running hub",
+                )
             if waited is None:  # no hub, or it went away while we waited
                 left = {r.name for r in apps.list_apps(cluster=cluster, deleting=True)}
-                by = (
-                    "this command" if by == "this command" else "the running hub, then this command"
-                )
+                if not shared:  # replicas: _replicas_delete said who
+                    by = (
+                        "this command"
+                        if by == "this command"
+                        else "the running hub, then this command"
+                    )
                 errors = _delete_passes(
                     kube,
                     [r for r in records if r.name in left],
@@ -1104,16 +1136,63 @@ def delete_cluster_resources(
             remaining += errors
         return CascadeOutcome(by=by, apps=names, kept=tuple(kept), remaining=tuple(remaining))
     finally:
-        store.close()
+        local.close()
+        if hold is local:
+            store.close()
+        else:  # the lease's renewal uses the store until the caller closes ``hold``
+            hold.callback(store.close)
         registry.close()
 
 
+def _replicas_delete(
+    store: Store, apps: AppStore, cluster: str, timeout_s: float, poll_s: float, hold: ExitStack
+) -> tuple[str, list[str] | None]:
+    """Replicas: who deletes, and what ``_wait_for_hub`` gave (None: this command deletes).
+
+    The replica holding the cluster's lease deletes, as a running hub would (its worker
+    saw the fence), and this waits; if it dies the next owner goes on, so this waits while
+    the lease is held or any replica is live. When no replica holds the lease, this command
+    takes it (``hold_lease``, kept in ``hold``) and deletes itself: no replica acquires the
+    cluster, so no worker deletes beside it."""
+    lease, waited_on = cluster_lease(cluster), ""
+    holder = f"hub-cli-{socket.gethostname()}-{os.getpid()}"
+    for _ in range(3):  # a replica may take the lease between the look and the grab
+        owner, _live = lease_holder(store, lease)
+        if owner is not None:
+            waited_on = waited_on or f"replica {owner}"
+
+            def alive() -> bool:
+                held, live = lease_holder(store, lease)
+                return held is not None or live
+
+            waited = _wait_for_hub(
+                apps, cluster, timeout_s, poll_s, alive=alive, who=f"replica {owner}"
+            )
+            if waited is not None:
+                return f"replica {owner}, the owner of its lease", waited
+        if hold.enter_context(hold_lease(store, lease, holder)) is not None:
+            log.info("cluster %s: this command holds its lease while it deletes", cluster)
+            mine = "this command, holding the cluster's lease"
+            return (f"{waited_on}, then {mine}" if waited_on else mine), None
+    raise HubError(
+        f"cluster {cluster}: its lease keeps moving between replicas; nothing deleted by this "
+        "command, run it again"
+    )
+
+
 def _wait_for_hub(
-    home: Path, apps: AppStore, cluster: str, timeout_s: float, poll_s: float
+    apps: AppStore,
+    cluster: str,
+    timeout_s: float,
+    poll_s: float,
+    *,
+    alive: Callable[[], bool],
+    who: str,
 ) -> list[str] | None:
-    """Wait until the running hub has deleted every Application of ``cluster`` marked for
-    deletion; the deletion errors it reported for those left when time ran out, or None
-    when the hub stopped answering meanwhile (the caller then deletes itself)."""
+    """Wait until ``who`` (the running hub, or the replica owning the cluster) has
+    deleted every Application of ``cluster`` marked for deletion; the deletion errors it
+    reported for those left when time ran out, or None when ``alive`` says it stopped
+    meanwhile (the caller then deletes itself)."""
     deadline = time.monotonic() + timeout_s
     next_probe = time.monotonic() + HUB_PROBE_S
     while True:
@@ -1125,13 +1204,13 @@ def _wait_for_hub(
             return [
                 next(
                     (c.message for c in rec.conditions if c.type == DELETION_ERROR),
-                    f"{rec.name}: not deleted by the running hub within {timeout_s:g}s",
+                    f"{rec.name}: not deleted by {who} within {timeout_s:g}s",
                 )
                 for rec in left
             ]
         if now >= next_probe:
-            if find_running_hub(home) is None:
-                log.warning("the hub stopped answering; deleting the rest here")
+            if not alive():
+                log.warning("%s stopped answering; deleting the rest here", who)
                 return None
             next_probe = now + HUB_PROBE_S
         time.sleep(poll_s)

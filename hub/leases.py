@@ -399,6 +399,17 @@ class LeaseStore:
             ).fetchone()
         return None if row is None else int(row[0])
 
+    def renew(self, name: str, token: int) -> bool:
+        """Extend one lease held with ``token`` (``hold_lease``; replicas renew in ``beat``)."""
+        now = self.now
+        with self.store.write() as db:
+            cur = db.execute(
+                f"UPDATE leases SET renewed_at = {now}, expires_at = {now} + ? "
+                "WHERE name = ? AND owner = ? AND token = ?",
+                (self.options.lease_s, name, self.replica, token),
+            )
+            return cur.rowcount > 0
+
     def release(self, name: str, token: int) -> bool:
         """Give a lease back at once (hand-off, shutdown); only with the token held."""
         with self.store.write() as db:
@@ -486,6 +497,50 @@ class LeaseStore:
                 (cluster, token),
             )
             return int(cur.rowcount)
+
+
+def lease_holder(store: Store, name: str) -> tuple[str | None, bool]:
+    """(who holds lease ``name`` unexpired or None, whether any replica is live now)."""
+    ttl = LeaseOptions.from_env().replica_ttl_s
+    now, replicas, leases = read_shards(store)
+    row = next((r for r in leases if r.name == name), None)
+    holder = row.owner if row is not None and not row.free_at(now) else None
+    return holder, any(r.heartbeat_at >= now - ttl for r in replicas)
+
+
+@contextmanager
+def hold_lease(store: Store, name: str, holder: str) -> Iterator[int | None]:
+    """Hold lease ``name`` for a command (``hub cluster rm --cascade``) while no replica
+    does: no replica acquires it meanwhile, so none starts a worker on the cluster. A
+    thread renews it every heartbeat; it is released on exit. Yields the token, or None
+    when a replica holds it (nothing is held then)."""
+    options = LeaseOptions.from_env()
+    leases = LeaseStore(store, holder, options)
+    with store.write() as db:
+        db.execute("INSERT INTO leases (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (name,))
+    token = leases.acquire(name)
+    if token is None:
+        yield None
+        return
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(options.heartbeat_s):
+            try:
+                if not leases.renew(name, token):
+                    log.warning("%s: lease lost while %s held it", name, holder)
+                    return
+            except Exception as exc:  # the database out of reach: retried next heartbeat
+                log.warning("%s: lease not renewed: %r", name, exc)
+
+    thread = threading.Thread(target=renew, name=f"lease {name}", daemon=True)
+    thread.start()
+    try:
+        yield token
+    finally:
+        stop.set()
+        thread.join()
+        leases.release(name, token)
 
 
 def read_shards(store: Store) -> tuple[float, list[ReplicaRow], list[LeaseRow]]:
@@ -842,7 +897,9 @@ __all__ = [
     "ReplicaRow",
     "assignment",
     "cluster_lease",
+    "hold_lease",
     "is_shared",
+    "lease_holder",
     "lease_lost_in",
     "new_replica_id",
     "owner_of",
