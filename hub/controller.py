@@ -1112,6 +1112,7 @@ def delete_cluster_resources(
                     poll_s,
                     alive=lambda: find_running_hub(home) is not None,
                     who="the running hub",
+                    gone="the hub stopped answering",
                 )
             if waited is None:  # no hub, or it went away while we waited
                 left = {r.name for r in apps.list_apps(cluster=cluster, deleting=True)}
@@ -1166,7 +1167,13 @@ def _replicas_delete(
                 return held is not None or live
 
             waited = _wait_for_hub(
-                apps, cluster, timeout_s, poll_s, alive=alive, who=f"replica {owner}"
+                apps,
+                cluster,
+                timeout_s,
+                poll_s,
+                alive=alive,
+                who=f"replica {owner}",
+                gone=f"no replica holds the lease of {cluster} or is live any more",
             )
             if waited is not None:
                 return f"replica {owner}, the owner of its lease", waited
@@ -1188,6 +1195,7 @@ def _wait_for_hub(
     *,
     alive: Callable[[], bool],
     who: str,
+    gone: str,
 ) -> list[str] | None:
     """Wait until ``who`` (the running hub, or the replica owning the cluster) has
     deleted every Application of ``cluster`` marked for deletion; the deletion errors it
@@ -1210,7 +1218,7 @@ def _wait_for_hub(
             ]
         if now >= next_probe:
             if not alive():
-                log.warning("%s stopped answering; deleting the rest here", who)
+                log.warning("%s; deleting the rest here", gone)
                 return None
             next_probe = now + HUB_PROBE_S
         time.sleep(poll_s)
