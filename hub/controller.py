@@ -1087,7 +1087,10 @@ def delete_cluster_resources(
     registry = open_registry(home)
     store = open_store(home)
     local = ExitStack()
-    hold = local if hold is None else hold
+    if hold is None:
+        hold = local
+    # Closed after the lease this may take is released (an ExitStack unwinds in reverse).
+    hold.callback(store.close)
     try:
         apps = AppStore(store)
         records = apps.list_apps(cluster=cluster)
@@ -1137,11 +1140,7 @@ def delete_cluster_resources(
             remaining += errors
         return CascadeOutcome(by=by, apps=names, kept=tuple(kept), remaining=tuple(remaining))
     finally:
-        local.close()
-        if hold is local:
-            store.close()
-        else:  # the lease's renewal uses the store until the caller closes ``hold``
-            hold.callback(store.close)
+        local.close()  # a caller's ``hold`` is closed by the caller, after removing the cluster
         registry.close()
 
 
