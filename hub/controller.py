@@ -33,14 +33,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.abc
@@ -59,12 +62,19 @@ from hub.errors import HubError
 from hub.handle import ClusterConnection
 from hub.home import load_keyring, open_registry, open_store
 from hub.leases import (
+    ClusterFence,
     FencedAppStore,
     FencedHistoryStorage,
     Fences,
+    LeaderFencedStore,
     LeaseLost,
     LeaseOptions,
     LeaseStore,
+    cluster_lease,
+    hold_lease,
+    is_shared,
+    lease_holder,
+    quiet_lease_lost,
 )
 from hub.metrics import Metrics
 from hub.notifications.dispatcher import Notifier
@@ -264,6 +274,7 @@ class Hub:
         self.book: RevisionBook
         self.git: HubGit
         self.appsets: AppSetController
+        self.leader_apps: AppStore  # the leader's writes (replicas: fenced by its lease)
         self.jq: JqRunner
         self.services: WorkerServices
 
@@ -406,6 +417,7 @@ class Hub:
         self.apps = AppStore(self.store)
         self.history = SyncHistory(self.store, lambda: load_keyring(self.home))
         worker_apps, fences = self.apps, None
+        leader_store = self.store  # what the ApplicationSet controller and rollouts write
         if self.replica is not None:
             # Every state change of a cluster is written with its lease's fencing token.
             fences = Fences(self.store)
@@ -417,13 +429,19 @@ class Hub:
             self.shards = Shards(
                 self, self.leases, fences, self._store_limiter, lambda: self.api_url
             )
+            # The leader's writes are fenced by the leader lease's token, as the workers'
+            # are by their cluster's.
+            leader_store = LeaderFencedStore(self.store, self._leader_fence).as_store()
+            # A sync ended by a lost lease is expected here: one warning line, no traceback.
+            quiet_lease_lost(logging.getLogger(ClusterWorker.__module__))
+        self.leader_apps = AppStore(leader_store)
         self.repo_cache = RepoCache(self.home)
         use_repo_credentials(self.home)
         self.repos = SerializedSources(self.repo_cache, self.metrics)
         self.book = RevisionBook(self.repos, self._git_limiter)
         self.git = HubGit(remote=MaterializedGit(self.repos))
         self.appsets = AppSetController(
-            self.store,
+            leader_store,
             self.git,
             ControllerOptions(new_git_file_globbing=self.options.new_git_file_globbing),
         )
@@ -614,6 +632,9 @@ class Hub:
     def is_leader(self) -> bool:
         return self.shards is None or self.shards.is_leader()
 
+    def _leader_fence(self) -> ClusterFence | None:
+        return None if self.shards is None else self.shards.leader
+
     async def _leader_loop(self) -> None:
         """Replica mode: Git polling, the ApplicationSet controller and notifications run
         while this replica holds the leader lease, and are cancelled when it loses it."""
@@ -636,6 +657,12 @@ class Hub:
         if self.shards is not None:
             # Replicas: this worker's writes carry the token its lease had when it started.
             pinned = self.shards.fences.pinned(name)
+            try:
+                # What an earlier worker of this replica claimed under the same token and
+                # did not start (a restart for a new credential) is claimable again.
+                await self._db(partial(self.leases.unclaim, name, pinned.fence.token))
+            except Exception as exc:  # the database out of reach: claimed at the next token
+                log.warning("cluster %s: forwarded requests not reclaimed: %r", name, exc)
             services = replace(
                 services,
                 fences=pinned,
@@ -664,7 +691,8 @@ class Hub:
         try:
             await worker.run(task_status=task_status)
         except* LeaseLost as group:
-            log.warning("cluster %s: %s; worker stopped", worker.name, group.exceptions[0])
+            lost = cast(LeaseLost, group.exceptions[0])
+            log.warning("%s", lost.one_line())
             if self.shards is not None:
                 fence = self.shards.fences.get(worker.name)
                 if fence is not None:
@@ -868,9 +896,12 @@ class Hub:
             log.info("cluster %s left the registry: its worker stopped", name)
         if changed and self.is_leader():
             async with self._appset_lock:
-                await anyio.to_thread.run_sync(
-                    self.appsets.reconcile_appsets, records, limiter=self._git_limiter
-                )
+                try:
+                    await anyio.to_thread.run_sync(
+                        self.appsets.reconcile_appsets, records, limiter=self._git_limiter
+                    )
+                except LeaseLost as exc:  # replicas: no longer the leader; the next one does
+                    log.warning("ApplicationSets not reconciled: %s", exc)
         fences = fences_of(records)
         # Replicas: only the clusters this replica holds the lease of (hub.shards).
         targets = set(fingerprint) if self.shards is None else set(fingerprint) & self.shards.owned
@@ -898,9 +929,14 @@ class Hub:
                     await self._follow_revisions()
                     continue
             # Progressive sync: a set's step moves when its apps' status does (no row mark).
-            for cluster in await self._db(
-                partial(advance_rollouts, self.apps, self.notifier.on_rollout)
-            ):
+            try:
+                moved = await self._db(
+                    partial(advance_rollouts, self.leader_apps, self.notifier.on_rollout)
+                )
+            except LeaseLost as exc:  # replicas: no longer the leader; the next one does
+                log.warning("rollouts not advanced: %s", exc)
+                continue
+            for cluster in moved:
                 if cluster in self.workers:
                     self.workers[cluster].wake(refresh_all=True)
 
@@ -1022,7 +1058,12 @@ def _leftovers(kube: KubeClient, records: Sequence[AppRecord]) -> tuple[list[str
 
 
 def delete_cluster_resources(
-    home: Path, cluster: str, *, timeout_s: float = 300.0, poll_s: float = 0.5
+    home: Path,
+    cluster: str,
+    *,
+    timeout_s: float = 300.0,
+    poll_s: float = 0.5,
+    hold: ExitStack | None = None,
 ) -> CascadeOutcome:
     """``hub cluster rm NAME --cascade``, before the cluster is removed.
 
@@ -1035,11 +1076,21 @@ def delete_cluster_resources(
        Application's resources itself, pass after pass until a pass finds nothing.
     3. Either way the cluster is then listed afresh: the outcome says what is left.
 
+    On a store shared by replicas (``_replicas_delete``), "a hub runs" means a replica
+    holds the cluster's lease; when none does, this command takes that lease and keeps it
+    until ``hold`` closes (the caller closes it after removing the cluster), so that no
+    replica starts a worker on the cluster meanwhile.
+
     The records stay (marked deleting) for the removal of the cluster to prune."""
     why = f"hub cluster rm --cascade at {datetime.now(UTC).isoformat(timespec='seconds')}"
     fence_cluster(home, cluster, why)
     registry = open_registry(home)
     store = open_store(home)
+    local = ExitStack()
+    if hold is None:
+        hold = local
+    # Closed after the lease this may take is released (an ExitStack unwinds in reverse).
+    hold.callback(store.close)
     try:
         apps = AppStore(store)
         records = apps.list_apps(cluster=cluster)
@@ -1052,14 +1103,28 @@ def delete_cluster_resources(
         try:
             kube = KubeClient(connect(registry, cluster))
             waited = None
-            if find_running_hub(home) is not None:
+            shared = is_shared(store)
+            if shared:
+                by, waited = _replicas_delete(store, apps, cluster, timeout_s, poll_s, hold)
+            elif find_running_hub(home) is not None:
                 by = "the running hub"
-                waited = _wait_for_hub(home, apps, cluster, timeout_s, poll_s)
+                waited = _wait_for_hub(
+                    apps,
+                    cluster,
+                    timeout_s,
+                    poll_s,
+                    alive=lambda: find_running_hub(home) is not None,
+                    who="the running hub",
+                    gone="the hub stopped answering",
+                )
             if waited is None:  # no hub, or it went away while we waited
                 left = {r.name for r in apps.list_apps(cluster=cluster, deleting=True)}
-                by = (
-                    "this command" if by == "this command" else "the running hub, then this command"
-                )
+                if not shared:  # replicas: _replicas_delete said who
+                    by = (
+                        "this command"
+                        if by == "this command"
+                        else "the running hub, then this command"
+                    )
                 errors = _delete_passes(
                     kube,
                     [r for r in records if r.name in left],
@@ -1075,16 +1140,66 @@ def delete_cluster_resources(
             remaining += errors
         return CascadeOutcome(by=by, apps=names, kept=tuple(kept), remaining=tuple(remaining))
     finally:
-        store.close()
+        local.close()  # a caller's ``hold`` is closed by the caller, after removing the cluster
         registry.close()
 
 
+def _replicas_delete(
+    store: Store, apps: AppStore, cluster: str, timeout_s: float, poll_s: float, hold: ExitStack
+) -> tuple[str, list[str] | None]:
+    """Replicas: who deletes, and what ``_wait_for_hub`` gave (None: this command deletes).
+
+    The replica holding the cluster's lease deletes, as a running hub would (its worker
+    saw the fence), and this waits; if it dies the next owner goes on, so this waits while
+    the lease is held or any replica is live. When no replica holds the lease, this command
+    takes it (``hold_lease``, kept in ``hold``) and deletes itself: no replica acquires the
+    cluster, so no worker deletes beside it."""
+    lease, waited_on = cluster_lease(cluster), ""
+    holder = f"hub-cli-{socket.gethostname()}-{os.getpid()}"
+    for _ in range(3):  # a replica may take the lease between the look and the grab
+        owner, _live = lease_holder(store, lease)
+        if owner is not None:
+            waited_on = waited_on or f"replica {owner}"
+
+            def alive() -> bool:
+                held, live = lease_holder(store, lease)
+                return held is not None or live
+
+            waited = _wait_for_hub(
+                apps,
+                cluster,
+                timeout_s,
+                poll_s,
+                alive=alive,
+                who=f"replica {owner}",
+                gone=f"no replica holds the lease of {cluster} or is live any more",
+            )
+            if waited is not None:
+                return f"replica {owner}, the owner of its lease", waited
+        if hold.enter_context(hold_lease(store, lease, holder)) is not None:
+            log.info("cluster %s: this command holds its lease while it deletes", cluster)
+            mine = "this command, holding the cluster's lease"
+            return (f"{waited_on}, then {mine}" if waited_on else mine), None
+    raise HubError(
+        f"cluster {cluster}: its lease keeps moving between replicas; nothing deleted by this "
+        "command, run it again"
+    )
+
+
 def _wait_for_hub(
-    home: Path, apps: AppStore, cluster: str, timeout_s: float, poll_s: float
+    apps: AppStore,
+    cluster: str,
+    timeout_s: float,
+    poll_s: float,
+    *,
+    alive: Callable[[], bool],
+    who: str,
+    gone: str,
 ) -> list[str] | None:
-    """Wait until the running hub has deleted every Application of ``cluster`` marked for
-    deletion; the deletion errors it reported for those left when time ran out, or None
-    when the hub stopped answering meanwhile (the caller then deletes itself)."""
+    """Wait until ``who`` (the running hub, or the replica owning the cluster) has
+    deleted every Application of ``cluster`` marked for deletion; the deletion errors it
+    reported for those left when time ran out, or None when ``alive`` says it stopped
+    meanwhile (the caller then deletes itself)."""
     deadline = time.monotonic() + timeout_s
     next_probe = time.monotonic() + HUB_PROBE_S
     while True:
@@ -1096,13 +1211,13 @@ def _wait_for_hub(
             return [
                 next(
                     (c.message for c in rec.conditions if c.type == DELETION_ERROR),
-                    f"{rec.name}: not deleted by the running hub within {timeout_s:g}s",
+                    f"{rec.name}: not deleted by {who} within {timeout_s:g}s",
                 )
                 for rec in left
             ]
         if now >= next_probe:
-            if find_running_hub(home) is None:
-                log.warning("the hub stopped answering; deleting the rest here")
+            if not alive():
+                log.warning("%s; deleting the rest here", gone)
                 return None
             next_probe = now + HUB_PROBE_S
         time.sleep(poll_s)

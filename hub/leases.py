@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,7 +44,7 @@ from hub.apps import AppStore, StatusUpdate
 from hub.errors import HubError, HubUsageError
 from hub.metrics import ShardView
 from hub.store import Store
-from hub.sync.history import HistoryRow, OperationRow
+from hub.sync.history import HistoryRow, OperationRow, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,55 @@ def cluster_lease(cluster: str) -> str:
 
 class LeaseLost(HubError):
     """A write was refused: this replica no longer holds the cluster's lease (another one
-    took it over, or this one could not renew it in time)."""
+    took it over, or this one could not renew it in time). ``lease`` and ``token`` name
+    the lease and the token the refused write carried, when known."""
+
+    def __init__(self, message: str, *, lease: str = "", token: int | None = None) -> None:
+        super().__init__(message)
+        self.lease = lease
+        self.token = token
+
+    def one_line(self) -> str:
+        """The log line of a worker stopped by it (a lost lease is not a bug: no traceback)."""
+        what = (
+            f"cluster {self.lease[len(CLUSTER_PREFIX) :]}"
+            if self.lease.startswith(CLUSTER_PREFIX)
+            else (self.lease or "a cluster")
+        )
+        token = "" if self.token is None else f" (token {self.token})"
+        return f"lost the lease of {what}{token}: stopping its worker"
+
+
+def lease_lost_in(exc: BaseException | None) -> LeaseLost | None:
+    """The ``LeaseLost`` behind ``exc`` (itself, or its cause or context), if any."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, LeaseLost):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+class LeaseLostLogFilter(logging.Filter):
+    """Installed on the worker's logger in replica mode: a sync that ends because the
+    lease was lost (``LeaseLost`` raised by a fenced write inside the engine) is logged by
+    the worker as an unexpected failure with a traceback; it is expected when a replica
+    loses a cluster, so the record becomes one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lost = lease_lost_in(record.exc_info[1] if record.exc_info else None)
+        if lost is not None:
+            record.msg, record.args = "%s", (lost.one_line(),)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def quiet_lease_lost(logger: logging.Logger) -> None:
+    """Install ``LeaseLostLogFilter`` on ``logger`` once."""
+    if not any(isinstance(f, LeaseLostLogFilter) for f in logger.filters):
+        logger.addFilter(LeaseLostLogFilter())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,6 +357,34 @@ class LeaseStore:
             renewed=renewed,
         )
 
+    def join(self, url: str = "") -> None:
+        """Record this replica at start-up, refusing when a live replica (another process,
+        heartbeat within ``replica_ttl_s``) already runs under this id: two replicas with
+        one id would renew each other's leases. Check and insert are one transaction."""
+        now, me = self.now, (socket.gethostname(), os.getpid())
+        with self.store.write() as db:
+            clock = float(db.execute(f"SELECT {now}").fetchone()[0])
+            row = db.execute(
+                "SELECT host, pid, heartbeat_at FROM replicas WHERE id = ?", (self.replica,)
+            ).fetchone()
+            if row is not None and (str(row[0]), int(row[1])) != me:
+                age = clock - float(row[2])
+                if age <= self.options.replica_ttl_s:
+                    raise HubUsageError(
+                        f"replica id {self.replica!r} is already used by a live replica "
+                        f"(host {row[0]}, pid {row[1]}, heartbeat {max(age, 0.0):.1f}s ago): "
+                        "give this one another --replica-id (or $HUB_REPLICA_ID), or stop "
+                        "that replica first; if it is gone, its heartbeat expires within "
+                        f"{max(self.options.replica_ttl_s - age, 0.0):.0f}s"
+                    )
+            db.execute(
+                f"INSERT INTO replicas (id, host, pid, url, started_at, heartbeat_at) "
+                f"VALUES (?, ?, ?, ?, {now}, {now}) ON CONFLICT (id) DO UPDATE SET "
+                "host = excluded.host, pid = excluded.pid, url = excluded.url, "
+                "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
+                (self.replica, me[0], me[1], url),
+            )
+
     def acquire(self, name: str) -> int | None:
         """Take the lease when it is free or expired (or already this replica's): the new
         token, or None when another replica holds it."""
@@ -322,6 +398,17 @@ class LeaseStore:
                 (self.replica, self.options.lease_s, name, self.replica),
             ).fetchone()
         return None if row is None else int(row[0])
+
+    def renew(self, name: str, token: int) -> bool:
+        """Extend one lease held with ``token`` (``hold_lease``; replicas renew in ``beat``)."""
+        now = self.now
+        with self.store.write() as db:
+            cur = db.execute(
+                f"UPDATE leases SET renewed_at = {now}, expires_at = {now} + ? "
+                "WHERE name = ? AND owner = ? AND token = ?",
+                (self.options.lease_s, name, self.replica, token),
+            )
+            return cur.rowcount > 0
 
     def release(self, name: str, token: int) -> bool:
         """Give a lease back at once (hand-off, shutdown); only with the token held."""
@@ -364,18 +451,96 @@ class LeaseStore:
     def claim_requests(
         self, cluster: str, fence: ClusterFence | None
     ) -> list[tuple[str, str, dict[str, Any]]]:
-        """Take (delete) the requests of ``cluster``, oldest first: (app, action, body).
-        With a fence, only while this replica still holds the cluster's lease."""
+        """The requests of ``cluster`` to start now, oldest first: (app, action, body). With
+        a fence, only while this replica still holds that lease (same transaction).
+
+        Git requests (cluster '', the leader's) and refreshes are deleted as they are
+        taken: running one twice or losing one to a crash only costs a fetch or a compare
+        (the resync does it anyway). A sync or rollback is only *claimed*: marked with the
+        fence's token, and deleted when its operation is recorded as started
+        (``_FencedHistoryTxn.put_operation``). A claim made under a token that is no longer
+        the lease's (its claimer died or lost the cluster before starting it) is claimed
+        again here, so the request survives its owner."""
         with self.store.write() as db:
             if fence is not None:
                 fence.check_db(db, self.store)
-            rows = db.execute(
-                "DELETE FROM replica_requests WHERE cluster = ? "
-                "RETURNING app, action, body, created_at",
+            taken = db.execute(
+                "DELETE FROM replica_requests WHERE cluster = ? AND (cluster = '' OR "
+                "action NOT IN ('sync', 'rollback')) RETURNING app, action, body, created_at",
                 (cluster,),
             ).fetchall()
-        rows.sort(key=lambda r: float(r[3]))
-        return [(str(a), str(act), json.loads(b)) for a, act, b, _ in rows]
+            if cluster and fence is not None:
+                # The app went away meanwhile: nothing will ever start it.
+                db.execute(
+                    "DELETE FROM replica_requests WHERE cluster = ? "
+                    "AND app NOT IN (SELECT name FROM applications)",
+                    (cluster,),
+                )
+                taken += db.execute(
+                    f"UPDATE replica_requests SET claimed_by = ?, claim_token = ?, "
+                    f"claimed_at = {self.now} WHERE cluster = ? "
+                    "AND (claim_token IS NULL OR claim_token <> ?) "
+                    "RETURNING app, action, body, created_at",
+                    (self.replica, fence.token, cluster, fence.token),
+                ).fetchall()
+        taken.sort(key=lambda r: float(r[3]))
+        return [(str(a), str(act), json.loads(b)) for a, act, b, _ in taken]
+
+    def unclaim(self, cluster: str, token: int) -> int:
+        """A new worker of ``cluster`` starts under the same token (its server or
+        credential changed): what the old one had claimed but not started is claimable
+        again. Returns how many."""
+        with self.store.write() as db:
+            cur = db.execute(
+                "UPDATE replica_requests SET claimed_by = NULL, claim_token = NULL, "
+                "claimed_at = NULL WHERE cluster = ? AND claim_token = ?",
+                (cluster, token),
+            )
+            return int(cur.rowcount)
+
+
+def lease_holder(store: Store, name: str) -> tuple[str | None, bool]:
+    """(who holds lease ``name`` unexpired or None, whether any replica is live now)."""
+    ttl = LeaseOptions.from_env().replica_ttl_s
+    now, replicas, leases = read_shards(store)
+    row = next((r for r in leases if r.name == name), None)
+    holder = row.owner if row is not None and not row.free_at(now) else None
+    return holder, any(r.heartbeat_at >= now - ttl for r in replicas)
+
+
+@contextmanager
+def hold_lease(store: Store, name: str, holder: str) -> Iterator[int | None]:
+    """Hold lease ``name`` for a command (``hub cluster rm --cascade``) while no replica
+    does: no replica acquires it meanwhile, so none starts a worker on the cluster. A
+    thread renews it every heartbeat; it is released on exit. Yields the token, or None
+    when a replica holds it (nothing is held then)."""
+    options = LeaseOptions.from_env()
+    leases = LeaseStore(store, holder, options)
+    with store.write() as db:
+        db.execute("INSERT INTO leases (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (name,))
+    token = leases.acquire(name)
+    if token is None:
+        yield None
+        return
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(options.heartbeat_s):
+            try:
+                if not leases.renew(name, token):
+                    log.warning("%s: lease lost while %s held it", name, holder)
+                    return
+            except Exception as exc:  # the database out of reach: retried next heartbeat
+                log.warning("%s: lease not renewed: %r", name, exc)
+
+    thread = threading.Thread(target=renew, name=f"lease {name}", daemon=True)
+    thread.start()
+    try:
+        yield token
+    finally:
+        stop.set()
+        thread.join()
+        leases.release(name, token)
 
 
 def read_shards(store: Store) -> tuple[float, list[ReplicaRow], list[LeaseRow]]:
@@ -465,10 +630,18 @@ class ClusterFence:
     def check_local(self) -> None:
         """Refuse when the lease is lost or may have expired (no database round trip)."""
         if self._lost.is_set():
-            raise LeaseLost(f"{self.name}: lease lost ({self.reason}); write refused")
+            raise LeaseLost(
+                f"{self.name}: lease lost ({self.reason}); write refused",
+                lease=self.name,
+                token=self.token,
+            )
         if time.monotonic() >= self._deadline:
             self.lose("not renewed in time")
-            raise LeaseLost(f"{self.name}: lease not renewed in time; write refused")
+            raise LeaseLost(
+                f"{self.name}: lease not renewed in time; write refused",
+                lease=self.name,
+                token=self.token,
+            )
 
     def check_db(self, db: Any, store: Store) -> None:
         """Inside a write transaction: refuse unless the lease row still names this
@@ -482,7 +655,9 @@ class ClusterFence:
             self.lose(f"token {self.token} superseded by {held}")
             raise LeaseLost(
                 f"{self.name}: fencing token {self.token} no longer current (now {held}); "
-                "another replica owns it: write refused"
+                "another replica owns it: write refused",
+                lease=self.name,
+                token=self.token,
             )
 
 
@@ -514,7 +689,10 @@ class Fences:
     def _fence(self, cluster: str | None) -> ClusterFence:
         fence = None if cluster is None else self.get(cluster)
         if fence is None:
-            raise LeaseLost(f"cluster {cluster}: this replica holds no lease on it; write refused")
+            raise LeaseLost(
+                f"cluster {cluster}: this replica holds no lease on it; write refused",
+                lease=cluster_lease(cluster or ""),
+            )
         return fence
 
     def check(self, db: Any, cluster: str | None) -> None:
@@ -601,6 +779,36 @@ class FencedAppStore(AppStore):
             return super().finish_deletion(name)
 
 
+class LeaderFencedStore:
+    """The store as the leader's ApplicationSet controller (and progressive sync) writes
+    it: every write transaction first checks, inside that transaction, that the leader
+    lease still carries this replica's token (``ClusterFence.check_db``), so a stalled
+    former leader's write is refused with ``LeaseLost`` and nothing of it is written.
+    Reads and everything else go to the store itself."""
+
+    def __init__(self, store: Store, leader: Callable[[], ClusterFence | None]) -> None:
+        self._store = store
+        self._leader = leader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    @contextmanager
+    def write(self) -> Iterator[Any]:
+        with self._store.write() as db:
+            fence = self._leader()
+            if fence is None:
+                raise LeaseLost(
+                    "this replica does not hold the leader lease: write refused", lease=LEADER
+                )
+            fence.check_db(db, self._store)
+            yield db
+
+    def as_store(self) -> Store:
+        """Typed as the ``Store`` its users expect (it has every method of one)."""
+        return cast(Store, self)
+
+
 class FencedHistoryStorage:
     """``hub.sync.history.HistoryStorage`` over ``Store`` whose writes of an operation or
     a history entry check the lease of the row's cluster in the same transaction."""
@@ -622,6 +830,9 @@ class FencedHistoryStorage:
         return self.store.history_reader()
 
 
+_ASKED = frozenset({Trigger.USER.value, Trigger.ROLLBACK.value})
+
+
 @dataclass
 class _FencedHistoryTxn:
     inner: Any
@@ -636,7 +847,23 @@ class _FencedHistoryTxn:
 
     def put_operation(self, row: OperationRow) -> None:
         self._check(row.cluster)
+        before = self.inner.get_operation(row.app)
         self.inner.put_operation(row)
+        started = before is None or before.operation_id != row.operation_id
+        if started and row.trigger in _ASKED:
+            # A sync or rollback forwarded by another replica and claimed under this
+            # worker's token is done with once its operation is recorded as started: in the
+            # same transaction, so a crash leaves either the request or the operation.
+            self.db.execute(
+                "DELETE FROM replica_requests WHERE cluster = ? AND app = ? "
+                "AND claim_token = ? AND action IN ('sync', 'rollback')",
+                (row.cluster, row.app, self._token(row.cluster)),
+            )
+
+    def _token(self, cluster: str) -> int:
+        fence = self.fences.get(cluster)
+        assert fence is not None  # checked by _check
+        return fence.token
 
     def insert_history(self, row: HistoryRow) -> None:
         self._check(row.cluster)
@@ -659,7 +886,9 @@ __all__ = [
     "FencedAppStore",
     "FencedHistoryStorage",
     "Fences",
+    "LeaderFencedStore",
     "LeaseLost",
+    "LeaseLostLogFilter",
     "LeaseOptions",
     "LeaseRow",
     "LeaseStore",
@@ -668,10 +897,14 @@ __all__ = [
     "ReplicaRow",
     "assignment",
     "cluster_lease",
+    "hold_lease",
     "is_shared",
+    "lease_holder",
+    "lease_lost_in",
     "new_replica_id",
     "owner_of",
     "plan",
+    "quiet_lease_lost",
     "read_shards",
     "shard_view",
 ]

@@ -421,6 +421,16 @@ def _m0009_replicas(db: Connection) -> None:
     db.execute("CREATE INDEX replica_requests_cluster ON replica_requests (cluster)")
 
 
+def _m0010_request_claims(db: Connection) -> None:
+    # A forwarded request is no longer deleted when the owner claims it but marked with
+    # the lease token it was claimed under; it goes once its operation is recorded as
+    # started, and a claim whose token is no longer the cluster's (the claimer died or
+    # lost the lease) is claimed again by the new owner (hub.leases, docs/replicas.md).
+    db.execute("ALTER TABLE replica_requests ADD COLUMN claimed_by TEXT")
+    db.execute("ALTER TABLE replica_requests ADD COLUMN claim_token INTEGER")
+    db.execute("ALTER TABLE replica_requests ADD COLUMN claimed_at REAL")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _m0001_clusters,
     _m0002_sync_history,
@@ -431,6 +441,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _m0007_notifications,
     _m0008_rollouts,
     _m0009_replicas,
+    _m0010_request_claims,
 )
 """Schema migrations in order; ``MIGRATIONS[i]`` brings the schema to version ``i + 1``."""
 

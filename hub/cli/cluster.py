@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -311,11 +311,14 @@ def rm(obj: HubContext, name: str, yes: bool, cascade: bool, timeout: float) -> 
     hub if there is one, else by this command, through the same deletion path as an
     Application with the resources finalizer; the cluster is removed only once the
     cluster, listed afresh, holds nothing of them (but resources marked Delete=false)."""
-    outcome = _cascade(obj, name, yes=yes, timeout=timeout) if cascade else None
-    if cascade:
-        yes = True  # confirmed above
-    with _registry(obj) as registry:
-        removed = remove_cluster(registry, name, yes=yes)
+    with ExitStack() as held:
+        # Replicas: a cluster lease this command took to delete is kept until the cluster
+        # is removed, so that no replica starts a worker on it in between.
+        outcome = _cascade(obj, name, yes=yes, timeout=timeout, hold=held) if cascade else None
+        if cascade:
+            yes = True  # confirmed above
+        with _registry(obj) as registry:
+            removed = remove_cluster(registry, name, yes=yes)
     if removed is None:
         click.echo("aborted; nothing removed", err=True)
         raise click.exceptions.Exit(1)
@@ -342,7 +345,9 @@ def rm(obj: HubContext, name: str, yes: bool, cascade: bool, timeout: float) -> 
         click.echo(f"no Applications targeted {name}; nothing on the cluster was touched")
 
 
-def _cascade(obj: HubContext, name: str, *, yes: bool, timeout: float) -> CascadeOutcome:
+def _cascade(
+    obj: HubContext, name: str, *, yes: bool, timeout: float, hold: ExitStack
+) -> CascadeOutcome:
     """Fence, delete and check (``delete_cluster_resources``); exits 1, keeping the
     cluster, unless everything is gone."""
     from hub.controller import delete_cluster_resources
@@ -357,7 +362,7 @@ def _cascade(obj: HubContext, name: str, *, yes: bool, timeout: float) -> Cascad
     ):
         click.echo("aborted; nothing removed", err=True)
         raise click.exceptions.Exit(1)
-    outcome = delete_cluster_resources(obj.home, name, timeout_s=timeout)
+    outcome = delete_cluster_resources(obj.home, name, timeout_s=timeout, hold=hold)
     if outcome.done:
         return outcome
     for problem in outcome.remaining:

@@ -381,6 +381,15 @@ def _serve(
     metrics_store = open_store(obj.home)
     # One process on SQLite (the serve lock guards it); replicas on a shared database.
     shared = is_shared(metrics_store)
+    if shared:
+        from hub.leases import LeaseStore
+
+        try:
+            # Refused (with who holds it) while a live replica runs under this id.
+            LeaseStore(metrics_store, replica.replica_id, replica.leases).join()
+        except BaseException:
+            metrics_store.close()
+            raise
     hub = Hub(obj.home, options, replica if shared else None)
     hub.metrics = Metrics(
         app_counts=store_app_counts(metrics_store),

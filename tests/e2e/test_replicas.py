@@ -444,7 +444,11 @@ def test_a_replica_paused_past_its_lease_cannot_write_when_it_resumes(
         state = apps[f"{c}-shop"].operation_state or {}
         assert "interrupted" in str(state.get("message")), state  # r2's record stands
         assert fleet.hook_images(c)["migrate:2"] == 1
-    assert "write refused" in fleet.log("r1")
+    log = fleet.log("r1")
+    lines = [line for line in log.splitlines() if "lease" in line or "refused" in line]
+    # A lease lost mid-sync is expected with replicas: a warning line, not a traceback.
+    assert ": stopping its worker" in log, lines
+    assert "failed unexpectedly" not in log and "Traceback" not in log, lines
     assert fleet.procs["r1"].poll() is None  # still running, a replica like the others
 
 

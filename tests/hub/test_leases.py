@@ -3,34 +3,43 @@ backends (SQLite and a real PostgreSQL server, ``db_location``)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from hub.apps import AppStore
+from hub.appsets import AppSetController
+from hub.errors import HubUsageError
 from hub.leases import (
     LEADER,
     ClusterFence,
     FencedAppStore,
     FencedHistoryStorage,
     Fences,
+    LeaderFencedStore,
     LeaseLost,
+    LeaseLostLogFilter,
     LeaseOptions,
     LeaseRow,
     LeaseStore,
     assignment,
     cluster_lease,
+    now_sql,
     owner_of,
     plan,
+    quiet_lease_lost,
     shard_view,
 )
 from hub.store import Store
 from hub.sync.history import Operation, OperationPhase, SyncHistory, Trigger
+from hub.worker import ClusterWorker
 from tests.hub.test_apps_store import desired
 
 CLUSTERS = [f"c{i:02d}" for i in range(60)]
@@ -193,6 +202,8 @@ def test_a_beat_renews_only_unexpired_leases_of_this_replica(store: Store) -> No
 
 
 def test_requests_are_claimed_once_by_the_owner(store: Store) -> None:
+    with AppStore(store).transaction() as txn:
+        txn.put_desired(desired("web", cluster="east"))
     a, b = LeaseStore(store, "a", OPTIONS), LeaseStore(store, "b", OPTIONS)
     b.put_request("east", "web", "sync", {"prune": True})
     b.put_request("west", "db", "refresh", {})
@@ -202,8 +213,156 @@ def test_requests_are_claimed_once_by_the_owner(store: Store) -> None:
     assert token is not None
     fence = ClusterFence(cluster_lease("east"), token, time.monotonic() + 60)
     assert a.claim_requests("east", fence) == [("web", "sync", {"prune": True})]
-    assert a.claim_requests("east", fence) == []
-    assert b.pending_clusters() == {"west"}
+    assert a.claim_requests("east", fence) == []  # claimed: not handed out twice
+    # Claimed, not deleted: it goes when its operation starts (below).
+    assert b.pending_clusters() == {"east", "west"}
+
+
+def _sync(app: str, cluster: str, op_id: str, trigger: Trigger = Trigger.USER) -> Operation:
+    return Operation(
+        app=app,
+        operation_id=op_id,
+        cluster=cluster,
+        revision="abc",
+        initiated_by="test",
+        trigger=trigger,
+        started_at=datetime.now(UTC),
+    )
+
+
+def test_a_claimed_request_survives_an_owner_that_dies_before_starting_it(store: Store) -> None:
+    with AppStore(store).transaction() as txn:
+        txn.put_desired(desired("web", cluster="east"))
+        txn.put_desired(desired("gone", cluster="east"))
+    b = LeaseStore(store, "b", OPTIONS)
+    b.put_request("east", "web", "sync", {"prune": True, "who": "alice"})
+    b.put_request("east", "web", "refresh", {})
+    b.put_request("east", "gone", "sync", {})
+    with AppStore(store).transaction() as txn:
+        txn.delete_app("gone")
+    a, a_fences = _held(store, "a", "east")
+    a_fence = a_fences.get("east")
+    assert a_fence is not None
+    claimed = a.claim_requests("east", a_fence)
+    assert sorted(claimed, key=lambda r: r[1]) == [
+        ("web", "refresh", {}),
+        ("web", "sync", {"prune": True, "who": "alice"}),
+    ]
+    # a dies before its worker starts the sync (its claim is simply abandoned) and its
+    # lease expires: the new owner claims the request again, under its own token.
+    _expire(store, cluster_lease("east"))
+    c, c_fences = _held(store, "c", "east")
+    c_fence = c_fences.get("east")
+    assert c_fence is not None and c_fence.token == a_fence.token + 1
+    assert c.claim_requests("east", c_fence) == [("web", "sync", {"prune": True, "who": "alice"})]
+    assert c.claim_requests("east", c_fence) == []
+    # A stale claimer cannot start it, and its refused write leaves the request.
+    with pytest.raises(LeaseLost):
+        SyncHistory(FencedHistoryStorage(store, a_fences), lambda: pytest.fail()).begin(
+            _sync("web", "east", "op-a")
+        )
+    history = SyncHistory(FencedHistoryStorage(store, c_fences), lambda: pytest.fail())
+    history.begin(_sync("web", "east", "op-auto", Trigger.AUTOMATED))  # not the one asked
+    assert c.pending_clusters() == {"east"}
+    # Recorded as started, in the same transaction: the request is done with.
+    history.begin(_sync("web", "east", "op-c"))
+    assert c.pending_clusters() == set()
+
+
+def test_a_request_claimed_by_a_restarted_worker_is_claimable_again(store: Store) -> None:
+    with AppStore(store).transaction() as txn:
+        txn.put_desired(desired("web", cluster="east"))
+    a, fences = _held(store, "a", "east")
+    fence = fences.get("east")
+    assert fence is not None
+    a.put_request("east", "web", "rollback", {"id": 3})
+    assert a.claim_requests("east", fence) == [("web", "rollback", {"id": 3})]
+    history = SyncHistory(FencedHistoryStorage(store, fences), lambda: pytest.fail())
+    history.begin(_sync("web", "east", "op-1"))  # an operation started before: kept
+    a.put_request("east", "web", "sync", {})
+    assert a.claim_requests("east", fence) == [("web", "sync", {})]
+    history.update(_sync("web", "east", "op-1"))  # the same operation again: not a start
+    assert a.pending_clusters() == {"east"}
+    # The worker is replaced under the same token before starting it: handed out again.
+    assert a.unclaim("east", fence.token) == 1
+    assert a.claim_requests("east", fence) == [("web", "sync", {})]
+    history.begin(_sync("web", "east", "op-2", Trigger.ROLLBACK))
+    assert a.pending_clusters() == set()
+
+
+def test_a_replica_id_is_refused_while_a_live_replica_uses_it(store: Store) -> None:
+    with store.write() as db:
+        db.execute(
+            "INSERT INTO replicas (id, host, pid, url, started_at, heartbeat_at) "
+            f"VALUES ('r1', 'elsewhere', 4242, '', 0, {now_sql(store)})"
+        )
+    with pytest.raises(HubUsageError) as refused:
+        LeaseStore(store, "r1", OPTIONS).join()
+    message = str(refused.value)
+    assert "'r1'" in message and "host elsewhere, pid 4242" in message
+    assert "--replica-id" in message
+    LeaseStore(store, "r2", OPTIONS).join()
+    LeaseStore(store, "r2", OPTIONS).join()  # this process again: not another replica
+    with store.write() as db:  # r1's heartbeat is older than the lease: it is gone
+        db.execute("UPDATE replicas SET heartbeat_at = 0 WHERE id = 'r1'")
+    LeaseStore(store, "r1", OPTIONS).join()
+    assert {r.id for r in LeaseStore(store, "r1", OPTIONS).beat().live} == {"r1", "r2"}
+
+
+def test_a_stale_leader_token_cannot_write_an_application(store: Store) -> None:
+    a, b = LeaseStore(store, "a", OPTIONS), LeaseStore(store, "b", OPTIONS)
+    a.beat()
+    token = a.acquire(LEADER)
+    assert token is not None
+    fence = ClusterFence(LEADER, token, time.monotonic() + 60)
+    leader_store = LeaderFencedStore(store, lambda: fence).as_store()
+    controller = AppSetController(leader_store, cast(Any, None))
+    with controller.apps.transaction() as txn:
+        txn.put_desired(desired("web", cluster="east"))
+    _expire(store, LEADER)
+    assert b.acquire(LEADER) == token + 1  # b leads now; a has not noticed yet
+    with (
+        pytest.raises(LeaseLost, match=f"fencing token {token}"),
+        controller.apps.transaction() as txn,
+    ):
+        txn.put_desired(desired("db", cluster="east"))
+    assert AppStore(store).get("db") is None and AppStore(store).get("web") is not None
+    assert fence.lost
+    not_leader = LeaderFencedStore(store, lambda: None).as_store()
+    with pytest.raises(LeaseLost, match="leader lease"), AppStore(not_leader).transaction() as txn:
+        txn.put_desired(desired("db", cluster="east"))
+    assert AppStore(store).get("db") is None
+
+
+def test_a_lost_lease_in_a_sync_is_one_warning_line(caplog: pytest.LogCaptureFixture) -> None:
+    worker_log = logging.getLogger(ClusterWorker.__module__)
+    quiet_lease_lost(worker_log)
+    quiet_lease_lost(worker_log)  # once
+    assert sum(isinstance(f, LeaseLostLogFilter) for f in worker_log.filters) == 1
+    fence = ClusterFence(cluster_lease("east"), 7, time.monotonic() + 60)
+    fence.lose("taken over")
+    caplog.set_level(logging.INFO)
+    try:
+        try:
+            fence.check_local()
+        except LeaseLost as exc:
+            raise RuntimeError("engine: writing the operation failed") from exc
+    except RuntimeError:
+        # What the worker does with an exception out of the engine (hub/worker.py).
+        worker_log.exception("app %s on %s: the sync failed unexpectedly", "web", "east")
+    try:
+        raise ValueError("a real bug")
+    except ValueError:
+        worker_log.exception("app %s on %s: the sync failed unexpectedly", "db", "east")
+    lost, bug = caplog.records
+    assert (lost.levelname, lost.getMessage(), lost.exc_info) == (
+        "WARNING",
+        "lost the lease of cluster east (token 7): stopping its worker",
+        None,
+    )
+    assert "Traceback" not in caplog.handler.format(lost)
+    assert "Traceback" in caplog.handler.format(bug)
+    assert bug.levelname == "ERROR" and bug.exc_info is not None  # bugs keep their traceback
 
 
 # ---------------------------------------------------------------- fencing
