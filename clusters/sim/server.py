@@ -30,6 +30,7 @@ from clusters.errors import ClusterUsageError
 from clusters.sim.faults import NO_FAULTS, FaultError, FaultSettings
 from clusters.sim.kinds import BUILTIN, ResourceType
 from clusters.sim.objectapi import StoreObjectAPI
+from clusters.sim.stats import ProcessStats
 from clusters.sim.selectors import (
     SelectorError,
     parse_field_selector,
@@ -684,8 +685,20 @@ class SimApp:
         self.app = web.Application(client_max_size=MAX_BODY)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.external_address = ""
+        self.stats = ProcessStats()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and _truthy(request.query.get("watch")):
+            self.stats.watches_opened += 1  # streams: their duration is not a latency
+            return await self._handle(request)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            return await self._handle(request)
+        finally:
+            self.stats.request(request.method, loop.time() - started)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         try:
             if path.startswith("/clusters/"):
@@ -1302,6 +1315,15 @@ class SimApp:
         method = request.method
         fleet = self.fleet
         try:
+            if segs == ["stats"] and method == "GET":
+                return _json(
+                    self.stats.take(
+                        reset=_truthy(request.query.get("reset")),
+                        clusters=len(fleet.clusters),
+                        watches=sum(c.store.watch_count() for c in fleet.clusters.values()),
+                        objects=sum(c.store.object_count() for c in fleet.clusters.values()),
+                    )
+                )
             if segs == ["clusters"]:
                 if method == "GET":
                     return _json(
@@ -1592,6 +1614,7 @@ class SimConfig:
     port: int = 0
     state_dir: Path | None = None
     kubeconfig_path: Path | None = None
+    admin_token_path: Path | None = None
     ready_delay: float = 0.2
     gc_delay: float = DEFAULT_GC_DELAY
     anonymous_auth: bool = True
@@ -1625,6 +1648,7 @@ class RunningSim:
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.ca_pem = b""
+        self.app: SimApp | None = None
         self._kubeconfig_pending = False
 
     @property
@@ -1658,6 +1682,9 @@ class RunningSim:
             ca = CertificateAuthority.generate()
             admin_token = new_admin_token()
         self.ca_pem = ca.cert_pem
+        if cfg.admin_token_path is not None:
+            cfg.admin_token_path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(cfg.admin_token_path, admin_token.encode())
         from hub.logs import redact
 
         redact(admin_token)
@@ -1680,6 +1707,8 @@ class RunningSim:
             redact(cluster.token)
         fleet.on_membership_change = self._kubeconfig_soon
         app = SimApp(fleet)
+        self.app = app
+        app.stats.start()
         self.runner = web.AppRunner(
             app.app, access_log=None, shutdown_timeout=2.0, handler_cancellation=True
         )
@@ -1728,6 +1757,8 @@ class RunningSim:
         write_kubeconfig(self.config.kubeconfig_path, entries, self.ca_pem)
 
     async def stop(self) -> None:
+        if self.app is not None:
+            await self.app.stats.stop()
         if self.fleet is not None:
             await self.fleet.shutdown()
         if self.runner is not None:

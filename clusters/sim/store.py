@@ -417,6 +417,13 @@ class ClusterStore:
     def resource_version(self) -> int:
         return self._rv
 
+    def watch_count(self) -> int:
+        """Open watches, the simulated controllers' own one included."""
+        return sum(len(w) for w in self._watchers.values())
+
+    def object_count(self) -> int:
+        return sum(len(o) for o in self._objects.values())
+
     def objects(self, group_kind: GroupKind) -> dict[Key, Obj]:
         return self._objects.get(group_kind, {})
 

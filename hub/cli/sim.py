@@ -43,6 +43,12 @@ def sim() -> None:
     help="Where to write the kubeconfig (default: HOME/sim/kubeconfig).",
 )
 @click.option(
+    "--admin-token-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the admin API's bearer token to this file (mode 0600); with "
+    "--state-dir it is in DIR/admin-token anyway.",
+)
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Keep objects, CA and tokens here across restarts (default: memory only).",
@@ -77,6 +83,7 @@ def serve(
     host: str,
     port: int,
     kubeconfig_out: Path | None,
+    admin_token_out: Path | None,
     state_dir: Path | None,
     ready_delay: float,
     gc_delay: float,
@@ -99,6 +106,7 @@ def serve(
         port=port,
         state_dir=state_dir,
         kubeconfig_path=kubeconfig,
+        admin_token_path=admin_token_out,
         ready_delay=ready_delay,
         gc_delay=gc_delay,
         anonymous_auth=anonymous_auth,
