@@ -238,13 +238,14 @@ class Sim:
         ]  # fmt: skip
         if processes > 1:
             cmd += ["--processes", str(processes)]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / "sim.log", "w"), text=True
-        )
+        with open(tmp / "sim.log", "w") as sim_log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sim_log)
 
         def ready() -> bool:
             if self.proc.poll() is not None:
-                raise SystemExit(f"hub sim serve exited ({self.proc.returncode}); see {tmp}/sim.log")
+                raise SystemExit(
+                    f"hub sim serve exited ({self.proc.returncode}); see {tmp}/sim.log"
+                )
             if not self.kubeconfig.exists() or not self.token_file.exists():
                 return False
             try:
@@ -255,7 +256,9 @@ class Sim:
 
         t0 = time.monotonic()
         wait_for("the simulated clusters", ready, 600)
-        log(f"simulator: {n} clusters in {processes} process(es), up in {time.monotonic() - t0:.1f}s")
+        log(
+            f"simulator: {n} clusters in {processes} process(es), up in {time.monotonic() - t0:.1f}s"
+        )
         doc = yaml.safe_load(self.kubeconfig.read_text())
         clusters = {c["name"]: c["cluster"] for c in doc["clusters"]}
         users = {u["name"]: u["user"] for u in doc["users"]}
@@ -493,9 +496,7 @@ def main() -> None:
         help="ApplicationSets without syncPolicy.retry (a failed automated sync then waits "
         "for the next revision, as in Argo CD).",
     )
-    parser.add_argument(
-        "--sim-processes", type=int, default=1, help="hub sim serve --processes N."
-    )
+    parser.add_argument("--sim-processes", type=int, default=1, help="hub sim serve --processes N.")
     parser.add_argument(
         "--sim-profile", type=Path, help="Run the simulator under cProfile, stats to this file."
     )

@@ -29,13 +29,14 @@ from aiohttp import web
 from clusters.errors import ClusterUsageError
 from clusters.sim.faults import NO_FAULTS, FaultError, FaultSettings
 from clusters.sim.kinds import BUILTIN, ResourceType
+from clusters.sim.kubeconfig import ClusterEntry, write_kubeconfig
 from clusters.sim.objectapi import StoreObjectAPI
-from clusters.sim.stats import ProcessStats
 from clusters.sim.selectors import (
     SelectorError,
     parse_field_selector,
     parse_label_selector,
 )
+from clusters.sim.stats import ProcessStats
 from clusters.sim.store import (
     DEFAULT_GC_DELAY,
     DEFAULT_HISTORY,
@@ -46,6 +47,7 @@ from clusters.sim.store import (
     Watcher,
     bad_request,
 )
+from clusters.sim.tls import CertificateAuthority, server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -1640,10 +1642,25 @@ def cluster_names(clusters: int | Iterable[str]) -> tuple[str, ...]:
 
 
 class RunningSim:
-    """A started simulator on the current event loop: fleet, HTTPS site, kubeconfig."""
+    """A started simulator on the current event loop: fleet, HTTPS site, kubeconfig.
 
-    def __init__(self, config: SimConfig) -> None:
+    ``ca`` and ``admin_token`` are given when the process is one shard of several
+    (``clusters.sim.shards``): every shard then serves under the same CA and admin token,
+    and ``on_clusters`` hears of membership changes (the parent writes the kubeconfig).
+    """
+
+    def __init__(
+        self,
+        config: SimConfig,
+        *,
+        ca: CertificateAuthority | None = None,
+        admin_token: str | None = None,
+        on_clusters: Callable[[list[ClusterEntry]], None] | None = None,
+    ) -> None:
         self.config = config
+        self._ca = ca
+        self._admin_token = admin_token
+        self.on_clusters = on_clusters
         self.fleet: Fleet | None = None
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -1664,12 +1681,11 @@ class RunningSim:
         return f"{self.url}/clusters/{name}"
 
     async def start(self) -> None:
-        from clusters.sim.kubeconfig import ClusterEntry, write_kubeconfig  # noqa: F401
-        from clusters.sim.tls import CertificateAuthority, server_ssl_context
-
         cfg = self.config
         state_dir = cfg.state_dir
-        if state_dir is not None:
+        if self._ca is not None and self._admin_token is not None:
+            ca, admin_token = self._ca, self._admin_token
+        elif state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)
             ca = CertificateAuthority.load_or_create(state_dir)
             admin_file = state_dir / "admin-token"
@@ -1744,17 +1760,23 @@ class RunningSim:
             self._kubeconfig_pending = True
             asyncio.get_running_loop().call_soon(self.write_kubeconfig)
 
+    def entries(self) -> list[ClusterEntry]:
+        fleet = self.fleet
+        if fleet is None:
+            return []
+        return [
+            ClusterEntry(name=c.name, server=self.server_url(c.name), token=c.token)
+            for c in fleet.clusters.values()
+        ]
+
     def write_kubeconfig(self) -> None:
         self._kubeconfig_pending = False
-        from clusters.sim.kubeconfig import ClusterEntry, write_kubeconfig
-
-        if self.config.kubeconfig_path is None or self.fleet is None or not self.port:
+        if self.fleet is None or not self.port:
             return
-        entries = [
-            ClusterEntry(name=c.name, server=self.server_url(c.name), token=c.token)
-            for c in self.fleet.clusters.values()
-        ]
-        write_kubeconfig(self.config.kubeconfig_path, entries, self.ca_pem)
+        if self.on_clusters is not None:
+            self.on_clusters(self.entries())
+        if self.config.kubeconfig_path is not None:
+            write_kubeconfig(self.config.kubeconfig_path, self.entries(), self.ca_pem)
 
     async def stop(self) -> None:
         if self.app is not None:

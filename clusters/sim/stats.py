@@ -10,6 +10,7 @@ monitor task wakes ten times a second, and each request appends one float.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import resource
@@ -98,10 +99,8 @@ class ProcessStats:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     async def _monitor(self) -> None:
