@@ -46,6 +46,7 @@ from clusters.sim.store import (
     Obj,
     Watcher,
     bad_request,
+    load_yaml,
 )
 from clusters.sim.tls import CertificateAuthority, server_ssl_context
 
@@ -954,7 +955,7 @@ class SimApp:
             )
         try:
             if ctype == "application/yaml":
-                return yaml.safe_load(raw)
+                return load_yaml(raw)
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise bad_request(
