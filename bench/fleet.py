@@ -335,20 +335,44 @@ def sim_summary(stats: list[dict[str, Any]]) -> dict[str, Any]:
         "request_p50_ms": max(s["requests"]["p50_ms"] for s in stats),
         "request_p99_ms": max(s["requests"]["p99_ms"] for s in stats),
         "rss_mb": round(sum(s["rss_mb"] for s in stats), 0),
+        "gc_full_count": sum(s.get("gc_pauses", {}).get("gen2", {}).get("count", 0) for s in stats),
+        "gc_full_max_ms": max(
+            s.get("gc_pauses", {}).get("gen2", {}).get("max_ms", 0.0) for s in stats
+        ),
+        "gc_full_total_s": round(
+            sum(
+                s.get("gc_pauses", {}).get("gen2", {}).get("count", 0)
+                * s.get("gc_pauses", {}).get("gen2", {}).get("mean_ms", 0.0)
+                for s in stats
+            )
+            / 1000,
+            2,
+        ),
         "watches": sum(s.get("watches", 0) for s in stats),
         "objects": sum(s.get("objects", 0) for s in stats),
     }
 
 
+def sim_verdict(s: dict[str, Any]) -> str:
+    """Kept up: its loop answered within 100 ms (p99). When it did not, saturated if the
+    busiest process had 90% of a core or more; otherwise it was starved (the machine's
+    other processes had the cores) or ran long callbacks."""
+    if s["loop_lag_p99_ms"] <= 100:
+        return "kept up"
+    if s["cpu_share_max"] >= 0.9:
+        return "SATURATED (loop lag p99 > 100 ms at >= 90% of a core)"
+    return "LAGGING (loop lag p99 > 100 ms below 90% of a core: starved or long callbacks)"
+
+
 def describe_sim(s: dict[str, Any]) -> str:
-    kept = s["loop_lag_p99_ms"] <= 100 and s["cpu_share_max"] < 0.9
     return (
         f"sim CPU {s['cpu_s']:.0f}s in {s['window_s']:.0f}s (busiest process "
         f"{100 * s['cpu_share_max']:.0f}% of a core), loop lag p50/p99/max "
         f"{s['loop_lag_p50_ms']:.0f}/{s['loop_lag_p99_ms']:.0f}/{s['loop_lag_max_ms']:.0f} ms, "
         f"{s['requests']} requests p50/p99 {s['request_p50_ms']:.1f}/{s['request_p99_ms']:.0f} ms, "
+        f"{s['gc_full_count']} full GCs (longest {s['gc_full_max_ms']:.0f} ms), "
         f"{s['watches']} watches, {s['objects']} objects, RSS {s['rss_mb']:.0f} MB: "
-        + ("kept up" if kept else "SATURATED (lag p99 > 100 ms or a process >= 90% of a core)")
+        + sim_verdict(s)
     )
 
 
@@ -884,10 +908,9 @@ def print_targets(f: dict[str, Any]) -> None:
             "on their own", recovered is not None)  # fmt: skip
     sims = f.get("sim") or {}
     for name, s in sims.items():
-        kept = s["loop_lag_p99_ms"] <= 100 and s["cpu_share_max"] < 0.9
         row(f"simulator during {name}: loop lag p99, busiest process CPU",
             f"{s['loop_lag_p99_ms']:.0f} ms, {100 * s['cpu_share_max']:.0f}%",
-            "<= 100 ms, < 90%", kept)  # fmt: skip
+            "lag <= 100 ms (kept up)", s["loop_lag_p99_ms"] <= 100)  # fmt: skip
     width = max(len(r[0]) for r in rows) if rows else 0
     print(f"\nIssue 12's targets at {n} clusters x {f['apps_per_cluster']} apps "
           f"(the issue sets them for 1,000 x 10):")  # fmt: skip

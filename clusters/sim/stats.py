@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import resource
@@ -81,6 +82,17 @@ class ProcessStats:
     def __init__(self) -> None:
         self._reset()
         self._task: asyncio.Task[None] | None = None
+        self._gc_started = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        generation = int(info.get("generation", 0))
+        series = self.gc.get(generation)
+        if series is None:
+            series = self.gc[generation] = Series()
+        series.add(time.perf_counter() - self._gc_started)
 
     def _reset(self) -> None:
         self.started = time.monotonic()
@@ -88,6 +100,9 @@ class ProcessStats:
         self.lag = Series()
         self.requests: dict[str, Series] = {}
         self.watches_opened = 0
+        # The garbage collector's pauses by generation: a full collection walks every
+        # stored object, and stops the loop while it does.
+        self.gc: dict[int, Series] = {}
 
     def start(self) -> None:
         """Start the lag monitor on the running loop."""
@@ -95,6 +110,7 @@ class ProcessStats:
             self._task = asyncio.get_running_loop().create_task(
                 self._monitor(), name="sim-loop-lag"
             )
+            gc.callbacks.append(self._on_gc)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -102,6 +118,8 @@ class ProcessStats:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+            with contextlib.suppress(ValueError):
+                gc.callbacks.remove(self._on_gc)
 
     async def _monitor(self) -> None:
         # The loop is late by as long as callbacks ran past the timer: that delay is what
@@ -137,6 +155,7 @@ class ProcessStats:
             "requests": every.summary_ms(),
             "requests_by_verb": {k: v.summary_ms() for k, v in sorted(self.requests.items())},
             "watches_opened": self.watches_opened,
+            "gc_pauses": {f"gen{k}": v.summary_ms() for k, v in sorted(self.gc.items())},
             **gauges,
         }
 

@@ -242,3 +242,45 @@ def test_shards_split_names_contiguously_and_evenly() -> None:
     assert split(names, 3) == [names[0:3], names[3:5], names[5:7]]
     assert split(names[:2], 4) == [names[0:1], names[1:2]]  # never an empty shard
     assert split((), 2) == [()]
+
+
+def _free_port_pair() -> int:
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+        with socket.socket() as b, socket.socket() as c:
+            try:
+                b.bind(("127.0.0.1", port))
+                c.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    pytest.skip("no two consecutive free ports")
+
+
+def test_shards_listen_on_port_plus_k_and_a_dead_shard_stops_them_all(tmp_path: Path) -> None:
+    port = _free_port_pair()
+    proc, lines = _start(tmp_path, "--clusters", "2", "--processes", "2", "--port", str(port))
+    text = "\n".join(lines)
+    assert f"https://127.0.0.1:{port}/clusters/sim-1" in text
+    assert f"https://127.0.0.1:{port + 1}/clusters/sim-2" in text
+    shards = [
+        int(p) for p in subprocess.run(
+            ["ps", "--ppid", str(proc.pid), "-o", "pid="], capture_output=True, text=True
+        ).stdout.split()
+    ]  # fmt: skip
+    assert len(shards) == 2
+    os.kill(shards[0], signal.SIGKILL)
+    try:
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{shards[1]}"):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{shards[1]}")
