@@ -36,7 +36,7 @@ from clusters.sim.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from clusters.sim.stats import ProcessStats
+from clusters.sim.stats import FullCollectionFreezer, ProcessStats
 from clusters.sim.store import (
     DEFAULT_GC_DELAY,
     DEFAULT_HISTORY,
@@ -1624,6 +1624,9 @@ class SimConfig:
     controllers: bool = True
     history: int = DEFAULT_HISTORY
     bookmark_interval: float = 30.0
+    # Freeze the survivors of every full garbage collection (stats.FullCollectionFreezer):
+    # for a process of its own only, as it is process-wide.
+    freeze_gc: bool = False
 
 
 def cluster_names(clusters: int | Iterable[str]) -> tuple[str, ...]:
@@ -1667,6 +1670,8 @@ class RunningSim:
         self.port = 0
         self.ca_pem = b""
         self.app: SimApp | None = None
+        self._freezer: FullCollectionFreezer | None = None
+        self._freezer_task: asyncio.Task[None] | None = None
         self._kubeconfig_pending = False
 
     @property
@@ -1726,6 +1731,11 @@ class RunningSim:
         app = SimApp(fleet)
         self.app = app
         app.stats.start()
+        if cfg.freeze_gc:
+            self._freezer = FullCollectionFreezer()
+            self._freezer_task = asyncio.get_running_loop().create_task(
+                self._freezer.run(), name="sim-gc-freeze"
+            )
         self.runner = web.AppRunner(
             app.app, access_log=None, shutdown_timeout=2.0, handler_cancellation=True
         )
@@ -1782,6 +1792,11 @@ class RunningSim:
     async def stop(self) -> None:
         if self.app is not None:
             await self.app.stats.stop()
+        if self._freezer_task is not None:
+            self._freezer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._freezer_task
+            self._freezer_task = None
         if self.fleet is not None:
             await self.fleet.shutdown()
         if self.runner is not None:

@@ -123,6 +123,7 @@ def serve(
         ready_delay=ready_delay,
         gc_delay=gc_delay,
         anonymous_auth=anonymous_auth,
+        freeze_gc=True,  # this process serves the simulator only
     )
     if processes > 1:
         _serve_sharded(config, processes)

@@ -3,6 +3,7 @@ slow hub from a saturated simulator)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import time
@@ -77,3 +78,30 @@ def test_a_series_keeps_bounded_samples_and_exact_count_and_max() -> None:
     summary = series.summary_ms()
     assert summary["max_ms"] == pytest.approx(1000 * (MAX_SAMPLES + 499) / 1000)
     assert summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+
+
+def test_the_freezer_freezes_survivors_after_a_full_collection_only() -> None:
+    import asyncio
+    import gc
+
+    from clusters.sim.stats import FullCollectionFreezer
+
+    async def scenario() -> tuple[int, int]:
+        freezer = FullCollectionFreezer()
+        task = asyncio.get_running_loop().create_task(freezer.run(interval=0.01))
+        gc.collect(1)  # not a full collection: nothing to freeze
+        await asyncio.sleep(0.05)
+        before = freezer.freezes
+        gc.collect()
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return before, freezer.freezes
+
+    try:
+        before, after = asyncio.run(scenario())
+        assert before == 0 and after == 1
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()  # the test process keeps its usual collector
