@@ -207,6 +207,59 @@ class ProcessPeaks:
         self._stop.set()
 
 
+class StackSampler:
+    """A sampling profiler of this process (the hub): ten times a second, for every
+    thread, the innermost frame in the project's own code and the function it is in.
+    Cheap enough to leave on in a long run; ``top`` says where the hub's threads and
+    event loop spend their time in a phase (waits included: a thread parked in a queue
+    shows where it parks)."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.counts: Counter[str] = Counter()
+        self.samples = 0
+        self._interval = interval
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._root = str(ROOT)
+        threading.Thread(target=self._run, daemon=True, name="bench-sampler").start()
+
+    def _where(self, frame: Any) -> str | None:
+        leaf = f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}"
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if name.startswith(self._root) and "/bench/" not in name and "/.venv/" not in name:
+                mine = (
+                    f"{Path(name).relative_to(self._root)}:{frame.f_lineno} {frame.f_code.co_name}"
+                )
+                return mine if mine.endswith(leaf.split(":")[1]) else f"{mine} -> {leaf}"
+            frame = frame.f_back
+        return None
+
+    def _run(self) -> None:
+        me = threading.get_ident()
+        while not self._stop.wait(self._interval):
+            frames = sys._current_frames()
+            with self._lock:
+                self.samples += 1
+                for ident, frame in frames.items():
+                    if ident == me:
+                        continue
+                    where = self._where(frame)
+                    if where is not None:
+                        self.counts[where] += 1
+
+    def take(self, top: int = 15) -> list[tuple[str, float]]:
+        """The top places since the last take, as thread-seconds."""
+        with self._lock:
+            counts, samples = self.counts, self.samples
+            self.counts, self.samples = Counter(), 0
+        del samples
+        return [(w, round(c * self._interval, 1)) for w, c in counts.most_common(top)]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -524,6 +577,11 @@ def main() -> None:
     parser.add_argument(
         "--sim-profile", type=Path, help="Run the simulator under cProfile, stats to this file."
     )
+    parser.add_argument(
+        "--hub-samples",
+        action="store_true",
+        help="Sample the hub's thread stacks at 10 Hz and print the top places per phase.",
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     n, m = args.clusters, args.apps
@@ -595,11 +653,19 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
 
         return line
 
+    sampler = StackSampler() if args.hub_samples else None
+
     def phase(name: str) -> None:
         """Close a phase: the simulator's figures for it, and a new window."""
         s = sim_summary(sim.stats(reset=True))
         figures.setdefault("sim", {})[name] = s
         log(f"  {name}: {describe_sim(s)}")
+        if sampler is not None:
+            top = sampler.take()
+            figures.setdefault("hub_samples", {})[name] = top
+            log(f"  {name}: where the hub's threads were (thread-seconds, sampled at 10 Hz):")
+            for where, seconds in top:
+                log(f"    {seconds:8.1f}  {where}")
 
     hub = Hub(cli.home, HubOptions(git_poll_s=2.0, resync_s=3600.0, jitter=0.0))
     peaks = ProcessPeaks()
