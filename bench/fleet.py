@@ -703,7 +703,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         drift(args, sim, figures)
         phase("drift heal")
         if args.faults:
-            herd(args, sim, repo, apps, figures, rollout, progress)
+            herd(args, sim, repo, apps, figures, rollout, progress, phase)
         figures["hub_rss_mb"] = round(rss_mb(), 0)
         threads, fds = ProcessPeaks.now()
         figures |= {"threads_end": threads, "fds_end": fds}
@@ -804,6 +804,7 @@ def herd(
     figures: dict[str, Any],
     fault_free_s: float,
     progress: Callable[[str | None], Callable[[], str]],
+    phase: Callable[[str], None],
 ) -> None:
     """One commit touching every Application while some clusters are slow or failing."""
     n, m = args.clusters, args.apps
@@ -851,6 +852,7 @@ def herd(
     }
     log(f"healthy clusters' {len(healthy) * m} apps converged in {healthy_s:.1f}s under faults "
         f"against {fault_free_s:.1f}s fault-free: x{ratio:.2f} (target <= {TARGET_HERD_SLOWDOWN})")  # fmt: skip
+    phase("herd, healthy clusters converging")
     if slow:
         try:
             slow_s = wait_for(
@@ -867,6 +869,7 @@ def herd(
             log(f"slow clusters: {apps.count_converged(sha3, slow)}/{len(slow) * m} apps "
                 f"converged after {args.fault_hold:g}s more with the faults on")  # fmt: skip
     figures["herd"]["error_converged_while_faulty"] = apps.count_converged(sha3, error)
+    phase("herd, faults held")
     for name in faulty:
         sim.clear_faults(name)
     t_clear = time.monotonic()
@@ -883,12 +886,13 @@ def herd(
         figures["herd"]["not_recovered_apps"] = n * m - apps.count_converged(sha3)
         log(f"faults cleared: {figures['herd']['not_recovered_apps']} Applications still not "
             f"Synced+Healthy after {args.recovery_timeout:g}s")  # fmt: skip
+        phase("herd, recovery")
         return
     figures["herd"]["recovery_after_clear_s"] = round(recover, 1)
     figures["herd"]["commit_to_all_s"] = round(time.monotonic() - t0, 1)
     log(f"faults cleared: every Application Synced+Healthy {recover:.1f}s later, with no "
         f"intervention ({time.monotonic() - t_clear:.1f}s)")  # fmt: skip
-    sim.stats(reset=True)
+    phase("herd, recovery")
 
 
 def baseline(
