@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -160,15 +161,44 @@ def print_table(runs: list[dict[str, Any]]) -> None:
             value = r.get(key)
             if value is None:
                 cells.append(f"{'-':>14}")
-            elif isinstance(value, float):
-                cells.append(f"{value:>12.3g}{unit:>2}" if unit else f"{value:>14.3g}")
             else:
-                cells.append(f"{value:>12}{unit:>2}" if unit else f"{value:>14}")
+                text = _num(value)
+                cells.append(f"{text:>12}{unit:>2}" if unit else f"{text:>14}")
         print(label.ljust(width) + "".join(cells))
     print("\nleast-squares fit (value = fixed + per cluster x clusters + per app x apps):")
     for key in FITTED:
         label = next(label for label, k, _ in FIGURES if k == key)
         print(f"  {label}: {fit(runs, key)}")
+    print("\ngrowth exponent k (value ~ size^k: 1 is linear) between runs differing in one size:")
+    for key in FITTED:
+        label = next(label for label, k, _ in FIGURES if k == key)
+        print(f"  {label}: {', '.join(growth(runs, key)) or '-'}")
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def growth(runs: list[dict[str, Any]], key: str) -> list[str]:
+    """log(v2/v1) / log(s2/s1) for pairs of runs that differ in clusters only (same apps
+    per cluster) or in apps per cluster only (same clusters)."""
+    out = []
+    for i, a in enumerate(runs):
+        for b in runs[i + 1 :]:
+            va, vb = a.get(key), b.get(key)
+            if not va or not vb or va <= 0 or vb <= 0:
+                continue
+            if a["apps_per_cluster"] == b["apps_per_cluster"] and a["clusters"] != b["clusters"]:
+                what, sa, sb = "clusters", a["clusters"], b["clusters"]
+            elif a["clusters"] == b["clusters"] and a["apps_per_cluster"] != b["apps_per_cluster"]:
+                what, sa, sb = "apps per cluster", a["apps_per_cluster"], b["apps_per_cluster"]
+            else:
+                continue
+            k = math.log(vb / va) / math.log(sb / sa)
+            out.append(f"k={k:.2f} over {what} {sa}->{sb}")
+    return out
 
 
 if __name__ == "__main__":
