@@ -2,16 +2,18 @@
 
 Measures, in one run, and prints against the targets of issue 12 at the end:
 
-1. hub start + first commit -> every Application Synced and Healthy, then an image change;
-2. the hub's resident memory, threads and open files (peaks sampled once a second);
-3. spoke API requests during one steady-state resync of every Application (GET/LIST per
+1. hub start + first commit -> every Application Synced and Healthy;
+2. spoke API requests during one steady-state resync of every Application (GET/LIST per
    app is the figure that should be zero), counted on the hub side;
-4. drift-heal latency after ``kubectl scale`` on a sample of clusters spread over the fleet;
-5. with ``--faults``, the thundering herd: one commit touching every Application while 5%
+3. drift-heal latency after ``kubectl scale`` on a sample of clusters spread over the fleet;
+4. an image change commit -> every Application Synced and Healthy again (unless
+   ``--no-image-commit``; it comes after 2 and 3 so a run too long to finish has those);
+5. the hub's resident memory, threads and open files (peaks sampled once a second);
+6. with ``--faults``, the thundering herd: one commit touching every Application while 5%
    of the clusters answer 2 s late and 2% answer 503, through the simulator's fault API;
    the healthy clusters' time against the fault-free image commit of the same run, then
    how long the faulty clusters take to converge on their own once the faults are cleared;
-6. unless ``--no-baseline``, the push-CI baseline: ``kubectl apply -f`` of the same
+7. unless ``--no-baseline``, the push-CI baseline: ``kubectl apply -f`` of the same
    manifests cluster after cluster, and its ratio to the hub's commit-to-Synced time.
 
 Whether the simulator kept up is measured too: its CPU, event-loop lag and request
@@ -660,12 +662,15 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         return line
 
     sampler = StackSampler() if args.hub_samples else None
+    peaks = ProcessPeaks()
 
     def phase(name: str) -> None:
         """Close a phase: the simulator's figures for it, and a new window."""
         s = sim_summary(sim.stats(reset=True))
         figures.setdefault("sim", {})[name] = s
         log(f"  {name}: {describe_sim(s)}")
+        log(f"  {name}: hub peaks so far: RSS {peaks.rss_mb:.0f} MB, threads {peaks.threads}, "
+            f"open files {peaks.fds}")  # fmt: skip
         if sampler is not None:
             top = sampler.take()
             figures.setdefault("hub_samples", {})[name] = top
@@ -674,7 +679,6 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
                 log(f"    {seconds:8.1f}  {where}")
 
     hub = Hub(cli.home, HubOptions(git_poll_s=2.0, resync_s=3600.0, jitter=0.0))
-    peaks = ProcessPeaks()
     sim.stats(reset=True)
     with anyio.from_thread.start_blocking_portal() as portal:
         sha1 = repo.git("rev-parse", "HEAD")
@@ -686,10 +690,21 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         figures["first_commit_hub_cpu_s"] = round(cpu_s() - c0, 1)
         log(f"hub start + first commit -> {total} Synced/Healthy: {first:.1f}s "
             f"(hub process CPU {figures['first_commit_hub_cpu_s']}s)")  # fmt: skip
+        figures["sync_requests_first_commit"] = dict(counter.take())
+        log(f"  hub requests from start through the first commit: "
+            f"{figures['sync_requests_first_commit']}")  # fmt: skip
         phase("first commit")
+
+        # The steady state and drift come before the image commit, so a fleet too large to
+        # converge twice in the time there is still measures them.
+        steady_state(hub, portal, counter, figures, total)
+        phase("steady-state resync")
+        drift(args, sim, figures)
+        phase("drift heal")
 
         rollout = 0.0
         if not args.no_image_commit:
+            counter.take()
             sha2 = repo.write(
                 {f"services/svc-{i}/all.yaml": SERVICE.format(i=i, image="nginx:2")
                  for i in range(m)},
@@ -703,15 +718,9 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
             figures["image_commit_hub_cpu_s"] = round(cpu_s() - c0, 1)
             log(f"image commit -> {total} Synced/Healthy: {rollout:.1f}s "
                 f"(hub process CPU {figures['image_commit_hub_cpu_s']}s)")  # fmt: skip
-        figures["sync_requests"] = dict(counter.take())
-        log(f"  hub requests from start through the commits: {figures['sync_requests']}")
-        if not args.no_image_commit:
+            figures["sync_requests_image_commit"] = dict(counter.take())
+            log(f"  hub requests of the image commit: {figures['sync_requests_image_commit']}")
             phase("image commit")
-
-        steady_state(hub, portal, counter, figures, total)
-        phase("steady-state resync")
-        drift(args, sim, figures)
-        phase("drift heal")
         if args.faults and not args.no_image_commit:
             herd(args, sim, repo, apps, figures, rollout, progress, phase)
         figures["hub_rss_mb"] = round(rss_mb(), 0)
