@@ -409,6 +409,19 @@ class SimCluster:
     faults: FaultSettings = NO_FAULTS
     controllers: asyncio.Task[None] | None = None
     discovery: _Discovery | None = None
+    # Open watch streams of API clients (not the controllers' own subscription).
+    streams: set[Watcher] = field(default_factory=set)
+
+    def set_faults(self, settings: FaultSettings) -> None:
+        """Switch faults (on the loop). An outage or an error rate also ends the open watch
+        streams, as a failing API server's connections do: without it a client's watch
+        opened before the fault kept delivering events, and the fault reached only new
+        requests. Latency alone leaves them open."""
+        self.faults = settings
+        if settings.outage is not None or settings.error_rate > 0:
+            for watcher in list(self.streams):
+                watcher.aborted = settings.outage is not None
+                watcher.close()
 
     def discovery_docs(self) -> _Discovery:
         registry = self.store.kinds
@@ -1230,6 +1243,7 @@ class SimApp:
             watcher = store.watch(
                 rt.group_kind, target.namespace, labels=labels, fields=fields, since=since
             )
+            cluster.streams.add(watcher)
         except ApiError as err:
             if err.code != 410:
                 raise
@@ -1296,6 +1310,12 @@ class SimApp:
         finally:
             if watcher is not None:
                 store.unwatch(watcher)
+                cluster.streams.discard(watcher)
+        if watcher is not None and watcher.aborted:
+            transport = request.transport
+            if transport is not None:
+                transport.abort()  # an outage: the connection drops, no end of stream
+            return response
         with contextlib.suppress(ConnectionError, RuntimeError):
             await response.write_eof()
         return response
@@ -1354,10 +1374,10 @@ class SimApp:
                 if method == "GET":
                     return _json(cluster.faults.to_json())
                 if method == "PUT":
-                    cluster.faults = FaultSettings.parse(await request.json())
+                    cluster.set_faults(FaultSettings.parse(await request.json()))
                     return _json(cluster.faults.to_json())
                 if method == "DELETE":
-                    cluster.faults = NO_FAULTS
+                    cluster.set_faults(NO_FAULTS)
                     return _json(cluster.faults.to_json())
             elif segs == ["clusters", "compact"] or (
                 len(segs) == 3 and segs[0] == "clusters" and segs[2] == "compact"
@@ -1839,11 +1859,13 @@ class FaultControl:
             )
         except FaultError as exc:
             raise ClusterUsageError(str(exc)) from None
-        self._sim._cluster(self._name).faults = settings
+        cluster = self._sim._cluster(self._name)
+        self._sim._call(lambda: cluster.set_faults(settings))
         return settings
 
     def clear(self) -> None:
-        self._sim._cluster(self._name).faults = NO_FAULTS
+        cluster = self._sim._cluster(self._name)
+        self._sim._call(lambda: cluster.set_faults(NO_FAULTS))
 
     @property
     def current(self) -> FaultSettings:

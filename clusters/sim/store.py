@@ -266,6 +266,8 @@ class Watcher:
         self.closed = False
         # Set when the store dropped this watcher (too slow, cluster removed).
         self.overflowed = False
+        # Set when an outage fault ended the stream: the connection is dropped.
+        self.aborted = False
 
     def _matches(self, obj: Obj | None) -> bool:
         if obj is None:
