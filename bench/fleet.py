@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import inspect
 import json
 import os
 import sqlite3
@@ -129,23 +130,26 @@ class RequestCounter:
         original = KubeClient._request
 
         def counted(client: KubeClient, method: str, path: str, **kw: Any) -> Any:
-            query = dict(kw.get("query") or [])
-            if method == "GET" and query.get("watch"):
-                what = "WATCH"
-            elif method == "GET" and "limit" in query:  # KubeClient.list pages with limit
-                what = "LIST"
-            elif method == "GET" and (path.count("/") <= 3 or path == "/version"):
-                what = "DISCOVERY"  # /api, /apis, /api/v1, /apis/GROUP/VERSION
-            elif method == "GET":
-                what = "GET"
-            else:
-                what = method
-            with self.lock:
-                self.counts[what] += 1
+            self.count(method, path, kw)
             return original(client, method, path, **kw)
 
         KubeClient._request = counted  # type: ignore[method-assign,assignment]
         self._count_async()
+
+    def count(self, method: str, path: str, kw: dict[str, Any]) -> None:
+        query = dict(kw.get("query") or [])
+        if method == "GET" and query.get("watch"):
+            what = "WATCH"
+        elif method == "GET" and "limit" in query:  # lists page with limit
+            what = "LIST"
+        elif method == "GET" and (path.count("/") <= 3 or path == "/version"):
+            what = "DISCOVERY"  # /api, /apis, /api/v1, /apis/GROUP/VERSION
+        elif method == "GET":
+            what = "GET"
+        else:
+            what = method
+        with self.lock:
+            self.counts[what] += 1
 
     def _count_async(self) -> None:
         """The live cache's LISTs and WATCHes go through ``AsyncKube`` (event loop) where it
@@ -155,22 +159,34 @@ class RequestCounter:
         transport = getattr(kube, "AsyncKube", None)
         if transport is None:
             return
-        list_, watch = getattr(transport, "list", None), getattr(transport, "watch", None)
-        if list_ is None or watch is None:
-            return
+        watch = getattr(transport, "watch", None)
+        request = getattr(transport, "_request", None)
+        if request is not None and inspect.iscoroutinefunction(request):
+            # Every call but watches goes through one request method (the async engine).
 
-        async def counted_list(client: Any, *a: Any, **kw: Any) -> Any:
-            with self.lock:
-                self.counts["LIST"] += 1
-            return await list_(client, *a, **kw)
+            async def counted_request(client: Any, method: str, path: str, **kw: Any) -> Any:
+                self.count(method, path, kw)
+                return await request(client, method, path, **kw)
 
-        def counted_watch(client: Any, *a: Any, **kw: Any) -> Any:
-            with self.lock:
-                self.counts["WATCH"] += 1
-            return watch(client, *a, **kw)
+            transport._request = counted_request
+        else:
+            list_ = getattr(transport, "list", None)
+            if list_ is not None:
 
-        transport.list = counted_list
-        transport.watch = counted_watch
+                async def counted_list(client: Any, *a: Any, **kw: Any) -> Any:
+                    with self.lock:
+                        self.counts["LIST"] += 1
+                    return await list_(client, *a, **kw)
+
+                transport.list = counted_list
+        if watch is not None:
+
+            def counted_watch(client: Any, *a: Any, **kw: Any) -> Any:
+                with self.lock:
+                    self.counts["WATCH"] += 1
+                return watch(client, *a, **kw)
+
+            transport.watch = counted_watch
 
     def take(self) -> Counter[str]:
         with self.lock:
