@@ -175,6 +175,27 @@ def _union_into(out: Tree, b: Tree) -> None:
             _union_into(mine, child)
 
 
+def union_into(out: Tree, b: Tree) -> None:
+    """``union(out, b)`` in place, for a tree the caller owns (no copy of ``out``)."""
+    _union_into(out, b)
+
+
+def subtract_into(a: Tree, b: Tree) -> None:
+    """``difference(a, b)`` in place, for a tree the caller owns: the write path decodes
+    fresh trees per request, and copying them for every entry was most of its cost."""
+    if SELF in b:
+        a.pop(SELF, None)
+    for element, other in b.items():
+        if element == SELF:
+            continue
+        child = a.get(element)
+        if child is None:
+            continue
+        subtract_into(child, other)
+        if not child:
+            del a[element]
+
+
 def difference(a: Tree, b: Tree) -> Tree:
     """Members of ``a`` that are not members of ``b`` (not recursive: a member of ``b``
     does not remove the members below it in ``a``)."""

@@ -67,5 +67,7 @@ class ObjectAPI(Protocol):
         ...
 
     def events(self) -> AsyncIterator[ObjectEvent]:
-        """Every later change to any object of this cluster, in order, until cancelled."""
+        """Every later change to any object of this cluster, in order, until cancelled.
+
+        The event's object is read-only (it may be the server's own copy)."""
         ...

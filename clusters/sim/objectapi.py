@@ -107,6 +107,8 @@ class StoreObjectAPI:
                 if item is None:
                     return
                 kind: EventType = item.type  # type: ignore[assignment]
-                yield ObjectEvent(type=kind, object=clone(item.obj))
+                # The stored object, not a copy: stored objects are never changed in place,
+                # and copying every change for the event pump cost more than the pump.
+                yield ObjectEvent(type=kind, object=item.obj)
         finally:
             store.unwatch(watcher)

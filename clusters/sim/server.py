@@ -29,12 +29,14 @@ from aiohttp import web
 from clusters.errors import ClusterUsageError
 from clusters.sim.faults import NO_FAULTS, FaultError, FaultSettings
 from clusters.sim.kinds import BUILTIN, ResourceType
+from clusters.sim.kubeconfig import ClusterEntry, write_kubeconfig
 from clusters.sim.objectapi import StoreObjectAPI
 from clusters.sim.selectors import (
     SelectorError,
     parse_field_selector,
     parse_label_selector,
 )
+from clusters.sim.stats import FullCollectionFreezer, ProcessStats
 from clusters.sim.store import (
     DEFAULT_GC_DELAY,
     DEFAULT_HISTORY,
@@ -44,7 +46,9 @@ from clusters.sim.store import (
     Obj,
     Watcher,
     bad_request,
+    load_yaml,
 )
+from clusters.sim.tls import CertificateAuthority, server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +409,19 @@ class SimCluster:
     faults: FaultSettings = NO_FAULTS
     controllers: asyncio.Task[None] | None = None
     discovery: _Discovery | None = None
+    # Open watch streams of API clients (not the controllers' own subscription).
+    streams: set[Watcher] = field(default_factory=set)
+
+    def set_faults(self, settings: FaultSettings) -> None:
+        """Switch faults (on the loop). An outage or an error rate also ends the open watch
+        streams, as a failing API server's connections do: without it a client's watch
+        opened before the fault kept delivering events, and the fault reached only new
+        requests. Latency alone leaves them open."""
+        self.faults = settings
+        if settings.outage is not None or settings.error_rate > 0:
+            for watcher in list(self.streams):
+                watcher.aborted = settings.outage is not None
+                watcher.close()
 
     def discovery_docs(self) -> _Discovery:
         registry = self.store.kinds
@@ -684,8 +701,20 @@ class SimApp:
         self.app = web.Application(client_max_size=MAX_BODY)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.external_address = ""
+        self.stats = ProcessStats()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "GET" and _truthy(request.query.get("watch")):
+            self.stats.watches_opened += 1  # streams: their duration is not a latency
+            return await self._handle(request)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            return await self._handle(request)
+        finally:
+            self.stats.request(request.method, loop.time() - started)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         try:
             if path.startswith("/clusters/"):
@@ -939,7 +968,7 @@ class SimApp:
             )
         try:
             if ctype == "application/yaml":
-                return yaml.safe_load(raw)
+                return load_yaml(raw)
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise bad_request(
@@ -1214,6 +1243,7 @@ class SimApp:
             watcher = store.watch(
                 rt.group_kind, target.namespace, labels=labels, fields=fields, since=since
             )
+            cluster.streams.add(watcher)
         except ApiError as err:
             if err.code != 410:
                 raise
@@ -1280,6 +1310,12 @@ class SimApp:
         finally:
             if watcher is not None:
                 store.unwatch(watcher)
+                cluster.streams.discard(watcher)
+        if watcher is not None and watcher.aborted:
+            transport = request.transport
+            if transport is not None:
+                transport.abort()  # an outage: the connection drops, no end of stream
+            return response
         with contextlib.suppress(ConnectionError, RuntimeError):
             await response.write_eof()
         return response
@@ -1302,6 +1338,15 @@ class SimApp:
         method = request.method
         fleet = self.fleet
         try:
+            if segs == ["stats"] and method == "GET":
+                return _json(
+                    self.stats.take(
+                        reset=_truthy(request.query.get("reset")),
+                        clusters=len(fleet.clusters),
+                        watches=sum(c.store.watch_count() for c in fleet.clusters.values()),
+                        objects=sum(c.store.object_count() for c in fleet.clusters.values()),
+                    )
+                )
             if segs == ["clusters"]:
                 if method == "GET":
                     return _json(
@@ -1329,10 +1374,10 @@ class SimApp:
                 if method == "GET":
                     return _json(cluster.faults.to_json())
                 if method == "PUT":
-                    cluster.faults = FaultSettings.parse(await request.json())
+                    cluster.set_faults(FaultSettings.parse(await request.json()))
                     return _json(cluster.faults.to_json())
                 if method == "DELETE":
-                    cluster.faults = NO_FAULTS
+                    cluster.set_faults(NO_FAULTS)
                     return _json(cluster.faults.to_json())
             elif segs == ["clusters", "compact"] or (
                 len(segs) == 3 and segs[0] == "clusters" and segs[2] == "compact"
@@ -1592,12 +1637,16 @@ class SimConfig:
     port: int = 0
     state_dir: Path | None = None
     kubeconfig_path: Path | None = None
+    admin_token_path: Path | None = None
     ready_delay: float = 0.2
     gc_delay: float = DEFAULT_GC_DELAY
     anonymous_auth: bool = True
     controllers: bool = True
     history: int = DEFAULT_HISTORY
     bookmark_interval: float = 30.0
+    # Freeze the survivors of every full garbage collection (stats.FullCollectionFreezer):
+    # for a process of its own only, as it is process-wide.
+    freeze_gc: bool = False
 
 
 def cluster_names(clusters: int | Iterable[str]) -> tuple[str, ...]:
@@ -1617,14 +1666,32 @@ def cluster_names(clusters: int | Iterable[str]) -> tuple[str, ...]:
 
 
 class RunningSim:
-    """A started simulator on the current event loop: fleet, HTTPS site, kubeconfig."""
+    """A started simulator on the current event loop: fleet, HTTPS site, kubeconfig.
 
-    def __init__(self, config: SimConfig) -> None:
+    ``ca`` and ``admin_token`` are given when the process is one shard of several
+    (``clusters.sim.shards``): every shard then serves under the same CA and admin token,
+    and ``on_clusters`` hears of membership changes (the parent writes the kubeconfig).
+    """
+
+    def __init__(
+        self,
+        config: SimConfig,
+        *,
+        ca: CertificateAuthority | None = None,
+        admin_token: str | None = None,
+        on_clusters: Callable[[list[ClusterEntry]], None] | None = None,
+    ) -> None:
         self.config = config
+        self._ca = ca
+        self._admin_token = admin_token
+        self.on_clusters = on_clusters
         self.fleet: Fleet | None = None
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.ca_pem = b""
+        self.app: SimApp | None = None
+        self._freezer: FullCollectionFreezer | None = None
+        self._freezer_task: asyncio.Task[None] | None = None
         self._kubeconfig_pending = False
 
     @property
@@ -1640,12 +1707,11 @@ class RunningSim:
         return f"{self.url}/clusters/{name}"
 
     async def start(self) -> None:
-        from clusters.sim.kubeconfig import ClusterEntry, write_kubeconfig  # noqa: F401
-        from clusters.sim.tls import CertificateAuthority, server_ssl_context
-
         cfg = self.config
         state_dir = cfg.state_dir
-        if state_dir is not None:
+        if self._ca is not None and self._admin_token is not None:
+            ca, admin_token = self._ca, self._admin_token
+        elif state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)
             ca = CertificateAuthority.load_or_create(state_dir)
             admin_file = state_dir / "admin-token"
@@ -1658,6 +1724,9 @@ class RunningSim:
             ca = CertificateAuthority.generate()
             admin_token = new_admin_token()
         self.ca_pem = ca.cert_pem
+        if cfg.admin_token_path is not None:
+            cfg.admin_token_path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(cfg.admin_token_path, admin_token.encode())
         from hub.logs import redact
 
         redact(admin_token)
@@ -1680,6 +1749,13 @@ class RunningSim:
             redact(cluster.token)
         fleet.on_membership_change = self._kubeconfig_soon
         app = SimApp(fleet)
+        self.app = app
+        app.stats.start()
+        if cfg.freeze_gc:
+            self._freezer = FullCollectionFreezer()
+            self._freezer_task = asyncio.get_running_loop().create_task(
+                self._freezer.run(), name="sim-gc-freeze"
+            )
         self.runner = web.AppRunner(
             app.app, access_log=None, shutdown_timeout=2.0, handler_cancellation=True
         )
@@ -1715,19 +1791,32 @@ class RunningSim:
             self._kubeconfig_pending = True
             asyncio.get_running_loop().call_soon(self.write_kubeconfig)
 
+    def entries(self) -> list[ClusterEntry]:
+        fleet = self.fleet
+        if fleet is None:
+            return []
+        return [
+            ClusterEntry(name=c.name, server=self.server_url(c.name), token=c.token)
+            for c in fleet.clusters.values()
+        ]
+
     def write_kubeconfig(self) -> None:
         self._kubeconfig_pending = False
-        from clusters.sim.kubeconfig import ClusterEntry, write_kubeconfig
-
-        if self.config.kubeconfig_path is None or self.fleet is None or not self.port:
+        if self.fleet is None or not self.port:
             return
-        entries = [
-            ClusterEntry(name=c.name, server=self.server_url(c.name), token=c.token)
-            for c in self.fleet.clusters.values()
-        ]
-        write_kubeconfig(self.config.kubeconfig_path, entries, self.ca_pem)
+        if self.on_clusters is not None:
+            self.on_clusters(self.entries())
+        if self.config.kubeconfig_path is not None:
+            write_kubeconfig(self.config.kubeconfig_path, self.entries(), self.ca_pem)
 
     async def stop(self) -> None:
+        if self.app is not None:
+            await self.app.stats.stop()
+        if self._freezer_task is not None:
+            self._freezer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._freezer_task
+            self._freezer_task = None
         if self.fleet is not None:
             await self.fleet.shutdown()
         if self.runner is not None:
@@ -1770,11 +1859,13 @@ class FaultControl:
             )
         except FaultError as exc:
             raise ClusterUsageError(str(exc)) from None
-        self._sim._cluster(self._name).faults = settings
+        cluster = self._sim._cluster(self._name)
+        self._sim._call(lambda: cluster.set_faults(settings))
         return settings
 
     def clear(self) -> None:
-        self._sim._cluster(self._name).faults = NO_FAULTS
+        cluster = self._sim._cluster(self._name)
+        self._sim._call(lambda: cluster.set_faults(NO_FAULTS))
 
     @property
     def current(self) -> FaultSettings:

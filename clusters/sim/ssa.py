@@ -803,20 +803,23 @@ def track_update(
         _view(new, subresource=subresource, reset_status=reset_status),
         root,
     )
-    current = fp.union(comparison.added, comparison.modified)
+    # Every tree here is this call's own (decoded or compared just now), so the set
+    # operations work in place.
+    current = comparison.added
+    fp.union_into(current, comparison.modified)
     _strip_metadata_self(current)
     for e in entries:
         if current:
-            e.fields = fp.difference(e.fields, current)
+            fp.subtract_into(e.fields, current)
         if comparison.removed:
-            e.fields = fp.difference(e.fields, comparison.removed)
+            fp.subtract_into(e.fields, comparison.removed)
     if current:
         mine_key = (manager, "Update", version, subresource)
         mine = next((e for e in entries if e.key == mine_key), None)
         if mine is None:
             entries.append(_Entry(manager, "Update", version, subresource, now, current))
         else:
-            mine.fields = fp.union(mine.fields, current)
+            fp.union_into(mine.fields, current)
             mine.time = now
     entries = _cap_update_managers([e for e in entries if e.fields])
     _encode_entries(meta, entries)

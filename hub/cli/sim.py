@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from pathlib import Path
 
 import click
 
 from clusters.errors import ClusterUsageError
 from clusters.sim.server import RunningSim, SimConfig, cluster_names
+from clusters.sim.shards import ShardedSim
 from clusters.sim.store import DEFAULT_GC_DELAY
 from hub.cli import HubContext
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @click.group()
@@ -43,6 +47,12 @@ def sim() -> None:
     help="Where to write the kubeconfig (default: HOME/sim/kubeconfig).",
 )
 @click.option(
+    "--admin-token-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the admin API's bearer token to this file (mode 0600); with "
+    "--state-dir it is in DIR/admin-token anyway.",
+)
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Keep objects, CA and tokens here across restarts (default: memory only).",
@@ -63,6 +73,14 @@ def sim() -> None:
     "clean-up take their next step (kube-controller-manager's lag).",
 )
 @click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Shard the clusters over this many server processes, each on its own port "
+    "(PORT, PORT+1, ... with --port); one kubeconfig points to the right one.",
+)
+@click.option(
     "--anonymous-auth/--no-anonymous-auth",
     default=True,
     show_default=True,
@@ -77,9 +95,11 @@ def serve(
     host: str,
     port: int,
     kubeconfig_out: Path | None,
+    admin_token_out: Path | None,
     state_dir: Path | None,
     ready_delay: float,
     gc_delay: float,
+    processes: int,
     anonymous_auth: bool,
 ) -> None:
     """Serve simulated clusters on one HTTPS port until interrupted (Ctrl-C).
@@ -99,40 +119,67 @@ def serve(
         port=port,
         state_dir=state_dir,
         kubeconfig_path=kubeconfig,
+        admin_token_path=admin_token_out,
         ready_delay=ready_delay,
         gc_delay=gc_delay,
         anonymous_auth=anonymous_auth,
+        freeze_gc=True,  # this process serves the simulator only
     )
-    asyncio.run(_serve(config))
+    if processes > 1:
+        _serve_sharded(config, processes)
+    else:
+        asyncio.run(_serve(config))
+
+
+def _announce(config: SimConfig, servers: list[tuple[str, str]], where: str) -> None:
+    contexts = [name for name, _ in servers]
+    click.echo(f"hub sim: serving {len(contexts)} cluster(s) on {where}")
+    for name, server in servers:
+        click.echo(f"  {name:<20} {server}")
+    click.echo(f"kubeconfig: {config.kubeconfig_path} (contexts: {', '.join(contexts) or 'none'})")
+    if config.state_dir is not None:
+        click.echo(f"state: {config.state_dir}")
+    if contexts:
+        click.echo(
+            f"try:  kubectl --kubeconfig {config.kubeconfig_path} --context {contexts[0]} get ns"
+        )
+    click.echo("Ctrl-C to stop.", err=True)
+
+
+def _serve_sharded(config: SimConfig, processes: int) -> None:
+    sharded = ShardedSim(config, processes)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (SIGNALS)}
+    try:
+        sharded.start()
+        urls = ", ".join(sharded.url(s) for s in sharded.shards)
+        _announce(
+            config,
+            [(e.name, e.server) for e in sharded.entries()],
+            f"{len(sharded.shards)} processes ({urls})",
+        )
+        code = sharded.run(lambda text: click.echo(text, err=True), stop.is_set)
+        click.echo("hub sim: stopping", err=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sharded.stop()
+    if code:
+        raise SystemExit(code)
 
 
 async def _serve(config: SimConfig) -> None:
     running = RunningSim(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
         await running.start()
-        fleet = running.fleet
-        assert fleet is not None
-        contexts = list(fleet.clusters)
-        click.echo(f"hub sim: serving {len(contexts)} cluster(s) on {running.url}")
-        for name in contexts:
-            click.echo(f"  {name:<20} {running.server_url(name)}")
-        click.echo(
-            f"kubeconfig: {config.kubeconfig_path} (contexts: {', '.join(contexts) or 'none'})"
-        )
-        if config.state_dir is not None:
-            click.echo(f"state: {config.state_dir}")
-        if contexts:
-            click.echo(
-                f"try:  kubectl --kubeconfig {config.kubeconfig_path} --context {contexts[0]} get ns"
-            )
-        click.echo("Ctrl-C to stop.", err=True)
+        _announce(config, [(e.name, e.server) for e in running.entries()], running.url)
         await stop.wait()
         click.echo("hub sim: stopping", err=True)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in SIGNALS:
             loop.remove_signal_handler(sig)
         await running.stop()

@@ -130,3 +130,59 @@ def test_clusters_come_and_go_at_run_time(sim_factory: Callable[..., SimServer])
         assert server.cluster_names == ["sim-1"]
     finally:
         api.close()
+
+
+def _open_watch(server: SimServer, name: str) -> urllib3.BaseHTTPResponse:
+    import ssl
+
+    pool = urllib3.PoolManager(
+        ssl_context=ssl.create_default_context(cadata=server.ca_pem.decode())
+    )
+    return pool.request(
+        "GET",
+        f"{server.server_url(name)}/api/v1/namespaces/default/configmaps?watch=true",
+        headers={"Authorization": f"Bearer {server.token(name)}"},
+        preload_content=False,
+        timeout=urllib3.Timeout(connect=5, read=10),
+    )
+
+
+def _drain(stream: urllib3.BaseHTTPResponse) -> tuple[list[dict[str, object]], str]:
+    """The events until the stream ends, and how it ended (eof / dropped)."""
+    events: list[dict[str, object]] = []
+    try:
+        for line in stream.stream(1 << 16):
+            events += [json.loads(x) for x in line.splitlines() if x.strip()]
+    except urllib3.exceptions.ReadTimeoutError:
+        return events, "still open"
+    except urllib3.exceptions.ProtocolError:
+        return events, "dropped"
+    return events, "eof"
+
+
+@pytest.mark.parametrize(
+    ("fault", "ended"),
+    [({"error_rate": 1.0, "error_code": 503}, "eof"), ({"outage": "refuse"}, "dropped")],
+)
+def test_an_error_or_outage_fault_ends_the_watch_streams_already_open(
+    pair: tuple[SimServer, client.CoreV1Api, client.CoreV1Api],
+    fault: dict[str, object],
+    ended: str,
+) -> None:
+    server, _, well = pair
+    sick_stream, well_stream = _open_watch(server, "sick"), _open_watch(server, "well")
+    try:
+        server.faults("sick").set(**fault)  # type: ignore[arg-type]
+        _, how = _drain(sick_stream)
+        assert how == ended
+        # The other cluster's stream still delivers.
+        well.create_namespaced_config_map(
+            "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="after-fault"))
+        )
+        for line in well_stream.stream(1 << 16):
+            if b"after-fault" in line:
+                break
+    finally:
+        server.faults("sick").clear()
+        sick_stream.release_conn()
+        well_stream.release_conn()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
+from clusters.sim.shards import split
 from tests.conftest import run_kubectl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sim_only("starts hub sim serve")]
@@ -142,3 +147,140 @@ def test_serve_takes_the_gc_delay_and_the_anonymous_auth_choice(tmp_path: Path) 
         assert err.value.code == 401  # --no-anonymous-auth: no token, no answer
     finally:
         assert _stop(proc, signal.SIGTERM) == 0
+
+
+def _call(
+    base: str, ca: ssl.SSLContext, method: str, path: str, token: str, body: object = None
+) -> tuple[int, object]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        base + path, data=data, method=method, headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, context=ca, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, json.loads(err.read() or b"null")
+
+
+def test_serve_with_processes_shards_clusters_behind_one_kubeconfig(tmp_path: Path) -> None:
+    token_file = tmp_path / "admin-token"
+    proc, lines = _start(
+        tmp_path, "--clusters", "3", "--processes", "2", "--admin-token-out", str(token_file)
+    )
+    pids: list[int] = []
+    try:
+        assert "serving 3 cluster(s) on 2 processes" in "\n".join(lines)
+        kc, cache = tmp_path / "kc", tmp_path / "cache"
+        doc = yaml.safe_load(kc.read_text())
+        servers = {c["name"]: c["cluster"]["server"] for c in doc["clusters"]}
+        tokens = {u["name"]: u["user"]["token"] for u in doc["users"]}
+        base = {name: url.rsplit("/clusters/", 1)[0] for name, url in servers.items()}
+        assert list(servers) == ["sim-1", "sim-2", "sim-3"]
+        assert base["sim-1"] == base["sim-2"] != base["sim-3"]
+        for name in servers:
+            got = run_kubectl(kc, "get", "ns", "-o", "name", context=name, cache_dir=cache)
+            assert got.returncode == 0 and "namespace/kube-system" in got.stdout, got.stderr
+        ca = ssl.create_default_context(
+            cadata=base64.b64decode(
+                doc["clusters"][0]["cluster"]["certificate-authority-data"]
+            ).decode()
+        )
+        admin = token_file.read_text().strip()
+        # One admin token for every process; faults are set where the cluster is served.
+        status, _ = _call(base["sim-3"], ca, "PUT", "/sim/clusters/sim-3/faults", admin,
+                          {"error_rate": 1, "error_code": 503})  # fmt: skip
+        assert status == 200
+        assert _call(base["sim-1"], ca, "GET", "/sim/clusters/sim-3/faults", admin)[0] == 404
+        sick = _call(servers["sim-3"], ca, "GET", "/api/v1/namespaces", tokens["sim-3-admin"])
+        assert sick[0] == 503
+        well = _call(servers["sim-2"], ca, "GET", "/api/v1/namespaces", tokens["sim-2-admin"])
+        assert well[0] == 200
+        # Each process reports its own load.
+        for url in {base["sim-1"], base["sim-3"]}:
+            status, stats = _call(url, ca, "GET", "/sim/stats", admin)
+            assert status == 200 and isinstance(stats, dict)
+            pids.append(int(stats["pid"]))
+        assert len(set(pids)) == 2 and proc.pid not in pids
+        # A cluster added through one process's admin API joins the one kubeconfig.
+        status, _ = _call(base["sim-3"], ca, "POST", "/sim/clusters", admin, {"name": "extra"})
+        assert status == 201
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            doc = yaml.safe_load(kc.read_text())
+            added = [c for c in doc["clusters"] if c["name"] == "extra"]
+            if added:
+                break
+            time.sleep(0.1)
+        assert added and added[0]["cluster"]["server"] == f"{base['sim-3']}/clusters/extra"
+        assert [c["name"] for c in doc["contexts"]] == ["sim-1", "sim-2", "sim-3", "extra"]
+        got = run_kubectl(kc, "get", "ns", "-o", "name", context="extra", cache_dir=cache)
+        assert got.returncode == 0 and "namespace/default" in got.stdout, got.stderr
+    finally:
+        assert _stop(proc, signal.SIGTERM) == 0
+    for pid in pids:  # the shards stopped with their parent
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_processes_with_a_state_dir_is_a_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "sim", "serve", "--processes", "2", "--state-dir",
+         str(tmp_path / "state"), "--kubeconfig-out", str(tmp_path / "kc")],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "HUB_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--state-dir" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_shards_split_names_contiguously_and_evenly() -> None:
+    names = tuple(f"sim-{i}" for i in range(1, 8))
+    assert split(names, 3) == [names[0:3], names[3:5], names[5:7]]
+    assert split(names[:2], 4) == [names[0:1], names[1:2]]  # never an empty shard
+    assert split((), 2) == [()]
+
+
+def _free_port_pair() -> int:
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+        with socket.socket() as b, socket.socket() as c:
+            try:
+                b.bind(("127.0.0.1", port))
+                c.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    pytest.skip("no two consecutive free ports")
+
+
+def test_shards_listen_on_port_plus_k_and_a_dead_shard_stops_them_all(tmp_path: Path) -> None:
+    port = _free_port_pair()
+    proc, lines = _start(tmp_path, "--clusters", "2", "--processes", "2", "--port", str(port))
+    text = "\n".join(lines)
+    assert f"https://127.0.0.1:{port}/clusters/sim-1" in text
+    assert f"https://127.0.0.1:{port + 1}/clusters/sim-2" in text
+    shards = [
+        int(p) for p in subprocess.run(
+            ["ps", "--ppid", str(proc.pid), "-o", "pid="], capture_output=True, text=True
+        ).stdout.split()
+    ]  # fmt: skip
+    assert len(shards) == 2
+    os.kill(shards[0], signal.SIGKILL)
+    try:
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{shards[1]}"):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{shards[1]}")
