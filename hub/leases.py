@@ -246,6 +246,17 @@ def is_shared(store: Store) -> bool:
     return _dialect(store) == "postgresql"
 
 
+def lease_holders(store: Store) -> list[str]:
+    """Replicas holding an unexpired lease now: a single-hub pass (`hub serve --once`) on a
+    shared database is refused while any does."""
+    with store.read() as db:
+        rows = db.execute(
+            f"SELECT DISTINCT owner FROM leases WHERE owner IS NOT NULL "
+            f"AND expires_at >= {now_sql(store)}"
+        ).fetchall()
+    return sorted(str(r[0]) for r in rows)
+
+
 def now_sql(store: Store) -> str:
     """The database's clock in seconds since the epoch, as an SQL expression."""
     if _dialect(store) == "postgresql":

@@ -360,16 +360,18 @@ def _serve(
     replica: ReplicaConfig,
 ) -> None:
     from hub.home import open_store
-    from hub.leases import is_shared
+    from hub.leases import is_shared, lease_holders
 
     if once:
         with open_store(obj.home) as probe:
-            if is_shared(probe):
-                # It would sync every cluster beside the replicas' leases.
-                raise HubUsageError(
-                    "--once is for a single hub: this home's database is shared by replicas; "
-                    "run `hub serve` (a replica) instead"
-                )
+            holders = lease_holders(probe) if is_shared(probe) else []
+        if holders:
+            # It would sync every cluster beside the replicas' leases.
+            raise HubUsageError(
+                "--once is for a single hub: this home's database is shared by replicas "
+                f"holding leases ({', '.join(holders)}); stop them, or let them reconcile "
+                "(`hub app sync` asks the owner)"
+            )
         hub = Hub(obj.home, options)
         ok, problems = anyio.run(hub.run_once, once_timeout)
         for problem in problems:
