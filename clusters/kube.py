@@ -882,7 +882,18 @@ class AsyncKube:
             query.append(("fieldSelector", field_selector))
         path = res.path(namespace)
         limit = seconds + 5.0
-        async with self._open("GET", path, query, timeout_s=limit, read_s=limit) as resp:
+        async with contextlib.AsyncExitStack() as stack:
+            # The window bounds the stream, not the wait for the answer: a cluster that
+            # accepts the connection and never answers (a hang) must fail like any call.
+            try:
+                with anyio.fail_after(self.timeout_s):
+                    resp = await stack.enter_async_context(
+                        self._open("GET", path, query, timeout_s=limit, read_s=limit)
+                    )
+            except TimeoutError:
+                raise Transient(
+                    f"{self.name}: watch {res.plural}: no answer within {self.timeout_s:g}s"
+                ) from None
             if on_open is not None:
                 on_open()
             buffer = bytearray()

@@ -691,12 +691,16 @@ class Hub:
         try:
             await worker.run(task_status=task_status)
         except* LeaseLost as group:
-            lost = cast(LeaseLost, group.exceptions[0])
+            # Nested task groups nest the groups: the leaves are the LeaseLost errors.
+            first: BaseException = group
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            lost = cast(LeaseLost, first)
             log.warning("%s", lost.one_line())
             if self.shards is not None:
                 fence = self.shards.fences.get(worker.name)
                 if fence is not None:
-                    fence.lose(str(group.exceptions[0]))
+                    fence.lose(str(lost))
             if self.workers.get(worker.name) is worker:
                 self.workers.pop(worker.name)
                 worker.stop()
