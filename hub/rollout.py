@@ -162,10 +162,21 @@ def plan_rollout(
     def sync_of(m: Member) -> str:
         return asking.sync if asking is not None and m.name == asking.name else m.sync
 
+    # Each cluster's worker learns a new commit on its own refresh: for a moment some
+    # Applications of one source want the new revision and the others still the old one.
+    # None of them is done until they agree, or an earlier step that has not seen the commit
+    # yet would count as done and the rollout would leap to the step that has.
+    shas: dict[str, set[str]] = {}
+    for m in members:
+        if m.desired_sha and not (asked is not None and m.source_key == asked.source_key):
+            shas.setdefault(m.source_key, set()).add(m.desired_sha)
+    refreshing = sorted(m.name for m in members if len(shas.get(m.source_key, ())) > 1)
+
     def done(m: Member) -> bool:
         want = expected(m)
         return (
-            sync_of(m) == "Synced"
+            m.name not in refreshing
+            and sync_of(m) == "Synced"
             and m.health == "Healthy"
             and (want is None or m.synced_sha == want)
         )
@@ -244,6 +255,8 @@ def plan_rollout(
         message = f"halted at step {current + 1}: {halting[0][1]}; later steps keep their revision"
     else:
         message = f"step {current + 1} of {len(strategy.steps)} is rolling out"
+    if refreshing:
+        message += f" (not all on one revision yet: {', '.join(refreshing)} refreshing)"
     return Rollout(
         steps=len(strategy.steps),
         current_step=None if current is None else current + 1,

@@ -216,6 +216,30 @@ def test_the_asking_app_knows_a_revision_the_store_does_not_yet() -> None:
     assert asked.hold_reason("d") is None
 
 
+def test_a_step_that_has_not_seen_the_new_commit_is_not_done_while_a_later_one_has() -> None:
+    # prod's worker refreshed first: dev and staging still want OLD and run it, prod wants
+    # NEW. The store loop must not read dev and staging as done and leap to step 3.
+    seen_by_prod_only = [
+        app("d", "dev", "done", desired_sha=OLD, synced_sha=OLD),
+        app("s", "staging", "done", desired_sha=OLD, synced_sha=OLD),
+        app("p", "prod", "new"),
+    ]
+    rollout = plan_rollout(THREE, seen_by_prod_only)
+    assert rollout.current_step == 1
+    assert rollout.hold_reason("p") is not None
+    assert "d, p, s refreshing" in rollout.message
+    # Once every worker has refreshed, the rollout starts at step 1 as usual.
+    agreed = plan_rollout(THREE, [app("d", "dev"), app("s", "staging"), app("p", "prod")])
+    assert agreed.current_step == 1 and released(agreed) == {"d"}
+    assert "refreshing" not in agreed.message
+    # Sets tracking two sources (two repos) are judged each on its own revision.
+    two = [
+        app("d", "dev", "done", desired_sha=OLD, synced_sha=OLD, source_key="x"),
+        app("p", "prod"),
+    ]
+    assert plan_rollout(THREE, two).current_step == 3
+
+
 @given(
     percent=st.integers(min_value=0, max_value=300), size=st.integers(min_value=0, max_value=500)
 )
