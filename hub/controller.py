@@ -126,6 +126,9 @@ class HubOptions:
     global_calls: int = 16  # threads for renders and comparisons (spoke I/O is async)
     git_threads: int = 4
     store_threads: int = 8
+    # Every other worker thread (anyio's default limiter, 40 unless told): with the limits
+    # above and the API's 8 the hub stays under 64 threads whatever the fleet size.
+    other_threads: int = 12
     shutdown_grace_s: float = 30.0
     sync_timeout_s: float = 600.0
 
@@ -255,6 +258,9 @@ class Hub:
         self._tg: anyio.abc.TaskGroup | None = None
         self._git_now = anyio.Event()
         self._clusters: dict[str, tuple[Any, ...]] = {}
+        # The registry as last read: every sync's project scope needs the fleet's names and
+        # servers, and one query per sync was O(clusters) each (1,000 clusters: the top cost).
+        self._fleet: tuple[ClusterRecord, ...] | None = None
         self._app_marks: dict[str | None, tuple[Any, ...]] = {}
         self._source_repos: set[str] = set()
         self._app_repos: set[str] = set()
@@ -468,6 +474,7 @@ class Hub:
             sync_timeout_s=self.options.sync_timeout_s,
             metrics=self.metrics,
             on_status=self.notifier.on_status,
+            fleet=lambda: self._fleet,
         )
 
     def _close(self) -> None:
@@ -552,6 +559,7 @@ class Hub:
     ) -> None:
         """Run until cancelled or ``shutdown``; reports ready after the first Git cycle and
         once every worker has started."""
+        anyio.to_thread.current_default_thread_limiter().total_tokens = self.options.other_threads
         await anyio.to_thread.run_sync(self._open)
         try:
             if self.shards is None:
@@ -563,7 +571,8 @@ class Hub:
                     # take-over records what the previous owner left in flight), and
                     # run Git and the ApplicationSet controller only while the leader.
                     await tg.start(self.shards.run, name="replica heartbeat")
-                    self._clusters = cluster_fingerprint(await self._db(self.registry.list))
+                    self._fleet = tuple(await self._db(self.registry.list))
+                    self._clusters = cluster_fingerprint(self._fleet)
                     tg.start_soon(self._leader_loop, name="leader work")
                 else:
                     await self.git_cycle()
@@ -716,6 +725,7 @@ class Hub:
             await self.free_interrupted_hooks(await self._db(self.record_interrupted))
             problems += await self.git_cycle()
             records = await self._db(self.registry.list)
+            self._fleet = tuple(records)
             self._clusters = cluster_fingerprint(records)
             results: dict[str, dict[str, Any]] = {}
 
@@ -876,6 +886,7 @@ class Hub:
 
     async def _follow_registry(self) -> None:
         records = await self._db(self.registry.list)
+        self._fleet = tuple(records)
         fingerprint = cluster_fingerprint(records)
         if fingerprint == self._clusters and self.workers:
             return

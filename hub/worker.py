@@ -58,7 +58,7 @@ from clusters.kube import (
     PropagationPolicy,
     Unauthorized,
 )
-from clusters.registry import Registry
+from clusters.registry import ClusterRecord, Registry
 from hub.apps import AppRecord, AppStore, Condition, StatusUpdate
 from hub.appsets import project_scope
 from hub.charts import shared_chart_repos
@@ -713,6 +713,9 @@ class WorkerServices:
     on_status: Callable[[str], None] | None = None
     # Replicas (hub.leases): spoke writes only while this replica holds the cluster's lease.
     fences: Fences | None = None
+    # The registered clusters as the hub last read them (None: not read yet, ask the
+    # registry). Project scopes resolve destinations by name against them.
+    fleet: Callable[[], Sequence[ClusterRecord] | None] = lambda: None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -881,7 +884,10 @@ class ClusterWorker:
 
     def _project_scope(self, app: Application) -> ProjectScope:
         """What a sync of ``app`` here must stay inside (its AppProject, read fresh)."""
-        return project_scope(self.svc.apps, list(self.svc.registry.list()), app, self.name)
+        fleet = self.svc.fleet()
+        if fleet is None:
+            fleet = self.svc.registry.list()
+        return project_scope(self.svc.apps, fleet, app, self.name)
 
     async def _loop(self) -> None:
         while True:
