@@ -193,6 +193,9 @@ def cluster_fingerprint(records: Sequence[ClusterRecord]) -> dict[str, tuple[Any
     }
 
 
+WORKER_RESTART_MAX_S = 60.0
+
+
 class RevisionBook:
     """(repo, revision) -> SHA for the current poll cycle; the last good SHA on errors."""
 
@@ -258,6 +261,9 @@ class Hub:
         self._tg: anyio.abc.TaskGroup | None = None
         self._git_now = anyio.Event()
         self._clusters: dict[str, tuple[Any, ...]] = {}
+        # Workers that crashed: when each may start again, and its last pause.
+        self._restart_at: dict[str, float] = {}
+        self._worker_backoff: dict[str, float] = {}
         # The registry as last read: every sync's project scope needs the fleet's names and
         # servers, and one query per sync was O(clusters) each (1,000 clusters: the top cost).
         self._fleet: tuple[ClusterRecord, ...] | None = None
@@ -697,6 +703,7 @@ class Hub:
         """``worker.run``; a write refused by fencing (``LeaseLost``) stops this worker
         only (replica mode; the heartbeat then drops or re-acquires the lease)."""
         done = self._worker_done[worker.name]
+        started = time.monotonic()
         try:
             await worker.run(task_status=task_status)
         except* LeaseLost as group:
@@ -710,6 +717,27 @@ class Hub:
                 fence = self.shards.fences.get(worker.name)
                 if fence is not None:
                     fence.lose(str(lost))
+            if self.workers.get(worker.name) is worker:
+                self.workers.pop(worker.name)
+                worker.stop()
+        except* Exception as group:
+            # A bug in one cluster's worker must not stop the hub and the other clusters:
+            # it is logged whole, and the worker starts afresh after a pause (the
+            # registry poll restarts it) that doubles while it keeps failing.
+            last = self._worker_backoff.get(worker.name, 0.5)
+            if time.monotonic() - started > 10 * WORKER_RESTART_MAX_S:
+                last = 0.5  # it had been running well: a new failure, not the same one
+            delay = min(WORKER_RESTART_MAX_S, 2 * last)
+            self._worker_backoff[worker.name] = delay
+            self._restart_at[worker.name] = time.monotonic() + delay
+            log.error(
+                "cluster %s: its worker stopped on an unexpected error; restarting it in %.0f s",
+                worker.name,
+                delay,
+                exc_info=group,
+            )
+            if self.metrics is not None:
+                self.metrics.count_worker_crash(worker.name)
             if self.workers.get(worker.name) is worker:
                 self.workers.pop(worker.name)
                 worker.stop()
@@ -888,7 +916,7 @@ class Hub:
         records = await self._db(self.registry.list)
         self._fleet = tuple(records)
         fingerprint = cluster_fingerprint(records)
-        if fingerprint == self._clusters and self.workers:
+        if fingerprint == self._clusters and self.workers and not self._restart_at:
             return
         changed = fingerprint != self._clusters
         # A new server or credential: the worker's client is stale, so it starts afresh.
@@ -920,8 +948,14 @@ class Hub:
         fences = fences_of(records)
         # Replicas: only the clusters this replica holds the lease of (hub.shards).
         targets = set(fingerprint) if self.shards is None else set(fingerprint) & self.shards.owned
+        now = time.monotonic()
         for name in sorted(targets - set(self.workers)):
+            if self._restart_at.get(name, now) > now:
+                continue  # a worker that crashed: not before its pause is over
+            self._restart_at.pop(name, None)
             await self._start_worker(name, fences.get(name))
+        for name in set(self._restart_at) - targets:
+            self._restart_at.pop(name)
         for name, why in sorted(fences.items()):
             if name in self.workers:
                 self.workers[name].fence(why)

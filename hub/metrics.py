@@ -263,6 +263,12 @@ class Metrics:
             ["cluster", "verb", "code"],
             registry=r,
         )
+        self._worker_crashes = Counter(
+            "hub_worker_crashes",
+            "Times a cluster's worker stopped on an unexpected error (and was restarted).",
+            ["cluster"],
+            registry=r,
+        )
         self._http_requests = Counter(
             "hub_http_requests",
             "Requests to the hub's HTTP API by route pattern.",
@@ -296,6 +302,10 @@ class Metrics:
         labels = (cluster, verb.upper(), str(code))
         self._cluster_requests.labels(*labels).inc()
         self._remember(cluster, (self._cluster_requests, labels))
+
+    def count_worker_crash(self, cluster: str) -> None:
+        self._worker_crashes.labels(cluster).inc()
+        self._remember(cluster, (self._worker_crashes, (cluster,)))
 
     def set_cluster_connection(self, cluster: str, state: str) -> None:
         """Record a worker's connection state (used when no ``connections`` source is set)."""

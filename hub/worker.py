@@ -44,6 +44,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import anyio
 import anyio.abc
 import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from clusters.cache import LiveCache, backoff_delay, key_of
 from clusters.connect import connect
@@ -750,6 +751,21 @@ class Evaluation:
         if not self.awaiting_confirmation:
             return []
         return [prune_confirm_condition(self.awaiting_confirmation)]
+
+
+async def write_latest_of_each_burst(
+    receive: MemoryObjectReceiveStream[str], write: Callable[[str], Awaitable[None]]
+) -> None:
+    """Write each message the stream brings, skipping those a later one already replaced
+    while a write was under way, until the sender closes it (the last one is written)."""
+    async with receive:
+        async for message in receive:
+            # The sender may close between two messages of a burst: that ends the burst
+            # (the stream's end was a crash of the whole worker here once).
+            with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
+                while True:
+                    message = receive.receive_nowait()
+            await write(message)
 
 
 def prune_confirm_condition(keys: Sequence[str]) -> Condition:
@@ -1479,18 +1495,16 @@ class ClusterWorker:
                         send.send_nowait(event.message)
 
             async def record_progress() -> None:
-                async with receive:
-                    async for message in receive:
-                        with contextlib.suppress(anyio.WouldBlock):
-                            while True:  # only the latest of a burst
-                                message = receive.receive_nowait()
-                        await self._db(
-                            partial(
-                                self.svc.apps.set_status,
-                                name,
-                                operation_state={**running, "message": message},
-                            )
+                async def write(message: str) -> None:
+                    await self._db(
+                        partial(
+                            self.svc.apps.set_status,
+                            name,
+                            operation_state={**running, "message": message},
                         )
+                    )
+
+                await write_latest_of_each_burst(receive, write)
 
             with anyio.CancelScope(shield=True):
                 async with anyio.create_task_group() as writers:

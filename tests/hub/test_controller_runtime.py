@@ -241,3 +241,49 @@ def test_a_git_cycle_wakes_the_workers_only_when_a_revision_moved(
             await hub.shutdown()
 
     run_checked(body)
+
+
+def test_a_worker_that_crashes_is_restarted_and_the_hub_and_other_clusters_go_on(
+    home: tuple[Path, SimServer],
+    run_checked: Callable[[Callable[[], Awaitable[None]]], None],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path, _sim = home
+    hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+    loop = ClusterWorker._loop
+    crashes: list[str] = []
+
+    async def buggy_loop(self: ClusterWorker) -> None:
+        if self.name == "a" and not crashes:  # a bug that hits a's worker once
+            crashes.append(self.name)
+            raise RuntimeError("a bug in the worker")
+        await loop(self)
+
+    monkeypatch.setattr(ClusterWorker, "_loop", buggy_loop)
+
+    def status(name: str) -> tuple[str, str]:
+        record = hub.apps.get(name)
+        assert record is not None
+        return record.sync_status, record.health_status
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            first = hub.workers.get("a")
+            await hub.request_sync("two", who="test")
+            await wait_until(lambda: status("two") == ("Synced", "Healthy"), "two synced")
+            # a's worker is back (a new one, after its pause) and syncs as usual.
+            await wait_until(
+                lambda: hub.workers.get("a") not in (None, first), "a's worker restarted"
+            )
+            await wait_until(lambda: status("one")[0] == "OutOfSync", "one compared")
+            await hub.request_sync("one", who="test")
+            await wait_until(lambda: status("one") == ("Synced", "Healthy"), "one synced")
+            await hub.shutdown()
+
+    run_checked(body)
+    assert crashes == ["a"]
+    said = [r for r in caplog.records if "its worker stopped on an unexpected error" in r.message]
+    assert len(said) == 1 and "cluster a:" in said[0].message, said
+    assert said[0].exc_info is not None  # the traceback is in the log
