@@ -235,8 +235,8 @@ def test_a_git_cycle_wakes_the_workers_only_when_a_revision_moved(
             assert wakes == [], "a poll that found nothing new refreshed every app"
             sha = repo.write({"app/cm.yaml": CM.format(value="2")})
             await hub.git_cycle()
-            assert hub.book.errors == {}, hub.book.errors
-            assert sha in hub.book.snapshot().values()
+            assert hub.revisions.errors == {}, hub.revisions.errors
+            assert sha in hub.revisions.snapshot().values()
             assert sorted(set(wakes)) == ["a", "b"]
             await hub.shutdown()
 
