@@ -446,10 +446,11 @@ class ResolvedRevisions:
     """(repo, revision) -> SHA through ``source`` (``RepoCache``), fetched once per cycle.
 
     ``RepoCache.resolve`` fetches on every call, so an answer is kept until ``new_cycle()``
-    (the hub calls it at each Git poll or webhook) or, with ``ttl_s``, until it is that
-    old (the CLI and the API, which have no poll cycle: a git generator reading many files
-    at "HEAD" must not fetch once per file). Sources, git generators, Applications and
-    the sync engine of one hub share one instance, hence one fetch per key per cycle.
+    (the hub calls it for each Git poll or webhook, and when its leader published moved
+    revisions) or, with ``ttl_s``, until it is that old (the CLI and the API, which have
+    no poll cycle: a git generator reading many files at "HEAD" must not fetch once per
+    file). Sources, git generators, Applications and the sync engine of one hub share one
+    instance, hence one fetch per key per cycle.
 
     - ``resolve``: blocking; a lock per key makes concurrent callers of one key wait for
       one fetch (other keys do not wait: ``RepoCache`` serialises the Git work itself).
@@ -474,7 +475,7 @@ class ResolvedRevisions:
         self._source = source
         self._ttl_s = ttl_s
         self._limiter = limiter
-        self.on_fetch = on_fetch
+        self._on_fetch = on_fetch
         self._clock = clock
         self._cycle = _Cycle()
         self._good: dict[_Key, str] = {}  # per key, the last SHA sha() resolved (no error)
@@ -519,11 +520,11 @@ class ResolvedRevisions:
             try:
                 sha = self._source.resolve(*key)
             except HubError:
-                if self.on_fetch is not None:
-                    self.on_fetch(key[0], self._clock() - asked, ok=False)
+                if self._on_fetch is not None:
+                    self._on_fetch(key[0], self._clock() - asked, ok=False)
                 raise
-            if self.on_fetch is not None:
-                self.on_fetch(key[0], self._clock() - asked, ok=True)
+            if self._on_fetch is not None:
+                self._on_fetch(key[0], self._clock() - asked, ok=True)
             with self._mutex:
                 cycle.fetched[key] = (asked, sha)
             return sha
