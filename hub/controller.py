@@ -6,8 +6,9 @@ Tasks of the root group (structured: nothing outlives ``Hub.run``):
 - **Git**: every ``git_poll_s`` (+/- jitter) or at once on a push webhook / refresh request,
   one cycle: load every source at the SHA its revision names now, ingest it and expand the
   ApplicationSets (``hub.appsets``), then resolve each (repo, revision) the Applications
-  use once (``RevisionBook``: one fetch per repo per cycle). A repository that cannot be
-  read keeps its last good SHA and is retried with backoff before the next poll.
+  use once (``hub.repos.ResolvedRevisions``: one fetch per repo per cycle). A repository
+  that cannot be read keeps its last good SHA and is retried with backoff before the next
+  poll.
 - **Registry and store**: every ``registry_poll_s`` two cheap queries. A change in the
   cluster table (added, removed, relabelled, new credential) starts or stops workers and
   re-expands the ApplicationSets; a change in an Application row (generation, count,
@@ -80,7 +81,7 @@ from hub.metrics import Metrics
 from hub.notifications.dispatcher import Notifier
 from hub.notifications.secrets import NotificationSecrets
 from hub.repo_credentials import use_repo_credentials
-from hub.repos import RepoCache
+from hub.repos import RepoCache, ResolvedRevisions
 from hub.rollout import advance_rollouts
 from hub.shards import Shards
 from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
@@ -98,7 +99,6 @@ from hub.worker import (
     FENCE_ANNOTATION,
     ClusterWorker,
     ManualSync,
-    SerializedSources,
     WorkerServices,
     delete_app_resources,
     last_synced_manifests,
@@ -196,48 +196,6 @@ def cluster_fingerprint(records: Sequence[ClusterRecord]) -> dict[str, tuple[Any
 WORKER_RESTART_MAX_S = 60.0
 
 
-class RevisionBook:
-    """(repo, revision) -> SHA for the current poll cycle; the last good SHA on errors."""
-
-    def __init__(self, repos: SerializedSources, limiter: anyio.CapacityLimiter) -> None:
-        self._repos = repos
-        self._limiter = limiter
-        self._current: dict[tuple[str, str], str] = {}
-        self._good: dict[tuple[str, str], str] = {}
-        self.errors: dict[str, str] = {}  # repo -> last error
-        self.failures: dict[str, int] = {}
-
-    def new_cycle(self) -> None:
-        self._current = {}
-
-    async def sha(self, repo_url: str, revision: str) -> str:
-        key = (repo_url, revision or "HEAD")
-        current = self._current  # a resolve that outlives this cycle must not fill the next
-        found = current.get(key)
-        if found is not None:
-            return found
-        try:
-            sha = await anyio.to_thread.run_sync(
-                self._repos.resolve, repo_url, key[1], limiter=self._limiter
-            )
-        except HubError as exc:
-            self.errors[repo_url] = str(exc)
-            self.failures[repo_url] = self.failures.get(repo_url, 0) + 1
-            good = self._good.get(key)
-            if good is None:
-                raise
-            log.warning("%s: %s; keeping the last good revision %s", repo_url, exc, good[:12])
-            current[key] = good
-            return good
-        self.errors.pop(repo_url, None)
-        self.failures.pop(repo_url, None)
-        current[key] = self._good[key] = sha
-        return sha
-
-    def snapshot(self) -> dict[tuple[str, str], str]:
-        return dict(self._current)
-
-
 class Hub:
     """The running hub (see the module docstring). Implements ``HubHandle``."""
 
@@ -282,8 +240,7 @@ class Hub:
         self.apps: AppStore
         self.history: SyncHistory
         self.repo_cache: RepoCache
-        self.repos: SerializedSources
-        self.book: RevisionBook
+        self.revisions: ResolvedRevisions
         self.git: HubGit
         self.appsets: AppSetController
         self.leader_apps: AppStore  # the leader's writes (replicas: fenced by its lease)
@@ -449,9 +406,12 @@ class Hub:
         self.leader_apps = AppStore(leader_store)
         self.repo_cache = RepoCache(self.home)
         use_repo_credentials(self.home)
-        self.repos = SerializedSources(self.repo_cache, self.metrics)
-        self.book = RevisionBook(self.repos, self._git_limiter)
-        self.git = HubGit(remote=MaterializedGit(self.repos))
+        self.revisions = ResolvedRevisions(
+            self.repo_cache,
+            limiter=self._git_limiter,
+            on_fetch=None if self.metrics is None else self.metrics.observe_git_fetch,
+        )
+        self.git = HubGit(remote=MaterializedGit(self.revisions))
         self.appsets = AppSetController(
             leader_store,
             self.git,
@@ -467,8 +427,8 @@ class Hub:
             apps=worker_apps,
             fences=fences,
             history=self.history,
-            repos=self.repos,
-            revisions=self.book,
+            repos=self.revisions,
+            revisions=self.revisions,
             global_syncs=self.global_syncs,
             global_calls=self.global_calls,
             store_calls=self._store_limiter,
@@ -812,10 +772,8 @@ class Hub:
         could not be fetched)."""
         # The last cycle's answers: only a revision that moved since then wakes the workers
         # (taken after new_cycle() it was always empty, so every poll refreshed every app).
-        before = self.book.snapshot()
-        self.book.new_cycle()
-        self.repos.new_cycle()
-        await anyio.to_thread.run_sync(self.git.refresh)
+        before = self.revisions.snapshot()
+        self.revisions.new_cycle()
         async with self._appset_lock:
             records = await self._db(SourceStore(self.store).list)
             self._source_repos = {r.source.repo for r in records}
@@ -854,7 +812,7 @@ class Hub:
         self._app_repos = {repo for repo, _ in wanted}
         for repo, revision in sorted(wanted):
             try:
-                await self.book.sha(repo, revision)
+                await self.revisions.sha(repo, revision)
             except HubError as exc:
                 errors.append(str(exc))
         chart_repos = shared_chart_repos()
@@ -866,13 +824,13 @@ class Hub:
                 )
             except HubError as exc:
                 errors.append(str(exc))
-        if self.book.snapshot() != before or chart_repos.resolved_snapshot() != charts_before:
+        if self.revisions.snapshot() != before or chart_repos.resolved_snapshot() != charts_before:
             for worker in self.workers.values():
                 worker.wake(refresh_all=True)
         if self.shards is not None:
             # The other replicas fetch when (and only when) this changes.
             published = json.dumps(
-                sorted(f"{r}@{v}={sha}" for (r, v), sha in self.book.snapshot().items())
+                sorted(f"{r}@{v}={sha}" for (r, v), sha in self.revisions.snapshot().items())
             )
             if published != self._revisions_seen:
                 self._revisions_seen = published
@@ -889,17 +847,15 @@ class Hub:
         self._revisions_seen = published
         if first and not self.workers:
             return
-        self.book.new_cycle()
-        self.repos.new_cycle()
-        await anyio.to_thread.run_sync(self.git.refresh)
+        self.revisions.new_cycle()
         for worker in self.workers.values():
             worker.wake(refresh_all=True)
 
     async def _git_loop(self) -> None:
         while True:
             wait = jittered(self.options.git_poll_s, self.options.jitter)
-            if self.book.failures:
-                wait = min(wait, backoff_delay(max(self.book.failures.values()), base_s=5.0))
+            if self.revisions.failures:
+                wait = min(wait, backoff_delay(max(self.revisions.failures.values()), base_s=5.0))
             with anyio.move_on_after(wait):
                 await self._git_now.wait()
             self._git_now = anyio.Event()

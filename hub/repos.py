@@ -11,12 +11,18 @@ A repoURL is mapped to a local path by an explicit table; a default path (the ba
 ``RepoCache`` serves the sync engine: it resolves revisions to SHAs (cloning URLs bare
 into the hub home) and exports the tree of a SHA as files for kustomize, again without a
 checkout.
+
+``ResolvedRevisions`` is the one (repo, revision) -> SHA cache in front of ``RepoCache``
+(whose ``resolve`` fetches every time): answers live for a poll cycle and/or a TTL, one
+fetch per key however many callers ask at once, and the hub's Applications keep the last
+good SHA of a repository that cannot be fetched.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -26,14 +32,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from threading import Lock, RLock
-from typing import Any
+from typing import Any, Protocol
 
+import anyio
+import anyio.to_thread
 import git
 from gitdb.exc import BadName, BadObject
 
 from generators.git import RepoReadError, RepoTree
 from hub.errors import HubError
 from hub.logs import redact_url_credentials
+
+log = logging.getLogger(__name__)
 
 
 class RepoError(RepoReadError, HubError):
@@ -398,3 +408,158 @@ def _git_detail(exc: git.GitCommandError) -> str:
     """Git's complaint, one line, without the credentials of any URL it quotes."""
     text = redact_url_credentials(str(exc.stderr or exc).strip().replace("\n", " "))
     return text[:500]
+
+
+# ---------------------------------------------------------------- resolved revisions
+
+
+class TreeSource(Protocol):
+    """What ``ResolvedRevisions`` caches in front of (``RepoCache``)."""
+
+    def resolve(self, repo_url: str, revision: str) -> str: ...
+
+    def materialize(self, repo_url: str, sha: str) -> Path: ...
+
+
+class FetchObserver(Protocol):
+    """Told of every fetch ``ResolvedRevisions`` makes (``Metrics.observe_git_fetch``;
+    passed in rather than imported so that this module needs no metrics library)."""
+
+    def __call__(self, repo_url: str, seconds: float, /, *, ok: bool) -> None: ...
+
+
+_Key = tuple[str, str]  # (repo URL, revision; "" is "HEAD")
+
+
+class _Cycle:
+    """One poll cycle's answers. ``new_cycle`` replaces the object, and every call keeps
+    the one it started in, so a resolve that outlives its cycle fills only that cycle."""
+
+    def __init__(self) -> None:
+        self.fetched: dict[_Key, tuple[float, str]] = {}  # -> (when asked, SHA)
+        # What ``sha()`` answered (a fresh SHA or the last good one): the revisions the
+        # Applications run at, which the hub compares between cycles (``snapshot``).
+        self.served: dict[_Key, tuple[float, str]] = {}
+
+
+class ResolvedRevisions:
+    """(repo, revision) -> SHA through ``source`` (``RepoCache``), fetched once per cycle.
+
+    ``RepoCache.resolve`` fetches on every call, so an answer is kept until ``new_cycle()``
+    (the hub calls it for each Git poll or webhook, and when its leader published moved
+    revisions) or, with ``ttl_s``, until it is that old (the CLI and the API, which have
+    no poll cycle: a git generator reading many files at "HEAD" must not fetch once per
+    file). Sources, git generators, Applications and the sync engine of one hub share one
+    instance, hence one fetch per key per cycle.
+
+    - ``resolve``: blocking; a lock per key makes concurrent callers of one key wait for
+      one fetch (other keys do not wait: ``RepoCache`` serialises the Git work itself).
+      Errors raise (a source load records them; it must not read an old SHA as new).
+    - ``sha``: for the event loop, ``resolve`` in a thread under ``limiter``. A repository
+      that cannot be fetched answers its last good SHA for that key (the Applications
+      keep running what they ran) and is recorded in ``errors`` and ``failures`` (the hub
+      retries with backoff) until a fetch of it succeeds; with no good SHA yet it raises.
+    - ``materialize`` goes straight to ``source``, so reading an exported tree never waits
+      behind a fetch.
+    """
+
+    def __init__(
+        self,
+        source: TreeSource,
+        *,
+        ttl_s: float | None = None,
+        limiter: anyio.CapacityLimiter | None = None,
+        on_fetch: FetchObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._ttl_s = ttl_s
+        self._limiter = limiter
+        self._on_fetch = on_fetch
+        self._clock = clock
+        self._cycle = _Cycle()
+        self._good: dict[_Key, str] = {}  # per key, the last SHA sha() resolved (no error)
+        self._locks: dict[_Key, Lock] = {}
+        self._mutex = Lock()  # guards _locks and the cycles' dicts (threads and the loop)
+        self.errors: dict[str, str] = {}  # repo -> its last fetch error (sha() only)
+        self.failures: dict[str, int] = {}  # repo -> failed fetches in a row (sha() only)
+
+    def new_cycle(self) -> None:
+        """Forget this cycle's answers: the next ask of each key fetches."""
+        with self._mutex:
+            self._cycle = _Cycle()
+
+    def _fresh(self, answers: dict[_Key, tuple[float, str]], key: _Key) -> str | None:
+        with self._mutex:
+            found = answers.get(key)
+        if found is None:
+            return None
+        asked, sha = found
+        if self._ttl_s is not None and self._clock() - asked >= self._ttl_s:
+            return None
+        return sha
+
+    def resolve(self, repo_url: str, revision: str) -> str:
+        """The SHA ``revision`` names, fetched at most once per cycle (and TTL)."""
+        key = (repo_url, revision or "HEAD")
+        with self._mutex:
+            cycle = self._cycle
+        return self._resolve(cycle, key)
+
+    def _resolve(self, cycle: _Cycle, key: _Key) -> str:
+        found = self._fresh(cycle.fetched, key)
+        if found is not None:
+            return found
+        with self._mutex:
+            lock = self._locks.setdefault(key, Lock())
+        with lock:
+            found = self._fresh(cycle.fetched, key)  # fetched while this call waited
+            if found is not None:
+                return found
+            asked = self._clock()
+            try:
+                sha = self._source.resolve(*key)
+            except HubError:
+                if self._on_fetch is not None:
+                    self._on_fetch(key[0], self._clock() - asked, ok=False)
+                raise
+            if self._on_fetch is not None:
+                self._on_fetch(key[0], self._clock() - asked, ok=True)
+            with self._mutex:
+                cycle.fetched[key] = (asked, sha)
+            return sha
+
+    async def sha(self, repo_url: str, revision: str) -> str:
+        """``resolve`` for the event loop, falling back to the last good SHA on errors."""
+        key = (repo_url, revision or "HEAD")
+        with self._mutex:
+            cycle = self._cycle
+        found = self._fresh(cycle.served, key)
+        if found is not None:
+            return found
+        asked = self._clock()
+        try:
+            found = await anyio.to_thread.run_sync(self._resolve, cycle, key, limiter=self._limiter)
+        except HubError as exc:
+            self.errors[repo_url] = str(exc)
+            self.failures[repo_url] = self.failures.get(repo_url, 0) + 1
+            good = self._good.get(key)
+            if good is None:
+                raise
+            log.warning("%s: %s; keeping the last good revision %s", repo_url, exc, good[:12])
+            found = good
+        else:
+            self.errors.pop(repo_url, None)
+            self.failures.pop(repo_url, None)
+            self._good[key] = found
+        with self._mutex:
+            cycle.served[key] = (asked, found)
+        return found
+
+    def snapshot(self) -> dict[_Key, str]:
+        """What ``sha()`` answered in this cycle (the hub wakes its workers when it moves)."""
+        with self._mutex:
+            return {key: sha for key, (_, sha) in self._cycle.served.items()}
+
+    def materialize(self, repo_url: str, sha: str) -> Path:
+        return self._source.materialize(repo_url, sha)

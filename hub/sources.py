@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from threading import Lock
 from typing import Any, Protocol
 
 import yaml
@@ -37,7 +35,7 @@ from generators.errors import GeneratorError
 from generators.git import RepoReader, RepoTree
 from generators.spec import ApplicationSet, load_yaml_documents, parse_appset
 from hub.errors import HubError, HubUsageError
-from hub.repos import LocalRepoReader, RepoCache, RepoError, RepoMapping
+from hub.repos import LocalRepoReader, RepoCache, RepoError, RepoMapping, ResolvedRevisions
 from hub.store import Store
 from hub.sync.model import Application, SyncError, parse_application
 from hub.sync.projects import parse_project
@@ -108,12 +106,6 @@ class HubGit:
             reader = self._local[path] = LocalRepoReader(RepoMapping(default=path))
         return reader, repo_url
 
-    def refresh(self) -> None:
-        """Start a new poll cycle: remote revisions are resolved (fetched) again."""
-        refresh = getattr(self._remote, "refresh", None)
-        if refresh is not None:
-            refresh()
-
     def resolve(self, repo_url: str, revision: str) -> str:
         reader, url = self._reader(repo_url)
         if isinstance(reader, LocalRepoReader):
@@ -140,36 +132,22 @@ class TreeProvider(Protocol):
 
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+CLI_RESOLVE_TTL_S = 10.0
 
 
 class MaterializedGit:
     """``SourceGit`` over a ``TreeProvider``: trees are read from the exported directory of
-    the commit, so the sync engine and the controller share one clone and one export."""
+    the commit, so the sync engine and the controller share one clone and one export.
 
-    def __init__(self, provider: TreeProvider, *, resolve_ttl_s: float = 10.0) -> None:
+    Every read of a branch or tag resolves it, so the provider should answer from a cache
+    (``hub.repos.ResolvedRevisions``): a git generator reading many files at "HEAD" must
+    not fetch once per file."""
+
+    def __init__(self, provider: TreeProvider) -> None:
         self._provider = provider
-        self._ttl = resolve_ttl_s
-        # RepoCache.resolve fetches; a git generator reading many files at "HEAD" must not
-        # fetch once per file. Resolutions are reused for a few seconds or until refresh().
-        self._resolved: dict[tuple[str, str], tuple[float, str]] = {}
-        self._lock = Lock()
-
-    def refresh(self) -> None:
-        """Forget resolved revisions: the next read fetches (call once per poll cycle)."""
-        with self._lock:
-            self._resolved.clear()
 
     def resolve(self, repo_url: str, revision: str) -> str:
-        key = (repo_url, revision)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._resolved.get(key)
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
-        sha = self._provider.resolve(repo_url, revision)
-        with self._lock:
-            self._resolved[key] = (now, sha)
-        return sha
+        return self._provider.resolve(repo_url, revision)
 
     def _root(self, repo_url: str, revision: str) -> Path:
         sha = revision if _FULL_SHA.match(revision) else self.resolve(repo_url, revision)
@@ -196,7 +174,8 @@ class MaterializedGit:
 def open_git(home: Path) -> Iterator[HubGit]:
     """Git for a hub home: local paths read in place, URLs through ``RepoCache(home)``."""
     cache = RepoCache(home)
-    git = HubGit(remote=MaterializedGit(cache))
+    # No poll cycle here: a revision is fetched again once its answer is 10 s old.
+    git = HubGit(remote=MaterializedGit(ResolvedRevisions(cache, ttl_s=CLI_RESOLVE_TTL_S)))
     try:
         yield git
     finally:

@@ -32,13 +32,11 @@ import contextlib
 import json
 import logging
 import random
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 import anyio
@@ -67,7 +65,7 @@ from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
 from hub.leases import Fences
 from hub.metrics import Metrics
-from hub.repos import RepoCache
+from hub.repos import ResolvedRevisions
 from hub.rollout import AppStatus, Asking, rollout_of
 from hub.sync.delete_hooks import run_delete_hooks
 from hub.sync.diff import AppComparison, JqRunner, SyncStatus, compare_app
@@ -644,47 +642,6 @@ def delete_app_resources(
 # ---------------------------------------------------------------- services
 
 
-class SerializedSources:
-    """``RepoCache`` with revisions resolved once per poll cycle.
-
-    ``RepoCache.resolve`` fetches on every call, so a (repo, revision) resolved in this
-    cycle is answered from memory: sources, git generators and Applications reading one
-    repository cause one fetch per cycle. The lock makes concurrent resolves of one key
-    fetch once. ``materialize`` goes straight to ``RepoCache``, which serialises Git access
-    itself, so reading an exported tree never waits behind a fetch."""
-
-    def __init__(self, repos: RepoCache, metrics: Metrics | None = None) -> None:
-        self._repos = repos
-        self._lock = threading.Lock()
-        self._resolved: dict[tuple[str, str], str] = {}
-        self.metrics = metrics
-
-    def new_cycle(self) -> None:
-        self._resolved = {}
-
-    def resolve(self, repo_url: str, revision: str) -> str:
-        with self._lock:
-            key = (repo_url, revision)
-            resolved = self._resolved  # new_cycle() replaces it: no old answer in a new cycle
-            found = resolved.get(key)
-            if found is not None:
-                return found
-            started = time.monotonic()
-            try:
-                sha = self._repos.resolve(repo_url, revision)
-            except HubError:
-                if self.metrics is not None:
-                    self.metrics.observe_git_fetch(repo_url, time.monotonic() - started, ok=False)
-                raise
-            if self.metrics is not None:
-                self.metrics.observe_git_fetch(repo_url, time.monotonic() - started)
-            resolved[key] = sha
-            return sha
-
-    def materialize(self, repo_url: str, sha: str) -> Path:
-        return self._repos.materialize(repo_url, sha)
-
-
 class Revisions(Protocol):
     """The hub's resolved Git revisions (one fetch per repo per poll cycle)."""
 
@@ -698,7 +655,7 @@ class WorkerServices:
     registry: Registry
     apps: AppStore
     history: SyncHistory
-    repos: SerializedSources
+    repos: ResolvedRevisions
     revisions: Revisions
     global_syncs: anyio.CapacityLimiter
     global_calls: anyio.CapacityLimiter

@@ -17,6 +17,7 @@ from clusters.registry import ClusterCredentials
 from clusters.sim import SimServer
 from hub.controller import Hub, HubOptions, fence_cluster
 from hub.errors import HubError
+from hub.metrics import Metrics, repo_label
 from hub.worker import ClusterWorker
 from tests.clusters.cli_support import Hub as Cli
 from tests.sync.e2e_helpers import GitRepo
@@ -216,6 +217,7 @@ def test_a_git_cycle_wakes_the_workers_only_when_a_revision_moved(
 ) -> None:
     path, _sim = home
     hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+    hub.metrics = Metrics()  # as `hub serve` sets it: every fetch is observed
     wakes: list[str] = []
     original = ClusterWorker.wake
 
@@ -235,9 +237,13 @@ def test_a_git_cycle_wakes_the_workers_only_when_a_revision_moved(
             assert wakes == [], "a poll that found nothing new refreshed every app"
             sha = repo.write({"app/cm.yaml": CM.format(value="2")})
             await hub.git_cycle()
-            assert hub.book.errors == {}, hub.book.errors
-            assert sha in hub.book.snapshot().values()
+            assert hub.revisions.errors == {}, hub.revisions.errors
+            assert sha in hub.revisions.snapshot().values()
             assert sorted(set(wakes)) == ["a", "b"]
+            fetches = hub.metrics.registry.get_sample_value(
+                "hub_git_fetch_duration_seconds_count", {"repo": repo_label(str(repo.path))}
+            )
+            assert fetches is not None and fetches >= 2  # at least one per cycle
             await hub.shutdown()
 
     run_checked(body)

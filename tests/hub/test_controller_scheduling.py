@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-import anyio
 import pytest
 
 from clusters.cache import backoff_delay
 from clusters.registry import ClusterRecord
-from hub.controller import RevisionBook, cluster_fingerprint, jittered, normalize_repo
-from hub.repos import RepoError
+from hub.controller import cluster_fingerprint, jittered, normalize_repo
 
 
 @pytest.mark.parametrize(("rand", "want"), [(0.0, 144.0), (0.5, 180.0), (1.0, 216.0)])
@@ -79,41 +77,3 @@ def test_a_health_check_alone_does_not_change_the_fingerprint() -> None:
     assert cluster_fingerprint([record("a")]) == cluster_fingerprint(
         [record("a", server_version="v1.32.0")]
     )
-
-
-class FlakyGit:
-    """Resolves from a table; raises the Git error of an unreachable remote when told."""
-
-    def __init__(self) -> None:
-        self.shas = {("r", "main"): "a" * 40}
-        self.down = False
-        self.calls = 0
-
-    def resolve(self, repo_url: str, revision: str) -> str:
-        self.calls += 1
-        if self.down:
-            raise RepoError(f"{repo_url}: fetch failed: connection refused")
-        return self.shas[(repo_url, revision)]
-
-
-def test_an_unreachable_repo_keeps_its_last_good_revision_and_counts_failures() -> None:
-    git = FlakyGit()
-    book = RevisionBook(git, anyio.CapacityLimiter(1))  # type: ignore[arg-type]
-
-    async def body() -> None:
-        assert await book.sha("r", "main") == "a" * 40
-        assert await book.sha("r", "main") == "a" * 40
-        assert git.calls == 1  # resolved once per cycle
-        book.new_cycle()
-        git.down = True
-        assert await book.sha("r", "main") == "a" * 40  # last good, not an error
-        assert book.failures == {"r": 1} and "connection refused" in book.errors["r"]
-        with pytest.raises(RepoError):
-            await book.sha("r", "other-branch")  # never resolved: nothing to fall back on
-        book.new_cycle()
-        git.down = False
-        git.shas[("r", "main")] = "b" * 40
-        assert await book.sha("r", "main") == "b" * 40
-        assert book.failures == {} and book.errors == {}
-
-    anyio.run(body)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from generators.git import RepoTree
 from hub.errors import HubUsageError
-from hub.repos import RepoCache, RepoError
+from hub.repos import RepoCache, RepoError, ResolvedRevisions
 from hub.sources import (
     HubGit,
     MaterializedGit,
@@ -287,12 +287,13 @@ def test_remote_revisions_are_resolved_once_per_cycle(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f.yaml").write_text("a: 1")
     provider = CountingProvider(tmp_path)
-    git = HubGit(remote=MaterializedGit(provider, resolve_ttl_s=3600))
+    revisions = ResolvedRevisions(provider)
+    git = HubGit(remote=MaterializedGit(revisions))
     for _ in range(3):
         assert git.read_file("https://g/r.git", "HEAD", "d/f.yaml") == b"a: 1"
     assert git.list_tree("https://g/r.git", "HEAD").files == ("d/f.yaml",)
     assert provider.resolves == 1
-    git.refresh()
+    revisions.new_cycle()
     git.resolve("https://g/r.git", "HEAD")
     assert provider.resolves == 2
     git.read_file("https://g/r.git", "a" * 40, "d/f.yaml")  # a SHA needs no resolution
