@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -170,11 +170,14 @@ def test_a_held_sync_runs_by_itself_when_the_window_ends(tmp_path: Path) -> None
     # hub's re-check at the window's end can wake the app.
     with guestbook_fleet(tmp_path, "--git-poll", "3600", "--resync", "3600") as f:
         now = datetime.now(UTC)
+        # The window opened at the top of this minute and closes 30 s from now (a cron
+        # schedule has minutes; the duration, a Go duration, may count seconds).
+        length = f"{now.second + 30}s"
         window = f"""
   syncWindows:
     - kind: deny
       schedule: '{now.minute} {now.hour} * * *'
-      duration: 2m
+      duration: {length}
       clusters: [one]
 """
         f.repo.write({"sets/project.yaml": PROJECT + window}, "freeze for two minutes")
@@ -183,13 +186,15 @@ def test_a_held_sync_runs_by_itself_when_the_window_ends(tmp_path: Path) -> None
         held_sha = f.commit_image("nginx:1.26")
         read_git_now(f)
         message = wait_for("the sync held by the window", lambda: held_message(f, held_sha))
-        assert f"schedule '{now.minute} {now.hour} * * *', duration 2m" in message
+        assert f"schedule '{now.minute} {now.hour} * * *', duration {length}" in message
         assert f.image("one") == "nginx:1.25"
         wait_for(
             "the sync after the window ended",
             lambda: f.all_good(["one"], "nginx:1.26"),
-            timeout=200,
+            timeout=120,
         )
+        # Not before the window closed (the hub's clock and this one are the machine's).
+        assert datetime.now(UTC) >= now.replace(microsecond=0) + timedelta(seconds=30)
         assert not [c for c in f.apps()[APP].conditions if c.type == SYNC_WINDOW_BLOCKED]
 
 
