@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -1167,21 +1166,16 @@ def reconcile_once(
     options: ControllerOptions | None = None,
 ) -> ReconcileReport:
     """Load the sources (or one), ingest them and reconcile their ApplicationSets once."""
-    from hub.home import open_registry, open_store
-    from hub.sources import open_git
+    from hub.services import open_services
 
-    with ExitStack() as stack:
-        registry = open_registry(home)
-        stack.callback(registry.close)
-        store = open_store(home)
-        stack.callback(store.close)
+    with open_services(home) as parts:
         if git is None:
-            git = stack.enter_context(open_git(home))
-        sources = SourceStore(store)
+            git = parts.git
+        sources = SourceStore(parts.store)
         records = sources.list() if source is None else [sources.get(source)]
         loads = [load_source(r.source, git) for r in records]
-        clusters = list(registry.list())
-        controller = AppSetController(store, git, options)
+        clusters = list(parts.registry.list())
+        controller = AppSetController(parts.store, git, options)
         outcomes, plans = controller.ingest(
             loads,
             clusters,

@@ -61,7 +61,7 @@ from hub.appsets import AppSetController, ControllerOptions
 from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.handle import ClusterConnection
-from hub.home import load_keyring, open_registry, open_store
+from hub.home import load_keyring, open_store
 from hub.leases import (
     ClusterFence,
     FencedAppStore,
@@ -80,11 +80,11 @@ from hub.leases import (
 from hub.metrics import Metrics
 from hub.notifications.dispatcher import Notifier
 from hub.notifications.secrets import NotificationSecrets
-from hub.repo_credentials import use_repo_credentials
 from hub.repos import RepoCache, ResolvedRevisions
 from hub.rollout import advance_rollouts
+from hub.services import Services, open_services
 from hub.shards import Shards
-from hub.sources import HubGit, MaterializedGit, SourceStore, load_source
+from hub.sources import HubGit, SourceStore, load_source
 from hub.store import Store
 from hub.sync.diff import JqRunner
 from hub.sync.health import HealthRules
@@ -381,19 +381,30 @@ class Hub:
         return await anyio.to_thread.run_sync(fn, limiter=self._store_limiter)
 
     def _open(self) -> None:
-        self.registry = open_registry(self.home)
-        self.store = open_store(self.home)
-        self.apps = AppStore(self.store)
-        self.history = SyncHistory(self.store, lambda: load_keyring(self.home))
+        with ExitStack() as stack:  # closed here if the wiring below fails
+            parts = stack.enter_context(
+                open_services(
+                    self.home,
+                    resolve_ttl_s=None,  # the hub resolves once per poll cycle (new_cycle)
+                    git_limiter=self._git_limiter,
+                    on_fetch=None if self.metrics is None else self.metrics.observe_git_fetch,
+                )
+            )
+            self._wire(parts)
+            self._closing = stack.pop_all()  # kept open until _close
+
+    def _wire(self, parts: Services) -> None:
+        self.registry = parts.registry
+        self.store = parts.store
+        self.apps = parts.apps
+        self.history = parts.history
         worker_apps, fences = self.apps, None
         leader_store = self.store  # what the ApplicationSet controller and rollouts write
         if self.replica is not None:
             # Every state change of a cluster is written with its lease's fencing token.
             fences = Fences(self.store)
             worker_apps = FencedAppStore(self.store, fences)
-            self.history = SyncHistory(
-                FencedHistoryStorage(self.store, fences), lambda: load_keyring(self.home)
-            )
+            self.history = SyncHistory(FencedHistoryStorage(self.store, fences), parts.keyring)
             self.leases = LeaseStore(self.store, self.replica.replica_id, self.replica.leases)
             self.shards = Shards(
                 self, self.leases, fences, self._store_limiter, lambda: self.api_url
@@ -404,21 +415,16 @@ class Hub:
             # A sync ended by a lost lease is expected here: one warning line, no traceback.
             quiet_lease_lost(logging.getLogger(ClusterWorker.__module__))
         self.leader_apps = AppStore(leader_store)
-        self.repo_cache = RepoCache(self.home)
-        use_repo_credentials(self.home)
-        self.revisions = ResolvedRevisions(
-            self.repo_cache,
-            limiter=self._git_limiter,
-            on_fetch=None if self.metrics is None else self.metrics.observe_git_fetch,
-        )
-        self.git = HubGit(remote=MaterializedGit(self.revisions))
+        self.repo_cache = parts.repos
+        self.revisions = parts.revisions
+        self.git = parts.git
         self.appsets = AppSetController(
             leader_store,
             self.git,
             ControllerOptions(new_git_file_globbing=self.options.new_git_file_globbing),
         )
-        self.jq = JqRunner()
-        secrets = NotificationSecrets(self.store, lambda: load_keyring(self.home))
+        self.jq = parts.jq
+        secrets = NotificationSecrets(self.store, parts.keyring)
         self.notifier = Notifier(
             self.home, self.store, self.apps, secrets.lookup, self._store_limiter
         )
@@ -444,11 +450,7 @@ class Hub:
         )
 
     def _close(self) -> None:
-        self.jq.close()
-        self.git.close()
-        self.repo_cache.close()
-        self.store.close()
-        self.registry.close()
+        self._closing.close()  # what _open opened, in reverse order
 
     def record_interrupted(
         self, cluster: str | None = None
@@ -1089,15 +1091,13 @@ def delete_cluster_resources(
     The records stay (marked deleting) for the removal of the cluster to prune."""
     why = f"hub cluster rm --cascade at {datetime.now(UTC).isoformat(timespec='seconds')}"
     fence_cluster(home, cluster, why)
-    registry = open_registry(home)
-    store = open_store(home)
     local = ExitStack()
     if hold is None:
         hold = local
     # Closed after the lease this may take is released (an ExitStack unwinds in reverse).
-    hold.callback(store.close)
+    parts = hold.enter_context(open_services(home))
+    registry, store, apps = parts.registry, parts.store, parts.apps
     try:
-        apps = AppStore(store)
         records = apps.list_apps(cluster=cluster)
         with apps.transaction() as txn:
             for rec in records:
@@ -1133,7 +1133,7 @@ def delete_cluster_resources(
                 errors = _delete_passes(
                     kube,
                     [r for r in records if r.name in left],
-                    history=SyncHistory(store, lambda: load_keyring(home)),
+                    history=parts.history,
                     rules=load_health_rules(home),
                 )
             else:
@@ -1146,7 +1146,6 @@ def delete_cluster_resources(
         return CascadeOutcome(by=by, apps=names, kept=tuple(kept), remaining=tuple(remaining))
     finally:
         local.close()  # a caller's ``hold`` is closed by the caller, after removing the cluster
-        registry.close()
 
 
 def _replicas_delete(

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -35,7 +34,7 @@ from generators.errors import GeneratorError
 from generators.git import RepoReader, RepoTree
 from generators.spec import ApplicationSet, load_yaml_documents, parse_appset
 from hub.errors import HubError, HubUsageError
-from hub.repos import LocalRepoReader, RepoCache, RepoError, RepoMapping, ResolvedRevisions
+from hub.repos import LocalRepoReader, RepoError, RepoMapping
 from hub.store import Store
 from hub.sync.model import Application, SyncError, parse_application
 from hub.sync.projects import parse_project
@@ -132,7 +131,6 @@ class TreeProvider(Protocol):
 
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
-CLI_RESOLVE_TTL_S = 10.0
 
 
 class MaterializedGit:
@@ -168,19 +166,6 @@ class MaterializedGit:
         if not target.is_relative_to(root) or not target.is_file():
             raise RepoError(f"{repo_url}: no file {path!r} at {revision}")
         return target.read_bytes()
-
-
-@contextmanager
-def open_git(home: Path) -> Iterator[HubGit]:
-    """Git for a hub home: local paths read in place, URLs through ``RepoCache(home)``."""
-    cache = RepoCache(home)
-    # No poll cycle here: a revision is fetched again once its answer is 10 s old.
-    git = HubGit(remote=MaterializedGit(ResolvedRevisions(cache, ttl_s=CLI_RESOLVE_TTL_S)))
-    try:
-        yield git
-    finally:
-        git.close()
-        cache.close()
 
 
 # ---------------------------------------------------------------- sources

@@ -150,11 +150,8 @@ def engine_differ(home: Path) -> Differ:
     def run(record: AppRecord) -> DiffView:
         from clusters.connect import connect
         from clusters.kube import KubeClient
-        from hub.home import load_keyring, open_registry
-        from hub.repos import RepoCache
-        from hub.sync.diff import JqRunner
+        from hub.services import open_services
         from hub.sync.engine import diff_application_blocking
-        from hub.sync.history import SyncHistory
         from hub.sync.model import parse_application
 
         if record.cluster is None:
@@ -162,18 +159,11 @@ def engine_differ(home: Path) -> Differ:
                 f"application {record.name}: its destination is not a registered cluster"
             )
         application = parse_application(record.manifest(), source_file=f"app {record.name}")
-        registry = open_registry(home)
-        store = open_store(home)
-        try:
-            kube = KubeClient(connect(registry, record.cluster))
-            with RepoCache(home) as repos, JqRunner() as jq:
-                history = SyncHistory(store, lambda: load_keyring(home))
-                result = diff_application_blocking(
-                    kube, application, sources=repos, jq_runner=jq, history=history
-                )
-        finally:
-            store.close()
-            registry.close()
+        with open_services(home) as parts:
+            kube = KubeClient(connect(parts.registry, record.cluster))
+            result = diff_application_blocking(
+                kube, application, sources=parts.repos, jq_runner=parts.jq, history=parts.history
+            )
         return DiffView(
             revision=result.revision,
             status=result.comparison.status.value,

@@ -25,15 +25,14 @@ from clusters.errors import ClusterError
 from clusters.kube import KubeClient
 from clusters.registry import Registry
 from generators.errors import GeneratorError
-from hub.apps import AppStore
 from hub.appsets import project_scope
 from hub.cli import HubContext
 from hub.cli.audit import audited
 from hub.errors import HubError, HubUsageError
-from hub.home import load_keyring, open_registry, open_store
+from hub.home import load_keyring, open_store
 from hub.logs import scrub
-from hub.repo_credentials import use_repo_credentials
 from hub.repos import RepoCache
+from hub.services import open_services
 from hub.sync.diff import JqRunner, SyncStatus
 from hub.sync.engine import (
     EventKind,
@@ -114,28 +113,20 @@ class _Env:
 @contextmanager
 def _env(obj: HubContext, application: Application, cluster: str | None) -> Iterator[_Env]:
     health_rules = load_health_rules(obj.home)  # the hub's own rules, as `hub serve` uses
-    registry = open_registry(obj.home)
-    store = open_store(obj.home)
-    try:
-        name = cluster_for(application, registry, cluster)
-        kube = KubeClient(connect(registry, name))
-        use_repo_credentials(obj.home)
-        with RepoCache(obj.home) as repos, JqRunner() as jq:
-            history = SyncHistory(store, lambda: load_keyring(obj.home))
-            # The AppProjects `hub serve` enforces bind a sync started here as well.
-            project = project_scope(AppStore(store), list(registry.list()), application, name)
-            yield _Env(
-                kube=kube,
-                repos=repos,
-                history=history,
-                jq=jq,
-                health_rules=health_rules,
-                project=project,
-            )
-            repos.clean()  # exported trees past their age or the size budget
-    finally:
-        store.close()
-        registry.close()
+    with open_services(obj.home) as parts:
+        name = cluster_for(application, parts.registry, cluster)
+        kube = KubeClient(connect(parts.registry, name))
+        # The AppProjects `hub serve` enforces bind a sync started here as well.
+        project = project_scope(parts.apps, list(parts.registry.list()), application, name)
+        yield _Env(
+            kube=kube,
+            repos=parts.repos,
+            history=parts.history,
+            jq=parts.jq,
+            health_rules=health_rules,
+            project=project,
+        )
+        parts.repos.clean()  # exported trees past their age or the size budget
 
 
 def _user() -> str:

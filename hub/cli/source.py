@@ -10,13 +10,13 @@ from hub.cli.audit import audited
 from hub.cli.output import OUTPUT_OPTION, dump, render_table
 from hub.errors import HubUsageError
 from hub.home import open_store
+from hub.services import open_services
 from hub.sources import (
     DEFAULT_REVISION,
     SourceError,
     SourceStore,
     load_source,
     make_source,
-    open_git,
 )
 
 
@@ -41,15 +41,15 @@ def add(obj: HubContext, name: str, repo: str, path: str, revision: str) -> None
     """Add source NAME. Its manifests are read and checked now (nothing is applied); a
     source that cannot be read or holds an invalid file is refused."""
     src = make_source(name, repo, path, revision)
-    with open_store(obj.home) as store:  # an uninitialised home fails here, before any clone
-        sources = SourceStore(store)
+    # An uninitialised home fails here, before any clone.
+    with open_services(obj.home) as parts:
+        sources = SourceStore(parts.store)
         if any(r.source.name == src.name for r in sources.list()):
             raise HubUsageError(
                 f"source {src.name!r} already exists; remove it first with "
                 f"`hub source rm {src.name}`"
             )
-        with open_git(obj.home) as git:
-            load = load_source(src, git)
+        load = load_source(src, parts.git)
         if load.sha is None or load.errors:
             # Refuse now rather than store a source the controller would only report on.
             raise SourceError("; ".join(load.errors) + "; source not added")
