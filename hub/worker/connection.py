@@ -11,8 +11,6 @@ from collections.abc import Callable
 from functools import partial
 
 import anyio
-import anyio.abc
-import anyio.to_thread
 
 from clusters.cache import LiveCache
 from clusters.connect import connect

@@ -1,6 +1,7 @@
 """The worker's pure decisions: Argo CD's automated-sync rules (``decide_auto_sync``), why
-a sync is held (sync windows, a progressive sync), and the shapes recorded for a finished
-operation. No I/O here but the store reads of the ``*_of`` helpers."""
+a sync is held (sync windows, a progressive sync) and the condition saying so, and the shapes
+recorded for a finished operation. No I/O, except the store reads of ``project_windows_of``,
+``window_verdict_of`` and ``rollout_verdict_of`` (their callers run them in a thread)."""
 
 from __future__ import annotations
 

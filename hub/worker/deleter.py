@@ -14,8 +14,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio
-import anyio.abc
-import anyio.to_thread
 
 from clusters.cache import backoff_delay, key_of
 from clusters.kube import (

@@ -12,8 +12,6 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 
 import anyio
-import anyio.abc
-import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from clusters.cache import LiveCache

@@ -15,7 +15,6 @@ from functools import partial
 from typing import Any
 
 import anyio
-import anyio.abc
 import anyio.to_thread
 
 from clusters.cache import key_of

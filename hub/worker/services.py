@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import anyio
-import anyio.abc
-import anyio.to_thread
 
 from clusters.registry import ClusterRecord, Registry
 from hub.apps import AppStore

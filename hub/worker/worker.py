@@ -10,7 +10,6 @@ import logging
 
 import anyio
 import anyio.abc
-import anyio.to_thread
 
 from clusters.cache import backoff_delay
 from hub.apps import Condition
