@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import hub.sync.attempt as engine  # noqa: E402  (the engine's render step)
-import hub.worker as worker  # noqa: E402
+import hub.worker.refresher as worker  # noqa: E402  (the worker's render step)
 from bench.fleet import APPSET, SERVICE, start_sim, wait_for  # noqa: E402
 from clusters.kube import AsyncKube  # noqa: E402
 from hub.apps import AppStore  # noqa: E402

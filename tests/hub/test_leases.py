@@ -348,7 +348,7 @@ def test_a_lost_lease_in_a_sync_is_one_warning_line(caplog: pytest.LogCaptureFix
         except LeaseLost as exc:
             raise RuntimeError("engine: writing the operation failed") from exc
     except RuntimeError:
-        # What the worker does with an exception out of the engine (hub/worker.py).
+        # What the worker does with an exception out of the engine (hub/worker/operations.py).
         worker_log.exception("app %s on %s: the sync failed unexpectedly", "web", "east")
     try:
         raise ValueError("a real bug")

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 import hub.sync.attempt
-import hub.worker
+import hub.worker.refresher
 from clusters.sim import SimServer
 from hub.controller import Hub, HubOptions
 from hub.sync.sources import ResolvedSource
@@ -44,7 +44,7 @@ CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{v: '{value
 def renders(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """The revisions rendered, by who rendered them (the worker, the engine)."""
     seen: dict[str, list[str]] = {"worker": [], "engine": []}
-    for who, module in (("worker", hub.worker), ("engine", hub.sync.attempt)):
+    for who, module in (("worker", hub.worker.refresher), ("engine", hub.sync.attempt)):
         original = module.render_app
 
         def spy(

@@ -1,0 +1,353 @@
+"""The worker's operation runner: one sync of an Application through the engine on the
+worker's loop, under the per-cluster and hub-wide in-flight limits, its running state and
+progress, its record; the same runner serves ``hub serve`` and ``hub serve --once``
+(``sync_all_once``)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from clusters.cache import LiveCache
+from clusters.errors import ClusterError
+from clusters.kube import KubeError
+from hub.apps import AppRecord, Condition
+from hub.errors import HubError
+from hub.sync.diff import SyncStatus
+from hub.sync.engine import (
+    CancelToken,
+    EventKind,
+    OperationResult,
+    ProgressEvent,
+    SyncRequest,
+    sync_application,
+)
+from hub.sync.history import OperationPhase, Trigger
+from hub.sync.model import Application, SyncError, parse_application
+from hub.worker.decisions import LastOperation, once_conditions, operation_state, rollout_verdict_of
+from hub.worker.services import (
+    COMPARISON_ERROR,
+    DELETION_ERROR,
+    SYNC_ERROR,
+    Desired,
+    ManualSync,
+    _now,
+)
+from hub.worker.state import WorkerState
+
+log = logging.getLogger("hub.worker")  # one logger for the package (see ClusterWorker)
+
+
+async def write_latest_of_each_burst(
+    receive: MemoryObjectReceiveStream[str], write: Callable[[str], Awaitable[None]]
+) -> None:
+    """Write each message the stream brings, skipping those a later one already replaced
+    while a write was under way, until the sender closes it (the last one is written)."""
+    async with receive:
+        async for message in receive:
+            # The sender may close between two messages of a burst: that ends the burst
+            # (the stream's end was a crash of the whole worker here once).
+            with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
+                while True:
+                    message = receive.receive_nowait()
+            await write(message)
+
+
+class Operations(WorkerState):
+    """Starts and runs the Applications' sync operations."""
+
+    # -- sync operations
+
+    def _start_sync(self, rec: AppRecord, desired: Desired, request: ManualSync) -> None:
+        if rec.name in self._syncing or self._tg is None:
+            return
+        current = self.apps.get(rec.name)
+        if self.fenced is not None or current is None or current.deleting:
+            log.debug(
+                "app %s on %s: %s sync not started: %s",
+                rec.name,
+                self.name,
+                request.trigger.value,
+                self.fenced or "the app is being deleted",
+            )
+            return
+        token = CancelToken()
+        self._syncing[rec.name] = token
+        self._tg.start_soon(self._sync, rec, desired, request, token)
+
+    async def _sync(
+        self, rec: AppRecord, desired: Desired, request: ManualSync, token: CancelToken
+    ) -> None:
+        name = rec.name
+        kube = self.kube
+        assert kube is not None
+        automated = desired.app.sync_policy.automated
+        engine_request = SyncRequest(
+            revision=request.revision or desired.sha,
+            prune=request.prune or bool(automated and automated.prune),
+            trigger=request.trigger,
+            initiated_by=request.who,
+            self_heal=request.trigger is Trigger.SELF_HEAL,
+            wait_healthy=False,  # the live cache reports health; do not hold a sync slot
+            timeout_s=self.svc.sync_timeout_s,
+            manifests=request.manifests,
+            rendered=desired.for_sync(request),
+            source=request.source,
+            project=await self._db(partial(self._project_scope, desired.app)),
+        )
+
+        async def finish(result: OperationResult) -> None:
+            await self._write(
+                name,
+                operation=operation_state(result, request.trigger, request.who),
+                synced_sha=result.revision if result.phase is OperationPhase.SUCCEEDED else None,
+                conditions=[]
+                if result.phase is OperationPhase.SUCCEEDED
+                else [Condition(type=SYNC_ERROR, message=result.message)],
+            )
+
+        try:
+            await self._operate(
+                name, desired.app, engine_request, request, token, finish, live_state=self.cache
+            )
+        finally:
+            self._syncing.pop(name, None)
+            self._dirty.add(name)
+            self._wake.set()
+
+    async def _operate(
+        self,
+        name: str,
+        app: Application,
+        engine_request: SyncRequest,
+        request: ManualSync,
+        token: CancelToken,
+        finish: Callable[[OperationResult], Awaitable[None]],
+        *,
+        live_state: LiveCache | None,
+    ) -> OperationResult | None:
+        """The one operation runner, for ``hub serve``'s syncs and ``hub serve --once``:
+        the in-flight limits (per cluster, hub-wide), the running state and its progress,
+        the engine on this loop, the record, then ``finish`` (the caller's status write).
+        Shielded from the worker's cancellation once started: the token stops the engine
+        and the result is still recorded. None when it did not start (draining, cancelled)
+        or the engine failed unexpectedly."""
+        kube = self.kube
+        assert kube is not None
+        async with self.cluster_syncs, self.svc.global_syncs:
+            if self.svc.draining() or token.cancelled:
+                return None
+            running = {
+                "phase": OperationPhase.RUNNING.value,
+                "trigger": request.trigger.value,
+                "startedAt": _now().isoformat(),
+                "syncResult": {"revision": engine_request.revision},
+                "message": "running",
+            }
+            await self._write(name, operation=running)
+            # Each wave (and retry) is recorded as it starts, so the API shows where a
+            # long sync is (resource events are not): the engine's events go to a writer
+            # task, which keeps only the latest when the store lags behind.
+            send, receive = anyio.create_memory_object_stream[str](max_buffer_size=1000)
+
+            def progress(event: ProgressEvent) -> None:
+                if event.kind in (EventKind.WAVE, EventKind.RETRY):
+                    with contextlib.suppress(anyio.WouldBlock):
+                        send.send_nowait(event.message)
+
+            async def record_progress() -> None:
+                async def write(message: str) -> None:
+                    await self._db(
+                        partial(
+                            self.svc.apps.set_status,
+                            name,
+                            operation_state={**running, "message": message},
+                        )
+                    )
+
+                await write_latest_of_each_burst(receive, write)
+
+            with anyio.CancelScope(shield=True):
+                async with anyio.create_task_group() as writers:
+                    writers.start_soon(record_progress)
+                    async with send:
+                        result = await self._run_engine(
+                            name,
+                            sync_application(
+                                kube,
+                                app,
+                                engine_request,
+                                sources=self.svc.repos,
+                                history=self.svc.history,
+                                health_rules=self.svc.health_rules,
+                                jq_runner=self.svc.jq,
+                                on_event=progress,
+                                cancel=token,
+                                # live state from the watch cache: no LIST per sync for
+                                # the kinds it holds (the engine lists the others)
+                                live_state=live_state,
+                                limits=self._limits,
+                            ),
+                        )
+                if result is None:  # counts as an attempt: no retry loop on a bug
+                    self._last[name] = LastOperation(
+                        revision=engine_request.revision or "",
+                        phase=OperationPhase.ERROR.value,
+                        finished_monotonic=time.monotonic(),
+                    )
+                    return None
+                self._record(name, request, result)
+                # Watch every kind this sync touched (a namespace it created, a kind it
+                # pruned), so the next sync reads it from the cache, not a LIST.
+                if self.cache is not None and self._tg is not None:
+                    for gk in sorted({(r.group, r.kind) for r in result.resources}):
+                        with contextlib.suppress(ClusterError):
+                            await self._watch_kind(gk)
+                if self._unserved:
+                    with contextlib.suppress(ClusterError):
+                        await kube.resources(refresh=True)
+                        self._unserved.clear()
+                await finish(result)
+        return result
+
+    async def _run_engine(
+        self, name: str, operation: Awaitable[OperationResult]
+    ) -> OperationResult | None:
+        """The engine on this loop (no thread); an exception it should not raise (a bug) is
+        logged with its traceback and reported on the app instead of stopping the worker."""
+        try:
+            return await operation
+        except Exception as exc:
+            log.exception("app %s on %s: the sync failed unexpectedly", name, self.name)
+            await self._write(name, conditions=[Condition(type=SYNC_ERROR, message=repr(exc))])
+            return None
+
+    def _record(self, name: str, request: ManualSync, result: OperationResult) -> None:
+        if self.svc.metrics is not None:
+            seconds = (result.finished_at - result.started_at).total_seconds()
+            self.svc.metrics.observe_sync(self.name, name, result.phase.value, seconds)
+        self._last[name] = LastOperation(
+            revision=result.revision,
+            phase=result.phase.value,
+            finished_monotonic=time.monotonic(),
+            self_heal=request.trigger is Trigger.SELF_HEAL,
+        )
+        level = logging.INFO if result.phase is OperationPhase.SUCCEEDED else logging.WARNING
+        log.log(
+            level,
+            "app %s on %s: %s sync of %s %s: %s",
+            name,
+            self.name,
+            request.trigger.value,
+            result.revision[:12],
+            result.phase.value,
+            result.message,
+        )
+
+    # -- once mode
+
+    async def sync_all_once(self, timeout_s: float) -> dict[str, OperationResult | str]:
+        """``hub serve --once``: sync every Application of the cluster once and wait for
+        health, and run the pending cascade deletions; per app its sync result or what went
+        wrong (an app whose deletion finished is not listed)."""
+        await self._load_apps()
+        if not await self._connect():
+            return {name: self.connection.message for name in self.apps}
+        try:
+            return await self._sync_all_once(timeout_s)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_client()
+
+    async def _sync_all_once(self, timeout_s: float) -> dict[str, OperationResult | str]:
+        out: dict[str, OperationResult | str] = {}
+
+        async def one(rec: AppRecord) -> None:
+            try:
+                app = parse_application(rec.manifest(), source_file=rec.file or rec.name)
+                sha = await self._revision(app)
+            except (SyncError, HubError) as exc:
+                out[rec.name] = str(exc)
+                await self._write(
+                    rec.name,
+                    sync_status="Unknown",
+                    conditions=[Condition(type=COMPARISON_ERROR, message=str(exc))],
+                )
+                return
+            # A RollingSync set's later steps wait here too: each --once run advances it.
+            held = await self._db(
+                partial(rollout_verdict_of, self.svc.apps, rec, sha, SyncStatus.OUT_OF_SYNC.value)
+            )
+            if held is not None and not held.go:
+                out[rec.name] = f"held by the rollout of {rec.appset}: {held.message}"
+                return
+            automated = app.sync_policy.automated
+            request = SyncRequest(
+                revision=sha,
+                prune=bool(automated and automated.prune),
+                trigger=Trigger.USER,
+                initiated_by="hub serve --once",
+                timeout_s=timeout_s,
+                project=await self._db(partial(self._project_scope, app)),
+            )
+            who = "hub serve --once"
+
+            async def finish(result: OperationResult) -> None:
+                await self._write(
+                    rec.name,
+                    sync_status=(result.sync_status or SyncStatus.UNKNOWN).value,
+                    health_status=result.health.value if result.health else "Unknown",
+                    desired_sha=sha,
+                    synced_sha=result.revision
+                    if result.phase is OperationPhase.SUCCEEDED
+                    else None,
+                    conditions=once_conditions(result),
+                    operation=operation_state(result, Trigger.USER, who),
+                )
+
+            # the same runner as hub serve's syncs; the engine renders, waits for health,
+            # and lists what it reads (no watch cache in a one-shot run)
+            result = await self._operate(
+                rec.name,
+                app,
+                request,
+                ManualSync(prune=bool(request.prune), revision=sha, who=who),
+                CancelToken(),
+                finish,
+                live_state=None,
+            )
+            out[rec.name] = result if result is not None else "the sync did not run"
+
+        async def delete(rec: AppRecord) -> None:
+            # The pending cascade deletion (an app no longer generated, a set removed): one
+            # full attempt; what is left is reported and stays for the next run.
+            try:
+                async with self.cluster_syncs, self.svc.global_syncs:
+                    outcome = await self._delete_resources(rec)
+                problem = outcome.problem()
+            except (KubeError, HubError) as exc:
+                problem = f"{rec.name}: {exc}"
+            if problem is None:
+                await self._db(partial(self.svc.apps.finish_deletion, rec.name))
+                log.info("app %s on %s: resources deleted, app removed", rec.name, self.name)
+                return
+            out[rec.name] = f"deletion not finished: {problem}"
+            await self._write(
+                rec.name, conditions=[Condition(type=DELETION_ERROR, message=problem)]
+            )
+
+        async with anyio.create_task_group() as tg:
+            for rec in self.apps.values():
+                if rec.deleting:
+                    tg.start_soon(delete, rec)
+                elif self.fenced is None:
+                    tg.start_soon(one, rec)
+                else:
+                    out[rec.name] = f"not synced: {self.fenced}"
+        return out

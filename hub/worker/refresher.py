@@ -1,0 +1,355 @@
+"""The worker's refresh of one Application: its revision, its render (once per revision
+and generation), the comparison with the watch cache, Argo CD's automated-sync decision,
+and the status writes (a tick's refresh results batched into one transaction, other
+writes at once and in order)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from clusters.cache import key_of
+from clusters.errors import ClusterError
+from clusters.kube import ApiResource
+from hub.apps import AppRecord, Condition, StatusUpdate
+from hub.charts import shared_chart_repos
+from hub.errors import HubError
+from hub.rollout import AppStatus
+from hub.sync.diff import AppComparison, SyncStatus, compare_app
+from hub.sync.engine import Rendered
+from hub.sync.health import app_health
+from hub.sync.history import Trigger
+from hub.sync.model import Application, SyncError, parse_application
+from hub.sync.resources import ResourceKey, effective_sync_options
+from hub.sync.sources import (
+    cluster_info,
+    needs_cluster_info,
+    render_app,
+    resolve_sources,
+    revision_text,
+    source_record,
+)
+from hub.sync.validate import KindScopes, validate_manifests
+from hub.sync.windows import WindowVerdict
+from hub.worker.decisions import (
+    AutoSyncDecision,
+    decide_auto_sync,
+    hold_conditions,
+    prune_confirm_condition,
+    rollout_verdict_of,
+    window_verdict_of,
+)
+from hub.worker.services import COMPARISON_ERROR, Desired, ManualSync, _now
+from hub.worker.state import WorkerState
+
+log = logging.getLogger("hub.worker")  # one logger for the package (see ClusterWorker)
+
+FLUSH_AT = 200  # pending refresh results that are written without waiting for the tick's end
+
+
+def _scopes(resources: Mapping[tuple[str, str], ApiResource]) -> KindScopes:
+    return KindScopes.from_discovery(
+        cluster_scoped=[gk for gk, r in resources.items() if not r.namespaced],
+        namespaced=[gk for gk, r in resources.items() if r.namespaced],
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evaluation:
+    status: SyncStatus
+    health: str
+    prune_only: bool
+    out_of_sync: tuple[str, ...]
+    awaiting_confirmation: tuple[str, ...] = ()  # prune candidates marked Prune=confirm
+
+    def conditions(self) -> list[Condition]:
+        """The app's conditions after a successful compare."""
+        if not self.awaiting_confirmation:
+            return []
+        return [prune_confirm_condition(self.awaiting_confirmation)]
+
+
+class Refresher(WorkerState):
+    """Refreshes the Applications the loop finds dirty and writes their status."""
+
+    async def _write(
+        self,
+        name: str,
+        *,
+        sync_status: str | None = None,
+        health_status: str | None = None,
+        desired_sha: str | None = None,
+        synced_sha: str | None = None,
+        conditions: Sequence[Condition] | None = None,
+        operation: Mapping[str, Any] | None = None,
+        batch: bool = False,
+    ) -> None:
+        """Record status; skipped when nothing changed since the last write.
+
+        ``batch``: a refresh's result, written with the others of this tick in one
+        transaction (``_flush``, at the end of the tick). Other writes (operation state,
+        which the API shows while a sync runs) go at once, after what is pending for the
+        app, so the store sees every app's writes in order."""
+        fingerprint = (
+            sync_status,
+            health_status,
+            desired_sha,
+            synced_sha,
+            None if conditions is None else tuple((c.type, c.message) for c in conditions),
+            None if operation is None else json.dumps(operation, sort_keys=True, default=str),
+        )
+        if operation is None and self._written.get(name) == fingerprint:
+            return
+        self._written[name] = fingerprint
+        update = StatusUpdate(
+            name=name,
+            sync_status=sync_status,
+            health_status=health_status,
+            desired_sha=desired_sha,
+            synced_sha=synced_sha,
+            conditions=None if conditions is None else tuple(conditions),
+            operation_state=operation,
+        )
+        pending = self._pending.pop(name, None)
+        if pending is not None:
+            update = pending.then(update)
+        if batch and operation is None:
+            self._pending[name] = update
+            if len(self._pending) >= FLUSH_AT:
+                await self._flush()
+            return
+        async with self._store_order:
+            await self._db(partial(self._write_and_notify, [update]))
+
+    async def _flush(self) -> None:
+        """Write the pending refresh results in one transaction."""
+        if not self._pending:
+            return
+        updates, self._pending = list(self._pending.values()), {}
+        async with self._store_order:
+            await self._db(partial(self._write_and_notify, updates))
+
+    def _write_and_notify(self, updates: list[StatusUpdate]) -> None:
+        """The status writes and the notifications they fire, in one transaction."""
+        on_status = self.svc.on_status
+        if on_status is None:
+            self.svc.apps.set_statuses(updates)
+            return
+        with self.svc.apps.store.atomic():
+            self.svc.apps.set_statuses(updates)
+            for update in updates:
+                on_status(update.name)
+
+    async def _refresh(self, name: str) -> None:
+        rec = self.apps.get(name)
+        if rec is None:
+            return
+        if rec.deleting:
+            if name not in self._deleting and self._tg is not None:
+                self._deleting.add(name)
+                self._tg.start_soon(self._delete, rec)
+            return
+        if name in self._syncing:
+            return  # re-evaluated when the operation ends
+        try:
+            app = parse_application(rec.manifest(), source_file=rec.file or name)
+            sha = await self._revision(app)
+            desired = await self._render(rec, app, sha)
+        except (SyncError, HubError, ClusterError) as exc:
+            await self._write(
+                name,
+                sync_status="Unknown",
+                conditions=[Condition(type=COMPARISON_ERROR, message=str(exc))],
+                batch=True,
+            )
+            return
+        pending = [
+            gk
+            for gk in sorted({key_of(m)[:2] for m in desired.manifests})
+            if not await self._watch_kind(gk)
+        ]
+        if pending:
+            return  # woken again when the kinds' first lists are in
+        manual = self._manual.pop(name, None)
+        if manual is not None:
+            self._start_sync(rec, desired, manual)
+            return
+        started = time.monotonic()
+        # in a thread under the global limiter: jq expressions are a blocking round trip
+        evaluation = await anyio.to_thread.run_sync(
+            partial(self._evaluate, desired), limiter=self.svc.global_calls
+        )
+        if self.svc.metrics is not None:
+            self.svc.metrics.observe_reconcile(self.name, time.monotonic() - started)
+        decision: AutoSyncDecision | None = None
+        if not self.svc.draining():
+            automated = app.sync_policy.automated
+            window: WindowVerdict | None = None
+            rollout: AppStatus | None = None
+            if automated and automated.enabled and evaluation.status is SyncStatus.OUT_OF_SYNC:
+                window = await self._db(partial(window_verdict_of, self.svc.apps, rec))
+                rollout = await self._db(
+                    partial(rollout_verdict_of, self.svc.apps, rec, sha, evaluation.status.value)
+                )
+            decision = decide_auto_sync(
+                automated=automated,
+                status=evaluation.status,
+                revision=sha,
+                last=self._last.get(name),
+                prune_only=evaluation.prune_only,
+                self_heal_attempts=self._heals.get(name, 0),
+                now_monotonic=time.monotonic(),
+                window=window,
+                rollout=rollout,
+            )
+        conditions = evaluation.conditions() + hold_conditions(decision, rec.appset)
+        await self._write(
+            name,
+            sync_status=evaluation.status.value,
+            health_status=evaluation.health,
+            desired_sha=sha,
+            conditions=conditions,
+            batch=True,
+        )
+        if evaluation.status is SyncStatus.SYNCED:
+            self._heals.pop(name, None)
+        if decision is None:
+            return
+        if decision.action == "sync":
+            self._start_sync(
+                rec,
+                desired,
+                ManualSync(prune=False, revision=sha, who="automated", trigger=Trigger.AUTOMATED),
+            )
+        elif decision.action == "self-heal":
+            self._heals[name] = self._heals.get(name, 0) + 1
+            self._start_sync(
+                rec,
+                desired,
+                ManualSync(prune=False, revision=sha, who="automated", trigger=Trigger.SELF_HEAL),
+            )
+        elif decision.rollout is not None:
+            pass  # the hub's rollout tick wakes the cluster when the set's rollout moves
+        elif decision.window is not None:
+            if decision.window.until is not None:
+                self._recheck_at(name, decision.window.until)
+        elif decision.action == "wait" and self._tg is not None:
+            self._tg.start_soon(self._later, name, decision.delay_s)
+
+    def _recheck_at(self, name: str, when: datetime) -> None:
+        """Refresh ``name`` just after ``when`` (a sync window may lift then). One timer per
+        app and time: every resync of a held app would otherwise add a sleeping task."""
+        pending = self._window_rechecks.get(name)
+        if self._tg is None or (pending is not None and _now() < pending <= when):
+            return
+        self._window_rechecks[name] = when
+        # A second late: the window's end is exclusive and the sleep's clock is not the wall's.
+        delay = max(0.0, (when - _now()).total_seconds()) + 1.0
+        self._tg.start_soon(self._later, name, delay)
+
+    async def _later(self, name: str, delay: float) -> None:
+        await anyio.sleep(delay)
+        self._dirty.add(name)
+        self._wake.set()
+
+    async def _revision(self, app: Application) -> str:
+        """The app's revision now: each Git source's SHA (one fetch per repo per cycle,
+        ``revisions``), each chart source's version its range selects; joined for several
+        sources (``hub.sync.sources.revision_text``)."""
+        found: list[str] = []
+        for source in app.app_sources():
+            if source.is_chart_repo:
+                charts = shared_chart_repos()
+                found.append(
+                    await anyio.to_thread.run_sync(
+                        charts.resolve_chart, source.repo_url, source.chart, source.target_revision
+                    )
+                )
+            else:
+                found.append(await self.svc.revisions.sha(source.repo_url, source.target_revision))
+        return found[0] if not app.has_multiple_sources else ",".join(found)
+
+    async def _render(self, rec: AppRecord, app: Application, sha: str) -> Desired:
+        cached = self._desired.get(rec.name)
+        if cached is not None and cached.generation == rec.generation and cached.sha == sha:
+            return cached
+        kube = self.kube
+        assert kube is not None
+        resources = await kube.resources()
+        version = await kube.server_version()
+
+        def render() -> Rendered:
+            # Git, helm/kustomize and YAML parsing: blocking, in a thread
+            resolved = resolve_sources(
+                app, git=self.svc.repos, charts=shared_chart_repos(), revision=sha
+            )
+            cluster = cluster_info(resources, version) if needs_cluster_info(resolved) else None
+            rendered = render_app(app, resolved, cluster=cluster)
+            valid = validate_manifests(
+                rendered.manifests,
+                destination_namespace=app.destination.namespace,
+                scopes=_scopes(resources),
+            )
+            return Rendered(
+                revision=revision_text(resolved, multiple=app.has_multiple_sources),
+                manifests=tuple(valid.manifests),
+                sources=source_record(app, resolved),
+            )
+
+        rendered = await self._call(render)
+        desired = Desired(
+            generation=rec.generation,
+            sha=sha,
+            app=app,
+            manifests=tuple(m.obj for m in rendered.manifests),
+            rendered=rendered,
+        )
+        self._desired[rec.name] = desired
+        return desired
+
+    def _evaluate(self, desired: Desired) -> Evaluation:
+        """Compare with the live cache (runs in a thread; no API call)."""
+        assert self.cache is not None
+        name = desired.app.name
+        live = self.cache.tracked(name)
+        seen = {key_of(o) for o in live}
+        for m in desired.manifests:
+            key = key_of(m)
+            if key not in seen:
+                other = self.cache.get_tracked(key)  # tracked by another app: compared, adopted
+                if other is not None:
+                    live.append(other)
+        comparison: AppComparison = compare_app(
+            desired.manifests,
+            live,
+            app=name,
+            ignore_differences=desired.app.ignore_differences,
+            jq_runner=self.svc.jq,
+        )
+        by_key = {ResourceKey.of(o): o for o in live}
+        pairs = [(m, by_key.get(ResourceKey.of(m))) for m in desired.manifests]
+        health = app_health(pairs, self.svc.health_rules).status
+        counted = [r for r in comparison.out_of_sync if r.counts_for_app]
+        options = desired.app.sync_policy.sync_options
+        confirm = [
+            str(r.key)
+            for r in counted
+            if r.requires_pruning
+            and effective_sync_options(by_key.get(r.key), options).has("Prune", "confirm")
+        ]
+        return Evaluation(
+            status=comparison.status,
+            health=health.value,
+            prune_only=bool(counted) and all(r.requires_pruning for r in counted),
+            out_of_sync=tuple(str(r.key) for r in counted),
+            awaiting_confirmation=tuple(confirm),
+        )

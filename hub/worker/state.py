@@ -1,0 +1,151 @@
+"""The state every part of a ``ClusterWorker`` shares, and the helpers they all use: the
+blocking calls under the limiters, the Applications loaded from the store. Each part is a
+mixin of ``WorkerState`` (``hub.worker.connection``, ``.refresher``, ``.operations``,
+``.deleter``); ``ClusterWorker`` composes them. What a part calls of another is declared
+here for the type checker only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from clusters.cache import LiveCache
+from clusters.kube import AsyncKube
+from hub.apps import AppRecord, Condition, StatusUpdate
+from hub.appsets import project_scope
+from hub.handle import ClusterConnection
+from hub.sync.engine import CancelToken, Limits
+from hub.sync.model import Application
+from hub.sync.projects import ProjectScope
+from hub.worker.decisions import LastOperation, last_operation_of
+from hub.worker.services import Desired, ManualSync, WorkerServices
+
+if TYPE_CHECKING:
+    from hub.worker.deleter import DeletionOutcome
+
+T = TypeVar("T")
+
+
+class WorkerState:
+    """The fields of one cluster's worker (see ``ClusterWorker``)."""
+
+    def __init__(self, name: str, services: WorkerServices) -> None:
+        self.name = name
+        self.svc = services
+        self.connection = ClusterConnection(state="Unknown", message="starting", since="")
+        self.kube: AsyncKube | None = None
+        self.cache: LiveCache | None = None
+        self.apps: dict[str, AppRecord] = {}
+        self.cluster_syncs = anyio.CapacityLimiter(services.cluster_syncs)
+        self.cluster_calls = anyio.CapacityLimiter(services.cluster_calls)
+        # the engine's blocking work: renders under the global calls, the store's limiter
+        self._limits = Limits(render=services.global_calls, store=services.store_calls)
+        self._dirty: set[str] = set()
+        self._reload = True
+        self._wake = anyio.Event()
+        self._desired: dict[str, Desired] = {}
+        self._last: dict[str, LastOperation] = {}
+        self._heals: dict[str, int] = {}
+        self._written: dict[str, tuple[Any, ...]] = {}
+        self._pending: dict[str, StatusUpdate] = {}  # refresh results of this tick
+        self._store_order = anyio.Lock()  # status writes reach the store in call order
+        self._syncing: dict[str, CancelToken] = {}
+        self._deleting: set[str] = set()
+        self.fenced: str | None = None  # why, once the cluster is being removed
+        self._manual: dict[str, ManualSync] = {}
+        self._window_rechecks: dict[str, datetime] = {}
+        self._kind_scopes: dict[tuple[str, str], anyio.CancelScope] = {}
+        self._kind_errors: dict[tuple[str, str], str] = {}
+        self._unserved: set[tuple[str, str]] = set()
+        self._unknown_marked = False
+        self._scope: anyio.CancelScope | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._connect_failures = 0
+        self._started = False
+
+    async def _call(self, fn: Callable[[], T], *, abandon: bool = False) -> T:
+        """A blocking cluster call under the cluster's limiter, then the global one (in that
+        order: calls queued behind a slow cluster must not hold global capacity)."""
+        async with self.cluster_calls:
+            return await anyio.to_thread.run_sync(
+                fn, limiter=self.svc.global_calls, abandon_on_cancel=abandon
+            )
+
+    async def _db(self, fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(fn, limiter=self.svc.store_calls)
+
+    def _project_scope(self, app: Application) -> ProjectScope:
+        """What a sync of ``app`` here must stay inside (its AppProject, read fresh)."""
+        fleet = self.svc.fleet()
+        if fleet is None:
+            fleet = self.svc.registry.list()
+        return project_scope(self.svc.apps, fleet, app, self.name)
+
+    async def _load_apps(self) -> None:
+        self._reload = False
+        records = await self._db(partial(self.svc.apps.list_apps, cluster=self.name))
+        fresh = {r.name: r for r in records}
+        for name in set(self.apps) - set(fresh):
+            self._forget(name)
+        for name, rec in fresh.items():
+            old = self.apps.get(name)
+            if old is None or old.generation != rec.generation or rec.deleting:
+                self._dirty.add(name)
+            if name not in self._last:
+                last = last_operation_of(rec.operation_state)
+                if last is not None:
+                    self._last[name] = last
+        self.apps = fresh
+
+    def _forget(self, name: str) -> None:
+        for table in (
+            self._desired,
+            self._last,
+            self._heals,
+            self._written,
+            self._manual,
+            self._pending,
+        ):
+            table.pop(name, None)
+        token = self._syncing.get(name)
+        if token is not None:
+            token.cancel()
+
+    # -- what one part calls of another, declared for the type checker only: at run time
+    # the method comes from the part that defines it (the mixins of ClusterWorker)
+    if TYPE_CHECKING:
+
+        async def _connect(self) -> bool: ...  # connection
+
+        async def _close_client(self) -> None: ...  # connection
+
+        async def _watch_kind(self, group_kind: tuple[str, str]) -> bool: ...  # connection
+
+        async def _write(  # refresher
+            self,
+            name: str,
+            *,
+            sync_status: str | None = None,
+            health_status: str | None = None,
+            desired_sha: str | None = None,
+            synced_sha: str | None = None,
+            conditions: Sequence[Condition] | None = None,
+            operation: Mapping[str, Any] | None = None,
+            batch: bool = False,
+        ) -> None: ...
+
+        async def _revision(self, app: Application) -> str: ...  # refresher
+
+        def _start_sync(  # operations
+            self, rec: AppRecord, desired: Desired, request: ManualSync
+        ) -> None: ...
+
+        async def _delete(self, rec: AppRecord) -> None: ...  # deleter
+
+        async def _delete_resources(self, rec: AppRecord) -> DeletionOutcome: ...  # deleter
