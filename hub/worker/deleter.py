@@ -359,15 +359,8 @@ class Deleter(WorkerState):
             while rec.name in self._syncing:
                 await anyio.sleep(0.1)
             while True:
-                try:
-                    async with self.cluster_syncs, self.svc.global_syncs:
-                        outcome = await self._delete_resources(rec)
-                    remaining = outcome.problem()
-                except (KubeError, HubError) as exc:
-                    remaining = f"{rec.name}: {exc}"
+                remaining = await self._delete_attempt(rec)
                 if remaining is None:
-                    await self._db(partial(self.svc.apps.finish_deletion, rec.name))
-                    log.info("app %s on %s: resources deleted, app removed", rec.name, self.name)
                     self.apps.pop(rec.name, None)
                     self._forget(rec.name)
                     return
@@ -378,6 +371,20 @@ class Deleter(WorkerState):
                 await anyio.sleep(backoff_delay(failures, cap_s=60.0))
         finally:
             self._deleting.discard(rec.name)
+
+    async def _delete_attempt(self, rec: AppRecord) -> str | None:
+        """One full attempt at an Application's cascade deletion under the sync limits:
+        None once its resources are gone and its record removed, else what is left."""
+        try:
+            async with self.cluster_syncs, self.svc.global_syncs:
+                outcome = await self._delete_resources(rec)
+            remaining = outcome.problem()
+        except (KubeError, HubError) as exc:
+            remaining = f"{rec.name}: {exc}"
+        if remaining is None:
+            await self._db(partial(self.svc.apps.finish_deletion, rec.name))
+            log.info("app %s on %s: resources deleted, app removed", rec.name, self.name)
+        return remaining
 
     async def _delete_resources(self, rec: AppRecord) -> DeletionOutcome:
         assert self.kube is not None

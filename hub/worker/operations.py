@@ -16,7 +16,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from clusters.cache import LiveCache
 from clusters.errors import ClusterError
-from clusters.kube import KubeError
 from hub.apps import AppRecord, Condition
 from hub.errors import HubError
 from hub.sync.diff import SyncStatus
@@ -327,15 +326,8 @@ class Operations(WorkerState):
         async def delete(rec: AppRecord) -> None:
             # The pending cascade deletion (an app no longer generated, a set removed): one
             # full attempt; what is left is reported and stays for the next run.
-            try:
-                async with self.cluster_syncs, self.svc.global_syncs:
-                    outcome = await self._delete_resources(rec)
-                problem = outcome.problem()
-            except (KubeError, HubError) as exc:
-                problem = f"{rec.name}: {exc}"
+            problem = await self._delete_attempt(rec)
             if problem is None:
-                await self._db(partial(self.svc.apps.finish_deletion, rec.name))
-                log.info("app %s on %s: resources deleted, app removed", rec.name, self.name)
                 return
             out[rec.name] = f"deletion not finished: {problem}"
             await self._write(

@@ -27,7 +27,7 @@ from hub.worker.decisions import LastOperation, last_operation_of
 from hub.worker.services import Desired, ManualSync, WorkerServices
 
 if TYPE_CHECKING:
-    from hub.worker.deleter import DeletionOutcome
+    pass
 
 T = TypeVar("T")
 
@@ -148,4 +148,4 @@ class WorkerState:
 
         async def _delete(self, rec: AppRecord) -> None: ...  # deleter
 
-        async def _delete_resources(self, rec: AppRecord) -> DeletionOutcome: ...  # deleter
+        async def _delete_attempt(self, rec: AppRecord) -> str | None: ...  # deleter
