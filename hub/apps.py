@@ -28,7 +28,7 @@ from typing import Any, Literal, TypeVar
 from hub.db import Connection, upsert
 from hub.errors import HubError
 from hub.store import Store
-from hub.sync.model import declared_source_specs
+from hub.sync.model import Application, SyncError, declared_source_specs, parse_application
 
 T = TypeVar("T")
 
@@ -253,10 +253,33 @@ class AppRecord:
     deletion: str | None
     deletion_reason: str | None
     deletion_requested_at: datetime | None
+    # ``application()``'s memo: the parsed Application or the error parsing raised. Not an
+    # init field, so ``dataclasses.replace`` (a changed record) starts without it.
+    _parsed: Application | SyncError | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def deleting(self) -> bool:
         return self.deletion == DELETING
+
+    def application(self) -> Application:
+        """The row as a typed ``Application``, parsed once per record object: every caller
+        of the same loaded record shares one parse. Errors name ``file`` (or the app when it
+        has none); an invalid spec raises its ``SyncError`` again on every call without
+        parsing again."""
+        parsed = self._parsed
+        if parsed is None:
+            try:
+                parsed = parse_application(self.manifest(), source_file=self.file or self.name)
+            except SyncError as exc:
+                parsed = exc
+            # The record is frozen for its callers; the memo is its only late-set field.
+            object.__setattr__(self, "_parsed", parsed)
+        if isinstance(parsed, SyncError):
+            # A fresh traceback each time, so repeated raises do not pile frames onto it.
+            raise parsed.with_traceback(None)
+        return parsed
 
     def manifest(self) -> dict[str, Any]:
         """The Application as a Kubernetes manifest (for the sync engine and ``-o yaml``)."""

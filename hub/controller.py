@@ -90,7 +90,7 @@ from hub.sync.diff import JqRunner
 from hub.sync.health import HealthRules
 from hub.sync.health_rules import load_health_rules
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
-from hub.sync.model import SyncError, declared_source_specs, parse_application
+from hub.sync.model import SyncError, declared_source_specs
 from hub.sync.resources import HookType, ResourceKey, effective_sync_options, is_delete_hook
 from hub.sync.windows import manual_refusal
 from hub.worker import (
@@ -290,7 +290,7 @@ class Hub:
         worker = await self._worker_of(app, syncing=True)
         record = await self._db(partial(self.apps.get, app))
         assert record is not None
-        parsed = parse_application(record.manifest(), source_file=record.file or app)
+        parsed = record.application()
         if parsed.sync_policy.auto_sync:
             raise HubError(
                 f"application {app}: rollback is refused while automated sync is on (it would "
@@ -1043,10 +1043,7 @@ def fence_cluster(home: Path, cluster: str, why: str) -> None:
 
 def _leftovers(kube: KubeClient, records: Sequence[AppRecord]) -> tuple[list[str], list[str]]:
     """(kept, remaining): what the cluster still holds of ``records``, listed afresh."""
-    options = {
-        r.name: parse_application(r.manifest(), source_file=r.file or r.name).sync_policy
-        for r in records
-    }
+    options = {r.name: r.application().sync_policy for r in records}
     kept: list[str] = []
     remaining: list[str] = []
     kinds = {gk for r in records for gk in synced_kinds(r)}

@@ -31,7 +31,6 @@ from hub.sync.delete_hooks import run_delete_hooks
 from hub.sync.engine import COMMON_KINDS
 from hub.sync.health import HealthRules
 from hub.sync.history import OperationPhase, SyncHistory
-from hub.sync.model import parse_application
 from hub.sync.plan import DeleteHook, plan_delete_hooks, plan_deletion
 from hub.sync.resources import (
     DELETE_HOOK_TYPES,
@@ -217,7 +216,7 @@ async def async_delete_app_resources(
        until here so that a retry of an unfinished deletion does not run them again).
 
     Each step waits for the one before; the whole call waits at most ``wait_s``."""
-    app = parse_application(rec.manifest(), source_file=rec.file or rec.name)
+    app = rec.application()
     hook_kinds = {ResourceKey.of(m).group_kind for m in manifests if is_hook(m)}
     tracked = await async_list_tracked(kube, [rec.name], {*kinds, *synced_kinds(rec), *hook_kinds})
     live = tracked[rec.name]

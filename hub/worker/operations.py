@@ -28,7 +28,7 @@ from hub.sync.engine import (
     sync_application,
 )
 from hub.sync.history import OperationPhase, Trigger
-from hub.sync.model import Application, SyncError, parse_application
+from hub.sync.model import Application, SyncError
 from hub.worker.decisions import LastOperation, once_conditions, operation_state, rollout_verdict_of
 from hub.worker.services import (
     COMPARISON_ERROR,
@@ -269,7 +269,7 @@ class Operations(WorkerState):
 
         async def one(rec: AppRecord) -> None:
             try:
-                app = parse_application(rec.manifest(), source_file=rec.file or rec.name)
+                app = rec.application()
                 sha = await self._revision(app)
             except (SyncError, HubError) as exc:
                 out[rec.name] = str(exc)

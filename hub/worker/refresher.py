@@ -28,7 +28,7 @@ from hub.sync.diff import AppComparison, SyncStatus, compare_app
 from hub.sync.engine import Rendered
 from hub.sync.health import app_health
 from hub.sync.history import Trigger
-from hub.sync.model import Application, SyncError, parse_application
+from hub.sync.model import Application, SyncError
 from hub.sync.resources import ResourceKey, effective_sync_options
 from hub.sync.sources import (
     cluster_info,
@@ -161,7 +161,7 @@ class Refresher(WorkerState):
         if name in self._syncing:
             return  # re-evaluated when the operation ends
         try:
-            app = parse_application(rec.manifest(), source_file=rec.file or name)
+            app = rec.application()
             sha = await self._revision(app)
             desired = await self._render(rec, app, sha)
         except (SyncError, HubError, ClusterError) as exc:
