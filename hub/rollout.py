@@ -34,6 +34,7 @@ from generators.errors import GeneratorError
 from generators.selector import matches
 from generators.spec import RollingSyncStep, Strategy, parse_appset
 from hub.apps import AppRecord, AppSetRecord, AppStore
+from hub.sync.model import declared_source_specs
 
 log = logging.getLogger(__name__)
 
@@ -307,11 +308,9 @@ def _status_of(
 def source_key(spec: Mapping[str, Any]) -> str:
     """Which revision an Application tracks (its sources' repo, path-free): Applications
     with the same key move to the same new revision together."""
-    sources = spec.get("sources") or [spec.get("source") or {}]
     keys = [
         (str(s.get("repoURL", "")), str(s.get("chart", "")), str(s.get("targetRevision", "")))
-        for s in sources
-        if isinstance(s, Mapping)
+        for s in declared_source_specs(spec)
     ]
     return json.dumps(keys)
 

@@ -4,8 +4,9 @@ The parser follows Argo CD's ``argoproj.io/v1alpha1`` schema: unknown fields are
 the Kubernetes API server does for Argo's CRD), wrong types are errors that name the file and
 the field path. Source kinds we cannot render yet (plugins) are parsed so that the engine can
 report them clearly instead of rendering nothing — an empty render must never look like "Git
-declares nothing". ``Application.app_sources()`` is the one place that decides between
-``spec.source`` and ``spec.sources``.
+declares nothing". ``pick_sources`` is the one place that decides between ``spec.source``
+and ``spec.sources``, for a parsed ``Application`` (``declared_sources``) and for a raw
+stored spec (``declared_source_specs``) alike.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -28,6 +29,17 @@ DEFAULT_REVISION_HISTORY_LIMIT = 10
 DEFAULT_RETRY_DURATION_S = 5.0
 DEFAULT_RETRY_FACTOR = 2
 DEFAULT_RETRY_MAX_DURATION_S = 180.0
+
+_S = TypeVar("_S")
+
+
+def pick_sources(source: _S | None, sources: Sequence[_S]) -> tuple[_S, ...]:
+    """Argo CD's rule: ``spec.sources`` when it has entries (``spec.source`` is then
+    ignored), else ``spec.source``, else none. Generic so the typed ``Application`` and a raw
+    stored spec cannot drift apart."""
+    if sources:
+        return tuple(sources)
+    return () if source is None else (source,)
 
 
 class SyncError(HubError):
@@ -351,11 +363,9 @@ class Application:
 
     def declared_sources(self) -> tuple[ApplicationSource, ...]:
         """The app's sources by Argo CD's rule, unchecked: ``spec.sources`` when set (then
-        ``spec.source`` is ignored), else ``spec.source``, else none. The one place that
-        decides "source or sources" (``app_sources`` checks what it returns)."""
-        if self.sources:
-            return self.sources
-        return () if self.source is None else (self.source,)
+        ``spec.source`` is ignored), else ``spec.source``, else none (``pick_sources``;
+        ``app_sources`` checks what it returns)."""
+        return pick_sources(self.source, self.sources)
 
     def app_sources(self) -> tuple[ApplicationSource, ...]:
         """The sources to resolve, in order (``declared_sources``); ``UnsupportedSourceError``
@@ -650,9 +660,11 @@ def _parse_ignore_differences(r: _Reader, raw: object, path: str) -> tuple[Ignor
 def declared_source_specs(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """``Application.declared_sources`` for a raw ``spec`` (a stored manifest that is not
     parsed): ``spec.sources`` when set, else ``spec.source``; entries that are not mappings
-    are left out."""
-    raw = spec.get("sources") or [spec.get("source")]
-    return [s for s in raw if isinstance(s, Mapping)] if isinstance(raw, list) else []
+    are left out (a ``spec.sources`` that is set but not a list gives none)."""
+    raw = spec.get("sources")
+    if raw and not isinstance(raw, list):
+        return []
+    return [s for s in pick_sources(spec.get("source"), raw or ()) if isinstance(s, Mapping)]
 
 
 def parse_application(doc: object, *, source_file: str = "") -> Application:
