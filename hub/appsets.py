@@ -56,6 +56,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,12 +164,13 @@ def project_policies(manifests: Mapping[str, Mapping[str, Any]]) -> dict[str, Pr
 
 
 def project_scope(
-    apps: AppStore, clusters: Sequence[ClusterRecord], app: Application, cluster: str
+    apps: AppStore, refs: Sequence[ClusterRef], app: Application, cluster: str
 ) -> ProjectScope:
-    """What a sync of ``app`` to the registered cluster ``cluster`` must stay inside."""
+    """What a sync of ``app`` to the registered cluster ``cluster`` must stay inside;
+    ``refs``: every registered cluster (``cluster_ref``), built once per registry change
+    by the hub, not per sync."""
     records = apps.list_projects()
     policies = project_policies({p.name: p.manifest for p in records})
-    refs = [cluster_ref(c) for c in clusters]
     own = next((r for r in refs if r.name == cluster), ClusterRef(name=cluster, server=""))
     return scope_for(app.project, policies, own, app.destination.namespace, refs)
 
@@ -186,28 +188,51 @@ class Fleet:
     #: The defined AppProjects, typed (a name in ``projects`` without one: nothing checked).
     policies: Mapping[str, Project] = field(default_factory=dict)
 
+    # Indexes, built on first use: a set generating an Application per cluster asks for
+    # every one of them, and a scan of the fleet per Application was clusters^2 work.
+    @cached_property
+    def _refs(self) -> tuple[ClusterRef, ...]:
+        return tuple(cluster_ref(c) for c in self.clusters)
+
+    @cached_property
+    def _by_server(self) -> dict[str, ClusterRecord]:
+        out: dict[str, ClusterRecord] = {}
+        for c in self.clusters:
+            out.setdefault(_server_key(c.server), c)  # the first registered wins, as before
+        return out
+
+    @cached_property
+    def _by_name(self) -> dict[str, ClusterRecord]:
+        out: dict[str, ClusterRecord] = {}
+        for c in self.clusters:
+            out.setdefault(c.name, c)
+        return out
+
     def project_violation(self, app: Application, cluster: ClusterRecord) -> str | None:
         """Why ``app``'s AppProject refuses its source or its destination, or None."""
         if app.project not in self.policies:
             return None
-        refs = [cluster_ref(c) for c in self.clusters]
         scope = scope_for(
-            app.project, self.policies, cluster_ref(cluster), app.destination.namespace, refs
+            app.project,
+            self.policies,
+            cluster_ref(cluster),
+            app.destination.namespace,
+            self._refs,
         )
         repos = [s.repo_url for s in app.declared_sources()]
         return app_violation(scope, repos, app.namespace)
 
     def resolve(self, server: str, name: str) -> ClusterRecord | None:
-        """The registered cluster an Application destination names, if any."""
-        for c in self.clusters:
-            if (server and _server_key(c.server) == _server_key(server)) or (
-                not server and name and c.name == name
-            ):
-                return c
+        """The registered cluster an Application destination names, if any: by server when
+        it has one, else by name."""
+        if server:
+            return self._by_server.get(_server_key(server))
+        if name:
+            return self._by_name.get(name)
         return None
 
     def has_cluster(self, name: str | None) -> bool:
-        return name is not None and any(c.name == name for c in self.clusters)
+        return name is not None and name in self._by_name
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -57,7 +57,7 @@ from clusters.kube import KubeClient
 from clusters.registry import ClusterNotFound, ClusterRecord, Registry
 from hub.api.client import find_running_hub
 from hub.apps import AppRecord, AppStore
-from hub.appsets import AppSetController, ControllerOptions
+from hub.appsets import AppSetController, ControllerOptions, cluster_ref
 from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.handle import ClusterConnection
@@ -91,6 +91,7 @@ from hub.sync.health import HealthRules
 from hub.sync.health_rules import load_health_rules
 from hub.sync.history import OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, declared_source_specs
+from hub.sync.projects import ClusterRef
 from hub.sync.resources import HookType, ResourceKey, effective_sync_options, is_delete_hook
 from hub.sync.windows import manual_refusal
 from hub.worker import (
@@ -224,7 +225,7 @@ class Hub:
         self._worker_backoff: dict[str, float] = {}
         # The registry as last read: every sync's project scope needs the fleet's names and
         # servers, and one query per sync was O(clusters) each (1,000 clusters: the top cost).
-        self._fleet: tuple[ClusterRecord, ...] | None = None
+        self._fleet: tuple[ClusterRef, ...] | None = None
         self._app_marks: dict[str | None, tuple[Any, ...]] = {}
         self._source_repos: set[str] = set()
         self._app_repos: set[str] = set()
@@ -539,8 +540,9 @@ class Hub:
                     # take-over records what the previous owner left in flight), and
                     # run Git and the ApplicationSet controller only while the leader.
                     await tg.start(self.shards.run, name="replica heartbeat")
-                    self._fleet = tuple(await self._db(self.registry.list))
-                    self._clusters = cluster_fingerprint(self._fleet)
+                    records = await self._db(self.registry.list)
+                    self._fleet = tuple(cluster_ref(r) for r in records)
+                    self._clusters = cluster_fingerprint(records)
                     tg.start_soon(self._leader_loop, name="leader work")
                 else:
                     await self.git_cycle()
@@ -715,7 +717,7 @@ class Hub:
             await self.free_interrupted_hooks(await self._db(self.record_interrupted))
             problems += await self.git_cycle()
             records = await self._db(self.registry.list)
-            self._fleet = tuple(records)
+            self._fleet = tuple(cluster_ref(r) for r in records)
             self._clusters = cluster_fingerprint(records)
             results: dict[str, dict[str, Any]] = {}
 
@@ -872,7 +874,7 @@ class Hub:
 
     async def _follow_registry(self) -> None:
         records = await self._db(self.registry.list)
-        self._fleet = tuple(records)
+        self._fleet = tuple(cluster_ref(r) for r in records)
         fingerprint = cluster_fingerprint(records)
         if fingerprint == self._clusters and self.workers and not self._restart_at:
             return

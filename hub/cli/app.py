@@ -25,7 +25,7 @@ from clusters.errors import ClusterError
 from clusters.kube import KubeClient
 from clusters.registry import Registry
 from generators.errors import GeneratorError
-from hub.appsets import project_scope
+from hub.appsets import cluster_ref, project_scope
 from hub.cli import HubContext
 from hub.cli.audit import audited
 from hub.errors import HubError, HubUsageError
@@ -117,7 +117,9 @@ def _env(obj: HubContext, application: Application, cluster: str | None) -> Iter
         name = cluster_for(application, parts.registry, cluster)
         kube = KubeClient(connect(parts.registry, name))
         # The AppProjects `hub serve` enforces bind a sync started here as well.
-        project = project_scope(parts.apps, list(parts.registry.list()), application, name)
+        project = project_scope(
+            parts.apps, [cluster_ref(c) for c in parts.registry.list()], application, name
+        )
         yield _Env(
             kube=kube,
             repos=parts.repos,

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from clusters.registry import ClusterRecord, Registry
+from clusters.registry import Registry
 from hub.apps import AppStore
 from hub.leases import Fences
 from hub.metrics import Metrics
@@ -21,6 +21,7 @@ from hub.sync.engine import Rendered
 from hub.sync.health import HealthRules
 from hub.sync.history import SyncHistory, Trigger
 from hub.sync.model import Application
+from hub.sync.projects import ClusterRef
 
 COMPARISON_ERROR = "ComparisonError"
 SYNC_ERROR = "SyncError"
@@ -59,7 +60,7 @@ class WorkerServices:
     fences: Fences | None = None
     # The registered clusters as the hub last read them (None: not read yet, ask the
     # registry). Project scopes resolve destinations by name against them.
-    fleet: Callable[[], Sequence[ClusterRecord] | None] = lambda: None
+    fleet: Callable[[], Sequence[ClusterRef] | None] = lambda: None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,7 +18,7 @@ import anyio.to_thread
 from clusters.cache import LiveCache
 from clusters.kube import AsyncKube
 from hub.apps import AppRecord, Condition, StatusUpdate
-from hub.appsets import project_scope
+from hub.appsets import cluster_ref, project_scope
 from hub.handle import ClusterConnection
 from hub.sync.engine import CancelToken, Limits
 from hub.sync.model import Application
@@ -84,7 +84,7 @@ class WorkerState:
         """What a sync of ``app`` here must stay inside (its AppProject, read fresh)."""
         fleet = self.svc.fleet()
         if fleet is None:
-            fleet = self.svc.registry.list()
+            fleet = [cluster_ref(c) for c in self.svc.registry.list()]
         return project_scope(self.svc.apps, fleet, app, self.name)
 
     async def _load_apps(self) -> None:

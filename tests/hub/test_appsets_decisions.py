@@ -548,3 +548,26 @@ def test_max_deletions_parses_counts_and_percentages() -> None:
     for bad in ("x", "-2", "101%"):
         with pytest.raises(ValueError):
             max_deletions(bad, 10)
+
+
+def test_the_fleet_resolves_a_destination_by_server_else_by_name_first_registered_first() -> None:
+    a = ClusterRecord(name="a", server="https://one.example:6443/")
+    b = ClusterRecord(name="b", server="https://one.example:6443")  # same server as a
+    c = ClusterRecord(name="c", server="https://c.example:6443")
+    fleet = Fleet(clusters=(a, b, c))
+    assert fleet.resolve("https://one.example:6443", "") is a  # trailing slash ignored
+    assert fleet.resolve("https://one.example:6443/", "c") is a  # a server wins over a name
+    assert fleet.resolve("https://nowhere.example", "c") is None  # never by name then
+    assert fleet.resolve("", "c") is c
+    assert fleet.resolve("", "zz") is None
+    assert fleet.resolve("", "") is None
+    assert fleet.has_cluster("b") and not fleet.has_cluster("zz") and not fleet.has_cluster(None)
+    # The same answers as a scan of the fleet in registration order, on a larger fleet.
+    many = tuple(
+        ClusterRecord(name=f"c{i}", server=f"https://s{i % 7}.example:6443") for i in range(50)
+    )
+    big = Fleet(clusters=many)
+    for i in range(7):
+        server = f"https://s{i}.example:6443"
+        assert big.resolve(server, "") is next(c for c in many if c.server == server)
+    assert big.resolve("", "c42") is many[42]
