@@ -162,6 +162,27 @@ def test_symlinks_out_of_the_repository_are_refused(tmp_path: Path) -> None:
         render_source(repo, ApplicationSource(repo_url="r", path="app"))
 
 
+def test_links_inside_the_repository_are_read_and_links_out_of_it_never(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside"
+    write(outside, "secret.yaml", CM.format(name="x"))
+    repo = tmp_path / "repo"
+    write(repo, "app/cm.yaml", CM.format(name="a"))
+    write(repo, "shared/b.yaml", CM.format(name="b"))
+    os.symlink(repo / "shared" / "b.yaml", repo / "app" / "b.yaml")  # inside: read
+    rendered = render_source(repo, ApplicationSource(repo_url="r", path="app"))
+    assert sorted(m.obj["metadata"]["name"] for m in rendered.manifests) == ["a", "b"]
+    # A directory link is not walked into (as Argo CD's walk), wherever it leads.
+    os.symlink(outside, repo / "app" / "more")
+    source = ApplicationSource(repo_url="r", path="app", directory=DirectorySource(recurse=True))
+    assert len(render_source(repo, source).manifests) == 2
+    # A link named like a manifest that leads out is refused, file or directory.
+    os.symlink(outside, repo / "app" / "more.yaml")
+    with pytest.raises(RenderError, match=r"more\.yaml: resolves outside the repository"):
+        render_source(repo, source)
+
+
 def test_a_source_path_leaving_the_repository_is_refused(tmp_path: Path) -> None:
     write(tmp_path, "outside/cm.yaml", CM.format(name="x"))
     (tmp_path / "repo").mkdir()
