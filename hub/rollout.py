@@ -347,10 +347,17 @@ def strategy_of(manifest: Mapping[str, Any], *, source: str) -> Strategy | None:
 # ---------------------------------------------------------------- reading the store
 
 
-def rollout_of(apps: AppStore, appset: str, *, asking: Asking | None = None) -> Rollout | None:
+def rollout_of(
+    apps: AppStore,
+    appset: str,
+    *,
+    asking: Asking | None = None,
+    record: AppSetRecord | None = None,
+) -> Rollout | None:
     """The rollout of stored set ``appset`` now, or None when it has no RollingSync strategy
-    (one read of the set, its Applications and its control row)."""
-    record = apps.get_appset(appset)
+    (one read of the set unless ``record`` is it, its Applications and its control row)."""
+    if record is None:
+        record = apps.get_appset(appset)
     if record is None:
         return None
     strategy = strategy_of(record.manifest, source=f"{record.source}:{record.file}")
@@ -447,7 +454,7 @@ def advance_rollouts(apps: AppStore, on_events: OnRolloutEvents | None = None) -
     look again (the Applications of the sets that moved)."""
     wake: set[str] = set()
     for record in apps.list_appsets():
-        rollout = rollout_of(apps, record.name)
+        rollout = rollout_of(apps, record.name, record=record)
         if rollout is None:
             continue
         if rollout.current_step is None:
