@@ -7,7 +7,7 @@ Application Synced and Healthy, then an image commit -> Synced and Healthy, then
 (user + system, from /proc) at the end of each phase. PostgreSQL is the tests' throwaway
 server (tests/pg.py: Debian's binaries, a temp directory, a loopback port); its own CPU is
 reported too. The simulated clusters run in one `hub sim serve` process (bench/fleet.py's
-``start_sim``), as the manifests and ApplicationSets are bench/fleet.py's.
+``Sim``), as the manifests and ApplicationSets are bench/fleet.py's.
 
     python bench/replicas.py --clusters 30 --apps 3 --replicas 3
 
@@ -33,7 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.fleet import APPSET, SERVICE, start_sim, wait_for  # noqa: E402
+from bench.fleet import APPSET, RETRY, SERVICE, Sim, wait_for  # noqa: E402
 from hub.apps import AppStore  # noqa: E402
 from hub.store import Store  # noqa: E402
 from tests.clusters.cli_support import Hub as Cli  # noqa: E402
@@ -88,7 +88,9 @@ def setup(tmp: Path, kubeconfig: Path, m: int, url: str | None) -> tuple[Path, G
     for name in names:
         cli.ok("cluster", "add", name, "--kubeconfig", str(kubeconfig), "--context", name)
     repo = GitRepo(tmp / "repo")
-    files = {f"appsets/svc-{i}.yaml": APPSET.format(i=i, repo=repo.path) for i in range(m)}
+    files = {
+        f"appsets/svc-{i}.yaml": APPSET.format(i=i, repo=repo.path, retry=RETRY) for i in range(m)
+    }
     files |= {f"services/svc-{i}/all.yaml": SERVICE.format(i=i, image="nginx:1") for i in range(m)}
     repo.write(files, "services")
     cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "appsets")
@@ -190,13 +192,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hub-replicas-bench-"))
-    kubeconfig = tmp / "sim.kubeconfig"
     print(
         f"replicas benchmark: {args.clusters} clusters x {args.apps} apps; "
         f"{args.replicas} replicas on PostgreSQL vs 1 hub on SQLite ({tmp})",
         flush=True,
     )
-    sim = start_sim(args.clusters, kubeconfig, tmp / "sim-home")
+    (tmp / "sim1").mkdir()
+    sim = Sim(args.clusters, tmp / "sim1", processes=1, profile=None)
     pg = PostgresServer(find_bindir())
     results = []
     try:
@@ -206,7 +208,7 @@ def main() -> None:
             run_setup(
                 f"{args.replicas} replicas, PostgreSQL",
                 tmp / "pg",
-                kubeconfig,
+                sim.kubeconfig,
                 args,
                 pg.url(pg_db),
                 args.replicas,
@@ -214,14 +216,14 @@ def main() -> None:
             )
         )
         # A fresh sim for the SQLite run: nothing of the first run is on its clusters.
-        sim.terminate()
-        sim.wait(timeout=60)
-        kubeconfig2 = tmp / "sim2.kubeconfig"
-        sim = start_sim(args.clusters, kubeconfig2, tmp / "sim2-home")
-        results.append(run_setup("1 hub, SQLite", tmp / "sqlite", kubeconfig2, args, None, 1, None))
+        sim.stop()
+        (tmp / "sim2").mkdir()
+        sim = Sim(args.clusters, tmp / "sim2", processes=1, profile=None)
+        results.append(
+            run_setup("1 hub, SQLite", tmp / "sqlite", sim.kubeconfig, args, None, 1, None)
+        )
     finally:
-        sim.terminate()
-        sim.wait(timeout=60)
+        sim.stop()
         pg.stop()
     for r in results:
         print(f"\n== {r['setup']} ({r['processes']} process(es))")
