@@ -89,7 +89,7 @@ from hub.store import Store
 from hub.sync.diff import JqRunner
 from hub.sync.health import HealthRules
 from hub.sync.health_rules import load_health_rules
-from hub.sync.history import OperationPhase, SyncHistory, Trigger
+from hub.sync.history import HistoryEntry, OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, declared_source_specs
 from hub.sync.projects import ClusterRef
 from hub.sync.resources import HookType, ResourceKey, effective_sync_options, is_delete_hook
@@ -306,17 +306,18 @@ class Hub:
         if worker is None:
             await self._forward(record, "rollback", {"id": history_id, "who": who})
             return
-        manifests = await self._db(partial(self.history.manifests, app, history_id))
-        worker.request_sync(
-            app,
-            ManualSync(
-                prune=False,
-                revision=entry.revision,
-                who=who,
-                manifests=tuple(manifests),
-                source=entry.source,
-                trigger=Trigger.ROLLBACK,
-            ),
+        worker.request_sync(app, await self._rollback_of(app, entry, who))
+
+    async def _rollback_of(self, app: str, entry: HistoryEntry, who: str) -> ManualSync:
+        """The manual sync that re-applies history ``entry`` of ``app``."""
+        manifests = await self._db(partial(self.history.manifests, app, entry.id))
+        return ManualSync(
+            prune=False,
+            revision=entry.revision,
+            who=who,
+            manifests=tuple(manifests),
+            source=entry.source,
+            trigger=Trigger.ROLLBACK,
         )
 
     async def notify_git_push(self, repo_urls: list[str]) -> int:
@@ -992,20 +993,8 @@ class Hub:
                 ),
             )
         elif action == "rollback":
-            entry_id = int(body["id"])
-            entry = await self._db(partial(self.history.get, app, entry_id))
-            manifests = await self._db(partial(self.history.manifests, app, entry_id))
-            worker.request_sync(
-                app,
-                ManualSync(
-                    prune=False,
-                    revision=entry.revision,
-                    who=who,
-                    manifests=tuple(manifests),
-                    source=entry.source,
-                    trigger=Trigger.ROLLBACK,
-                ),
-            )
+            entry = await self._db(partial(self.history.get, app, int(body["id"])))
+            worker.request_sync(app, await self._rollback_of(app, entry, who))
         log.info("app %s: %s requested on another replica, started here", app, action)
 
     async def _resync_loop(self) -> None:
