@@ -1,0 +1,86 @@
+"""Writers of one process queue on a thread lock before SQLite's (hub.store): they hand
+over at once instead of sleeping in SQLite's busy handler, and a writer never fails with
+"database is locked" because another thread of its process holds the write lock longer
+than the busy timeout. Writers of another process still wait on SQLite's busy timeout.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import hub.store as store_module
+from hub.store import Store
+
+
+def _hold_write(store: Store, key: str, hold_s: float, errors: list[BaseException]) -> None:
+    try:
+        with store.write() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, "x"))
+            time.sleep(hold_s)
+    except BaseException as exc:  # collected: the test fails on any
+        errors.append(exc)
+
+
+def test_threads_of_one_process_wait_for_each_other_past_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy timeout far shorter than one writer's transaction: without the process
+    # lock the waiting thread gives up with "database is locked".
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 50)
+    first = Store.open(tmp_path / "state.db", create=True)
+    second = Store.open(tmp_path / "state.db")  # another Store object on the same file
+    errors: list[BaseException] = []
+    threads = [
+        threading.Thread(target=_hold_write, args=(first, "a", 0.4, errors)),
+        threading.Thread(target=_hold_write, args=(second, "b", 0.4, errors)),
+        threading.Thread(target=_hold_write, args=(first, "c", 0.0, errors)),
+    ]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert {first.get_meta(k) for k in "abc"} == {"x"}
+    first.close()
+    second.close()
+
+
+def test_a_failed_write_releases_the_lock_and_rolls_back(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db", create=True)
+    with pytest.raises(RuntimeError), store.write() as db:
+        db.execute("INSERT INTO meta (key, value) VALUES ('gone', 'x')")
+        raise RuntimeError("boom")
+    assert store.get_meta("gone") is None
+    done = threading.Event()
+
+    def write_next() -> None:
+        store.set_meta("next", "y")
+        done.set()
+
+    threading.Thread(target=write_next).start()
+    assert done.wait(5), "a writer after a failed write still waits: the lock was kept"
+    store.close()
+
+
+def test_another_process_still_waits_on_sqlites_lock(tmp_path: Path) -> None:
+    # The thread lock is per process: a plain connection (standing for another process)
+    # holding the write lock makes this process's writer wait on the busy timeout.
+    store = Store.open(tmp_path / "state.db", create=True)
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    errors: list[BaseException] = []
+    writer = threading.Thread(target=_hold_write, args=(store, "late", 0.0, errors))
+    writer.start()
+    time.sleep(0.3)
+    assert writer.is_alive(), "the writer did not wait for the other connection's lock"
+    other.execute("COMMIT")
+    writer.join(10)
+    assert errors == [] and store.get_meta("late") == "x"
+    other.close()
+    store.close()
