@@ -119,6 +119,8 @@ SOURCE_GUARD_SMALL = 10
 UP_TO_DATE = "ApplicationSetUpToDate"
 
 ActionKind = Literal["create", "update", "delete", "keep", "skip", "disown"]
+#: Actions after which the owner of some Application may differ (an update can adopt).
+_OWNERSHIP_MOVES: frozenset[ActionKind] = frozenset({"create", "update", "delete", "disown"})
 DeletionMode = Literal["cascade", "orphan"]
 
 
@@ -1134,6 +1136,9 @@ class AppSetController:
         )
         plans = []
         sources = {r.source.name: r for r in SourceStore(self.store).list()}
+        # Who owns what, read once and again only after a set's actions may have moved it
+        # (one whole-table read per set was sets x Applications rows per reconcile).
+        owners: dict[str, str] | None = None
         for stored in self.apps.list_appsets(source=source):
             if names is not None and stored.name not in names:
                 continue
@@ -1153,12 +1158,14 @@ class AppSetController:
                     error=message,
                 )
             else:
+                if owners is None:
+                    owners = self.apps.owners()
                 plan = plan_appset(
                     appset,
                     generate(appset, context),
                     owned,
                     fleet,
-                    owners=self.apps.owners(),
+                    owners=owners,
                     source=stored.source,
                     file=stored.file,
                 )
@@ -1177,6 +1184,8 @@ class AppSetController:
                     generated=plan.generated,
                     last_error=plan.error,
                 )
+            if any(a.kind in _OWNERSHIP_MOVES for a in plan.actions):
+                owners = None
             if plan.error:
                 log.error("ApplicationSet %s: %s", stored.name, plan.error)
             plans.append(plan)

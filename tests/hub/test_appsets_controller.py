@@ -199,3 +199,16 @@ def test_a_plan_made_from_an_older_read_never_overwrites_another_owners_app(
         apply_actions(txn, [stale])
     kept = AppStore(store).get("web-east")
     assert kept is not None and kept.appset is None and kept.cluster == "east"
+
+
+def test_two_new_sets_generating_one_name_in_one_pass_leave_it_to_the_first(store: Store) -> None:
+    # Both sets are new in the same reconcile: the second must see the names the first
+    # just created (ownership read after the first set's writes), or it would plan a
+    # create of an Application another set owns.
+    first = appset_doc("aa")
+    second = appset_doc("bb")
+    second["spec"]["template"]["metadata"]["name"] = "aa-{{name}}"
+    report = run(store, loaded("a", first, second))
+    assert {a.appset for a in AppStore(store).list_apps()} == {"aa"}
+    bb = next(p for p in report.plans if p.name == "bb")
+    assert bb.count("create") == 0 and "belongs to appset/aa" in (bb.error or "")
