@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 
 from hub.sync.model import ApplicationSource, DirectorySource, HelmSource, RenderError
 from hub.sync.render import (
+    PARSED_FILES,
+    ParsedFiles,
     find_kustomize_command,
     glob_match,
     parse_manifests,
@@ -314,3 +317,64 @@ def test_any_tagged_text_parses_or_fails_with_our_own_error(text: str) -> None:
         parse_manifests(text, origin="fuzz.yaml")
     except RenderError as exc:
         assert str(exc).startswith("fuzz.yaml")
+
+
+# --------------------------------------------------------------------------- parsed files
+
+
+def test_parsed_files_give_equal_objects_and_never_share_them() -> None:
+    files = ParsedFiles()
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: v}\n"
+    first = files.parse(text, origin="cm.yaml")
+    first[0].obj["data"]["k"] = "changed by one caller"
+    second = files.parse(text, origin="cm.yaml")
+    assert (files.hits, files.misses) == (1, 1)
+    assert second == parse_manifests(text, origin="cm.yaml")
+    assert second[0].obj["data"]["k"] == "v"
+    third = files.parse(text, origin="cm.yaml")
+    assert third[0].obj is not second[0].obj
+
+
+def test_parsed_files_are_told_apart_by_origin_and_format() -> None:
+    files = ParsedFiles()
+    text = '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}'
+    assert files.parse(text, origin="a.yaml")[0].origin == "a.yaml"
+    assert files.parse(text, origin="b.yaml")[0].origin == "b.yaml"
+    assert files.parse(text, origin="a.yaml", is_json=True)[0].origin == "a.yaml"
+    assert (files.hits, files.misses) == (0, 3)
+
+
+def test_parsed_files_hold_at_most_their_bound_and_drop_the_least_recent() -> None:
+    texts = [f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: n{i}}}\n" for i in range(3)]
+    one = len(texts[0]) + len(
+        pickle.dumps([(m.obj, m.origin) for m in parse_manifests(texts[0], origin="x")], protocol=5)
+    )
+    files = ParsedFiles(max_bytes=2 * one + 10)
+    files.parse(texts[0], origin="x")
+    files.parse(texts[1], origin="x")
+    files.parse(texts[0], origin="x")  # now the most recent
+    files.parse(texts[2], origin="x")  # drops texts[1]
+    hits = files.hits
+    files.parse(texts[0], origin="x")
+    files.parse(texts[2], origin="x")
+    assert files.hits == hits + 2
+    files.parse(texts[1], origin="x")
+    assert files.hits == hits + 2
+
+
+def test_a_file_that_does_not_parse_fails_every_time() -> None:
+    files = ParsedFiles()
+    for _ in range(2):
+        with pytest.raises(RenderError, match=r"bad\.yaml: invalid YAML"):
+            files.parse("a: [unclosed\n", origin="bad.yaml")
+    assert files.hits == 0
+
+
+def test_one_path_rendered_for_many_apps_is_parsed_once(tmp_path: Path) -> None:
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+    before = PARSED_FILES.hits
+    outputs = [render_directory(tmp_path) for _ in range(3)]
+    assert PARSED_FILES.hits >= before + 2
+    assert outputs[0] == outputs[1] == outputs[2]
+    (tmp_path / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n")
+    assert render_directory(tmp_path).manifests[0].obj["metadata"]["name"] == "b"
