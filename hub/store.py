@@ -955,6 +955,12 @@ class _HistoryTxn:
         ).fetchall()
         return [_history_row(r) for r in rows]
 
+    def list_history_resources(self, app: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT resources FROM sync_history WHERE app = ? ORDER BY id", (app,)
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def get_history(self, app: str, entry_id: int) -> HistoryRow | None:
         row = self._db.execute(
             f"SELECT {self._HISTORY} FROM sync_history WHERE app = ? AND id = ?", (app, entry_id)

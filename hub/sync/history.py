@@ -198,6 +198,10 @@ class HistoryTransaction(Protocol):
 
     def get_history(self, app: str, entry_id: int) -> HistoryRow | None: ...
 
+    def list_history_resources(self, app: str) -> list[str]:
+        """The ``resources`` JSON of every entry of ``app`` (no manifests read)."""
+        ...
+
     def put_operation(self, row: OperationRow) -> None: ...
 
     def get_operation(self, app: str) -> OperationRow | None: ...
@@ -389,6 +393,16 @@ class SyncHistory:
     def entries(self, app: str) -> list[HistoryEntry]:
         """The app's history, oldest first."""
         return [_entry(r) for r in self._storage.history_reader().list_history(app)]
+
+    def resource_kinds(self, app: str) -> set[tuple[str, str]]:
+        """(group, kind) of every resource the app's history names: what a sync must also
+        look at to prune. Reads the resource lists only (every sync asks; the entries'
+        sealed manifests are large)."""
+        return {
+            (r.group, r.kind)
+            for text in self._storage.history_reader().list_history_resources(app)
+            for r in _resources_of(text)
+        }
 
     def get(self, app: str, entry_id: int) -> HistoryEntry:
         return _entry(self._row(app, entry_id))

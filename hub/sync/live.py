@@ -34,8 +34,7 @@ async def cluster_facts(run: Run) -> ClusterInfo:
 async def history_kinds(run: Run) -> set[tuple[str, str]]:
     if run.history is None:
         return set()
-    entries = await run.store(run.history.entries, run.app.name)
-    return {(r.group, r.kind) for e in entries for r in e.resources}
+    return await run.store(run.history.resource_kinds, run.app.name)
 
 
 async def read_live(run: Run, desired: Sequence[SourcedManifest]) -> list[dict[str, Any]]:

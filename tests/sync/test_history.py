@@ -128,3 +128,26 @@ def test_a_key_rotation_rewraps_the_sealed_manifests(store: Store) -> None:
     assert SyncHistory(store, lambda: keyring(new)).manifests("a", 0) == [{"kind": "X"}]
     with pytest.raises(HistoryError, match="wrong master key"):
         SyncHistory(store, lambda: keyring(old)).manifests("a", 0)
+
+
+def test_resource_kinds_are_every_kind_the_history_names_without_opening_manifests(
+    store: Store,
+) -> None:
+    def no_keys() -> Keyring:
+        raise AssertionError("resource kinds must not need the keyring")
+
+    writer = SyncHistory(store, lambda: keyring(MasterKey.generate("t")))
+    first = op("a", 1)
+    cm = ResourceResult(
+        group="", kind="ConfigMap", namespace="ns", name="settings", phase="Sync", wave=0,
+        action="prune", status="Pruned",
+    )  # fmt: skip
+    writer.record(first, finished_at=datetime.now(UTC), manifests=[{"kind": "Deployment"}])
+    second = Operation(**{**first.__dict__, "operation_id": "op-2", "resources": (cm,)})
+    writer.record(second, finished_at=datetime.now(UTC), manifests=None)
+    reader = SyncHistory(store, no_keys)
+    assert reader.resource_kinds("a") == {("apps", "Deployment"), ("", "ConfigMap")}
+    assert reader.resource_kinds("b") == set()
+    assert reader.resource_kinds("a") == {
+        (r.group, r.kind) for e in reader.entries("a") for r in e.resources
+    }
