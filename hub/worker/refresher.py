@@ -20,7 +20,7 @@ import anyio.to_thread
 from clusters.cache import key_of
 from clusters.errors import ClusterError
 from clusters.kube import ApiResource
-from hub.apps import AppRecord, Condition, StatusUpdate
+from hub.apps import AppRecord, AppStore, Condition, StatusUpdate
 from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.rollout import AppStatus
@@ -76,6 +76,14 @@ class Evaluation:
         if not self.awaiting_confirmation:
             return []
         return [prune_confirm_condition(self.awaiting_confirmation)]
+
+
+def _holds_of(
+    apps: AppStore, rec: AppRecord, revision: str, sync: str
+) -> tuple[WindowVerdict | None, AppStatus | None]:
+    """What may hold an automated sync of ``rec``: its sync windows and its set's
+    progressive rollout (store reads, in one thread hand-off)."""
+    return window_verdict_of(apps, rec), rollout_verdict_of(apps, rec, revision, sync)
 
 
 class Refresher(WorkerState):
@@ -184,10 +192,15 @@ class Refresher(WorkerState):
             self._start_sync(rec, desired, manual)
             return
         started = time.monotonic()
-        # in a thread under the global limiter: jq expressions are a blocking round trip
-        evaluation = await anyio.to_thread.run_sync(
-            partial(self._evaluate, desired), limiter=self.svc.global_calls
-        )
+        if any(rule.jq_path_expressions for rule in app.ignore_differences):
+            # in a thread under the global limiter: jq expressions are a blocking round trip
+            evaluation = await anyio.to_thread.run_sync(
+                partial(self._evaluate, desired), limiter=self.svc.global_calls
+            )
+        else:
+            # Pure CPU on the cache: a thread would not run it sooner (one interpreter
+            # lock) and its hand-off cost as much as a small app's compare.
+            evaluation = self._evaluate(desired)
         if self.svc.metrics is not None:
             self.svc.metrics.observe_reconcile(self.name, time.monotonic() - started)
         decision: AutoSyncDecision | None = None
@@ -196,9 +209,8 @@ class Refresher(WorkerState):
             window: WindowVerdict | None = None
             rollout: AppStatus | None = None
             if automated and automated.enabled and evaluation.status is SyncStatus.OUT_OF_SYNC:
-                window = await self._db(partial(window_verdict_of, self.svc.apps, rec))
-                rollout = await self._db(
-                    partial(rollout_verdict_of, self.svc.apps, rec, sha, evaluation.status.value)
+                window, rollout = await self._db(
+                    partial(_holds_of, self.svc.apps, rec, sha, evaluation.status.value)
                 )
             decision = decide_auto_sync(
                 automated=automated,
