@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -228,9 +229,14 @@ class MemoryGit:
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = files
+        # As in Git, the commit names the content: one SHA, one set of files.
+        digest = hashlib.sha1()
+        for path in sorted(files):
+            digest.update(path.encode() + b"\0" + files[path] + b"\0")
+        self.sha = digest.hexdigest()
 
     def resolve(self, repo_url: str, revision: str) -> str:
-        return "0" * 40
+        return self.sha
 
     def list_tree(self, repo_url: str, revision: str) -> RepoTree:
         dirs = {p.rsplit("/", 1)[0] for p in self.files if "/" in p}
@@ -263,8 +269,9 @@ def test_any_file_content_gives_a_result_or_errors_never_a_crash(
     raw: bytes, doc: dict[str, object]
 ) -> None:
     files = {"apps/raw.yaml": raw, "apps/doc.json": json.dumps(doc).encode()}
-    result = load_source(Source(name="s", repo="mem", path="apps"), MemoryGit(files))
-    assert result.sha == "0" * 40
+    git = MemoryGit(files)
+    result = load_source(Source(name="s", repo="mem", path="apps"), git)
+    assert result.sha == git.sha
     assert result.ok or all(e.startswith("apps/") for e in result.errors)
     if result.ok:
         assert len(result.appsets) + len(result.applications) + len(result.projects) <= 2
@@ -298,3 +305,43 @@ def test_remote_revisions_are_resolved_once_per_cycle(tmp_path: Path) -> None:
     assert provider.resolves == 2
     git.read_file("https://g/r.git", "a" * 40, "d/f.yaml")  # a SHA needs no resolution
     assert provider.resolves == 2
+
+
+class CountingGit(HubGit):
+    """A HubGit that counts the files it reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def read_file(self, repo_url: str, revision: str, path: str) -> bytes:
+        self.reads += 1
+        return super().read_file(repo_url, revision, path)
+
+
+def test_a_source_at_the_same_sha_is_not_read_again_and_a_new_commit_is(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    git_repo(root, {"apps/a.yaml": yaml.safe_dump(APPSET)})
+    source = Source(name="s", repo=str(root), path="apps")
+    with CountingGit() as git:
+        first = load_source(source, git)
+        again = load_source(source, git)
+        assert git.reads == 1 and again == first and first.ok
+        moved = {**APPSET, "metadata": {"name": "moved"}}
+        (root / "apps/a.yaml").write_text(yaml.safe_dump(moved))
+        subprocess.run([*GIT, "commit", "-qam", "d"], cwd=root, check=True)
+        later = load_source(source, git)
+        assert git.reads == 2 and [a.name for a in later.appsets] == ["moved"]
+        # Another path of the same repository at the same SHA is another load.
+        other = load_source(Source(name="s", repo=str(root), path=""), git)
+        assert git.reads == 3 and [a.name for a in other.appsets] == ["moved"]
+
+
+def test_a_load_with_errors_is_read_again_every_time(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    git_repo(root, {"apps/a.yaml": "a: [unclosed"})
+    source = Source(name="s", repo=str(root), path="apps")
+    with CountingGit() as git:
+        assert not load_source(source, git).ok
+        assert not load_source(source, git).ok
+        assert git.reads == 2
