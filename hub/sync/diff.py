@@ -209,17 +209,33 @@ def _drop_nulls(value: Any) -> Any:
     return value
 
 
+def _has_value(fields: Mapping[str, Any]) -> bool:
+    """Would ``_drop_nulls`` keep any of these fields?"""
+    return any(v is not None and _drop_nulls(v) not in ({}, []) for v in fields.values())
+
+
 def normalize(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A copy without server bookkeeping: metadata noise, status, our tracking annotation,
     ``last-applied-configuration``, nulls and empty maps/lists; Secret ``stringData`` folded
     into ``data``."""
+    # Status and the metadata noise go before the deep clean-up: a live object's
+    # managedFields and status are most of its nodes, and the compare of every refresh
+    # copied them only to throw them away.
+    top = dict(obj)
+    top.pop("status", None)
+    original_meta = top.get("metadata")
+    if isinstance(original_meta, dict):
+        top["metadata"] = {k: v for k, v in original_meta.items() if k not in _METADATA_NOISE}
     # _drop_nulls builds new containers all the way down, so this is already a copy
-    out: dict[str, Any] = _drop_nulls(dict(obj))
-    out.pop("status", None)
+    out: dict[str, Any] = _drop_nulls(top)
+    if (
+        isinstance(original_meta, dict)
+        and "metadata" not in out
+        and _has_value({k: v for k, v in original_meta.items() if k in _METADATA_NOISE})
+    ):
+        out["metadata"] = {}  # noise alone made it non-empty: an empty map, as before
     meta = out.get("metadata")
     if isinstance(meta, dict):
-        for k in _METADATA_NOISE:
-            meta.pop(k, None)
         for k in ("annotations", "labels"):
             values = meta.get(k)
             if isinstance(values, dict):

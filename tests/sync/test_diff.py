@@ -12,12 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.sync.diff import (
+    _METADATA_NOISE,
+    _NOISE_ANNOTATIONS,
     AppComparison,
     DiffReason,
     JqRunner,
     SyncStatus,
+    _drop_nulls,
     compare_app,
     compare_resource,
+    normalize,
     parse_fields_v1,
     parse_quantity,
 )
@@ -600,3 +604,53 @@ def test_any_pair_compares_without_crashing(
     text = result.diff_text()
     assert text.startswith("===== example.com/Thing n/t ======\n")
     assert (result.status is SyncStatus.SYNCED) == (text.count("\n") == 1)
+
+
+# --------------------------------------------------------------------------- normalize
+
+
+def _normalize_copying_everything(obj: dict[str, Any]) -> dict[str, Any]:
+    """normalize() as it was before it dropped the noise first: clean the whole object,
+    then remove status and the metadata noise (the reference for the property below)."""
+    out: dict[str, Any] = _drop_nulls(dict(obj))
+    out.pop("status", None)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        for k in _METADATA_NOISE:
+            meta.pop(k, None)
+        for k in ("annotations", "labels"):
+            values = meta.get(k)
+            if isinstance(values, dict):
+                for noise in _NOISE_ANNOTATIONS if k == "annotations" else ():
+                    values.pop(noise, None)
+                if not values:
+                    meta.pop(k)
+    return out
+
+
+_leaf = st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", "a", "b"])
+_value = st.recursive(
+    _leaf,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_meta_keys = st.sampled_from(["name", "labels", "annotations", *_METADATA_NOISE])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    meta=st.none() | st.dictionaries(_meta_keys, _value, max_size=5),
+    rest=st.dictionaries(st.sampled_from(["spec", "status", "data", "kind"]), _value, max_size=3),
+)
+def test_normalize_drops_noise_first_with_the_same_result(
+    meta: dict[str, Any] | None, rest: dict[str, Any]
+) -> None:
+    obj = {"apiVersion": "v1", **rest}
+    if meta is not None:
+        obj["metadata"] = meta
+    before = copy.deepcopy(obj)
+    assert normalize(obj) == _normalize_copying_everything(copy.deepcopy(obj))
+    assert obj == before  # the input is never changed
