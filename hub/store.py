@@ -512,10 +512,12 @@ def rollback(db: Connection) -> None:
     db.execute("ROLLBACK")
 
 
-def _transaction(db: Connection) -> Iterator[Connection]:
-    """One write transaction on ``db``: committed when the body ends, rolled back when it
-    raises (for ``Store.write``'s generator)."""
-    begin_write(db)
+def _transaction(
+    db: Connection, begin: Callable[[Connection], None] = begin_write
+) -> Iterator[Connection]:
+    """One transaction on ``db`` (a write one unless ``begin`` says otherwise): committed
+    when the body ends, rolled back when it raises (for the store's context managers)."""
+    begin(db)
     try:
         yield db
     except BaseException:
@@ -736,13 +738,7 @@ class Store:
         if db.in_transaction:
             yield db
             return
-        begin_read(db)
-        try:
-            yield db
-        except BaseException:
-            rollback(db)
-            raise
-        db.execute("COMMIT")
+        yield from _transaction(db, begin_read)
 
     def get_meta(self, key: str) -> str | None:
         return _get_meta(self._conn(), key)
