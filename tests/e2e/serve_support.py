@@ -41,6 +41,26 @@ spec:
           image: {image}
 """
 
+# One Application per cluster from the `web` path, into namespace `web` (format with repo=).
+WEB_APPSET = """
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: web
+spec:
+  generators:
+    - clusters: {{}}
+  template:
+    metadata:
+      name: '{{{{name}}}}-web'
+    spec:
+      project: default
+      source: {{repoURL: {repo}, targetRevision: main, path: web}}
+      destination: {{server: '{{{{server}}}}', namespace: web}}
+      syncPolicy:
+        syncOptions: [CreateNamespace=true]
+"""
+
 CONFIGMAP = """
 apiVersion: v1
 kind: ConfigMap

@@ -7,29 +7,11 @@ from pathlib import Path
 import pytest
 
 from clusters.sim import SimServer
-from tests.e2e.serve_support import Fleet, free_port, start_hub
+from tests.e2e.serve_support import WEB_APPSET, Fleet, free_port, start_hub
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(180)]
 
-APPSET = """
-apiVersion: argoproj.io/v1alpha1
-kind: ApplicationSet
-metadata:
-  name: web
-spec:
-  generators:
-    - clusters: {{}}
-  template:
-    metadata:
-      name: '{{{{name}}}}-web'
-    spec:
-      project: default
-      source: {{repoURL: {repo}, targetRevision: main, path: web}}
-      destination: {{server: '{{{{server}}}}', namespace: web}}
-      syncPolicy:
-        syncOptions: [CreateNamespace=true]
-"""
 
 STATE = """
 apiVersion: v1
@@ -52,7 +34,7 @@ rules:
 def test_serve_applies_the_homes_health_rules_and_refuses_a_bad_file(tmp_path: Path) -> None:
     with SimServer(clusters=["one"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
         repo = GitRepo(tmp_path / "repo")
-        repo.write({"sets/web.yaml": APPSET.format(repo=repo.path), "web/state.yaml": STATE})
+        repo.write({"sets/web.yaml": WEB_APPSET.format(repo=repo.path), "web/state.yaml": STATE})
         f = Fleet(tmp_path / "home", sim, repo, tmp_path / "log")
         f.cli.ok("init")
         f.cli.ok("cluster", "add", "one", "--kubeconfig", str(sim.kubeconfig_path),

@@ -7,29 +7,10 @@ from pathlib import Path
 import pytest
 
 from clusters.sim import SimServer
-from tests.e2e.serve_support import CONFIGMAP, DEPLOYMENT, Fleet
+from tests.e2e.serve_support import CONFIGMAP, DEPLOYMENT, WEB_APPSET, Fleet
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(180)]
-
-APPSET = """
-apiVersion: argoproj.io/v1alpha1
-kind: ApplicationSet
-metadata:
-  name: web
-spec:
-  generators:
-    - clusters: {{}}
-  template:
-    metadata:
-      name: '{{{{name}}}}-web'
-    spec:
-      project: default
-      source: {{repoURL: {repo}, targetRevision: main, path: web}}
-      destination: {{server: '{{{{server}}}}', namespace: web}}
-      syncPolicy:
-        syncOptions: [CreateNamespace=true]
-"""
 
 
 @pytest.mark.parametrize(
@@ -47,7 +28,7 @@ def test_once_exits_by_whether_everything_is_synced_and_healthy(
         repo = GitRepo(tmp_path / "repo")
         repo.write(
             {
-                "sets/web.yaml": APPSET.format(repo=repo.path),
+                "sets/web.yaml": WEB_APPSET.format(repo=repo.path),
                 "web/deployment.yaml": DEPLOYMENT.format(image=image),
                 "web/configmap.yaml": CONFIGMAP,
             }
@@ -73,7 +54,7 @@ def test_cluster_rm_cascade_deletes_what_the_hub_manages_then_the_cluster(tmp_pa
         repo = GitRepo(tmp_path / "repo")
         repo.write(
             {
-                "sets/web.yaml": APPSET.format(repo=repo.path),
+                "sets/web.yaml": WEB_APPSET.format(repo=repo.path),
                 "web/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
                 "web/configmap.yaml": CONFIGMAP,
             }

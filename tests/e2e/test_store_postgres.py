@@ -18,29 +18,11 @@ from hub.api.client import hold_serve_lock
 from hub.auth.tokens import authenticate
 from hub.home import load_keyring, open_store
 from hub.repo_credentials import RepoCredentialStore
-from tests.e2e.serve_support import CONFIGMAP, DEPLOYMENT, Fleet
+from tests.e2e.serve_support import CONFIGMAP, DEPLOYMENT, WEB_APPSET, Fleet
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(180)]
 
-APPSET = """
-apiVersion: argoproj.io/v1alpha1
-kind: ApplicationSet
-metadata:
-  name: web
-spec:
-  generators:
-    - clusters: {{}}
-  template:
-    metadata:
-      name: '{{{{name}}}}-web'
-    spec:
-      project: default
-      source: {{repoURL: {repo}, targetRevision: main, path: web}}
-      destination: {{server: '{{{{server}}}}', namespace: web}}
-      syncPolicy:
-        syncOptions: [CreateNamespace=true]
-"""
 REPO_PASSWORD = "repo-password-9f3c1e"
 
 
@@ -48,7 +30,7 @@ def _fleet(tmp_path: Path, sim: SimServer) -> Fleet:
     repo = GitRepo(tmp_path / "repo")
     repo.write(
         {
-            "sets/web.yaml": APPSET.format(repo=repo.path),
+            "sets/web.yaml": WEB_APPSET.format(repo=repo.path),
             "web/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
             "web/configmap.yaml": CONFIGMAP,
         }
