@@ -517,6 +517,8 @@ class Hub:
     async def notify_git_push(self, repo_urls: list[str]) -> int:
         pushed = {normalize_repo(u) for u in repo_urls}
         repos = self._source_repos | self._app_repos
+        if self._appset_pass is not None:  # and those only git generators read
+            repos |= {repo for repo, _ in self._appset_pass.reads}
         if self.shards is not None and not self.is_leader():
             repos = await self._db(self._repos_in_store)  # a follower polls no Git itself
         known = {normalize_repo(r) for r in repos}

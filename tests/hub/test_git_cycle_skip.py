@@ -86,6 +86,16 @@ spec:
       destination: {{name: east, namespace: bulk}}
 """
 
+PLAIN = """
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {{name: plain}}
+spec:
+  project: team
+  source: {{repoURL: {apps}, targetRevision: main, path: web}}
+  destination: {{name: west, namespace: plain}}
+"""
+
 PROJECT = """
 apiVersion: argoproj.io/v1alpha1
 kind: AppProject
@@ -140,6 +150,7 @@ def world(tmp_path: Path) -> World:
             "appsets/cfg.yaml": CFG.format(apps=apps.path, config=config.path),
             "appsets/bulk.yaml": BULK.format(apps=apps.path, elements=elements),
             "appsets/project.yaml": PROJECT,
+            "appsets/plain.yaml": PLAIN.format(apps=apps.path),
         }
     )
     cli = Cli(tmp_path / "home")
@@ -219,6 +230,7 @@ def test_an_unchanged_cycle_skips_the_pass_and_still_polls_the_applications_repo
         await hub.git_cycle()
         assert names(hub, "web-") == {"web-east", "web-west"}
         assert names(hub, "cfg-") == {"cfg-a", "cfg-b"}
+        assert names(hub, "plain") == {"plain"}
         await settle(hub)
         calls: list[object] = []
         original = hub.appsets.reconcile_appsets
@@ -355,7 +367,7 @@ def test_a_confirmed_held_revision_runs_the_pass(
     async def body(hub: Hub) -> None:
         await hub.git_cycle()
         assert len(names(hub, "bulk-")) == 12
-        # Removing the set would delete 12 of the source's 16 Applications: held.
+        # Removing the set would delete 12 of the source's 17 Applications: held.
         sha = world.source.write({"appsets/bulk.yaml": None}, "drop bulk")
         await hub.git_cycle()
         await settle(hub)
@@ -373,6 +385,7 @@ def test_the_periodic_pass_runs_even_when_nothing_changed(
 ) -> None:
     async def body(hub: Hub) -> None:
         await hub.git_cycle()
+        assert hub.options.appset_resync_s == 60.0
         clock = hub._clock
 
         def moved() -> None:  # a minute goes by
@@ -380,7 +393,7 @@ def test_the_periodic_pass_runs_even_when_nothing_changed(
 
         await full_pass_after(hub, moved)
 
-    run_hub(body, HubOptions(appset_resync_s=60.0))
+    run_hub(body, HubOptions())  # the default: a minute
 
 
 def test_a_refresh_runs_the_pass(world: World, run_hub: Callable[[Body], Hub]) -> None:
@@ -403,6 +416,15 @@ def test_a_refresh_runs_the_pass(world: World, run_hub: Callable[[Body], Hub]) -
             assert await hub.notify_git_push([str(world.source.path)]) == 1
             with anyio.fail_after(30):
                 while hub.appset_passes["full"] == full + 1:
+                    await anyio.sleep(0.05)
+            hub.leadership_changed(True)  # a new leader
+            with anyio.fail_after(30):
+                while hub.appset_passes["full"] == full + 2:
+                    await anyio.sleep(0.05)
+            # A push to a repository only a git generator reads is matched too.
+            assert await hub.notify_git_push([str(world.config.path)]) == 1
+            with anyio.fail_after(30):
+                while hub.appset_passes["full"] == full + 3:
                     await anyio.sleep(0.05)
             tg.cancel_scope.cancel()
 
