@@ -8,7 +8,9 @@ Tasks of the root group (structured: nothing outlives ``Hub.run``):
   ApplicationSets (``hub.appsets``), then resolve each (repo, revision) the Applications
   use once (``hub.repos.ResolvedRevisions``: one fetch per repo per cycle). A repository
   that cannot be read keeps its last good SHA and is retried with backoff before the next
-  poll.
+  poll. The ingest-and-expand step runs only when something it reads moved (sources,
+  registry, desired state in the store, the SHAs the git generators read), on a refresh,
+  and at least every ``appset_resync_s`` (``appset_pass_reason``).
 - **Registry and store**: every ``registry_poll_s`` two cheap queries. A change in the
   cluster table (added, removed, relabelled, new credential) starts or stops workers and
   re-expands the ApplicationSets; a change in an Application row (generation, count,
@@ -205,6 +207,7 @@ def cluster_fingerprint(records: Sequence[ClusterRecord]) -> dict[str, tuple[Any
 #: A (repo, revision) a generator or a source read.
 ReadKey = tuple[str, str]
 
+# A commit SHA names the same tree forever: not recorded (hub.sources reads it unresolved).
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 

@@ -380,6 +380,25 @@ def test_a_confirmed_held_revision_runs_the_pass(
     run_hub(body)
 
 
+def test_a_git_read_that_failed_runs_the_pass_again_every_cycle(
+    world: World, run_hub: Callable[[Body], Hub]
+) -> None:
+    broken = CFG.format(apps=world.apps.path, config=world.config.path).replace(
+        "revision: main", "revision: no-such-branch"
+    )
+
+    async def body(hub: Hub) -> None:
+        await hub.git_cycle()
+        await full_pass_after(hub, lambda: world.source.write({"appsets/cfg.yaml": broken}))
+        for _ in range(3):
+            full = hub.appset_passes["full"]
+            await hub.git_cycle()
+            assert hub.appset_passes["full"] == full + 1
+        assert names(hub, "cfg-") == {"cfg-a", "cfg-b"}  # kept (a generator error)
+
+    run_hub(body)
+
+
 def test_the_periodic_pass_runs_even_when_nothing_changed(
     world: World, run_hub: Callable[[Body], Hub]
 ) -> None:
