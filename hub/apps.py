@@ -520,6 +520,27 @@ class AppStore:
             ).fetchall()
         return {row[0]: tuple(row[1:]) for row in rows}
 
+    def desired_mark(self) -> tuple[Any, ...]:
+        """A cheap fingerprint of what the ApplicationSet controller reads from these tables:
+        the desired half of the Applications (one aggregate row: count, generations, last
+        desired write, deletions, owners, spec sizes), the ApplicationSet rows and the
+        AppProjects (few rows, read whole). The observed half, which every sync writes,
+        and the set's own status and timestamps, which every pass writes, are left out."""
+        with self.store.read() as db:
+            apps = db.execute(
+                "SELECT COUNT(*), SUM(generation), MAX(updated_at), COUNT(deletion), "
+                "MAX(deletion_requested_at), COUNT(appset), COUNT(source), "
+                "SUM(LENGTH(spec)), SUM(LENGTH(name)), SUM(LENGTH(finalizers)) "
+                "FROM applications"
+            ).fetchone()
+            sets = db.execute(
+                "SELECT name, source, file, sha, manifest FROM applicationsets ORDER BY name"
+            ).fetchall()
+            projects = db.execute(
+                "SELECT name, source, file, sha, manifest FROM app_projects ORDER BY name"
+            ).fetchall()
+        return (tuple(apps), tuple(map(tuple, sets)), tuple(map(tuple, projects)))
+
     def rollup(self, by: RollupKey) -> list[Rollup]:
         """Counts by sync and health status per cluster, per ApplicationSet or for the fleet.
 

@@ -8,7 +8,9 @@ Tasks of the root group (structured: nothing outlives ``Hub.run``):
   ApplicationSets (``hub.appsets``), then resolve each (repo, revision) the Applications
   use once (``hub.repos.ResolvedRevisions``: one fetch per repo per cycle). A repository
   that cannot be read keeps its last good SHA and is retried with backoff before the next
-  poll.
+  poll. The ingest-and-expand step runs only when something it reads moved (sources,
+  registry, desired state in the store, the SHAs the git generators read), on a refresh,
+  and at least every ``appset_resync_s`` (``appset_pass_reason``).
 - **Registry and store**: every ``registry_poll_s`` two cheap queries. A change in the
   cluster table (added, removed, relabelled, new credential) starts or stops workers and
   re-expands the ApplicationSets; a change in an Application row (generation, count,
@@ -32,13 +34,16 @@ of that operation runs twice; a new commit or a manual sync moves on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import random
+import re
 import socket
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -55,6 +60,8 @@ from clusters.connect import connect
 from clusters.errors import ClusterError
 from clusters.kube import KubeClient
 from clusters.registry import ClusterNotFound, ClusterRecord, Registry
+from generators.errors import GeneratorError
+from generators.git import RepoTree
 from hub.api.client import find_running_hub
 from hub.apps import AppRecord, AppStore
 from hub.appsets import AppSetController, ControllerOptions, cluster_ref
@@ -84,7 +91,7 @@ from hub.repos import RepoCache, ResolvedRevisions
 from hub.rollout import advance_rollouts
 from hub.services import Services, open_services
 from hub.shards import Shards
-from hub.sources import HubGit, SourceStore, load_source
+from hub.sources import HubGit, SourceGit, SourceLoad, SourceRecord, SourceStore, load_source
 from hub.store import Store
 from hub.sync.diff import JqRunner
 from hub.sync.health import HealthRules
@@ -132,6 +139,9 @@ class HubOptions:
     other_threads: int = 12
     shutdown_grace_s: float = 30.0
     sync_timeout_s: float = 600.0
+    # A Git cycle skips the ApplicationSet pass when nothing it reads changed; it runs
+    # anyway at least this often (a safety net, like Argo CD's periodic requeue).
+    appset_resync_s: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,6 +204,186 @@ def cluster_fingerprint(records: Sequence[ClusterRecord]) -> dict[str, tuple[Any
     }
 
 
+#: A (repo, revision) a generator or a source read.
+ReadKey = tuple[str, str]
+
+# A commit SHA names the same tree forever: not recorded (hub.sources reads it unresolved).
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def appset_cluster_marks(records: Sequence[ClusterRecord]) -> tuple[tuple[Any, ...], ...]:
+    """What of the registry the ApplicationSet controller may read (the clusters generator,
+    destination and AppProject checks): every field but the health check, which moves on
+    every probe, in the registry's order (the first cluster of a server wins)."""
+    return tuple(
+        (
+            r.name,
+            r.server,
+            tuple(sorted(r.labels.items())),
+            tuple(sorted(r.annotations.items())),
+            tuple(r.namespaces),
+            r.cluster_resources,
+            r.project,
+            r.server_version,
+            r.credential_kind,
+            r.credential_rev,
+        )
+        for r in records
+    )
+
+
+def sources_digest(records: Sequence[SourceRecord], loads: Sequence[SourceLoad]) -> str:
+    """A digest of the sources as ``ingest`` sees them: their rows (without the load time,
+    which every pass writes) and what each load found (SHA, manifests, errors)."""
+    rows = [
+        [
+            r.source.name,
+            r.source.repo,
+            r.source.path,
+            r.source.revision,
+            r.last_sha,
+            r.last_error,
+            r.held_sha,
+            r.confirmed_sha,
+            dict(r.file_errors),
+        ]
+        for r in records
+    ]
+    found = [
+        {
+            "source": [load.source.name, load.source.repo, load.source.path, load.source.revision],
+            "sha": load.sha,
+            "errors": list(load.errors),
+            "files": load.files,
+            "paths": list(load.paths),
+            "contents": dict(load.contents),
+            "file_errors": dict(load.file_errors),
+            "appsets": [[a.file, a.manifest] for a in load.appsets],
+            "applications": [[a.file, a.manifest] for a in load.applications],
+            "projects": [[p.file, p.manifest] for p in load.projects],
+        }
+        for load in loads
+    ]
+    text = json.dumps([rows, found], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppSetInputs:
+    """What a Git cycle reads before the ApplicationSet pass, compared between cycles."""
+
+    sources: str  # sources_digest
+    clusters: tuple[tuple[Any, ...], ...]  # appset_cluster_marks
+    store: tuple[Any, ...]  # AppStore.desired_mark
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppSetPass:
+    """The last full ApplicationSet pass: its inputs (read before it ran), the SHA (or
+    error) each (repo, revision) its generators read named, and the (repo, revision) and
+    chart sets of the Applications it left, reused by the cycles that skip."""
+
+    inputs: AppSetInputs
+    reads: Mapping[ReadKey, frozenset[str]]
+    unsure: bool  # a Git read failed during the pass
+    at: float  # monotonic time the pass started
+    wanted: frozenset[tuple[str, str]] = frozenset()
+    charts: frozenset[tuple[str, str, str]] = frozenset()
+
+
+def appset_pass_reason(
+    last: AppSetPass | None, inputs: AppSetInputs, *, now: float, resync_s: float, asked: bool
+) -> str | None:
+    """Why this Git cycle must run the full ApplicationSet pass, or None when nothing it
+    reads outside Git changed since the last one (the Git reads are checked after this,
+    with ``moved_reads``: only when this says None, as they cost a resolve each)."""
+    if asked:
+        return "refresh requested"
+    if last is None:
+        return "first pass"
+    if now - last.at >= resync_s:
+        return "periodic pass"
+    if last.unsure:
+        return "a Git read failed in the last pass"
+    if inputs.sources != last.inputs.sources:
+        return "a source changed"
+    if inputs.clusters != last.inputs.clusters:
+        return "the clusters changed"
+    if inputs.store != last.inputs.store:
+        return "the stored Applications, ApplicationSets or AppProjects changed"
+    return None
+
+
+def moved_reads(
+    reads: Mapping[ReadKey, frozenset[str]], now: Mapping[ReadKey, str]
+) -> list[ReadKey]:
+    """The (repo, revision) keys of the last pass that name another SHA (or error) now, or
+    that named two different ones during the pass (the branch moved while it was read)."""
+    return sorted(key for key, seen in reads.items() if seen != {now.get(key)})
+
+
+class ReadRecorder:
+    """The ``SourceGit`` the ApplicationSet controller reads through: it passes every read
+    on and remembers the SHA each (repo, revision) named when it was read, so a Git cycle
+    can tell whether the repositories the git generators read (sources or not) moved."""
+
+    def __init__(self, inner: SourceGit) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self._seen: dict[ReadKey, set[str]] = {}
+        self._failed = False
+
+    def _remember(self, key: ReadKey, answer: str) -> None:
+        with self._lock:
+            self._seen.setdefault(key, set()).add(answer)
+
+    def _note(self, repo_url: str, revision: str) -> None:
+        if _FULL_SHA.match(revision):
+            return  # a commit never changes
+        try:
+            sha = self._inner.resolve(repo_url, revision)
+        except (GeneratorError, HubError) as exc:
+            sha = f"error: {exc}"
+        self._remember((repo_url, revision), sha)
+
+    def _failing(self) -> None:
+        with self._lock:
+            self._failed = True
+
+    def resolve(self, repo_url: str, revision: str) -> str:
+        try:
+            sha = self._inner.resolve(repo_url, revision)
+        except (GeneratorError, HubError) as exc:
+            self._remember((repo_url, revision), f"error: {exc}")
+            raise
+        if not _FULL_SHA.match(revision):
+            self._remember((repo_url, revision), sha)
+        return sha
+
+    def list_tree(self, repo_url: str, revision: str) -> RepoTree:
+        self._note(repo_url, revision)
+        try:
+            return self._inner.list_tree(repo_url, revision)
+        except Exception:
+            self._failing()
+            raise
+
+    def read_file(self, repo_url: str, revision: str, path: str) -> bytes:
+        self._note(repo_url, revision)
+        try:
+            return self._inner.read_file(repo_url, revision, path)
+        except Exception:
+            self._failing()
+            raise
+
+    def take(self) -> tuple[dict[ReadKey, frozenset[str]], bool]:
+        """What was read since the last ``take`` and whether a read failed; starts afresh."""
+        with self._lock:
+            seen, failed = self._seen, self._failed
+            self._seen, self._failed = {}, False
+        return {key: frozenset(v) for key, v in seen.items()}, failed
+
+
 WORKER_RESTART_MAX_S = 60.0
 
 
@@ -229,6 +419,12 @@ class Hub:
         self._app_marks: dict[str | None, tuple[Any, ...]] = {}
         self._source_repos: set[str] = set()
         self._app_repos: set[str] = set()
+        # The last full ApplicationSet pass (None: the next cycle runs one), what each
+        # cycle did (also counted in the metrics when served), and the clock of the
+        # periodic pass (a test may move it).
+        self._appset_pass: AppSetPass | None = None
+        self.appset_passes: dict[str, int] = {"full": 0, "skipped": 0}
+        self._clock: Callable[[], float] = time.monotonic
         o = self.options
         self._git_limiter = anyio.CapacityLimiter(o.git_threads)
         self._store_limiter = anyio.CapacityLimiter(o.store_threads)
@@ -243,6 +439,7 @@ class Hub:
         self.repo_cache: RepoCache
         self.revisions: ResolvedRevisions
         self.git: HubGit
+        self._reads: ReadRecorder  # what the ApplicationSet controller reads from Git
         self.appsets: AppSetController
         self.leader_apps: AppStore  # the leader's writes (replicas: fenced by its lease)
         self.jq: JqRunner
@@ -323,6 +520,8 @@ class Hub:
     async def notify_git_push(self, repo_urls: list[str]) -> int:
         pushed = {normalize_repo(u) for u in repo_urls}
         repos = self._source_repos | self._app_repos
+        if self._appset_pass is not None:  # and those only git generators read
+            repos |= {repo for repo, _ in self._appset_pass.reads}
         if self.shards is not None and not self.is_leader():
             repos = await self._db(self._repos_in_store)  # a follower polls no Git itself
         known = {normalize_repo(r) for r in repos}
@@ -420,9 +619,10 @@ class Hub:
         self.repo_cache = parts.repos
         self.revisions = parts.revisions
         self.git = parts.git
+        self._reads = ReadRecorder(self.git)
         self.appsets = AppSetController(
             leader_store,
-            self.git,
+            self._reads,
             ControllerOptions(new_git_file_globbing=self.options.new_git_file_globbing),
         )
         self.jq = parts.jq
@@ -772,9 +972,10 @@ class Hub:
 
     # ------------------------------------------------------------ Git
 
-    async def git_cycle(self) -> list[str]:
+    async def git_cycle(self, *, force: bool = False) -> list[str]:
         """One poll cycle; returns the errors (sources that could not be loaded, repos that
-        could not be fetched)."""
+        could not be fetched). ``force``: run the ApplicationSet pass even if nothing it
+        reads changed (a refresh, a push webhook, a new leader)."""
         # The last cycle's answers: only a revision that moved since then wakes the workers
         # (taken after new_cycle() it was always empty, so every poll refreshed every app).
         before = self.revisions.snapshot()
@@ -790,30 +991,58 @@ class Hub:
                     )
                 )
             clusters = await self._db(self.registry.list)
+            # Read before the pass: a change made while it runs (or by it: a pass that
+            # wrote something runs again next cycle, until nothing moves) is seen next time.
+            inputs = AppSetInputs(
+                sources=sources_digest(records, loads),
+                clusters=appset_cluster_marks(clusters),
+                store=await self._db(self.apps.desired_mark),
+            )
+            started = self._clock()
+            last = self._appset_pass
+            reason = await self._appset_pass_reason(last, inputs, started, force)
+            if reason is None:
+                assert last is not None
+                self._count_appset_pass("skipped")
+                log.debug(
+                    "git: ApplicationSet pass skipped: nothing it reads changed since the "
+                    "last one (%.0f s ago)",
+                    started - last.at,
+                )
+                # Nothing the Applications' specs come from changed: their (repo, revision)
+                # and chart sets are those the last pass left.
+                wanted, charts = last.wanted, last.charts
+            else:
+                log.debug("git: full ApplicationSet pass (%s)", reason)
+                self._appset_pass = None  # a pass that fails is run again next cycle
+                self._reads.take()  # forget reads made between cycles (registry events)
 
-            def generate() -> None:
-                if not self.is_leader():  # replicas: a stalled former leader writes nothing
-                    raise LeaseLost("the leader lease is lost: this Git cycle is dropped")
-                self.appsets.ingest(loads, clusters, configured={r.source.name for r in records})
-                self.appsets.reconcile_appsets(clusters)
+                def generate() -> None:
+                    if not self.is_leader():  # replicas: a stalled former leader writes nothing
+                        raise LeaseLost("the leader lease is lost: this Git cycle is dropped")
+                    self.appsets.ingest(
+                        loads, clusters, configured={r.source.name for r in records}
+                    )
+                    self.appsets.reconcile_appsets(clusters)
 
-            try:
-                await anyio.to_thread.run_sync(generate, limiter=self._git_limiter)
-            except LeaseLost as exc:
-                return [str(exc)]
+                try:
+                    await anyio.to_thread.run_sync(generate, limiter=self._git_limiter)
+                except LeaseLost as exc:
+                    return [str(exc)]
+                # The source loads read through self.git, not the recorder: their SHAs are
+                # in ``inputs.sources``.
+                reads, unsure = self._reads.take()
+                wanted, charts = await self._db(self._wanted_revisions)
+                self._appset_pass = AppSetPass(
+                    inputs=inputs,
+                    reads=reads,
+                    unsure=unsure,
+                    at=started,
+                    wanted=wanted,
+                    charts=charts,
+                )
+                self._count_appset_pass("full")
         errors = [e for load in loads for e in load.errors]
-        apps = await self._db(self.apps.list_apps)
-        wanted: set[tuple[str, str]] = set()
-        charts: set[tuple[str, str, str]] = set()
-        for rec in apps:
-            for source in declared_source_specs(rec.spec):
-                if not source.get("repoURL"):
-                    continue
-                target = str(source.get("targetRevision") or "HEAD")
-                if source.get("chart"):
-                    charts.add((str(source["repoURL"]), str(source["chart"]), target))
-                else:
-                    wanted.add((str(source["repoURL"]), target))
         self._app_repos = {repo for repo, _ in wanted}
         for repo, revision in sorted(wanted):
             try:
@@ -842,6 +1071,57 @@ class Hub:
                 await self._db(partial(self.store.set_meta, REVISIONS_META, published))
         return errors
 
+    async def _appset_pass_reason(
+        self, last: AppSetPass | None, inputs: AppSetInputs, now: float, force: bool
+    ) -> str | None:
+        """Why this cycle runs the full ApplicationSet pass, or None to skip it."""
+        reason = appset_pass_reason(
+            last, inputs, now=now, resync_s=self.options.appset_resync_s, asked=force
+        )
+        if reason is not None or last is None:
+            return reason
+        # Every (repo, revision) the generators read, resolved again: this poll is how a
+        # new commit in a repository that is no source is found.
+        now_reads = await anyio.to_thread.run_sync(
+            self._resolve_reads, sorted(last.reads), limiter=self._git_limiter
+        )
+        moved = moved_reads(last.reads, now_reads)
+        if moved:
+            return "moved in Git: " + ", ".join(f"{repo}@{rev}" for repo, rev in moved)
+        return None
+
+    def _resolve_reads(self, keys: Sequence[ReadKey]) -> dict[ReadKey, str]:
+        out: dict[ReadKey, str] = {}
+        for repo, revision in keys:
+            try:
+                out[(repo, revision)] = self.git.resolve(repo, revision)
+            except (GeneratorError, HubError) as exc:
+                out[(repo, revision)] = f"error: {exc}"
+        return out
+
+    def _wanted_revisions(
+        self,
+    ) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str, str]]]:
+        """The (repo, revision) pairs and (repo, chart, revision) charts the stored
+        Applications use (every record decoded: only after a full ApplicationSet pass)."""
+        wanted: set[tuple[str, str]] = set()
+        charts: set[tuple[str, str, str]] = set()
+        for rec in self.apps.list_apps():
+            for source in declared_source_specs(rec.spec):
+                if not source.get("repoURL"):
+                    continue
+                target = str(source.get("targetRevision") or "HEAD")
+                if source.get("chart"):
+                    charts.add((str(source["repoURL"]), str(source["chart"]), target))
+                else:
+                    wanted.add((str(source["repoURL"]), target))
+        return frozenset(wanted), frozenset(charts)
+
+    def _count_appset_pass(self, result: str) -> None:
+        self.appset_passes[result] += 1
+        if self.metrics is not None:
+            self.metrics.count_appset_reconcile(result)
+
     async def _follow_revisions(self) -> None:
         """Replica mode, not the leader: when the leader published moved revisions, this
         replica's workers resolve (fetch) again and re-compare."""
@@ -863,9 +1143,11 @@ class Hub:
                 wait = min(wait, backoff_delay(max(self.revisions.failures.values()), base_s=5.0))
             with anyio.move_on_after(wait):
                 await self._git_now.wait()
+            # Woken (refresh, push webhook, new leader), not timed out: a full pass.
+            asked = self._git_now.is_set()
             self._git_now = anyio.Event()
             try:
-                errors = await self.git_cycle()
+                errors = await self.git_cycle(force=asked)
             except (HubError, SyncError) as exc:
                 errors = [str(exc)]
             for error in errors:

@@ -281,6 +281,13 @@ class Metrics:
             ["provider", "result"],
             registry=r,
         )
+        self._appset_passes = Counter(
+            "hub_appset_reconciles",
+            "Git cycles by what the ApplicationSet controller did: a full generate-and-compare "
+            "pass, or skipped because nothing it reads had changed.",
+            ["result"],
+            registry=r,
+        )
         r.register(_ScrapeTimeCollector(self))
 
     # -- reconcilers
@@ -328,6 +335,10 @@ class Metrics:
             return dict(self._pushed_states)
 
     # -- Git
+
+    def count_appset_reconcile(self, result: str) -> None:
+        """One Git cycle's ApplicationSet pass: ``full`` or ``skipped``."""
+        self._appset_passes.labels(result).inc()
 
     def observe_git_fetch(self, repo: str, seconds: float, *, ok: bool = True) -> None:
         label = repo_label(repo)
