@@ -170,7 +170,8 @@ async def _steps(run: Run, attempt: int) -> tuple[OperationPhase, str, bool]:
         failure = await run_wave(run, wave, wait_health=wait_health)
         if failure:
             raise Stop(failure, phase=OperationPhase.FAILED, retryable=True)
-        if run.history is not None:
+        if run.history is not None and wave is not plan.waves[-1]:
+            # After the last wave the finished operation is recorded next: no write between.
             await run.store(run.history.update, run.operation(OperationPhase.RUNNING, wave.title))
     await await_pruned(run)
     return (
