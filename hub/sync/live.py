@@ -34,7 +34,9 @@ async def cluster_facts(run: Run) -> ClusterInfo:
 async def history_kinds(run: Run) -> set[tuple[str, str]]:
     if run.history is None:
         return set()
-    return await run.store(run.history.resource_kinds, run.app.name)
+    if run.history_kinds is None:
+        run.history_kinds = await run.store(run.history.resource_kinds, run.app.name)
+    return run.history_kinds
 
 
 async def read_live(run: Run, desired: Sequence[SourcedManifest]) -> list[dict[str, Any]]:

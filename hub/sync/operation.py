@@ -353,6 +353,9 @@ class Run:
     # every source's repo, target and resolved revision (history keeps it)
     sources_record: dict[str, Any] | None = None
     cluster_facts: ClusterInfo | None = None
+    # The kinds the app's history names, read once per operation: the history changes
+    # only when the operation itself is recorded, at its very end.
+    history_kinds: set[tuple[str, str]] | None = None
 
     def __post_init__(self) -> None:
         if self.request.timeout_s is not None:
