@@ -64,6 +64,7 @@ class WorkerState:
         self._kind_errors: dict[tuple[str, str], str] = {}
         self._unserved: set[tuple[str, str]] = set()
         self._unknown_marked = False
+        self._heard_at = 0.0  # monotonic time the cluster last answered a list or watch
         self._scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._connect_failures = 0
