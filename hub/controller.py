@@ -649,6 +649,7 @@ class Hub:
             metrics=self.metrics,
             on_status=self.notifier.on_status,
             fleet=lambda: self._fleet,
+            inline_store=self.store if self.store.backend == "sqlite" else None,
         )
 
     def _close(self) -> None:

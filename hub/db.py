@@ -190,6 +190,11 @@ def postgres_ddl(sql: str) -> str:
 # ---------------------------------------------------------------- SQLite
 
 
+class WouldWait(Exception):
+    """``Store.call_inline``: the call's first write would wait for another writer (or
+    the store is not one an event loop may call inline); hand it to a thread."""
+
+
 class SQLiteConnection:
     """A ``sqlite3.Connection`` (from ``hub.store.connect``) as a ``Connection``."""
 

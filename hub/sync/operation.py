@@ -32,6 +32,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from clusters.kube import ApiResource, AsyncKube, Transient
+from hub.db import WouldWait
 from hub.sync.diff import AppComparison, JqRunner, SyncStatus
 from hub.sync.health import HealthRules, HealthStatus
 from hub.sync.helm import ClusterInfo
@@ -274,13 +275,23 @@ class DiffResult:
     warnings: tuple[str, ...] = ()
 
 
+class InlineStore(Protocol):
+    """A store that may run a call on the event loop's thread (``hub.store.Store``)."""
+
+    def call_inline(self, fn: Callable[[], T]) -> T:
+        """``fn`` here and now, or ``WouldWait`` (nothing written) when it would wait."""
+        ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Limits:
     """Where the engine's blocking work runs: renders (Git, helm, kustomize) and store
-    reads/writes go to threads under these limiters (None: anyio's default limiter)."""
+    reads/writes go to threads under these limiters (None: anyio's default limiter);
+    store calls run on the loop instead when ``inline`` takes them (SQLite, lock free)."""
 
     render: anyio.CapacityLimiter | None = None
     store: anyio.CapacityLimiter | None = None
+    inline: InlineStore | None = None
 
 
 class Stop(Exception):
@@ -435,7 +446,14 @@ class Run:
         return await anyio.to_thread.run_sync(partial(fn, *args), limiter=limiter)
 
     async def store(self, fn: Callable[..., T], *args: Any) -> T:
-        """A store read or write (history) in a thread under the store limiter."""
+        """A store read or write (history): on this thread when the store takes it inline
+        (a thread hand-off cost about as much CPU as the call), else in a thread under
+        the store limiter."""
+        if self.limits.inline is not None:
+            try:
+                return self.limits.inline.call_inline(partial(fn, *args))
+            except WouldWait:
+                pass  # a writer holds the lock: wait for it in a thread, not on the loop
         return await self.offload(fn, *args, limiter=self.limits.store)
 
     def operation(self, phase: OperationPhase, message: str) -> Operation:

@@ -21,6 +21,7 @@ from hub.sync.engine import Rendered
 from hub.sync.health import HealthRules
 from hub.sync.history import SyncHistory, Trigger
 from hub.sync.model import Application
+from hub.sync.operation import InlineStore
 from hub.sync.projects import ClusterRef
 
 COMPARISON_ERROR = "ComparisonError"
@@ -61,6 +62,9 @@ class WorkerServices:
     # The registered clusters as the hub last read them (None: not read yet, ask the
     # registry). Project scopes resolve destinations by name against them.
     fleet: Callable[[], Sequence[ClusterRef] | None] = lambda: None
+    # SQLite: the store that runs a worker's store calls on its loop when no writer holds
+    # the lock (``Store.call_inline``); None hands every call to a thread (PostgreSQL).
+    inline_store: InlineStore | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,7 @@ from clusters.cache import LiveCache
 from clusters.kube import AsyncKube
 from hub.apps import AppRecord, Condition, StatusUpdate
 from hub.appsets import cluster_ref, project_scope
+from hub.db import WouldWait
 from hub.handle import ClusterConnection
 from hub.sync.engine import CancelToken, Limits
 from hub.sync.model import Application
@@ -45,7 +46,11 @@ class WorkerState:
         self.cluster_syncs = anyio.CapacityLimiter(services.cluster_syncs)
         self.cluster_calls = anyio.CapacityLimiter(services.cluster_calls)
         # the engine's blocking work: renders under the global calls, the store's limiter
-        self._limits = Limits(render=services.global_calls, store=services.store_calls)
+        self._limits = Limits(
+            render=services.global_calls,
+            store=services.store_calls,
+            inline=services.inline_store,
+        )
         self._dirty: set[str] = set()
         self._reload = True
         self._wake = anyio.Event()
@@ -79,6 +84,13 @@ class WorkerState:
             )
 
     async def _db(self, fn: Callable[[], T]) -> T:
+        """A store call: on this loop when the store takes it inline (a thread hand-off
+        cost about as much CPU as a small transaction), else in a store thread."""
+        if self.svc.inline_store is not None:
+            try:
+                return self.svc.inline_store.call_inline(fn)
+            except WouldWait:
+                pass  # a writer holds the lock: wait for it in a thread, not on the loop
         return await anyio.to_thread.run_sync(fn, limiter=self.svc.store_calls)
 
     def _project_scope(self, app: Application) -> ProjectScope:

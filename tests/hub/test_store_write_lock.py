@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import hub.store as store_module
+from hub.db import WouldWait
 from hub.store import Store
 
 
@@ -83,4 +84,114 @@ def test_another_process_still_waits_on_sqlites_lock(tmp_path: Path) -> None:
     writer.join(10)
     assert errors == [] and store.get_meta("late") == "x"
     other.close()
+    store.close()
+
+
+# ---------------------------------------------------------------- call_inline
+
+
+def _holding_thread(
+    store: Store, release: threading.Event, held: threading.Event
+) -> threading.Thread:
+    def hold() -> None:
+        with store.write() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES ('holder', 'x')")
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(5)
+    return thread
+
+
+def test_call_inline_runs_on_the_calling_thread(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db", create=True)
+    seen: list[threading.Thread] = []
+
+    def work() -> str | None:
+        seen.append(threading.current_thread())
+        store.set_meta("k", "v")
+        return store.get_meta("k")
+
+    assert store.call_inline(work) == "v"
+    assert seen == [threading.current_thread()]
+    store.close()
+
+
+def test_call_inline_would_wait_for_a_writer_of_this_process_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "state.db", create=True)
+    release, held = threading.Event(), threading.Event()
+    holder = _holding_thread(store, release, held)
+    reads: list[str | None] = []
+
+    def work() -> None:
+        reads.append(store.get_meta("k"))  # reads need no lock: they run
+        store.set_meta("k", "inline")
+
+    with pytest.raises(WouldWait):
+        store.call_inline(work)
+    assert reads == [None]
+    release.set()
+    holder.join()
+    assert store.get_meta("k") is None
+    store.call_inline(work)  # the lock is free again: done inline
+    assert store.get_meta("k") == "inline"
+    store.close()
+
+
+def test_call_inline_would_wait_for_another_process_at_once(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db", create=True)
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(WouldWait):
+        store.call_inline(lambda: store.set_meta("k", "inline"))
+    assert time.monotonic() - started < 5  # no busy wait (the timeout is 30 s)
+    # The busy timeout is back for ordinary writers: this one waits for the other.
+    errors: list[BaseException] = []
+    writer = threading.Thread(target=_hold_write, args=(store, "after", 0.0, errors))
+    writer.start()
+    time.sleep(0.3)
+    assert writer.is_alive()
+    other.execute("COMMIT")
+    writer.join(10)
+    assert errors == [] and store.get_meta("after") == "x" and store.get_meta("k") is None
+    other.close()
+    store.close()
+
+
+def test_a_failed_inline_write_rolls_back_and_frees_the_lock(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db", create=True)
+
+    def broken() -> None:
+        with store.write() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES ('gone', 'x')")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        store.call_inline(broken)
+    assert store.get_meta("gone") is None
+    done = threading.Event()
+
+    def write_next() -> None:
+        store.set_meta("next", "y")
+        done.set()
+
+    threading.Thread(target=write_next).start()
+    assert done.wait(5)
+    store.close()
+
+
+def test_only_sqlite_runs_calls_inline(db_location: Path | str) -> None:
+    store = Store.open(db_location, create=True)
+    if store.backend == "sqlite":
+        store.call_inline(lambda: store.set_meta("k", "v"))
+        assert store.get_meta("k") == "v"
+    else:  # a PostgreSQL round trip would hold the event loop
+        with pytest.raises(WouldWait):
+            store.call_inline(lambda: store.set_meta("k", "v"))
+        assert store.get_meta("k") is None
     store.close()
