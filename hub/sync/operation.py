@@ -231,6 +231,9 @@ class SyncRequest:
     initiated_by: str = "hub"
     self_heal: bool = False  # sync only OutOfSync resources, no hooks
     wait_healthy: bool = True  # after success, wait (within the timeout) for app health
+    # Compare once more at the end for the result's sync status and health. The hub's
+    # workers do not use them: their refresh right after the sync reports the same.
+    status_after: bool = True
     # Rollback: re-apply these manifests (from history) at ``revision`` instead of rendering.
     manifests: Sequence[Mapping[str, Any]] | None = None
     # The caller's render of the app (the hub worker's desired state): used instead of

@@ -49,7 +49,7 @@ async def finish(run: Run, result: OperationResult) -> OperationResult:
     """The app's status after the operation, its history entry, the final event."""
     sync_status: SyncStatus | None = None
     health: HealthStatus | None = None
-    if run.rendered is not None:
+    if run.rendered is not None and run.request.status_after:
         wait = (
             result.phase is OperationPhase.SUCCEEDED
             and run.request.wait_healthy

@@ -94,6 +94,7 @@ class Operations(WorkerState):
             initiated_by=request.who,
             self_heal=request.trigger is Trigger.SELF_HEAL,
             wait_healthy=False,  # the live cache reports health; do not hold a sync slot
+            status_after=False,  # the refresh after the sync writes sync status and health
             timeout_s=self.svc.sync_timeout_s,
             manifests=request.manifests,
             rendered=desired.for_sync(request),
