@@ -29,6 +29,8 @@ import difflib
 import json
 import multiprocessing
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -141,12 +143,43 @@ def parse_fields_v1(raw: Mapping[str, Any]) -> FieldNode:
     return node
 
 
+class _ParsedFieldSets:
+    """``parse_fields_v1`` of the ``fieldsV1`` mappings seen last, by identity: every
+    refresh and every sync compares the live cache's objects again, and the cache keeps
+    one copy of identical field sets, so the same mapping is parsed over and over. Each
+    entry holds its mapping, so no other object can take its id while it is here; the
+    mappings are never changed once decoded. Shared nodes: callers must not change them."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[int, tuple[Mapping[str, Any], FieldNode]] = OrderedDict()
+
+    def parse(self, raw: Mapping[str, Any]) -> FieldNode:
+        key = id(raw)
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None and hit[0] is raw:
+                self._entries.move_to_end(key)
+                return hit[1]
+        node = parse_fields_v1(raw)
+        with self._lock:
+            self._entries[key] = (raw, node)
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return node
+
+
+_FIELD_SETS = _ParsedFieldSets()
+
+
 def managed_fields_of(obj: Mapping[str, Any], manager: str) -> FieldNode | None:
     """The union of the field sets ``manager`` owns in ``obj`` (main resource, not status)."""
     entries = (obj.get("metadata") or {}).get("managedFields")
     if not isinstance(entries, list):
         return None
     found: FieldNode | None = None
+    merged = False
     for entry in entries:
         if not isinstance(entry, Mapping) or entry.get("manager") != manager:
             continue
@@ -155,10 +188,12 @@ def managed_fields_of(obj: Mapping[str, Any], manager: str) -> FieldNode | None:
         fields_v1 = entry.get("fieldsV1")
         if not isinstance(fields_v1, Mapping):
             continue
-        parsed = parse_fields_v1(fields_v1)
+        parsed = _FIELD_SETS.parse(fields_v1)
         if found is None:
             found = parsed
         else:
+            if not merged:  # the first one is shared: merge into a copy of it
+                found, merged = copy.deepcopy(found), True
             found.merge(parsed)
     return found
 

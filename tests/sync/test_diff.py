@@ -21,6 +21,7 @@ from hub.sync.diff import (
     _drop_nulls,
     compare_app,
     compare_resource,
+    managed_fields_of,
     normalize,
     parse_fields_v1,
     parse_quantity,
@@ -654,3 +655,29 @@ def test_normalize_drops_noise_first_with_the_same_result(
     before = copy.deepcopy(obj)
     assert normalize(obj) == _normalize_copying_everything(copy.deepcopy(obj))
     assert obj == before  # the input is never changed
+
+
+def test_a_managers_field_sets_are_merged_without_changing_the_parsed_ones() -> None:
+    first = {"f:spec": {"f:replicas": {}}}
+    second = {"f:spec": {"f:paused": {}}}
+    obj: dict[str, Any] = {
+        "metadata": {
+            "managedFields": [
+                {"manager": "hub", "operation": "Apply", "fieldsV1": first},
+                {"manager": "hub", "operation": "Update", "fieldsV1": second},
+            ]
+        }
+    }
+    only_first: dict[str, Any] = {
+        "metadata": {"managedFields": [{"manager": "hub", "fieldsV1": first}]}
+    }
+    for _ in range(2):  # the second round reads the remembered parses
+        merged = managed_fields_of(obj, "hub")
+        assert merged is not None
+        spec = merged.child(("f", "spec"))
+        assert spec is not None and set(spec.children) == {("f", "replicas"), ("f", "paused")}
+        alone = managed_fields_of(only_first, "hub")
+        assert alone is not None
+        alone_spec = alone.child(("f", "spec"))
+        assert alone_spec is not None and set(alone_spec.children) == {("f", "replicas")}
+    assert managed_fields_of(only_first, "hub") is managed_fields_of(only_first, "hub")
