@@ -236,9 +236,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
             f"{state['discovery_resources_per_cluster']} discovery resources "
             f"({state['distinct_discovery_maps']} distinct maps in the fleet)")  # fmt: skip
         if snapshot is not None:
-            snapshot = snapshot.filter_traces(
-                [tracemalloc.Filter(False, tracemalloc.__file__)]
-            )
+            snapshot = snapshot.filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
             top_places(snapshot, base, args.top)
             tracemalloc.stop()
         portal.call(hub.shutdown)

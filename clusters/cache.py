@@ -30,9 +30,12 @@ Only ``clusters/`` imports the Kubernetes client; this module builds on ``cluste
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
+import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +93,61 @@ def key_of(obj: Mapping[str, Any]) -> Key:
 
 def _rv(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class _Fields(dict[str, Any]):
+    """A ``fieldsV1`` tree shared by every cached object that has an equal one (a plain dict
+    that can be weakly referenced)."""
+
+    __slots__ = ("__weakref__",)
+
+
+_SHARED_FIELDS: weakref.WeakValueDictionary[str, _Fields] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+_ENTRY_STRINGS = ("manager", "operation", "apiVersion", "fieldsType", "subresource")
+
+
+def _shared_fields(tree: Mapping[str, Any]) -> _Fields:
+    """The one ``_Fields`` equal to ``tree``. Held weakly: freed with the last object."""
+    key = json.dumps(tree, sort_keys=True, separators=(",", ":"))
+    with _SHARED_LOCK:
+        found = _SHARED_FIELDS.get(key)
+        if found is None:
+            _SHARED_FIELDS[key] = found = _Fields(tree)
+        return found
+
+
+def compact(obj: Obj) -> Obj:
+    """``obj`` as the cache keeps it: equal to it, with its ``metadata.managedFields``
+    sharing what a fleet repeats. managedFields are half of a decoded Deployment (its
+    ``fieldsV1`` trees: a dict per field), and the same few trees recur in every cluster
+    (one per manager and shape), so each distinct tree is kept once (``_shared_fields``)
+    and the entries' small strings are interned. The diff still reads them all (the
+    hub's own field set, and ignoreDifferences' managedFieldsManagers). Cached objects are
+    read-only for every reader (they always were: the cache hands them out by reference),
+    which is what makes sharing safe.
+
+    Only the object's ``metadata`` and managedFields list are rebuilt; anything not shaped
+    as the API documents is kept as it came."""
+    meta = obj.get("metadata")
+    entries = meta.get("managedFields") if isinstance(meta, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return obj
+    packed: list[Any] = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            packed.append(entry)
+            continue
+        out: dict[str, Any] = {}
+        for k, v in entry.items():
+            if k == "fieldsV1" and isinstance(v, dict):
+                v = _shared_fields(v)
+            elif k in _ENTRY_STRINGS and isinstance(v, str):
+                v = sys.intern(v)
+            out[sys.intern(k)] = v
+        packed.append(out)
+    assert isinstance(meta, dict)
+    return {**obj, "metadata": {**meta, "managedFields": packed}}
 
 
 @dataclass
@@ -223,7 +281,7 @@ class LiveCache:
             del self._tracked[key]
             changed.add(old_app)
         if obj is not None and new_app is not None:
-            self._tracked[key] = obj
+            self._tracked[key] = compact(obj)
             self._by_app.setdefault(new_app, set()).add(key)
             changed.add(new_app)
 
