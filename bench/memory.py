@@ -24,6 +24,8 @@ subprocess. docs/benchmarks.md ("Memory per cluster (issue 12)") records runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import gc
 import json
 import sys
@@ -52,6 +54,15 @@ from bench.fleet import (  # noqa: E402
 from hub.controller import Hub, HubOptions  # noqa: E402
 from tests.clusters.cli_support import Hub as Cli  # noqa: E402
 from tests.sync.e2e_helpers import GitRepo  # noqa: E402
+
+
+def trimmed_rss_mb() -> float:
+    """RSS once the C allocator returned its free pages to the system (glibc's
+    ``malloc_trim``): what is left is held, the difference to ``clean_rss_mb`` is memory
+    freed but kept by the allocator (fragmentation, peaks). Same as clean where no glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return clean_rss_mb()
 
 
 def clean_rss_mb() -> float:
@@ -217,6 +228,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         time.sleep(args.settle)
         state = portal.call(_fleet_state, hub)
         rss1 = clean_rss_mb()
+        rss_trimmed = trimmed_rss_mb()
         snapshot = tracemalloc.take_snapshot() if base is not None else None
         traced = tracemalloc.get_traced_memory()[0] / 2**20 if base is not None else 0.0
         figures |= state
@@ -224,11 +236,15 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
             "rss_before_hub_mb": round(rss0, 1),
             "rss_idle_mb": round(rss1, 1),
             "rss_per_cluster_mb": round((rss1 - rss0) / n, 3),
+            "rss_trimmed_mb": round(rss_trimmed, 1),
+            "rss_trimmed_per_cluster_mb": round((rss_trimmed - rss0) / n, 3),
             "traced_mb": round(traced, 1),
         }
         log(f"ready in {figures['ready_s']}s; RSS {rss0:.0f} MB before the hub, {rss1:.0f} MB "
             f"idle: {figures['rss_per_cluster_mb'] * 1024:.0f} KB per cluster "
             f"(tracemalloc overhead subtracted; traced now {traced:.0f} MB)")  # fmt: skip
+        log(f"after malloc_trim: RSS {rss_trimmed:.0f} MB, "
+            f"{figures['rss_trimmed_per_cluster_mb'] * 1024:.0f} KB per cluster")  # fmt: skip
         log(f"per cluster: {state['tracked_objects_per_cluster']} tracked objects, "
             f"{state['known_keys_per_cluster']} known keys, "
             f"{state['watched_kinds_per_cluster']} watched kinds {state['watched_kinds']}, "
