@@ -170,7 +170,7 @@ def managed(manager: str, time: str, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def obj_with_fields(name: str, time: str) -> dict[str, Any]:
-    fields = {"f:data": {"f:k": {}}, "f:metadata": {"f:annotations": {f"f:{ANN}": {}}}}
+    fields = {"f:data": {"f:greeting": {}}, "f:metadata": {"f:annotations": {f"f:{ANN}": {}}}}
     # decoded from JSON, as the cache receives objects: no object shared between the two
     return json.loads(
         json.dumps(
@@ -183,7 +183,7 @@ def obj_with_fields(name: str, time: str) -> dict[str, Any]:
                     "managedFields": [managed("gitops-hub", time, fields)],
                     "resourceVersion": "7",
                 },
-                "data": {"k": name},
+                "data": {"greeting": name},
             }
         )
     )
