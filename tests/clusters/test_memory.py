@@ -18,7 +18,8 @@ from clusters.connect import Connection
 from clusters.kube import DISCOVERY_PARALLEL, TLS_READ_BUFFER, AsyncKube, KubeClient
 from clusters.kubeconfig import BearerToken
 from clusters.sim import SimServer
-from hub.sync.diff import managed_fields_of
+from hub.sync.diff import SyncStatus, compare_app, managed_fields_of
+from hub.sync.model import IgnoreDifference
 from tests.clusters.test_async_watch import connection_to
 from tests.clusters.test_cache import ANN, CM, owner
 
@@ -249,3 +250,72 @@ def test_the_cache_keeps_the_managed_fields_the_api_returned(
     fields_b = b["metadata"]["managedFields"][0]["fieldsV1"]
     other = compact(json.loads(json.dumps(sync.get(CM, "b", "default"))))
     assert other["metadata"]["managedFields"][0]["fieldsV1"] is fields_b
+
+
+def deployment(replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": "default",
+            "annotations": {ANN: "shop:apps/Deployment:default/web"},
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1"}]},
+            },
+        },
+    }
+
+
+def test_the_diff_reads_another_managers_fields_from_the_compact_cache(
+    connections: dict[str, Connection],
+) -> None:
+    """ignoreDifferences' managedFieldsManagers needs the managedFields of managers other
+    than the hub: a scaler that took spec.replicas over is ignored when named, drift when
+    not, on the object as the cache keeps it."""
+    sync = KubeClient(connections["one"])
+    sync.apply(deployment(3))
+    scaled = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 5},
+    }
+    sync.apply(scaled, field_manager="autoscaler")
+    deploy_res = sync.resource_for("apps", "Deployment")
+    held: dict[str, Any] = {}
+
+    async def main() -> None:
+        transport = AsyncKube(connections["one"])
+        cache = LiveCache(transport, owner_of=owner, on_change=lambda _apps: None)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cache.run_kind, deploy_res)
+                await until(
+                    lambda: any(
+                        (o.get("spec") or {}).get("replicas") == 5 for o in cache.tracked("shop")
+                    )
+                )
+                held["live"] = cache.tracked("shop")
+                tg.cancel_scope.cancel()
+        finally:
+            await transport.aclose()
+
+    anyio.run(main)
+    live = held["live"]
+    managers = {e["manager"] for e in live[0]["metadata"]["managedFields"]}
+    assert {"gitops-hub", "autoscaler"} <= managers
+    desired = [deployment(3)]
+    drift = compare_app(desired, live, app="shop")
+    assert drift.status is SyncStatus.OUT_OF_SYNC
+    rule = IgnoreDifference(
+        group="apps", kind="Deployment", managed_fields_managers=("autoscaler",)
+    )
+    assert compare_app(desired, live, app="shop", ignore_differences=[rule]).status is (
+        SyncStatus.SYNCED
+    )
