@@ -4,7 +4,9 @@ A ``LiveCache`` holds, for every kind a cluster worker asked for, the key of eve
 object (group, kind, namespace, name -> resourceVersion) and the full body only of objects
 that carry a tracking id (``owner_of(obj)`` names an app). Reconcilers read live state from
 here, so steady state makes no per-Application GET or LIST: after one LIST per kind, a
-watch from the list's resourceVersion keeps it current.
+watch from the list's resourceVersion keeps it current. A kept body is stored ``compact``:
+equal to what the API returned, its managedFields' field trees shared with every equal
+tree of the fleet (they were half of a cached Deployment's memory).
 
 ``run_kind(res)`` is the loop for one kind, a coroutine the worker runs as a task on its
 event loop (no thread per watch; requests go through ``clusters.kube.AsyncKube``, one
@@ -32,7 +34,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +94,91 @@ def key_of(obj: Mapping[str, Any]) -> Key:
 
 def _rv(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+class _Fields(dict[str, Any]):
+    """A ``fieldsV1`` tree shared by every cached object that has an equal one (a plain dict
+    that can be weakly referenced)."""
+
+    __slots__ = ("__weakref__",)
+
+
+_SHARED_FIELDS: weakref.WeakValueDictionary[str, _Fields] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+_ENTRY_STRINGS = ("manager", "operation", "apiVersion", "fieldsType", "subresource")
+
+
+def _shared_fields(tree: Mapping[str, Any]) -> _Fields:
+    """The one ``_Fields`` equal to ``tree``. Held weakly: freed with the last object.
+
+    Keyed by ``repr`` (the API server writes a field set in one order, so equal sets print
+    alike; one printed in another order is merely not shared), and checked for equality
+    before sharing."""
+    key = repr(tree)
+    with _SHARED_LOCK:
+        found = _SHARED_FIELDS.get(key)
+        if found is None:
+            _SHARED_FIELDS[key] = found = _Fields(_interned(tree))
+        elif found != tree:  # not expected; never share what differs
+            return _Fields(_interned(tree))
+        return found
+
+
+def _key(k: Any) -> Any:
+    return sys.intern(k) if type(k) is str else k
+
+
+def _interned(value: Any) -> Any:
+    """A copy of ``value`` whose mapping keys are interned strings: every object decoded
+    from a watch event has its own copy of every key ("metadata", "containers", label
+    names...), tens of bytes each, a hundred per Deployment."""
+    if isinstance(value, dict):
+        return {_key(k): _interned(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interned(v) for v in value]
+    return value
+
+
+def _compact_entry(entry: Any) -> Any:
+    if not isinstance(entry, dict):
+        return entry
+    out: dict[str, Any] = {}
+    for k, v in entry.items():
+        if k == "fieldsV1" and isinstance(v, dict):
+            v = _shared_fields(v)
+        elif k in _ENTRY_STRINGS and type(v) is str:
+            v = sys.intern(v)
+        else:
+            v = _interned(v)
+        out[_key(k)] = v
+    return out
+
+
+def compact(obj: Obj) -> Obj:
+    """``obj`` as the cache keeps it: an equal copy that shares what a fleet repeats.
+
+    managedFields are half of a decoded Deployment (their ``fieldsV1`` trees: a dict per
+    field), and the same few trees recur in every cluster (one per manager and shape): each
+    distinct tree is kept once (``_shared_fields``), the entries' small strings and every
+    mapping key are interned. Nothing is dropped: the diff reads managedFields (the hub's
+    own field set, and ignoreDifferences' managedFieldsManagers). Cached objects are
+    read-only for every reader (they always were: the cache hands them out by reference),
+    which is what makes the sharing safe. ``obj`` itself is left as it was."""
+    out: Obj = {}
+    for k, v in obj.items():
+        if k == "metadata" and isinstance(v, dict):
+            v = {
+                _key(mk): (
+                    [_compact_entry(e) for e in mv]
+                    if mk == "managedFields" and isinstance(mv, list)
+                    else _interned(mv)
+                )
+                for mk, mv in v.items()
+            }
+        else:
+            v = _interned(v)
+        out[_key(k)] = v
+    return out
 
 
 @dataclass
@@ -223,7 +312,7 @@ class LiveCache:
             del self._tracked[key]
             changed.add(old_app)
         if obj is not None and new_app is not None:
-            self._tracked[key] = obj
+            self._tracked[key] = compact(obj)
             self._by_app.setdefault(new_app, set()).add(key)
             changed.add(new_app)
 

@@ -35,6 +35,7 @@ import contextlib
 import json
 import ssl
 import threading
+import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -528,6 +529,66 @@ def _ssl_context(cfg: Configuration) -> ssl.SSLContext:
     return ctx
 
 
+#: The TLS read buffer of each connection to a spoke. asyncio gives every TLS connection a
+#: 256 KiB buffer (``SSLProtocol.max_size``) for the encrypted bytes it reads from the
+#: socket, allocated when the connection opens and held while it lives; a hub holds one
+#: connection per watched kind per cluster (HTTP/1.1), so at 1,000 clusters those buffers
+#: alone were most of its memory (docs/benchmarks.md, "Memory per cluster"). One TLS
+#: record is at most 16 KiB, so a buffer of that size still reads a whole record per call:
+#: a large LIST takes more (cheap) reads, nothing else changes.
+TLS_READ_BUFFER = 16 * 1024
+
+#: Discovery documents fetched at once per cluster: enough to keep discovery quick, few
+#: enough that a connecting fleet does not open (and keep alive) a socket per API group.
+DISCOVERY_PARALLEL = 3
+
+
+def _shrink_tls_buffer(transport: Any, size: int = TLS_READ_BUFFER) -> bool:
+    """Give an asyncio TLS transport a ``size`` read buffer instead of its 256 KiB one;
+    False (and nothing changed) when the transport is not one whose internals are known
+    (plain HTTP, another event loop). Called right after the connection is made, between
+    two reads, when nothing holds a view of the old buffer."""
+    proto = getattr(transport, "_ssl_protocol", None)
+    buffer = getattr(proto, "_ssl_buffer", None)
+    if proto is None or not isinstance(buffer, bytearray) or not hasattr(proto, "max_size"):
+        return False
+    if len(buffer) > size:
+        # max_size on the instance: get_buffer() never grows the buffer past it again
+        proto.max_size = size
+        proto._ssl_buffer = bytearray(size)
+        proto._ssl_buffer_view = memoryview(proto._ssl_buffer)
+    return True
+
+
+class _LeanConnector(aiohttp.TCPConnector):
+    """A ``TCPConnector`` whose TLS connections read through a ``TLS_READ_BUFFER`` buffer."""
+
+    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
+        proto = await super()._create_connection(req, traces, timeout)
+        _shrink_tls_buffer(proto.transport)
+        return proto
+
+
+_SHARED_RESOURCES: weakref.WeakValueDictionary[tuple[Any, ...], ApiResource] = (
+    weakref.WeakValueDictionary()
+)
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared(res: ApiResource) -> ApiResource:
+    """One ``ApiResource`` object for equal ones: a fleet's clusters serve the same kinds,
+    so their discovery maps point at the same objects (strings and verb sets included)
+    instead of each cluster keeping its own decoded copy. Held weakly: a kind no cluster
+    serves any more is freed."""
+    # keyed by its fields, not by itself: a key is held strongly, and would keep it alive
+    key = (res.group, res.version, res.kind, res.plural, res.namespaced, res.verbs)
+    with _SHARED_LOCK:
+        found = _SHARED_RESOURCES.get(key)
+        if found is None:
+            _SHARED_RESOURCES[key] = found = res
+        return found
+
+
 class _Pool:
     """What the views of one ``AsyncKube`` share: the session and the discovery cache."""
 
@@ -600,7 +661,7 @@ class AsyncKube:
             except (ssl.SSLError, OSError) as exc:
                 raise KubeError(f"{self.name}: TLS settings unusable: {exc}") from None
             # limit: the pool's sockets for this cluster (each watch holds one)
-            connector = aiohttp.TCPConnector(ssl=ctx, limit=256, enable_cleanup_closed=True)
+            connector = _LeanConnector(ssl=ctx, limit=256, enable_cleanup_closed=True)
             pool.session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=True, raise_for_status=False
             )
@@ -751,9 +812,13 @@ class AsyncKube:
             with contextlib.suppress(NotFound):  # a group going away between the two calls
                 docs[(group, version)] = await self._request("GET", path)
 
+        async def some(share: list[tuple[str, str]]) -> None:
+            for group, version in share:
+                await one(group, version)
+
         async with anyio.create_task_group() as tg:
-            for group, version in versions:
-                tg.start_soon(one, group, version)
+            for i in range(DISCOVERY_PARALLEL):
+                tg.start_soon(some, versions[i::DISCOVERY_PARALLEL])
         for group, version in versions:  # discovery order: the first (group, kind) wins
             doc = docs.get((group, version))
             if doc is None:
@@ -762,15 +827,17 @@ class AsyncKube:
                 name = str(r.get("name") or "")
                 if not name or "/" in name:
                     continue  # subresources
-                res = ApiResource(
-                    group=group,
-                    version=version,
-                    kind=str(r.get("kind") or ""),
-                    plural=name,
-                    namespaced=bool(r.get("namespaced")),
-                    verbs=frozenset(r.get("verbs") or ()),
+                res = _shared(
+                    ApiResource(
+                        group=group,
+                        version=version,
+                        kind=str(r.get("kind") or ""),
+                        plural=name,
+                        namespaced=bool(r.get("namespaced")),
+                        verbs=frozenset(r.get("verbs") or ()),
+                    )
                 )
-                found.setdefault((group, res.kind), res)
+                found.setdefault((res.group, res.kind), res)
         return found
 
     async def resources(self, *, refresh: bool = False) -> dict[tuple[str, str], ApiResource]:
