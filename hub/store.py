@@ -536,6 +536,20 @@ def _transaction(
     db.execute("COMMIT")
 
 
+def _begin_write_or_refuse(db: Connection) -> None:
+    """``begin_write`` on SQLite without the busy timeout: ``WouldWait`` when another
+    process holds the write lock."""
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        begin_write(db)
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise WouldWait from None
+        raise
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
 def table_names(db: Connection | sqlite3.Connection) -> list[str]:
     """The tables of the database (of the current schema on PostgreSQL), sorted."""
     conn = _wrap(db)
@@ -738,21 +752,7 @@ class Store:
         if not self._writers.acquire(blocking=False):
             raise WouldWait
         try:
-            db.execute("PRAGMA busy_timeout = 0")
-            try:
-                begin_write(db)
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise WouldWait from None  # another process writes
-                raise
-            finally:
-                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            try:
-                yield db
-            except BaseException:
-                rollback(db)
-                raise
-            db.execute("COMMIT")
+            yield from _transaction(db, _begin_write_or_refuse)
             inline.wrote = True
         finally:
             self._writers.release()

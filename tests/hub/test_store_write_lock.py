@@ -52,12 +52,7 @@ def test_threads_of_one_process_wait_for_each_other_past_the_busy_timeout(
     second.close()
 
 
-def test_a_failed_write_releases_the_lock_and_rolls_back(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "state.db", create=True)
-    with pytest.raises(RuntimeError), store.write() as db:
-        db.execute("INSERT INTO meta (key, value) VALUES ('gone', 'x')")
-        raise RuntimeError("boom")
-    assert store.get_meta("gone") is None
+def _assert_another_thread_can_write(store: Store) -> None:
     done = threading.Event()
 
     def write_next() -> None:
@@ -66,6 +61,15 @@ def test_a_failed_write_releases_the_lock_and_rolls_back(tmp_path: Path) -> None
 
     threading.Thread(target=write_next).start()
     assert done.wait(5), "a writer after a failed write still waits: the lock was kept"
+
+
+def test_a_failed_write_releases_the_lock_and_rolls_back(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.db", create=True)
+    with pytest.raises(RuntimeError), store.write() as db:
+        db.execute("INSERT INTO meta (key, value) VALUES ('gone', 'x')")
+        raise RuntimeError("boom")
+    assert store.get_meta("gone") is None
+    _assert_another_thread_can_write(store)
     store.close()
 
 
@@ -174,14 +178,7 @@ def test_a_failed_inline_write_rolls_back_and_frees_the_lock(tmp_path: Path) -> 
     with pytest.raises(RuntimeError):
         store.call_inline(broken)
     assert store.get_meta("gone") is None
-    done = threading.Event()
-
-    def write_next() -> None:
-        store.set_meta("next", "y")
-        done.set()
-
-    threading.Thread(target=write_next).start()
-    assert done.wait(5)
+    _assert_another_thread_can_write(store)
     store.close()
 
 
