@@ -301,18 +301,7 @@ class KubeClient:
                 doc = self._request("GET", path)
             except NotFound:
                 continue  # a group going away between the two calls
-            for r in doc.get("resources") or []:
-                name = str(r.get("name") or "")
-                if not name or "/" in name:
-                    continue  # subresources
-                res = ApiResource(
-                    group=group,
-                    version=version,
-                    kind=str(r.get("kind") or ""),
-                    plural=name,
-                    namespaced=bool(r.get("namespaced")),
-                    verbs=frozenset(r.get("verbs") or ()),
-                )
+            for res in _resources_of(group, version, doc):
                 found.setdefault((group, res.kind), res)
         with self._cache.lock:
             self._cache.resources = found
@@ -823,21 +812,8 @@ class AsyncKube:
             doc = docs.get((group, version))
             if doc is None:
                 continue
-            for r in doc.get("resources") or []:
-                name = str(r.get("name") or "")
-                if not name or "/" in name:
-                    continue  # subresources
-                res = _shared(
-                    ApiResource(
-                        group=group,
-                        version=version,
-                        kind=str(r.get("kind") or ""),
-                        plural=name,
-                        namespaced=bool(r.get("namespaced")),
-                        verbs=frozenset(r.get("verbs") or ()),
-                    )
-                )
-                found.setdefault((res.group, res.kind), res)
+            for res in _resources_of(group, version, doc):
+                found.setdefault((res.group, res.kind), _shared(res))
         return found
 
     async def resources(self, *, refresh: bool = False) -> dict[tuple[str, str], ApiResource]:
@@ -1066,6 +1042,27 @@ class AsyncKube:
         except NotFound:
             return False
         return True
+
+
+def _resources_of(group: str, version: str, doc: Mapping[str, Any]) -> list[ApiResource]:
+    """The kinds one discovery document (``/api/v1``, ``/apis/GROUP/VERSION``) serves,
+    without subresources."""
+    out = []
+    for r in doc.get("resources") or []:
+        name = str(r.get("name") or "")
+        if not name or "/" in name:
+            continue  # subresources
+        out.append(
+            ApiResource(
+                group=group,
+                version=version,
+                kind=str(r.get("kind") or ""),
+                plural=name,
+                namespaced=bool(r.get("namespaced")),
+                verbs=frozenset(r.get("verbs") or ()),
+            )
+        )
+    return out
 
 
 def _event(cluster: str, res: ApiResource, line: bytes) -> WatchEvent:
