@@ -19,10 +19,10 @@ from clusters.cache import LiveCache
 from clusters.kube import AsyncKube
 from hub.apps import AppRecord, Condition, StatusUpdate
 from hub.appsets import cluster_ref, project_scope
-from hub.db import WouldWait
 from hub.handle import ClusterConnection
 from hub.sync.engine import CancelToken, Limits
 from hub.sync.model import Application
+from hub.sync.operation import store_call
 from hub.sync.projects import ProjectScope
 from hub.worker.decisions import LastOperation, last_operation_of
 from hub.worker.services import Desired, ManualSync, WorkerServices
@@ -86,12 +86,7 @@ class WorkerState:
     async def _db(self, fn: Callable[[], T]) -> T:
         """A store call: on this loop when the store takes it inline (a thread hand-off
         cost about as much CPU as a small transaction), else in a store thread."""
-        if self.svc.inline_store is not None:
-            try:
-                return self.svc.inline_store.call_inline(fn)
-            except WouldWait:
-                pass  # a writer holds the lock: wait for it in a thread, not on the loop
-        return await anyio.to_thread.run_sync(fn, limiter=self.svc.store_calls)
+        return await store_call(self.svc.inline_store, fn, self.svc.store_calls)
 
     def _project_scope(self, app: Application) -> ProjectScope:
         """What a sync of ``app`` here must stay inside (its AppProject, read fresh)."""

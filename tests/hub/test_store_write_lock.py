@@ -9,13 +9,19 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+import anyio
 import pytest
 
 import hub.store as store_module
 from hub.db import WouldWait
 from hub.store import Store
+from hub.sync.operation import INLINE_RETRY_S, store_call
+
+T = TypeVar("T")
 
 
 def _hold_write(store: Store, key: str, hold_s: float, errors: list[BaseException]) -> None:
@@ -192,3 +198,42 @@ def test_only_sqlite_runs_calls_inline(db_location: Path | str) -> None:
             store.call_inline(lambda: store.set_meta("k", "v"))
         assert store.get_meta("k") is None
     store.close()
+
+
+# ---------------------------------------------------------------- store_call
+
+
+class _Busy:
+    """An InlineStore whose lock is taken for the first ``busy`` tries."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy = busy
+        self.tries = 0
+
+    def call_inline(self, fn: Callable[[], T]) -> T:
+        self.tries += 1
+        if self.tries <= self.busy:
+            raise WouldWait
+        return fn()
+
+
+def test_a_store_call_tries_inline_again_after_a_pause_then_goes_to_a_thread() -> None:
+    where: list[threading.Thread] = []
+
+    def fn() -> str:
+        where.append(threading.current_thread())
+        return "done"
+
+    async def main() -> None:
+        briefly = _Busy(busy=len(INLINE_RETRY_S))
+        assert await store_call(briefly, fn, None) == "done"
+        assert briefly.tries == len(INLINE_RETRY_S) + 1
+        assert where[-1] is threading.current_thread()  # inline in the end
+        always = _Busy(busy=100)
+        assert await store_call(always, fn, None) == "done"
+        assert always.tries == len(INLINE_RETRY_S) + 1
+        assert where[-1] is not threading.current_thread()  # in a thread
+        assert await store_call(None, fn, None) == "done"
+        assert where[-1] is not threading.current_thread()  # no inline store: a thread
+
+    anyio.run(main)
