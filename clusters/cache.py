@@ -36,6 +36,7 @@ import logging
 import random
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -226,6 +227,9 @@ class LiveCache:
         self._tracked: dict[Key, Obj] = {}
         self._by_app: dict[str, set[Key]] = {}
         self.stats = CacheStats()
+        # Monotonic time of the last list or watch event, bookmarks included: proof that
+        # the cluster answers (the worker's liveness probe is skipped while it is recent).
+        self.heard_at = 0.0
 
     async def aclose(self) -> None:
         """Release the transport's sockets (the kinds' tasks must be cancelled first)."""
@@ -318,6 +322,7 @@ class LiveCache:
 
     def replace_kind(self, res: ApiResource, items: Iterable[Obj], resource_version: str) -> None:
         """A fresh LIST of a kind replaces what was cached for it."""
+        self.heard_at = time.monotonic()
         changed: set[str] = set()
         with self._lock:
             kind = self._kinds.setdefault((res.group, res.kind), _Kind(res=res))
@@ -341,6 +346,7 @@ class LiveCache:
             self._on_change(changed)
 
     def apply_event(self, res: ApiResource, etype: str, obj: Obj) -> None:
+        self.heard_at = time.monotonic()
         rv = _rv(obj)
         changed: set[str] = set()
         with self._lock:

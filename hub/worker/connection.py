@@ -32,11 +32,11 @@ PROBE_KEY = ("", "")  # the probe's entry among the failing kinds
 
 
 def probe_due(heard_at: float, now: float, *, failing: bool) -> bool:
-    """Should the liveness probe ask the cluster now? Not while one of its watches or
-    lists answered within the last ``PROBE_S`` (the cluster answers: at 1,000 clusters
-    the probe was 100 requests/s beside the syncs' own), unless the probe itself is
-    failing (only its own answer clears that). A cluster that stops answering is seen
-    within two periods at most: its streams go quiet, then the probe asks."""
+    """Should the liveness probe ask the cluster now? Not while the cluster answered
+    within the last ``PROBE_S``: a list, a watch event or bookmark (``LiveCache.heard_at``)
+    or a watch opening (at 1,000 clusters the probe was 100 requests/s beside the syncs'
+    own); always while the probe itself fails (only its own answer clears that). A
+    cluster that stops answering goes quiet, and the probe asks one period later."""
     return failing or now - heard_at >= PROBE_S
 
 
@@ -112,9 +112,8 @@ class Connection(WorkerState):
         watches themselves show the cluster answering (``probe_due``)."""
         while True:
             await anyio.sleep(PROBE_S * (0.8 + 0.4 * random.random()))
-            if not probe_due(
-                self._heard_at, time.monotonic(), failing=PROBE_KEY in self._kind_errors
-            ):
+            heard = max(self._heard_at, self.cache.heard_at if self.cache else 0.0)
+            if not probe_due(heard, time.monotonic(), failing=PROBE_KEY in self._kind_errors):
                 continue
             try:
                 await kube.ping()
@@ -126,7 +125,6 @@ class Connection(WorkerState):
 
     def _changed(self, apps: set[str]) -> None:
         """The cache saw a change (on this loop)."""
-        self._heard_at = time.monotonic()
         if apps:
             self._dirty.update(a for a in apps if a in self.apps)
         else:

@@ -327,3 +327,14 @@ def test_a_kind_is_current_again_as_soon_as_a_watch_is_accepted_not_at_its_windo
 
     anyio.run(main)
     assert isinstance(states[1], Transient) and states[-1] is None
+
+
+def test_every_answer_of_the_cluster_bookmarks_included_moves_heard_at() -> None:
+    cache, _ = offline_cache()
+    assert cache.heard_at == 0.0
+    cache.replace_kind(CM, [cm("a", "1", app="shop")], "1")
+    listed = cache.heard_at
+    assert listed > 0.0
+    time.sleep(0.01)
+    cache.apply_event(CM, "BOOKMARK", {"kind": "ConfigMap", "metadata": {"resourceVersion": "9"}})
+    assert cache.heard_at > listed  # a bookmark changes nothing cached, but the cluster spoke
