@@ -15,12 +15,18 @@ import pytest
 from clusters import kube as kube_module
 from clusters.cache import LiveCache, compact
 from clusters.connect import Connection
-from clusters.kube import DISCOVERY_PARALLEL, TLS_READ_BUFFER, AsyncKube, KubeClient
+from clusters.kube import (
+    DISCOVERY_PARALLEL,
+    TLS_READ_BUFFER,
+    ApiResource,
+    AsyncKube,
+    KubeClient,
+)
 from clusters.kubeconfig import BearerToken
 from clusters.sim import SimServer
 from hub.sync.diff import SyncStatus, compare_app, managed_fields_of
 from hub.sync.model import IgnoreDifference
-from tests.clusters.test_async_watch import connection_to
+from tests.clusters.test_async_watch import connection_to, tracked_cm
 from tests.clusters.test_cache import ANN, CM, owner
 
 pytestmark = pytest.mark.sim_only("needs simulated clusters")
@@ -45,17 +51,9 @@ def connections(sim: SimServer) -> Iterator[dict[str, Connection]]:
 
 
 def big_cm(name: str, size: int, app: str = "shop") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": "default",
-            "annotations": {ANN: f"{app}:/ConfigMap:default/{name}"},
-        },
-        # not one repeated byte: the answer must not compress into a few TLS records
-        "data": {"blob": "".join(f"{i:07d}," for i in range(size // 8))},
-    }
+    # not one repeated byte: the answer must not compress into a few TLS records
+    blob = "".join(f"{i:07d}," for i in range(size // 8))
+    return {**tracked_cm(name, app), "data": {"blob": blob}}
 
 
 def tls_buffers(transport: AsyncKube) -> list[int]:
@@ -159,6 +157,38 @@ async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
             await anyio.sleep(0.05)
 
 
+def shop_objects_once(
+    connection: Connection,
+    res: ApiResource,
+    done: Callable[[LiveCache], bool],
+    *,
+    listed: Callable[[LiveCache], bool] | None = None,
+    then: Callable[[], object] | None = None,
+) -> list[dict[str, Any]]:
+    """Run a live cache of ``res`` until ``done(cache)`` and return app shop's objects as
+    it keeps them; ``then`` runs (in a thread) once ``listed(cache)`` holds."""
+    held: dict[str, list[dict[str, Any]]] = {}
+
+    async def main() -> None:
+        transport = AsyncKube(connection)
+        cache = LiveCache(transport, owner_of=owner, on_change=lambda _apps: None)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cache.run_kind, res)
+                if listed is not None:
+                    await until(lambda: listed(cache))
+                if then is not None:
+                    await anyio.to_thread.run_sync(then)
+                await until(lambda: done(cache))
+                held["objects"] = cache.tracked("shop")
+                tg.cancel_scope.cancel()
+        finally:
+            await transport.aclose()
+
+    anyio.run(main)
+    return held["objects"]
+
+
 def managed(manager: str, time: str, fields: dict[str, Any]) -> dict[str, Any]:
     return {
         "manager": manager,
@@ -221,29 +251,16 @@ def test_the_cache_keeps_the_managed_fields_the_api_returned(
     sync = KubeClient(connections["one"])
     for name in ("a", "b"):
         sync.apply(big_cm(name, 64))
-    held: dict[str, Any] = {}
-
-    async def main() -> None:
-        transport = AsyncKube(connections["one"])
-        cache = LiveCache(transport, owner_of=owner, on_change=lambda _apps: None)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(cache.run_kind, CM)
-                await until(lambda: len(cache.tracked("shop")) == 2)
-                await anyio.to_thread.run_sync(sync.apply, {**big_cm("a", 64), "data": {"x": "y"}})
-                await until(
-                    lambda: (
-                        (cache.get_tracked(("", "ConfigMap", "default", "a")) or {}).get("data")
-                        == {"x": "y"}
-                    )
-                )
-                held["objects"] = cache.tracked("shop")
-                tg.cancel_scope.cancel()
-        finally:
-            await transport.aclose()
-
-    anyio.run(main)
-    a, b = held["objects"]
+    objects = shop_objects_once(
+        connections["one"],
+        CM,
+        lambda cache: (
+            (cache.get_tracked(("", "ConfigMap", "default", "a")) or {}).get("data") == {"x": "y"}
+        ),
+        listed=lambda cache: len(cache.tracked("shop")) == 2,
+        then=lambda: sync.apply({**big_cm("a", 64), "data": {"x": "y"}}),
+    )
+    a, b = objects
     assert a == sync.get(CM, "a", "default") and b == sync.get(CM, "b", "default")
     assert managed_fields_of(a, "gitops-hub") is not None
     assert a["metadata"]["managedFields"][0]["fieldsV1"] is not None
@@ -288,26 +305,13 @@ def test_the_diff_reads_another_managers_fields_from_the_compact_cache(
     }
     sync.apply(scaled, field_manager="autoscaler")
     deploy_res = sync.resource_for("apps", "Deployment")
-    held: dict[str, Any] = {}
-
-    async def main() -> None:
-        transport = AsyncKube(connections["one"])
-        cache = LiveCache(transport, owner_of=owner, on_change=lambda _apps: None)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(cache.run_kind, deploy_res)
-                await until(
-                    lambda: any(
-                        (o.get("spec") or {}).get("replicas") == 5 for o in cache.tracked("shop")
-                    )
-                )
-                held["live"] = cache.tracked("shop")
-                tg.cancel_scope.cancel()
-        finally:
-            await transport.aclose()
-
-    anyio.run(main)
-    live = held["live"]
+    live = shop_objects_once(
+        connections["one"],
+        deploy_res,
+        lambda cache: any(
+            (o.get("spec") or {}).get("replicas") == 5 for o in cache.tracked("shop")
+        ),
+    )
     managers = {e["manager"] for e in live[0]["metadata"]["managedFields"]}
     assert {"gitops-hub", "autoscaler"} <= managers
     desired = [deployment(3)]
