@@ -215,8 +215,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
                 return False
             if not m:
                 return True
-            rows = apps.rows()
-            return len(rows) == n * m and all(r[1] == "Synced" and r[2] == "Healthy" for r in rows)
+            return apps.counts(None) == (n * m, n * m)
 
         def progress() -> str:
             s = portal.call(_fleet_state, hub)
