@@ -52,8 +52,9 @@ class Counts:
             original = module.render_app
 
             def counted(*a: Any, _o: Any = original, _m: str = module.__name__, **kw: Any) -> Any:
+                rendered = _o(*a, **kw)  # counted once done (an inline try may stop midway)
                 self.add(f"render ({_m})")
-                return _o(*a, **kw)
+                return rendered
 
             module.render_app = counted  # type: ignore[attr-defined]
         request = AsyncKube._request

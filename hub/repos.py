@@ -41,6 +41,7 @@ from gitdb.exc import BadName, BadObject
 
 from generators.git import RepoReadError, RepoTree
 from hub.errors import HubError
+from hub.inline import check_blocking
 from hub.logs import redact_url_credentials
 
 log = logging.getLogger(__name__)
@@ -306,6 +307,7 @@ class RepoCache:
     def resolve(self, repo_url: str, revision: str) -> str:
         """The commit SHA ``revision`` (branch, tag, ``HEAD``, SHA) names now."""
         rev = revision or "HEAD"
+        check_blocking("git resolve")
         with self._lock:
             repo = self._open(repo_url, fetch=not _SHA_RE.match(rev))
             candidates = [rev]
@@ -326,6 +328,7 @@ class RepoCache:
         if target.is_dir():
             os.utime(target)  # recently used: kept by clean()
             return target
+        check_blocking("git export")
         with self._lock:
             return self._export(repo_url, sha, target)
 
@@ -510,6 +513,7 @@ class ResolvedRevisions:
         found = self._fresh(cycle.fetched, key)
         if found is not None:
             return found
+        check_blocking("git resolve")  # before the key's lock: a fetch may hold it
         with self._mutex:
             lock = self._locks.setdefault(key, Lock())
         with lock:
@@ -539,7 +543,14 @@ class ResolvedRevisions:
             return found
         asked = self._clock()
         try:
-            found = await anyio.to_thread.run_sync(self._resolve, cycle, key, limiter=self._limiter)
+            # fetched in this cycle (by a source load or a render): no thread needed
+            fetched = self._fresh(cycle.fetched, key)
+            if fetched is not None:
+                sha = fetched
+            else:
+                sha = await anyio.to_thread.run_sync(
+                    self._resolve, cycle, key, limiter=self._limiter
+                )
         except HubError as exc:
             self.errors[repo_url] = str(exc)
             self.failures[repo_url] = self.failures.get(repo_url, 0) + 1
@@ -547,14 +558,14 @@ class ResolvedRevisions:
             if good is None:
                 raise
             log.warning("%s: %s; keeping the last good revision %s", repo_url, exc, good[:12])
-            found = good
+            sha = good
         else:
             self.errors.pop(repo_url, None)
             self.failures.pop(repo_url, None)
-            self._good[key] = found
+            self._good[key] = sha
         with self._mutex:
-            cycle.served[key] = (asked, found)
-        return found
+            cycle.served[key] = (asked, sha)
+        return sha
 
     def snapshot(self) -> dict[_Key, str]:
         """What ``sha()`` answered in this cycle (the hub wakes its workers when it moves)."""

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub.inline import check_blocking
 from hub.sync.model import ApplicationSource, HelmSource, RenderError
 
 HELM_VERSION = "v3.17.2"  # the Makefile's HELM_VERSION
@@ -299,6 +300,7 @@ def render_chart(
     timeout_s: float = DEFAULT_HELM_TIMEOUT_S,
 ) -> str:
     """Run ``helm template`` on ``chart_dir`` (inside ``repo_root``); its stdout."""
+    check_blocking("helm")
     helm = source.helm
     env = build_env(source, ctx)
     refs = dict(ctx.refs or {})

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from generators import yamlio
+from hub.inline import check_blocking
 from hub.sync.helm import RenderContext, is_chart_dir, render_chart
 from hub.sync.model import ApplicationSource, DirectorySource, RenderError
 from hub.sync.resources import argo_glob_match
@@ -39,6 +40,8 @@ from hub.sync.validate import SourcedManifest
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_KUSTOMIZE_TIMEOUT_S = 90.0
+# A directory walk with more files than this is left to a thread (``hub.inline``).
+INLINE_MAX_FILES = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,6 +120,7 @@ class ParsedFiles:
                 self.hits += 1
         if blob is not None:
             return [SourcedManifest(obj=obj, origin=o) for obj, o in pickle.loads(blob)]
+        check_blocking("parsing a file")
         manifests = parse_manifests(text, origin=origin, is_json=is_json)
         blob = pickle.dumps([(m.obj, m.origin) for m in manifests], protocol=5)
         size = len(text) + len(blob)
@@ -171,6 +175,8 @@ def _walk(root: Path, recurse: bool) -> list[Path]:
                     visit(Path(entry.path))
             else:
                 found.append(Path(entry.path))
+            if len(found) > INLINE_MAX_FILES:
+                check_blocking("a large directory")
 
     visit(root)
     return found
@@ -257,6 +263,7 @@ def render_kustomize(
     repo_root: Path | None = None,
 ) -> RenderResult:
     """Run kustomize on ``path`` and parse its output."""
+    check_blocking("kustomize")
     _check_inside(path, repo_root)
     cmd = list(command) if command else find_kustomize_command()
     label = _label(path, repo_root) if repo_root is not None else str(path)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clusters.kube import ApiResource
+from hub.inline import check_blocking
 from hub.sync.helm import ClusterInfo, RenderContext, api_versions_of, semver_of
 from hub.sync.model import Application, ApplicationSource, AppSpecError
 from hub.sync.render import RenderResult, render_source
@@ -78,6 +79,7 @@ def resolve_sources(
     for source, override in zip(app.app_sources(), split_revision(app, revision), strict=True):
         wanted = override or source.target_revision
         if source.is_chart_repo:
+            check_blocking("a chart repository")
             if charts is None:
                 raise AppSpecError(f"{source.repo_url}: no chart repository client configured")
             version = charts.resolve_chart(source.repo_url, source.chart, wanted)

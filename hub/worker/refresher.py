@@ -23,6 +23,7 @@ from clusters.kube import ApiResource
 from hub.apps import AppRecord, AppStore, Condition, StatusUpdate
 from hub.charts import shared_chart_repos
 from hub.errors import HubError
+from hub.inline import WouldBlock, forbid_blocking
 from hub.rollout import AppStatus
 from hub.sync.diff import AppComparison, SyncStatus, compare_app
 from hub.sync.engine import Rendered
@@ -317,7 +318,13 @@ class Refresher(WorkerState):
                 sources=source_record(app, resolved),
             )
 
-        rendered = await self._call(render)
+        try:
+            with forbid_blocking():
+                rendered = render()  # the usual case: tree exported, files parsed before
+            self.renders["inline"] += 1
+        except WouldBlock:
+            rendered = await self._call(render)
+            self.renders["thread"] += 1
         desired = Desired(
             generation=rec.generation,
             sha=sha,

@@ -6,6 +6,7 @@ here for the type checker only."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -55,6 +56,8 @@ class WorkerState:
         self._reload = True
         self._wake = anyio.Event()
         self._desired: dict[str, Desired] = {}
+        # renders done on the loop (``hub.inline``) and those a blocking step sent to a thread
+        self.renders: Counter[str] = Counter()
         self._last: dict[str, LastOperation] = {}
         self._heals: dict[str, int] = {}
         self._written: dict[str, tuple[Any, ...]] = {}

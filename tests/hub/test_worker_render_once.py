@@ -55,8 +55,11 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
             _original: Any = original,
             **kw: Any,
         ) -> Any:
+            rendered = _original(app, resolved, *a, **kw)
+            # counted once done: a render tried on the loop may stop at a blocking step
+            # (hub.inline) and run again in a thread
             seen[_who].append(",".join(r.revision for r in resolved))
-            return _original(app, resolved, *a, **kw)
+            return rendered
 
         monkeypatch.setattr(module, "render_app", spy)
     return seen
@@ -115,3 +118,39 @@ def test_one_render_per_revision_serves_the_sync_and_the_self_heal_and_another_r
 
     run_checked(body)
     client.connection.close()
+
+
+def test_renders_that_need_no_blocking_step_run_on_the_loop(
+    tmp_path: Path, run_checked: Callable[[Callable[[], Awaitable[None]]], None]
+) -> None:
+    """Three Applications of one path: the first render parses the file (in a thread), the
+    others read it parsed and render on the worker's loop; all three sync."""
+    repo = GitRepo(tmp_path / "repo")
+    with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        apps = {
+            f"apps/{n}.yaml": APP.format(repo=repo.path).replace("name: one", f"name: {n}")
+            + f"  # {n}\n"
+            for n in ("one", "two", "three")
+        }
+        repo.write({**apps, "app/cm.yaml": CM.format(value="shared")})
+        cli = Cli(tmp_path / "home")
+        cli.ok("init")
+        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
+        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
+        server = Hub(cli.home, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+
+        def synced() -> bool:
+            rows = server.apps.list_apps()
+            return len(rows) == 3 and all(r.sync_status == "Synced" for r in rows)
+
+        async def body() -> None:
+            async with anyio.create_task_group() as tg:
+                await tg.start(server.run)
+                await wait_until(synced, "three apps synced")
+                renders = server.workers["a"].renders
+                assert renders["thread"] >= 1, renders  # the first: the file was new
+                assert renders["inline"] >= 1, renders
+                assert renders["thread"] + renders["inline"] == 3, renders
+                await server.shutdown()
+
+        run_checked(body)
