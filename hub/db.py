@@ -341,6 +341,12 @@ def upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
     """``INSERT`` of ``columns`` that updates the other columns of the row with the same
     ``key``: the portable form of SQLite's ``INSERT OR REPLACE`` when every column is
     given. ``table`` and the column names are ours, never input."""
+    return _upsert(table, tuple(columns), tuple(key))
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    # built once per statement: a sync writes its operation row several times
     update = [c for c in columns if c not in key]
     action = (
         "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in update)
