@@ -9,6 +9,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 
 import anyio
@@ -21,6 +22,7 @@ from hub.apps import Condition
 from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
 from hub.sync.resources import owning_app
+from hub.worker.decisions import lost_to_outage
 from hub.worker.services import COMPARISON_ERROR, _now
 from hub.worker.state import WorkerState
 
@@ -142,14 +144,30 @@ class Connection(WorkerState):
             if self._kind_errors.pop(gk, None) is not None and not self._kind_errors:
                 self._set_connection("Connected")
                 self._unknown_marked = False
+                self._outage = (self._quiet_since, self._heard_at)
+                self._forgive_outage()
                 self._dirty.update(self.apps)
         else:
+            if not self._kind_errors:  # an outage starts: since the cluster's last answer
+                self._quiet_since = max(self._heard_at, self.cache.heard_at if self.cache else 0.0)
             self._kind_errors[gk] = str(error)
             state: ConnectionState = (
                 "Unauthorized" if isinstance(error, Unauthorized) else "Unreachable"
             )
             self._set_connection(state, str(error))
         self._wake.set()
+
+    def _forgive_outage(self) -> None:
+        """The cluster answers again: every sync that failed during the outage
+        (``self._outage``) is marked so, and the automated sync tries its revision again
+        (``decide_auto_sync``); a sync still running is marked when it ends
+        (``Operations._record``). Without it an app whose sync ran into a hang stayed
+        OutOfSync after the cluster came back, until the next commit."""
+        if self._outage is None:
+            return
+        for name, last in list(self._last.items()):
+            if not last.cluster_lost and lost_to_outage(last, *self._outage):
+                self._last[name] = replace(last, cluster_lost=True)
 
     async def _watch_kind(self, group_kind: tuple[str, str]) -> bool:
         """Start caching a kind; True when it is cached and listed."""

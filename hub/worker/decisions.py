@@ -36,6 +36,24 @@ class LastOperation:
     phase: str  # OperationPhase value
     finished_monotonic: float  # time.monotonic() when it finished (0: before this process)
     self_heal: bool = False
+    started_monotonic: float = 0.0  # time.monotonic() when it started (0: unknown)
+    # It failed while the cluster did not answer (``lost_to_outage``): the failure says
+    # nothing of the revision, so the automated sync tries it again.
+    cluster_lost: bool = False
+
+
+def lost_to_outage(last: LastOperation, quiet_since: float, answered_at: float) -> bool:
+    """Did this operation fail while its cluster was not answering: from the cluster's
+    last answer before an outage (``quiet_since``) until it answered again
+    (``answered_at``)? A sync started before a hang is detected runs into it (its
+    requests time out), and one sent during it may time out after the cluster is back;
+    either ran during the outage. One that failed before the cluster's last answer failed
+    on its own."""
+    return (
+        last.phase != OperationPhase.SUCCEEDED.value
+        and last.finished_monotonic >= quiet_since
+        and last.started_monotonic <= answered_at
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +120,9 @@ def decide_auto_sync(
     - a diff that only needs pruning is left alone unless ``prune`` is on;
     - a revision not attempted yet is synced;
     - a revision already attempted and failed is not attempted again (the operation's own
-      retry policy covers retries); a new commit or a manual sync moves on;
+      retry policy covers retries); a new commit or a manual sync moves on; except an
+      attempt that failed while the cluster did not answer (``cluster_lost``): once the
+      cluster answers again it is tried again, as if never attempted;
     - drift after a successful sync of the same revision is healed only with ``selfHeal``,
       the k-th heal waiting the self-heal backoff from the previous sync;
     - a sync or heal that would start waits while the project's sync windows (``window``,
@@ -125,6 +145,16 @@ def decide_auto_sync(
             _rollout_hold(rollout)
             or _window_hold(window)
             or AutoSyncDecision(action="sync", reason=f"new revision {revision[:12]}")
+        )
+    if last.phase != OperationPhase.SUCCEEDED.value and last.cluster_lost:
+        return (
+            _rollout_hold(rollout)
+            or _window_hold(window)
+            or AutoSyncDecision(
+                action="sync",
+                reason=f"revision {revision[:12]} again: the cluster stopped answering "
+                "during its last attempt",
+            )
         )
     if last.phase != OperationPhase.SUCCEEDED.value:
         return AutoSyncDecision(

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 
 import anyio
@@ -29,7 +30,13 @@ from hub.sync.engine import (
 )
 from hub.sync.history import OperationPhase, Trigger
 from hub.sync.model import Application, SyncError
-from hub.worker.decisions import LastOperation, once_conditions, operation_state, rollout_verdict_of
+from hub.worker.decisions import (
+    LastOperation,
+    lost_to_outage,
+    once_conditions,
+    operation_state,
+    rollout_verdict_of,
+)
 from hub.worker.services import (
     COMPARISON_ERROR,
     DELETION_ERROR,
@@ -143,6 +150,7 @@ class Operations(WorkerState):
         async with self.cluster_syncs, self.svc.global_syncs:
             if self.svc.draining() or token.cancelled:
                 return None
+            started = time.monotonic()
             running = {
                 "phase": OperationPhase.RUNNING.value,
                 "trigger": request.trigger.value,
@@ -200,9 +208,10 @@ class Operations(WorkerState):
                         revision=engine_request.revision or "",
                         phase=OperationPhase.ERROR.value,
                         finished_monotonic=time.monotonic(),
+                        started_monotonic=started,
                     )
                     return None
-                self._record(name, request, result)
+                self._record(name, request, result, started)
                 # Watch every kind this sync touched (a namespace it created, a kind it
                 # pruned), so the next sync reads it from the cache, not a LIST.
                 if self.cache is not None and self._tg is not None:
@@ -228,16 +237,23 @@ class Operations(WorkerState):
             await self._write(name, conditions=[Condition(type=SYNC_ERROR, message=repr(exc))])
             return None
 
-    def _record(self, name: str, request: ManualSync, result: OperationResult) -> None:
+    def _record(
+        self, name: str, request: ManualSync, result: OperationResult, started: float
+    ) -> None:
         if self.svc.metrics is not None:
             seconds = (result.finished_at - result.started_at).total_seconds()
             self.svc.metrics.observe_sync(self.name, name, result.phase.value, seconds)
-        self._last[name] = LastOperation(
+        last = LastOperation(
             revision=result.revision,
             phase=result.phase.value,
             finished_monotonic=time.monotonic(),
             self_heal=request.trigger is Trigger.SELF_HEAL,
+            started_monotonic=started,
         )
+        # A request sent during an outage may time out after the cluster is back: that
+        # failure too is the outage's (the ones that ended during it: Connection).
+        lost = self._outage is not None and lost_to_outage(last, *self._outage)
+        self._last[name] = replace(last, cluster_lost=True) if lost else last
         level = logging.INFO if result.phase is OperationPhase.SUCCEEDED else logging.WARNING
         log.log(
             level,

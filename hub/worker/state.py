@@ -73,6 +73,10 @@ class WorkerState:
         self._unserved: set[tuple[str, str]] = set()
         self._unknown_marked = False
         self._heard_at = 0.0  # monotonic time the cluster last answered a list or watch
+        # The current outage's start (the cluster's last answer before it), and the last
+        # outage that ended: (last answer before it, first answer after it).
+        self._quiet_since = 0.0
+        self._outage: tuple[float, float] | None = None
         self._scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._connect_failures = 0
