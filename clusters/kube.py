@@ -729,12 +729,19 @@ class AsyncKube:
         query: list[tuple[str, str]] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        timeout_s: float | None = None,
     ) -> Any:
-        """One request answered with JSON (``{}`` for an empty body), through the retrier."""
+        """One request answered with JSON (``{}`` for an empty body), through the retrier;
+        ``timeout_s``: its deadline when not the client's."""
 
         async def send() -> Any:
             return await self._send(
-                method, path, query=query or [], body=body, content_type=content_type
+                method,
+                path,
+                query=query or [],
+                body=body,
+                content_type=content_type,
+                timeout_s=timeout_s or self.timeout_s,
             )
 
         if self._retrier is None:
@@ -749,6 +756,7 @@ class AsyncKube:
         query: list[tuple[str, str]],
         body: Any,
         content_type: str,
+        timeout_s: float,
     ) -> Any:
         what = f"{method} {path}"
         guard = self._pool.write_guard
@@ -760,15 +768,13 @@ class AsyncKube:
             query,
             body=body,
             content_type=content_type,
-            timeout_s=self.timeout_s,
+            timeout_s=timeout_s,
             read_s=None,
         ) as resp:
             try:
                 data = await resp.read()
             except TimeoutError:
-                raise Transient(
-                    f"{self.name}: {what}: no answer within {self.timeout_s:g}s"
-                ) from None
+                raise Transient(f"{self.name}: {what}: no answer within {timeout_s:g}s") from None
             except (aiohttp.ClientError, OSError) as exc:
                 raise Transient(f"{self.name}: {what}: {type(exc).__name__}") from None
             status = resp.status
@@ -843,9 +849,10 @@ class AsyncKube:
             self._pool.version = str(doc.get("gitVersion") or "") if isinstance(doc, dict) else ""
         return self._pool.version
 
-    async def ping(self) -> None:
-        """One small request (``GET /version``) that proves the cluster answers."""
-        await self._request("GET", "/version")
+    async def ping(self, timeout_s: float | None = None) -> None:
+        """One small request (``GET /version``) that proves the cluster answers (within
+        ``timeout_s`` when given, else the client's deadline)."""
+        await self._request("GET", "/version", timeout_s=timeout_s)
 
     async def resource_for(self, group: str, kind: str) -> ApiResource:
         """The resource serving (group, kind); rediscovers once before raising NotFound."""

@@ -41,7 +41,7 @@ This package re-exports the names its callers use, so ``from hub.worker import X
 as it did when the worker was one module.
 """
 
-from hub.worker.connection import CONNECT_TIMEOUT_S, PROBE_S
+from hub.worker.connection import CONNECT_TIMEOUT_S, PROBE_S, PROBE_TIMEOUT_S
 from hub.worker.decisions import (
     ROLLOUT_WAITING,
     AutoSyncDecision,
@@ -89,6 +89,7 @@ __all__ = [
     "DELETION_ERROR",
     "FENCE_ANNOTATION",
     "PROBE_S",
+    "PROBE_TIMEOUT_S",
     "ROLLOUT_WAITING",
     "SYNC_ERROR",
     "UNSUPPORTED_OPTION",

@@ -30,6 +30,9 @@ log = logging.getLogger("hub.worker")  # one logger for the package (see Cluster
 
 CONNECT_TIMEOUT_S = 30.0
 PROBE_S = 10.0  # how often a connected worker checks that its cluster still answers
+# The probe's deadline: a cluster that cannot answer GET /version within a probe period
+# is not keeping up (the request deadline of 30 s made a hang take 40-52 s to find).
+PROBE_TIMEOUT_S = PROBE_S
 PROBE_KEY = ("", "")  # the probe's entry among the failing kinds
 
 
@@ -118,7 +121,7 @@ class Connection(WorkerState):
             if not probe_due(heard, time.monotonic(), failing=PROBE_KEY in self._kind_errors):
                 continue
             try:
-                await kube.ping()
+                await kube.ping(PROBE_TIMEOUT_S)
             except KubeError as exc:
                 self._answered(PROBE_KEY, exc)
             else:

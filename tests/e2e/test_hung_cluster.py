@@ -21,7 +21,7 @@ import pytest
 
 from clusters.kube import DEFAULT_TIMEOUT_S
 from clusters.sim import SimServer
-from hub.worker import PROBE_S
+from hub.worker import PROBE_S, PROBE_TIMEOUT_S
 from tests.e2e.serve_support import (
     CONFIGMAP,
     DEPLOYMENT,
@@ -65,9 +65,10 @@ HANG_S = 3600.0  # the sim's largest latency: a request sent during the test nev
 # Once it goes quiet, the probe is due after PROBE_S, asked at the next jittered tick (at
 # most 1.2 x PROBE_S later), and fails when its request's deadline passes. The margin
 # covers the hub's tick, the status write and this test's polling on 2 busy cores.
-DETECT_S = PROBE_S + 1.2 * PROBE_S + DEFAULT_TIMEOUT_S + 30.0
+DETECT_S = PROBE_S + 1.2 * PROBE_S + PROBE_TIMEOUT_S + 30.0
 # Back: the probe in flight when the fault clears still waits for its deadline, the next
-# one answers; then the worker refreshes and syncs its apps.
+# one answers; then the worker refreshes and syncs its apps (a sync request sent during
+# the hang may still wait for its own deadline).
 RECOVER_S = DEFAULT_TIMEOUT_S + 1.2 * PROBE_S + 60.0
 
 
