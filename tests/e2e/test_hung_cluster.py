@@ -142,7 +142,9 @@ def test_a_hung_cluster_is_reported_unreachable_holds_no_one_and_recovers(
                     unreachable,
                     timeout=max(1.0, DETECT_S - (time.monotonic() - hung_at)),
                 )
-                assert HUNG in conn["message"] and "no answer" in conn["message"], conn
+                # found by the probe, on the probe's own deadline
+                probe = f"GET /version: no answer within {PROBE_TIMEOUT_S:g}s"
+                assert HUNG in conn["message"] and probe in conn["message"], conn
                 wait_for(
                     "the hung cluster's app Unknown",
                     lambda: f.apps()[f"{HUNG}-guestbook"].sync_status == "Unknown",
