@@ -69,7 +69,7 @@ from hub.worker.deleter import (
     release_hook_finalizers,
     synced_kinds,
 )
-from hub.worker.operations import write_latest_of_each_burst
+from hub.worker.operations import PROGRESS_SETTLE_S, write_settled_progress
 from hub.worker.services import (
     COMPARISON_ERROR,
     DELETION_ERROR,
@@ -90,6 +90,7 @@ __all__ = [
     "FENCE_ANNOTATION",
     "PROBE_S",
     "PROBE_TIMEOUT_S",
+    "PROGRESS_SETTLE_S",
     "ROLLOUT_WAITING",
     "SYNC_ERROR",
     "UNSUPPORTED_OPTION",
@@ -119,5 +120,5 @@ __all__ = [
     "synced_kinds",
     "window_target",
     "window_verdict_of",
-    "write_latest_of_each_burst",
+    "write_settled_progress",
 ]

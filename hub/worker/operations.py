@@ -50,19 +50,36 @@ from hub.worker.state import WorkerState
 log = logging.getLogger("hub.worker")  # one logger for the package (see ClusterWorker)
 
 
-async def write_latest_of_each_burst(
-    receive: MemoryObjectReceiveStream[str], write: Callable[[str], Awaitable[None]]
+# A sync's progress message is written once it stood this long: most syncs end sooner,
+# and their end writes the operation's state anyway (one store transaction fewer each).
+PROGRESS_SETTLE_S = 1.0
+
+
+async def write_settled_progress(
+    receive: MemoryObjectReceiveStream[str],
+    write: Callable[[str], Awaitable[None]],
+    *,
+    settle_s: float = PROGRESS_SETTLE_S,
 ) -> None:
-    """Write each message the stream brings, skipping those a later one already replaced
-    while a write was under way, until the sender closes it (the last one is written)."""
+    """Write the latest message of the stream once no newer one came for ``settle_s``;
+    until the sender closes it. A message still settling then is dropped: the operation
+    ended, and its final state, which the caller writes next, replaces it."""
     async with receive:
-        async for message in receive:
-            # The sender may close between two messages of a burst: that ends the burst
-            # (the stream's end was a crash of the whole worker here once).
-            with contextlib.suppress(anyio.WouldBlock, anyio.EndOfStream):
-                while True:
-                    message = receive.receive_nowait()
-            await write(message)
+        pending: str | None = None
+        while True:
+            if pending is None:
+                try:
+                    pending = await receive.receive()
+                except anyio.EndOfStream:
+                    return
+            with anyio.move_on_after(settle_s):
+                try:
+                    pending = await receive.receive()  # a newer one: it settles anew
+                except anyio.EndOfStream:
+                    return
+                continue
+            await write(pending)
+            pending = None
 
 
 class Operations(WorkerState):
@@ -159,9 +176,9 @@ class Operations(WorkerState):
                 "message": "running",
             }
             await self._write(name, operation=running)
-            # Each wave (and retry) is recorded as it starts, so the API shows where a
-            # long sync is (resource events are not): the engine's events go to a writer
-            # task, which keeps only the latest when the store lags behind.
+            # A long sync's waves (and retries) are recorded, so the API shows where it is
+            # (resource events are not): the engine's events go to a writer task, which
+            # writes a wave's message once it stood a second and keeps only the latest.
             send, receive = anyio.create_memory_object_stream[str](max_buffer_size=1000)
 
             def progress(event: ProgressEvent) -> None:
@@ -179,7 +196,7 @@ class Operations(WorkerState):
                         )
                     )
 
-                await write_latest_of_each_burst(receive, write)
+                await write_settled_progress(receive, write)
 
             with anyio.CancelScope(shield=True):
                 async with anyio.create_task_group() as writers:
