@@ -423,7 +423,10 @@ class _Sync:
             if current is not None and current.get("status") == "True":
                 fresh["lastTransitionTime"] = current.get("lastTransitionTime")
             conditions = [*without_condition(conditions, "Progressing"), fresh]
-            return conditions, float(self.deadline) + 1.0
+            # Look again when the deadline counted from this update (whole seconds, as
+            # written) has passed: no event of our own status write will ask for it.
+            since = parse_time(fresh["lastUpdateTime"]) or now_epoch()
+            return conditions, max(since + self.deadline - now_epoch(), 0.0) + 0.05
         if current is None:
             return conditions, None
         if current.get("reason") == TIMED_OUT:

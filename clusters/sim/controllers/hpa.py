@@ -29,12 +29,6 @@ _RESOURCES = {
 }
 
 
-async def fan_out_hpas(rt: Runtime, namespace: str, _name: str) -> float | None:
-    for hpa in await rt.api.list("autoscaling/v2", "HorizontalPodAutoscaler", namespace):
-        rt.enqueue(("HorizontalPodAutoscaler", namespace, hpa["metadata"]["name"]))
-    return None
-
-
 def metric_description(spec: dict[str, Any]) -> str:
     """How the real HPA names the metric that produced its recommendation."""
     metrics = spec.get("metrics") or []

@@ -32,13 +32,6 @@ MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGED_BY = "endpointslice-controller.k8s.io"
 
 
-async def fan_out_services(rt: Runtime, namespace: str, _name: str) -> float | None:
-    for svc in await rt.api.list("v1", "Service", namespace):
-        if (svc.get("spec") or {}).get("selector"):
-            rt.enqueue(("Service", namespace, svc["metadata"]["name"]))
-    return None
-
-
 async def reconcile_service(rt: Runtime, namespace: str, name: str) -> float | None:
     api = rt.api
     path = f"Service/{namespace}/{name}"
