@@ -325,6 +325,10 @@ class ListResult:
     remaining: int | None
 
 
+# What a write to the status subresource reads of its body.
+_STATUS_BODY = frozenset({"apiVersion", "kind", "metadata", "status"})
+
+
 def _meta(obj: Obj) -> dict[str, Any]:
     meta = obj.get("metadata")
     return meta if isinstance(meta, dict) else {}
@@ -968,6 +972,15 @@ class ClusterStore:
         dry_run: bool = False,
     ) -> Obj:
         """Replace an object (PUT); a stale ``resourceVersion`` in the body is a 409."""
+        if subresource == "status" and isinstance(body, dict):
+            # Only the status (and the identity the checks read) is taken from the body:
+            # leave the rest uncopied (a controller's status write sends the whole object).
+            meta = body.get("metadata")
+            if isinstance(meta, dict) and "managedFields" in meta:
+                meta = {k: v for k, v in meta.items() if k != "managedFields"}
+            body = {k: v for k, v in body.items() if k in _STATUS_BODY}
+            if "metadata" in body:
+                body["metadata"] = meta
         obj = self._check_body(rt, namespace, body, name)
         old = self.find(rt.group_kind, namespace if rt.namespaced else "", name)
         if old is None:

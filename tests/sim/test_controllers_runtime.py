@@ -243,8 +243,9 @@ async def rolled_out(api: StoreObjectAPI, image: str) -> bool:
 
 def test_a_rollout_takes_a_bounded_number_of_reconciles() -> None:
     """The fleet benchmark's shape (one replica): the echo of a reconcile's own writes
-    does not queue it again, and no fan-out key is reconciled. Without that, the same
-    rollout took 15 reconciles to create and 20 to change the image."""
+    does not queue it again, a pod's Pending details do not wake its ReplicaSet, and no
+    fan-out key is reconciled. Without that, the same rollout took 15 reconciles to
+    create (7 with) and 20 to change the image (11 with)."""
 
     async def main() -> tuple[dict[str, int], dict[str, int]]:
         store = ClusterStore("counted")
@@ -273,8 +274,8 @@ def test_a_rollout_takes_a_bounded_number_of_reconciles() -> None:
     created, changed = asyncio.run(main())
     assert set(created) <= {"Deployment", "ReplicaSet", "Pod"}, created
     assert set(changed) <= {"Deployment", "ReplicaSet", "Pod"}, changed
-    assert created["Deployment"] <= 4 and sum(created.values()) <= 10, created
-    assert changed["Deployment"] <= 5 and sum(changed.values()) <= 14, changed
+    assert created["Deployment"] <= 4 and sum(created.values()) <= 9, created
+    assert changed["Deployment"] <= 5 and sum(changed.values()) <= 13, changed
 
 
 def test_reads_are_the_stored_objects_or_frozen_copies_when_checked() -> None:

@@ -15,6 +15,9 @@ nothing):
   it ends it has seen every change up to its own writes. The event of a write a reconcile
   made itself therefore does not enqueue that same key again (it still wakes every other
   key it concerns: a pod's status write wakes its ReplicaSet, not the pod).
+- A pod's change wakes its owner (ReplicaSet, Job, ...) only when something an owner reads
+  of it changed (``owner_view``): the kubelet's Pending status with its
+  ContainerCreating details changes nothing a ReplicaSet counts.
 - Fan-out keys (the Services selecting a namespace's pods, the HPAs of a namespace) are
   expanded by the event pump from an index it keeps of those objects, instead of a
   reconcile that lists them for every pod or workload event.
@@ -30,7 +33,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from clusters.sim.controllers._util import controller_ref, fake_ip, selector_string, status_of
+from clusters.sim.controllers._util import (
+    controller_ref,
+    fake_ip,
+    pod_condition,
+    pod_is_ready,
+    selector_string,
+    status_of,
+)
 from clusters.sim.interface import Obj, ObjectAPI, ObjectEvent
 from clusters.sim.readonly import ReadOnlyError
 
@@ -125,6 +135,26 @@ def keys_for(event: ObjectEvent) -> list[Key]:
     return keys
 
 
+def owner_view(pod: Obj) -> tuple[Any, ...]:
+    """What the pod's owners read of it (metadata, node, phase, readiness since when,
+    restarts): a change outside it does not wake the owner."""
+    md = pod.get("metadata") or {}
+    status = status_of(pod)
+    ready = pod_is_ready(pod)
+    return (
+        md.get("deletionTimestamp"),
+        md.get("labels"),
+        md.get("annotations"),
+        md.get("ownerReferences"),
+        md.get("finalizers"),
+        (pod.get("spec") or {}).get("nodeName"),
+        status.get("phase"),
+        ready,
+        (pod_condition(pod, "Ready") or {}).get("lastTransitionTime") if ready else None,
+        max((c.get("restartCount", 0) for c in status.get("containerStatuses") or []), default=0),
+    )
+
+
 def _path(obj: Obj) -> tuple[str, str, str]:
     md = obj.get("metadata") or {}
     return (str(obj.get("kind", "")), str(md.get("namespace") or ""), str(md.get("name") or ""))
@@ -203,6 +233,8 @@ class Runtime:
         self._current: Key | None = None
         # Object path -> {resourceVersion of a write a reconcile made: that reconcile's key}
         self._own: dict[tuple[str, str, str], dict[str, Key]] = {}
+        # Pod path -> owner_view of its last event.
+        self._pod_views: dict[tuple[str, str, str], tuple[Any, ...]] = {}
         # The pump's index for fan-out keys: namespace -> names.
         self._fan_out: dict[str, dict[str, set[str]]] = {SERVICES_IN: {}, HPAS_IN: {}}
 
@@ -266,6 +298,23 @@ class Runtime:
         if not own or event.type == "DELETED":
             del self._own[path]
         return writer
+
+    def _unchanged_owner(self, event: ObjectEvent) -> Key | None:
+        """The owner's key when this pod change is nothing its owner reads."""
+        obj = event.object
+        if obj.get("kind") != "Pod":
+            return None
+        path = _path(obj)
+        if event.type == "DELETED":
+            self._pod_views.pop(path, None)
+            return None
+        view = owner_view(obj)
+        before = self._pod_views.get(path)
+        self._pod_views[path] = view
+        owner = controller_ref(obj)
+        if event.type != "MODIFIED" or before != view or owner is None:
+            return None
+        return (str(owner.get("kind", "")), path[1], str(owner.get("name", "")))
 
     def _index(self, event: ObjectEvent) -> None:
         """Keep the fan-out index: Services with a pod selector, HPAs, by namespace."""
@@ -377,10 +426,10 @@ class Runtime:
                 if kind == "Node":
                     self._nodes = None
                 self._index(event)
-                writer = self._writer(event)
+                skip = {self._writer(event), self._unchanged_owner(event)}
                 for fanned in keys_for(event):
                     for key in self._expand(fanned):
-                        if key != writer:
+                        if key not in skip:
                             self.enqueue(key)
         finally:
             close = getattr(events, "aclose", None)
