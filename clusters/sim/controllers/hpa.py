@@ -9,7 +9,6 @@ missing target reports AbleToScale False, FailedGetScale.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from clusters.sim.controllers._util import (
@@ -21,6 +20,7 @@ from clusters.sim.controllers._util import (
 )
 from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.interface import Obj
+from clusters.sim.readonly import thaw
 
 _RESOURCES = {
     "Deployment": "deployments",
@@ -142,7 +142,7 @@ async def reconcile_hpa(rt: Runtime, namespace: str, name: str) -> float | None:
     desired = min(max(current, low), high)
     able: tuple[str, str, str, str]
     if desired != current:
-        scaled: Obj = copy.deepcopy(target)
+        scaled: Obj = thaw(target)
         scaled["spec"]["replicas"] = desired
         await api.update(scaled)
         status["lastScaleTime"] = rfc3339()

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from clusters.sim.controllers._util import (
@@ -26,6 +25,7 @@ from clusters.sim.controllers._util import (
 from clusters.sim.controllers.runtime import Runtime
 from clusters.sim.controllers.templates import create_named
 from clusters.sim.interface import Obj
+from clusters.sim.readonly import thaw
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
@@ -168,7 +168,7 @@ async def _endpoints(rt: Runtime, svc: Obj, pods: list[Obj]) -> None:
         current["metadata"].get("labels") or {}
     ) == labels:
         return
-    updated = copy.deepcopy(current)
+    updated = thaw(current)
     updated["metadata"]["labels"] = labels
     if subsets:
         updated["subsets"] = subsets
@@ -240,7 +240,7 @@ async def _endpoint_slice(rt: Runtime, svc: Obj, pods: list[Obj]) -> None:
         and current["metadata"].get("labels") == labels
     ):
         return
-    updated = copy.deepcopy(current)
+    updated = thaw(current)
     updated.update(body)
     updated["metadata"]["labels"] = labels
     await api.update(updated)
