@@ -1006,10 +1006,17 @@ class ClusterStore:
         old_meta = _meta(old)
         if subresource == "status":
             status = new.get("status")
-            result = clone(old)
-            if status is None:
-                result.pop("status", None)
-            else:
+            # A copy of the stored object but for its status and managedFields: both are
+            # replaced (from the body, and by the tracking), so copying them was waste.
+            result: Obj = {}
+            for k, v in old.items():
+                if k == "metadata":
+                    result[k] = {mk: clone(mv) for mk, mv in v.items() if mk != "managedFields"}
+                elif k != "status":
+                    result[k] = clone(v)
+                elif status is not None:
+                    result[k] = status
+            if status is not None:
                 result["status"] = status
             if tracked:
                 result["metadata"]["managedFields"] = _meta(new).get("managedFields", [])
