@@ -6,6 +6,9 @@ controllers talk to a real API server. A later adapter can implement this
 protocol over a real cluster's REST API.
 
 Objects are plain Kubernetes manifests (``dict``), exactly as the API returns them.
+What the API returns is read-only: it may be the server's own stored object, shared with
+every other reader, so a controller copies before it changes anything
+(``copy.deepcopy``, ``{**obj, "status": ...}``).
 """
 
 from __future__ import annotations

@@ -78,6 +78,21 @@ class ApplyConflict(ClusterError):
         ]
 
 
+class _Undecoded(dict[str, Any]):
+    """The fields of a stored entry a write cannot touch, left in their wire form.
+
+    A status write by a controller re-encoded every entry of the object, the applier's
+    large spec entry included, though only entries owning part of the status can change:
+    ``track_update`` decodes just those. Truthy exactly when the set is not empty; never
+    used in set operations (``_decode_touched`` decodes before any)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        super().__init__(raw)
+        self.raw = raw
+
+
 @dataclass(slots=True)
 class _Entry:
     manager: str
@@ -107,7 +122,10 @@ class _Entry:
         if self.time is not None:
             out["time"] = self.time
         out["fieldsType"] = "FieldsV1"
-        out["fieldsV1"] = fp.to_fields_v1(self.fields)
+        if isinstance(self.fields, _Undecoded):
+            out["fieldsV1"] = clone(self.fields.raw)
+        else:
+            out["fieldsV1"] = fp.to_fields_v1(self.fields)
         if self.subresource:
             out["subresource"] = self.subresource
         return out
@@ -120,7 +138,9 @@ class _DecodeError(ValueError):
     pass
 
 
-def _decode_entries(raw: Any) -> list[_Entry]:
+def _decode_entries(raw: Any, *, lazily: bool = False) -> list[_Entry]:
+    """Entries of a managedFields list; ``lazily`` leaves each fieldsV1 undecoded (only for
+    stored entries, written by this server: a client's are checked at once)."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -134,10 +154,15 @@ def _decode_entries(raw: Any) -> list[_Entry]:
             raise _DecodeError(f"metadata.managedFields[{n}].operation must be Apply or Update")
         if item.get("fieldsType", "FieldsV1") != "FieldsV1":
             raise _DecodeError(f"metadata.managedFields[{n}].fieldsType must be FieldsV1")
-        try:
-            fields = fp.from_fields_v1(item.get("fieldsV1") or {})
-        except fp.FieldsV1Error as exc:
-            raise _DecodeError(f"metadata.managedFields[{n}].fieldsV1: {exc}") from exc
+        encoded = item.get("fieldsV1") or {}
+        fields: Tree
+        if lazily and isinstance(encoded, dict):
+            fields = _Undecoded(encoded)
+        else:
+            try:
+                fields = fp.from_fields_v1(encoded)
+            except fp.FieldsV1Error as exc:
+                raise _DecodeError(f"metadata.managedFields[{n}].fieldsV1: {exc}") from exc
         entries.append(
             _Entry(
                 manager=str(item.get("manager", "")),
@@ -781,7 +806,7 @@ def track_update(
     sent = meta.get("managedFields")
     entries: list[_Entry]
     if subresource:
-        entries = _decode_or_empty(old_meta.get("managedFields"))
+        entries = _decode_or_empty(old_meta.get("managedFields"), lazily=True)
     elif _is_reset(sent):
         entries = []
     else:
@@ -790,7 +815,7 @@ def track_update(
         except _DecodeError:
             entries = []
         if not entries:
-            entries = _decode_or_empty(old_meta.get("managedFields"))
+            entries = _decode_or_empty(old_meta.get("managedFields"), lazily=True)
     meta.pop("managedFields", None)
 
     if not entries and old is not None:
@@ -808,13 +833,19 @@ def track_update(
     current = comparison.added
     fp.union_into(current, comparison.modified)
     _strip_metadata_self(current)
+    mine_key = (manager, "Update", version, subresource)
+    try:
+        _decode_touched(entries, current, comparison.removed, mine_key)
+    except fp.FieldsV1Error:
+        return  # an unreadable stored entry: as if untracked, like a failed decode
     for e in entries:
+        if isinstance(e.fields, _Undecoded):
+            continue  # shares no top-level field with this write (see _decode_touched)
         if current:
             fp.subtract_into(e.fields, current)
         if comparison.removed:
             fp.subtract_into(e.fields, comparison.removed)
     if current:
-        mine_key = (manager, "Update", version, subresource)
         mine = next((e for e in entries if e.key == mine_key), None)
         if mine is None:
             entries.append(_Entry(manager, "Update", version, subresource, now, current))
@@ -825,11 +856,30 @@ def track_update(
     _encode_entries(meta, entries)
 
 
-def _decode_or_empty(raw: Any) -> list[_Entry]:
+def _decode_or_empty(raw: Any, *, lazily: bool = False) -> list[_Entry]:
     try:
-        return _decode_entries(raw)
+        return _decode_entries(raw, lazily=lazily)
     except _DecodeError:
         return []
+
+
+def _decode_touched(
+    entries: list[_Entry], current: Tree, removed: Tree, mine_key: tuple[str, str, str, str]
+) -> None:
+    """Decode the entries this write may change: those sharing a top-level field with what
+    it sets or removes, the writer's own, empty ones (dropped when encoded), and all of
+    them when the Update managers are about to be capped (that merges their sets)."""
+    updates = sum(1 for e in entries if e.operation == "Update")
+    everything = updates >= MAX_UPDATE_MANAGERS
+    touched = current.keys() | removed.keys()
+    if fp.SELF in touched:
+        everything = True
+    for e in entries:
+        fields = e.fields
+        if isinstance(fields, _Undecoded) and (
+            everything or not fields or e.key == mine_key or not touched.isdisjoint(fields)
+        ):
+            e.fields = fp.from_fields_v1(fields.raw)
 
 
 def _cap_update_managers(entries: list[_Entry]) -> list[_Entry]:

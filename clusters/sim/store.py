@@ -325,6 +325,10 @@ class ListResult:
     remaining: int | None
 
 
+# What a write to the status subresource reads of its body.
+_STATUS_BODY = frozenset({"apiVersion", "kind", "metadata", "status"})
+
+
 def _meta(obj: Obj) -> dict[str, Any]:
     meta = obj.get("metadata")
     return meta if isinstance(meta, dict) else {}
@@ -968,6 +972,15 @@ class ClusterStore:
         dry_run: bool = False,
     ) -> Obj:
         """Replace an object (PUT); a stale ``resourceVersion`` in the body is a 409."""
+        if subresource == "status" and isinstance(body, dict):
+            # Only the status (and the identity the checks read) is taken from the body:
+            # leave the rest uncopied (a controller's status write sends the whole object).
+            meta = body.get("metadata")
+            if isinstance(meta, dict) and "managedFields" in meta:
+                meta = {k: v for k, v in meta.items() if k != "managedFields"}
+            body = {k: v for k, v in body.items() if k in _STATUS_BODY}
+            if "metadata" in body:
+                body["metadata"] = meta
         obj = self._check_body(rt, namespace, body, name)
         old = self.find(rt.group_kind, namespace if rt.namespaced else "", name)
         if old is None:
@@ -993,10 +1006,17 @@ class ClusterStore:
         old_meta = _meta(old)
         if subresource == "status":
             status = new.get("status")
-            result = clone(old)
-            if status is None:
-                result.pop("status", None)
-            else:
+            # A copy of the stored object but for its status and managedFields: both are
+            # replaced (from the body, and by the tracking), so copying them was waste.
+            result: Obj = {}
+            for k, v in old.items():
+                if k == "metadata":
+                    result[k] = {mk: clone(mv) for mk, mv in v.items() if mk != "managedFields"}
+                elif k != "status":
+                    result[k] = clone(v)
+                elif status is not None:
+                    result[k] = status
+            if status is not None:
                 result["status"] = status
             if tracked:
                 result["metadata"]["managedFields"] = _meta(new).get("managedFields", [])

@@ -6,15 +6,19 @@ so pods land on the made-up ``<cluster>-node-1``."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
+import json
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from clusters.sim.controllers import run_controllers
+from clusters.sim.controllers import HANDLERS, run_controllers
+from clusters.sim.controllers.runtime import Runtime
 from clusters.sim.objectapi import StoreObjectAPI
+from clusters.sim.readonly import ReadOnlyError
 from clusters.sim.store import ClusterStore
 
 pytestmark = pytest.mark.sim_only("needs the simulated controllers")
@@ -200,3 +204,154 @@ def test_idle_clusters_cost_little_memory() -> None:
     per_cluster = asyncio.run(main())
     # The whole simulated cluster may use 1 MB; its controllers take a small part of it.
     assert per_cluster < 100 * 1024
+
+
+# -- what the queue costs, and what the controllers may do to what they read -----------
+
+
+def web_deployment(image: str) -> dict[str, Any]:
+    labels = {"app": "web"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": image}]},
+            },
+        },
+    }
+
+
+async def rolled_out(api: StoreObjectAPI, image: str) -> bool:
+    d = await api.get("apps/v1", "Deployment", NS, "web")
+    if d is None:
+        return False
+    status = d.get("status") or {}
+    containers = d["spec"]["template"]["spec"]["containers"]
+    return (
+        containers[0]["image"] == image
+        and status.get("observedGeneration") == d["metadata"]["generation"]
+        and status.get("updatedReplicas") == 1
+        and status.get("availableReplicas") == 1
+        and status.get("replicas") == 1
+    )
+
+
+def test_a_rollout_takes_a_bounded_number_of_reconciles() -> None:
+    """The fleet benchmark's shape (one replica): the echo of a reconcile's own writes
+    does not queue it again, a pod's Pending details do not wake its ReplicaSet, and no
+    fan-out key is reconciled. Without the first two, the same rollout took 15
+    reconciles of its Deployment, ReplicaSets and Pods to create (7 with) and 20 to
+    change the image (11 with)."""
+
+    async def main() -> tuple[dict[str, int], dict[str, int]]:
+        store = ClusterStore("counted")
+        api = StoreObjectAPI(store)
+        rt = Runtime(api, ready_delay=0.05, handlers=HANDLERS)
+        controllers = asyncio.create_task(rt.run())
+        try:
+            await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+            await api.create(web_deployment("nginx:1.27"))
+            await eventually("the first rollout", lambda: rolled_out(api, "nginx:1.27"))
+            await asyncio.sleep(0.2)  # anything still queued runs and is counted
+            created = dict(rt.reconciles)
+            rt.reconciles.clear()
+            current = await api.get("apps/v1", "Deployment", NS, "web")
+            assert current is not None
+            changed = copy.deepcopy(current)
+            changed["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.28"
+            await api.update(changed)
+            await eventually("the image rollout", lambda: rolled_out(api, "nginx:1.28"))
+            await asyncio.sleep(0.2)
+            return created, dict(rt.reconciles)
+        finally:
+            controllers.cancel()
+            await asyncio.gather(controllers, return_exceptions=True)
+
+    created, changed = asyncio.run(main())
+    assert set(created) <= {"Deployment", "ReplicaSet", "Pod"}, created
+    assert set(changed) <= {"Deployment", "ReplicaSet", "Pod"}, changed
+    assert created["Deployment"] <= 4 and sum(created.values()) <= 9, created
+    assert changed["Deployment"] <= 5 and sum(changed.values()) <= 13, changed
+
+
+def test_reads_are_the_stored_objects_or_frozen_copies_when_checked() -> None:
+    async def main() -> None:
+        store = ClusterStore("reads")
+        for manifest in manifests()[:2]:
+            await StoreObjectAPI(store).create(manifest)
+        stored = store.find(("apps", "Deployment"), NS, "web")
+        assert stored is not None
+
+        shared = StoreObjectAPI(store, check_reads=False)
+        assert await shared.get("apps/v1", "Deployment", NS, "web") is stored
+        assert (await shared.list("apps/v1", "Deployment", NS))[0] is stored
+
+        checked = StoreObjectAPI(store, check_reads=True)
+        for read in (
+            await checked.get("apps/v1", "Deployment", NS, "web"),
+            (await checked.list("apps/v1", "Deployment", NS))[0],
+        ):
+            assert read == stored and read is not stored
+            assert read is not None
+            with pytest.raises(ReadOnlyError):
+                read["spec"]["replicas"] = 5
+        assert stored["spec"]["replicas"] == 2
+
+    asyncio.run(main())
+
+
+def test_a_controller_that_changes_what_it_read_stops_the_runtime_when_checked() -> None:
+    async def careless(rt: Runtime, namespace: str, name: str) -> float | None:
+        d = await rt.api.get("apps/v1", "Deployment", namespace, name)
+        assert d is not None
+        d["spec"]["replicas"] = 3  # the bug: changing the shared object in place
+        return None
+
+    async def main() -> None:
+        store = ClusterStore("careless")
+        api = StoreObjectAPI(store, check_reads=True)
+        for manifest in manifests()[:2]:
+            await api.create(manifest)
+        rt = Runtime(api, ready_delay=0.05, handlers={"Deployment": careless})
+        async with asyncio.timeout(10):
+            await rt.run()
+
+    with pytest.raises(ExceptionGroup) as caught:
+        asyncio.run(main())
+    assert caught.group_contains(ReadOnlyError)
+
+
+def test_the_controllers_never_change_a_stored_object_in_place() -> None:
+    """What the controllers share without copying stays as it was stored: every object a
+    change recorded (and a watch delivered) still encodes the same once all settled."""
+
+    async def main() -> None:
+        seen: list[tuple[dict[str, Any], str]] = []
+
+        def snapshot() -> None:
+            last = store._history[-1]
+            seen.extend((o, json.dumps(o, sort_keys=True)) for o in (last.obj, last.old) if o)
+
+        store = ClusterStore("shared", on_change=snapshot)
+        api = StoreObjectAPI(store, check_reads=False)
+        controllers = asyncio.create_task(run_controllers(api, ready_delay=0.05))
+        try:
+            for manifest in manifests():
+                await api.create(manifest)
+            await eventually("everything settled", lambda: settled(api))
+            await asyncio.sleep(0.2)
+        finally:
+            controllers.cancel()
+            await asyncio.gather(controllers, return_exceptions=True)
+        assert len(seen) > 50
+        changed = [
+            o["metadata"].get("name") for o, text in seen if json.dumps(o, sort_keys=True) != text
+        ]
+        assert changed == []
+
+    asyncio.run(main())

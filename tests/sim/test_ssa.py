@@ -17,6 +17,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clusters.sim import ssa
 from clusters.sim.defaults import apply_defaults
 from clusters.sim.patch import PatchError
 from clusters.sim.ssa import ApplyConflict, server_side_apply, track_update
@@ -762,3 +763,45 @@ def test_kubectl_dry_run_output_with_null_timestamps_applies_cleanly() -> None:
     assert out["spec"]["template"]["metadata"]["creationTimestamp"] is None
     template_meta = _fields(out, "gitops-hub")["f:spec"]["f:template"]["f:metadata"]
     assert template_meta == {"f:creationTimestamp": {}, "f:labels": {"f:app": {}}}
+
+
+def test_status_writes_record_the_same_fields_whether_entries_are_decoded_or_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A status write decodes only the entries it may change (the applier's spec entry
+    stays in its wire form): the outcome is the one of decoding every entry."""
+    live = _apply(None, _load(DEPLOYMENT), now=T0)
+    live = server_side_apply(
+        live,
+        {**_load(DEPLOYMENT), "status": {"observedGeneration": 1, "readyReplicas": 1}},
+        manager="sim",
+        force=False,
+        now=T1,
+        subresource="status",
+    )
+    statuses: list[dict[str, Any]] = [
+        {"replicas": 3, "observedGeneration": 2, "readyReplicas": 1, "conditions": [{"type": "A"}]},
+        {"replicas": 3, "observedGeneration": 2, "readyReplicas": 1},  # a condition goes away
+        {"observedGeneration": 3, "readyReplicas": 2},  # takes readyReplicas from "sim"
+    ]
+
+    def writes() -> list[dict[str, Any]]:
+        obj, out = live, []
+        for n, status in enumerate(statuses):
+            new = copy.deepcopy(obj)
+            new["status"] = status
+            track_update(
+                obj, new, manager="deployment-controller", subresource="status", now=f"{T2}{n}"
+            )
+            out.append(new)
+            obj = new
+        return out
+
+    lazy = writes()
+    decode_all = ssa._decode_or_empty
+    monkeypatch.setattr(ssa, "_decode_or_empty", lambda raw, lazily=False: decode_all(raw))
+    assert lazy == writes()
+    assert _fields(lazy[-1], "gitops-hub") == _fields(live, "gitops-hub")
+    # The controller took over both fields "sim" applied, so its entry is gone.
+    assert _fields(lazy[0], "sim", "Apply", "status") == {"f:status": {"f:readyReplicas": {}}}
+    assert _fields(lazy[-1], "sim", "Apply", "status") is None

@@ -11,16 +11,14 @@ from __future__ import annotations
 from clusters.sim.controllers.cronjobs import reconcile_cronjob
 from clusters.sim.controllers.daemonsets import reconcile_daemonset
 from clusters.sim.controllers.deployments import reconcile_deployment
-from clusters.sim.controllers.hpa import fan_out_hpas, reconcile_hpa
+from clusters.sim.controllers.hpa import reconcile_hpa
 from clusters.sim.controllers.jobs import reconcile_job
-from clusters.sim.controllers.network import fan_out_services, reconcile_ingress, reconcile_service
+from clusters.sim.controllers.network import reconcile_ingress, reconcile_service
 from clusters.sim.controllers.pods import reconcile_pod
 from clusters.sim.controllers.replicasets import reconcile_replicaset
 from clusters.sim.controllers.runtime import (
     ALL_DAEMONSETS,
-    HPAS_IN,
     PERSISTENT_VOLUME,
-    SERVICES_IN,
     Handler,
     Runtime,
 )
@@ -51,8 +49,6 @@ HANDLERS: dict[str, Handler] = {
     "Service": reconcile_service,
     "Ingress": reconcile_ingress,
     "HorizontalPodAutoscaler": reconcile_hpa,
-    SERVICES_IN: fan_out_services,
-    HPAS_IN: fan_out_hpas,
     ALL_DAEMONSETS: _fan_out_daemonsets,
 }
 

@@ -6,7 +6,6 @@ timeZone and the success/failure history limits. Only the most recent missed run
 
 from __future__ import annotations
 
-import copy
 import logging
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -27,6 +26,7 @@ from clusters.sim.controllers.cron import CronError, most_recent, parse_schedule
 from clusters.sim.controllers.jobs import finished_at, is_finished
 from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.interface import Obj
+from clusters.sim.readonly import thaw
 
 log = logging.getLogger("clusters.sim.controllers")
 SCHEDULED_ANNOTATION = "batch.kubernetes.io/cronjob-scheduled-timestamp"
@@ -152,7 +152,7 @@ async def _start(rt: Runtime, cj: Obj, scheduled: datetime) -> Obj | None:
             },
             "ownerReferences": [owner_reference(cj)],
         },
-        "spec": copy.deepcopy(template.get("spec") or {}),
+        "spec": thaw(template.get("spec") or {}),
     }
     try:
         return await rt.api.create(manifest)

@@ -9,7 +9,6 @@ arithmetic instead), ``spec.rollbackTo``, and the ReplicaFailure condition.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from clusters.sim.controllers._util import (
@@ -42,6 +41,7 @@ from clusters.sim.controllers.rollout import (
 )
 from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.interface import Obj
+from clusters.sim.readonly import thaw
 
 REVISION = "deployment.kubernetes.io/revision"
 DESIRED = "deployment.kubernetes.io/desired-replicas"
@@ -157,7 +157,7 @@ class _Sync:
             annotations.get(k) == v for k, v in wanted.items()
         ):
             return
-        updated = copy.deepcopy(rs)
+        updated = thaw(rs)
         updated["spec"]["replicas"] = replicas
         updated["metadata"]["annotations"] = {**annotations, **wanted}
         self._replace(rs, await self.rt.api.update(updated))
@@ -165,7 +165,7 @@ class _Sync:
     async def create_new_rs(self, replicas: int, revision: int) -> None:
         tmeta = self.template.get("metadata") or {}
         labels = {**(tmeta.get("labels") or {}), HASH_LABEL: self.hash}
-        selector = copy.deepcopy(spec_of(self.d).get("selector") or {})
+        selector = thaw(spec_of(self.d).get("selector") or {})
         selector["matchLabels"] = {**(selector.get("matchLabels") or {}), HASH_LABEL: self.hash}
         annotations = {
             k: v
@@ -183,8 +183,8 @@ class _Sync:
             "replicas": replicas,
             "selector": selector,
             "template": {
-                **copy.deepcopy(self.template),
-                "metadata": {**copy.deepcopy(tmeta), "labels": labels},
+                **thaw(self.template),
+                "metadata": {**thaw(tmeta), "labels": labels},
             },
         }
         min_ready = int_field(spec_of(self.d), "minReadySeconds", 0)
@@ -229,7 +229,7 @@ class _Sync:
         assert rs is not None
         min_ready = int_field(spec_of(self.d), "minReadySeconds", 0)
         if _revision(rs) < revision or int_field(spec_of(rs), "minReadySeconds", 0) != min_ready:
-            updated = copy.deepcopy(rs)
+            updated = thaw(rs)
             if _revision(rs) < revision:
                 updated["metadata"].setdefault("annotations", {})[REVISION] = str(revision)
             if min_ready:
@@ -423,7 +423,10 @@ class _Sync:
             if current is not None and current.get("status") == "True":
                 fresh["lastTransitionTime"] = current.get("lastTransitionTime")
             conditions = [*without_condition(conditions, "Progressing"), fresh]
-            return conditions, float(self.deadline) + 1.0
+            # Look again when the deadline counted from this update (whole seconds, as
+            # written) has passed: no event of our own status write will ask for it.
+            since = parse_time(fresh["lastUpdateTime"]) or now_epoch()
+            return conditions, max(since + self.deadline - now_epoch(), 0.0) + 0.05
         if current is None:
             return conditions, None
         if current.get("reason") == TIMED_OUT:
@@ -525,7 +528,7 @@ async def reconcile_deployment(rt: Runtime, namespace: str, name: str) -> float 
         revision = str(_revision(sync.new_rs))
         annotations = d["metadata"].get("annotations") or {}
         if annotations.get(REVISION) != revision:
-            updated = copy.deepcopy(d)
+            updated = thaw(d)
             updated["metadata"]["annotations"] = {**annotations, REVISION: revision}
             d = await api.update(updated)
     await rt.write_status(d, status)

@@ -9,7 +9,6 @@ missing target reports AbleToScale False, FailedGetScale.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from clusters.sim.controllers._util import (
@@ -21,18 +20,13 @@ from clusters.sim.controllers._util import (
 )
 from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.interface import Obj
+from clusters.sim.readonly import thaw
 
 _RESOURCES = {
     "Deployment": "deployments",
     "StatefulSet": "statefulsets",
     "ReplicaSet": "replicasets",
 }
-
-
-async def fan_out_hpas(rt: Runtime, namespace: str, _name: str) -> float | None:
-    for hpa in await rt.api.list("autoscaling/v2", "HorizontalPodAutoscaler", namespace):
-        rt.enqueue(("HorizontalPodAutoscaler", namespace, hpa["metadata"]["name"]))
-    return None
 
 
 def metric_description(spec: dict[str, Any]) -> str:
@@ -148,7 +142,7 @@ async def reconcile_hpa(rt: Runtime, namespace: str, name: str) -> float | None:
     desired = min(max(current, low), high)
     able: tuple[str, str, str, str]
     if desired != current:
-        scaled: Obj = copy.deepcopy(target)
+        scaled: Obj = thaw(target)
         scaled["spec"]["replicas"] = desired
         await api.update(scaled)
         status["lastScaleTime"] = rfc3339()

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from clusters.sim.controllers._util import (
@@ -26,17 +25,11 @@ from clusters.sim.controllers._util import (
 from clusters.sim.controllers.runtime import Runtime
 from clusters.sim.controllers.templates import create_named
 from clusters.sim.interface import Obj
+from clusters.sim.readonly import thaw
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 MANAGED_BY = "endpointslice-controller.k8s.io"
-
-
-async def fan_out_services(rt: Runtime, namespace: str, _name: str) -> float | None:
-    for svc in await rt.api.list("v1", "Service", namespace):
-        if (svc.get("spec") or {}).get("selector"):
-            rt.enqueue(("Service", namespace, svc["metadata"]["name"]))
-    return None
 
 
 async def reconcile_service(rt: Runtime, namespace: str, name: str) -> float | None:
@@ -175,7 +168,7 @@ async def _endpoints(rt: Runtime, svc: Obj, pods: list[Obj]) -> None:
         current["metadata"].get("labels") or {}
     ) == labels:
         return
-    updated = copy.deepcopy(current)
+    updated = thaw(current)
     updated["metadata"]["labels"] = labels
     if subsets:
         updated["subsets"] = subsets
@@ -247,7 +240,7 @@ async def _endpoint_slice(rt: Runtime, svc: Obj, pods: list[Obj]) -> None:
         and current["metadata"].get("labels") == labels
     ):
         return
-    updated = copy.deepcopy(current)
+    updated = thaw(current)
     updated.update(body)
     updated["metadata"]["labels"] = labels
     await api.update(updated)

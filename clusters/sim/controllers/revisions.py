@@ -9,13 +9,13 @@ history`` reads them.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from clusters.sim.controllers._util import int_field, is_terminating, owned_by, owner_reference
 from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.interface import Obj
+from clusters.sim.readonly import thaw
 
 HASH_LABEL = "controller.kubernetes.io/hash"
 
@@ -55,7 +55,7 @@ async def sync_revisions(
                 "labels": labels,
                 "ownerReferences": [owner_reference(owner)],
             },
-            "data": {"spec": {"template": {**copy.deepcopy(dict(template)), "$patch": "replace"}}},
+            "data": {"spec": {"template": {**thaw(dict(template)), "$patch": "replace"}}},
             "revision": newest + 1,
         }
         try:

@@ -11,7 +11,6 @@ pods always get the update revision's template, even below a partition.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from clusters.sim.controllers._util import (
@@ -32,6 +31,7 @@ from clusters.sim.controllers.revisions import sync_revisions
 from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.controllers.templates import pod_from_template
 from clusters.sim.interface import Obj
+from clusters.sim.readonly import thaw
 
 REVISION_LABEL = "controller-revision-hash"
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -76,7 +76,7 @@ async def _ensure_claims(rt: Runtime, sts: Obj, ordinal: int) -> list[dict[str, 
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             "metadata": metadata,
-            "spec": copy.deepcopy(template.get("spec") or {}),
+            "spec": thaw(template.get("spec") or {}),
         }
         try:
             await api.create(claim)

@@ -8,12 +8,12 @@ when its claim is gone.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from clusters.sim.controllers._util import is_terminating, spec_of, status_of
 from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.interface import Obj
+from clusters.sim.readonly import thaw
 
 PROVISIONER = "sim.gitops-hub.io/hostpath"
 
@@ -51,7 +51,7 @@ async def reconcile_claim(rt: Runtime, namespace: str, name: str) -> float | Non
     if spec.get("volumeName") != volume or "pv.kubernetes.io/bind-completed" not in (
         md.get("annotations") or {}
     ):
-        updated = copy.deepcopy(pvc)
+        updated = thaw(pvc)
         updated["spec"]["volumeName"] = volume
         updated["metadata"]["annotations"] = {
             **(md.get("annotations") or {}),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ from clusters.sim.controllers._util import (
 )
 from clusters.sim.controllers.runtime import Runtime, error_reason
 from clusters.sim.interface import Obj
+from clusters.sim.readonly import thaw
 
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 
@@ -33,7 +33,7 @@ def pod_from_template(
     tmeta = template.get("metadata") or {}
     pod_labels = {**(tmeta.get("labels") or {}), **(labels or {})}
     pod_annotations = {**(tmeta.get("annotations") or {}), **(annotations or {})}
-    spec = copy.deepcopy(dict(template.get("spec") or {}))
+    spec = thaw(dict(template.get("spec") or {}))
     spec.update(spec_overrides or {})
     if node_name:
         spec["nodeName"] = node_name
