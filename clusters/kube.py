@@ -60,6 +60,11 @@ from clusters.errors import ClusterError
 
 DEFAULT_TIMEOUT_S = 30.0
 FIELD_MANAGER = "gitops-hub"
+# Requests (not watches) one cluster has in flight at once. Over HTTP/1.1 each is a
+# connection: unbounded, a burst of syncs opened dozens per cluster, each with its TLS
+# handshake (~70 per cluster per fleet benchmark run), kept only until idle. Waiting for a
+# slot counts against the request's deadline.
+REQUEST_SLOTS = 8
 
 Obj = dict[str, Any]
 PropagationPolicy = Literal["Foreground", "Background", "Orphan"]
@@ -552,7 +557,10 @@ def _shrink_tls_buffer(transport: Any, size: int = TLS_READ_BUFFER) -> bool:
 class _LeanConnector(aiohttp.TCPConnector):
     """A ``TCPConnector`` whose TLS connections read through a ``TLS_READ_BUFFER`` buffer."""
 
+    opened = 0  # connections this connector opened (each one a TLS handshake)
+
     async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:
+        self.opened += 1
         proto = await super()._create_connection(req, traces, timeout)
         _shrink_tls_buffer(proto.transport)
         return proto
@@ -587,6 +595,7 @@ class _Pool:
         self.version: str | None = None
         self.discovering: anyio.Event | None = None  # set when the discovery in flight ends
         self.write_guard: Callable[[], None] | None = None
+        self.request_slots = anyio.CapacityLimiter(REQUEST_SLOTS)
 
 
 AsyncRetrier = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
@@ -640,6 +649,13 @@ class AsyncKube:
             # TLS transports finish closing on the next turns of the loop; a loop ended
             # at once (``anyio.run`` of a one-shot) would leave their sockets to the GC
             await anyio.sleep(0.05)
+
+    @property
+    def connections_opened(self) -> int:
+        """Connections this cluster's pool opened so far (each one a TLS handshake)."""
+        session = self._pool.session
+        connector = session.connector if session is not None else None
+        return connector.opened if isinstance(connector, _LeanConnector) else 0
 
     def _open_session(self) -> aiohttp.ClientSession:
         pool = self._pool
@@ -762,6 +778,34 @@ class AsyncKube:
         guard = self._pool.write_guard
         if guard is not None and method != "GET":
             guard()
+        try:
+            with anyio.fail_after(timeout_s):  # the wait for a slot included
+                async with self._pool.request_slots:
+                    data, status = await self._exchange(
+                        method, path, query, body=body, content_type=content_type,
+                        timeout_s=timeout_s,
+                    )  # fmt: skip
+        except TimeoutError:
+            raise Transient(f"{self.name}: {what}: no answer within {timeout_s:g}s") from None
+        if not data:
+            return {}
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise KubeError(f"{self.name}: {what}: answer is not JSON", status=status) from None
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        *,
+        body: Any,
+        content_type: str,
+        timeout_s: float,
+    ) -> tuple[bytes, int]:
+        """One request and its whole body, on a connection of the pool."""
+        what = f"{method} {path}"
         async with self._open(
             method,
             path,
@@ -777,13 +821,7 @@ class AsyncKube:
                 raise Transient(f"{self.name}: {what}: no answer within {timeout_s:g}s") from None
             except (aiohttp.ClientError, OSError) as exc:
                 raise Transient(f"{self.name}: {what}: {type(exc).__name__}") from None
-            status = resp.status
-        if not data:
-            return {}
-        try:
-            return json.loads(data)
-        except ValueError:
-            raise KubeError(f"{self.name}: {what}: answer is not JSON", status=status) from None
+            return data, resp.status
 
     # -- discovery
 

@@ -15,6 +15,7 @@ import pytest
 from clusters.cache import LiveCache
 from clusters.connect import Connection, build_connection
 from clusters.kube import (
+    REQUEST_SLOTS,
     ApiResource,
     AsyncKube,
     Conflict,
@@ -325,3 +326,54 @@ def test_a_write_guard_refuses_writes_and_never_reads(sim: SimServer, kube: Kube
 
     anyio.run(main)
     assert len(checks) == 4
+
+
+def test_a_cluster_s_requests_share_a_few_kept_alive_connections(
+    sim: SimServer, kube: KubeClient
+) -> None:
+    async def main() -> tuple[int, int]:
+        client = AsyncKube(kube.connection)
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(6 * REQUEST_SLOTS):
+                    tg.start_soon(client.ping)
+            burst = client.connections_opened
+            async with anyio.create_task_group() as tg:
+                for _ in range(6 * REQUEST_SLOTS):
+                    tg.start_soon(client.ping)
+            return burst, client.connections_opened
+        finally:
+            await client.aclose()
+
+    burst, after = anyio.run(main)
+    assert 1 <= burst <= REQUEST_SLOTS  # not one connection (and handshake) per request
+    assert after == burst  # the second burst reuses them
+
+
+def test_a_request_waiting_for_a_slot_keeps_its_deadline(sim: SimServer, kube: KubeClient) -> None:
+    # Every slot is held by a request the cluster answers in 2 s; one more with a 3 s
+    # deadline waits 2 s for a slot, then 2 s for its answer: past its deadline, so it
+    # fails (it succeeded after 4 s when only the request itself was timed).
+    outcome: list[str] = []
+
+    async def main() -> None:
+        client = AsyncKube(kube.connection)
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(REQUEST_SLOTS):
+                    tg.start_soon(client.ping)
+                await anyio.sleep(0.2)
+                try:
+                    await client.ping(timeout_s=3.0)
+                    outcome.append("answered")
+                except Transient as exc:
+                    outcome.append(str(exc))
+        finally:
+            await client.aclose()
+
+    sim.faults("one").set(latency=2.0)
+    try:
+        anyio.run(main)
+    finally:
+        sim.faults("one").clear()
+    assert outcome == ["one: GET /version: no answer within 3s"]
