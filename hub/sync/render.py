@@ -42,6 +42,8 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_KUSTOMIZE_TIMEOUT_S = 90.0
 # A directory walk with more files than this is left to a thread (``hub.inline``).
 INLINE_MAX_FILES = 64
+# A parsed file larger than this (its pickle, in bytes) is read back in a thread too.
+INLINE_MAX_PICKLE = 256 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +121,8 @@ class ParsedFiles:
                 self._entries.move_to_end(key)
                 self.hits += 1
         if blob is not None:
+            if len(blob) > INLINE_MAX_PICKLE:
+                check_blocking("a large file")
             return [SourcedManifest(obj=obj, origin=o) for obj, o in pickle.loads(blob)]
         check_blocking("parsing a file")
         manifests = parse_manifests(text, origin=origin, is_json=is_json)

@@ -15,7 +15,12 @@ from hub.inline import WouldBlock, check_blocking, forbid_blocking
 from hub.repos import RepoCache, ResolvedRevisions
 from hub.sync.helm import RenderContext
 from hub.sync.model import ApplicationSource, HelmSource, parse_application_yaml
-from hub.sync.render import INLINE_MAX_FILES, render_directory, render_source
+from hub.sync.render import (
+    INLINE_MAX_FILES,
+    INLINE_MAX_PICKLE,
+    render_directory,
+    render_source,
+)
 from hub.sync.sources import resolve_sources
 from tests.hub.test_resolved_revisions import FakeRepos
 from tests.sync.test_repo_cache import git
@@ -82,6 +87,14 @@ def test_a_large_directory_is_left_to_a_thread(tmp_path: Path) -> None:
     (tmp_path / f"cm-{INLINE_MAX_FILES:03}.yaml").unlink()
     with forbid_blocking():
         assert len(render_directory(tmp_path).manifests) == INLINE_MAX_FILES
+
+
+def test_a_large_file_is_left_to_a_thread_even_parsed(tmp_path: Path) -> None:
+    items = "".join(f"  k{i}: '{'x' * 100}'\n" for i in range(INLINE_MAX_PICKLE // 100 + 1))
+    (tmp_path / "big.yaml").write_text(CM.format(name="big") + "data:\n" + items)
+    render_directory(tmp_path)  # parsed, remembered
+    with forbid_blocking(), pytest.raises(WouldBlock, match="a large file"):
+        render_directory(tmp_path)
 
 
 def test_kustomize_and_helm_never_run_inside_the_block(
