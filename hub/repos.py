@@ -28,6 +28,7 @@ import re
 import secrets
 import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,6 +433,7 @@ class FetchObserver(Protocol):
 
 
 _Key = tuple[str, str]  # (repo URL, revision; "" is "HEAD")
+KNOWN_SHAS = 4096  # (repo, SHA) pairs ResolvedRevisions remembers as resolved
 
 
 class _Cycle:
@@ -482,6 +484,9 @@ class ResolvedRevisions:
         self._clock = clock
         self._cycle = _Cycle()
         self._good: dict[_Key, str] = {}  # per key, the last SHA sha() resolved (no error)
+        # (repo, SHA) pairs a resolve answered: asked for by SHA (a render of a revision
+        # this hub resolved), they need no Git work, whatever the cycle. Bounded, oldest out.
+        self._known: OrderedDict[_Key, None] = OrderedDict()
         self._locks: dict[_Key, Lock] = {}
         self._mutex = Lock()  # guards _locks and the cycles' dicts (threads and the loop)
         self.errors: dict[str, str] = {}  # repo -> its last fetch error (sha() only)
@@ -513,6 +518,10 @@ class ResolvedRevisions:
         found = self._fresh(cycle.fetched, key)
         if found is not None:
             return found
+        with self._mutex:
+            if key in self._known:
+                self._known.move_to_end(key)
+                return key[1]
         check_blocking("git resolve")  # before the key's lock: a fetch may hold it
         with self._mutex:
             lock = self._locks.setdefault(key, Lock())
@@ -531,6 +540,10 @@ class ResolvedRevisions:
                 self._on_fetch(key[0], self._clock() - asked, ok=True)
             with self._mutex:
                 cycle.fetched[key] = (asked, sha)
+                self._known[(key[0], sha)] = None
+                self._known.move_to_end((key[0], sha))
+                while len(self._known) > KNOWN_SHAS:
+                    self._known.popitem(last=False)
             return sha
 
     async def sha(self, repo_url: str, revision: str) -> str:

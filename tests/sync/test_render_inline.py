@@ -175,3 +175,19 @@ spec:
 
     with forbid_blocking(), pytest.raises(WouldBlock, match="a chart repository"):
         resolve_sources(app, git=FakeRepos(), charts=Charts())
+
+
+def test_a_sha_this_hub_resolved_answers_inline_in_any_later_cycle() -> None:
+    # A render asks for the SHA its revision resolved to; a new Git cycle (every poll)
+    # must not send every worker's next render to a thread for it.
+    repos = FakeRepos()
+    revisions = ResolvedRevisions(repos)
+    sha = revisions.resolve("r", "main")
+    revisions.new_cycle()
+    with forbid_blocking():
+        assert revisions.resolve("r", sha) == sha
+        with pytest.raises(WouldBlock):
+            revisions.resolve("r", "main")  # a branch is asked again each cycle
+        with pytest.raises(WouldBlock):
+            revisions.resolve("q", sha)  # known for its own repository only
+    assert repos.calls == [("r", "main")]
