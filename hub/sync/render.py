@@ -44,6 +44,10 @@ DEFAULT_KUSTOMIZE_TIMEOUT_S = 90.0
 INLINE_MAX_FILES = 64
 # A parsed file larger than this (its pickle, in bytes) is read back in a thread too.
 INLINE_MAX_PICKLE = 256 * 1024
+# A file not parsed before is parsed on the loop up to this size (characters; a few ms of
+# PyYAML): a commit wakes every worker at once, and sent to threads, each of their first
+# renders parsed the same new file again before the first parse was remembered.
+INLINE_MAX_PARSE = 16 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,7 +128,8 @@ class ParsedFiles:
             if len(blob) > INLINE_MAX_PICKLE:
                 check_blocking("a large file")
             return [SourcedManifest(obj=obj, origin=o) for obj, o in pickle.loads(blob)]
-        check_blocking("parsing a file")
+        if len(text) > INLINE_MAX_PARSE:
+            check_blocking("parsing a large file")
         manifests = parse_manifests(text, origin=origin, is_json=is_json)
         blob = pickle.dumps([(m.obj, m.origin) for m in manifests], protocol=5)
         size = len(text) + len(blob)

@@ -123,8 +123,8 @@ def test_one_render_per_revision_serves_the_sync_and_the_self_heal_and_another_r
 def test_renders_that_need_no_blocking_step_run_on_the_loop(
     tmp_path: Path, run_checked: Callable[[Callable[[], Awaitable[None]]], None]
 ) -> None:
-    """Three Applications of one path: the first render parses the file (in a thread), the
-    others read it parsed and render on the worker's loop; all three sync."""
+    """Three Applications of one path: the first render exports the commit's tree (in a
+    thread), the others find it exported and render on the worker's loop; all three sync."""
     repo = GitRepo(tmp_path / "repo")
     with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
         apps = {
@@ -148,7 +148,7 @@ def test_renders_that_need_no_blocking_step_run_on_the_loop(
                 await tg.start(server.run)
                 await wait_until(synced, "three apps synced")
                 renders = server.workers["a"].renders
-                assert renders["thread"] >= 1, renders  # the first: the file was new
+                assert renders["thread"] >= 1, renders  # the first: the tree was not exported
                 assert renders["inline"] >= 1, renders
                 assert renders["thread"] + renders["inline"] == 3, renders
                 await server.shutdown()

@@ -17,7 +17,9 @@ from hub.sync.helm import RenderContext
 from hub.sync.model import ApplicationSource, HelmSource, parse_application_yaml
 from hub.sync.render import (
     INLINE_MAX_FILES,
+    INLINE_MAX_PARSE,
     INLINE_MAX_PICKLE,
+    PARSED_FILES,
     render_directory,
     render_source,
 )
@@ -62,20 +64,27 @@ def test_the_guard_holds_inside_the_block_only_and_not_in_other_threads() -> Non
     assert seen == [None]
 
 
-def test_a_file_parsed_before_renders_inline_and_a_new_one_is_left_to_a_thread(
+def test_a_small_file_is_parsed_inline_once_and_a_large_new_one_is_left_to_a_thread(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "cm.yaml").write_text(CM.format(name="inline-first"))
-    with forbid_blocking(), pytest.raises(WouldBlock, match="parsing a file"):
-        render_directory(tmp_path)
-    threaded = render_directory(tmp_path)
+    before = PARSED_FILES.misses
     with forbid_blocking():
         inline = render_directory(tmp_path)
-    assert inline == threaded
+        again = render_directory(tmp_path)
+    assert PARSED_FILES.misses == before + 1  # parsed once: the second render read it back
+    assert inline == again == render_directory(tmp_path)
     assert inline.manifests[0].obj["metadata"]["name"] == "inline-first"
     (tmp_path / "cm.yaml").write_text(CM.format(name="inline-changed"))
-    with forbid_blocking(), pytest.raises(WouldBlock):
-        render_directory(tmp_path)  # new text: parsed in a thread, never served stale
+    with forbid_blocking():  # new text: parsed anew, never served stale
+        assert render_directory(tmp_path).manifests[0].obj["metadata"]["name"] == "inline-changed"
+    padding = "# " + "x" * INLINE_MAX_PARSE + "\n"
+    (tmp_path / "cm.yaml").write_text(padding + CM.format(name="large"))
+    with forbid_blocking(), pytest.raises(WouldBlock, match="parsing a large file"):
+        render_directory(tmp_path)
+    render_directory(tmp_path)  # in a thread: parsed and remembered
+    with forbid_blocking():
+        assert render_directory(tmp_path).manifests[0].obj["metadata"]["name"] == "large"
 
 
 def test_a_large_directory_is_left_to_a_thread(tmp_path: Path) -> None:
