@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,35 @@ spec:
       syncPolicy:
         syncOptions: [CreateNamespace=true]
 """
+
+AUTOMATED = "automated: {prune: true, selfHeal: true}"
+
+
+def guestbook_appset(
+    repo: object, *, project: str = "default", policy: Sequence[str] = (AUTOMATED,)
+) -> str:
+    """One Application per cluster from the `guestbook` path into namespace `guestbook`
+    (``NS``), which the sync creates; ``policy``: the syncPolicy lines besides that."""
+    lines = "".join(f"        {line}\n" for line in policy)
+    return f"""
+apiVersion: argoproj.io/v1alpha1
+kind: ApplicationSet
+metadata:
+  name: guestbook
+spec:
+  generators:
+    - clusters: {{}}
+  template:
+    metadata:
+      name: '{{{{name}}}}-guestbook'
+    spec:
+      project: {project}
+      source: {{repoURL: {repo}, targetRevision: main, path: guestbook}}
+      destination: {{server: '{{{{server}}}}', namespace: {NS}}}
+      syncPolicy:
+{lines}        syncOptions: [CreateNamespace=true]
+"""
+
 
 CONFIGMAP = """
 apiVersion: v1

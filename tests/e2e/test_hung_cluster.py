@@ -23,11 +23,13 @@ from clusters.kube import DEFAULT_TIMEOUT_S
 from clusters.sim import SimServer
 from hub.worker import PROBE_S, PROBE_TIMEOUT_S
 from tests.e2e.serve_support import (
+    AUTOMATED,
     CONFIGMAP,
     DEPLOYMENT,
     NS,
     Fleet,
     free_port,
+    guestbook_appset,
     start_hub,
     stop_hub,
     wait_for,
@@ -40,26 +42,6 @@ CLUSTERS = ["alpha", "beta", "gamma"]
 HUNG = "beta"
 FINE = [c for c in CLUSTERS if c != HUNG]
 
-APPSET = """
-apiVersion: argoproj.io/v1alpha1
-kind: ApplicationSet
-metadata:
-  name: guestbook
-spec:
-  generators:
-    - clusters: {{}}
-  template:
-    metadata:
-      name: '{{{{name}}}}-guestbook'
-    spec:
-      project: default
-      source: {{repoURL: {repo}, targetRevision: main, path: guestbook}}
-      destination: {{server: '{{{{server}}}}', namespace: guestbook}}
-      syncPolicy:
-        automated: {{prune: true, selfHeal: true}}
-        retry: {{limit: 0}}
-        syncOptions: [CreateNamespace=true]
-"""
 
 HANG_S = 3600.0  # the sim's largest latency: a request sent during the test never ends
 # Once it goes quiet, the probe is due after PROBE_S, asked at the next jittered tick (at
@@ -102,7 +84,9 @@ def test_a_hung_cluster_is_reported_unreachable_holds_no_one_and_recovers(
         repo = GitRepo(tmp_path / "repo")
         repo.write(
             {
-                "sets/guestbook.yaml": APPSET.format(repo=repo.path),
+                "sets/guestbook.yaml": guestbook_appset(
+                    repo.path, policy=[AUTOMATED, "retry: {limit: 0}"]
+                ),
                 "guestbook/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
                 "guestbook/configmap.yaml": CONFIGMAP,
             }

@@ -12,6 +12,7 @@ from tests.e2e.serve_support import (
     DEPLOYMENT,
     Fleet,
     free_port,
+    guestbook_appset,
     start_hub,
     stop_hub,
     wait_for,
@@ -19,26 +20,6 @@ from tests.e2e.serve_support import (
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated faults"), pytest.mark.timeout(180)]
-
-APPSET = """
-apiVersion: argoproj.io/v1alpha1
-kind: ApplicationSet
-metadata:
-  name: guestbook
-spec:
-  generators:
-    - clusters: {{}}
-  template:
-    metadata:
-      name: '{{{{name}}}}-guestbook'
-    spec:
-      project: default
-      source: {{repoURL: {repo}, targetRevision: main, path: guestbook}}
-      destination: {{server: '{{{{server}}}}', namespace: guestbook}}
-      syncPolicy:
-        automated: {{prune: true, selfHeal: true}}
-        syncOptions: [CreateNamespace=true]
-"""
 
 
 def test_a_hanging_cluster_goes_unknown_while_the_other_syncs_and_recovers(
@@ -50,7 +31,7 @@ def test_a_hanging_cluster_goes_unknown_while_the_other_syncs_and_recovers(
         repo = GitRepo(tmp_path / "repo")
         repo.write(
             {
-                "sets/guestbook.yaml": APPSET.format(repo=repo.path),
+                "sets/guestbook.yaml": guestbook_appset(repo.path),
                 "guestbook/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
                 "guestbook/configmap.yaml": CONFIGMAP,
             }

@@ -18,10 +18,12 @@ from hub.apps import AppStore
 from hub.home import open_store
 from hub.sync.windows import SYNC_WINDOW_BLOCKED
 from tests.e2e.serve_support import (
+    AUTOMATED,
     CONFIGMAP,
     DEPLOYMENT,
     Fleet,
     free_port,
+    guestbook_appset,
     start_hub,
     stop_hub,
     wait_for,
@@ -31,27 +33,6 @@ from tests.sync.e2e_helpers import GitRepo
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(240)]
 
 APP = "one-guestbook"
-
-APPSET = """
-apiVersion: argoproj.io/v1alpha1
-kind: ApplicationSet
-metadata:
-  name: guestbook
-spec:
-  generators:
-    - clusters: {{}}
-  template:
-    metadata:
-      name: '{{{{name}}}}-guestbook'
-    spec:
-      project: prod
-      source: {{repoURL: {repo}, targetRevision: main, path: guestbook}}
-      destination: {{server: '{{{{server}}}}', namespace: guestbook}}
-      syncPolicy:
-        {automated}
-        syncOptions: [CreateNamespace=true]
-"""
-AUTOMATED = "automated: {prune: true, selfHeal: true}"
 
 PROJECT = """
 apiVersion: argoproj.io/v1alpha1
@@ -90,8 +71,8 @@ def guestbook_fleet(tmp_path: Path, *serve_args: str, automated: bool = True) ->
         repo = GitRepo(tmp_path / "repo")
         repo.write(
             {
-                "sets/guestbook.yaml": APPSET.format(
-                    repo=repo.path, automated=AUTOMATED if automated else ""
+                "sets/guestbook.yaml": guestbook_appset(
+                    repo.path, project="prod", policy=[AUTOMATED] if automated else []
                 ),
                 "sets/project.yaml": PROJECT,
                 "guestbook/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
