@@ -41,7 +41,6 @@ import os
 import random
 import re
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -143,13 +142,6 @@ class HubOptions:
     # A Git cycle skips the ApplicationSet pass when nothing it reads changed; it runs
     # anyway at least this often (a safety net, like Argo CD's periodic requeue).
     appset_resync_s: float = 60.0
-    # The interpreter's thread switch interval while the hub runs (``sys.setswitchinterval``;
-    # Python's default is 5 ms). The event loop drops the GIL in every SQLite call and
-    # socket operation; when a thread (the ApplicationSet pass, a store or render thread)
-    # takes it meanwhile, the loop waits up to this long to get it back, and the whole
-    # fleet's work waits with it. 0.5 ms: a store read measured on the loop during a
-    # 300-cluster rollout took ~1.3 ms of wall for 0.1 ms of CPU at 5 ms.
-    switch_interval_s: float = 0.0005
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -739,7 +731,6 @@ class Hub:
         """Run until cancelled or ``shutdown``; reports ready after the first Git cycle and
         once every worker has started."""
         anyio.to_thread.current_default_thread_limiter().total_tokens = self.options.other_threads
-        sys.setswitchinterval(self.options.switch_interval_s)  # the process runs one hub
         await anyio.to_thread.run_sync(self._open)
         try:
             if self.shards is None:

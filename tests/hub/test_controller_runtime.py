@@ -4,7 +4,6 @@ HubHandle actions, and a clean shutdown that leaves no task behind."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -103,15 +102,11 @@ def test_a_removed_cluster_s_worker_stops_and_shutdown_leaves_no_task(
 ) -> None:
     path, _sim = home
     hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
-    before = sys.getswitchinterval()
 
     async def body() -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(hub.run)
             assert hub.ready()
-            # the loop waits at most this long for the GIL a thread took meanwhile
-            assert sys.getswitchinterval() == pytest.approx(hub.options.switch_interval_s)
-            assert hub.options.switch_interval_s < 0.005  # shorter than Python's default
             assert sorted(hub.workers) == ["a", "b"]
             await wait_until(
                 lambda: all(c.state == "Connected" for c in hub.cluster_connections().values()),
@@ -127,10 +122,7 @@ def test_a_removed_cluster_s_worker_stops_and_shutdown_leaves_no_task(
             await hub.shutdown()
         assert not hub.ready()
 
-    try:
-        run_checked(body)
-    finally:
-        sys.setswitchinterval(before)
+    run_checked(body)
 
 
 def test_a_requested_sync_runs_for_an_app_without_automated_sync(
