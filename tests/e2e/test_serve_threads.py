@@ -17,6 +17,7 @@ from tests.e2e.serve_support import (
     DEPLOYMENT,
     Fleet,
     free_port,
+    guestbook_appset,
     start_hub,
     stop_hub,
     wait_for,
@@ -32,34 +33,6 @@ pytestmark = [
 FIRST = ["c0"]
 ADDED = [f"c{i}" for i in range(1, 9)]
 KINDS_PER_CLUSTER = 3  # Deployments, ConfigMaps, Namespaces (CreateNamespace)
-
-APPSET = """
-apiVersion: argoproj.io/v1alpha1
-kind: ApplicationSet
-metadata:
-  name: guestbook
-spec:
-  generators:
-    - clusters: {{}}
-  template:
-    metadata:
-      name: '{{{{name}}}}-guestbook'
-    spec:
-      project: default
-      source:
-        repoURL: {repo}
-        targetRevision: main
-        path: guestbook
-      destination:
-        server: '{{{{server}}}}'
-        namespace: guestbook
-      syncPolicy:
-        automated:
-          prune: true
-          selfHeal: true
-        syncOptions:
-          - CreateNamespace=true
-"""
 
 
 FUTEX = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine)
@@ -97,7 +70,7 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
         repo = GitRepo(root / "repo")
         repo.write(
             {
-                "appsets/guestbook.yaml": APPSET.format(repo=repo.path),
+                "appsets/guestbook.yaml": guestbook_appset(repo.path),
                 "guestbook/deployment.yaml": DEPLOYMENT.format(image="nginx:1.25"),
                 "guestbook/configmap.yaml": CONFIGMAP,
             },
