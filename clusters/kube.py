@@ -780,12 +780,24 @@ class AsyncKube:
             guard()
         try:
             with anyio.fail_after(timeout_s):  # the wait for a slot included
-                async with self._pool.request_slots:
-                    data, status = await self._exchange(
-                        method, path, query, body=body, content_type=content_type,
+                async with (
+                    self._pool.request_slots,
+                    self._open(
+                        method,
+                        path,
+                        query,
+                        body=body,
+                        content_type=content_type,
                         timeout_s=timeout_s,
-                    )  # fmt: skip
-        except TimeoutError:
+                        read_s=None,
+                    ) as resp,
+                ):
+                    try:
+                        data = await resp.read()
+                    except (aiohttp.ClientError, OSError) as exc:
+                        raise Transient(f"{self.name}: {what}: {type(exc).__name__}") from None
+                    status = resp.status
+        except TimeoutError:  # the slot, aiohttp's own deadline or the body's read
             raise Transient(f"{self.name}: {what}: no answer within {timeout_s:g}s") from None
         if not data:
             return {}
@@ -793,35 +805,6 @@ class AsyncKube:
             return json.loads(data)
         except ValueError:
             raise KubeError(f"{self.name}: {what}: answer is not JSON", status=status) from None
-
-    async def _exchange(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        *,
-        body: Any,
-        content_type: str,
-        timeout_s: float,
-    ) -> tuple[bytes, int]:
-        """One request and its whole body, on a connection of the pool."""
-        what = f"{method} {path}"
-        async with self._open(
-            method,
-            path,
-            query,
-            body=body,
-            content_type=content_type,
-            timeout_s=timeout_s,
-            read_s=None,
-        ) as resp:
-            try:
-                data = await resp.read()
-            except TimeoutError:
-                raise Transient(f"{self.name}: {what}: no answer within {timeout_s:g}s") from None
-            except (aiohttp.ClientError, OSError) as exc:
-                raise Transient(f"{self.name}: {what}: {type(exc).__name__}") from None
-            return data, resp.status
 
     # -- discovery
 

@@ -9,7 +9,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from functools import partial
 
 import anyio
@@ -22,7 +21,6 @@ from hub.apps import Condition
 from hub.errors import HubError
 from hub.handle import ClusterConnection, ConnectionState
 from hub.sync.resources import owning_app
-from hub.worker.decisions import lost_to_outage
 from hub.worker.services import COMPARISON_ERROR, _now
 from hub.worker.state import WorkerState
 
@@ -117,8 +115,8 @@ class Connection(WorkerState):
         watches themselves show the cluster answering (``probe_due``)."""
         while True:
             await anyio.sleep(PROBE_S * (0.8 + 0.4 * random.random()))
-            heard = max(self._heard_at, self.cache.heard_at if self.cache else 0.0)
-            if not probe_due(heard, time.monotonic(), failing=PROBE_KEY in self._kind_errors):
+            failing = PROBE_KEY in self._kind_errors
+            if not probe_due(self._last_answer(), time.monotonic(), failing=failing):
                 continue
             try:
                 await kube.ping(PROBE_TIMEOUT_S)
@@ -152,7 +150,7 @@ class Connection(WorkerState):
                 self._dirty.update(self.apps)
         else:
             if not self._kind_errors:  # an outage starts: since the cluster's last answer
-                self._quiet_since = max(self._heard_at, self.cache.heard_at if self.cache else 0.0)
+                self._quiet_since = self._last_answer()
             self._kind_errors[gk] = str(error)
             state: ConnectionState = (
                 "Unauthorized" if isinstance(error, Unauthorized) else "Unreachable"
@@ -166,11 +164,8 @@ class Connection(WorkerState):
         (``decide_auto_sync``); a sync still running is marked when it ends
         (``Operations._record``). Without it an app whose sync ran into a hang stayed
         OutOfSync after the cluster came back, until the next commit."""
-        if self._outage is None:
-            return
         for name, last in list(self._last.items()):
-            if not last.cluster_lost and lost_to_outage(last, *self._outage):
-                self._last[name] = replace(last, cluster_lost=True)
+            self._last[name] = self._outage_marked(last)
 
     async def _watch_kind(self, group_kind: tuple[str, str]) -> bool:
         """Start caching a kind; True when it is cached and listed."""

@@ -9,7 +9,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from functools import partial
 
 import anyio
@@ -32,7 +31,6 @@ from hub.sync.history import OperationPhase, Trigger
 from hub.sync.model import Application, SyncError
 from hub.worker.decisions import (
     LastOperation,
-    lost_to_outage,
     once_conditions,
     operation_state,
     rollout_verdict_of,
@@ -260,17 +258,17 @@ class Operations(WorkerState):
         if self.svc.metrics is not None:
             seconds = (result.finished_at - result.started_at).total_seconds()
             self.svc.metrics.observe_sync(self.name, name, result.phase.value, seconds)
-        last = LastOperation(
-            revision=result.revision,
-            phase=result.phase.value,
-            finished_monotonic=time.monotonic(),
-            self_heal=request.trigger is Trigger.SELF_HEAL,
-            started_monotonic=started,
-        )
         # A request sent during an outage may time out after the cluster is back: that
         # failure too is the outage's (the ones that ended during it: Connection).
-        lost = self._outage is not None and lost_to_outage(last, *self._outage)
-        self._last[name] = replace(last, cluster_lost=True) if lost else last
+        self._last[name] = self._outage_marked(
+            LastOperation(
+                revision=result.revision,
+                phase=result.phase.value,
+                finished_monotonic=time.monotonic(),
+                self_heal=request.trigger is Trigger.SELF_HEAL,
+                started_monotonic=started,
+            )
+        )
         level = logging.INFO if result.phase is OperationPhase.SUCCEEDED else logging.WARNING
         log.log(
             level,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,7 +26,7 @@ from hub.sync.engine import CancelToken, Limits
 from hub.sync.model import Application
 from hub.sync.operation import store_call
 from hub.sync.projects import ProjectScope
-from hub.worker.decisions import LastOperation, last_operation_of
+from hub.worker.decisions import LastOperation, last_operation_of, lost_to_outage
 from hub.worker.services import Desired, ManualSync, WorkerServices
 
 if TYPE_CHECKING:
@@ -89,6 +90,18 @@ class WorkerState:
             return await anyio.to_thread.run_sync(
                 fn, limiter=self.svc.global_calls, abandon_on_cancel=abandon
             )
+
+    def _last_answer(self) -> float:
+        """When the cluster last answered (monotonic): a probe or list, or anything its
+        watch cache heard (an event, a bookmark, a watch opening)."""
+        return max(self._heard_at, self.cache.heard_at if self.cache else 0.0)
+
+    def _outage_marked(self, last: LastOperation) -> LastOperation:
+        """``last``, marked ``cluster_lost`` when it failed during the last outage that
+        ended (``_outage``): the automated sync then tries its revision again."""
+        if self._outage is None or last.cluster_lost or not lost_to_outage(last, *self._outage):
+            return last
+        return replace(last, cluster_lost=True)
 
     async def _db(self, fn: Callable[[], T]) -> T:
         """A store call: on this loop when the store takes it inline (a thread hand-off
