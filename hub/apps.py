@@ -495,6 +495,13 @@ class AppStore:
             rows = db.execute(sql + " ORDER BY name", args).fetchall()
         return [_app(r) for r in rows]
 
+    def list_specs(self) -> list[Mapping[str, Any]]:
+        """Every Application's ``spec`` (no other column decoded: a fleet-wide scan of what
+        the Applications use reads ten thousand of them)."""
+        with self.store.read() as db:
+            rows = db.execute("SELECT spec FROM applications").fetchall()
+        return [json.loads(spec) for (spec,) in rows]
+
     def owners(self) -> dict[str, str]:
         """Owner of every owned Application: ``appset/NAME`` or ``source/NAME`` (one query).
 

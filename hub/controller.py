@@ -291,17 +291,33 @@ class AppSetPass:
     charts: frozenset[tuple[str, str, str]] = frozenset()
 
 
+# How long syncs in flight may postpone the periodic ApplicationSet pass, in resync periods.
+PERIODIC_PASS_DEFER = 5
+
+
 def appset_pass_reason(
-    last: AppSetPass | None, inputs: AppSetInputs, *, now: float, resync_s: float, asked: bool
+    last: AppSetPass | None,
+    inputs: AppSetInputs,
+    *,
+    now: float,
+    resync_s: float,
+    asked: bool,
+    syncing: bool = False,
 ) -> str | None:
     """Why this Git cycle must run the full ApplicationSet pass, or None when nothing it
     reads outside Git changed since the last one (the Git reads are checked after this,
-    with ``moved_reads``: only when this says None, as they cost a resolve each)."""
+    with ``moved_reads``: only when this says None, as they cost a resolve each).
+
+    The periodic pass is a safety net under the input marks, not a reaction to anything:
+    while ``syncing`` (a rollout in flight) it waits, up to ``PERIODIC_PASS_DEFER`` resync
+    periods, because at 10,000 Applications it is seconds of CPU taken from the syncs.
+    A pass any input asks for is never postponed."""
     if asked:
         return "refresh requested"
     if last is None:
         return "first pass"
-    if now - last.at >= resync_s:
+    age = now - last.at
+    if age >= resync_s * (PERIODIC_PASS_DEFER if syncing else 1):
         return "periodic pass"
     if last.unsure:
         return "a Git read failed in the last pass"
@@ -1077,7 +1093,12 @@ class Hub:
     ) -> str | None:
         """Why this cycle runs the full ApplicationSet pass, or None to skip it."""
         reason = appset_pass_reason(
-            last, inputs, now=now, resync_s=self.options.appset_resync_s, asked=force
+            last,
+            inputs,
+            now=now,
+            resync_s=self.options.appset_resync_s,
+            asked=force,
+            syncing=self.global_syncs.borrowed_tokens > 0,
         )
         if reason is not None or last is None:
             return reason
@@ -1104,11 +1125,11 @@ class Hub:
         self,
     ) -> tuple[frozenset[tuple[str, str]], frozenset[tuple[str, str, str]]]:
         """The (repo, revision) pairs and (repo, chart, revision) charts the stored
-        Applications use (every record decoded: only after a full ApplicationSet pass)."""
+        Applications use (every spec decoded: only after a full ApplicationSet pass)."""
         wanted: set[tuple[str, str]] = set()
         charts: set[tuple[str, str, str]] = set()
-        for rec in self.apps.list_apps():
-            for source in declared_source_specs(rec.spec):
+        for spec in self.apps.list_specs():
+            for source in declared_source_specs(spec):
                 if not source.get("repoURL"):
                     continue
                 target = str(source.get("targetRevision") or "HEAD")

@@ -21,6 +21,7 @@ import yaml
 from clusters.registry import ClusterRecord, LastCheck
 from hub.apps import AppStore, AppTxn, DesiredApp, ProjectRecord
 from hub.controller import (
+    PERIODIC_PASS_DEFER,
     AppSetInputs,
     AppSetPass,
     Hub,
@@ -415,6 +416,25 @@ def test_the_periodic_pass_runs_even_when_nothing_changed(
     run_hub(body, HubOptions())  # the default: a minute
 
 
+def test_a_sync_in_flight_postpones_the_periodic_pass(
+    world: World, run_hub: Callable[[Body], Hub]
+) -> None:
+    async def body(hub: Hub) -> None:
+        await hub.git_cycle()
+        await settle(hub)
+        clock = hub._clock
+        hub._clock = lambda: clock() + 60.0
+        full = hub.appset_passes["full"]
+        # The token a sync holds while it runs (hub.worker.operations).
+        async with hub.global_syncs:
+            await hub.git_cycle()
+            assert hub.appset_passes["full"] == full
+        await hub.git_cycle()
+        assert hub.appset_passes["full"] == full + 1
+
+    run_hub(body, HubOptions())
+
+
 def test_a_refresh_runs_the_pass(world: World, run_hub: Callable[[Body], Hub]) -> None:
     async def body(hub: Hub) -> None:
         await hub.git_cycle()
@@ -482,6 +502,21 @@ def test_the_pass_runs_for_each_reason_and_only_then(
         assert reason is None
     else:
         assert reason is not None and reason.startswith(want)
+
+
+def test_syncs_in_flight_postpone_only_the_periodic_pass_and_only_so_long() -> None:
+    def reason(now: float, **changes: Any) -> str | None:
+        return appset_pass_reason(
+            LAST, inputs(**changes), now=now, resync_s=60.0, asked=False, syncing=True
+        )
+
+    assert reason(160.0) is None  # due, but a rollout is running
+    assert reason(100.0 + 60.0 * PERIODIC_PASS_DEFER) == "periodic pass"  # not forever
+    # What an input asks for is never postponed.
+    assert reason(160.0, sources="s2") == "a source changed"
+    assert reason(160.0, store=((2, 1),)) is not None
+    asked = appset_pass_reason(LAST, inputs(), now=110.0, resync_s=60.0, asked=True, syncing=True)
+    assert asked == "refresh requested"
 
 
 def test_a_read_moved_or_read_at_two_shas_counts_as_moved() -> None:
