@@ -1012,8 +1012,9 @@ class _HistoryTxn:
         return [_history_row(r) for r in rows]
 
     def list_history_resources(self, app: str) -> list[str]:
+        # Entries in a row often name the same resources: each distinct list is read once.
         rows = self._db.execute(
-            "SELECT resources FROM sync_history WHERE app = ? ORDER BY id", (app,)
+            "SELECT DISTINCT resources FROM sync_history WHERE app = ?", (app,)
         ).fetchall()
         return [str(r[0]) for r in rows]
 

@@ -199,7 +199,8 @@ class HistoryTransaction(Protocol):
     def get_history(self, app: str, entry_id: int) -> HistoryRow | None: ...
 
     def list_history_resources(self, app: str) -> list[str]:
-        """The ``resources`` JSON of every entry of ``app`` (no manifests read)."""
+        """The distinct ``resources`` JSON texts of ``app``'s entries, in no particular order
+        (no manifests read)."""
         ...
 
     def put_operation(self, row: OperationRow) -> None: ...
@@ -397,11 +398,11 @@ class SyncHistory:
     def resource_kinds(self, app: str) -> set[tuple[str, str]]:
         """(group, kind) of every resource the app's history names: what a sync must also
         look at to prune. Reads the resource lists only (every sync asks; the entries'
-        sealed manifests are large)."""
+        sealed manifests are large), and of those only the two fields it needs."""
         return {
-            (r.group, r.kind)
+            (str(r.get("group") or ""), str(r.get("kind") or ""))
             for text in self._storage.history_reader().list_history_resources(app)
-            for r in _resources_of(text)
+            for r in json.loads(text or "[]")
         }
 
     def get(self, app: str, entry_id: int) -> HistoryEntry:
