@@ -450,6 +450,9 @@ def describe_sim(s: dict[str, Any]) -> str:
 # -- waiting ---------------------------------------------------------------------------------
 
 
+PROGRESS_EVERY_S = [30.0]  # --progress-every
+
+
 def wait_for(
     what: str,
     check: Callable[[], bool],
@@ -462,7 +465,7 @@ def wait_for(
         if check():
             return time.monotonic() - start
         time.sleep(every)
-        if progress is not None and time.monotonic() - last >= 30:
+        if progress is not None and time.monotonic() - last >= PROGRESS_EVERY_S[0]:
             last = time.monotonic()
             log(f"  {time.monotonic() - start:5.0f}s waiting for {what}: {progress()}")
     if progress is not None:
@@ -513,6 +516,19 @@ class Apps:
     def count_converged(self, sha: str, clusters: Iterable[str] | None = None) -> int:
         return self.counts(sha, clusters)[1]
 
+    def stages(self, sha: str | None) -> str:
+        """Where the Applications are on the way to ``sha``: seen OutOfSync, an operation
+        running, synced to it (healthy or not)."""
+        if sha is None:
+            return ""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(sync_status = 'OutOfSync'), 0), "
+            "COALESCE(SUM(operation_state LIKE '%\"phase\": \"Running\"%'), 0), "
+            "COALESCE(SUM(synced_sha = ?), 0) FROM applications",
+            (sha,),
+        ).fetchone()
+        return f"OutOfSync {row[0]}, running {row[1]}, synced to it {row[2]}"
+
 
 def argo_secrets(kubeconfig: Path) -> str:
     """Argo CD declarative cluster Secrets for every context of a sim kubeconfig."""
@@ -560,6 +576,12 @@ def main() -> None:
     parser.add_argument("--apps", type=int, default=10, help="Applications per cluster.")
     parser.add_argument("--drift-samples", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=900.0, help="Per phase, seconds.")
+    parser.add_argument(
+        "--progress-every",
+        type=float,
+        default=30.0,
+        help="Seconds between progress lines while waiting for convergence.",
+    )
     parser.add_argument(
         "--register",
         choices=("auto", "add", "import"),
@@ -616,6 +638,7 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
+    PROGRESS_EVERY_S[0] = args.progress_every
     n, m = args.clusters, args.apps
     tmp = Path(tempfile.mkdtemp(prefix="hub-fleet-bench-"))
     log(f"fleet benchmark: {n} clusters x {m} apps = {n * m} Applications ({tmp})")
@@ -676,7 +699,8 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
             threads, fds = ProcessPeaks.now()
             s = sim_summary(sim.stats())
             return (
-                f"{good}/{total} Synced+Healthy ({count} apps); hub threads {threads}, "
+                f"{good}/{total} Synced+Healthy ({count} apps; {apps.stages(sha)}); "
+                f"hub threads {threads}, "
                 f"fds {fds}, RSS {rss_mb():.0f} MB; sim busiest {100 * s['cpu_share_max']:.0f}% "
                 f"of a core, lag p99 {s['loop_lag_p99_ms']:.0f} ms; load {os.getloadavg()[0]:.1f}"
             )
@@ -686,6 +710,8 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
     sampler = StackSampler() if args.hub_samples else None
     peaks = ProcessPeaks()
 
+    opened_so_far = [0]
+
     def phase(name: str) -> None:
         """Close a phase: the simulator's figures for it, and a new window."""
         s = sim_summary(sim.stats(reset=True))
@@ -693,6 +719,11 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         log(f"  {name}: {describe_sim(s)}")
         log(f"  {name}: hub peaks so far: RSS {peaks.rss_mb:.0f} MB, threads {peaks.threads}, "
             f"open files {peaks.fds}")  # fmt: skip
+        # TLS handshakes: each connection a pool opened (workers that restarted not counted).
+        opened = sum(w.kube.connections_opened for w in hub.workers.values() if w.kube)
+        figures.setdefault("connections_opened", {})[name] = opened - opened_so_far[0]
+        log(f"  {name}: hub connections opened (TLS handshakes): {opened - opened_so_far[0]}")
+        opened_so_far[0] = opened
         if sampler is not None:
             top = sampler.take()
             figures.setdefault("hub_samples", {})[name] = top

@@ -167,6 +167,9 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--no-tracemalloc", action="store_true")
     parser.add_argument("--settle", type=float, default=5.0, help="Idle seconds before measuring.")
+    parser.add_argument(
+        "--idle-window", type=float, default=20.0, help="Seconds of idle CPU measured."
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     n, m = args.clusters, args.apps
@@ -225,6 +228,14 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         wait_for("every worker connected and idle", ready, args.timeout, progress, 1.0)
         figures["ready_s"] = round(time.monotonic() - t0, 1)
         time.sleep(args.settle)
+        # What an idle fleet costs: the process's CPU over a quiet window (probes, watch
+        # bookmarks and re-watches, the workers' ticks, the Git poll).
+        log(f"idle window: {args.idle_window:g}s")
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        time.sleep(args.idle_window)
+        idle_share = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+        figures["idle_cpu_share"] = round(idle_share, 3)
+        log(f"idle: {100 * idle_share:.1f}% of a core over {args.idle_window:g}s")
         state = portal.call(_fleet_state, hub)
         rss1 = clean_rss_mb()
         rss_trimmed = trimmed_rss_mb()

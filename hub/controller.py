@@ -432,6 +432,10 @@ class Hub:
         # The registry as last read: every sync's project scope needs the fleet's names and
         # servers, and one query per sync was O(clusters) each (1,000 clusters: the top cost).
         self._fleet: tuple[ClusterRef, ...] | None = None
+        # _follow_registry's last list, with its refs and fingerprint.
+        self._registry_seen: tuple[
+            tuple[ClusterRecord, ...], tuple[ClusterRef, ...], dict[str, tuple[Any, ...]]
+        ] = ((), (), {})
         self._app_marks: dict[str | None, tuple[Any, ...]] = {}
         self._source_repos: set[str] = set()
         self._app_repos: set[str] = set()
@@ -1179,8 +1183,19 @@ class Hub:
 
     async def _follow_registry(self) -> None:
         records = await self._db(self.registry.list)
-        self._fleet = tuple(cluster_ref(r) for r in records)
-        fingerprint = cluster_fingerprint(records)
+        seen = self._registry_seen
+        if len(seen[0]) != len(records) or any(
+            a is not b for a, b in zip(seen[0], records, strict=True)
+        ):
+            # The store hands out the same record objects while their rows stay unchanged:
+            # a registry that did not move costs this poll no per-cluster work.
+            seen = self._registry_seen = (
+                tuple(records),
+                tuple(cluster_ref(r) for r in records),
+                cluster_fingerprint(records),
+            )
+        self._fleet = seen[1]
+        fingerprint = seen[2]
         if fingerprint == self._clusters and self.workers and not self._restart_at:
             return
         changed = fingerprint != self._clusters
