@@ -14,12 +14,17 @@ database's clock only.
   the live replicas (pure; deterministic, and a join or leave moves only the clusters that
   hash to the replica that came or went).
 - Fencing: a replica writes a cluster's state only while it holds the lease with the token
-  it got. ``ClusterFence.check_db`` is run inside the write transaction (the lease row is
-  read ``FOR SHARE`` on PostgreSQL, so a take-over waits for the write to commit, or the
-  write sees the new token and is refused with ``LeaseLost``). Spoke writes are checked
-  against the local deadline: the monotonic time the renewal started plus the lease
-  minus a margin, which ends before the database can see the lease expire, so a replica
-  that stalls (SIGSTOP, a long GC, a lost network) refuses to write when it resumes.
+  it got. ``ClusterFence.check_db`` is run inside the write transaction, which holds the
+  store's write lock, as every acquisition and release does: a take-over waits for the
+  write to commit, or the write sees the new token and is refused with ``LeaseLost``.
+  Spoke writes are checked against the local deadline: the monotonic time the renewal
+  started plus the lease minus a margin, which ends before the database can see the
+  lease expire, so a replica that stalls (SIGSTOP, a long GC, a lost network) refuses to
+  write when it resumes.
+- The heartbeat (``LeaseStore.beat``) is the one lease transaction outside that lock
+  (``Store.write_rows``): its renewal changes neither owner nor token, so no fence check
+  depends on it, and it must not queue behind the writes of every replica: one writer
+  stalled inside its transaction made every replica's leases lapse at once.
 """
 
 from __future__ import annotations
@@ -264,12 +269,6 @@ def now_sql(store: Store) -> str:
     return "((julianday('now') - 2440587.5) * 86400.0)"
 
 
-def _share(store: Store) -> str:
-    """Lock the lease row read by a fenced write until that write commits (PostgreSQL);
-    SQLite's write transaction already excludes every other writer."""
-    return " FOR SHARE" if _dialect(store) == "postgresql" else ""
-
-
 @dataclass(frozen=True, kw_only=True)
 class ReplicaRow:
     id: str
@@ -303,9 +302,15 @@ class LeaseStore:
 
     def beat(self, *, url: str = "", renew: bool = True) -> Beat:
         """Heartbeat: record this replica, create missing lease rows, renew this replica's
-        unexpired leases, and read who is live and who holds what."""
+        unexpired leases, and read who is live and who holds what.
+
+        Outside the store's write lock (``Store.write_rows``): on PostgreSQL it waits only
+        for the rows it changes (its own replica row, its own leases, missing lease rows),
+        never behind the fleet's other writes. The renewal is a conditional ``UPDATE``, so
+        one racing an acquisition of the same row is re-checked by the database on the row
+        the acquisition committed."""
         o, now = self.options, self.now
-        with self.store.write() as db:
+        with self.store.write_rows() as db:
             db.execute(
                 f"INSERT INTO replicas (id, host, pid, url, started_at, heartbeat_at) "
                 f"VALUES (?, ?, ?, ?, {now}, {now}) ON CONFLICT (id) DO UPDATE SET "
@@ -314,8 +319,11 @@ class LeaseStore:
             )
             prefix = f"'{CLUSTER_PREFIX}'"  # our constant, not input
             db.execute(
+                # In name order: two heartbeats inserting the same new rows wait for each
+                # other in one order, never in a cycle.
                 f"INSERT INTO leases (name) SELECT {prefix} || name FROM clusters WHERE "
-                f"{prefix} || name NOT IN (SELECT name FROM leases) ON CONFLICT (name) DO NOTHING"
+                f"{prefix} || name NOT IN (SELECT name FROM leases) ORDER BY name "
+                "ON CONFLICT (name) DO NOTHING"
             )
             db.execute(
                 "INSERT INTO leases (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (LEADER,)
@@ -658,9 +666,9 @@ class ClusterFence:
         """Inside a write transaction: refuse unless the lease row still names this
         replica's token (else mark the fence lost, which stops the worker)."""
         self.check_local()
-        row = db.execute(
-            f"SELECT token FROM leases WHERE name = ?{_share(store)}", (self.name,)
-        ).fetchone()
+        # No row lock: the token only changes in an acquisition, a write transaction like
+        # this one (the store's write lock orders them); a renewal beside it changes neither.
+        row = db.execute("SELECT token FROM leases WHERE name = ?", (self.name,)).fetchone()
         if row is None or int(row[0]) != self.token:
             held = "none" if row is None else str(row[0])
             self.lose(f"token {self.token} superseded by {held}")

@@ -18,6 +18,12 @@ Every ``heartbeat_s`` (``Shards.beat``), in this order:
 When the database cannot be reached the loop keeps trying; a lease whose local deadline
 passes (``lease_s - margin_s`` after its last successful renewal started) stops its worker
 before any other replica can take it over.
+
+The renewal waits behind nothing else the replica does: it has a thread slot of its own
+(not the store calls' limiter, where it queued behind every pending store call) and on
+PostgreSQL does not take the store's write lock (``LeaseStore.beat``). What does need that
+lock, acquisitions and releases (the leader lease too), runs in tasks of its own, so a
+write lock held long elsewhere delays them, never the next renewal.
 """
 
 from __future__ import annotations
@@ -74,23 +80,29 @@ class Shards:
         self.fences = fences
         self.options: LeaseOptions = leases.options
         self.replica = leases.replica
-        self._limiter = limiter
+        self._limiter = limiter  # the hub's store calls: acquisitions and releases
+        # The heartbeat's own slot: beats are sequential, and one queued behind the store
+        # calls of a busy replica let its leases lapse while the replica was healthy.
+        self._beat_limiter = anyio.CapacityLimiter(1)
         self._url = url
         self.leader: ClusterFence | None = None
         self.owned: set[str] = set()  # taken over, worker started (or starting)
         self.releasing: set[str] = set()
         self.acquiring: set[str] = set()
+        self.acquiring_leader = False
         self.last: Beat | None = None
         self._tg: anyio.abc.TaskGroup | None = None
 
-    async def _db(self, fn: Callable[[], T]) -> T:
-        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+    async def _db(self, fn: Callable[[], T], limiter: anyio.CapacityLimiter | None = None) -> T:
+        return await anyio.to_thread.run_sync(fn, limiter=limiter or self._limiter)
 
-    async def _try(self, what: str, fn: Callable[[], T]) -> T | None:
+    async def _try(
+        self, what: str, fn: Callable[[], T], limiter: anyio.CapacityLimiter | None = None
+    ) -> T | None:
         """A lease statement whose failure (the database out of reach) is logged and
         retried at the next heartbeat rather than stopping the replica."""
         try:
-            return await self._db(fn)
+            return await self._db(fn, limiter)
         except Exception as exc:  # either backend's driver errors
             log.warning("replica %s: %s failed: %r", self.replica, what, exc)
             return None
@@ -108,7 +120,9 @@ class Shards:
         anyone takes clusters), then beat until cancelled."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            await self._try("join", partial(self.leases.beat, url=self._url(), renew=False))
+            await self._try(
+                "join", partial(self.leases.beat, url=self._url(), renew=False), self._beat_limiter
+            )
             await anyio.sleep(self.options.heartbeat_s)
             await self.beat()
             task_status.started()
@@ -118,20 +132,29 @@ class Shards:
 
     async def beat(self) -> None:
         started = time.monotonic()
-        beat = await self._try("heartbeat", partial(self.leases.beat, url=self._url()))
+        # Only leases held before the renewal ran are judged by it: one acquired by a task
+        # meanwhile (no longer ordered with the renewal by the write lock) may have
+        # committed after it; its own deadline stands until the next beat.
+        before = self.fences.held()
+        leader_before = self.leader
+        beat = await self._try(
+            "heartbeat", partial(self.leases.beat, url=self._url()), self._beat_limiter
+        )
         if beat is None:  # the database is out of reach
             await self._expire_local()
             return
         self.last = beat
         deadline = self._deadline(started)
-        for cluster, fence in sorted(self.fences.held().items()):
+        for cluster, fence in sorted(before.items()):
+            if self.fences.get(cluster) is not fence:
+                continue  # dropped or handed over meanwhile
             if beat.renewed.get(fence.name) == fence.token:
                 fence.extend(deadline)
             else:
                 fence.lose("not renewed: expired or taken over")
                 log.warning("replica %s: lost the lease of cluster %s", self.replica, cluster)
                 await self._drop(cluster, release=False)
-        if self.leader is not None:
+        if self.leader is not None and self.leader is leader_before:
             if beat.renewed.get(LEADER) == self.leader.token:
                 self.leader.extend(deadline)
             else:
@@ -157,15 +180,23 @@ class Shards:
             if cluster not in self.releasing | self.acquiring and self._tg is not None:
                 self.acquiring.add(cluster)
                 self._tg.start_soon(self._acquire, cluster)
-        if self.leader is None:
+        if self.leader is None and not self.acquiring_leader and self._tg is not None:
             row = beat.leases.get(LEADER)
             if row is None or row.free_at(beat.now) or row.owner == self.replica:
-                t0 = time.monotonic()
-                token = await self._try("leader lease", partial(self.leases.acquire, LEADER))
-                if token is not None:
-                    self.leader = ClusterFence(LEADER, token, self._deadline(t0))
-                    log.info("replica %s: leader (token %d)", self.replica, token)
-                    self.host.leadership_changed(True)
+                self.acquiring_leader = True
+                self._tg.start_soon(self._acquire_leader)
+
+    async def _acquire_leader(self) -> None:
+        """In a task of its own: an acquisition waits for the store's write lock."""
+        try:
+            t0 = time.monotonic()
+            token = await self._try("leader lease", partial(self.leases.acquire, LEADER))
+            if token is not None:
+                self.leader = ClusterFence(LEADER, token, self._deadline(t0))
+                log.info("replica %s: leader (token %d)", self.replica, token)
+                self.host.leadership_changed(True)
+        finally:
+            self.acquiring_leader = False
 
     def _lose_leader(self, why: str) -> None:
         if self.leader is not None:
@@ -210,12 +241,19 @@ class Shards:
         await self.host.start_owned_worker(cluster)
 
     async def _drop(self, cluster: str, *, release: bool) -> None:
-        """Stop the worker now (no drain) and forget the lease (released when asked)."""
+        """Stop the worker now (no drain) and forget the lease (released when asked, in a
+        task of its own when the heartbeat asks: a release waits for the write lock)."""
         self.owned.discard(cluster)
         await self.host.stop_worker(cluster, drain=False, wait=False)
         fence = self.fences.pop(cluster)
         if release and fence is not None and not fence.lost:
-            await self._try("release", partial(self.leases.release, fence.name, fence.token))
+            if self._tg is not None:
+                self._tg.start_soon(self._release, fence)
+            else:
+                await self._release(fence)
+
+    async def _release(self, fence: ClusterFence) -> None:
+        await self._try("release", partial(self.leases.release, fence.name, fence.token))
 
     async def _hand_off(self, cluster: str) -> None:
         """Graceful: no new sync, let those in flight end, stop the worker, release."""

@@ -510,6 +510,11 @@ def begin_write(db: Connection) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
 
 
+def _begin_rows(db: Connection) -> None:
+    """PostgreSQL: a write transaction without the advisory write lock (``write_rows``)."""
+    db.execute("BEGIN")
+
+
 def begin_read(db: Connection) -> None:
     """Start a read transaction: one snapshot for all its queries, no write lock."""
     db.execute("BEGIN" if db.backend == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ")
@@ -746,6 +751,23 @@ class Store:
             yield from _transaction(db)
         if inline is not None:
             inline.wrote = True
+
+    @contextmanager
+    def write_rows(self) -> Iterator[Connection]:
+        """A write transaction that on PostgreSQL does not queue on the store's write lock,
+        only on the row locks of what it changes: for the lease heartbeat, which must not
+        wait behind the writes of every replica (``hub.leases.LeaseStore.beat``). Only for
+        statements that stay correct beside serialised writers. On SQLite it is
+        ``write()`` (the database lock is the only one there)."""
+        if self._writers is not None:
+            with self.write() as db:
+                yield db
+            return
+        db = self._conn()
+        if db.in_transaction:
+            yield db  # inside a write() of this thread: that transaction
+            return
+        yield from _transaction(db, _begin_rows)
 
     def _first_inline_write(self, db: Connection, inline: _Inline) -> Iterator[Connection]:
         """The first write of a ``call_inline``: taken only if no writer holds the lock,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import anyio
 import pytest
 
 from hub.apps import AppStore
@@ -37,6 +38,7 @@ from hub.leases import (
     quiet_lease_lost,
     shard_view,
 )
+from hub.shards import Shards
 from hub.store import Store
 from hub.sync.history import Operation, OperationPhase, SyncHistory, Trigger
 from hub.worker import ClusterWorker
@@ -436,3 +438,152 @@ def test_a_fence_past_its_local_deadline_refuses_without_asking_the_database() -
     renewed.lose("taken over")
     with pytest.raises(LeaseLost, match="taken over"):
         renewed.check_local()
+
+
+def test_a_take_over_waits_for_a_fenced_write_in_flight_then_refuses_the_old_token(
+    store: Store,
+) -> None:
+    """The fence check reads the token without a row lock: what orders a take-over after a
+    fenced write is the store's write lock, which both hold (the heartbeat, which does not
+    take it, never changes a token)."""
+    with AppStore(store).transaction() as txn:
+        txn.put_desired(desired("web", cluster="east"))
+    _, a_fences = _held(store, "a", "east")
+    b = LeaseStore(store, "b", OPTIONS)
+    b.beat()
+    _expire(store, cluster_lease("east"))
+    checked, commit = threading.Event(), threading.Event()
+
+    def write_in_flight() -> None:
+        with store.atomic():
+            FencedAppStore(store, a_fences).set_status("web", sync_status="Synced")
+            checked.set()  # token 1 checked and written, not committed yet
+            commit.wait(30)
+
+    writer = threading.Thread(target=write_in_flight)
+    writer.start()
+    assert checked.wait(10)
+    tokens: list[int | None] = []
+    taker = threading.Thread(target=lambda: tokens.append(b.acquire(cluster_lease("east"))))
+    taker.start()
+    taker.join(timeout=0.5)
+    try:
+        assert taker.is_alive() and not tokens  # the take-over waits for the write to commit
+    finally:
+        commit.set()
+        writer.join()
+        taker.join()
+    assert tokens == [2]
+    rec = AppStore(store).get("web")
+    assert rec is not None and rec.sync_status == "Synced"  # written under token 1, in time
+    with pytest.raises(LeaseLost, match="fencing token 1"):
+        FencedAppStore(store, a_fences).set_status("web", sync_status="OutOfSync")
+
+
+# ---------------------------------------------------------------- the heartbeat
+
+
+@pytest.fixture
+def pg_store(postgres_url: str) -> Iterator[Store]:
+    with Store.open(postgres_url) as s:
+        with s.write() as db:
+            db.execute(
+                "INSERT INTO clusters (name, server, credential_kind, credential_rev, key_id, "
+                "wrapped_key, nonce, ciphertext) VALUES ('east', 'https://east', 'token', 'r', "
+                "'k', ?, ?, ?)",
+                (b"\0", b"\0", b"\0"),
+            )
+        yield s
+
+
+def test_a_renewal_does_not_wait_for_a_writer_stalled_in_its_transaction(
+    pg_store: Store,
+) -> None:
+    """On PostgreSQL every write transaction of every replica queues on one advisory lock.
+    A writer stalled while holding it (its process paused, starved or cut off) held up the
+    heartbeat of every replica: all their leases lapsed together although each was
+    healthy. The renewal takes only the row locks of its own leases."""
+    a = LeaseStore(pg_store, "a", OPTIONS)
+    a.beat()
+    token = a.acquire(cluster_lease("east"))
+    holding, stalled_until = threading.Event(), threading.Event()
+
+    def stalled_writer() -> None:  # any writer: another replica, the CLI
+        with pg_store.write():
+            holding.set()
+            stalled_until.wait(30)
+
+    writer = threading.Thread(target=stalled_writer)
+    writer.start()
+    assert holding.wait(10)
+    beats: list[Any] = []
+    heart = threading.Thread(target=lambda: beats.append(a.beat()))
+    heart.start()
+    heart.join(timeout=10)
+    try:
+        assert beats, "the heartbeat waited for the store's write lock"
+        assert beats[0].renewed == {cluster_lease("east"): token}
+    finally:
+        stalled_until.set()
+        writer.join()
+        heart.join()
+
+
+class _Host:
+    """What ``Shards`` asks of the hub, recorded (no workers here)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.leading: list[bool] = []
+
+    async def take_over(self, cluster: str) -> None:
+        pass
+
+    async def start_owned_worker(self, cluster: str) -> None:
+        self.started.append(cluster)
+
+    async def stop_worker(self, cluster: str, *, drain: bool, wait: bool = True) -> None:
+        pass
+
+    def leadership_changed(self, leader: bool) -> None:
+        self.leading.append(leader)
+
+
+def test_the_heartbeat_renews_while_every_store_call_slot_is_taken(store: Store) -> None:
+    """A busy replica has every slot of its store-call limiter taken, with more calls
+    queued: the heartbeat, which queued there behind them, has a slot of its own."""
+    leases = LeaseStore(store, "a", LeaseOptions.for_lease(1.5))  # a beat every 0.5 s
+    fences = Fences(store)
+    store_calls = anyio.CapacityLimiter(2)
+    host = _Host()
+    shards = Shards(host, leases, fences, store_calls)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(shards.run)
+            with anyio.fail_after(10):
+                while sorted(host.started) != ["east", "west"] or not shards.is_leader():
+                    await anyio.sleep(0.05)
+            busy = anyio.Event()
+
+            async def store_call() -> None:
+                async with store_calls:
+                    await busy.wait()
+
+            for _ in range(3):  # every slot taken, one more call waiting
+                tg.start_soon(store_call)
+            while store_calls.borrowed_tokens < 2:
+                await anyio.sleep(0.01)
+            seen, beats = shards.last, 0
+            with anyio.fail_after(10):  # a beat every 0.5 s: two of them
+                while beats < 2:
+                    await anyio.sleep(0.05)
+                    if shards.last is not seen:
+                        seen, beats = shards.last, beats + 1
+            assert seen is not None
+            assert set(seen.renewed) == {cluster_lease("east"), cluster_lease("west"), LEADER}
+            assert all(f.valid() for f in fences.held().values()) and shards.is_leader()
+            busy.set()
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
