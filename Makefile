@@ -57,8 +57,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers (pytest-xdist): most of the suite's wall time is end-to-end tests waiting on
+# simulated clusters and `hub serve` subprocesses, with a core mostly idle. `--dist loadfile`
+# keeps each file on one worker, in order: module fixtures (one sim + hub per file) start
+# once and the tests that build on each other's state (test_serve_git_mistakes) stay
+# together. Workers share nothing that matters: each has its own session sim and PostgreSQL
+# server, servers take a free loopback port, and each test its own tmp_path home.
+# compileall first: with PYTHONDONTWRITEBYTECODE set (as on these machines) every `hub`
+# subprocess would otherwise compile the hub's ~35k lines again (~0.25 s of CPU each).
 test: install system-deps lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/python -m compileall -q hub clusters generators
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/sim_server.py

@@ -18,7 +18,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import urllib.parse
@@ -26,6 +25,8 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
+
+from tests.ports import free_port
 
 PASSWORD_ROLE = "hub_pw"
 PASSWORD = "pw-" + uuid.uuid4().hex
@@ -67,19 +68,13 @@ def unavailable(reason: PostgresNotFound, env: Mapping[str, str]) -> NoReturn:
     pytest.skip(f"PostgreSQL tests skipped: {reason}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PostgresServer:
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix="hub-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self._as_user: list[str] = []
         self._shared = False
         if os.geteuid() == 0:

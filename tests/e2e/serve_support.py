@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from hub.apps import AppRecord, AppStore
 from hub.home import open_store
 from tests.clusters.cli_support import CLEAN_ENV, Hub
 from tests.conftest import run_kubectl
+from tests.ports import free_port as free_port  # re-exported: the e2e tests import it here
 from tests.sync.e2e_helpers import GitRepo
 
 NS = "guestbook"
@@ -156,12 +156,6 @@ class Fleet:
 
     def hub_log(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_hub(fleet: Fleet, *args: str) -> subprocess.Popen[str]:

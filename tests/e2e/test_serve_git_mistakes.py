@@ -23,6 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clusters.sim import SimServer
+from hub.api.client import ApiClient, find_running_hub
+from hub.api.token import read_token
 from hub.apps import AppStore
 from hub.home import open_store
 from hub.sources import SourceRecord, SourceStore
@@ -153,7 +155,16 @@ class Mistakes(Fleet):
         sha = self.repo.write(files, message)
         return self.await_load(sha, since)
 
+    def read_git_now(self) -> None:
+        """Ask the hub to read Git now (`POST /api/v1/refresh`), as a push webhook would:
+        the hypothesis test below loads some forty commits, and waiting for the next 1 s
+        poll cost each of them ~0.5 s. Only when the hub reads Git changes; what it does
+        with what it read is the same as after a poll."""
+        ApiClient(self.url, token=read_token(self.home)).post("/api/v1/refresh")
+
     def await_load(self, sha: str, since: datetime) -> SourceRecord:
+        self.read_git_now()
+
         def seen() -> SourceRecord | None:
             record = self.loaded_after(since)
             if record is None:
@@ -170,6 +181,7 @@ class Mistakes(Fleet):
         since = datetime.now().astimezone()
         time.sleep(0.01)
         self.repo.git("reset", "-q", "--hard", self.good["sha"])
+        self.read_git_now()
 
         def clean() -> bool:
             record = self.loaded_after(since)
@@ -229,6 +241,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mistakes]:
         f.url = f"http://127.0.0.1:{port}"
         start_hub(f, "--git-poll", "1", "--resync", "30", "--port", str(port))
         try:
+            wait_for("the hub's API", lambda: find_running_hub(f.home) == f.url)
             yield f
         finally:
             code = stop_hub(f)

@@ -14,15 +14,16 @@ pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.time
 
 
 @pytest.mark.parametrize(
-    ("image", "code", "says"),
+    ("image", "timeout", "code", "says"),
     [
-        ("nginx:1.25", 0, "all Applications Synced and Healthy"),
-        # the simulated kubelet crash-loops images whose tag says so: never Healthy
-        ("nginx:crashloop", 1, "not synced and healthy: one-web"),
+        ("nginx:1.25", "20", 0, "all Applications Synced and Healthy"),
+        # the simulated kubelet crash-loops images whose tag says so: never Healthy, so
+        # each sync waits out its whole --timeout (a short one: it only has to end)
+        ("nginx:crashloop", "6", 1, "not synced and healthy: one-web"),
     ],
 )
 def test_once_exits_by_whether_everything_is_synced_and_healthy(
-    tmp_path: Path, image: str, code: int, says: str
+    tmp_path: Path, image: str, timeout: str, code: int, says: str
 ) -> None:
     with SimServer(clusters=["one", "two"], ready_delay=0.2, kubeconfig_path=tmp_path / "k") as sim:
         repo = GitRepo(tmp_path / "repo")
@@ -39,7 +40,7 @@ def test_once_exits_by_whether_everything_is_synced_and_healthy(
             f.cli.ok("cluster", "add", name, "--kubeconfig", str(sim.kubeconfig_path),
                      "--context", name)  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
-        run = f.cli("serve", "--once", "--timeout", "20")
+        run = f.cli("serve", "--once", "--timeout", timeout)
         assert run.exit_code == code, run.output
         assert says in run.output
         apps = f.apps()

@@ -19,6 +19,7 @@ import yaml
 
 from clusters.sim.shards import split
 from tests.conftest import run_kubectl
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sim_only("starts hub sim serve")]
 
@@ -244,25 +245,8 @@ def test_shards_split_names_contiguously_and_evenly() -> None:
     assert split((), 2) == [()]
 
 
-def _free_port_pair() -> int:
-    import socket
-
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = int(a.getsockname()[1])
-        with socket.socket() as b, socket.socket() as c:
-            try:
-                b.bind(("127.0.0.1", port))
-                c.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    pytest.skip("no two consecutive free ports")
-
-
 def test_shards_listen_on_port_plus_k_and_a_dead_shard_stops_them_all(tmp_path: Path) -> None:
-    port = _free_port_pair()
+    port = free_port(2)
     proc, lines = _start(tmp_path, "--clusters", "2", "--processes", "2", "--port", str(port))
     text = "\n".join(lines)
     assert f"https://127.0.0.1:{port}/clusters/sim-1" in text
