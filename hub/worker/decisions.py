@@ -175,14 +175,24 @@ def decide_auto_sync(
     )
 
 
+_NOT_FINISHED = frozenset((OperationPhase.RUNNING.value, OperationPhase.TERMINATING.value))
+
+
 def last_operation_of(state: Mapping[str, Any] | None) -> LastOperation | None:
     """The last operation recorded in an Application's ``operation_state`` (after a restart
-    its time is unknown: counted as long ago)."""
+    its time is unknown: counted as long ago).
+
+    A state still Running (or Terminating) is no attempt: a worker loads it only after its
+    hub recorded every operation the engine had begun (``history.interrupted``) as Error, so
+    what is left ran no further than the worker's running state, before the engine recorded
+    it and applied anything (a hub or replica killed right then). Counting it as an attempt
+    left the revision OutOfSync for good, with nothing recorded; it is tried again. (The
+    worker's own sync in flight, also Running, is kept from starting twice by ``_syncing``.)"""
     if not state:
         return None
     revision = str((state.get("syncResult") or {}).get("revision") or "")
     phase = str(state.get("phase") or "")
-    if not revision or not phase:
+    if not revision or not phase or phase in _NOT_FINISHED:
         return None
     return LastOperation(
         revision=revision,

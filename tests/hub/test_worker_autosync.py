@@ -107,6 +107,9 @@ def test_a_self_heal_wait_is_what_remains_of_the_backoff() -> None:
         ({}, None),
         ({"phase": "Succeeded"}, None),
         ({"phase": "Error", "syncResult": {"revision": REV}}, ("Error", REV)),
+        # left Running by a process killed before its engine recorded it: no attempt
+        ({"phase": "Running", "syncResult": {"revision": REV}}, None),
+        ({"phase": "Terminating", "syncResult": {"revision": REV}}, None),
         (
             {"phase": "Succeeded", "syncResult": {"revision": REV}, "trigger": "self-heal"},
             ("Succeeded", REV),
@@ -140,6 +143,23 @@ def test_a_revision_interrupted_by_a_crash_is_not_attempted_again_automatically(
         now_monotonic=5.0,
     )
     assert decision.action == "none"
+
+
+def test_a_revision_left_running_before_the_engine_recorded_it_is_attempted() -> None:
+    # A hub or replica killed between the worker's running state and the engine's record
+    # of the operation: nothing was applied, nothing is recorded as interrupted, and the
+    # next owner must not take the revision for attempted (it stayed OutOfSync for good).
+    last = last_operation_of({"phase": "Running", "syncResult": {"revision": REV}})
+    decision = decide_auto_sync(
+        automated=ON,
+        status=SyncStatus.OUT_OF_SYNC,
+        revision=REV,
+        last=last,
+        prune_only=False,
+        self_heal_attempts=0,
+        now_monotonic=5.0,
+    )
+    assert decision.action == "sync"
 
 
 def _held(go: bool) -> AutoSyncDecision:
