@@ -523,7 +523,7 @@ class Apps:
             return ""
         row = self.db.execute(
             "SELECT COALESCE(SUM(sync_status = 'OutOfSync'), 0), "
-            "COALESCE(SUM(operation_state LIKE '%\"phase\": \"Running\"%'), 0), "
+            'COALESCE(SUM(operation_state LIKE \'%"phase": "Running"%\'), 0), '
             "COALESCE(SUM(synced_sha = ?), 0) FROM applications",
             (sha,),
         ).fetchone()

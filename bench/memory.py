@@ -231,11 +231,17 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         # What an idle fleet costs: the process's CPU over a quiet window (probes, watch
         # bookmarks and re-watches, the workers' ticks, the Git poll).
         log(f"idle window: {args.idle_window:g}s")
-        cpu0, wall0 = time.process_time(), time.monotonic()
+
+        def opened() -> int:
+            return sum(w.kube.connections_opened for w in hub.workers.values() if w.kube)
+
+        cpu0, wall0, opened0 = time.process_time(), time.monotonic(), portal.call(opened)
         time.sleep(args.idle_window)
         idle_share = (time.process_time() - cpu0) / (time.monotonic() - wall0)
         figures["idle_cpu_share"] = round(idle_share, 3)
-        log(f"idle: {100 * idle_share:.1f}% of a core over {args.idle_window:g}s")
+        figures["idle_connections_opened"] = portal.call(opened) - opened0
+        log(f"idle: {100 * idle_share:.1f}% of a core over {args.idle_window:g}s, "
+            f"{figures['idle_connections_opened']} connections opened")  # fmt: skip
         state = portal.call(_fleet_state, hub)
         rss1 = clean_rss_mb()
         rss_trimmed = trimmed_rss_mb()
