@@ -14,6 +14,7 @@ kept in history (``source_record``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -157,12 +158,17 @@ def needs_cluster_info(resolved: Sequence[ResolvedSource]) -> bool:
     """Does any source render with Helm (and so want the cluster's capabilities)?"""
     return any(
         not r.source.ref_only
-        and (
-            r.source.declared_type == "Helm"
-            or (r.tree / r.source.path.strip("/") / "Chart.yaml").is_file()
-        )
+        and (r.source.declared_type == "Helm" or _has_chart(r.tree, r.source.path))
         for r in resolved
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _has_chart(tree: Path, path: str) -> bool:
+    """Whether ``path`` of an exported tree is a chart. A tree is one commit's export and
+    never changes, so the answer is kept: every refresh of every Application asked the
+    file system again, on the worker's loop."""
+    return (tree / path.strip("/") / "Chart.yaml").is_file()
 
 
 def cluster_info(resources: Mapping[Any, ApiResource], server_version: str) -> ClusterInfo:
