@@ -38,6 +38,12 @@ spec:
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{v: '{value}'}}\n"
 
+# One automated Application, "one" on cluster "a" (the worker tests beside this file).
+AUTO_APP = (
+    APP.replace("{name}", "one").replace("{cluster}", "a")
+    + "  syncPolicy:\n    automated: {{prune: true, selfHeal: true}}\n"
+)
+
 
 def sim_client(sim: SimServer, name: str) -> KubeClient:
     creds = ClusterCredentials(

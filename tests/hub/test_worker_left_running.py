@@ -23,27 +23,13 @@ from hub.controller import Hub, HubOptions
 from hub.home import open_store
 from hub.sync.history import SyncHistory
 from tests.clusters.cli_support import Hub as Cli
-from tests.hub.test_controller_runtime import run_checked, sim_client, wait_until
+from tests.hub.test_controller_runtime import AUTO_APP as APP
+from tests.hub.test_controller_runtime import CM, run_checked, sim_client, wait_until
 from tests.sync.e2e_helpers import GitRepo
 
 __all__ = ["run_checked"]  # the fixture, used by name
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(120)]
-
-APP = """
-apiVersion: argoproj.io/v1alpha1
-kind: Application
-metadata:
-  name: one
-spec:
-  project: default
-  source: {{repoURL: {repo}, targetRevision: main, path: app}}
-  destination: {{name: a, namespace: default}}
-  syncPolicy:
-    automated: {{prune: true, selfHeal: true}}
-"""
-
-CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\ndata: {{v: '{value}'}}\n"
 
 
 def test_a_revision_left_running_before_the_engine_recorded_it_is_synced_by_the_next_hub(
