@@ -46,6 +46,12 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 WRITE_LOCK_KEY = 0x6875627772697465
 
 CONNECT_TIMEOUT_S = 10
+# A transaction that waits this long for its client's next statement is ended by the
+# server (``idle_in_transaction_session_timeout``): a hub stopped inside a write (SIGSTOP,
+# a hung host, a partitioned network) would otherwise hold the store's write lock, and
+# every other replica's and CLI's write, until TCP noticed. No statement of the hub's
+# leaves a transaction idle for more than moments.
+IDLE_IN_TRANSACTION_S = 60
 
 
 class StoreError(HubError):
@@ -334,6 +340,8 @@ def connect_postgres(url: str) -> PostgresConnection:
             return b"1" if obj else b"0"
 
     raw.adapters.register_dumper(bool, _BoolAsInteger)
+    # A session setting, not a connect option: the URL's own ``options`` stay as given.
+    raw.execute(f"SET idle_in_transaction_session_timeout = {int(IDLE_IN_TRANSACTION_S * 1000)}")
     return PostgresConnection(raw, url)
 
 

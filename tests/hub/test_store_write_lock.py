@@ -237,3 +237,40 @@ def test_a_store_call_tries_inline_again_after_a_pause_then_goes_to_a_thread() -
         assert where[-1] is not threading.current_thread()  # no inline store: a thread
 
     anyio.run(main)
+
+
+def test_a_postgresql_writer_stalled_in_its_transaction_is_cut_off_and_frees_the_lock(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A writer that stops between two statements (SIGSTOP, a hung host) held the write
+    # lock, and with it every other writer of the fleet, until TCP noticed.
+    import hub.db
+
+    monkeypatch.setattr(hub.db, "IDLE_IN_TRANSACTION_S", 1)
+    stalled, other = Store.open(postgres_url, create=True), Store.open(postgres_url)
+    resumed = threading.Event()
+    errors: list[BaseException] = []
+
+    def stall() -> None:
+        try:
+            with stalled.write() as db:
+                db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("stalled", "x"))
+                time.sleep(4)  # idle in its transaction, the lock held
+                resumed.set()
+        except BaseException as exc:  # the server ended the session meanwhile
+            errors.append(exc)
+        finally:
+            resumed.set()
+
+    thread = threading.Thread(target=stall)
+    thread.start()
+    time.sleep(0.3)
+    with other.write() as db:  # waits for the lock: the cut-off, not the stalled writer
+        db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", ("other", "y"))
+    assert not resumed.is_set(), "the other writer waited for the stalled one to finish"
+    thread.join()
+    assert len(errors) == 1 and "state database" in str(errors[0])
+    assert other.get_meta("other") == "y"
+    assert other.get_meta("stalled") is None  # its transaction was rolled back, not kept
+    stalled.close()
+    other.close()
