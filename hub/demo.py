@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any, TypeVar
 from hub.apps import AppRecord, AppStore
 from hub.errors import HubError, HubUsageError
 from hub.home import open_store
+from hub.ports import free_port
 from hub.sync.model import declared_source_specs
 
 T = TypeVar("T")
@@ -167,12 +167,6 @@ def default_examples() -> Path:
     return Path(__file__).resolve().parent.parent / "examples"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_until(what: str, check: Callable[[], T | None], timeout: float, every: float = 0.5) -> T:
     """Poll ``check`` until it returns something truthy, else fail the step naming ``what``."""
     deadline = time.monotonic() + timeout
@@ -286,7 +280,7 @@ class Demo:
         self.home = self.root / "home"
         self.repo = self.root / "gitops"
         self.log_path = self.root / "hub-serve.log"
-        self.port = options.port or _free_port()
+        self.port = options.port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.sim: Any = None
         self.proc: subprocess.Popen[str] | None = None

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from tests.ports import free_port
+from hub.ports import free_port
 
 PASSWORD_ROLE = "hub_pw"
 PASSWORD = "pw-" + uuid.uuid4().hex

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from clusters.sim.shards import split
+from hub.ports import free_port
 from tests.conftest import run_kubectl
-from tests.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sim_only("starts hub sim serve")]
 

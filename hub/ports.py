@@ -1,5 +1,6 @@
-"""Loopback ports for servers a test starts in another process (``hub serve``, PostgreSQL,
-``hub sim serve --processes``), which bind them a second or more after they were picked.
+"""Loopback ports for servers started in another process (``hub serve`` by ``hub demo``;
+in the tests also PostgreSQL and ``hub sim serve --processes``), which bind them a second
+or more after they were picked.
 
 A port the kernel picked for ``bind(("127.0.0.1", 0))`` comes from the ephemeral range
 (``net.ipv4.ip_local_port_range``), the same range every outgoing connection takes its
