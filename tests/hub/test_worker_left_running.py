@@ -12,11 +12,10 @@ until its next sync. In-process hub against ``hub sim``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-
-import json
 
 import anyio
 import pytest
