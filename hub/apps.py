@@ -51,8 +51,6 @@ UNFINISHED_PHASES = ("Running", "Terminating")
 #: nothing, so it is no attempt of its revision (automated sync tries it again) and no
 #: failure of a rollout. A field, not the message, so the rule survives rewording.
 BEFORE_START = "before-start"
-
-
 #: What an operator reads in such a state (CLI, API, dashboard).
 BEFORE_START_MESSAGE = (
     "interrupted before it started: the hub stopped before the sync recorded anything; "
@@ -75,7 +73,7 @@ def never_started(state: Mapping[str, Any], finished_at: datetime) -> dict[str, 
 def started_nothing(state: Mapping[str, Any] | None) -> bool:
     """Whether a stored ``operation_state`` is one of a sync that never started
     (``BEFORE_START``)."""
-    return bool(state) and (state or {}).get("interrupted") == BEFORE_START
+    return state is not None and state.get("interrupted") == BEFORE_START
 
 
 def now() -> datetime:
