@@ -44,6 +44,37 @@ DELETING = "deleting"
 
 RollupKey = Literal["cluster", "appset", "fleet"]
 
+#: Operation phases an ``operation_state`` is written with while its sync is under way.
+UNFINISHED_PHASES = ("Running", "Terminating")
+#: ``operation_state["interrupted"]`` of a sync whose hub stopped after writing its running
+#: state and before its engine recorded anything (``Hub.record_interrupted``): it applied
+#: nothing, so it is no attempt of its revision (automated sync tries it again) and no
+#: failure of a rollout. A field, not the message, so the rule survives rewording.
+BEFORE_START = "before-start"
+#: What an operator reads in such a state (CLI, API, dashboard).
+BEFORE_START_MESSAGE = (
+    "interrupted before it started: the hub stopped before the sync recorded anything; "
+    "nothing was applied"
+)
+
+
+def never_started(state: Mapping[str, Any], finished_at: datetime) -> dict[str, Any]:
+    """A Running ``operation_state`` whose sync never started, rewritten as finished: Error,
+    ``BEFORE_START``, its revision, trigger and start time kept."""
+    return {
+        **state,
+        "phase": "Error",
+        "message": BEFORE_START_MESSAGE,
+        "interrupted": BEFORE_START,
+        "finishedAt": finished_at.isoformat(),
+    }
+
+
+def started_nothing(state: Mapping[str, Any] | None) -> bool:
+    """Whether a stored ``operation_state`` is one of a sync that never started
+    (``BEFORE_START``)."""
+    return state is not None and state.get("interrupted") == BEFORE_START
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -501,6 +532,24 @@ class AppStore:
         with self.store.read() as db:
             rows = db.execute("SELECT spec FROM applications").fetchall()
         return [json.loads(spec) for (spec,) in rows]
+
+    def unfinished_operations(self, cluster: str | None = None) -> dict[str, Mapping[str, Any]]:
+        """The ``operation_state`` of every Application (of ``cluster`` when given) whose
+        phase is Running or Terminating, by name. Only two columns are read and decoded:
+        run once per start or take-over, over the whole fleet or a cluster."""
+        sql = "SELECT name, operation_state FROM applications WHERE operation_state IS NOT NULL"
+        args: tuple[Any, ...] = ()
+        if cluster is not None:
+            sql += " AND cluster = ?"
+            args = (cluster,)
+        with self.store.read() as db:
+            rows = db.execute(sql + " ORDER BY name", args).fetchall()
+        found: dict[str, Mapping[str, Any]] = {}
+        for name, text in rows:
+            state = json.loads(text)
+            if isinstance(state, dict) and state.get("phase") in UNFINISHED_PHASES:
+                found[name] = state
+        return found
 
     def owners(self) -> dict[str, str]:
         """Owner of every owned Application: ``appset/NAME`` or ``source/NAME`` (one query).

@@ -63,7 +63,7 @@ from clusters.registry import ClusterNotFound, ClusterRecord, Registry
 from generators.errors import GeneratorError
 from generators.git import RepoTree
 from hub.api.client import find_running_hub
-from hub.apps import AppRecord, AppStore
+from hub.apps import BEFORE_START_MESSAGE, AppRecord, AppStore, never_started
 from hub.appsets import AppSetController, ControllerOptions, cluster_ref
 from hub.charts import shared_chart_repos
 from hub.errors import HubError
@@ -679,7 +679,8 @@ class Hub:
         self, cluster: str | None = None
     ) -> dict[str, dict[str, set[tuple[str, str]]]]:
         """Operations a crash left in flight are recorded as Error (once, at start; in
-        replica mode per cluster, when this replica takes its lease: ``cluster``).
+        replica mode per cluster, when this replica takes its lease: ``cluster``), and a
+        Running state left with nothing in flight is rewritten as never started (Error).
         Returns, per cluster, the apps whose operation was cut short and the kinds it
         touched (their hooks may still carry our finalizer: ``free_interrupted_hooks``)."""
         cut: dict[str, dict[str, set[tuple[str, str]]]] = {}
@@ -703,6 +704,19 @@ class Hub:
             kinds = cut.setdefault(op.cluster, {}).setdefault(op.app, set())
             kinds.update((r.group, r.kind) for r in op.resources)
             log.warning("app %s: operation %s %s", op.app, op.operation_id, entry.message)
+        # A hub stopped between the worker's running state and the engine's record left a
+        # Running (or Terminating) state and nothing in flight: no worker of this scope runs
+        # yet, so it is rewritten as finished, marked as never started (no attempt: an
+        # automated sync tries its revision again; no rollout failure). No history entry:
+        # nothing ran. In replica mode, the write is fenced by this cluster's new token (as
+        # above). An app with an operation still in flight on another cluster (it moved) is
+        # left to that cluster's take-over.
+        in_flight = {op.app for op in self.history.interrupted()}
+        for name, state in self.services.apps.unfinished_operations(cluster).items():
+            if name in in_flight:
+                continue
+            self.services.apps.set_status(name, operation_state=never_started(state, now))
+            log.warning("app %s: operation %s", name, BEFORE_START_MESSAGE)
         return cut
 
     async def free_interrupted_hooks(self, cut: dict[str, dict[str, set[tuple[str, str]]]]) -> None:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from generators.errors import GeneratorError
 from generators.selector import matches
 from generators.spec import RollingSyncStep, Strategy, parse_appset
-from hub.apps import AppRecord, AppSetRecord, AppStore
+from hub.apps import AppRecord, AppSetRecord, AppStore, started_nothing
 from hub.sync.model import declared_source_specs
 
 log = logging.getLogger(__name__)
@@ -326,7 +326,8 @@ def member_of(rec: AppRecord) -> Member:
         health=rec.health_status,
         desired_sha=rec.desired_sha,
         synced_sha=rec.synced_sha,
-        op_phase=str(op.get("phase") or ""),
+        # A sync that never started (hub stopped first) is neither in flight nor a failure.
+        op_phase="" if started_nothing(op) else str(op.get("phase") or ""),
         op_revision=str((op.get("syncResult") or {}).get("revision") or ""),
     )
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from hub.apps import AppRecord, AppStore, Condition
+from hub.apps import UNFINISHED_PHASES, AppRecord, AppStore, Condition, started_nothing
 from hub.rollout import AppStatus, Asking, rollout_of
 from hub.sync.diff import SyncStatus
 from hub.sync.engine import OperationResult
@@ -175,24 +175,26 @@ def decide_auto_sync(
     )
 
 
-_NOT_FINISHED = frozenset((OperationPhase.RUNNING.value, OperationPhase.TERMINATING.value))
-
-
 def last_operation_of(state: Mapping[str, Any] | None) -> LastOperation | None:
     """The last operation recorded in an Application's ``operation_state`` (after a restart
     its time is unknown: counted as long ago).
 
-    A state still Running (or Terminating) is no attempt: a worker loads it only after its
-    hub recorded every operation the engine had begun (``history.interrupted``) as Error, so
-    what is left ran no further than the worker's running state, before the engine recorded
-    it and applied anything (a hub or replica killed right then). Counting it as an attempt
-    left the revision OutOfSync for good, with nothing recorded; it is tried again. (The
-    worker's own sync in flight, also Running, is kept from starting twice by ``_syncing``.)"""
-    if not state:
+    Two states are no attempt of their revision, which is tried again:
+
+    - one marked ``interrupted: before-start`` (``hub.apps.BEFORE_START``): its hub stopped
+      after the worker wrote the running state and before the engine recorded the operation
+      or applied anything; the next hub (or the replica taking the cluster over) rewrote it
+      as Error so the operator sees it finished (``Hub.record_interrupted``);
+    - one still Running (or Terminating): a worker loads it only after its hub has recorded
+      every operation the engine had begun as Error and rewritten the rest as above, so what
+      is left is the worker's own sync in flight, kept from starting twice by ``_syncing``.
+
+    Counting either as an attempt left the revision OutOfSync for good, nothing recorded."""
+    if not state or started_nothing(state):
         return None
     revision = str((state.get("syncResult") or {}).get("revision") or "")
     phase = str(state.get("phase") or "")
-    if not revision or not phase or phase in _NOT_FINISHED:
+    if not revision or not phase or phase in UNFINISHED_PHASES:
         return None
     return LastOperation(
         revision=revision,

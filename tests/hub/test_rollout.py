@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,13 @@ from hypothesis import strategies as st
 
 from generators.errors import GeneratorError
 from generators.spec import Strategy, parse_appset
-from hub.apps import AppStore
+from hub.apps import AppRecord, AppStore, never_started
 from hub.rollout import (
     Asking,
     Control,
     Member,
     max_update_count,
+    member_of,
     plan_rollout,
     rollout_events,
 )
@@ -326,3 +328,45 @@ def test_rollout_events_report_each_new_step_a_halt_and_the_end() -> None:
     assert _moves(_status(None), _status("3")) == [("step-started", n) for n in (1, 2, 3)]
     assert _moves(_status("1"), _status("3")) == [("step-started", 2), ("step-started", 3)]
     assert _moves(_status("3"), _status("2")) == [("step-started", 1), ("step-started", 2)]
+
+
+def test_a_sync_the_hub_stopped_before_it_started_neither_takes_a_slot_nor_halts() -> None:
+    # A hub killed between the worker's running state and the engine's record left app a
+    # Running; the next hub rewrote it as never started (``Hub.record_interrupted``). Read
+    # from the store, it must leave maxUpdate's slot free and must not halt the set as a
+    # failed sync of the new revision would: a is released again and retried.
+    s = strategy(env_step("dev", max_update=1))
+    running = {
+        "phase": "Running",
+        "trigger": "automated",
+        "startedAt": T0.isoformat(),
+        "syncResult": {"revision": NEW},
+        "message": "running",
+    }
+    stale = member_of(_record("a", operation_state=running))
+    assert stale.op_phase == "Running"
+    assert released(plan_rollout(s, [stale, app("b", "dev")])) == set()  # the slot it took
+
+    rewritten = member_of(_record("a", operation_state=never_started(running, T0)))
+    rollout = plan_rollout(s, [rewritten, app("b", "dev")])
+    assert rollout.halted_by is None
+    assert released(rollout) == {"a"}
+    # An Error of the new revision the engine did begin still halts the set.
+    failed = {**never_started(running, T0), "interrupted": None}
+    assert plan_rollout(s, [member_of(_record("a", operation_state=failed))]).halted_by == "a"
+
+
+T0 = datetime(2026, 12, 3, tzinfo=UTC)
+
+
+def _record(name: str, *, operation_state: dict[str, Any]) -> AppRecord:
+    """A stored dev Application at OLD wanting NEW (OutOfSync)."""
+    return AppRecord(
+        name=name, appset="s", source=None, file="", cluster="east", dest_server="",
+        dest_name="east", namespace="web", project="default", spec={"source": {}},
+        labels={"env": "dev"}, annotations={}, finalizers=(), generation=1,
+        desired_revision="main", desired_sha=NEW, synced_sha=OLD, sync_status="OutOfSync",
+        health_status="Healthy", conditions=(), operation_state=operation_state, created_at=T0,
+        updated_at=T0, reconciled_at=None, deletion=None, deletion_reason=None,
+        deletion_requested_at=None,
+    )  # fmt: skip

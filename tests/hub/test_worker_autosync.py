@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from hub.apps import never_started
 from hub.rollout import AppStatus
 from hub.sync.diff import SyncStatus
 from hub.sync.model import Automated
@@ -160,6 +163,39 @@ def test_a_revision_left_running_before_the_engine_recorded_it_is_attempted() ->
         now_monotonic=5.0,
     )
     assert decision.action == "sync"
+
+
+def test_a_running_state_rewritten_as_never_started_is_attempted_but_a_real_error_is_not() -> None:
+    # The next hub rewrites that Running state as a finished Error the operator can read
+    # (``Hub.record_interrupted``); its marker, not its wording, keeps it from counting as
+    # an attempt. The same Error without the marker (the engine had begun) still counts.
+    running = {
+        "phase": "Running",
+        "trigger": "automated",
+        "startedAt": "2026-12-03T10:00:00+00:00",
+        "syncResult": {"revision": REV},
+        "message": "running",
+    }
+    rewritten = never_started(running, datetime(2026, 12, 3, 10, 5, tzinfo=UTC))
+    assert rewritten["phase"] == "Error" and rewritten["interrupted"] == "before-start"
+    assert rewritten["startedAt"] == running["startedAt"]
+    assert rewritten["syncResult"] == {"revision": REV}
+    assert rewritten["finishedAt"] == "2026-12-03T10:05:00+00:00"
+
+    def action(state: dict[str, object]) -> str:
+        return decide_auto_sync(
+            automated=ON,
+            status=SyncStatus.OUT_OF_SYNC,
+            revision=REV,
+            last=last_operation_of(state),
+            prune_only=False,
+            self_heal_attempts=0,
+            now_monotonic=5.0,
+        ).action
+
+    assert last_operation_of(rewritten) is None
+    assert action(rewritten) == "sync"
+    assert action({**rewritten, "interrupted": None}) == "none"
 
 
 def _held(go: bool) -> AutoSyncDecision:

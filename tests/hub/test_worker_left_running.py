@@ -6,10 +6,13 @@ operation in flight, so nothing is recorded as interrupted. The next hub (a rest
 the replica taking the cluster over; both load the apps the same way once the
 interrupted operations are recorded) must attempt that revision: it was seen stuck
 OutOfSync in tests/e2e/test_replicas.py, the stale Running state taken for an attempt.
-In-process hub against ``hub sim``."""
+The next hub also rewrites such a state as finished (Error, ``interrupted: before-start``,
+no history entry: nothing ran), so an app without automated sync no longer shows Running
+until its next sync. In-process hub against ``hub sim``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +26,7 @@ from hub.controller import Hub, HubOptions
 from hub.home import open_store
 from hub.sync.history import SyncHistory
 from tests.clusters.cli_support import Hub as Cli
+from tests.hub.test_controller_runtime import APP as MANUAL_APP
 from tests.hub.test_controller_runtime import AUTO_APP as APP
 from tests.hub.test_controller_runtime import CM, run_checked, sim_client, wait_until
 from tests.sync.e2e_helpers import GitRepo
@@ -39,7 +43,12 @@ def test_a_revision_left_running_before_the_engine_recorded_it_is_synced_by_the_
     options = HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5)
     with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
         first = repo.write(
-            {"apps/a.yaml": APP.format(repo=repo.path), "app/cm.yaml": CM.format(value="1")}
+            {
+                "apps/a.yaml": APP.format(repo=repo.path),
+                # "two" has no automated sync: its state stays until an operator syncs it.
+                "apps/b.yaml": MANUAL_APP.format(name="two", cluster="a", repo=repo.path),
+                "app/cm.yaml": CM.format(value="1"),
+            }
         )
         cli = Cli(tmp_path / "home")
         cli.ok("init")
@@ -69,21 +78,23 @@ def test_a_revision_left_running_before_the_engine_recorded_it_is_synced_by_the_
         assert syncs(before) == [("automated", first, "Succeeded")]
 
         # A commit; the hub that saw it was killed right after writing the running state
-        # of its sync (what ``Operations._operate`` writes first), before the engine
-        # recorded the operation in flight: the store holds just that.
+        # of its syncs (what ``Operations._operate`` writes first; "two" by an operator),
+        # before the engine recorded the operations in flight: the store holds just that.
         second = repo.write({"app/cm.yaml": CM.format(value="2")})
+        started = datetime.now(UTC).isoformat()
         store = open_store(cli.home)
         try:
-            AppStore(store).set_status(
-                "one",
-                operation_state={
-                    "phase": "Running",
-                    "trigger": "automated",
-                    "startedAt": datetime.now(UTC).isoformat(),
-                    "syncResult": {"revision": second},
-                    "message": "running",
-                },
-            )
+            for name, trigger in (("one", "automated"), ("two", "user")):
+                AppStore(store).set_status(
+                    name,
+                    operation_state={
+                        "phase": "Running",
+                        "trigger": trigger,
+                        "startedAt": started,
+                        "syncResult": {"revision": second},
+                        "message": "running",
+                    },
+                )
             assert SyncHistory(store, lambda: pytest.fail()).interrupted() == []
         finally:
             store.close()
@@ -107,4 +118,15 @@ def test_a_revision_left_running_before_the_engine_recorded_it_is_synced_by_the_
             ("automated", first, "Succeeded"),
             ("automated", second, "Succeeded"),
         ]
+        # The manual app's state says what happened, from the store the CLI and API read;
+        # its revision, trigger and start are kept; it ran nothing, so nothing is recorded.
+        shown = json.loads(cli.ok("app", "get", "two", "-o", "json").stdout)["operationState"]
+        assert shown["phase"] == "Error"
+        assert shown["interrupted"] == "before-start"
+        assert "interrupted before it started" in shown["message"]
+        assert "nothing was applied" in shown["message"]
+        assert (shown["trigger"], shown["startedAt"]) == ("user", started)
+        assert shown["syncResult"] == {"revision": second}
+        assert datetime.fromisoformat(shown["finishedAt"]) >= datetime.fromisoformat(started)
+        assert after.history.entries("two") == []
         client.connection.close()
