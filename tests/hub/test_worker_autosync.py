@@ -132,37 +132,31 @@ def test_the_last_operation_survives_a_restart_through_operation_state(
         assert last.finished_monotonic == 0.0
 
 
-def test_a_revision_interrupted_by_a_crash_is_not_attempted_again_automatically() -> None:
-    # After a restart the interrupted operation is recorded as Error with its revision; the
-    # one-attempt rule then keeps its hooks from running a second time.
-    last = last_operation_of({"phase": "Error", "syncResult": {"revision": REV}})
-    decision = decide_auto_sync(
+def action_after(state: dict[str, object]) -> str:
+    """The automated sync's decision for an app OutOfSync at ``REV`` whose stored
+    operation, read after a restart, is ``state``."""
+    return decide_auto_sync(
         automated=ON,
         status=SyncStatus.OUT_OF_SYNC,
         revision=REV,
-        last=last,
+        last=last_operation_of(state),
         prune_only=False,
         self_heal_attempts=0,
         now_monotonic=5.0,
-    )
-    assert decision.action == "none"
+    ).action
+
+
+def test_a_revision_interrupted_by_a_crash_is_not_attempted_again_automatically() -> None:
+    # After a restart the interrupted operation is recorded as Error with its revision; the
+    # one-attempt rule then keeps its hooks from running a second time.
+    assert action_after({"phase": "Error", "syncResult": {"revision": REV}}) == "none"
 
 
 def test_a_revision_left_running_before_the_engine_recorded_it_is_attempted() -> None:
     # A hub or replica killed between the worker's running state and the engine's record
     # of the operation: nothing was applied, nothing is recorded as interrupted, and the
     # next owner must not take the revision for attempted (it stayed OutOfSync for good).
-    last = last_operation_of({"phase": "Running", "syncResult": {"revision": REV}})
-    decision = decide_auto_sync(
-        automated=ON,
-        status=SyncStatus.OUT_OF_SYNC,
-        revision=REV,
-        last=last,
-        prune_only=False,
-        self_heal_attempts=0,
-        now_monotonic=5.0,
-    )
-    assert decision.action == "sync"
+    assert action_after({"phase": "Running", "syncResult": {"revision": REV}}) == "sync"
 
 
 def test_a_running_state_rewritten_as_never_started_is_attempted_but_a_real_error_is_not() -> None:
@@ -181,21 +175,9 @@ def test_a_running_state_rewritten_as_never_started_is_attempted_but_a_real_erro
     assert rewritten["startedAt"] == running["startedAt"]
     assert rewritten["syncResult"] == {"revision": REV}
     assert rewritten["finishedAt"] == "2026-12-03T10:05:00+00:00"
-
-    def action(state: dict[str, object]) -> str:
-        return decide_auto_sync(
-            automated=ON,
-            status=SyncStatus.OUT_OF_SYNC,
-            revision=REV,
-            last=last_operation_of(state),
-            prune_only=False,
-            self_heal_attempts=0,
-            now_monotonic=5.0,
-        ).action
-
     assert last_operation_of(rewritten) is None
-    assert action(rewritten) == "sync"
-    assert action({**rewritten, "interrupted": None}) == "none"
+    assert action_after(rewritten) == "sync"
+    assert action_after({**rewritten, "interrupted": None}) == "none"
 
 
 def _held(go: bool) -> AutoSyncDecision:
