@@ -166,7 +166,7 @@ def needs_cluster_info(resolved: Sequence[ResolvedSource]) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _has_chart(tree: Path, path: str) -> bool:
     """Whether ``path`` of an exported tree is a chart. A tree is one commit's export and
-    never changes, so the answer is kept: every refresh of every Application asked the
+    never changes, so the answer is kept: every render of every Application asked the
     file system again, on the worker's loop."""
     return (tree / path.strip("/") / "Chart.yaml").is_file()
 
