@@ -62,12 +62,14 @@ typecheck: $(STAMP)
 # keeps each file on one worker, in order: module fixtures (one sim + hub per file) start
 # once and the tests that build on each other's state (test_serve_git_mistakes) stay
 # together. Workers share nothing that matters: each has its own session sim and PostgreSQL
-# server, servers take a free loopback port, and each test its own tmp_path home.
+# server, servers take a free loopback port, and each test its own tmp_path home. Against
+# a real cluster (HUB_E2E_KUBECONFIG) the files share that cluster and its cluster-scoped
+# objects, so they run one after another as before: one worker.
 # compileall first: with PYTHONDONTWRITEBYTECODE set (as on these machines) every `hub`
 # subprocess would otherwise compile the hub's ~35k lines again (~0.25 s of CPU each).
 test: install system-deps lint typecheck
 	$(BIN)/python -m compileall -q hub clusters generators
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q $(if $(HUB_E2E_KUBECONFIG),,-n 2 --dist loadfile)
 
 bench: $(STAMP)
 	$(BIN)/python bench/sim_server.py
