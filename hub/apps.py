@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar
 from hub.db import Connection, upsert
 from hub.errors import HubError
 from hub.store import Store
+from hub.sync.history import OperationPhase
 from hub.sync.model import Application, SyncError, declared_source_specs, parse_application
 
 T = TypeVar("T")
@@ -45,7 +46,7 @@ DELETING = "deleting"
 RollupKey = Literal["cluster", "appset", "fleet"]
 
 #: Operation phases an ``operation_state`` is written with while its sync is under way.
-UNFINISHED_PHASES = ("Running", "Terminating")
+UNFINISHED_PHASES = frozenset(p.value for p in OperationPhase if not p.completed)
 #: ``operation_state["interrupted"]`` of a sync whose hub stopped after writing its running
 #: state and before its engine recorded anything (``Hub.record_interrupted``): it applied
 #: nothing, so it is no attempt of its revision (automated sync tries it again) and no
@@ -63,7 +64,7 @@ def never_started(state: Mapping[str, Any], finished_at: datetime) -> dict[str, 
     ``BEFORE_START``, its revision, trigger and start time kept."""
     return {
         **state,
-        "phase": "Error",
+        "phase": OperationPhase.ERROR.value,
         "message": BEFORE_START_MESSAGE,
         "interrupted": BEFORE_START,
         "finishedAt": finished_at.isoformat(),

@@ -685,7 +685,8 @@ class Hub:
         touched (their hooks may still carry our finalizer: ``free_interrupted_hooks``)."""
         cut: dict[str, dict[str, set[tuple[str, str]]]] = {}
         now = datetime.now(UTC)
-        for op in self.history.interrupted():
+        in_flight = self.history.interrupted()
+        for op in in_flight:
             if cluster is not None and op.cluster != cluster:
                 continue
             entry = self.history.record_interrupted(op)
@@ -711,9 +712,9 @@ class Hub:
         # nothing ran. In replica mode, the write is fenced by this cluster's new token (as
         # above). An app with an operation still in flight on another cluster (it moved) is
         # left to that cluster's take-over.
-        in_flight = {op.app for op in self.history.interrupted()}
+        elsewhere = {op.app for op in in_flight if cluster is not None and op.cluster != cluster}
         for name, state in self.services.apps.unfinished_operations(cluster).items():
-            if name in in_flight:
+            if name in elsewhere:
                 continue
             self.services.apps.set_status(name, operation_state=never_started(state, now))
             log.warning("app %s: operation %s", name, BEFORE_START_MESSAGE)
