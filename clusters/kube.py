@@ -746,7 +746,9 @@ class AsyncKube:
         except KubeError:
             raise
         except TimeoutError:
-            raise Transient(f"{self.name}: {what}: no answer within {timeout_s or 0:g}s") from None
+            if timeout_s is None:
+                raise  # the caller's deadline: it names it
+            raise Transient(f"{self.name}: {what}: no answer within {timeout_s:g}s") from None
         except aiohttp.ClientSSLError as exc:
             raise Transient(f"{self.name}: {what}: TLS failed: {type(exc).__name__}") from None
         except aiohttp.ClientConnectorError:
