@@ -112,7 +112,13 @@ def test_an_appset_with_a_cluster_generator_syncs_all_three_clusters(fleet: Flee
 def test_a_commit_changing_the_image_rolls_out_everywhere(fleet: Fleet) -> None:
     sha = fleet.commit_image("nginx:1.26")
     wait_for("the new image on 3 clusters", lambda: fleet.all_good(CLUSTERS[:3], "nginx:1.26"))
-    assert {fleet.apps()[f"{c}-guestbook"].synced_sha for c in CLUSTERS[:3]} == {sha}
+    # Synced comes from a refresh, which can see the new live state before the sync
+    # that applied it has recorded its revision.
+    wait_for(
+        "the commit recorded as synced on 3 clusters",
+        lambda: {fleet.apps()[f"{c}-guestbook"].synced_sha for c in CLUSTERS[:3]} == {sha},
+        timeout=30,
+    )
 
 
 def test_labelling_a_fourth_cluster_into_the_selector_adds_its_application(

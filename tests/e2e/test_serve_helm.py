@@ -165,7 +165,9 @@ def test_a_running_hub_deploys_a_new_chart_version_inside_the_range(
             wait_for("2.0.0 deployed", lambda: label() == "2.0.0", timeout=60)
             publish("2.1.0")  # the next poll resolves the range again and auto-syncs
             wait_for("2.1.0 deployed", lambda: label() == "2.1.0", timeout=60)
-            assert f.apps()["auto"].synced_sha == "2.1.0"
+            # The label lands when the sync applies; the sync records its revision only
+            # after its health gate, a moment later.
+            wait_for("2.1.0 recorded", lambda: f.apps()["auto"].synced_sha == "2.1.0", timeout=30)
         finally:
             code = stop_hub(f)
         assert code == 0, f.hub_log()[-4000:]

@@ -140,8 +140,8 @@ def test_a_deny_window_holds_syncs_until_a_commit_removes_it(tmp_path: Path) -> 
 
         thaw_sha = f.repo.write({"sets/project.yaml": PROJECT}, "thaw: window removed")
         wait_for("the held change synced", lambda: f.all_good(["one"], "nginx:1.26"))
+        wait_for("its revision recorded", lambda: f.apps()[APP].synced_sha == thaw_sha, timeout=30)
         app = f.apps()[APP]
-        assert app.synced_sha == thaw_sha
         assert not [c for c in app.conditions if c.type == SYNC_WINDOW_BLOCKED]
 
 
