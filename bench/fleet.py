@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gc
 import inspect
 import json
 import os
@@ -223,6 +224,41 @@ class ProcessPeaks:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class GcTime:
+    """The time this process (the hub) spends in the cyclic garbage collector, by
+    generation, per phase: a collection stops the event loop and every thread, so it is
+    hub CPU that no profile of our own code shows."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self.seconds = [0.0, 0.0, 0.0]
+        self.counts = [0, 0, 0]
+        self.longest_full_s = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info["generation"]
+        self.seconds[generation] += took
+        self.counts[generation] += 1
+        if generation == 2:
+            self.longest_full_s = max(self.longest_full_s, took)
+
+    def take(self) -> dict[str, Any]:
+        """The figures since the last take."""
+        taken = {
+            "total_s": round(sum(self.seconds), 2),
+            "by_generation_s": [round(s, 2) for s in self.seconds],
+            "collections": list(self.counts),
+            "longest_full_s": round(self.longest_full_s, 3),
+        }
+        self.seconds, self.counts, self.longest_full_s = [0.0, 0.0, 0.0], [0, 0, 0], 0.0
+        return taken
 
 
 class StackSampler:
@@ -709,6 +745,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
 
     sampler = StackSampler() if args.hub_samples else None
     peaks = ProcessPeaks()
+    gc_time = GcTime()
 
     opened_so_far = [0]
 
@@ -724,6 +761,11 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         figures.setdefault("connections_opened", {})[name] = opened - opened_so_far[0]
         log(f"  {name}: hub connections opened (TLS handshakes): {opened - opened_so_far[0]}")
         opened_so_far[0] = opened
+        collected = gc_time.take()
+        figures.setdefault("hub_gc", {})[name] = collected
+        log(f"  {name}: hub garbage collector {collected['total_s']}s "
+            f"(by generation {collected['by_generation_s']}, collections "
+            f"{collected['collections']}, longest full {collected['longest_full_s']}s)")  # fmt: skip
         if sampler is not None:
             top = sampler.take()
             figures.setdefault("hub_samples", {})[name] = top
@@ -733,6 +775,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
 
     hub = Hub(cli.home, HubOptions(git_poll_s=2.0, resync_s=3600.0, jitter=0.0))
     sim.stats(reset=True)
+    gc_time.take()
     with anyio.from_thread.start_blocking_portal() as portal:
         sha1 = repo.git("rev-parse", "HEAD")
         t0, c0 = time.monotonic(), cpu_s()

@@ -4,6 +4,7 @@ HubHandle actions, and a clean shutdown that leaves no task behind."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from clusters.kube import KubeClient
 from clusters.kubeconfig import BearerToken, TLSSettings
 from clusters.registry import ClusterCredentials
 from clusters.sim import SimServer
-from hub.controller import Hub, HubOptions, fence_cluster
+from hub.controller import GC_THRESHOLDS, Hub, HubOptions, fence_cluster
 from hub.errors import HubError
 from hub.metrics import Metrics, repo_label
 from hub.worker import ClusterWorker
@@ -109,10 +110,15 @@ def test_a_removed_cluster_s_worker_stops_and_shutdown_leaves_no_task(
     path, _sim = home
     hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
 
+    before = gc.get_threshold()
+    assert before != GC_THRESHOLDS
+
     async def body() -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(hub.run)
             assert hub.ready()
+            # A running hub's young generation is sized for the syncs in flight.
+            assert gc.get_threshold() == GC_THRESHOLDS
             assert sorted(hub.workers) == ["a", "b"]
             await wait_until(
                 lambda: all(c.state == "Connected" for c in hub.cluster_connections().values()),
@@ -127,6 +133,7 @@ def test_a_removed_cluster_s_worker_stops_and_shutdown_leaves_no_task(
             assert list(hub.cluster_connections()) == ["a"]
             await hub.shutdown()
         assert not hub.ready()
+        assert gc.get_threshold() == before  # the process's own setting back
 
     run_checked(body)
 
