@@ -455,6 +455,12 @@ def sim_summary(stats: list[dict[str, Any]]) -> dict[str, Any]:
             / 1000,
             2,
         ),
+        # every generation: the young collections cost more than the full ones here
+        "gc_total_s": round(
+            sum(g["count"] * g["mean_ms"] for s in stats for g in s.get("gc_pauses", {}).values())
+            / 1000,
+            2,
+        ),
         "watches": sum(s.get("watches", 0) for s in stats),
         "objects": sum(s.get("objects", 0) for s in stats),
     }
@@ -477,7 +483,8 @@ def describe_sim(s: dict[str, Any]) -> str:
         f"{100 * s['cpu_share_max']:.0f}% of a core), loop lag p50/p99/max "
         f"{s['loop_lag_p50_ms']:.0f}/{s['loop_lag_p99_ms']:.0f}/{s['loop_lag_max_ms']:.0f} ms, "
         f"{s['requests']} requests p50/p99 {s['request_p50_ms']:.1f}/{s['request_p99_ms']:.0f} ms, "
-        f"{s['gc_full_count']} full GCs (longest {s['gc_full_max_ms']:.0f} ms), "
+        f"GC {s['gc_total_s']:.1f}s ({s['gc_full_count']} full, longest "
+        f"{s['gc_full_max_ms']:.0f} ms), "
         f"{s['watches']} watches, {s['objects']} objects, RSS {s['rss_mb']:.0f} MB: "
         + sim_verdict(s)
     )
