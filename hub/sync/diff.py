@@ -32,7 +32,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from multiprocessing.connection import Connection
@@ -810,6 +810,78 @@ def _live_key(obj: Mapping[str, Any]) -> ResourceKey:
     return ResourceKey.of(obj)
 
 
+# What a compare never reads of a live object's metadata: the version, and managedFields
+# (of which it reads only the hub's own entries, compared on their own).
+_UNREAD_METADATA = frozenset({"resourceVersion", "managedFields"})
+
+
+def _own_entries(meta: Mapping[str, Any], manager: str) -> list[Any]:
+    entries = meta.get("managedFields")
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, Mapping) and e.get("manager") == manager]
+
+
+def same_to_compare(before: Mapping[str, Any], after: Mapping[str, Any], manager: str) -> bool:
+    """Would ``compare_resource`` see ``after`` exactly as it saw ``before``?
+
+    True when they differ only where a compare does not look: ``status``, the
+    resourceVersion, and managedFields entries of other managers (a controller's status
+    writes). Plain equality of everything else, in C: much cheaper than a compare."""
+    for k in before.keys() | after.keys():
+        if k == "status":
+            continue
+        old, new = before.get(k), after.get(k)
+        if k != "metadata" or not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+            if old != new:
+                return False
+            continue
+        for mk in old.keys() | new.keys():
+            if mk not in _UNREAD_METADATA and old.get(mk) != new.get(mk):
+                return False
+        if _own_entries(old, manager) != _own_entries(new, manager):
+            return False
+    return True
+
+
+@dataclass
+class Verdicts:
+    """The last compare of each resource of one app, for the next compare against the same
+    desired manifests to reuse (keep one per rendered desired state: ``Desired`` does).
+
+    A resource's verdict is reused when its live object changed only where a compare does
+    not look (``same_to_compare``): a Deployment's rollout rewrites its status five to ten
+    times, and each event refreshed the app with a full compare of every resource. Reused
+    verdicts carry no normalised objects (``desired`` and ``live`` are None): they answer
+    what a refresh asks (status, reason, counts_for_app), not what a diff shows. Not
+    used when an ignore rule reads other managers' fields (managedFieldsManagers), which
+    a status write can change."""
+
+    entries: dict[ResourceKey, tuple[Mapping[str, Any] | None, ResourceDiff]] = field(
+        default_factory=dict
+    )
+    reused: int = 0  # verdicts reused so far (tests and benchmarks read it)
+
+    def reuse(
+        self, key: ResourceKey, live: Mapping[str, Any] | None, manager: str
+    ) -> ResourceDiff | None:
+        """The verdict for ``key`` if ``live`` looks as it did to the last compare."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        before, verdict = entry
+        if before is live or (
+            before is not None and live is not None and same_to_compare(before, live, manager)
+        ):
+            self.entries[key] = (live, verdict)  # the next event is checked against this one
+            self.reused += 1
+            return verdict
+        return None
+
+    def keep(self, live: Mapping[str, Any] | None, diff: ResourceDiff) -> None:
+        self.entries[diff.key] = (live, replace(diff, desired=None, live=None))
+
+
 def compare_app(
     desired: Iterable[Mapping[str, Any]],
     live: Iterable[Mapping[str, Any]],
@@ -819,6 +891,7 @@ def compare_app(
     manager: str = FIELD_MANAGER,
     jq_runner: JqRunner | None = None,
     jq_timeout_s: float = DEFAULT_JQ_TIMEOUT_S,
+    verdicts: Verdicts | None = None,
 ) -> AppComparison:
     """Compare an app's validated desired manifests with its live objects.
 
@@ -828,6 +901,8 @@ def compare_app(
     Hooks and ``Skip`` objects on either side are not compared (Argo: they are run, not
     synced). The app is OutOfSync when any counted resource is. When jqPathExpressions are
     configured and no ``jq_runner`` is given, a temporary one is started and stopped here.
+    ``verdicts``: the previous compare against these same ``desired`` manifests, reused and
+    updated (see ``Verdicts``: its reused results carry no normalised objects).
     """
     if jq_runner is None and any(r.jq_path_expressions for r in ignore_differences):
         with JqRunner(timeout_s=jq_timeout_s) as runner:
@@ -838,6 +913,7 @@ def compare_app(
                 ignore_differences=ignore_differences,
                 manager=manager,
                 jq_runner=runner,
+                verdicts=verdicts,
             )
     wanted: dict[ResourceKey, Mapping[str, Any]] = {}
     for obj in desired:
@@ -853,17 +929,24 @@ def compare_app(
         # apply will adopt it); it is never "extraneous"
         if key in wanted or owning_app(obj) == app:
             actual[key] = obj
+    if verdicts is not None and any(r.managed_fields_managers for r in ignore_differences):
+        verdicts = None
     results: list[ResourceDiff] = []
     for key in sorted(set(wanted) | set(actual)):
         d = wanted.get(key)
         lv = actual.get(key)
         if d is None and lv is not None and is_skip(lv):
             continue
-        results.append(
-            compare_resource(
-                d, lv, ignore_differences=ignore_differences, manager=manager, jq_runner=jq_runner
-            )
+        reused = verdicts.reuse(key, lv, manager) if verdicts is not None else None
+        if reused is not None:
+            results.append(reused)
+            continue
+        diff = compare_resource(
+            d, lv, ignore_differences=ignore_differences, manager=manager, jq_runner=jq_runner
         )
+        if verdicts is not None:
+            verdicts.keep(lv, diff)
+        results.append(diff)
     out_of_sync = any(r.status is SyncStatus.OUT_OF_SYNC and r.counts_for_app for r in results)
     return AppComparison(
         status=SyncStatus.OUT_OF_SYNC if out_of_sync else SyncStatus.SYNCED,

@@ -353,6 +353,7 @@ class Refresher(WorkerState):
             app=name,
             ignore_differences=desired.app.ignore_differences,
             jq_runner=self.svc.jq,
+            verdicts=desired.verdicts,
         )
         by_key = {ResourceKey.of(o): o for o in live}
         pairs = [(m, by_key.get(ResourceKey.of(m))) for m in desired.manifests]

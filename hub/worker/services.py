@@ -16,7 +16,7 @@ from hub.apps import AppStore
 from hub.leases import Fences
 from hub.metrics import Metrics
 from hub.repos import ResolvedRevisions
-from hub.sync.diff import JqRunner
+from hub.sync.diff import JqRunner, Verdicts
 from hub.sync.engine import Rendered
 from hub.sync.health import HealthRules
 from hub.sync.history import SyncHistory, Trigger
@@ -77,6 +77,8 @@ class Desired:
     app: Application
     manifests: tuple[dict[str, Any], ...]
     rendered: Rendered | None = None  # what the engine needs (origins, sources' revisions)
+    # The refreshes' last compare against these manifests, for the next one to reuse
+    verdicts: Verdicts = field(default_factory=Verdicts)
 
     def for_sync(self, request: ManualSync) -> Rendered | None:
         """The render a sync of ``request`` may reuse: none for a rollback (it brings its
