@@ -135,6 +135,7 @@ async def sync_application(
             result = await execute(run)
         finally:
             tg.cancel_scope.cancel()
+    run.tasks = None  # anyio's task group and cancel scopes refer to each other
     return result
 
 

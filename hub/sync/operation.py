@@ -18,6 +18,7 @@ import contextlib
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -398,8 +399,17 @@ class Run:
     def __post_init__(self) -> None:
         if self.request.timeout_s is not None:
             self.deadline = time.monotonic() + self.request.timeout_s
-        # every request made through the run is retried alone per the app's backoff
-        self.kube = self.kube.with_retry(self._retry_request)
+        # Every request made through the run is retried alone per the app's backoff. The
+        # view holds the run weakly: a bound method would make run -> view -> run a
+        # reference cycle, and everything a run holds (live reads, comparisons, results)
+        # would wait for a full garbage collection instead of going when the sync ends.
+        run = weakref.ref(self)
+
+        async def retry(what: str, send: Callable[[], Awaitable[Any]]) -> Any:
+            alive = run()
+            return await (send() if alive is None else alive._retry_request(what, send))
+
+        self.kube = self.kube.with_retry(retry)
 
     @property
     def api_policy(self) -> RetryPolicy:

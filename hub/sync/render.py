@@ -172,23 +172,29 @@ def glob_match(pattern: str, text: str) -> bool:
 def _walk(root: Path, recurse: bool) -> list[Path]:
     """Files in ``filepath.Walk`` order: lexical by name within a directory, depth first."""
     found: list[Path] = []
-
-    def visit(directory: Path) -> None:
-        try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError as exc:
-            raise RenderError(f"cannot read directory {directory}: {exc}") from exc
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                if recurse:
-                    visit(Path(entry.path))
-            else:
-                found.append(Path(entry.path))
-            if len(found) > INLINE_MAX_FILES:
-                check_blocking("a large directory")
-
-    visit(root)
+    # A stack of the directories being read (no recursive closure: it would be a reference
+    # cycle holding every path found until a full garbage collection)
+    stack = [iter(_entries(root))]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            if recurse:
+                stack.append(iter(_entries(Path(entry.path))))
+        else:
+            found.append(Path(entry.path))
+        if len(found) > INLINE_MAX_FILES:
+            check_blocking("a large directory")
     return found
+
+
+def _entries(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        return sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        raise RenderError(f"cannot read directory {directory}: {exc}") from exc
 
 
 def _check_inside(path: Path, root: Path | None, *, base: Path | None = None) -> None:
