@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from hub.apps import AppRecord, AppSetRecord
+from hub.apps import AppRecord, AppSetRecord, started_nothing
 from hub.db import Connection
 from hub.notifications.config import NotificationConfig
 
@@ -51,14 +51,18 @@ def subscriptions(annotations: Mapping[str, str], config: NotificationConfig) ->
 
 
 def app_view(rec: AppRecord) -> dict[str, Any]:
-    """The Application as Argo CD shows it to triggers and templates (``.app``)."""
+    """The Application as Argo CD shows it to triggers and templates (``.app``). An operation
+    that never started (``started_nothing``: the hub stopped between its running state and
+    its first record, and rewrote it as Error at the next start) is left out: nothing ran,
+    so it is no failed sync to notify (its status shows it), and an automated app retries
+    at once."""
     manifest = rec.manifest()
     status: dict[str, Any] = {
         "sync": {"status": rec.sync_status, "revision": rec.synced_sha or rec.desired_sha or ""},
         "health": {"status": rec.health_status},
         "conditions": [c.as_dict() for c in rec.conditions],
     }
-    if rec.operation_state is not None:
+    if rec.operation_state is not None and not started_nothing(rec.operation_state):
         status["operationState"] = json.loads(json.dumps(rec.operation_state, default=str))
     manifest["status"] = status
     return manifest

@@ -14,9 +14,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.apps import AppRecord
+from hub.apps import AppRecord, never_started
 from hub.notifications.config import NotificationConfigError, parse_config
-from hub.notifications.events import Subscription, record_events, subscriptions
+from hub.notifications.events import Subscription, app_view, record_events, subscriptions
 from hub.store import Store
 
 SETTINGS = """
@@ -126,6 +126,22 @@ def test_once_per_fires_once_per_value_even_across_a_false_spell(store: Store) -
     assert _evaluate(store, replace(rec, health_status="Degraded")) == 0
     assert _evaluate(store, rec) == 0  # healthy again, same revision: already told
     assert _evaluate(store, replace(rec, operation_state=_op("Succeeded", "r2"))) == 1
+
+
+def test_an_operation_that_never_started_is_no_operation_to_triggers(store: Store) -> None:
+    # Rewritten at a hub's start from a Running state it found with nothing recorded
+    # (``Hub.record_interrupted``): Error, but nothing ran, so no failed sync is told;
+    # health still is.
+    sub = {f"{PREFIX}on-sync-failed.hook": "", f"{PREFIX}on-health-degraded.hook": ""}
+    left = never_started(_op("Running", "r2", started="t2"), datetime.now(UTC))
+    rec = _app(sub, operation_state=left, health_status="Degraded")
+    assert _evaluate(store, rec) == 1
+    assert "operationState" not in app_view(rec)["status"]  # for templates too
+    # The retry of that revision fails for real: that is told.
+    assert _evaluate(store, replace(rec, operation_state=_op("Failed", "r2", "t3"))) == 1
+    with store.read() as db:
+        rows = db.execute("SELECT trigger FROM notification_outbox ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == ["on-health-degraded", "on-sync-failed"]
 
 
 def test_unknown_triggers_and_services_are_reported_not_raised(store: Store) -> None:
