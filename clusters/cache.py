@@ -18,7 +18,7 @@ seconds. After an error it backs off (``backoff_delay``) and resumes from that
 resourceVersion; a 410 Gone (``Gone``) means the history is gone, so it lists again. It
 runs until cancelled. Every change to a tracked object, and every object that stops or
 starts being tracked, is reported through ``on_change`` with the names of the apps
-concerned; ``on_state`` says whether the cluster answered (None) or what went wrong. Both
+concerned (a kind's first list: the empty set, every app); ``on_state`` says whether the cluster answered (None) or what went wrong. Both
 are plain calls on the loop.
 
 ``version`` counts every change the cache saw; ``changed(since, timeout_s)`` awaits (on
@@ -341,8 +341,12 @@ class LiveCache:
             kind.synced = True
             kind.failing = False
             self._bump()
-        if changed or first:
-            # The first list of a kind changes what every app can see, tracked or not.
+        if first:
+            # The first list of a kind changes what every app can see, tracked or not: an
+            # app whose refresh waited for the kind is woken even when the list names only
+            # other apps' objects (the empty set: everyone).
+            self._on_change(set())
+        elif changed:
             self._on_change(changed)
 
     def apply_event(self, res: ApiResource, etype: str, obj: Obj) -> None:
