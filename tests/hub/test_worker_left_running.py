@@ -24,6 +24,7 @@ from clusters.sim import SimServer
 from hub.apps import AppStore
 from hub.controller import Hub, HubOptions
 from hub.home import open_store
+from hub.store import Store
 from hub.sync.history import SyncHistory
 from tests.clusters.cli_support import Hub as Cli
 from tests.hub.test_controller_runtime import APP as MANUAL_APP
@@ -34,6 +35,25 @@ from tests.sync.e2e_helpers import GitRepo
 __all__ = ["run_checked"]  # the fixture, used by name
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(120)]
+
+
+def leave_running(store: Store, triggers: dict[str, str], revision: str) -> str:
+    """What a hub killed right after ``Operations._operate``'s first write leaves: each
+    app's operation Running (``triggers``: app -> who started it) and nothing recorded.
+    Returns the operations' start time."""
+    started = datetime.now(UTC).isoformat()
+    for name, trigger in triggers.items():
+        AppStore(store).set_status(
+            name,
+            operation_state={
+                "phase": "Running",
+                "trigger": trigger,
+                "startedAt": started,
+                "syncResult": {"revision": revision},
+                "message": "running",
+            },
+        )
+    return started
 
 
 def test_a_revision_left_running_before_the_engine_recorded_it_is_synced_by_the_next_hub(
@@ -81,20 +101,9 @@ def test_a_revision_left_running_before_the_engine_recorded_it_is_synced_by_the_
         # of its syncs (what ``Operations._operate`` writes first; "two" by an operator),
         # before the engine recorded the operations in flight: the store holds just that.
         second = repo.write({"app/cm.yaml": CM.format(value="2")})
-        started = datetime.now(UTC).isoformat()
         store = open_store(cli.home)
         try:
-            for name, trigger in (("one", "automated"), ("two", "user")):
-                AppStore(store).set_status(
-                    name,
-                    operation_state={
-                        "phase": "Running",
-                        "trigger": trigger,
-                        "startedAt": started,
-                        "syncResult": {"revision": second},
-                        "message": "running",
-                    },
-                )
+            started = leave_running(store, {"one": "automated", "two": "user"}, second)
             assert SyncHistory(store, lambda: pytest.fail()).interrupted() == []
         finally:
             store.close()

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import pytest
 
 from clusters.sim import SimServer
-from hub.apps import AppStore
 from hub.controller import Hub, HubOptions
 from hub.home import open_store
 from hub.notifications.dispatcher import outbox_rows
 from tests.clusters.cli_support import Hub as Cli
 from tests.hub.test_controller_runtime import CM, run_checked, wait_until
+from tests.hub.test_worker_left_running import leave_running
 from tests.notifications.receivers import HttpReceiver
 from tests.sync.e2e_helpers import GitRepo
 
@@ -129,17 +128,7 @@ def test_an_operation_that_never_started_fires_no_sync_failed(
         second = repo.write({"one/cm.yaml": CM.format(value="2")})
         store = open_store(cli.home)
         try:
-            for name, trigger in (("one", "automated"), ("two", "user")):
-                AppStore(store).set_status(
-                    name,
-                    operation_state={
-                        "phase": "Running",
-                        "trigger": trigger,
-                        "startedAt": datetime.now(UTC).isoformat(),
-                        "syncResult": {"revision": second},
-                        "message": "running",
-                    },
-                )
+            leave_running(store, {"one": "automated", "two": "user"}, second)
         finally:
             store.close()
         (cli.home / "notifications.yaml").write_text(SETTINGS.format(url=receiver.url) + PROBE)
