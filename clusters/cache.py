@@ -18,8 +18,8 @@ seconds. After an error it backs off (``backoff_delay``) and resumes from that
 resourceVersion; a 410 Gone (``Gone``) means the history is gone, so it lists again. It
 runs until cancelled. Every change to a tracked object, and every object that stops or
 starts being tracked, is reported through ``on_change`` with the names of the apps
-concerned (a kind's first list: the empty set, every app); ``on_state`` says whether the cluster answered (None) or what went wrong. Both
-are plain calls on the loop.
+concerned (after a kind's first list: the empty set, every app); ``on_state`` says
+whether the cluster answered (None) or what went wrong. Both are plain calls on the loop.
 
 ``version`` counts every change the cache saw; ``changed(since, timeout_s)`` awaits (on
 the loop) the next one, so the sync engine's health gate, hook and prune waits sleep until

@@ -406,11 +406,11 @@ WORKER_RESTART_MAX_S = 60.0
 #: The garbage collector's thresholds while a hub runs (``gc.set_threshold``). With
 #: Python's default (700, 10, 10) the objects of the hundreds of syncs in flight outlive
 #: the young collections that catch them, are promoted, and trigger a full collection of
-#: the whole heap every 2 s of a rollout: at 300 clusters x 10 apps that was 38% of an
+#: the whole heap every 2 s of a rollout: at 300 clusters x 10 apps that was 40% of an
 #: image commit's hub CPU (bench/fleet.py "hub garbage collector"). A young generation of
-#: 20,000 lets most of them die first; reference cycles are still collected, by the young
-#: collections or the (rarer) full ones. Memory grows by the young objects the collector
-#: now waits for: a few MB.
+#: 20,000 lets most of them die first. Reference cycles are still collected, but those
+#: that reach the old generation now wait longer for a (rarer) full collection, so the
+#: per-sync paths keep none (tests/sync/test_e2e_async_engine.py checks a sync's).
 GC_THRESHOLDS = (20_000, 10, 10)
 
 
