@@ -20,15 +20,10 @@ from hub.leases import ClusterFence, LeaseLost, LeaseOptions, LeaseStore, cluste
 from hub.worker import last_operation_of
 from tests.clusters.cli_support import Hub as Cli
 from tests.hub.test_apps_store import desired
+from tests.hub.test_worker_left_running import running_state
 
 REV = "c" * 40
-RUNNING = {
-    "phase": "Running",
-    "trigger": "automated",
-    "startedAt": "2026-12-03T10:00:00+00:00",
-    "syncResult": {"revision": REV},
-    "message": "running",
-}
+RUNNING = running_state(REV)
 OPTIONS = LeaseOptions.for_lease(15.0)
 
 

@@ -18,6 +18,7 @@ from hub.worker import (
     hold_conditions,
     last_operation_of,
 )
+from tests.hub.test_worker_left_running import running_state
 
 REV = "a" * 40
 NEW = "b" * 40
@@ -163,13 +164,7 @@ def test_a_running_state_rewritten_as_never_started_is_attempted_but_a_real_erro
     # The next hub rewrites that Running state as a finished Error the operator can read
     # (``Hub.record_interrupted``); its marker, not its wording, keeps it from counting as
     # an attempt. The same Error without the marker (the engine had begun) still counts.
-    running = {
-        "phase": "Running",
-        "trigger": "automated",
-        "startedAt": "2026-12-03T10:00:00+00:00",
-        "syncResult": {"revision": REV},
-        "message": "running",
-    }
+    running = running_state(REV)
     rewritten = never_started(running, datetime(2026, 12, 3, 10, 5, tzinfo=UTC))
     assert rewritten["phase"] == "Error" and rewritten["interrupted"] == "before-start"
     assert rewritten["startedAt"] == running["startedAt"]

@@ -16,6 +16,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -37,6 +38,19 @@ __all__ = ["run_checked"]  # the fixture, used by name
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(120)]
 
 
+def running_state(
+    revision: str, *, trigger: str = "automated", started: str = "2026-12-03T10:00:00+00:00"
+) -> dict[str, Any]:
+    """The operation state ``Operations._operate`` writes first, before the engine runs."""
+    return {
+        "phase": "Running",
+        "trigger": trigger,
+        "startedAt": started,
+        "syncResult": {"revision": revision},
+        "message": "running",
+    }
+
+
 def leave_running(store: Store, triggers: dict[str, str], revision: str) -> str:
     """What a hub killed right after ``Operations._operate``'s first write leaves: each
     app's operation Running (``triggers``: app -> who started it) and nothing recorded.
@@ -44,14 +58,7 @@ def leave_running(store: Store, triggers: dict[str, str], revision: str) -> str:
     started = datetime.now(UTC).isoformat()
     for name, trigger in triggers.items():
         AppStore(store).set_status(
-            name,
-            operation_state={
-                "phase": "Running",
-                "trigger": trigger,
-                "startedAt": started,
-                "syncResult": {"revision": revision},
-                "message": "running",
-            },
+            name, operation_state=running_state(revision, trigger=trigger, started=started)
         )
     return started
 
