@@ -679,6 +679,12 @@ def main() -> None:
         action="store_true",
         help="Sample the hub's thread stacks at 10 Hz and print the top places per phase.",
     )
+    parser.add_argument(
+        "--trim-memory-s",
+        type=float,
+        default=HubOptions().trim_memory_s,
+        help="The hub's trim_memory_s (0: never hand freed memory back; for comparisons).",
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     PROGRESS_EVERY_S[0] = args.progress_every
@@ -780,7 +786,9 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
             for where, seconds in top:
                 log(f"    {seconds:8.1f}  {where}")
 
-    hub = Hub(cli.home, HubOptions(git_poll_s=2.0, resync_s=3600.0, jitter=0.0))
+    hub = Hub(cli.home, HubOptions(
+            git_poll_s=2.0, resync_s=3600.0, jitter=0.0, trim_memory_s=args.trim_memory_s
+        ))
     sim.stats(reset=True)
     gc_time.take()
     with anyio.from_thread.start_blocking_portal() as portal:

@@ -62,12 +62,13 @@ DEFAULT_TIMEOUT_S = 30.0
 FIELD_MANAGER = "gitops-hub"
 # Requests (not watches) one cluster has in flight at once. Over HTTP/1.1 each is a
 # connection: unbounded, a burst of syncs opened dozens per cluster, each with its TLS
-# handshake (~70 per cluster per fleet benchmark run), kept only until idle. Waiting for a
-# slot counts against the request's deadline. With 8 slots a commit at 1,000 x 10 still
-# cost ~9 handshakes per cluster (connects and handshakes were ~13% of the hub's
-# samples); 4 halve them. At sub-millisecond answers the hub's CPU, not a cluster's four
-# connections, bounds a rollout.
-REQUEST_SLOTS = 4
+# handshake, kept only until idle. Waiting for a slot counts against the request's
+# deadline. Each open connection also costs ~50 KB of memory (OpenSSL's state, the TLS
+# read buffer, aiohttp's protocol): at 1,000 clusters two slots fewer are ~100 MB and a
+# third of the hub's handshakes. At sub-millisecond answers the hub's CPU, not a
+# cluster's connections, bounds a rollout: 8 -> 4 -> 2 slots made no commit slower
+# (docs/benchmarks.md, rounds 4 and 6).
+REQUEST_SLOTS = 2
 # How long an idle connection is kept (aiohttp's default is 15 s). A connected worker's
 # liveness probe asks every ~10 s, but not while watch events show the cluster answering,
 # so two probes were often more than 15 s apart: a third of them paid a new connection

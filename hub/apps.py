@@ -481,6 +481,28 @@ class Rollup:
     deleting: int
 
 
+def _app_filter(
+    cluster: str | None,
+    appset: str | None,
+    source: str | None,
+    deleting: bool | None,
+    plain: bool,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading space, or empty) and arguments of ``list_apps``'
+    filters."""
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in (("cluster", cluster), ("appset", appset), ("source", source)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if plain:
+        where.append("appset IS NULL")
+    if deleting is not None:
+        where.append("deletion IS NOT NULL" if deleting else "deletion IS NULL")
+    return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
 # ---------------------------------------------------------------- the store
 
 
@@ -511,21 +533,28 @@ class AppStore:
         """Applications sorted by name, filtered by every argument given.
 
         ``plain`` selects the Applications no ApplicationSet owns."""
-        where, args = [], []
-        for column, value in (("cluster", cluster), ("appset", appset), ("source", source)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if plain:
-            where.append("appset IS NULL")
-        if deleting is not None:
-            where.append("deletion IS NOT NULL" if deleting else "deletion IS NULL")
-        sql = f"SELECT {_APP_COLUMNS} FROM applications"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where, args = _app_filter(cluster, appset, source, deleting, plain)
         with self.store.read() as db:
-            rows = db.execute(sql + " ORDER BY name", args).fetchall()
+            rows = db.execute(
+                f"SELECT {_APP_COLUMNS} FROM applications{where} ORDER BY name", args
+            ).fetchall()
         return [_app(r) for r in rows]
+
+    def count_apps(
+        self,
+        *,
+        cluster: str | None = None,
+        appset: str | None = None,
+        source: str | None = None,
+        deleting: bool | None = None,
+        plain: bool = False,
+    ) -> int:
+        """How many Applications ``list_apps`` with the same arguments would return, without
+        reading or decoding them (a source of 10,000 is counted at every Git change)."""
+        where, args = _app_filter(cluster, appset, source, deleting, plain)
+        with self.store.read() as db:
+            (count,) = db.execute(f"SELECT COUNT(*) FROM applications{where}", args).fetchone()
+        return int(count)
 
     def list_specs(self) -> list[Mapping[str, Any]]:
         """Every Application's ``spec`` (no other column decoded: a fleet-wide scan of what

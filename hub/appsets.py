@@ -1086,8 +1086,8 @@ class AppSetController:
             name, load.applications, self.apps.list_apps(source=name, plain=True), fleet, {}
         )
         deleting += [a.app for a in plain.actions if a.kind == "delete"]
-        live = [a for a in self.apps.list_apps(source=name) if not a.deleting]
-        if not source_guard_trips(len(deleting), len(live)):
+        live = self.apps.count_apps(source=name, deleting=False)
+        if not source_guard_trips(len(deleting), live):
             return None
         assert load.sha is not None
         if confirmed == load.sha:
@@ -1096,12 +1096,12 @@ class AppSetController:
                 name,
                 load.sha[:12],
                 len(deleting),
-                len(live),
+                live,
             )
             return None
         sets = f" (ApplicationSets gone: {', '.join(sorted(removed_sets))})" if removed_sets else ""
         return (
-            f"revision {load.sha[:12]} would delete {len(deleting)} of the {len(live)} "
+            f"revision {load.sha[:12]} would delete {len(deleting)} of the {live} "
             f"Applications of source {name}{sets}: held, nothing deleted, the last good "
             f"revision stays in force. If this is intended, run `hub source confirm {name}`; "
             "otherwise fix the branch (a force-push or a wrong --path looks like this)"

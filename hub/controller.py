@@ -85,6 +85,7 @@ from hub.leases import (
     lease_holder,
     quiet_lease_lost,
 )
+from hub.memory import malloc_trim
 from hub.metrics import Metrics
 from hub.notifications.dispatcher import Notifier
 from hub.notifications.secrets import NotificationSecrets
@@ -143,6 +144,8 @@ class HubOptions:
     # A Git cycle skips the ApplicationSet pass when nothing it reads changed; it runs
     # anyway at least this often (a safety net, like Argo CD's periodic requeue).
     appset_resync_s: float = 60.0
+    # Freed heap memory is handed back to the system this often (``hub.memory``); 0: never.
+    trim_memory_s: float = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -803,6 +806,7 @@ class Hub:
                 task_status.started()
                 tg.start_soon(self._store_loop, name="registry and store poll")
                 tg.start_soon(self._resync_loop, name="resync")
+                tg.start_soon(self._trim_loop, name="memory trim")
         finally:
             self._ready = False
             gc.set_threshold(*thresholds)
@@ -1344,6 +1348,16 @@ class Hub:
             entry = await self._db(partial(self.history.get, app, int(body["id"])))
             worker.request_sync(app, await self._rollback_of(app, entry, who))
         log.info("app %s: %s requested on another replica, started here", app, action)
+
+    async def _trim_loop(self) -> None:
+        """Hand freed heap memory back to the system every ``trim_memory_s`` (``hub.memory``:
+        after a fleet-wide rollout RSS otherwise stays at the burst's peak)."""
+        trim = malloc_trim()
+        if trim is None or self.options.trim_memory_s <= 0:
+            return
+        while True:
+            await anyio.sleep(self.options.trim_memory_s)
+            await anyio.to_thread.run_sync(trim)
 
     async def _resync_loop(self) -> None:
         while True:

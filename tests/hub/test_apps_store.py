@@ -147,6 +147,18 @@ def test_queries_by_cluster_appset_source_and_deletion_state(store: Store) -> No
     assert gone is not None and gone.deleting and gone.generation == 2
     assert gone.deletion_reason == "relabelled out" and gone.deletion_requested_at is not None
     assert len(apps.list_apps(deleting=False)) == 3
+    # count_apps counts what list_apps lists, for every filter
+    for filters in (
+        {},
+        {"cluster": "east"},
+        {"appset": "web"},
+        {"plain": True},
+        {"source": "src", "cluster": "west"},
+        {"deleting": True},
+        {"deleting": False, "source": "src"},
+        {"cluster": "nowhere"},
+    ):
+        assert apps.count_apps(**filters) == len(apps.list_apps(**filters)), filters
     assert apps.owners() == {
         "api-east": "appset/api",
         "tools": "source/src",
