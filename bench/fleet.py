@@ -786,9 +786,10 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
             for where, seconds in top:
                 log(f"    {seconds:8.1f}  {where}")
 
-    hub = Hub(cli.home, HubOptions(
-            git_poll_s=2.0, resync_s=3600.0, jitter=0.0, trim_memory_s=args.trim_memory_s
-        ))
+    hub = Hub(
+        cli.home,
+        HubOptions(git_poll_s=2.0, resync_s=3600.0, jitter=0.0, trim_memory_s=args.trim_memory_s),
+    )
     sim.stats(reset=True)
     gc_time.take()
     with anyio.from_thread.start_blocking_portal() as portal:

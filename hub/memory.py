@@ -18,6 +18,7 @@ import ctypes.util
 from collections.abc import Callable
 from functools import cache
 
+
 @cache
 def malloc_trim() -> Callable[[], bool] | None:
     """glibc's ``malloc_trim(0)`` as a callable returning whether memory was released, or
@@ -36,4 +37,3 @@ def malloc_trim() -> Callable[[], bool] | None:
         return bool(trim(0))
 
     return call
-

@@ -216,8 +216,8 @@ def render_directory(
     directory = directory or DirectorySource()
     if not path.is_dir():
         raise RenderError(f"{path}: source path does not exist or is not a directory")
-    _check_inside(path, repo_root)
     base = repo_root.resolve() if repo_root is not None else None
+    _check_inside(path, repo_root, base=base)
     label_root = repo_root if repo_root is not None else path
     manifests: list[SourcedManifest] = []
     for file in _walk(path, directory.recurse):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import Awaitable, Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import anyio
@@ -16,6 +18,7 @@ from clusters.kube import KubeClient
 from clusters.kubeconfig import BearerToken, TLSSettings
 from clusters.registry import ClusterCredentials
 from clusters.sim import SimServer
+from hub import controller
 from hub.controller import GC_THRESHOLDS, Hub, HubOptions, fence_cluster
 from hub.errors import HubError
 from hub.metrics import Metrics, repo_label
@@ -136,6 +139,39 @@ def test_a_removed_cluster_s_worker_stops_and_shutdown_leaves_no_task(
         assert gc.get_threshold() == before  # the process's own setting back
 
     run_checked(body)
+
+
+@pytest.mark.parametrize("every_s", [0.05, 0.0])
+def test_a_running_hub_hands_freed_memory_back_every_trim_interval_unless_told_not_to(
+    home: tuple[Path, SimServer],
+    run_checked: Callable[[Callable[[], Awaitable[None]]], None],
+    monkeypatch: pytest.MonkeyPatch,
+    every_s: float,
+) -> None:
+    path, _sim = home
+    trims: list[float] = []
+
+    def trim() -> bool:
+        trims.append(time.monotonic())
+        return True
+
+    monkeypatch.setattr(controller, "malloc_trim", lambda: trim)
+    options = HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5, trim_memory_s=every_s)
+    hub = Hub(path, options)
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            await anyio.sleep(0.6)
+            await hub.shutdown()
+
+    run_checked(body)
+    if every_s == 0:
+        assert trims == []
+    else:
+        assert len(trims) >= 3, trims
+        # one at a time, each a full interval after the last
+        assert all(b - a >= every_s * 0.9 for a, b in pairwise(trims))
 
 
 def test_a_requested_sync_runs_for_an_app_without_automated_sync(
