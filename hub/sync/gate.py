@@ -16,6 +16,7 @@ cache changes (``changed``), the deadline, or â€” while deletions are pending â€
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -87,16 +88,21 @@ async def _own_cache(run: Run, resources: list[ApiResource]) -> LiveCache:
     """The operation's own cache, watching ``resources`` (each kind once), once listed."""
     cache: LiveCache | None = run.own_cache
     if cache is None:
+        # The run holds its cache, so the cache's callback holds the run weakly: a strong
+        # one would make run -> cache -> callback -> run a reference cycle, and the run
+        # (its live reads, comparisons, results) would wait for a full garbage collection.
+        owner = weakref.ref(run)
 
         def state(res: ApiResource, error: KubeError | None) -> None:
-            if error is None:
+            alive = owner()
+            if error is None or alive is None:
                 return
             if isinstance(error, Transient):
-                run.emit(
+                alive.emit(
                     ProgressEvent(kind=EventKind.RETRY, message=f"watch {res.plural}: {error}")
                 )
             else:
-                run.own_cache_error = f"watching {res.plural}: {error}"
+                alive.own_cache_error = f"watching {res.plural}: {error}"
 
         # the plain client: the cache retries on its own, with the app's back-off (a
         # gate must not sit out the worker's longer one)
