@@ -134,7 +134,7 @@ async def sync_application(
         try:
             result = await execute(run)
         finally:
-            tg.cancel_scope.cancel()
+            run.end_watches()  # not the group's scope: see operation._until_cancelled
     run.tasks = None  # anyio's task group and cancel scopes refer to each other
     return result
 

@@ -115,10 +115,9 @@ async def _own_cache(run: Run, resources: list[ApiResource]) -> LiveCache:
             backoff=lambda failures: retry_delay_s(policy, min(max(0, failures - 1), 30)),
         )
         run.own_cache = cache
-    assert run.tasks is not None, "the engine's entry point opens the operation's task group"
     for res in resources:
         if cache.add_kind(res):
-            run.tasks.start_soon(cache.run_kind, res, name=f"gate watch {res.plural}")
+            run.watch(partial(cache.run_kind, res), name=f"gate watch {res.plural}")
     while not all(cache.is_current(_gk(r)) for r in resources):
         if run.own_cache_error:
             raise Stop(run.own_cache_error, phase=OperationPhase.FAILED, retryable=True)

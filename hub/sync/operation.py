@@ -384,7 +384,11 @@ class Run:
     # the gate on first need, its watches run in ``tasks`` until the operation ends.
     own_cache: Any = None
     own_cache_error: str = ""  # a watch of the own cache failed for good (not transient)
-    tasks: Any = None  # anyio TaskGroup of the operation (the own cache's watches)
+    # anyio TaskGroup of the operation: the own cache's watches, started by ``watch`` only
+    # (the engine ends them by ``end_watches``, not by cancelling the group).
+    tasks: Any = None
+    # One cancel scope per ``watch``, cancelled by ``end_watches`` when the operation ends.
+    watches: list[anyio.CancelScope] = field(default_factory=list)
     # Names from the Namespace LIST of the last ``read_live`` without a cache, so
     # ``namespaces`` does not LIST them again in the same attempt.
     listed_namespaces: set[str] | None = None
@@ -420,6 +424,19 @@ class Run:
         return self.kube.name
 
     # -- plumbing
+
+    def watch(self, fn: Callable[[], Awaitable[None]], *, name: str) -> None:
+        """Run ``fn()`` in the operation's task group until ``end_watches``."""
+        assert self.tasks is not None, "the engine's entry point opens the operation's tasks"
+        scope = anyio.CancelScope()
+        self.watches.append(scope)
+        self.tasks.start_soon(_until_cancelled, scope, fn, name=name)
+
+    def end_watches(self) -> None:
+        """End every ``watch``: each returns from its own cancelled scope, so the task
+        group's exit waits for them (a turn of the loop)."""
+        for scope in self.watches:
+            scope.cancel()
 
     def check(self) -> None:
         if self.cancel.cancelled:
@@ -549,6 +566,16 @@ class Run:
                 message=message,
             )
         )
+
+
+async def _until_cancelled(scope: anyio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
+    # Ended by its own scope, the task returns instead of raising CancelledError: anyio's
+    # task group keeps the CancelledError of a child task it cancelled in a reference
+    # cycle with its ``task_done`` callback's frame (``exc`` -> traceback -> frame ->
+    # ``exc``), and that frame holds the task, its coroutine's frames and all they refer
+    # to (a watch's cache, its response and socket) until a full garbage collection.
+    with scope:
+        await fn()
 
 
 def name_of(obj: Mapping[str, Any]) -> str:

@@ -206,6 +206,8 @@ def test_a_finished_sync_is_freed_at_once_not_by_a_full_garbage_collection(
 def test_a_sync_whose_gate_watched_on_its_own_is_freed_at_once_too(client: KubeClient) -> None:
     # No live cache given (a one-shot; in the hub, a gate on a kind its cache lacks, such
     # as a hook's Job): the gate lists and watches in a LiveCache of the operation's own,
-    # whose tasks end with the sync.
+    # whose tasks end with the sync. Nor may a watch's task be left in a cycle, with its
+    # frames, the cache it filled and its connection (asyncio's closed transport refers to
+    # itself through a bound method in Python 3.11, a few hundred bytes: not ours).
     cyclic = cyclic_garbage_of_a_sync(client, [deployment("watched")], wait_healthy=True)
-    assert not PER_SYNC & set(cyclic), cyclic
+    assert not {*PER_SYNC, "LiveCache", "Task", "CancelledError", "frame"} & set(cyclic), cyclic
