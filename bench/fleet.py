@@ -143,7 +143,9 @@ class RequestCounter:
             what = "WATCH"
         elif method == "GET" and "limit" in query:  # lists page with limit
             what = "LIST"
-        elif method == "GET" and (path.count("/") <= 3 or path == "/version"):
+        elif method == "GET" and path == "/version":
+            what = "PROBE"  # a worker's liveness probe
+        elif method == "GET" and path.count("/") <= 3:
             what = "DISCOVERY"  # /api, /apis, /api/v1, /apis/GROUP/VERSION
         elif method == "GET":
             what = "GET"
