@@ -5,7 +5,7 @@ recorded for a finished operation. No I/O, except the store reads of ``project_w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,6 +40,48 @@ class LastOperation:
     # It failed while the cluster did not answer (``lost_to_outage``): the failure says
     # nothing of the revision, so the automated sync tries it again.
     cluster_lost: bool = False
+
+
+#: How long a self-heal waits, after a sync, for the live cache to hear of that sync's own
+#: writes (their watch events can still be in flight when the sync ends).
+WRITES_HEARD_WAIT_S = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WrittenObjects:
+    """What the last sync of an Application applied, as the worker's live cache held each
+    object when the sync ended (``str(ResourceKey)`` -> the cache's key and that object,
+    compared by identity), and until when (monotonic) a self-heal waits for the cache to
+    hear of those writes."""
+
+    until: float
+    seen: Mapping[str, tuple[tuple[str, str, str, str], object]]
+
+
+def unheard_writes_wait_s(
+    written: WrittenObjects | None,
+    out_of_sync: Sequence[str],
+    cached: Callable[[tuple[str, str, str, str]], object],
+    now_monotonic: float,
+) -> float:
+    """Seconds a self-heal should wait, 0 when it may start.
+
+    A sync ends when its last wave is applied, often before the watch events of those
+    applies reach the live cache: a refresh right then compares Git with the objects as
+    they were before the sync and finds them OutOfSync, and a self-heal would apply the
+    same manifests a second time (10-15% of a 1,000-app commit did, each a second history
+    entry saying "self-heal" with no drift). So while an OutOfSync resource the sync
+    applied is still the very object the cache held when the sync ended (``cached`` of
+    its cache key is the one ``seen``), nothing has been heard since: wait, up to ``written.until``.
+    Any event for it (the sync's own, or a real drift after it) replaces the object and
+    lets the heal decide on what the cluster holds now."""
+    if written is None or now_monotonic >= written.until:
+        return 0.0
+    for key in out_of_sync:
+        seen = written.seen.get(key)
+        if seen is not None and cached(seen[0]) is seen[1]:
+            return written.until - now_monotonic
+    return 0.0
 
 
 def lost_to_outage(last: LastOperation, quiet_since: float, answered_at: float) -> bool:

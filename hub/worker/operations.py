@@ -29,8 +29,11 @@ from hub.sync.engine import (
 )
 from hub.sync.history import OperationPhase, Trigger
 from hub.sync.model import Application, SyncError
+from hub.sync.resources import ResourceKey
 from hub.worker.decisions import (
+    WRITES_HEARD_WAIT_S,
     LastOperation,
+    WrittenObjects,
     once_conditions,
     operation_state,
     rollout_verdict_of,
@@ -227,6 +230,7 @@ class Operations(WorkerState):
                     )
                     return None
                 self._record(name, request, result, started)
+                self._remember_writes(name, result)
                 # Watch every kind this sync touched (a namespace it created, a kind it
                 # pruned), so the next sync reads it from the cache, not a LIST.
                 if self.cache is not None and self._tg is not None:
@@ -280,6 +284,26 @@ class Operations(WorkerState):
             result.phase.value,
             result.message,
         )
+
+    def _remember_writes(self, name: str, result: OperationResult) -> None:
+        """Keep, for the self-heal decision, the objects this sync applied as the cache
+        holds them now (``hub.worker.decisions.unheard_writes_wait_s``)."""
+        self._written_objects.pop(name, None)
+        cache = self.cache
+        if cache is None or result.phase is not OperationPhase.SUCCEEDED:
+            return
+        seen = {
+            str(ResourceKey(group=r.group, kind=r.kind, namespace=r.namespace, name=r.name)): (
+                (r.group, r.kind, r.namespace, r.name),
+                cache.get_tracked((r.group, r.kind, r.namespace, r.name)),
+            )
+            for r in result.resources
+            if r.action == "apply" and not r.hook
+        }
+        if seen:
+            self._written_objects[name] = WrittenObjects(
+                until=time.monotonic() + WRITES_HEARD_WAIT_S, seen=seen
+            )
 
     # -- once mode
 

@@ -47,6 +47,7 @@ from hub.worker.decisions import (
     hold_conditions,
     prune_confirm_condition,
     rollout_verdict_of,
+    unheard_writes_wait_s,
     window_verdict_of,
 )
 from hub.worker.services import COMPARISON_ERROR, Desired, ManualSync, _now
@@ -161,6 +162,7 @@ class Refresher(WorkerState):
     async def _refresh(self, name: str) -> None:
         rec = self.apps.get(name)
         if rec is None:
+            self._written_objects.pop(name, None)  # it held live objects of a gone app
             return
         if rec.deleting:
             if name not in self._deleting and self._tg is not None:
@@ -235,6 +237,7 @@ class Refresher(WorkerState):
         )
         if evaluation.status is SyncStatus.SYNCED:
             self._heals.pop(name, None)
+            self._written_objects.pop(name, None)
         if decision is None:
             return
         if decision.action == "sync":
@@ -244,6 +247,18 @@ class Refresher(WorkerState):
                 ManualSync(prune=False, revision=sha, who="automated", trigger=Trigger.AUTOMATED),
             )
         elif decision.action == "self-heal":
+            cache = self.cache
+            wait = unheard_writes_wait_s(
+                self._written_objects.get(name),
+                evaluation.out_of_sync,
+                lambda key: cache.get_tracked(key) if cache is not None else None,
+                time.monotonic(),
+            )
+            if wait > 0:
+                # an event of those objects wakes the app sooner; this is the longest wait
+                if self._tg is not None:
+                    self._tg.start_soon(self._later, name, wait)
+                return
             self._heals[name] = self._heals.get(name, 0) + 1
             self._start_sync(
                 rec,

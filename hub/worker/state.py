@@ -26,7 +26,12 @@ from hub.sync.engine import CancelToken, Limits
 from hub.sync.model import Application
 from hub.sync.operation import store_call
 from hub.sync.projects import ProjectScope
-from hub.worker.decisions import LastOperation, last_operation_of, lost_to_outage
+from hub.worker.decisions import (
+    LastOperation,
+    WrittenObjects,
+    last_operation_of,
+    lost_to_outage,
+)
 from hub.worker.services import Desired, ManualSync, WorkerServices
 
 if TYPE_CHECKING:
@@ -61,6 +66,9 @@ class WorkerState:
         self.renders: Counter[str] = Counter()
         self._last: dict[str, LastOperation] = {}
         self._heals: dict[str, int] = {}
+        # What each app's last successful sync applied, as the cache held it then: a
+        # self-heal waits for the cache to hear of those writes (``unheard_writes_wait_s``).
+        self._written_objects: dict[str, WrittenObjects] = {}
         self._written: dict[str, tuple[Any, ...]] = {}
         self._pending: dict[str, StatusUpdate] = {}  # refresh results of this tick
         self._store_order = anyio.Lock()  # status writes reach the store in call order
