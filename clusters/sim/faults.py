@@ -22,10 +22,16 @@ class FaultSettings:
     error_rate: float = 0.0  # share of requests answered with ``error_code``
     error_code: int = 503  # 500 or 503
     outage: Outage | None = None  # "refuse": close without answering; "hang": never answer
+    # seconds each watch event reaches open watch streams late (a lagging watch cache)
+    watch_delay: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.latency <= 3600:
             raise FaultError(f"latency must be between 0 and 3600 seconds, not {self.latency}")
+        if not 0.0 <= self.watch_delay <= 3600:
+            raise FaultError(
+                f"watch_delay must be between 0 and 3600 seconds, not {self.watch_delay}"
+            )
         if not 0.0 <= self.error_rate <= 1.0:
             raise FaultError(f"error_rate must be between 0 and 1, not {self.error_rate}")
         if self.error_code not in (500, 503):
@@ -40,7 +46,7 @@ class FaultSettings:
         """From JSON (the admin endpoint); unknown keys and wrong types are errors."""
         if not isinstance(data, dict):
             raise FaultError("fault settings must be a JSON object")
-        unknown = set(data) - {"latency", "error_rate", "error_code", "outage"}
+        unknown = set(data) - {"latency", "error_rate", "error_code", "outage", "watch_delay"}
         if unknown:
             raise FaultError(f"unknown fault settings: {', '.join(sorted(unknown))}")
         try:
@@ -49,6 +55,7 @@ class FaultSettings:
                 error_rate=float(data.get("error_rate", 0.0)),
                 error_code=int(data.get("error_code", 503)),
                 outage=data.get("outage"),
+                watch_delay=float(data.get("watch_delay", 0.0)),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, FaultError):
@@ -57,7 +64,7 @@ class FaultSettings:
 
     @property
     def active(self) -> bool:
-        return bool(self.latency or self.error_rate or self.outage)
+        return bool(self.latency or self.error_rate or self.outage or self.watch_delay)
 
     def should_fail(self) -> bool:
         return self.error_rate > 0 and random.random() < self.error_rate

@@ -1301,6 +1301,10 @@ class SimApp:
                     continue
                 if first is None:
                     break
+                delay = cluster.faults.watch_delay
+                if delay:
+                    # events that happen meanwhile go out with this one, as late or less
+                    await asyncio.sleep(delay)
                 chunk = encode(first.type, first.obj) + self._drain(watcher, encode)
                 await response.write(chunk)
                 if watcher.closed and watcher.queue.empty():
@@ -1847,6 +1851,7 @@ class FaultControl:
         error_rate: float = 0.0,
         error_code: int = 503,
         outage: str | None = None,
+        watch_delay: float = 0.0,
     ) -> FaultSettings:
         try:
             settings = FaultSettings.parse(
@@ -1855,6 +1860,7 @@ class FaultControl:
                     "error_rate": error_rate,
                     "error_code": error_code,
                     "outage": outage,
+                    "watch_delay": watch_delay,
                 }
             )
         except FaultError as exc:

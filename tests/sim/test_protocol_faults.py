@@ -76,6 +76,8 @@ def test_fault_settings_are_checked(
         server.faults("sick").set(error_rate=2.0)
     with pytest.raises(ClusterUsageError, match="outage"):
         server.faults("sick").set(outage="explode")
+    with pytest.raises(ClusterUsageError, match="watch_delay"):
+        server.faults("sick").set(watch_delay=-1)
 
 
 def _admin(
@@ -132,7 +134,7 @@ def test_clusters_come_and_go_at_run_time(sim_factory: Callable[..., SimServer])
         api.close()
 
 
-def _open_watch(server: SimServer, name: str) -> urllib3.BaseHTTPResponse:
+def _open_watch(server: SimServer, name: str, read_s: float = 10) -> urllib3.BaseHTTPResponse:
     import ssl
 
     pool = urllib3.PoolManager(
@@ -143,7 +145,7 @@ def _open_watch(server: SimServer, name: str) -> urllib3.BaseHTTPResponse:
         f"{server.server_url(name)}/api/v1/namespaces/default/configmaps?watch=true",
         headers={"Authorization": f"Bearer {server.token(name)}"},
         preload_content=False,
-        timeout=urllib3.Timeout(connect=5, read=10),
+        timeout=urllib3.Timeout(connect=5, read=read_s),
     )
 
 
@@ -182,6 +184,29 @@ def test_an_error_or_outage_fault_ends_the_watch_streams_already_open(
         for line in well_stream.stream(1 << 16):
             if b"after-fault" in line:
                 break
+    finally:
+        server.faults("sick").clear()
+        sick_stream.release_conn()
+        well_stream.release_conn()
+
+
+def test_a_watch_delay_holds_back_the_events_of_its_cluster_only(
+    pair: tuple[SimServer, client.CoreV1Api, client.CoreV1Api],
+) -> None:
+    server, sick, well = pair
+    sick_stream, well_stream = _open_watch(server, "sick", read_s=1), _open_watch(server, "well")
+    try:
+        server.faults("sick").set(watch_delay=60.0)  # streams already open are late too
+        for api in (sick, well):  # requests are not slowed
+            api.create_namespaced_config_map(
+                "default", client.V1ConfigMap(metadata=client.V1ObjectMeta(name="late"))
+            )
+        for line in well_stream.stream(1 << 16):
+            if b'"late"' in line:
+                break
+        events, how = _drain(sick_stream)  # the existing objects' ADDED came before the fault
+        names = [e["object"]["metadata"]["name"] for e in events]  # type: ignore[index]
+        assert how == "still open" and "late" not in names  # it is a minute away
     finally:
         server.faults("sick").clear()
         sick_stream.release_conn()
