@@ -72,7 +72,8 @@ def unheard_writes_wait_s(
     same manifests a second time (10-15% of a 1,000-app commit did, each a second history
     entry saying "self-heal" with no drift). So while an OutOfSync resource the sync
     applied is still the very object the cache held when the sync ended (``cached`` of
-    its cache key is the one ``seen``), nothing has been heard since: wait, up to ``written.until``.
+    its cache key is the one ``seen``), nothing has been heard since: wait, up to
+    ``written.until``.
     Any event for it (the sync's own, or a real drift after it) replaces the object and
     lets the heal decide on what the cluster holds now."""
     if written is None or now_monotonic >= written.until:

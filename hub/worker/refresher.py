@@ -237,7 +237,11 @@ class Refresher(WorkerState):
         )
         if evaluation.status is SyncStatus.SYNCED:
             self._heals.pop(name, None)
-            self._written_objects.pop(name, None)
+        written = self._written_objects.get(name)
+        if written is not None and (
+            evaluation.status is SyncStatus.SYNCED or time.monotonic() >= written.until
+        ):
+            del self._written_objects[name]  # done with: it holds live objects the cache let go
         if decision is None:
             return
         if decision.action == "sync":
