@@ -7,8 +7,8 @@ everything over 512 bytes (JSON bodies, dict tables, strings of a manifest) come
 glibc's malloc, which keeps freed chunks in the middle of its heaps mapped: they are
 reused by the next burst, but RSS stays at the peak of the last one. ``malloc_trim(0)``
 releases the free pages of every arena (glibc >= 2.8 also returns pages inside the heap
-with ``madvise``); it walks only free chunks, so it is cheap next to what it returns
-(docs/benchmarks.md, "Round 6"). Elsewhere (musl, macOS) there is nothing to call and the
+with ``madvise``). It runs in a worker thread; its CPU cost was within the noise of a
+300 x 10 fleet run (docs/benchmarks.md, "Round 6"). Elsewhere (musl, macOS) there is nothing to call and the
 hub simply does not trim."""
 
 from __future__ import annotations

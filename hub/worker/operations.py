@@ -292,13 +292,14 @@ class Operations(WorkerState):
         cache = self.cache
         if cache is None or result.phase is not OperationPhase.SUCCEEDED:
             return
+        applied = [r for r in result.resources if r.action == "apply" and not r.hook]
         seen = {
             str(ResourceKey(group=r.group, kind=r.kind, namespace=r.namespace, name=r.name)): (
-                (r.group, r.kind, r.namespace, r.name),
-                cache.get_tracked((r.group, r.kind, r.namespace, r.name)),
+                key,
+                cache.get_tracked(key),
             )
-            for r in result.resources
-            if r.action == "apply" and not r.hook
+            for r in applied
+            for key in [(r.group, r.kind, r.namespace, r.name)]
         }
         if seen:
             self._written_objects[name] = WrittenObjects(
