@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import ssl
 import threading
 import weakref
@@ -46,7 +47,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 import anyio
@@ -57,6 +58,7 @@ from kubernetes.client.exceptions import ApiException
 
 from clusters.connect import Connection
 from clusters.errors import ClusterError
+from clusters.h2client import Http2Connection, Http2Stream, StreamFailed
 
 DEFAULT_TIMEOUT_S = 30.0
 FIELD_MANAGER = "gitops-hub"
@@ -74,6 +76,13 @@ REQUEST_SLOTS = 2
 # so two probes were often more than 15 s apart: a third of them paid a new connection
 # and TLS handshake (an idle fleet of 300: 633 connections a minute, 314 at 30 s).
 KEEPALIVE_S = 30.0
+# HTTP/2 where the server offers it (every real API server does): one connection per
+# cluster carries all its watches and requests (``clusters.h2client``). HUB_HTTP2=0 keeps
+# every cluster on HTTP/1.1 (a proxy between hub and cluster that breaks HTTP/2).
+HTTP2 = os.environ.get("HUB_HTTP2", "1").strip().lower() not in ("0", "false", "no", "off")
+# What HTTP/2 requests say they are: aiohttp's own default, so a server sees (and names
+# field managers after) the same agent whichever protocol carried the request.
+USER_AGENT = aiohttp.http.SERVER_SOFTWARE
 
 Obj = dict[str, Any]
 PropagationPolicy = Literal["Foreground", "Background", "Orphan"]
@@ -599,15 +608,68 @@ def _shared(res: ApiResource) -> ApiResource:
 
 
 class _Pool:
-    """What the views of one ``AsyncKube`` share: the session and the discovery cache."""
+    """What the views of one ``AsyncKube`` share: the connections and the discovery
+    cache. ``http2``: None until the server was asked, then whether it speaks HTTP/2
+    (``h2`` the connection, reopened when lost); False keeps to the aiohttp session."""
 
     def __init__(self) -> None:
         self.session: aiohttp.ClientSession | None = None
+        self.http2: bool | None = None if HTTP2 else False
+        self.h2: Http2Connection | None = None
+        self.h2_opening = anyio.Lock()
+        self.h2_opened = 0
+        self.h2_draining: list[Http2Connection] = []  # after a GOAWAY, till their streams end
+        self.h2_ssl: ssl.SSLContext | None = None
         self.resources: dict[tuple[str, str], ApiResource] | None = None
         self.version: str | None = None
         self.discovering: anyio.Event | None = None  # set when the discovery in flight ends
         self.write_guard: Callable[[], None] | None = None
         self.request_slots = anyio.CapacityLimiter(REQUEST_SLOTS)
+
+
+class _Answer:
+    """A 2xx answer being read, whichever protocol carries it: ``status``, ``read()``
+    (the whole body) and ``chunks()`` (the body as it arrives; ``TimeoutError`` after
+    the request's ``read_s`` of silence)."""
+
+    __slots__ = ("status",)
+
+    status: int
+
+    async def read(self) -> bytes:
+        raise NotImplementedError
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        raise NotImplementedError
+
+
+class _Http1Answer(_Answer):
+    __slots__ = ("_resp",)
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+
+    async def read(self) -> bytes:
+        return await self._resp.read()
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._resp.content.iter_any()  # aiohttp's sock_read is the silence limit
+
+
+class _Http2Answer(_Answer):
+    __slots__ = ("_read_s", "_stream")
+
+    def __init__(self, stream: Http2Stream, read_s: float | None) -> None:
+        self._stream = stream
+        self._read_s = read_s
+        self.status = stream.status
+
+    async def read(self) -> bytes:
+        return await self._stream.read()
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._stream.chunks(self._read_s)
 
 
 AsyncRetrier = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
@@ -643,6 +705,7 @@ class AsyncKube:
         self.timeout_s = timeout_s
         cfg = connection.configuration
         self._base = str(cfg.host).rstrip("/")
+        self._prefix = urlsplit(self._base).path  # a server under a path (hub sim, proxies)
         self._server_name: str | None = getattr(cfg, "tls_server_name", None) or None
         self._retrier = retrier
         self._pool = _pool or _Pool()
@@ -656,8 +719,13 @@ class AsyncKube:
 
     async def aclose(self) -> None:
         session, self._pool.session = self._pool.session, None
-        if session is not None:
-            await session.close()
+        h2, self._pool.h2 = self._pool.h2, None
+        draining, self._pool.h2_draining = self._pool.h2_draining, []
+        for conn in [*draining, *([h2] if h2 is not None else [])]:
+            await conn.close()
+        if session is not None or h2 is not None:
+            if session is not None:
+                await session.close()
             # TLS transports finish closing on the next turns of the loop; a loop ended
             # at once (``anyio.run`` of a one-shot) would leave their sockets to the GC
             await anyio.sleep(0.05)
@@ -667,7 +735,13 @@ class AsyncKube:
         """Connections this cluster's pool opened so far (each one a TLS handshake)."""
         session = self._pool.session
         connector = session.connector if session is not None else None
-        return connector.opened if isinstance(connector, _LeanConnector) else 0
+        opened = connector.opened if isinstance(connector, _LeanConnector) else 0
+        return opened + self._pool.h2_opened
+
+    @property
+    def protocol(self) -> str:
+        """ "HTTP/2" or "HTTP/1.1" once the cluster was asked, "" before."""
+        return {True: "HTTP/2", False: "HTTP/1.1", None: ""}[self._pool.http2]
 
     def _open_session(self) -> aiohttp.ClientSession:
         pool = self._pool
@@ -709,11 +783,11 @@ class AsyncKube:
         content_type: str = "application/json",
         timeout_s: float | None,
         read_s: float | None,
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """One request; yields a 2xx response, raises the ``KubeError`` kind of anything
+    ) -> AsyncIterator[_Answer]:
+        """One request; yields a 2xx answer, raises the ``KubeError`` kind of anything
         else (transport failures as ``Transient``). ``timeout_s`` None: the caller's own
-        deadline covers the request, and aiohttp arms no timers of its own (two per
-        request, thousands per rollout)."""
+        deadline covers the request, and no timers of our own are armed (two per
+        request, thousands per rollout). ``read_s``: the longest silence while reading."""
         what = f"{method} {path}"
         headers = {"Accept": "application/json"}
         data: bytes | None = None
@@ -723,6 +797,13 @@ class AsyncKube:
         token = await self._authorization()
         if token:
             headers["Authorization"] = token
+        h2 = await self._http2_connection(what)
+        if h2 is not None:
+            async with self._open_h2(
+                h2, method, path, query, headers, data, timeout_s=timeout_s, read_s=read_s
+            ) as answer:
+                yield answer
+            return
         session = self._open_session()
         timeout = (
             _NO_TIMEOUT
@@ -743,7 +824,7 @@ class AsyncKube:
             ) as resp:
                 if not 200 <= resp.status <= 299:
                     raise _error(self.name, what, resp.status, await resp.read())
-                yield resp
+                yield _Http1Answer(resp)
         except KubeError:
             raise
         except TimeoutError:
@@ -758,6 +839,102 @@ class AsyncKube:
             raise Transient(f"{self.name}: {what}: connection closed without an answer") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise Transient(f"{self.name}: {what}: {type(exc).__name__}") from None
+
+    async def _http2_connection(self, what: str) -> Http2Connection | None:
+        """The cluster's HTTP/2 connection, opened (once, however many ask at once) when
+        there is none; None when the server speaks only HTTP/1.1 (asked once)."""
+        pool = self._pool
+        if pool.http2 is False:
+            return None
+        conn = pool.h2
+        if conn is not None and conn.usable:
+            return conn
+        async with pool.h2_opening:
+            conn = pool.h2
+            if conn is not None and conn.usable:
+                return conn
+            url = urlsplit(self._base)
+            if url.scheme != "https" or not url.hostname:
+                pool.http2 = False  # HTTP/2 to an API server is negotiated in TLS only
+                return None
+            if pool.h2_ssl is None:
+                try:
+                    pool.h2_ssl = _ssl_context(self.connection.configuration)
+                except (ssl.SSLError, OSError) as exc:
+                    raise KubeError(f"{self.name}: TLS settings unusable: {exc}") from None
+                pool.h2_ssl.set_alpn_protocols(["h2", "http/1.1"])
+            try:
+                conn = await Http2Connection.open(
+                    url.hostname,
+                    url.port or 443,
+                    ssl_context=pool.h2_ssl,
+                    server_hostname=self._server_name,
+                    timeout_s=self.timeout_s,
+                )
+            except TimeoutError:
+                raise Transient(
+                    f"{self.name}: {what}: no answer within {self.timeout_s:g}s"
+                ) from None
+            except ssl.SSLError as exc:
+                raise Transient(f"{self.name}: {what}: TLS failed: {type(exc).__name__}") from None
+            except OSError:
+                raise Transient(f"{self.name}: {what}: connection refused") from None
+            if conn is None:
+                pool.http2 = False
+                return None
+            pool.http2 = True
+            pool.h2_opened += 1
+            if conn.transport is not None:
+                _shrink_tls_buffer(conn.transport)
+            old, pool.h2 = pool.h2, conn
+            pool.h2_draining = [c for c in pool.h2_draining if c.transport is not None]
+            if old is not None and old.transport is not None:
+                pool.h2_draining.append(old)  # it closes itself when its streams end
+            return conn
+
+    @contextlib.asynccontextmanager
+    async def _open_h2(
+        self,
+        conn: Http2Connection,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]],
+        headers: dict[str, str],
+        data: bytes | None,
+        *,
+        timeout_s: float | None,
+        read_s: float | None,
+    ) -> AsyncIterator[_Answer]:
+        """``_open`` over the cluster's HTTP/2 connection."""
+        what = f"{method} {path}"
+        target = self._prefix + path
+        if query:
+            target += "?" + urlencode(query, quote_via=quote)
+        headers["User-Agent"] = USER_AGENT
+        try:
+            stream = await conn.request(
+                method,
+                target,
+                headers.items(),
+                data,
+                timeout_s=timeout_s,
+            )
+        except TimeoutError:
+            if timeout_s is None:
+                raise  # the caller's deadline: it names it
+            raise Transient(f"{self.name}: {what}: no answer within {timeout_s:g}s") from None
+        except StreamFailed as exc:
+            raise Transient(f"{self.name}: {what}: {exc}") from None
+        try:
+            if not 200 <= stream.status <= 299:
+                try:
+                    payload = await stream.read()
+                except StreamFailed:
+                    payload = b""
+                raise _error(self.name, what, stream.status, payload)
+            yield _Http2Answer(stream, read_s)
+        finally:
+            stream.close()
 
     async def _request(
         self,
@@ -991,7 +1168,7 @@ class AsyncKube:
                 on_open()
             buffer = bytearray()
             try:
-                async for chunk in resp.content.iter_any():
+                async for chunk in resp.chunks():
                     buffer += chunk
                     start = 0
                     while (end := buffer.find(b"\n", start)) >= 0:

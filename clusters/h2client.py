@@ -1,0 +1,520 @@
+"""HTTP/2 to one API server: every request and watch of a cluster on one connection.
+
+Real API servers offer HTTP/2 (ALPN ``h2``) and client-go multiplexes all of a cluster's
+watches and calls over one connection. Over HTTP/1.1 each open watch holds a socket of
+its own: a hub watching three kinds on 1,000 clusters held ~4,400 sockets, each with its
+TLS state (~60 KB). ``Http2Connection.open`` offers h2 during the TLS handshake and
+returns None when the server does not take it, so the caller keeps to HTTP/1.1.
+
+The framing, HPACK and flow-control bookkeeping are the ``h2`` library's; this module is
+the asyncio glue around it: a protocol that feeds received bytes to the state machine
+and hands each event to its stream, one ``Http2Stream`` per request whose answer is read
+as chunks, and the three waits a sender needs (a free stream slot under the server's
+``MAX_CONCURRENT_STREAMS``, send window for a request body, room in the transport's write
+buffer). A reader acknowledges data as it consumes it, so a watch nobody reads stops its
+own stream (the server waits for window), not the connection.
+
+Failures of a stream or its connection raise ``StreamFailed``, a ``ConnectionError``:
+``clusters.kube`` maps it to ``Transient`` like any dropped connection. After a GOAWAY
+or a lost connection ``usable`` is False and the caller opens a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+#: Receive window per stream: a large LIST arrives without waiting for WINDOW_UPDATEs
+#: (the protocol's default, 64 KiB, would cost a round trip every 64 KiB).
+STREAM_WINDOW = 4 * 1024 * 1024
+#: Receive window of the whole connection (every stream of the cluster shares it).
+CONNECTION_WINDOW = 64 * 1024 * 1024
+
+#: A connection silent this long while streams are open is asked for a PING; one that
+#: does not answer within ``PING_TIMEOUT_S`` is dropped, failing its streams so they are
+#: retried on a new connection. A black-holed TCP connection (a NAT or load balancer that
+#: forgot it) otherwise keeps every watch of the cluster waiting on it: client-go's
+#: ReadIdleTimeout and PingTimeout, with its values.
+READ_IDLE_S = 30.0
+PING_TIMEOUT_S = 15.0
+
+#: Streams opened before the server's SETTINGS say how many it takes (Go's client assumes
+#: the same); the protocol's own default is unlimited, and a burst of requests on a new
+#: connection would have the excess refused.
+FIRST_STREAM_LIMIT = 100
+
+_CONFIG = h2.config.H2Configuration(
+    client_side=True,
+    header_encoding=None,  # bytes in, bytes out: no decoding of headers nobody reads
+    validate_outbound_headers=False,  # ours, built below, are well formed
+    normalize_outbound_headers=False,
+)
+
+
+class StreamFailed(ConnectionError):
+    """A stream or its connection ended without a complete answer (reset, GOAWAY, the
+    connection lost or broken); safe to retry on a new stream or connection."""
+
+
+class Http2Stream:
+    """One request's answer: ``status`` and ``headers`` once ``Http2Connection.request``
+    returned, then the body through ``read()`` or ``chunks()``. ``close()`` (always, a
+    ``finally``) resets the stream if the answer was not read to its end."""
+
+    __slots__ = ("_conn", "_ended", "_error", "_pending", "_waiter", "headers", "id", "status")
+
+    def __init__(self, conn: Http2Connection, stream_id: int) -> None:
+        self._conn = conn
+        self.id = stream_id
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._pending: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._ended = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    # -- the protocol's side
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _on_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
+        for name, value in headers:
+            if name == b":status":
+                self.status = int(value)
+        self.headers = headers
+        self._wake()
+
+    def _on_data(self, data: bytes, flow_controlled: int) -> None:
+        self._pending.append((data, flow_controlled))
+        self._wake()
+
+    def _on_end(self) -> None:
+        self._ended = True
+        self._wake()
+
+    def _on_error(self, error: BaseException) -> None:
+        if not self._ended:
+            self._error = error
+        self._wake()
+
+    # -- the reader's side
+
+    async def _wait(self, timeout_s: float | None) -> None:
+        if self._error is not None:
+            raise self._error
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            if timeout_s is None:
+                await self._waiter
+            else:
+                async with asyncio.timeout(timeout_s):
+                    await self._waiter
+        finally:
+            self._waiter = None
+        if self._error is not None:
+            raise self._error
+
+    async def _response(self, timeout_s: float | None) -> None:
+        while not self.status:
+            if self._ended:
+                raise StreamFailed("the stream ended without an answer")
+            await self._wait(timeout_s)
+
+    def _take(self) -> bytes:
+        """The data received so far, acknowledged (the server may send that much more)."""
+        parts = []
+        acked = 0
+        pending = self._pending
+        while pending:
+            data, flow_controlled = pending.popleft()
+            parts.append(data)
+            acked += flow_controlled
+        if acked:
+            self._conn._acknowledge(self.id, acked)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def chunks(self, read_s: float | None = None) -> AsyncIterator[bytes]:
+        """The body as it arrives; ``TimeoutError`` when ``read_s`` passes with nothing
+        received (a watch's dead connection), ``StreamFailed`` when it ends early."""
+        while True:
+            if self._pending:
+                yield self._take()
+                continue
+            if self._ended:
+                return
+            await self._wait(read_s)
+
+    async def read(self) -> bytes:
+        """The whole body."""
+        parts = [chunk async for chunk in self.chunks()]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        """Done with the stream: reset it unless its answer ended, acknowledge what was
+        received and not read (the connection's window counts it)."""
+        if self._pending:
+            self._take()
+        self._conn._forget(self, reset=not self._ended and self._error is None)
+
+
+class Http2Connection(asyncio.Protocol):
+    """A client HTTP/2 connection to one server (see the module docstring). Open it with
+    ``open``; ``request`` starts a stream; ``close`` sends GOAWAY and closes."""
+
+    def __init__(self, authority: str) -> None:
+        self._authority = authority.encode()
+        self._h2 = h2.connection.H2Connection(config=_CONFIG)
+        self._transport: asyncio.Transport | None = None
+        self._streams: dict[int, Http2Stream] = {}
+        self._failure: StreamFailed | None = None  # set: no new streams
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._window_waiters: list[asyncio.Future[None]] = []
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self.negotiated = False
+        self.streams_opened = 0
+        self._settings_seen = False
+        self._last_read = 0.0
+        self._ping_sent = 0.0
+        self._health: asyncio.TimerHandle | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None,
+        timeout_s: float,
+    ) -> Http2Connection | None:
+        """Connect over TLS offering h2 (``ssl_context`` must list ``h2`` in its ALPN
+        protocols); None, and the socket closed, when the server chose HTTP/1.1."""
+        loop = asyncio.get_running_loop()
+        authority = host if port == 443 else f"{host}:{port}"
+        if ":" in host and not host.startswith("["):
+            authority = f"[{host}]:{port}"
+        async with asyncio.timeout(timeout_s):
+            transport, proto = await loop.create_connection(
+                lambda: cls(authority),
+                host,
+                port,
+                ssl=ssl_context,
+                server_hostname=server_hostname or host,
+            )
+        if not proto.negotiated:
+            transport.close()
+            return None
+        return proto
+
+    # -- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.negotiated = ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
+        if not self.negotiated:
+            return
+        h2c = self._h2
+        h2c.initiate_connection()
+        h2c.update_settings(
+            {
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            }
+        )
+        h2c.increment_flow_control_window(CONNECTION_WINDOW - h2c.inbound_flow_control_window)
+        self._flush()
+        loop = asyncio.get_running_loop()
+        self._last_read = loop.time()
+        self._health = loop.call_later(READ_IDLE_S, self._check_health)
+
+    def _check_health(self) -> None:
+        """The PING watchdog (``READ_IDLE_S``): runs every so often while connected."""
+        transport = self._transport
+        if transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._ping_sent and self._last_read < self._ping_sent:
+            if now - self._ping_sent >= PING_TIMEOUT_S:
+                self._fail(StreamFailed(f"no answer to a PING within {PING_TIMEOUT_S:g}s"))
+                transport.abort()
+                return
+            self._health = loop.call_later(PING_TIMEOUT_S, self._check_health)
+            return
+        idle = now - self._last_read
+        if idle >= READ_IDLE_S and self._streams:
+            self._ping_sent = now
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._h2.ping(b"hub-ping")
+                self._flush()
+            self._health = loop.call_later(PING_TIMEOUT_S, self._check_health)
+            return
+        self._health = loop.call_later(max(1.0, READ_IDLE_S - idle), self._check_health)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_read = asyncio.get_running_loop().time()
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._flush()  # the GOAWAY h2 queued
+            self._fail(StreamFailed(f"HTTP/2 protocol error: {type(exc).__name__}: {exc}"))
+            if self._transport is not None:
+                self._transport.close()
+            return
+        streams = self._streams
+        for event in events:
+            if isinstance(event, h2.events.DataReceived):
+                stream = streams.get(event.stream_id or 0)
+                size = event.flow_controlled_length or 0
+                if stream is not None:
+                    stream._on_data(event.data or b"", size)
+                elif size:
+                    self._acknowledge(event.stream_id or 0, size)
+            elif isinstance(event, h2.events.ResponseReceived):
+                stream = streams.get(event.stream_id or 0)
+                if stream is not None:
+                    stream._on_headers(list(event.headers or ()))
+            elif isinstance(event, h2.events.StreamEnded):
+                stream = streams.get(event.stream_id or 0)
+                if stream is not None:
+                    stream._on_end()
+                self._wake_slot()
+            elif isinstance(event, h2.events.StreamReset):
+                stream = streams.get(event.stream_id or 0)
+                if stream is not None:
+                    code = _error_name(event.error_code)
+                    stream._on_error(StreamFailed(f"the server reset the stream ({code})"))
+                self._wake_slot()
+            elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                if isinstance(event, h2.events.RemoteSettingsChanged):
+                    self._settings_seen = True
+                self._wake_windows()
+                self._wake_slot()
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self._on_goaway(event)
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        why = f": {type(exc).__name__}" if exc is not None else ""
+        self._fail(StreamFailed(f"the connection closed{why}"))
+        self._transport = None
+        if self._health is not None:
+            self._health.cancel()
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- requests
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
+
+    @property
+    def usable(self) -> bool:
+        """True while new streams may be opened (no GOAWAY, not lost)."""
+        return self._failure is None and self._transport is not None
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes | None,
+        *,
+        timeout_s: float | None,
+    ) -> Http2Stream:
+        """Start a request and wait (up to ``timeout_s``) for its answer's headers; the
+        caller reads the body and must ``close()`` the stream."""
+        await self._stream_slot()
+        h2c = self._h2
+        stream_id = h2c.get_next_available_stream_id()
+        stream = Http2Stream(self, stream_id)
+        self._streams[stream_id] = stream
+        self.streams_opened += 1
+        sent = [
+            (b":method", method.encode()),
+            (b":scheme", b"https"),
+            (b":authority", self._authority),
+            (b":path", path.encode()),
+        ]
+        sent.extend((name.lower().encode(), value.encode()) for name, value in headers)
+        try:
+            h2c.send_headers(stream_id, sent, end_stream=not body)
+            self._flush()
+            if body:
+                await self._send_body(stream_id, body)
+            await stream._response(timeout_s)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+    async def close(self) -> None:
+        """GOAWAY, then close the socket; every open stream fails."""
+        transport = self._transport
+        if transport is None:
+            return
+        self._fail(StreamFailed("the connection was closed by the client"))
+        try:
+            self._h2.close_connection()
+            self._flush()
+        except h2.exceptions.ProtocolError:
+            pass
+        transport.close()
+
+    # -- internals
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._transport is None:
+            raise StreamFailed("the connection is closed")
+
+    async def _stream_slot(self) -> None:
+        while True:
+            self._check()
+            limit = self._h2.remote_settings.max_concurrent_streams
+            if not self._settings_seen:
+                limit = min(limit, FIRST_STREAM_LIMIT)
+            if self._h2.open_outbound_streams < limit:
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._slot_waiters:
+                    self._slot_waiters.remove(waiter)
+
+    def _wake_slot(self) -> None:
+        while self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _wake_windows(self) -> None:
+        waiters, self._window_waiters = self._window_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _send_body(self, stream_id: int, body: bytes) -> None:
+        h2c = self._h2
+        view = memoryview(body)
+        sent = 0
+        while sent < len(body):
+            self._check()
+            stream = self._streams.get(stream_id)
+            if stream is not None and stream._error is not None:
+                raise stream._error
+            room = min(h2c.local_flow_control_window(stream_id), h2c.max_outbound_frame_size)
+            if room <= 0:
+                waiter = asyncio.get_running_loop().create_future()
+                self._window_waiters.append(waiter)
+                await waiter
+                continue
+            part = bytes(view[sent : sent + room])
+            sent += len(part)
+            h2c.send_data(stream_id, part, end_stream=sent >= len(body))
+            self._flush()
+            await self._drain()
+
+    async def _drain(self) -> None:
+        if self._write_paused and self._transport is not None:
+            self._drain_waiter = waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+
+    def _acknowledge(self, stream_id: int, size: int) -> None:
+        if self._transport is None:
+            return
+        with contextlib.suppress(h2.exceptions.ProtocolError):  # a closing connection
+            self._h2.acknowledge_received_data(size, stream_id)
+        self._flush()
+
+    def _forget(self, stream: Http2Stream, *, reset: bool) -> None:
+        if self._streams.pop(stream.id, None) is None:
+            return
+        if reset and self._transport is not None:
+            # it ended meanwhile, or the connection is closing (GOAWAY): nothing to reset
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.CANCEL)
+            self._flush()
+        self._wake_slot()
+        if self._failure is not None and not self._streams and self._transport is not None:
+            self._transport.close()  # after a GOAWAY: the last stream it let finish is done
+
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        if data and self._transport is not None:
+            self._transport.write(data)
+
+    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        """No new streams; streams the server never saw (above ``last_stream_id``) fail,
+        the others may still finish."""
+        code = _error_name(event.error_code)
+        failure = StreamFailed(f"the server is closing the connection (GOAWAY {code})")
+        if self._failure is None:
+            self._failure = failure
+        last = event.last_stream_id if event.last_stream_id is not None else 0
+        for stream_id, stream in list(self._streams.items()):
+            if stream_id > last:
+                stream._on_error(failure)
+        self._wake_all()
+        if not self._streams and self._transport is not None:
+            self._transport.close()
+
+    def _fail(self, failure: StreamFailed) -> None:
+        if self._failure is None:
+            self._failure = failure
+        for stream in list(self._streams.values()):
+            stream._on_error(self._failure)
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        self._wake_windows()
+        waiters, self._slot_waiters = self._slot_waiters, collections.deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def _error_name(code: Any) -> str:
+    try:
+        return h2.errors.ErrorCodes(code).name
+    except ValueError:
+        return f"error {code}"
