@@ -342,6 +342,15 @@ class Http2Connection(asyncio.Protocol):
         return self._failure is None and self._transport is not None
 
     @property
+    def has_room(self) -> bool:
+        """Usable, and a new stream would not wait for one of the server's slots."""
+        return self.usable and self._h2.open_outbound_streams < self._stream_limit()
+
+    def _stream_limit(self) -> int:
+        limit: int = self._h2.remote_settings.max_concurrent_streams
+        return limit if self._settings_seen else min(limit, FIRST_STREAM_LIMIT)
+
+    @property
     def open_streams(self) -> int:
         return len(self._streams)
 
@@ -404,10 +413,7 @@ class Http2Connection(asyncio.Protocol):
     async def _stream_slot(self) -> None:
         while True:
             self._check()
-            limit = self._h2.remote_settings.max_concurrent_streams
-            if not self._settings_seen:
-                limit = min(limit, FIRST_STREAM_LIMIT)
-            if self._h2.open_outbound_streams < limit:
+            if self._h2.open_outbound_streams < self._stream_limit():
                 return
             waiter = asyncio.get_running_loop().create_future()
             self._slot_waiters.append(waiter)

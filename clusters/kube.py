@@ -610,15 +610,16 @@ def _shared(res: ApiResource) -> ApiResource:
 class _Pool:
     """What the views of one ``AsyncKube`` share: the connections and the discovery
     cache. ``http2``: None until the server was asked, then whether it speaks HTTP/2
-    (``h2`` the connection, reopened when lost); False keeps to the aiohttp session."""
+    (``h2`` its connections: one, unless the server's stream limit is reached, as Go's
+    client does; reopened when lost); False keeps to the aiohttp session."""
 
     def __init__(self) -> None:
         self.session: aiohttp.ClientSession | None = None
         self.http2: bool | None = None if HTTP2 else False
-        self.h2: Http2Connection | None = None
+        # not closed yet; after a GOAWAY one stays until the streams it let finish end
+        self.h2: list[Http2Connection] = []
         self.h2_opening = anyio.Lock()
         self.h2_opened = 0
-        self.h2_draining: list[Http2Connection] = []  # after a GOAWAY, till their streams end
         self.h2_ssl: ssl.SSLContext | None = None
         self.resources: dict[tuple[str, str], ApiResource] | None = None
         self.version: str | None = None
@@ -719,11 +720,10 @@ class AsyncKube:
 
     async def aclose(self) -> None:
         session, self._pool.session = self._pool.session, None
-        h2, self._pool.h2 = self._pool.h2, None
-        draining, self._pool.h2_draining = self._pool.h2_draining, []
-        for conn in [*draining, *([h2] if h2 is not None else [])]:
+        h2, self._pool.h2 = self._pool.h2, []
+        for conn in h2:
             await conn.close()
-        if session is not None or h2 is not None:
+        if session is not None or h2:
             if session is not None:
                 await session.close()
             # TLS transports finish closing on the next turns of the loop; a loop ended
@@ -846,13 +846,14 @@ class AsyncKube:
         pool = self._pool
         if pool.http2 is False:
             return None
-        conn = pool.h2
-        if conn is not None and conn.usable:
-            return conn
-        async with pool.h2_opening:
-            conn = pool.h2
-            if conn is not None and conn.usable:
+        for conn in pool.h2:
+            if conn.has_room:
                 return conn
+        async with pool.h2_opening:
+            pool.h2 = [conn for conn in pool.h2 if conn.transport is not None]
+            for conn in pool.h2:
+                if conn.has_room:
+                    return conn
             url = urlsplit(self._base)
             if url.scheme != "https" or not url.hostname:
                 pool.http2 = False  # HTTP/2 to an API server is negotiated in TLS only
@@ -864,7 +865,7 @@ class AsyncKube:
                     raise KubeError(f"{self.name}: TLS settings unusable: {exc}") from None
                 pool.h2_ssl.set_alpn_protocols(["h2", "http/1.1"])
             try:
-                conn = await Http2Connection.open(
+                opened = await Http2Connection.open(
                     url.hostname,
                     url.port or 443,
                     ssl_context=pool.h2_ssl,
@@ -879,18 +880,15 @@ class AsyncKube:
                 raise Transient(f"{self.name}: {what}: TLS failed: {type(exc).__name__}") from None
             except OSError:
                 raise Transient(f"{self.name}: {what}: connection refused") from None
-            if conn is None:
+            if opened is None:
                 pool.http2 = False
                 return None
             pool.http2 = True
             pool.h2_opened += 1
-            if conn.transport is not None:
-                _shrink_tls_buffer(conn.transport)
-            old, pool.h2 = pool.h2, conn
-            pool.h2_draining = [c for c in pool.h2_draining if c.transport is not None]
-            if old is not None and old.transport is not None:
-                pool.h2_draining.append(old)  # it closes itself when its streams end
-            return conn
+            if opened.transport is not None:
+                _shrink_tls_buffer(opened.transport)
+            pool.h2.append(opened)
+            return opened
 
     @contextlib.asynccontextmanager
     async def _open_h2(
