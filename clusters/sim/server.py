@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import secrets
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from aiohttp import web
 
 from clusters.errors import ClusterUsageError
 from clusters.sim.faults import NO_FAULTS, FaultError, FaultSettings
+from clusters.sim.http2 import H2Connections, H2ServerConnection, by_alpn
+from clusters.sim.httpapi import Answer, SimRequest, open_stream
 from clusters.sim.kinds import BUILTIN, ResourceType
 from clusters.sim.kubeconfig import ClusterEntry, write_kubeconfig
 from clusters.sim.objectapi import StoreObjectAPI
@@ -153,17 +156,17 @@ def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes")
 
 
-def _user_agent_manager(request: web.Request) -> str:
+def _user_agent_manager(request: SimRequest) -> str:
     agent = request.headers.get("User-Agent", "")
     return agent.split("/", 1)[0].strip() or "unknown"
 
 
-def _wants_table(request: web.Request) -> bool:
+def _wants_table(request: SimRequest) -> bool:
     accept = request.headers.get("Accept", "")
     return "as=Table" in accept and "g=meta.k8s.io" in accept
 
 
-def _check_accept(request: web.Request) -> None:
+def _check_accept(request: SimRequest) -> None:
     """Refuse what we cannot send: an Accept that lists only protobuf or CBOR."""
     accept = request.headers.get("Accept")
     if not accept:
@@ -702,8 +705,18 @@ class SimApp:
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.external_address = ""
         self.stats = ProcessStats()
+        self.h2 = H2Connections(self.stats)
+        # set by RunningSim: the HTTP/1.1 connections its aiohttp server holds
+        self.http1_connections: Callable[[], int] = lambda: 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        """aiohttp's handler (HTTP/1.1): what ``serve`` answers."""
+        answer = await self.serve(request)
+        assert isinstance(answer, web.StreamResponse)
+        return answer
+
+    async def serve(self, request: SimRequest) -> Answer:
+        """The answer to one request, whichever protocol carried it."""
         if request.method == "GET" and _truthy(request.query.get("watch")):
             self.stats.watches_opened += 1  # streams: their duration is not a latency
             return await self._handle(request)
@@ -714,7 +727,7 @@ class SimApp:
         finally:
             self.stats.request(request.method, loop.time() - started)
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: SimRequest) -> Answer:
         path = request.path
         try:
             if path.startswith("/clusters/"):
@@ -758,7 +771,7 @@ class SimApp:
             )
 
     @staticmethod
-    def _authenticate(request: web.Request, token: str) -> str | None:
+    def _authenticate(request: SimRequest, token: str) -> str | None:
         """The user a cluster request runs as: ADMIN with the cluster's token, ANONYMOUS
         without a bearer token, None (401) for a bearer token that is not the cluster's."""
         header = request.headers.get("Authorization", "")
@@ -770,7 +783,7 @@ class SimApp:
         return None
 
     @staticmethod
-    def _authorized(request: web.Request, token: str) -> bool:
+    def _authorized(request: SimRequest, token: str) -> bool:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
@@ -778,7 +791,7 @@ class SimApp:
         )
 
     async def _apply_faults(
-        self, request: web.Request, cluster: SimCluster
+        self, request: SimRequest, cluster: SimCluster
     ) -> web.StreamResponse | None:
         faults = cluster.faults
         if faults.outage == "refuse":
@@ -815,9 +828,7 @@ class SimApp:
 
     # -- cluster API ----------------------------------------------------------------------
 
-    async def _cluster_request(
-        self, request: web.Request, cluster: SimCluster, tail: str
-    ) -> web.StreamResponse:
+    async def _cluster_request(self, request: SimRequest, cluster: SimCluster, tail: str) -> Answer:
         segs = tail.split("/") if tail else []
         method = request.method
         if not segs:
@@ -951,7 +962,7 @@ class SimApp:
             }
         )
 
-    async def _read_body(self, request: web.Request, rt: ResourceType) -> Any:
+    async def _read_body(self, request: SimRequest, rt: ResourceType) -> Any:
         raw = await request.read()
         ctype = request.content_type
         if ctype == "application/vnd.kubernetes.protobuf" and rt.group_kind in _PROTO_KINDS:
@@ -976,8 +987,8 @@ class SimApp:
             ) from None
 
     async def _resource_request(
-        self, request: web.Request, cluster: SimCluster, target: _Target
-    ) -> web.StreamResponse:
+        self, request: SimRequest, cluster: SimCluster, target: _Target
+    ) -> Answer:
         method = request.method
         q = request.query
         rt, name, sub = target.rt, target.name, target.subresource
@@ -1113,7 +1124,7 @@ class SimApp:
             )
         return _json(obj)
 
-    async def _delete_options(self, request: web.Request) -> Obj:
+    async def _delete_options(self, request: SimRequest) -> Obj:
         if not request.can_read_body:
             return {}
         raw = await request.read()
@@ -1142,7 +1153,7 @@ class SimApp:
             store._later(lambda: store._namespace_step(name))
         return stored
 
-    def _list(self, request: web.Request, cluster: SimCluster, target: _Target) -> web.Response:
+    def _list(self, request: SimRequest, cluster: SimCluster, target: _Target) -> web.Response:
         q = request.query
         rt = target.rt
         labels = parse_label_selector(q.get("labelSelector"))
@@ -1187,7 +1198,7 @@ class SimApp:
         )
 
     async def _delete_collection(
-        self, request: web.Request, cluster: SimCluster, target: _Target
+        self, request: SimRequest, cluster: SimCluster, target: _Target
     ) -> web.Response:
         q = request.query
         rt = target.rt
@@ -1218,9 +1229,7 @@ class SimApp:
             }
         )
 
-    async def _watch(
-        self, request: web.Request, cluster: SimCluster, target: _Target
-    ) -> web.StreamResponse:
+    async def _watch(self, request: SimRequest, cluster: SimCluster, target: _Target) -> Answer:
         q = request.query
         rt = target.rt
         labels = parse_label_selector(q.get("labelSelector"))
@@ -1248,12 +1257,9 @@ class SimApp:
             if err.code != 410:
                 raise
             gone = err
-        response = web.StreamResponse(
-            status=200,
-            headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"},
+        response = await open_stream(
+            request, {"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
         )
-        response.enable_chunked_encoding()
-        await response.prepare(request)
 
         def encode(kind: str, obj: Obj) -> bytes:
             if table and kind in ("ADDED", "MODIFIED", "DELETED"):
@@ -1337,7 +1343,7 @@ class SimApp:
 
     # -- admin API ------------------------------------------------------------------------
 
-    async def _admin(self, request: web.Request, tail: str) -> web.Response:
+    async def _admin(self, request: SimRequest, tail: str) -> web.Response:
         segs = tail.split("/") if tail else []
         method = request.method
         fleet = self.fleet
@@ -1349,6 +1355,9 @@ class SimApp:
                         clusters=len(fleet.clusters),
                         watches=sum(c.store.watch_count() for c in fleet.clusters.values()),
                         objects=sum(c.store.object_count() for c in fleet.clusters.values()),
+                        h2_connections_open=len(self.h2.open),
+                        h2_streams_open=self.h2.streams_open,
+                        http1_connections_open=self.http1_connections(),
                     )
                 )
             if segs == ["clusters"]:
@@ -1651,6 +1660,8 @@ class SimConfig:
     # Freeze the survivors of every full garbage collection (stats.FullCollectionFreezer):
     # for a process of its own only, as it is process-wide.
     freeze_gc: bool = False
+    # Offer HTTP/2 (ALPN h2) beside HTTP/1.1, as kube-apiserver does (clusters.sim.http2).
+    http2: bool = False
 
 
 def cluster_names(clusters: int | Iterable[str]) -> tuple[str, ...]:
@@ -1691,6 +1702,7 @@ class RunningSim:
         self.on_clusters = on_clusters
         self.fleet: Fleet | None = None
         self.runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
         self.port = 0
         self.ca_pem = b""
         self.app: SimApp | None = None
@@ -1764,30 +1776,43 @@ class RunningSim:
             app.app, access_log=None, shutdown_timeout=2.0, handler_cancellation=True
         )
         await self.runner.setup()
-        ssl_ctx = server_ssl_context(ca, cfg.host)
+        http1 = self.runner.server
+        assert http1 is not None
+        app.http1_connections = lambda: len(http1.connections)
+        ssl_ctx = server_ssl_context(ca, cfg.host, http2=cfg.http2)
         port = cfg.port
         if port == 0 and state_dir is not None and (state_dir / "port").exists():
             # Reuse the last port so kubeconfigs made before a restart keep working.
             with contextlib.suppress(ValueError):
                 port = int((state_dir / "port").read_text().strip())
         try:
-            site = web.TCPSite(self.runner, cfg.host, port, ssl_context=ssl_ctx, backlog=1024)
-            await site.start()
+            server = await self._listen(port, ssl_ctx)
         except OSError:
             if port == cfg.port:
                 await self.runner.cleanup()
                 raise ClusterUsageError(
                     f"cannot listen on {cfg.host}:{cfg.port}: address in use or not available"
                 ) from None
-            site = web.TCPSite(self.runner, cfg.host, cfg.port, ssl_context=ssl_ctx, backlog=1024)
-            await site.start()
-        server = site._server
-        assert server is not None and hasattr(server, "sockets")
+            server = await self._listen(cfg.port, ssl_ctx)
         self.port = int(server.sockets[0].getsockname()[1])
         app.external_address = f"{cfg.host}:{self.port}"
         if state_dir is not None:
             (state_dir / "port").write_text(str(self.port))
         self.write_kubeconfig()
+
+    async def _listen(self, port: int, ssl_ctx: ssl.SSLContext) -> asyncio.Server:
+        """Accept TLS connections on ``port``: each served by aiohttp (HTTP/1.1) or, when
+        the client and the config chose h2, by ``H2ServerConnection``."""
+        runner, app = self.runner, self.app
+        assert runner is not None and runner.server is not None and app is not None
+        http1 = runner.server
+        factory: Callable[[], asyncio.BaseProtocol] = http1
+        if self.config.http2:
+            factory = by_alpn(http1, lambda: H2ServerConnection(app.serve, app.h2, MAX_BODY))
+        self._server = await asyncio.get_running_loop().create_server(
+            factory, self.config.host, port, ssl=ssl_ctx, backlog=1024
+        )
+        return self._server
 
     def _kubeconfig_soon(self) -> None:
         # Adding many clusters in one go must not rewrite the file once per cluster.
@@ -1823,6 +1848,11 @@ class RunningSim:
             self._freezer_task = None
         if self.fleet is not None:
             await self.fleet.shutdown()
+        if self._server is not None:
+            self._server.close()  # no new connections
+            self._server = None
+        if self.app is not None:
+            self.app.h2.close_all()  # GOAWAY, then closed
         if self.runner is not None:
             server = self.runner.server
             if server is not None:
@@ -1833,6 +1863,8 @@ class RunningSim:
                     if transport is not None:
                         transport.abort()
                 await asyncio.sleep(0)
+            if self.app is not None:
+                self.app.h2.abort_all()
             await self.runner.cleanup()
             self.runner = None
 
@@ -1899,6 +1931,7 @@ class SimServer:
         controllers: bool = True,
         watch_history: int = DEFAULT_HISTORY,
         bookmark_interval: float = 30.0,
+        http2: bool = False,
     ) -> None:
         self._tmp: Any = None
         if kubeconfig_path is None:
@@ -1918,6 +1951,7 @@ class SimServer:
             controllers=controllers,
             history=watch_history,
             bookmark_interval=bookmark_interval,
+            http2=http2,
         )
         self._running: RunningSim | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -2043,6 +2077,11 @@ class SimServer:
     def server_url(self, name: str) -> str:
         self._cluster(name)
         return self._run().server_url(name)
+
+    @property
+    def http2(self) -> bool:
+        """Whether it offers HTTP/2 beside HTTP/1.1."""
+        return self.config.http2
 
     def token(self, name: str) -> str:
         return self._cluster(name).token

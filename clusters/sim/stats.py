@@ -100,6 +100,9 @@ class ProcessStats:
         self.lag = Series()
         self.requests: dict[str, Series] = {}
         self.watches_opened = 0
+        # HTTP/2 (``hub sim serve --http2``): connections and streams opened in the window
+        self.h2_connections_opened = 0
+        self.h2_streams_opened = 0
         # The garbage collector's pauses by generation: a full collection walks every
         # stored object, and stops the loop while it does.
         self.gc: dict[int, Series] = {}
@@ -155,6 +158,8 @@ class ProcessStats:
             "requests": every.summary_ms(),
             "requests_by_verb": {k: v.summary_ms() for k, v in sorted(self.requests.items())},
             "watches_opened": self.watches_opened,
+            "h2_connections_opened": self.h2_connections_opened,
+            "h2_streams_opened": self.h2_streams_opened,
             "gc_pauses": {f"gen{k}": v.summary_ms() for k, v in sorted(self.gc.items())},
             **gauges,
         }

@@ -105,8 +105,11 @@ class CertificateAuthority:
         )
 
 
-def server_ssl_context(ca: CertificateAuthority, host: str) -> ssl.SSLContext:
-    """An SSL context serving a fresh certificate for ``host``, 127.0.0.1 and localhost."""
+def server_ssl_context(
+    ca: CertificateAuthority, host: str, *, http2: bool = False
+) -> ssl.SSLContext:
+    """An SSL context serving a fresh certificate for ``host``, 127.0.0.1 and localhost;
+    ``http2``: h2 offered by ALPN before http/1.1 (a client picks what it speaks)."""
     hosts = [host, "127.0.0.1", "localhost", "::1"]
     if host in ("0.0.0.0", "::", ""):
         import socket
@@ -122,5 +125,5 @@ def server_ssl_context(ca: CertificateAuthority, host: str) -> ssl.SSLContext:
         key_file.touch(mode=0o600)
         key_file.write_bytes(key_pem)
         ctx.load_cert_chain(cert_file, key_file)
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return ctx

@@ -87,6 +87,13 @@ def sim() -> None:
     help="As kube-apiserver's flag: requests without a token are system:anonymous (403 "
     "except /version and the health checks) rather than 401.",
 )
+@click.option(
+    "--http2/--no-http2",
+    default=False,
+    show_default=True,
+    help="Offer HTTP/2 (ALPN h2) beside HTTP/1.1, as kube-apiserver does: kubectl and the "
+    "hub then carry every request and watch of a cluster on one connection.",
+)
 @click.pass_obj
 def serve(
     obj: HubContext,
@@ -101,6 +108,7 @@ def serve(
     gc_delay: float,
     processes: int,
     anonymous_auth: bool,
+    http2: bool,
 ) -> None:
     """Serve simulated clusters on one HTTPS port until interrupted (Ctrl-C).
 
@@ -123,6 +131,7 @@ def serve(
         ready_delay=ready_delay,
         gc_delay=gc_delay,
         anonymous_auth=anonymous_auth,
+        http2=http2,
         freeze_gc=True,  # this process serves the simulator only
     )
     if processes > 1:

@@ -268,3 +268,30 @@ def test_shards_listen_on_port_plus_k_and_a_dead_shard_stops_them_all(tmp_path: 
     while time.monotonic() < deadline and os.path.exists(f"/proc/{shards[1]}"):
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{shards[1]}")
+
+
+def test_serve_http2_in_every_shard(tmp_path: Path) -> None:
+    token_file = tmp_path / "admin-token"
+    proc, _ = _start(
+        tmp_path, "--clusters", "2", "--processes", "2", "--http2",
+        "--admin-token-out", str(token_file),
+    )  # fmt: skip
+    try:
+        kc, cache = tmp_path / "kc", tmp_path / "cache"
+        doc = yaml.safe_load(kc.read_text())
+        servers = {c["name"]: c["cluster"]["server"] for c in doc["clusters"]}
+        ca = ssl.create_default_context(
+            cadata=base64.b64decode(
+                doc["clusters"][0]["cluster"]["certificate-authority-data"]
+            ).decode()
+        )
+        admin = token_file.read_text().strip()
+        for name, server in servers.items():
+            got = run_kubectl(kc, "get", "ns", "-o", "name", context=name, cache_dir=cache)
+            assert got.returncode == 0 and "namespace/default" in got.stdout, got.stderr
+            # kubectl took h2 from the shard serving this cluster
+            status, stats = _call(server.rsplit("/clusters/", 1)[0], ca, "GET", "/sim/stats", admin)
+            assert status == 200 and isinstance(stats, dict)
+            assert stats["h2_connections_opened"] >= 1, (name, stats)
+    finally:
+        assert _stop(proc, signal.SIGTERM) == 0
