@@ -1,6 +1,7 @@
 """The async transport (``AsyncKube``) and the live cache's watch loop on the event loop,
 against ``hub sim``: error kinds, 410 Gone, an outage and its recovery, exec-plugin token
-refresh."""
+refresh. Every test runs twice: against a simulator speaking HTTP/1.1 only (aiohttp's
+pool), and one offering HTTP/2 as real API servers do (``clusters.h2client``)."""
 
 from __future__ import annotations
 
@@ -47,9 +48,9 @@ def connection_to(sim: SimServer, credential: Any, name: str = "one") -> Connect
     )
 
 
-@pytest.fixture
-def sim(sim_factory: Callable[..., SimServer]) -> SimServer:
-    return sim_factory(clusters=["one"], bookmark_interval=60.0)
+@pytest.fixture(params=["HTTP/1.1", "HTTP/2"])
+def sim(sim_factory: Callable[..., SimServer], request: pytest.FixtureRequest) -> SimServer:
+    return sim_factory(clusters=["one"], bookmark_interval=60.0, http2=request.param == "HTTP/2")
 
 
 @pytest.fixture
@@ -91,6 +92,7 @@ def test_the_async_transport_lists_watches_and_raises_the_same_error_kinds(
             names = sorted(o["metadata"]["name"] for o in items)
             assert names == ["a", "kube-root-ca.crt"]
             assert all(o["kind"] == "ConfigMap" for o in items) and rv
+            assert transport.protocol == ("HTTP/2" if sim.http2 else "HTTP/1.1")
             await anyio.to_thread.run_sync(kube.apply, tracked_cm("b"))
             seen = []
             async for event in transport.watch(CM, resource_version=rv, timeout_s=1):
@@ -346,7 +348,10 @@ def test_a_cluster_s_requests_share_a_few_kept_alive_connections(
             await client.aclose()
 
     burst, after = anyio.run(main)
-    assert 1 <= burst <= REQUEST_SLOTS  # not one connection (and handshake) per request
+    if sim.http2:
+        assert burst == 1  # every request a stream of the one connection
+    else:
+        assert 1 <= burst <= REQUEST_SLOTS  # not one connection (and handshake) per request
     assert after == burst  # the second burst reuses them
 
 
