@@ -334,7 +334,9 @@ def cpu_s() -> float:
 class Sim:
     """`hub sim serve` in a subprocess, and its admin API (stats, faults) per cluster."""
 
-    def __init__(self, n: int, tmp: Path, *, processes: int, profile: Path | None) -> None:
+    def __init__(
+        self, n: int, tmp: Path, *, processes: int, profile: Path | None, http2: bool
+    ) -> None:
         self.kubeconfig = tmp / "sim.kubeconfig"
         self.token_file = tmp / "sim-admin-token"
         cmd = [sys.executable]
@@ -347,6 +349,8 @@ class Sim:
         ]  # fmt: skip
         if processes > 1:
             cmd += ["--processes", str(processes)]
+        if http2:
+            cmd += ["--http2"]
         with open(tmp / "sim.log", "w") as sim_log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sim_log)
 
@@ -464,6 +468,9 @@ def sim_summary(stats: list[dict[str, Any]]) -> dict[str, Any]:
             2,
         ),
         "watches": sum(s.get("watches", 0) for s in stats),
+        # the hub's connections as the simulator sees them: one per cluster over HTTP/2
+        "h2_connections_open": sum(s.get("h2_connections_open", 0) for s in stats),
+        "http1_connections_open": sum(s.get("http1_connections_open", 0) for s in stats),
         "objects": sum(s.get("objects", 0) for s in stats),
     }
 
@@ -674,6 +681,12 @@ def main() -> None:
     )
     parser.add_argument("--sim-processes", type=int, default=1, help="hub sim serve --processes N.")
     parser.add_argument(
+        "--http1",
+        action="store_true",
+        help="The simulator offers HTTP/1.1 only (default: HTTP/2 too, as real API servers "
+        "do; the hub and kubectl then multiplex each cluster on one connection).",
+    )
+    parser.add_argument(
         "--sim-profile", type=Path, help="Run the simulator under cProfile, stats to this file."
     )
     parser.add_argument(
@@ -693,7 +706,7 @@ def main() -> None:
     n, m = args.clusters, args.apps
     tmp = Path(tempfile.mkdtemp(prefix="hub-fleet-bench-"))
     log(f"fleet benchmark: {n} clusters x {m} apps = {n * m} Applications ({tmp})")
-    sim = Sim(n, tmp, processes=args.sim_processes, profile=args.sim_profile)
+    sim = Sim(n, tmp, processes=args.sim_processes, profile=args.sim_profile, http2=not args.http1)
     try:
         figures = run(args, tmp, sim)
     finally:
@@ -727,6 +740,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         "apps_per_cluster": m,
         "applications": total,
         "sim_processes": len(sim.processes),
+        "sim_offers": "HTTP/1.1" if args.http1 else "HTTP/2, HTTP/1.1",
         "registration_s": round(time.monotonic() - t0, 1),
     }
     log(f"registered {n} clusters ({how}) in {figures['registration_s']}s")
@@ -752,7 +766,8 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
             return (
                 f"{good}/{total} Synced+Healthy ({count} apps; {apps.stages(sha)}); "
                 f"hub threads {threads}, "
-                f"fds {fds}, RSS {rss_mb():.0f} MB; sim busiest {100 * s['cpu_share_max']:.0f}% "
+                f"fds {fds}, RSS {rss_mb():.0f} MB; sim sees {s['h2_connections_open']} h2 + "
+                f"{s['http1_connections_open']} HTTP/1.1 connections, busiest {100 * s['cpu_share_max']:.0f}% "
                 f"of a core, lag p99 {s['loop_lag_p99_ms']:.0f} ms; load {os.getloadavg()[0]:.1f}"
             )
 

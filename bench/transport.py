@@ -1,5 +1,6 @@
 """Async HTTP clients for the hub's watches (issue 12): aiohttp vs httpx (HTTP/1.1, and
-HTTP/2 where the server offers it) against one `hub sim` cluster.
+HTTP/2 where the server offers it) vs the hub's own HTTP/2 client (``clusters.h2client``,
+every request and watch a stream of one connection) against one `hub sim` cluster.
 
 For each client, in a fresh subprocess (so its memory is its own):
 - GET of one ConfigMap: throughput and p50/p99 latency, 1 and 16 requests in flight;
@@ -8,7 +9,10 @@ For each client, in a fresh subprocess (so its memory is its own):
 - memory per watch: the process's RSS growth while the W watches are open, divided by W;
 - the HTTP version the server agreed to.
 
-    python bench/transport.py [--watches 200] [--requests 2000] [--writes 20]
+    python bench/transport.py [--watches 200] [--requests 2000] [--writes 20] [--http2]
+
+``--http2``: the simulator offers h2 by ALPN (as real API servers do); without it, only
+HTTP/1.1, and the HTTP/2 clients fall back to it (hub-h2 is then skipped).
 
 Needs `httpx[http2]` (not a hub dependency) for the httpx rows; skipped without it.
 Figures go to stdout; docs/benchmarks.md ("Transport") records a run.
@@ -33,7 +37,7 @@ from typing import Any, Protocol
 import yaml
 
 NS = "default"
-CLIENTS = ("aiohttp", "httpx", "httpx-h2")
+CLIENTS = ("aiohttp", "httpx", "httpx-h2", "hub-h2")
 ONLY = os.environ.get("BENCH_CLIENTS", ",".join(CLIENTS)).split(",")
 
 
@@ -129,10 +133,77 @@ class Httpx:
         await self.client.aclose()
 
 
+class HubH2:
+    """``clusters.h2client``: one connection, every request and watch a stream of it."""
+
+    def __init__(self, base: str, token: str, ctx: ssl.SSLContext) -> None:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(base)
+        self.host, self.port, self.prefix = url.hostname or "", url.port or 443, url.path
+        self.ctx = ctx
+        self.ctx.set_alpn_protocols(["h2", "http/1.1"])
+        self.headers = [("authorization", f"Bearer {token}"), ("accept", "application/json")]
+        self.conn: Any = None
+        self.version = "HTTP/2"
+
+    async def _conn(self) -> Any:
+        from clusters.h2client import Http2Connection
+
+        if self.conn is None:
+            self.conn = await Http2Connection.open(
+                self.host, self.port, ssl_context=self.ctx, server_hostname=None, timeout_s=30
+            )
+            if self.conn is None:
+                raise SystemExit("the simulator offers no HTTP/2 (run with --http2)")
+        return self.conn
+
+    async def get(self, path: str) -> bytes:
+        stream = await (await self._conn()).request(
+            "GET", self.prefix + path, self.headers, None, timeout_s=None
+        )
+        try:
+            body: bytes = await stream.read()
+            return body
+        finally:
+            stream.close()
+
+    async def send(self, method: str, path: str, body: dict[str, Any]) -> None:
+        headers = [*self.headers, ("content-type", "application/json")]
+        stream = await (await self._conn()).request(
+            method, self.prefix + path, headers, json.dumps(body).encode(), timeout_s=None
+        )
+        try:
+            await stream.read()
+            assert stream.status < 300, stream.status
+        finally:
+            stream.close()
+
+    async def lines(self, path: str) -> AsyncIterator[bytes]:
+        stream = await (await self._conn()).request(
+            "GET", self.prefix + path, self.headers, None, timeout_s=None
+        )
+        try:
+            buffer = bytearray()
+            async for chunk in stream.chunks():
+                buffer += chunk
+                while (end := buffer.find(b"\n")) >= 0:
+                    yield bytes(buffer[:end])
+                    del buffer[: end + 1]
+        finally:
+            stream.close()
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
 def make(kind: str, base: str, token: str, ca: bytes) -> Transport:
     ctx = ssl.create_default_context(cadata=ca.decode())
     if kind == "aiohttp":
         return Aiohttp(base, token, ctx)
+    if kind == "hub-h2":
+        return HubH2(base, token, ctx)
     return Httpx(base, token, ctx, http2=kind == "httpx-h2")
 
 
@@ -214,13 +285,13 @@ async def measure(
     return out
 
 
-def start_sim(tmp: Path) -> tuple[subprocess.Popen[str], str, str, bytes]:
+def start_sim(tmp: Path, http2: bool) -> tuple[subprocess.Popen[str], str, str, bytes]:
     kubeconfig = tmp / "sim.kubeconfig"
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "hub", "--home", str(tmp / "home"), "sim", "serve",
             "--clusters", "1", "--port", "0", "--kubeconfig-out", str(kubeconfig),
-        ],
+        ] + (["--http2"] if http2 else []),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
@@ -245,6 +316,7 @@ def main() -> None:
     parser.add_argument(
         "--ssl-buffer", type=int, default=0, help="asyncio's TLS read buffer (default 256 KiB)"
     )
+    parser.add_argument("--http2", action="store_true", help="the simulator offers HTTP/2")
     parser.add_argument("--client", choices=CLIENTS, help=argparse.SUPPRESS)  # the child
     parser.add_argument("--target", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -258,9 +330,12 @@ def main() -> None:
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        proc, base, token, ca = start_sim(Path(tmp))
+        proc, base, token, ca = start_sim(Path(tmp), args.http2)
         try:
             for kind in [c for c in CLIENTS if c in ONLY]:
+                if kind == "hub-h2" and not args.http2:
+                    print(f"{kind}: skipped (the simulator offers HTTP/1.1 only; --http2)")
+                    continue
                 if kind.startswith("httpx"):
                     try:
                         import h2  # noqa: F401
