@@ -486,8 +486,11 @@ class Http2Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         data = self._h2.data_to_send()
-        if data and self._transport is not None:
-            self._transport.write(data)
+        transport = self._transport
+        # closing (after a protocol error, until connection_lost): an asyncio SSL transport
+        # raises AttributeError on a write then, out of close() or a stream's close()
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         """No new streams; streams the server never saw (above ``last_stream_id``) fail,
