@@ -91,12 +91,19 @@ class Http2Stream:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _on_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
-        for name, value in headers:
-            if name == b":status":
-                self.status = int(value)
+    def _on_headers(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """False when the answer's ``:status`` is not a final status (three digits,
+        200-599; h2 hands 1xx over apart): the stream fails, the caller resets it. A
+        hostile ``:status`` must not raise out of ``data_received`` (it did, a ValueError
+        that left the request waiting) nor leave ``status`` 0."""
+        status = dict(headers).get(b":status", b"")
+        if len(status) != 3 or not status.isdigit() or not 200 <= int(status) <= 599:
+            self._on_error(StreamFailed(f"the server answered with a bad :status {status[:16]!r}"))
+            return False
+        self.status = int(status)
         self.headers = headers
         self._wake()
+        return True
 
     def _on_data(self, data: bytes, flow_controlled: int) -> None:
         self._pending.append((data, flow_controlled))
@@ -289,8 +296,9 @@ class Http2Connection(asyncio.Protocol):
                     self._acknowledge(event.stream_id or 0, size)
             elif isinstance(event, h2.events.ResponseReceived):
                 stream = streams.get(event.stream_id or 0)
-                if stream is not None:
-                    stream._on_headers(list(event.headers or ()))
+                if stream is not None and not stream._on_headers(list(event.headers or ())):
+                    with contextlib.suppress(h2.exceptions.ProtocolError):
+                        self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
             elif isinstance(event, h2.events.StreamEnded):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:

@@ -80,14 +80,18 @@ async def _read_all(stream: Http2Stream) -> bytes:
 
 async def test_a_non_numeric_status_fails_the_stream(server: H2TestServer) -> None:
     async def route(conn: _ServerConn, sid: int, *_: Any) -> None:
-        _raw_headers(conn, sid, [(b":status", b"abc")], end=True)
+        _raw_headers(conn, sid, [(b":status", b"abc")], end=False)
 
     server.routes["/odd"] = route
     conn = await server.connect()
-    with pytest.raises(StreamFailed) as err:
-        await conn.request("GET", "/odd", AUTH, None, timeout_s=5)
-    _no_token(err.value)
-    assert conn.open_streams == 0
+    for path in ["/odd", "/odd"]:
+        with pytest.raises(StreamFailed, match="bad :status") as err:
+            await conn.request("GET", path, AUTH, None, timeout_s=5)
+        _no_token(err.value)
+    assert conn.open_streams == 0 and conn._h2.open_outbound_streams == 0
+    await asyncio.sleep(0.1)
+    assert len(server.resets) == 2  # the streams are reset, not left open at the server
+    assert await _get_ok(conn, "/echo")  # the connection is still good
     await conn.close()
 
 
@@ -371,6 +375,9 @@ class _FakeTransport(asyncio.Transport):
 
     def write(self, data: Any) -> None:
         pass
+
+    def is_closing(self) -> bool:
+        return self.closed
 
     def close(self) -> None:
         self.closed = True
