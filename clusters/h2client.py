@@ -311,10 +311,15 @@ class Http2Connection(asyncio.Protocol):
                     stream._on_error(StreamFailed(f"the server reset the stream ({code})"))
                 self._wake_slot()
             elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                self._wake_windows()
                 if isinstance(event, h2.events.RemoteSettingsChanged):
                     self._settings_seen = True
-                self._wake_windows()
-                self._wake_slot()
+                    # the limit may have gone up by many (from 0, say): every waiter looks
+                    # again; waking one left the rest waiting for a stream to end, and
+                    # watches do not end
+                    self._wake_all_slots()
+                else:
+                    self._wake_slot()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self._on_goaway(event)
         self._flush()
@@ -372,8 +377,16 @@ class Http2Connection(asyncio.Protocol):
         timeout_s: float | None,
     ) -> Http2Stream:
         """Start a request and wait (up to ``timeout_s``) for its answer's headers; the
-        caller reads the body and must ``close()`` the stream."""
-        await self._stream_slot()
+        caller reads the body and must ``close()`` the stream. The wait for one of the
+        server's stream slots counts in ``timeout_s``: a server that says
+        MAX_CONCURRENT_STREAMS 0 and never more otherwise held the request forever (no
+        stream is open, so not even the PING watchdog runs)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with asyncio.timeout(timeout_s):
+            await self._stream_slot()
+        if timeout_s is not None:
+            timeout_s = max(0.0, timeout_s - (loop.time() - started))
         h2c = self._h2
         stream_id = h2c.get_next_available_stream_id()
         stream = Http2Stream(self, stream_id)
@@ -524,6 +537,9 @@ class Http2Connection(asyncio.Protocol):
 
     def _wake_all(self) -> None:
         self._wake_windows()
+        self._wake_all_slots()
+
+    def _wake_all_slots(self) -> None:
         waiters, self._slot_waiters = self._slot_waiters, collections.deque()
         for waiter in waiters:
             if not waiter.done():

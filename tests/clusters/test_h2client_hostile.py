@@ -174,8 +174,10 @@ async def test_a_stream_limit_of_zero_times_out_a_request() -> None:
         conn = await srv.connect()
         await asyncio.sleep(0.1)  # the server's SETTINGS are in
         assert not conn.has_room
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(conn.request("GET", "/echo", AUTH, None, timeout_s=0.3), 3)
+        request = asyncio.ensure_future(conn.request("GET", "/echo", AUTH, None, timeout_s=0.3))
+        done, _ = await asyncio.wait([request], timeout=3)
+        assert done, "a request waited past its timeout for a stream slot"
+        assert isinstance(request.exception(), TimeoutError)
         await conn.close()
     finally:
         await srv.stop()
@@ -210,8 +212,9 @@ async def test_a_server_that_never_speaks_http2_times_out() -> None:
     srv.mute = True
     try:
         conn = await srv.connect()  # TLS with ALPN h2 is all it takes to open
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(conn.request("GET", "/echo", AUTH, None, timeout_s=0.3), 3)
+        request = asyncio.ensure_future(conn.request("GET", "/echo", AUTH, None, timeout_s=0.3))
+        done, _ = await asyncio.wait([request], timeout=3)
+        assert done and isinstance(request.exception(), TimeoutError)
         assert conn.open_streams == 0
         await conn.close()
     finally:
