@@ -322,6 +322,14 @@ class Http2Connection(asyncio.Protocol):
                     self._wake_slot()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self._on_goaway(event)
+            elif isinstance(event, h2.events.PushedStreamReceived):
+                # ENABLE_PUSH 0 holds only once the server acknowledged our SETTINGS; a push
+                # before that left its stream reserved in h2 for good (state without bound
+                # from a server that never acknowledges): refuse it
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self._h2.reset_stream(
+                        event.pushed_stream_id or 0, h2.errors.ErrorCodes.REFUSED_STREAM
+                    )
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:

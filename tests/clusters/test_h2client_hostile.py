@@ -444,3 +444,59 @@ async def _fuzz(frames: list[bytes]) -> None:
 @given(st.lists(_frames, max_size=12))
 def test_arbitrary_frames_never_escape_the_protocol(frames: list[bytes]) -> None:
     asyncio.run(_fuzz(frames))
+
+
+class _StuckTransport(_FakeTransport):
+    """A peer that reads nothing: every write stays in the buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffered = 0
+
+    def write(self, data: Any) -> None:
+        self.buffered += len(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+
+async def test_a_ping_flood_to_a_peer_that_reads_nothing_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(h2client, "MAX_WRITE_BUFFER", 64 * 1024)
+    conn = Http2Connection("example:443")
+    transport = _StuckTransport()
+    conn.connection_made(transport)
+    conn.data_received(_frame(SETTINGS, 0, 0, b""))
+    request = asyncio.ensure_future(conn.request("GET", "/w", AUTH, None, timeout_s=None))
+    await asyncio.sleep(0)
+    ping = _frame(PING, 0, 0, b"12345678")
+    for _ in range(100):  # 170 KB of PING ACKs the client would queue for nobody
+        conn.data_received(ping * 100)
+        if transport.closed:
+            break
+    assert transport.closed and not conn.usable
+    assert transport.buffered < 2 * 64 * 1024  # bounded: not 1.7 MB
+    conn.connection_lost(None)
+    with pytest.raises(StreamFailed, match="not reading"):
+        await request
+
+
+async def test_pushes_before_our_settings_are_acknowledged_leave_no_state() -> None:
+    conn = Http2Connection("example:443")
+    conn.connection_made(_FakeTransport())
+    conn.data_received(_frame(SETTINGS, 0, 0, b""))  # no ACK of ours: push still allowed
+    request = asyncio.ensure_future(conn.request("GET", "/w", AUTH, None, timeout_s=None))
+    await asyncio.sleep(0)
+    enc = hpack.Encoder()
+    block = enc.encode(
+        [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"x"), (b":path", b"/p")]
+    )
+    for promised in range(2, 4002, 2):
+        conn.data_received(_frame(PUSH, END_HEADERS, 1, struct.pack(">I", promised) + block))
+    assert conn.has_room  # (h2 drops closed streams when it counts open ones)
+    assert len(conn._h2.streams) < 100  # each refused, not kept reserved
+    assert conn.usable
+    conn.connection_lost(None)
+    with pytest.raises(StreamFailed):
+        await request
