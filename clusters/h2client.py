@@ -54,6 +54,12 @@ PING_TIMEOUT_S = 15.0
 #: connection would have the excess refused.
 FIRST_STREAM_LIMIT = 100
 
+#: Bytes queued for a server that does not read them before the connection is dropped.
+#: Request bodies wait for the buffer to drain (``_drain``), but what h2 answers by itself
+#: (PING and SETTINGS acknowledgements, WINDOW_UPDATEs) does not: a server flooding PINGs
+#: and reading nothing grew the buffer without bound (the "ping flood", CVE-2019-9512).
+MAX_WRITE_BUFFER = 16 * 1024 * 1024
+
 _CONFIG = h2.config.H2Configuration(
     client_side=True,
     header_encoding=None,  # bytes in, bytes out: no decoding of headers nobody reads
@@ -520,6 +526,10 @@ class Http2Connection(asyncio.Protocol):
         # raises AttributeError on a write then, out of close() or a stream's close()
         if data and transport is not None and not transport.is_closing():
             transport.write(data)
+            queued = transport.get_write_buffer_size()
+            if queued > MAX_WRITE_BUFFER:
+                self._fail(StreamFailed(f"the server is not reading ({queued} bytes queued)"))
+                transport.abort()
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         """No new streams; streams the server never saw (above ``last_stream_id``) fail,

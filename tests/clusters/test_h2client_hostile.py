@@ -382,6 +382,9 @@ class _FakeTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def close(self) -> None:
         self.closed = True
 
@@ -463,7 +466,7 @@ class _StuckTransport(_FakeTransport):
 async def test_a_ping_flood_to_a_peer_that_reads_nothing_is_cut_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(h2client, "MAX_WRITE_BUFFER", 64 * 1024)
+    monkeypatch.setattr(h2client, "MAX_WRITE_BUFFER", 64 * 1024, raising=False)
     conn = Http2Connection("example:443")
     transport = _StuckTransport()
     conn.connection_made(transport)
