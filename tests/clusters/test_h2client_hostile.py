@@ -38,14 +38,21 @@ def anyio_backend() -> str:
 
 
 def _frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", sid) + payload
+    return (
+        struct.pack(">I", len(payload))[1:]
+        + bytes([kind, flags])
+        + struct.pack(">I", sid)
+        + payload
+    )
 
 
 DATA, HEADERS, RST, SETTINGS, PUSH, PING, GOAWAY, WINDOW, CONTINUATION = 0, 1, 3, 4, 5, 6, 7, 8, 9
 END_STREAM, END_HEADERS = 0x1, 0x4
 
 
-def _raw_headers(conn: _ServerConn, sid: int, headers: list[tuple[bytes, bytes]], *, end: bool) -> None:
+def _raw_headers(
+    conn: _ServerConn, sid: int, headers: list[tuple[bytes, bytes]], *, end: bool
+) -> None:
     """A HEADERS frame the server's h2 would refuse to send, encoded with its own HPACK
     encoder (the client's decoder stays in step)."""
     assert conn.transport is not None
@@ -392,12 +399,13 @@ class _FakeTransport(asyncio.Transport):
         self.closed = True
 
 
-_hpack = hpack.Encoder()
 _frames = st.one_of(
     st.binary(max_size=40),
     st.builds(
         _frame,
-        st.sampled_from([DATA, HEADERS, RST, SETTINGS, PUSH, PING, GOAWAY, WINDOW, CONTINUATION, 2, 10, 99]),
+        st.sampled_from(
+            [DATA, HEADERS, RST, SETTINGS, PUSH, PING, GOAWAY, WINDOW, CONTINUATION, 2, 10, 99]
+        ),
         st.integers(0, 255),
         st.sampled_from([0, 1, 3, 5, 7, 2**31 - 1]),
         st.binary(max_size=40),
