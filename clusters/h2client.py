@@ -391,37 +391,34 @@ class Http2Connection(asyncio.Protocol):
         timeout_s: float | None,
     ) -> Http2Stream:
         """Start a request and wait (up to ``timeout_s``) for its answer's headers; the
-        caller reads the body and must ``close()`` the stream. The wait for one of the
-        server's stream slots counts in ``timeout_s``: a server that says
-        MAX_CONCURRENT_STREAMS 0 and never more otherwise held the request forever (no
-        stream is open, so not even the PING watchdog runs)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        caller reads the body and must ``close()`` the stream. ``timeout_s`` covers the
+        whole start: the wait for one of the server's stream slots (a server that says
+        MAX_CONCURRENT_STREAMS 0 and never more held the request forever, no stream open
+        so not even the PING watchdog ran) and the sending of the body (a server that
+        opens no window for it held it forever, answering PINGs meanwhile)."""
         async with asyncio.timeout(timeout_s):
             await self._stream_slot()
-        if timeout_s is not None:
-            timeout_s = max(0.0, timeout_s - (loop.time() - started))
-        h2c = self._h2
-        stream_id = h2c.get_next_available_stream_id()
-        stream = Http2Stream(self, stream_id)
-        self._streams[stream_id] = stream
-        self.streams_opened += 1
-        sent = [
-            (b":method", method.encode()),
-            (b":scheme", b"https"),
-            (b":authority", self._authority),
-            (b":path", path.encode()),
-        ]
-        sent.extend((name.lower().encode(), value.encode()) for name, value in headers)
-        try:
-            h2c.send_headers(stream_id, sent, end_stream=not body)
-            self._flush()
-            if body:
-                await self._send_body(stream_id, body)
-            await stream._response(timeout_s)
-        except BaseException:
-            stream.close()
-            raise
+            h2c = self._h2
+            stream_id = h2c.get_next_available_stream_id()
+            stream = Http2Stream(self, stream_id)
+            self._streams[stream_id] = stream
+            self.streams_opened += 1
+            sent = [
+                (b":method", method.encode()),
+                (b":scheme", b"https"),
+                (b":authority", self._authority),
+                (b":path", path.encode()),
+            ]
+            sent.extend((name.lower().encode(), value.encode()) for name, value in headers)
+            try:
+                h2c.send_headers(stream_id, sent, end_stream=not body)
+                self._flush()
+                if body:
+                    await self._send_body(stream_id, body)
+                await stream._response(None)
+            except BaseException:
+                stream.close()
+                raise
         return stream
 
     async def close(self) -> None:
@@ -454,6 +451,12 @@ class Http2Connection(asyncio.Protocol):
             self._slot_waiters.append(waiter)
             try:
                 await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    # a slot was handed to us as we were cancelled (a timeout): pass it
+                    # on, or the next waiter waits for another stream to end
+                    self._wake_slot()
+                raise
             finally:
                 if waiter in self._slot_waiters:
                     self._slot_waiters.remove(waiter)

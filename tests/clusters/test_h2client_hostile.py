@@ -511,3 +511,34 @@ async def test_pushes_before_our_settings_are_acknowledged_leave_no_state() -> N
     conn.connection_lost(None)
     with pytest.raises(StreamFailed):
         await request
+
+
+async def test_a_body_the_server_never_opens_a_window_for_times_out() -> None:
+    srv = await _start(H2TestServer(receive_window=0))
+    try:
+        conn = await srv.connect()
+        assert await _get_ok(conn, "/echo")  # the server's SETTINGS (a window of 0) are in
+        post = asyncio.ensure_future(conn.request("POST", "/echo", AUTH, b"x" * 10, timeout_s=0.3))
+        done, _ = await asyncio.wait([post], timeout=3)
+        assert done, "a request body waited past the request's timeout for a window"
+        assert isinstance(post.exception(), TimeoutError)
+        assert conn.open_streams == 0
+        await conn.close()
+    finally:
+        await srv.stop()
+
+
+async def test_a_slot_handed_to_a_cancelled_waiter_passes_on(server: H2TestServer) -> None:
+    server.max_streams = 1
+    conn = await server.connect()
+    first = await conn.request("GET", "/silent", AUTH, None, timeout_s=5)
+    a = asyncio.ensure_future(conn.request("GET", "/silent", AUTH, None, timeout_s=5))
+    b = asyncio.ensure_future(conn.request("GET", "/silent", AUTH, None, timeout_s=5))
+    await asyncio.sleep(0.1)
+    assert not a.done() and not b.done()
+    first.close()  # the slot goes to a's waiter...
+    a.cancel()  # ...whose request is cancelled before it runs
+    done, _ = await asyncio.wait([b], timeout=2)
+    assert done, "the freed slot was lost with the cancelled waiter"
+    b.result().close()
+    await conn.close()
