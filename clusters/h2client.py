@@ -316,6 +316,9 @@ class Http2Connection(asyncio.Protocol):
                     code = _error_name(event.error_code)
                     stream._on_error(StreamFailed(f"the server reset the stream ({code})"))
                 self._wake_slot()
+                # a body sender waiting for this stream's window looks again and sees the
+                # reset (no WINDOW_UPDATE will come for it: it waited forever)
+                self._wake_windows()
             elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
                 self._wake_windows()
                 if isinstance(event, h2.events.RemoteSettingsChanged):

@@ -542,3 +542,23 @@ async def test_a_slot_handed_to_a_cancelled_waiter_passes_on(server: H2TestServe
     assert done, "the freed slot was lost with the cancelled waiter"
     b.result().close()
     await conn.close()
+
+
+async def test_a_reset_while_the_body_waits_for_window_fails_at_once() -> None:
+    srv = await _start(H2TestServer(receive_window=0))
+    try:
+        conn = await srv.connect()
+        assert await _get_ok(conn, "/echo")
+        post = asyncio.ensure_future(conn.request("POST", "/echo", AUTH, b"x" * 10, timeout_s=None))
+        await asyncio.sleep(0.1)
+        server_conn = srv.connections[0]
+        sid = max(server_conn.bodies)  # the POST's stream, its body waiting for a window
+        server_conn.h2.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+        server_conn.flush()
+        done, _ = await asyncio.wait([post], timeout=2)
+        assert done, "the body sender kept waiting for a window on a reset stream"
+        assert isinstance(post.exception(), StreamFailed)
+        assert conn.open_streams == 0 and conn.usable
+        await conn.close()
+    finally:
+        await srv.stop()
