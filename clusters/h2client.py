@@ -310,6 +310,7 @@ class Http2Connection(asyncio.Protocol):
                 if stream is not None:
                     stream._on_end()
                 self._wake_slot()
+                self._wake_windows()  # an answer before the whole body: see _send_body
             elif isinstance(event, h2.events.StreamReset):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
@@ -486,6 +487,14 @@ class Http2Connection(asyncio.Protocol):
             stream = self._streams.get(stream_id)
             if stream is not None and stream._error is not None:
                 raise stream._error
+            if stream is not None and stream._ended:
+                # the server answered in full before the body (a 413, say): the rest of
+                # the body is not wanted and no window may come for it; close our half
+                # (NO_ERROR, RFC 9113 8.1), else the stream held a slot for good
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    h2c.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+                self._flush()
+                return
             room = min(h2c.local_flow_control_window(stream_id), h2c.max_outbound_frame_size)
             if room <= 0:
                 waiter = asyncio.get_running_loop().create_future()

@@ -562,3 +562,27 @@ async def test_a_reset_while_the_body_waits_for_window_fails_at_once() -> None:
         await conn.close()
     finally:
         await srv.stop()
+
+
+async def test_an_early_answer_while_the_body_waits_for_window() -> None:
+    srv = await _start(H2TestServer(receive_window=0))
+    try:
+        conn = await srv.connect()
+        assert await _get_ok(conn, "/echo")
+        post = asyncio.ensure_future(conn.request("POST", "/echo", AUTH, b"x" * 10, timeout_s=None))
+        await asyncio.sleep(0.1)
+        server_conn = srv.connections[0]
+        sid = max(server_conn.bodies)
+        # "too large": a complete answer before the body, no window for it, no reset
+        server_conn.h2.send_headers(sid, [(b":status", b"413")], end_stream=True)
+        server_conn.flush()
+        done, _ = await asyncio.wait([post], timeout=2)
+        assert done, "the body sender kept waiting for a window after the answer"
+        stream = post.result()
+        assert stream.status == 413
+        stream.close()
+        assert conn.open_streams == 0
+        assert conn._h2.open_outbound_streams == 0  # our half is closed too: no slot held
+        await conn.close()
+    finally:
+        await srv.stop()
