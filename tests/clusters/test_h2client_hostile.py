@@ -586,3 +586,31 @@ async def test_an_early_answer_while_the_body_waits_for_window() -> None:
         await conn.close()
     finally:
         await srv.stop()
+
+
+async def test_a_server_that_never_finishes_tls_times_out_open() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # TCP accepted, not a byte of TLS back
+
+    tcp = await asyncio.start_server(mute, "127.0.0.1", 0)
+    srv = H2TestServer()  # only for its client TLS context
+    try:
+        port = tcp.sockets[0].getsockname()[1]
+        opening = asyncio.ensure_future(
+            Http2Connection.open(
+                "127.0.0.1",
+                port,
+                ssl_context=srv.client_context(),
+                server_hostname="127.0.0.1",
+                timeout_s=0.3,
+            )
+        )
+        done, _ = await asyncio.wait([opening], timeout=3)
+        assert done and isinstance(opening.exception(), TimeoutError)
+    finally:
+        for writer in accepted:
+            writer.close()
+        tcp.close()
+        await tcp.wait_closed()
