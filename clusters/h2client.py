@@ -196,7 +196,9 @@ class Http2Connection(asyncio.Protocol):
         self._failure: StreamFailed | None = None  # set: no new streams
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._window_waiters: list[asyncio.Future[None]] = []
-        self._drain_waiter: asyncio.Future[None] | None = None
+        # every body sender waiting for the write buffer to drain (one slot, as it was,
+        # kept only the last: the others waited forever once two bodies were sent at once)
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self._write_paused = False
         self.negotiated = False
         self.streams_opened = 0
@@ -348,18 +350,20 @@ class Http2Connection(asyncio.Protocol):
         self._transport = None
         if self._health is not None:
             self._health.cancel()
-        drain = self._drain_waiter
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        self._wake_drains()
 
     def pause_writing(self) -> None:
         self._write_paused = True
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        drain = self._drain_waiter
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        self._wake_drains()
+
+    def _wake_drains(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- requests
 
@@ -509,11 +513,13 @@ class Http2Connection(asyncio.Protocol):
 
     async def _drain(self) -> None:
         if self._write_paused and self._transport is not None:
-            self._drain_waiter = waiter = asyncio.get_running_loop().create_future()
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(waiter)
             try:
                 await waiter
             finally:
-                self._drain_waiter = None
+                if waiter in self._drain_waiters:
+                    self._drain_waiters.remove(waiter)
 
     def _acknowledge(self, stream_id: int, size: int) -> None:
         if self._transport is None:

@@ -614,3 +614,52 @@ async def test_a_server_that_never_finishes_tls_times_out_open() -> None:
             writer.close()
         tcp.close()
         await tcp.wait_closed()
+
+
+class _SlowTransport(_FakeTransport):
+    """A peer that reads only when told: writing pauses at 64 KiB buffered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffered = 0
+        self.proto: Http2Connection | None = None
+        self.paused = False
+
+    def write(self, data: Any) -> None:
+        self.buffered += len(data)
+        if self.buffered > 65536 and not self.paused and self.proto is not None:
+            self.paused = True
+            self.proto.pause_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def drain(self) -> None:
+        self.buffered = 0
+        if self.paused and self.proto is not None:
+            self.paused = False
+            self.proto.resume_writing()
+
+
+async def test_every_body_sender_waiting_for_the_write_buffer_goes_on() -> None:
+    conn = Http2Connection("example:443")
+    transport = _SlowTransport()
+    transport.proto = conn
+    conn.connection_made(transport)
+    window = struct.pack(">HI", 4, 8 * 1024 * 1024)  # INITIAL_WINDOW_SIZE
+    conn.data_received(_frame(SETTINGS, 0, 0, window))
+    conn.data_received(_frame(WINDOW, 0, 0, struct.pack(">I", 16 * 1024 * 1024)))
+    posts = [
+        asyncio.ensure_future(conn.request("POST", "/p", AUTH, b"y" * 300_000, timeout_s=None))
+        for _ in range(3)
+    ]
+    for _ in range(100):  # the peer reads now and then
+        await asyncio.sleep(0.001)
+        transport.drain()
+    states = [conn._h2.streams[sid].state_machine.state.name for sid in (1, 3, 5)]
+    assert states == ["HALF_CLOSED_LOCAL"] * 3, states  # every body sent to its end
+    assert transport.buffered < 1024 * 1024
+    conn.connection_lost(None)
+    for post in posts:
+        with pytest.raises(StreamFailed):
+            await post
