@@ -54,6 +54,12 @@ PING_TIMEOUT_S = 15.0
 #: connection would have the excess refused.
 FIRST_STREAM_LIMIT = 100
 
+#: Bytes queued for a server that does not read them before the connection is dropped.
+#: Request bodies wait for the buffer to drain (``_drain``), but what h2 answers by itself
+#: (PING and SETTINGS acknowledgements, WINDOW_UPDATEs) does not: a server flooding PINGs
+#: and reading nothing grew the buffer without bound (the "ping flood", CVE-2019-9512).
+MAX_WRITE_BUFFER = 16 * 1024 * 1024
+
 _CONFIG = h2.config.H2Configuration(
     client_side=True,
     header_encoding=None,  # bytes in, bytes out: no decoding of headers nobody reads
@@ -91,12 +97,19 @@ class Http2Stream:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _on_headers(self, headers: list[tuple[bytes, bytes]]) -> None:
-        for name, value in headers:
-            if name == b":status":
-                self.status = int(value)
+    def _on_headers(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        """False when the answer's ``:status`` is not a final status (three digits,
+        200-599; h2 hands 1xx over apart): the stream fails, the caller resets it. A
+        hostile ``:status`` must not raise out of ``data_received`` (it did, a ValueError
+        that left the request waiting) nor leave ``status`` 0."""
+        status = dict(headers).get(b":status", b"")
+        if len(status) != 3 or not status.isdigit() or not 200 <= int(status) <= 599:
+            self._on_error(StreamFailed(f"the server answered with a bad :status {status[:16]!r}"))
+            return False
+        self.status = int(status)
         self.headers = headers
         self._wake()
+        return True
 
     def _on_data(self, data: bytes, flow_controlled: int) -> None:
         self._pending.append((data, flow_controlled))
@@ -183,7 +196,9 @@ class Http2Connection(asyncio.Protocol):
         self._failure: StreamFailed | None = None  # set: no new streams
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._window_waiters: list[asyncio.Future[None]] = []
-        self._drain_waiter: asyncio.Future[None] | None = None
+        # every body sender waiting for the write buffer to drain (one slot, as it was,
+        # kept only the last: the others waited forever once two bodies were sent at once)
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self._write_paused = False
         self.negotiated = False
         self.streams_opened = 0
@@ -289,26 +304,44 @@ class Http2Connection(asyncio.Protocol):
                     self._acknowledge(event.stream_id or 0, size)
             elif isinstance(event, h2.events.ResponseReceived):
                 stream = streams.get(event.stream_id or 0)
-                if stream is not None:
-                    stream._on_headers(list(event.headers or ()))
+                if stream is not None and not stream._on_headers(list(event.headers or ())):
+                    with contextlib.suppress(h2.exceptions.ProtocolError):
+                        self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
             elif isinstance(event, h2.events.StreamEnded):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
                     stream._on_end()
                 self._wake_slot()
+                self._wake_windows()  # an answer before the whole body: see _send_body
             elif isinstance(event, h2.events.StreamReset):
                 stream = streams.get(event.stream_id or 0)
                 if stream is not None:
                     code = _error_name(event.error_code)
                     stream._on_error(StreamFailed(f"the server reset the stream ({code})"))
                 self._wake_slot()
+                # a body sender waiting for this stream's window looks again and sees the
+                # reset (no WINDOW_UPDATE will come for it: it waited forever)
+                self._wake_windows()
             elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                self._wake_windows()
                 if isinstance(event, h2.events.RemoteSettingsChanged):
                     self._settings_seen = True
-                self._wake_windows()
-                self._wake_slot()
+                    # the limit may have gone up by many (from 0, say): every waiter looks
+                    # again; waking one left the rest waiting for a stream to end, and
+                    # watches do not end
+                    self._wake_all_slots()
+                else:
+                    self._wake_slot()
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self._on_goaway(event)
+            elif isinstance(event, h2.events.PushedStreamReceived):
+                # ENABLE_PUSH 0 holds only once the server acknowledged our SETTINGS; a push
+                # before that left its stream reserved in h2 for good (state without bound
+                # from a server that never acknowledges): refuse it
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self._h2.reset_stream(
+                        event.pushed_stream_id or 0, h2.errors.ErrorCodes.REFUSED_STREAM
+                    )
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -317,18 +350,20 @@ class Http2Connection(asyncio.Protocol):
         self._transport = None
         if self._health is not None:
             self._health.cancel()
-        drain = self._drain_waiter
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        self._wake_drains()
 
     def pause_writing(self) -> None:
         self._write_paused = True
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        drain = self._drain_waiter
-        if drain is not None and not drain.done():
-            drain.set_result(None)
+        self._wake_drains()
+
+    def _wake_drains(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- requests
 
@@ -364,29 +399,34 @@ class Http2Connection(asyncio.Protocol):
         timeout_s: float | None,
     ) -> Http2Stream:
         """Start a request and wait (up to ``timeout_s``) for its answer's headers; the
-        caller reads the body and must ``close()`` the stream."""
-        await self._stream_slot()
-        h2c = self._h2
-        stream_id = h2c.get_next_available_stream_id()
-        stream = Http2Stream(self, stream_id)
-        self._streams[stream_id] = stream
-        self.streams_opened += 1
-        sent = [
-            (b":method", method.encode()),
-            (b":scheme", b"https"),
-            (b":authority", self._authority),
-            (b":path", path.encode()),
-        ]
-        sent.extend((name.lower().encode(), value.encode()) for name, value in headers)
-        try:
-            h2c.send_headers(stream_id, sent, end_stream=not body)
-            self._flush()
-            if body:
-                await self._send_body(stream_id, body)
-            await stream._response(timeout_s)
-        except BaseException:
-            stream.close()
-            raise
+        caller reads the body and must ``close()`` the stream. ``timeout_s`` covers the
+        whole start: the wait for one of the server's stream slots (a server that says
+        MAX_CONCURRENT_STREAMS 0 and never more held the request forever, no stream open
+        so not even the PING watchdog ran) and the sending of the body (a server that
+        opens no window for it held it forever, answering PINGs meanwhile)."""
+        async with asyncio.timeout(timeout_s):
+            await self._stream_slot()
+            h2c = self._h2
+            stream_id = h2c.get_next_available_stream_id()
+            stream = Http2Stream(self, stream_id)
+            self._streams[stream_id] = stream
+            self.streams_opened += 1
+            sent = [
+                (b":method", method.encode()),
+                (b":scheme", b"https"),
+                (b":authority", self._authority),
+                (b":path", path.encode()),
+            ]
+            sent.extend((name.lower().encode(), value.encode()) for name, value in headers)
+            try:
+                h2c.send_headers(stream_id, sent, end_stream=not body)
+                self._flush()
+                if body:
+                    await self._send_body(stream_id, body)
+                await stream._response(None)
+            except BaseException:
+                stream.close()
+                raise
         return stream
 
     async def close(self) -> None:
@@ -419,6 +459,12 @@ class Http2Connection(asyncio.Protocol):
             self._slot_waiters.append(waiter)
             try:
                 await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    # a slot was handed to us as we were cancelled (a timeout): pass it
+                    # on, or the next waiter waits for another stream to end
+                    self._wake_slot()
+                raise
             finally:
                 if waiter in self._slot_waiters:
                     self._slot_waiters.remove(waiter)
@@ -445,6 +491,14 @@ class Http2Connection(asyncio.Protocol):
             stream = self._streams.get(stream_id)
             if stream is not None and stream._error is not None:
                 raise stream._error
+            if stream is not None and stream._ended:
+                # the server answered in full before the body (a 413, say): the rest of
+                # the body is not wanted and no window may come for it; close our half
+                # (NO_ERROR, RFC 9113 8.1), else the stream held a slot for good
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    h2c.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+                self._flush()
+                return
             room = min(h2c.local_flow_control_window(stream_id), h2c.max_outbound_frame_size)
             if room <= 0:
                 waiter = asyncio.get_running_loop().create_future()
@@ -459,11 +513,13 @@ class Http2Connection(asyncio.Protocol):
 
     async def _drain(self) -> None:
         if self._write_paused and self._transport is not None:
-            self._drain_waiter = waiter = asyncio.get_running_loop().create_future()
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(waiter)
             try:
                 await waiter
             finally:
-                self._drain_waiter = None
+                if waiter in self._drain_waiters:
+                    self._drain_waiters.remove(waiter)
 
     def _acknowledge(self, stream_id: int, size: int) -> None:
         if self._transport is None:
@@ -486,8 +542,15 @@ class Http2Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         data = self._h2.data_to_send()
-        if data and self._transport is not None:
-            self._transport.write(data)
+        transport = self._transport
+        # closing (after a protocol error, until connection_lost): an asyncio SSL transport
+        # raises AttributeError on a write then, out of close() or a stream's close()
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+            queued = transport.get_write_buffer_size()
+            if queued > MAX_WRITE_BUFFER:
+                self._fail(StreamFailed(f"the server is not reading ({queued} bytes queued)"))
+                transport.abort()
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         """No new streams; streams the server never saw (above ``last_stream_id``) fail,
@@ -513,6 +576,9 @@ class Http2Connection(asyncio.Protocol):
 
     def _wake_all(self) -> None:
         self._wake_windows()
+        self._wake_all_slots()
+
+    def _wake_all_slots(self) -> None:
         waiters, self._slot_waiters = self._slot_waiters, collections.deque()
         for waiter in waiters:
             if not waiter.done():

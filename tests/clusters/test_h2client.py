@@ -48,6 +48,8 @@ class _ServerConn(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.server.connections.append(self)
+        if self.server.mute:
+            return  # TLS (and ALPN h2) accepted, then not a byte of HTTP/2
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -64,7 +66,7 @@ class _ServerConn(asyncio.Protocol):
             self.transport.write(data)
 
     def data_received(self, data: bytes) -> None:
-        if self.server.black_hole:
+        if self.server.black_hole or self.server.mute:
             return  # a peer that vanished without closing: nothing read, nothing sent
         for event in self.h2.receive_data(data):
             if isinstance(event, h2.events.RequestReceived):
@@ -139,6 +141,7 @@ class H2TestServer:
         self.resets: list[int] = []
         self.peak_streams = 0
         self.black_hole = False
+        self.mute = False
         self.routes: dict[str, Handler] = {}
         self.port = 0
         self.ca = CertificateAuthority.generate()
