@@ -203,6 +203,7 @@ class Http2Connection(asyncio.Protocol):
         self.negotiated = False
         self.streams_opened = 0
         self._settings_seen = False
+        self._settings_waiter: asyncio.Future[None] | None = None
         self._last_read = 0.0
         self._ping_sent = 0.0
         self._health: asyncio.TimerHandle | None = None
@@ -231,10 +232,30 @@ class Http2Connection(asyncio.Protocol):
                 ssl=ssl_context,
                 server_hostname=server_hostname or host,
             )
-        if not proto.negotiated:
-            transport.close()
-            return None
+            if not proto.negotiated:
+                transport.close()
+                return None
+            try:
+                await proto._server_settings()
+            except BaseException:
+                transport.abort()
+                raise
         return proto
+
+    async def _server_settings(self) -> None:
+        """Wait for the server's SETTINGS (its connection preface, sent at once): until
+        then its stream limit is a guess, and a server allowing fewer streams than
+        guessed drops the connection for the excess (a burst of watches on a new
+        connection would then open one connection after another)."""
+        if self._settings_seen:
+            return
+        self._check()
+        self._settings_waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._settings_waiter
+        finally:
+            self._settings_waiter = None
+        self._check()
 
     # -- asyncio.Protocol
 
@@ -326,6 +347,8 @@ class Http2Connection(asyncio.Protocol):
                 self._wake_windows()
                 if isinstance(event, h2.events.RemoteSettingsChanged):
                     self._settings_seen = True
+                    if self._settings_waiter is not None and not self._settings_waiter.done():
+                        self._settings_waiter.set_result(None)
                     # the limit may have gone up by many (from 0, say): every waiter looks
                     # again; waking one left the rest waiting for a stream to end, and
                     # watches do not end
@@ -577,6 +600,8 @@ class Http2Connection(asyncio.Protocol):
     def _wake_all(self) -> None:
         self._wake_windows()
         self._wake_all_slots()
+        if self._settings_waiter is not None and not self._settings_waiter.done():
+            self._settings_waiter.set_result(None)  # ``_check`` then raises the failure
 
     def _wake_all_slots(self) -> None:
         waiters, self._slot_waiters = self._slot_waiters, collections.deque()

@@ -80,6 +80,12 @@ KEEPALIVE_S = 30.0
 # cluster carries all its watches and requests (``clusters.h2client``). HUB_HTTP2=0 keeps
 # every cluster on HTTP/1.1 (a proxy between hub and cluster that breaks HTTP/2).
 HTTP2 = os.environ.get("HUB_HTTP2", "1").strip().lower() not in ("0", "false", "no", "off")
+# HTTP/2 connections one cluster may hold: another opens only when every one is at the
+# server's stream limit (250 on kube-apiserver), so this is reached only by a server that
+# allows very few streams; requests then wait for a slot (within their deadline).
+H2_CONNECTIONS = 4
+# How much of a refusal's body (a Status) is read over HTTP/2.
+MAX_ERROR_BODY = 1024 * 1024
 # What HTTP/2 requests say they are: aiohttp's own default, so a server sees (and names
 # field managers after) the same agent whichever protocol carried the request.
 USER_AGENT = aiohttp.http.SERVER_SOFTWARE
@@ -667,10 +673,27 @@ class _Http2Answer(_Answer):
         self.status = stream.status
 
     async def read(self) -> bytes:
-        return await self._stream.read()
+        # the same silence limit as aiohttp's sock_read on HTTP/1.1
+        parts = [chunk async for chunk in self._stream.chunks(self._read_s)]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._stream.chunks(self._read_s)
+
+
+async def _error_body(stream: Http2Stream, read_s: float) -> bytes:
+    """The start of a refusal's body (a ``Status``), as much as comes within ``read_s``
+    of silence: a server that answers 500 and then says nothing must not hold the caller
+    (a watch has no deadline of its own)."""
+    parts: list[bytes] = []
+    size = 0
+    with contextlib.suppress(StreamFailed, TimeoutError):
+        async for chunk in stream.chunks(read_s):
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= MAX_ERROR_BODY:
+                break
+    return b"".join(parts)[:MAX_ERROR_BODY]
 
 
 AsyncRetrier = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
@@ -854,6 +877,11 @@ class AsyncKube:
             for conn in pool.h2:
                 if conn.has_room:
                     return conn
+            usable = [conn for conn in pool.h2 if conn.usable]
+            if len(usable) >= H2_CONNECTIONS:
+                # a server allowing few (or no) streams must not get a connection per
+                # request: wait for a slot on the least busy one, within the deadline
+                return min(usable, key=lambda conn: conn.open_streams)
             url = urlsplit(self._base)
             if url.scheme != "https" or not url.hostname:
                 pool.http2 = False  # HTTP/2 to an API server is negotiated in TLS only
@@ -878,6 +906,8 @@ class AsyncKube:
                 ) from None
             except ssl.SSLError as exc:
                 raise Transient(f"{self.name}: {what}: TLS failed: {type(exc).__name__}") from None
+            except StreamFailed as exc:  # connected, then lost before the server's SETTINGS
+                raise Transient(f"{self.name}: {what}: {exc}") from None
             except OSError:
                 raise Transient(f"{self.name}: {what}: connection refused") from None
             if opened is None:
@@ -925,10 +955,7 @@ class AsyncKube:
             raise Transient(f"{self.name}: {what}: {exc}") from None
         try:
             if not 200 <= stream.status <= 299:
-                try:
-                    payload = await stream.read()
-                except StreamFailed:
-                    payload = b""
+                payload = await _error_body(stream, read_s or self.timeout_s)
                 raise _error(self.name, what, stream.status, payload)
             yield _Http2Answer(stream, read_s)
         finally:

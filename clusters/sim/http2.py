@@ -50,6 +50,9 @@ MAX_HEADER_LIST = 1024 * 1024
 _CONFIG = h2.config.H2Configuration(
     client_side=False,
     header_encoding=None,
+    # names and values are only compared or decoded as latin-1 here; h2's per-character
+    # checks cost more than a simulator should spend per request
+    validate_inbound_headers=False,
     validate_outbound_headers=False,
     normalize_outbound_headers=False,
 )
@@ -306,7 +309,8 @@ class H2ServerConnection(asyncio.Protocol):
             data = bytes(body) if isinstance(body, (bytes, bytearray, memoryview)) else b""
             headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED}
             headers["content-length"] = str(len(data))
-            self.send_headers(sid, response.status, headers, end_stream=not data)
+            # one TLS record for headers and a small body: sent by send_data's flush
+            self.send_headers(sid, response.status, headers, end_stream=not data, flush=not data)
             if data:
                 await self.send_data(sid, data, end_stream=True)
         except ConnectionError:
@@ -325,7 +329,13 @@ class H2ServerConnection(asyncio.Protocol):
         self._flush()
 
     def send_headers(
-        self, sid: int, status: int, headers: dict[str, str], *, end_stream: bool
+        self,
+        sid: int,
+        status: int,
+        headers: dict[str, str],
+        *,
+        end_stream: bool,
+        flush: bool = True,
     ) -> None:
         if self.transport is None:
             raise ConnectionResetError("the connection is closed")
@@ -335,7 +345,8 @@ class H2ServerConnection(asyncio.Protocol):
             self._h2.send_headers(sid, fields, end_stream=end_stream)
         except h2.exceptions.ProtocolError:
             raise ConnectionResetError("the stream is closed") from None
-        self._flush()
+        if flush:
+            self._flush()
 
     async def send_data(self, sid: int, data: bytes, *, end_stream: bool) -> None:
         """Send within the client's flow-control windows, waiting for WINDOW_UPDATEs;
@@ -363,6 +374,11 @@ class H2ServerConnection(asyncio.Protocol):
                         if self._write_paused:
                             await self._wait(self._drain_waiters)
                         return
+                    if not self._write_paused:
+                        # more to send in the window that is left: a frame is at most
+                        # 16 KiB, and a client sends WINDOW_UPDATE only once it is short
+                        # of window, so waiting for one here could wait forever
+                        continue
             except h2.exceptions.ProtocolError:
                 raise ConnectionResetError("the stream is closed") from None
             await self._wait(self._drain_waiters if self._write_paused else self._window_waiters)

@@ -83,8 +83,11 @@ class RawH2:
         if body is not None:
             headers.append((b"content-type", b"application/json"))
         self.h2.send_headers(sid, headers, end_stream=body is None)
-        if body is not None:
-            self.h2.send_data(sid, body, end_stream=True)
+        if body is not None:  # in frames the server takes (its window is 1 MiB)
+            step = self.h2.max_outbound_frame_size
+            for start in range(0, len(body), step):
+                end = start + step >= len(body)
+                self.h2.send_data(sid, body[start : start + step], end_stream=end)
         self.sock.sendall(self.h2.data_to_send())
         self.bodies[sid] = bytearray()
         return sid
@@ -126,8 +129,7 @@ def raw(sim: SimServer) -> Iterator[RawH2]:
 def test_kubectl_speaks_http2_to_it_on_one_connection(sim: SimServer, tmp_path: Any) -> None:
     before = stats(sim)
     manifest = yaml.safe_dump_all(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}"}}
-        for i in range(5)
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}"}} for i in range(5)
     )
     applied = run_kubectl(
         sim.kubeconfig_path, "apply", "-f", "-", context="one", input=manifest,
@@ -283,3 +285,17 @@ def test_stopping_says_goaway(sim_factory: Callable[..., SimServer]) -> None:
         assert terminated and terminated[0].last_stream_id == sid
     finally:
         client.close()
+
+
+def test_an_answer_over_one_frame_needs_no_window_update(sim: SimServer, raw: RawH2) -> None:
+    # 20 KiB: more than one 16 KiB frame, less than the client's 64 KiB window, so the
+    # client has no reason to send a WINDOW_UPDATE; a server that waited for one after
+    # the first frame stalled the answer for good (a burst of watch events, too)
+    token = sim.token("one")
+    body = json.dumps({"metadata": {"name": "wide"}, "data": {"k": "x" * 20480}}).encode()
+    sid = raw.request("/clusters/one/api/v1/namespaces/default/configmaps", token, "POST", body)
+    raw.pump(lambda: sid in raw.ended)
+    assert raw.status[sid] == 201
+    sid = raw.request("/clusters/one/api/v1/namespaces/default/configmaps/wide", token)
+    raw.pump(lambda: sid in raw.ended, timeout=5)
+    assert len(json.loads(bytes(raw.bodies[sid]))["data"]["k"]) == 20480
