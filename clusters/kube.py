@@ -36,6 +36,7 @@ import json
 import os
 import ssl
 import threading
+import time
 import weakref
 from collections.abc import (
     AsyncGenerator,
@@ -632,6 +633,7 @@ class _Pool:
         self.discovering: anyio.Event | None = None  # set when the discovery in flight ends
         self.write_guard: Callable[[], None] | None = None
         self.request_slots = anyio.CapacityLimiter(REQUEST_SLOTS)
+        self.answered_at = 0.0  # monotonic time of the last 2xx answer
 
 
 class _Answer:
@@ -762,6 +764,12 @@ class AsyncKube:
         return opened + self._pool.h2_opened
 
     @property
+    def answered_at(self) -> float:
+        """Monotonic time of the cluster's last 2xx answer to any request (0: none yet):
+        proof that it answers, as good as a liveness probe."""
+        return self._pool.answered_at
+
+    @property
     def protocol(self) -> str:
         """ "HTTP/2" or "HTTP/1.1" once the cluster was asked, "" before."""
         return {True: "HTTP/2", False: "HTTP/1.1", None: ""}[self._pool.http2]
@@ -825,6 +833,7 @@ class AsyncKube:
             async with self._open_h2(
                 h2, method, path, query, headers, data, timeout_s=timeout_s, read_s=read_s
             ) as answer:
+                self._pool.answered_at = time.monotonic()
                 yield answer
             return
         session = self._open_session()
@@ -847,6 +856,7 @@ class AsyncKube:
             ) as resp:
                 if not 200 <= resp.status <= 299:
                     raise _error(self.name, what, resp.status, await resp.read())
+                self._pool.answered_at = time.monotonic()
                 yield _Http1Answer(resp)
         except KubeError:
             raise

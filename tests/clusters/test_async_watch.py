@@ -382,3 +382,29 @@ def test_a_request_waiting_for_a_slot_keeps_its_deadline(sim: SimServer, kube: K
     finally:
         sim.faults("one").clear()
     assert outcome == ["one: GET /version: no answer within 3s"]
+
+
+def test_answered_at_moves_with_every_2xx_answer_and_only_then(
+    sim: SimServer, kube: KubeClient
+) -> None:
+    # the worker skips its liveness probe while this is recent (hub.worker.connection)
+    missing = ApiResource(group="", version="v1", kind="Nope", plural="nopes", namespaced=True)
+
+    async def main() -> list[float]:
+        client = AsyncKube(kube.connection)
+        try:
+            seen = [client.answered_at]
+            await client.ping()
+            seen.append(client.answered_at)
+            await anyio.sleep(0.01)
+            await client.list(CM, namespace="default")
+            seen.append(client.answered_at)
+            with pytest.raises(NotFound):
+                await client.list(missing)
+            seen.append(client.answered_at)
+            return seen
+        finally:
+            await client.aclose()
+
+    before, pinged, listed, refused = anyio.run(main)
+    assert before == 0.0 < pinged < listed == refused
