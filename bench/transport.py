@@ -322,9 +322,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.client:
         if args.ssl_buffer:
-            import asyncio.sslproto
+            # imported as a name of its own: "import asyncio.sslproto" here would make
+            # asyncio a local of main(), unbound below when no buffer is given
+            from asyncio import sslproto
 
-            asyncio.sslproto.SSLProtocol.max_size = args.ssl_buffer  # type: ignore[misc]
+            sslproto.SSLProtocol.max_size = args.ssl_buffer  # type: ignore[misc]
         base, token, ca = json.loads(args.target)
         result = asyncio.run(measure(args.client, base, token, ca.encode(), args))
         print(json.dumps(result))
