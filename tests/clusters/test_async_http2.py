@@ -6,17 +6,13 @@ outages, deadlines) is tested over both protocols in test_async_watch.py."""
 
 from __future__ import annotations
 
-import json
 import os
-import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import anyio
 import pytest
-import urllib3
 
 from clusters import kube as kube_module
 from clusters.kube import REQUEST_SLOTS, ApiResource, AsyncKube, KubeClient, Transient
@@ -24,6 +20,7 @@ from clusters.kubeconfig import BearerToken
 from clusters.sim import SimServer
 from tests.clusters.test_async_watch import connection_to, tracked_cm
 from tests.clusters.test_cache import CM
+from tests.sim.test_protocol_http2 import stats as sim_stats
 
 pytestmark = pytest.mark.sim_only("needs a simulator offering HTTP/2")
 
@@ -45,21 +42,6 @@ def kube(sim: SimServer) -> Iterator[KubeClient]:
         yield KubeClient(connection)
     finally:
         connection.close()
-
-
-def sim_stats(sim: SimServer) -> dict[str, Any]:
-    pool = urllib3.PoolManager(ssl_context=ssl.create_default_context(cadata=sim.ca_pem.decode()))
-    try:
-        resp = pool.request(
-            "GET",
-            sim.url + "/sim/stats",
-            headers={"Authorization": f"Bearer {sim.admin_token}"},
-            timeout=10,
-        )
-    finally:
-        pool.clear()
-    assert resp.status == 200, resp.data
-    return dict(json.loads(resp.data))
 
 
 def test_a_cluster_s_watches_and_requests_are_streams_of_one_connection(
