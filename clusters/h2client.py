@@ -34,6 +34,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
 
 #: Receive window per stream: a large LIST arrives without waiting for WINDOW_UPDATEs
 #: (the protocol's default, 64 KiB, would cost a round trip every 64 KiB).
@@ -70,6 +71,16 @@ _CONFIG = h2.config.H2Configuration(
     validate_inbound_headers=False,
     normalize_inbound_headers=False,
 )
+
+
+class PlainHpackEncoder(hpack.Encoder):
+    """HPACK without Huffman coding of literal strings (RFC 7541 5.2 lets the sender
+    choose). A request's new literal (its :path) coded bit by bit in pure Python cost
+    ~25 us of CPU on each side, about a tenth of a request; plain, it costs a few
+    dozen bytes more on the wire."""
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        return super().encode(headers, huffman=False)
 
 
 class StreamFailed(ConnectionError):
@@ -195,6 +206,7 @@ class Http2Connection(asyncio.Protocol):
     def __init__(self, authority: str) -> None:
         self._authority = authority.encode()
         self._h2 = h2.connection.H2Connection(config=_CONFIG)
+        self._h2.encoder = PlainHpackEncoder()
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, Http2Stream] = {}
         self._failure: StreamFailed | None = None  # set: no new streams

@@ -35,6 +35,7 @@ import h2.settings
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
+from clusters.h2client import PlainHpackEncoder
 from clusters.sim.httpapi import Answer
 from clusters.sim.stats import ProcessStats
 
@@ -168,6 +169,7 @@ class H2ServerConnection(asyncio.Protocol):
         self._registry = registry
         self._max_body = max_body
         self._h2 = h2.connection.H2Connection(config=_CONFIG)
+        self._h2.encoder = PlainHpackEncoder()  # cheaper for both ends, as for the hub
         self.transport: asyncio.Transport | None = None
         # streams whose request is still arriving: its headers and body so far
         self._incoming: dict[int, tuple[list[tuple[bytes, bytes]], bytearray]] = {}
