@@ -216,6 +216,7 @@ class Http2Connection(asyncio.Protocol):
         # kept only the last: the others waited forever once two bodies were sent at once)
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._write_paused = False
+        self._flush_pending = False
         self.negotiated = False
         self.streams_opened = 0
         self._settings_seen = False
@@ -459,7 +460,7 @@ class Http2Connection(asyncio.Protocol):
             sent.extend((name.lower().encode(), value.encode()) for name, value in headers)
             try:
                 h2c.send_headers(stream_id, sent, end_stream=not body)
-                self._flush()
+                self._flush_soon()
                 if body:
                     await self._send_body(stream_id, body)
                 await stream._response(None)
@@ -547,7 +548,7 @@ class Http2Connection(asyncio.Protocol):
             part = bytes(view[sent : sent + room])
             sent += len(part)
             h2c.send_data(stream_id, part, end_stream=sent >= len(body))
-            self._flush()
+            self._flush_soon()
             await self._drain()
 
     async def _drain(self) -> None:
@@ -565,7 +566,7 @@ class Http2Connection(asyncio.Protocol):
             return
         with contextlib.suppress(h2.exceptions.ProtocolError):  # a closing connection
             self._h2.acknowledge_received_data(size, stream_id)
-        self._flush()
+        self._flush_soon()
 
     def _forget(self, stream: Http2Stream, *, reset: bool) -> None:
         if self._streams.pop(stream.id, None) is None:
@@ -574,10 +575,29 @@ class Http2Connection(asyncio.Protocol):
             # it ended meanwhile, or the connection is closing (GOAWAY): nothing to reset
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.CANCEL)
-            self._flush()
+            self._flush_soon()
         self._wake_slot()
         if self._failure is not None and not self._streams and self._transport is not None:
+            self._flush()
             self._transport.close()  # after a GOAWAY: the last stream it let finish is done
+
+    def _flush_soon(self) -> None:
+        """Write what h2 queued at the end of this turn of the event loop: the requests,
+        bodies, acknowledgements and resets of one turn (a burst of syncs) go out as one
+        TLS record and one send instead of one each."""
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop running (a stream closed at shutdown)
+            self._flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self._flush_deferred)
+
+    def _flush_deferred(self) -> None:
+        self._flush_pending = False
+        self._flush()
 
     def _flush(self) -> None:
         data = self._h2.data_to_send()
