@@ -548,7 +548,9 @@ class Http2Connection(asyncio.Protocol):
             part = bytes(view[sent : sent + room])
             sent += len(part)
             h2c.send_data(stream_id, part, end_stream=sent >= len(body))
-            self._flush_soon()
+            # at once, not at the end of the turn: the headers go out with the first part
+            # all the same, and a large body meets the write buffer's back-pressure
+            self._flush()
             await self._drain()
 
     async def _drain(self) -> None:
