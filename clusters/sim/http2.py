@@ -38,6 +38,7 @@ from multidict import CIMultiDict, MultiDict
 from clusters.h2client import PlainHpackEncoder
 from clusters.sim.httpapi import Answer
 from clusters.sim.stats import ProcessStats
+from clusters.sim.store import ApiError
 
 #: Concurrent streams a client may open on one connection: Go's net/http2 default, which
 #: kube-apiserver keeps unless --http2-max-streams-per-connection says otherwise.
@@ -273,27 +274,28 @@ class H2ServerConnection(asyncio.Protocol):
         incoming = self._incoming.pop(sid, None)
         if incoming is None:
             return
+        answer: H2Request | web.Response
         if sid in self._too_large:
             self._too_large.discard(sid)
-            body = json.dumps(
-                {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "status": "Failure",
-                    "message": f"request body larger than {self._max_body} bytes",
-                    "reason": "RequestEntityTooLarge",
-                    "code": 413,
-                }
-            ).encode()
-            response = web.Response(body=body, status=413, content_type="application/json")
-            self._tasks[sid] = asyncio.get_running_loop().create_task(self._send(sid, response))
-            return
-        request = H2Request(self, sid, incoming[0], bytes(incoming[1]))
-        self._tasks[sid] = asyncio.get_running_loop().create_task(self._run(sid, request))
+            refusal = ApiError(
+                413,
+                "RequestEntityTooLarge",
+                f"request body larger than {self._max_body} bytes",
+            )
+            answer = web.Response(
+                body=json.dumps(refusal.status()).encode(),
+                status=refusal.code,
+                content_type="application/json",
+            )
+        else:
+            answer = H2Request(self, sid, incoming[0], bytes(incoming[1]))
+        self._tasks[sid] = asyncio.get_running_loop().create_task(self._run(sid, answer))
 
-    async def _run(self, sid: int, request: H2Request) -> None:
+    async def _run(self, sid: int, request: H2Request | web.Response) -> None:
+        """Serve the request (a ``web.Response``: the refusal to send instead) and send
+        its answer."""
         try:
-            answer = await self._serve(request)
+            answer = request if isinstance(request, web.Response) else await self._serve(request)
             if isinstance(answer, H2ResponseStream):
                 await answer.write_eof()
             elif isinstance(answer, web.Response):
@@ -303,25 +305,17 @@ class H2ServerConnection(asyncio.Protocol):
             # dropped it: nobody is left to answer
             self._reset(sid)
         finally:
-            self._done(sid)
+            self._tasks.pop(sid, None)
 
     async def _send(self, sid: int, response: web.Response) -> None:
-        try:
-            body = response.body
-            data = bytes(body) if isinstance(body, (bytes, bytearray, memoryview)) else b""
-            headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED}
-            headers["content-length"] = str(len(data))
-            # one TLS record for headers and a small body: sent by send_data's flush
-            self.send_headers(sid, response.status, headers, end_stream=not data, flush=not data)
-            if data:
-                await self.send_data(sid, data, end_stream=True)
-        except ConnectionError:
-            pass
-        finally:
-            self._done(sid)
-
-    def _done(self, sid: int) -> None:
-        self._tasks.pop(sid, None)
+        body = response.body
+        data = bytes(body) if isinstance(body, (bytes, bytearray, memoryview)) else b""
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROPPED}
+        headers["content-length"] = str(len(data))
+        # one TLS record for headers and a small body: sent by send_data's flush
+        self.send_headers(sid, response.status, headers, end_stream=not data, flush=not data)
+        if data:
+            await self.send_data(sid, data, end_stream=True)
 
     def _reset(self, sid: int) -> None:
         if self.transport is None:
