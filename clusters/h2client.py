@@ -186,9 +186,9 @@ class Http2Stream:
                 return
             await self._wait(read_s)
 
-    async def read(self) -> bytes:
-        """The whole body."""
-        parts = [chunk async for chunk in self.chunks()]
+    async def read(self, read_s: float | None = None) -> bytes:
+        """The whole body (``read_s``: as in ``chunks``)."""
+        parts = [chunk async for chunk in self.chunks(read_s)]
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:

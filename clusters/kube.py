@@ -675,9 +675,7 @@ class _Http2Answer(_Answer):
         self.status = stream.status
 
     async def read(self) -> bytes:
-        # the same silence limit as aiohttp's sock_read on HTTP/1.1
-        parts = [chunk async for chunk in self._stream.chunks(self._read_s)]
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return await self._stream.read(self._read_s)  # as aiohttp's sock_read on HTTP/1.1
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._stream.chunks(self._read_s)
