@@ -537,15 +537,23 @@ async def test_a_slot_handed_to_a_cancelled_waiter_passes_on(server: H2TestServe
     await conn.close()
 
 
+async def _post_waiting_for_window(
+    srv: H2TestServer,
+) -> tuple[Http2Connection, asyncio.Future[Http2Stream], _ServerConn, int]:
+    """A POST whose body waits for a window the server (``receive_window=0``) never
+    opens: the client connection, the request, the server's side and the stream id."""
+    conn = await srv.connect()
+    assert await _get_ok(conn, "/echo")
+    post = asyncio.ensure_future(conn.request("POST", "/echo", AUTH, b"x" * 10, timeout_s=None))
+    await asyncio.sleep(0.1)
+    server_conn = srv.connections[0]
+    return conn, post, server_conn, max(server_conn.bodies)
+
+
 async def test_a_reset_while_the_body_waits_for_window_fails_at_once() -> None:
     srv = await _start(H2TestServer(receive_window=0))
     try:
-        conn = await srv.connect()
-        assert await _get_ok(conn, "/echo")
-        post = asyncio.ensure_future(conn.request("POST", "/echo", AUTH, b"x" * 10, timeout_s=None))
-        await asyncio.sleep(0.1)
-        server_conn = srv.connections[0]
-        sid = max(server_conn.bodies)  # the POST's stream, its body waiting for a window
+        conn, post, server_conn, sid = await _post_waiting_for_window(srv)
         server_conn.h2.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
         server_conn.flush()
         done, _ = await asyncio.wait([post], timeout=2)
@@ -560,12 +568,7 @@ async def test_a_reset_while_the_body_waits_for_window_fails_at_once() -> None:
 async def test_an_early_answer_while_the_body_waits_for_window() -> None:
     srv = await _start(H2TestServer(receive_window=0))
     try:
-        conn = await srv.connect()
-        assert await _get_ok(conn, "/echo")
-        post = asyncio.ensure_future(conn.request("POST", "/echo", AUTH, b"x" * 10, timeout_s=None))
-        await asyncio.sleep(0.1)
-        server_conn = srv.connections[0]
-        sid = max(server_conn.bodies)
+        conn, post, server_conn, sid = await _post_waiting_for_window(srv)
         # "too large": a complete answer before the body, no window for it, no reset
         server_conn.h2.send_headers(sid, [(b":status", b"413")], end_stream=True)
         server_conn.flush()
