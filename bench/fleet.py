@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import cProfile
 import gc
 import inspect
 import json
@@ -690,6 +691,20 @@ def main() -> None:
         "--sim-profile", type=Path, help="Run the simulator under cProfile, stats to this file."
     )
     parser.add_argument(
+        "--trigger",
+        choices=("poll", "webhook"),
+        default="poll",
+        help="How the hub learns of the image commits: its Git poll (every 2 s), or at once "
+        "through a push webhook as production set-ups do (the kubectl baseline starts at the "
+        "push too). The first commit is always found by the hub's first poll.",
+    )
+    parser.add_argument(
+        "--hub-profile",
+        type=Path,
+        help="cProfile the hub's event loop during the image commit, stats to this file "
+        "(the commit's times then include the profiler's cost).",
+    )
+    parser.add_argument(
         "--hub-samples",
         action="store_true",
         help="Sample the hub's thread stacks at 10 Hz and print the top places per phase.",
@@ -741,6 +756,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         "applications": total,
         "sim_processes": len(sim.processes),
         "sim_offers": "HTTP/1.1" if args.http1 else "HTTP/2, HTTP/1.1",
+        "trigger": args.trigger,
         "registration_s": round(time.monotonic() - t0, 1),
     }
     log(f"registered {n} clusters ({how}) in {figures['registration_s']}s")
@@ -809,7 +825,15 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
     )
     sim.stats(reset=True)
     gc_time.take()
+    profiler = cProfile.Profile() if args.hub_profile is not None else None
     with anyio.from_thread.start_blocking_portal() as portal:
+
+        def pushed() -> None:
+            """``--trigger webhook``: tell the hub of a push, as its webhook endpoint does
+            (`POST /api/webhook` calls the same method)."""
+            if args.trigger == "webhook":
+                portal.call(hub.notify_git_push, [str(repo.path)])
+
         sha1 = repo.git("rev-parse", "HEAD")
         t0, c0 = time.monotonic(), cpu_s()
         future, _ = portal.start_task(hub.run)
@@ -840,9 +864,16 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
                 "image nginx:2",
             )  # fmt: skip
             t0, c0 = time.monotonic(), cpu_s()
+            pushed()
+            if profiler is not None:
+                portal.call(profiler.enable)  # profiles the event loop's thread only
             rollout = wait_for(
                 "the image rollout", apps.converged(sha2, total), args.timeout, progress(sha2), poll
             )
+            if profiler is not None:
+                portal.call(profiler.disable)
+                profiler.dump_stats(args.hub_profile)
+                log(f"  the hub's event loop during the image commit, cProfile: {args.hub_profile}")
             figures["commit_to_synced_healthy_s"] = round(rollout, 1)
             figures["image_commit_hub_cpu_s"] = round(cpu_s() - c0, 1)
             log(f"image commit -> {total} Synced/Healthy: {rollout:.1f}s "
@@ -851,7 +882,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
             log(f"  hub requests of the image commit: {figures['sync_requests_image_commit']}")
             phase("image commit")
         if args.faults and not args.no_image_commit:
-            herd(args, sim, repo, apps, figures, rollout, progress, phase)
+            herd(args, sim, repo, apps, figures, rollout, progress, phase, pushed)
         figures["hub_rss_mb"] = round(rss_mb(), 0)
         threads, fds = ProcessPeaks.now()
         figures |= {"threads_end": threads, "fds_end": fds}
@@ -953,6 +984,7 @@ def herd(
     fault_free_s: float,
     progress: Callable[[str | None], Callable[[], str]],
     phase: Callable[[str], None],
+    pushed: Callable[[], None],
 ) -> None:
     """One commit touching every Application while some clusters are slow or failing."""
     n, m = args.clusters, args.apps
@@ -980,6 +1012,7 @@ def herd(
         "image nginx:3 (thundering herd)",
     )
     t0 = time.monotonic()
+    pushed()
     poll = 0.2 if n * m <= 2000 else 1.0
     healthy_s = wait_for(
         "the healthy clusters under faults",

@@ -133,13 +133,22 @@ async def compare(
     """The comparison (pure, inline); in a thread only when jq expressions are involved
     (they are evaluated by a child process, a blocking round trip)."""
 
+    objs = [m.obj for m in desired]
+    given = run.request.rendered
+    # Verdicts hold only for the manifests they were made against: an equal list (a
+    # discovery change since the worker's render may settle a namespace differently).
+    verdicts = None
+    if given is not None and objs == [m.obj for m in given.manifests]:
+        verdicts = given.verdicts
+
     def go() -> AppComparison:
         return compare_app(
-            [m.obj for m in desired],
+            objs,
             live,
             app=run.app.name,
             ignore_differences=run.app.ignore_differences,
             jq_runner=run.jq_runner,
+            verdicts=verdicts,
         )
 
     try:

@@ -34,7 +34,7 @@ import anyio.to_thread
 
 from clusters.kube import ApiResource, AsyncKube, Transient
 from hub.db import WouldWait
-from hub.sync.diff import AppComparison, JqRunner, SyncStatus
+from hub.sync.diff import AppComparison, JqRunner, SyncStatus, Verdicts
 from hub.sync.health import HealthRules, HealthStatus
 from hub.sync.helm import ClusterInfo
 from hub.sync.history import Operation, OperationPhase, ResourceResult, SyncHistory, Trigger
@@ -217,6 +217,10 @@ class Rendered:
     revision: str
     manifests: tuple[SourcedManifest, ...]
     sources: Mapping[str, Any]
+    # The caller's last compare against these manifests (the worker's refreshes): the
+    # engine's compare reuses its verdicts when its own validation gives equal manifests,
+    # as the worker's next refresh would.
+    verdicts: Verdicts | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,8 +4,10 @@ only where a compare does not look, and never reaches another verdict than a ful
 from __future__ import annotations
 
 import copy
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
+import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,8 +18,11 @@ from hub.sync.diff import (
     compare_app,
     same_to_compare,
 )
-from hub.sync.model import IgnoreDifference
+from hub.sync.live import compare as live_compare
+from hub.sync.model import IgnoreDifference, parse_application
+from hub.sync.operation import Rendered, Run, SyncRequest
 from hub.sync.resources import FIELD_MANAGER
+from hub.sync.validate import SourcedManifest
 from tests.sync.test_diff import OUR_FIELDS, desired_deployment, live_deployment
 
 
@@ -157,3 +162,57 @@ def test_the_memo_never_reaches_another_verdict_than_a_full_compare(steps: list[
         assert verdicts_of(compare(desired, [live], memo)) == verdicts_of(
             compare(desired, [live], None)
         )
+
+
+# -- the engine's compare reuses the worker's verdicts (hub.sync.live.compare) ---------------
+
+
+def engine_compare(
+    manifests: list[dict[str, Any]], live: list[dict[str, Any]], given: Rendered
+) -> AppComparison:
+    """``hub.sync.live.compare`` for a run handed the worker's render ``given``."""
+    app = parse_application(
+        {
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": "payments"},
+            "spec": {
+                "project": "default",
+                "source": {"repoURL": "https://example.com/r.git", "path": "app"},
+                "destination": {"name": "a", "namespace": "default"},
+            },
+        }
+    )
+    run = SimpleNamespace(app=app, request=SyncRequest(rendered=given), jq_runner=None)
+    sourced = [SourcedManifest(obj=m, origin="app/x.yaml") for m in manifests]
+    return anyio.run(live_compare, cast(Run, run), sourced, live)
+
+
+def rendered_with(manifests: list[dict[str, Any]], memo: Verdicts) -> Rendered:
+    return Rendered(
+        revision="r" * 40,
+        manifests=tuple(SourcedManifest(obj=m, origin="app/x.yaml") for m in manifests),
+        sources={},
+        verdicts=memo,
+    )
+
+
+def test_the_engine_reuses_the_workers_verdicts_for_equal_manifests() -> None:
+    desired, memo = [desired_deployment()], Verdicts()
+    live = live_deployment()
+    worker = compare(desired, [live], memo)  # the worker's refresh
+    # The engine validates the render again: equal copies, not the same objects.
+    got = engine_compare(copy.deepcopy(desired), [live], rendered_with(desired, memo))
+    assert memo.reused == 1
+    assert verdicts_of(got) == verdicts_of(worker)
+
+
+def test_the_engine_compares_afresh_when_its_manifests_differ_from_the_workers() -> None:
+    desired, memo = [desired_deployment()], Verdicts()
+    live = live_deployment()
+    assert compare(desired, [live], memo).status is SyncStatus.SYNCED
+    changed = copy.deepcopy(desired)
+    changed[0]["spec"]["replicas"] = 7  # same key, another desired state
+    got = engine_compare(changed, [live], rendered_with(desired, memo))
+    assert memo.reused == 0
+    assert got.status is SyncStatus.OUT_OF_SYNC
