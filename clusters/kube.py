@@ -31,6 +31,7 @@ retrier (the engine retries transient errors per the app's backoff).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -614,6 +615,42 @@ def _shared(res: ApiResource) -> ApiResource:
         return found
 
 
+class _Slots:
+    """At most ``total`` holders at once, first come first served. A free slot is taken
+    without a turn of the event loop: anyio's CapacityLimiter yields on every acquire (a
+    cancellation checkpoint), one extra loop turn per request, thousands per rollout. A
+    released slot goes straight to the longest waiter."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.in_use = 0
+        self._waiters: collections.deque[anyio.Event] = collections.deque()
+
+    async def __aenter__(self) -> None:
+        if self.in_use < self.total and not self._waiters:
+            self.in_use += 1
+            return
+        handed = anyio.Event()
+        self._waiters.append(handed)
+        try:
+            await handed.wait()
+        except BaseException:
+            if handed.is_set():
+                self._release()  # handed a slot while being cancelled: pass it on
+            else:
+                self._waiters.remove(handed)
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # the slot changes hands: in_use stays
+        else:
+            self.in_use -= 1
+
+
 class _Pool:
     """What the views of one ``AsyncKube`` share: the connections and the discovery
     cache. ``http2``: None until the server was asked, then whether it speaks HTTP/2
@@ -632,7 +669,7 @@ class _Pool:
         self.version: str | None = None
         self.discovering: anyio.Event | None = None  # set when the discovery in flight ends
         self.write_guard: Callable[[], None] | None = None
-        self.request_slots = anyio.CapacityLimiter(REQUEST_SLOTS)
+        self.request_slots = _Slots(REQUEST_SLOTS)
         self.answered_at = 0.0  # monotonic time of the last 2xx answer
 
 
