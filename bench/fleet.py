@@ -229,6 +229,40 @@ class ProcessPeaks:
         self._stop.set()
 
 
+class WorkCounts:
+    """The hub's work per phase that is not a request: watch events its caches applied and
+    compares of an Application with its live state (a refresh's ``_evaluate``)."""
+
+    def __init__(self) -> None:
+        from hub.worker.refresher import Refresher
+
+        self.compares = 0
+        self.verdicts: Counter[tuple[str, str]] = Counter()
+        self._events_before = 0
+        original = Refresher._evaluate
+
+        def counted(worker: Any, *a: Any, **kw: Any) -> Any:
+            self.compares += 1
+            out = original(worker, *a, **kw)
+            self.verdicts[(str(out.status), out.health)] += 1
+            return out
+
+        Refresher._evaluate = counted  # type: ignore[method-assign]
+
+    def take(self, hub: Hub) -> dict[str, Any]:
+        events = sum(w.cache.stats.events for w in hub.workers.values() if w.cache is not None)
+        apps = max(1, len(hub.apps.list_apps()))
+        out = {
+            "events": events - self._events_before,
+            "compares": self.compares,
+            "compares_per_app": round(self.compares / apps, 2),
+            "compare_results": {f"{s} {h}": n for (s, h), n in self.verdicts.most_common()},
+        }
+        self.verdicts = Counter()
+        self._events_before, self.compares = events, 0
+        return out
+
+
 class GcTime:
     """The time this process (the hub) spends in the cyclic garbage collector, by
     generation, per phase: a collection stops the event loop and every thread, so it is
@@ -794,6 +828,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
     gc_time = GcTime()
 
     opened_so_far = [0]
+    work = WorkCounts()
 
     def phase(name: str) -> None:
         """Close a phase: the simulator's figures for it, and a new window."""
@@ -807,6 +842,10 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         figures.setdefault("connections_opened", {})[name] = opened - opened_so_far[0]
         log(f"  {name}: hub connections opened (TLS handshakes): {opened - opened_so_far[0]}")
         opened_so_far[0] = opened
+        done = work.take(hub)
+        figures.setdefault("hub_work", {})[name] = done
+        log(f"  {name}: hub work: {done['events']} watch events applied, {done['compares']} "
+            f"compares ({done['compares_per_app']:.2f} per app: {done['compare_results']})")  # fmt: skip
         collected = gc_time.take()
         figures.setdefault("hub_gc", {})[name] = collected
         log(f"  {name}: hub garbage collector {collected['total_s']}s "
