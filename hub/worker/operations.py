@@ -189,7 +189,13 @@ class Operations(WorkerState):
 
             async def record_progress() -> None:
                 async def write(message: str) -> None:
-                    await self._write(name, operation={**running, "message": message})
+                    await self._db(
+                        partial(
+                            self.svc.apps.set_status,
+                            name,
+                            operation_state={**running, "message": message},
+                        )
+                    )
 
                 await write_settled_progress(receive, write)
 

@@ -56,7 +56,6 @@ from hub.worker.state import WorkerState
 log = logging.getLogger("hub.worker")  # one logger for the package (see ClusterWorker)
 
 FLUSH_AT = 200  # pending refresh results that are written without waiting for the tick's end
-OPERATION_FLUSH_S = 0.05  # the longest an operation state waits for the tick's transaction
 
 
 def _scopes(resources: Mapping[tuple[str, str], ApiResource]) -> KindScopes:
@@ -107,14 +106,9 @@ class Refresher(WorkerState):
         """Record status; skipped when nothing changed since the last write.
 
         ``batch``: a refresh's result, written with the others of this tick in one
-        transaction (``_flush``, at the end of the tick). An operation state (which the
-        API shows while a sync runs) joins that transaction too while the worker's loop
-        runs, written at the latest ``OPERATION_FLUSH_S`` later (the loop may sleep until
-        the next event): a transaction per sync start, progress and end was a fifth of a
-        rollout's store time. Two operation states of one app never share a transaction (the first,
-        a sync's "Running" that notifications trigger on, would never be stored). Without
-        the loop (``hub serve --once``) writes go at once. Either way the store sees
-        every app's writes in order."""
+        transaction (``_flush``, at the end of the tick). Other writes (operation state,
+        which the API shows while a sync runs) go at once, after what is pending for the
+        app, so the store sees every app's writes in order."""
         fingerprint = (
             sync_status,
             health_status,
@@ -135,35 +129,16 @@ class Refresher(WorkerState):
             conditions=None if conditions is None else tuple(conditions),
             operation_state=operation,
         )
-        queued = self._pending.get(name)
-        if operation is not None and queued is not None and queued.operation_state is not None:
-            await self._flush()
         pending = self._pending.pop(name, None)
         if pending is not None:
             update = pending.then(update)
-        if (batch and operation is None) or (operation is not None and self._loop_flushes):
+        if batch and operation is None:
             self._pending[name] = update
             if len(self._pending) >= FLUSH_AT:
                 await self._flush()
-            elif operation is not None:
-                self._flush_soon()
             return
         async with self._store_order:
             await self._db(partial(self._write_and_notify, [update]))
-
-    def _flush_soon(self) -> None:
-        """Write what is pending within ``OPERATION_FLUSH_S`` even if the loop has no tick
-        (it may sleep until the next event): one task for all the writes in between."""
-        if self._flush_due or self._tg is None:
-            return
-        self._flush_due = True
-
-        async def later() -> None:
-            await anyio.sleep(OPERATION_FLUSH_S)
-            self._flush_due = False
-            await self._flush()
-
-        self._tg.start_soon(later)
 
     async def _flush(self) -> None:
         """Write the pending refresh results in one transaction."""

@@ -70,11 +70,7 @@ class WorkerState:
         # self-heal waits for the cache to hear of those writes (``unheard_writes_wait_s``).
         self._written_objects: dict[str, WrittenObjects] = {}
         self._written: dict[str, tuple[Any, ...]] = {}
-        self._pending: dict[str, StatusUpdate] = {}  # status writes of this tick
-        # The worker's loop runs, and writes ``_pending`` at the end of each tick: operation
-        # states join the tick's transaction too (``Refresher._write``).
-        self._loop_flushes = False
-        self._flush_due = False  # a task will write ``_pending`` shortly (``_flush_soon``)
+        self._pending: dict[str, StatusUpdate] = {}  # refresh results of this tick
         self._store_order = anyio.Lock()  # status writes reach the store in call order
         self._syncing: dict[str, CancelToken] = {}
         self._deleting: set[str] = set()

@@ -85,14 +85,10 @@ class ClusterWorker(Connection, Refresher, Operations, Deleter):
                 self._scope = tg.cancel_scope
                 # Ready at once: a dead cluster must not hold up the hub or other workers.
                 task_status.started()
-                self._loop_flushes = True
                 tg.start_soon(self._loop)
         finally:
-            self._loop_flushes = False
             self._stop_watches()
             with anyio.CancelScope(shield=True):
-                # what the last tick left (a sync's end recorded while the loop stopped)
-                await self._flush()
                 await self._close_client()
 
     async def _loop(self) -> None:
