@@ -9,20 +9,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import anyio
 import pytest
 
 from clusters import kube as kube_module
 from clusters.kube import REQUEST_SLOTS, ApiResource, AsyncKube, KubeClient, Transient
-from clusters.kubeconfig import BearerToken
 from clusters.sim import SimServer
-from tests.clusters.test_async_watch import connection_to, tracked_cm
+from tests.clusters.test_async_watch import kube, tracked_cm
 from tests.clusters.test_cache import CM
 from tests.sim.test_protocol_http2 import stats as sim_stats
 
 pytestmark = pytest.mark.sim_only("needs a simulator offering HTTP/2")
+__all__ = ["kube"]  # the fixture (over this module's ``sim``), used by name
 
 SECRET = ApiResource(group="", version="v1", kind="Secret", plural="secrets", namespaced=True)
 DEPLOY = ApiResource(
@@ -33,15 +33,6 @@ DEPLOY = ApiResource(
 @pytest.fixture
 def sim(sim_factory: Callable[..., SimServer]) -> SimServer:
     return sim_factory(clusters=["one"], bookmark_interval=60.0, http2=True)
-
-
-@pytest.fixture
-def kube(sim: SimServer) -> Iterator[KubeClient]:
-    connection = connection_to(sim, BearerToken(token=sim.token("one")))
-    try:
-        yield KubeClient(connection)
-    finally:
-        connection.close()
 
 
 def test_a_cluster_s_watches_and_requests_are_streams_of_one_connection(
