@@ -138,7 +138,11 @@ async def compare(
     # Verdicts hold only for the manifests they were made against: an equal list (a
     # discovery change since the worker's render may settle a namespace differently).
     verdicts = None
-    if given is not None and objs == [m.obj for m in given.manifests]:
+    if (
+        given is not None
+        and given.verdicts is not None
+        and objs == [m.obj for m in given.manifests]
+    ):
         verdicts = given.verdicts
 
     def go() -> AppComparison:

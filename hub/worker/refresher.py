@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -25,7 +25,7 @@ from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.inline import WouldBlock, forbid_blocking
 from hub.rollout import AppStatus
-from hub.sync.diff import AppComparison, SyncStatus, Verdicts, compare_app
+from hub.sync.diff import AppComparison, SyncStatus, compare_app
 from hub.sync.engine import Rendered
 from hub.sync.health import app_health
 from hub.sync.history import Trigger
@@ -344,14 +344,12 @@ class Refresher(WorkerState):
         except WouldBlock:
             rendered = await self._call(render)
             self.renders["thread"] += 1
-        verdicts = Verdicts()  # shared with the engine's compare (see Rendered.verdicts)
         desired = Desired(
             generation=rec.generation,
             sha=sha,
             app=app,
             manifests=tuple(m.obj for m in rendered.manifests),
-            rendered=replace(rendered, verdicts=verdicts),
-            verdicts=verdicts,
+            rendered=rendered,
         )
         self._desired[rec.name] = desired
         return desired

@@ -5,7 +5,7 @@ types the worker writes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -85,7 +85,10 @@ class Desired:
         manifests) or for a sync to another revision (the engine renders that one)."""
         if request.manifests is not None or request.revision not in (None, self.sha):
             return None
-        return self.rendered
+        if self.rendered is None:
+            return None
+        # the refreshes' verdicts go along: the engine's compare reuses them
+        return replace(self.rendered, verdicts=self.verdicts)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,10 +19,11 @@ from hub.sync.diff import (
     same_to_compare,
 )
 from hub.sync.live import compare as live_compare
-from hub.sync.model import IgnoreDifference, parse_application
+from hub.sync.model import Application, IgnoreDifference, parse_application
 from hub.sync.operation import Rendered, Run, SyncRequest
 from hub.sync.resources import FIELD_MANAGER
 from hub.sync.validate import SourcedManifest
+from hub.worker.services import Desired, ManualSync
 from tests.sync.test_diff import OUR_FIELDS, desired_deployment, live_deployment
 
 
@@ -167,11 +168,8 @@ def test_the_memo_never_reaches_another_verdict_than_a_full_compare(steps: list[
 # -- the engine's compare reuses the worker's verdicts (hub.sync.live.compare) ---------------
 
 
-def engine_compare(
-    manifests: list[dict[str, Any]], live: list[dict[str, Any]], given: Rendered
-) -> AppComparison:
-    """``hub.sync.live.compare`` for a run handed the worker's render ``given``."""
-    app = parse_application(
+def payments() -> Application:
+    return parse_application(
         {
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Application",
@@ -183,12 +181,18 @@ def engine_compare(
             },
         }
     )
-    run = SimpleNamespace(app=app, request=SyncRequest(rendered=given), jq_runner=None)
+
+
+def engine_compare(
+    manifests: list[dict[str, Any]], live: list[dict[str, Any]], given: Rendered
+) -> AppComparison:
+    """``hub.sync.live.compare`` for a run handed the worker's render ``given``."""
+    run = SimpleNamespace(app=payments(), request=SyncRequest(rendered=given), jq_runner=None)
     sourced = [SourcedManifest(obj=m, origin="app/x.yaml") for m in manifests]
     return anyio.run(live_compare, cast(Run, run), sourced, live)
 
 
-def rendered_with(manifests: list[dict[str, Any]], memo: Verdicts) -> Rendered:
+def rendered_with(manifests: list[dict[str, Any]], memo: Verdicts | None) -> Rendered:
     return Rendered(
         revision="r" * 40,
         manifests=tuple(SourcedManifest(obj=m, origin="app/x.yaml") for m in manifests),
@@ -216,3 +220,19 @@ def test_the_engine_compares_afresh_when_its_manifests_differ_from_the_workers()
     got = engine_compare(changed, [live], rendered_with(desired, memo))
     assert memo.reused == 0
     assert got.status is SyncStatus.OUT_OF_SYNC
+
+
+def test_a_sync_of_the_workers_revision_gets_the_refreshes_verdicts() -> None:
+    manifests, memo = [desired_deployment()], Verdicts()
+    desired = Desired(
+        generation=1,
+        sha="r" * 40,
+        app=payments(),
+        manifests=tuple(manifests),
+        rendered=rendered_with(manifests, None),
+        verdicts=memo,
+    )
+    given = desired.for_sync(ManualSync(prune=False, revision=None, who="automated"))
+    assert given is not None and given.verdicts is memo
+    rollback = ManualSync(prune=False, revision="r" * 40, who="me", manifests=tuple(manifests))
+    assert desired.for_sync(rollback) is None  # brings its own manifests: nothing reused
