@@ -889,7 +889,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
 
         # The steady state and drift come before the image commit, so a fleet too large to
         # converge twice in the time there is still measures them.
-        steady_state(hub, portal, counter, figures, total)
+        steady_state(hub, portal, counter, work, figures, total)
         phase("steady-state resync")
         drift(args, sim, figures)
         phase("drift heal")
@@ -941,35 +941,25 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
 
 
 def steady_state(
-    hub: Hub, portal: Any, counter: RequestCounter, figures: dict[str, Any], total: int
+    hub: Hub,
+    portal: Any,
+    counter: RequestCounter,
+    work: WorkCounts,
+    figures: dict[str, Any],
+    total: int,
 ) -> None:
     """Idle, then one full resync of every app: which requests does a compare send?"""
     time.sleep(3.0)
     counter.take()
-    passes = {"n": 0}
-    from hub.worker import ClusterWorker
-
-    original_eval = getattr(ClusterWorker, "_evaluate", None)
-    if original_eval is None:
-        log("steady-state resync: ClusterWorker._evaluate is gone; not measured")
-        return
-
-    def counted_eval(self: Any, *a: Any, **kw: Any) -> Any:
-        passes["n"] += 1
-        return original_eval(self, *a, **kw)
-
-    ClusterWorker._evaluate = counted_eval  # type: ignore[method-assign]
+    before = work.compares
 
     def resync_all() -> None:
         for worker in hub.workers.values():
             worker.wake(refresh_all=True)
 
     t0 = time.monotonic()
-    try:
-        portal.call(_run_sync_in_loop, resync_all)
-        wait_for("one compare per app", lambda: passes["n"] >= total, 600, every=0.5)
-    finally:
-        ClusterWorker._evaluate = original_eval  # type: ignore[method-assign]
+    portal.call(_run_sync_in_loop, resync_all)
+    wait_for("one compare per app", lambda: work.compares - before >= total, 600, every=0.5)
     resync = counter.take()
     figures["resync_s"] = round(time.monotonic() - t0, 1)
     figures["resync_requests"] = dict(resync)

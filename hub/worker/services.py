@@ -77,17 +77,17 @@ class Desired:
     app: Application
     manifests: tuple[dict[str, Any], ...]
     rendered: Rendered | None = None  # what the engine needs (origins, sources' revisions)
-    # The refreshes' last compare against these manifests, for the next one to reuse
+    # The refreshes' last compare against these manifests, for the next one (and the
+    # engine's compare of a sync, through ``for_sync``) to reuse
     verdicts: Verdicts = field(default_factory=Verdicts)
 
     def for_sync(self, request: ManualSync) -> Rendered | None:
         """The render a sync of ``request`` may reuse: none for a rollback (it brings its
         manifests) or for a sync to another revision (the engine renders that one)."""
-        if request.manifests is not None or request.revision not in (None, self.sha):
+        if self.rendered is None or request.manifests is not None:
             return None
-        if self.rendered is None:
+        if request.revision not in (None, self.sha):
             return None
-        # the refreshes' verdicts go along: the engine's compare reuses them
         return replace(self.rendered, verdicts=self.verdicts)
 
 

@@ -32,25 +32,26 @@ def test_a_free_slot_is_taken_without_yielding_to_the_loop() -> None:
     anyio.run(main)
 
 
+async def hold(slots: _Slots, release: anyio.Event) -> None:
+    async with slots:
+        await release.wait()
+
+
+async def take(slots: _Slots, seen: list[object], item: object) -> None:
+    async with slots:
+        seen.append(item)
+
+
 def test_waiters_get_released_slots_in_arrival_order() -> None:
     async def main() -> None:
         slots = _Slots(1)
-        order: list[int] = []
+        order: list[object] = []
         release = anyio.Event()
-
-        async def holder() -> None:
-            async with slots:
-                await release.wait()
-
-        async def waiter(i: int) -> None:
-            async with slots:
-                order.append(i)
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(holder)
+            tg.start_soon(hold, slots, release)
             await anyio.wait_all_tasks_blocked()
             for i in range(5):
-                tg.start_soon(waiter, i)
+                tg.start_soon(take, slots, order, i)
                 await anyio.wait_all_tasks_blocked()
             release.set()
         assert order == [0, 1, 2, 3, 4]
@@ -59,30 +60,22 @@ def test_waiters_get_released_slots_in_arrival_order() -> None:
     anyio.run(main)
 
 
-def test_a_cancelled_waiter_leaves_the_queue_and_a_handed_slot_is_passed_on() -> None:
+def test_a_waiter_cancelled_while_queued_leaves_the_queue() -> None:
+    """(A slot handed to a waiter just as it is cancelled: the hypothesis test below.)"""
+
     async def main() -> None:
         slots = _Slots(1)
-        got: list[str] = []
+        got: list[object] = []
         release = anyio.Event()
-
-        async def holder() -> None:
-            async with slots:
-                await release.wait()
-
-        async def waiter(name: str) -> None:
-            async with slots:
-                got.append(name)
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(holder)
+            tg.start_soon(hold, slots, release)
             await anyio.wait_all_tasks_blocked()
             with anyio.CancelScope() as first:
-                # cancelled while queued: it must leave the queue
                 first.cancel()
                 with pytest.raises(anyio.get_cancelled_exc_class()):
                     await slots.__aenter__()
             assert not slots._waiters
-            tg.start_soon(waiter, "second")
+            tg.start_soon(take, slots, got, "second")
             await anyio.wait_all_tasks_blocked()
             release.set()
         assert got == ["second"] and slots.in_use == 0
