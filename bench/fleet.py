@@ -59,6 +59,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clusters.eventloop import anyio_backend_options, chosen_loop  # noqa: E402
 from clusters.kube import KubeClient  # noqa: E402
 from hub.controller import Hub, HubOptions  # noqa: E402
 from hub.home import db_path  # noqa: E402
@@ -754,7 +755,10 @@ def main() -> None:
     PROGRESS_EVERY_S[0] = args.progress_every
     n, m = args.clusters, args.apps
     tmp = Path(tempfile.mkdtemp(prefix="hub-fleet-bench-"))
-    log(f"fleet benchmark: {n} clusters x {m} apps = {n * m} Applications ({tmp})")
+    log(
+        f"fleet benchmark: {n} clusters x {m} apps = {n * m} Applications ({tmp}); "
+        f"event loop: {chosen_loop()}"
+    )
     sim = Sim(n, tmp, processes=args.sim_processes, profile=args.sim_profile, http2=not args.http1)
     try:
         figures = run(args, tmp, sim)
@@ -791,6 +795,8 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         "sim_processes": len(sim.processes),
         "sim_offers": "HTTP/1.1" if args.http1 else "HTTP/2, HTTP/1.1",
         "trigger": args.trigger,
+        "event_loop": chosen_loop(),  # the hub's (HUB_EVENT_LOOP)
+        "sim_event_loop": ",".join(sorted({str(s.get("event_loop")) for s in sim.stats()})),
         "registration_s": round(time.monotonic() - t0, 1),
     }
     log(f"registered {n} clusters ({how}) in {figures['registration_s']}s")
@@ -865,7 +871,8 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
     sim.stats(reset=True)
     gc_time.take()
     profiler = cProfile.Profile() if args.hub_profile is not None else None
-    with anyio.from_thread.start_blocking_portal() as portal:
+    # The loop `hub serve` runs on (uvloop unless HUB_EVENT_LOOP=asyncio).
+    with anyio.from_thread.start_blocking_portal(backend_options=anyio_backend_options()) as portal:
 
         def pushed() -> None:
             """``--trigger webhook``: tell the hub of a push, as its webhook endpoint does

@@ -26,7 +26,7 @@ import collections
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -277,7 +277,7 @@ class Http2Connection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self._transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
         self.negotiated = ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from clusters.eventloop import running_loop
+
 LAG_INTERVAL = 0.1  # seconds between the monitor's wake-ups
 MAX_SAMPLES = 100_000  # per series and window; beyond it a uniform sample is kept
 
@@ -127,11 +129,10 @@ class ProcessStats:
     async def _monitor(self) -> None:
         # The loop is late by as long as callbacks ran past the timer: that delay is what
         # every request and watch event queued behind them waited too.
-        loop = asyncio.get_running_loop()
         while True:
-            due = loop.time() + LAG_INTERVAL
+            due = time.perf_counter() + LAG_INTERVAL
             await asyncio.sleep(LAG_INTERVAL)
-            self.lag.add(max(0.0, loop.time() - due))
+            self.lag.add(max(0.0, time.perf_counter() - due))
 
     def request(self, verb: str, seconds: float) -> None:
         series = self.requests.get(verb)
@@ -150,6 +151,7 @@ class ProcessStats:
             every.samples.extend(series.samples)
         return {
             "pid": os.getpid(),
+            "event_loop": running_loop(),
             "window_s": round(wall, 3),
             "cpu_s": round(cpu, 3),
             "cpu_share": round(cpu / wall, 3) if wall > 0 else 0.0,

@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 import click
 
+from clusters.eventloop import anyio_backend_options, running_loop
 from hub.cli import HubContext
 from hub.controller import Hub, HubOptions, ReplicaConfig
 from hub.errors import HubUsageError
@@ -108,7 +109,7 @@ async def _run(hub: Hub, api: ApiOptions) -> None:
         # held and the API listens, so whoever reads this can use it.
         write_serve_file(hub.home, url=url)
         hub.api_url = url  # replicas publish it with their heartbeat (hub shard list)
-        log.info("HTTP API on %s", url)
+        log.info("HTTP API on %s (event loop: %s)", url, running_loop())
         async with anyio.create_task_group() as tg:
 
             async def on_signals() -> None:
@@ -362,6 +363,7 @@ def _serve(
     from hub.home import open_store
     from hub.leases import is_shared, lease_holders
 
+    loop_options = anyio_backend_options()  # a bad HUB_EVENT_LOOP stops us before any lease
     if once:
         with open_store(obj.home) as probe:
             holders = lease_holders(probe) if is_shared(probe) else []
@@ -373,7 +375,7 @@ def _serve(
                 "(`hub app sync` asks the owner)"
             )
         hub = Hub(obj.home, options)
-        ok, problems = anyio.run(hub.run_once, once_timeout)
+        ok, problems = anyio.run(hub.run_once, once_timeout, backend_options=loop_options)
         for problem in problems:
             click.echo(f"not synced and healthy: {problem}", err=True)
         click.echo("all Applications Synced and Healthy" if ok else f"{len(problems)} problem(s)")
@@ -399,6 +401,6 @@ def _serve(
         shards=store_shards(metrics_store) if shared else None,
     )
     try:
-        anyio.run(_run, hub, api)
+        anyio.run(_run, hub, api, backend_options=loop_options)
     finally:
         metrics_store.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from clusters.errors import ClusterUsageError
+from clusters.eventloop import run as run_loop
 from clusters.sim.server import RunningSim, SimConfig, cluster_names
 from clusters.sim.shards import ShardedSim
 from clusters.sim.store import DEFAULT_GC_DELAY
@@ -137,7 +138,7 @@ def serve(
     if processes > 1:
         _serve_sharded(config, processes)
     else:
-        asyncio.run(_serve(config))
+        run_loop(_serve(config))
 
 
 def _announce(config: SimConfig, servers: list[tuple[str, str]], where: str) -> None:

@@ -158,9 +158,9 @@ class Fleet:
         return self.log.read_text() if self.log.exists() else ""
 
 
-def start_hub(fleet: Fleet, *args: str) -> subprocess.Popen[str]:
+def start_hub(fleet: Fleet, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """``hub serve ARGS`` as a subprocess logging to ``fleet.log`` (appended)."""
-    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+    env = {**{k: v for k, v in os.environ.items() if k not in CLEAN_ENV}, **(env or {})}
     with fleet.log.open("a") as log:
         fleet.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "--home", str(fleet.home), "-v", "serve", *args],

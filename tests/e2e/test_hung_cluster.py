@@ -28,7 +28,6 @@ from tests.e2e.serve_support import (
     DEPLOYMENT,
     NS,
     Fleet,
-    free_port,
     guestbook_appset,
     start_hub,
     stop_hub,
@@ -97,7 +96,7 @@ def test_a_hung_cluster_is_reported_unreachable_holds_no_one_and_recovers(
             f.cli.ok("cluster", "add", name, "--kubeconfig", str(sim.kubeconfig_path),
                      "--context", name)  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
-        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", str(free_port()))
+        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", "0")
         try:
             wait_for("every cluster synced", lambda: f.all_good(CLUSTERS, "nginx:1.25"))
             wait_for(

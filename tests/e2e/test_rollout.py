@@ -319,7 +319,7 @@ def test_a_manual_gate_waits_for_promote_a_pause_holds_it_and_max_update_1_goes_
         # The pause outlives a restart: the new hub looks at dev again and still holds it.
         before = f.apps()["dev-guestbook"].reconciled_at
         assert stop_hub(f) == 0, f.hub_log()[-4000:]
-        start_hub(f, "--port", str(free_port()), "--git-poll", "1", "--resync", "30")
+        start_hub(f, "--port", "0", "--git-poll", "1", "--resync", "30")
         wait_for(
             "the restarted hub looking at dev",
             lambda: f.apps()["dev-guestbook"].reconciled_at != before,

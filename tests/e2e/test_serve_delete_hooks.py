@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from clusters.sim import SimServer
-from tests.e2e.serve_support import Fleet, free_port, start_hub, stop_hub, wait_for
+from tests.e2e.serve_support import Fleet, start_hub, stop_hub, wait_for
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(240)]
@@ -199,7 +199,7 @@ def test_predelete_runs_before_the_resources_go_and_postdelete_after_then_is_cle
             "post.yaml": hook("goodbye", "PostDelete", policy="HookSucceeded"),
         },
     )
-    start_hub(f, "--git-poll", "1", "--port", str(free_port()))
+    start_hub(f, "--git-poll", "1", "--port", "0")
     try:
         wait_for(
             "the app synced and healthy",

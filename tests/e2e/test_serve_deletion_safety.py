@@ -20,7 +20,7 @@ import pytest
 from clusters.sim import SimServer
 from hub.sync.resources import HOOK_FINALIZER
 from tests.clusters.cli_support import Run
-from tests.e2e.serve_support import Fleet, free_port, start_hub, stop_hub, wait_for
+from tests.e2e.serve_support import Fleet, start_hub, stop_hub, wait_for
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(240)]
@@ -151,7 +151,7 @@ def test_cascade_rm_beside_a_running_hub_fences_cancels_the_sync_and_deletes_eve
     hooked: Fleet,
 ) -> None:
     f = hooked
-    start_hub(f, "--git-poll", "1", "--port", str(free_port()))
+    start_hub(f, "--git-poll", "1", "--port", "0")
     wait_for("the PreSync hook running", lambda: _hook_running(f), timeout=90)
     assert f.apps()["one-hooked"].operation_state["phase"] == "Running"
 
@@ -183,7 +183,7 @@ def test_cascade_rm_beside_a_self_healing_hub_leaves_nothing_applied_again(
     with SimServer(clusters=["one"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
         f = _fleet(tmp_path, sim, hook=False)
         f.repo.write({"app/kept.yaml": KEPT}, "a resource to keep")
-        start_hub(f, "--git-poll", "1", "--port", str(free_port()))
+        start_hub(f, "--git-poll", "1", "--port", "0")
         try:
             wait_for(
                 "the app Synced and Healthy",
@@ -211,12 +211,12 @@ def test_a_hook_finalizer_left_by_sigkill_is_freed_when_the_hub_starts_again(
     hooked: Fleet,
 ) -> None:
     f = hooked
-    start_hub(f, "--git-poll", "1", "--port", str(free_port()))
+    start_hub(f, "--git-poll", "1", "--port", "0")
     wait_for("the PreSync hook running", lambda: _hook_running(f), timeout=90)
     _kill(f)
     assert _hook_running(f)  # nobody left to take it off
 
-    start_hub(f, "--git-poll", "1", "--port", str(free_port()))
+    start_hub(f, "--git-poll", "1", "--port", "0")
     wait_for("the finalizer freed at start", lambda: _hook_finalizers(f) == [], timeout=60)
     app = wait_for(
         "the interrupted operation recorded",
@@ -232,7 +232,7 @@ def test_a_hook_finalizer_left_by_sigkill_is_freed_when_the_hub_starts_again(
 
 def test_cascade_rm_without_a_hub_frees_a_hook_finalizer_left_by_sigkill(hooked: Fleet) -> None:
     f = hooked
-    start_hub(f, "--git-poll", "1", "--port", str(free_port()))
+    start_hub(f, "--git-poll", "1", "--port", "0")
     wait_for("the PreSync hook running", lambda: _hook_running(f), timeout=90)
     _kill(f)
     assert _hook_running(f)
@@ -330,7 +330,7 @@ def test_prune_confirm_is_refused_with_a_condition_saying_what_to_do(tmp_path: P
     with SimServer(clusters=["one"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
         f = _fleet(tmp_path, sim, hook=False)
         f.repo.write({"app/asks.yaml": PRUNE_CONFIRM}, "a resource asking for confirmation")
-        start_hub(f, "--git-poll", "1", "--port", str(free_port()))
+        start_hub(f, "--git-poll", "1", "--port", "0")
         try:
             wait_for("asks applied", lambda: not _gone(f, "cm", "asks", "-n", NS), timeout=90)
             f.repo.write({"app/asks.yaml": None}, "drop it from Git")
@@ -356,7 +356,7 @@ def test_cascade_rm_goes_on_itself_when_the_hub_it_waits_for_dies(tmp_path: Path
         f = _fleet(tmp_path, sim, hook=False)
         # Delete=confirm holds the hub's deletion: the command is still waiting when we kill it.
         f.repo.write({"app/asks.yaml": CONFIRM}, "a resource that blocks deletion")
-        start_hub(f, "--git-poll", "1", "--port", str(free_port()))
+        start_hub(f, "--git-poll", "1", "--port", "0")
         wait_for("asks applied", lambda: not _gone(f, "cm", "asks", "-n", "default"), timeout=90)
         runs: list[Run] = []
         worker = threading.Thread(

@@ -19,7 +19,6 @@ from tests.e2e.serve_support import (
     DEPLOYMENT,
     NS,
     Fleet,
-    free_port,
     start_hub,
     stop_hub,
     wait_for,
@@ -91,7 +90,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             "--context", CLUSTERS[3], "--label", "env=staging",
         )  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "appsets")
-        start_hub(f, "--git-poll", "1", "--resync", "30", "--port", str(free_port()))
+        start_hub(f, "--git-poll", "1", "--resync", "30", "--port", "0")
         try:
             yield f
         finally:

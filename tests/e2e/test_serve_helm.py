@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clusters.sim import SimServer
-from tests.e2e.serve_support import Fleet, free_port, start_hub, stop_hub, wait_for
+from tests.e2e.serve_support import Fleet, start_hub, stop_hub, wait_for
 from tests.sync.e2e_helpers import GitRepo
 from tests.sync.test_e2e_helm import chart_files, chart_repo, helm  # noqa: F401 (fixtures)
 
@@ -160,7 +160,7 @@ def test_a_running_hub_deploys_a_new_chart_version_inside_the_range(
                             "jsonpath={.metadata.labels.chart-version}")  # fmt: skip
             return out.stdout if out.returncode == 0 else None
 
-        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", str(free_port()))
+        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", "0")
         try:
             wait_for("2.0.0 deployed", lambda: label() == "2.0.0", timeout=60)
             publish("2.1.0")  # the next poll resolves the range again and auto-syncs

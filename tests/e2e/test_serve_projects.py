@@ -15,7 +15,7 @@ import pytest
 from clusters.sim import SimServer
 from hub.apps import AppSetRecord, AppStore
 from hub.home import open_store
-from tests.e2e.serve_support import Fleet, free_port, start_hub, stop_hub, wait_for
+from tests.e2e.serve_support import Fleet, start_hub, stop_hub, wait_for
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -154,7 +154,7 @@ def test_two_teams_stay_inside_their_projects(tmp_path: Path) -> None:
         f.cli.ok("source", "add", "platform", "--repo", str(platform.path), "--path", "projects")
         for t, repo in team.items():
             f.cli.ok("source", "add", t, "--repo", str(repo.path), "--path", "sets")
-        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", str(free_port()))
+        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", "0")
         try:
             for t in team:
                 wait_for(
@@ -258,7 +258,7 @@ def test_prune_never_deletes_outside_the_project(tmp_path: Path) -> None:
                  "--context", "c1")  # fmt: skip
         f.cli.ok("source", "add", "projects", "--repo", str(repo.path), "--path", "projects")
         f.cli.ok("source", "add", "team-a", "--repo", str(repo.path), "--path", "sets")
-        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", str(free_port()))
+        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", "0")
         try:
             wait_for(
                 "the legacy object synced",

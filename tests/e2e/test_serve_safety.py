@@ -120,7 +120,7 @@ def test_a_second_hub_on_the_same_home_exits_2_and_touches_nothing(
     try:
         doc = started(home, first)
         before = (home / "serve.json").read_bytes()
-        for args in (["--port", str(free_port())], ["--once"]):
+        for args in (["--port", "0"], ["--once"]):
             second = run_hub(home, "serve", *args)
             assert second.returncode == 2, second.stderr
             assert f"PID {first.proc.pid}" in second.stderr
@@ -175,6 +175,17 @@ def test_a_short_token_is_a_usage_error_stating_the_minimum(home: Path, tmp_path
     assert run.returncode == 2 and "--token-file" in run.stderr and "at least 16" in run.stderr
     run = run_hub(home, "serve", env={"HUB_API_TOKEN": "tiny"})
     assert run.returncode == 2 and "HUB_API_TOKEN" in run.stderr
+
+
+@pytest.mark.parametrize("once", [False, True])
+def test_an_unknown_event_loop_is_one_line_and_exit_2(home: Path, once: bool) -> None:
+    run = run_hub(home, "serve", *(["--once"] if once else ["--port", "0"]),
+                  env={"HUB_EVENT_LOOP": "trio"})  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        "error: HUB_EVENT_LOOP='trio' is not a loop this hub knows; use uvloop, asyncio or auto"
+    ]
+    assert not (home / "serve.json").exists()
 
 
 # ---------------------------------------------------------------- items 10, 13, 14 on a hub

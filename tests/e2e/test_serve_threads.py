@@ -16,7 +16,6 @@ from tests.e2e.serve_support import (
     CONFIGMAP,
     DEPLOYMENT,
     Fleet,
-    free_port,
     guestbook_appset,
     start_hub,
     stop_hub,
@@ -61,8 +60,8 @@ def most_waiting_threads(pid: int, samples: int = 20) -> int:
     return max(seen)
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
+@pytest.fixture(params=["uvloop", "asyncio"])  # HUB_EVENT_LOOP: neither loop adds threads
+def fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Fleet]:
     root = tmp_path
     with SimServer(
         clusters=FIRST + ADDED, ready_delay=0.1, kubeconfig_path=root / "sim.kubeconfig"
@@ -83,8 +82,13 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             f.cli.ok(
                 "cluster", "add", name, "--kubeconfig", str(sim.kubeconfig_path), "--context", name
             )  # fmt: skip
-        start_hub(f, "--git-poll", "5", "--resync", "300", "--port", str(free_port()))
+        start_hub(
+            f, "--git-poll", "5", "--resync", "300", "--port", "0",
+            env={"HUB_EVENT_LOOP": request.param},
+        )  # fmt: skip
         try:
+            wait_for("the hub's API", lambda: "HTTP API on" in f.hub_log())
+            assert f"(event loop: {request.param})" in f.hub_log()
             yield f
         finally:
             code = stop_hub(f)

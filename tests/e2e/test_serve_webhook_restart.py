@@ -167,7 +167,7 @@ def test_a_hub_killed_mid_sync_records_the_interruption_and_runs_no_hook_twice(
                 "guestbook/hook.yaml": HOOK,
             },
         )
-        start_hub(f, "--git-poll", "600", "--resync", "1", "--port", str(free_port()))
+        start_hub(f, "--git-poll", "600", "--resync", "1", "--port", "0")
         try:
             wait_for("the hook Job created", lambda: hook_jobs(f), timeout=60)
         finally:
@@ -211,7 +211,7 @@ def test_sigterm_mid_sync_lets_the_operation_end_and_records_it(tmp_path: Path) 
                 "guestbook/hook.yaml": HOOK,
             },
         )
-        start_hub(f, "--git-poll", "600", "--resync", "600", "--port", str(free_port()))
+        start_hub(f, "--git-poll", "600", "--resync", "600", "--port", "0")
         wait_for("the hook Job created (sync in flight)", lambda: hook_jobs(f), timeout=60)
         code = stop_hub(f)
         assert code == 0, f.hub_log()[-3000:]

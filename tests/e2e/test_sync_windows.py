@@ -22,7 +22,6 @@ from tests.e2e.serve_support import (
     CONFIGMAP,
     DEPLOYMENT,
     Fleet,
-    free_port,
     guestbook_appset,
     start_hub,
     stop_hub,
@@ -84,7 +83,7 @@ def guestbook_fleet(tmp_path: Path, *serve_args: str, automated: bool = True) ->
         f.cli.ok("cluster", "add", "one", "--kubeconfig", str(sim.kubeconfig_path),
                  "--context", "one")  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
-        start_hub(f, "--port", str(free_port()), *serve_args)
+        start_hub(f, "--port", "0", *serve_args)
         try:
             if not automated:
                 wait_for("the app and the hub's API", lambda: find_running_hub(f.home))

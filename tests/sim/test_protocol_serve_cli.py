@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clusters.eventloop import ENV
 from clusters.sim.shards import split
 from hub.ports import free_port
 from tests.conftest import run_kubectl
@@ -24,14 +25,16 @@ from tests.conftest import run_kubectl
 pytestmark = [pytest.mark.e2e, pytest.mark.sim_only("starts hub sim serve")]
 
 
-def _start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
+def _start(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
     kubeconfig = tmp_path / "kc"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub", "sim", "serve", "--kubeconfig-out", str(kubeconfig), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "HUB_HOME": str(tmp_path / "home")},
+        env={**os.environ, "HUB_HOME": str(tmp_path / "home"), **(env or {})},
     )
     assert proc.stdout is not None
     lines: list[str] = []
@@ -122,6 +125,17 @@ def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
     assert "Not_Valid" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_unknown_event_loop_is_a_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "sim", "serve", "--clusters", "1",
+         "--kubeconfig-out", str(tmp_path / "kc")],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "HUB_HOME": str(tmp_path / "home"), ENV: "trio"},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"{ENV}='trio'" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_serve_takes_the_gc_delay_and_the_anonymous_auth_choice(tmp_path: Path) -> None:
     proc, lines = _start(tmp_path, "--names", "slow", "--gc-delay", "30", "--no-anonymous-auth")
     try:
@@ -165,10 +179,15 @@ def _call(
             return err.code, json.loads(err.read() or b"null")
 
 
-def test_serve_with_processes_shards_clusters_behind_one_kubeconfig(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_serve_with_processes_shards_clusters_behind_one_kubeconfig(
+    tmp_path: Path, loop: str
+) -> None:
     token_file = tmp_path / "admin-token"
     proc, lines = _start(
-        tmp_path, "--clusters", "3", "--processes", "2", "--admin-token-out", str(token_file)
+        tmp_path,
+        *("--clusters", "3", "--processes", "2", "--admin-token-out", str(token_file)),
+        env={ENV: loop},
     )
     pids: list[int] = []
     try:
@@ -202,6 +221,7 @@ def test_serve_with_processes_shards_clusters_behind_one_kubeconfig(tmp_path: Pa
         for url in {base["sim-1"], base["sim-3"]}:
             status, stats = _call(url, ca, "GET", "/sim/stats", admin)
             assert status == 200 and isinstance(stats, dict)
+            assert stats["event_loop"] == loop  # HUB_EVENT_LOOP reaches every shard
             pids.append(int(stats["pid"]))
         assert len(set(pids)) == 2 and proc.pid not in pids
         # A cluster added through one process's admin API joins the one kubeconfig.
