@@ -1,12 +1,13 @@
 """Which asyncio event loop the long-running processes run on: ``hub serve`` (through
 anyio) and ``hub sim serve`` with its shards.
 
-Both processes spend their CPU in the loop's own machinery as much as in our code: at
-100 clusters x 10 Applications a quarter of the hub's loop thread was asyncio and anyio
-(docs/benchmarks.md, round 8). uvloop runs the same asyncio programs on libuv, and took
-5-10% off both processes' CPU in that benchmark (round 9). It is the default where it is
-installed (a dependency on Linux and macOS); ``HUB_EVENT_LOOP=asyncio`` picks the standard
-loop, to rule uvloop out when something misbehaves or to measure the difference.
+Both processes are one busy event loop each. At 100 clusters x 10 Applications a sixth
+of the hub's loop thread went to the loop itself, anyio and the like (docs/benchmarks.md,
+round 8). uvloop runs the same asyncio programs on libuv. In that benchmark it took about
+5% off both processes' CPU and a third off the simulator's loop lag (round 9). It is the
+default where it is installed (a dependency on Linux and macOS). ``HUB_EVENT_LOOP=asyncio``
+picks the standard loop, to rule uvloop out when something misbehaves or to measure the
+difference.
 
 One-shot commands (``hub sync``, the CLI's reads) keep the standard loop: they live
 for a few requests, where the loop's speed does not show.
