@@ -59,7 +59,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clusters.eventloop import anyio_backend_options, chosen_loop  # noqa: E402
+from clusters.eventloop import HUB_DEFAULT, anyio_backend_options, chosen_loop  # noqa: E402
 from clusters.kube import KubeClient  # noqa: E402
 from hub.controller import Hub, HubOptions  # noqa: E402
 from hub.home import db_path  # noqa: E402
@@ -757,7 +757,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hub-fleet-bench-"))
     log(
         f"fleet benchmark: {n} clusters x {m} apps = {n * m} Applications ({tmp}); "
-        f"event loop: {chosen_loop()}"
+        f"hub event loop: {chosen_loop(HUB_DEFAULT)}"
     )
     sim = Sim(n, tmp, processes=args.sim_processes, profile=args.sim_profile, http2=not args.http1)
     try:
@@ -795,7 +795,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         "sim_processes": len(sim.processes),
         "sim_offers": "HTTP/1.1" if args.http1 else "HTTP/2, HTTP/1.1",
         "trigger": args.trigger,
-        "event_loop": chosen_loop(),  # the hub's (HUB_EVENT_LOOP)
+        "event_loop": chosen_loop(HUB_DEFAULT),  # the hub's (HUB_EVENT_LOOP)
         "sim_event_loop": ",".join(sorted({str(s.get("event_loop")) for s in sim.stats()})),
         "registration_s": round(time.monotonic() - t0, 1),
     }
@@ -871,8 +871,9 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
     sim.stats(reset=True)
     gc_time.take()
     profiler = cProfile.Profile() if args.hub_profile is not None else None
-    # The loop `hub serve` runs on (uvloop unless HUB_EVENT_LOOP=asyncio).
-    with anyio.from_thread.start_blocking_portal(backend_options=anyio_backend_options()) as portal:
+    # The loop `hub serve` runs on (HUB_EVENT_LOOP chooses, as for `hub serve`).
+    loop_options = anyio_backend_options(HUB_DEFAULT)
+    with anyio.from_thread.start_blocking_portal(backend_options=loop_options) as portal:
 
         def pushed() -> None:
             """``--trigger webhook``: tell the hub of a push, as its webhook endpoint does

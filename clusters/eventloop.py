@@ -1,20 +1,25 @@
 """Which asyncio event loop the long-running processes run on: ``hub serve`` (through
 anyio) and ``hub sim serve`` with its shards.
 
-Both processes are one busy event loop each. At 100 clusters x 10 Applications a sixth
-of the hub's loop thread went to the loop itself, anyio and the like (docs/benchmarks.md,
-round 8). uvloop runs the same asyncio programs on libuv. In that benchmark it took about
-5% off both processes' CPU and a third off the simulator's loop lag (round 9). It is the
-default where it is installed (a dependency on Linux and macOS). ``HUB_EVENT_LOOP=asyncio``
-picks the standard loop, to rule uvloop out when something misbehaves or to measure the
-difference.
+Each is one busy event loop. uvloop runs the same asyncio programs on libuv. At 100
+clusters x 10 Applications it took about 5% off both processes' CPU and a third off the
+simulator's loop lag (docs/benchmarks.md, round 9). Each process has its own default,
+and ``HUB_EVENT_LOOP`` (``uvloop``, ``asyncio``, or ``auto`` for the default) overrides it:
 
-One-shot commands (``hub sync``, the CLI's reads) keep the standard loop: they live
-for a few requests, where the loop's speed does not show.
+- ``hub serve`` (and ``--once``) defaults to the standard loop, for memory. Its TLS
+  connections read through a 16 KiB buffer instead of asyncio's 256 KiB
+  (``clusters.kube._shrink_tls_buffer``; one connection per cluster, so 240 KiB per
+  cluster). uvloop's TLS layer is compiled and keeps its 256 KiB buffer: at 1,000
+  clusters the hub's peak RSS rose by about 100 MB, against a 1 GiB target, for a CPU
+  saving within one run's noise.
+- ``hub sim serve`` defaults to uvloop where it is installed (a dependency on Linux and
+  macOS): a test fixture, whose loop lag shows in every figure of the benchmarks.
+
+One-shot commands (``hub sync``, the CLI's reads) run on the standard loop.
 
 uvloop differs from the standard loop in ways this code base has met:
 - its transports are not subclasses of ``asyncio.Transport`` (protocols must not assert
-  the class);
+  the class), and its TLS transport has none of asyncio's internals;
 - ``loop.time()`` has millisecond resolution, so durations that are reported (request
   latency) are measured with ``time.perf_counter``.
 """
@@ -24,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Literal, TypeVar
 
 from clusters.errors import ClusterUsageError
@@ -33,18 +38,22 @@ ENV = "HUB_EVENT_LOOP"
 LoopName = Literal["uvloop", "asyncio"]
 T = TypeVar("T")
 
+HUB_DEFAULT: LoopName = "asyncio"  # TLS read buffers of 16 KiB, not 256 (see above)
+SIM_DEFAULT: LoopName = "uvloop"
+
 
 class EventLoopChoiceError(ClusterUsageError):
     """``HUB_EVENT_LOOP`` names a loop that is unknown or not installed."""
 
 
-def chosen_loop(environ: dict[str, str] | None = None) -> LoopName:
-    """The loop ``HUB_EVENT_LOOP`` asks for; uvloop when unset and installed."""
+def chosen_loop(default: LoopName, environ: Mapping[str, str] | None = None) -> LoopName:
+    """The loop ``HUB_EVENT_LOOP`` asks for; unset or ``auto``: ``default``, or the
+    standard loop when the default is uvloop and it is not installed."""
     env = os.environ if environ is None else environ
     wanted = env.get(ENV, "").strip().lower()
     installed = importlib.util.find_spec("uvloop") is not None
     if wanted in ("", "auto"):
-        return "uvloop" if installed else "asyncio"
+        return "uvloop" if default == "uvloop" and installed else "asyncio"
     if wanted == "asyncio":
         return "asyncio"
     if wanted == "uvloop":
@@ -67,10 +76,10 @@ def _loop_factory(name: LoopName) -> Callable[[], asyncio.AbstractEventLoop] | N
     return uvloop.new_event_loop
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
+def run(main: Coroutine[Any, Any, T], *, default: LoopName) -> T:
     """``asyncio.run(main)`` on the chosen loop."""
     try:
-        factory = _loop_factory(chosen_loop())
+        factory = _loop_factory(chosen_loop(default))
     except BaseException:
         main.close()  # never awaited: no "coroutine was never awaited" warning on top
         raise
@@ -84,6 +93,6 @@ def running_loop() -> LoopName:
     return "uvloop" if module.split(".")[0] == "uvloop" else "asyncio"
 
 
-def anyio_backend_options() -> dict[str, Any]:
+def anyio_backend_options(default: LoopName) -> dict[str, Any]:
     """``backend_options`` for ``anyio.run`` (and blocking portals) on the chosen loop."""
-    return {"use_uvloop": chosen_loop() == "uvloop"}
+    return {"use_uvloop": chosen_loop(default) == "uvloop"}

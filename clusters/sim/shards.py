@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from clusters.errors import ClusterUsageError
+from clusters.eventloop import SIM_DEFAULT
 from clusters.eventloop import run as run_loop
 from clusters.sim.kubeconfig import ClusterEntry, write_kubeconfig
 from clusters.sim.server import RunningSim, SimConfig, new_admin_token
@@ -253,7 +254,7 @@ def main() -> None:
     line = sys.stdin.readline()
     if not line:
         return
-    run_loop(_shard_main(json.loads(line)))
+    run_loop(_shard_main(json.loads(line)), default=SIM_DEFAULT)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import anyio
 import anyio.abc
 import click
 
-from clusters.eventloop import anyio_backend_options, running_loop
+from clusters.eventloop import HUB_DEFAULT, anyio_backend_options, running_loop
 from hub.cli import HubContext
 from hub.controller import Hub, HubOptions, ReplicaConfig
 from hub.errors import HubUsageError
@@ -109,7 +109,10 @@ async def _run(hub: Hub, api: ApiOptions) -> None:
         # held and the API listens, so whoever reads this can use it.
         write_serve_file(hub.home, url=url)
         hub.api_url = url  # replicas publish it with their heartbeat (hub shard list)
-        log.info("HTTP API on %s (event loop: %s)", url, running_loop())
+        loop = running_loop()
+        log.info("HTTP API on %s (event loop: %s)", url, loop)
+        if loop == "uvloop":  # HUB_EVENT_LOOP=uvloop: clusters.kube cannot shrink them
+            log.info("uvloop: each cluster's TLS connection keeps a 256 KiB read buffer")
         async with anyio.create_task_group() as tg:
 
             async def on_signals() -> None:
@@ -363,7 +366,7 @@ def _serve(
     from hub.home import open_store
     from hub.leases import is_shared, lease_holders
 
-    loop_options = anyio_backend_options()  # a bad HUB_EVENT_LOOP stops us before any lease
+    loop_options = anyio_backend_options(HUB_DEFAULT)  # a bad HUB_EVENT_LOOP: before any lease
     if once:
         with open_store(obj.home) as probe:
             holders = lease_holders(probe) if is_shared(probe) else []

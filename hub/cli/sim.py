@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from clusters.errors import ClusterUsageError
+from clusters.eventloop import SIM_DEFAULT, chosen_loop
 from clusters.eventloop import run as run_loop
 from clusters.sim.server import RunningSim, SimConfig, cluster_names
 from clusters.sim.shards import ShardedSim
@@ -116,6 +117,7 @@ def serve(
     Each cluster lives under https://HOST:PORT/clusters/NAME with its own bearer token and
     is one context (named after it) in the kubeconfig written at start.
     """
+    chosen_loop(SIM_DEFAULT)  # a bad HUB_EVENT_LOOP: one line here, not one per shard
     chosen: int | tuple[str, ...] = count
     if names is not None:
         chosen = tuple(n.strip() for n in names.split(",") if n.strip())
@@ -138,7 +140,7 @@ def serve(
     if processes > 1:
         _serve_sharded(config, processes)
     else:
-        run_loop(_serve(config))
+        run_loop(_serve(config), default=SIM_DEFAULT)
 
 
 def _announce(config: SimConfig, servers: list[tuple[str, str]], where: str) -> None:

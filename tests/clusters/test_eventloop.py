@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib.util
+import sys
 import warnings
 
 import anyio
@@ -12,16 +13,25 @@ import pytest
 
 from clusters import eventloop
 from clusters.errors import ClusterUsageError
-from clusters.eventloop import ENV, EventLoopChoiceError, chosen_loop, running_loop
+from clusters.eventloop import (
+    ENV,
+    HUB_DEFAULT,
+    SIM_DEFAULT,
+    EventLoopChoiceError,
+    chosen_loop,
+    running_loop,
+)
 
 
-def test_uvloop_is_the_default_where_it_is_installed() -> None:
-    # A dependency of the project on Linux: the benchmarks' figures assume it.
-    assert importlib.util.find_spec("uvloop") is not None
-    assert chosen_loop({}) == "uvloop"
-    assert chosen_loop({ENV: "auto"}) == "uvloop"
-    assert chosen_loop({ENV: " UVLOOP "}) == "uvloop"
-    assert chosen_loop({ENV: "asyncio"}) == "asyncio"
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop is a dependency off Windows only")
+def test_each_process_has_its_default_and_the_variable_overrides_it() -> None:
+    assert importlib.util.find_spec("uvloop") is not None  # the benchmarks' figures assume it
+    assert chosen_loop(SIM_DEFAULT, {}) == "uvloop"
+    assert chosen_loop(HUB_DEFAULT, {}) == "asyncio"  # TLS buffers (test_memory.py)
+    for default in ("uvloop", "asyncio"):
+        assert chosen_loop(default, {ENV: "auto"}) == default
+        assert chosen_loop(default, {ENV: " UVLOOP "}) == "uvloop"
+        assert chosen_loop(default, {ENV: "asyncio"}) == "asyncio"
 
 
 def test_without_uvloop_auto_falls_back_and_an_explicit_choice_says_what_to_do(
@@ -31,15 +41,15 @@ def test_without_uvloop_auto_falls_back_and_an_explicit_choice_says_what_to_do(
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a)
     )
-    assert chosen_loop({}) == "asyncio"
+    assert chosen_loop(SIM_DEFAULT, {}) == "asyncio"
     with pytest.raises(EventLoopChoiceError) as err:
-        chosen_loop({ENV: "uvloop"})
+        chosen_loop(HUB_DEFAULT, {ENV: "uvloop"})
     assert "not installed" in str(err.value) and f"{ENV}=asyncio" in str(err.value)
 
 
 def test_an_unknown_loop_is_a_usage_error_naming_the_variable() -> None:
     with pytest.raises(ClusterUsageError) as err:  # the CLI's exit 2, no traceback
-        chosen_loop({ENV: "trio"})
+        chosen_loop(HUB_DEFAULT, {ENV: "trio"})
     assert ENV in str(err.value) and "'trio'" in str(err.value)
     assert "uvloop, asyncio or auto" in str(err.value)
 
@@ -52,8 +62,9 @@ def test_run_and_anyio_use_the_chosen_loop(monkeypatch: pytest.MonkeyPatch, name
         await asyncio.sleep(0)
         return running_loop()
 
-    assert eventloop.run(which()) == name
-    assert anyio.run(which, backend_options=eventloop.anyio_backend_options()) == name
+    assert eventloop.run(which(), default=HUB_DEFAULT) == name
+    options = eventloop.anyio_backend_options(SIM_DEFAULT)
+    assert anyio.run(which, backend_options=options) == name
 
 
 def test_run_with_a_bad_choice_raises_and_leaves_no_unawaited_coroutine(
@@ -67,7 +78,7 @@ def test_run_with_a_bad_choice_raises_and_leaves_no_unawaited_coroutine(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            eventloop.run(never())
+            eventloop.run(never(), default=SIM_DEFAULT)
         except EventLoopChoiceError:
             pass  # the traceback goes here, and with it the last reference to the coroutine
         else:

@@ -125,15 +125,23 @@ def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
     assert "Not_Valid" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_an_unknown_event_loop_is_a_usage_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_an_unknown_event_loop_is_one_line_before_anything_starts(
+    tmp_path: Path, processes: str
+) -> None:
+    token = tmp_path / "admin-token"
     result = subprocess.run(
-        [sys.executable, "-m", "hub", "sim", "serve", "--clusters", "1",
-         "--kubeconfig-out", str(tmp_path / "kc")],
+        [sys.executable, "-m", "hub", "sim", "serve", "--clusters", "2",
+         "--processes", processes, "--kubeconfig-out", str(tmp_path / "kc"),
+         "--admin-token-out", str(token)],
         capture_output=True, text=True, timeout=60,
         env={**os.environ, "HUB_HOME": str(tmp_path / "home"), ENV: "trio"},
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
-    assert f"{ENV}='trio'" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {ENV}='trio' is not a loop this hub knows; use uvloop, asyncio or auto"
+    ]
+    assert not token.exists() and not (tmp_path / "kc").exists()
 
 
 def test_serve_takes_the_gc_delay_and_the_anonymous_auth_choice(tmp_path: Path) -> None:
