@@ -18,7 +18,7 @@ from clusters.sim import SimServer
 from hub.apps import AppStore
 from hub.home import open_store
 from tests.e2e.cdp import Browser, find_chromium
-from tests.e2e.serve_support import CONFIGMAP, Fleet, free_port, start_hub, stop_hub, wait_for
+from tests.e2e.serve_support import CONFIGMAP, Fleet, hub_url, start_hub, stop_hub, wait_for
 from tests.notifications.receivers import HttpReceiver
 from tests.sync.e2e_helpers import GitRepo
 
@@ -143,10 +143,9 @@ def rollout_fleet(
             f.cli.ok("cluster", "add", env, "--kubeconfig", str(sim.kubeconfig_path),
                      "--context", env, "--label", f"env={env}")  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "sets")
-        port = free_port()
-        f.url = f"http://127.0.0.1:{port}"
-        start_hub(f, "--port", str(port), "--git-poll", "1", "--resync", "30")
+        start_hub(f, "--port", "0", "--git-poll", "1", "--resync", "30")
         try:
+            f.url = hub_url(f)
             if settle:
                 wait_for(
                     "every app Synced and Healthy", lambda: f.all_good(ENVS, "nginx:1.25"), 120
@@ -320,6 +319,7 @@ def test_a_manual_gate_waits_for_promote_a_pause_holds_it_and_max_update_1_goes_
         before = f.apps()["dev-guestbook"].reconciled_at
         assert stop_hub(f) == 0, f.hub_log()[-4000:]
         start_hub(f, "--port", "0", "--git-poll", "1", "--resync", "30")
+        f.url = hub_url(f)  # the restarted hub's own port
         wait_for(
             "the restarted hub looking at dev",
             lambda: f.apps()["dev-guestbook"].reconciled_at != before,

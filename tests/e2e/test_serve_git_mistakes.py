@@ -33,7 +33,7 @@ from tests.e2e.serve_support import (
     CONFIGMAP,
     DEPLOYMENT,
     Fleet,
-    free_port,
+    hub_url,
     start_hub,
     stop_hub,
     wait_for,
@@ -237,10 +237,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mistakes]:
                 "--context", name, "--label", "env=prod",
             )  # fmt: skip
         f.cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "appsets")
-        port = free_port()
-        f.url = f"http://127.0.0.1:{port}"
-        start_hub(f, "--git-poll", "1", "--resync", "30", "--port", str(port))
+        start_hub(f, "--git-poll", "1", "--resync", "30", "--port", "0")
         try:
+            f.url = hub_url(f)
             wait_for("the hub's API", lambda: find_running_hub(f.home) == f.url)
             yield f
         finally:

@@ -23,6 +23,7 @@ from tests.e2e.serve_support import (
     CONFIGMAP,
     Fleet,
     free_port,
+    hub_url,
     start_hub,
     stop_hub,
     wait_for,
@@ -113,10 +114,9 @@ def test_two_teams_each_see_and_sync_only_their_own_applications(tmp_path: Path)
         }
         f.cli.ok("user", "add", "vera")
         reader = f.cli.ok("token", "create", "--user", "vera").stdout.strip()
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", str(port))
+        start_hub(f, "--git-poll", "1", "--resync", "600", "--port", "0")
         try:
+            url = hub_url(f)
             wait_for("the hub ready", lambda: ready(url))
             wait_for("four Applications", lambda: len(f.apps()) == 4)
 

@@ -19,7 +19,7 @@ from tests.e2e.serve_support import (
     DEPLOYMENT,
     NS,
     Fleet,
-    free_port,
+    hub_url,
     start_hub,
     stop_hub,
     wait_for,
@@ -106,19 +106,18 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 
 
 def test_a_push_webhook_syncs_without_waiting_for_the_poll(fleet: Fleet) -> None:
-    port = free_port()
     # Polls are 10 minutes apart: only the webhook can bring the new commit in time.
-    start_hub(fleet, "--git-poll", "600", "--resync", "600", "--port", str(port))
+    start_hub(fleet, "--git-poll", "600", "--resync", "600", "--port", "0")
     try:
+        url = hub_url(fleet)
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
         wait_for("the first sync", lambda: shop_ok(fleet, "nginx:1.25"), timeout=60)
-        serve_file = fleet.home / "serve.json"
-        assert json.loads(serve_file.read_text())["url"] == f"http://127.0.0.1:{port}"
         fleet.commit_image("nginx:1.26")
         body = json.dumps(
             {"ref": "refs/heads/main", "repository": {"clone_url": str(fleet.repo.path)}}
         )
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/webhook/git",
+            f"{url}/api/webhook/git",
             data=body.encode(),
             headers={"X-GitHub-Event": "push", "Content-Type": "application/json"},
             method="POST",
@@ -132,10 +131,10 @@ def test_a_push_webhook_syncs_without_waiting_for_the_poll(fleet: Fleet) -> None
     assert not (fleet.home / "serve.json").exists()  # the CLI falls back to the store
 
 
-def reconciles(port: int) -> int:
+def reconciles(url: str) -> int:
     """How many times the hub compared an app with the cluster (its /metrics)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
             text = response.read().decode()
     except OSError:
         return 0
@@ -176,9 +175,9 @@ def test_a_hub_killed_mid_sync_records_the_interruption_and_runs_no_hook_twice(
             f.proc.wait(timeout=30)
         first = hook_jobs(f)
         assert len(first) == 1
-        port = free_port()
-        start_hub(f, "--git-poll", "600", "--resync", "1", "--port", str(port))
+        start_hub(f, "--git-poll", "600", "--resync", "1", "--port", "0")
         try:
+            url = hub_url(f)
             store = open_store(f.home)
             try:
                 history = SyncHistory(store, lambda: load_keyring(f.home))
@@ -191,8 +190,8 @@ def test_a_hub_killed_mid_sync_records_the_interruption_and_runs_no_hook_twice(
             finally:
                 store.close()
             # Several resyncs later the app has been compared again, and still one hook Job.
-            first_count = wait_for("a first compare", lambda: reconciles(port), timeout=60)
-            wait_for("more compares", lambda: reconciles(port) >= first_count + 3, timeout=60)
+            first_count = wait_for("a first compare", lambda: reconciles(url), timeout=60)
+            wait_for("more compares", lambda: reconciles(url) >= first_count + 3, timeout=60)
             assert hook_jobs(f) == first
             assert f.apps()["shop"].operation_state["phase"] == "Error"  # type: ignore[index]
         finally:
