@@ -112,24 +112,29 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def hub_url(fleet: Fleet, timeout: float = 60.0) -> str:
-    """The API address published (``serve.json``) by the hub ``start_hub(fleet, ...,
-    "--port", "0")`` started. The kernel picks the port as the hub binds it, so a server
-    of another test process cannot take it in between, as a picked free port allowed."""
-    proc = fleet.proc
-    assert proc is not None
+def served_url(home: Path, proc: subprocess.Popen[str], log: Path, timeout: float = 60.0) -> str:
+    """The API address published (``serve.json``) by ``hub serve --port 0`` running as
+    ``proc``. The kernel picks the port as the hub binds it, so a server of another test
+    process cannot take it in between, as a port picked beforehand allowed."""
 
     def published() -> str | None:
         if proc.poll() is not None:
-            raise AssertionError(f"hub serve exited ({proc.returncode}): {fleet.hub_log()[-2000:]}")
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise AssertionError(f"hub serve exited ({proc.returncode}): {tail}")
         try:
-            doc = json.loads((fleet.home / "serve.json").read_text())
+            doc = json.loads((home / "serve.json").read_text())
         except (OSError, ValueError):
             return None
         return str(doc["url"]) if doc.get("pid") == proc.pid else None
 
     url: str = wait_for("the hub's API address", published, timeout)
     return url
+
+
+def hub_url(fleet: Fleet, timeout: float = 60.0) -> str:
+    """``served_url`` of the hub ``start_hub(fleet, ..., "--port", "0")`` started."""
+    assert fleet.proc is not None
+    return served_url(fleet.home, fleet.proc, fleet.log, timeout)
 
 
 class Fleet:

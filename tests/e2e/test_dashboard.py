@@ -35,7 +35,7 @@ from tests.clusters.cli_support import CLEAN_ENV, Hub
 from tests.conftest import run_kubectl
 from tests.e2e import serve_support
 from tests.e2e.cdp import Browser, Page, find_chromium
-from tests.e2e.serve_support import CONFIGMAP, free_port
+from tests.e2e.serve_support import CONFIGMAP, served_url
 from tests.sync.e2e_helpers import GitRepo
 
 pytestmark = [pytest.mark.sim_only("needs simulated clusters"), pytest.mark.timeout(300)]
@@ -180,18 +180,16 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 "--context", name, "--label", "env=prod", "--label", label,
             )  # fmt: skip
         cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "appsets")
-        port = free_port()
         log = root / "hub.log"
         env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
         with log.open("w") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "hub", "--home", str(home), "-v", "serve",
-                 "--git-poll", "2", "--resync", "30", "--port", str(port)],
+                 "--git-poll", "2", "--resync", "30", "--port", "0"],
                 stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
             )  # fmt: skip
-            f = Fleet(home, sim, f"http://127.0.0.1:{port}", log, repo)
             try:
-                yield f
+                yield Fleet(home, sim, served_url(home, proc, log), log, repo)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 try:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.clusters.cli_support import CLEAN_ENV, Hub
 from tests.conftest import KubeEnv
-from tests.e2e.serve_support import free_port, wait_for
+from tests.e2e.serve_support import wait_for
 
 TOKEN = "file-token-0123456789abcdef"
 
@@ -28,23 +28,29 @@ TOKEN = "file-token-0123456789abcdef"
 class Served:
     proc: subprocess.Popen[str]
     log: Path
-    port: int
+    home: Path
 
     def text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
 
+    @property
+    def port(self) -> int:
+        """The port this hub bound (``--port 0``: the kernel's pick), from its serve.json;
+        only once ``started`` returned."""
+        doc = serve_doc(self.home)
+        assert doc is not None and doc.get("pid") == self.proc.pid, (doc, self.text())
+        return int(str(doc["url"]).rsplit(":", 1)[1])
+
 
 def serve(home: Path, log: Path, *args: str, env: dict[str, str] | None = None) -> Served:
-    port = free_port()
     full_env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
     full_env.update(env or {})
     with log.open("a") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub", "--home", str(home), "serve", "--port", str(port),
-             *args],
+            [sys.executable, "-m", "hub", "--home", str(home), "serve", "--port", "0", *args],
             stdout=out, stderr=subprocess.STDOUT, text=True, env=full_env,
         )  # fmt: skip
-    return Served(proc, log, port)
+    return Served(proc, log, home)
 
 
 def run_hub(
