@@ -232,11 +232,13 @@ class ProcessPeaks:
 
 class WorkCounts:
     """The hub's work per phase that is not a request: watch events its caches applied and
-    compares of an Application with its live state (a refresh's ``_evaluate``)."""
+    compares of an Application with its live state (a refresh's ``_evaluate``), per
+    Application of the benchmark (``apps``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, apps: int) -> None:
         from hub.worker.refresher import Refresher
 
+        self.apps = max(1, apps)
         self.compares = 0
         self.verdicts: Counter[tuple[str, str]] = Counter()
         self._events_before = 0
@@ -252,11 +254,10 @@ class WorkCounts:
 
     def take(self, hub: Hub) -> dict[str, Any]:
         events = sum(w.cache.stats.events for w in hub.workers.values() if w.cache is not None)
-        apps = max(1, len(hub.apps.list_apps()))
         out = {
             "events": events - self._events_before,
             "compares": self.compares,
-            "compares_per_app": round(self.compares / apps, 2),
+            "compares_per_app": round(self.compares / self.apps, 2),
             "compare_results": {f"{s} {h}": n for (s, h), n in self.verdicts.most_common()},
         }
         self.verdicts = Counter()
@@ -834,7 +835,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
     gc_time = GcTime()
 
     opened_so_far = [0]
-    work = WorkCounts()
+    work = WorkCounts(total)  # the count the apps' convergence is waited for
 
     def phase(name: str) -> None:
         """Close a phase: the simulator's figures for it, and a new window."""

@@ -19,7 +19,7 @@ import pytest
 
 from tests.clusters.cli_support import CLEAN_ENV, Hub
 from tests.conftest import KubeEnv
-from tests.e2e.serve_support import wait_for
+from tests.e2e.serve_support import served_url, wait_for
 
 TOKEN = "file-token-0123456789abcdef"
 
@@ -73,13 +73,10 @@ def serve_doc(home: Path) -> dict[str, Any] | None:
 
 
 def started(home: Path, served: Served) -> dict[str, Any]:
-    def ready() -> dict[str, Any] | None:
-        assert served.proc.poll() is None, served.text()
-        doc = serve_doc(home)
-        return doc if doc and doc.get("pid") == served.proc.pid else None
-
-    doc: dict[str, Any] = wait_for("the hub to publish serve.json", ready)
+    served_url(home, served.proc, served.log)  # serve.json, written by this hub
     wait_for("hub serving", lambda: "hub serving" in served.text())
+    doc = serve_doc(home)
+    assert doc is not None
     return doc
 
 
