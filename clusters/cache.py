@@ -140,13 +140,18 @@ def _interned(value: Any) -> Any:
     return value
 
 
-def _compact_entry(entry: Any) -> Any:
+def _compact_entry(entry: Any, previous: Any = None) -> Any:
+    """A managedFields entry as the cache keeps it. ``previous``: the entry at the same
+    place in the cached version of the object, whose field set is reused when equal."""
     if not isinstance(entry, dict):
         return entry
+    if isinstance(previous, dict) and previous == entry:
+        return previous
     out: dict[str, Any] = {}
     for k, v in entry.items():
         if k == "fieldsV1" and isinstance(v, dict):
-            v = _shared_fields(v)
+            old = previous.get("fieldsV1") if isinstance(previous, dict) else None
+            v = old if isinstance(old, _Fields) and old == v else _shared_fields(v)
         elif k in _ENTRY_STRINGS and type(v) is str:
             v = sys.intern(v)
         else:
@@ -155,7 +160,37 @@ def _compact_entry(entry: Any) -> Any:
     return out
 
 
-def compact(obj: Obj) -> Obj:
+def _compact_metadata(meta: dict[str, Any], previous: Any) -> dict[str, Any]:
+    """``metadata`` as the cache keeps it, reusing from ``previous`` (the cached version's
+    metadata) what a watch event mostly repeats: the labels, the annotations and the
+    managedFields entries that are equal to their earlier selves.
+
+    Only where Python's equality is exact (``1 == True`` is not exact, and the diff tells
+    them apart): maps of strings, and managedFields, whose field sets mean their keys only.
+    Anything else is copied, as ``spec`` and ``status`` are. A reused map keeps the key
+    order it had in ``previous``; the API server writes maps sorted, so the two agree in
+    practice, and no reader depends on it."""
+    prev = previous if isinstance(previous, dict) else {}
+    out: dict[str, Any] = {}
+    for mk, mv in meta.items():
+        old = prev.get(mk)
+        if mk == "managedFields" and isinstance(mv, list):
+            olds = old if isinstance(old, list) else []
+            mv = [_compact_entry(e, olds[i] if i < len(olds) else None) for i, e in enumerate(mv)]
+        elif (
+            type(mv) is dict
+            and type(old) is dict
+            and old == mv
+            and all(type(v) is str for v in mv.values())
+        ):
+            mv = old
+        else:
+            mv = _interned(mv)
+        out[_key(mk)] = mv
+    return out
+
+
+def compact(obj: Obj, previous: Obj | None = None) -> Obj:
     """``obj`` as the cache keeps it: an equal copy that shares what a fleet repeats.
 
     managedFields are half of a decoded Deployment (their ``fieldsV1`` trees: a dict per
@@ -164,18 +199,15 @@ def compact(obj: Obj) -> Obj:
     mapping key are interned. Nothing is dropped: the diff reads managedFields (the hub's
     own field set, and ignoreDifferences' managedFieldsManagers). Cached objects are
     read-only for every reader (they always were: the cache hands them out by reference),
-    which is what makes the sharing safe. ``obj`` itself is left as it was."""
+    which is what makes the sharing safe. ``obj`` itself is left as it was.
+
+    ``previous`` is the cached version of the same object: a watch event mostly repeats it
+    (a rolling Deployment's status writes change a few fields), and reusing its unchanged
+    metadata costs a comparison instead of a copy (``_compact_metadata``)."""
     out: Obj = {}
     for k, v in obj.items():
         if k == "metadata" and isinstance(v, dict):
-            v = {
-                _key(mk): (
-                    [_compact_entry(e) for e in mv]
-                    if mk == "managedFields" and isinstance(mv, list)
-                    else _interned(mv)
-                )
-                for mk, mv in v.items()
-            }
+            v = _compact_metadata(v, None if previous is None else previous.get("metadata"))
         else:
             v = _interned(v)
         out[_key(k)] = v
@@ -316,7 +348,7 @@ class LiveCache:
             del self._tracked[key]
             changed.add(old_app)
         if obj is not None and new_app is not None:
-            self._tracked[key] = compact(obj)
+            self._tracked[key] = compact(obj, old)
             self._by_app.setdefault(new_app, set()).add(key)
             changed.add(new_app)
 
