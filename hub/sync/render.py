@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,6 +147,71 @@ class ParsedFiles:
 
 #: The process's parsed files (renders run in worker threads of one hub process).
 PARSED_FILES = ParsedFiles()
+
+
+class TreeRenders:
+    """Renders of a source path in a tree that never changes, remembered.
+
+    ``hub.sync.sources`` renders from exported commits (``trees/<sha>``) and unpacked
+    chart versions, whose files never change. A directory's or a kustomization's render
+    depends on those files alone, and a fleet renders one path for many Applications (a
+    clusters generator gives every cluster the same ``services/web``): it is worked out
+    once per commit, not once per Application. That spares each further Application the
+    walk and the reads, and a kustomization its ``kustomize build``. A Helm render reads
+    the Application's name, namespace and cluster, so it is never kept.
+
+    Each hit is a fresh copy, as with ``ParsedFiles``; bounded by the bytes held, least
+    recently used out first; errors are not remembered."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._held = 0
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def render(
+        self, tree: Path, source: ApplicationSource, render: Callable[[], RenderResult]
+    ) -> RenderResult:
+        """``render()``'s result for ``source`` in ``tree`` (an immutable tree: see the
+        class doc), from memory when it was rendered before."""
+        if source.helm is not None or source.is_chart_repo:
+            return render()
+        key = (str(tree), source.path.strip("/"), source.directory, source.declared_type)
+        with self._lock:
+            blob = self._entries.get(key)
+            if blob is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+        if blob is not None:
+            if len(blob) > INLINE_MAX_PICKLE:
+                check_blocking("a large render")
+            tool, items = pickle.loads(blob)
+            return RenderResult(
+                manifests=tuple(SourcedManifest(obj=obj, origin=o) for obj, o in items),
+                tool=tool,
+            )
+        result = render()
+        if result.tool not in ("directory", "kustomize"):
+            return result  # a path holding a chart: Helm after all
+        blob = pickle.dumps(
+            (result.tool, [(m.obj, m.origin) for m in result.manifests]), protocol=5
+        )
+        with self._lock:
+            self.misses += 1
+            if len(blob) > self.max_bytes or key in self._entries:
+                return result
+            self._entries[key] = blob
+            self._held += len(blob)
+            while self._held > self.max_bytes:
+                _, old = self._entries.popitem(last=False)
+                self._held -= len(old)
+        return result
+
+
+#: The process's renders of exported trees (``hub.sync.sources.render_app``).
+TREE_RENDERS = TreeRenders()
 
 
 def _one_line(text: str) -> str:

@@ -24,7 +24,7 @@ from clusters.kube import ApiResource
 from hub.inline import check_blocking
 from hub.sync.helm import ClusterInfo, RenderContext, api_versions_of, semver_of
 from hub.sync.model import Application, ApplicationSource, AppSpecError
-from hub.sync.render import RenderResult, render_source
+from hub.sync.render import TREE_RENDERS, RenderResult, render_source
 from hub.sync.validate import SourcedManifest
 
 
@@ -148,7 +148,10 @@ def render_app(
             refs=refs,
         )
         source = replace(r.source, path="") if r.source.is_chart_repo else r.source
-        result = render_source(r.tree, source, context=ctx)
+        # r.tree is an exported commit or an unpacked chart version: it never changes
+        result = TREE_RENDERS.render(
+            r.tree, source, functools.partial(render_source, r.tree, source, context=ctx)
+        )
         manifests.extend(result.manifests)
         tools.append(result.tool)
     return RenderResult(manifests=tuple(manifests), tool="+".join(dict.fromkeys(tools)))
