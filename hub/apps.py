@@ -754,6 +754,19 @@ class AppStore:
             rows = db.execute(sql + " ORDER BY name", args).fetchall()
         return [_appset(r) for r in rows]
 
+    def get_project(self, name: str) -> ProjectRecord | None:
+        """One stored AppProject (a sync reads its own project only: listing them all
+        parsed every team's project for each sync)."""
+        with self.store.read() as db:
+            row = db.execute(
+                "SELECT name, source, file, manifest, sha FROM app_projects WHERE name = ?",
+                (name,),
+            ).fetchone()
+        if row is None:
+            return None
+        n, s, f, m, sha = row
+        return ProjectRecord(name=n, source=s, file=f, manifest=json.loads(m), sha=sha)
+
     def list_projects(self) -> list[ProjectRecord]:
         with self.store.read() as db:
             rows = db.execute(

@@ -171,8 +171,8 @@ def project_scope(
     """What a sync of ``app`` to the registered cluster ``cluster`` must stay inside;
     ``refs``: every registered cluster (``cluster_ref``), built once per registry change
     by the hub, not per sync."""
-    records = apps.list_projects()
-    policies = project_policies({p.name: p.manifest for p in records})
+    record = apps.get_project(app.project)
+    policies = project_policies({} if record is None else {record.name: record.manifest})
     own = next((r for r in refs if r.name == cluster), ClusterRef(name=cluster, server=""))
     return scope_for(app.project, policies, own, app.destination.namespace, refs)
 

@@ -250,12 +250,12 @@ def last_operation_of(state: Mapping[str, Any] | None) -> LastOperation | None:
 def project_windows_of(apps: AppStore, project: str) -> ProjectWindows:
     """The sync windows of a stored AppProject (none when the project is not stored: the
     implicit 'default' project has no windows)."""
-    for record in apps.list_projects():
-        if record.name == project:
-            return project_windows(
-                record.manifest, project=record.name, file=f"{record.source}:{record.file}"
-            )
-    return ProjectWindows(project=project)
+    record = apps.get_project(project)
+    if record is None:
+        return ProjectWindows(project=project)
+    return project_windows(
+        record.manifest, project=record.name, file=f"{record.source}:{record.file}"
+    )
 
 
 def window_target(rec: AppRecord) -> WindowTarget:

@@ -240,10 +240,13 @@ def test_appsets_and_projects_round_trip(store: Store) -> None:
     assert [s.name for s in apps.list_appsets(source="src")] == ["web"]
     assert apps.list_appsets(source="other") == []
     assert [p.name for p in apps.list_projects()] == ["team"]
+    assert apps.get_project("team") == apps.list_projects()[0]
+    assert apps.get_project("other") is None
     with apps.transaction() as txn:
         txn.replace_projects("src", [])
         txn.delete_appset("web")
     assert apps.list_projects() == [] and apps.get_appset("web") is None
+    assert apps.get_project("team") is None
 
 
 def test_a_failed_transaction_writes_nothing(store: Store) -> None:
