@@ -1015,9 +1015,11 @@ class AsyncKube:
         body: Any = None,
         content_type: str = "application/json",
         timeout_s: float | None = None,
+        decode: bool = True,
     ) -> Any:
         """One request answered with JSON (``{}`` for an empty body), through the retrier;
-        ``timeout_s``: its deadline when not the client's."""
+        ``timeout_s``: its deadline when not the client's; ``decode=False``: a success's
+        body is read and dropped (``{}``), for a caller that wants the verdict only."""
 
         async def send() -> Any:
             return await self._send(
@@ -1027,6 +1029,7 @@ class AsyncKube:
                 body=body,
                 content_type=content_type,
                 timeout_s=timeout_s or self.timeout_s,
+                decode=decode,
             )
 
         if self._retrier is None:
@@ -1042,6 +1045,7 @@ class AsyncKube:
         body: Any,
         content_type: str,
         timeout_s: float,
+        decode: bool = True,
     ) -> Any:
         what = f"{method} {path}"
         guard = self._pool.write_guard
@@ -1068,7 +1072,7 @@ class AsyncKube:
                     status = resp.status
         except TimeoutError:  # the slot, aiohttp's own deadline or the body's read
             raise Transient(f"{self.name}: {what}: no answer within {timeout_s:g}s") from None
-        if not data:
+        if not data or not decode:
             return {}
         try:
             return json.loads(data)
@@ -1270,7 +1274,8 @@ class AsyncKube:
     ) -> Obj:
         """Server-side apply (``application/apply-patch+yaml``; ``dry_run``: dryRun=All);
         returns the object as stored (its ``metadata.generation`` is what the health gate
-        waits for)."""
+        waits for). A dry run returns ``{}``: its verdict is that it did not raise, and
+        decoding the object it would store was a JSON parse per object per sync."""
         res = await self.resource_of(obj)
         meta = obj.get("metadata") or {}
         query = [("fieldManager", field_manager), ("force", "true" if force else "false")]
@@ -1282,6 +1287,7 @@ class AsyncKube:
             query=query,
             body=dict(obj),
             content_type="application/apply-patch+yaml",
+            decode=not dry_run,
         )
         return out
 

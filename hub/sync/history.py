@@ -347,7 +347,7 @@ class SyncHistory:
             txn.delete_operation(op.app, op.operation_id)
             # Argo CD keeps at least one entry whatever the limit says (rollback needs it).
             txn.trim_history(op.app, max(1, limit))
-        return _entry(row)
+        return _entry(row, op.resources)
 
     def record_interrupted(self, op: Operation) -> HistoryEntry:
         """Record an operation ``interrupted()`` returned (the process running it stopped)
@@ -457,7 +457,9 @@ def _operation(row: OperationRow) -> Operation:
     )
 
 
-def _entry(row: HistoryRow) -> HistoryEntry:
+def _entry(row: HistoryRow, resources: Sequence[ResourceResult] | None = None) -> HistoryEntry:
+    """``row`` as an entry; ``resources``: its resources when the caller holds them (the
+    row's JSON of them is then not parsed back)."""
     return HistoryEntry(
         app=row.app,
         id=row.id,
@@ -471,7 +473,7 @@ def _entry(row: HistoryRow) -> HistoryEntry:
         finished_at=_parse_ts(row.finished_at),
         phase=OperationPhase(row.phase),
         message=row.message,
-        resources=_resources_of(row.resources),
+        resources=_resources_of(row.resources) if resources is None else tuple(resources),
         has_manifests=row.manifests is not None,
     )
 

@@ -217,9 +217,11 @@ def test_the_async_client_has_every_verb_with_the_sync_clients_error_kinds(
             with pytest.raises(NotFound, match="is not served"):
                 await client.resource_for("example.com", "Nope")
 
-            # a dry run answers like an apply, and writes nothing
-            dry = await client.apply(tracked_cm("v"), dry_run=True)
-            assert dry["metadata"]["name"] == "v"
+            # a dry run's verdict is that it returns (its answer is not decoded), and it
+            # writes nothing; one the server refuses raises as the apply would
+            assert await client.apply(tracked_cm("v"), dry_run=True) == {}
+            with pytest.raises(Invalid):
+                await client.apply(tracked_cm("Bad_Name"), dry_run=True)
             seen["after dry run"] = await client.get_or_none(cm_res, "v", "default")
             applied = await client.apply(tracked_cm("v"))
             managers = [m["manager"] for m in applied["metadata"]["managedFields"]]

@@ -66,7 +66,8 @@ def op(app: str, n: int, phase: OperationPhase = OperationPhase.SUCCEEDED) -> Op
 def test_entries_count_up_per_app_and_only_the_newest_limit_are_kept(store: Store) -> None:
     history = SyncHistory(store, lambda: keyring(MasterKey.generate("t")))
     for n in range(5):
-        history.record(op("a", n), finished_at=datetime.now(UTC), manifests=[], limit=3)
+        recorded = history.record(op("a", n), finished_at=datetime.now(UTC), manifests=[], limit=3)
+        assert recorded == history.get("a", n)  # what record returns is what was stored
     history.record(op("b", 9), finished_at=datetime.now(UTC), manifests=None)
     assert [e.id for e in history.entries("a")] == [2, 3, 4]
     assert [e.id for e in history.entries("b")] == [0]
