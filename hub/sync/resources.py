@@ -67,6 +67,7 @@ class HookDeletePolicy(StrEnum):
     BEFORE_HOOK_CREATION = "BeforeHookCreation"
 
 
+_HOOK_TYPES = {t.value: t for t in HookType}  # Argo's annotation values
 _HELM_HOOK_TYPES = {
     "pre-install": HookType.PRE_SYNC,
     "pre-upgrade": HookType.PRE_SYNC,
@@ -234,8 +235,10 @@ def sync_wave_problem(obj: Mapping[str, Any]) -> str | None:
 
 def hook_types(obj: Mapping[str, Any]) -> tuple[HookType, ...]:
     """Hook types from ``argocd.argoproj.io/hook``; Helm's only when Argo's names none."""
-    known = {t.value: t for t in HookType}
-    types = [known[v] for v in annotation_csv(obj, ANN_HOOK) if v in known]
+    anns = annotations_of(obj)
+    if ANN_HOOK not in anns and HELM_HOOK not in anns:
+        return ()  # most objects (a sync asks this of each object several times)
+    types = [_HOOK_TYPES[v] for v in annotation_csv(obj, ANN_HOOK) if v in _HOOK_TYPES]
     if not types:
         types = [
             _HELM_HOOK_TYPES[v] for v in annotation_csv(obj, HELM_HOOK) if v in _HELM_HOOK_TYPES
@@ -250,8 +253,7 @@ def is_delete_hook(obj: Mapping[str, Any], hook_type: HookType) -> bool:
 
 
 def unknown_hook_values(obj: Mapping[str, Any]) -> tuple[str, ...]:
-    known = {t.value for t in HookType}
-    return tuple(v for v in annotation_csv(obj, ANN_HOOK) if v not in known)
+    return tuple(v for v in annotation_csv(obj, ANN_HOOK) if v not in _HOOK_TYPES)
 
 
 def is_skip(obj: Mapping[str, Any]) -> bool:
