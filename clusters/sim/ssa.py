@@ -123,7 +123,9 @@ class _Entry:
             out["time"] = self.time
         out["fieldsType"] = "FieldsV1"
         if isinstance(self.fields, _Undecoded):
-            out["fieldsV1"] = clone(self.fields.raw)
+            # the stored version's own set: stored objects are never changed in place
+            # (readonly.py), so the new version shares it instead of copying it
+            out["fieldsV1"] = self.fields.raw
         else:
             out["fieldsV1"] = fp.to_fields_v1(self.fields)
         if self.subresource:
