@@ -163,37 +163,49 @@ def union(a: Tree, b: Tree) -> Tree:
     return out
 
 
-def _union_into(out: Tree, b: Tree) -> None:
+def _union_into(out: Tree, b: Tree) -> bool:
+    changed = False
     for element, child in b.items():
         if element == SELF:
-            out[SELF] = {}
+            if SELF not in out:
+                out[SELF] = {}
+                changed = True
             continue
         mine = out.get(element)
         if mine is None:
             out[element] = copy(child)
-        else:
-            _union_into(mine, child)
+            changed = True
+        elif _union_into(mine, child):
+            changed = True
+    return changed
 
 
-def union_into(out: Tree, b: Tree) -> None:
-    """``union(out, b)`` in place, for a tree the caller owns (no copy of ``out``)."""
-    _union_into(out, b)
+def union_into(out: Tree, b: Tree) -> bool:
+    """``union(out, b)`` in place, for a tree the caller owns (no copy of ``out``); whether
+    ``out`` changed."""
+    return _union_into(out, b)
 
 
-def subtract_into(a: Tree, b: Tree) -> None:
+def subtract_into(a: Tree, b: Tree) -> bool:
     """``difference(a, b)`` in place, for a tree the caller owns: the write path decodes
-    fresh trees per request, and copying them for every entry was most of its cost."""
-    if SELF in b:
-        a.pop(SELF, None)
+    fresh trees per request, and copying them for every entry was most of its cost.
+    Whether ``a`` changed."""
+    changed = False
+    if SELF in b and SELF in a:
+        del a[SELF]
+        changed = True
     for element, other in b.items():
         if element == SELF:
             continue
         child = a.get(element)
         if child is None:
             continue
-        subtract_into(child, other)
+        if subtract_into(child, other):
+            changed = True
         if not child:
             del a[element]
+            changed = True
+    return changed
 
 
 def difference(a: Tree, b: Tree) -> Tree:

@@ -101,6 +101,10 @@ class _Entry:
     subresource: str
     time: str | None
     fields: Tree
+    # The stored encoding ``fields`` was decoded from, while they still equal it: a status
+    # write mostly leaves its writer's set as it was, and encoding it again was the
+    # largest cost of the write's tracking.
+    raw: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -126,6 +130,8 @@ class _Entry:
             # the stored version's own set: stored objects are never changed in place
             # (readonly.py), so the new version shares it instead of copying it
             out["fieldsV1"] = self.fields.raw
+        elif self.raw is not None:
+            out["fieldsV1"] = self.raw  # decoded for this write, and left unchanged
         else:
             out["fieldsV1"] = fp.to_fields_v1(self.fields)
         if self.subresource:
@@ -843,16 +849,17 @@ def track_update(
     for e in entries:
         if isinstance(e.fields, _Undecoded):
             continue  # shares no top-level field with this write (see _decode_touched)
-        if current:
-            fp.subtract_into(e.fields, current)
-        if comparison.removed:
-            fp.subtract_into(e.fields, comparison.removed)
+        if current and fp.subtract_into(e.fields, current):
+            e.raw = None
+        if comparison.removed and fp.subtract_into(e.fields, comparison.removed):
+            e.raw = None
     if current:
         mine = next((e for e in entries if e.key == mine_key), None)
         if mine is None:
             entries.append(_Entry(manager, "Update", version, subresource, now, current))
         else:
-            fp.union_into(mine.fields, current)
+            if fp.union_into(mine.fields, current):
+                mine.raw = None
             mine.time = now
     entries = _cap_update_managers([e for e in entries if e.fields])
     _encode_entries(meta, entries)
@@ -882,6 +889,7 @@ def _decode_touched(
             everything or not fields or e.key == mine_key or not touched.isdisjoint(fields)
         ):
             e.fields = fp.from_fields_v1(fields.raw)
+            e.raw = fields.raw
 
 
 def _cap_update_managers(entries: list[_Entry]) -> list[_Entry]:
@@ -909,6 +917,7 @@ def _cap_update_managers(entries: list[_Entry]) -> list[_Entry]:
             first.manager, first.subresource = ANCIENT_CHANGES, ""
             bucket = buckets[e.api_version] = first
         bucket.fields = fp.union(bucket.fields, e.fields)
+        bucket.raw = None
         if (bucket.time or "") < (e.time or ""):
             bucket.time = e.time
         dropped.add(id(e))

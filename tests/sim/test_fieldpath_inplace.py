@@ -1,4 +1,5 @@
-"""The in-place set operations of the write path agree with the copying ones."""
+"""The in-place set operations of the write path agree with the copying ones, and say
+truly whether they changed the set (a write reuses an unchanged set's stored encoding)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ TREES = st.recursive(
 def test_subtract_into_is_difference(a: fp.Tree, b: fp.Tree) -> None:
     expected = fp.difference(a, b)
     mine = fp.copy(a)
-    fp.subtract_into(mine, b)
+    changed = fp.subtract_into(mine, b)
     assert mine == expected
+    assert changed == (mine != a)
 
 
 @given(TREES, TREES)
@@ -43,6 +45,7 @@ def test_union_into_is_union_and_leaves_the_other_alone(a: fp.Tree, b: fp.Tree) 
     expected = fp.union(a, b)
     before = fp.copy(b)
     mine = fp.copy(a)
-    fp.union_into(mine, b)
+    changed = fp.union_into(mine, b)
     assert mine == expected
     assert b == before
+    assert changed == (mine != a)

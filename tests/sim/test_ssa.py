@@ -532,6 +532,33 @@ def test_status_writes_are_tracked_on_the_status_subresource() -> None:
     }
 
 
+def test_a_status_write_that_sets_a_new_field_adds_it_to_its_writers_set() -> None:
+    """The writer's set is re-encoded when a write grows or shrinks it, and only then (an
+    unchanged one keeps its stored encoding)."""
+    live = _apply(None, _load(DEPLOYMENT), now=T0)
+    first = copy.deepcopy(live)
+    first["status"] = {"replicas": 3}
+    track_update(live, first, manager="deployment-controller", subresource="status", now=T1)
+    same = copy.deepcopy(first)
+    same["status"] = {"replicas": 2}  # another value of the same field
+    track_update(first, same, manager="deployment-controller", subresource="status", now=T2)
+    assert _fields(same, "deployment-controller", "Update", "status") == {
+        "f:status": {"f:replicas": {}}
+    }
+    grown = copy.deepcopy(same)
+    grown["status"] = {"replicas": 2, "readyReplicas": 3}  # one new field, nothing else
+    track_update(same, grown, manager="deployment-controller", subresource="status", now=T3)
+    assert _fields(grown, "deployment-controller", "Update", "status") == {
+        "f:status": {"f:readyReplicas": {}, "f:replicas": {}}
+    }
+    shrunk = copy.deepcopy(grown)
+    shrunk["status"] = {"readyReplicas": 3}
+    track_update(grown, shrunk, manager="deployment-controller", subresource="status", now=T3)
+    assert _fields(shrunk, "deployment-controller", "Update", "status") == {
+        "f:status": {"f:readyReplicas": {}}
+    }
+
+
 @pytest.mark.parametrize("reset", [[], [{}]], ids=["empty list", "one empty entry"])
 def test_an_update_sending_empty_managed_fields_resets_them(reset: list[Any]) -> None:
     live = _create(_load(DEPLOYMENT), "kubectl-create")
