@@ -171,6 +171,12 @@ class TreeRenders:
         self.hits = 0
         self.misses = 0
 
+    def clear(self) -> None:
+        """Forget every render (``bench/tree_renders.py`` compares with and without)."""
+        with self._lock:
+            self._entries.clear()
+            self._held = 0
+
     def render(
         self, tree: Path, source: ApplicationSource, render: Callable[[], RenderResult]
     ) -> RenderResult:

@@ -124,6 +124,9 @@ def test_a_path_is_kept_per_tree_and_directory_options(tmp_path: Path) -> None:
     assert [m.obj["metadata"]["name"] for m in flat.manifests] == ["top"]
     assert [m.obj["metadata"]["name"] for m in deep.manifests] == ["top", "deep"]
     assert (renders.hits, renders.misses) == (1, 2)
+    renders.clear()
+    renders.render(tree, source, rendering("after clear"))
+    assert calls == ["flat", "recursive", "after clear"]
 
 
 def test_helm_sources_and_errors_are_never_kept(tmp_path: Path) -> None:
