@@ -146,9 +146,11 @@ class _DecodeError(ValueError):
     pass
 
 
-def _decode_entries(raw: Any, *, lazily: bool = False) -> list[_Entry]:
+def _decode_entries(raw: Any, *, lazily: bool = False, stored: bool = False) -> list[_Entry]:
     """Entries of a managedFields list; ``lazily`` leaves each fieldsV1 undecoded (only for
-    stored entries, written by this server: a client's are checked at once)."""
+    stored entries, written by this server: a client's are checked at once). ``stored``:
+    the entries are the stored object's (implied by ``lazily``), whose encoding a write
+    that leaves a set unchanged keeps (``_Entry.raw``); a client's are encoded anew."""
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -164,6 +166,7 @@ def _decode_entries(raw: Any, *, lazily: bool = False) -> list[_Entry]:
             raise _DecodeError(f"metadata.managedFields[{n}].fieldsType must be FieldsV1")
         encoded = item.get("fieldsV1") or {}
         fields: Tree
+        kept: dict[str, Any] | None = None
         if lazily and isinstance(encoded, dict):
             fields = _Undecoded(encoded)
         else:
@@ -171,6 +174,8 @@ def _decode_entries(raw: Any, *, lazily: bool = False) -> list[_Entry]:
                 fields = fp.from_fields_v1(encoded)
             except fp.FieldsV1Error as exc:
                 raise _DecodeError(f"metadata.managedFields[{n}].fieldsV1: {exc}") from exc
+            if stored and encoded:
+                kept = encoded
         entries.append(
             _Entry(
                 manager=str(item.get("manager", "")),
@@ -179,6 +184,7 @@ def _decode_entries(raw: Any, *, lazily: bool = False) -> list[_Entry]:
                 subresource=str(item.get("subresource", "")),
                 time=item.get("time") if isinstance(item.get("time"), str) else None,
                 fields=fields,
+                raw=kept,
             )
         )
     return entries
@@ -670,7 +676,7 @@ def server_side_apply(
     live_obj: Obj = live if live is not None else {}
     live_meta = live_obj.get("metadata") if isinstance(live_obj.get("metadata"), dict) else {}
     try:
-        entries = _decode_entries((live_meta or {}).get("managedFields"))
+        entries = _decode_entries((live_meta or {}).get("managedFields"), stored=True)
     except _DecodeError as exc:
         raise PatchError(
             f"failed to decode managed fields: {exc}", reason="InternalError", code=500
@@ -758,15 +764,20 @@ def server_side_apply(
         )
     for e, clash in conflicting:
         e.fields = fp.difference(e.fields, clash)
+        e.raw = None
     if comparison.removed:
         for e in others:
-            e.fields = fp.difference(e.fields, comparison.removed)
+            # decoded for this call: its own tree, changed in place
+            if fp.subtract_into(e.fields, comparison.removed):
+                e.raw = None
 
     object_changed = not _equal_objects(live_view, merged_view, live_obj, merged)
     if me is None:
         me = _Entry(manager, "Apply", api_version, subresource, now, applied_set)
         entries.append(me)
     else:
+        if me.fields != applied_set:
+            me.raw = None
         me.fields = applied_set
         me.api_version = api_version
         if object_changed or me.time is None:
