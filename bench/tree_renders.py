@@ -24,24 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from hub.repos import RepoCache  # noqa: E402
 from hub.sync import render, sources  # noqa: E402
-from hub.sync.model import Application, parse_application_yaml  # noqa: E402
 from tests.sync.test_repo_cache import git  # noqa: E402
+from tests.sync.test_tree_renders import app_at  # noqa: E402
 
 FILES = 5
-
-
-def app_at(repo: Path, path: str, name: str) -> Application:
-    return parse_application_yaml(
-        f"""
-apiVersion: argoproj.io/v1alpha1
-kind: Application
-metadata: {{name: {name}}}
-spec:
-  project: default
-  source: {{repoURL: '{repo}', path: {path}, targetRevision: main}}
-  destination: {{name: {name}, namespace: shop}}
-"""
-    )
 
 
 def make_repo(origin: Path) -> None:

@@ -99,7 +99,61 @@ def parse_manifests(text: str, *, origin: str, is_json: bool = False) -> list[So
     return out
 
 
-class ParsedFiles:
+class _Pickles:
+    """Pickles by key, bounded by the bytes held (a key's own size counted with its
+    pickle), least recently used out first; thread-safe (renders run in worker threads)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._held = 0
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Any, tuple[bytes, int]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Any) -> bytes | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return found[0]
+
+    def put(self, key: Any, blob: bytes, *, key_bytes: int = 0) -> None:
+        size = key_bytes + len(blob)
+        with self._lock:
+            self.misses += 1
+            if size > self.max_bytes or key in self._entries:
+                return
+            self._entries[key] = (blob, size)
+            self._held += size
+            while self._held > self.max_bytes:
+                _, (_, old) = self._entries.popitem(last=False)
+                self._held -= old
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._held = 0
+
+
+class _Remembering:
+    """What ``ParsedFiles`` and ``TreeRenders`` share: their pickles and hit counts."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._pickles = _Pickles(max_bytes)
+
+    @property
+    def hits(self) -> int:
+        return self._pickles.hits
+
+    @property
+    def misses(self) -> int:
+        return self._pickles.misses
+
+
+class ParsedFiles(_Remembering):
     """Objects parsed from manifest files, remembered by the file's text (and origin).
 
     A fleet renders one path for many Applications (a clusters generator gives every
@@ -109,21 +163,9 @@ class ParsedFiles:
     recently used out first; errors are not remembered (each render reports its own). The
     pickles are made here from parsed YAML and never leave the process."""
 
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._held = 0
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str, bool], bytes] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
     def parse(self, text: str, *, origin: str, is_json: bool = False) -> list[SourcedManifest]:
         key = (text, origin, is_json)
-        with self._lock:
-            blob = self._entries.get(key)
-            if blob is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
+        blob = self._pickles.get(key)
         if blob is not None:
             if len(blob) > INLINE_MAX_PICKLE:
                 check_blocking("a large file")
@@ -132,16 +174,7 @@ class ParsedFiles:
             check_blocking("parsing a large file")
         manifests = parse_manifests(text, origin=origin, is_json=is_json)
         blob = pickle.dumps([(m.obj, m.origin) for m in manifests], protocol=5)
-        size = len(text) + len(blob)
-        with self._lock:
-            self.misses += 1
-            if size > self.max_bytes or key in self._entries:
-                return manifests
-            self._entries[key] = blob
-            self._held += size
-            while self._held > self.max_bytes:
-                (old_text, _, _), old = self._entries.popitem(last=False)
-                self._held -= len(old_text) + len(old)
+        self._pickles.put(key, blob, key_bytes=len(text))
         return manifests
 
 
@@ -149,7 +182,7 @@ class ParsedFiles:
 PARSED_FILES = ParsedFiles()
 
 
-class TreeRenders:
+class TreeRenders(_Remembering):
     """Renders of a source path in a tree that never changes, remembered.
 
     ``hub.sync.sources`` renders from exported commits (``trees/<sha>``) and unpacked
@@ -163,19 +196,9 @@ class TreeRenders:
     Each hit is a fresh copy, as with ``ParsedFiles``; bounded by the bytes held, least
     recently used out first; errors are not remembered."""
 
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self.max_bytes = max_bytes
-        self._held = 0
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
     def clear(self) -> None:
         """Forget every render (``bench/tree_renders.py`` compares with and without)."""
-        with self._lock:
-            self._entries.clear()
-            self._held = 0
+        self._pickles.clear()
 
     def render(
         self, tree: Path, source: ApplicationSource, render: Callable[[], RenderResult]
@@ -185,11 +208,7 @@ class TreeRenders:
         if source.helm is not None or source.is_chart_repo:
             return render()
         key = (str(tree), source.path.strip("/"), source.directory, source.declared_type)
-        with self._lock:
-            blob = self._entries.get(key)
-            if blob is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
+        blob = self._pickles.get(key)
         if blob is not None:
             if len(blob) > INLINE_MAX_PICKLE:
                 check_blocking("a large render")
@@ -204,15 +223,7 @@ class TreeRenders:
         blob = pickle.dumps(
             (result.tool, [(m.obj, m.origin) for m in result.manifests]), protocol=5
         )
-        with self._lock:
-            self.misses += 1
-            if len(blob) > self.max_bytes or key in self._entries:
-                return result
-            self._entries[key] = blob
-            self._held += len(blob)
-            while self._held > self.max_bytes:
-                _, old = self._entries.popitem(last=False)
-                self._held -= len(old)
+        self._pickles.put(key, blob)
         return result
 
 

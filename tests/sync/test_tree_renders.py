@@ -5,6 +5,7 @@ an error are never answered from memory."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,7 @@ def test_the_memory_is_bounded_least_recently_used_first(tmp_path: Path) -> None
     renders = TreeRenders(max_bytes=1500)  # room for two of these
     for name in ("a", "b", "c"):
         renders.render(
-            tmp_path, ApplicationSource(repo_url="r", path=name), lambda n=name: result(n)
+            tmp_path, ApplicationSource(repo_url="r", path=name), functools.partial(result, name)
         )
     calls: list[str] = []
 
