@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -22,7 +23,6 @@ from tests.e2e.cdp import Browser, Page, find_chromium
 from tests.e2e.serve_support import (
     CONFIGMAP,
     Fleet,
-    free_port,
     hub_url,
     start_hub,
     stop_hub,
@@ -221,16 +221,16 @@ def test_a_hub_bound_beyond_loopback_answers_no_read_without_a_token(tmp_path: P
     f.cli.ok("user", "add", "alice")
     token = f.cli.ok("token", "create", "--user", "alice").stdout.strip()
     (f.home / "rbac.yaml").write_text("policy.default: ''\n")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with f.log.open("a") as log:  # without -v: the audit line must show anyway
         f.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "--home", str(f.home), "serve", "--host", "0.0.0.0",
-             "--port", str(port)],
+             "--port", "0"],
             stdout=log, stderr=subprocess.STDOUT, text=True,
             env={k: v for k, v in os.environ.items() if k not in CLEAN_ENV},
         )  # fmt: skip
     try:
+        # the kernel picks the port as the hub binds it (all addresses); reached on loopback
+        url = f"http://127.0.0.1:{urlsplit(hub_url(f)).port}"
         wait_for("the hub ready", lambda: ready(url))
         status, doc = call(f"{url}/api/v1/applications", None)
         assert status == 401, doc
