@@ -837,11 +837,18 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
     opened_so_far = [0]
     work = WorkCounts(total)  # the count the apps' convergence is waited for
 
-    def phase(name: str) -> None:
-        """Close a phase: the simulator's figures for it, and a new window."""
+    def phase(name: str, hub_cpu_s: float | None = None) -> None:
+        """Close a phase: the simulator's figures for it, and a new window. ``hub_cpu_s``:
+        the hub's CPU in it, reported per unit of the simulator's CPU too."""
         s = sim_summary(sim.stats(reset=True))
         figures.setdefault("sim", {})[name] = s
         log(f"  {name}: {describe_sim(s)}")
+        if hub_cpu_s is not None and s.get("cpu_s"):
+            # The VM's speed drifts by 10-25% within minutes and moves both processes
+            # alike; this ratio compares the hub's code across runs where times cannot.
+            ratio = round(hub_cpu_s / s["cpu_s"], 3)
+            figures.setdefault("hub_cpu_per_sim_cpu", {})[name] = ratio
+            log(f"  {name}: hub CPU per unit of simulator CPU: {ratio}")
         log(f"  {name}: hub peaks so far: RSS {peaks.rss_mb:.0f} MB, threads {peaks.threads}, "
             f"open files {peaks.fds}")  # fmt: skip
         # TLS handshakes: each connection a pool opened (workers that restarted not counted).
@@ -894,7 +901,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         figures["sync_requests_first_commit"] = dict(counter.take())
         log(f"  hub requests from start through the first commit: "
             f"{figures['sync_requests_first_commit']}")  # fmt: skip
-        phase("first commit")
+        phase("first commit", figures["first_commit_hub_cpu_s"])
 
         # The steady state and drift come before the image commit, so a fleet too large to
         # converge twice in the time there is still measures them.
@@ -928,7 +935,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
                 f"(hub process CPU {figures['image_commit_hub_cpu_s']}s)")  # fmt: skip
             figures["sync_requests_image_commit"] = dict(counter.take())
             log(f"  hub requests of the image commit: {figures['sync_requests_image_commit']}")
-            phase("image commit")
+            phase("image commit", figures["image_commit_hub_cpu_s"])
         if args.faults and not args.no_image_commit:
             herd(args, sim, repo, apps, figures, rollout, progress, phase, pushed)
         figures["hub_rss_mb"] = round(rss_mb(), 0)
