@@ -207,7 +207,9 @@ class TreeRenders(_Remembering):
         class doc), from memory when it was rendered before."""
         if source.helm is not None or source.is_chart_repo:
             return render()
-        key = (str(tree), source.path.strip("/"), source.directory, source.declared_type)
+        # what render_source reads of a non-Helm source: the path and directory options
+        # (a kustomization is told by its file, whatever the spec declares)
+        key = (str(tree), source.path.strip("/"), source.directory)
         blob = self._pickles.get(key)
         if blob is not None:
             if len(blob) > INLINE_MAX_PICKLE:
