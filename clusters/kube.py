@@ -58,6 +58,7 @@ import urllib3
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 
+from clusters import wirejson
 from clusters.connect import Connection
 from clusters.errors import ClusterError
 from clusters.h2client import Http2Connection, Http2Stream, StreamFailed
@@ -306,7 +307,7 @@ class KubeClient:
             if not data:
                 return {}
             try:
-                return json.loads(data)
+                return wirejson.loads(data)
             except ValueError:
                 raise KubeError(f"{self.name}: {what}: answer is not JSON", status=status) from None
         raise _error(self.name, what, status, data)
@@ -1075,7 +1076,7 @@ class AsyncKube:
         if not data or not decode:
             return {}
         try:
-            return json.loads(data)
+            return wirejson.loads(data)
         except ValueError:
             raise KubeError(f"{self.name}: {what}: answer is not JSON", status=status) from None
 
@@ -1371,7 +1372,7 @@ def _resources_of(group: str, version: str, doc: Mapping[str, Any]) -> list[ApiR
 def _event(cluster: str, res: ApiResource, line: bytes) -> WatchEvent:
     """One line of a watch stream; an ERROR event raises its ``KubeError`` kind."""
     try:
-        doc = json.loads(line)
+        doc = wirejson.loads(line)
     except ValueError:
         raise Transient(f"{cluster}: watch {res.plural}: broken event") from None
     etype = str(doc.get("type") or "")
@@ -1409,7 +1410,7 @@ def _error(cluster: str, what: str, status: int, data: bytes | None) -> KubeErro
     reason = ""
     causes: tuple[str, ...] = ()
     try:
-        doc = json.loads(data or b"{}")
+        doc = wirejson.loads(data or b"{}")
     except ValueError:
         doc = {}
     if isinstance(doc, dict):

@@ -35,6 +35,7 @@ import h2.settings
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 
+from clusters import wirejson
 from clusters.h2client import PlainHpackEncoder
 from clusters.sim.httpapi import Answer
 from clusters.sim.stats import ProcessStats
@@ -112,7 +113,7 @@ class H2Request:
         return self._body
 
     async def json(self) -> Any:
-        return json.loads(self._body)
+        return wirejson.loads(self._body)
 
     async def open_stream(self, status: int, headers: dict[str, str]) -> H2ResponseStream:
         self._conn.send_headers(self._stream_id, status, headers, end_stream=False)

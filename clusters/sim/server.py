@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from clusters import wirejson
 from clusters.errors import ClusterUsageError
 from clusters.sim.faults import NO_FAULTS, FaultError, FaultSettings
 from clusters.sim.http2 import H2Connections, H2ServerConnection, by_alpn
@@ -79,7 +80,7 @@ _DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(body=_DUMPS(obj).encode(), status=status, content_type="application/json")
+    return web.Response(body=wirejson.dumps(obj), status=status, content_type="application/json")
 
 
 def _status_response(err: ApiError) -> web.Response:
@@ -979,7 +980,7 @@ class SimApp:
         try:
             if ctype == "application/yaml":
                 return load_yaml(raw)
-            return json.loads(raw)
+            return wirejson.loads(raw)
         except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise bad_request(
                 f"the object provided is unrecognized (must be of type {rt.kind}): couldn't get version/kind; json parse error: {exc}"
@@ -1130,7 +1131,7 @@ class SimApp:
         if not raw.strip():
             return {}
         try:
-            options = json.loads(raw)
+            options = wirejson.loads(raw)
         except ValueError as exc:
             raise bad_request(f"invalid DeleteOptions: {exc}") from None
         if not isinstance(options, dict):
@@ -1145,7 +1146,7 @@ class SimApp:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a Namespace")
         finalizers = ((body.get("spec") or {}).get("finalizers")) or []
-        new = json.loads(_DUMPS(old))
+        new = wirejson.loads(wirejson.dumps(old))
         new.setdefault("spec", {})["finalizers"] = finalizers
         stored = store._store(rt, new, old)
         if stored["metadata"].get("deletionTimestamp") and not finalizers:
@@ -1265,7 +1266,7 @@ class SimApp:
                 obj = build_table(rt, [store.serve_as(rt, obj)], "", "", include)
             else:
                 obj = store.serve_as(rt, obj) if kind != "BOOKMARK" else obj
-            return _DUMPS({"type": kind, "object": obj}).encode() + b"\n"
+            return wirejson.dumps({"type": kind, "object": obj}) + b"\n"
 
         def bookmark(initial_end: bool = False) -> bytes:
             meta: Obj = {"resourceVersion": str(store.resource_version)}
@@ -1279,7 +1280,7 @@ class SimApp:
             if gone is not None or watcher is None:
                 assert gone is not None
                 await response.write(
-                    _DUMPS({"type": "ERROR", "object": gone.status()}).encode() + b"\n"
+                    wirejson.dumps({"type": "ERROR", "object": gone.status()}) + b"\n"
                 )
                 return response
             loop = asyncio.get_running_loop()

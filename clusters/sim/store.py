@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from clusters import wirejson
 from clusters.sim import defaults, ssa
 from clusters.sim import patch as patching
 from clusters.sim.kinds import (
@@ -87,10 +88,16 @@ def load_yaml(raw: bytes | str) -> Any:
     head = raw.lstrip()[:1]
     if head in (b"{", "{"):
         try:
-            return json.loads(raw)
+            return wirejson.loads(raw)
         except ValueError:
             pass  # flow-style YAML that is not JSON
-    return yaml.load(raw, Loader=_YAML_LOADER)
+    doc = yaml.load(raw, Loader=_YAML_LOADER)
+    try:
+        # JSON has no NaN or infinity, and the server converts YAML to JSON first.
+        wirejson.refuse_non_finite(doc)
+    except ValueError as exc:
+        raise yaml.YAMLError(f"error converting YAML to JSON: {exc}") from None
+    return doc
 
 
 def now_iso() -> str:
@@ -1101,7 +1108,7 @@ class ClusterStore:
         if old is None:
             raise not_found(rt, name)
         try:
-            doc = json.loads(raw)
+            doc = wirejson.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad_request(f"error decoding patch: {exc}") from None
         base = clone(self.serve_as(rt, old))
@@ -1287,9 +1294,9 @@ class ClusterStore:
         current = self.get_scale(rt, namespace, name)
         try:
             if patch_type == "json":
-                patched = patching.apply_json_patch(current, json.loads(raw))
+                patched = patching.apply_json_patch(current, wirejson.loads(raw))
             elif patch_type in ("merge", "strategic"):
-                patched = patching.apply_merge_patch(current, json.loads(raw))
+                patched = patching.apply_merge_patch(current, wirejson.loads(raw))
             elif patch_type == "apply":
                 doc = load_yaml(raw)
                 patched = patching.apply_merge_patch(current, {"spec": (doc or {}).get("spec", {})})

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,7 @@ from clusters.sim.patch import (
     apply_strategic_merge_patch,
     merge_patch_value,
 )
+from clusters.sim.store import load_yaml
 
 # --- RFC 6902 appendix A --------------------------------------------------------------
 
@@ -599,3 +601,10 @@ def test_strategic_merge_patch_nulls_for_missing_fields_are_ignored() -> None:
     assert "replicas" not in out["spec"]
     assert out["spec"]["x"] == {}
     assert json.dumps(out)  # still plain JSON
+
+
+@pytest.mark.parametrize("body", [b"data: {a: .nan}", b"spec: {replicas: .inf}"])
+def test_a_yaml_body_with_nan_or_infinity_is_refused_as_json_would_be(body: bytes) -> None:
+    # The server converts a YAML body to JSON first, and JSON has neither.
+    with pytest.raises(yaml.YAMLError, match="unsupported value"):
+        load_yaml(body)

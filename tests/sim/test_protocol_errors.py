@@ -61,6 +61,13 @@ BAD_CREATES = [
         "BadRequest",
         id="namespace-mismatch",
     ),
+    # Not JSON, though Python's json module reads it: a real server refuses it undecoded.
+    pytest.param(
+        b'{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "n"}, "data": {"a": NaN}}',
+        400,
+        "BadRequest",
+        id="nan",
+    ),
 ]
 
 
