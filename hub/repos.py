@@ -174,6 +174,8 @@ class LocalRepoReader:
 
 DEFAULT_TREE_CACHE_BYTES = 512 * 1024 * 1024
 DEFAULT_TREE_CACHE_AGE_S = 7 * 24 * 3600.0
+# How stale the mark of a tree's use may be: far below any age clean() removes at.
+TREE_TOUCH_INTERVAL_S = 60.0
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -216,6 +218,10 @@ class RepoCache:
         self._repos: dict[str, git.Repo] = {}
         # ``hub repo add`` credentials of the hub home ``root`` (HTTPS Git), unless given
         self._credentials = credentials
+        # sha -> (its tree's path, when this process last marked it used). Every render of
+        # every Application asks for its tree: one Path object per tree keeps the render
+        # caches' keys cheap to hash, and the mark (a utime) need not be made every time.
+        self._materialized: dict[str, tuple[Path, float]] = {}
 
     def _git_env(self, repo_url: str) -> dict[str, str]:
         """Environment for clone and fetch: no prompts; for an http(s) URL with stored
@@ -325,13 +331,19 @@ class RepoCache:
         """The tree of commit ``sha`` as files under ``ROOT/trees/<sha>`` (reused if there)."""
         if not _SHA_RE.match(sha):
             raise RepoError(f"{repo_url}: materialize needs a full commit SHA, got {sha!r}")
-        target = self.root / "trees" / sha
-        if target.is_dir():
-            os.utime(target)  # recently used: kept by clean()
+        known = self._materialized.get(sha)
+        target = known[0] if known is not None else self.root / "trees" / sha
+        if target.is_dir():  # still there: clean() (of any process on this home) may remove it
+            now = time.monotonic()
+            if known is None or now - known[1] >= TREE_TOUCH_INTERVAL_S:
+                os.utime(target)  # recently used: kept by clean()
+                self._materialized[sha] = (target, now)
             return target
         check_blocking("git export")
         with self._lock:
-            return self._export(repo_url, sha, target)
+            target = self._export(repo_url, sha, target)
+        self._materialized[sha] = (target, time.monotonic())  # just written: as good as marked
+        return target
 
     def _export(self, repo_url: str, sha: str, target: Path) -> Path:
         if target.is_dir():  # exported by another thread while we waited

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hub import repos
 from hub.repos import RepoCache, RepoError
 
 
@@ -94,3 +95,25 @@ def test_clean_removes_old_trees_and_keeps_recent_ones(origin: Path, tmp_path: P
         assert tree.is_dir()
         assert cache.clean(now=mtime + 1000) == 1
         assert not tree.exists()
+
+
+def test_a_tree_is_one_path_marked_used_once_a_minute_and_exported_again_after_clean(
+    origin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sha = git(origin, "rev-parse", "HEAD")
+    touched: list[Path] = []
+    real_utime = os.utime
+    monkeypatch.setattr(
+        os, "utime", lambda p, *a, **k: (touched.append(Path(p)), real_utime(p, *a, **k))
+    )
+    with RepoCache(tmp_path / "home", max_age_s=100) as cache:
+        tree = cache.materialize(str(origin), sha)
+        for _ in range(5):
+            assert cache.materialize(str(origin), sha) is tree  # one Path: cheap cache keys
+        assert touched == []  # just exported: not marked again on every render
+        monkeypatch.setattr(repos, "TREE_TOUCH_INTERVAL_S", 0.0)  # as if a minute passed
+        cache.materialize(str(origin), sha)
+        assert touched == [tree]  # marked again
+        assert cache.clean(now=tree.stat().st_mtime + 1000) == 1
+        again = cache.materialize(str(origin), sha)  # not the remembered, removed tree
+        assert again == tree and (again / "app" / "cm.yaml").is_file()
