@@ -28,6 +28,12 @@ import pytest
 import yaml
 
 from clusters.sim import SimServer
+from clusters.sim.store import CHECK_WRITES_ENV
+
+# Every simulator of the suite (in-process ones and ``hub sim serve`` subprocesses) makes
+# each status write it shares with the stored object the long way too, and fails if the
+# two disagree (clusters.sim.store._STATUS_ONLY_DEFAULTS).
+os.environ.setdefault(CHECK_WRITES_ENV, "1")
 
 E2E_KUBECONFIG = "HUB_E2E_KUBECONFIG"
 E2E_CONTEXTS = "HUB_E2E_CONTEXTS"

@@ -23,6 +23,7 @@ import binascii
 import functools
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -98,6 +99,26 @@ def load_yaml(raw: bytes | str) -> Any:
     except ValueError as exc:
         raise yaml.YAMLError(f"error converting YAML to JSON: {exc}") from None
     return doc
+
+
+# Kinds whose defaulting of the status reads nothing else of the object. A status write to
+# one keeps the rest of the stored object as it is: shared with the stored version, neither
+# copied nor defaulted again (it was defaulted when stored; defaulting only fills in what
+# is unset). A real server's status strategy keeps the old spec the same way. The Pod (its
+# qosClass) and the CRD (its storedVersions) read their spec, and go the long way.
+_STATUS_ONLY_DEFAULTS: frozenset[GroupKind] = frozenset(
+    {
+        ("apps", "Deployment"),
+        ("apps", "ReplicaSet"),
+        ("apps", "StatefulSet"),
+        ("apps", "DaemonSet"),
+        ("batch", "Job"),
+        ("batch", "CronJob"),
+    }
+)
+# With this set (the test suite sets it), every such status write is also made the long
+# way, and the two must agree (``ClusterStore._check_status_write``).
+CHECK_WRITES_ENV = "HUB_SIM_CHECK_WRITES"
 
 
 def now_iso() -> str:
@@ -348,6 +369,34 @@ _META_ORDER = (
 )  # fmt: skip
 
 
+def _status_written(old: Obj, status: Any, *, shared: bool) -> Obj:
+    """The stored object ``old`` with ``status`` and without managedFields: its other
+    fields are ``old``'s own (``shared``) or copies of them."""
+    result: Obj = {}
+    for k, v in old.items():
+        if k == "metadata":
+            if shared:
+                result[k] = {mk: mv for mk, mv in v.items() if mk != "managedFields"}
+            else:
+                result[k] = {mk: clone(mv) for mk, mv in v.items() if mk != "managedFields"}
+        elif k != "status":
+            result[k] = v if shared else clone(v)
+        elif status is not None:
+            result[k] = status
+    if status is not None:
+        result["status"] = status
+    return result
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with each scalar's type kept: True and 1 (equal in Python) differ."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
 def _ordered(obj: Obj) -> Obj:
     """apiVersion, kind, metadata (in the server's field order), then the rest."""
     meta = obj.get("metadata") or {}
@@ -439,6 +488,7 @@ class ClusterStore:
         self._on_change = on_change
         self._next_ip = 10
         self.closed = False
+        self.check_writes = os.environ.get(CHECK_WRITES_ENV, "") not in ("", "0")
 
     # -- basic access ------------------------------------------------------------------
 
@@ -813,6 +863,38 @@ class ClusterStore:
             # Defaulting code meets shapes a validating server would reject first.
             raise bad_request(f"unable to default {obj.get('kind')}: {exc}") from None
 
+    def _default_status(self, obj: Obj) -> None:
+        """Default only the status of ``obj`` (a kind of ``_STATUS_ONLY_DEFAULTS``)."""
+        scratch: Obj = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind")}
+        if "status" in obj:
+            scratch["status"] = obj["status"]
+        self._apply_defaults(scratch)
+        if "status" in scratch:
+            obj["status"] = scratch["status"]
+        else:
+            obj.pop("status", None)
+
+    def _check_status_write(self, old: Obj, status: Any, written: Obj) -> None:
+        """Make a shared status write (``_STATUS_ONLY_DEFAULTS``) again the long way, on
+        copies: copy the stored object, take the status, default all of it. Raises if
+        the two disagree, or if the stored object is not defaulted already (a status
+        write would then have changed the rest of it). Run with ``CHECK_WRITES_ENV``."""
+        long_way = _status_written(clone(old), clone(status), shared=False)
+        self._apply_defaults(long_way, server_assigned=False)
+        self._apply_defaults(long_way)  # the long way defaults again after the tracking
+        stored = clone(old)
+        self._apply_defaults(stored)
+        problems = []
+        if _typed(long_way) != _typed(written):
+            problems.append(f"the long way gives {long_way!r}, the shared one {written!r}")
+        if _typed(stored) != _typed(old):
+            problems.append(f"the stored object changes when defaulted again: {old!r}")
+        if problems:
+            raise AssertionError(
+                f"status write of {old.get('kind')} {_meta(old).get('name')}: "
+                + "; ".join(problems)
+            )
+
     def _track(
         self,
         old: Obj | None,
@@ -1011,23 +1093,18 @@ class ClusterStore:
         tracked: bool,
     ) -> Obj:
         old_meta = _meta(old)
+        shared = subresource == "status" and rt.group_kind in _STATUS_ONLY_DEFAULTS
         if subresource == "status":
-            status = new.get("status")
-            # A copy of the stored object but for its status and managedFields: both are
-            # replaced (from the body, and by the tracking), so copying them was waste.
-            result: Obj = {}
-            for k, v in old.items():
-                if k == "metadata":
-                    result[k] = {mk: clone(mv) for mk, mv in v.items() if mk != "managedFields"}
-                elif k != "status":
-                    result[k] = clone(v)
-                elif status is not None:
-                    result[k] = status
-            if status is not None:
-                result["status"] = status
+            # The stored object but for its status and managedFields: both are replaced
+            # (from the body, and by the tracking), so copying them was waste.
+            sent = new
+            new = _status_written(old, new.get("status"), shared=shared)
             if tracked:
-                result["metadata"]["managedFields"] = _meta(new).get("managedFields", [])
-            new = result
+                new["metadata"]["managedFields"] = _meta(sent).get("managedFields", [])
+            if shared:
+                self._default_status(new)
+                if self.check_writes:
+                    self._check_status_write(old, sent.get("status"), new)
         else:
             meta = new.setdefault("metadata", {})
             if rt.has_status() and rt.group_kind != NAMESPACE_GROUP_KIND:
@@ -1058,9 +1135,11 @@ class ClusterStore:
         # An update that omits a Service's allocated IPs and ports keeps them.
         defaults.carry_over_allocations(old, new)
         if not tracked:
-            self._apply_defaults(new, server_assigned=False)
+            if not shared:
+                self._apply_defaults(new, server_assigned=False)
             self._track(old, new, manager, subresource, now_iso(), rt.has_status())
-        self._apply_defaults(new)
+        if not shared:
+            self._apply_defaults(new)
         if rt.has_generation and _spec_part(new, rt.has_status()) != _spec_part(
             old, rt.has_status()
         ):
