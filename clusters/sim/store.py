@@ -1102,9 +1102,11 @@ class ClusterStore:
             if tracked:
                 new["metadata"]["managedFields"] = _meta(sent).get("managedFields", [])
             if shared:
+                # (defaulting fills the sent status in place: the check needs it as sent)
+                sent_status = clone(sent.get("status")) if self.check_writes else None
                 self._default_status(new)
                 if self.check_writes:
-                    self._check_status_write(old, sent.get("status"), new)
+                    self._check_status_write(old, sent_status, new)
         else:
             meta = new.setdefault("metadata", {})
             if rt.has_status() and rt.group_kind != NAMESPACE_GROUP_KIND:

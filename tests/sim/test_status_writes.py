@@ -1,0 +1,106 @@
+"""A status write keeps everything but the status, and shares it with the stored version
+where the kind's status defaults read nothing else (clusters.sim.store)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from clusters.sim import store as sim_store
+from clusters.sim.kinds import ResourceType
+from clusters.sim.store import ClusterStore
+
+NS = "default"
+
+
+def _store() -> ClusterStore:
+    s = ClusterStore("c")
+    s.check_writes = True  # whatever the environment says
+    namespaces = s.kinds.by_kind("v1", "Namespace")
+    assert namespaces is not None
+    s.create(namespaces, "", {"metadata": {"name": NS}}, manager="test")
+    return s
+
+
+def _deployment() -> dict[str, Any]:
+    labels = {"app": "web"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": NS, "labels": {"team": "a"}},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1"}]},
+            },
+        },
+    }
+
+
+def _pod(resources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": NS},
+        "spec": {"containers": [{"name": "c", "image": "nginx:1", "resources": resources}]},
+    }
+
+
+def _type(s: ClusterStore, api_version: str, kind: str) -> ResourceType:
+    rt = s.kinds.by_kind(api_version, kind)
+    assert rt is not None
+    return rt
+
+
+def _status_write(s: ClusterStore, kind: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    rt = _type(s, "apps/v1" if kind == "Deployment" else "v1", kind)
+    current = s.find(rt.group_kind, NS, name)
+    assert current is not None
+    body = {**copy.deepcopy(current), "status": status}
+    s.update(rt, NS, name, body, manager="kube-controller-manager", subresource="status")
+    stored = s.find(rt.group_kind, NS, name)
+    assert stored is not None
+    return stored
+
+
+def test_a_deployment_status_write_shares_the_rest_and_agrees_with_the_long_way() -> None:
+    s = _store()
+    rt = _type(s, "apps/v1", "Deployment")
+    s.create(rt, NS, _deployment(), manager="kubectl")
+    before = s.find(rt.group_kind, NS, "web")
+    assert before is not None
+    kept = copy.deepcopy(before)
+    after = _status_write(s, "Deployment", "web", {"observedGeneration": 1, "replicas": 1})
+    assert after["status"] == {"observedGeneration": 1, "replicas": 1}
+    assert after["spec"] is before["spec"]  # shared, not copied
+    assert after["metadata"]["labels"] is before["metadata"]["labels"]
+    assert before == kept  # and the stored version it shares with is left as it was
+    assert after["metadata"]["resourceVersion"] != before["metadata"]["resourceVersion"]
+    managers = {e["manager"]: e for e in after["metadata"]["managedFields"]}
+    assert managers["kube-controller-manager"]["subresource"] == "status"
+
+
+def test_a_pod_status_write_is_defaulted_whole_since_its_qos_class_reads_the_spec() -> None:
+    s = _store()
+    rt = _type(s, "v1", "Pod")
+    guaranteed = {"limits": {"cpu": "1", "memory": "1Gi"}}
+    s.create(rt, NS, _pod(guaranteed), manager="kubectl")
+    after = _status_write(s, "Pod", "p", {"phase": "Running"})
+    assert after["status"]["qosClass"] == "Guaranteed"
+
+
+def test_the_check_catches_a_kind_whose_status_defaults_read_the_spec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Shared, a Pod's status would be defaulted without its spec: BestEffort, wrongly.
+    monkeypatch.setattr(
+        sim_store, "_STATUS_ONLY_DEFAULTS", sim_store._STATUS_ONLY_DEFAULTS | {("", "Pod")}
+    )
+    s = _store()
+    rt = _type(s, "v1", "Pod")
+    s.create(rt, NS, _pod({"limits": {"cpu": "1", "memory": "1Gi"}}), manager="kubectl")
+    with pytest.raises(AssertionError, match="the long way gives"):
+        _status_write(s, "Pod", "p", {"phase": "Running"})
