@@ -30,10 +30,14 @@ import yaml
 from clusters.sim import SimServer
 from clusters.sim.store import CHECK_WRITES_ENV
 
-# Every simulator of the suite (in-process ones and ``hub sim serve`` subprocesses) makes
-# each status write it shares with the stored object the long way too, and fails if the
-# two disagree (clusters.sim.store._STATUS_ONLY_DEFAULTS).
-os.environ.setdefault(CHECK_WRITES_ENV, "1")
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Every simulator of the suite (in-process ones and ``hub sim serve`` subprocesses)
+    # makes each status write it shares with the stored object the long way too, and fails
+    # if the two disagree (clusters.sim.store._STATUS_ONLY_DEFAULTS). A hook, not import
+    # time: bench/fleet.py imports this package's helpers, and must measure the real cost.
+    os.environ.setdefault(CHECK_WRITES_ENV, "1")
+
 
 E2E_KUBECONFIG = "HUB_E2E_KUBECONFIG"
 E2E_CONTEXTS = "HUB_E2E_CONTEXTS"

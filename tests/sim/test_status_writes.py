@@ -4,6 +4,7 @@ where the kind's status defaults read nothing else (clusters.sim.store)."""
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import pytest
@@ -104,3 +105,10 @@ def test_the_check_catches_a_kind_whose_status_defaults_read_the_spec(
     s.create(rt, NS, _pod({"limits": {"cpu": "1", "memory": "1Gi"}}), manager="kubectl")
     with pytest.raises(AssertionError, match="the long way gives"):
         _status_write(s, "Pod", "p", {"phase": "Running"})
+
+
+def test_the_suite_s_simulators_check_their_shared_status_writes() -> None:
+    # tests/conftest.py turns it on for every simulator the suite starts (not on import:
+    # the benchmarks import its helpers and must not pay for the check).
+    assert os.environ.get(sim_store.CHECK_WRITES_ENV) == "1"
+    assert ClusterStore("c").check_writes
