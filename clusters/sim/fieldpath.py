@@ -256,11 +256,15 @@ def to_fields_v1(tree: Tree) -> dict[str, Any]:
 
 
 def _encode(node: Tree, *, top: bool = False) -> dict[str, Any]:
+    if not top and len(node) == 1 and SELF in node:
+        return {}  # a member without children, as most nodes of a set are
     children = [e for e in node if e != SELF]
     out: dict[str, Any] = {}
     if SELF in node and children and not top:
         out[SELF] = {}
-    for element in sorted(children, key=element_sort_key):
+    if len(children) > 1:
+        children.sort(key=element_sort_key)
+    for element in children:
         out[element] = _encode(node[element])
     return out
 
