@@ -68,3 +68,13 @@ def refuse_non_finite(value: Any, where: str = "") -> None:
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+
+
+def typed(value: Any) -> Any:
+    """``value`` with each scalar's type beside it, for comparing JSON values where Python's
+    ``==`` is too kind: ``True == 1`` and ``1 == 1.0``, which JSON tells apart."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return (type(value).__name__, value)

@@ -388,15 +388,6 @@ def _status_written(old: Obj, status: Any, *, shared: bool) -> Obj:
     return result
 
 
-def _typed(value: Any) -> Any:
-    """``value`` with each scalar's type kept: True and 1 (equal in Python) differ."""
-    if isinstance(value, dict):
-        return {k: _typed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_typed(v) for v in value]
-    return (type(value).__name__, value)
-
-
 def _ordered(obj: Obj) -> Obj:
     """apiVersion, kind, metadata (in the server's field order), then the rest."""
     meta = obj.get("metadata") or {}
@@ -885,9 +876,9 @@ class ClusterStore:
         stored = clone(old)
         self._apply_defaults(stored)
         problems = []
-        if _typed(long_way) != _typed(written):
+        if wirejson.typed(long_way) != wirejson.typed(written):
             problems.append(f"the long way gives {long_way!r}, the shared one {written!r}")
-        if _typed(stored) != _typed(old):
+        if wirejson.typed(stored) != wirejson.typed(old):
             problems.append(f"the stored object changes when defaulted again: {old!r}")
         if problems:
             raise AssertionError(

@@ -29,27 +29,18 @@ JSON_VALUES = st.recursive(
 _STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _typed(value: object) -> object:
-    """``value`` with every scalar's type kept, so True and 1 (equal in Python) differ."""
-    if isinstance(value, dict):
-        return {k: _typed(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_typed(v) for v in value]
-    return (type(value).__name__, value)
-
-
 @given(JSON_VALUES)
 def test_dumps_says_what_the_json_module_says(value: object) -> None:
     out = wirejson.dumps(value)
     assert isinstance(out, bytes)
-    assert _typed(json.loads(out)) == _typed(json.loads(_STDLIB(value)))
+    assert wirejson.typed(json.loads(out)) == wirejson.typed(json.loads(_STDLIB(value)))
 
 
 @given(JSON_VALUES)
 def test_loads_reads_what_the_json_module_reads(value: object) -> None:
     for text in (_STDLIB(value), json.dumps(value), json.dumps(value, indent=2)):
-        assert _typed(wirejson.loads(text.encode())) == _typed(json.loads(text))
-        assert _typed(wirejson.loads(text)) == _typed(json.loads(text))
+        assert wirejson.typed(wirejson.loads(text.encode())) == wirejson.typed(json.loads(text))
+        assert wirejson.typed(wirejson.loads(text)) == wirejson.typed(json.loads(text))
 
 
 class _Constant(Exception):
@@ -73,7 +64,7 @@ def test_loads_accepts_and_refuses_what_the_json_module_does(raw: bytes) -> None
         return
     if any(isinstance(v, int) and not -(2**63) <= v < 2**63 for v in _scalars(expected)):
         return  # beyond 64 bits: a float, below
-    assert _typed(wirejson.loads(raw)) == _typed(expected)
+    assert wirejson.typed(wirejson.loads(raw)) == wirejson.typed(expected)
 
 
 def _scalars(value: object) -> list[object]:
@@ -113,3 +104,9 @@ def test_refuse_non_finite_finds_a_nan_anywhere() -> None:
     for bad in (math.nan, math.inf, -math.inf):
         with pytest.raises(ValueError, match="unsupported value"):
             wirejson.refuse_non_finite({"spec": {"x": [1, {"y": bad}]}}, "the body")
+
+
+def test_typed_tells_apart_what_python_s_equality_does_not() -> None:
+    assert {"a": True} == {"a": 1} and wirejson.typed({"a": True}) != wirejson.typed({"a": 1})
+    assert wirejson.typed([1.0]) != wirejson.typed([1])
+    assert wirejson.typed({"a": [1, "x"]}) == wirejson.typed({"a": [1, "x"]})
