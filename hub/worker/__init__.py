@@ -69,7 +69,7 @@ from hub.worker.deleter import (
     release_hook_finalizers,
     synced_kinds,
 )
-from hub.worker.operations import PROGRESS_SETTLE_S, write_settled_progress
+from hub.worker.operations import PROGRESS_SETTLE_S, SettledProgress
 from hub.worker.services import (
     COMPARISON_ERROR,
     DELETION_ERROR,
@@ -101,6 +101,7 @@ __all__ = [
     "LastOperation",
     "ManualSync",
     "Revisions",
+    "SettledProgress",
     "WorkerServices",
     "async_delete_app_resources",
     "async_list_tracked",
@@ -120,5 +121,4 @@ __all__ = [
     "synced_kinds",
     "window_target",
     "window_verdict_of",
-    "write_settled_progress",
 ]
