@@ -55,7 +55,7 @@ def dumps(obj: Any) -> bytes:
         return _ENCODE(obj).encode()
 
 
-def refuse_non_finite(value: Any, where: str = "") -> None:
+def refuse_non_finite(value: Any) -> None:
     """Raise ``ValueError`` if ``value`` holds a NaN or an infinity anywhere: what a YAML
     body can say (``.nan``, ``.inf``) and JSON cannot."""
     stack = [value]
@@ -63,7 +63,7 @@ def refuse_non_finite(value: Any, where: str = "") -> None:
         item = stack.pop()
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise ValueError(f"unsupported value: {item!r}{' in ' + where if where else ''}")
+                raise ValueError(f"unsupported value: {item!r}")
         elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):

@@ -387,6 +387,7 @@ class RepoCache:
         for mtime, size, path in entries:
             if current - mtime > self.max_age_s or total > self.max_bytes:
                 shutil.rmtree(path, ignore_errors=True)
+                self._materialized.pop(path.name, None)
                 total -= size
                 removed += 1
         return removed

@@ -50,6 +50,7 @@ from clusters.sim.store import (
     Obj,
     Watcher,
     bad_request,
+    clone_obj,
     load_yaml,
 )
 from clusters.sim.tls import CertificateAuthority, server_ssl_context
@@ -1146,7 +1147,7 @@ class SimApp:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a Namespace")
         finalizers = ((body.get("spec") or {}).get("finalizers")) or []
-        new = wirejson.loads(wirejson.dumps(old))
+        new = clone_obj(old)
         new.setdefault("spec", {})["finalizers"] = finalizers
         stored = store._store(rt, new, old)
         if stored["metadata"].get("deletionTimestamp") and not finalizers:

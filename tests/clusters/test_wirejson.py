@@ -103,7 +103,7 @@ def test_refuse_non_finite_finds_a_nan_anywhere() -> None:
     wirejson.refuse_non_finite({"a": [1, 2.5, {"b": "nan"}]})
     for bad in (math.nan, math.inf, -math.inf):
         with pytest.raises(ValueError, match="unsupported value"):
-            wirejson.refuse_non_finite({"spec": {"x": [1, {"y": bad}]}}, "the body")
+            wirejson.refuse_non_finite({"spec": {"x": [1, {"y": bad}]}})
 
 
 def test_typed_tells_apart_what_python_s_equality_does_not() -> None:
