@@ -21,6 +21,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -486,13 +487,35 @@ def connect(path: Path) -> sqlite3.Connection:
         check_same_thread=False,  # one connection per thread, see Store._conn
     )
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    try:
+        mode = _switch_to_wal(db)
+    except BaseException:
+        db.close()
+        raise
     if str(mode).lower() != "wal":
         db.close()
         raise HubError(f"state database {path}: cannot switch to WAL mode (got {mode})")
     db.execute("PRAGMA synchronous = NORMAL")  # durable enough in WAL mode
     db.execute("PRAGMA foreign_keys = ON")
     return db
+
+
+def _switch_to_wal(db: sqlite3.Connection) -> str:
+    """``PRAGMA journal_mode = WAL``, retried while another connection holds the file.
+    Turning a new file to WAL needs it alone, and SQLite then answers "database is locked"
+    at once instead of calling the busy handler: two processes (or threads) opening a fresh
+    home together failed about one time in a hundred. Once the file is WAL (it stays so),
+    the pragma takes no such lock."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while True:
+        try:
+            return str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _wrap(db: Connection | sqlite3.Connection) -> Connection:
