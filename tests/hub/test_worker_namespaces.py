@@ -1,0 +1,109 @@
+"""A worker reads Namespaces from its watch cache: an Application's first sync asks the
+cluster for no namespace of its own, whether the namespace exists or the sync creates it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from clusters.kube import AsyncKube
+from clusters.sim import SimServer
+from hub.controller import Hub, HubOptions
+from hub.sync.model import Application, Destination
+from hub.worker.refresher import NAMESPACE_KIND, kinds_read
+from hub.worker.services import Desired
+from tests.clusters.cli_support import Hub as Cli
+from tests.hub.test_controller_runtime import wait_until
+from tests.sync.e2e_helpers import GitRepo
+
+APP = """
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: {name}
+spec:
+  project: default
+  source: {{repoURL: {repo}, targetRevision: main, path: app}}
+  destination: {{name: a, namespace: {namespace}}}
+  syncPolicy:
+    automated: {{prune: true}}
+    syncOptions: [CreateNamespace=true]
+"""
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {v: '1'}\n"
+
+
+def desired(namespace: str, *manifests: dict[str, Any]) -> Desired:
+    app = Application(name="x", destination=Destination(name="a", namespace=namespace))
+    return Desired(generation=1, sha="s", app=app, manifests=manifests)
+
+
+def test_the_kinds_read_are_the_manifests_kinds_and_namespaces_when_one_is_named() -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n"}}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "r"},
+    }
+    assert kinds_read(desired("n", cm)) == [("", "ConfigMap"), NAMESPACE_KIND]
+    assert kinds_read(desired("", cm)) == [("", "ConfigMap"), NAMESPACE_KIND]
+    assert kinds_read(desired("n", role)) == [
+        NAMESPACE_KIND,
+        ("rbac.authorization.k8s.io", "ClusterRole"),
+    ]
+    # cluster-scoped objects only and no destination namespace: nothing asks for one
+    assert kinds_read(desired("", role)) == [("rbac.authorization.k8s.io", "ClusterRole")]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[tuple[Path, SimServer]]:
+    repo = GitRepo(tmp_path / "repo")
+    with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        files = {"app/cm.yaml": CM}
+        # three created by their first sync, one that exists already
+        for i, namespace in enumerate(["new-1", "new-2", "new-3", "default"]):
+            files[f"apps/{i}.yaml"] = APP.format(
+                name=f"app{i}", repo=repo.path, namespace=namespace
+            )
+        repo.write(files)
+        cli = Cli(tmp_path / "home")
+        cli.ok("init")
+        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
+        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
+        yield cli.home, sim
+
+
+@pytest.mark.sim_only("counts the hub's requests to a simulated cluster")
+@pytest.mark.timeout(120)
+def test_first_syncs_read_namespaces_from_the_cache_not_a_get_each(
+    home: tuple[Path, SimServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, _sim = home
+    hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+    namespace_gets: list[str] = []
+    original = AsyncKube._request
+
+    async def counted(client: AsyncKube, method: str, url: str, **kw: Any) -> Any:
+        parts = url.strip("/").split("/")
+        if method == "GET" and parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 4:
+            namespace_gets.append(parts[3])
+        return await original(client, method, url, **kw)
+
+    monkeypatch.setattr(AsyncKube, "_request", counted)
+
+    def synced() -> bool:
+        records = [hub.apps.get(f"app{i}") for i in range(4)]
+        return all(r is not None and r.sync_status == "Synced" for r in records)
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            await wait_until(synced, "every app synced")
+            await hub.shutdown()
+
+    anyio.run(body)
+    assert namespace_gets == []
