@@ -20,7 +20,6 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,41 +28,21 @@ import yaml
 
 from clusters.sim import SimServer
 from clusters.sim.store import CHECK_WRITES_ENV
+from tests.kube_env import KubeEnv, run_kubectl
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Every simulator of the suite (in-process ones and ``hub sim serve`` subprocesses)
     # makes each status write it shares with the stored object the long way too, and fails
     # if the two disagree (clusters.sim.store._STATUS_ONLY_DEFAULTS). A hook, not import
-    # time: bench/fleet.py imports this package's helpers, and must measure the real cost.
+    # time, in case a benchmark ever imports this file: they must measure the real cost
+    # (tests/test_bench_imports.py keeps them off it).
     os.environ.setdefault(CHECK_WRITES_ENV, "1")
 
 
 E2E_KUBECONFIG = "HUB_E2E_KUBECONFIG"
 E2E_CONTEXTS = "HUB_E2E_CONTEXTS"
 REAL_CLUSTER_SKIP = "needs the simulator (fault injection or simulated controllers); HUB_E2E_KUBECONFIG points at a real cluster"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KubeEnv:
-    """Where the end-to-end tests' clusters are."""
-
-    kubeconfig: Path
-    contexts: list[str]
-    sim: SimServer | None
-
-    @property
-    def context(self) -> str:
-        """The first context: the one shared tests use."""
-        return self.contexts[0]
-
-    def api_client(self, context: str | None = None) -> Any:
-        """An official ``kubernetes`` ApiClient for a context (the first by default)."""
-        from kubernetes import config
-
-        return config.new_client_from_config(
-            config_file=str(self.kubeconfig), context=context or self.context
-        )
 
 
 def _real_env() -> KubeEnv | None:
@@ -149,24 +128,6 @@ def namespace(kube: KubeEnv) -> Iterator[str]:
                 raise
         finally:
             api.api_client.close()
-
-
-def run_kubectl(
-    kubeconfig: Path,
-    *args: str,
-    context: str | None = None,
-    input: str | None = None,
-    timeout: float = 60,
-    cache_dir: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    cmd = ["kubectl", "--kubeconfig", str(kubeconfig)]
-    if context:
-        cmd += ["--context", context]
-    if cache_dir is not None:
-        cmd += ["--cache-dir", str(cache_dir)]
-    return subprocess.run(
-        [*cmd, *args], input=input, capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 @pytest.fixture(scope="session")

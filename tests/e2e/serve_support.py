@@ -18,7 +18,7 @@ from hub.apps import AppRecord, AppStore
 from hub.home import open_store
 from hub.ports import free_port as free_port  # re-exported: the e2e tests import it here
 from tests.clusters.cli_support import CLEAN_ENV, Hub
-from tests.conftest import run_kubectl
+from tests.kube_env import run_kubectl
 from tests.sync.e2e_helpers import GitRepo
 
 NS = "guestbook"

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from tests.clusters.cli_support import Hub, Run
-from tests.conftest import KubeEnv
+from tests.kube_env import KubeEnv
 
 CLUSTER = "target"
 
