@@ -248,6 +248,7 @@ class KubeClient:
         content_type: str = "application/json",
         timeout_s: float | None = None,
         stream: bool = False,
+        accept: str = "application/json",
     ) -> Any:
         def send() -> Any:
             return self._send(
@@ -258,6 +259,7 @@ class KubeClient:
                 content_type=content_type,
                 timeout_s=timeout_s,
                 stream=stream,
+                accept=accept,
             )
 
         if self._retrier is None:
@@ -274,9 +276,10 @@ class KubeClient:
         content_type: str = "application/json",
         timeout_s: float | None = None,
         stream: bool = False,
+        accept: str = "application/json",
     ) -> Any:
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         what = f"{method} {path}"
@@ -315,26 +318,19 @@ class KubeClient:
     # -- discovery
 
     def _discover(self) -> dict[tuple[str, str], ApiResource]:
-        found: dict[tuple[str, str], ApiResource] = {}
-        versions: list[tuple[str, str]] = []
-        core = self._request("GET", "/api")
-        for v in core.get("versions") or []:
-            versions.append(("", str(v)))
-        groups = self._request("GET", "/apis")
-        for g in groups.get("groups") or []:
-            preferred = (g.get("preferredVersion") or {}).get("version")
-            if not preferred and g.get("versions"):
-                preferred = g["versions"][0].get("version")
-            if preferred:
-                versions.append((str(g["name"]), str(preferred)))
+        core = self._request("GET", "/api", accept=DISCOVERY_ACCEPT)
+        groups = self._request("GET", "/apis", accept=DISCOVERY_ACCEPT)
+        versions, known = discovery_versions(core, groups)
         for group, version in versions:
+            if (group, version) in known:
+                continue
             path = f"/apis/{group}/{version}" if group else f"/api/{version}"
             try:
                 doc = self._request("GET", path)
             except NotFound:
                 continue  # a group going away between the two calls
-            for res in _resources_of(group, version, doc):
-                found.setdefault((group, res.kind), res)
+            known[(group, version)] = _resources_of(group, version, doc)
+        found = _first_of_each_kind(versions, known)
         with self._cache.lock:
             self._cache.resources = found
         return found
@@ -850,13 +846,14 @@ class AsyncKube:
         content_type: str = "application/json",
         timeout_s: float | None,
         read_s: float | None,
+        accept: str = "application/json",
     ) -> AsyncIterator[_Answer]:
         """One request; yields a 2xx answer, raises the ``KubeError`` kind of anything
         else (transport failures as ``Transient``). ``timeout_s`` None: the caller's own
         deadline covers the request, and no timers of our own are armed (two per
         request, thousands per rollout). ``read_s``: the longest silence while reading."""
         what = f"{method} {path}"
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         data: bytes | None = None
         if body is not None:
             headers["Content-Type"] = content_type
@@ -1017,6 +1014,7 @@ class AsyncKube:
         content_type: str = "application/json",
         timeout_s: float | None = None,
         decode: bool = True,
+        accept: str = "application/json",
     ) -> Any:
         """One request answered with JSON (``{}`` for an empty body), through the retrier;
         ``timeout_s``: its deadline when not the client's; ``decode=False``: a success's
@@ -1031,6 +1029,7 @@ class AsyncKube:
                 content_type=content_type,
                 timeout_s=timeout_s or self.timeout_s,
                 decode=decode,
+                accept=accept,
             )
 
         if self._retrier is None:
@@ -1047,6 +1046,7 @@ class AsyncKube:
         content_type: str,
         timeout_s: float,
         decode: bool = True,
+        accept: str = "application/json",
     ) -> Any:
         what = f"{method} {path}"
         guard = self._pool.write_guard
@@ -1064,6 +1064,7 @@ class AsyncKube:
                         content_type=content_type,
                         timeout_s=None,  # fail_after above
                         read_s=None,
+                        accept=accept,
                     ) as resp,
                 ):
                     try:
@@ -1083,39 +1084,27 @@ class AsyncKube:
     # -- discovery
 
     async def _discover(self) -> dict[tuple[str, str], ApiResource]:
-        found: dict[tuple[str, str], ApiResource] = {}
-        versions: list[tuple[str, str]] = []
-        core = await self._request("GET", "/api")
-        for v in core.get("versions") or []:
-            versions.append(("", str(v)))
-        groups = await self._request("GET", "/apis")
-        for g in groups.get("groups") or []:
-            preferred = (g.get("preferredVersion") or {}).get("version")
-            if not preferred and g.get("versions"):
-                preferred = g["versions"][0].get("version")
-            if preferred:
-                versions.append((str(g["name"]), str(preferred)))
-        docs: dict[tuple[str, str], Any] = {}
+        core = await self._request("GET", "/api", accept=DISCOVERY_ACCEPT)
+        groups = await self._request("GET", "/apis", accept=DISCOVERY_ACCEPT)
+        versions, known = discovery_versions(core, groups)
+        missing = [gv for gv in versions if gv not in known]  # a legacy server's
 
         async def one(group: str, version: str) -> None:
             path = f"/apis/{group}/{version}" if group else f"/api/{version}"
             with contextlib.suppress(NotFound):  # a group going away between the two calls
-                docs[(group, version)] = await self._request("GET", path)
+                doc = await self._request("GET", path)
+                known[(group, version)] = _resources_of(group, version, doc)
 
-        async def some(share: list[tuple[str, str]]) -> None:
+        async def some(share: list[GroupVersion]) -> None:
             for group, version in share:
                 await one(group, version)
 
-        async with anyio.create_task_group() as tg:
-            for i in range(DISCOVERY_PARALLEL):
-                tg.start_soon(some, versions[i::DISCOVERY_PARALLEL])
-        for group, version in versions:  # discovery order: the first (group, kind) wins
-            doc = docs.get((group, version))
-            if doc is None:
-                continue
-            for res in _resources_of(group, version, doc):
-                found.setdefault((res.group, res.kind), _shared(res))
-        return found
+        if missing:
+            async with anyio.create_task_group() as tg:
+                for i in range(DISCOVERY_PARALLEL):
+                    tg.start_soon(some, missing[i::DISCOVERY_PARALLEL])
+        found = _first_of_each_kind(versions, known)
+        return {gk: _shared(res) for gk, res in found.items()}
 
     async def resources(self, *, refresh: bool = False) -> dict[tuple[str, str], ApiResource]:
         """Every (group, kind) the cluster serves, at its preferred version. Cached per
@@ -1348,13 +1337,131 @@ class AsyncKube:
         return True
 
 
+# Aggregated discovery (Kubernetes 1.26 beta, 1.30 GA): ``/api`` and ``/apis`` answer every
+# group version's resources in one document when asked for it, where the legacy protocol
+# needs a request per group version (a dozen on ``hub sim``, fifty or more on a real
+# cluster with its add-ons). A server that does not know the type answers plain JSON.
+DISCOVERY_ACCEPT = ",".join(
+    [
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
+        "application/json",
+    ]
+)
+_AGGREGATED_API_VERSIONS = ("apidiscovery.k8s.io/v2", "apidiscovery.k8s.io/v2beta1")
+
+GroupVersion = tuple[str, str]
+
+
+def discovery_versions(
+    core: Any, groups: Any
+) -> tuple[list[GroupVersion], dict[GroupVersion, list[ApiResource]]]:
+    """What the answers of ``/api`` and ``/apis`` say: the group versions to read, in
+    discovery order (the core versions, then each group's preferred one), and the resources
+    of those the answers already carry (all of them when both are aggregated)."""
+    versions: list[GroupVersion] = []
+    known: dict[GroupVersion, list[ApiResource]] = {}
+    for doc, legacy in ((core, _core_versions), (groups, _preferred_group_versions)):
+        if not isinstance(doc, Mapping):
+            continue
+        if doc.get("kind") == "APIGroupDiscoveryList" and doc.get("apiVersion") in (
+            _AGGREGATED_API_VERSIONS
+        ):
+            for gv, resources in _aggregated_resources(doc):
+                versions.append(gv)
+                known[gv] = resources
+        else:
+            versions.extend(legacy(doc))
+    return versions, known
+
+
+def _core_versions(doc: Mapping[str, Any]) -> list[GroupVersion]:
+    return [("", v) for v in _items(doc.get("versions")) if isinstance(v, str) and v]
+
+
+def _preferred_group_versions(doc: Mapping[str, Any]) -> list[GroupVersion]:
+    out = []
+    for g in _items(doc.get("groups")):
+        if not isinstance(g, Mapping) or not isinstance(g.get("name"), str) or not g["name"]:
+            continue
+        preferred = _fields(g.get("preferredVersion")).get("version")
+        if not preferred:
+            first = _items(g.get("versions"))[:1]
+            preferred = _fields(first[0] if first else None).get("version")
+        if isinstance(preferred, str) and preferred:
+            out.append((g["name"], preferred))
+    return out
+
+
+def _aggregated_resources(
+    doc: Mapping[str, Any],
+) -> list[tuple[GroupVersion, list[ApiResource]]]:
+    """Each group's preferred version in an ``APIGroupDiscoveryList`` with its kinds: the
+    first version listed (they come in order of preference) that is not marked Stale (an
+    aggregated API server that has not answered lately), as a legacy client would read the
+    preferred version's own document. Subresources are left out."""
+    out = []
+    for item in _items(doc.get("items")):
+        group = _fields(_fields(item).get("metadata")).get("name") or ""
+        if not isinstance(group, str):
+            continue
+        for v in _items(_fields(item).get("versions")):
+            v = _fields(v)
+            version = v.get("version")
+            if v.get("freshness") == "Stale" or not isinstance(version, str) or not version:
+                continue
+            resources = []
+            for r in map(_fields, _items(v.get("resources"))):
+                plural, kind = r.get("resource"), _fields(r.get("responseKind")).get("kind")
+                if not isinstance(plural, str) or not plural or not isinstance(kind, str):
+                    continue
+                resources.append(
+                    ApiResource(
+                        group=group,
+                        version=version,
+                        kind=kind,
+                        plural=plural,
+                        namespaced=r.get("scope") == "Namespaced",
+                        verbs=_verbs(r.get("verbs")),
+                    )
+                )
+            out.append(((group, version), resources))
+            break
+    return out
+
+
+def _items(value: Any) -> list[Any]:
+    """A discovery field that should be a list; anything else reads as empty."""
+    return value if isinstance(value, list) else []
+
+
+def _fields(value: Any) -> Mapping[str, Any]:
+    """A discovery field that should be an object; anything else reads as empty."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _verbs(value: Any) -> frozenset[str]:
+    return frozenset(v for v in _items(value) if isinstance(v, str))
+
+
+def _first_of_each_kind(
+    versions: list[GroupVersion], known: Mapping[GroupVersion, list[ApiResource]]
+) -> dict[tuple[str, str], ApiResource]:
+    """(group, kind) -> its resource, the first in discovery order winning."""
+    found: dict[tuple[str, str], ApiResource] = {}
+    for gv in versions:
+        for res in known.get(gv, ()):
+            found.setdefault((res.group, res.kind), res)
+    return found
+
+
 def _resources_of(group: str, version: str, doc: Mapping[str, Any]) -> list[ApiResource]:
     """The kinds one discovery document (``/api/v1``, ``/apis/GROUP/VERSION``) serves,
     without subresources."""
     out = []
-    for r in doc.get("resources") or []:
-        name = str(r.get("name") or "")
-        if not name or "/" in name:
+    for r in map(_fields, _items(_fields(doc).get("resources"))):
+        name = r.get("name")
+        if not isinstance(name, str) or not name or "/" in name:
             continue  # subresources
         out.append(
             ApiResource(
@@ -1363,7 +1470,7 @@ def _resources_of(group: str, version: str, doc: Mapping[str, Any]) -> list[ApiR
                 kind=str(r.get("kind") or ""),
                 plural=name,
                 namespaced=bool(r.get("namespaced")),
-                verbs=frozenset(r.get("verbs") or ()),
+                verbs=_verbs(r.get("verbs")),
             )
         )
     return out

@@ -351,12 +351,99 @@ def _api_resource(rt: ResourceType) -> list[Obj]:
 
 @dataclass
 class _Discovery:
-    """Discovery documents of one registry revision (shared when a cluster has no CRDs)."""
+    """Discovery documents of one registry revision (shared when a cluster has no CRDs):
+    the legacy ones (a document per group and per group version) and the aggregated ones
+    (``/api`` and ``/apis`` each answer every version's resources in one document)."""
 
     revision: int
     api_group_list: Obj
     groups: dict[str, Obj]
     resource_lists: dict[tuple[str, str], Obj]
+    aggregated_core: list[Obj]  # the items of /api's APIGroupDiscoveryList
+    aggregated_groups: list[Obj]  # the items of /apis's
+
+
+# Aggregated discovery (GA in Kubernetes 1.30; v2beta1 since 1.26): what a client asks for
+# in its Accept header, and the media type of the answer.
+AGGREGATED_GROUP = "apidiscovery.k8s.io"
+AGGREGATED_VERSIONS = ("v2", "v2beta1")
+
+
+def _aggregated_version(request: SimRequest) -> str | None:
+    """The aggregated-discovery version the request's Accept prefers over plain JSON (the
+    first acceptable media range wins, as an API server negotiates), or None."""
+    for part in request.headers.get("Accept", "").split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if media.lower() not in ("application/json", "application/*", "*/*"):
+            continue
+        named = dict(p.split("=", 1) for p in params if "=" in p)
+        if not named.get("g") and not named.get("as"):
+            return None  # plain JSON comes first
+        if (
+            named.get("g") == AGGREGATED_GROUP
+            and named.get("v") in AGGREGATED_VERSIONS
+            and named.get("as") == "APIGroupDiscoveryList"
+        ):
+            return named["v"]
+    return None
+
+
+def _aggregated_answer(items: list[Obj], version: str) -> web.Response:
+    doc = {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": f"{AGGREGATED_GROUP}/{version}",
+        "metadata": {},
+        "items": items,
+    }
+    media = f"application/json;g={AGGREGATED_GROUP};v={version};as=APIGroupDiscoveryList"
+    return web.Response(body=wirejson.dumps(doc), headers={"Content-Type": media})
+
+
+def _aggregated_resource(entries: list[Obj], group: str, version: str) -> Obj:
+    """One kind's legacy discovery entries (``_api_resource``) in the aggregated form."""
+    main, subresources = entries[0], entries[1:]
+    out: Obj = {
+        "resource": main["name"],
+        "responseKind": {"group": group, "version": version, "kind": main["kind"]},
+        "scope": "Namespaced" if main["namespaced"] else "Cluster",
+        "singularResource": main["singularName"],
+        "verbs": main["verbs"],
+    }
+    for key in ("shortNames", "categories"):
+        if key in main:
+            out[key] = main[key]
+    if subresources:
+        out["subresources"] = [
+            {
+                "subresource": sub["name"].split("/", 1)[1],
+                "responseKind": {
+                    "group": sub.get("group", group),
+                    "version": sub.get("version", version),
+                    "kind": sub["kind"],
+                },
+                "verbs": sub["verbs"],
+            }
+            for sub in subresources
+        ]
+    return out
+
+
+def _aggregated_group(
+    name: str, versions: list[str], by_gv: dict[tuple[str, str], list[ResourceType]]
+) -> Obj:
+    return {
+        "metadata": {"name": name} if name else {},
+        "versions": [
+            {
+                "version": v,
+                "resources": [
+                    _aggregated_resource(_api_resource(rt), name, v) for rt in by_gv[(name, v)]
+                ],
+                "freshness": "Current",
+            }
+            for v in versions
+        ],
+    }
 
 
 def _build_discovery(revision: int, types: Iterable[ResourceType]) -> _Discovery:
@@ -397,7 +484,14 @@ def _build_discovery(revision: int, types: Iterable[ResourceType]) -> _Discovery
             {k: v for k, v in g.items() if k not in ("kind", "apiVersion")} for g in groups.values()
         ],
     }
-    return _Discovery(revision, api_group_list, groups, resource_lists)
+    core_versions = sorted({v for g, v in by_gv if not g}, key=_version_priority)
+    aggregated_core = [_aggregated_group("", core_versions, by_gv)] if core_versions else []
+    aggregated_groups = [
+        _aggregated_group(group, versions, by_gv) for group, versions in group_versions.items()
+    ]
+    return _Discovery(
+        revision, api_group_list, groups, resource_lists, aggregated_core, aggregated_groups
+    )
 
 
 _BUILTIN_DISCOVERY = _build_discovery(0, BUILTIN)
@@ -860,6 +954,9 @@ class SimApp:
             return self._openapi(cluster, segs[1:])
         if head == "api":
             if len(segs) == 1:
+                aggregated = _aggregated_version(request)
+                if aggregated is not None:
+                    return _aggregated_answer(cluster.discovery_docs().aggregated_core, aggregated)
                 return _json(
                     {
                         "kind": "APIVersions",
@@ -879,6 +976,9 @@ class SimApp:
         if head == "apis":
             docs = cluster.discovery_docs()
             if len(segs) == 1:
+                aggregated = _aggregated_version(request)
+                if aggregated is not None:
+                    return _aggregated_answer(docs.aggregated_groups, aggregated)
                 return _json(docs.api_group_list)
             group = segs[1]
             if len(segs) == 2:

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from clusters import kube as kube_module
 from clusters.cache import LiveCache
 from clusters.connect import Connection, build_connection
 from clusters.kube import (
@@ -410,3 +411,44 @@ def test_answered_at_moves_with_every_2xx_answer_and_only_then(
 
     before, pinged, listed, refused = anyio.run(main)
     assert before == 0.0 < pinged < listed == refused
+
+
+def test_discovery_is_two_requests_and_finds_what_the_legacy_protocol_finds(
+    sim: SimServer, kube: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Aggregated discovery: ``/api`` and ``/apis`` carry every kind; a server that answers
+    plain JSON (here: a client that does not ask) takes a request per group version, and
+    both clients end with the same kinds at the same versions."""
+    asked: list[str] = []
+    original = AsyncKube._request
+
+    async def counted(client: AsyncKube, method: str, path: str, **kw: Any) -> Any:
+        asked.append(path)
+        return await original(client, method, path, **kw)
+
+    monkeypatch.setattr(AsyncKube, "_request", counted)
+
+    async def discover() -> dict[tuple[str, str], ApiResource]:
+        client = AsyncKube(kube.connection)
+        try:
+            return await client.resources(refresh=True)
+        finally:
+            await client.aclose()
+
+    aggregated = anyio.run(discover)
+    assert asked == ["/api", "/apis"]
+    assert kube.resources(refresh=True) == aggregated  # the blocking client, same answer
+
+    asked.clear()
+    monkeypatch.setattr(kube_module, "DISCOVERY_ACCEPT", "application/json")
+    legacy = anyio.run(discover)
+    assert asked[:2] == ["/api", "/apis"] and len(asked) > 2
+    assert legacy == aggregated
+    assert kube.resources(refresh=True) == legacy
+    deployment = aggregated[("apps", "Deployment")]
+    assert (deployment.version, deployment.plural, deployment.namespaced) == (
+        "v1",
+        "deployments",
+        True,
+    )
+    assert {"list", "watch", "patch"} <= deployment.verbs

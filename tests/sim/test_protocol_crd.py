@@ -129,3 +129,46 @@ def test_an_invalid_crd_is_rejected_with_the_field_named(api: client.ApiClient) 
         client.ApiextensionsV1Api(api).create_custom_resource_definition(body)
     assert err.value.status == 422
     assert "metadata.name" in err.value.body
+
+
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
+
+
+def _aggregated(api: client.ApiClient, path: str, accept: str) -> tuple[str, dict[str, Any]]:
+    answer = raw_request(api, "GET", path, headers={"Accept": accept})
+    assert answer.status == 200
+    return answer.headers.get("Content-Type", ""), answer.json()
+
+
+def test_aggregated_discovery_lists_every_version_of_every_group_in_one_answer(
+    api: client.ApiClient, crd_group: str
+) -> None:
+    media, doc = _aggregated(api, "/apis", AGGREGATED.format(v="v2") + ",application/json")
+    assert doc["kind"] == "APIGroupDiscoveryList" and doc["apiVersion"] == "apidiscovery.k8s.io/v2"
+    assert "as=APIGroupDiscoveryList" in media and "v=v2" in media
+    group = next(g for g in doc["items"] if g["metadata"]["name"] == crd_group)
+    assert [v["version"] for v in group["versions"]] == ["v1", "v1beta1"]
+    widgets = next(r for r in group["versions"][0]["resources"] if r["resource"] == "widgets")
+    assert widgets["responseKind"] == {"group": crd_group, "version": "v1", "kind": "Widget"}
+    assert widgets["scope"] == "Namespaced" and widgets["singularResource"] == "widget"
+    assert [s["subresource"] for s in widgets.get("subresources", [])] == ["status"]
+    apps = next(g for g in doc["items"] if g["metadata"]["name"] == "apps")
+    deployments = next(
+        r for r in apps["versions"][0]["resources"] if r["resource"] == "deployments"
+    )
+    assert {"status", "scale"} <= {s["subresource"] for s in deployments["subresources"]}
+    _, core = _aggregated(api, "/api", AGGREGATED.format(v="v2"))
+    (legacy,) = core["items"]
+    assert legacy["metadata"].get("name", "") == ""
+    kinds = {r["responseKind"]["kind"]: r["scope"] for r in legacy["versions"][0]["resources"]}
+    assert kinds["ConfigMap"] == "Namespaced" and kinds["Namespace"] == "Cluster"
+
+
+@pytest.mark.sim_only("which older discovery versions a real API server still serves varies")
+def test_discovery_answers_the_first_acceptable_media_type(api: client.ApiClient) -> None:
+    _, beta = _aggregated(api, "/apis", AGGREGATED.format(v="v2beta1"))
+    assert beta["apiVersion"] == "apidiscovery.k8s.io/v2beta1"
+    _, plain = _aggregated(api, "/apis", "application/json," + AGGREGATED.format(v="v2"))
+    assert plain["kind"] == "APIGroupList"
+    _, unknown = _aggregated(api, "/apis", AGGREGATED.format(v="v9") + ",application/json")
+    assert unknown["kind"] == "APIGroupList"
