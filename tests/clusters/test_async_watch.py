@@ -269,9 +269,8 @@ def test_the_async_client_has_every_verb_with_the_sync_clients_error_kinds(
     ].get("deletionTimestamp")
 
 
-def test_one_discovery_serves_concurrent_callers_of_a_cluster(
-    sim: SimServer, kube: KubeClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def requests_asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of every request ``AsyncKube`` sends from now on, in order."""
     asked: list[str] = []
     original = AsyncKube._request
 
@@ -280,6 +279,13 @@ def test_one_discovery_serves_concurrent_callers_of_a_cluster(
         return await original(client, method, path, **kw)
 
     monkeypatch.setattr(AsyncKube, "_request", counted)
+    return asked
+
+
+def test_one_discovery_serves_concurrent_callers_of_a_cluster(
+    sim: SimServer, kube: KubeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = requests_asked(monkeypatch)
 
     async def main() -> None:
         client = AsyncKube(kube.connection)
@@ -419,14 +425,7 @@ def test_discovery_is_two_requests_and_finds_what_the_legacy_protocol_finds(
     """Aggregated discovery: ``/api`` and ``/apis`` carry every kind; a server that answers
     plain JSON (here: a client that does not ask) takes a request per group version, and
     both clients end with the same kinds at the same versions."""
-    asked: list[str] = []
-    original = AsyncKube._request
-
-    async def counted(client: AsyncKube, method: str, path: str, **kw: Any) -> Any:
-        asked.append(path)
-        return await original(client, method, path, **kw)
-
-    monkeypatch.setattr(AsyncKube, "_request", counted)
+    asked = requests_asked(monkeypatch)
 
     async def discover() -> dict[tuple[str, str], ApiResource]:
         client = AsyncKube(kube.connection)

@@ -17,22 +17,14 @@ from hub.sync.model import Application, Destination
 from hub.worker.refresher import NAMESPACE_KIND, kinds_read
 from hub.worker.services import Desired
 from tests.clusters.cli_support import Hub as Cli
+from tests.hub import test_controller_runtime as runtime
 from tests.hub.test_controller_runtime import wait_until
 from tests.sync.e2e_helpers import GitRepo
 
-APP = """
-apiVersion: argoproj.io/v1alpha1
-kind: Application
-metadata:
-  name: {name}
-spec:
-  project: default
-  source: {{repoURL: {repo}, targetRevision: main, path: app}}
-  destination: {{name: a, namespace: {namespace}}}
-  syncPolicy:
-    automated: {{prune: true}}
-    syncOptions: [CreateNamespace=true]
-"""
+# test_controller_runtime's Application, automated, in a namespace its sync may create
+APP = runtime.APP.replace("{cluster}, namespace: default", "a, namespace: {namespace}") + (
+    "  syncPolicy:\n    automated: {{prune: true}}\n    syncOptions: [CreateNamespace=true]\n"
+)
 
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {v: '1'}\n"
 
