@@ -13,7 +13,6 @@ import calendar
 import contextlib
 import functools
 import hmac
-import json
 import logging
 import os
 import secrets
@@ -77,7 +76,6 @@ PATCH_TYPES = {
 }
 DEFAULT_WATCH_TIMEOUT = 1800.0
 MAX_BODY = 3 * 1024 * 1024
-_DUMPS = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
@@ -648,7 +646,7 @@ class Fleet:
             if cluster is None:
                 continue
             data = {"name": name, "token": cluster.token, "state": cluster.store.snapshot()}
-            _atomic_write(directory / f"{name}.json", _DUMPS(data).encode())
+            _atomic_write(directory / f"{name}.json", wirejson.dumps(data))
         self._dirty.clear()
 
     def load_persisted(self) -> dict[str, tuple[str, Obj]]:
@@ -661,7 +659,7 @@ class Fleet:
             return out
         for path in sorted(directory.glob("*.json")):
             try:
-                data = json.loads(path.read_text())
+                data = wirejson.loads(path.read_bytes())
                 out[str(data["name"])] = (str(data["token"]), dict(data["state"]))
             except (ValueError, KeyError, TypeError) as exc:
                 raise ClusterUsageError(
