@@ -58,20 +58,6 @@ log = logging.getLogger("hub.worker")  # one logger for the package (see Cluster
 FLUSH_AT = 200  # pending refresh results that are written without waiting for the tick's end
 
 
-NAMESPACE_KIND = ("", "Namespace")
-
-
-def kinds_read(desired: Desired) -> list[tuple[str, str]]:
-    """The kinds an Application's comparison and sync read from the watch cache: its
-    manifests' kinds and, when it names a namespace, Namespaces (a sync checks that its
-    namespaces exist). Waiting for the Namespace list with the others spares every first
-    sync a GET per namespace; Argo CD's cluster cache watches Namespaces from the start."""
-    kinds = {key_of(m)[:2] for m in desired.manifests}
-    if desired.app.destination.namespace or any(key_of(m)[2] for m in desired.manifests):
-        kinds.add(NAMESPACE_KIND)
-    return sorted(kinds)
-
-
 def _scopes(resources: Mapping[tuple[str, str], ApiResource]) -> KindScopes:
     return KindScopes.from_discovery(
         cluster_scoped=[gk for gk, r in resources.items() if not r.namespaced],
@@ -197,7 +183,7 @@ class Refresher(WorkerState):
                 batch=True,
             )
             return
-        pending = [gk for gk in kinds_read(desired) if not await self._watch_kind(gk)]
+        pending = [gk for gk in desired.kinds_read if not await self._watch_kind(gk)]
         if pending:
             return  # woken again when the kinds' first lists are in
         manual = self._manual.pop(name, None)

@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 import anyio
 
+from clusters.cache import key_of
 from clusters.registry import Registry
 from hub.apps import AppStore
 from hub.leases import Fences
@@ -28,6 +30,8 @@ COMPARISON_ERROR = "ComparisonError"
 SYNC_ERROR = "SyncError"
 DELETION_ERROR = "DeletionError"
 UNSUPPORTED_OPTION = "UnsupportedOptionWarning"
+
+NAMESPACE_KIND = ("", "Namespace")
 
 
 class Revisions(Protocol):
@@ -80,6 +84,19 @@ class Desired:
     # The refreshes' last compare against these manifests, for the next one (and the
     # engine's compare of a sync, through ``for_sync``) to reuse
     verdicts: Verdicts = field(default_factory=Verdicts)
+
+    @cached_property
+    def kinds_read(self) -> tuple[tuple[str, str], ...]:
+        """The kinds the comparison and a sync read from the watch cache, sorted: the
+        manifests' kinds and, when the app names a namespace, Namespaces (a sync checks
+        that its namespaces exist). Waiting for the Namespace list with the others spares
+        every first sync a GET per namespace; Argo CD's cluster cache watches Namespaces
+        from the start. Worked out once per render, not on every refresh."""
+        keys = [key_of(m) for m in self.manifests]
+        kinds = {key[:2] for key in keys}
+        if self.app.destination.namespace or any(key[2] for key in keys):
+            kinds.add(NAMESPACE_KIND)
+        return tuple(sorted(kinds))
 
     def for_sync(self, request: ManualSync) -> Rendered | None:
         """The render a sync of ``request`` may reuse: none for a rollback (it brings its

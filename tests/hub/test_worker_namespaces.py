@@ -14,8 +14,7 @@ from clusters.kube import AsyncKube
 from clusters.sim import SimServer
 from hub.controller import Hub, HubOptions
 from hub.sync.model import Application, Destination
-from hub.worker.refresher import NAMESPACE_KIND, kinds_read
-from hub.worker.services import Desired
+from hub.worker.services import NAMESPACE_KIND, Desired
 from tests.clusters.cli_support import Hub as Cli
 from tests.hub import test_controller_runtime as runtime
 from tests.hub.test_controller_runtime import wait_until
@@ -41,14 +40,14 @@ def test_the_kinds_read_are_the_manifests_kinds_and_namespaces_when_one_is_named
         "kind": "ClusterRole",
         "metadata": {"name": "r"},
     }
-    assert kinds_read(desired("n", cm)) == [("", "ConfigMap"), NAMESPACE_KIND]
-    assert kinds_read(desired("", cm)) == [("", "ConfigMap"), NAMESPACE_KIND]
-    assert kinds_read(desired("n", role)) == [
+    assert desired("n", cm).kinds_read == (("", "ConfigMap"), NAMESPACE_KIND)
+    assert desired("", cm).kinds_read == (("", "ConfigMap"), NAMESPACE_KIND)
+    assert desired("n", role).kinds_read == (
         NAMESPACE_KIND,
         ("rbac.authorization.k8s.io", "ClusterRole"),
-    ]
+    )
     # cluster-scoped objects only and no destination namespace: nothing asks for one
-    assert kinds_read(desired("", role)) == [("rbac.authorization.k8s.io", "ClusterRole")]
+    assert desired("", role).kinds_read == (("rbac.authorization.k8s.io", "ClusterRole"),)
 
 
 @pytest.fixture
