@@ -321,9 +321,7 @@ class KubeClient:
         core = self._request("GET", "/api", accept=DISCOVERY_ACCEPT)
         groups = self._request("GET", "/apis", accept=DISCOVERY_ACCEPT)
         versions, known = discovery_versions(core, groups)
-        for group, version in versions:
-            if (group, version) in known:
-                continue
+        for group, version in [gv for gv in versions if gv not in known]:  # a legacy server's
             path = f"/apis/{group}/{version}" if group else f"/api/{version}"
             try:
                 doc = self._request("GET", path)
@@ -1386,8 +1384,7 @@ def _preferred_group_versions(doc: Mapping[str, Any]) -> list[GroupVersion]:
             continue
         preferred = _fields(g.get("preferredVersion")).get("version")
         if not preferred:
-            first = _items(g.get("versions"))[:1]
-            preferred = _fields(first[0] if first else None).get("version")
+            preferred = _fields(next(iter(_items(g.get("versions"))), None)).get("version")
         if isinstance(preferred, str) and preferred:
             out.append((g["name"], preferred))
     return out
@@ -1405,8 +1402,7 @@ def _aggregated_resources(
         group = _fields(_fields(item).get("metadata")).get("name") or ""
         if not isinstance(group, str):
             continue
-        for v in _items(_fields(item).get("versions")):
-            v = _fields(v)
+        for v in map(_fields, _items(_fields(item).get("versions"))):
             version = v.get("version")
             if v.get("freshness") == "Stale" or not isinstance(version, str) or not version:
                 continue
