@@ -3,7 +3,7 @@
 An attempt: render at the revision (or take the caller's render), validate every manifest,
 check the AppProject, read live state, compare, plan (``hub.sync.plan``), dry-run every
 apply on the server (Argo's first pass: one request per object, ``DRY_RUN_PARALLEL`` at a
-time), then run the plan phase by phase and wave by wave (``hub.sync.wave``), wait for the
+time; the plan's first write is its own verdict), then run the plan phase by phase and wave by wave (``hub.sync.wave``), wait for the
 pruned objects to be gone, and clean up hooks (``hub.sync.hooks``). The first failure stops
 every later wave and phase; SyncFail hooks then run.
 
@@ -41,6 +41,8 @@ from hub.sync.operation import (
     ProgressEvent,
     Run,
     Stop,
+    rejected,
+    rejection,
 )
 from hub.sync.outcome import finish, result_of
 from hub.sync.plan import Action, SyncPlan, SyncTask, plan_sync
@@ -315,7 +317,14 @@ def make_plan(
 
 
 async def dry_run(run: Run, plan: SyncPlan, existing: set[str]) -> None:
-    """Server-side dry run of every apply before the first write (Argo's first pass)."""
+    """Server-side dry run of every apply before the first write (Argo's first pass).
+
+    The plan's first write, when it is a server-side apply, is not dry-run on a real sync:
+    nothing is written before it, so its own request gets the verdict a dry run would, at
+    the same point. A rejection of it (``run.unverified_write``) fails the attempt with
+    nothing applied, as a dry run's would. When another object is rejected, the first is
+    dry-run too, so the message still names every rejected object in plan order."""
+    run.unverified_write = None
     created_ns = {t.key.name for t in plan.tasks if t.key.kind == "Namespace" and t.key.group == ""}
     crd_kinds: set[tuple[str, str]] = set()
     for t in plan.tasks:
@@ -334,18 +343,29 @@ async def dry_run(run: Run, plan: SyncPlan, existing: set[str]) -> None:
         if ns and ns not in existing and ns in created_ns | {run.app.destination.namespace}:
             continue  # its namespace is created by this sync
         checked.append(t)
+    first = plan.first_write
+    deferred = next(
+        (
+            i
+            for i, t in enumerate(checked)
+            if t is first and not run.request.dry_run and not t.hook and not t.options.replace
+        ),
+        None,
+    )
 
     # The dry runs are independent reads of the API server's verdict: they run side by
     # side (bounded per sync), and every one has answered before the first write, as in
     # Argo CD. Answers keep plan order, so the message names the rejected objects in it.
     answers: list[str | None] = [None] * len(checked)
     failures: list[BaseException | None] = [None] * len(checked)
+    asked = [i for i in range(len(checked)) if i != deferred]
     # Most syncs check a few objects: within the bound they need no limiter, and this
     # task asks the first itself (a task and a limiter per sync were 2% of the hub's CPU
     # in a rollout of two-object apps).
-    slots = anyio.CapacityLimiter(DRY_RUN_PARALLEL) if len(checked) > DRY_RUN_PARALLEL else None
+    slots = anyio.CapacityLimiter(DRY_RUN_PARALLEL) if len(asked) > DRY_RUN_PARALLEL else None
 
-    async def ask(index: int, t: SyncTask) -> None:
+    async def ask(index: int) -> None:
+        t = checked[index]
         assert t.desired is not None
         obj = t.desired
         try:
@@ -355,36 +375,36 @@ async def dry_run(run: Run, plan: SyncPlan, existing: set[str]) -> None:
         except Transient as exc:
             failures[index] = exc  # retried per request already: the attempt fails
         except KubeError as exc:
-            origin = f"{t.origin}: " if t.origin else ""
-            answers[index] = f"{origin}{t.key.kind} {t.key.name}: {exc}"
+            answers[index] = rejection(t, exc)
         except Stop as exc:
             failures[index] = exc
 
-    async def check(index: int, t: SyncTask) -> None:
+    async def check(index: int) -> None:
         if slots is None:
-            await ask(index, t)
+            await ask(index)
             return
         async with slots:
-            await ask(index, t)
+            await ask(index)
 
-    if len(checked) == 1:
-        await check(0, checked[0])
-    elif checked:
+    if len(asked) == 1:
+        await check(asked[0])
+    elif asked:
         async with anyio.create_task_group() as tg:
-            for index, t in enumerate(checked[1:], start=1):
-                tg.start_soon(check, index, t)
-            await check(0, checked[0])
+            for index in asked[1:]:
+                tg.start_soon(check, index)
+            await check(asked[0])
     for failure in failures:
+        if failure is not None:
+            raise failure
+    if deferred is not None and any(a is not None for a in answers):
+        await ask(deferred)
+        failure = failures[deferred]
         if failure is not None:
             raise failure
     problems = [a for a in answers if a is not None]
     if problems:
-        raise Stop(
-            f"{len(problems)} manifest(s) rejected by the API server (dry run); nothing was "
-            "applied: " + "; ".join(problems),
-            phase=OperationPhase.FAILED,
-            retryable=False,
-        )
+        raise rejected(problems, by="dry run")
+    run.unverified_write = None if deferred is None else checked[deferred]
 
 
 __all__ = ["execute", "render", "run_attempt", "validate"]

@@ -339,6 +339,23 @@ class Stop(Exception):
 TERMINATED = "operation terminated"
 
 
+def rejection(task: SyncTask, error: Exception) -> str:
+    """How a manifest the API server refused is named in an operation's message."""
+    origin = f"{task.origin}: " if task.origin else ""
+    return f"{origin}{task.key.kind} {task.key.name}: {error}"
+
+
+def rejected(problems: Sequence[str], *, by: str) -> Stop:
+    """The end of an attempt whose manifests the API server refused before anything was
+    written (``by``: how the verdicts were asked)."""
+    return Stop(
+        f"{len(problems)} manifest(s) rejected by the API server ({by}); nothing was "
+        "applied: " + "; ".join(problems),
+        phase=OperationPhase.FAILED,
+        retryable=False,
+    )
+
+
 @dataclass(kw_only=True)
 class GateItem:
     """One object a gate waits on: healthy (after our write's generation), or gone."""
@@ -380,6 +397,10 @@ class Run:
     # nothing has been written (a dry run, already in sync, a failure before any write).
     compared: tuple[list[dict[str, Any]], AppComparison] | None = None
     wrote: bool = False
+    # The plan's first write when the dry run left it to its own request: nothing is
+    # written before it, so the server's answer to it is the same verdict (see
+    # ``hub.sync.attempt.dry_run``); a rejection of it fails the attempt as a dry run would.
+    unverified_write: SyncTask | None = None
     plan_text: str = ""  # the current attempt's plan, once made
     rendered: list[dict[str, Any]] | None = None
     retryable: bool = False
@@ -605,4 +626,6 @@ __all__ = [
     "Stop",
     "SyncRequest",
     "Trigger",
+    "rejected",
+    "rejection",
 ]

@@ -185,6 +185,19 @@ class SyncPlan:
         (a single-step sync succeeds right after apply, as in Argo CD)."""
         return len(self.waves) > 1
 
+    @property
+    def first_write(self) -> SyncTask | None:
+        """The task whose request is the plan's first write to the cluster (None: the plan
+        writes nothing). A wave's prunes and hook deletes go before its applies."""
+        for w in self.waves:
+            runs = [t for t in w.tasks if not t.skip]
+            removal = next((t for t in runs if t.action is not Action.APPLY), None)
+            if removal is not None:
+                return removal
+            if runs:
+                return runs[0]
+        return None
+
     def format(self) -> str:
         """The plan as text, for ``--dry-run``."""
         lines: list[str] = []

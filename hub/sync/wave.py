@@ -3,10 +3,10 @@ a hook is re-created), then its applies one by one in plan order, then the healt
 
 from __future__ import annotations
 
-from clusters.kube import KubeError
+from clusters.kube import KubeError, Transient
 from hub.sync.apply import apply_task, delete_task
 from hub.sync.gate import gate
-from hub.sync.operation import EventKind, GateItem, ProgressEvent, Run
+from hub.sync.operation import EventKind, GateItem, ProgressEvent, Run, rejected, rejection
 from hub.sync.plan import Action, PlanWave
 from hub.sync.resources import ignores_health
 
@@ -55,6 +55,10 @@ async def run_wave(run: Run, wave: PlanWave, *, wait_health: bool) -> str | None
         try:
             item = await apply_task(run, task)
         except KubeError as exc:
+            if task is run.unverified_write and not isinstance(exc, Transient):
+                # The plan's first write, not dry-run: refused, it wrote nothing.
+                run.wrote = False
+                raise rejected([rejection(task, exc)], by="first write") from None
             run.result(task, "SyncFailed", str(exc))
             return f"{task.key}: {exc}"
         verb = "created" if task.hook else ("replaced" if task.options.replace else "applied")

@@ -1,6 +1,7 @@
 """The server-side dry runs of one sync run side by side (bounded), and a rejected object
-still fails the sync before anything is written (Argo CD's dry-run pass). In process,
-against ``hub sim``."""
+still fails the sync before anything is written (Argo CD's dry-run pass). The plan's first
+write is not dry-run: its own answer is the verdict, and a refusal of it fails the sync
+with nothing written all the same. In process, against ``hub sim``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from clusters.kube import AsyncKube, KubeClient
+from clusters.kube import AsyncKube, KubeClient, Transient
 from clusters.sim import SimServer
 from hub.sync.engine import DRY_RUN_PARALLEL, Rendered, SyncRequest, sync_application_blocking
 from hub.sync.history import OperationPhase
@@ -31,6 +32,7 @@ class DryRuns:
         self.in_flight = 0
         self.most = 0
         self.writes: list[str] = []
+        self.dry: list[str] = []
         self.arrived = 0
         self.met: anyio.Event | None = None
         self.broken = False
@@ -42,6 +44,7 @@ class DryRuns:
                 if method in ("PATCH", "POST", "PUT", "DELETE"):
                     self.writes.append(f"{method} {path}")
                 return await original(client, method, path, **kw)
+            self.dry.append(path)
             self.in_flight += 1
             self.most = max(self.most, self.in_flight)
             try:
@@ -70,7 +73,7 @@ def cluster() -> Iterator[tuple[SimServer, KubeClient]]:
         client.connection.close()
 
 
-def sync(client: KubeClient, names: list[str]) -> Any:
+def sync(client: KubeClient, names: list[str], *, dry_run: bool = False) -> Any:
     app = parse_application(
         {
             "apiVersion": "argoproj.io/v1alpha1",
@@ -91,7 +94,8 @@ def sync(client: KubeClient, names: list[str]) -> Any:
         for n in names
     )
     given = Rendered(revision="r" * 40, manifests=manifests, sources={"repoURL": "x"})
-    return sync_application_blocking(client, app, SyncRequest(rendered=given, wait_healthy=False))
+    request = SyncRequest(rendered=given, wait_healthy=False, dry_run=dry_run)
+    return sync_application_blocking(client, app, request)
 
 
 def test_dry_runs_overlap_and_all_succeed_before_the_writes(
@@ -104,6 +108,9 @@ def test_dry_runs_overlap_and_all_succeed_before_the_writes(
     assert result.phase is OperationPhase.SUCCEEDED, result.message
     assert 1 < seen.most <= DRY_RUN_PARALLEL
     assert len(seen.writes) == len(names)
+    # every object but the first write was dry-run, and that write came first
+    assert sorted(p.rsplit("/", 1)[1] for p in seen.dry) == names[1:]
+    assert seen.writes[0].endswith("/c0")
 
 
 def test_a_rejected_object_fails_the_sync_before_anything_is_written(
@@ -118,5 +125,60 @@ def test_a_rejected_object_fails_the_sync_before_anything_is_written(
     first, second = result.message.index("Bad_One"), result.message.index("Bad_Two")
     assert first < second and "app/Bad_One.yaml" in result.message
     assert seen.writes == []
+    assert len(seen.dry) == 6  # the first write's object too, so every rejection is named
     cm = client.resource_for("", "ConfigMap")
     assert all(client.get_or_none(cm, n, "default") is None for n in ("a1", "a2", "a3", "a4"))
+
+
+def test_a_refused_first_write_fails_the_sync_with_nothing_written(
+    cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sim, client = cluster
+    seen = DryRuns(monkeypatch)
+    result = sync(client, ["A_bad", "b1", "b2"])
+    assert result.phase is OperationPhase.FAILED
+    assert result.message.startswith(
+        "1 manifest(s) rejected by the API server (first write); nothing was applied: "
+        "app/A_bad.yaml: ConfigMap A_bad: "
+    ), result.message
+    assert sorted(p.rsplit("/", 1)[1] for p in seen.dry) == ["b1", "b2"]
+    assert [w.rsplit("/", 1)[1] for w in seen.writes] == ["A_bad"]  # refused
+    cm = client.resource_for("", "ConfigMap")
+    assert all(client.get_or_none(cm, n, "default") is None for n in ("A_bad", "b1", "b2"))
+    assert result.resources == ()  # as after a refused dry run: no resource was synced
+
+
+def test_a_requested_dry_run_asks_the_server_about_every_object(
+    cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sim, client = cluster
+    seen = DryRuns(monkeypatch)
+    result = sync(client, ["d1", "d2", "d3"], dry_run=True)
+    assert result.phase is OperationPhase.SUCCEEDED, result.message
+    assert sorted(p.rsplit("/", 1)[1] for p in seen.dry) == ["d1", "d2", "d3"]
+    assert seen.writes == []
+
+
+def test_a_transient_error_on_the_first_write_is_not_taken_for_a_verdict(
+    cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 503 (or a timeout) on a write does not say whether it was stored: the sync fails
+    # the wave as for any write, retryable, and never claims that nothing was applied.
+    _sim, client = cluster
+    original = AsyncKube._send  # below the per-request retrier
+    refused: list[str] = []
+
+    async def unavailable(kube: AsyncKube, method: str, path: str, **kw: Any) -> Any:
+        dry = ("dryRun", "All") in (kw.get("query") or [])
+        if method == "PATCH" and not dry and path.endswith("/t0"):
+            refused.append(path)
+            raise Transient("HTTP 503: unavailable", status=503)
+        return await original(kube, method, path, **kw)
+
+    monkeypatch.setattr(AsyncKube, "_send", unavailable)
+    result = sync(client, ["t0", "t1"])
+    assert result.phase is OperationPhase.FAILED
+    assert "nothing was applied" not in result.message
+    assert "t0" in result.message and "503" in result.message
+    assert len(refused) > 1  # retried per request first, as every write is
+    assert [(r.name, r.status) for r in result.resources] == [("t0", "SyncFailed")]

@@ -533,3 +533,31 @@ def test_objects_outside_the_project_are_never_pruned_but_warned_about() -> None
         "sys": "not pruned: outside the project: namespace kube-system is not permitted",
     }
     assert any("kube-system/sys is not pruned" in w for w in p.warnings)
+
+
+def test_first_write_is_the_first_request_the_executor_will_send() -> None:
+    # The seed plan starts with its Namespace; without it, with the PreSync hook.
+    assert (first := plan(*seed()).first_write) is not None
+    assert (first.hook, first.key.kind) == (False, "Namespace")
+    hooked = plan(*(o for o in seed() if o["kind"] != "Namespace"))
+    assert (first := hooked.first_write) is not None
+    assert (first.hook, first.key.name) == (True, "db-migrate")
+    # A wave's prunes go before its applies.
+    pruning = plan(obj("Deployment", "new"), live=[obj("ConfigMap", "old")], prune=True)
+    assert (first := pruning.first_write) is not None
+    assert (first.action, first.key.name) == (Action.PRUNE, "old")
+    # A skipped prune writes nothing: the first apply comes first, even in a later wave.
+    skipped = plan(obj("ConfigMap", "kept", wave=3), live=[obj("ConfigMap", "gone", wave=-4)])
+    assert skipped.tasks[0].skip == "ignored (requires pruning)"
+    assert (first := skipped.first_write) is not None
+    assert (first.action, first.key.name) == (Action.APPLY, "kept")
+    # Kinds order applies within a wave: the Namespace before what lives in it.
+    ordered = plan(obj("ConfigMap", "c"), obj("Namespace", "payments", ns=None))
+    assert (first := ordered.first_write) is not None
+    assert first.key.kind == "Namespace"
+
+
+def test_a_plan_that_writes_nothing_has_no_first_write() -> None:
+    assert plan().first_write is None
+    only_skipped = plan(live=[obj("ConfigMap", "gone")])
+    assert only_skipped.tasks and only_skipped.first_write is None
