@@ -73,7 +73,13 @@ def cluster() -> Iterator[tuple[SimServer, KubeClient]]:
         client.connection.close()
 
 
-def sync(client: KubeClient, names: list[str], *, dry_run: bool = False) -> Any:
+def sync(
+    client: KubeClient,
+    names: list[str],
+    *,
+    dry_run: bool = False,
+    sync_options: dict[str, str] | None = None,
+) -> Any:
     app = parse_application(
         {
             "apiVersion": "argoproj.io/v1alpha1",
@@ -86,9 +92,19 @@ def sync(client: KubeClient, names: list[str], *, dry_run: bool = False) -> Any:
             },
         }
     )
+    options = sync_options or {}
+
+    def meta(name: str) -> dict[str, Any]:
+        if name not in options:
+            return {"name": name}
+        return {
+            "name": name,
+            "annotations": {"argocd.argoproj.io/sync-options": options[name]},
+        }
+
     manifests = tuple(
         SourcedManifest(
-            obj={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}},
+            obj={"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(n)},
             origin=f"app/{n}.yaml",
         )
         for n in names
@@ -146,6 +162,20 @@ def test_a_refused_first_write_fails_the_sync_with_nothing_written(
     cm = client.resource_for("", "ConfigMap")
     assert all(client.get_or_none(cm, n, "default") is None for n in ("A_bad", "b1", "b2"))
     assert result.resources == ()  # as after a refused dry run: no resource was synced
+
+
+def test_a_first_write_that_is_not_an_apply_is_dry_run_first(
+    cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replace=true is a PUT: its verdict is not the dry run's (a server-side apply), so
+    # it is asked before anything is written, as every other object is.
+    _sim, client = cluster
+    seen = DryRuns(monkeypatch)
+    result = sync(client, ["A_bad", "b1"], sync_options={"A_bad": "Replace=true"})
+    assert result.phase is OperationPhase.FAILED
+    assert result.message.startswith("1 manifest(s) rejected by the API server (dry run)")
+    assert sorted(p.rsplit("/", 1)[1] for p in seen.dry) == ["A_bad", "b1"]
+    assert seen.writes == []
 
 
 def test_a_requested_dry_run_asks_the_server_about_every_object(
