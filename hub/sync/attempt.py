@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 
-from clusters.kube import KubeError, Transient
+from clusters.kube import ApiResource, KubeError, Transient
 from hub.errors import HubError
 from hub.sync.diff import AppComparison
 from hub.sync.gate import await_pruned
@@ -236,18 +236,32 @@ def charts_of(run: Run) -> ChartProvider:
     return run.charts
 
 
-async def scopes(run: Run) -> KindScopes:
-    resources = await run.call(run.kube.resources)
+def scopes_of(resources: Mapping[tuple[str, str], ApiResource]) -> KindScopes:
+    """Which kinds are cluster-scoped and which namespaced, by the cluster's discovery."""
     cluster = [gk for gk, r in resources.items() if not r.namespaced]
     namespaced = [gk for gk, r in resources.items() if r.namespaced]
     return KindScopes.from_discovery(cluster_scoped=cluster, namespaced=namespaced)
 
 
 async def validate(run: Run, manifests: Sequence[SourcedManifest]) -> ValidatedManifests:
-    found = await scopes(run)
+    resources = await run.call(run.kube.resources)
+    namespace = run.app.destination.namespace
+    given = run.request.rendered
+    if (
+        given is not None
+        and given.validated_against is not None
+        and given.validated_against[0] is resources
+        and given.validated_against[1] == namespace
+        and len(manifests) == len(given.manifests)
+        and all(m is g for m, g in zip(manifests, given.manifests, strict=True))
+    ):
+        # The caller's render, validated against this very discovery: validating it again
+        # would give the same manifests (validation is a function of the manifests, the
+        # discovery and the namespace), at a copy of every object per sync.
+        return ValidatedManifests(manifests=given.manifests, warnings=given.warnings)
     try:
         return validate_manifests(
-            manifests, destination_namespace=run.app.destination.namespace, scopes=found
+            manifests, destination_namespace=namespace, scopes=scopes_of(resources)
         )
     except ManifestError as exc:
         raise Stop(str(exc), phase=OperationPhase.ERROR, retryable=False) from None
@@ -407,4 +421,4 @@ async def dry_run(run: Run, plan: SyncPlan, existing: set[str]) -> None:
     run.unverified_write = None if deferred is None else checked[deferred]
 
 
-__all__ = ["execute", "render", "run_attempt", "validate"]
+__all__ = ["execute", "render", "run_attempt", "scopes_of", "validate"]

@@ -64,7 +64,7 @@ from typing import Any, TypeVar
 import anyio
 
 from clusters.kube import AsyncKube, KubeClient
-from hub.sync.attempt import execute, render, validate
+from hub.sync.attempt import execute, render, scopes_of, validate
 from hub.sync.diff import JqRunner
 from hub.sync.health import HealthRules
 from hub.sync.helm import ClusterInfo, RenderContext
@@ -257,6 +257,7 @@ __all__ = [
     "SyncRequest",
     "diff_application",
     "diff_application_blocking",
+    "scopes_of",
     "sync_application",
     "sync_application_blocking",
 ]

@@ -221,6 +221,13 @@ class Rendered:
     # engine's compare reuses its verdicts when its own validation gives equal manifests,
     # as the worker's next refresh would.
     verdicts: Verdicts | None = field(default=None, compare=False)
+    # What the caller validated ``manifests`` against: the cluster's discovery as
+    # ``AsyncKube.resources()`` returned it (the same object until discovery is refreshed)
+    # and the destination namespace. The engine validates them again only when either
+    # changed since (a CRD a sync installed, a discovery refresh), and reports ``warnings``,
+    # that validation's, otherwise.
+    validated_against: tuple[object, str] | None = field(default=None, compare=False)
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

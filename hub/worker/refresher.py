@@ -19,14 +19,13 @@ import anyio.to_thread
 
 from clusters.cache import key_of
 from clusters.errors import ClusterError
-from clusters.kube import ApiResource
 from hub.apps import AppRecord, AppStore, Condition, StatusUpdate
 from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.inline import WouldBlock, forbid_blocking
 from hub.rollout import AppStatus
 from hub.sync.diff import AppComparison, SyncStatus, compare_app
-from hub.sync.engine import Rendered
+from hub.sync.engine import Rendered, scopes_of
 from hub.sync.health import app_health
 from hub.sync.history import Trigger
 from hub.sync.model import Application, SyncError
@@ -39,7 +38,7 @@ from hub.sync.sources import (
     revision_text,
     source_record,
 )
-from hub.sync.validate import KindScopes, validate_manifests
+from hub.sync.validate import validate_manifests
 from hub.sync.windows import WindowVerdict
 from hub.worker.decisions import (
     AutoSyncDecision,
@@ -56,13 +55,6 @@ from hub.worker.state import WorkerState
 log = logging.getLogger("hub.worker")  # one logger for the package (see ClusterWorker)
 
 FLUSH_AT = 200  # pending refresh results that are written without waiting for the tick's end
-
-
-def _scopes(resources: Mapping[tuple[str, str], ApiResource]) -> KindScopes:
-    return KindScopes.from_discovery(
-        cluster_scoped=[gk for gk, r in resources.items() if not r.namespaced],
-        namespaced=[gk for gk, r in resources.items() if r.namespaced],
-    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,12 +317,15 @@ class Refresher(WorkerState):
             valid = validate_manifests(
                 rendered.manifests,
                 destination_namespace=app.destination.namespace,
-                scopes=_scopes(resources),
+                scopes=scopes_of(resources),
             )
             return Rendered(
                 revision=revision_text(resolved, multiple=app.has_multiple_sources),
                 manifests=tuple(valid.manifests),
                 sources=source_record(app, resolved),
+                # the engine takes this validation as its own while discovery is this one
+                validated_against=(resources, app.destination.namespace),
+                warnings=valid.warnings,
             )
 
         try:

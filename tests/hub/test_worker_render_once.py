@@ -1,6 +1,8 @@
-"""Render once (issue 12): the worker renders an Application once per (revision, spec) and
-every sync it starts applies that render; the engine renders only a revision the worker has
-not (a manual sync to another commit). In-process hub against ``hub sim``."""
+"""Render once (issue 12): the worker renders and validates an Application once per
+(revision, spec) and every sync it starts applies that render without validating it again
+while the cluster's discovery is the one it was validated against; the engine renders
+only a revision the worker has not (a manual sync to another commit). In-process hub
+against ``hub sim``."""
 
 from __future__ import annotations
 
@@ -48,6 +50,14 @@ def renders(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
             return rendered
 
         monkeypatch.setattr(module, "render_app", spy)
+    seen["engine validations"] = []
+    validate = hub.sync.attempt.validate_manifests
+
+    def validating(manifests: Any, **kw: Any) -> Any:
+        seen["engine validations"].append(",".join(sorted(str(m.key) for m in manifests)))
+        return validate(manifests, **kw)
+
+    monkeypatch.setattr(hub.sync.attempt, "validate_manifests", validating)
     return seen
 
 
@@ -90,8 +100,8 @@ def test_one_render_per_revision_serves_the_sync_and_the_self_heal_and_another_r
             client.merge_patch(cm, "c", "default", {"data": {"v": "drift"}})
             await wait_until(lambda: len(triggers()) == 2 and value() == "1", "self-heal")
             assert triggers() == [("automated", new), ("self-heal", new)]
-            # One render of `new`, by the worker; both syncs applied it.
-            assert renders == {"worker": [new], "engine": []}
+            # One render of `new`, by the worker, validated there; both syncs applied it.
+            assert renders == {"worker": [new], "engine": [], "engine validations": []}
             entry = server.history.entries("one")[-1]
             assert entry.source.get("revision") == new, entry.source
 
@@ -100,6 +110,19 @@ def test_one_render_per_revision_serves_the_sync_and_the_self_heal_and_another_r
             await wait_until(lambda: any(r == old for _t, r in triggers()), "the sync to old")
             assert renders["engine"] == [old]
             assert renders["worker"] == [new]
+            assert len(renders["engine validations"]) == 1  # its own render, validated
+            # the automated sync takes the app back to `new`: the worker's render again
+            await wait_until(lambda: len(triggers()) == 4 and value() == "1", "back to new")
+            assert triggers()[-1] == ("automated", new)
+            assert len(renders["engine validations"]) == 1
+
+            # Discovery refreshed (a CRD installed, say): the next sync validates the
+            # worker's render again, against the discovery of now.
+            await server.workers["a"].kube.resources(refresh=True)
+            client.merge_patch(cm, "c", "default", {"data": {"v": "drift"}})
+            await wait_until(lambda: len(triggers()) == 5 and value() == "1", "self-heal")
+            assert triggers()[-1] == ("self-heal", new)
+            assert renders["engine validations"][1:] == ["/ConfigMap default/c"]  # the worker's
             await server.shutdown()
 
     run_checked(body)
