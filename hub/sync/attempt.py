@@ -3,9 +3,10 @@
 An attempt: render at the revision (or take the caller's render), validate every manifest,
 check the AppProject, read live state, compare, plan (``hub.sync.plan``), dry-run every
 apply on the server (Argo's first pass: one request per object, ``DRY_RUN_PARALLEL`` at a
-time; the plan's first write is its own verdict), then run the plan phase by phase and wave by wave (``hub.sync.wave``), wait for the
-pruned objects to be gone, and clean up hooks (``hub.sync.hooks``). The first failure stops
-every later wave and phase; SyncFail hooks then run.
+time; the plan's first write is its own verdict), then run the plan phase by phase and
+wave by wave (``hub.sync.wave``), wait for the pruned objects to be gone, and clean up
+hooks (``hub.sync.hooks``). The first failure stops every later wave and phase; SyncFail
+hooks then run.
 
 The attempt runs in an anyio ``CancelScope`` bound to the operation's ``CancelToken``: a
 cancel interrupts whatever it awaits, and it ends Failed "terminated"; only the hook
