@@ -358,15 +358,12 @@ async def dry_run(run: Run, plan: SyncPlan, existing: set[str]) -> None:
         if ns and ns not in existing and ns in created_ns | {run.app.destination.namespace}:
             continue  # its namespace is created by this sync
         checked.append(t)
+    # The first write's own request is its verdict only when it is the same request as its
+    # dry run: a server-side apply (not a hook's create, not a Replace=true PUT).
     first = plan.first_write
-    deferred = next(
-        (
-            i
-            for i, t in enumerate(checked)
-            if t is first and not run.request.dry_run and not t.hook and not t.options.replace
-        ),
-        None,
-    )
+    deferred = None
+    if first is not None and not (run.request.dry_run or first.hook or first.options.replace):
+        deferred = next((i for i, t in enumerate(checked) if t is first), None)
 
     # The dry runs are independent reads of the API server's verdict: they run side by
     # side (bounded per sync), and every one has answered before the first write, as in

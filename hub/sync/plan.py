@@ -188,15 +188,9 @@ class SyncPlan:
     @property
     def first_write(self) -> SyncTask | None:
         """The task whose request is the plan's first write to the cluster (None: the plan
-        writes nothing). A wave's prunes and hook deletes go before its applies."""
-        for w in self.waves:
-            runs = [t for t in w.tasks if not t.skip]
-            removal = next((t for t in runs if t.action is not Action.APPLY), None)
-            if removal is not None:
-                return removal
-            if runs:
-                return runs[0]
-        return None
+        writes nothing): the first one not skipped, since a wave lists its prunes and hook
+        deletes before its applies, in the order ``run_wave`` sends them."""
+        return next((t for w in self.waves for t in w.tasks if not t.skip), None)
 
     def format(self) -> str:
         """The plan as text, for ``--dry-run``."""
