@@ -7,8 +7,6 @@ process, against ``hub sim``."""
 from __future__ import annotations
 
 import copy
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -16,7 +14,6 @@ import pytest
 
 import hub.sync.attempt
 from clusters.kube import AsyncKube, KubeClient
-from clusters.sim import SimServer
 from hub.sync.engine import (
     EventKind,
     ProgressEvent,
@@ -26,19 +23,12 @@ from hub.sync.engine import (
     sync_application,
 )
 from hub.sync.history import OperationPhase
-from hub.sync.model import parse_application
-from hub.sync.validate import SourcedManifest, validate_manifests
-from tests.hub.test_controller_runtime import sim_client
+from hub.sync.validate import validate_manifests
+from tests.sync.test_e2e_async_engine import app_and_request, client
+
+__all__ = ["client"]  # the fixture, used by name
 
 pytestmark = [pytest.mark.sim_only("in-process client to a simulated cluster")]
-
-
-@pytest.fixture
-def client() -> Iterator[KubeClient]:
-    with SimServer(clusters=["a"], ready_delay=0.1) as sim:
-        kube = sim_client(sim, "a")
-        yield kube
-        kube.connection.close()
 
 
 def cm(name: str, wave: int, namespace: str | None = None) -> dict[str, Any]:
@@ -62,29 +52,17 @@ def test_a_validated_render_is_synced_as_given_and_comes_out_unchanged(
         return original(manifests, **kw)
 
     monkeypatch.setattr(hub.sync.attempt, "validate_manifests", counting)
-    app = parse_application(
-        {
-            "apiVersion": "argoproj.io/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": f"given-{uuid.uuid4().hex[:6]}"},
-            "spec": {
-                "project": "default",
-                "source": {"repoURL": "https://example.com/r.git", "path": "app"},
-                "destination": {"name": "a", "namespace": "default"},
-                "syncPolicy": {"syncOptions": ["CreateNamespace=true"]},
-            },
-        }
+    # two waves (a health gate between them), a namespace the sync creates, and an object
+    # whose namespace validation settles
+    app, unvalidated = app_and_request(
+        [
+            cm("first", 0, "given-ns"),
+            cm("second", 1),
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "given-ns"}},
+        ]
     )
-    raw = [
-        # two waves (a health gate between them), a namespace the sync creates, and an
-        # object whose namespace validation settles
-        SourcedManifest(obj=cm("first", 0, "given-ns"), origin="app/a.yaml"),
-        SourcedManifest(obj=cm("second", 1), origin="app/b.yaml"),
-        SourcedManifest(
-            obj={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "given-ns"}},
-            origin="app/ns.yaml",
-        ),
-    ]
+    assert unvalidated.rendered is not None
+    raw = unvalidated.rendered.manifests
     events: list[ProgressEvent] = []
 
     async def main() -> list[Any]:
