@@ -17,7 +17,7 @@ from hub.sync.history import OperationPhase
 from hub.sync.model import SyncError
 from hub.sync.operation import COMMON_KINDS, EventKind, ProgressEvent, Run, Stop, name_of
 from hub.sync.projects import LiveObject, orphaned_resources, orphaned_warning
-from hub.sync.resources import ResourceKey, owning_app
+from hub.sync.resources import NAMESPACE_KIND, ResourceKey, owning_app
 from hub.sync.sources import cluster_info
 from hub.sync.validate import SourcedManifest
 
@@ -119,7 +119,7 @@ async def _list_live(
                         raise
                     found = []
                 items.extend(found)
-        if gk == ("", "Namespace"):
+        if gk == NAMESPACE_KIND:
             run.listed_namespaces = {name_of(n) for n in items}
         for obj in items:
             if owning_app(obj) == run.app.name or ResourceKey.of(obj) in keys:
@@ -166,15 +166,15 @@ async def compare(
 async def namespaces(run: Run, desired: Sequence[SourcedManifest]) -> set[str]:
     """Namespaces that exist; with a live cache only those this sync asks about (a GET
     each unless the cache holds Namespaces), not a LIST."""
-    res = await run.call(lambda: run.kube.resource_for("", "Namespace"))
+    res = await run.call(lambda: run.kube.resource_for(*NAMESPACE_KIND))
     if run.live_state is not None:
         wanted = {m.key.namespace for m in desired} | {run.app.destination.namespace}
         cache = run.live_state
-        current = cache.is_current(("", "Namespace"))
+        current = cache.is_current(NAMESPACE_KIND)
         found: set[str] = set()
         for ns in sorted(wanted - {""}):
             if current:
-                if cache.exists(("", "Namespace", "", ns)):
+                if cache.exists((*NAMESPACE_KIND, "", ns)):
                     found.add(ns)
             elif await run.call(partial(run.kube.get_or_none, res, ns)):
                 found.add(ns)

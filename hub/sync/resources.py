@@ -22,6 +22,8 @@ from hub.sync.model import SyncOptions
 TRACKING_ANNOTATION = "gitops-hub/tracking-id"
 HOOK_FINALIZER = "gitops-hub/hook-finalizer"
 FIELD_MANAGER = "gitops-hub"
+#: The kind a sync reads to know which namespaces exist (the worker watches it for that).
+NAMESPACE_KIND = ("", "Namespace")
 
 ANN_SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 ANN_HOOK = "argocd.argoproj.io/hook"

@@ -25,13 +25,12 @@ from hub.sync.history import SyncHistory, Trigger
 from hub.sync.model import Application
 from hub.sync.operation import InlineStore
 from hub.sync.projects import ClusterRef
+from hub.sync.resources import NAMESPACE_KIND
 
 COMPARISON_ERROR = "ComparisonError"
 SYNC_ERROR = "SyncError"
 DELETION_ERROR = "DeletionError"
 UNSUPPORTED_OPTION = "UnsupportedOptionWarning"
-
-NAMESPACE_KIND = ("", "Namespace")
 
 
 class Revisions(Protocol):

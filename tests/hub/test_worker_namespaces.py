@@ -14,7 +14,8 @@ from clusters.kube import AsyncKube
 from clusters.sim import SimServer
 from hub.controller import Hub, HubOptions
 from hub.sync.model import Application, Destination
-from hub.worker.services import NAMESPACE_KIND, Desired
+from hub.sync.resources import NAMESPACE_KIND
+from hub.worker.services import Desired
 from tests.clusters.cli_support import Hub as Cli
 from tests.hub import test_controller_runtime as runtime
 from tests.hub.test_controller_runtime import wait_until
