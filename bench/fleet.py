@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import base64
 import cProfile
+import functools
 import gc
 import inspect
 import json
@@ -372,7 +373,14 @@ class Sim:
     """`hub sim serve` in a subprocess, and its admin API (stats, faults) per cluster."""
 
     def __init__(
-        self, n: int, tmp: Path, *, processes: int, profile: Path | None, http2: bool
+        self,
+        n: int,
+        tmp: Path,
+        *,
+        processes: int,
+        profile: Path | None,
+        http2: bool,
+        cpus: set[int] | None = None,
     ) -> None:
         self.kubeconfig = tmp / "sim.kubeconfig"
         self.token_file = tmp / "sim-admin-token"
@@ -389,7 +397,9 @@ class Sim:
         if http2:
             cmd += ["--http2"]
         with open(tmp / "sim.log", "w") as sim_log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sim_log)
+            self.proc = subprocess.Popen(
+                cmd, stdout=subprocess.DEVNULL, stderr=sim_log, preexec_fn=pinned_to(cpus)
+            )
 
         def ready() -> bool:
             if self.proc.poll() is not None:
@@ -651,6 +661,19 @@ def argo_secrets(kubeconfig: Path) -> str:
     return "---\n".join(out)
 
 
+def split_cpus(cpus: list[int]) -> tuple[set[int], set[int]]:
+    """``--pin-sim``: the simulator's CPUs and the hub's, the last one and the rest."""
+    if len(cpus) < 2:
+        raise SystemExit("--pin-sim needs at least two CPUs")
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that keeps a child on ``cpus``: set in the child before it runs,
+    so the shard processes ``hub sim serve --processes`` starts inherit it."""
+    return None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -718,6 +741,13 @@ def main() -> None:
     )
     parser.add_argument("--sim-processes", type=int, default=1, help="hub sim serve --processes N.")
     parser.add_argument(
+        "--pin-sim",
+        action="store_true",
+        help="Give the simulator the last CPU and this process (the hub, its CLI, kubectl) "
+        "the others, as when the API servers run on machines of their own; the figures then "
+        "show each side without the other's load.",
+    )
+    parser.add_argument(
         "--http1",
         action="store_true",
         help="The simulator offers HTTP/1.1 only (default: HTTP/2 too, as real API servers "
@@ -751,6 +781,18 @@ def main() -> None:
         default=HubOptions().trim_memory_s,
         help="The hub's trim_memory_s (0: never hand freed memory back; for comparisons).",
     )
+    parser.add_argument(
+        "--cluster-syncs",
+        type=int,
+        default=HubOptions().cluster_syncs,
+        help="The hub's cluster_syncs (syncs in flight per cluster; for comparisons).",
+    )
+    parser.add_argument(
+        "--global-syncs",
+        type=int,
+        default=HubOptions().global_syncs,
+        help="The hub's global_syncs (syncs in flight hub-wide; for comparisons).",
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     PROGRESS_EVERY_S[0] = args.progress_every
@@ -760,7 +802,20 @@ def main() -> None:
         f"fleet benchmark: {n} clusters x {m} apps = {n * m} Applications ({tmp}); "
         f"hub event loop: {chosen_loop(HUB_DEFAULT)}"
     )
-    sim = Sim(n, tmp, processes=args.sim_processes, profile=args.sim_profile, http2=not args.http1)
+    sim_cpus = None
+    if args.pin_sim:
+        sim_cpus, hub_cpus = split_cpus(sorted(os.sched_getaffinity(0)))
+        # Before any thread starts: threads and children inherit the calling thread's mask.
+        os.sched_setaffinity(0, hub_cpus)
+        log(f"pinned: simulator on CPU {sorted(sim_cpus)}, hub and kubectl on {sorted(hub_cpus)}")
+    sim = Sim(
+        n,
+        tmp,
+        processes=args.sim_processes,
+        profile=args.sim_profile,
+        http2=not args.http1,
+        cpus=sim_cpus,
+    )
     try:
         figures = run(args, tmp, sim)
     finally:
@@ -794,6 +849,9 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         "apps_per_cluster": m,
         "applications": total,
         "sim_processes": len(sim.processes),
+        "sim_pinned": args.pin_sim,
+        "hub_cluster_syncs": args.cluster_syncs,
+        "hub_global_syncs": args.global_syncs,
         "sim_offers": "HTTP/1.1" if args.http1 else "HTTP/2, HTTP/1.1",
         "trigger": args.trigger,
         "event_loop": chosen_loop(HUB_DEFAULT),  # the hub's (HUB_EVENT_LOOP)
@@ -874,7 +932,14 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
 
     hub = Hub(
         cli.home,
-        HubOptions(git_poll_s=2.0, resync_s=3600.0, jitter=0.0, trim_memory_s=args.trim_memory_s),
+        HubOptions(
+            git_poll_s=2.0,
+            resync_s=3600.0,
+            jitter=0.0,
+            trim_memory_s=args.trim_memory_s,
+            cluster_syncs=args.cluster_syncs,
+            global_syncs=args.global_syncs,
+        ),
     )
     sim.stats(reset=True)
     gc_time.take()
