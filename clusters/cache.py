@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str, str, str]  # group, kind, namespace, name
 OwnerOf = Callable[[Mapping[str, Any]], "str | None"]
 ChangeSink = Callable[[set[str]], None]
+# (app, cached object, its new version): True when the app need not hear of the change (it
+# cannot change what the app reports). Called with the cache's lock held: it must not
+# call the cache.
+Unheard = Callable[[str, Obj, Obj], bool]
 StateSink = Callable[[ApiResource, "KubeError | None"], None]
 
 #: A watch request's server-side timeout is drawn from [MIN, 2 x MIN) seconds, as
@@ -230,6 +234,7 @@ class CacheStats:
     relists_after_gone: int = 0
     events: int = 0
     errors: int = 0
+    unheard: int = 0  # changes of tracked objects their app was not told of (``Unheard``)
 
 
 class LiveCache:
@@ -242,6 +247,7 @@ class LiveCache:
         owner_of: OwnerOf,
         on_change: ChangeSink,
         on_state: StateSink | None = None,
+        unheard: Unheard | None = None,
         window_s: float | None = None,
         backoff: Callable[[int], float] = backoff_delay,
     ) -> None:
@@ -249,6 +255,7 @@ class LiveCache:
         self.name = getattr(kube, "name", "")  # the cluster's (tests pass no client)
         self._owner_of = owner_of
         self._on_change = on_change
+        self._unheard = unheard
         self._on_state = on_state or (lambda _res, _err: None)
         self.window_s = window_s  # None: ``window_seconds()`` per request
         self._backoff = backoff  # seconds to wait after n consecutive failures
@@ -346,10 +353,23 @@ class LiveCache:
         if old_app is not None and old is not None:
             self._by_app.get(old_app, set()).discard(key)
             del self._tracked[key]
-            changed.add(old_app)
+        stored = None
         if obj is not None and new_app is not None:
-            self._tracked[key] = compact(obj, old)
+            stored = self._tracked[key] = compact(obj, old)
             self._by_app.setdefault(new_app, set()).add(key)
+        if (
+            old is not None
+            and stored is not None
+            and new_app is not None
+            and old_app == new_app
+            and self._unheard is not None
+            and self._unheard(new_app, old, stored)
+        ):
+            self.stats.unheard += 1
+            return
+        if old_app is not None:
+            changed.add(old_app)
+        if new_app is not None and stored is not None:
             changed.add(new_app)
 
     def replace_kind(self, res: ApiResource, items: Iterable[Obj], resource_version: str) -> None:

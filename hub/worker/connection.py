@@ -99,6 +99,7 @@ class Connection(WorkerState):
             owner_of=owning_app,
             on_change=self._changed,
             on_state=self._state,
+            unheard=self._unheard,
         )
         self._set_connection("Connected")
         self._unknown_marked = False

@@ -24,12 +24,12 @@ from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.inline import WouldBlock, forbid_blocking
 from hub.rollout import AppStatus
-from hub.sync.diff import AppComparison, SyncStatus, compare_app
+from hub.sync.diff import AppComparison, SyncStatus, compare_app, same_to_compare
 from hub.sync.engine import Rendered, scopes_of
-from hub.sync.health import app_health
+from hub.sync.health import HealthRules, app_health, resource_health
 from hub.sync.history import Trigger
 from hub.sync.model import Application, SyncError
-from hub.sync.resources import ResourceKey, effective_sync_options
+from hub.sync.resources import FIELD_MANAGER, ResourceKey, effective_sync_options
 from hub.sync.sources import (
     cluster_info,
     needs_cluster_info,
@@ -70,6 +70,11 @@ class Evaluation:
         if not self.awaiting_confirmation:
             return []
         return [prune_confirm_condition(self.awaiting_confirmation)]
+
+
+def _health_status(obj: Mapping[str, Any], rules: HealthRules) -> str | None:
+    health = resource_health(obj, rules)
+    return None if health is None else health.status.value
 
 
 def _holds_of(
@@ -150,6 +155,25 @@ class Refresher(WorkerState):
             self.svc.apps.set_statuses(updates)
             for update in updates:
                 on_status(update.name)
+
+    def _unheard(self, name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """Whether ``name``'s refresh can skip this change of one of its live objects: the
+        compare sees the object as before (``same_to_compare``: only its status, its
+        resourceVersion or other managers' field sets moved) and its health is the same,
+        so the app's sync status and health cannot change. A rolling Deployment writes
+        its status five to ten times, mostly Progressing to Progressing. Argo CD's
+        controller skips such updates the same way (``skipResourceUpdate``). Not for an
+        app not rendered yet, nor one whose ignore rules read other managers' fields
+        (``managedFieldsManagers``), which a status write changes."""
+        desired = self._desired.get(name)
+        if desired is None or any(
+            r.managed_fields_managers for r in desired.app.ignore_differences
+        ):
+            return False
+        if not same_to_compare(old, new, FIELD_MANAGER):
+            return False
+        rules = self.svc.health_rules
+        return _health_status(old, rules) == _health_status(new, rules)
 
     async def _refresh(self, name: str) -> None:
         rec = self.apps.get(name)

@@ -187,6 +187,10 @@ class WorkerState:
 
         async def _revision(self, app: Application) -> str: ...  # refresher
 
+        def _unheard(  # refresher
+            self, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
+        ) -> bool: ...
+
         def _start_sync(  # operations
             self, rec: AppRecord, desired: Desired, request: ManualSync
         ) -> None: ...

@@ -62,6 +62,35 @@ def test_only_tracked_objects_keep_their_bodies() -> None:
     assert sink.calls == [set(), {"shop"}]
 
 
+def test_a_change_the_owner_need_not_hear_is_cached_but_not_told() -> None:
+    """The caller's ``unheard`` decides per (app, cached, new) whether the app hears of a
+    change of one of its objects (the hub skips status-only changes that keep the
+    object's health); the cache holds the new version either way. Removals, objects
+    that change hands and objects no app tracked before are always told."""
+    asked: list[tuple[str, str, str]] = []
+
+    def unheard(app: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        asked.append((app, old["metadata"]["resourceVersion"], new["metadata"]["resourceVersion"]))
+        return new.get("data") == {"quiet": "yes"}
+
+    sink = Sink()
+    cache = LiveCache(cast(AsyncKube, None), owner_of=owner, on_change=sink, unheard=unheard)
+    cache.replace_kind(CM, [cm("a", "1", app="shop")], "1")
+    quiet = {**cm("a", "2", app="shop"), "data": {"quiet": "yes"}}
+    cache.apply_event(CM, "MODIFIED", quiet)
+    assert sink.calls == [set()]  # the first list only
+    assert cache.get_tracked(("", "ConfigMap", "n", "a")) == quiet
+    assert cache.stats.unheard == 1
+    cache.apply_event(CM, "MODIFIED", cm("a", "3", app="shop"))
+    assert sink.calls == [set(), {"shop"}]
+    assert asked == [("shop", "1", "2"), ("shop", "2", "3")]
+    cache.apply_event(CM, "MODIFIED", {**cm("a", "4", app="cart"), "data": {"quiet": "yes"}})
+    cache.apply_event(CM, "ADDED", {**cm("b", "5", app="shop"), "data": {"quiet": "yes"}})
+    cache.apply_event(CM, "DELETED", {**cm("b", "6", app="shop"), "data": {"quiet": "yes"}})
+    assert sink.calls[2:] == [{"shop", "cart"}, {"shop"}, {"shop"}]
+    assert len(asked) == 2  # never asked about those
+
+
 @pytest.mark.parametrize(
     ("etype", "obj", "apps", "tracked"),
     [
