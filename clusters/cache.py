@@ -362,8 +362,7 @@ class LiveCache:
             and stored is not None
             and new_app is not None
             and old_app == new_app
-            and self._unheard is not None
-            and self._unheard(new_app, old, stored)
+            and self._is_unheard(new_app, old, stored)
         ):
             self.stats.unheard += 1
             return
@@ -371,6 +370,15 @@ class LiveCache:
             changed.add(old_app)
         if new_app is not None and stored is not None:
             changed.add(new_app)
+
+    def _is_unheard(self, app: str, old: Obj, new: Obj) -> bool:
+        if self._unheard is None:
+            return False
+        try:
+            return self._unheard(app, old, new)
+        except Exception:  # a bug in the hook: the app hears of it, the watch goes on
+            log.exception("%s: deciding whether app %s hears a change failed", self.name, app)
+            return False
 
     def replace_kind(self, res: ApiResource, items: Iterable[Obj], resource_version: str) -> None:
         """A fresh LIST of a kind replaces what was cached for it."""

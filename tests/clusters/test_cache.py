@@ -91,6 +91,21 @@ def test_a_change_the_owner_need_not_hear_is_cached_but_not_told() -> None:
     assert len(asked) == 2  # never asked about those
 
 
+def test_a_hook_that_fails_lets_the_app_hear_and_the_watch_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(app: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        raise KeyError("a bug")
+
+    sink = Sink()
+    cache = LiveCache(cast(AsyncKube, None), owner_of=owner, on_change=sink, unheard=broken)
+    cache.replace_kind(CM, [cm("a", "1", app="shop")], "1")
+    cache.apply_event(CM, "MODIFIED", cm("a", "2", app="shop"))
+    assert sink.calls == [set(), {"shop"}]
+    assert cache.get_tracked(("", "ConfigMap", "n", "a")) == cm("a", "2", app="shop")
+    assert "hears a change failed" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("etype", "obj", "apps", "tracked"),
     [
