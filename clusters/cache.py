@@ -353,23 +353,18 @@ class LiveCache:
         if old_app is not None and old is not None:
             self._by_app.get(old_app, set()).discard(key)
             del self._tracked[key]
-        stored = None
-        if obj is not None and new_app is not None:
-            stored = self._tracked[key] = compact(obj, old)
-            self._by_app.setdefault(new_app, set()).add(key)
-        if (
-            old is not None
-            and stored is not None
-            and new_app is not None
-            and old_app == new_app
-            and self._is_unheard(new_app, old, stored)
-        ):
+        if obj is None or new_app is None:
+            if old_app is not None:
+                changed.add(old_app)
+            return
+        stored = self._tracked[key] = compact(obj, old)
+        self._by_app.setdefault(new_app, set()).add(key)
+        if old is not None and old_app == new_app and self._is_unheard(new_app, old, stored):
             self.stats.unheard += 1
             return
         if old_app is not None:
             changed.add(old_app)
-        if new_app is not None and stored is not None:
-            changed.add(new_app)
+        changed.add(new_app)
 
     def _is_unheard(self, app: str, old: Obj, new: Obj) -> bool:
         if self._unheard is None:

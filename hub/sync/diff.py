@@ -844,6 +844,22 @@ def same_to_compare(before: Mapping[str, Any], after: Mapping[str, Any], manager
     return True
 
 
+def reads_other_managers(ignore_differences: Sequence[IgnoreDifference]) -> bool:
+    """Whether ignore rules read other managers' field sets (``managedFieldsManagers``),
+    which ``same_to_compare`` does not look at (a controller's status write changes them)."""
+    return any(rule.managed_fields_managers for rule in ignore_differences)
+
+
+def compares_alike(
+    before: Mapping[str, Any],
+    after: Mapping[str, Any],
+    ignore_differences: Sequence[IgnoreDifference],
+    manager: str = FIELD_MANAGER,
+) -> bool:
+    """Would a compare under ``ignore_differences`` see ``after`` exactly as ``before``?"""
+    return not reads_other_managers(ignore_differences) and same_to_compare(before, after, manager)
+
+
 @dataclass
 class Verdicts:
     """The last compare of each resource of one app, for the next compare against the same
@@ -929,7 +945,7 @@ def compare_app(
         # apply will adopt it); it is never "extraneous"
         if key in wanted or owning_app(obj) == app:
             actual[key] = obj
-    if verdicts is not None and any(r.managed_fields_managers for r in ignore_differences):
+    if verdicts is not None and reads_other_managers(ignore_differences):
         verdicts = None
     results: list[ResourceDiff] = []
     for key in sorted(set(wanted) | set(actual)):

@@ -24,12 +24,12 @@ from hub.charts import shared_chart_repos
 from hub.errors import HubError
 from hub.inline import WouldBlock, forbid_blocking
 from hub.rollout import AppStatus
-from hub.sync.diff import AppComparison, SyncStatus, compare_app, same_to_compare
+from hub.sync.diff import AppComparison, SyncStatus, compare_app, compares_alike
 from hub.sync.engine import Rendered, scopes_of
 from hub.sync.health import HealthRules, app_health, resource_health
 from hub.sync.history import Trigger
 from hub.sync.model import Application, SyncError
-from hub.sync.resources import FIELD_MANAGER, ResourceKey, effective_sync_options
+from hub.sync.resources import ResourceKey, effective_sync_options
 from hub.sync.sources import (
     cluster_info,
     needs_cluster_info,
@@ -166,11 +166,7 @@ class Refresher(WorkerState):
         app not rendered yet, nor one whose ignore rules read other managers' fields
         (``managedFieldsManagers``), which a status write changes."""
         desired = self._desired.get(name)
-        if desired is None or any(
-            r.managed_fields_managers for r in desired.app.ignore_differences
-        ):
-            return False
-        if not same_to_compare(old, new, FIELD_MANAGER):
+        if desired is None or not compares_alike(old, new, desired.app.ignore_differences):
             return False
         rules = self.svc.health_rules
         return _health_status(old, rules) == _health_status(new, rules)
