@@ -108,6 +108,7 @@ from hub.worker import (
     DELETION_ERROR,
     FENCE_ANNOTATION,
     ClusterWorker,
+    FairSlots,
     ManualSync,
     WorkerServices,
     delete_app_resources,
@@ -465,7 +466,7 @@ class Hub:
         self._git_limiter = anyio.CapacityLimiter(o.git_threads)
         self._store_limiter = anyio.CapacityLimiter(o.store_threads)
         self._appset_lock = anyio.Lock()
-        self.global_syncs = anyio.CapacityLimiter(o.global_syncs)
+        self.global_syncs = FairSlots(o.global_syncs)
         self.global_calls = anyio.CapacityLimiter(o.global_calls)
         # Opened in run(): they hold connections, files and a child process.
         self.registry: Registry
@@ -1137,7 +1138,7 @@ class Hub:
             now=now,
             resync_s=self.options.appset_resync_s,
             asked=force,
-            syncing=self.global_syncs.borrowed_tokens > 0,
+            syncing=self.global_syncs.borrowed > 0,
         )
         if reason is not None or last is None:
             return reason

@@ -12,7 +12,8 @@ the cluster leaves the registry) and:
 - runs automated syncs by Argo CD's rules (``decide_auto_sync``: one attempt per revision,
   self-heal with its backoff, prune-only diffs skipped without prune) through the sync
   engine, awaited on the worker's event loop (no thread per sync) under a per-cluster and
-  a global in-flight limit (``cluster_syncs``, ``global_syncs``);
+  a global in-flight limit (``cluster_syncs``, ``global_syncs``), the global slots shared
+  out between clusters so slow clusters cannot hold them all (``FairSlots``);
 - deletes the resources of Applications marked for cascade deletion, then the record;
 - when the cluster does not answer (or refuses us), marks its Applications Unknown with
   the reason and backs off; nothing it does waits on another cluster. It recovers on its
@@ -35,7 +36,8 @@ Where each part lives:
 - ``hub.worker.operations``: the operation runner (``hub serve`` and ``--once``);
 - ``hub.worker.deleter``: cascade deletion of an Application's resources;
 - ``hub.worker.decisions``: the pure decisions (automated sync, holds, recorded shapes);
-- ``hub.worker.services``: what the parts share with the hub, and the shared types.
+- ``hub.worker.services``: what the parts share with the hub, and the shared types;
+- ``hub.worker.slots``: the hub-wide sync slots, shared out between clusters.
 
 This package re-exports the names its callers use, so ``from hub.worker import X`` reads
 as it did when the worker was one module.
@@ -80,6 +82,7 @@ from hub.worker.services import (
     Revisions,
     WorkerServices,
 )
+from hub.worker.slots import FairSlots
 from hub.worker.worker import FENCE_ANNOTATION, ClusterWorker
 
 __all__ = [
@@ -98,6 +101,7 @@ __all__ = [
     "ClusterWorker",
     "DeletionOutcome",
     "Desired",
+    "FairSlots",
     "LastOperation",
     "ManualSync",
     "Revisions",

@@ -375,7 +375,7 @@ class Deleter(WorkerState):
         """One full attempt at an Application's cascade deletion under the sync limits:
         None once its resources are gone and its record removed, else what is left."""
         try:
-            async with self.cluster_syncs, self.svc.global_syncs:
+            async with self.cluster_syncs, self.svc.global_syncs.slot(self.name):
                 outcome = await self._delete_resources(rec)
             remaining = outcome.problem()
         except (KubeError, HubError) as exc:

@@ -195,7 +195,7 @@ class Operations(WorkerState):
         or the engine failed unexpectedly."""
         kube = self.kube
         assert kube is not None
-        async with self.cluster_syncs, self.svc.global_syncs:
+        async with self.cluster_syncs, self.svc.global_syncs.slot(self.name):
             if self.svc.draining() or token.cancelled:
                 return None
             started = time.monotonic()

@@ -26,6 +26,7 @@ from hub.sync.model import Application
 from hub.sync.operation import InlineStore
 from hub.sync.projects import ClusterRef
 from hub.sync.resources import NAMESPACE_KIND
+from hub.worker.slots import FairSlots
 
 COMPARISON_ERROR = "ComparisonError"
 SYNC_ERROR = "SyncError"
@@ -48,7 +49,7 @@ class WorkerServices:
     history: SyncHistory
     repos: ResolvedRevisions
     revisions: Revisions
-    global_syncs: anyio.CapacityLimiter
+    global_syncs: FairSlots
     global_calls: anyio.CapacityLimiter
     store_calls: anyio.CapacityLimiter
     cluster_syncs: int = 2

@@ -426,7 +426,7 @@ def test_a_sync_in_flight_postpones_the_periodic_pass(
         hub._clock = lambda: clock() + 60.0
         full = hub.appset_passes["full"]
         # The token a sync holds while it runs (hub.worker.operations).
-        async with hub.global_syncs:
+        async with hub.global_syncs.slot("a-cluster"):
             await hub.git_cycle()
             assert hub.appset_passes["full"] == full
         await hub.git_cycle()

@@ -1,0 +1,141 @@
+"""The hub-wide sync slots (``FairSlots``), shared out between clusters.
+
+Every sync and every cascade deletion holds one of ``global_syncs`` slots while it runs.
+With first-come first-served slots, the syncs of a few slow clusters (every request a
+couple of seconds) end up holding nearly all of them, because a fast cluster's sync gives
+its slot back within a second while a slow one keeps it: the healthy fleet then waits
+behind the slow clusters. Here a freed slot goes to the waiting cluster that holds the
+fewest slots at that moment (max-min fairness), the one that has waited longest among
+equals. A slow cluster keeps at most its share while others wait; when nobody else
+waits, it may use every free slot.
+
+A freed slot is handed straight to the waiter it is granted to, so a newcomer never takes
+it first: while anyone waits, every slot is held.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.lowlevel
+
+
+@dataclass(eq=False)
+class _Waiter:
+    key: str
+    granted: bool = False
+    event: anyio.Event = field(default_factory=anyio.Event)
+
+
+class FairSlots:
+    """``total`` slots; ``slot(key)`` holds one for the block, ``key`` naming the cluster."""
+
+    def __init__(self, total: int) -> None:
+        if total < 1:
+            raise ValueError(f"the hub-wide sync slots must be at least 1, not {total}")
+        self._total = total
+        self._borrowed = 0
+        self._held: dict[str, int] = {}
+        self._queues: dict[str, deque[_Waiter]] = {}
+        # Held count -> the keys with waiters holding that many, oldest first (a dict
+        # used as an ordered set). Empty buckets are removed, so min() finds the next.
+        self._buckets: dict[int, dict[str, None]] = {}
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @property
+    def borrowed(self) -> int:
+        """Slots held now (the hub-wide syncs and deletions running)."""
+        return self._borrowed
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def held_by(self, key: str) -> int:
+        return self._held.get(key, 0)
+
+    @asynccontextmanager
+    async def slot(self, key: str) -> AsyncIterator[None]:
+        await self._acquire(key)
+        try:
+            yield
+        finally:
+            self._release(key)
+
+    async def _acquire(self, key: str) -> None:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._borrowed < self._total:  # then nobody waits (a freed slot is handed on)
+            self._borrowed += 1
+            self._held[key] = self._held.get(key, 0) + 1
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            return
+        waiter = _Waiter(key)
+        self._enqueue(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.granted:  # granted as the wait was cancelled: pass it on
+                self._release(key)
+            else:
+                self._dequeue(waiter)
+            raise
+
+    def _release(self, key: str) -> None:
+        self._set_held(key, self._held[key] - 1)
+        if not self._buckets:
+            self._borrowed -= 1
+            return
+        # The slot stays borrowed: it goes to the neediest waiter, not back to the pool.
+        fewest = min(self._buckets)
+        bucket = self._buckets[fewest]
+        chosen = next(iter(bucket))
+        del bucket[chosen]
+        if not bucket:
+            del self._buckets[fewest]
+        queue = self._queues[chosen]
+        waiter = queue.popleft()
+        if not queue:
+            del self._queues[chosen]
+        self._set_held(chosen, fewest + 1)
+        waiter.granted = True
+        waiter.event.set()
+
+    def _enqueue(self, waiter: _Waiter) -> None:
+        queue = self._queues.get(waiter.key)
+        if queue is None:
+            queue = self._queues[waiter.key] = deque()
+            self._buckets.setdefault(self.held_by(waiter.key), {})[waiter.key] = None
+        queue.append(waiter)
+
+    def _dequeue(self, waiter: _Waiter) -> None:
+        queue = self._queues[waiter.key]
+        queue.remove(waiter)
+        if not queue:
+            del self._queues[waiter.key]
+            self._unfile(waiter.key, self.held_by(waiter.key))
+
+    def _set_held(self, key: str, held: int) -> None:
+        """Record ``key``'s new count; a key with waiters moves to the end of its new
+        bucket (it has just been served or has just given a slot back)."""
+        old = self.held_by(key)
+        if held:
+            self._held[key] = held
+        else:
+            self._held.pop(key, None)
+        if key in self._queues:
+            self._unfile(key, old)
+            self._buckets.setdefault(held, {})[key] = None
+
+    def _unfile(self, key: str, held: int) -> None:
+        bucket = self._buckets.get(held)
+        if bucket is not None:
+            bucket.pop(key, None)
+            if not bucket:
+                del self._buckets[held]
