@@ -83,7 +83,11 @@ async def execute(run: Run) -> OperationResult:
             )
         )
         try:
-            await run.sleep(delay)
+            if run.limits.backoff is None:
+                await run.sleep(delay)
+            else:
+                async with run.limits.backoff():
+                    await run.sleep(delay)
         except Stop:
             break
         run.results.clear()

@@ -326,11 +326,14 @@ async def store_call(
 class Limits:
     """Where the engine's blocking work runs: renders (Git, helm, kustomize) and store
     reads/writes go to threads under these limiters (None: anyio's default limiter);
-    store calls run on the loop instead when ``inline`` takes them (SQLite, lock free)."""
+    store calls run on the loop instead when ``inline`` takes them (SQLite, lock free).
+    ``backoff``: the block a retry's backoff wait runs in (the worker lends its hub-wide
+    sync slot out there, so a failing cluster holds none while it waits)."""
 
     render: anyio.CapacityLimiter | None = None
     store: anyio.CapacityLimiter | None = None
     inline: InlineStore | None = None
+    backoff: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None
 
 
 class Stop(Exception):

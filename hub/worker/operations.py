@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 
 import anyio
@@ -195,7 +196,7 @@ class Operations(WorkerState):
         or the engine failed unexpectedly."""
         kube = self.kube
         assert kube is not None
-        async with self.cluster_syncs, self.svc.global_syncs.slot(self.name):
+        async with self.cluster_syncs, self.svc.global_syncs.slot(self.name) as hold:
             if self.svc.draining() or token.cancelled:
                 return None
             started = time.monotonic()
@@ -244,7 +245,8 @@ class Operations(WorkerState):
                                 # live state from the watch cache: no LIST per sync for
                                 # the kinds it holds (the engine lists the others)
                                 live_state=live_state,
-                                limits=self._limits,
+                                # a retry's backoff holds no hub-wide slot
+                                limits=replace(self._limits, backoff=hold.lent),
                             ),
                         )
                     finally:

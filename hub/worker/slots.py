@@ -11,6 +11,10 @@ waits, it may use every free slot.
 
 A freed slot is handed straight to the waiter it is granted to, so a newcomer never takes
 it first: while anyone waits, every slot is held.
+
+A holder may lend its slot out while it waits for something that needs none (a sync's
+retry backoff: a cluster answering 503 would otherwise hold a slot through minutes of
+backoff) and queues for one again, fairly, when the wait is over.
 """
 
 from __future__ import annotations
@@ -31,6 +35,27 @@ class _Waiter:
     event: anyio.Event = field(default_factory=anyio.Event)
 
 
+class SlotHold:
+    """One held slot (what ``FairSlots.slot`` yields)."""
+
+    def __init__(self, slots: FairSlots, key: str) -> None:
+        self._slots = slots
+        self._key = key
+        self.holding = False
+
+    @asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        """Gives the slot back for the block and waits for one again after it. Cancelled
+        while waiting, the hold ends without a slot (the ``slot`` block then frees none)."""
+        self._slots._release(self._key)
+        self.holding = False
+        try:
+            yield
+        finally:
+            await self._slots._acquire(self._key)
+            self.holding = True
+
+
 class FairSlots:
     """``total`` slots; ``slot(key)`` holds one for the block, ``key`` naming the cluster."""
 
@@ -39,6 +64,7 @@ class FairSlots:
             raise ValueError(f"the hub-wide sync slots must be at least 1, not {total}")
         self._total = total
         self._borrowed = 0
+        self._waiting = 0
         self._held: dict[str, int] = {}
         self._queues: dict[str, deque[_Waiter]] = {}
         # Held count -> the keys with waiters holding that many, oldest first (a dict
@@ -56,18 +82,27 @@ class FairSlots:
 
     @property
     def waiting(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        """Syncs and deletions waiting for a slot."""
+        return self._waiting
+
+    def use(self) -> dict[str, int]:
+        """The ``hub_sync_slots`` gauge: the limit, the slots held and the waiters (plain
+        counters, so a scrape from another thread reads them safely)."""
+        return {"limit": self._total, "held": self._borrowed, "waiting": self._waiting}
 
     def held_by(self, key: str) -> int:
         return self._held.get(key, 0)
 
     @asynccontextmanager
-    async def slot(self, key: str) -> AsyncIterator[None]:
+    async def slot(self, key: str) -> AsyncIterator[SlotHold]:
+        hold = SlotHold(self, key)
         await self._acquire(key)
+        hold.holding = True
         try:
-            yield
+            yield hold
         finally:
-            self._release(key)
+            if hold.holding:
+                self._release(key)
 
     async def _acquire(self, key: str) -> None:
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -101,6 +136,7 @@ class FairSlots:
             del self._buckets[fewest]
         queue = self._queues[chosen]
         waiter = queue.popleft()
+        self._waiting -= 1
         if not queue:
             del self._queues[chosen]
         self._set_held(chosen, fewest + 1)
@@ -113,10 +149,12 @@ class FairSlots:
             queue = self._queues[waiter.key] = deque()
             self._buckets.setdefault(self.held_by(waiter.key), {})[waiter.key] = None
         queue.append(waiter)
+        self._waiting += 1
 
     def _dequeue(self, waiter: _Waiter) -> None:
         queue = self._queues[waiter.key]
         queue.remove(waiter)
+        self._waiting -= 1
         if not queue:
             del self._queues[waiter.key]
             self._unfile(waiter.key, self.held_by(waiter.key))

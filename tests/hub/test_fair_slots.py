@@ -288,3 +288,46 @@ def test_invariants_under_any_interleaving(total: int, ops: list[Op]) -> None:
         assert slots.borrowed == 0 and slots.waiting == 0
 
     anyio.run(main)
+
+
+def test_a_lent_slot_serves_a_waiter_and_is_queued_for_again() -> None:
+    async def main() -> None:
+        slots = FairSlots(1)
+        order: list[str] = []
+
+        async def finish_once_blocked(holder: Holder) -> None:
+            await wait_all_tasks_blocked()  # the lender waits for its slot again by now
+            assert not holder.done and slots.waiting == 1
+            holder.finish.set()
+
+        async with anyio.create_task_group() as tg, slots.slot("failing") as hold:
+            other = start(tg, slots, "other", order)
+            await wait_all_tasks_blocked()
+            assert not other.granted
+            async with hold.lent():  # e.g. a retry's backoff
+                await wait_all_tasks_blocked()
+                assert other.granted and not hold.holding
+                tg.start_soon(finish_once_blocked, other)
+            assert other.done and hold.holding and slots.held_by("failing") == 1
+        assert slots.borrowed == 0 and slots.waiting == 0
+
+    anyio.run(main)
+
+
+def test_cancelled_while_queueing_after_a_loan_frees_nothing_twice() -> None:
+    async def main() -> None:
+        slots = FairSlots(1)
+        order: list[str] = []
+        async with anyio.create_task_group() as tg:
+            with anyio.CancelScope() as scope:
+                async with slots.slot("failing") as hold, hold.lent():
+                    keeper = start(tg, slots, "other", order)  # takes the lent slot
+                    await wait_all_tasks_blocked()
+                    scope.cancel()  # the wait for the slot again is cancelled
+                raise AssertionError("not reached")  # pragma: no cover
+            assert not hold.holding and keeper.granted
+            assert slots.borrowed == 1 and slots.held_by("failing") == 0
+            keeper.finish.set()
+        assert slots.borrowed == 0 and slots.waiting == 0
+
+    anyio.run(main)
