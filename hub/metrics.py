@@ -28,6 +28,8 @@ Families (names are stable; documented in docs/status.md):
 - ``hub_cluster_connection_state{cluster,state}`` gauge: 1 for the current state, 0 for
   the others (the usual enum encoding, so ``== 1`` selects).
 - ``hub_cluster_api_requests_total{cluster,verb,code}`` counter: requests to spokes.
+- ``hub_sync_slots{state}`` gauge: the hub-wide sync slots (``limit``, ``held``,
+  ``waiting``), read from the running hub at scrape time.
 - ``hub_http_requests_total{route,method,status}`` and ``hub_webhook_events_total
   {provider,result}`` counters: the hub's own API.
 - Replicas on a shared database (docs/replicas.md), read from the lease table at scrape
@@ -89,6 +91,8 @@ class ShardView:
 
 
 ShardSource = Callable[[], ShardView]
+#: The hub-wide sync slots: {"limit": n, "held": n, "waiting": n} (``FairSlots.use``).
+SlotSource = Callable[[], Mapping[str, int]]
 ConnectionSource = Callable[[], Mapping[str, str]]
 
 
@@ -170,6 +174,16 @@ class _ScrapeTimeCollector(Collector):
             for state in CONNECTION_STATES:
                 states.add_metric([cluster, state], 1.0 if state == current else 0.0)
         yield states
+        if self._owner.sync_slots is not None:
+            slots = GaugeMetricFamily(
+                "hub_sync_slots",
+                "The hub-wide sync slots (global_syncs): the limit, the slots syncs and "
+                "deletions hold, and how many wait for one.",
+                labels=["state"],
+            )
+            for state, value in sorted(self._owner.sync_slots().items()):
+                slots.add_metric([state], value)
+            yield slots
         shards = self._owner.shards
         if shards is None:
             return
@@ -217,11 +231,13 @@ class Metrics:
         app_counts: AppCountSource | None = None,
         connections: ConnectionSource | None = None,
         shards: ShardSource | None = None,
+        sync_slots: SlotSource | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.app_counts = app_counts
         self.connections = connections
         self.shards = shards
+        self.sync_slots = sync_slots
         self._lock = threading.Lock()
         self._pushed_states: dict[str, str] = {}
         # (metric, label values) of each cluster, so forget_cluster can drop every series.

@@ -402,6 +402,7 @@ def _serve(
         app_counts=store_app_counts(metrics_store),
         connections=connection_states(hub),
         shards=store_shards(metrics_store) if shared else None,
+        sync_slots=hub.global_syncs.use,
     )
     try:
         anyio.run(_run, hub, api, backend_options=loop_options)

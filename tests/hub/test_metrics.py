@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -127,3 +128,28 @@ def test_application_counts_come_from_the_store_at_scrape_time(
         == 1
     )
     store.close()
+
+
+def test_the_sync_slots_gauge_reads_the_running_slots() -> None:
+    from hub.worker.slots import FairSlots
+
+    slots = FairSlots(2)
+    m = Metrics(sync_slots=slots.use)
+    assert value(m, "hub_sync_slots", state="limit") == 2
+    assert value(m, "hub_sync_slots", state="held") == 0
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg, slots.slot("east"), slots.slot("east"):
+            tg.start_soon(wait_for_one, slots)
+            await anyio.wait_all_tasks_blocked()
+            assert value(m, "hub_sync_slots", state="held") == 2
+            assert value(m, "hub_sync_slots", state="waiting") == 1
+        assert value(m, "hub_sync_slots", state="waiting") == 0
+
+    async def wait_for_one(s: FairSlots) -> None:
+        async with s.slot("west"):
+            pass
+
+    anyio.run(main)
+    assert value(m, "hub_sync_slots", state="held") == 0
+    assert value(Metrics(), "hub_sync_slots", state="limit") is None  # no hub: no family
