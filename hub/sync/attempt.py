@@ -83,15 +83,28 @@ async def execute(run: Run) -> OperationResult:
             )
         )
         try:
-            if run.limits.backoff is None:
-                await run.sleep(delay)
-            else:
-                async with run.limits.backoff():
-                    await run.sleep(delay)
+            await _backoff(run, delay)
         except Stop:
             break
         run.results.clear()
     return await finish(run, result)
+
+
+async def _backoff(run: Run, delay: float) -> None:
+    """Waits out a retry's backoff, inside ``limits.backoff`` when there is one (the worker
+    lends its hub-wide sync slot out). A cancel of the operation also ends the wait for a
+    slot again, so a terminated sync does not queue behind the fleet to say so."""
+    if run.limits.backoff is None:
+        await run.sleep(delay)
+        return
+    with anyio.CancelScope() as scope:
+        unbind = run.cancel.bind(scope)
+        try:
+            async with run.limits.backoff():
+                await run.sleep(delay)
+        finally:
+            unbind()
+    run.check()
 
 
 async def run_attempt(run: Run, attempt: int) -> OperationResult:

@@ -6,8 +6,9 @@ couple of seconds) end up holding nearly all of them, because a fast cluster's s
 its slot back within a second while a slow one keeps it: the healthy fleet then waits
 behind the slow clusters. Here a freed slot goes to the waiting cluster that holds the
 fewest slots at that moment (max-min fairness), the one that has waited longest among
-equals. A slow cluster keeps at most its share while others wait; when nobody else
-waits, it may use every free slot.
+equals. A slow cluster is granted no further slot while a cluster holding fewer waits;
+when nobody else waits, it may use every free slot. Slots are never taken back: what a
+cluster got while the hub was idle it keeps until its syncs end.
 
 A freed slot is handed straight to the waiter it is granted to, so a newcomer never takes
 it first: while anyone waits, every slot is held.

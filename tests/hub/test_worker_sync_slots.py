@@ -89,3 +89,43 @@ def test_a_sync_in_its_retry_backoff_gives_its_hub_wide_slot_back(
                 await server.shutdown()
 
         run_checked(body)
+
+
+def test_a_sync_terminated_in_its_backoff_ends_without_waiting_for_a_slot(
+    tmp_path: Path, run_checked: Callable[[Callable[[], Awaitable[None]]], None]
+) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        repo.write({"apps/one.yaml": APP.format(repo=repo.path), "app/c.yaml": CM})
+        cli = Cli(tmp_path / "home")
+        cli.ok("init")
+        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
+        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
+        options = HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5, global_syncs=1)
+        server = Hub(cli.home, options)
+
+        def retrying() -> bool:
+            app = server.apps.get("one")
+            message = str((app.operation_state or {}).get("message", "")) if app else ""
+            return "attempt" in message and " in 2s" in message
+
+        async def body() -> None:
+            async with anyio.create_task_group() as tg:
+                await tg.start(server.run)
+                await wait_until(retrying, "a failed attempt waiting to retry")
+                worker = server.workers["a"]
+                # Another cluster's sync takes the hub's only slot while "one" backs off.
+                async with server.global_syncs.slot("elsewhere"):
+                    await anyio.sleep(2.5)  # the backoff is over: "one" waits for the slot
+                    assert server.global_syncs.waiting == 1 and worker.syncs_in_flight
+                    worker.cancel_operations()
+                    await wait_until(lambda: not worker.syncs_in_flight, "the sync to end", 10)
+                    assert server.global_syncs.waiting == 0
+                app = server.apps.get("one")
+                assert app is not None
+                # ended with the last attempt's failure, as a terminate during a backoff does
+                assert (app.operation_state or {}).get("phase") == "Failed"
+                assert server.global_syncs.borrowed == 0
+                await server.shutdown()
+
+        run_checked(body)
