@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -41,27 +42,36 @@ spec:
 CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {v: '1'}\n"
 
 
+def home(tmp_path: Path, sim: SimServer) -> Path:
+    """A hub home with cluster "a" of ``sim`` and the Application "one" in Git."""
+    repo = GitRepo(tmp_path / "repo")
+    repo.write({"apps/one.yaml": APP.format(repo=repo.path), "app/c.yaml": CM})
+    cli = Cli(tmp_path / "home")
+    cli.ok("init")
+    cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
+    cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
+    return cli.home
+
+
+def retrying(server: Hub) -> bool:
+    """Has an attempt of "one" failed, with the next one announced?"""
+    app = server.apps.get("one")
+    message = str((app.operation_state or {}).get("message", "")) if app else ""
+    return "attempt" in message and " in 2s" in message
+
+
 def test_a_sync_in_its_retry_backoff_gives_its_hub_wide_slot_back(
     tmp_path: Path, run_checked: Callable[[Callable[[], Awaitable[None]]], None]
 ) -> None:
-    repo = GitRepo(tmp_path / "repo")
     with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
-        repo.write({"apps/one.yaml": APP.format(repo=repo.path), "app/c.yaml": CM})
-        cli = Cli(tmp_path / "home")
-        cli.ok("init")
-        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
-        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
-        server = Hub(cli.home, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
-
-        def retrying() -> bool:
-            app = server.apps.get("one")
-            message = str((app.operation_state or {}).get("message", "")) if app else ""
-            return "attempt" in message and " in 2s" in message
+        server = Hub(
+            home(tmp_path, sim), HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5)
+        )
 
         async def body() -> None:
             async with anyio.create_task_group() as tg:
                 await tg.start(server.run)
-                await wait_until(retrying, "a failed attempt waiting to retry")
+                await wait_until(partial(retrying, server), "a failed attempt waiting to retry")
                 worker = server.workers["a"]
                 assert worker.syncs_in_flight  # the operation is still running...
                 # ...but between attempts it holds no hub-wide slot
@@ -94,25 +104,14 @@ def test_a_sync_in_its_retry_backoff_gives_its_hub_wide_slot_back(
 def test_a_sync_terminated_in_its_backoff_ends_without_waiting_for_a_slot(
     tmp_path: Path, run_checked: Callable[[Callable[[], Awaitable[None]]], None]
 ) -> None:
-    repo = GitRepo(tmp_path / "repo")
     with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
-        repo.write({"apps/one.yaml": APP.format(repo=repo.path), "app/c.yaml": CM})
-        cli = Cli(tmp_path / "home")
-        cli.ok("init")
-        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
-        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
         options = HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5, global_syncs=1)
-        server = Hub(cli.home, options)
-
-        def retrying() -> bool:
-            app = server.apps.get("one")
-            message = str((app.operation_state or {}).get("message", "")) if app else ""
-            return "attempt" in message and " in 2s" in message
+        server = Hub(home(tmp_path, sim), options)
 
         async def body() -> None:
             async with anyio.create_task_group() as tg:
                 await tg.start(server.run)
-                await wait_until(retrying, "a failed attempt waiting to retry")
+                await wait_until(partial(retrying, server), "a failed attempt waiting to retry")
                 worker = server.workers["a"]
                 # Another cluster's sync takes the hub's only slot while "one" backs off.
                 async with server.global_syncs.slot("elsewhere"):
