@@ -5,8 +5,8 @@ With first-come first-served slots, the syncs of a few slow clusters (every requ
 couple of seconds) end up holding nearly all of them, because a fast cluster's sync gives
 its slot back within a second while a slow one keeps it: the healthy fleet then waits
 behind the slow clusters. Here a freed slot goes to the waiting cluster that holds the
-fewest slots at that moment (max-min fairness), the one that has waited longest among
-equals. A slow cluster is granted no further slot while a cluster holding fewer waits;
+fewest slots at that moment (max-min fairness); clusters that hold as many take turns.
+A slow cluster is granted no further slot while a cluster holding fewer waits;
 when nobody else waits, it may use every free slot. Slots are never taken back: what a
 cluster got while the hub was idle it keeps until its syncs end.
 
