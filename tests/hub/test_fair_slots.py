@@ -99,7 +99,7 @@ def test_a_freed_slot_goes_to_the_waiting_cluster_that_holds_fewest() -> None:
     anyio.run(main)
 
 
-def test_among_equals_the_cluster_that_waited_longest_goes_first() -> None:
+def test_clusters_holding_as_many_take_turns_in_the_order_they_asked() -> None:
     async def main() -> None:
         slots = FairSlots(1)
         order: list[str] = []
