@@ -238,15 +238,16 @@ def appset_cluster_marks(records: Sequence[ClusterRecord]) -> tuple[tuple[Any, .
 
 
 def sources_digest(records: Sequence[SourceRecord], loads: Sequence[SourceLoad]) -> str:
-    """A digest of the sources as ``ingest`` sees them: their rows (without the load time,
-    which every pass writes) and what each load found (SHA, manifests, errors)."""
+    """A digest of the sources as ``ingest`` sees them: their rows and what each load found
+    (manifests, errors), without the commits they were read at (``source_revisions``) and
+    the load time, which every pass writes. A commit that leaves every source's files as
+    they were (an image bump beside them in the same repository) does not move it."""
     rows = [
         [
             r.source.name,
             r.source.repo,
             r.source.path,
             r.source.revision,
-            r.last_sha,
             r.last_error,
             r.held_sha,
             r.confirmed_sha,
@@ -257,7 +258,7 @@ def sources_digest(records: Sequence[SourceRecord], loads: Sequence[SourceLoad])
     found = [
         {
             "source": [load.source.name, load.source.repo, load.source.path, load.source.revision],
-            "sha": load.sha,
+            "read": load.sha is not None,
             "errors": list(load.errors),
             "files": load.files,
             "paths": list(load.paths),
@@ -273,6 +274,23 @@ def sources_digest(records: Sequence[SourceRecord], loads: Sequence[SourceLoad])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def source_revisions(
+    records: Sequence[SourceRecord], loads: Sequence[SourceLoad]
+) -> tuple[tuple[str, str | None, str | None], ...]:
+    """Each source's recorded commit (``last_sha``) and the commit this cycle loaded."""
+    loaded = {load.source.name: load.sha for load in loads}
+    return tuple(sorted((r.source.name, r.last_sha, loaded.get(r.source.name)) for r in records))
+
+
+def sources_clean(records: Sequence[SourceRecord], loads: Sequence[SourceLoad]) -> bool:
+    """Every source loaded without an error, none held by the deletion guard or failing:
+    then a commit that only moved the SHAs may be recorded without a pass (a held or
+    failing source is the pass's to decide)."""
+    return all(load.ok and not load.file_errors for load in loads) and all(
+        r.held_sha is None and r.last_error is None and not r.file_errors for r in records
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class AppSetInputs:
     """What a Git cycle reads before the ApplicationSet pass, compared between cycles."""
@@ -280,6 +298,8 @@ class AppSetInputs:
     sources: str  # sources_digest
     clusters: tuple[tuple[Any, ...], ...]  # appset_cluster_marks
     store: tuple[Any, ...]  # AppStore.desired_mark
+    revisions: tuple[tuple[str, str | None, str | None], ...] = ()  # source_revisions
+    clean: bool = True  # sources_clean
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,7 +331,9 @@ def appset_pass_reason(
 ) -> str | None:
     """Why this Git cycle must run the full ApplicationSet pass, or None when nothing it
     reads outside Git changed since the last one (the Git reads are checked after this,
-    with ``moved_reads``: only when this says None, as they cost a resolve each).
+    with ``moved_reads``: only when this says None, as they cost a resolve each). A clean
+    source that moved to a commit with the same files needs no pass: the cycle records
+    the commit (``Hub._record_source_commits``).
 
     The periodic pass is a safety net under the input marks, not a reaction to anything:
     while ``syncing`` (a rollout in flight) it waits, up to ``PERIODIC_PASS_DEFER`` resync
@@ -328,6 +350,8 @@ def appset_pass_reason(
         return "a Git read failed in the last pass"
     if inputs.sources != last.inputs.sources:
         return "a source changed"
+    if inputs.revisions != last.inputs.revisions and not inputs.clean:
+        return "a source that is held or failing moved"
     if inputs.clusters != last.inputs.clusters:
         return "the clusters changed"
     if inputs.store != last.inputs.store:
@@ -1054,12 +1078,21 @@ class Hub:
                 sources=sources_digest(records, loads),
                 clusters=appset_cluster_marks(clusters),
                 store=await self._db(self.apps.desired_mark),
+                revisions=source_revisions(records, loads),
+                clean=sources_clean(records, loads),
             )
             started = self._clock()
             last = self._appset_pass
             reason = await self._appset_pass_reason(last, inputs, started, force)
             if reason is None:
                 assert last is not None
+                if inputs.revisions != last.inputs.revisions:
+                    if not self.is_leader():  # replicas: a stalled former leader writes nothing
+                        return ["the leader lease is lost: this Git cycle is dropped"]
+                    last = replace(
+                        last, inputs=await self._record_source_commits(records, loads, inputs)
+                    )
+                    self._appset_pass = last
                 self._count_appset_pass("skipped")
                 log.debug(
                     "git: ApplicationSet pass skipped: nothing it reads changed since the "
@@ -1127,6 +1160,28 @@ class Hub:
                 self._revisions_seen = published
                 await self._db(partial(self.store.set_meta, REVISIONS_META, published))
         return errors
+
+    async def _record_source_commits(
+        self, records: Sequence[SourceRecord], loads: Sequence[SourceLoad], inputs: AppSetInputs
+    ) -> AppSetInputs:
+        """Clean sources that moved to commits with the same files: each new commit is
+        recorded as loaded (``last_sha``, what ``hub source list`` shows) without the pass,
+        which would find nothing to do. The ApplicationSets and AppProjects keep the commit
+        they were last ingested at. Returns the inputs as the next cycle will read them."""
+        recorded = {r.source.name: r.last_sha for r in records}
+        sources = SourceStore(self.store)
+        for load in loads:
+            if load.sha is not None and load.sha != recorded.get(load.source.name):
+                await self._db(partial(sources.record_load, load))
+                log.info(
+                    "source %s: moved to %s with the same files: recorded, no ApplicationSet "
+                    "pass needed",
+                    load.source.name,
+                    load.sha[:12],
+                )
+        return replace(
+            inputs, revisions=tuple((name, sha, sha) for name, _, sha in inputs.revisions)
+        )
 
     async def _appset_pass_reason(
         self, last: AppSetPass | None, inputs: AppSetInputs, now: float, force: bool

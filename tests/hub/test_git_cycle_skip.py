@@ -8,6 +8,7 @@ are registered with ``--skip-check``); each test drives ``Hub.git_cycle`` itself
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from hub.controller import (
     moved_reads,
 )
 from hub.metrics import Metrics
+from hub.sources import SourceStore
 from hub.store import Store
 from tests.clusters.cli_support import Hub as Cli
 from tests.sync.e2e_helpers import GitRepo
@@ -278,6 +280,85 @@ def test_a_new_commit_in_the_source_runs_the_pass(
     run_hub(body)
 
 
+def source_row(world: World) -> dict[str, Any]:
+    rows = json.loads(world.cli.ok("source", "list", "-o", "json").stdout)
+    return next(r for r in rows if r["name"] == "root")  # type: ignore[no-any-return]
+
+
+def test_a_commit_that_leaves_the_sources_files_as_they_were_is_recorded_without_a_pass(
+    world: World, run_hub: Callable[[Body], Hub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image bump committed beside the ApplicationSets (same repository, outside the
+    source's path) moves the source's SHA, not its files: the cycle records the commit
+    and skips the pass, which at 10,000 Applications costs seconds."""
+
+    async def body(hub: Hub) -> None:
+        await hub.git_cycle()
+        await settle(hub)
+        ingested = {a.name: a.sha for a in hub.apps.list_appsets()}
+        calls: list[object] = []
+        original = hub.appsets.reconcile_appsets
+        monkeypatch.setattr(
+            hub.appsets,
+            "reconcile_appsets",
+            lambda *a, **k: calls.append(a) or original(*a, **k),
+        )
+        full, skipped = hub.appset_passes["full"], hub.appset_passes["skipped"]
+        sha = world.source.write({"services/web.yaml": "kind: ConfigMap\nv: 2\n"}, "bump")
+        await hub.git_cycle()
+        assert calls == [] and hub.appset_passes["full"] == full
+        assert hub.appset_passes["skipped"] == skipped + 1
+        assert source_row(world)["lastSha"] == sha  # `hub source list` shows the commit
+        assert {a.name: a.sha for a in hub.apps.list_appsets()} == ingested
+        # recorded once: the next cycles find nothing moved and write nothing
+        writes = count_record_loads(monkeypatch)
+        await hub.git_cycle()
+        await hub.git_cycle()
+        assert calls == [] and writes == []
+        # a commit that does change the source's files is a full pass, as before
+        world.source.write({"appsets/web.yaml": None}, "drop web")
+        await hub.git_cycle()
+        assert hub.appset_passes["full"] == full + 1 and names(hub, "web-") == set()
+
+    run_hub(body)
+
+
+def count_record_loads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The loads ``SourceStore.record_load`` writes from now on."""
+    writes: list[object] = []
+    original = SourceStore.record_load
+
+    def counting(self: SourceStore, load: Any) -> None:
+        writes.append(load)
+        original(self, load)
+
+    monkeypatch.setattr(SourceStore, "record_load", counting)
+    return writes
+
+
+def test_a_held_source_that_moves_runs_the_pass_even_with_the_same_files(
+    world: World, run_hub: Callable[[Body], Hub]
+) -> None:
+    """The deletion guard decides on every new commit of a held source: its files being
+    unchanged is no reason to record it past the hold."""
+
+    async def body(hub: Hub) -> None:
+        await hub.git_cycle()
+        held = world.source.write({"appsets/bulk.yaml": None}, "drop bulk")
+        await hub.git_cycle()
+        await settle(hub)
+        assert source_row(world)["heldSha"] == held
+        full = hub.appset_passes["full"]
+        newer = world.source.write({"services/web.yaml": "kind: ConfigMap\n"}, "bump")
+        await hub.git_cycle()
+        assert hub.appset_passes["full"] == full + 1
+        row = source_row(world)
+        assert row["heldSha"] == newer and row["lastSha"] not in (held, newer)
+        assert len(names(hub, "bulk-")) == 12  # still held: nothing deleted
+
+    run_hub(body)
+
+
 def test_a_commit_in_a_repo_only_a_git_generator_reads_runs_the_pass(
     world: World, run_hub: Callable[[Body], Hub]
 ) -> None:
@@ -490,6 +571,11 @@ LAST = AppSetPass(inputs=inputs(), reads={}, unsure=False, at=100.0)
         (LAST, inputs(), 160.0, False, "periodic pass"),
         (replace(LAST, unsure=True), inputs(), 110.0, False, "a Git read failed"),
         (LAST, inputs(sources="s2"), 110.0, False, "a source changed"),
+        # the same files at another commit: recorded by the cycle, no pass...
+        (LAST, inputs(revisions=(("root", "a", "b"),)), 110.0, False, None),
+        # ...unless a source is held or failing: the pass decides
+        (LAST, inputs(revisions=(("root", "a", "b"),), clean=False), 110.0, False, "a source"),
+        (LAST, inputs(clean=False), 110.0, False, None),
         (LAST, inputs(clusters=(("west",),)), 110.0, False, "the clusters changed"),
         (LAST, inputs(store=((2, 1),)), 110.0, False, "the stored Applications"),
     ],
