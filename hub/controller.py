@@ -466,6 +466,7 @@ class Hub:
         self._draining = False
         self._tg: anyio.abc.TaskGroup | None = None
         self._git_now = anyio.Event()
+        self._git_forced = False  # the cycle _git_now wakes runs the full pass
         self._clusters: dict[str, tuple[Any, ...]] = {}
         # Workers that crashed: when each may start again, and its last pause.
         self._restart_at: dict[str, float] = {}
@@ -535,7 +536,7 @@ class Hub:
             if self.shards is not None and not self.shards.is_leader():
                 await self._db(partial(self.leases.put_request, "", "", "git", {}))
                 return
-            self._git_now.set()
+            self._wake_git(force=True)
             return
         worker = await self._worker_of(app)
         if worker is None:
@@ -589,8 +590,19 @@ class Hub:
         matched = len(pushed & known)
         if matched:
             log.info("push webhook for %s: fetching now", ", ".join(sorted(pushed & known)))
-            await self.request_refresh(None)
+            if self.shards is not None and not self.shards.is_leader():
+                await self.request_refresh(None)  # the leader runs the Git cycles
+            else:
+                # Not a refresh: the cycle fetches at once and runs the ApplicationSet pass
+                # when what it reads moved (a source's files, a git generator's repository),
+                # so a push of an image bump costs no pass over every Application.
+                self._wake_git(force=False)
         return matched
+
+    def _wake_git(self, *, force: bool) -> None:
+        """Run a Git cycle now; ``force``: with the full ApplicationSet pass (a refresh)."""
+        self._git_forced = self._git_forced or force
+        self._git_now.set()
 
     def _repos_in_store(self) -> set[str]:
         """The repositories of the sources and of the Applications' sources."""
@@ -888,7 +900,7 @@ class Hub:
     def leadership_changed(self, leader: bool) -> None:
         self._leader_now.set()
         if leader:
-            self._git_now.set()  # a new leader runs a Git cycle at once
+            self._wake_git(force=True)  # a new leader runs a Git cycle (and pass) at once
 
     def is_leader(self) -> bool:
         return self.shards is None or self.shards.is_leader()
@@ -1260,8 +1272,8 @@ class Hub:
                 wait = min(wait, backoff_delay(max(self.revisions.failures.values()), base_s=5.0))
             with anyio.move_on_after(wait):
                 await self._git_now.wait()
-            # Woken (refresh, push webhook, new leader), not timed out: a full pass.
-            asked = self._git_now.is_set()
+            # A refresh or a new leader asked for a full pass; a push webhook only woke it.
+            asked, self._git_forced = self._git_forced, False
             self._git_now = anyio.Event()
             try:
                 errors = await self.git_cycle(force=asked)
@@ -1369,7 +1381,7 @@ class Hub:
             if cluster == "":
                 if self.is_leader():
                     await self._db(partial(self.leases.claim_requests, "", self.shards.leader))
-                    self._git_now.set()
+                    self._wake_git(force=True)
                 continue
             worker = self.workers.get(cluster)
             fence = self.shards.fences.get(cluster)

@@ -516,6 +516,13 @@ def test_a_sync_in_flight_postpones_the_periodic_pass(
     run_hub(body, HubOptions())
 
 
+async def cycled(hub: Hub, result: str, before: int) -> None:
+    """Wait until the Git loop ran a cycle with ``result`` ("full" or "skipped")."""
+    with anyio.fail_after(30):
+        while hub.appset_passes[result] == before:
+            await anyio.sleep(0.05)
+
+
 def test_a_refresh_runs_the_pass(world: World, run_hub: Callable[[Body], Hub]) -> None:
     async def body(hub: Hub) -> None:
         await hub.git_cycle()
@@ -523,29 +530,51 @@ def test_a_refresh_runs_the_pass(world: World, run_hub: Callable[[Body], Hub]) -
         full = hub.appset_passes["full"]
         await hub.git_cycle(force=True)
         assert hub.appset_passes["full"] == full + 1
-        # The Git loop: a refresh request (the API's, a matched push webhook) wakes it,
-        # and a woken cycle is a full pass.
+        # The Git loop: a refresh request (the API's) or a new leader wakes it for a full
+        # pass.
         async with anyio.create_task_group() as tg:
             tg.start_soon(hub._git_loop)
             await settle(hub)
             full = hub.appset_passes["full"]
             await hub.request_refresh(None)
-            with anyio.fail_after(30):
-                while hub.appset_passes["full"] == full:
-                    await anyio.sleep(0.05)
-            assert await hub.notify_git_push([str(world.source.path)]) == 1
-            with anyio.fail_after(30):
-                while hub.appset_passes["full"] == full + 1:
-                    await anyio.sleep(0.05)
+            await cycled(hub, "full", full)
             hub.leadership_changed(True)  # a new leader
-            with anyio.fail_after(30):
-                while hub.appset_passes["full"] == full + 2:
-                    await anyio.sleep(0.05)
-            # A push to a repository only a git generator reads is matched too.
+            await cycled(hub, "full", full + 1)
+            tg.cancel_scope.cancel()
+
+    run_hub(body, HubOptions(appset_resync_s=3600.0, git_poll_s=600.0))
+
+
+def test_a_push_webhook_runs_a_cycle_at_once_and_the_pass_only_when_its_inputs_moved(
+    world: World, run_hub: Callable[[Body], Hub]
+) -> None:
+    """A push is no refresh: the cycle it wakes fetches at once, and expands the
+    ApplicationSets only when what they read moved, so a push of an image bump does not
+    cost a pass over every Application."""
+
+    async def body(hub: Hub) -> None:
+        await hub.git_cycle()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(hub._git_loop)
+            await settle(hub)
+            full, skipped = hub.appset_passes["full"], hub.appset_passes["skipped"]
+            # beside the sets, not under the source's path: recorded, no pass
+            sha = world.source.write({"services/web.yaml": "kind: ConfigMap\n"}, "bump")
+            assert await hub.notify_git_push([str(world.source.path)]) == 1
+            await cycled(hub, "skipped", skipped)
+            assert hub.appset_passes["full"] == full
+            assert source_row(world)["lastSha"] == sha
+            # the source's files changed: a pass
+            world.source.write({"appsets/web.yaml": None}, "drop web")
+            assert await hub.notify_git_push([str(world.source.path)]) == 1
+            await cycled(hub, "full", full)
+            assert names(hub, "web-") == set()
+            # a push to a repository only a git generator reads, with a new directory
+            full = hub.appset_passes["full"]
+            world.config.write({"envs/c/x.yaml": "c: 1\n"})
             assert await hub.notify_git_push([str(world.config.path)]) == 1
-            with anyio.fail_after(30):
-                while hub.appset_passes["full"] == full + 3:
-                    await anyio.sleep(0.05)
+            await cycled(hub, "full", full)
+            assert names(hub, "cfg-") == {"cfg-a", "cfg-b", "cfg-c"}
             tg.cancel_scope.cancel()
 
     run_hub(body, HubOptions(appset_resync_s=3600.0, git_poll_s=600.0))
