@@ -217,6 +217,18 @@ async def full_pass_after(hub: Hub, change: Callable[[], object]) -> None:
     assert hub.appset_passes["full"] == full + 1, f"the change was not seen: {hub.appset_passes}"
 
 
+def count_expansions(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The calls of ``reconcile_appsets`` (an ApplicationSet pass) from now on."""
+    calls: list[object] = []
+    original = hub.appsets.reconcile_appsets
+    monkeypatch.setattr(
+        hub.appsets,
+        "reconcile_appsets",
+        lambda *a, **k: calls.append(a) or original(*a, **k),
+    )
+    return calls
+
+
 def names(hub: Hub, prefix: str = "") -> set[str]:
     """The Applications not being deleted (the template's finalizer: a removed one is
     marked for its cluster's worker, which these tests do not run)."""
@@ -235,13 +247,7 @@ def test_an_unchanged_cycle_skips_the_pass_and_still_polls_the_applications_repo
         assert names(hub, "cfg-") == {"cfg-a", "cfg-b"}
         assert names(hub, "plain") == {"plain"}
         await settle(hub)
-        calls: list[object] = []
-        original = hub.appsets.reconcile_appsets
-        monkeypatch.setattr(
-            hub.appsets,
-            "reconcile_appsets",
-            lambda *a, **k: calls.append(a) or original(*a, **k),
-        )
+        calls = count_expansions(hub, monkeypatch)
         await hub.git_cycle()
         await hub.git_cycle()
         assert calls == [], "an unchanged cycle expanded the ApplicationSets"
@@ -296,13 +302,7 @@ def test_a_commit_that_leaves_the_sources_files_as_they_were_is_recorded_without
         await hub.git_cycle()
         await settle(hub)
         ingested = {a.name: a.sha for a in hub.apps.list_appsets()}
-        calls: list[object] = []
-        original = hub.appsets.reconcile_appsets
-        monkeypatch.setattr(
-            hub.appsets,
-            "reconcile_appsets",
-            lambda *a, **k: calls.append(a) or original(*a, **k),
-        )
+        calls = count_expansions(hub, monkeypatch)
         full, skipped = hub.appset_passes["full"], hub.appset_passes["skipped"]
         sha = world.source.write({"services/web.yaml": "kind: ConfigMap\nv: 2\n"}, "bump")
         await hub.git_cycle()
