@@ -591,7 +591,8 @@ class Hub:
         if matched:
             log.info("push webhook for %s: fetching now", ", ".join(sorted(pushed & known)))
             if self.shards is not None and not self.shards.is_leader():
-                await self.request_refresh(None)  # the leader runs the Git cycles
+                # The leader runs the Git cycles: a push, not a refresh, for it too.
+                await self._db(partial(self.leases.put_request, "", "", "git", {"push": True}))
             else:
                 # Not a refresh: the cycle fetches at once and runs the ApplicationSet pass
                 # when what it reads moved (a source's files, a git generator's repository),
@@ -1380,8 +1381,11 @@ class Hub:
         for cluster in sorted(waiting):
             if cluster == "":
                 if self.is_leader():
-                    await self._db(partial(self.leases.claim_requests, "", self.shards.leader))
-                    self._wake_git(force=True)
+                    claimed = await self._db(
+                        partial(self.leases.claim_requests, "", self.shards.leader)
+                    )
+                    # A refresh forwarded by a follower forces the pass; a push does not.
+                    self._wake_git(force=any(not body.get("push") for _, _, body in claimed))
                 continue
             worker = self.workers.get(cluster)
             fence = self.shards.fences.get(cluster)
