@@ -16,6 +16,7 @@ cleanup (finalizers) runs after that.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -84,7 +85,15 @@ async def execute(run: Run) -> OperationResult:
         )
         try:
             await _backoff(run, delay)
-        except Stop:
+        except Stop as stop:
+            # Terminated or out of time while waiting to retry: the operation says so (as
+            # Argo CD does), with what the last attempt found.
+            result = replace(
+                result,
+                phase=stop.phase,
+                message=f"{stop} while waiting to retry; the last attempt: {result.message}",
+                exit_code=stop.code,
+            )
             break
         run.results.clear()
     return await finish(run, result)

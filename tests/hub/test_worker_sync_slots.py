@@ -122,8 +122,11 @@ def test_a_sync_terminated_in_its_backoff_ends_without_waiting_for_a_slot(
                     assert server.global_syncs.waiting == 0
                 app = server.apps.get("one")
                 assert app is not None
-                # ended with the last attempt's failure, as a terminate during a backoff does
-                assert (app.operation_state or {}).get("phase") == "Failed"
+                state = app.operation_state or {}
+                assert state.get("phase") == "Failed"
+                message = str(state.get("message"))
+                assert message.startswith("operation terminated while waiting to retry")
+                assert 'namespaces "later" not found' in message  # the last attempt's failure
                 assert server.global_syncs.borrowed == 0
                 await server.shutdown()
 
