@@ -157,6 +157,9 @@ class ReplicaConfig:
     leases: LeaseOptions = field(default_factory=LeaseOptions)
 
 
+#: Why a Git cycle of a replica that lost the leader lease meanwhile wrote nothing.
+NOT_LEADER = "the leader lease is lost: this Git cycle is dropped"
+
 #: The store key where the leader publishes the revisions of its last Git cycle, so the
 #: other replicas fetch when (and only when) the leader saw a repository move.
 REVISIONS_META = "replicas.revisions"
@@ -533,10 +536,7 @@ class Hub:
 
     async def request_refresh(self, app: str | None = None) -> None:
         if app is None:
-            if self.shards is not None and not self.shards.is_leader():
-                await self._db(partial(self.leases.put_request, "", "", "git", {}))
-                return
-            self._wake_git(force=True)
+            await self._git_cycle_now(force=True)
             return
         worker = await self._worker_of(app)
         if worker is None:
@@ -590,15 +590,20 @@ class Hub:
         matched = len(pushed & known)
         if matched:
             log.info("push webhook for %s: fetching now", ", ".join(sorted(pushed & known)))
-            if self.shards is not None and not self.shards.is_leader():
-                # The leader runs the Git cycles: a push, not a refresh, for it too.
-                await self._db(partial(self.leases.put_request, "", "", "git", {"push": True}))
-            else:
-                # Not a refresh: the cycle fetches at once and runs the ApplicationSet pass
-                # when what it reads moved (a source's files, a git generator's repository),
-                # so a push of an image bump costs no pass over every Application.
-                self._wake_git(force=False)
+            # Not a refresh: the cycle fetches at once and runs the ApplicationSet pass
+            # when what it reads moved (a source's files, a git generator's repository), so
+            # a push of an image bump costs no pass over every Application.
+            await self._git_cycle_now(force=False)
         return matched
+
+    async def _git_cycle_now(self, *, force: bool) -> None:
+        """Run a Git cycle now, ``force``: with the full ApplicationSet pass (a refresh, not
+        a push). A follower forwards it to the leader, which runs the Git cycles."""
+        if self.shards is not None and not self.shards.is_leader():
+            body = {} if force else {"push": True}
+            await self._db(partial(self.leases.put_request, "", "", "git", body))
+            return
+        self._wake_git(force=force)
 
     def _wake_git(self, *, force: bool) -> None:
         """Run a Git cycle now; ``force``: with the full ApplicationSet pass (a refresh)."""
@@ -1101,7 +1106,7 @@ class Hub:
                 assert last is not None
                 if inputs.revisions != last.inputs.revisions:
                     if not self.is_leader():  # replicas: a stalled former leader writes nothing
-                        return ["the leader lease is lost: this Git cycle is dropped"]
+                        return [NOT_LEADER]
                     last = replace(
                         last, inputs=await self._record_source_commits(records, loads, inputs)
                     )
@@ -1122,7 +1127,7 @@ class Hub:
 
                 def generate() -> None:
                     if not self.is_leader():  # replicas: a stalled former leader writes nothing
-                        raise LeaseLost("the leader lease is lost: this Git cycle is dropped")
+                        raise LeaseLost(NOT_LEADER)
                     self.appsets.ingest(
                         loads, clusters, configured={r.source.name for r in records}
                     )

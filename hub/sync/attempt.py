@@ -15,6 +15,7 @@ cleanup (finalizers) runs after that.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -103,13 +104,11 @@ async def _backoff(run: Run, delay: float) -> None:
     """Waits out a retry's backoff, inside ``limits.backoff`` when there is one (the worker
     lends its hub-wide sync slot out). A cancel of the operation also ends the wait for a
     slot again, so a terminated sync does not queue behind the fleet to say so."""
-    if run.limits.backoff is None:
-        await run.sleep(delay)
-        return
+    lend = run.limits.backoff or contextlib.nullcontext
     with anyio.CancelScope() as scope:
         unbind = run.cancel.bind(scope)
         try:
-            async with run.limits.backoff():
+            async with lend():
                 await run.sleep(delay)
         finally:
             unbind()

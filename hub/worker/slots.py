@@ -73,10 +73,6 @@ class FairSlots:
         self._buckets: dict[int, dict[str, None]] = {}
 
     @property
-    def total(self) -> int:
-        return self._total
-
-    @property
     def borrowed(self) -> int:
         """Slots held now (the hub-wide syncs and deletions running)."""
         return self._borrowed
