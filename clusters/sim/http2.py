@@ -20,7 +20,9 @@ after a GOAWAY), which clients retry as after any lost connection.
 from __future__ import annotations
 
 import asyncio
+import asyncio.protocols  # mypyc: the Python base class of the protocols below
 import contextlib
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
@@ -34,6 +36,7 @@ import h2.exceptions
 import h2.settings
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
+from mypy_extensions import mypyc_attr
 
 from clusters import wirejson
 from clusters.h2client import PlainHpackEncoder
@@ -163,7 +166,8 @@ class H2Connections:
                 conn.transport.abort()
 
 
-class H2ServerConnection(asyncio.Protocol):
+@mypyc_attr(native_class=False)  # its base is a Python class
+class H2ServerConnection(asyncio.protocols.Protocol):
     """The server side of one HTTP/2 connection (see the module docstring)."""
 
     def __init__(self, serve: Serve, registry: H2Connections, max_body: int) -> None:
@@ -412,18 +416,29 @@ class H2ServerConnection(asyncio.Protocol):
             self.transport.write(data)
 
 
+@mypyc_attr(native_class=False)  # its base is a Python class
+class _ByAlpn(asyncio.protocols.Protocol):
+    """Hands a TLS connection, once its handshake chose, to the chosen protocol."""
+
+    def __init__(
+        self,
+        http1: Callable[[], asyncio.BaseProtocol],
+        http2: Callable[[], asyncio.BaseProtocol],
+    ) -> None:
+        self._http1 = http1
+        self._http2 = http2
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        protocol = self._http2() if chosen == "h2" else self._http1()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+
+
 def by_alpn(
     http1: Callable[[], asyncio.BaseProtocol], http2: Callable[[], asyncio.BaseProtocol]
 ) -> Callable[[], asyncio.Protocol]:
     """A protocol factory for a TLS server offering h2 and http/1.1: each connection is
     handed, once its handshake chose, to ``http2()`` or ``http1()``."""
-
-    class ByAlpn(asyncio.Protocol):
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            ssl_object = transport.get_extra_info("ssl_object")
-            chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
-            protocol = http2() if chosen == "h2" else http1()
-            transport.set_protocol(protocol)
-            protocol.connection_made(transport)
-
-    return ByAlpn
+    return functools.partial(_ByAlpn, http1, http2)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+from mypy_extensions import mypyc_attr
+
 from clusters.errors import ClusterError
 from clusters.sim import schema
 from clusters.sim.schema import ListNode, MapNode
@@ -28,6 +30,7 @@ DELETE_FROM_PRIMITIVE_LIST = "$deleteFromPrimitiveList/"
 SET_ELEMENT_ORDER = "$setElementOrder/"
 
 
+@mypyc_attr(native_class=False)  # its base is a Python class
 class PatchError(ClusterError):
     """A patch the server rejects; ``reason``/``code`` are the Status fields to answer with."""
 

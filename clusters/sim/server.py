@@ -851,8 +851,8 @@ class SimApp:
             return _status_response(NOT_FOUND_PATH)
         except ApiError as err:
             return _status_response(err)
-        except SelectorError as err:
-            return _status_response(bad_request(str(err)))
+        except SelectorError as selector_err:
+            return _status_response(bad_request(str(selector_err)))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as exc:  # the server must answer, whatever a request carries
@@ -1504,8 +1504,8 @@ class SimApp:
                         "resourceVersion": str(target.store.resource_version),
                     }
                 )
-        except (FaultError, ClusterUsageError) as exc:
-            raise bad_request(str(exc)) from None
+        except (FaultError, ClusterUsageError) as usage_exc:
+            raise bad_request(str(usage_exc)) from None
         except ValueError as exc:
             raise bad_request(f"invalid JSON body: {exc}") from None
         raise NOT_FOUND_PATH
@@ -1893,7 +1893,9 @@ class RunningSim:
                     f"cannot listen on {cfg.host}:{cfg.port}: address in use or not available"
                 ) from None
             server = await self._listen(cfg.port, ssl_ctx)
-        self.port = int(server.sockets[0].getsockname()[1])
+        # Any: uvloop's server returns a list of sockets where asyncio's types say a tuple.
+        listening: Any = server
+        self.port = int(listening.sockets[0].getsockname()[1])
         app.external_address = f"{cfg.host}:{self.port}"
         if state_dir is not None:
             (state_dir / "port").write_text(str(self.port))
@@ -2054,7 +2056,7 @@ class SimServer:
         )
         self._running: RunningSim | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: Any = None
+        self._serving_thread: Any = None
         self._stop_event: asyncio.Event | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -2062,7 +2064,7 @@ class SimServer:
     def start(self) -> SimServer:
         import threading
 
-        if self._thread is not None:
+        if self._serving_thread is not None:
             return self
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -2088,24 +2090,24 @@ class SimServer:
 
             asyncio.run(main())
 
-        self._thread = threading.Thread(target=run, name="hub-sim", daemon=True)
-        self._thread.start()
+        self._serving_thread = threading.Thread(target=run, name="hub-sim", daemon=True)
+        self._serving_thread.start()
         ready.wait()
         if failure:
-            self._thread.join()
-            self._thread = None
+            self._serving_thread.join()
+            self._serving_thread = None
             raise failure[0]
         return self
 
     def stop(self) -> None:
-        thread = self._thread
+        thread = self._serving_thread
         if thread is None:
             return
         loop, event = self._loop, self._stop_event
         if loop is not None and event is not None and not loop.is_closed():
             loop.call_soon_threadsafe(event.set)
         thread.join(timeout=30)
-        self._thread = None
+        self._serving_thread = None
         self._running = None
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from clusters.errors import ClusterError
 from clusters.sim import fieldpath as fp
 from clusters.sim import schema
@@ -51,6 +53,7 @@ _STRIPPED_META = frozenset(
 _MISSING: Any = object()
 
 
+@mypyc_attr(native_class=False)  # its base is a Python class
 class ApplyConflict(ClusterError):
     """An apply that would change fields other managers own (HTTP 409, reason Conflict).
 
@@ -78,6 +81,7 @@ class ApplyConflict(ClusterError):
         ]
 
 
+@mypyc_attr(native_class=False)  # its base is dict
 class _Undecoded(dict[str, Any]):
     """The fields of a stored entry a write cannot touch, left in their wire form.
 

@@ -1201,8 +1201,8 @@ class ClusterStore:
                 patched = patching.apply_strategic_merge_patch(base, doc)
             else:
                 raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type}")
-        except patching.PatchError as exc:
-            raise _semantics_error(exc) from None
+        except patching.PatchError as patch_exc:
+            raise _semantics_error(patch_exc) from None
         if not isinstance(patched, dict):
             raise bad_request("the patch did not produce an object")
         pmeta = patched.get("metadata")
@@ -1253,8 +1253,8 @@ class ClusterStore:
             )
         try:
             applied = load_yaml(raw)
-        except yaml.YAMLError as exc:
-            raise bad_request(f"error decoding YAML: {exc}") from None
+        except yaml.YAMLError as yaml_exc:
+            raise bad_request(f"error decoding YAML: {yaml_exc}") from None
         applied = self._check_body(rt, namespace, applied, name, require_type=True)
         if subresource == "status" and old is None:
             raise not_found(rt, name)
@@ -1269,13 +1269,12 @@ class ClusterStore:
                 subresource=subresource,
                 status_subresource=rt.has_status(),
             )
-        except ssa.ApplyConflict as exc:
-            causes = exc.causes
+        except ssa.ApplyConflict as conflict:
             raise ApiError(
-                409, "Conflict", str(exc), dict(_details(rt, name), causes=causes)
+                409, "Conflict", str(conflict), dict(_details(rt, name), causes=conflict.causes)
             ) from None
-        except patching.PatchError as exc:
-            raise _semantics_error(exc) from None
+        except patching.PatchError as patch_exc:
+            raise _semantics_error(patch_exc) from None
         except (ValueError, TypeError) as exc:
             raise bad_request(f"cannot apply {rt.kind} {name!r}: {exc}") from None
         if old is None:
@@ -1374,8 +1373,8 @@ class ClusterStore:
                 patched = patching.apply_merge_patch(current, {"spec": (doc or {}).get("spec", {})})
             else:
                 raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {patch_type}")
-        except patching.PatchError as exc:
-            raise _semantics_error(exc) from None
+        except patching.PatchError as patch_exc:
+            raise _semantics_error(patch_exc) from None
         except (ValueError, yaml.YAMLError) as exc:
             raise bad_request(f"error decoding patch: {exc}") from None
         return self.update_scale(rt, namespace, name, patched, manager=manager, dry_run=dry_run)

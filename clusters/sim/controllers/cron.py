@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from mypy_extensions import mypyc_attr
+
 from clusters.errors import ClusterUsageError
 
 _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
@@ -31,6 +33,7 @@ _MACROS = {
 _SEARCH_LIMIT = timedelta(days=366 * 5)
 
 
+@mypyc_attr(native_class=False)  # its base is a Python class
 class CronError(ClusterUsageError):
     """A CronJob schedule that cannot be parsed."""
 

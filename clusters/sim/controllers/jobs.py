@@ -76,9 +76,9 @@ async def reconcile_job(rt: Runtime, namespace: str, name: str) -> float | None:
         if not isinstance(ttl, int):
             return None
         done = finished_at(job) or now_epoch()
-        remaining = done + ttl - now_epoch()
-        if remaining > 0:
-            return remaining + 0.01
+        ttl_left = done + ttl - now_epoch()
+        if ttl_left > 0:
+            return ttl_left + 0.01
         await api.delete("batch/v1", "Job", namespace, name)
         return None
 
