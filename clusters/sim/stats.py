@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clusters.eventloop import running_loop
+from clusters.sim import compiled
 
 LAG_INTERVAL = 0.1  # seconds between the monitor's wake-ups
 MAX_SAMPLES = 100_000  # per series and window; beyond it a uniform sample is kept
@@ -152,6 +153,8 @@ class ProcessStats:
         return {
             "pid": os.getpid(),
             "event_loop": running_loop(),
+            "compiled": compiled.state().compiled,
+            "build": compiled.state().reason,
             "window_s": round(wall, 3),
             "cpu_s": round(cpu, 3),
             "cpu_share": round(cpu / wall, 3) if wall > 0 else 0.0,

@@ -12,6 +12,7 @@ import click
 from clusters.errors import ClusterUsageError
 from clusters.eventloop import SIM_DEFAULT, chosen_loop
 from clusters.eventloop import run as run_loop
+from clusters.sim import compiled
 from clusters.sim.server import RunningSim, SimConfig, cluster_names
 from clusters.sim.shards import ShardedSim
 from clusters.sim.store import DEFAULT_GC_DELAY
@@ -155,6 +156,10 @@ def _announce(config: SimConfig, servers: list[tuple[str, str]], where: str) -> 
         click.echo(
             f"try:  kubectl --kubeconfig {config.kubeconfig_path} --context {contexts[0]} get ns"
         )
+    build = compiled.state()
+    click.echo(
+        f"code: {'compiled' if build.compiled else 'interpreted'} ({build.reason})", err=True
+    )
     click.echo("Ctrl-C to stop.", err=True)
 
 

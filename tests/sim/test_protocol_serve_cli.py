@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from clusters.eventloop import ENV
+from clusters.sim import compiled
 from clusters.sim.shards import split
 from hub.ports import free_port
 from tests.conftest import run_kubectl
@@ -187,6 +188,41 @@ def _call(
             return err.code, json.loads(err.read() or b"null")
 
 
+@pytest.mark.parametrize("wanted", ["0", ""])
+def test_serve_says_which_simulator_code_it_runs(tmp_path: Path, wanted: str) -> None:
+    """The interpreted code when told so (HUB_SIM_COMPILED=0), else the build's state: on
+    standard error at start and in /sim/stats."""
+    token_file = tmp_path / "admin-token"
+    proc, _ = _start(
+        tmp_path,
+        *("--clusters", "1", "--admin-token-out", str(token_file)),
+        env={compiled.ENV: wanted},
+    )
+    expected = compiled.BuildState(False, "HUB_SIM_COMPILED=0")
+    if not wanted:
+        expected = compiled.check_build()
+    try:
+        doc = yaml.safe_load((tmp_path / "kc").read_text())
+        ca = ssl.create_default_context(
+            cadata=base64.b64decode(
+                doc["clusters"][0]["cluster"]["certificate-authority-data"]
+            ).decode()
+        )
+        base = doc["clusters"][0]["cluster"]["server"].rsplit("/clusters/", 1)[0]
+        status, stats = _call(base, ca, "GET", "/sim/stats", token_file.read_text().strip())
+        assert status == 200 and isinstance(stats, dict)
+        assert (stats["compiled"], stats["build"]) == (expected.compiled, expected.reason)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    code = "compiled" if expected.compiled else "interpreted"
+    assert f"code: {code} ({expected.reason})" in err
+
+
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_serve_with_processes_shards_clusters_behind_one_kubeconfig(
     tmp_path: Path, loop: str
@@ -230,6 +266,8 @@ def test_serve_with_processes_shards_clusters_behind_one_kubeconfig(
             status, stats = _call(url, ca, "GET", "/sim/stats", admin)
             assert status == 200 and isinstance(stats, dict)
             assert stats["event_loop"] == loop  # HUB_EVENT_LOOP reaches every shard
+            # every shard runs the compiled simulator exactly when the build is current
+            assert stats["compiled"] is compiled.check_build().compiled, stats["build"]
             pids.append(int(stats["pid"]))
         assert len(set(pids)) == 2 and proc.pid not in pids
         # A cluster added through one process's admin API joins the one kubeconfig.

@@ -8,6 +8,11 @@ Namespace phases and CRD conditions are the server's (clusters/sim/store.py), no
 
 from __future__ import annotations
 
+from clusters.sim import compiled as _compiled
+
+# The mypyc build of these modules, when it is current (clusters/sim/compiled.py).
+__path__ = _compiled.package_path(__name__, __path__)
+
 from clusters.sim.controllers.cronjobs import reconcile_cronjob
 from clusters.sim.controllers.daemonsets import reconcile_daemonset
 from clusters.sim.controllers.deployments import reconcile_deployment

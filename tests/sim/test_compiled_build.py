@@ -1,0 +1,215 @@
+"""The compiled simulator is used only when it was built from the sources as they are.
+
+Pure checks of ``clusters.sim.compiled`` on a scratch tree (no compiler involved), a check
+that this process loaded what the build state says, and a guard that keeps the simulator
+compilable in a way mypyc gets right.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from clusters.sim import compiled
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tree(tmp_path: Path) -> Path:
+    sim = tmp_path / "clusters" / "sim"
+    (sim / "controllers").mkdir(parents=True)
+    for name in ("__init__.py", "compiled.py", "readonly.py", "store.py", "ssa.py"):
+        (sim / name).write_text(f"# {name}\n")
+    for name in ("__init__.py", "pods.py"):
+        (sim / "controllers" / name).write_text(f"# {name}\n")
+    return tmp_path
+
+
+def _built(root: Path) -> Path:
+    lib = root / "lib"
+    lib.mkdir()
+    manifest = compiled.manifest_for(compiled.compilable_sources(root), "9.9")
+    (lib / compiled.MANIFEST).write_text(json.dumps(manifest))
+    return lib
+
+
+def test_only_the_modules_that_can_be_compiled_are_listed(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    assert sorted(compiled.compilable_sources(root)) == [
+        "clusters.sim.controllers.pods",
+        "clusters.sim.ssa",
+        "clusters.sim.store",
+    ]
+
+
+def test_a_build_of_these_sources_is_used(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    state = compiled.check_build(_built(root), root)
+    assert state.compiled, state.reason
+    assert "mypyc 9.9 (3 modules)" in state.reason
+
+
+def test_a_changed_source_makes_the_build_stale(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    lib = _built(root)
+    (root / "clusters" / "sim" / "controllers" / "pods.py").write_text("# edited\n")
+    state = compiled.check_build(lib, root)
+    assert not state.compiled
+    assert state.reason == "stale: clusters/sim/controllers/pods.py changed since the build"
+
+
+def test_an_edit_to_an_interpreted_module_does_not(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    lib = _built(root)
+    (root / "clusters" / "sim" / "readonly.py").write_text("# edited\n")
+    assert compiled.check_build(lib, root).compiled
+
+
+def test_a_new_or_removed_module_makes_the_build_stale(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    lib = _built(root)
+    (root / "clusters" / "sim" / "faults.py").write_text("# new\n")
+    state = compiled.check_build(lib, root)
+    assert (state.compiled, state.reason) == (False, "stale: clusters.sim.faults not in the build")
+    (root / "clusters" / "sim" / "faults.py").unlink()
+    (root / "clusters" / "sim" / "ssa.py").unlink()
+    state = compiled.check_build(lib, root)
+    assert not state.compiled
+    assert state.reason == "stale: clusters.sim.ssa is in the build but no longer compiled"
+
+
+def test_a_build_for_another_interpreter_is_not_used(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    lib = _built(root)
+    manifest = json.loads((lib / compiled.MANIFEST).read_text())
+    manifest["interpreter"] = "cpython-312 .cpython-312-x86_64-linux-gnu.so"
+    (lib / compiled.MANIFEST).write_text(json.dumps(manifest))
+    state = compiled.check_build(lib, root)
+    assert not state.compiled
+    assert "cpython-312" in state.reason and compiled.interpreter_tag() in state.reason
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", '{"modules": 3}'])
+def test_a_missing_or_broken_manifest_is_not_used(tmp_path: Path, text: str) -> None:
+    root = _tree(tmp_path)
+    lib = tmp_path / "lib"
+    state = compiled.check_build(lib, root)
+    assert not state.compiled and "no compiled build" in state.reason
+    lib.mkdir()
+    (lib / compiled.MANIFEST).write_text(text)
+    state = compiled.check_build(lib, root)
+    assert not state.compiled
+    assert str(lib / compiled.MANIFEST) in state.reason
+
+
+def test_the_loaded_modules_are_what_the_build_state_says() -> None:
+    """In this process: extension modules exactly when the state says compiled (CI builds
+    the simulator first, so there this checks the compiled path)."""
+    state = compiled.state()
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    for name in compiled.compilable_sources():
+        module = importlib.import_module(name)
+        assert str(module.__file__).endswith(suffix) == state.compiled, (name, state)
+    for name in ("clusters.sim.readonly", "clusters.sim.objectapi", "clusters.sim.shards"):
+        assert str(importlib.import_module(name).__file__).endswith(".py")
+
+
+def test_a_process_told_not_to_use_the_build_runs_interpreted() -> None:
+    code = (
+        "import clusters.sim.store as s, clusters.sim.compiled as c;"
+        "print(s.__file__.endswith('.py'), c.state().reason)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"HUB_SIM_COMPILED": "0", "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["True", "HUB_SIM_COMPILED=0"]
+
+
+def test_a_process_that_requires_the_build_fails_clearly_without_one(tmp_path: Path) -> None:
+    """HUB_SIM_COMPILED=1 against a checkout whose build is missing: an import error that
+    says why and how to build it (a copy of the package, so the real build is untouched)."""
+    copy = tmp_path / "checkout"
+    (copy / "clusters").mkdir(parents=True)
+    for path in (ROOT / "clusters").glob("*.py"):
+        (copy / "clusters" / path.name).write_text(path.read_text())
+    sim = ROOT / "clusters" / "sim"
+    for path in sim.rglob("*.py"):
+        target = copy / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(path.read_text())
+    proc = subprocess.run(
+        [sys.executable, "-c", "import clusters.sim"],
+        env={"HUB_SIM_COMPILED": "1", "PATH": "/usr/bin:/bin"},
+        cwd=copy,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "HUB_SIM_COMPILED=1 but the compiled simulator cannot be used: no compiled build" in (
+        proc.stderr
+    )
+    assert "make sim" in proc.stderr
+
+
+def _python_bases(path: Path) -> list[tuple[str, list[str], bool]]:
+    """(class, its bases, marked non-native) for each class of a module whose bases are
+    not builtins, typing.Protocol or classes of the compiled modules themselves."""
+    compiled_classes = set()
+    trees = {}
+    for p in compiled.compilable_sources().values():
+        trees[p] = ast.parse(p.read_text())
+        compiled_classes |= {n.name for n in ast.walk(trees[p]) if isinstance(n, ast.ClassDef)}
+    allowed = {
+        "object",
+        "Exception",
+        "ValueError",
+        "KeyError",
+        "RuntimeError",
+        "Protocol",  # typing's (asyncio's is spelled asyncio.protocols.Protocol)
+        "typing.Protocol",
+        "Generic",
+        "NamedTuple",
+        "TypedDict",
+    }
+    found = []
+    for node in ast.walk(trees[path]):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        bases = [ast.unparse(b) for b in node.bases]
+        foreign = [
+            b
+            for b in (base.split("[")[0] for base in bases)
+            if b not in allowed and b.rsplit(".", 1)[-1] not in compiled_classes
+        ]
+        if foreign:
+            marked = any("native_class=False" in ast.unparse(d) for d in node.decorator_list)
+            found.append((node.name, bases, marked))
+    return found
+
+
+def test_classes_with_a_python_base_are_marked_non_native() -> None:
+    """mypyc compiles a class whose base is a Python class (ClusterError, asyncio's
+    Protocol) as a native one unless told otherwise, and such a class loses its class
+    attributes and crashed the simulator (a segfault on an apply conflict). Each must
+    carry ``@mypyc_attr(native_class=False)``."""
+    unmarked = [
+        (str(path.relative_to(ROOT)), name, bases)
+        for path in compiled.compilable_sources().values()
+        for name, bases, marked in _python_bases(path)
+        if not marked
+    ]
+    assert unmarked == []
+    seen = {name for p in compiled.compilable_sources().values() for name, _, _ in _python_bases(p)}
+    assert {"ApplyConflict", "PatchError", "H2ServerConnection"} <= seen
