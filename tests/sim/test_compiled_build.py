@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -56,13 +57,33 @@ def test_a_build_of_these_sources_is_used(tmp_path: Path) -> None:
     assert "mypyc 9.9 (3 modules)" in state.reason
 
 
-def test_a_changed_source_makes_the_build_stale(tmp_path: Path) -> None:
+def _edit(root: Path) -> None:
+    (root / "clusters" / "sim" / "controllers" / "pods.py").write_text("# edited\n")
+
+
+def _add(root: Path) -> None:
+    (root / "clusters" / "sim" / "faults.py").write_text("# new\n")
+
+
+def _remove(root: Path) -> None:
+    (root / "clusters" / "sim" / "ssa.py").unlink()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_edit, "stale: clusters/sim/controllers/pods.py changed since the build"),
+        (_add, "stale: clusters.sim.faults not in the build"),
+        (_remove, "stale: clusters.sim.ssa is in the build but no longer compiled"),
+    ],
+)
+def test_a_changed_added_or_removed_module_makes_the_build_stale(
+    tmp_path: Path, change: Callable[[Path], None], reason: str
+) -> None:
     root = _tree(tmp_path)
     lib = _built(root)
-    (root / "clusters" / "sim" / "controllers" / "pods.py").write_text("# edited\n")
-    state = compiled.check_build(lib, root)
-    assert not state.compiled
-    assert state.reason == "stale: clusters/sim/controllers/pods.py changed since the build"
+    change(root)
+    assert compiled.check_build(lib, root) == compiled.BuildState(False, reason)
 
 
 def test_an_edit_to_an_interpreted_module_does_not(tmp_path: Path) -> None:
@@ -70,19 +91,6 @@ def test_an_edit_to_an_interpreted_module_does_not(tmp_path: Path) -> None:
     lib = _built(root)
     (root / "clusters" / "sim" / "readonly.py").write_text("# edited\n")
     assert compiled.check_build(lib, root).compiled
-
-
-def test_a_new_or_removed_module_makes_the_build_stale(tmp_path: Path) -> None:
-    root = _tree(tmp_path)
-    lib = _built(root)
-    (root / "clusters" / "sim" / "faults.py").write_text("# new\n")
-    state = compiled.check_build(lib, root)
-    assert (state.compiled, state.reason) == (False, "stale: clusters.sim.faults not in the build")
-    (root / "clusters" / "sim" / "faults.py").unlink()
-    (root / "clusters" / "sim" / "ssa.py").unlink()
-    state = compiled.check_build(lib, root)
-    assert not state.compiled
-    assert state.reason == "stale: clusters.sim.ssa is in the build but no longer compiled"
 
 
 def test_a_build_for_another_interpreter_is_not_used(tmp_path: Path) -> None:
