@@ -9,8 +9,8 @@ with a manifest of the sources it compiled. On import, ``clusters.sim`` and
 has the same content; otherwise the simulator runs interpreted, as before, and
 ``state()`` says why. Only the simulator is compiled: the hub always runs as written.
 
-``HUB_SIM_COMPILED``: ``0`` never uses the build, ``1`` requires it (an import error
-that says how to build it), unset uses it when it is current.
+``HUB_SIM_COMPILED``: ``0`` never uses the build, ``1`` requires it (an error that says
+why it cannot be used and how to build it), unset uses it when it is current.
 
 This module stays interpreted: it decides what is loaded.
 """
@@ -25,6 +25,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from clusters.errors import ClusterUsageError
+
 ENV = "HUB_SIM_COMPILED"
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "build" / "sim-mypyc"
@@ -35,6 +37,10 @@ MANIFEST = "manifest.json"
 # list and ``objectapi`` is an async generator (mypyc compiles neither), ``shards`` is run
 # with ``python -m`` (which needs Python code), and this module decides what is loaded.
 INTERPRETED = frozenset({"__init__.py", "compiled.py", "readonly.py", "objectapi.py", "shards.py"})
+
+
+class CompiledSimUnavailable(ClusterUsageError, ImportError):
+    """``HUB_SIM_COMPILED`` asks for what cannot be had (the CLI prints it, exit 2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +112,16 @@ def check_build(lib: Path = LIB, root: Path = ROOT) -> BuildState:
 
 def _decide() -> BuildState:
     wanted = os.environ.get(ENV, "").strip()
+    if wanted not in ("", "0", "1"):
+        raise CompiledSimUnavailable(
+            f"{ENV}={wanted!r}: use 1 (require the compiled simulator), 0 (never use it) "
+            "or leave it unset (use it when it is current)"
+        )
     if wanted == "0":
         return BuildState(False, f"{ENV}=0")
     state = check_build()
     if wanted == "1" and not state.compiled:
-        raise ImportError(
+        raise CompiledSimUnavailable(
             f"{ENV}=1 but the compiled simulator cannot be used: {state.reason}; "
             "run `make sim` (or unset it)"
         )

@@ -145,30 +145,38 @@ def test_a_process_told_not_to_use_the_build_runs_interpreted() -> None:
     assert out == ["True", "HUB_SIM_COMPILED=0"]
 
 
-def test_a_process_that_requires_the_build_fails_clearly_without_one(tmp_path: Path) -> None:
-    """HUB_SIM_COMPILED=1 against a checkout whose build is missing: an import error that
-    says why and how to build it (a copy of the package, so the real build is untouched)."""
+@pytest.mark.parametrize(
+    ("wanted", "message"),
+    [
+        ("1", "HUB_SIM_COMPILED=1 but the compiled simulator cannot be used: no compiled build"),
+        ("yes", "HUB_SIM_COMPILED='yes': use 1 (require the compiled simulator), 0 (never"),
+    ],
+)
+def test_hub_sim_fails_clearly_when_the_build_it_asks_for_cannot_be_had(
+    tmp_path: Path, wanted: str, message: str
+) -> None:
+    """HUB_SIM_COMPILED=1 against a checkout without a build, or a value it does not know:
+    one line and exit 2 from the CLI, no traceback (a copy of the packages, so the real
+    build is untouched)."""
     copy = tmp_path / "checkout"
-    (copy / "clusters").mkdir(parents=True)
-    for path in (ROOT / "clusters").glob("*.py"):
-        (copy / "clusters" / path.name).write_text(path.read_text())
-    sim = ROOT / "clusters" / "sim"
-    for path in sim.rglob("*.py"):
-        target = copy / path.relative_to(ROOT)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(path.read_text())
+    for package in ("clusters", "hub", "generators"):
+        for path in (ROOT / package).rglob("*.py"):
+            target = copy / path.relative_to(ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(path.read_text())
     proc = subprocess.run(
-        [sys.executable, "-c", "import clusters.sim"],
-        env={"HUB_SIM_COMPILED": "1", "PATH": "/usr/bin:/bin"},
+        [sys.executable, "-m", "hub", "--home", str(tmp_path / "home"), "sim", "serve"],
+        env={"HUB_SIM_COMPILED": wanted, "PATH": "/usr/bin:/bin"},
         cwd=copy,
         capture_output=True,
         text=True,
+        timeout=60,
     )
-    assert proc.returncode == 1
-    assert "HUB_SIM_COMPILED=1 but the compiled simulator cannot be used: no compiled build" in (
-        proc.stderr
-    )
-    assert "make sim" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"error: {message}"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    if wanted == "1":
+        assert "make sim" in proc.stderr
 
 
 def _python_bases(path: Path) -> list[tuple[str, list[str], bool]]:
