@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from clusters.errors import ClusterUsageError
 from clusters.kubeconfig import (
     YAML_READ_ERRORS,
@@ -29,6 +27,7 @@ from clusters.kubeconfig import (
     Credential,
     ExecPlugin,
     TLSSettings,
+    load_all_yaml,
     yaml_error_at,
 )
 from clusters.registry import ClusterCredentials, ClusterRecord, NewCluster
@@ -294,7 +293,7 @@ def _parse_secret(path: Path, index: int, obj: Any) -> ArgoClusterSecret:
 def parse_cluster_secrets(text: str, path: Path) -> list[ArgoClusterSecret]:
     """Parse YAML text (one or more documents); ``path`` is only used in messages."""
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = load_all_yaml(text)
     except YAML_READ_ERRORS as exc:
         raise ClusterUsageError(f"{path}: not valid YAML{yaml_error_at(exc)}") from None
     secrets: list[ArgoClusterSecret] = []

