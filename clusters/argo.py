@@ -21,16 +21,14 @@ from typing import Any
 
 from clusters.errors import ClusterUsageError
 from clusters.kubeconfig import (
-    YAML_READ_ERRORS,
     BearerToken,
     ClientCertificate,
     Credential,
     ExecPlugin,
     TLSSettings,
-    load_all_yaml,
-    yaml_error_at,
 )
 from clusters.registry import ClusterCredentials, ClusterRecord, NewCluster
+from clusters.yamlload import YAML_READ_ERRORS, load_all_yaml, yaml_error_at
 from hub.logs import redact
 
 SECRET_TYPE_LABEL = "argocd.argoproj.io/secret-type"

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from clusters.errors import ClusterUsageError
+from clusters.yamlload import YAML_READ_ERRORS, load_yaml, yaml_error_at
 from hub.logs import redact
 
 CredentialKind = Literal["token", "client-certificate", "exec"]
@@ -80,44 +80,6 @@ class KubeconfigContext:
     server: str
     tls: TLSSettings
     credential: Credential
-
-
-#: PyYAML's safe loader on libyaml's parser where PyYAML was built with it (the wheels
-#: are): the same objects from the same constructors, ten times faster. A kubeconfig of
-#: 100 contexts took 66 ms to parse with the pure-Python parser, on every ``hub cluster
-#: add`` of a fleet registered one by one (7 ms now).
-SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def load_yaml(text: str) -> Any:
-    """One YAML document, as ``yaml.safe_load`` reads it (raises YAML_READ_ERRORS)."""
-    return yaml.load(text, Loader=SAFE_LOADER)
-
-
-def load_all_yaml(text: str) -> list[Any]:
-    """Every YAML document, as ``yaml.safe_load_all`` reads them (raises YAML_READ_ERRORS)."""
-    return list(yaml.load_all(text, Loader=SAFE_LOADER))
-
-
-#: What ``yaml.safe_load`` raises on a bad file: PyYAML's constructors trust explicit tags
-#: (``!!int zz`` is a ValueError, ``!!timestamp "zz"`` an AttributeError) and compose
-#: recursively (deep nesting is a RecursionError).
-YAML_READ_ERRORS = (
-    yaml.YAMLError,
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    AttributeError,
-    OverflowError,
-    RecursionError,
-)
-
-
-def yaml_error_at(exc: BaseException) -> str:
-    """`` at line N`` when the error knows it, else nothing (values are never echoed)."""
-    mark = getattr(exc, "problem_mark", None)
-    return f" at line {mark.line + 1}" if mark is not None else ""
 
 
 def credential_to_bytes(credential: Credential) -> bytes:

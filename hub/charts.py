@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from clusters.yamlload import SAFE_LOADER
 from hub.errors import HubError
 from hub.semver import VersionError, best_match
 
@@ -367,7 +368,7 @@ def _unpack(archive: Path, dest: Path) -> None:
 
 def _parse_index(body: bytes, url: str) -> dict[str, list[ChartVersion]]:
     try:
-        doc: Any = yaml.load(body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        doc: Any = yaml.load(body, Loader=SAFE_LOADER)
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         # The C loader for speed (indexes run to megabytes), so the hardened
         # generators.yamlio caps do not apply: a bad tag or absurd nesting is still only an

@@ -53,6 +53,7 @@ from clusters.sim.selectors import (
     LabelSelector,
     selector_to_string,
 )
+from clusters.yamlload import SAFE_LOADER
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,6 @@ _LABEL_NAME_KINDS = frozenset({"Namespace", "Service"})
 _SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def load_yaml(raw: bytes | str) -> Any:
     """A YAML request body. JSON (what most clients send in an apply, and a subset of YAML)
     goes through the json module, anything else through libyaml where it is installed:
@@ -92,7 +90,7 @@ def load_yaml(raw: bytes | str) -> Any:
             return wirejson.loads(raw)
         except ValueError:
             pass  # flow-style YAML that is not JSON
-    doc = yaml.load(raw, Loader=_YAML_LOADER)
+    doc = yaml.load(raw, Loader=SAFE_LOADER)
     try:
         # JSON has no NaN or infinity, and the server converts YAML to JSON first.
         wirejson.refuse_non_finite(doc)

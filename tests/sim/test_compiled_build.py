@@ -179,39 +179,45 @@ def test_hub_sim_fails_clearly_when_the_build_it_asks_for_cannot_be_had(
         assert "make sim" in proc.stderr
 
 
-def _python_bases(path: Path) -> list[tuple[str, list[str], bool]]:
-    """(class, its bases, marked non-native) for each class of a module whose bases are
-    not builtins, typing.Protocol or classes of the compiled modules themselves."""
-    compiled_classes = set()
-    trees = {}
-    for p in compiled.compilable_sources().values():
-        trees[p] = ast.parse(p.read_text())
-        compiled_classes |= {n.name for n in ast.walk(trees[p]) if isinstance(n, ast.ClassDef)}
-    allowed = {
-        "object",
-        "Exception",
-        "ValueError",
-        "KeyError",
-        "RuntimeError",
-        "Protocol",  # typing's (asyncio's is spelled asyncio.protocols.Protocol)
-        "typing.Protocol",
-        "Generic",
-        "NamedTuple",
-        "TypedDict",
+# Bases a native class may have: builtins, and typing's Protocol (asyncio's is spelled
+# asyncio.protocols.Protocol in the sources).
+_NATIVE_BASES = {
+    "object",
+    "Exception",
+    "ValueError",
+    "KeyError",
+    "RuntimeError",
+    "Protocol",
+    "typing.Protocol",
+    "Generic",
+    "NamedTuple",
+    "TypedDict",
+}
+
+
+def _classes_with_python_bases() -> list[tuple[str, str, list[str], bool]]:
+    """(module file, class, its bases, marked non-native) for each class of the compiled
+    modules with a base that is neither in ``_NATIVE_BASES`` nor a compiled class."""
+    trees = {
+        str(p.relative_to(ROOT)): ast.parse(p.read_text())
+        for p in compiled.compilable_sources().values()
     }
+    classes = [
+        (path, node) for path, tree in trees.items() for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    ]  # fmt: skip
+    compiled_classes = {node.name for _, node in classes}
     found = []
-    for node in ast.walk(trees[path]):
-        if not isinstance(node, ast.ClassDef):
-            continue
+    for path, node in classes:
         bases = [ast.unparse(b) for b in node.bases]
         foreign = [
             b
             for b in (base.split("[")[0] for base in bases)
-            if b not in allowed and b.rsplit(".", 1)[-1] not in compiled_classes
+            if b not in _NATIVE_BASES and b.rsplit(".", 1)[-1] not in compiled_classes
         ]
         if foreign:
             marked = any("native_class=False" in ast.unparse(d) for d in node.decorator_list)
-            found.append((node.name, bases, marked))
+            found.append((path, node.name, bases, marked))
     return found
 
 
@@ -220,12 +226,8 @@ def test_classes_with_a_python_base_are_marked_non_native() -> None:
     Protocol) as a native one unless told otherwise, and such a class loses its class
     attributes and crashed the simulator (a segfault on an apply conflict). Each must
     carry ``@mypyc_attr(native_class=False)``."""
-    unmarked = [
-        (str(path.relative_to(ROOT)), name, bases)
-        for path in compiled.compilable_sources().values()
-        for name, bases, marked in _python_bases(path)
-        if not marked
-    ]
+    found = _classes_with_python_bases()
+    unmarked = [(path, name, bases) for path, name, bases, marked in found if not marked]
     assert unmarked == []
-    seen = {name for p in compiled.compilable_sources().values() for name, _, _ in _python_bases(p)}
+    seen = {name for _, name, _, _ in found}
     assert {"ApplyConflict", "PatchError", "H2ServerConnection"} <= seen
