@@ -348,6 +348,7 @@ def make_plan(
             only=only,
             skip_hooks=run.request.self_heal,
             synced=comparison.synced_keys,
+            alike=comparison.alike_keys,
             destination_namespace=dest,
             namespace_exists=(dest in existing) if dest else None,
             prune_forbidden=prune_forbidden,
@@ -357,14 +358,25 @@ def make_plan(
 
 
 async def dry_run(run: Run, plan: SyncPlan, existing: set[str]) -> None:
-    """Server-side dry run of every apply before the first write (Argo's first pass).
+    """Server-side dry run of every apply that can change the cluster, before the first
+    write (Argo's first pass; Argo's own is a client-side dry run since argo-cd#13874, ours
+    asks the API server, which also refuses what only it knows to refuse).
 
-    The plan's first write, when it is a server-side apply, is not dry-run on a real sync:
-    nothing is written before it, so its own request gets the verdict a dry run would, at
-    the same point. A rejection of it (``run.unverified_write``) fails the attempt with
-    nothing applied, as a dry run's would. When another object is rejected, the first is
-    dry-run too, so the message still names every rejected object in plan order."""
+    On a real sync two kinds of apply are not dry-run:
+
+    - an apply of an object already live as Git declares it (``SyncTask.unchanged``):
+      accepted it changes nothing, refused it leaves the object as declared, so asking
+      first protects nothing. A rollout that changes one object of many asks about none;
+    - the plan's first change (``SyncPlan.first_change``), when it is a server-side apply:
+      nothing is changed before it, so its own request gets the verdict a dry run would,
+      at the same point. A rejection of it (``run.unverified_write``) fails the attempt
+      with nothing changed, as a dry run's would. When another object is rejected, the
+      first change is dry-run too, so the message still names every rejected object in
+      plan order.
+
+    A requested dry run (``--dry-run``) asks about every object."""
     run.unverified_write = None
+    run.applied_unchanged = 0
     created_ns = {t.key.name for t in plan.tasks if t.key.kind == "Namespace" and t.key.group == ""}
     crd_kinds: set[tuple[str, str]] = set()
     for t in plan.tasks:
@@ -377,15 +389,17 @@ async def dry_run(run: Run, plan: SyncPlan, existing: set[str]) -> None:
             continue
         if t.hook and t.live is not None:
             continue  # re-created after BeforeHookCreation deletes the old one
+        if t.unchanged and not run.request.dry_run:
+            continue
         if t.key.group_kind in crd_kinds or t.options.skip_dry_run_on_missing_resource:
             continue
         ns = t.key.namespace
         if ns and ns not in existing and ns in created_ns | {run.app.destination.namespace}:
             continue  # its namespace is created by this sync
         checked.append(t)
-    # The first write's own request is its verdict only when it is the same request as its
+    # The first change's own request is its verdict only when it is the same request as its
     # dry run: a server-side apply (not a hook's create, not a Replace=true PUT).
-    first = plan.first_write
+    first = plan.first_change
     deferred = None
     if first is not None and not (run.request.dry_run or first.hook or first.options.replace):
         deferred = next((i for i, t in enumerate(checked) if t is first), None)

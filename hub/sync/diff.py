@@ -677,6 +677,9 @@ class ResourceDiff:
     # False for extraneous resources marked IgnoreExtraneous: they stay visible but do not
     # make the app OutOfSync.
     counts_for_app: bool = True
+    # An ignoreDifferences rule applied to this resource: Synced then does not mean that
+    # an apply of the desired object would change nothing (the ignored fields may differ).
+    ignored: bool = False
 
     @property
     def requires_pruning(self) -> bool:
@@ -754,6 +757,15 @@ class AppComparison:
     def synced_keys(self) -> frozenset[ResourceKey]:
         return frozenset(r.key for r in self.resources if r.status is SyncStatus.SYNCED)
 
+    @property
+    def alike_keys(self) -> frozenset[ResourceKey]:
+        """Resources found Synced with no ignoreDifferences rule in the way: the live object
+        holds every value the desired one declares. What else an apply could still change
+        (our tracking id, a status) is the plan's to check (``plan_sync``'s ``alike``)."""
+        return frozenset(
+            r.key for r in self.resources if r.status is SyncStatus.SYNCED and not r.ignored
+        )
+
     def diff_text(self) -> str:
         """Every OutOfSync resource's diff, in resource order (empty when in sync)."""
         return "".join(r.diff_text() for r in self.out_of_sync)
@@ -803,6 +815,7 @@ def compare_resource(
         reason=None if same else DiffReason.DIFFERS,
         desired=d_final,
         live=l_final,
+        ignored=bool(rules),
     )
 
 

@@ -355,12 +355,19 @@ def rejection(task: SyncTask, error: Exception) -> str:
     return f"{origin}{task.key.kind} {task.key.name}: {error}"
 
 
-def rejected(problems: Sequence[str], *, by: str) -> Stop:
+def rejected(problems: Sequence[str], *, by: str, applied_unchanged: int = 0) -> Stop:
     """The end of an attempt whose manifests the API server refused before anything was
-    written (``by``: how the verdicts were asked)."""
+    changed (``by``: how the verdicts were asked; ``applied_unchanged``: how many objects
+    already live as declared were applied before, changing nothing)."""
+    outcome = "nothing was applied"
+    if applied_unchanged:
+        outcome = (
+            f"nothing was changed (the {applied_unchanged} object(s) applied before it were "
+            "already as Git declares them)"
+        )
     return Stop(
-        f"{len(problems)} manifest(s) rejected by the API server ({by}); nothing was "
-        "applied: " + "; ".join(problems),
+        f"{len(problems)} manifest(s) rejected by the API server ({by}); {outcome}: "
+        + "; ".join(problems),
         phase=OperationPhase.FAILED,
         retryable=False,
     )
@@ -407,10 +414,12 @@ class Run:
     # nothing has been written (a dry run, already in sync, a failure before any write).
     compared: tuple[list[dict[str, Any]], AppComparison] | None = None
     wrote: bool = False
-    # The plan's first write when the dry run left it to its own request: nothing is
-    # written before it, so the server's answer to it is the same verdict (see
+    # The plan's first change when the dry run left it to its own request: nothing is
+    # changed before it, so the server's answer to it is the same verdict (see
     # ``hub.sync.attempt.dry_run``); a rejection of it fails the attempt as a dry run would.
     unverified_write: SyncTask | None = None
+    # Applies of objects already live as declared sent so far (``SyncTask.unchanged``).
+    applied_unchanged: int = 0
     plan_text: str = ""  # the current attempt's plan, once made
     rendered: list[dict[str, Any]] | None = None
     retryable: bool = False

@@ -28,10 +28,12 @@ from hub.sync.model import EmptyRenderGuardError, SharedResourceError, SyncOptio
 from hub.sync.resources import (
     DELETE_HOOK_TYPES,
     HOOK_FINALIZER,
+    TRACKING_ANNOTATION,
     HookDeletePolicy,
     HookType,
     Phase,
     ResourceKey,
+    annotations_of,
     clone_tree,
     effective_sync_options,
     hook_delete_policies,
@@ -130,6 +132,9 @@ class SyncTask:
     # (Argo's PruneSkipped results: "ignored (requires pruning)", "ignored (no prune)").
     skip: str | None = None
     note: str = ""
+    # An apply of an object already live as Git declares it (``applies_unchanged``):
+    # accepted, it changes nothing; refused, it leaves the object as declared.
+    unchanged: bool = False
 
     @property
     def live_hook_finalizer(self) -> bool:
@@ -192,6 +197,15 @@ class SyncPlan:
         deletes before its applies, in the order ``run_wave`` sends them."""
         return next((t for w in self.waves for t in w.tasks if not t.skip), None)
 
+    @property
+    def first_change(self) -> SyncTask | None:
+        """The task whose request is the plan's first write that can change the cluster
+        (None: there is none): ``first_write``, passing over applies of objects already
+        live as declared (``SyncTask.unchanged``)."""
+        return next(
+            (t for w in self.waves for t in w.tasks if not t.skip and not t.unchanged), None
+        )
+
     def format(self) -> str:
         """The plan as text, for ``--dry-run``."""
         lines: list[str] = []
@@ -226,6 +240,7 @@ class _Task:
     origin: str = ""
     skip: str | None = None
     note: str = ""
+    unchanged: bool = False
 
     def sort_key(self) -> tuple[int, int, int, str, str, str, str, int]:
         return (
@@ -253,6 +268,7 @@ class _Task:
             origin=self.origin,
             skip=self.skip,
             note=self.note,
+            unchanged=self.unchanged and (action or self.action) is Action.APPLY,
         )
 
 
@@ -275,6 +291,24 @@ def _task_options(
         prune_propagation=policy,
         skip_dry_run_on_missing_resource=opts.has("SkipDryRunOnMissingResource", "true"),
     )
+
+
+def applies_unchanged(
+    desired: Mapping[str, Any], live: Mapping[str, Any] | None, options: TaskOptions
+) -> bool:
+    """Whether a server-side apply of ``desired`` over ``live``, which the comparison found
+    alike (``AppComparison.alike_keys``), would change nothing the object holds.
+
+    The comparison leaves out what an apply can still write: our tracking id (absent on
+    an object the apply adopts, or naming another app) and a ``status`` in Git (kept by
+    an apply to a kind without the status subresource). A PUT (``Replace=true``) and
+    ``Force=true`` are other requests than the apply the comparison predicts."""
+    if live is None or options.replace or options.force or not options.server_side_apply:
+        return False
+    if "status" in desired:
+        return False
+    ours = annotations_of(desired).get(TRACKING_ANNOTATION)
+    return ours is not None and ours == annotations_of(live).get(TRACKING_ANNOTATION)
 
 
 def hook_name(generate_name: str, *, revision: str, phase: Phase, started_at: int) -> str:
@@ -404,6 +438,7 @@ def plan_sync(
     only: frozenset[ResourceKey] | None = None,
     skip_hooks: bool = False,
     synced: frozenset[ResourceKey] = frozenset(),
+    alike: frozenset[ResourceKey] = frozenset(),
     destination_namespace: str = "",
     namespace_exists: bool | None = None,
     hook_finalizer: bool = True,
@@ -421,6 +456,9 @@ def plan_sync(
       ``EmptyRenderGuardError`` (argo-cd#10987) — for manual syncs too.
     - ``only``: a selective sync (self-heal) of these keys; hooks never run in one.
     - ``synced``: keys the comparison found Synced, skipped under ``ApplyOutOfSyncOnly=true``.
+    - ``alike``: keys the comparison found Synced with no ignore rule in the way
+      (``AppComparison.alike_keys``); their applies are marked ``unchanged`` when
+      ``applies_unchanged`` agrees.
     - ``namespace_exists``: whether the destination namespace exists, for ``CreateNamespace``.
     - ``prune_forbidden``: why a live object must never be pruned (outside the app's
       AppProject), or None; such objects are skipped with a warning.
@@ -470,16 +508,19 @@ def plan_sync(
                 warnings.append(f"{key} is tracked by app {owner}; this sync takes it over")
         if apply_out_of_sync_only and key in synced and live_obj is not None:
             continue
+        target = with_tracking_id(m.obj, app)
+        task_options = _task_options(m.obj, app_options, warnings)
         tasks.append(
             _Task(
                 action=Action.APPLY,
                 phase=Phase.SYNC,
                 wave=sync_wave(m.obj),
                 key=key,
-                desired=with_tracking_id(m.obj, app),
+                desired=target,
                 live=live_obj,
-                options=_task_options(m.obj, app_options, warnings),
+                options=task_options,
                 origin=m.origin,
+                unchanged=key in alike and applies_unchanged(target, live_obj, task_options),
             )
         )
 

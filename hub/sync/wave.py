@@ -56,11 +56,18 @@ async def run_wave(run: Run, wave: PlanWave, *, wait_health: bool) -> str | None
             item = await apply_task(run, task)
         except KubeError as exc:
             if task is run.unverified_write and not isinstance(exc, Transient):
-                # The plan's first write, not dry-run: refused, it wrote nothing.
+                # The plan's first change, not dry-run: refused, it changed nothing, and
+                # neither did the applies before it (objects already as declared).
                 run.wrote = False
-                raise rejected([rejection(task, exc)], by="first write") from None
+                raise rejected(
+                    [rejection(task, exc)],
+                    by="first write",
+                    applied_unchanged=run.applied_unchanged,
+                ) from None
             run.result(task, "SyncFailed", str(exc))
             return f"{task.key}: {exc}"
+        if task.unchanged:
+            run.applied_unchanged += 1
         verb = "created" if task.hook else ("replaced" if task.options.replace else "applied")
         run.result(task, "Running" if task.hook else "Synced", verb)
         if task.hook or (

@@ -258,6 +258,18 @@ def test_ignore_differences_on_replicas_keeps_the_app_synced(rule: IgnoreDiffere
     assert result.diff_text() == ""
 
 
+def test_only_synced_resources_no_ignore_rule_touches_are_alike() -> None:
+    # Synced under an ignore rule is not "an apply changes nothing": replicas differ.
+    rule = IgnoreDifference(group="apps", kind="Deployment", json_pointers=("/spec/replicas",))
+    ignored = compare([desired_deployment(3)], [live_deployment(5)], ignore_differences=[rule])
+    assert ignored.status is SyncStatus.SYNCED and ignored.resources[0].ignored
+    assert ignored.synced_keys and not ignored.alike_keys
+    plain = compare([desired_deployment(3)], [live_deployment(3)])
+    assert plain.alike_keys == plain.synced_keys and len(plain.alike_keys) == 1
+    differs = compare([desired_deployment(3)], [live_deployment(5)])
+    assert not differs.alike_keys
+
+
 @pytest.mark.parametrize(
     ("group", "kind", "name", "applies"),
     [

@@ -1,7 +1,8 @@
 """The server-side dry runs of one sync run side by side (bounded), and a rejected object
 still fails the sync before anything is written (Argo CD's dry-run pass). The plan's first
 write is not dry-run: its own answer is the verdict, and a refusal of it fails the sync
-with nothing written all the same. In process, against ``hub sim``."""
+with nothing written all the same. Neither is an apply of an object already live as
+declared: it changes nothing either way. In process, against ``hub sim``."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from clusters.kube import AsyncKube, KubeClient, Transient
+from clusters.kube import AsyncKube, Invalid, KubeClient, Transient
 from clusters.sim import SimServer
 from hub.sync.engine import DRY_RUN_PARALLEL, Rendered, SyncRequest, sync_application_blocking
 from hub.sync.history import OperationPhase
@@ -79,12 +80,14 @@ def sync(
     *,
     dry_run: bool = False,
     sync_options: dict[str, str] | None = None,
+    data: dict[str, dict[str, str]] | None = None,
+    app_name: str | None = None,
 ) -> Any:
     app = parse_application(
         {
             "apiVersion": "argoproj.io/v1alpha1",
             "kind": "Application",
-            "metadata": {"name": f"dry-{uuid.uuid4().hex[:6]}"},
+            "metadata": {"name": app_name or f"dry-{uuid.uuid4().hex[:6]}"},
             "spec": {
                 "project": "default",
                 "source": {"repoURL": "https://example.com/r.git", "path": "app"},
@@ -102,13 +105,13 @@ def sync(
             "annotations": {"argocd.argoproj.io/sync-options": options[name]},
         }
 
-    manifests = tuple(
-        SourcedManifest(
-            obj={"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(n)},
-            origin=f"app/{n}.yaml",
-        )
-        for n in names
-    )
+    def config_map(name: str) -> dict[str, Any]:
+        cm: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(name)}
+        if data and name in data:
+            cm["data"] = data[name]
+        return cm
+
+    manifests = tuple(SourcedManifest(obj=config_map(n), origin=f"app/{n}.yaml") for n in names)
     given = Rendered(revision="r" * 40, manifests=manifests, sources={"repoURL": "x"})
     request = SyncRequest(rendered=given, wait_healthy=False, dry_run=dry_run)
     return sync_application_blocking(client, app, request)
@@ -212,3 +215,82 @@ def test_a_transient_error_on_the_first_write_is_not_taken_for_a_verdict(
     assert "t0" in result.message and "503" in result.message
     assert len(refused) > 1  # retried per request first, as every write is
     assert [(r.name, r.status) for r in result.resources] == [("t0", "SyncFailed")]
+
+
+def test_a_rollout_asks_no_dry_run_of_objects_already_as_declared(
+    cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An image bump changes one object of many: the others are applied (Argo applies
+    # every object of a sync) but not dry-run, and the one change is its own verdict.
+    _sim, client = cluster
+    names = ["c0", "c1", "c2", "c3"]
+    assert sync(client, names, app_name="roll").phase is OperationPhase.SUCCEEDED
+    seen = DryRuns(monkeypatch)
+    result = sync(client, names, app_name="roll", data={"c2": {"v": "2"}})
+    assert result.phase is OperationPhase.SUCCEEDED, result.message
+    assert seen.dry == []
+    assert [w.rsplit("/", 1)[1] for w in seen.writes] == names
+    cm = client.resource_for("", "ConfigMap")
+    assert (client.get_or_none(cm, "c2", "default") or {}).get("data") == {"v": "2"}
+    # two changes: the second is dry-run before anything is written, the first is not
+    seen.dry.clear()
+    seen.writes.clear()
+    now = {"c1": {"v": "3"}, "c2": {"v": "2"}, "c3": {"v": "3"}}
+    result = sync(client, names, app_name="roll", data=now)
+    assert result.phase is OperationPhase.SUCCEEDED, result.message
+    assert [p.rsplit("/", 1)[1] for p in seen.dry] == ["c3"]
+    assert [w.rsplit("/", 1)[1] for w in seen.writes] == names
+
+
+def refuse_writes_of(monkeypatch: pytest.MonkeyPatch, *names: str) -> list[str]:
+    """The API server refuses (422) every write of these objects, as an admission policy
+    added since they were applied would; dry runs of them too. Returns the refused paths."""
+    original = AsyncKube._send  # below the per-request retrier
+    refused: list[str] = []
+
+    async def policy(kube: AsyncKube, method: str, path: str, **kw: Any) -> Any:
+        if method == "PATCH" and path.rsplit("/", 1)[1] in names:
+            refused.append(path)
+            raise Invalid(f"admission denied the request: {path.rsplit('/', 1)[1]}")
+        return await original(kube, method, path, **kw)
+
+    monkeypatch.setattr(AsyncKube, "_send", policy)
+    return refused
+
+
+def test_an_unchanged_object_refused_after_the_change_fails_the_sync_not_the_change(
+    cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The refused object is live as Git declares it: the sync fails and names it, and the
+    # change before it stays applied (what a dry run of it would have held back).
+    _sim, client = cluster
+    assert sync(client, ["a0", "a1"], app_name="pol").phase is OperationPhase.SUCCEEDED
+    refused = refuse_writes_of(monkeypatch, "a1")
+    result = sync(client, ["a0", "a1"], app_name="pol", data={"a0": {"v": "2"}})
+    assert result.phase is OperationPhase.FAILED
+    assert "a1" in result.message and "admission denied" in result.message
+    assert "nothing was" not in result.message
+    assert len(refused) == 1  # its apply, never a dry run
+    cm = client.resource_for("", "ConfigMap")
+    assert (client.get_or_none(cm, "a0", "default") or {}).get("data") == {"v": "2"}
+    assert client.get_or_none(cm, "a1", "default") is not None
+    by_name = {r.name: r.status for r in result.resources}
+    assert by_name == {"a0": "Synced", "a1": "SyncFailed"}
+
+
+def test_a_refused_first_change_after_unchanged_applies_says_nothing_changed(
+    cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sim, client = cluster
+    assert sync(client, ["a0", "b1"], app_name="first").phase is OperationPhase.SUCCEEDED
+    refused = refuse_writes_of(monkeypatch, "b1")
+    result = sync(client, ["a0", "b1"], app_name="first", data={"b1": {"v": "2"}})
+    assert result.phase is OperationPhase.FAILED
+    assert result.message.startswith(
+        "1 manifest(s) rejected by the API server (first write); nothing was changed (the 1 "
+        "object(s) applied before it were already as Git declares them): app/b1.yaml: "
+        "ConfigMap b1: admission denied the request: b1"
+    ), result.message
+    assert len(refused) == 1
+    cm = client.resource_for("", "ConfigMap")
+    assert "data" not in (client.get_or_none(cm, "b1", "default") or {})

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 import hub.sync.wave
 from hub.sync.operation import GateItem
-from hub.sync.plan import SyncPlan, SyncTask
+from hub.sync.plan import Action, SyncPlan, SyncTask
+from hub.sync.resources import ResourceKey
 from tests.sync.test_plan import obj, plan
 
 KINDS = ["ConfigMap", "Deployment", "Service", "Job", "Namespace", "Role"]
@@ -65,6 +66,7 @@ async def writes_of(p: SyncPlan, monkeypatch: pytest.MonkeyPatch) -> list[SyncTa
         result=lambda *_a: None,
         pruned=[],
         unverified_write=None,
+        applied_unchanged=0,
         rules=SimpleNamespace(has_check=lambda *_a: False),
     )
     for wave in p.waves:
@@ -78,14 +80,23 @@ async def writes_of(p: SyncPlan, monkeypatch: pytest.MonkeyPatch) -> list[SyncTa
     gone=objects("l"),
     existing=st.lists(st.booleans(), max_size=5),
     prune=st.booleans(),
+    alike=st.lists(st.booleans(), max_size=10),
 )
 def test_first_write_is_what_the_executor_sends_first(
-    desired: list[dict[str, Any]], gone: list[dict[str, Any]], existing: list[bool], prune: bool
+    desired: list[dict[str, Any]],
+    gone: list[dict[str, Any]],
+    existing: list[bool],
+    prune: bool,
+    alike: list[bool],
 ) -> None:
     # live: objects Git dropped (pruned or skipped) and some of the desired ones (a hook
-    # already there is deleted before it is created again: BeforeHookCreation)
+    # already there is deleted before it is created again: BeforeHookCreation); any object
+    # may be found alike by the comparison, hooks and objects Git dropped included
     live = gone + [o for o, there in zip(desired, existing, strict=False) if there]
-    p = plan(*desired, live=live, prune=prune, allow_empty=True)
+    keys = frozenset(
+        ResourceKey.of(o) for o, same in zip(desired + gone, alike, strict=False) if same
+    )
+    p = plan(*desired, live=live, prune=prune, allow_empty=True, alike=keys)
     with pytest.MonkeyPatch.context() as mp:
         sent = anyio.run(writes_of, p, mp)
     first = p.first_write
@@ -93,3 +104,12 @@ def test_first_write_is_what_the_executor_sends_first(
         assert first is None
     else:
         assert first is sent[0], (first, sent[0])
+    # the first change is the first request that is not an apply of an unchanged object
+    changes = [t for t in sent if not t.unchanged]
+    assert p.first_change is (changes[0] if changes else None)
+    # only live, non-hook applies of alike objects are ever unchanged
+    live_keys = {ResourceKey.of(o) for o in live}
+    for t in p.tasks:
+        if t.unchanged:
+            assert t.action is Action.APPLY and not t.hook
+            assert t.key in keys and t.key in live_keys

@@ -561,3 +561,71 @@ def test_a_plan_that_writes_nothing_has_no_first_write() -> None:
     assert plan().first_write is None
     only_skipped = plan(live=[obj("ConfigMap", "gone")])
     assert only_skipped.tasks and only_skipped.first_write is None
+
+
+def _key(o: dict[str, Any]) -> ResourceKey:
+    return ResourceKey.of(o)
+
+
+def test_an_apply_of_an_object_already_as_declared_is_marked_unchanged() -> None:
+    cm, deploy = obj("ConfigMap", "c"), obj("Deployment", "d")
+    p = plan(cm, deploy, live=[cm, deploy], alike=frozenset({_key(cm)}))
+    by_name = {t.key.name: t for t in p.tasks}
+    assert (by_name["c"].unchanged, by_name["d"].unchanged) == (True, False)
+    # the first change passes over it; the first write does not
+    assert p.first_write is by_name["c"]
+    assert p.first_change is by_name["d"]
+    # nothing but alike keys is ever marked, and only when the object is live
+    assert not any(t.unchanged for t in plan(cm, deploy, live=[cm, deploy]).tasks)
+    missing = plan(cm, live=[], alike=frozenset({_key(cm)}))
+    assert not missing.tasks[0].unchanged
+
+
+def test_a_plan_whose_applies_are_all_unchanged_has_no_first_change() -> None:
+    cm = obj("ConfigMap", "c")
+    p = plan(cm, live=[cm], alike=frozenset({_key(cm)}))
+    assert p.first_write is p.tasks[0] and p.first_change is None
+
+
+@pytest.mark.parametrize(
+    ("why", "desired", "live"),
+    [
+        # an object the apply adopts (no tracking id yet) or takes over from another app
+        ("untracked", obj("ConfigMap", "c"), obj("ConfigMap", "c")),
+        ("other app", obj("ConfigMap", "c"), with_tracking_id(obj("ConfigMap", "c"), "other")),
+        # a status in Git: the compare never looks at it, an apply may write it
+        ("status", obj("ConfigMap", "c", status={"x": "1"}), obj("ConfigMap", "c")),
+        # other requests than the apply the comparison predicts
+        ("replace", obj("ConfigMap", "c", options="Replace=true"), obj("ConfigMap", "c")),
+        ("force", obj("ConfigMap", "c", options="Force=true"), obj("ConfigMap", "c")),
+        ("csa", obj("ConfigMap", "c", options="ServerSideApply=false"), obj("ConfigMap", "c")),
+    ],
+)
+def test_an_apply_that_could_still_change_something_is_not_unchanged(
+    why: str, desired: dict[str, Any], live: dict[str, Any]
+) -> None:
+    tracked_live = live if why in ("untracked", "other app") else tracked(live)[0]
+    p = plan_sync(
+        app="payments",
+        desired=manifests(desired),
+        live=[tracked_live],
+        revision=REV,
+        started_at=STARTED,
+        alike=frozenset({_key(desired)}),
+    )
+    (task,) = p.tasks
+    assert task.action is Action.APPLY and not task.unchanged, why
+
+
+def test_hooks_and_prunes_are_never_unchanged() -> None:
+    job, cm = obj("Job", "migrate", hook="PreSync"), obj("ConfigMap", "c")
+    p = plan(
+        job,
+        cm,
+        live=[job, cm, obj("ConfigMap", "gone")],
+        prune=True,
+        alike=frozenset({_key(job), _key(cm), _key(obj("ConfigMap", "gone"))}),
+    )
+    marked = {(t.action, t.key.name) for t in p.tasks if t.unchanged}
+    assert marked == {(Action.APPLY, "c")}
+    assert {t.key.name for t in p.tasks} == {"migrate", "c", "gone"}
