@@ -195,15 +195,21 @@ def _compact_metadata(meta: dict[str, Any], previous: Any) -> dict[str, Any]:
 
 
 def compact(obj: Obj, previous: Obj | None = None) -> Obj:
-    """``obj`` as the cache keeps it: an equal copy that shares what a fleet repeats.
+    """``obj`` as the cache keeps it: an equal object that shares what a fleet repeats.
 
     managedFields are half of a decoded Deployment (their ``fieldsV1`` trees: a dict per
     field), and the same few trees recur in every cluster (one per manager and shape): each
-    distinct tree is kept once (``_shared_fields``), the entries' small strings and every
-    mapping key are interned. Nothing is dropped: the diff reads managedFields (the hub's
-    own field set, and ignoreDifferences' managedFieldsManagers). Cached objects are
-    read-only for every reader (they always were: the cache hands them out by reference),
-    which is what makes the sharing safe. ``obj`` itself is left as it was.
+    distinct tree is kept once (``_shared_fields``), the entries' small strings and the
+    metadata's mapping keys are interned. Nothing is dropped: the diff reads managedFields
+    (the hub's own field set, and ignoreDifferences' managedFieldsManagers). Cached objects
+    are read-only for every reader (they always were: the cache hands them out by
+    reference), which is what makes the sharing safe.
+
+    Everything outside ``metadata`` (``spec``, ``status``, ``data``...) is kept as decoded,
+    shared with ``obj``: the wire decoder (orjson) already hands out one string object per
+    distinct short key across every document it decodes, so re-keying a copy saved no
+    memory (10,000 decoded Deployments: 53.0 MB as decoded, 52.5 MB re-keyed) and cost
+    11 us per Deployment event. The caller hands ``obj`` over and does not change it.
 
     ``previous`` is the cached version of the same object: a watch event mostly repeats it
     (a rolling Deployment's status writes change a few fields), and reusing its unchanged
@@ -212,8 +218,6 @@ def compact(obj: Obj, previous: Obj | None = None) -> Obj:
     for k, v in obj.items():
         if k == "metadata" and isinstance(v, dict):
             v = _compact_metadata(v, None if previous is None else previous.get("metadata"))
-        else:
-            v = _interned(v)
         out[_key(k)] = v
     return out
 
