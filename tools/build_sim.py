@@ -5,6 +5,10 @@ current. The sources are copied first and the copy compiled, so the manifest's d
 are those of exactly what was compiled; the new build replaces the old one only once it
 is complete. ``clusters/sim/compiled.py`` decides at import time whether it is used.
 
+A failed build keeps its work folder (``build/sim-mypyc/build-*``, about 80 MB) for a
+look at mypyc's C; the next run removes work folders left for more than an hour, by
+failures or by builds that were killed.
+
 Exit status: 0 when the build is current or was made; 0 with a notice when there is no
 C compiler (the simulator then runs interpreted); 1 when mypyc or the compiler fails,
 which means a simulator module no longer compiles and must be fixed (or listed in
@@ -50,6 +54,22 @@ def _compiler() -> str | None:
     return shutil.which(cc)
 
 
+#: A work folder older than this is no build in progress (one takes one to three minutes).
+STALE_WORK_S = 3600.0
+
+
+def stale_work(build_dir: Path, now: float) -> list[Path]:
+    """The work folders of earlier builds that failed or were killed: ``build-*`` folders
+    untouched for ``STALE_WORK_S``. A younger one may be another build's, still running."""
+    if not build_dir.is_dir():
+        return []
+    return sorted(
+        p
+        for p in build_dir.glob("build-*")
+        if p.is_dir() and now - p.stat().st_mtime > STALE_WORK_S
+    )
+
+
 def build(build_dir: Path, jobs: int) -> Path:
     """Compile a copy of the sources; returns the new lib folder (with its manifest)."""
     import mypy.version
@@ -86,6 +106,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
 
+    for old_work in stale_work(compiled.BUILD, time.time()):
+        shutil.rmtree(old_work, ignore_errors=True)
+        print(f"build_sim: removed {old_work}, left by a failed or killed build")
     state = compiled.check_build()
     if state.compiled and not args.force:
         print(f"build_sim: current ({state.reason})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import os
 import subprocess
 import sys
 import sysconfig
@@ -231,3 +232,21 @@ def test_classes_with_a_python_base_are_marked_non_native() -> None:
     assert unmarked == []
     seen = {name for _, name, _, _ in found}
     assert {"ApplyConflict", "PatchError", "H2ServerConnection"} <= seen
+
+
+def test_the_build_removes_work_folders_left_an_hour_ago_only(tmp_path: Path) -> None:
+    # A failed build keeps its work folder for a look; killed builds leave theirs. The
+    # next build removes those, never a young one (another build may be running in it).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    try:
+        build_sim = importlib.import_module("build_sim")
+    finally:
+        sys.path.pop(0)
+    now = 1_000_000.0
+    old, young, other = tmp_path / "build-old", tmp_path / "build-young", tmp_path / "lib"
+    for folder, age in ((old, 3601.0), (young, 600.0), (other, 99_999.0)):
+        folder.mkdir()
+        os.utime(folder, (now - age, now - age))
+    (tmp_path / "build-file").write_text("not a folder")
+    assert build_sim.stale_work(tmp_path, now) == [old]
+    assert build_sim.stale_work(tmp_path / "missing", now) == []
