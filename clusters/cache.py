@@ -268,6 +268,8 @@ class LiveCache:
         self._moved: anyio.Event | None = None  # made by the first waiter, set on a bump
         self._kinds: dict[tuple[str, str], _Kind] = {}
         self._tracked: dict[Key, Obj] = {}
+        # the app each tracked object was stored under: its tracking id, parsed once
+        self._owners: dict[Key, str] = {}
         self._by_app: dict[str, set[Key]] = {}
         self.stats = CacheStats()
         # Monotonic time of the last list or watch event, bookmarks included: proof that
@@ -352,16 +354,18 @@ class LiveCache:
 
         Caller holds the lock."""
         old = self._tracked.get(key)
-        old_app = None if old is None else self._owner_of(old)
+        old_app = self._owners.get(key)
         new_app = None if obj is None else self._owner_of(obj)
         if old_app is not None and old is not None:
             self._by_app.get(old_app, set()).discard(key)
             del self._tracked[key]
+            del self._owners[key]
         if obj is None or new_app is None:
             if old_app is not None:
                 changed.add(old_app)
             return
         stored = self._tracked[key] = compact(obj, old)
+        self._owners[key] = new_app
         self._by_app.setdefault(new_app, set()).add(key)
         if old is not None and old_app == new_app and self._is_unheard(new_app, old, stored):
             self.stats.unheard += 1

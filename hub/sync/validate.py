@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from hub.sync.model import ManifestError
@@ -99,8 +100,10 @@ class SourcedManifest:
     obj: dict[str, Any]
     origin: str = ""
 
-    @property
+    @cached_property
     def key(self) -> ResourceKey:
+        # Asked many times per sync and refresh; manifests are not changed once wrapped
+        # (validation fixes a copy and wraps that).
         return ResourceKey.of(self.obj)
 
     def describe(self) -> str:
