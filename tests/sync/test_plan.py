@@ -5,11 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from hub.sync.model import EmptyRenderGuardError, SharedResourceError, SyncOptions
-from hub.sync.plan import KIND_ORDER, Action, SyncPlan, kind_rank, plan_deletion, plan_sync
+from hub.sync.plan import (
+    KIND_ORDER,
+    Action,
+    SyncPlan,
+    TaskOptions,
+    applies_unchanged,
+    kind_rank,
+    plan_deletion,
+    plan_sync,
+)
 from hub.sync.resources import (
     HOOK_FINALIZER,
     TRACKING_ANNOTATION,
@@ -629,3 +638,43 @@ def test_hooks_and_prunes_are_never_unchanged() -> None:
     marked = {(t.action, t.key.name) for t in p.tasks if t.unchanged}
     assert marked == {(Action.APPLY, "c")}
     assert {t.key.name for t in p.tasks} == {"migrate", "c", "gone"}
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+# metadata of any shape, often with a tracking id that may or may not match
+_meta = _json | st.fixed_dictionaries(
+    {
+        "annotations": _json
+        | st.dictionaries(
+            st.sampled_from([TRACKING_ANNOTATION, "x"]), st.sampled_from(["a", "b"]) | _json
+        )
+    }
+)
+_obj = st.dictionaries(st.sampled_from(["status", "spec", "kind"]), _json)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    desired=st.tuples(_obj, _meta).map(lambda om: {**om[0], "metadata": om[1]}),
+    live=st.none() | st.tuples(_obj, _meta).map(lambda om: {**om[0], "metadata": om[1]}),
+    replace=st.booleans(),
+)
+def test_applies_unchanged_takes_any_object_shape(
+    desired: dict[str, Any], live: dict[str, Any] | None, replace: bool
+) -> None:
+    # Live objects and Git's manifests of any shape: an answer, never an exception, and
+    # never "unchanged" without our tracking id on both sides.
+    answer = applies_unchanged(desired, live, TaskOptions(replace=replace))
+    event(f"unchanged: {answer}")
+    if answer:
+        assert live is not None and not replace and "status" not in desired
+        anns = desired["metadata"]["annotations"]
+        assert anns[TRACKING_ANNOTATION] == live["metadata"]["annotations"][TRACKING_ANNOTATION]
