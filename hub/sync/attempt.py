@@ -119,6 +119,7 @@ async def run_attempt(run: Run, attempt: int) -> OperationResult:
     run.retryable = False
     run.compared = None
     run.pruned = []
+    run.applied_unchanged = 0
     run.plan_text = ""
     run.emit(
         ProgressEvent(
@@ -376,7 +377,6 @@ async def dry_run(run: Run, plan: SyncPlan, existing: set[str]) -> None:
 
     A requested dry run (``--dry-run``) asks about every object."""
     run.unverified_write = None
-    run.applied_unchanged = 0
     created_ns = {t.key.name for t in plan.tasks if t.key.kind == "Namespace" and t.key.group == ""}
     crd_kinds: set[tuple[str, str]] = set()
     for t in plan.tasks:

@@ -258,15 +258,30 @@ def refuse_writes_of(monkeypatch: pytest.MonkeyPatch, *names: str) -> list[str]:
     return refused
 
 
+def resync_refusing(
+    client: KubeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    names: list[str],
+    *,
+    change: str,
+    refuse: str,
+) -> tuple[Any, list[str]]:
+    """Sync ``names`` into a new app, then have the server refuse every write of
+    ``refuse`` and sync the app again with ``change``'s data changed: the result and the
+    refused paths."""
+    app_name = f"ref-{uuid.uuid4().hex[:6]}"
+    assert sync(client, names, app_name=app_name).phase is OperationPhase.SUCCEEDED
+    refused = refuse_writes_of(monkeypatch, refuse)
+    return sync(client, names, app_name=app_name, data={change: {"v": "2"}}), refused
+
+
 def test_an_unchanged_object_refused_after_the_change_fails_the_sync_not_the_change(
     cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The refused object is live as Git declares it: the sync fails and names it, and the
     # change before it stays applied (what a dry run of it would have held back).
     _sim, client = cluster
-    assert sync(client, ["a0", "a1"], app_name="pol").phase is OperationPhase.SUCCEEDED
-    refused = refuse_writes_of(monkeypatch, "a1")
-    result = sync(client, ["a0", "a1"], app_name="pol", data={"a0": {"v": "2"}})
+    result, refused = resync_refusing(client, monkeypatch, ["a0", "a1"], change="a0", refuse="a1")
     assert result.phase is OperationPhase.FAILED
     assert "a1" in result.message and "admission denied" in result.message
     assert "nothing was" not in result.message
@@ -282,9 +297,7 @@ def test_a_refused_first_change_after_unchanged_applies_says_nothing_changed(
     cluster: tuple[SimServer, KubeClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _sim, client = cluster
-    assert sync(client, ["a0", "b1"], app_name="first").phase is OperationPhase.SUCCEEDED
-    refused = refuse_writes_of(monkeypatch, "b1")
-    result = sync(client, ["a0", "b1"], app_name="first", data={"b1": {"v": "2"}})
+    result, refused = resync_refusing(client, monkeypatch, ["a0", "b1"], change="b1", refuse="b1")
     assert result.phase is OperationPhase.FAILED
     assert result.message.startswith(
         "1 manifest(s) rejected by the API server (first write); nothing was changed (the 1 "
