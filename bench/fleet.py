@@ -199,6 +199,14 @@ class RequestCounter:
             out, self.counts = self.counts, Counter()
         return out
 
+    def writes(self) -> int:
+        """PATCH, POST, PUT and DELETE requests sent since the last ``take``."""
+        with self.lock:
+            return sum(n for what, n in self.counts.items() if what in WRITE_VERBS)
+
+
+WRITE_VERBS = frozenset({"PATCH", "POST", "PUT", "DELETE"})
+
 
 async def _run_sync_in_loop(fn: Callable[[], None]) -> None:
     fn()  # workers are woken from their own event loop
@@ -883,6 +891,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
             s = sim_summary(sim.stats())
             return (
                 f"{good}/{total} Synced+Healthy ({count} apps; {apps.stages(sha)}); "
+                f"writes sent {counter.writes()}; "
                 f"hub threads {threads}, "
                 f"fds {fds}, RSS {rss_mb():.0f} MB; sim sees {s['h2_connections_open']} h2 + "
                 f"{s['http1_connections_open']} HTTP/1.1 connections, busiest {100 * s['cpu_share_max']:.0f}% "

@@ -10,6 +10,7 @@ import logging
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from clusters.cache import backoff_delay
 from hub.apps import Condition
@@ -104,6 +105,10 @@ class ClusterWorker(Connection, Refresher, Operations, Deleter):
                 await self._mark_unknown(next(iter(self._kind_errors.values())))
             else:
                 for name in sorted(self._take_dirty()):
+                    # A refresh rarely waits (cache, inline store), so without this turn
+                    # a push that dirties every app of 1,000 had every worker refresh
+                    # all its apps before the first sync they started sent a request.
+                    await anyio.lowlevel.checkpoint()
                     try:
                         await self._refresh(name)
                     except Exception as exc:  # a bug: logged with its traceback, others go on

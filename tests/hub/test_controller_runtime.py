@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -342,3 +343,67 @@ def test_a_worker_that_crashes_is_restarted_and_the_hub_and_other_clusters_go_on
     said = [r for r in caplog.records if "its worker stopped on an unexpected error" in r.message]
     assert len(said) == 1 and "cluster a:" in said[0].message, said
     assert said[0].exc_info is not None  # the traceback is in the log
+
+
+def test_a_sync_a_refresh_starts_runs_before_the_worker_refreshes_its_other_apps(
+    tmp_path: Path,
+    repo: GitRepo,
+    run_checked: Callable[[Callable[[], Awaitable[None]]], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A push that dirties every app of a cluster: the syncs the first refreshes start get
+    going while the worker refreshes the rest. A refresh rarely waits (cache, inline store),
+    so a worker that refreshed all its apps in one go held every sync back until the last
+    one; with 100 workers the simulator idled through the first second of a rollout."""
+    names = [f"app{i}" for i in range(4)]
+    auto = APP + "  syncPolicy:\n    automated: {{prune: true}}\n"
+    events: list[tuple[str, str]] = []
+    take_dirty, refresh, sync = (
+        ClusterWorker._take_dirty,
+        ClusterWorker._refresh,
+        ClusterWorker._sync,
+    )
+
+    def ticked(self: ClusterWorker) -> set[str]:
+        dirty = take_dirty(self)
+        events.append(("tick", ",".join(sorted(dirty))))
+        return dirty
+
+    async def refreshed(self: ClusterWorker, name: str) -> None:
+        events.append(("refresh", name))
+        await refresh(self, name)
+
+    async def synced(self: ClusterWorker, rec: Any, *a: Any) -> None:
+        events.append(("sync", rec.name))
+        await sync(self, rec, *a)
+
+    monkeypatch.setattr(ClusterWorker, "_take_dirty", ticked)
+    monkeypatch.setattr(ClusterWorker, "_refresh", refreshed)
+    monkeypatch.setattr(ClusterWorker, "_sync", synced)
+    with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        files = {f"apps/{n}.yaml": auto.format(name=n, repo=repo.path, cluster="a") for n in names}
+        repo.write({**files, "app/cm.yaml": CM.format(value="1")})
+        cli = Cli(tmp_path / "home")
+        cli.ok("init")
+        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
+        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
+        hub = Hub(cli.home, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+
+        def synced_all() -> bool:
+            records = [hub.apps.get(n) for n in names]
+            return all(r is not None and r.sync_status == "Synced" for r in records)
+
+        async def body() -> None:
+            async with anyio.create_task_group() as tg:
+                await tg.start(hub.run)
+                await wait_until(synced_all, "every app synced")
+                await hub.shutdown()
+
+        run_checked(body)
+    # The tick in which the first sync started refreshed the four apps; that sync began
+    # before the last of those refreshes.
+    first_sync = next(i for i, e in enumerate(events) if e[0] == "sync")
+    tick = max(i for i, e in enumerate(events[:first_sync]) if e[0] == "tick")
+    assert events[tick][1] == ",".join(names), events
+    refreshes = [i for i, e in enumerate(events) if e[0] == "refresh" and i > tick][: len(names)]
+    assert first_sync < refreshes[-1], events
