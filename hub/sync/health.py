@@ -87,7 +87,9 @@ _ARGO_HOOK_FINALIZER = "argocd.argoproj.io/hook-finalizer"
 def _get(obj: Mapping[str, Any], *path: str) -> Any:
     cur: Any = obj
     for p in path:
-        if not isinstance(cur, Mapping):
+        # the type test first: a Mapping check is an ABC lookup, and every health check of
+        # every watch event walks a dozen paths through plain dicts
+        if type(cur) is not dict and not isinstance(cur, Mapping):
             return None
         cur = cur.get(p)
     return cur

@@ -189,10 +189,10 @@ def clone_tree(value: Any) -> Any:
 
 def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
     meta = obj.get("metadata")
-    if not isinstance(meta, Mapping):
+    if type(meta) is not dict and not isinstance(meta, Mapping):  # dict: no ABC lookup
         return {}
     anns = meta.get("annotations")
-    return anns if isinstance(anns, Mapping) else {}
+    return anns if type(anns) is dict or isinstance(anns, Mapping) else {}
 
 
 def annotation_csv(obj: Mapping[str, Any], key: str) -> tuple[str, ...]:
