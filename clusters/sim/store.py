@@ -119,8 +119,17 @@ _STATUS_ONLY_DEFAULTS: frozenset[GroupKind] = frozenset(
 CHECK_WRITES_ENV = "HUB_SIM_CHECK_WRITES"
 
 
+_LAST_NOW: list[Any] = [None, ""]  # the second now_iso last formatted, and its text
+
+
 def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """Now in RFC 3339, whole seconds: formatted once per second (every write stamps it)."""
+    second = int(time.time())
+    if _LAST_NOW[0] == second:
+        return str(_LAST_NOW[1])
+    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    _LAST_NOW[0], _LAST_NOW[1] = second, text
+    return text
 
 
 def clone_obj(obj: Obj) -> Obj:

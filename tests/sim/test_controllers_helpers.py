@@ -16,6 +16,7 @@ from clusters.sim.controllers._util import (
     normalize_image,
     pod_fault,
     prune_zero,
+    rfc3339,
     selector_string,
     set_condition,
     template_hash,
@@ -26,6 +27,7 @@ from clusters.sim.controllers.runtime import HPAS_IN, SERVICES_IN, keys_for
 from clusters.sim.controllers.templates import deletion_order
 from clusters.sim.defaults import qos_class
 from clusters.sim.interface import ObjectEvent
+from clusters.sim.store import now_iso
 
 
 @pytest.mark.parametrize(
@@ -275,3 +277,31 @@ def test_selector_strings_parse_back_to_the_same_matches() -> None:
     assert parsed.matches({"app": "x", "env": "dev"})
     assert not parsed.matches({"app": "x", "env": "test"})
     assert not parsed.matches({"env": "dev"})
+
+
+@pytest.mark.parametrize(
+    ("epochs", "texts"),
+    [
+        ((0.0, 0.999, 1.0), ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "1970-01-01T00:00:01Z")),
+        ((1_764_892_799.5, 1_764_892_800.0, 1_764_892_799.0),
+         ("2025-12-04T23:59:59Z", "2025-12-05T00:00:00Z", "2025-12-04T23:59:59Z")),
+    ],
+)  # fmt: skip
+def test_timestamps_are_whole_seconds_whichever_second_came_before(
+    epochs: tuple[float, ...], texts: tuple[str, ...]
+) -> None:
+    """rfc3339 keeps the text of the last second it formatted: a later call for another
+    second (later or earlier) must not be answered from it."""
+    assert tuple(rfc3339(e) for e in epochs) == texts
+
+
+def test_now_is_stamped_in_the_current_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    import clusters.sim.store as store
+
+    clock = iter([100.2, 100.7, 101.1])
+    monkeypatch.setattr(store.time, "time", lambda: next(clock))
+    assert [now_iso(), now_iso(), now_iso()] == [
+        "1970-01-01T00:01:40Z",
+        "1970-01-01T00:01:40Z",
+        "1970-01-01T00:01:41Z",
+    ]
