@@ -7,6 +7,7 @@ import asyncio
 import gc
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,29 @@ def home(tmp_path: Path, repo: GitRepo) -> Iterator[tuple[Path, SimServer]]:
                    "--context", name)  # fmt: skip
         cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
         yield cli.home, sim
+
+
+@contextmanager
+def one_cluster_home(tmp_path: Path, repo: GitRepo, files: dict[str, str]) -> Iterator[Path]:
+    """A hub home with one simulated cluster "a" and a root source of ``apps/`` holding
+    ``files`` (written to ``repo`` first), for the tests of one worker."""
+    with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
+        repo.write(files)
+        cli = Cli(tmp_path / "home")
+        cli.ok("init")
+        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
+        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
+        yield cli.home
+
+
+def all_synced(hub: Hub, names: list[str]) -> Callable[[], bool]:
+    """Whether every one of ``names`` is an Application marked Synced."""
+
+    def check() -> bool:
+        records = [hub.apps.get(n) for n in names]
+        return all(r is not None and r.sync_status == "Synced" for r in records)
+
+    return check
 
 
 def test_a_removed_cluster_s_worker_stops_and_shutdown_leaves_no_task(
@@ -380,23 +404,14 @@ def test_a_sync_a_refresh_starts_runs_before_the_worker_refreshes_its_other_apps
     monkeypatch.setattr(ClusterWorker, "_take_dirty", ticked)
     monkeypatch.setattr(ClusterWorker, "_refresh", refreshed)
     monkeypatch.setattr(ClusterWorker, "_sync", synced)
-    with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
-        files = {f"apps/{n}.yaml": auto.format(name=n, repo=repo.path, cluster="a") for n in names}
-        repo.write({**files, "app/cm.yaml": CM.format(value="1")})
-        cli = Cli(tmp_path / "home")
-        cli.ok("init")
-        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
-        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
-        hub = Hub(cli.home, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
-
-        def synced_all() -> bool:
-            records = [hub.apps.get(n) for n in names]
-            return all(r is not None and r.sync_status == "Synced" for r in records)
+    files = {f"apps/{n}.yaml": auto.format(name=n, repo=repo.path, cluster="a") for n in names}
+    with one_cluster_home(tmp_path, repo, {**files, "app/cm.yaml": CM.format(value="1")}) as path:
+        hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
 
         async def body() -> None:
             async with anyio.create_task_group() as tg:
                 await tg.start(hub.run)
-                await wait_until(synced_all, "every app synced")
+                await wait_until(all_synced(hub, names), "every app synced")
                 await hub.shutdown()
 
         run_checked(body)

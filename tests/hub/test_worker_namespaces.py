@@ -11,12 +11,10 @@ import anyio
 import pytest
 
 from clusters.kube import AsyncKube
-from clusters.sim import SimServer
 from hub.controller import Hub, HubOptions
 from hub.sync.model import Application, Destination
 from hub.sync.resources import NAMESPACE_KIND
 from hub.worker.services import Desired
-from tests.clusters.cli_support import Hub as Cli
 from tests.hub import test_controller_runtime as runtime
 from tests.hub.test_controller_runtime import wait_until
 from tests.sync.e2e_helpers import GitRepo
@@ -52,30 +50,22 @@ def test_the_kinds_read_are_the_manifests_kinds_and_namespaces_when_one_is_named
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[tuple[Path, SimServer]]:
+def home(tmp_path: Path) -> Iterator[Path]:
     repo = GitRepo(tmp_path / "repo")
-    with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
-        files = {"app/cm.yaml": CM}
-        # three created by their first sync, one that exists already
-        for i, namespace in enumerate(["new-1", "new-2", "new-3", "default"]):
-            files[f"apps/{i}.yaml"] = APP.format(
-                name=f"app{i}", repo=repo.path, namespace=namespace
-            )
-        repo.write(files)
-        cli = Cli(tmp_path / "home")
-        cli.ok("init")
-        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
-        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
-        yield cli.home, sim
+    files = {"app/cm.yaml": CM}
+    # three created by their first sync, one that exists already
+    for i, namespace in enumerate(["new-1", "new-2", "new-3", "default"]):
+        files[f"apps/{i}.yaml"] = APP.format(name=f"app{i}", repo=repo.path, namespace=namespace)
+    with runtime.one_cluster_home(tmp_path, repo, files) as path:
+        yield path
 
 
 @pytest.mark.sim_only("counts the hub's requests to a simulated cluster")
 @pytest.mark.timeout(120)
 def test_first_syncs_read_namespaces_from_the_cache_not_a_get_each(
-    home: tuple[Path, SimServer], monkeypatch: pytest.MonkeyPatch
+    home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path, _sim = home
-    hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+    hub = Hub(home, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
     namespace_gets: list[str] = []
     original = AsyncKube._request
 
@@ -87,14 +77,12 @@ def test_first_syncs_read_namespaces_from_the_cache_not_a_get_each(
 
     monkeypatch.setattr(AsyncKube, "_request", counted)
 
-    def synced() -> bool:
-        records = [hub.apps.get(f"app{i}") for i in range(4)]
-        return all(r is not None and r.sync_status == "Synced" for r in records)
-
     async def body() -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(hub.run)
-            await wait_until(synced, "every app synced")
+            await wait_until(
+                runtime.all_synced(hub, [f"app{i}" for i in range(4)]), "every app synced"
+            )
             await hub.shutdown()
 
     anyio.run(body)

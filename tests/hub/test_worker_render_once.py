@@ -20,7 +20,14 @@ from hub.controller import Hub, HubOptions
 from hub.sync.sources import ResolvedSource
 from tests.clusters.cli_support import Hub as Cli
 from tests.hub.test_controller_runtime import AUTO_APP as APP
-from tests.hub.test_controller_runtime import CM, run_checked, sim_client, wait_until
+from tests.hub.test_controller_runtime import (
+    CM,
+    all_synced,
+    one_cluster_home,
+    run_checked,
+    sim_client,
+    wait_until,
+)
 from tests.sync.e2e_helpers import GitRepo
 
 __all__ = ["run_checked"]  # the fixture, used by name
@@ -135,27 +142,22 @@ def test_renders_that_need_no_blocking_step_run_on_the_loop(
     """Three Applications of one path: the first render exports the commit's tree (in a
     thread), the others find it exported and render on the worker's loop; all three sync."""
     repo = GitRepo(tmp_path / "repo")
-    with SimServer(clusters=["a"], ready_delay=0.1, kubeconfig_path=tmp_path / "k") as sim:
-        apps = {
-            f"apps/{n}.yaml": APP.format(repo=repo.path).replace("name: one", f"name: {n}")
-            + f"  # {n}\n"
-            for n in ("one", "two", "three")
-        }
-        repo.write({**apps, "app/cm.yaml": CM.format(value="shared")})
-        cli = Cli(tmp_path / "home")
-        cli.ok("init")
-        cli.ok("cluster", "add", "a", "--kubeconfig", str(sim.kubeconfig_path), "--context", "a")
-        cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "apps")
-        server = Hub(cli.home, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
-
-        def synced() -> bool:
-            rows = server.apps.list_apps()
-            return len(rows) == 3 and all(r.sync_status == "Synced" for r in rows)
+    names = ["one", "two", "three"]
+    apps = {
+        f"apps/{n}.yaml": APP.format(repo=repo.path).replace("name: one", f"name: {n}")
+        + f"  # {n}\n"
+        for n in names
+    }
+    with one_cluster_home(
+        tmp_path, repo, {**apps, "app/cm.yaml": CM.format(value="shared")}
+    ) as path:
+        server = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
 
         async def body() -> None:
             async with anyio.create_task_group() as tg:
                 await tg.start(server.run)
-                await wait_until(synced, "three apps synced")
+                await wait_until(all_synced(server, names), "three apps synced")
+                assert len(server.apps.list_apps()) == 3
                 renders = server.workers["a"].renders
                 assert renders["thread"] >= 1, renders  # the first: the tree was not exported
                 assert renders["inline"] >= 1, renders
