@@ -26,7 +26,6 @@ import logging
 import os
 import random
 import re
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -38,6 +37,7 @@ import yaml
 from clusters import wirejson
 from clusters.sim import defaults, ssa
 from clusters.sim import patch as patching
+from clusters.sim.clock import rfc3339
 from clusters.sim.kinds import (
     CRD_GROUP_KIND,
     NAMESPACE_GROUP_KIND,
@@ -119,17 +119,9 @@ _STATUS_ONLY_DEFAULTS: frozenset[GroupKind] = frozenset(
 CHECK_WRITES_ENV = "HUB_SIM_CHECK_WRITES"
 
 
-_LAST_NOW: list[Any] = [None, ""]  # the second now_iso last formatted, and its text
-
-
 def now_iso() -> str:
-    """Now in RFC 3339, whole seconds: formatted once per second (every write stamps it)."""
-    second = int(time.time())
-    if _LAST_NOW[0] == second:
-        return str(_LAST_NOW[1])
-    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
-    _LAST_NOW[0], _LAST_NOW[1] = second, text
-    return text
+    """Now in RFC 3339, whole seconds (every write stamps it)."""
+    return rfc3339()
 
 
 def clone_obj(obj: Obj) -> Obj:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from clusters.sim import clock
+from clusters.sim.clock import rfc3339
 from clusters.sim.controllers._util import (
     SAFE_ALPHABET,
     go_duration,
@@ -16,7 +18,6 @@ from clusters.sim.controllers._util import (
     normalize_image,
     pod_fault,
     prune_zero,
-    rfc3339,
     selector_string,
     set_condition,
     template_hash,
@@ -296,10 +297,8 @@ def test_timestamps_are_whole_seconds_whichever_second_came_before(
 
 
 def test_now_is_stamped_in_the_current_second(monkeypatch: pytest.MonkeyPatch) -> None:
-    import clusters.sim.store as store
-
-    clock = iter([100.2, 100.7, 101.1])
-    monkeypatch.setattr(store.time, "time", lambda: next(clock))
+    ticks = iter([100.2, 100.7, 101.1])
+    monkeypatch.setattr(clock.time, "time", lambda: next(ticks))
     assert [now_iso(), now_iso(), now_iso()] == [
         "1970-01-01T00:01:40Z",
         "1970-01-01T00:01:40Z",

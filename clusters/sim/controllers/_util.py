@@ -11,7 +11,7 @@ import json
 import math
 import random
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from clusters.sim.interface import Obj
@@ -24,27 +24,7 @@ SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 Fault = Literal["crashloop", "fail"]
 
 
-# --- time -------------------------------------------------------------------------------
-
-
-def now_epoch() -> float:
-    return datetime.now(UTC).timestamp()
-
-
-# The last second rfc3339 formatted, and its text: a rollout's writes stamp the same
-# second many times over (conditions, start times), and formatting it was a percent of
-# the simulator's CPU.
-_LAST_STAMP: list[Any] = [None, ""]
-
-
-def rfc3339(epoch: float | None = None) -> str:
-    """Kubernetes' metav1.Time wire format: UTC, whole seconds (truncated)."""
-    second = math.floor(now_epoch() if epoch is None else epoch)
-    if _LAST_STAMP[0] == second:
-        return str(_LAST_STAMP[1])
-    text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    _LAST_STAMP[0], _LAST_STAMP[1] = second, text
-    return text
+# --- time (now and its text: clusters.sim.clock) ---------------------------------------
 
 
 def parse_time(text: object) -> float | None:

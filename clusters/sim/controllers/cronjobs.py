@@ -11,14 +11,13 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from clusters.sim.clock import now_epoch, rfc3339
 from clusters.sim.controllers._util import (
     int_field,
     is_terminating,
-    now_epoch,
     owned_by,
     owner_reference,
     parse_time,
-    rfc3339,
     spec_of,
     status_of,
 )

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from clusters.sim.clock import now_epoch
 from clusters.sim.controllers._util import (
     availability,
     int_field,
     int_or_percent,
     is_terminating,
-    now_epoch,
     owned_by,
     owner_reference,
     pod_available_at,

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from clusters.sim.clock import now_epoch, rfc3339
 from clusters.sim.controllers._util import (
     find_condition,
     int_field,
     is_terminating,
-    now_epoch,
     owned_by,
     owner_reference,
     parse_time,
     prune_zero,
-    rfc3339,
     set_condition,
     spec_of,
     status_of,

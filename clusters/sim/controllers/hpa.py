@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from clusters.sim.clock import rfc3339
 from clusters.sim.controllers._util import (
     int_field,
     is_terminating,
-    rfc3339,
     spec_of,
     status_of,
 )

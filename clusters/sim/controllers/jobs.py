@@ -13,17 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from clusters.sim.clock import now_epoch, rfc3339
 from clusters.sim.controllers._util import (
     find_condition,
     int_field,
     is_terminating,
-    now_epoch,
     owned_by,
     owner_reference,
     parse_time,
     pod_is_active,
     pod_is_ready,
-    rfc3339,
     spec_of,
     status_of,
 )

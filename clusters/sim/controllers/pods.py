@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from clusters.sim.clock import rfc3339
 from clusters.sim.controllers._util import (
     fake_digest,
     fake_ip,
     go_duration,
     normalize_image,
     pod_fault,
-    rfc3339,
     spec_of,
     stable_int,
     status_of,

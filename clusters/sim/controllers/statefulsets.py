@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from clusters.sim.clock import now_epoch
 from clusters.sim.controllers._util import (
     availability,
     int_field,
     is_terminating,
-    now_epoch,
     owned_by,
     owner_reference,
     pod_is_active,
