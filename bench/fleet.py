@@ -125,6 +125,9 @@ def log(text: str) -> None:
 # -- counting the hub's requests -------------------------------------------------------------
 
 
+WRITE_VERBS = frozenset({"PATCH", "POST", "PUT", "DELETE"})  # what RequestCounter.writes counts
+
+
 class RequestCounter:
     """Counts the hub's requests to spokes by (verb, kind of call)."""
 
@@ -203,9 +206,6 @@ class RequestCounter:
         """PATCH, POST, PUT and DELETE requests sent since the last ``take``."""
         with self.lock:
             return sum(n for what, n in self.counts.items() if what in WRITE_VERBS)
-
-
-WRITE_VERBS = frozenset({"PATCH", "POST", "PUT", "DELETE"})
 
 
 async def _run_sync_in_loop(fn: Callable[[], None]) -> None:
