@@ -904,8 +904,9 @@ class Store:
 
     @contextmanager
     def history_transaction(self) -> Iterator[_HistoryTxn]:
-        with self.write() as db:
-            yield _HistoryTxn(db)
+        # atomic(): the caller's writes in ``SyncHistory.begin``/``record`` join it
+        with self.atomic():
+            yield _HistoryTxn(self._conn())
 
     def history_reader(self) -> _HistoryTxn:
         return _HistoryTxn(self._conn())

@@ -97,7 +97,7 @@ async def execute(run: Run) -> OperationResult:
             )
             break
         run.results.clear()
-    return await finish(run, result)
+    return await finish(run, replace(result, attempts=attempt + 1))
 
 
 async def _backoff(run: Run, delay: float) -> None:
@@ -168,7 +168,8 @@ async def _steps(run: Run, attempt: int) -> tuple[OperationPhase, str, bool]:
     sha, manifests = await render(run)
     run.revision = sha
     if run.history is not None and attempt == 0 and not run.request.dry_run:
-        await run.store(run.history.begin, run.operation(OperationPhase.RUNNING, "running"))
+        history, op = run.history, run.operation(OperationPhase.RUNNING, "running")
+        await run.store(lambda: history.begin(op, also=run.request.on_started))
     valid = await validate(run, manifests)
     run.rendered = [m.obj for m in valid.manifests]
     for warning in valid.warnings:

@@ -271,14 +271,16 @@ class SyncHistory:
 
     # -- operations in flight
 
-    def begin(self, op: Operation) -> None:
-        """Record ``op`` as the app's operation in flight (replacing a stale one)."""
-        self._put_operation(op)
+    def begin(self, op: Operation, *, also: Callable[[], None] | None = None) -> None:
+        """Record ``op`` as the app's operation in flight (replacing a stale one).
+        ``also``: the caller's own writes, in the same transaction (the storage's
+        transaction must let them join it, as ``hub.store.Store``'s does)."""
+        self._put_operation(op, also)
 
     def update(self, op: Operation) -> None:
         self._put_operation(op)
 
-    def _put_operation(self, op: Operation) -> None:
+    def _put_operation(self, op: Operation, also: Callable[[], None] | None = None) -> None:
         row = OperationRow(
             app=op.app,
             operation_id=op.operation_id,
@@ -295,6 +297,8 @@ class SyncHistory:
         )
         with self._storage.history_transaction() as txn:
             txn.put_operation(row)
+            if also is not None:
+                also()
 
     def in_flight(self, app: str) -> Operation | None:
         row = self._storage.history_reader().get_operation(app)
@@ -313,9 +317,12 @@ class SyncHistory:
         finished_at: datetime,
         manifests: Sequence[Mapping[str, Any]] | None,
         limit: int = DEFAULT_REVISION_HISTORY_LIMIT,
+        also: Callable[[HistoryEntry], None] | None = None,
     ) -> HistoryEntry:
         """Add a finished operation to the app's history (sealing ``manifests``), clear it
-        as the operation in flight, and keep only the newest ``limit`` entries."""
+        as the operation in flight, and keep only the newest ``limit`` entries. ``also``:
+        the caller's own writes, given the new entry, in the same transaction (as for
+        ``begin``)."""
         if not op.phase.completed:
             raise ValueError(f"operation {op.operation_id} is still {op.phase}")
         with self._storage.history_transaction() as txn:
@@ -347,7 +354,10 @@ class SyncHistory:
             txn.delete_operation(op.app, op.operation_id)
             # Argo CD keeps at least one entry whatever the limit says (rollback needs it).
             txn.trim_history(op.app, max(1, limit))
-        return _entry(row, op.resources)
+            entry = _entry(row, op.resources)
+            if also is not None:
+                also(entry)
+        return entry
 
     def record_interrupted(self, op: Operation) -> HistoryEntry:
         """Record an operation ``interrupted()`` returned (the process running it stopped)

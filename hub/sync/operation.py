@@ -254,6 +254,16 @@ class SyncRequest:
     source: Mapping[str, Any] | None = None
     # The AppProject the sync must stay inside (None: not checked, as for a bare CLI sync).
     project: ProjectScope | None = None
+    # The caller's own writes, committed in the store transaction that records the
+    # operation's start (the in-flight operation) and its end (the history entry; given
+    # the final result, its history id set). The hub's worker writes the app's operation
+    # state there: one transaction at each end of a sync instead of two, and no crash can
+    # leave the app's status and its history disagreeing. They run where the engine's
+    # store calls run (the event loop or a store thread), and only when a history is kept
+    # and the operation is not a dry run; a start that fails before the first write (a
+    # render error) never calls ``on_started``.
+    on_started: Callable[[], None] | None = field(default=None, compare=False)
+    on_recorded: Callable[[OperationResult], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)

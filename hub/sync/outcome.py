@@ -12,7 +12,7 @@ from clusters.kube import KubeError
 from hub.sync.diff import SyncStatus
 from hub.sync.gate import gate
 from hub.sync.health import HealthStatus, app_health
-from hub.sync.history import OperationPhase
+from hub.sync.history import HistoryEntry, OperationPhase
 from hub.sync.live import compare, read_live
 from hub.sync.operation import (
     DEFAULT_HEALTH_WAIT_S,
@@ -65,23 +65,33 @@ async def finish(run: Run, result: OperationResult) -> OperationResult:
             run.emit(ProgressEvent(kind=EventKind.WARNING, message=f"app status: {exc}"))
         finally:
             run.deadline = saved
-    history_id = None
+    result = replace(result, sync_status=sync_status, health=health)
     if run.history is not None and not run.request.dry_run:
         history = run.history
         record = run.operation(result.phase, result.message)
-        entry = await run.store(
+        recorded = run.request.on_recorded
+        final = result
+
+        def caller_writes(entry: HistoryEntry) -> None:
+            nonlocal final
+            final = replace(result, history_id=entry.id)
+            if recorded is not None:
+                recorded(final)
+
+        await run.store(
             lambda: history.record(
                 record,
                 finished_at=result.finished_at,
                 manifests=run.rendered,
                 limit=run.app.revision_history_limit,
+                also=caller_writes,
             )
         )
-        history_id = entry.id
+        result = final
     run.emit(
         ProgressEvent(kind=EventKind.OPERATION, result=result.phase.value, message=result.message)
     )
-    return replace(result, sync_status=sync_status, health=health, history_id=history_id)
+    return result
 
 
 async def _app_status(run: Run, *, wait: bool) -> tuple[SyncStatus, HealthStatus]:

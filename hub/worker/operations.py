@@ -18,7 +18,7 @@ import anyio.abc
 
 from clusters.cache import LiveCache
 from clusters.errors import ClusterError
-from hub.apps import AppRecord, Condition
+from hub.apps import AppRecord, Condition, StatusUpdate
 from hub.errors import HubError
 from hub.sync.diff import SyncStatus
 from hub.sync.engine import (
@@ -56,6 +56,44 @@ log = logging.getLogger("hub.worker")  # one logger for the package (see Cluster
 # A sync's progress message is written once it stood this long: most syncs end sooner,
 # and their end writes the operation's state anyway (one store transaction fewer each).
 PROGRESS_SETTLE_S = 1.0
+
+
+class _EndWrites:
+    """An operation's status writes at its two ends, made inside the engine's store
+    transactions (``SyncRequest.on_started``, ``on_recorded``): so they run where those
+    run (the worker's loop or a store thread), one after the other, never together.
+
+    ``begin`` is the running state after the app's refresh result still pending
+    (``pending``): when the start is never written (a render error ends the sync before
+    it), the end carries that result instead."""
+
+    def __init__(
+        self,
+        write: Callable[[list[StatusUpdate]], None],
+        begin: StatusUpdate,
+        pending: StatusUpdate | None,
+        final: Callable[[OperationResult], StatusUpdate],
+    ) -> None:
+        self._write = write
+        self.begin = begin
+        self._pending = pending
+        self._final = final
+        self.begun = False
+        self.ended: OperationResult | None = None
+
+    def started(self) -> None:
+        self._write([self.begin])
+        self.begun = True
+
+    def recorded(self, result: OperationResult) -> None:
+        self._write([self.unwritten(self._final(result))])
+        self.ended = result
+
+    def unwritten(self, update: StatusUpdate) -> StatusUpdate:
+        """``update`` after the pending refresh result, unless the start wrote it."""
+        if self.begun or self._pending is None:
+            return update
+        return self._pending.then(update)
 
 
 class SettledProgress:
@@ -158,19 +196,20 @@ class Operations(WorkerState):
             project=await self._db(partial(self._project_scope, desired.app)),
         )
 
-        async def finish(result: OperationResult) -> None:
-            await self._write(
-                name,
-                operation=operation_state(result, request.trigger, request.who),
-                synced_sha=result.revision if result.phase is OperationPhase.SUCCEEDED else None,
-                conditions=[]
-                if result.phase is OperationPhase.SUCCEEDED
-                else [Condition(type=SYNC_ERROR, message=result.message)],
+        def final(result: OperationResult) -> StatusUpdate:
+            succeeded = result.phase is OperationPhase.SUCCEEDED
+            return StatusUpdate(
+                name=name,
+                operation_state=operation_state(result, request.trigger, request.who),
+                synced_sha=result.revision if succeeded else None,
+                conditions=()
+                if succeeded
+                else (Condition(type=SYNC_ERROR, message=result.message),),
             )
 
         try:
             await self._operate(
-                name, desired.app, engine_request, request, token, finish, live_state=self.cache
+                name, desired.app, engine_request, request, token, final, live_state=self.cache
             )
         finally:
             self._syncing.pop(name, None)
@@ -184,16 +223,22 @@ class Operations(WorkerState):
         engine_request: SyncRequest,
         request: ManualSync,
         token: CancelToken,
-        finish: Callable[[OperationResult], Awaitable[None]],
+        final: Callable[[OperationResult], StatusUpdate],
         *,
         live_state: LiveCache | None,
     ) -> OperationResult | None:
         """The one operation runner, for ``hub serve``'s syncs and ``hub serve --once``:
         the in-flight limits (per cluster, hub-wide), the running state and its progress,
-        the engine on this loop, the record, then ``finish`` (the caller's status write).
-        Shielded from the worker's cancellation once started: the token stops the engine
-        and the result is still recorded. None when it did not start (draining, cancelled)
-        or the engine failed unexpectedly."""
+        the engine on this loop, the record, and the app's status after it (``final``, the
+        caller's). Shielded from the worker's cancellation once started: the token stops
+        the engine and the result is still recorded. None when it did not start
+        (draining, cancelled) or the engine failed unexpectedly.
+
+        The running state is written in the engine's transaction that records the
+        operation in flight, and the final status in the one that records its history
+        entry (``SyncRequest.on_started``, ``on_recorded``): a sync took four write
+        transactions at its two ends, two now, and the app's status never disagrees with
+        its history."""
         kube = self.kube
         assert kube is not None
         async with self.cluster_syncs, self.svc.global_syncs.slot(self.name) as hold:
@@ -207,7 +252,16 @@ class Operations(WorkerState):
                 "syncResult": {"revision": engine_request.revision},
                 "message": "running",
             }
-            await self._write(name, operation=running)
+            # Ordered status writes still under way (a tick's flush) land first; none of
+            # this app's starts until the sync ends (its refreshes wait for it).
+            async with self._store_order:
+                pending = self._pending.get(name)
+                begin = self._taken_update(StatusUpdate(name=name, operation_state=running))
+            assert begin is not None  # an operation state is always written
+            written = _EndWrites(self._write_and_notify, begin, pending, final)
+            engine_request = replace(
+                engine_request, on_started=written.started, on_recorded=written.recorded
+            )
 
             # A long sync's waves (and retries) are recorded, so the API shows where it is
             # (resource events are not): a wave's message is written once it stood a
@@ -231,7 +285,7 @@ class Operations(WorkerState):
 
                     try:
                         result = await self._run_engine(
-                            name,
+                            written,
                             sync_application(
                                 kube,
                                 app,
@@ -259,6 +313,10 @@ class Operations(WorkerState):
                         started_monotonic=started,
                     )
                     return None
+                if written.ended is None:  # no history entry was recorded (a dry run)
+                    update = written.unwritten(final(result))
+                    async with self._store_order:
+                        await self._db(partial(self._write_and_notify, [update]))
                 self._record(name, request, result, started)
                 self._remember_writes(name, result)
                 # Watch every kind this sync touched (a namespace it created, a kind it
@@ -271,19 +329,23 @@ class Operations(WorkerState):
                     with contextlib.suppress(ClusterError):
                         await kube.resources(refresh=True)
                         self._unserved.clear()
-                await finish(result)
         return result
 
     async def _run_engine(
-        self, name: str, operation: Awaitable[OperationResult]
+        self, written: _EndWrites, operation: Awaitable[OperationResult]
     ) -> OperationResult | None:
         """The engine on this loop (no thread); an exception it should not raise (a bug) is
         logged with its traceback and reported on the app instead of stopping the worker."""
         try:
             return await operation
         except Exception as exc:
+            name = written.begin.name
             log.exception("app %s on %s: the sync failed unexpectedly", name, self.name)
-            await self._write(name, conditions=[Condition(type=SYNC_ERROR, message=repr(exc))])
+            update = written.unwritten(
+                StatusUpdate(name=name, conditions=(Condition(type=SYNC_ERROR, message=repr(exc)),))
+            )
+            async with self._store_order:
+                await self._db(partial(self._write_and_notify, [update]))
             return None
 
     def _record(
@@ -384,17 +446,17 @@ class Operations(WorkerState):
             )
             who = "hub serve --once"
 
-            async def finish(result: OperationResult) -> None:
-                await self._write(
-                    rec.name,
+            def final(result: OperationResult) -> StatusUpdate:
+                return StatusUpdate(
+                    name=rec.name,
                     sync_status=(result.sync_status or SyncStatus.UNKNOWN).value,
                     health_status=result.health.value if result.health else "Unknown",
                     desired_sha=sha,
                     synced_sha=result.revision
                     if result.phase is OperationPhase.SUCCEEDED
                     else None,
-                    conditions=once_conditions(result),
-                    operation=operation_state(result, Trigger.USER, who),
+                    conditions=tuple(once_conditions(result)),
+                    operation_state=operation_state(result, Trigger.USER, who),
                 )
 
             # the same runner as hub serve's syncs; the engine renders, waits for health,
@@ -405,7 +467,7 @@ class Operations(WorkerState):
                 request,
                 ManualSync(prune=bool(request.prune), revision=sha, who=who),
                 CancelToken(),
-                finish,
+                final,
                 live_state=None,
             )
             out[rec.name] = result if result is not None else "the sync did not run"

@@ -5,7 +5,6 @@ writes at once and in order)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -106,29 +105,19 @@ class Refresher(WorkerState):
         transaction (``_flush``, at the end of the tick). Other writes (operation state,
         which the API shows while a sync runs) go at once, after what is pending for the
         app, so the store sees every app's writes in order."""
-        fingerprint = (
-            sync_status,
-            health_status,
-            desired_sha,
-            synced_sha,
-            None if conditions is None else tuple((c.type, c.message) for c in conditions),
-            None if operation is None else json.dumps(operation, sort_keys=True, default=str),
+        update = self._taken_update(
+            StatusUpdate(
+                name=name,
+                sync_status=sync_status,
+                health_status=health_status,
+                desired_sha=desired_sha,
+                synced_sha=synced_sha,
+                conditions=None if conditions is None else tuple(conditions),
+                operation_state=operation,
+            )
         )
-        if operation is None and self._written.get(name) == fingerprint:
+        if update is None:
             return
-        self._written[name] = fingerprint
-        update = StatusUpdate(
-            name=name,
-            sync_status=sync_status,
-            health_status=health_status,
-            desired_sha=desired_sha,
-            synced_sha=synced_sha,
-            conditions=None if conditions is None else tuple(conditions),
-            operation_state=operation,
-        )
-        pending = self._pending.pop(name, None)
-        if pending is not None:
-            update = pending.then(update)
         if batch and operation is None:
             self._pending[name] = update
             if len(self._pending) >= FLUSH_AT:
@@ -136,6 +125,28 @@ class Refresher(WorkerState):
             return
         async with self._store_order:
             await self._db(partial(self._write_and_notify, [update]))
+
+    def _taken_update(self, update: StatusUpdate) -> StatusUpdate | None:
+        """``update`` as it is to be written: after what is pending for its app (taken out
+        of ``_pending``), or None when it changes nothing since the app's last write (an
+        operation state is always written)."""
+        name, conditions = update.name, update.conditions
+        # An operation write's fingerprint only has to differ from every refresh's (which
+        # it does by its last field): the next refresh's write then always goes out.
+        operation = update.operation_state is not None
+        fingerprint = (
+            update.sync_status,
+            update.health_status,
+            update.desired_sha,
+            update.synced_sha,
+            None if conditions is None else tuple((c.type, c.message) for c in conditions),
+            operation,
+        )
+        if not operation and self._written.get(name) == fingerprint:
+            return None
+        self._written[name] = fingerprint
+        pending = self._pending.pop(name, None)
+        return update if pending is None else pending.then(update)
 
     async def _flush(self) -> None:
         """Write the pending refresh results in one transaction."""

@@ -185,6 +185,10 @@ class WorkerState:
             batch: bool = False,
         ) -> None: ...
 
+        def _taken_update(self, update: StatusUpdate) -> StatusUpdate | None: ...  # refresher
+
+        def _write_and_notify(self, updates: list[StatusUpdate]) -> None: ...  # refresher
+
         async def _revision(self, app: Application) -> str: ...  # refresher
 
         def _unheard(  # refresher

@@ -14,6 +14,8 @@ import pytest
 from clusters.sim import SimServer
 from hub.apps import AppStore, StatusUpdate
 from hub.controller import Hub, HubOptions
+from hub.home import open_store
+from hub.sync.history import SyncHistory
 from tests.clusters.cli_support import Hub as Cli
 from tests.hub.test_controller_runtime import run_checked, wait_until
 from tests.sync.e2e_helpers import GitRepo
@@ -99,3 +101,110 @@ def test_one_tick_s_refresh_results_share_one_transaction(
             await server.shutdown()
 
     run_checked(body)
+
+
+def test_a_sync_s_status_is_written_with_its_in_flight_record_and_its_history_entry(
+    home: tuple[Path, GitRepo],
+    monkeypatch: pytest.MonkeyPatch,
+    run_checked: Callable[[Callable[[], Awaitable[None]]], None],
+) -> None:
+    """The running state commits with the operation in flight, the final state with the
+    history entry it names (one transaction at each end of a sync, not two): another
+    connection sees neither half before the other."""
+    path, _repo = home
+    server = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+    other = open_store(path)  # sees only what is committed
+    seen: list[tuple[str, bool, bool, list[int], list[int]]] = []
+    original = AppStore.set_statuses
+
+    def spy(
+        self: AppStore, updates: Sequence[StatusUpdate], *, reconciled_at: datetime | None = None
+    ) -> list[str]:
+        for u in updates:
+            if u.name == "app-0" and u.operation_state is not None:
+                here, there = server.history, SyncHistory(other, lambda: pytest.fail())
+                seen.append(
+                    (
+                        str(u.operation_state["phase"]),
+                        here.in_flight("app-0") is not None,
+                        there.in_flight("app-0") is not None,
+                        [e.id for e in here.entries("app-0")],
+                        [e.id for e in there.entries("app-0")],
+                    )
+                )
+        return original(self, updates, reconciled_at=reconciled_at)
+
+    monkeypatch.setattr(AppStore, "set_statuses", spy)
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(server.run)
+            await wait_until(lambda: server.apps.get("app-0") is not None, "app-0 stored")
+            await server.request_sync("app-0", who="test")
+            await wait_until(lambda: len(seen) >= 2, "the sync's end recorded")
+            await server.shutdown()
+
+    try:
+        run_checked(body)
+    finally:
+        other.close()
+    (running, *_progress, final) = seen
+    # running: the in-flight record is in this transaction and not committed before it
+    assert running[:3] == ("Running", True, False)
+    # final: the history entry and the status land together
+    phase, in_flight_here, in_flight_there, entries_here, entries_there = final
+    assert phase == "Succeeded" and not in_flight_here and in_flight_there
+    assert entries_here == [0] and entries_there == []
+    record = server.apps.get("app-0")
+    assert record is not None and record.operation_state is not None
+    assert record.operation_state["historyId"] == 0
+
+
+def test_a_retried_operation_s_state_counts_its_retries(
+    home: tuple[Path, GitRepo],
+    run_checked: Callable[[Callable[[], Awaitable[None]]], None],
+) -> None:
+    """``operationState.retryCount`` is the attempts after the first (Argo CD's), not 0
+    whatever happened."""
+    path, repo = home
+    retry = "  syncPolicy: {retry: {limit: 2, backoff: {duration: 10ms}}}\n"
+    # A PreSync hook whose Job fails (the simulator's `fail` image): every attempt fails.
+    failing_hook = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  generateName: migrate-
+  annotations:
+    argocd.argoproj.io/hook: PreSync
+    argocd.argoproj.io/hook-delete-policy: BeforeHookCreation
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: migrate, image: "busybox:fail", command: ["true"]}]
+"""
+    repo.write(
+        {"apps/5.yaml": APP.format(i=5, repo=repo.path) + retry, "app-5/job.yaml": failing_hook}
+    )
+    server = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+
+    def finished() -> bool:
+        record = server.apps.get("app-5")
+        state = None if record is None else record.operation_state
+        return state is not None and state.get("phase") not in (None, "Running")
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(server.run)
+            await wait_until(lambda: server.apps.get("app-5") is not None, "app-5 stored")
+            await server.request_sync("app-5", who="test")
+            await wait_until(finished, "the sync of app-5 ended")
+            await server.shutdown()
+
+    run_checked(body)
+    record = server.apps.get("app-5")
+    assert record is not None and record.operation_state is not None
+    state = record.operation_state
+    assert state["phase"] in ("Failed", "Error") and "migrate-" in state["message"], state
+    assert state["retryCount"] == 2, state

@@ -152,3 +152,55 @@ def test_resource_kinds_are_every_kind_the_history_names_without_opening_manifes
     assert reader.resource_kinds("a") == {
         (r.group, r.kind) for e in reader.entries("a") for r in e.resources
     }
+
+
+def test_the_caller_s_writes_at_an_operation_s_two_ends_share_its_transactions(
+    store: Store, db_location: Path | str
+) -> None:
+    """``begin(also=)`` and ``record(also=)``: the caller's writes (the worker's app
+    status) commit with the in-flight operation and with the history entry, not apart."""
+    history = SyncHistory(store, lambda: keyring(MasterKey.generate("t")))
+    other = Store.open(db_location)  # another connection: sees only what is committed
+    seen: list[tuple[str, object, object]] = []
+    try:
+        observer = SyncHistory(other, lambda: pytest.fail("no keys needed"))
+
+        def at_start() -> None:
+            store.set_meta("status", "running")  # a write of its own joins the transaction
+            seen.append(("start", history.in_flight("a"), observer.in_flight("a")))
+
+        history.begin(op("a", 1, OperationPhase.RUNNING), also=at_start)
+        assert store.get_meta("status") == "running" and observer.in_flight("a") is not None
+
+        def at_end(entry: Any) -> None:
+            store.set_meta("status", f"entry {entry.id}")
+            seen.append(("end", observer.entries("a"), observer.in_flight("a")))
+
+        entry = history.record(
+            op("a", 1), finished_at=datetime.now(UTC), manifests=None, also=at_end
+        )
+        assert other.get_meta("status") == f"entry {entry.id}"
+    finally:
+        other.close()
+    assert [s[0] for s in seen] == ["start", "end"]
+    (_, in_flight_here, in_flight_there), (_, entries_there, still_there) = seen
+    assert in_flight_here is not None and in_flight_there is None  # not committed yet
+    assert entries_there == [] and still_there is not None  # the entry not committed yet
+
+
+def test_a_failing_caller_write_leaves_neither_the_operation_nor_the_entry(store: Store) -> None:
+    history = SyncHistory(store, lambda: keyring(MasterKey.generate("t")))
+
+    def refused(*_: object) -> None:
+        store.set_meta("status", "half")
+        raise RuntimeError("lease lost")
+
+    with pytest.raises(RuntimeError):
+        history.begin(op("a", 1, OperationPhase.RUNNING), also=refused)
+    assert history.in_flight("a") is None and store.get_meta("status") is None
+
+    history.begin(op("a", 1, OperationPhase.RUNNING))
+    with pytest.raises(RuntimeError):
+        history.record(op("a", 1), finished_at=datetime.now(UTC), manifests=None, also=refused)
+    assert history.entries("a") == [] and store.get_meta("status") is None
+    assert history.in_flight("a") is not None  # still in flight: recovery records it
