@@ -202,6 +202,10 @@ class ProgressEvent:
     health: str | None = None
     delay_s: float | None = None
     attempt: int | None = None
+    # WAVE: the wave waits for its resources' health (or its hooks) before the operation
+    # goes on; a wave that does not (a single-step sync) ends once its requests are
+    # answered, and its message says nothing "running" does not.
+    waits: bool = False
 
 
 EventSink = Callable[[ProgressEvent], None]

@@ -19,6 +19,7 @@ async def run_wave(run: Run, wave: PlanWave, *, wait_health: bool) -> str | None
             phase=wave.phase.value,
             wave=wave.wave,
             message=wave.title,
+            waits=wait_health,
         )
     )
     removals: list[GateItem] = []

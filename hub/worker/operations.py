@@ -280,7 +280,11 @@ class Operations(WorkerState):
                     settled = SettledProgress(writers, write_progress)
 
                     def progress(event: ProgressEvent) -> None:
-                        if event.kind in (EventKind.WAVE, EventKind.RETRY):
+                        # A wave that waits for nothing (a single-step sync's) is not
+                        # "where it is": the history records no such step either.
+                        if event.kind is EventKind.RETRY or (
+                            event.kind is EventKind.WAVE and event.waits
+                        ):
                             settled.offer(event.message)
 
                     try:

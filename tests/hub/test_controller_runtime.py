@@ -21,6 +21,7 @@ from clusters.kubeconfig import BearerToken, TLSSettings
 from clusters.registry import ClusterCredentials
 from clusters.sim import SimServer
 from hub import controller
+from hub.apps import AppStore
 from hub.controller import GC_THRESHOLDS, Hub, HubOptions, fence_cluster
 from hub.errors import HubError
 from hub.metrics import Metrics, repo_label
@@ -422,3 +423,65 @@ def test_a_sync_a_refresh_starts_runs_before_the_worker_refreshes_its_other_apps
     assert events[tick][1] == ",".join(names), events
     refreshes = [i for i, e in enumerate(events) if e[0] == "refresh" and i > tick][: len(names)]
     assert first_sync < refreshes[-1], events
+
+
+def _desired_sha(hub: Hub, name: str) -> str | None:
+    record = hub.apps.get(name)
+    return None if record is None else record.desired_sha
+
+
+def test_a_slow_sync_s_progress_names_only_the_waves_it_waits_in(
+    home: tuple[Path, SimServer],
+    repo: GitRepo,
+    run_checked: Callable[[Callable[[], Awaitable[None]]], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wave's message reaches the app's status once it stood a second, only in a sync of
+    several steps (each waits for health): a single-step sync's one wave waits for
+    nothing, and its message said nothing "running" does not (a write per slow sync)."""
+    path, sim = home
+    messages: list[str] = []
+    original = AppStore.set_statuses
+
+    def spy(self: AppStore, updates: Any, **kw: Any) -> list[str]:
+        for u in updates:
+            if u.name == "one" and u.operation_state is not None:
+                messages.append(str(u.operation_state.get("message")))
+        return original(self, updates, **kw)
+
+    monkeypatch.setattr(AppStore, "set_statuses", spy)
+    hub = Hub(path, HubOptions(git_poll_s=600, resync_s=600, shutdown_grace_s=5))
+
+    def ended() -> bool:
+        record = hub.apps.get("one")
+        state = None if record is None else record.operation_state
+        return state is not None and state.get("phase") == "Succeeded"
+
+    async def sync_slowly() -> list[str]:
+        messages.clear()
+        sim.faults("a").set(latency=1.3)  # every request stands longer than the settle time
+        try:
+            await hub.request_sync("one", who="test")
+            await wait_until(lambda: bool(messages) and ended(), "the slow sync ended")
+        finally:
+            sim.faults("a").clear()
+        return list(messages)
+
+    async def body() -> None:
+        async with anyio.create_task_group() as tg:
+            await tg.start(hub.run)
+            await wait_until(lambda: hub.apps.get("one") is not None, "one stored")
+            single = await sync_slowly()
+            assert single[0] == "running" and not any("wave" in m for m in single), single
+            later = CM.replace("name: c", "name: c2").format(value="2")
+            later = later.replace(
+                "metadata: {", "metadata: {annotations: {argocd.argoproj.io/sync-wave: '1'}, "
+            )
+            sha = repo.write({"app/cm2.yaml": later})
+            await hub.notify_git_push([str(repo.path)])
+            await wait_until(lambda: _desired_sha(hub, "one") == sha, "the new commit seen")
+            steps = await sync_slowly()
+            assert "Sync wave 0" in steps or "Sync wave 1" in steps, steps
+            await hub.shutdown()
+
+    run_checked(body)
