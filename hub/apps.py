@@ -757,14 +757,12 @@ class AppStore:
     def get_project(self, name: str) -> ProjectRecord | None:
         """One stored AppProject (a sync reads its own project only: listing them all
         parsed every team's project for each sync)."""
-        with self.store.read() as db:
-            row = db.execute(
-                "SELECT name, source, file, manifest, sha FROM app_projects WHERE name = ?",
-                (name,),
-            ).fetchone()
-        if row is None:
+        rows = self.store.query(
+            "SELECT name, source, file, manifest, sha FROM app_projects WHERE name = ?", (name,)
+        )
+        if not rows:
             return None
-        n, s, f, m, sha = row
+        n, s, f, m, sha = rows[0]
         return ProjectRecord(name=n, source=s, file=f, manifest=json.loads(m), sha=sha)
 
     def list_projects(self) -> list[ProjectRecord]:

@@ -848,6 +848,13 @@ class Store:
             return
         yield from _transaction(db, begin_read)
 
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one read statement. A single statement sees one snapshot without a
+        transaction around it (SQLite's autocommit, PostgreSQL's), and ``read()``'s BEGIN
+        and COMMIT were two of its three statements (a sync read its project three
+        times). Inside a transaction of this thread it joins it, as ``read()`` does."""
+        return list(self._conn().execute(sql, args).fetchall())
+
     def get_meta(self, key: str) -> str | None:
         return _get_meta(self._conn(), key)
 

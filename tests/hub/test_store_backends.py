@@ -183,6 +183,22 @@ def test_a_read_sees_one_snapshot_and_atomic_joins_nested_writes(db_location: Pa
         assert s.get_meta("a") is None and s.get_meta("b") is None
 
 
+def test_a_one_statement_query_needs_no_transaction_and_joins_one_under_way(
+    db_location: Path | str,
+) -> None:
+    sql = "SELECT value FROM meta WHERE key = ?"
+    with Store.open(db_location, create=True) as s, Store.open(db_location) as other:
+        s.set_meta("k", "committed")
+        assert s.query(sql, ("k",)) == other.query(sql, ("k",))
+        assert [tuple(r) for r in s.query(sql, ("k",))] == [("committed",)]
+        assert s.query(sql, ("absent",)) == []
+        with s.atomic():
+            s.set_meta("k", "not yet")
+            assert [tuple(r) for r in s.query(sql, ("k",))] == [("not yet",)]
+            assert [tuple(r) for r in other.query(sql, ("k",))] == [("committed",)]
+        assert [tuple(r) for r in other.query(sql, ("k",))] == [("not yet",)]
+
+
 def test_connections_of_ended_threads_are_closed(db_location: Path | str) -> None:
     with Store.open(db_location, create=True) as s:
         for _ in range(5):
