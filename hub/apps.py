@@ -744,6 +744,19 @@ class AppStore:
             ).fetchone()
         return None if row is None else _appset(row)
 
+    def appset_manifest_text(self, name: str) -> tuple[str, str] | None:
+        """A stored set's manifest as stored (JSON text) and where it was read
+        (``source:file``), in one statement: the rollout check before every automated sync
+        of the set's Applications reads only this (``get_appset`` parsed the set's status
+        of every Application too)."""
+        rows = self.store.query(
+            "SELECT manifest, source, file FROM applicationsets WHERE name = ?", (name,)
+        )
+        if not rows:
+            return None
+        manifest, source, file = rows[0]
+        return str(manifest), f"{source}:{file}"
+
     def list_appsets(self, *, source: str | None = None) -> list[AppSetRecord]:
         sql = f"SELECT {_APPSET_COLUMNS} FROM applicationsets"
         args: tuple[str, ...] = ()

@@ -24,6 +24,7 @@ computes it for every RollingSync set to report ``applicationStatus`` and the cu
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -345,6 +346,14 @@ def strategy_of(manifest: Mapping[str, Any], *, source: str) -> Strategy | None:
     return strategy if strategy is not None and strategy.type == ROLLING_SYNC else None
 
 
+@functools.lru_cache(maxsize=512)
+def _stored_strategy(manifest: str, source: str) -> Strategy | None:
+    """``strategy_of`` a stored manifest's JSON text. Every automated sync of a set's
+    Applications asks, and the text only changes with the set: parsed once per version
+    (a ``Strategy`` is immutable, so sharing it is safe)."""
+    return strategy_of(json.loads(manifest), source=source)
+
+
 # ---------------------------------------------------------------- reading the store
 
 
@@ -358,10 +367,12 @@ def rollout_of(
     """The rollout of stored set ``appset`` now, or None when it has no RollingSync strategy
     (one read of the set unless ``record`` is it, its Applications and its control row)."""
     if record is None:
-        record = apps.get_appset(appset)
-    if record is None:
-        return None
-    strategy = strategy_of(record.manifest, source=f"{record.source}:{record.file}")
+        stored = apps.appset_manifest_text(appset)
+        if stored is None:
+            return None
+        strategy = _stored_strategy(*stored)
+    else:
+        strategy = strategy_of(record.manifest, source=f"{record.source}:{record.file}")
     if strategy is None:
         return None
     paused, promoted = apps.rollout_control(appset)

@@ -22,6 +22,7 @@ from hub.rollout import (
     member_of,
     plan_rollout,
     rollout_events,
+    rollout_of,
 )
 from hub.store import Store
 
@@ -370,3 +371,37 @@ def _record(name: str, *, operation_state: dict[str, Any]) -> AppRecord:
         updated_at=T0, reconciled_at=None, deletion=None, deletion_reason=None,
         deletion_requested_at=None,
     )  # fmt: skip
+
+
+def test_the_stored_strategy_follows_the_set_s_manifest_as_it_changes(tmp_path: Path) -> None:
+    """The worker's rollout check reads the set's manifest text and parses a version once:
+    a set that gains, changes or drops its RollingSync is seen at the next read."""
+    doc = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {"name": "s"},
+        "spec": {"generators": [{"list": {"elements": []}}], "template": {}},
+    }
+
+    def rolling(*steps: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "RollingSync", "rollingSync": {"steps": list(steps)}}
+
+    with Store.open(tmp_path / "hub.db", create=True) as store:
+        apps = AppStore(store)
+
+        def stored(spec_strategy: dict[str, Any] | None) -> int | None:
+            manifest = {**doc, "spec": {**doc["spec"]}}
+            if spec_strategy is not None:
+                manifest["spec"]["strategy"] = spec_strategy
+            with apps.transaction() as txn:
+                txn.put_appset(name="s", source="root", file="s.yaml", manifest=manifest, sha="1")
+            rollout = rollout_of(apps, "s")
+            return None if rollout is None else rollout.steps
+
+        assert rollout_of(apps, "absent") is None
+        assert stored(None) is None
+        assert stored(rolling(env_step("dev"), env_step("prod"))) == 2
+        assert stored(rolling(env_step("dev"), env_step("staging"), env_step("prod"))) == 3
+        assert stored(rolling(env_step("dev"), env_step("prod"))) == 2  # an earlier version
+        assert stored({"type": "AllAtOnce"}) is None
+        assert stored(None) is None
