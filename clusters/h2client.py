@@ -548,9 +548,15 @@ class Http2Connection(asyncio.Protocol):
             part = bytes(view[sent : sent + room])
             sent += len(part)
             h2c.send_data(stream_id, part, end_stream=sent >= len(body))
-            # at once, not at the end of the turn: the headers go out with the first part
-            # all the same, and a large body meets the write buffer's back-pressure
-            self._flush()
+            if sent == len(part) == len(body):
+                # A body of one frame (an apply's) goes out with the rest of this turn's
+                # requests, as a request without a body does: a burst of syncs on one
+                # cluster is one TLS record and one send, not one per request. The
+                # write buffer's back-pressure still holds it while the server lags.
+                self._flush_soon()
+            else:
+                # a large body: part by part, each meeting the back-pressure at once
+                self._flush()
             await self._drain()
 
     async def _drain(self) -> None:

@@ -279,6 +279,30 @@ async def test_many_requests_share_one_connection(server: H2TestServer) -> None:
     await conn.close()
 
 
+async def test_a_burst_of_small_bodies_leaves_in_a_few_writes_not_one_each(
+    server: H2TestServer,
+) -> None:
+    """Requests with a one-frame body started in one turn of the loop (a burst of syncs
+    on one cluster) share the turn's TLS write, as requests without a body do."""
+    conn = await server.connect()
+    transport = conn.transport
+    assert transport is not None
+    writes = 0
+    write = transport.write
+
+    def counted(data: Any) -> None:
+        nonlocal writes
+        writes += 1
+        write(data)
+
+    transport.write = counted  # type: ignore[method-assign]
+    bodies = [json.dumps({"i": i}).encode() for i in range(50)]
+    answers = await asyncio.gather(*(_get(conn, "/echo", b) for b in bodies))
+    assert [json.loads(a)["length"] for a in answers] == [len(b) for b in bodies]
+    assert writes < 10, writes  # one per request before
+    await conn.close()
+
+
 async def test_a_body_larger_than_the_servers_window_waits_for_it(server: H2TestServer) -> None:
     conn = await server.connect()
     body = bytes(i % 253 for i in range(300_000))  # the server's window: 65,535 bytes
