@@ -565,17 +565,10 @@ def _transaction(
 
 
 def _begin_write_or_refuse(db: Connection) -> None:
-    """``begin_write`` on SQLite without the busy timeout: ``WouldWait`` when another
-    process holds the write lock."""
-    db.execute("PRAGMA busy_timeout = 0")
-    try:
-        begin_write(db)
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise WouldWait from None
-        raise
-    finally:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    """``begin_write`` on SQLite without waiting: ``WouldWait`` when another process holds
+    the write lock (on a connection of ``call_inline``, which waits in Python)."""
+    assert isinstance(db, SQLiteConnection)
+    db.begin_immediate_or_refuse()
 
 
 def table_names(db: Connection | sqlite3.Connection) -> list[str]:
@@ -816,6 +809,9 @@ class Store:
             raise WouldWait
         if getattr(self._local, "inline", None) is not None:
             return fn()  # already inside one
+        db = self._conn()
+        assert isinstance(db, SQLiteConnection)  # no write lock of ours on PostgreSQL
+        db.wait_in_python(BUSY_TIMEOUT_MS / 1000)
         self._local.inline = _Inline()
         try:
             return fn()

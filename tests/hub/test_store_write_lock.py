@@ -173,6 +173,35 @@ def test_call_inline_would_wait_for_another_process_at_once(tmp_path: Path) -> N
     store.close()
 
 
+def test_an_inline_call_s_later_writes_and_its_thread_s_others_still_wait(
+    tmp_path: Path,
+) -> None:
+    """The connection of ``call_inline`` has no SQLite busy timeout (its first write must
+    refuse at once): its other statements wait in Python instead, for as long."""
+    store = Store.open(tmp_path / "state.db", create=True)
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None, check_same_thread=False)
+    committed = threading.Event()
+
+    def hold_then_commit() -> None:
+        other.execute("BEGIN IMMEDIATE")  # another process takes the write lock
+        threading.Timer(0.3, lambda: (other.execute("COMMIT"), committed.set())).start()
+
+    def work() -> None:
+        store.set_meta("first", "x")  # the first write: the lock is free
+        hold_then_commit()
+        store.set_meta("second", "x")  # waits for the other process, then writes
+
+    store.call_inline(work)
+    assert committed.is_set() and store.get_meta("second") == "x"
+
+    committed.clear()
+    hold_then_commit()
+    store.set_meta("plain", "x")  # an ordinary write on the same thread's connection
+    assert committed.is_set() and store.get_meta("plain") == "x"
+    other.close()
+    store.close()
+
+
 def test_a_failed_inline_write_rolls_back_and_frees_the_lock(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "state.db", create=True)
 
