@@ -19,6 +19,7 @@ from hub.sync.history import SyncHistory
 from tests.clusters.cli_support import Hub as Cli
 from tests.hub.test_controller_runtime import run_checked, wait_until
 from tests.sync.e2e_helpers import GitRepo
+from tests.sync.test_e2e_seed import seed_files
 
 __all__ = ["run_checked"]  # the fixture, used by name
 
@@ -169,21 +170,9 @@ def test_a_retried_operation_s_state_counts_its_retries(
     path, repo = home
     retry = "  syncPolicy: {retry: {limit: 2, backoff: {duration: 10ms}}}\n"
     # A PreSync hook whose Job fails (the simulator's `fail` image): every attempt fails.
-    failing_hook = """
-apiVersion: batch/v1
-kind: Job
-metadata:
-  generateName: migrate-
-  annotations:
-    argocd.argoproj.io/hook: PreSync
-    argocd.argoproj.io/hook-delete-policy: BeforeHookCreation
-spec:
-  backoffLimit: 0
-  template:
-    spec:
-      restartPolicy: Never
-      containers: [{name: migrate, image: "busybox:fail", command: ["true"]}]
-"""
+    failing_hook = str(seed_files("default")["app/03-migrate.yaml"]).replace(
+        "busybox:1.36", "busybox:fail"
+    )
     repo.write(
         {"apps/5.yaml": APP.format(i=5, repo=repo.path) + retry, "app-5/job.yaml": failing_hook}
     )
