@@ -832,6 +832,12 @@ def track_update(
         entries = _decode_or_empty(old_meta.get("managedFields"), lazily=True)
     elif _is_reset(sent):
         entries = []
+    elif sent is not None and sent == old_meta.get("managedFields"):
+        # A read-modify-write (a controller's update, a patch) sends back the stored
+        # entries: they are this server's own encoding, so decoding and re-encoding all of
+        # them (a client's are checked and normalised) gives them back unchanged. Only
+        # those the write touches are decoded, and the others' stored sets are shared.
+        entries = _decode_or_empty(old_meta.get("managedFields"), lazily=True)
     else:
         try:
             entries = _decode_entries(sent)

@@ -832,3 +832,58 @@ def test_status_writes_record_the_same_fields_whether_entries_are_decoded_or_not
     # The controller took over both fields "sim" applied, so its entry is gone.
     assert _fields(lazy[0], "sim", "Apply", "status") == {"f:status": {"f:readyReplicas": {}}}
     assert _fields(lazy[-1], "sim", "Apply", "status") is None
+
+
+def test_an_update_sending_back_the_stored_entries_decodes_only_what_it_touches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read-modify-write sends the stored managedFields back: the entries it leaves alone
+    keep their stored encoding, and the outcome is the one of decoding every entry."""
+    live = _apply(None, _load(DEPLOYMENT), now=T0)
+    live = server_side_apply(
+        live,
+        {**_load(DEPLOYMENT), "status": {"observedGeneration": 1, "readyReplicas": 1}},
+        manager="sim",
+        force=False,
+        now=T0,
+        subresource="status",
+    )
+
+    def edits() -> list[dict[str, Any]]:
+        obj, out = live, []
+        for n, change in enumerate(
+            [
+                {"annotations": {"note": "a"}},  # touches no other entry's fields
+                {"annotations": {"note": "b"}, "labels": {"app": "nginx", "x": "1"}},
+                {"annotations": {}, "labels": {"app": "other"}},  # takes app from gitops-hub
+            ]
+        ):
+            new = copy.deepcopy(obj)  # what a controller or a patch sends back
+            new["metadata"].update(change)
+            track_update(obj, new, manager="kubectl-edit", now=f"{T2}{n}")
+            out.append(new)
+            obj = new
+        return out
+
+    lazy = edits()
+    untouched = _fields(live, "sim", "Apply", "status")
+    assert _fields(lazy[0], "sim", "Apply", "status") is untouched  # not decoded again
+    assert _fields(lazy[0], "gitops-hub") is _fields(live, "gitops-hub")
+    decode_all = ssa._decode_or_empty
+    monkeypatch.setattr(ssa, "_decode_or_empty", lambda raw, lazily=False: decode_all(raw))
+    assert lazy == edits()
+    assert "f:metadata" not in _fields(lazy[-1], "gitops-hub")  # its only label was taken
+
+
+def test_an_update_sending_other_entries_than_the_stored_ones_gets_them_normalised() -> None:
+    live = _create(_load(DEPLOYMENT), "kubectl-create")
+    new = copy.deepcopy(live)
+    entry = new["metadata"]["managedFields"][0]
+    spec = entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]
+    # The same key written with other spacing: a client's entry is decoded and re-encoded.
+    spec["f:containers"] = {
+        k.replace('{"name":', '{ "name" :'): v for k, v in spec["f:containers"].items()
+    }
+    assert new["metadata"]["managedFields"] != live["metadata"]["managedFields"]
+    track_update(live, new, manager="kubectl-edit", now=T1)
+    assert new["metadata"]["managedFields"] == live["metadata"]["managedFields"]
