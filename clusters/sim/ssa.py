@@ -420,10 +420,22 @@ def _equal(a: Any, b: Any) -> bool:
 
 def _compare_map(lhs: Obj, rhs: Obj, node: MapNode, path: Path, c: _Comparison) -> None:
     for name, lv in lhs.items():
-        _compare_value(lv, rhs.get(name, _MISSING), node.child(name), (*path, fp.field(name)), c)
+        rv = rhs.get(name, _MISSING)
+        if _same_scalar(lv, rv):
+            # Most fields of a write are unchanged strings and numbers: what
+            # _compare_value would find (nothing) without building their paths.
+            continue
+        _compare_value(lv, rv, node.child(name), (*path, fp.field(name)), c)
     for name, rv in rhs.items():
         if name not in lhs:
             _compare_value(_MISSING, rv, node.child(name), (*path, fp.field(name)), c)
+
+
+def _same_scalar(lv: Any, rv: Any) -> bool:
+    """Whether both are the same string, integer or boolean (None and _MISSING are not:
+    a field that appears or goes is a change)."""
+    kind = type(lv)
+    return kind is type(rv) and (kind is str or kind is int or kind is bool) and lv == rv
 
 
 def _compare_list(lhs: list[Any], rhs: list[Any], ln: ListNode, path: Path, c: _Comparison) -> None:

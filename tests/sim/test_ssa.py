@@ -887,3 +887,15 @@ def test_an_update_sending_other_entries_than_the_stored_ones_gets_them_normalis
     assert new["metadata"]["managedFields"] != live["metadata"]["managedFields"]
     track_update(live, new, manager="kubectl-edit", now=T1)
     assert new["metadata"]["managedFields"] == live["metadata"]["managedFields"]
+
+
+def test_the_compare_tells_booleans_from_numbers_and_nulls_from_values() -> None:
+    from clusters.sim import schema
+
+    c = ssa._compare(
+        {"a": 1, "b": True, "c": "x", "d": None, "e": 0, "f": 2},
+        {"a": True, "b": 1, "c": "x", "d": None, "e": False, "f": 2.0, "g": None},
+        schema.DEDUCED,
+    )
+    assert c.modified == {"f:a": {".": {}}, "f:b": {".": {}}, "f:e": {".": {}}}
+    assert c.added == {} and c.removed == {}
