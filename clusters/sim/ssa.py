@@ -109,6 +109,10 @@ class _Entry:
     # write mostly leaves its writer's set as it was, and encoding it again was the
     # largest cost of the write's tracking.
     raw: dict[str, Any] | None = None
+    # The stored entry this one was read from: a write leaves most entries as they were,
+    # and the new version shares those with the stored one (each kept copy lived as long
+    # as its version, for the garbage collector to walk).
+    source: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -140,6 +144,9 @@ class _Entry:
             out["fieldsV1"] = fp.to_fields_v1(self.fields)
         if self.subresource:
             out["subresource"] = self.subresource
+        source = self.source
+        if source is not None and out == source and list(out) == list(source):
+            return source  # (stored objects are never changed in place: readonly.py)
         return out
 
 
@@ -189,6 +196,7 @@ def _decode_entries(raw: Any, *, lazily: bool = False, stored: bool = False) -> 
                 time=item.get("time") if isinstance(item.get("time"), str) else None,
                 fields=fields,
                 raw=kept,
+                source=item if lazily or stored else None,
             )
         )
     return entries

@@ -899,3 +899,35 @@ def test_the_compare_tells_booleans_from_numbers_and_nulls_from_values() -> None
     )
     assert c.modified == {"f:a": {".": {}}, "f:b": {".": {}}, "f:e": {".": {}}}
     assert c.added == {} and c.removed == {}
+
+
+def test_a_write_shares_the_entries_it_leaves_as_they_were_with_the_stored_version() -> None:
+    live = _apply(None, _load(DEPLOYMENT), now=T0)
+    live = server_side_apply(
+        live,
+        {**_load(DEPLOYMENT), "status": {"observedGeneration": 1}},
+        manager="sim",
+        force=False,
+        now=T0,
+        subresource="status",
+    )
+    stored = {e["manager"]: e for e in _entries(live)}
+    new = copy.deepcopy(live)
+    new["status"] = {"observedGeneration": 1, "replicas": 3}
+    track_update(live, new, manager="deployment-controller", subresource="status", now=T1)
+    entries = {e["manager"]: e for e in _entries(new)}
+    assert entries["gitops-hub"] is stored["gitops-hub"]
+    assert entries["sim"] is stored["sim"]
+    assert "deployment-controller" not in stored
+
+    # The writer's own entry changes (its time, here its set too): a new one.
+    again = copy.deepcopy(new)
+    again["status"] = {"observedGeneration": 1, "replicas": 3, "readyReplicas": 1}
+    track_update(new, again, manager="deployment-controller", subresource="status", now=T2)
+    after = {e["manager"]: e for e in _entries(again)}
+    mine = after["deployment-controller"]
+    assert mine is not entries["deployment-controller"]
+    assert (mine["time"], entries["deployment-controller"]["time"]) == (T2, T1)
+    assert mine["fieldsV1"] == {"f:status": {"f:readyReplicas": {}, "f:replicas": {}}}
+    assert after["sim"] is stored["sim"]
+    assert after["gitops-hub"] is stored["gitops-hub"]
