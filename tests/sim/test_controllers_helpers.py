@@ -304,3 +304,13 @@ def test_now_is_stamped_in_the_current_second(monkeypatch: pytest.MonkeyPatch) -
         "1970-01-01T00:01:40Z",
         "1970-01-01T00:01:41Z",
     ]
+
+
+def test_a_label_selector_is_parsed_once_and_a_bad_one_refused_every_time() -> None:
+    from clusters.sim.selectors import SelectorError, parse_label_selector
+
+    assert parse_label_selector("app=web,tier!=db") is parse_label_selector("app=web,tier!=db")
+    assert parse_label_selector("app=web").matches({"app": "web"})
+    for _ in range(2):
+        with pytest.raises(SelectorError):
+            parse_label_selector("app in (web")
