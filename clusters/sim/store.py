@@ -387,6 +387,38 @@ def _status_written(old: Obj, status: Any, *, shared: bool) -> Obj:
     return result
 
 
+def _clone_body(body: Obj) -> Obj:
+    """``clone(body)``, but sharing the field sets of ``metadata.managedFields``."""
+    meta = body.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return clone_obj(body)
+    out: Obj = {}
+    for k, v in body.items():
+        if k == "metadata":
+            out[k] = {
+                mk: _clone_managed_fields(mv) if mk == "managedFields" else clone(mv)
+                for mk, mv in meta.items()
+            }
+        else:
+            out[k] = clone(v)
+    return out
+
+
+def _clone_managed_fields(entries: Any) -> Any:
+    """``clone(entries)`` but for each entry's ``fieldsV1``, the largest part of an object
+    (a controller's update and every patch send the stored entries back). Nothing changes
+    a field set in place: the Go round trip leaves them alone (``defaults._OPAQUE``), the
+    tracking only reads them, and what it stores it encodes, or the stored version shares."""
+    if not isinstance(entries, list):
+        return clone(entries)
+    return [
+        {k: v if k == "fieldsV1" and isinstance(v, dict) else clone(v) for k, v in e.items()}
+        if isinstance(e, dict)
+        else clone(e)
+        for e in entries
+    ]
+
+
 def _ordered(obj: Obj) -> Obj:
     """apiVersion, kind, metadata (in the server's field order), then the rest."""
     meta = obj.get("metadata") or {}
@@ -747,7 +779,7 @@ class ClusterStore:
                 if kind == rt.kind
                 else f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
             )
-        obj: Obj = clone(body)
+        obj = _clone_body(body)
         meta = obj.get("metadata")
         if meta is None:
             meta = obj["metadata"] = {}
@@ -1105,7 +1137,7 @@ class ClusterStore:
                 else:
                     new.pop("status", None)
             if "managedFields" not in meta and "managedFields" in old_meta:
-                meta["managedFields"] = clone(old_meta["managedFields"])
+                meta["managedFields"] = _clone_managed_fields(old_meta["managedFields"])
         meta = new["metadata"]
         for fixed in (
             "uid",

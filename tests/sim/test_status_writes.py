@@ -112,3 +112,28 @@ def test_the_suite_s_simulators_check_their_shared_status_writes() -> None:
     # the benchmarks import its helpers and must not pay for the check).
     assert os.environ.get(sim_store.CHECK_WRITES_ENV) == "1"
     assert ClusterStore("c").check_writes
+
+
+def test_an_update_shares_the_sent_field_sets_and_leaves_the_body_as_it_was() -> None:
+    s = _store()
+    rt = _type(s, "apps/v1", "Deployment")
+    s.create(rt, NS, _deployment(), manager="kubectl")
+    current = s.find(rt.group_kind, NS, "web")
+    assert current is not None
+    body = copy.deepcopy(current)
+    body["spec"]["replicas"] = 2
+    entry = body["metadata"]["managedFields"][0]
+    entry["subresource"] = None  # a null the Go round trip drops, from the write's copy
+    sent = copy.deepcopy(body)
+
+    copied = sim_store._clone_body(body)
+    assert copied["metadata"]["managedFields"][0]["fieldsV1"] is entry["fieldsV1"]
+    assert copied["metadata"]["managedFields"][0] is not entry
+    assert copied["spec"] is not body["spec"] and copied["spec"] == body["spec"]
+
+    s.update(rt, NS, "web", body, manager="kubectl-edit")
+    assert body == sent  # the caller's object, entries included, is left as it was
+    stored = s.find(rt.group_kind, NS, "web")
+    assert stored is not None and stored["spec"]["replicas"] == 2
+    managers = [e["manager"] for e in stored["metadata"]["managedFields"]]
+    assert managers == ["kubectl", "kubectl-edit"]
