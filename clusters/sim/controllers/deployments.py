@@ -189,9 +189,13 @@ class _Sync:
             annotations.get(k) == v for k, v in wanted.items()
         ):
             return
-        updated = thaw(rs)
-        updated["spec"]["replicas"] = replicas
-        updated["metadata"]["annotations"] = {**annotations, **wanted}
+        # A new object over the stored one's parts, not a deep copy: the store copies
+        # what it is sent, and nothing here changes what it read.
+        updated = {
+            **rs,
+            "metadata": {**rs["metadata"], "annotations": {**annotations, **wanted}},
+            "spec": {**rs["spec"], "replicas": replicas},
+        }
         self._replace(rs, await self.rt.api.update(updated))
 
     async def create_new_rs(self, replicas: int, revision: int) -> None:
@@ -549,7 +553,10 @@ async def reconcile_deployment(rt: Runtime, namespace: str, name: str) -> float 
     if (
         is_complete(
             sync.desired,
-            counts(sync.model(sync.new_rs) if sync.new_rs else None, [sync.model(rs) for rs in sync.rss]),
+            counts(
+                sync.model(sync.new_rs) if sync.new_rs else None,
+                [sync.model(rs) for rs in sync.rss],
+            ),
         )
         or sync.paused
     ):
@@ -560,8 +567,7 @@ async def reconcile_deployment(rt: Runtime, namespace: str, name: str) -> float 
         revision = str(_revision(sync.new_rs))
         annotations = d["metadata"].get("annotations") or {}
         if annotations.get(REVISION) != revision:
-            updated = thaw(d)
-            updated["metadata"]["annotations"] = {**annotations, REVISION: revision}
-            d = await api.update(updated)
+            meta = {**d["metadata"], "annotations": {**annotations, REVISION: revision}}
+            d = await api.update({**d, "metadata": meta})  # (the store copies what it is sent)
     await rt.write_status(d, status)
     return wait
