@@ -419,6 +419,68 @@ def _clone_managed_fields(entries: Any) -> Any:
     ]
 
 
+def _share_unchanged(new: Obj, old: Obj) -> None:
+    """Make ``new`` (about to be stored) share every part that is exactly ``old``'s.
+
+    A write copies what it was sent, so a new version held its own copy of everything it
+    left as it was (a Deployment's spec when only an annotation changed), kept as long as
+    the version stays in the watch history for the garbage collector to walk, and caches
+    by stored object (the Deployment controller's template hash) missed. Only the top
+    dict and ``metadata`` itself stay new: the server sets resourceVersion in it."""
+    for key, value in list(new.items()):
+        if key == "metadata" and isinstance(value, dict):
+            old_meta = old.get("metadata")
+            if isinstance(old_meta, dict):
+                for mkey, mvalue in list(value.items()):
+                    if mkey in old_meta:
+                        value[mkey] = _unchanged_or_new(mvalue, old_meta[mkey])
+        elif key in old:
+            new[key] = _unchanged_or_new(value, old[key])
+
+
+def _unchanged_or_new(new: Any, old: Any) -> Any:
+    """``old`` where ``new`` equals it as JSON (types and key order too: ``True == 1``
+    and ``1 == 1.0`` in Python), else ``new`` with its unchanged parts replaced by
+    ``old``'s. Stored objects are never changed in place, so sharing them is safe."""
+    if new is old:
+        return old
+    kind = type(new)
+    if kind is not type(old):
+        return new
+    if kind is dict:
+        same = len(new) == len(old)
+        old_keys = iter(old)
+        kept_parts: list[tuple[str, Any]] = []
+        for key, value in new.items():
+            if next(old_keys, None) != key:
+                same = False  # another key order is another JSON text
+            if key not in old:
+                same = False
+                continue
+            kept = _unchanged_or_new(value, old[key])
+            if kept is not old[key]:
+                same = False
+            if kept is not value:
+                kept_parts.append((key, kept))
+        if same:
+            return old
+        for key, kept in kept_parts:
+            new[key] = kept
+        return new
+    if kind is list:
+        if len(new) != len(old):
+            return new
+        same = True
+        for i, (value, old_value) in enumerate(zip(new, old, strict=True)):
+            kept = _unchanged_or_new(value, old_value)
+            if kept is not value:
+                new[i] = kept
+            if kept is not old_value:
+                same = False
+        return old if same else new
+    return old if new == old else new
+
+
 def _ordered(obj: Obj) -> Obj:
     """apiVersion, kind, metadata (in the server's field order), then the rest."""
     meta = obj.get("metadata") or {}
@@ -1164,6 +1226,7 @@ class ClusterStore:
             self._track(old, new, manager, subresource, now_iso(), rt.has_status())
         if not shared:
             self._apply_defaults(new)
+            _share_unchanged(new, old)
         if rt.has_generation and _spec_part(new, rt.has_status()) != _spec_part(
             old, rt.has_status()
         ):

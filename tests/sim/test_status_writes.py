@@ -4,6 +4,7 @@ where the kind's status defaults read nothing else (clusters.sim.store)."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any
 
@@ -137,3 +138,50 @@ def test_an_update_shares_the_sent_field_sets_and_leaves_the_body_as_it_was() ->
     assert stored is not None and stored["spec"]["replicas"] == 2
     managers = [e["manager"] for e in stored["metadata"]["managedFields"]]
     assert managers == ["kubectl", "kubectl-edit"]
+
+
+def test_an_update_shares_what_it_left_as_it_was_with_the_stored_version() -> None:
+    s = _store()
+    rt = _type(s, "apps/v1", "Deployment")
+    s.create(rt, NS, _deployment(), manager="kubectl")
+    before = s.find(rt.group_kind, NS, "web")
+    assert before is not None
+    kept = copy.deepcopy(before)
+    body = copy.deepcopy(before)
+    body["metadata"]["annotations"] = {"note": "a"}
+    s.update(rt, NS, "web", body, manager="kubectl-edit")
+    after = s.find(rt.group_kind, NS, "web")
+    assert after is not None and after["metadata"]["annotations"] == {"note": "a"}
+    assert after["spec"] is before["spec"]  # equal as sent, so shared
+    assert after["metadata"]["labels"] is before["metadata"]["labels"]
+    assert before == kept
+
+    # A change deep inside shares the rest around it.
+    body = copy.deepcopy(after)
+    body["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
+    s.update(rt, NS, "web", body, manager="kubectl-edit")
+    changed = s.find(rt.group_kind, NS, "web")
+    assert changed is not None
+    assert changed["spec"] is not after["spec"]
+    assert changed["spec"]["selector"] is after["spec"]["selector"]
+    assert changed["spec"]["template"]["metadata"] is after["spec"]["template"]["metadata"]
+    assert changed["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:2"
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1"
+
+
+@pytest.mark.parametrize(
+    ("new", "old"),
+    [
+        ({"a": True}, {"a": 1}),  # equal in Python, not as JSON
+        ({"a": 1}, {"a": 1.0}),
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}),  # another key order
+        ({"a": [1, 2]}, {"a": [1, 2, 3]}),
+        ({"a": {"x": None}}, {"a": {}}),
+    ],
+)
+def test_only_what_is_the_same_json_is_shared(new: dict[str, Any], old: dict[str, Any]) -> None:
+    sent = copy.deepcopy(new)
+    kept = sim_store._unchanged_or_new(new, old)
+    assert kept is not old
+    assert json.dumps(kept) == json.dumps(sent)
+    assert sim_store._unchanged_or_new(copy.deepcopy(old), old) is old
