@@ -931,3 +931,24 @@ def test_a_write_shares_the_entries_it_leaves_as_they_were_with_the_stored_versi
     assert mine["fieldsV1"] == {"f:status": {"f:readyReplicas": {}, "f:replicas": {}}}
     assert after["sim"] is stored["sim"]
     assert after["gitops-hub"] is stored["gitops-hub"]
+
+
+def test_a_status_write_changes_its_writer_s_set_on_the_wire_form_sharing_the_rest() -> None:
+    live = _apply(None, _load(DEPLOYMENT), now=T0)
+    conditions = [{"type": "Available", "status": "True"}, {"type": "Progressing"}]
+    first = copy.deepcopy(live)
+    first["status"] = {"replicas": 1, "conditions": conditions}
+    track_update(live, first, manager="kcm", subresource="status", now=T1)
+    second = copy.deepcopy(first)
+    second["status"] = {"replicas": 2, "readyReplicas": 1, "conditions": conditions}
+    track_update(first, second, manager="kcm", subresource="status", now=T2)
+
+    before, after = (
+        _fields(first, "kcm", "Update", "status"),
+        _fields(second, "kcm", "Update", "status"),
+    )
+    assert after["f:status"]["f:conditions"] is before["f:status"]["f:conditions"]
+    assert list(after["f:status"]) == ["f:conditions", "f:readyReplicas", "f:replicas"]
+    decoded = ssa.fp.from_fields_v1(before)
+    ssa.fp.union_into(decoded, {"f:status": {"f:readyReplicas": {".": {}}}})
+    assert json.dumps(after) == json.dumps(ssa.fp.to_fields_v1(decoded))
