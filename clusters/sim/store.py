@@ -1352,7 +1352,9 @@ class ClusterStore:
         applied = self._check_body(rt, namespace, applied, name, require_type=True)
         if subresource == "status" and old is None:
             raise not_found(rt, name)
-        live = clone(self.serve_as(rt, old)) if old is not None else None
+        # The stored object itself: server_side_apply never changes its inputs, and copying
+        # it hid the stored managedFields entries the result could share.
+        live = self.serve_as(rt, old) if old is not None else None
         try:
             merged = ssa.server_side_apply(
                 live,

@@ -185,3 +185,25 @@ def test_only_what_is_the_same_json_is_shared(new: dict[str, Any], old: dict[str
     assert kept is not old
     assert json.dumps(kept) == json.dumps(sent)
     assert sim_store._unchanged_or_new(copy.deepcopy(old), old) is old
+
+
+def test_an_apply_leaves_the_stored_version_as_it_was_and_shares_its_untouched_sets() -> None:
+    s = _store()
+    rt = _type(s, "apps/v1", "Deployment")
+    s.patch(rt, NS, "web", "apply", json.dumps(_deployment()).encode(), manager="hub")
+    _status_write(s, "Deployment", "web", {"observedGeneration": 1, "replicas": 1})
+    before = s.find(rt.group_kind, NS, "web")
+    assert before is not None
+    kept = copy.deepcopy(before)
+    changed = _deployment()
+    changed["spec"]["replicas"] = 3
+    s.patch(rt, NS, "web", "apply", json.dumps(changed).encode(), manager="hub")
+    after = s.find(rt.group_kind, NS, "web")
+    assert after is not None and after["spec"]["replicas"] == 3
+    assert before == kept  # the apply read the stored version without changing it
+
+    def status_set(obj: dict[str, Any]) -> Any:
+        (entry,) = [e for e in obj["metadata"]["managedFields"] if e.get("subresource")]
+        return entry["fieldsV1"]
+
+    assert status_set(after) is status_set(before)  # untouched by the apply: shared
