@@ -314,3 +314,92 @@ def _check_element(element: str) -> str:
         # Normalise so that equal keys compare equal however the client wrote them.
         return kind + ":" + json_compact(parsed)
     return element
+
+
+# --- set operations on the wire form ----------------------------------------------------
+#
+# A write changes a few fields of its managers' sets, and decoding a whole stored set to
+# change them, then encoding it again, was most of a status write's tracking. These work
+# on the stored encoding itself (as ``to_fields_v1`` writes it: children in element
+# order, "." first), copying only the nodes on the way to a change and sharing the rest;
+# the result is exactly ``to_fields_v1`` of the decoded set after the operation.
+
+
+def encoded_difference(encoded: dict[str, Any], tree: Tree) -> dict[str, Any]:
+    """``to_fields_v1`` of ``from_fields_v1(encoded)`` after ``subtract_into(…, tree)``;
+    ``encoded`` itself when that removes nothing."""
+    out = _encoded_minus(encoded, tree, top=True)
+    return {} if out is None else out
+
+
+def encoded_union(encoded: dict[str, Any], tree: Tree) -> dict[str, Any]:
+    """``to_fields_v1`` of ``from_fields_v1(encoded)`` after ``union_into(…, tree)``;
+    ``encoded`` itself when that adds nothing."""
+    return _encoded_plus(encoded, tree, top=True)
+
+
+def _encoded_node(node: Any) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        raise FieldsV1Error(f"fieldsV1 entries must be objects, got {node!r}")
+    return node
+
+
+def _encoded_minus(node: dict[str, Any], tree: Tree, *, top: bool) -> dict[str, Any] | None:
+    """The node without ``tree``'s members, None when nothing is left of it."""
+    member = not top and (not node or SELF in node)
+    drop_self = member and SELF in tree
+    changed: dict[str, dict[str, Any] | None] = {}
+    for element, sub in tree.items():
+        if element == SELF:
+            continue
+        child = node.get(element)
+        if child is None:
+            continue
+        kept = _encoded_minus(_encoded_node(child), sub, top=False)
+        if kept is not child:
+            changed[element] = kept
+    if not drop_self and not changed:
+        return node
+    out: dict[str, Any] = {}
+    if member and not drop_self:
+        out[SELF] = {}
+    for element, child in node.items():
+        if element == SELF:
+            continue
+        kept = changed.get(element, child)
+        if kept is not None:
+            out[element] = kept
+    if len(out) == 1 and SELF in out:
+        return {}  # a member without children
+    return out if out else None
+
+
+def _encoded_plus(node: dict[str, Any], tree: Tree, *, top: bool) -> dict[str, Any]:
+    """The node with ``tree``'s members added."""
+    member = not top and (not node or SELF in node)
+    add_self = not top and not member and SELF in tree
+    changed: dict[str, dict[str, Any]] = {}
+    added = False
+    for element, sub in tree.items():
+        if element == SELF:
+            continue
+        child = node.get(element)
+        if child is None:
+            changed[element] = _encode(sub)
+            added = True
+            continue
+        grown = _encoded_plus(_encoded_node(child), sub, top=False)
+        if grown is not child:
+            changed[element] = grown
+    if not add_self and not changed:
+        return node
+    children = [e for e in node if e != SELF]
+    if added:
+        children.extend(e for e in changed if e not in node)
+        children.sort(key=element_sort_key)
+    out: dict[str, Any] = {}
+    if (member or add_self) and children:
+        out[SELF] = {}
+    for element in children:
+        out[element] = changed[element] if element in changed else node[element]
+    return out

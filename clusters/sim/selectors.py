@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 Op = Literal["=", "!=", "in", "notin", "exists", "!"]
@@ -98,6 +99,13 @@ def parse_label_selector(text: str | None) -> LabelSelector:
     """Parse a label selector string; an empty one matches everything."""
     if not text or not text.strip():
         return EVERYTHING
+    return _parse_label_selector(text)
+
+
+# The controllers list by the same few selectors on every pass, and a parsed selector is
+# immutable: parse each string once (a refused one is not cached, and raises every time).
+@lru_cache(maxsize=4096)
+def _parse_label_selector(text: str) -> LabelSelector:
     reqs: list[Requirement] = []
     for raw in _split_top_level(text):
         part = raw.strip()

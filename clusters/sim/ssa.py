@@ -83,12 +83,13 @@ class ApplyConflict(ClusterError):
 
 @mypyc_attr(native_class=False)  # its base is dict
 class _Undecoded(dict[str, Any]):
-    """The fields of a stored entry a write cannot touch, left in their wire form.
+    """The fields of a stored entry, left in their wire form.
 
-    A status write by a controller re-encoded every entry of the object, the applier's
-    large spec entry included, though only entries owning part of the status can change:
-    ``track_update`` decodes just those. Truthy exactly when the set is not empty; never
-    used in set operations (``_decode_touched`` decodes before any)."""
+    A status write by a controller decoded and re-encoded every entry of the object, the
+    applier's large spec entry included, though it changes a few fields of a few sets:
+    ``track_update`` changes them on the wire form (``fieldpath.encoded_difference`` and
+    ``encoded_union``), sharing what it leaves, and decodes them only to fold Update
+    managers. Truthy exactly when the set is not empty."""
 
     __slots__ = ("raw",)
 
@@ -109,6 +110,10 @@ class _Entry:
     # write mostly leaves its writer's set as it was, and encoding it again was the
     # largest cost of the write's tracking.
     raw: dict[str, Any] | None = None
+    # The stored entry this one was read from: a write leaves most entries as they were,
+    # and the new version shares those with the stored one (each kept copy lived as long
+    # as its version, for the garbage collector to walk).
+    source: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, str, str]:
@@ -140,6 +145,9 @@ class _Entry:
             out["fieldsV1"] = fp.to_fields_v1(self.fields)
         if self.subresource:
             out["subresource"] = self.subresource
+        source = self.source
+        if source is not None and out == source and list(out) == list(source):
+            return source  # (stored objects are never changed in place: readonly.py)
         return out
 
 
@@ -189,6 +197,7 @@ def _decode_entries(raw: Any, *, lazily: bool = False, stored: bool = False) -> 
                 time=item.get("time") if isinstance(item.get("time"), str) else None,
                 fields=fields,
                 raw=kept,
+                source=item if lazily or stored else None,
             )
         )
     return entries
@@ -420,10 +429,22 @@ def _equal(a: Any, b: Any) -> bool:
 
 def _compare_map(lhs: Obj, rhs: Obj, node: MapNode, path: Path, c: _Comparison) -> None:
     for name, lv in lhs.items():
-        _compare_value(lv, rhs.get(name, _MISSING), node.child(name), (*path, fp.field(name)), c)
+        rv = rhs.get(name, _MISSING)
+        if _same_scalar(lv, rv):
+            # Most fields of a write are unchanged strings and numbers: what
+            # _compare_value would find (nothing) without building their paths.
+            continue
+        _compare_value(lv, rv, node.child(name), (*path, fp.field(name)), c)
     for name, rv in rhs.items():
         if name not in lhs:
             _compare_value(_MISSING, rv, node.child(name), (*path, fp.field(name)), c)
+
+
+def _same_scalar(lv: Any, rv: Any) -> bool:
+    """Whether both are the same string, integer or boolean (None and _MISSING are not:
+    a field that appears or goes is a change)."""
+    kind = type(lv)
+    return kind is type(rv) and (kind is str or kind is int or kind is bool) and lv == rv
 
 
 def _compare_list(lhs: list[Any], rhs: list[Any], ln: ListNode, path: Path, c: _Comparison) -> None:
@@ -832,6 +853,12 @@ def track_update(
         entries = _decode_or_empty(old_meta.get("managedFields"), lazily=True)
     elif _is_reset(sent):
         entries = []
+    elif sent is not None and sent == old_meta.get("managedFields"):
+        # A read-modify-write (a controller's update, a patch) sends back the stored
+        # entries: they are this server's own encoding, so decoding and re-encoding all of
+        # them (a client's are checked and normalised) gives them back unchanged. Only
+        # those the write touches are decoded, and the others' stored sets are shared.
+        entries = _decode_or_empty(old_meta.get("managedFields"), lazily=True)
     else:
         try:
             entries = _decode_entries(sent)
@@ -856,26 +883,40 @@ def track_update(
     current = comparison.added
     fp.union_into(current, comparison.modified)
     _strip_metadata_self(current)
+    removed = comparison.removed
     mine_key = (manager, "Update", version, subresource)
     try:
-        _decode_touched(entries, current, comparison.removed, mine_key)
+        _decode_if_capping(entries, current, removed)
+        for e in entries:
+            fields = e.fields
+            if isinstance(fields, _Undecoded):
+                kept = fields.raw
+                if current:
+                    kept = fp.encoded_difference(kept, current)
+                if removed:
+                    kept = fp.encoded_difference(kept, removed)
+                if kept is not fields.raw:
+                    e.fields = _Undecoded(kept)
+                continue
+            if current and fp.subtract_into(fields, current):
+                e.raw = None
+            if removed and fp.subtract_into(fields, removed):
+                e.raw = None
+        if current:
+            mine = next((e for e in entries if e.key == mine_key), None)
+            if mine is None:
+                entries.append(_Entry(manager, "Update", version, subresource, now, current))
+            else:
+                fields = mine.fields
+                if isinstance(fields, _Undecoded):
+                    grown = fp.encoded_union(fields.raw, current)
+                    if grown is not fields.raw:
+                        mine.fields = _Undecoded(grown)
+                elif fp.union_into(fields, current):
+                    mine.raw = None
+                mine.time = now
     except fp.FieldsV1Error:
         return  # an unreadable stored entry: as if untracked, like a failed decode
-    for e in entries:
-        if isinstance(e.fields, _Undecoded):
-            continue  # shares no top-level field with this write (see _decode_touched)
-        if current and fp.subtract_into(e.fields, current):
-            e.raw = None
-        if comparison.removed and fp.subtract_into(e.fields, comparison.removed):
-            e.raw = None
-    if current:
-        mine = next((e for e in entries if e.key == mine_key), None)
-        if mine is None:
-            entries.append(_Entry(manager, "Update", version, subresource, now, current))
-        else:
-            if fp.union_into(mine.fields, current):
-                mine.raw = None
-            mine.time = now
     entries = _cap_update_managers([e for e in entries if e.fields])
     _encode_entries(meta, entries)
 
@@ -887,22 +928,16 @@ def _decode_or_empty(raw: Any, *, lazily: bool = False) -> list[_Entry]:
         return []
 
 
-def _decode_touched(
-    entries: list[_Entry], current: Tree, removed: Tree, mine_key: tuple[str, str, str, str]
-) -> None:
-    """Decode the entries this write may change: those sharing a top-level field with what
-    it sets or removes, the writer's own, empty ones (dropped when encoded), and all of
-    them when the Update managers are about to be capped (that merges their sets)."""
+def _decode_if_capping(entries: list[_Entry], current: Tree, removed: Tree) -> None:
+    """Decode every entry when the Update managers are about to be capped (that merges
+    their sets), or when the write touches the empty path, which only the decoded sets
+    hold; otherwise the sets are changed on their wire form."""
     updates = sum(1 for e in entries if e.operation == "Update")
-    everything = updates >= MAX_UPDATE_MANAGERS
-    touched = current.keys() | removed.keys()
-    if fp.SELF in touched:
-        everything = True
+    if updates < MAX_UPDATE_MANAGERS and fp.SELF not in current and fp.SELF not in removed:
+        return
     for e in entries:
         fields = e.fields
-        if isinstance(fields, _Undecoded) and (
-            everything or not fields or e.key == mine_key or not touched.isdisjoint(fields)
-        ):
+        if isinstance(fields, _Undecoded):
             e.fields = fp.from_fields_v1(fields.raw)
             e.raw = fields.raw
 

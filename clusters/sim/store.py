@@ -387,6 +387,100 @@ def _status_written(old: Obj, status: Any, *, shared: bool) -> Obj:
     return result
 
 
+def _clone_body(body: Obj) -> Obj:
+    """``clone(body)``, but sharing the field sets of ``metadata.managedFields``."""
+    meta = body.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return clone_obj(body)
+    out: Obj = {}
+    for k, v in body.items():
+        if k == "metadata":
+            out[k] = {
+                mk: _clone_managed_fields(mv) if mk == "managedFields" else clone(mv)
+                for mk, mv in meta.items()
+            }
+        else:
+            out[k] = clone(v)
+    return out
+
+
+def _clone_managed_fields(entries: Any) -> Any:
+    """``clone(entries)`` but for each entry's ``fieldsV1``, the largest part of an object
+    (a controller's update and every patch send the stored entries back). Nothing changes
+    a field set in place: the Go round trip leaves them alone (``defaults._OPAQUE``), the
+    tracking only reads them, and what it stores it encodes, or the stored version shares."""
+    if not isinstance(entries, list):
+        return clone(entries)
+    return [
+        {k: v if k == "fieldsV1" and isinstance(v, dict) else clone(v) for k, v in e.items()}
+        if isinstance(e, dict)
+        else clone(e)
+        for e in entries
+    ]
+
+
+def _share_unchanged(new: Obj, old: Obj) -> None:
+    """Make ``new`` (about to be stored) share every part that is exactly ``old``'s.
+
+    A write copies what it was sent, so a new version held its own copy of everything it
+    left as it was (a Deployment's spec when only an annotation changed), kept as long as
+    the version stays in the watch history for the garbage collector to walk, and caches
+    by stored object (the Deployment controller's template hash) missed. Only the top
+    dict and ``metadata`` itself stay new: the server sets resourceVersion in it."""
+    for key, value in list(new.items()):
+        if key == "metadata" and isinstance(value, dict):
+            old_meta = old.get("metadata")
+            if isinstance(old_meta, dict):
+                for mkey, mvalue in list(value.items()):
+                    if mkey in old_meta:
+                        value[mkey] = _unchanged_or_new(mvalue, old_meta[mkey])
+        elif key in old:
+            new[key] = _unchanged_or_new(value, old[key])
+
+
+def _unchanged_or_new(new: Any, old: Any) -> Any:
+    """``old`` where ``new`` equals it as JSON (types and key order too: ``True == 1``
+    and ``1 == 1.0`` in Python), else ``new`` with its unchanged parts replaced by
+    ``old``'s. Stored objects are never changed in place, so sharing them is safe."""
+    if new is old:
+        return old
+    kind = type(new)
+    if kind is not type(old):
+        return new
+    if kind is dict:
+        same = len(new) == len(old)
+        old_keys = iter(old)
+        kept_parts: list[tuple[str, Any]] = []
+        for key, value in new.items():
+            if next(old_keys, None) != key:
+                same = False  # another key order is another JSON text
+            if key not in old:
+                same = False
+                continue
+            kept = _unchanged_or_new(value, old[key])
+            if kept is not old[key]:
+                same = False
+            if kept is not value:
+                kept_parts.append((key, kept))
+        if same:
+            return old
+        for key, kept in kept_parts:
+            new[key] = kept
+        return new
+    if kind is list:
+        if len(new) != len(old):
+            return new
+        same = True
+        for i, (value, old_value) in enumerate(zip(new, old, strict=True)):
+            kept = _unchanged_or_new(value, old_value)
+            if kept is not value:
+                new[i] = kept
+            if kept is not old_value:
+                same = False
+        return old if same else new
+    return old if new == old else new
+
+
 def _ordered(obj: Obj) -> Obj:
     """apiVersion, kind, metadata (in the server's field order), then the rest."""
     meta = obj.get("metadata") or {}
@@ -747,7 +841,7 @@ class ClusterStore:
                 if kind == rt.kind
                 else f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
             )
-        obj: Obj = clone(body)
+        obj = _clone_body(body)
         meta = obj.get("metadata")
         if meta is None:
             meta = obj["metadata"] = {}
@@ -1105,7 +1199,7 @@ class ClusterStore:
                 else:
                     new.pop("status", None)
             if "managedFields" not in meta and "managedFields" in old_meta:
-                meta["managedFields"] = clone(old_meta["managedFields"])
+                meta["managedFields"] = _clone_managed_fields(old_meta["managedFields"])
         meta = new["metadata"]
         for fixed in (
             "uid",
@@ -1132,6 +1226,7 @@ class ClusterStore:
             self._track(old, new, manager, subresource, now_iso(), rt.has_status())
         if not shared:
             self._apply_defaults(new)
+            _share_unchanged(new, old)
         if rt.has_generation and _spec_part(new, rt.has_status()) != _spec_part(
             old, rt.has_status()
         ):
@@ -1257,7 +1352,9 @@ class ClusterStore:
         applied = self._check_body(rt, namespace, applied, name, require_type=True)
         if subresource == "status" and old is None:
             raise not_found(rt, name)
-        live = clone(self.serve_as(rt, old)) if old is not None else None
+        # The stored object itself: server_side_apply never changes its inputs, and copying
+        # it hid the stored managedFields entries the result could share.
+        live = self.serve_as(rt, old) if old is not None else None
         try:
             merged = ssa.server_side_apply(
                 live,

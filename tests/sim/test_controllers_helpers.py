@@ -304,3 +304,51 @@ def test_now_is_stamped_in_the_current_second(monkeypatch: pytest.MonkeyPatch) -
         "1970-01-01T00:01:40Z",
         "1970-01-01T00:01:41Z",
     ]
+
+
+def test_a_deployment_pass_models_each_replica_set_version_once() -> None:
+    from clusters.sim.controllers.deployments import _Sync
+    from clusters.sim.controllers.runtime import Runtime
+    from clusters.sim.objectapi import StoreObjectAPI
+    from clusters.sim.store import ClusterStore
+
+    def rs(name: str, replicas: int) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"replicas": replicas},
+            "status": {"replicas": replicas, "availableReplicas": replicas},
+        }
+
+    d = {"metadata": {"name": "web"}, "spec": {"replicas": 2, "template": {}}}
+    first = rs("web-a", 1)
+    runtime = Runtime(StoreObjectAPI(ClusterStore("c")), ready_delay=0, handlers={})
+    sync = _Sync(runtime, d, [first])
+    assert sync.model(first) is sync.model(first)
+    scaled = rs("web-a", 2)  # the version a scale stores: another object, another model
+    assert (sync.model(first).replicas, sync.model(scaled).replicas) == (1, 2)
+    assert sync.model(scaled).available == 2
+
+
+def test_the_template_hash_is_computed_once_per_template_object() -> None:
+    from clusters.sim.controllers import deployments
+
+    template = {"spec": {"containers": [{"name": "c", "image": "nginx:1"}]}}
+    assert deployments._hash_of(template, 0) == template_hash(template, 0)
+    assert deployments._hash_of(template, 1) == template_hash(template, 1)  # a collision
+    assert deployments._HASHES[id(template)] == (template, 1, template_hash(template, 1))
+    other = {"spec": {"containers": [{"name": "c", "image": "nginx:2"}]}}
+    assert deployments._hash_of(other, 0) == template_hash(other, 0) != template_hash(template, 0)
+    for n in range(deployments._HASHES_KEPT + 5):
+        deployments._hash_of({"n": n}, 0)
+    assert len(deployments._HASHES) == deployments._HASHES_KEPT  # bounded: oldest go first
+    assert id(template) not in deployments._HASHES
+
+
+def test_a_label_selector_is_parsed_once_and_a_bad_one_refused_every_time() -> None:
+    from clusters.sim.selectors import SelectorError, parse_label_selector
+
+    assert parse_label_selector("app=web,tier!=db") is parse_label_selector("app=web,tier!=db")
+    assert parse_label_selector("app=web").matches({"app": "web"})
+    for _ in range(2):
+        with pytest.raises(SelectorError):
+            parse_label_selector("app in (web")

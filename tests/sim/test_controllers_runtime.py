@@ -355,3 +355,28 @@ def test_the_controllers_never_change_a_stored_object_in_place() -> None:
         assert changed == []
 
     asyncio.run(main())
+
+
+def test_the_runtime_s_clock_is_the_loop_it_runs_in_and_only_while_it_runs() -> None:
+    api = StoreObjectAPI(ClusterStore("clock"), check_reads=False)
+    rt = Runtime(api, ready_delay=0.05, handlers={})
+
+    async def running() -> None:
+        task = asyncio.create_task(rt.run())
+        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        assert rt._loop is loop  # kept while it runs
+        before = loop.time()
+        assert before <= rt.clock() <= loop.time()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert rt._loop is None  # and forgotten when it stops
+
+    asyncio.run(running())
+
+    async def later() -> float:
+        return rt.clock()  # the loop running now, not the closed one
+
+    assert asyncio.run(later()) > 0
+    with pytest.raises(RuntimeError):
+        rt.clock()  # no loop runs: as asyncio.get_running_loop

@@ -1,7 +1,11 @@
 """The in-place set operations of the write path agree with the copying ones, and say
-truly whether they changed the set (a write reuses an unchanged set's stored encoding)."""
+truly whether they changed the set (a write reuses an unchanged set's stored encoding);
+the operations on the wire form give exactly the encoding of the decoded operation."""
 
 from __future__ import annotations
+
+import copy
+import json
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -49,3 +53,52 @@ def test_union_into_is_union_and_leaves_the_other_alone(a: fp.Tree, b: fp.Tree) 
     assert mine == expected
     assert b == before
     assert changed == (mine != a)
+
+
+def _set(tree: fp.Tree) -> fp.Tree:
+    """A set as decoding gives it: no member at the top (the empty path)."""
+    return {k: v for k, v in tree.items() if k != fp.SELF}
+
+
+def _text(encoded: dict[str, object]) -> str:
+    return json.dumps(encoded)  # key order included: it is the wire form's
+
+
+@given(TREES, TREES)
+def test_the_encoded_difference_is_the_encoding_of_the_difference(a: fp.Tree, b: fp.Tree) -> None:
+    a, b = _set(a), _set(b)
+    encoded = fp.to_fields_v1(a)
+    stored = copy.deepcopy(encoded)
+    decoded = fp.from_fields_v1(encoded)
+    changed = fp.subtract_into(decoded, b)
+    out = fp.encoded_difference(encoded, b)
+    assert _text(out) == _text(fp.to_fields_v1(decoded))
+    assert _text(encoded) == _text(stored)  # the stored encoding is left as it was
+    assert (out is encoded) == (not changed)
+    for element, child in out.items():
+        if element not in b:
+            assert child is encoded[element]  # what it does not touch is shared
+
+
+@given(TREES, TREES)
+def test_the_encoded_union_is_the_encoding_of_the_union(a: fp.Tree, b: fp.Tree) -> None:
+    a, b = _set(a), _set(b)
+    encoded = fp.to_fields_v1(a)
+    stored = copy.deepcopy(encoded)
+    decoded = fp.from_fields_v1(encoded)
+    changed = fp.union_into(decoded, b)
+    out = fp.encoded_union(encoded, b)
+    assert _text(out) == _text(fp.to_fields_v1(decoded))
+    assert _text(encoded) == _text(stored)
+    assert (out is encoded) == (not changed)
+    for element, child in out.items():
+        if element not in b:
+            assert child is encoded[element]
+
+
+def test_the_wire_form_operations_refuse_what_is_no_encoded_set() -> None:
+    import pytest
+
+    for operation in (fp.encoded_difference, fp.encoded_union):
+        with pytest.raises(fp.FieldsV1Error):
+            operation({"f:a": ["not", "a", "set"]}, {"f:a": {"f:b": {fp.SELF: {}}}})

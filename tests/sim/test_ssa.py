@@ -832,3 +832,123 @@ def test_status_writes_record_the_same_fields_whether_entries_are_decoded_or_not
     # The controller took over both fields "sim" applied, so its entry is gone.
     assert _fields(lazy[0], "sim", "Apply", "status") == {"f:status": {"f:readyReplicas": {}}}
     assert _fields(lazy[-1], "sim", "Apply", "status") is None
+
+
+def test_an_update_sending_back_the_stored_entries_decodes_only_what_it_touches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read-modify-write sends the stored managedFields back: the entries it leaves alone
+    keep their stored encoding, and the outcome is the one of decoding every entry."""
+    live = _apply(None, _load(DEPLOYMENT), now=T0)
+    live = server_side_apply(
+        live,
+        {**_load(DEPLOYMENT), "status": {"observedGeneration": 1, "readyReplicas": 1}},
+        manager="sim",
+        force=False,
+        now=T0,
+        subresource="status",
+    )
+
+    def edits() -> list[dict[str, Any]]:
+        obj, out = live, []
+        for n, change in enumerate(
+            [
+                {"annotations": {"note": "a"}},  # touches no other entry's fields
+                {"annotations": {"note": "b"}, "labels": {"app": "nginx", "x": "1"}},
+                {"annotations": {}, "labels": {"app": "other"}},  # takes app from gitops-hub
+            ]
+        ):
+            new = copy.deepcopy(obj)  # what a controller or a patch sends back
+            new["metadata"].update(change)
+            track_update(obj, new, manager="kubectl-edit", now=f"{T2}{n}")
+            out.append(new)
+            obj = new
+        return out
+
+    lazy = edits()
+    untouched = _fields(live, "sim", "Apply", "status")
+    assert _fields(lazy[0], "sim", "Apply", "status") is untouched  # not decoded again
+    assert _fields(lazy[0], "gitops-hub") is _fields(live, "gitops-hub")
+    decode_all = ssa._decode_or_empty
+    monkeypatch.setattr(ssa, "_decode_or_empty", lambda raw, lazily=False: decode_all(raw))
+    assert lazy == edits()
+    assert "f:metadata" not in _fields(lazy[-1], "gitops-hub")  # its only label was taken
+
+
+def test_an_update_sending_other_entries_than_the_stored_ones_gets_them_normalised() -> None:
+    live = _create(_load(DEPLOYMENT), "kubectl-create")
+    new = copy.deepcopy(live)
+    entry = new["metadata"]["managedFields"][0]
+    spec = entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]
+    # The same key written with other spacing: a client's entry is decoded and re-encoded.
+    spec["f:containers"] = {
+        k.replace('{"name":', '{ "name" :'): v for k, v in spec["f:containers"].items()
+    }
+    assert new["metadata"]["managedFields"] != live["metadata"]["managedFields"]
+    track_update(live, new, manager="kubectl-edit", now=T1)
+    assert new["metadata"]["managedFields"] == live["metadata"]["managedFields"]
+
+
+def test_the_compare_tells_booleans_from_numbers_and_nulls_from_values() -> None:
+    from clusters.sim import schema
+
+    c = ssa._compare(
+        {"a": 1, "b": True, "c": "x", "d": None, "e": 0, "f": 2},
+        {"a": True, "b": 1, "c": "x", "d": None, "e": False, "f": 2.0, "g": None},
+        schema.DEDUCED,
+    )
+    assert c.modified == {"f:a": {".": {}}, "f:b": {".": {}}, "f:e": {".": {}}}
+    assert c.added == {} and c.removed == {}
+
+
+def test_a_write_shares_the_entries_it_leaves_as_they_were_with_the_stored_version() -> None:
+    live = _apply(None, _load(DEPLOYMENT), now=T0)
+    live = server_side_apply(
+        live,
+        {**_load(DEPLOYMENT), "status": {"observedGeneration": 1}},
+        manager="sim",
+        force=False,
+        now=T0,
+        subresource="status",
+    )
+    stored = {e["manager"]: e for e in _entries(live)}
+    new = copy.deepcopy(live)
+    new["status"] = {"observedGeneration": 1, "replicas": 3}
+    track_update(live, new, manager="deployment-controller", subresource="status", now=T1)
+    entries = {e["manager"]: e for e in _entries(new)}
+    assert entries["gitops-hub"] is stored["gitops-hub"]
+    assert entries["sim"] is stored["sim"]
+    assert "deployment-controller" not in stored
+
+    # The writer's own entry changes (its time, here its set too): a new one.
+    again = copy.deepcopy(new)
+    again["status"] = {"observedGeneration": 1, "replicas": 3, "readyReplicas": 1}
+    track_update(new, again, manager="deployment-controller", subresource="status", now=T2)
+    after = {e["manager"]: e for e in _entries(again)}
+    mine = after["deployment-controller"]
+    assert mine is not entries["deployment-controller"]
+    assert (mine["time"], entries["deployment-controller"]["time"]) == (T2, T1)
+    assert mine["fieldsV1"] == {"f:status": {"f:readyReplicas": {}, "f:replicas": {}}}
+    assert after["sim"] is stored["sim"]
+    assert after["gitops-hub"] is stored["gitops-hub"]
+
+
+def test_a_status_write_changes_its_writer_s_set_on_the_wire_form_sharing_the_rest() -> None:
+    live = _apply(None, _load(DEPLOYMENT), now=T0)
+    conditions = [{"type": "Available", "status": "True"}, {"type": "Progressing"}]
+    first = copy.deepcopy(live)
+    first["status"] = {"replicas": 1, "conditions": conditions}
+    track_update(live, first, manager="kcm", subresource="status", now=T1)
+    second = copy.deepcopy(first)
+    second["status"] = {"replicas": 2, "readyReplicas": 1, "conditions": conditions}
+    track_update(first, second, manager="kcm", subresource="status", now=T2)
+
+    before, after = (
+        _fields(first, "kcm", "Update", "status"),
+        _fields(second, "kcm", "Update", "status"),
+    )
+    assert after["f:status"]["f:conditions"] is before["f:status"]["f:conditions"]
+    assert list(after["f:status"]) == ["f:conditions", "f:readyReplicas", "f:replicas"]
+    decoded = ssa.fp.from_fields_v1(before)
+    ssa.fp.union_into(decoded, {"f:status": {"f:readyReplicas": {".": {}}}})
+    assert json.dumps(after) == json.dumps(ssa.fp.to_fields_v1(decoded))

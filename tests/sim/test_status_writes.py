@@ -4,6 +4,7 @@ where the kind's status defaults read nothing else (clusters.sim.store)."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any
 
@@ -112,3 +113,97 @@ def test_the_suite_s_simulators_check_their_shared_status_writes() -> None:
     # the benchmarks import its helpers and must not pay for the check).
     assert os.environ.get(sim_store.CHECK_WRITES_ENV) == "1"
     assert ClusterStore("c").check_writes
+
+
+def test_an_update_shares_the_sent_field_sets_and_leaves_the_body_as_it_was() -> None:
+    s = _store()
+    rt = _type(s, "apps/v1", "Deployment")
+    s.create(rt, NS, _deployment(), manager="kubectl")
+    current = s.find(rt.group_kind, NS, "web")
+    assert current is not None
+    body = copy.deepcopy(current)
+    body["spec"]["replicas"] = 2
+    entry = body["metadata"]["managedFields"][0]
+    entry["subresource"] = None  # a null the Go round trip drops, from the write's copy
+    sent = copy.deepcopy(body)
+
+    copied = sim_store._clone_body(body)
+    assert copied["metadata"]["managedFields"][0]["fieldsV1"] is entry["fieldsV1"]
+    assert copied["metadata"]["managedFields"][0] is not entry
+    assert copied["spec"] is not body["spec"] and copied["spec"] == body["spec"]
+
+    s.update(rt, NS, "web", body, manager="kubectl-edit")
+    assert body == sent  # the caller's object, entries included, is left as it was
+    stored = s.find(rt.group_kind, NS, "web")
+    assert stored is not None and stored["spec"]["replicas"] == 2
+    managers = [e["manager"] for e in stored["metadata"]["managedFields"]]
+    assert managers == ["kubectl", "kubectl-edit"]
+
+
+def test_an_update_shares_what_it_left_as_it_was_with_the_stored_version() -> None:
+    s = _store()
+    rt = _type(s, "apps/v1", "Deployment")
+    s.create(rt, NS, _deployment(), manager="kubectl")
+    before = s.find(rt.group_kind, NS, "web")
+    assert before is not None
+    kept = copy.deepcopy(before)
+    body = copy.deepcopy(before)
+    body["metadata"]["annotations"] = {"note": "a"}
+    s.update(rt, NS, "web", body, manager="kubectl-edit")
+    after = s.find(rt.group_kind, NS, "web")
+    assert after is not None and after["metadata"]["annotations"] == {"note": "a"}
+    assert after["spec"] is before["spec"]  # equal as sent, so shared
+    assert after["metadata"]["labels"] is before["metadata"]["labels"]
+    assert before == kept
+
+    # A change deep inside shares the rest around it.
+    body = copy.deepcopy(after)
+    body["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
+    s.update(rt, NS, "web", body, manager="kubectl-edit")
+    changed = s.find(rt.group_kind, NS, "web")
+    assert changed is not None
+    assert changed["spec"] is not after["spec"]
+    assert changed["spec"]["selector"] is after["spec"]["selector"]
+    assert changed["spec"]["template"]["metadata"] is after["spec"]["template"]["metadata"]
+    assert changed["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:2"
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1"
+
+
+@pytest.mark.parametrize(
+    ("new", "old"),
+    [
+        ({"a": True}, {"a": 1}),  # equal in Python, not as JSON
+        ({"a": 1}, {"a": 1.0}),
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}),  # another key order
+        ({"a": [1, 2]}, {"a": [1, 2, 3]}),
+        ({"a": {"x": None}}, {"a": {}}),
+    ],
+)
+def test_only_what_is_the_same_json_is_shared(new: dict[str, Any], old: dict[str, Any]) -> None:
+    sent = copy.deepcopy(new)
+    kept = sim_store._unchanged_or_new(new, old)
+    assert kept is not old
+    assert json.dumps(kept) == json.dumps(sent)
+    assert sim_store._unchanged_or_new(copy.deepcopy(old), old) is old
+
+
+def test_an_apply_leaves_the_stored_version_as_it_was_and_shares_its_untouched_sets() -> None:
+    s = _store()
+    rt = _type(s, "apps/v1", "Deployment")
+    s.patch(rt, NS, "web", "apply", json.dumps(_deployment()).encode(), manager="hub")
+    _status_write(s, "Deployment", "web", {"observedGeneration": 1, "replicas": 1})
+    before = s.find(rt.group_kind, NS, "web")
+    assert before is not None
+    kept = copy.deepcopy(before)
+    changed = _deployment()
+    changed["spec"]["replicas"] = 3
+    s.patch(rt, NS, "web", "apply", json.dumps(changed).encode(), manager="hub")
+    after = s.find(rt.group_kind, NS, "web")
+    assert after is not None and after["spec"]["replicas"] == 3
+    assert before == kept  # the apply read the stored version without changing it
+
+    def status_set(obj: dict[str, Any]) -> Any:
+        (entry,) = [e for e in obj["metadata"]["managedFields"] if e.get("subresource")]
+        return entry["fieldsV1"]
+
+    assert status_set(after) is status_set(before)  # untouched by the apply: shared

@@ -88,6 +88,26 @@ def _annotation_int(rs: Obj, key: str) -> int | None:
         return None
 
 
+# pod-template-hash by template, by identity: every pass over a Deployment hashes its
+# template (a JSON rendering), which changes only with the Deployment's spec. The
+# templates are the stored versions', never changed in place; each entry keeps its
+# template alive, so no other object can take its id while it is cached.
+_HASHES: dict[int, tuple[Obj, int, str]] = {}
+_HASHES_KEPT = 4096
+
+
+def _hash_of(template: Obj, collisions: int) -> str:
+    """``template_hash(template, collisions)``, computed once per stored template."""
+    cached = _HASHES.get(id(template))
+    if cached is not None and cached[0] is template and cached[1] == collisions:
+        return cached[2]
+    value = template_hash(template, collisions)
+    if len(_HASHES) >= _HASHES_KEPT:
+        del _HASHES[next(iter(_HASHES))]  # the oldest
+    _HASHES[id(template)] = (template, collisions, value)
+    return value
+
+
 def _model(rs: Obj) -> RS:
     status = status_of(rs)
     return RS(
@@ -133,10 +153,23 @@ class _Sync:
             dict(c) for c in self.old_status.get("conditions") or [] if isinstance(c, dict)
         ]
         self.collisions = int_field(self.old_status, "collisionCount", 0)
-        self.hash = template_hash(self.template, self.collisions)
+        # One model per ReplicaSet for the whole pass (sorting, sizing and the status read
+        # each one several times), by identity: the objects are the stored versions,
+        # never changed in place, and the dict keeps each one alive so no id is reused.
+        self._models: dict[int, tuple[Obj, RS]] = {}
+        self.hash = _hash_of(self.template, self.collisions)
         self.new_name = f"{self.name}-{self.hash}"
-        self.rss = sorted(rss, key=lambda rs: (_model(rs).created, rs["metadata"]["name"]))
+        self.rss = sorted(rss, key=lambda rs: (self.model(rs).created, rs["metadata"]["name"]))
         self.new_rs = next((rs for rs in self.rss if rs["metadata"]["name"] == self.new_name), None)
+
+    def model(self, rs: Obj) -> RS:
+        """``_model(rs)``, made once per ReplicaSet version in this pass."""
+        cached = self._models.get(id(rs))
+        if cached is not None and cached[0] is rs:
+            return cached[1]
+        made = _model(rs)
+        self._models[id(rs)] = (rs, made)
+        return made
 
     @property
     def old_rss(self) -> list[Obj]:
@@ -156,9 +189,13 @@ class _Sync:
             annotations.get(k) == v for k, v in wanted.items()
         ):
             return
-        updated = thaw(rs)
-        updated["spec"]["replicas"] = replicas
-        updated["metadata"]["annotations"] = {**annotations, **wanted}
+        # A new object over the stored one's parts, not a deep copy: the store copies
+        # what it is sent, and nothing here changes what it read.
+        updated = {
+            **rs,
+            "metadata": {**rs["metadata"], "annotations": {**annotations, **wanted}},
+            "spec": {**rs["spec"], "replicas": replicas},
+        }
         self._replace(rs, await self.rt.api.update(updated))
 
     async def create_new_rs(self, replicas: int, revision: int) -> None:
@@ -259,14 +296,14 @@ class _Sync:
                 desired=self.desired,
                 surge=self.surge,
                 new=None,
-                all_rs=[_model(rs) for rs in self.rss],
+                all_rs=[self.model(rs) for rs in self.rss],
             )
             await self.create_new_rs(replicas, revision)
         else:
             await self.sync_new_rs_revision(revision)
         new_rs = self.new_rs
         assert new_rs is not None
-        new_model = _model(new_rs)
+        new_model = self.model(new_rs)
         if new_model.replicas > self.desired:
             await self.scale(new_rs, self.desired)
         elif new_model.replicas < self.desired:
@@ -274,15 +311,15 @@ class _Sync:
                 desired=self.desired,
                 surge=self.surge,
                 new=new_model,
-                all_rs=[_model(rs) for rs in self.rss],
+                all_rs=[self.model(rs) for rs in self.rss],
             )
             await self.scale(new_rs, target)
         assert self.new_rs is not None
         changes = scale_down_old(
             desired=self.desired,
             unavailable=self.unavailable,
-            new=_model(self.new_rs),
-            old=[_model(rs) for rs in self.old_rss],
+            new=self.model(self.new_rs),
+            old=[self.model(rs) for rs in self.old_rss],
         )
         for rs in list(self.old_rss):
             if rs["metadata"]["name"] in changes:
@@ -325,8 +362,8 @@ class _Sync:
         plan = scale_plan(
             desired=self.desired,
             surge=self.surge,
-            new=_model(self.new_rs) if self.new_rs is not None else None,
-            old=[_model(rs) for rs in self.old_rss],
+            new=self.model(self.new_rs) if self.new_rs is not None else None,
+            old=[self.model(rs) for rs in self.old_rss],
             rolling=self.strategy == "RollingUpdate",
             status_replicas=int_field(self.old_status, "replicas", 0),
         )
@@ -338,8 +375,8 @@ class _Sync:
 
     def status(self) -> tuple[dict[str, Any], float | None]:
         """The new DeploymentStatus and, while a rollout is pending, when to check its deadline."""
-        models = [_model(rs) for rs in self.rss]
-        new_model = _model(self.new_rs) if self.new_rs is not None else None
+        models = [self.model(rs) for rs in self.rss]
+        new_model = self.model(self.new_rs) if self.new_rs is not None else None
         now_counts = counts(new_model, models)
         floor = self.desired - max_unavailable(
             self.strategy, self.max_surge_value, self.max_unavailable_value, self.desired
@@ -455,7 +492,7 @@ class _Sync:
         excess = len(candidates) - max(self.history_limit, 0)
         if excess <= 0:
             return
-        candidates.sort(key=lambda rs: (_revision(rs), _model(rs).created))
+        candidates.sort(key=lambda rs: (_revision(rs), self.model(rs).created))
         for rs in candidates[:excess]:
             await self.rt.api.delete(
                 "apps/v1", "ReplicaSet", self.namespace, rs["metadata"]["name"]
@@ -516,7 +553,10 @@ async def reconcile_deployment(rt: Runtime, namespace: str, name: str) -> float 
     if (
         is_complete(
             sync.desired,
-            counts(_model(sync.new_rs) if sync.new_rs else None, [_model(rs) for rs in sync.rss]),
+            counts(
+                sync.model(sync.new_rs) if sync.new_rs else None,
+                [sync.model(rs) for rs in sync.rss],
+            ),
         )
         or sync.paused
     ):
@@ -527,8 +567,7 @@ async def reconcile_deployment(rt: Runtime, namespace: str, name: str) -> float 
         revision = str(_revision(sync.new_rs))
         annotations = d["metadata"].get("annotations") or {}
         if annotations.get(REVISION) != revision:
-            updated = thaw(d)
-            updated["metadata"]["annotations"] = {**annotations, REVISION: revision}
-            d = await api.update(updated)
+            meta = {**d["metadata"], "annotations": {**annotations, REVISION: revision}}
+            d = await api.update({**d, "metadata": meta})  # (the store copies what it is sent)
     await rt.write_status(d, status)
     return wait
