@@ -70,24 +70,22 @@ async def finish(run: Run, result: OperationResult) -> OperationResult:
         history = run.history
         record = run.operation(result.phase, result.message)
         recorded = run.request.on_recorded
-        final = result
+        done = result  # (the closure below must not see the rebinding of ``result``)
 
         def caller_writes(entry: HistoryEntry) -> None:
-            nonlocal final
-            final = replace(result, history_id=entry.id)
             if recorded is not None:
-                recorded(final)
+                recorded(replace(done, history_id=entry.id))
 
-        await run.store(
+        entry = await run.store(
             lambda: history.record(
                 record,
-                finished_at=result.finished_at,
+                finished_at=done.finished_at,
                 manifests=run.rendered,
                 limit=run.app.revision_history_limit,
                 also=caller_writes,
             )
         )
-        result = final
+        result = replace(result, history_id=entry.id)
     run.emit(
         ProgressEvent(kind=EventKind.OPERATION, result=result.phase.value, message=result.message)
     )
