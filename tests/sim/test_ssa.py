@@ -792,20 +792,26 @@ def test_kubectl_dry_run_output_with_null_timestamps_applies_cleanly() -> None:
     assert template_meta == {"f:creationTimestamp": {}, "f:labels": {"f:app": {}}}
 
 
+def _applied_with_sim_status(*, now: str) -> dict[str, Any]:
+    """DEPLOYMENT applied by gitops-hub, then part of its status applied by "sim" (at
+    ``now``): an object whose entries a later write may or may not touch."""
+    live = _apply(None, _load(DEPLOYMENT), now=T0)
+    return server_side_apply(
+        live,
+        {**_load(DEPLOYMENT), "status": {"observedGeneration": 1, "readyReplicas": 1}},
+        manager="sim",
+        force=False,
+        now=now,
+        subresource="status",
+    )
+
+
 def test_status_writes_record_the_same_fields_whether_entries_are_decoded_or_not(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A status write decodes only the entries it may change (the applier's spec entry
     stays in its wire form): the outcome is the one of decoding every entry."""
-    live = _apply(None, _load(DEPLOYMENT), now=T0)
-    live = server_side_apply(
-        live,
-        {**_load(DEPLOYMENT), "status": {"observedGeneration": 1, "readyReplicas": 1}},
-        manager="sim",
-        force=False,
-        now=T1,
-        subresource="status",
-    )
+    live = _applied_with_sim_status(now=T1)
     statuses: list[dict[str, Any]] = [
         {"replicas": 3, "observedGeneration": 2, "readyReplicas": 1, "conditions": [{"type": "A"}]},
         {"replicas": 3, "observedGeneration": 2, "readyReplicas": 1},  # a condition goes away
@@ -839,15 +845,7 @@ def test_an_update_sending_back_the_stored_entries_decodes_only_what_it_touches(
 ) -> None:
     """A read-modify-write sends the stored managedFields back: the entries it leaves alone
     keep their stored encoding, and the outcome is the one of decoding every entry."""
-    live = _apply(None, _load(DEPLOYMENT), now=T0)
-    live = server_side_apply(
-        live,
-        {**_load(DEPLOYMENT), "status": {"observedGeneration": 1, "readyReplicas": 1}},
-        manager="sim",
-        force=False,
-        now=T0,
-        subresource="status",
-    )
+    live = _applied_with_sim_status(now=T0)
 
     def edits() -> list[dict[str, Any]]:
         obj, out = live, []

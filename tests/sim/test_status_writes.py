@@ -57,6 +57,15 @@ def _type(s: ClusterStore, api_version: str, kind: str) -> ResourceType:
     return rt
 
 
+def _stored_deployment(s: ClusterStore) -> tuple[ResourceType, dict[str, Any]]:
+    """A Deployment "web" created by kubectl: its type and its stored version."""
+    rt = _type(s, "apps/v1", "Deployment")
+    s.create(rt, NS, _deployment(), manager="kubectl")
+    stored = s.find(rt.group_kind, NS, "web")
+    assert stored is not None
+    return rt, stored
+
+
 def _status_write(s: ClusterStore, kind: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
     rt = _type(s, "apps/v1" if kind == "Deployment" else "v1", kind)
     current = s.find(rt.group_kind, NS, name)
@@ -70,10 +79,7 @@ def _status_write(s: ClusterStore, kind: str, name: str, status: dict[str, Any])
 
 def test_a_deployment_status_write_shares_the_rest_and_agrees_with_the_long_way() -> None:
     s = _store()
-    rt = _type(s, "apps/v1", "Deployment")
-    s.create(rt, NS, _deployment(), manager="kubectl")
-    before = s.find(rt.group_kind, NS, "web")
-    assert before is not None
+    _, before = _stored_deployment(s)
     kept = copy.deepcopy(before)
     after = _status_write(s, "Deployment", "web", {"observedGeneration": 1, "replicas": 1})
     assert after["status"] == {"observedGeneration": 1, "replicas": 1}
@@ -117,10 +123,7 @@ def test_the_suite_s_simulators_check_their_shared_status_writes() -> None:
 
 def test_an_update_shares_the_sent_field_sets_and_leaves_the_body_as_it_was() -> None:
     s = _store()
-    rt = _type(s, "apps/v1", "Deployment")
-    s.create(rt, NS, _deployment(), manager="kubectl")
-    current = s.find(rt.group_kind, NS, "web")
-    assert current is not None
+    rt, current = _stored_deployment(s)
     body = copy.deepcopy(current)
     body["spec"]["replicas"] = 2
     entry = body["metadata"]["managedFields"][0]
@@ -142,10 +145,7 @@ def test_an_update_shares_the_sent_field_sets_and_leaves_the_body_as_it_was() ->
 
 def test_an_update_shares_what_it_left_as_it_was_with_the_stored_version() -> None:
     s = _store()
-    rt = _type(s, "apps/v1", "Deployment")
-    s.create(rt, NS, _deployment(), manager="kubectl")
-    before = s.find(rt.group_kind, NS, "web")
-    assert before is not None
+    rt, before = _stored_deployment(s)
     kept = copy.deepcopy(before)
     body = copy.deepcopy(before)
     body["metadata"]["annotations"] = {"note": "a"}
