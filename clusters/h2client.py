@@ -6,8 +6,9 @@ its own: a hub watching three kinds on 1,000 clusters held ~4,400 sockets, each 
 TLS state (~60 KB). ``Http2Connection.open`` offers h2 during the TLS handshake and
 returns None when the server does not take it, so the caller keeps to HTTP/1.1.
 
-The framing, HPACK and flow-control bookkeeping are the ``h2`` library's; this module is
-the asyncio glue around it: a protocol that feeds received bytes to the state machine
+The framing, HPACK and flow-control bookkeeping are ``clusters.h2wire``'s (a client-only
+protocol engine; the ``h2`` library's did the same at several times the CPU); this
+module is the asyncio glue around it: a protocol that feeds received bytes to the state machine
 and hands each event to its stream, one ``Http2Stream`` per request whose answer is read
 as chunks, and the three waits a sender needs (a free stream slot under the server's
 ``MAX_CONCURRENT_STREAMS``, send window for a request body, room in the transport's write
@@ -23,18 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, cast
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
 import hpack
+
+from clusters import h2wire
+from clusters.h2wire import DATA, ENDED, GOAWAY, RESET, RESPONSE, SETTINGS, WINDOW, ErrorCode
 
 #: Receive window per stream: a large LIST arrives without waiting for WINDOW_UPDATEs
 #: (the protocol's default, 64 KiB, would cost a round trip every 64 KiB).
@@ -60,17 +57,6 @@ FIRST_STREAM_LIMIT = 100
 #: (PING and SETTINGS acknowledgements, WINDOW_UPDATEs) does not: a server flooding PINGs
 #: and reading nothing grew the buffer without bound (the "ping flood", CVE-2019-9512).
 MAX_WRITE_BUFFER = 16 * 1024 * 1024
-
-_CONFIG = h2.config.H2Configuration(
-    client_side=True,
-    header_encoding=None,  # bytes in, bytes out: no decoding of headers nobody reads
-    validate_outbound_headers=False,  # ours, built below, are well formed
-    normalize_outbound_headers=False,
-    # of an answer's headers only :status is read (checked below, three digits); h2's
-    # per-character checks of the rest cost a fifth of a request's client CPU
-    validate_inbound_headers=False,
-    normalize_inbound_headers=False,
-)
 
 
 class PlainHpackEncoder(hpack.Encoder):
@@ -205,8 +191,7 @@ class Http2Connection(asyncio.Protocol):
 
     def __init__(self, authority: str) -> None:
         self._authority = authority.encode()
-        self._h2 = h2.connection.H2Connection(config=_CONFIG)
-        self._h2.encoder = PlainHpackEncoder()
+        self._h2 = h2wire.ClientConnection(PlainHpackEncoder())
         self._transport: asyncio.Transport | None = None
         self._streams: dict[int, Http2Stream] = {}
         self._failure: StreamFailed | None = None  # set: no new streams
@@ -283,15 +268,14 @@ class Http2Connection(asyncio.Protocol):
         self.negotiated = ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
         if not self.negotiated:
             return
-        h2c = self._h2
-        h2c.initiate_connection()
-        h2c.update_settings(
+        self._h2.initiate(
             {
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-            }
+                h2wire.ENABLE_PUSH: 0,
+                h2wire.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2wire.MAX_HEADER_LIST_SIZE: h2wire.MAX_HEADER_LIST,
+            },
+            CONNECTION_WINDOW,
         )
-        h2c.increment_flow_control_window(CONNECTION_WINDOW - h2c.inbound_flow_control_window)
         self._flush()
         loop = asyncio.get_running_loop()
         self._last_read = loop.time()
@@ -314,9 +298,8 @@ class Http2Connection(asyncio.Protocol):
         idle = now - self._last_read
         if idle >= READ_IDLE_S and self._streams:
             self._ping_sent = now
-            with contextlib.suppress(h2.exceptions.ProtocolError):
-                self._h2.ping(b"hub-ping")
-                self._flush()
+            self._h2.ping(b"hub-ping")
+            self._flush()
             self._health = loop.call_later(PING_TIMEOUT_S, self._check_health)
             return
         self._health = loop.call_later(max(1.0, READ_IDLE_S - idle), self._check_health)
@@ -324,64 +307,55 @@ class Http2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_read = asyncio.get_running_loop().time()
         try:
-            events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            self._flush()  # the GOAWAY h2 queued
+            events = self._h2.receive(data)
+        except h2wire.ProtocolError as exc:
+            self._flush()  # the GOAWAY queued
             self._fail(StreamFailed(f"HTTP/2 protocol error: {type(exc).__name__}: {exc}"))
             if self._transport is not None:
                 self._transport.close()
             return
         streams = self._streams
         for event in events:
-            if isinstance(event, h2.events.DataReceived):
-                stream = streams.get(event.stream_id or 0)
-                size = event.flow_controlled_length or 0
+            kind = event[0]
+            if kind == DATA:
+                stream = streams.get(event[1])
                 if stream is not None:
-                    stream._on_data(event.data or b"", size)
-                elif size:
-                    self._acknowledge(event.stream_id or 0, size)
-            elif isinstance(event, h2.events.ResponseReceived):
-                stream = streams.get(event.stream_id or 0)
-                if stream is not None and not stream._on_headers(list(event.headers or ())):
-                    with contextlib.suppress(h2.exceptions.ProtocolError):
-                        self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
-            elif isinstance(event, h2.events.StreamEnded):
-                stream = streams.get(event.stream_id or 0)
+                    stream._on_data(event[2], event[3])
+                elif event[3]:
+                    self._acknowledge(event[1], event[3])
+            elif kind == RESPONSE:
+                stream = streams.get(event[1])
+                if stream is not None and not stream._on_headers(event[2]):
+                    self._h2.reset_stream(stream.id, ErrorCode.PROTOCOL_ERROR)
+            elif kind == ENDED:
+                stream = streams.get(event[1])
                 if stream is not None:
                     stream._on_end()
                 self._wake_slot()
                 self._wake_windows()  # an answer before the whole body: see _send_body
-            elif isinstance(event, h2.events.StreamReset):
-                stream = streams.get(event.stream_id or 0)
+            elif kind == RESET:
+                stream = streams.get(event[1])
                 if stream is not None:
-                    code = _error_name(event.error_code)
+                    code = h2wire.error_name(event[2])
                     stream._on_error(StreamFailed(f"the server reset the stream ({code})"))
                 self._wake_slot()
                 # a body sender waiting for this stream's window looks again and sees the
                 # reset (no WINDOW_UPDATE will come for it: it waited forever)
                 self._wake_windows()
-            elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            elif kind == WINDOW:
                 self._wake_windows()
-                if isinstance(event, h2.events.RemoteSettingsChanged):
-                    self._settings_seen = True
-                    if self._settings_waiter is not None and not self._settings_waiter.done():
-                        self._settings_waiter.set_result(None)
-                    # the limit may have gone up by many (from 0, say): every waiter looks
-                    # again; waking one left the rest waiting for a stream to end, and
-                    # watches do not end
-                    self._wake_all_slots()
-                else:
-                    self._wake_slot()
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                self._on_goaway(event)
-            elif isinstance(event, h2.events.PushedStreamReceived):
-                # ENABLE_PUSH 0 holds only once the server acknowledged our SETTINGS; a push
-                # before that left its stream reserved in h2 for good (state without bound
-                # from a server that never acknowledges): refuse it
-                with contextlib.suppress(h2.exceptions.ProtocolError):
-                    self._h2.reset_stream(
-                        event.pushed_stream_id or 0, h2.errors.ErrorCodes.REFUSED_STREAM
-                    )
+                self._wake_slot()
+            elif kind == SETTINGS:
+                self._wake_windows()
+                self._settings_seen = True
+                if self._settings_waiter is not None and not self._settings_waiter.done():
+                    self._settings_waiter.set_result(None)
+                # the limit may have gone up by many (from 0, say): every waiter looks
+                # again; waking one left the rest waiting for a stream to end, and
+                # watches do not end
+                self._wake_all_slots()
+            elif kind == GOAWAY:
+                self._on_goaway(event[1], event[2])
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -422,7 +396,7 @@ class Http2Connection(asyncio.Protocol):
         return self.usable and self._h2.open_outbound_streams < self._stream_limit()
 
     def _stream_limit(self) -> int:
-        limit: int = self._h2.remote_settings.max_concurrent_streams
+        limit = self._h2.max_concurrent_streams
         return limit if self._settings_seen else min(limit, FIRST_STREAM_LIMIT)
 
     @property
@@ -447,7 +421,11 @@ class Http2Connection(asyncio.Protocol):
         async with asyncio.timeout(timeout_s):
             await self._stream_slot()
             h2c = self._h2
-            stream_id = h2c.get_next_available_stream_id()
+            try:
+                stream_id = h2c.next_stream_id()
+            except h2wire.StreamIdsExhausted as exc:
+                self._fail(StreamFailed(str(exc)))  # callers open a new connection
+                raise self._failure or StreamFailed(str(exc)) from None
             stream = Http2Stream(self, stream_id)
             self._streams[stream_id] = stream
             self.streams_opened += 1
@@ -475,11 +453,8 @@ class Http2Connection(asyncio.Protocol):
         if transport is None:
             return
         self._fail(StreamFailed("the connection was closed by the client"))
-        try:
-            self._h2.close_connection()
-            self._flush()
-        except h2.exceptions.ProtocolError:
-            pass
+        self._h2.close()
+        self._flush()
         transport.close()
 
     # -- internals
@@ -535,11 +510,13 @@ class Http2Connection(asyncio.Protocol):
                 # the server answered in full before the body (a 413, say): the rest of
                 # the body is not wanted and no window may come for it; close our half
                 # (NO_ERROR, RFC 9113 8.1), else the stream held a slot for good
-                with contextlib.suppress(h2.exceptions.ProtocolError):
-                    h2c.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+                h2c.reset_stream(stream_id, ErrorCode.NO_ERROR)
                 self._flush()
                 return
-            room = min(h2c.local_flow_control_window(stream_id), h2c.max_outbound_frame_size)
+            window = h2c.send_window(stream_id)
+            if window is None:  # closed under us; its StreamFailed is on its way
+                raise StreamFailed("the stream closed before its body was sent")
+            room = min(window, h2c.max_outbound_frame_size)
             if room <= 0:
                 waiter = asyncio.get_running_loop().create_future()
                 self._window_waiters.append(waiter)
@@ -572,17 +549,16 @@ class Http2Connection(asyncio.Protocol):
     def _acknowledge(self, stream_id: int, size: int) -> None:
         if self._transport is None:
             return
-        with contextlib.suppress(h2.exceptions.ProtocolError):  # a closing connection
-            self._h2.acknowledge_received_data(size, stream_id)
+        self._h2.acknowledge(stream_id, size)
         self._flush_soon()
 
     def _forget(self, stream: Http2Stream, *, reset: bool) -> None:
         if self._streams.pop(stream.id, None) is None:
             return
         if reset and self._transport is not None:
-            # it ended meanwhile, or the connection is closing (GOAWAY): nothing to reset
-            with contextlib.suppress(h2.exceptions.ProtocolError):
-                self._h2.reset_stream(stream.id, h2.errors.ErrorCodes.CANCEL)
+            # (nothing is sent for a stream that ended meanwhile; after a GOAWAY the reset
+            # still goes: the streams it let live are the server's to finish or drop)
+            self._h2.reset_stream(stream.id, ErrorCode.CANCEL)
             self._flush_soon()
         self._wake_slot()
         if self._failure is not None and not self._streams and self._transport is not None:
@@ -619,14 +595,13 @@ class Http2Connection(asyncio.Protocol):
                 self._fail(StreamFailed(f"the server is not reading ({queued} bytes queued)"))
                 transport.abort()
 
-    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
-        """No new streams; streams the server never saw (above ``last_stream_id``) fail,
-        the others may still finish."""
-        code = _error_name(event.error_code)
+    def _on_goaway(self, last: int, error_code: int) -> None:
+        """No new streams; streams the server never saw (above ``last``) fail, the others
+        may still finish."""
+        code = h2wire.error_name(error_code)
         failure = StreamFailed(f"the server is closing the connection (GOAWAY {code})")
         if self._failure is None:
             self._failure = failure
-        last = event.last_stream_id if event.last_stream_id is not None else 0
         for stream_id, stream in list(self._streams.items()):
             if stream_id > last:
                 stream._on_error(failure)
@@ -652,10 +627,3 @@ class Http2Connection(asyncio.Protocol):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
-
-
-def _error_name(code: Any) -> str:
-    try:
-        return h2.errors.ErrorCodes(code).name
-    except ValueError:
-        return f"error {code}"
