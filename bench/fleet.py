@@ -885,14 +885,19 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
     poll = 0.2 if total <= 2000 else 1.0
 
     def progress(sha: str | None = None) -> Callable[[], str]:
+        last = [time.monotonic(), cpu_s()]
+
         def line() -> str:
+            now, cpu = time.monotonic(), cpu_s()
+            busy = (cpu - last[1]) / max(now - last[0], 1e-3)
+            last[:] = [now, cpu]
             count, good = apps.counts(sha)
             threads, fds = ProcessPeaks.now()
             s = sim_summary(sim.stats())
             return (
                 f"{good}/{total} Synced+Healthy ({count} apps; {apps.stages(sha)}); "
                 f"writes sent {counter.writes()}; "
-                f"hub threads {threads}, "
+                f"hub {100 * busy:.0f}% of a core since the last line, threads {threads}, "
                 f"fds {fds}, RSS {rss_mb():.0f} MB; sim sees {s['h2_connections_open']} h2 + "
                 f"{s['http1_connections_open']} HTTP/1.1 connections, busiest {100 * s['cpu_share_max']:.0f}% "
                 f"of a core, lag p99 {s['loop_lag_p99_ms']:.0f} ms; load {os.getloadavg()[0]:.1f}"
