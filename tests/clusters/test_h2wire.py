@@ -35,18 +35,10 @@ from clusters.h2wire import (
     FrameSizeError,
     ProtocolError,
 )
+from tests.clusters.test_h2client_hostile import _frame as frame
 
 GET = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"x"), (b":path", b"/")]
 SERVER_CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None)
-
-
-def frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(payload))[1:]
-        + bytes([kind, flags])
-        + struct.pack(">I", sid)
-        + payload
-    )
 
 
 def frames_of(data: bytes) -> list[tuple[int, int, int, bytes]]:
