@@ -8,7 +8,7 @@ returns None when the server does not take it, so the caller keeps to HTTP/1.1.
 
 The framing, HPACK and flow-control bookkeeping are ``clusters.h2wire``'s (a client-only
 protocol engine; the ``h2`` library's did the same at several times the CPU); this
-module is the asyncio glue around it: a protocol that feeds received bytes to the state machine
+module is the asyncio glue around it: a protocol that feeds received bytes to the engine
 and hands each event to its stream, one ``Http2Stream`` per request whose answer is read
 as chunks, and the three waits a sender needs (a free stream slot under the server's
 ``MAX_CONCURRENT_STREAMS``, send window for a request body, room in the transport's write
@@ -424,8 +424,9 @@ class Http2Connection(asyncio.Protocol):
             try:
                 stream_id = h2c.next_stream_id()
             except h2wire.StreamIdsExhausted as exc:
-                self._fail(StreamFailed(str(exc)))  # callers open a new connection
-                raise self._failure or StreamFailed(str(exc)) from None
+                failure = StreamFailed(str(exc))
+                self._fail(failure)  # not usable: the caller opens a new connection
+                raise failure from None
             stream = Http2Stream(self, stream_id)
             self._streams[stream_id] = stream
             self.streams_opened += 1

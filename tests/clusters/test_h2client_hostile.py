@@ -666,3 +666,14 @@ async def test_every_body_sender_waiting_for_the_write_buffer_goes_on() -> None:
     for post in posts:
         with pytest.raises(StreamFailed):
             await post
+
+
+async def test_a_connection_out_of_stream_ids_fails_and_is_not_used_again() -> None:
+    conn = Http2Connection("example:443")
+    conn.connection_made(_FakeTransport())
+    conn.data_received(_frame(SETTINGS, 0, 0, b""))
+    conn._h2._next_id = 2**31 + 1  # every odd id below 2^31 used
+    with pytest.raises(StreamFailed, match="stream id"):
+        await conn.request("GET", "/w", AUTH, None, timeout_s=1)
+    assert not conn.usable and conn.open_streams == 0
+    conn.connection_lost(None)

@@ -105,6 +105,15 @@ def test_stream_ids_are_odd_and_rise_and_a_skipped_one_is_refused() -> None:
         conn.send_headers(5, GET, end_stream=True)
 
 
+def test_stream_ids_run_out_at_two_to_the_31() -> None:
+    conn = client()
+    conn._next_id = 2**31 - 1
+    sid = conn.next_stream_id()
+    conn.send_headers(sid, GET, end_stream=True)
+    with pytest.raises(h2wire.StreamIdsExhausted):
+        conn.next_stream_id()
+
+
 def test_a_body_is_sent_within_the_windows_only() -> None:
     conn = client()
     sid = conn.next_stream_id()
