@@ -459,6 +459,8 @@ class ClientConnection:
         if push:
             # decoded all the same: the table must stay in step with the server's encoder
             promised = _U32.unpack_from(block)[0] & _LAST_STREAM_ID
+            if not promised or promised & 1:
+                raise ProtocolError(f"PUSH_PROMISE of stream {promised}, not a server's stream")
             self._decode(block[4:])
             self._out.append(_frame(_RST_STREAM, 0, promised, _U32.pack(ErrorCode.REFUSED_STREAM)))
             return

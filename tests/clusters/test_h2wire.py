@@ -286,6 +286,8 @@ def test_data_of_a_stream_we_reset_only_counts_for_the_connection() -> None:
         (frame(2, 0, 1, b"1234"), "PRIORITY of 4 bytes"),
         (frame(0, 0, 1, b"x" * 16385), "a frame of 16385 bytes"),
         (frame(1, 0x4, 1, b"\xff\xff\xff\xff"), "undecodable header block"),
+        (frame(5, 0x4, 1, struct.pack(">L", 0)), "not a server's stream"),
+        (frame(5, 0x4, 1, struct.pack(">L", 3)), "not a server's stream"),
     ],
 )
 def test_the_servers_protocol_errors(wire: bytes, error: str) -> None:
