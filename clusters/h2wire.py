@@ -172,10 +172,8 @@ class ClientConnection:
         return len(self._streams)
 
     def stream_ids(self) -> list[int]:
+        """The open streams' ids (for tests and diagnostics)."""
         return list(self._streams)
-
-    def is_open(self, stream_id: int) -> bool:
-        return stream_id in self._streams
 
     def sent_everything(self, stream_id: int) -> bool:
         """We sent this open stream's END_STREAM (its request is out)."""
