@@ -108,6 +108,24 @@ metadata: {{name: settings, namespace: svc-{i}}}
 data: {{greeting: hello}}
 """
 
+#: ``--revision-history-limit``: None keeps Kubernetes' default (10 old ReplicaSets).
+REVISION_HISTORY_LIMIT: list[int | None] = [None]
+
+
+def service(i: int, image: str) -> str:
+    """The manifests of ``svc-{i}`` with this image. With ``--revision-history-limit`` the
+    Deployment keeps that many old ReplicaSets: at 0 every rollout leaves the simulator
+    the objects it found, so later commits cost it what earlier ones did (the herd's
+    comparison with the image commit), where by default each adds 10,000 ReplicaSets."""
+    text = SERVICE.format(i=i, image=image)
+    limit = REVISION_HISTORY_LIMIT[0]
+    if limit is not None:
+        text = text.replace(
+            "  replicas: 1\n", f"  replicas: 1\n  revisionHistoryLimit: {limit}\n", 1
+        )
+    return text
+
+
 # Issue 12's targets (for 1,000 clusters x 10 apps on this 2-core machine).
 TARGET_COMMIT_S = 120.0
 TARGET_RSS_MB = 1024.0
@@ -720,6 +738,12 @@ def main() -> None:
     parser.add_argument(
         "--faults", action="store_true", help="Add the thundering-herd run with faulty clusters."
     )
+    parser.add_argument(
+        "--revision-history-limit",
+        type=int,
+        help="The Deployments' revisionHistoryLimit (default: unset, Kubernetes' 10). 0 "
+        "makes every commit find the same objects, so the herd compares like with like.",
+    )
     parser.add_argument("--slow-share", type=float, default=0.05)
     parser.add_argument("--slow-latency", type=float, default=2.0)
     parser.add_argument("--error-share", type=float, default=0.02)
@@ -804,6 +828,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     PROGRESS_EVERY_S[0] = args.progress_every
+    REVISION_HISTORY_LIMIT[0] = args.revision_history_limit
     n, m = args.clusters, args.apps
     tmp = Path(tempfile.mkdtemp(prefix="hub-fleet-bench-"))
     log(
@@ -877,7 +902,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
     files = {
         f"appsets/svc-{i}.yaml": APPSET.format(i=i, repo=repo.path, retry=retry) for i in range(m)
     }
-    files |= {f"services/svc-{i}/all.yaml": SERVICE.format(i=i, image="nginx:1") for i in range(m)}
+    files |= {f"services/svc-{i}/all.yaml": service(i, "nginx:1") for i in range(m)}
     repo.write(files, "services")
     cli.ok("source", "add", "root", "--repo", str(repo.path), "--path", "appsets")
     counter = RequestCounter()
@@ -997,7 +1022,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         if not args.no_image_commit:
             counter.take()
             sha2 = repo.write(
-                {f"services/svc-{i}/all.yaml": SERVICE.format(i=i, image="nginx:2")
+                {f"services/svc-{i}/all.yaml": service(i, "nginx:2")
                  for i in range(m)},
                 "image nginx:2",
             )  # fmt: skip
@@ -1163,7 +1188,7 @@ def herd(
     for name in error:
         sim.set_faults(name, error_rate=args.error_rate, error_code=503)
     sha3 = repo.write(
-        {f"services/svc-{i}/all.yaml": SERVICE.format(i=i, image="nginx:3") for i in range(m)},
+        {f"services/svc-{i}/all.yaml": service(i, "nginx:3") for i in range(m)},
         "image nginx:3 (thundering herd)",
     )
     t0 = time.monotonic()
@@ -1239,7 +1264,7 @@ def baseline(
     manifests.mkdir()
     for i in range(m):
         text = f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: svc-{i}}}\n---\n"
-        text += SERVICE.format(i=i, image="nginx:4")
+        text += service(i, "nginx:4")
         (manifests / f"svc-{i}.yaml").write_text(text)
     t0 = time.monotonic()
     for k, name in enumerate(names):
