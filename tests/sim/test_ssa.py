@@ -72,6 +72,18 @@ def _apply(
     return out
 
 
+def _sim_status_apply(live: dict[str, Any], status: dict[str, Any], *, now: str) -> dict[str, Any]:
+    """``status`` applied to DEPLOYMENT's status subresource by the manager "sim"."""
+    return server_side_apply(
+        live,
+        {**_load(DEPLOYMENT), "status": status},
+        manager="sim",
+        force=False,
+        now=now,
+        subresource="status",
+    )
+
+
 DEPLOYMENT = """
 apiVersion: apps/v1
 kind: Deployment
@@ -517,14 +529,7 @@ def test_status_writes_are_tracked_on_the_status_subresource() -> None:
     # A later apply of the same spec changes nothing and conflicts with nobody.
     assert _apply(with_status, _load(DEPLOYMENT), now=T2) == with_status
 
-    status_apply = server_side_apply(
-        with_status,
-        {**_load(DEPLOYMENT), "status": {"observedGeneration": 4}},
-        manager="sim",
-        force=False,
-        now=T3,
-        subresource="status",
-    )
+    status_apply = _sim_status_apply(with_status, {"observedGeneration": 4}, now=T3)
     assert status_apply["status"]["observedGeneration"] == 4
     assert status_apply["spec"] == with_status["spec"]
     assert _fields(status_apply, "sim", "Apply", "status") == {
@@ -796,14 +801,7 @@ def _applied_with_sim_status(*, now: str) -> dict[str, Any]:
     """DEPLOYMENT applied by gitops-hub, then part of its status applied by "sim" (at
     ``now``): an object whose entries a later write may or may not touch."""
     live = _apply(None, _load(DEPLOYMENT), now=T0)
-    return server_side_apply(
-        live,
-        {**_load(DEPLOYMENT), "status": {"observedGeneration": 1, "readyReplicas": 1}},
-        manager="sim",
-        force=False,
-        now=now,
-        subresource="status",
-    )
+    return _sim_status_apply(live, {"observedGeneration": 1, "readyReplicas": 1}, now=now)
 
 
 def test_status_writes_record_the_same_fields_whether_entries_are_decoded_or_not(
@@ -900,14 +898,8 @@ def test_the_compare_tells_booleans_from_numbers_and_nulls_from_values() -> None
 
 
 def test_a_write_shares_the_entries_it_leaves_as_they_were_with_the_stored_version() -> None:
-    live = _apply(None, _load(DEPLOYMENT), now=T0)
-    live = server_side_apply(
-        live,
-        {**_load(DEPLOYMENT), "status": {"observedGeneration": 1}},
-        manager="sim",
-        force=False,
-        now=T0,
-        subresource="status",
+    live = _sim_status_apply(
+        _apply(None, _load(DEPLOYMENT), now=T0), {"observedGeneration": 1}, now=T0
     )
     stored = {e["manager"]: e for e in _entries(live)}
     new = copy.deepcopy(live)
