@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import hpack
@@ -125,6 +127,21 @@ class StreamIdsExhausted(Exception):
     """Every client stream id of this connection is used: open another connection."""
 
 
+_Events = list[tuple[Any, ...]]
+#: What a complete header block goes to (the block, the events of this ``receive``).
+_Finish = Callable[[bytes, _Events], None]
+
+
+@dataclass(slots=True)
+class _Block:
+    """A header block split over CONTINUATION frames, so far."""
+
+    stream_id: int
+    finish: _Finish
+    fragments: list[bytes]
+    size: int
+
+
 @dataclass(slots=True)
 class _Stream:
     send_window: int
@@ -159,9 +176,7 @@ class ClientConnection:
         self._recv_window = _DEFAULT_WINDOW
         self._recv_window_max = _DEFAULT_WINDOW
         self._unacked = 0
-        # a header block in CONTINUATION frames: (stream id, END_STREAM, push?, fragments)
-        self._block: tuple[int, bool, bool, list[bytes]] | None = None
-        self._block_size = 0
+        self._block: _Block | None = None  # a header block awaiting CONTINUATION frames
         self._closed = False
 
     # -- what the caller reads
@@ -289,13 +304,13 @@ class ClientConnection:
 
     # -- what the server sends
 
-    def receive(self, data: bytes) -> list[tuple[Any, ...]]:
+    def receive(self, data: bytes) -> _Events:
         """Feed bytes read from the connection; the events of every whole frame in them.
         Raises ``ProtocolError`` (a GOAWAY queued) when the server broke the protocol."""
         if self._closed:
             return []
         buffer = self._buffer + data if self._buffer else data
-        events: list[tuple[Any, ...]] = []
+        events: _Events = []
         at, end = 0, len(buffer)
         try:
             while end - at >= 9:
@@ -316,7 +331,7 @@ class ClientConnection:
         return events
 
     def _frame(
-        self, kind: int, flags: int, stream_id: int, payload: bytes, events: list[tuple[Any, ...]]
+        self, kind: int, flags: int, stream_id: int, payload: bytes, events: _Events
     ) -> None:
         if self._block is not None and kind != _CONTINUATION:
             raise ProtocolError("a frame inside a header block (CONTINUATION expected)")
@@ -373,19 +388,17 @@ class ClientConnection:
             raise ProtocolError(f"{what} with more padding than payload")
         return payload[1 : len(payload) - payload[0]]
 
-    def _data(
-        self, flags: int, stream_id: int, payload: bytes, events: list[tuple[Any, ...]]
-    ) -> None:
+    def _data(self, flags: int, stream_id: int, payload: bytes, events: _Events) -> None:
         stream = self._known(stream_id, "DATA")
         size = len(payload)
         self._recv_window -= size
         if self._recv_window < 0:
             raise FlowControlError("DATA beyond the connection's window")
-        if stream is None or stream.remote_closed:
-            if stream is not None:
-                raise ProtocolError(f"DATA after the end of stream {stream_id}")
+        if stream is None:
             self.acknowledge(0, size)  # a stream we reset: its data only counts
             return
+        if stream.remote_closed:
+            raise ProtocolError(f"DATA after the end of stream {stream_id}")
         if not stream.answered:
             raise ProtocolError(f"DATA before the answer's headers on stream {stream_id}")
         stream.recv_window -= size
@@ -396,15 +409,13 @@ class ClientConnection:
         if flags & _END_STREAM:
             self._remote_end(stream_id, stream, events)
 
-    def _remote_end(self, stream_id: int, stream: _Stream, events: list[tuple[Any, ...]]) -> None:
+    def _remote_end(self, stream_id: int, stream: _Stream, events: _Events) -> None:
         stream.remote_closed = True
         if stream.local_closed:
             del self._streams[stream_id]
         events.append((ENDED, stream_id))
 
-    def _headers(
-        self, flags: int, stream_id: int, payload: bytes, events: list[tuple[Any, ...]]
-    ) -> None:
+    def _headers(self, flags: int, stream_id: int, payload: bytes, events: _Events) -> None:
         if not stream_id:
             raise ProtocolError("HEADERS on stream 0")
         block = self._unpad(flags, payload, "HEADERS")
@@ -412,29 +423,34 @@ class ClientConnection:
             if len(block) < 5:
                 raise FrameSizeError("HEADERS too short for its priority")
             block = block[5:]
-        end_stream = bool(flags & _END_STREAM)
-        if flags & _END_HEADERS:
-            self._header_block(stream_id, end_stream, False, block, events)
-        else:
-            self._start_block(stream_id, end_stream, False, block)
+        self._header_block(
+            flags,
+            stream_id,
+            block,
+            partial(self._answer, stream_id, bool(flags & _END_STREAM)),
+            events,
+        )
 
-    def _start_block(self, stream_id: int, end_stream: bool, push: bool, fragment: bytes) -> None:
-        self._block = (stream_id, end_stream, push, [fragment])
-        self._block_size = len(fragment)
-
-    def _continuation(
-        self, flags: int, stream_id: int, payload: bytes, events: list[tuple[Any, ...]]
+    def _header_block(
+        self, flags: int, stream_id: int, fragment: bytes, finish: _Finish, events: _Events
     ) -> None:
+        """``finish`` the block now, or once its CONTINUATION frames are in."""
+        if flags & _END_HEADERS:
+            finish(fragment, events)
+        else:
+            self._block = _Block(stream_id, finish, [fragment], len(fragment))
+
+    def _continuation(self, flags: int, stream_id: int, payload: bytes, events: _Events) -> None:
         block = self._block
-        if block is None or block[0] != stream_id:
+        if block is None or block.stream_id != stream_id:
             raise ProtocolError(f"CONTINUATION on stream {stream_id} outside a header block")
-        self._block_size += len(payload)
-        if self._block_size > MAX_HEADER_BLOCK:
+        block.size += len(payload)
+        if block.size > MAX_HEADER_BLOCK:
             raise ProtocolError(f"a header block over {MAX_HEADER_BLOCK} bytes")
-        block[3].append(payload)
+        block.fragments.append(payload)
         if flags & _END_HEADERS:
             self._block = None
-            self._header_block(stream_id, block[1], block[2], b"".join(block[3]), events)
+            block.finish(b"".join(block.fragments), events)
 
     def _decode(self, block: bytes) -> list[tuple[bytes, bytes]]:
         try:
@@ -446,22 +462,17 @@ class ClientConnection:
         except (hpack.exceptions.HPACKError, ValueError, IndexError) as exc:
             raise CompressionError(f"an undecodable header block ({type(exc).__name__})") from None
 
-    def _header_block(
-        self,
-        stream_id: int,
-        end_stream: bool,
-        push: bool,
-        block: bytes,
-        events: list[tuple[Any, ...]],
-    ) -> None:
-        if push:
-            # decoded all the same: the table must stay in step with the server's encoder
-            promised = _U32.unpack_from(block)[0] & _LAST_STREAM_ID
-            if not promised or promised & 1:
-                raise ProtocolError(f"PUSH_PROMISE of stream {promised}, not a server's stream")
-            self._decode(block[4:])
-            self._out.append(_frame(_RST_STREAM, 0, promised, _U32.pack(ErrorCode.REFUSED_STREAM)))
-            return
+    def _refuse_push(self, block: bytes, events: _Events) -> None:
+        """RST_STREAM REFUSED_STREAM for a promised stream, which leaves no state."""
+        promised = _U32.unpack_from(block)[0] & _LAST_STREAM_ID
+        if not promised or promised & 1:
+            raise ProtocolError(f"PUSH_PROMISE of stream {promised}, not a server's stream")
+        # decoded all the same: the table must stay in step with the server's encoder
+        self._decode(block[4:])
+        self._out.append(_frame(_RST_STREAM, 0, promised, _U32.pack(ErrorCode.REFUSED_STREAM)))
+
+    def _answer(self, stream_id: int, end_stream: bool, block: bytes, events: _Events) -> None:
+        """A HEADERS block of one of our streams: its answer, a 1xx, or its trailers."""
         stream = self._known(stream_id, "HEADERS")
         headers = self._decode(block)
         if stream is None:
@@ -479,21 +490,16 @@ class ClientConnection:
         if end_stream:
             self._remote_end(stream_id, stream, events)
 
-    def _push_promise(
-        self, flags: int, stream_id: int, payload: bytes, events: list[tuple[Any, ...]]
-    ) -> None:
+    def _push_promise(self, flags: int, stream_id: int, payload: bytes, events: _Events) -> None:
         if self._push_refused:
             raise ProtocolError("PUSH_PROMISE although push is disabled")
         self._known(stream_id, "PUSH_PROMISE")
         block = self._unpad(flags, payload, "PUSH_PROMISE")
         if len(block) < 4:
             raise FrameSizeError("PUSH_PROMISE without a promised stream")
-        if flags & _END_HEADERS:
-            self._header_block(stream_id, False, True, block, events)
-        else:
-            self._start_block(stream_id, False, True, block)
+        self._header_block(flags, stream_id, block, self._refuse_push, events)
 
-    def _window_update(self, stream_id: int, payload: bytes, events: list[tuple[Any, ...]]) -> None:
+    def _window_update(self, stream_id: int, payload: bytes, events: _Events) -> None:
         if len(payload) != 4:
             raise FrameSizeError(f"WINDOW_UPDATE of {len(payload)} bytes")
         increment = _U32.unpack(payload)[0] & MAX_WINDOW
@@ -514,7 +520,7 @@ class ClientConnection:
                 raise FlowControlError(f"stream {stream_id}'s window beyond 2^31-1")
         events.append((WINDOW,))
 
-    def _rst_stream(self, stream_id: int, payload: bytes, events: list[tuple[Any, ...]]) -> None:
+    def _rst_stream(self, stream_id: int, payload: bytes, events: _Events) -> None:
         if len(payload) != 4:
             raise FrameSizeError(f"RST_STREAM of {len(payload)} bytes")
         if self._known(stream_id, "RST_STREAM") is None:
@@ -522,9 +528,7 @@ class ClientConnection:
         del self._streams[stream_id]
         events.append((RESET, stream_id, _U32.unpack(payload)[0]))
 
-    def _settings(
-        self, flags: int, stream_id: int, payload: bytes, events: list[tuple[Any, ...]]
-    ) -> None:
+    def _settings(self, flags: int, stream_id: int, payload: bytes, events: _Events) -> None:
         if stream_id:
             raise ProtocolError("SETTINGS on a stream")
         if flags & _ACK:
