@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import re
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -60,7 +61,14 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 
+# The watch history, as kube-apiserver's watch cache keeps it (watch_cache.go): every
+# change of the last 75 seconds (its eventFreshDuration), never fewer than the last 100
+# (its lower bound), and here never more than DEFAULT_HISTORY per cluster. A count alone
+# kept the last 1,000 changes of every cluster whatever their age: about 4 MB of old
+# object versions per cluster, which a 1,000-cluster simulator grew into over six commits.
 DEFAULT_HISTORY = 1000
+DEFAULT_HISTORY_WINDOW = 75.0
+HISTORY_FLOOR = 100
 DEFAULT_GC_DELAY = 0.3  # seconds from a delete to kube-controller-manager's cascade step
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 DEFAULT_SERVICE_ACCOUNT = "default"
@@ -263,6 +271,7 @@ class Change:
     namespace: str
     obj: Obj
     old: Obj | None
+    at: float  # monotonic seconds when it was stored, for the history's time window
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,6 +565,8 @@ class ClusterStore:
         name: str,
         *,
         history: int = DEFAULT_HISTORY,
+        history_window: float = DEFAULT_HISTORY_WINDOW,
+        clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[], None] | None = None,
         gc_delay: float = DEFAULT_GC_DELAY,
         root_ca: str = "",
@@ -567,6 +578,9 @@ class ClusterStore:
         self._objects: dict[GroupKind, dict[Key, Obj]] = {}
         self._rv = 0
         self._history: deque[Change] = deque(maxlen=max(1, history))
+        self._history_window = history_window
+        self._history_floor = min(HISTORY_FLOOR, max(1, history))
+        self._clock = clock
         self._compacted_rv = 0
         self._watchers: dict[GroupKind | None, set[Watcher]] = {}
         self._on_change = on_change
@@ -719,9 +733,15 @@ class ClusterStore:
         self._compacted_rv = self._rv
 
     def _record(self, change: Change) -> None:
-        if len(self._history) == self._history.maxlen:
-            self._compacted_rv = self._history[0].rv
-        self._history.append(change)
+        history = self._history
+        if len(history) == history.maxlen:
+            self._compacted_rv = history[0].rv
+        elif len(history) > self._history_floor:
+            # Forget what is older than the window; a watch from before it gets 410 Gone.
+            cutoff = change.at - self._history_window
+            while len(history) > self._history_floor and history[0].at < cutoff:
+                self._compacted_rv = history.popleft().rv
+        history.append(change)
         for key in (change.group_kind, None):
             watchers = self._watchers.get(key)
             if watchers:
@@ -784,7 +804,15 @@ class ClusterStore:
         key = (meta.get("namespace", ""), meta["name"])
         self._objects.setdefault(rt.group_kind, {})[key] = obj
         self._record(
-            Change(self._rv, "MODIFIED" if old else "ADDED", rt.group_kind, key[0], obj, old)
+            Change(
+                self._rv,
+                "MODIFIED" if old else "ADDED",
+                rt.group_kind,
+                key[0],
+                obj,
+                old,
+                self._clock(),
+            )
         )
         return obj
 
@@ -798,7 +826,7 @@ class ClusterStore:
         del bucket[key]
         final = dict(obj)
         final["metadata"] = dict(meta, resourceVersion=self._next_rv())
-        self._record(Change(self._rv, "DELETED", rt.group_kind, key[0], final, obj))
+        self._record(Change(self._rv, "DELETED", rt.group_kind, key[0], final, obj, self._clock()))
         uid = meta.get("uid")
         if uid:
             self._later(lambda: self._collect_dependents(key[0], uid, rt.namespaced))
