@@ -6,15 +6,16 @@ connection. Without it a benchmark cannot show what a fleet of real clusters cos
 hub in connections. ``by_alpn`` picks the protocol of each accepted connection once its
 handshake is done: aiohttp's HTTP/1.1 handler, or ``H2ServerConnection`` here.
 
-The framing, HPACK and flow-control bookkeeping are the ``h2`` library's. Each request
-becomes an ``H2Request`` served by the same handler as HTTP/1.1 (``SimApp.serve``): a
-``web.Response`` is sent as headers and DATA frames within the client's windows, a watch
-streams through ``H2Request.open_stream``. As Go's server: at most ``MAX_STREAMS``
-concurrent streams per connection, advertised in SETTINGS, and a client's RST_STREAM
-cancels that stream's handler only. Unlike Go's: a client that opens streams past the
-limit loses the connection (Go refuses the stream alone), and a stopping server's
-GOAWAY ends the streams in flight with the connection (the ``h2`` library sends nothing
-after a GOAWAY), which clients retry as after any lost connection.
+The framing, HPACK and flow-control bookkeeping are ``clusters.h2wire``'s (its
+``ServerConnection``; the ``h2`` library's state machine cost the simulator about a sixth
+of its busy time in a rollout). Each request becomes an ``H2Request`` served by the same
+handler as HTTP/1.1 (``SimApp.serve``): a ``web.Response`` is sent as headers and DATA
+frames within the client's windows, a watch streams through ``H2Request.open_stream``.
+As Go's server: at most ``MAX_STREAMS`` concurrent streams per connection, advertised in
+SETTINGS, a stream past it refused alone (RST_STREAM ``REFUSED_STREAM``), and a client's
+RST_STREAM cancels that stream's handler only. Unlike Go's: a stopping server's GOAWAY
+ends the streams in flight with the connection, which clients retry as after any lost
+connection.
 """
 
 from __future__ import annotations
@@ -28,18 +29,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
-import h2.exceptions
-import h2.settings
 from aiohttp import web
 from multidict import CIMultiDict, MultiDict
 from mypy_extensions import mypyc_attr
 
-from clusters import wirejson
+from clusters import h2wire, wirejson
 from clusters.h2client import PlainHpackEncoder
+from clusters.h2wire import DATA, ENDED, GOAWAY, REQUEST, RESET, SETTINGS, WINDOW
 from clusters.sim.httpapi import Answer
 from clusters.sim.stats import ProcessStats
 from clusters.sim.store import ApiError
@@ -53,15 +49,6 @@ STREAM_WINDOW = 1024 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024
 MAX_HEADER_LIST = 1024 * 1024
 
-_CONFIG = h2.config.H2Configuration(
-    client_side=False,
-    header_encoding=None,
-    # names and values are only compared or decoded as latin-1 here; h2's per-character
-    # checks cost more than a simulator should spend per request
-    validate_inbound_headers=False,
-    validate_outbound_headers=False,
-    normalize_outbound_headers=False,
-)
 # Connection-specific headers have no place in HTTP/2 (RFC 9113 8.2.2); length is ours.
 _DROPPED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
 
@@ -174,8 +161,8 @@ class H2ServerConnection(asyncio.protocols.Protocol):
         self._serve = serve
         self._registry = registry
         self._max_body = max_body
-        self._h2 = h2.connection.H2Connection(config=_CONFIG)
-        self._h2.encoder = PlainHpackEncoder()  # cheaper for both ends, as for the hub
+        # a plain encoder is cheaper for both ends, as for the hub
+        self._h2 = h2wire.ServerConnection(PlainHpackEncoder(), max_header_list=MAX_HEADER_LIST)
         self.transport: asyncio.Transport | None = None
         # streams whose request is still arriving: its headers and body so far
         self._incoming: dict[int, tuple[list[tuple[bytes, bytes]], bytearray]] = {}
@@ -194,50 +181,48 @@ class H2ServerConnection(asyncio.protocols.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.transport = transport
-        self._h2.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+        self._h2.initiate(
+            {
+                h2wire.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
+                h2wire.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2wire.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
+                h2wire.ENABLE_PUSH: 0,
             },
+            CONNECTION_WINDOW,
         )
-        self._h2.initiate_connection()
-        self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._flush()
         self._registry.open.add(self)
         self._registry.stats.h2_connections_opened += 1
 
     def data_received(self, data: bytes) -> None:
         try:
-            events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError:
-            # h2 queued the GOAWAY naming the error; the client loses the connection
+            events = self._h2.receive(data)
+        except h2wire.ProtocolError:
+            # the engine queued the GOAWAY naming the error; the client loses the connection
             self._flush()
             if self.transport is not None:
                 self.transport.close()
             return
         for event in events:
-            if isinstance(event, h2.events.RequestReceived):
-                sid = event.stream_id or 0
-                self._incoming[sid] = (list(event.headers or ()), bytearray())
+            kind = event[0]
+            if kind == DATA:
+                self._on_data(event[1], event[2], event[3])
+            elif kind == REQUEST:
+                self._incoming[event[1]] = (event[2], bytearray())
                 self._registry.stats.h2_streams_opened += 1
-            elif isinstance(event, h2.events.DataReceived):
-                self._on_data(event)
-            elif isinstance(event, h2.events.StreamEnded):
-                self._start(event.stream_id or 0)
-            elif isinstance(event, h2.events.StreamReset):
-                sid = event.stream_id or 0
+            elif kind == ENDED:
+                self._start(event[1])
+            elif kind == RESET:
+                sid = event[1]
                 self._incoming.pop(sid, None)
                 task = self._tasks.pop(sid, None)
                 if task is not None:
                     task.cancel()  # the client gave up on it (a watch it no longer wants)
                 self._wake(self._window_waiters)
-            elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            elif kind in (WINDOW, SETTINGS):
                 self._wake(self._window_waiters)
-            elif isinstance(event, h2.events.ConnectionTerminated) and self.transport:
-                # the client goes away (h2 sends nothing more after a GOAWAY either way)
+            elif kind == GOAWAY and self.transport:
+                # the client goes away: the streams in flight go with the connection
                 self.transport.close()
         self._flush()
 
@@ -260,20 +245,16 @@ class H2ServerConnection(asyncio.protocols.Protocol):
 
     # -- requests
 
-    def _on_data(self, event: h2.events.DataReceived) -> None:
-        sid = event.stream_id or 0
-        size = event.flow_controlled_length or 0
+    def _on_data(self, sid: int, data: bytes, size: int) -> None:
         incoming = self._incoming.get(sid)
         if incoming is not None and sid not in self._too_large:
             body = incoming[1]
-            if len(body) + len(event.data or b"") > self._max_body:
+            if len(body) + len(data) > self._max_body:
                 self._too_large.add(sid)
                 body.clear()
             else:
-                body += event.data or b""
-        if size:
-            with contextlib.suppress(h2.exceptions.ProtocolError):  # a stream closed meanwhile
-                self._h2.acknowledge_received_data(size, sid)
+                body += data
+        self._h2.acknowledge(sid, size)
 
     def _start(self, sid: int) -> None:
         incoming = self._incoming.pop(sid, None)
@@ -325,8 +306,7 @@ class H2ServerConnection(asyncio.protocols.Protocol):
     def _reset(self, sid: int) -> None:
         if self.transport is None:
             return
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self._h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+        self._h2.reset_stream(sid, h2wire.ErrorCode.CANCEL)
         self._flush()
 
     def send_headers(
@@ -344,7 +324,7 @@ class H2ServerConnection(asyncio.protocols.Protocol):
         fields.extend((k.lower().encode(), v.encode("latin-1")) for k, v in headers.items())
         try:
             self._h2.send_headers(sid, fields, end_stream=end_stream)
-        except h2.exceptions.ProtocolError:
+        except ValueError:
             raise ConnectionResetError("the stream is closed") from None
         if flush:
             self._flush()
@@ -358,40 +338,39 @@ class H2ServerConnection(asyncio.protocols.Protocol):
         while True:
             if self.transport is None:
                 raise ConnectionResetError("the connection is closed")
+            window = h2c.send_window(sid)
+            if window is None:
+                raise ConnectionResetError("the stream is closed")
             left = len(view) - offset
-            try:
-                if left == 0:
-                    if end_stream:
-                        h2c.end_stream(sid)
-                        self._flush()
-                    return
-                size = min(left, h2c.local_flow_control_window(sid), h2c.max_outbound_frame_size)
-                if size > 0:
-                    last = size == left
-                    h2c.send_data(sid, view[offset : offset + size], end_stream=end_stream and last)
-                    offset += size
+            if left == 0:
+                if end_stream:
+                    h2c.send_data(sid, b"", end_stream=True)
                     self._flush()
-                    if last:
-                        if self._write_paused:
-                            await self._wait(self._drain_waiters)
-                        return
-                    if not self._write_paused:
-                        # more to send in the window that is left: a frame is at most
-                        # 16 KiB, and a client sends WINDOW_UPDATE only once it is short
-                        # of window, so waiting for one here could wait forever
-                        continue
-            except h2.exceptions.ProtocolError:
-                raise ConnectionResetError("the stream is closed") from None
+                return
+            size = min(left, window, h2c.max_outbound_frame_size)
+            if size > 0:
+                last = size == left
+                chunk = bytes(view[offset : offset + size]) if size < len(view) else data
+                h2c.send_data(sid, chunk, end_stream=end_stream and last)
+                offset += size
+                self._flush()
+                if last:
+                    if self._write_paused:
+                        await self._wait(self._drain_waiters)
+                    return
+                if not self._write_paused:
+                    # more to send in the window that is left: a frame is at most
+                    # 16 KiB, and a client sends WINDOW_UPDATE only once it is short
+                    # of window, so waiting for one here could wait forever
+                    continue
             await self._wait(self._drain_waiters if self._write_paused else self._window_waiters)
 
     def go_away(self) -> None:
-        """Tell the client no more streams will be served (GOAWAY) and close: the ``h2``
-        state machine sends nothing after a GOAWAY, so streams in flight end here too,
-        and the client retries them on a new connection."""
+        """Tell the client no more streams will be served (GOAWAY) and close: streams in
+        flight end here too, and the client retries them on a new connection."""
         if self.transport is None:
             return
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self._h2.close_connection()
+        self._h2.close()
         self._flush()
         self.transport.close()
 
