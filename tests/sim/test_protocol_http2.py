@@ -2,7 +2,7 @@
 does. Real clients only: kubectl (Go, takes h2 when offered), the official client
 (urllib3, HTTP/1.1) on the same port, and a raw ``h2`` client for what the others do not
 show (the server's SETTINGS, flow control with the protocol's small default window, a
-reset watch, an oversized body)."""
+reset watch, an oversized body), and our own engine for a stream past the limit."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ import pytest
 import urllib3
 import yaml
 
+from clusters import h2wire
+from clusters.h2client import PlainHpackEncoder
 from clusters.sim import SimServer
 from clusters.sim.http2 import MAX_STREAMS
 from tests.conftest import run_kubectl
@@ -299,3 +301,70 @@ def test_an_answer_over_one_frame_needs_no_window_update(sim: SimServer, raw: Ra
     sid = raw.request("/clusters/one/api/v1/namespaces/default/configmaps/wide", token)
     raw.pump(lambda: sid in raw.ended, timeout=5)
     assert len(json.loads(bytes(raw.bodies[sid]))["data"]["k"]) == 20480
+
+
+def test_a_stream_past_the_limit_is_refused_alone(sim: SimServer) -> None:
+    # The h2 library will not open more streams than the server allows, so our own engine
+    # plays a client that does: MAX_STREAMS watches held open, then one more request.
+    url = urlsplit(sim.url)
+    ctx = ssl.create_default_context(cadata=sim.ca_pem.decode())
+    ctx.set_alpn_protocols(["h2"])
+    sock = ctx.wrap_socket(
+        socket.create_connection((url.hostname, url.port), timeout=10),
+        server_hostname=url.hostname,
+    )
+    conn = h2wire.ClientConnection(PlainHpackEncoder())
+    conn.initiate({h2wire.ENABLE_PUSH: 0}, 1 << 20)
+    token = f"Bearer {sim.token('one')}".encode()
+
+    def get(path: str) -> int:
+        sid = conn.next_stream_id()
+        headers = [
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", url.netloc.encode()),
+            (b":path", path.encode()),
+            (b"authorization", token),
+        ]
+        conn.send_headers(sid, headers, end_stream=True)
+        return sid
+
+    answered: dict[int, int] = {}
+    ended: set[int] = set()
+    reset: dict[int, int] = {}
+
+    def pump(until: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 15
+        while not until():
+            sock.sendall(conn.data_to_send())
+            assert time.monotonic() < deadline, "no answer in time"
+            data = sock.recv(65536)
+            assert data, "the server closed the connection"
+            for event in conn.receive(data):
+                if event[0] == h2wire.RESPONSE:
+                    answered[event[1]] = int(dict(event[2])[b":status"])
+                elif event[0] == h2wire.DATA:
+                    conn.acknowledge(event[1], event[3])
+                elif event[0] == h2wire.ENDED:
+                    ended.add(event[1])
+                elif event[0] == h2wire.RESET:
+                    reset[event[1]] = event[2]
+
+    try:
+        pump(lambda: conn.max_concurrent_streams == MAX_STREAMS)
+        watches = [
+            get("/clusters/one/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=60")
+            for _ in range(MAX_STREAMS)
+        ]
+        pump(lambda: all(w in answered for w in watches))
+        extra = get("/clusters/one/version")
+        pump(lambda: extra in reset)
+        assert reset[extra] == h2wire.ErrorCode.REFUSED_STREAM
+        assert not set(watches) & (ended | set(reset))  # the others carry on
+        # the reset goes out before the next request (one write): it frees a slot
+        conn.reset_stream(watches[0], h2wire.ErrorCode.CANCEL)
+        after = get("/clusters/one/version")
+        pump(lambda: after in ended)
+        assert answered[after] == 200
+    finally:
+        sock.close()
