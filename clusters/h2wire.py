@@ -642,7 +642,7 @@ class ServerConnection(_Endpoint):
             self._local_end(stream_id, stream)
 
     def receive(self, data: bytes) -> _Events:
-        if self._preface_left:
+        if self._preface_left and not self._closed:
             take = data[: len(self._preface_left)]
             if not self._preface_left.startswith(take):
                 self._buffer = b""

@@ -84,6 +84,7 @@ def test_the_preface_is_checked_even_split_over_reads() -> None:
         bad.receive(b"GET / HTTP/1.1\r\n\r\n")
     assert goaway_code(bad) == (0, ErrorCode.PROTOCOL_ERROR)
     assert bad.receive(PREFACE) == []  # done for good
+    assert bad.receive(b"more garbage") == []
 
 
 def test_a_request_with_a_body_its_answer_and_the_stream_gone() -> None:

@@ -368,3 +368,44 @@ def test_a_stream_past_the_limit_is_refused_alone(sim: SimServer) -> None:
         assert answered[after] == 200
     finally:
         sock.close()
+
+
+@pytest.mark.parametrize(
+    ("wire", "code"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", h2wire.ErrorCode.PROTOCOL_ERROR),  # not HTTP/2
+        # a request on an even (server's) stream
+        (h2wire.PREFACE + b"\0\0\0\x04\0\0\0\0\0" + b"\0\0\x01\x01\x05\0\0\0\x02\x82",
+         h2wire.ErrorCode.PROTOCOL_ERROR),
+        # a frame over 16 KiB
+        (h2wire.PREFACE + b"\x01\0\0\0\0\0\0\0\0", h2wire.ErrorCode.FRAME_SIZE_ERROR),
+    ],
+)  # fmt: skip
+def test_a_client_breaking_the_protocol_loses_its_connection_alone(
+    sim: SimServer, raw: RawH2, wire: bytes, code: int
+) -> None:
+    url = urlsplit(sim.url)
+    ctx = ssl.create_default_context(cadata=sim.ca_pem.decode())
+    ctx.set_alpn_protocols(["h2"])
+    sock = ctx.wrap_socket(
+        socket.create_connection((url.hostname, url.port), timeout=10),
+        server_hostname=url.hostname,
+    )
+    try:
+        sock.sendall(wire)
+        received = b""
+        while chunk := sock.recv(65536):  # until the server closes it
+            received += chunk
+    finally:
+        sock.close()
+    frames = []
+    while len(received) >= 9:
+        length = int.from_bytes(received[:3], "big")
+        frames.append((received[3], received[9 : 9 + length]))
+        received = received[9 + length :]
+    goaways = [payload for kind, payload in frames if kind == 0x7]
+    assert len(goaways) == 1 and int.from_bytes(goaways[0][4:8], "big") == code
+    # the server and its other connections carry on
+    sid = raw.request("/clusters/one/version", sim.token("one"))
+    raw.pump(lambda: sid in raw.ended)
+    assert raw.status[sid] == 200
