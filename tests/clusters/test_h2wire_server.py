@@ -35,7 +35,7 @@ from clusters.h2wire import (
     ServerConnection,
 )
 from tests.clusters.test_h2client_hostile import _frame as frame
-from tests.clusters.test_h2wire import GET, frames_of
+from tests.clusters.test_h2wire import GET, _frames, frames_of
 
 _RST_STREAM, _SETTINGS, _GOAWAY, _PUSH_PROMISE = 0x3, 0x4, 0x7, 0x5
 _HEADERS, _DATA, _WINDOW_UPDATE = 0x1, 0x0, 0x8
@@ -187,15 +187,7 @@ def test_the_client_goes_away() -> None:
     assert conn.receive(frame(_GOAWAY, 0, 0, bytes(8))) == [(GOAWAY, 0, 0)]
 
 
-# -- arbitrary frames
-
-_frames = st.builds(
-    lambda kind, flags, sid, payload: frame(kind, flags, sid, payload),
-    st.integers(0, 10),
-    st.sampled_from([0, 1, 4, 5, 8, 0x20, 0x25]),
-    st.sampled_from([0, 1, 2, 3, 5, 2**31 - 1]),
-    st.binary(max_size=40),
-)
+# -- arbitrary frames (the client engine's fuzz strategy)
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -50,18 +50,26 @@ def stats(sim: SimServer) -> dict[str, Any]:
     return dict(json.loads(resp.data))
 
 
+def h2_socket(sim: SimServer) -> ssl.SSLSocket:
+    """A TLS connection to the simulator that chose h2 in its handshake."""
+    url = urlsplit(sim.url)
+    ctx = ssl.create_default_context(cadata=sim.ca_pem.decode())
+    ctx.set_alpn_protocols(["h2"])
+    sock = ctx.wrap_socket(
+        socket.create_connection((url.hostname, url.port), timeout=10),
+        server_hostname=url.hostname,
+    )
+    assert sock.selected_alpn_protocol() == "h2"
+    return sock
+
+
 class RawH2:
     """A blocking HTTP/2 client on the ``h2`` library with the protocol's defaults (a
     64 KiB window): it acknowledges data as it arrives, nothing more."""
 
     def __init__(self, sim: SimServer) -> None:
-        url = urlsplit(sim.url)
-        ctx = ssl.create_default_context(cadata=sim.ca_pem.decode())
-        ctx.set_alpn_protocols(["h2"])
-        raw = socket.create_connection((url.hostname, url.port), timeout=10)
-        self.sock = ctx.wrap_socket(raw, server_hostname=url.hostname)
-        assert self.sock.selected_alpn_protocol() == "h2"
-        self.authority = url.netloc.encode()
+        self.sock = h2_socket(sim)
+        self.authority = urlsplit(sim.url).netloc.encode()
         self.h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding=None)
         )
@@ -307,12 +315,7 @@ def test_a_stream_past_the_limit_is_refused_alone(sim: SimServer) -> None:
     # The h2 library will not open more streams than the server allows, so our own engine
     # plays a client that does: MAX_STREAMS watches held open, then one more request.
     url = urlsplit(sim.url)
-    ctx = ssl.create_default_context(cadata=sim.ca_pem.decode())
-    ctx.set_alpn_protocols(["h2"])
-    sock = ctx.wrap_socket(
-        socket.create_connection((url.hostname, url.port), timeout=10),
-        server_hostname=url.hostname,
-    )
+    sock = h2_socket(sim)
     conn = h2wire.ClientConnection(PlainHpackEncoder())
     conn.initiate({h2wire.ENABLE_PUSH: 0}, 1 << 20)
     token = f"Bearer {sim.token('one')}".encode()
@@ -384,13 +387,7 @@ def test_a_stream_past_the_limit_is_refused_alone(sim: SimServer) -> None:
 def test_a_client_breaking_the_protocol_loses_its_connection_alone(
     sim: SimServer, raw: RawH2, wire: bytes, code: int
 ) -> None:
-    url = urlsplit(sim.url)
-    ctx = ssl.create_default_context(cadata=sim.ca_pem.decode())
-    ctx.set_alpn_protocols(["h2"])
-    sock = ctx.wrap_socket(
-        socket.create_connection((url.hostname, url.port), timeout=10),
-        server_hostname=url.hostname,
-    )
+    sock = h2_socket(sim)
     try:
         sock.sendall(wire)
         received = b""
