@@ -1,8 +1,7 @@
 """``clusters.h2wire``, the client's HTTP/2 protocol engine, without sockets.
 
-Two kinds of tests: frames written by hand for each rule the engine enforces, and the
-``h2`` library playing the server (its own, independent implementation of the protocol)
-in memory against the engine, through random conversations checked byte for byte.
+Frames written by hand for each rule the engine enforces, and a fuzz (conversations with
+the ``h2`` library's server and with ours: tests/clusters/test_h2wire_interop.py).
 """
 
 from __future__ import annotations
@@ -10,10 +9,6 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.settings
 import hpack
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,7 +33,6 @@ from clusters.h2wire import (
 from tests.clusters.test_h2client_hostile import _frame as frame
 
 GET = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"x"), (b":path", b"/")]
-SERVER_CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None)
 
 
 def frames_of(data: bytes) -> list[tuple[int, int, int, bytes]]:
@@ -408,100 +402,3 @@ def test_arbitrary_bytes_give_events_or_a_protocol_error_and_windows_hold(
         assert conn._recv_window >= 0
         assert all(s.recv_window >= 0 for s in conn._streams.values())
         conn.data_to_send()
-
-
-# -- the h2 library as the server, in memory
-
-
-class _Pair:
-    """Our engine and an h2 server, each side's bytes handed to the other."""
-
-    def __init__(self, server_window: int, client_window: int) -> None:
-        self.server = h2.connection.H2Connection(SERVER_CONFIG)
-        self.server.initiate_connection()
-        self.server.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: server_window})
-        self.client = ClientConnection(PlainHpackEncoder())
-        self.client.initiate(
-            {h2wire.ENABLE_PUSH: 0, h2wire.INITIAL_WINDOW_SIZE: client_window}, 1 << 20
-        )
-        self.bodies: dict[int, bytearray] = {}  # what the client received, per stream
-        self.ended: set[int] = set()
-        self.requests: dict[int, bytearray] = {}  # what the server received
-        self.requests_ended: set[int] = set()
-
-    def pump(self) -> None:
-        for _ in range(100):
-            to_server = self.client.data_to_send()
-            to_client = self.server.data_to_send()
-            if not to_server and not to_client:
-                return
-            if to_server:
-                for event in self.server.receive_data(to_server):
-                    if isinstance(event, h2.events.RequestReceived):
-                        self.requests[event.stream_id] = bytearray()
-                    elif isinstance(event, h2.events.DataReceived):
-                        self.requests[event.stream_id] += event.data
-                        self.server.acknowledge_received_data(
-                            event.flow_controlled_length, event.stream_id
-                        )
-                    elif isinstance(event, h2.events.StreamEnded):
-                        self.requests_ended.add(event.stream_id)
-            if to_client:
-                for event in self.client.receive(to_client):
-                    if event[0] == RESPONSE:
-                        self.bodies[event[1]] = bytearray()
-                    elif event[0] == DATA:
-                        self.bodies[event[1]] += event[2]
-                        self.client.acknowledge(event[1], event[3])
-                    elif event[0] == ENDED:
-                        self.ended.add(event[1])
-        raise AssertionError("the two sides never went quiet")
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(st.tuples(st.integers(0, 200_000), st.integers(0, 100_000)), min_size=1, max_size=6),
-    st.sampled_from([1000, 65535, 1 << 20]),
-    st.sampled_from([1000, 65535, 1 << 20]),
-)
-def test_bodies_cross_whole_both_ways_against_the_h2_library(
-    exchanges: list[tuple[int, int]], server_window: int, client_window: int
-) -> None:
-    pair = _Pair(server_window, client_window)
-    pair.pump()
-    sent: dict[int, bytes] = {}
-    answers: dict[int, bytes] = {}
-    for n, (request_size, answer_size) in enumerate(exchanges):
-        sid = pair.client.next_stream_id()
-        body = bytes([n % 251]) * request_size
-        pair.client.send_headers(sid, GET, end_stream=not body)
-        sent[sid] = body
-        view = memoryview(body)
-        while view:
-            room = pair.client.send_window(sid)
-            assert room is not None
-            room = min(room, pair.client.max_outbound_frame_size)
-            if room <= 0:
-                pair.pump()
-                continue
-            pair.client.send_data(sid, bytes(view[:room]), end_stream=len(view) <= room)
-            view = view[room:]
-        pair.pump()
-        assert sid in pair.requests_ended
-        answers[sid] = bytes([(n * 7) % 251]) * answer_size
-        pair.server.send_headers(sid, [(b":status", b"200")], end_stream=not answer_size)
-        out = memoryview(answers[sid])
-        while out:
-            room = min(
-                pair.server.local_flow_control_window(sid), pair.server.max_outbound_frame_size
-            )
-            if room <= 0:
-                pair.pump()
-                continue
-            pair.server.send_data(sid, bytes(out[:room]), end_stream=len(out) <= room)
-            out = out[room:]
-        pair.pump()
-    assert {sid: bytes(body) for sid, body in pair.requests.items()} == sent
-    assert {sid: bytes(body) for sid, body in pair.bodies.items()} == answers
-    assert pair.ended == set(sent)
-    assert pair.client.open_outbound_streams == 0

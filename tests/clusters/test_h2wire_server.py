@@ -1,16 +1,11 @@
 """``clusters.h2wire.ServerConnection``, the simulator's HTTP/2 protocol engine, without
-sockets: frames written by hand for each server rule, a fuzz of arbitrary frames, and
-random conversations with the ``h2`` library playing the client (an independent
-implementation) and with our own client engine, checked byte for byte."""
+sockets: frames written by hand for each server rule, and a fuzz of arbitrary frames
+(conversations with other clients: tests/clusters/test_h2wire_interop.py)."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.settings
 import hpack
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,10 +20,8 @@ from clusters.h2wire import (
     PREFACE,
     REQUEST,
     RESET,
-    RESPONSE,
     SETTINGS,
     WINDOW,
-    ClientConnection,
     ErrorCode,
     FlowControlError,
     ProtocolError,
@@ -214,180 +207,3 @@ def test_arbitrary_frames_give_events_or_a_protocol_error_and_windows_hold(
         assert all(s.recv_window >= 0 for s in conn._streams.values())
         assert conn.open_streams <= 2
         conn.data_to_send()
-
-
-# -- conversations against an independent client, and against our own
-
-
-class _Client(Protocol):
-    bodies: dict[int, bytearray]  # what it received, per stream
-    ended: set[int]
-
-    def open(self, body: bool) -> int: ...
-    def room(self, sid: int) -> int: ...
-    def send(self, sid: int, data: bytes, end: bool) -> None: ...
-    def out(self) -> bytes: ...
-    def feed(self, data: bytes) -> None: ...
-
-
-class _H2LibClient:
-    """The h2 library as the client, in memory."""
-
-    def __init__(self, window: int) -> None:
-        self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
-        )
-        self.conn.initiate_connection()
-        self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-        self.bodies: dict[int, bytearray] = {}
-        self.ended: set[int] = set()
-
-    def open(self, body: bool) -> int:
-        sid: int = self.conn.get_next_available_stream_id()
-        self.conn.send_headers(sid, GET, end_stream=not body)
-        return sid
-
-    def room(self, sid: int) -> int:
-        return int(min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size))
-
-    def send(self, sid: int, data: bytes, end: bool) -> None:
-        self.conn.send_data(sid, data, end_stream=end)
-
-    def out(self) -> bytes:
-        return bytes(self.conn.data_to_send())
-
-    def feed(self, data: bytes) -> None:
-        for event in self.conn.receive_data(data):
-            if isinstance(event, h2.events.ResponseReceived):
-                self.bodies[event.stream_id] = bytearray()
-            elif isinstance(event, h2.events.DataReceived):
-                self.bodies[event.stream_id] += event.data
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, h2.events.StreamEnded):
-                self.ended.add(event.stream_id)
-
-
-class _OurClient:
-    """clusters.h2wire's client, behind the same few calls."""
-
-    def __init__(self, window: int) -> None:
-        self.ours = ClientConnection(PlainHpackEncoder())
-        self.ours.initiate({h2wire.ENABLE_PUSH: 0, h2wire.INITIAL_WINDOW_SIZE: window}, 1 << 20)
-        self.bodies: dict[int, bytearray] = {}
-        self.ended: set[int] = set()
-
-    def open(self, body: bool) -> int:
-        sid = self.ours.next_stream_id()
-        self.ours.send_headers(sid, GET, end_stream=not body)
-        return sid
-
-    def room(self, sid: int) -> int:
-        room = self.ours.send_window(sid)
-        assert room is not None
-        return min(room, self.ours.max_outbound_frame_size)
-
-    def send(self, sid: int, data: bytes, end: bool) -> None:
-        self.ours.send_data(sid, data, end_stream=end)
-
-    def out(self) -> bytes:
-        return self.ours.data_to_send()
-
-    def feed(self, data: bytes) -> None:
-        for event in self.ours.receive(data):
-            if event[0] == RESPONSE:
-                self.bodies[event[1]] = bytearray()
-            elif event[0] == DATA:
-                self.bodies[event[1]] += event[2]
-                self.ours.acknowledge(event[1], event[3])
-            elif event[0] == ENDED:
-                self.ended.add(event[1])
-
-
-class _Pair:
-    def __init__(self, client: _Client, server_window: int) -> None:
-        self.client = client
-        self.server = ServerConnection(PlainHpackEncoder())
-        self.server.initiate(
-            {h2wire.MAX_CONCURRENT_STREAMS: 250, h2wire.INITIAL_WINDOW_SIZE: server_window},
-            1 << 20,
-        )
-        self.requests: dict[int, bytearray] = {}
-        self.requests_ended: set[int] = set()
-
-    def pump(self) -> None:
-        for _ in range(200):
-            to_server, to_client = self.client.out(), self.server.data_to_send()
-            if not to_server and not to_client:
-                return
-            if to_server:
-                for event in self.server.receive(to_server):
-                    if event[0] == REQUEST:
-                        assert event[2] == GET
-                        self.requests[event[1]] = bytearray()
-                    elif event[0] == DATA:
-                        self.requests[event[1]] += event[2]
-                        self.server.acknowledge(event[1], event[3])
-                    elif event[0] == ENDED:
-                        self.requests_ended.add(event[1])
-            if to_client:
-                self.client.feed(to_client)
-        raise AssertionError("the two sides never went quiet")
-
-
-def _converse(pair: _Pair, exchanges: list[tuple[int, int]]) -> None:
-    sent: dict[int, bytes] = {}
-    answers: dict[int, bytes] = {}
-    pair.pump()
-    for n, (request_size, answer_size) in enumerate(exchanges):
-        body = bytes([n % 251]) * request_size
-        sid = pair.client.open(bool(body))
-        sent[sid] = body
-        view = memoryview(body)
-        while view:
-            room = pair.client.room(sid)
-            if room <= 0:
-                pair.pump()
-                continue
-            pair.client.send(sid, bytes(view[:room]), len(view) <= room)
-            view = view[room:]
-        pair.pump()
-        assert sid in pair.requests_ended
-        answers[sid] = bytes([(n * 7) % 251]) * answer_size
-        pair.server.send_headers(sid, [(b":status", b"200")], end_stream=not answer_size)
-        out = memoryview(answers[sid])
-        while out:
-            window = pair.server.send_window(sid)
-            assert window is not None
-            room = min(window, pair.server.max_outbound_frame_size)
-            if room <= 0:
-                pair.pump()
-                continue
-            pair.server.send_data(sid, bytes(out[:room]), end_stream=len(out) <= room)
-            out = out[room:]
-        pair.pump()
-    assert {sid: bytes(body) for sid, body in pair.requests.items()} == sent
-    assert {sid: bytes(body) for sid, body in pair.client.bodies.items()} == answers
-    assert pair.client.ended == set(sent)
-    assert pair.server.open_streams == 0
-
-
-_exchanges = st.lists(
-    st.tuples(st.integers(0, 200_000), st.integers(0, 100_000)), min_size=1, max_size=6
-)
-_windows = st.sampled_from([1000, 65535, 1 << 20])
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_exchanges, _windows, _windows)
-def test_bodies_cross_whole_both_ways_with_the_h2_library_as_client(
-    exchanges: list[tuple[int, int]], server_window: int, client_window: int
-) -> None:
-    _converse(_Pair(_H2LibClient(client_window), server_window), exchanges)
-
-
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_exchanges, _windows, _windows)
-def test_bodies_cross_whole_both_ways_between_our_two_ends(
-    exchanges: list[tuple[int, int]], server_window: int, client_window: int
-) -> None:
-    _converse(_Pair(_OurClient(client_window), server_window), exchanges)
