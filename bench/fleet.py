@@ -825,6 +825,11 @@ def main() -> None:
         default=HubOptions().global_syncs,
         help="The hub's global_syncs (syncs in flight hub-wide; for comparisons).",
     )
+    parser.add_argument(
+        "--no-writes-first",
+        action="store_true",
+        help="Turn off the hub's writes-first scheduling (hub.sync.priority; for comparisons).",
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     PROGRESS_EVERY_S[0] = args.progress_every
@@ -885,6 +890,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
         "sim_pinned": args.pin_sim,
         "hub_cluster_syncs": args.cluster_syncs,
         "hub_global_syncs": args.global_syncs,
+        "hub_writes_first": not args.no_writes_first,
         "sim_offers": "HTTP/1.1" if args.http1 else "HTTP/2, HTTP/1.1",
         "trigger": args.trigger,
         "event_loop": chosen_loop(HUB_DEFAULT),  # the hub's (HUB_EVENT_LOOP)
@@ -981,6 +987,7 @@ def run(args: argparse.Namespace, tmp: Path, sim: Sim) -> dict[str, Any]:
             trim_memory_s=args.trim_memory_s,
             cluster_syncs=args.cluster_syncs,
             global_syncs=args.global_syncs,
+            writes_first=not args.no_writes_first,
         ),
     )
     sim.stats(reset=True)

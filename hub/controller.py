@@ -100,6 +100,7 @@ from hub.sync.health import HealthRules
 from hub.sync.health_rules import load_health_rules
 from hub.sync.history import HistoryEntry, OperationPhase, SyncHistory, Trigger
 from hub.sync.model import SyncError, declared_source_specs
+from hub.sync.priority import WritesFirst
 from hub.sync.projects import ClusterRef
 from hub.sync.resources import HookType, ResourceKey, effective_sync_options, is_delete_hook
 from hub.sync.windows import manual_refusal
@@ -134,6 +135,9 @@ class HubOptions:
     cluster_syncs: int = 10  # syncs in flight per cluster (on the loop, not threads)
     cluster_calls: int = 4
     global_syncs: int = 512
+    # Syncs on their way to their first write go before status refreshes and history
+    # records (hub.sync.priority); off only to measure what it changes.
+    writes_first: bool = True
     global_calls: int = 16  # threads for renders and comparisons (spoke I/O is async)
     git_threads: int = 4
     store_threads: int = 8
@@ -729,6 +733,7 @@ class Hub:
             on_status=self.notifier.on_status,
             fleet=lambda: self._fleet,
             inline_store=self.store if self.store.backend == "sqlite" else None,
+            writes_first=WritesFirst() if self.options.writes_first else None,
         )
 
     def _close(self) -> None:

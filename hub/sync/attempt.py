@@ -164,7 +164,24 @@ async def run_attempt(run: Run, attempt: int) -> OperationResult:
 
 
 async def _steps(run: Run, attempt: int) -> tuple[OperationPhase, str, bool]:
-    """The attempt up to its outcome: (phase, message, whether hooks need cleaning up)."""
+    """The attempt up to its outcome: (phase, message, whether hooks need cleaning up),
+    on its way to its first write until ``run.writes_out()`` (``hub.sync.priority``)."""
+    writes_first = run.limits.writes_first
+    if writes_first is None:
+        return await _to_outcome(run, attempt)
+    with writes_first.on_the_way() as arrived:
+        run.writes_out = arrived
+        try:
+            return await _to_outcome(run, attempt)
+        finally:
+            run.writes_out = _nothing
+
+
+def _nothing() -> None:
+    pass
+
+
+async def _to_outcome(run: Run, attempt: int) -> tuple[OperationPhase, str, bool]:
     sha, manifests = await render(run)
     run.revision = sha
     if run.history is not None and attempt == 0 and not run.request.dry_run:

@@ -40,6 +40,7 @@ from hub.sync.helm import ClusterInfo
 from hub.sync.history import Operation, OperationPhase, ResourceResult, SyncHistory, Trigger
 from hub.sync.model import Application, Backoff, RetryPolicy
 from hub.sync.plan import SyncTask
+from hub.sync.priority import WritesFirst
 from hub.sync.projects import ProjectScope
 from hub.sync.resources import ResourceKey
 from hub.sync.retry import retry_delay_s, should_retry
@@ -342,12 +343,15 @@ class Limits:
     reads/writes go to threads under these limiters (None: anyio's default limiter);
     store calls run on the loop instead when ``inline`` takes them (SQLite, lock free).
     ``backoff``: the block a retry's backoff wait runs in (the worker lends its hub-wide
-    sync slot out there, so a failing cluster holds none while it waits)."""
+    sync slot out there, so a failing cluster holds none while it waits). ``writes_first``:
+    the hub-wide gate that puts syncs on their way to a write before other work
+    (``hub.sync.priority``); None outside ``hub serve``."""
 
     render: anyio.CapacityLimiter | None = None
     store: anyio.CapacityLimiter | None = None
     inline: InlineStore | None = None
     backoff: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None
+    writes_first: WritesFirst | None = None
 
 
 class Stop(Exception):
@@ -428,6 +432,8 @@ class Run:
     # nothing has been written (a dry run, already in sync, a failure before any write).
     compared: tuple[list[dict[str, Any]], AppComparison] | None = None
     wrote: bool = False
+    # Called once this attempt's first writes are out (``Limits.writes_first``).
+    writes_out: Callable[[], None] = lambda: None
     # The plan's first change when the dry run left it to its own request: nothing is
     # changed before it, so the server's answer to it is the same verdict (see
     # ``hub.sync.attempt.dry_run``); a rejection of it fails the attempt as a dry run would.

@@ -67,6 +67,9 @@ async def finish(run: Run, result: OperationResult) -> OperationResult:
             run.deadline = saved
     result = replace(result, sync_status=sync_status, health=health)
     if run.history is not None and not run.request.dry_run:
+        if run.limits.writes_first is not None:
+            # the record can wait while other syncs make their way to their writes
+            await run.limits.writes_first.wait_turn()
         history = run.history
         record = run.operation(result.phase, result.message)
         recorded = run.request.on_recorded

@@ -40,6 +40,8 @@ async def run_wave(run: Run, wave: PlanWave, *, wait_health: bool) -> str | None
             item = await delete_task(run, task, "Background")
             run.result(task, "Deleting", "BeforeHookCreation: deleting the previous hook")
             removals.append(item)
+    if removals:
+        run.writes_out()  # deletes are writes: what waits next is the cluster
     # A hook may only be re-created once its previous object is gone.
     blocking = [i for i in removals if i.task.action is Action.DELETE or wait_health]
     failure = await gate(run, blocking)
@@ -77,4 +79,5 @@ async def run_wave(run: Run, wave: PlanWave, *, wait_health: bool) -> str | None
             and run.rules.has_check(task.key.group, task.key.kind)
         ):
             applied.append(item)
+    run.writes_out()  # the wave's writes are out: its health gate waits on the cluster
     return await gate(run, applied)

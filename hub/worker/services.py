@@ -24,6 +24,7 @@ from hub.sync.health import HealthRules
 from hub.sync.history import SyncHistory, Trigger
 from hub.sync.model import Application
 from hub.sync.operation import InlineStore
+from hub.sync.priority import WritesFirst
 from hub.sync.projects import ClusterRef
 from hub.sync.resources import NAMESPACE_KIND
 from hub.worker.slots import FairSlots
@@ -69,6 +70,8 @@ class WorkerServices:
     # SQLite: the store that runs a worker's store calls on its loop when no writer holds
     # the lock (``Store.call_inline``); None hands every call to a thread (PostgreSQL).
     inline_store: InlineStore | None = None
+    # Syncs on their way to a write before refreshes and history records (``hub serve``).
+    writes_first: WritesFirst | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -57,6 +57,7 @@ class WorkerState:
             render=services.global_calls,
             store=services.store_calls,
             inline=services.inline_store,
+            writes_first=services.writes_first,
         )
         self._dirty: set[str] = set()
         self._reload = True

@@ -109,6 +109,9 @@ class ClusterWorker(Connection, Refresher, Operations, Deleter):
                     # a push that dirties every app of 1,000 had every worker refresh
                     # all its apps before the first sync they started sent a request.
                     await anyio.lowlevel.checkpoint()
+                    if self.svc.writes_first is not None:
+                        # syncs on their way to a write first (hub.sync.priority)
+                        await self.svc.writes_first.wait_turn()
                     try:
                         await self._refresh(name)
                     except Exception as exc:  # a bug: logged with its traceback, others go on

@@ -68,6 +68,7 @@ async def writes_of(p: SyncPlan, monkeypatch: pytest.MonkeyPatch) -> list[SyncTa
         unverified_write=None,
         applied_unchanged=0,
         rules=SimpleNamespace(has_check=lambda *_a: False),
+        writes_out=lambda: None,
     )
     for wave in p.waves:
         await hub.sync.wave.run_wave(run, wave, wait_health=p.multi_step)  # type: ignore[arg-type]
