@@ -170,15 +170,8 @@ async def _steps(run: Run, attempt: int) -> tuple[OperationPhase, str, bool]:
     if writes_first is None:
         return await _to_outcome(run, attempt)
     with writes_first.on_the_way() as arrived:
-        run.writes_out = arrived
-        try:
-            return await _to_outcome(run, attempt)
-        finally:
-            run.writes_out = _nothing
-
-
-def _nothing() -> None:
-    pass
+        run.writes_out = arrived  # idempotent: a call after the block changes nothing
+        return await _to_outcome(run, attempt)
 
 
 async def _to_outcome(run: Run, attempt: int) -> tuple[OperationPhase, str, bool]:
