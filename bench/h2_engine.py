@@ -29,7 +29,8 @@ import h2.settings
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clusters import h2wire
-from clusters.h2client import CONNECTION_WINDOW, STREAM_WINDOW, PlainHpackEncoder
+from clusters.h2client import CONNECTION_WINDOW, STREAM_WINDOW
+from clusters.h2wire import PlainHpackEncoder
 
 REQUEST = [
     (b":method", b"PATCH"),

@@ -6,8 +6,8 @@ its own: a hub watching three kinds on 1,000 clusters held ~4,400 sockets, each 
 TLS state (~60 KB). ``Http2Connection.open`` offers h2 during the TLS handshake and
 returns None when the server does not take it, so the caller keeps to HTTP/1.1.
 
-The framing, HPACK and flow-control bookkeeping are ``clusters.h2wire``'s (a client-only
-protocol engine; the ``h2`` library's did the same at several times the CPU); this
+The framing, HPACK and flow-control bookkeeping are ``clusters.h2wire``'s (the client
+side of our protocol engine; the ``h2`` library's did the same at several times the CPU); this
 module is the asyncio glue around it: a protocol that feeds received bytes to the engine
 and hands each event to its stream, one ``Http2Stream`` per request whose answer is read
 as chunks, and the three waits a sender needs (a free stream slot under the server's
@@ -26,12 +26,20 @@ import asyncio
 import collections
 import ssl
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, cast
-
-import hpack
+from typing import cast
 
 from clusters import h2wire
-from clusters.h2wire import DATA, ENDED, GOAWAY, RESET, RESPONSE, SETTINGS, WINDOW, ErrorCode
+from clusters.h2wire import (
+    DATA,
+    ENDED,
+    GOAWAY,
+    RESET,
+    RESPONSE,
+    SETTINGS,
+    WINDOW,
+    ErrorCode,
+    PlainHpackEncoder,
+)
 
 #: Receive window per stream: a large LIST arrives without waiting for WINDOW_UPDATEs
 #: (the protocol's default, 64 KiB, would cost a round trip every 64 KiB).
@@ -57,16 +65,6 @@ FIRST_STREAM_LIMIT = 100
 #: (PING and SETTINGS acknowledgements, WINDOW_UPDATEs) does not: a server flooding PINGs
 #: and reading nothing grew the buffer without bound (the "ping flood", CVE-2019-9512).
 MAX_WRITE_BUFFER = 16 * 1024 * 1024
-
-
-class PlainHpackEncoder(hpack.Encoder):
-    """HPACK without Huffman coding of literal strings (RFC 7541 5.2 lets the sender
-    choose). A request's new literal (its :path) coded bit by bit in pure Python cost
-    ~25 us of CPU on each side, about a tenth of a request; plain, it costs a few
-    dozen bytes more on the wire."""
-
-    def encode(self, headers: Any, huffman: bool = True) -> bytes:
-        return super().encode(headers, huffman=False)
 
 
 class StreamFailed(ConnectionError):

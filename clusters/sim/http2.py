@@ -34,8 +34,16 @@ from multidict import CIMultiDict, MultiDict
 from mypy_extensions import mypyc_attr
 
 from clusters import h2wire, wirejson
-from clusters.h2client import PlainHpackEncoder
-from clusters.h2wire import DATA, ENDED, GOAWAY, REQUEST, RESET, SETTINGS, WINDOW
+from clusters.h2wire import (
+    DATA,
+    ENDED,
+    GOAWAY,
+    REQUEST,
+    RESET,
+    SETTINGS,
+    WINDOW,
+    PlainHpackEncoder,
+)
 from clusters.sim.httpapi import Answer
 from clusters.sim.stats import ProcessStats
 from clusters.sim.store import ApiError

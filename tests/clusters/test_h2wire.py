@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clusters import h2wire
-from clusters.h2client import PlainHpackEncoder
 from clusters.h2wire import (
     DATA,
     ENDED,
@@ -28,6 +27,7 @@ from clusters.h2wire import (
     ErrorCode,
     FlowControlError,
     FrameSizeError,
+    PlainHpackEncoder,
     ProtocolError,
 )
 from tests.clusters.test_h2client_hostile import _frame as frame

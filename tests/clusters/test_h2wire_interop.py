@@ -16,8 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clusters import h2wire
-from clusters.h2client import PlainHpackEncoder
-from clusters.h2wire import DATA, ENDED, REQUEST, RESPONSE, ClientConnection, ServerConnection
+from clusters.h2wire import (
+    DATA,
+    ENDED,
+    REQUEST,
+    RESPONSE,
+    ClientConnection,
+    PlainHpackEncoder,
+    ServerConnection,
+)
 from tests.clusters.test_h2wire import GET
 
 

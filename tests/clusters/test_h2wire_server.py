@@ -12,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clusters import h2wire
-from clusters.h2client import PlainHpackEncoder
 from clusters.h2wire import (
     DATA,
     ENDED,
@@ -24,6 +23,7 @@ from clusters.h2wire import (
     WINDOW,
     ErrorCode,
     FlowControlError,
+    PlainHpackEncoder,
     ProtocolError,
     ServerConnection,
 )

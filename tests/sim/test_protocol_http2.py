@@ -22,7 +22,7 @@ import urllib3
 import yaml
 
 from clusters import h2wire
-from clusters.h2client import PlainHpackEncoder
+from clusters.h2wire import PlainHpackEncoder
 from clusters.sim import SimServer
 from clusters.sim.http2 import MAX_STREAMS
 from tests.conftest import run_kubectl
