@@ -545,6 +545,11 @@ def sim_summary(stats: list[dict[str, Any]]) -> dict[str, Any]:
         "h2_connections_open": sum(s.get("h2_connections_open", 0) for s in stats),
         "http1_connections_open": sum(s.get("http1_connections_open", 0) for s in stats),
         "objects": sum(s.get("objects", 0) for s in stats),
+        # how long the simulated controllers' keys waited for their reconcile (the
+        # controller-manager's queue, which yields the loop to the API servers)
+        "controller_wait_p50_ms": max(s.get("controllers", {}).get("p50_ms", 0.0) for s in stats),
+        "controller_wait_p99_ms": max(s.get("controllers", {}).get("p99_ms", 0.0) for s in stats),
+        "controller_reconciles": sum(s.get("controllers", {}).get("count", 0) for s in stats),
     }
 
 
@@ -567,8 +572,9 @@ def describe_sim(s: dict[str, Any]) -> str:
         f"{s['requests']} requests p50/p99 {s['request_p50_ms']:.1f}/{s['request_p99_ms']:.0f} ms, "
         f"GC {s['gc_total_s']:.1f}s ({s['gc_full_count']} full, longest "
         f"{s['gc_full_max_ms']:.0f} ms), "
-        f"{s['watches']} watches, {s['objects']} objects, RSS {s['rss_mb']:.0f} MB: "
-        + sim_verdict(s)
+        f"{s['watches']} watches, {s['objects']} objects, RSS {s['rss_mb']:.0f} MB, "
+        f"{s['controller_reconciles']} reconciles waiting p50/p99 "
+        f"{s['controller_wait_p50_ms']:.0f}/{s['controller_wait_p99_ms']:.0f} ms: " + sim_verdict(s)
     )
 
 

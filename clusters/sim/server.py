@@ -28,6 +28,7 @@ from aiohttp import web
 
 from clusters import wirejson
 from clusters.errors import ClusterUsageError
+from clusters.sim.controllers.scheduler import Scheduler
 from clusters.sim.faults import NO_FAULTS, FaultError, FaultSettings
 from clusters.sim.http2 import H2Connections, H2ServerConnection, by_alpn
 from clusters.sim.httpapi import Answer, SimRequest, open_stream
@@ -553,6 +554,11 @@ class Fleet:
     _dirty: set[str] = field(default_factory=set)
     _flush_handle: asyncio.TimerHandle | None = None
     on_membership_change: Callable[[], None] | None = None
+    # Every cluster's controllers run their reconciles on this one scheduler, a bounded
+    # slice per turn of the loop, so the API servers answer between slices
+    # (clusters/sim/controllers/scheduler.py). Started with the first cluster's.
+    scheduler: Scheduler = field(default_factory=lambda: Scheduler())
+    _scheduler_task: asyncio.Task[None] | None = None
 
     # -- membership -------------------------------------------------------------------
 
@@ -592,8 +598,13 @@ class Fleet:
             log.warning("simulated controllers are not available; objects will not progress")
             return
         api = StoreObjectAPI(cluster.store)
-        cluster.controllers = asyncio.get_running_loop().create_task(
-            run_controllers(api, ready_delay=self.ready_delay),
+        loop = asyncio.get_running_loop()
+        if self._scheduler_task is None or self._scheduler_task.done():
+            self._scheduler_task = loop.create_task(
+                self.scheduler.run(), name="sim-controller-scheduler"
+            )
+        cluster.controllers = loop.create_task(
+            run_controllers(api, ready_delay=self.ready_delay, scheduler=self.scheduler),
             name=f"sim-controllers-{cluster.name}",
         )
         cluster.controllers.add_done_callback(lambda t: _log_task_end(cluster.name, t))
@@ -622,6 +633,11 @@ class Fleet:
         self.stopping.set()
         for cluster in list(self.clusters.values()):
             await self._stop_cluster(cluster)
+        task, self._scheduler_task = self._scheduler_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.flush()
 
     # -- persistence ----------------------------------------------------------------------
@@ -1457,6 +1473,9 @@ class SimApp:
                         h2_connections_open=len(self.h2.open),
                         h2_streams_open=self.h2.streams_open,
                         http1_connections_open=self.http1_connections(),
+                        controllers=fleet.scheduler.take_delays(
+                            reset=_truthy(request.query.get("reset"))
+                        ),
                     )
                 )
             if segs == ["clusters"]:

@@ -63,6 +63,54 @@ def test_stats_count_requests_by_verb_and_watches_and_reset_on_request(
     assert after["window_s"] < stats["window_s"]
 
 
+def test_stats_show_how_long_the_controllers_keys_waited(
+    sim_factory: Callable[..., SimServer],
+) -> None:
+    server = sim_factory(clusters=["one"])
+    _stats(server, "?reset=true")
+    labels = {"app": "web"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]},
+            },
+        },
+    }
+    pool = urllib3.PoolManager(
+        ssl_context=ssl.create_default_context(cadata=server.ca_pem.decode())
+    )
+    path = "/clusters/one/apis/apps/v1/namespaces/default/deployments"
+    headers = {"Authorization": f"Bearer {server.token('one')}"}
+    try:
+        created = pool.request(
+            "POST", server.url + path, body=json.dumps(deployment), headers=headers, timeout=10
+        )
+        assert created.status == 201, created.data
+        deadline = time.monotonic() + 30
+        while True:
+            got = pool.request("GET", server.url + path + "/web", headers=headers, timeout=10)
+            if json.loads(got.data).get("status", {}).get("availableReplicas") == 2:
+                break
+            assert time.monotonic() < deadline, got.data
+            time.sleep(0.05)
+    finally:
+        pool.clear()
+    controllers = _stats(server, "?reset=true")["controllers"]
+    # the Deployment, its ReplicaSet and two pods, each reconciled at least once
+    assert controllers["count"] >= 4
+    assert 0 <= controllers["p50_ms"] <= controllers["p99_ms"] <= controllers["max_ms"]
+    assert controllers["slices"] >= 1
+    time.sleep(0.3)  # whatever was still queued settles
+    _stats(server, "?reset=true")
+    assert _stats(server)["controllers"]["count"] == 0  # a settled cluster reconciles nothing
+
+
 def test_stats_need_the_admin_token(sim_factory: Callable[..., SimServer]) -> None:
     server = sim_factory(clusters=["one"], controllers=False)
     assert _get(server, "/sim/stats", "wrong").status == 401

@@ -27,6 +27,7 @@ from clusters.sim.controllers.runtime import (
     Handler,
     Runtime,
 )
+from clusters.sim.controllers.scheduler import Scheduler
 from clusters.sim.controllers.statefulsets import reconcile_statefulset
 from clusters.sim.controllers.storage import reconcile_claim, reconcile_volume
 from clusters.sim.interface import ObjectAPI
@@ -58,7 +59,10 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-async def run_controllers(api: ObjectAPI, *, ready_delay: float) -> None:
+async def run_controllers(
+    api: ObjectAPI, *, ready_delay: float, scheduler: Scheduler | None = None
+) -> None:
     """Run one cluster's controllers until cancelled (one call per cluster, on the
-    server's event loop)."""
-    await Runtime(api, ready_delay=ready_delay, handlers=HANDLERS).run()
+    server's event loop). A server passes the ``scheduler`` all its clusters share;
+    without one the cluster runs its own."""
+    await Runtime(api, ready_delay=ready_delay, handlers=HANDLERS, scheduler=scheduler).run()

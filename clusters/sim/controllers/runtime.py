@@ -1,9 +1,11 @@
 """The controller runtime of one simulated cluster: a deduplicating work queue fed by the
 cluster's change events and by timers, drained by one worker.
 
-Cheap when idle by construction: two tasks per cluster (the event pump and the worker),
-both parked on an await; no polling. Timers exist only while something is pending (a pod
-waiting to become Ready, a Job's deadline, a CronJob's next run) and live in one heap.
+Cheap when idle by construction: one task per cluster (the event pump) parked on an await,
+and one loop timer while something is pending (a pod waiting to become Ready, a Job's
+deadline, a CronJob's next run; the cluster's due times live in one heap); no polling. The
+keys are reconciled by the loop's ``Scheduler``, which runs every cluster's in turn, a
+bounded slice per turn of the loop (``scheduler``).
 Reconcilers are level-based: each reads the current objects, acts, and returns how long
 until it wants another look (or None), so a lost event or a restart costs nothing but a
 resync.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ from clusters.sim.controllers._util import (
     selector_string,
     status_of,
 )
+from clusters.sim.controllers.scheduler import Scheduler
 from clusters.sim.interface import Obj, ObjectAPI, ObjectEvent
 from clusters.sim.readonly import ReadOnlyError
 
@@ -212,14 +216,28 @@ class _OwnWrites:
 class Runtime:
     """Queue, timers and small shared caches of one cluster's controllers."""
 
-    def __init__(self, api: ObjectAPI, *, ready_delay: float, handlers: Mapping[str, Handler]):
+    def __init__(
+        self,
+        api: ObjectAPI,
+        *,
+        ready_delay: float,
+        handlers: Mapping[str, Handler],
+        scheduler: Scheduler | None = None,
+    ):
         self.api: ObjectAPI = _OwnWrites(api, self)
         self.ready_delay = max(ready_delay, 0.0)
         self._handlers = handlers
-        self._queue: dict[Key, None] = {}
-        self._wake = asyncio.Event()
+        # The loop's scheduler, shared by every cluster of a server; None: this runtime
+        # runs one of its own while it runs (a cluster on its own, as in tests).
+        self._shared = scheduler
+        self._scheduler: Scheduler | None = None  # the one in use, while running
+        # key -> perf_counter() when enqueued (the scheduler measures the wait)
+        self._queue: dict[Key, float] = {}
         self._timers: dict[Key, float] = {}
         self._heap: list[tuple[float, Key]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
+        self._stopped: asyncio.Future[None] | None = None
         self._failures: dict[Key, int] = {}
         self._nodes: list[Node] | None = None
         self._served: dict[tuple[str, str], bool] = {}
@@ -249,8 +267,9 @@ class Runtime:
 
     def enqueue(self, key: Key) -> None:
         if key not in self._queue:
-            self._queue[key] = None
-            self._wake.set()
+            self._queue[key] = time.perf_counter()
+            if self._scheduler is not None:
+                self._scheduler.ready(self)
 
     def enqueue_after(self, key: Key, delay: float) -> None:
         due = self.clock() + max(delay, 0.0)
@@ -260,7 +279,30 @@ class Runtime:
             return
         self._timers[key] = due
         heapq.heappush(self._heap, (due, key))
-        self._wake.set()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """One loop timer per cluster, at its earliest due time (while running)."""
+        loop = self._loop
+        if loop is None or not self._heap:
+            return
+        due = self._heap[0][0]
+        if self._timer is not None:
+            if self._timer_due <= due:
+                return
+            self._timer.cancel()
+        self._timer_due = due
+        self._timer = loop.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        now = self.clock()
+        while self._heap and self._heap[0][0] <= now:
+            due, key = heapq.heappop(self._heap)
+            if self._timers.get(key) == due:
+                del self._timers[key]
+                self.enqueue(key)
+        self._arm_timer()
 
     def waited(self, path: str, uid: str) -> float:
         """Seconds since this object (by path, and this incarnation by uid) was first seen."""
@@ -403,16 +445,53 @@ class Runtime:
     # -- running ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self._stopped = loop.create_future()
+        own = self._shared is None
+        scheduler = Scheduler() if own else self._shared
+        assert scheduler is not None
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._pump(), name=f"sim-events-{self.api.cluster}")
                 # let the pump subscribe before listing, so no change falls in between
                 await asyncio.sleep(0)
                 await self._resync()
-                group.create_task(self._work(), name=f"sim-controllers-{self.api.cluster}")
+                if own:
+                    group.create_task(scheduler.run(), name=f"sim-controllers-{self.api.cluster}")
+                self._scheduler = scheduler
+                if self._queue:
+                    scheduler.ready(self)
+                self._arm_timer()
+                await self._stopped  # until cancelled, or a reconcile fails for good
         finally:
+            if self._scheduler is not None:
+                self._scheduler.forget(self)
+                self._scheduler = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             self._loop = None
+
+    # -- what the scheduler calls -----------------------------------------------------
+
+    def has_work(self) -> bool:
+        return bool(self._queue) and self._scheduler is not None
+
+    async def step(self) -> None:
+        """Reconcile the key enqueued first."""
+        key = next(iter(self._queue))
+        enqueued = self._queue.pop(key)
+        if self._scheduler is not None:
+            self._scheduler.delays.add(time.perf_counter() - enqueued)
+        await self._reconcile(key)
+
+    def fail(self, exc: BaseException) -> None:
+        """A reconcile failed in a way no retry fixes: ``run`` raises it."""
+        if self._scheduler is not None:
+            self._scheduler.forget(self)
+            self._scheduler = None
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_exception(exc)
 
     async def _resync(self) -> None:
         for api_version, kind in RESYNC:
@@ -442,29 +521,6 @@ class Runtime:
             close = getattr(events, "aclose", None)
             if close is not None:
                 await close()
-
-    async def _work(self) -> None:
-        while True:
-            now = self.clock()
-            while self._heap and self._heap[0][0] <= now:
-                due, key = heapq.heappop(self._heap)
-                if self._timers.get(key) == due:
-                    del self._timers[key]
-                    self.enqueue(key)
-            if not self._queue:
-                self._wake.clear()
-                timeout = self._heap[0][0] - now if self._heap else None
-                try:
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
-                except TimeoutError:
-                    pass
-                continue
-            key = next(iter(self._queue))
-            del self._queue[key]
-            await self._reconcile(key)
-            # Yield between keys so one busy cluster does not starve the server's loop.
-            await asyncio.sleep(0)
 
     async def _reconcile(self, key: Key) -> None:
         handler = self._handlers.get(key[0])
