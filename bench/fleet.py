@@ -550,6 +550,11 @@ def sim_summary(stats: list[dict[str, Any]]) -> dict[str, Any]:
         "controller_wait_p50_ms": max(s.get("controllers", {}).get("p50_ms", 0.0) for s in stats),
         "controller_wait_p99_ms": max(s.get("controllers", {}).get("p99_ms", 0.0) for s in stats),
         "controller_reconciles": sum(s.get("controllers", {}).get("count", 0) for s in stats),
+        # the monitor's latest wake-ups: what the process did meanwhile (CPU below the
+        # interval: no core for it; the collector's pauses; requests served)
+        "late_turns": sorted(
+            (t for s in stats for t in s.get("late_turns", [])), key=lambda t: -t["lag_ms"]
+        )[:20],
     }
 
 

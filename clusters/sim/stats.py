@@ -23,6 +23,8 @@ from clusters.eventloop import running_loop
 from clusters.sim import compiled
 
 LAG_INTERVAL = 0.1  # seconds between the monitor's wake-ups
+LATE_S = 0.1  # a wake-up later than this is kept in ``late_turns``
+MAX_LATE = 100
 MAX_SAMPLES = 100_000  # per series and window; beyond it a uniform sample is kept
 
 
@@ -86,6 +88,9 @@ class ProcessStats:
         self._reset()
         self._task: asyncio.Task[None] | None = None
         self._gc_started = 0.0
+        # Running totals since the start (never reset), for what a late turn held
+        self._gc_seconds = 0.0
+        self._requests_served = 0
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -95,12 +100,19 @@ class ProcessStats:
         series = self.gc.get(generation)
         if series is None:
             series = self.gc[generation] = Series()
-        series.add(time.perf_counter() - self._gc_started)
+        pause = time.perf_counter() - self._gc_started
+        self._gc_seconds += pause
+        series.add(pause)
 
     def _reset(self) -> None:
         self.started = time.monotonic()
         self.cpu_at_start = _cpu_seconds()
         self.lag = Series()
+        # The monitor's intervals that ended later than LATE_S, newest last (at most
+        # MAX_LATE): how long, and what the process did in them (its CPU: less than the
+        # interval means the machine gave the process no core; the garbage collector's
+        # pauses; requests served).
+        self.late: list[dict[str, float | int]] = []
         self.requests: dict[str, Series] = {}
         self.watches_opened = 0
         # HTTP/2 (``hub sim serve --http2``): connections and streams opened in the window
@@ -131,11 +143,26 @@ class ProcessStats:
         # The loop is late by as long as callbacks ran past the timer: that delay is what
         # every request and watch event queued behind them waited too.
         while True:
-            due = time.perf_counter() + LAG_INTERVAL
+            started = time.perf_counter()
+            cpu, gc_s, served = _cpu_seconds(), self._gc_seconds, self._requests_served
             await asyncio.sleep(LAG_INTERVAL)
-            self.lag.add(max(0.0, time.perf_counter() - due))
+            now = time.perf_counter()
+            lag = max(0.0, now - started - LAG_INTERVAL)
+            self.lag.add(lag)
+            if lag > LATE_S:
+                self.late.append(
+                    {
+                        "lag_ms": round(1000 * lag, 1),
+                        "interval_ms": round(1000 * (now - started), 1),
+                        "cpu_ms": round(1000 * (_cpu_seconds() - cpu), 1),
+                        "gc_ms": round(1000 * (self._gc_seconds - gc_s), 1),
+                        "requests": self._requests_served - served,
+                    }
+                )
+                del self.late[:-MAX_LATE]
 
     def request(self, verb: str, seconds: float) -> None:
+        self._requests_served += 1
         series = self.requests.get(verb)
         if series is None:
             series = self.requests[verb] = Series()
@@ -160,6 +187,7 @@ class ProcessStats:
             "cpu_share": round(cpu / wall, 3) if wall > 0 else 0.0,
             "rss_mb": round(_rss_mb(), 1),
             "loop_lag": self.lag.summary_ms(),
+            "late_turns": list(self.late),
             "requests": every.summary_ms(),
             "requests_by_verb": {k: v.summary_ms() for k, v in sorted(self.requests.items())},
             "watches_opened": self.watches_opened,

@@ -17,6 +17,7 @@ import pytest
 
 from clusters.sim.controllers import HANDLERS, run_controllers
 from clusters.sim.controllers.runtime import Runtime
+from clusters.sim.controllers.scheduler import Scheduler
 from clusters.sim.objectapi import StoreObjectAPI
 from clusters.sim.readonly import ReadOnlyError
 from clusters.sim.store import ClusterStore
@@ -324,6 +325,47 @@ def test_a_controller_that_changes_what_it_read_stops_the_runtime_when_checked()
     with pytest.raises(ExceptionGroup) as caught:
         asyncio.run(main())
     assert caught.group_contains(ReadOnlyError)
+
+
+def test_a_careless_cluster_stops_alone_on_a_shared_scheduler() -> None:
+    async def careless(rt: Runtime, namespace: str, name: str) -> float | None:
+        d = await rt.api.get("apps/v1", "Deployment", namespace, name)
+        assert d is not None
+        d["spec"]["replicas"] = 3
+        return None
+
+    async def main() -> tuple[BaseException | None, bool]:
+        scheduler = Scheduler()
+        driver = asyncio.create_task(scheduler.run())
+        broken_api = StoreObjectAPI(ClusterStore("careless"), check_reads=True)
+        fine_api = StoreObjectAPI(ClusterStore("fine"), check_reads=True)
+        for manifest in manifests()[:2]:
+            await broken_api.create(manifest)
+        broken = asyncio.create_task(
+            Runtime(
+                broken_api, ready_delay=0.05, handlers={"Deployment": careless}, scheduler=scheduler
+            ).run()
+        )
+        fine = asyncio.create_task(run_controllers(fine_api, ready_delay=0.05, scheduler=scheduler))
+        await asyncio.wait({broken}, timeout=10)
+        for manifest in manifests()[:2]:
+            await fine_api.create(manifest)
+        try:
+            await eventually("the other cluster's rollout", lambda: rolled_out_two(fine_api))
+            return broken.exception(), not fine.done() and not driver.done()
+        finally:
+            for task in (fine, driver):
+                task.cancel()
+            await asyncio.gather(fine, driver, return_exceptions=True)
+
+    error, others_running = asyncio.run(main())
+    assert isinstance(error, ExceptionGroup) and error.subgroup(ReadOnlyError) is not None
+    assert others_running
+
+
+async def rolled_out_two(api: StoreObjectAPI) -> bool:
+    d = await api.get("apps/v1", "Deployment", NS, "web")
+    return ((d or {}).get("status") or {}).get("availableReplicas") == 2
 
 
 def test_the_controllers_never_change_a_stored_object_in_place() -> None:

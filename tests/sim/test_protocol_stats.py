@@ -153,3 +153,32 @@ def test_the_freezer_freezes_survivors_after_a_full_collection_only() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()  # the test process keeps its usual collector
+
+
+def test_a_late_turn_says_what_the_process_did_meanwhile() -> None:
+    import asyncio
+    import gc
+
+    from clusters.sim.stats import ProcessStats
+
+    async def scenario() -> list[dict[str, float | int]]:
+        stats = ProcessStats()
+        stats.start()
+        try:
+            await asyncio.sleep(0.15)
+
+            def stall() -> None:
+                time.sleep(0.25)  # the loop blocked without using a core
+                gc.collect()
+
+            asyncio.get_running_loop().call_soon(stall)
+            await asyncio.sleep(0.3)
+            return list(stats.take(reset=False)["late_turns"])
+        finally:
+            await stats.stop()
+
+    late = asyncio.run(scenario())
+    turn = max(late, key=lambda t: t["lag_ms"])
+    assert turn["lag_ms"] > 100 and turn["interval_ms"] >= turn["lag_ms"]
+    assert turn["cpu_ms"] < turn["interval_ms"]  # asleep, not busy
+    assert turn["gc_ms"] > 0 and turn["requests"] == 0
