@@ -814,7 +814,7 @@ class SimApp:
         self.app = web.Application(client_max_size=MAX_BODY)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.external_address = ""
-        self.stats = ProcessStats()
+        self.stats = ProcessStats(controller_seconds=lambda: fleet.scheduler.busy_s)
         self.h2 = H2Connections(self.stats)
         # set by RunningSim: the HTTP/1.1 connections its aiohttp server holds
         self.http1_connections: Callable[[], int] = lambda: 0

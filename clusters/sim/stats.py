@@ -16,6 +16,7 @@ import os
 import random
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,7 +85,9 @@ def _rss_mb() -> float:
 class ProcessStats:
     """The current window of one simulator process."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, controller_seconds: Callable[[], float] | None = None) -> None:
+        # Seconds the simulated controllers have run so far (the server's scheduler)
+        self._controller_seconds = controller_seconds or (lambda: 0.0)
         self._reset()
         self._task: asyncio.Task[None] | None = None
         self._gc_started = 0.0
@@ -145,6 +148,7 @@ class ProcessStats:
         while True:
             started = time.perf_counter()
             cpu, gc_s, served = _cpu_seconds(), self._gc_seconds, self._requests_served
+            controllers = self._controller_seconds()
             await asyncio.sleep(LAG_INTERVAL)
             now = time.perf_counter()
             lag = max(0.0, now - started - LAG_INTERVAL)
@@ -156,6 +160,9 @@ class ProcessStats:
                         "interval_ms": round(1000 * (now - started), 1),
                         "cpu_ms": round(1000 * (_cpu_seconds() - cpu), 1),
                         "gc_ms": round(1000 * (self._gc_seconds - gc_s), 1),
+                        "controllers_ms": round(
+                            1000 * (self._controller_seconds() - controllers), 1
+                        ),
                         "requests": self._requests_served - served,
                     }
                 )

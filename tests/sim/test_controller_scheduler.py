@@ -175,7 +175,7 @@ def _deployment(name: str) -> dict[str, Any]:
 
 
 def test_clusters_sharing_a_scheduler_roll_out_and_their_waits_are_measured() -> None:
-    async def scenario() -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
+    async def scenario() -> tuple[list[dict[str, Any]], dict[str, Any], bool, float]:
         scheduler = Scheduler()
         apis = [StoreObjectAPI(ClusterStore(f"c{i}")) for i in range(3)]
         loop = asyncio.get_running_loop()
@@ -201,11 +201,12 @@ def test_clusters_sharing_a_scheduler_roll_out_and_their_waits_are_measured() ->
         for task in [*tasks, driver]:
             task.cancel()
         await asyncio.gather(*tasks, driver, return_exceptions=True)
-        return [d or {} for d in found], figures, left_alone
+        return [d or {} for d in found], figures, left_alone, scheduler.busy_s
 
-    found, figures, left_alone = asyncio.run(scenario())
+    found, figures, left_alone, busy = asyncio.run(scenario())
     assert all(d["status"]["readyReplicas"] == 2 for d in found)
     assert isinstance(figures["count"], int) and figures["count"] >= 3 * 4
     assert 0 <= figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
     assert isinstance(figures["slices"], int) and figures["slices"] >= 1
     assert left_alone
+    assert busy > 0

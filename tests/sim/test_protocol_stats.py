@@ -162,7 +162,8 @@ def test_a_late_turn_says_what_the_process_did_meanwhile() -> None:
     from clusters.sim.stats import ProcessStats
 
     async def scenario() -> list[dict[str, float | int]]:
-        stats = ProcessStats()
+        controllers = [0.0]
+        stats = ProcessStats(controller_seconds=lambda: controllers[0])
         stats.start()
         try:
             await asyncio.sleep(0.15)
@@ -170,6 +171,7 @@ def test_a_late_turn_says_what_the_process_did_meanwhile() -> None:
             def stall() -> None:
                 time.sleep(0.25)  # the loop blocked without using a core
                 gc.collect()
+                controllers[0] += 0.05  # and the controllers ran 50 ms of it
 
             asyncio.get_running_loop().call_soon(stall)
             await asyncio.sleep(0.3)
@@ -182,3 +184,4 @@ def test_a_late_turn_says_what_the_process_did_meanwhile() -> None:
     assert turn["lag_ms"] > 100 and turn["interval_ms"] >= turn["lag_ms"]
     assert turn["cpu_ms"] < turn["interval_ms"]  # asleep, not busy
     assert turn["gc_ms"] > 0 and turn["requests"] == 0
+    assert turn["controllers_ms"] == pytest.approx(50)

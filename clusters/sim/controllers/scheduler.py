@@ -62,6 +62,8 @@ class Scheduler:
         # slice's end with work left (the controllers were behind).
         self.slices = 0
         self.full_slices = 0
+        # Seconds spent in slices since the start (never reset): /sim/stats' late turns
+        self.busy_s = 0.0
 
     def ready(self, worker: Worker) -> None:
         """``worker`` has keys to reconcile: give it a turn (once, however often called)."""
@@ -99,7 +101,8 @@ class Scheduler:
                 await self._wake.wait()
                 continue
             self.slices += 1
-            end = time.perf_counter() + self.slice_s
+            start = time.perf_counter()
+            end = start + self.slice_s
             while ready:
                 worker = ready.popleft()
                 self._queued.discard(id(worker))
@@ -114,6 +117,7 @@ class Scheduler:
                     if ready:
                         self.full_slices += 1
                     break
+            self.busy_s += time.perf_counter() - start
             # Back to the loop: what arrived meanwhile (requests, watch events, timers)
             # runs before the next slice.
             await asyncio.sleep(0)
