@@ -462,15 +462,26 @@ class Runtime:
                 if self._queue:
                     scheduler.ready(self)
                 self._arm_timer()
-                await self._stopped  # until cancelled, or a reconcile fails for good
+                # Until cancelled, or a reconcile fails for good. A task of the group, not
+                # an await in this body: compiled (mypyc 2.4), a cancellation met in the
+                # body of this ``async with`` was raised again later in the task that
+                # stopped the server (tests/sim/test_client_watch.py's teardown caught it).
+                group.create_task(self._until_stopped(), name=f"sim-stop-{self.api.cluster}")
         finally:
-            if self._scheduler is not None:
-                self._scheduler.forget(self)
-                self._scheduler = None
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._loop = None
+            self._detach()
+
+    def _detach(self) -> None:
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.forget(self)
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self._loop = None
+
+    async def _until_stopped(self) -> None:
+        assert self._stopped is not None
+        await self._stopped
 
     # -- what the scheduler calls -----------------------------------------------------
 
@@ -487,9 +498,9 @@ class Runtime:
 
     def fail(self, exc: BaseException) -> None:
         """A reconcile failed in a way no retry fixes: ``run`` raises it."""
-        if self._scheduler is not None:
-            self._scheduler.forget(self)
-            self._scheduler = None
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.forget(self)
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_exception(exc)
 
