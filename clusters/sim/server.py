@@ -44,6 +44,7 @@ from clusters.sim.stats import FullCollectionFreezer, ProcessStats
 from clusters.sim.store import (
     DEFAULT_GC_DELAY,
     DEFAULT_HISTORY,
+    WAKE,
     ApiError,
     ClusterStore,
     Delivery,
@@ -1391,6 +1392,7 @@ class SimApp:
                 "BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
             )
 
+        timer: asyncio.TimerHandle | None = None
         try:
             if gone is not None or watcher is None:
                 assert gone is not None
@@ -1405,20 +1407,30 @@ class SimApp:
                 # Initial events are already queued; the marker follows them.
                 chunk = self._drain(watcher, encode)
                 await response.write(chunk + bookmark(initial_end=True))
+
+            # One loop timer wakes the stream at its deadline or next bookmark, instead of
+            # a timeout around every wait for an event (a busy watch waits thousands of
+            # times between two bookmarks).
+            def wake_at_next_due() -> asyncio.TimerHandle:
+                due = min(deadline, next_bookmark) if bookmarks else deadline
+                return loop.call_at(due, watcher.wake)
+
+            timer = wake_at_next_due()
             while True:
                 now = loop.time()
                 if now >= deadline or self.fleet.stopping.is_set():
                     break
-                wait = deadline - now
-                if bookmarks:
-                    wait = min(wait, max(0.0, next_bookmark - now))
-                try:
-                    async with asyncio.timeout(wait):
-                        first = await watcher.queue.get()
-                except TimeoutError:
-                    if bookmarks and loop.time() >= next_bookmark:
-                        await response.write(bookmark())
-                        next_bookmark = loop.time() + self.fleet.bookmark_interval
+                if bookmarks and now >= next_bookmark:
+                    await response.write(bookmark())
+                    next_bookmark = loop.time() + self.fleet.bookmark_interval
+                    timer.cancel()
+                    timer = wake_at_next_due()
+                first = await watcher.queue.get()
+                if first is WAKE:
+                    # Early (a loop timer's resolution is a millisecond) or stale: the
+                    # next due time gets the one timer.
+                    timer.cancel()
+                    timer = wake_at_next_due()
                     continue
                 if first is None:
                     break
@@ -1433,6 +1445,8 @@ class SimApp:
         except (ConnectionResetError, ConnectionError):
             pass
         finally:
+            if timer is not None:
+                timer.cancel()
             if watcher is not None:
                 store.unwatch(watcher)
                 cluster.streams.discard(watcher)
@@ -1453,6 +1467,8 @@ class SimApp:
             if item is None:
                 watcher.queue.put_nowait(None)
                 break
+            if item is WAKE:
+                continue
             parts.append(encode(item.type, item.obj))
         return b"".join(parts)
 

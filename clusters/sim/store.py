@@ -282,6 +282,10 @@ class Delivery:
     obj: Obj
 
 
+# Queued to wake a watch stream's reader without an event (its deadline, a bookmark).
+WAKE = Delivery("", {})
+
+
 class Watcher:
     """One watch stream's subscription: filters changes and queues them."""
 
@@ -348,6 +352,11 @@ class Watcher:
         if not self.closed:
             self.closed = True
             self.queue.put_nowait(None)
+
+    def wake(self) -> None:
+        """Wake the reader with no event (``WAKE``); nothing once closed."""
+        if not self.closed:
+            self.queue.put_nowait(WAKE)
 
 
 # The store -----------------------------------------------------------------------------
