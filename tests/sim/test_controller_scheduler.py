@@ -157,7 +157,8 @@ def test_a_forgotten_cluster_gets_no_more_turns() -> None:
 NS = "default"
 
 
-def _deployment(name: str) -> dict[str, Any]:
+def deployment(name: str) -> dict[str, Any]:
+    """A Deployment of two replicas in ``NS`` (the e2e stats test uses it too)."""
     labels = {"app": name}
     return {
         "apiVersion": "apps/v1",
@@ -186,7 +187,7 @@ def test_clusters_sharing_a_scheduler_roll_out_and_their_waits_are_measured() ->
         tasks = [loop.create_task(rt.run()) for rt in runtimes]
         for api in apis:
             await api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-            await api.create(_deployment("web"))
+            await api.create(deployment("web"))
         deadline = loop.time() + 30
         while True:
             found = [await api.get("apps/v1", "Deployment", NS, "web") for api in apis]

@@ -15,6 +15,7 @@ import urllib3
 
 from clusters.sim import SimServer
 from clusters.sim.stats import MAX_SAMPLES, Series
+from tests.sim.test_controller_scheduler import deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.sim_only("the simulator's admin API")]
 
@@ -68,20 +69,6 @@ def test_stats_show_how_long_the_controllers_keys_waited(
 ) -> None:
     server = sim_factory(clusters=["one"])
     _stats(server, "?reset=true")
-    labels = {"app": "web"}
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "main", "image": "nginx:1.27"}]},
-            },
-        },
-    }
     pool = urllib3.PoolManager(
         ssl_context=ssl.create_default_context(cadata=server.ca_pem.decode())
     )
@@ -89,7 +76,11 @@ def test_stats_show_how_long_the_controllers_keys_waited(
     headers = {"Authorization": f"Bearer {server.token('one')}"}
     try:
         created = pool.request(
-            "POST", server.url + path, body=json.dumps(deployment), headers=headers, timeout=10
+            "POST",
+            server.url + path,
+            body=json.dumps(deployment("web")),
+            headers=headers,
+            timeout=10,
         )
         assert created.status == 201, created.data
         deadline = time.monotonic() + 30
