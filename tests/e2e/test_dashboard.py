@@ -481,7 +481,9 @@ def test_dashboard_shows_the_fleet_a_visible_degraded_cell_resources_and_syncs(
 
 
 def test_the_cli_diffs_and_syncs_an_application_by_name_through_the_hub(fleet: Fleet) -> None:
-    wait_for("the fleet synced with one failure", lambda: settled(fleet), timeout=120)
+    # east-api may still be drifted by the rollups test: the browser test, which syncs it
+    # back, is skipped on a machine without chromium
+    wait_for("the fleet synced with one failure", lambda: settled(fleet, drifted=True), timeout=120)
     run_kubectl(fleet.sim.kubeconfig_path, "scale", "deployment", "api", "-n", "api",
                 "--replicas=4", context="east")  # fmt: skip
     wait_for("east-api OutOfSync", lambda: fleet.apps().get("east-api", ("",))[0] == "OutOfSync")

@@ -197,6 +197,7 @@ def rollout_messages(http: HttpReceiver, revision: str) -> list[tuple[str, dict[
     return [(path, body) for path, body in got if body["revision"] == revision[:12]]
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
 def test_a_good_release_walks_the_steps_in_order_and_a_crash_loop_stops_at_the_first(
     tmp_path: Path,
 ) -> None:
