@@ -1,5 +1,5 @@
 """The controller runtime of one simulated cluster: a deduplicating work queue fed by the
-cluster's change events and by timers, drained by one worker.
+cluster's change events and by timers, drained by the loop's scheduler.
 
 Cheap when idle by construction: one task per cluster (the event pump) parked on an await,
 and one loop timer while something is pending (a pod waiting to become Ready, a Job's

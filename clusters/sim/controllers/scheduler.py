@@ -110,9 +110,9 @@ class Scheduler:
                     await worker.step()
                 except Exception as exc:
                     worker.fail(exc)
-                    continue
-                if worker.has_work():
-                    self.ready(worker)
+                else:
+                    if worker.has_work():
+                        self.ready(worker)
                 if time.perf_counter() >= end:
                     if ready:
                         self.full_slices += 1
