@@ -1480,18 +1480,17 @@ class SimApp:
         fleet = self.fleet
         try:
             if segs == ["stats"] and method == "GET":
+                reset = _truthy(request.query.get("reset"))
                 return _json(
                     self.stats.take(
-                        reset=_truthy(request.query.get("reset")),
+                        reset=reset,
                         clusters=len(fleet.clusters),
                         watches=sum(c.store.watch_count() for c in fleet.clusters.values()),
                         objects=sum(c.store.object_count() for c in fleet.clusters.values()),
                         h2_connections_open=len(self.h2.open),
                         h2_streams_open=self.h2.streams_open,
                         http1_connections_open=self.http1_connections(),
-                        controllers=fleet.scheduler.take_delays(
-                            reset=_truthy(request.query.get("reset"))
-                        ),
+                        controllers=fleet.scheduler.take_delays(reset=reset),
                     )
                 )
             if segs == ["clusters"]:

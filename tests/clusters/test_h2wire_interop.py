@@ -28,145 +28,84 @@ from clusters.h2wire import (
 from tests.clusters.test_h2wire import GET
 
 
-class _Client(Protocol):
-    bodies: dict[int, bytearray]  # what it received, per stream
+class _End(Protocol):
+    received: dict[int, bytearray]  # what it received, per stream
     ended: set[int]
 
-    def open(self, body: bool) -> int: ...
     def room(self, sid: int) -> int: ...
     def send(self, sid: int, data: bytes, end: bool) -> None: ...
     def out(self) -> bytes: ...
     def feed(self, data: bytes) -> None: ...
 
 
-class _H2LibClient:
-    """The h2 library as the client, in memory."""
+class _Client(_End, Protocol):
+    def open(self, body: bool) -> int: ...
 
-    def __init__(self, window: int) -> None:
+
+class _Server(_End, Protocol):
+    def answer_headers(self, sid: int, end: bool) -> None: ...
+
+
+class _H2LibEnd:
+    """The h2 library, in memory: one end, the side given by ``client_side``."""
+
+    def __init__(self, window: int, *, client_side: bool) -> None:
         self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None)
+            h2.config.H2Configuration(client_side=client_side, header_encoding=None)
         )
         self.conn.initiate_connection()
         self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-        self.bodies: dict[int, bytearray] = {}
+        # the event that starts a stream's body: the answer's headers, or the request's
+        self._starts = h2.events.ResponseReceived if client_side else h2.events.RequestReceived
+        self.received: dict[int, bytearray] = {}
         self.ended: set[int] = set()
+
+    def room(self, sid: int) -> int:
+        return int(min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size))
+
+    def send(self, sid: int, data: bytes, end: bool) -> None:
+        self.conn.send_data(sid, data, end_stream=end)
+
+    def out(self) -> bytes:
+        return bytes(self.conn.data_to_send())
+
+    def feed(self, data: bytes) -> None:
+        for event in self.conn.receive_data(data):
+            if isinstance(event, self._starts):
+                self.received[event.stream_id] = bytearray()
+            elif isinstance(event, h2.events.DataReceived):
+                self.received[event.stream_id] += event.data
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                self.ended.add(event.stream_id)
+
+
+class _H2LibClient(_H2LibEnd):
+    def __init__(self, window: int) -> None:
+        super().__init__(window, client_side=True)
 
     def open(self, body: bool) -> int:
         sid: int = self.conn.get_next_available_stream_id()
         self.conn.send_headers(sid, GET, end_stream=not body)
         return sid
 
-    def room(self, sid: int) -> int:
-        return int(min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size))
 
-    def send(self, sid: int, data: bytes, end: bool) -> None:
-        self.conn.send_data(sid, data, end_stream=end)
-
-    def out(self) -> bytes:
-        return bytes(self.conn.data_to_send())
-
-    def feed(self, data: bytes) -> None:
-        for event in self.conn.receive_data(data):
-            if isinstance(event, h2.events.ResponseReceived):
-                self.bodies[event.stream_id] = bytearray()
-            elif isinstance(event, h2.events.DataReceived):
-                self.bodies[event.stream_id] += event.data
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, h2.events.StreamEnded):
-                self.ended.add(event.stream_id)
-
-
-class _OurClient:
-    """clusters.h2wire's client, behind the same few calls."""
-
+class _H2LibServer(_H2LibEnd):
     def __init__(self, window: int) -> None:
-        self.ours = ClientConnection(PlainHpackEncoder())
-        self.ours.initiate({h2wire.ENABLE_PUSH: 0, h2wire.INITIAL_WINDOW_SIZE: window}, 1 << 20)
-        self.bodies: dict[int, bytearray] = {}
-        self.ended: set[int] = set()
-
-    def open(self, body: bool) -> int:
-        sid = self.ours.next_stream_id()
-        self.ours.send_headers(sid, GET, end_stream=not body)
-        return sid
-
-    def room(self, sid: int) -> int:
-        room = self.ours.send_window(sid)
-        assert room is not None
-        return min(room, self.ours.max_outbound_frame_size)
-
-    def send(self, sid: int, data: bytes, end: bool) -> None:
-        self.ours.send_data(sid, data, end_stream=end)
-
-    def out(self) -> bytes:
-        return self.ours.data_to_send()
-
-    def feed(self, data: bytes) -> None:
-        for event in self.ours.receive(data):
-            if event[0] == RESPONSE:
-                self.bodies[event[1]] = bytearray()
-            elif event[0] == DATA:
-                self.bodies[event[1]] += event[2]
-                self.ours.acknowledge(event[1], event[3])
-            elif event[0] == ENDED:
-                self.ended.add(event[1])
-
-
-class _Server(Protocol):
-    requests: dict[int, bytearray]  # what it received, per stream
-    ended: set[int]
-
-    def room(self, sid: int) -> int: ...
-    def answer_headers(self, sid: int, end: bool) -> None: ...
-    def send(self, sid: int, data: bytes, end: bool) -> None: ...
-    def out(self) -> bytes: ...
-    def feed(self, data: bytes) -> None: ...
-
-
-class _H2LibServer:
-    """The h2 library as the server, in memory."""
-
-    def __init__(self, window: int) -> None:
-        self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=False, header_encoding=None)
-        )
-        self.conn.initiate_connection()
-        self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-        self.requests: dict[int, bytearray] = {}
-        self.ended: set[int] = set()
-
-    def room(self, sid: int) -> int:
-        return int(min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size))
+        super().__init__(window, client_side=False)
 
     def answer_headers(self, sid: int, end: bool) -> None:
         self.conn.send_headers(sid, [(b":status", b"200")], end_stream=end)
 
-    def send(self, sid: int, data: bytes, end: bool) -> None:
-        self.conn.send_data(sid, data, end_stream=end)
 
-    def out(self) -> bytes:
-        return bytes(self.conn.data_to_send())
+class _OurEnd:
+    """clusters.h2wire, behind the same few calls: ``starts`` is the event kind that
+    starts a stream's body (RESPONSE on a client, REQUEST on a server)."""
 
-    def feed(self, data: bytes) -> None:
-        for event in self.conn.receive_data(data):
-            if isinstance(event, h2.events.RequestReceived):
-                self.requests[event.stream_id] = bytearray()
-            elif isinstance(event, h2.events.DataReceived):
-                self.requests[event.stream_id] += event.data
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            elif isinstance(event, h2.events.StreamEnded):
-                self.ended.add(event.stream_id)
-
-
-class _OurServer:
-    """clusters.h2wire's server, behind the same few calls."""
-
-    def __init__(self, window: int) -> None:
-        self.ours = ServerConnection(PlainHpackEncoder())
-        self.ours.initiate(
-            {h2wire.MAX_CONCURRENT_STREAMS: 250, h2wire.INITIAL_WINDOW_SIZE: window}, 1 << 20
-        )
-        self.requests: dict[int, bytearray] = {}
+    def __init__(self, ours: ClientConnection | ServerConnection, starts: str) -> None:
+        self.ours = ours
+        self._starts = starts
+        self.received: dict[int, bytearray] = {}
         self.ended: set[int] = set()
 
     def room(self, sid: int) -> int:
@@ -174,9 +113,6 @@ class _OurServer:
         assert window is not None
         return min(window, self.ours.max_outbound_frame_size)
 
-    def answer_headers(self, sid: int, end: bool) -> None:
-        self.ours.send_headers(sid, [(b":status", b"200")], end_stream=end)
-
     def send(self, sid: int, data: bytes, end: bool) -> None:
         self.ours.send_data(sid, data, end_stream=end)
 
@@ -185,14 +121,41 @@ class _OurServer:
 
     def feed(self, data: bytes) -> None:
         for event in self.ours.receive(data):
-            if event[0] == REQUEST:
-                assert event[2] == GET
-                self.requests[event[1]] = bytearray()
+            if event[0] == self._starts:
+                if event[0] == REQUEST:
+                    assert event[2] == GET
+                self.received[event[1]] = bytearray()
             elif event[0] == DATA:
-                self.requests[event[1]] += event[2]
+                self.received[event[1]] += event[2]
                 self.ours.acknowledge(event[1], event[3])
             elif event[0] == ENDED:
                 self.ended.add(event[1])
+
+
+class _OurClient(_OurEnd):
+    def __init__(self, window: int) -> None:
+        client = ClientConnection(PlainHpackEncoder())
+        client.initiate({h2wire.ENABLE_PUSH: 0, h2wire.INITIAL_WINDOW_SIZE: window}, 1 << 20)
+        super().__init__(client, RESPONSE)
+        self.client = client
+
+    def open(self, body: bool) -> int:
+        sid = self.client.next_stream_id()
+        self.client.send_headers(sid, GET, end_stream=not body)
+        return sid
+
+
+class _OurServer(_OurEnd):
+    def __init__(self, window: int) -> None:
+        server = ServerConnection(PlainHpackEncoder())
+        server.initiate(
+            {h2wire.MAX_CONCURRENT_STREAMS: 250, h2wire.INITIAL_WINDOW_SIZE: window}, 1 << 20
+        )
+        super().__init__(server, REQUEST)
+        self.server = server
+
+    def answer_headers(self, sid: int, end: bool) -> None:
+        self.server.send_headers(sid, [(b":status", b"200")], end_stream=end)
 
 
 def _pump(client: _Client, server: _Server) -> None:
@@ -208,7 +171,7 @@ def _pump(client: _Client, server: _Server) -> None:
     raise AssertionError("the two sides never went quiet")
 
 
-def _send_all(side: _Client | _Server, sid: int, body: bytes, pump: Callable[[], None]) -> None:
+def _send_all(side: _End, sid: int, body: bytes, pump: Callable[[], None]) -> None:
     """``body`` on ``sid`` within the windows, pumping while they are shut."""
     view = memoryview(body)
     while view:
@@ -238,8 +201,8 @@ def _converse(client: _Client, server: _Server, exchanges: list[tuple[int, int]]
         server.answer_headers(sid, not answer_size)
         _send_all(server, sid, answers[sid], pump)
         pump()
-    assert {sid: bytes(body) for sid, body in server.requests.items()} == sent
-    assert {sid: bytes(body) for sid, body in client.bodies.items()} == answers
+    assert {sid: bytes(body) for sid, body in server.received.items()} == sent
+    assert {sid: bytes(body) for sid, body in client.received.items()} == answers
     assert client.ended == set(sent)
 
 
@@ -257,7 +220,7 @@ def test_our_client_and_the_h2_librarys_server(
 ) -> None:
     client = _OurClient(client_window)
     _converse(client, _H2LibServer(server_window), exchanges)
-    assert client.ours.open_outbound_streams == 0
+    assert client.client.open_outbound_streams == 0
 
 
 @_slow
@@ -267,7 +230,7 @@ def test_the_h2_librarys_client_and_our_server(
 ) -> None:
     server = _OurServer(server_window)
     _converse(_H2LibClient(client_window), server, exchanges)
-    assert server.ours.open_streams == 0
+    assert server.server.open_streams == 0
 
 
 @_slow
@@ -277,4 +240,4 @@ def test_our_client_and_our_server(
 ) -> None:
     client, server = _OurClient(client_window), _OurServer(server_window)
     _converse(client, server, exchanges)
-    assert client.ours.open_outbound_streams == 0 and server.ours.open_streams == 0
+    assert client.client.open_outbound_streams == 0 and server.server.open_streams == 0
