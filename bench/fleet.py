@@ -292,6 +292,10 @@ class WorkCounts:
         return out
 
 
+LONG_GC_S = 0.05  # a hub collection this long is listed in the JSON (hub_gc.long_pauses)
+MAX_LONG_GC = 200  # per phase
+
+
 class GcTime:
     """The time this process (the hub) spends in the cyclic garbage collector, by
     generation, per phase: a collection stops the event loop and every thread, so it is
@@ -302,6 +306,10 @@ class GcTime:
         self.seconds = [0.0, 0.0, 0.0]
         self.counts = [0, 0, 0]
         self.longest_full_s = 0.0
+        # The collections that stopped the hub for LONG_GC_S or more (wall-clock end,
+        # generation, ms): lined up with the simulator's late turns (``ended_at``), they
+        # show whether a burst the simulator met followed a stop of the hub.
+        self.long: list[tuple[float, int, float]] = []
         gc.callbacks.append(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
@@ -314,6 +322,8 @@ class GcTime:
         self.counts[generation] += 1
         if generation == 2:
             self.longest_full_s = max(self.longest_full_s, took)
+        if took >= LONG_GC_S and len(self.long) < MAX_LONG_GC:
+            self.long.append((round(time.time(), 3), generation, round(1000 * took, 1)))
 
     def take(self) -> dict[str, Any]:
         """The figures since the last take."""
@@ -322,7 +332,9 @@ class GcTime:
             "by_generation_s": [round(s, 2) for s in self.seconds],
             "collections": list(self.counts),
             "longest_full_s": round(self.longest_full_s, 3),
+            "long_pauses": [{"ended_at": at, "generation": g, "ms": ms} for at, g, ms in self.long],
         }
+        self.long = []
         self.seconds, self.counts, self.longest_full_s = [0.0, 0.0, 0.0], [0, 0, 0], 0.0
         return taken
 

@@ -156,6 +156,8 @@ class ProcessStats:
             if lag > LATE_S:
                 self.late.append(
                     {
+                        # wall clock, to line a late turn up with what its clients did
+                        "ended_at": round(time.time(), 3),
                         "lag_ms": round(1000 * lag, 1),
                         "interval_ms": round(1000 * (now - started), 1),
                         "cpu_ms": round(1000 * (_cpu_seconds() - cpu), 1),
