@@ -343,7 +343,9 @@ class Limits:
     reads/writes go to threads under these limiters (None: anyio's default limiter);
     store calls run on the loop instead when ``inline`` takes them (SQLite, lock free).
     ``backoff``: the block a retry's backoff wait runs in (the worker lends its hub-wide
-    sync slot out there, so a failing cluster holds none while it waits). ``writes_first``:
+    sync slot out there, so a failing cluster holds none while it waits). ``cluster_done``:
+    called once the operation needs its cluster no more, before its history record (the
+    worker gives its hub-wide sync slot back there). ``writes_first``:
     the hub-wide gate that puts syncs on their way to a write before other work
     (``hub.sync.priority``); None outside ``hub serve``."""
 
@@ -351,6 +353,7 @@ class Limits:
     store: anyio.CapacityLimiter | None = None
     inline: InlineStore | None = None
     backoff: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None
+    cluster_done: Callable[[], None] | None = None
     writes_first: WritesFirst | None = None
 
 

@@ -66,6 +66,11 @@ async def finish(run: Run, result: OperationResult) -> OperationResult:
         finally:
             run.deadline = saved
     result = replace(result, sync_status=sync_status, health=health)
+    if run.limits.cluster_done is not None:
+        # What is left is the record: it needs no cluster, and waiting for its turn below
+        # while holding a hub-wide slot would keep a sync on its way to a write from
+        # starting (hub.worker.slots).
+        run.limits.cluster_done()
     if run.history is not None and not run.request.dry_run:
         if run.limits.writes_first is not None:
             # the record can wait while other syncs make their way to their writes

@@ -303,8 +303,11 @@ class Operations(WorkerState):
                                 # live state from the watch cache: no LIST per sync for
                                 # the kinds it holds (the engine lists the others)
                                 live_state=live_state,
-                                # a retry's backoff holds no hub-wide slot
-                                limits=replace(self._limits, backoff=hold.lent),
+                                # a retry's backoff holds no hub-wide slot, nor
+                                # does the record once the cluster work is done
+                                limits=replace(
+                                    self._limits, backoff=hold.lent, cluster_done=hold.release
+                                ),
                             ),
                         )
                     finally:

@@ -333,3 +333,23 @@ def test_cancelled_while_queueing_after_a_loan_frees_nothing_twice() -> None:
         assert slots.borrowed == 0 and slots.waiting == 0
 
     anyio.run(main)
+
+
+def test_a_slot_given_back_early_serves_a_waiter_and_is_freed_once() -> None:
+    async def main() -> None:
+        slots = FairSlots(1)
+        order: list[str] = []
+        async with anyio.create_task_group() as tg:
+            async with slots.slot("done") as hold:
+                other = start(tg, slots, "other", order)
+                await wait_all_tasks_blocked()
+                assert not other.granted
+                hold.release()  # e.g. a sync whose cluster work is over, before its record
+                hold.release()  # idempotent
+                await wait_all_tasks_blocked()
+                assert other.granted and not hold.holding and slots.held_by("done") == 0
+            assert slots.borrowed == 1 and slots.held_by("other") == 1  # the block freed none
+            other.finish.set()
+        assert slots.borrowed == 0 and slots.waiting == 0
+
+    anyio.run(main)
