@@ -48,6 +48,7 @@ from hub.worker.services import (
     ManualSync,
     _now,
 )
+from hub.worker.slots import limiter_slot
 from hub.worker.state import WorkerState
 
 log = logging.getLogger("hub.worker")  # one logger for the package (see ClusterWorker)
@@ -241,9 +242,18 @@ class Operations(WorkerState):
         its history."""
         kube = self.kube
         assert kube is not None
-        async with self.cluster_syncs, self.svc.global_syncs.slot(self.name) as hold:
+        async with (
+            limiter_slot(self.cluster_syncs) as cluster_slot_done,
+            self.svc.global_syncs.slot(self.name) as hold,
+        ):
             if self.svc.draining() or token.cancelled:
                 return None
+
+            def cluster_done() -> None:
+                # the record that ends the sync needs neither slot (hub.worker.slots)
+                hold.release()
+                cluster_slot_done()
+
             started = time.monotonic()
             running = {
                 "phase": OperationPhase.RUNNING.value,
@@ -306,7 +316,7 @@ class Operations(WorkerState):
                                 # a retry's backoff holds no hub-wide slot, nor
                                 # does the record once the cluster work is done
                                 limits=replace(
-                                    self._limits, backoff=hold.lent, cluster_done=hold.release
+                                    self._limits, backoff=hold.lent, cluster_done=cluster_done
                                 ),
                             ),
                         )

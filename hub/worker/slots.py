@@ -25,7 +25,7 @@ syncs started, and wrote, in one burst).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -59,7 +59,6 @@ class SlotHold:
         finally:
             await self._slots._acquire(self._key)
             self.holding = True
-
 
     def release(self) -> None:
         """Gives the slot back for good (idempotent): the rest of the block needs none.
@@ -186,3 +185,24 @@ class FairSlots:
             bucket.pop(key, None)
             if not bucket:
                 del self._buckets[held]
+
+
+@asynccontextmanager
+async def limiter_slot(limiter: anyio.CapacityLimiter) -> AsyncIterator[Callable[[], None]]:
+    """Holds one token of ``limiter`` (a cluster's own sync limit) for the block, and yields
+    the function that gives it back early (idempotent), as ``SlotHold.release`` does for a
+    hub-wide slot: held on behalf of the block, not of the task that happens to end it."""
+    borrower = object()
+    await limiter.acquire_on_behalf_of(borrower)
+    held = True
+
+    def release() -> None:
+        nonlocal held
+        if held:
+            held = False
+            limiter.release_on_behalf_of(borrower)
+
+    try:
+        yield release
+    finally:
+        release()

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.worker.slots import FairSlots
+from hub.worker.slots import FairSlots, limiter_slot
 
 
 async def wait_all_tasks_blocked() -> None:
@@ -351,5 +351,34 @@ def test_a_slot_given_back_early_serves_a_waiter_and_is_freed_once() -> None:
             assert slots.borrowed == 1 and slots.held_by("other") == 1  # the block freed none
             other.finish.set()
         assert slots.borrowed == 0 and slots.waiting == 0
+
+    anyio.run(main)
+
+
+def test_a_clusters_own_slot_given_back_early_serves_the_next_sync_and_is_freed_once() -> None:
+    async def main() -> None:
+        limiter = anyio.CapacityLimiter(1)
+        order: list[str] = []
+
+        async def sync(name: str, finish: anyio.Event) -> None:
+            async with limiter_slot(limiter) as done:
+                order.append(f"{name} started")
+                done()
+                done()  # idempotent
+                await finish.wait()  # e.g. its record, waiting its turn
+            order.append(f"{name} ended")
+
+        first, second = anyio.Event(), anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sync, "first", first)
+            await wait_all_tasks_blocked()
+            tg.start_soon(sync, "second", second)
+            await wait_all_tasks_blocked()
+            # the second started while the first still waits, and neither holds a token
+            assert order == ["first started", "second started"]
+            assert limiter.borrowed_tokens == 0
+            first.set()
+            second.set()
+        assert limiter.borrowed_tokens == 0 and order[2:] == ["first ended", "second ended"]
 
     anyio.run(main)
