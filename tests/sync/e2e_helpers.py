@@ -2,6 +2,8 @@
 
 - ``GitRepo``: a real Git repository in a temporary directory, written and committed.
 - ``HubApp``: a hub home with the test cluster registered, running the real ``hub`` CLI.
+- ``engine_parts``: what the hub's reconcilers hand the engine for a home (the cluster's
+  client, the sync history, the repository cache), for tests that call it directly.
 - ``Recorder``: watches a namespace on the cluster with the official client and keeps every
   event in resourceVersion order, so tests can check the order of writes and what status
   each object had before the next write.
@@ -14,13 +16,19 @@ import subprocess
 import textwrap
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from clusters.connect import connect
+from clusters.kube import KubeClient
+from hub.home import load_keyring, open_registry, open_store
+from hub.repos import RepoCache
+from hub.sync.history import SyncHistory
 from tests.clusters.cli_support import Hub, Run
 from tests.kube_env import KubeEnv
 
@@ -123,6 +131,31 @@ def hub_app(kube: KubeEnv, tmp_path: Path) -> HubApp:
         kube.context,
     )
     return HubApp(hub=hub, app_file=tmp_path / "app.yaml")
+
+
+@dataclass(frozen=True)
+class EngineParts:
+    kube: KubeClient
+    history: SyncHistory
+    repos: RepoCache
+
+
+@contextmanager
+def engine_parts(home: Path) -> Iterator[EngineParts]:
+    """The engine's collaborators for the test cluster of ``home``, closed after the block."""
+    registry = open_registry(home)
+    store = open_store(home)
+    repos = RepoCache(home)
+    try:
+        yield EngineParts(
+            kube=KubeClient(connect(registry, CLUSTER)),
+            history=SyncHistory(store, lambda: load_keyring(home)),
+            repos=repos,
+        )
+    finally:
+        repos.close()
+        store.close()
+        registry.close()
 
 
 # ---------------------------------------------------------------- observing the cluster

@@ -11,10 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusters.connect import connect
-from clusters.kube import KubeClient
-from hub.home import load_keyring, open_registry, open_store
-from hub.repos import RepoCache
 from hub.sync.engine import (
     CancelToken,
     EventKind,
@@ -23,10 +19,10 @@ from hub.sync.engine import (
     SyncRequest,
     sync_application_blocking,
 )
-from hub.sync.history import OperationPhase, SyncHistory
+from hub.sync.history import OperationPhase
 from hub.sync.model import parse_application_yaml
 from tests.conftest import KubeEnv
-from tests.sync.e2e_helpers import CLUSTER, GitRepo, application, hub_app
+from tests.sync.e2e_helpers import GitRepo, application, engine_parts, hub_app
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -73,39 +69,31 @@ def test_cancelling_a_sync_at_a_health_gate_ends_it_failed_without_later_writes(
         if event.kind is EventKind.RESOURCE and event.health == "Progressing":
             waiting.set()
 
-    registry = open_registry(home)
-    store = open_store(home)
-    try:
-        kube_client = KubeClient(connect(registry, CLUSTER))
-        history = SyncHistory(store, lambda: load_keyring(home))
-        with RepoCache(home) as repos:
-            worker = threading.Thread(
-                target=lambda: results.append(
-                    sync_application_blocking(
-                        kube_client,
-                        app,
-                        SyncRequest(initiated_by="test"),
-                        sources=repos,
-                        history=history,
-                        on_event=on_event,
-                        cancel=token,
-                    )
+    with engine_parts(home) as parts:
+        worker = threading.Thread(
+            target=lambda: results.append(
+                sync_application_blocking(
+                    parts.kube,
+                    app,
+                    SyncRequest(initiated_by="test"),
+                    sources=parts.repos,
+                    history=parts.history,
+                    on_event=on_event,
+                    cancel=token,
                 )
             )
-            worker.start()
-            assert waiting.wait(30), [e.message for e in events]
-            token.cancel()
-            worker.join(30)
-            assert not worker.is_alive()
+        )
+        worker.start()
+        assert waiting.wait(30), [e.message for e in events]
+        token.cancel()
+        worker.join(30)
+        assert not worker.is_alive()
         (result,) = results
         assert result.phase is OperationPhase.FAILED
         assert "terminated" in result.message
-        entries = history.entries(app.name)
+        entries = parts.history.entries(app.name)
         assert entries[-1].phase is OperationPhase.FAILED and entries[-1].initiated_by == "test"
-        assert history.interrupted() == []
-    finally:
-        store.close()
-        registry.close()
+        assert parts.history.interrupted() == []
     got = kubectl("get", "configmap", "later", "-n", namespace)
     assert got.returncode != 0 and "NotFound" in got.stderr
     deploy = yaml.safe_load(kubectl("get", "deploy", "stuck", "-n", namespace, "-o", "yaml").stdout)

@@ -12,18 +12,14 @@ from pathlib import Path
 
 import anyio
 
-from clusters.connect import connect
-from clusters.kube import KubeClient
-from hub.home import load_keyring, open_registry, open_store
-from hub.repos import RepoCache
 from hub.sync.engine import SyncRequest, sync_application_blocking
-from hub.sync.history import OperationPhase, SyncHistory
+from hub.sync.history import OperationPhase
 from hub.sync.model import parse_application_yaml
 from hub.sync.operation import Limits
 from hub.sync.priority import WritesFirst
 from hub.worker.slots import FairSlots
 from tests.conftest import KubeEnv
-from tests.sync.e2e_helpers import CLUSTER, GitRepo, application, hub_app
+from tests.sync.e2e_helpers import CLUSTER, GitRepo, application, engine_parts, hub_app
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -61,41 +57,33 @@ def test_the_record_waits_its_turn_without_a_hub_wide_slot(
     gate = SlotsAtTheGate(slots)
     released: list[int] = []
 
-    registry = open_registry(home)
-    store = open_store(home)
-    try:
-        kube_client = KubeClient(connect(registry, CLUSTER))
-        history = SyncHistory(store, lambda: load_keyring(home))
-        with RepoCache(home) as repos:
+    with engine_parts(home) as parts:
 
-            async def with_a_slot() -> None:
-                async with slots.slot(CLUSTER) as hold:
+        async def with_a_slot() -> None:
+            async with slots.slot(CLUSTER) as hold:
 
-                    def cluster_done() -> None:
-                        hold.release()
-                        released.append(slots.borrowed)
+                def cluster_done() -> None:
+                    hold.release()
+                    released.append(slots.borrowed)
 
-                    limits = Limits(cluster_done=cluster_done, writes_first=gate)
-                    result = await anyio.to_thread.run_sync(
-                        lambda: sync_application_blocking(
-                            kube_client,
-                            app,
-                            SyncRequest(initiated_by="test"),
-                            sources=repos,
-                            history=history,
-                            limits=limits,
-                        )
+                limits = Limits(cluster_done=cluster_done, writes_first=gate)
+                result = await anyio.to_thread.run_sync(
+                    lambda: sync_application_blocking(
+                        parts.kube,
+                        app,
+                        SyncRequest(initiated_by="test"),
+                        sources=parts.repos,
+                        history=parts.history,
+                        limits=limits,
                     )
-                    assert result.phase is OperationPhase.SUCCEEDED, result.message
-                    assert not hold.holding
-                assert slots.borrowed == 0  # given back once, not twice
+                )
+                assert result.phase is OperationPhase.SUCCEEDED, result.message
+                assert not hold.holding
+            assert slots.borrowed == 0  # given back once, not twice
 
-            anyio.run(with_a_slot)
+        anyio.run(with_a_slot)
         assert released == [0]
         assert gate.held_at_turn == [0]  # the record asked for its turn holding no slot
-        (entry,) = history.entries(app.name)
+        (entry,) = parts.history.entries(app.name)
         assert entry.phase is OperationPhase.SUCCEEDED
-    finally:
-        store.close()
-        registry.close()
     assert kubectl("get", "configmap", "recorded", "-n", namespace).returncode == 0
