@@ -345,7 +345,8 @@ class Limits:
     ``backoff``: the block a retry's backoff wait runs in (the worker lends its hub-wide
     sync slot out there, so a failing cluster holds none while it waits). ``cluster_done``:
     called once the operation needs its cluster no more, before its history record (the
-    worker gives its hub-wide sync slot back there). ``writes_first``:
+    worker gives its sync slots, the hub-wide one and its cluster's, back there).
+    ``writes_first``:
     the hub-wide gate that puts syncs on their way to a write before other work
     (``hub.sync.priority``); None outside ``hub serve``."""
 

@@ -68,8 +68,8 @@ async def finish(run: Run, result: OperationResult) -> OperationResult:
     result = replace(result, sync_status=sync_status, health=health)
     if run.limits.cluster_done is not None:
         # What is left is the record: it needs no cluster, and waiting for its turn below
-        # while holding a hub-wide slot would keep a sync on its way to a write from
-        # starting (hub.worker.slots).
+        # while holding a sync slot would keep a sync on its way to a write from starting
+        # (hub.worker.slots).
         run.limits.cluster_done()
     if run.history is not None and not run.request.dry_run:
         if run.limits.writes_first is not None:

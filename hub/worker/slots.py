@@ -51,9 +51,11 @@ class SlotHold:
     @asynccontextmanager
     async def lent(self) -> AsyncIterator[None]:
         """Gives the slot back for the block and waits for one again after it. Cancelled
-        while waiting, the hold ends without a slot (the ``slot`` block then frees none)."""
-        self._slots._release(self._key)
-        self.holding = False
+        while waiting, the hold ends without a slot (the ``slot`` block then frees none).
+        Lent after ``release``, it has nothing to give and only waits for one after."""
+        if self.holding:
+            self._slots._release(self._key)
+            self.holding = False
         try:
             yield
         finally:
@@ -61,8 +63,7 @@ class SlotHold:
             self.holding = True
 
     def release(self) -> None:
-        """Gives the slot back for good (idempotent): the rest of the block needs none.
-        A later ``lent`` block would queue for one again, as after a loan."""
+        """Gives the slot back for good (idempotent): the rest of the block needs none."""
         if self.holding:
             self.holding = False
             self._slots._release(self._key)

@@ -351,6 +351,12 @@ def test_a_slot_given_back_early_serves_a_waiter_and_is_freed_once() -> None:
             assert slots.borrowed == 1 and slots.held_by("other") == 1  # the block freed none
             other.finish.set()
         assert slots.borrowed == 0 and slots.waiting == 0
+        async with slots.slot("done") as hold:
+            hold.release()
+            async with hold.lent():  # nothing to lend: it only queues for a slot after
+                assert slots.borrowed == 0
+            assert hold.holding and slots.held_by("done") == 1
+        assert slots.borrowed == 0 and slots.waiting == 0
 
     anyio.run(main)
 
