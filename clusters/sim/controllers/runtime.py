@@ -471,13 +471,17 @@ class Runtime:
             self._detach()
 
     def _detach(self) -> None:
-        scheduler, self._scheduler = self._scheduler, None
-        if scheduler is not None:
-            scheduler.forget(self)
+        self._leave_scheduler()
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
         self._loop = None
+
+    def _leave_scheduler(self) -> None:
+        # read once: compiled, a second read after the first is cleared saw None
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.forget(self)
 
     async def _until_stopped(self) -> None:
         assert self._stopped is not None
@@ -498,9 +502,7 @@ class Runtime:
 
     def fail(self, exc: BaseException) -> None:
         """A reconcile failed in a way no retry fixes: ``run`` raises it."""
-        scheduler, self._scheduler = self._scheduler, None
-        if scheduler is not None:
-            scheduler.forget(self)
+        self._leave_scheduler()
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_exception(exc)
 
